@@ -1,0 +1,3 @@
+from x86vm.cli import main
+
+raise SystemExit(main())

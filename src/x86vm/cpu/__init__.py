@@ -1,0 +1,1 @@
+"""x86vm.cpu (see ARCHITECTURE.md)."""

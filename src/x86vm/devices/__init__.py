@@ -1,0 +1,1 @@
+"""x86vm.devices (see ARCHITECTURE.md)."""

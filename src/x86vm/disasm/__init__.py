@@ -1,0 +1,1 @@
+"""x86vm.disasm (see ARCHITECTURE.md)."""

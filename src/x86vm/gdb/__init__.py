@@ -1,0 +1,1 @@
+"""x86vm.gdb (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""x86vm.isa (see ARCHITECTURE.md)."""

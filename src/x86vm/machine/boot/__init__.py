@@ -1,0 +1,1 @@
+"""Boot loaders: put a guest image in memory and return its :class:`EntryState`."""

@@ -1,0 +1,1 @@
+"""KVM backend: /dev/kvm ioctls from Python (ctypes, no C extension)."""

@@ -1,0 +1,1 @@
+"""x86vm.trace (see ARCHITECTURE.md)."""
