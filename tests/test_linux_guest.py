@@ -98,7 +98,9 @@ def test_cached_config_honours_fragment():
     assert not differ, f"wanted vs built: {differ}"
 
 
-def boot(command: list[str], timeout: float, env: dict[str, str] | None = None):
+def boot(
+    command: list[str], timeout: float, env: dict[str, str] | None = None, marker: str = MARKER
+):
     """Run a VM to completion or ``timeout``; return (status, console output, seconds to
     the marker or NaN).  A reader thread timestamps lines so a silent hang still times out."""
     start = time.monotonic()
@@ -121,7 +123,7 @@ def boot(command: list[str], timeout: float, env: dict[str, str] | None = None):
         status = process.wait()
         lines.append((timeout, f"\n[killed after {timeout:.0f}s]\n"))
     reader.join(timeout=5)
-    to_marker = next((at for at, line in lines if MARKER in line), float("nan"))
+    to_marker = next((at for at, line in lines if marker in line), float("nan"))
     return status, "".join(line for _, line in lines), to_marker
 
 
@@ -202,7 +204,7 @@ def explicitly_selected(request):
         pytest.skip("boots Linux under x86vm (minutes); select with -m slow")
 
 
-def x86vm_run(kernel: Path, initrd: Path, cmdline: str):
+def x86vm_run(kernel: Path, initrd: Path, cmdline: str, marker: str = MARKER):
     pytest.importorskip("x86vm.cli.run", reason="x86vm run not available yet")
     if reason := kvm_unusable_reason():
         pytest.skip(reason)
@@ -220,7 +222,7 @@ def x86vm_run(kernel: Path, initrd: Path, cmdline: str):
         "--timeout",
         str(X86VM_TIMEOUT),
     ]
-    return boot(command, X86VM_TIMEOUT + 30, env)
+    return boot(command, X86VM_TIMEOUT + 30, env, marker)
 
 
 @pytest.mark.slow
@@ -246,7 +248,10 @@ def test_x86vm_run_reaches_init_on_software_kvm(explicitly_selected):
     if not SOFTWARE_KVM_MODULE.exists():
         pytest.skip("only for the kvm_pvm software hypervisor")
     status, output, seconds = x86vm_run(
-        cached("vmlinux"), cached("initramfs.cpio"), f"{UNATTENDED_CMDLINE} {SOFTWARE_KVM_CMDLINE}"
+        cached("vmlinux"),
+        cached("initramfs.cpio"),
+        f"{UNATTENDED_CMDLINE} {SOFTWARE_KVM_CMDLINE}",
+        KERNEL_REACHED_INIT,
     )
     assert KERNEL_REACHED_INIT in output, f"status {status}; last output:\n{output[-3000:]}"
     print(f"x86vm run on kvm_pvm: kernel started /init after {seconds:.1f}s wall")
