@@ -41,6 +41,13 @@ def requires_kvm() -> list[pytest.MarkDecorator]:
             pytest.mark.skipif(reason is not None, reason=f"/dev/kvm unusable: {reason}")]
 
 
+def runs_guests(test):
+    """Decorator form of :func:`requires_kvm` for single tests."""
+    for mark in requires_kvm():
+        test = mark(test)
+    return test
+
+
 @functools.cache
 def assemble(source: str, base: int, bits: int = 16) -> bytes:
     """Assemble ``source`` (GNU as, AT&T) into a flat image linked to run at ``base``."""
