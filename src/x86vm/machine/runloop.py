@@ -126,6 +126,7 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> i
     buffered = backend.buffered_writes
     find_port = pio.find
     mask = _MASK
+    io_exit, mmio_exit = IoExit, MmioExit
     exits = 0
     ex: Exit | None = None
     try:
@@ -137,7 +138,7 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> i
             if ex is None:
                 continue
             exits += 1
-            if ex.__class__ is IoExit:
+            if ex.__class__ is io_exit:
                 if ex.count != 1:
                     _string_io(ex, pio)
                     if not ex.is_write:
@@ -147,7 +148,8 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> i
                 size = ex.size
                 m = find_port(port)
                 if ex.is_write:
-                    value = int.from_bytes(ex.data, "little")
+                    data = ex.data
+                    value = data[0] if size == 1 else int.from_bytes(data, "little")
                     if m is None:
                         pio.write(port, size, value)  # counted as unclaimed
                     else:
@@ -159,7 +161,7 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> i
                         value = m.device.read(port - m.base, size)
                     ex.data[:] = (value & mask[size]).to_bytes(size, "little")
                     complete_io(ex)
-            elif ex.__class__ is MmioExit:
+            elif ex.__class__ is mmio_exit:
                 if ex.is_write:
                     mmio.write(ex.gpa, ex.size, int.from_bytes(ex.data, "little"))
                 else:

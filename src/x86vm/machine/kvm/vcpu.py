@@ -18,6 +18,7 @@ import errno
 import mmap
 import os
 import struct
+from collections.abc import Callable
 
 from x86vm.machine.boot.state import GPR_NAMES, EntryState, Segment
 from x86vm.machine.exits import (
@@ -64,6 +65,7 @@ class KvmVcpu:
         self._ioctl = libc_ioctl()
         self._pending_read: IoExit | MmioExit | Hypercall | None = None
         self._pending_offset = 0
+        self.run = self._make_run()
 
     # -- registers --------------------------------------------------------------------------
 
@@ -136,28 +138,42 @@ class KvmVcpu:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run(self) -> Exit | None:
-        """One ``KVM_RUN``: the exit it ended with, or None when a signal or
-        ``immediate_exit`` interrupted it before the guest exited."""
-        if self._ioctl(self.fd, abi.KVM_RUN, 0) < 0:
-            err = ctypes.get_errno()
-            if err == errno.EINTR or err == errno.EAGAIN:
-                return self._interrupted()
-            return InternalError(f"KVM_RUN failed: {os.strerror(err)}")
-        run = self.run_map
-        reason, direction, size, port, count, data_offset = _EXIT_HEAD.unpack_from(
-            run, abi.RUN_EXIT_REASON)
-        if reason == abi.KVM_EXIT_IO:
+    def _make_run(self) -> Callable[[], Exit | None]:
+        """Build :meth:`run` as a closure over locals: this is the exit hot path, so every
+        constant, the mapping and the unpacker are bound once instead of looked up per exit.
+        """
+        ioctl_, fd, request, run_map, run_size = (self._ioctl, self.fd, abi.KVM_RUN,
+                                                  self.run_map, self.run_size)
+        unpack_head, head_offset = _EXIT_HEAD.unpack_from, abi.RUN_EXIT_REASON
+        exit_io, io_out = abi.KVM_EXIT_IO, abi.KVM_EXIT_IO_OUT
+        io_exit, other_exit, failed_run = IoExit, self._other_exit, self._failed_run
+
+        def run() -> Exit | None:
+            """One ``KVM_RUN``: the exit it ended with, or None when a signal or
+            ``immediate_exit`` interrupted it before the guest exited."""
+            if ioctl_(fd, request, 0) < 0:
+                return failed_run()
+            reason, direction, size, port, count, data_offset = unpack_head(run_map,
+                                                                             head_offset)
+            if reason != exit_io:
+                return other_exit(reason)
             end = data_offset + size * count
-            if end > self.run_size or size not in (1, 2, 4):
+            if end > run_size or size not in (1, 2, 4):
                 return InternalError(f"KVM_EXIT_IO with bad size/count/offset: {size}/"
                                      f"{count}/{data_offset:#x}")
-            if direction == abi.KVM_EXIT_IO_OUT:
-                return IoExit(port, size, True, bytearray(run[data_offset:end]), count)
-            exit_ = IoExit(port, size, False, bytearray(end - data_offset), count)
+            if direction == io_out:
+                return io_exit(port, size, True, bytearray(run_map[data_offset:end]), count)
+            exit_ = io_exit(port, size, False, bytearray(end - data_offset), count)
             self._pending_read, self._pending_offset = exit_, data_offset
             return exit_
-        return self._other_exit(reason)
+
+        return run
+
+    def _failed_run(self) -> Exit | None:
+        err = ctypes.get_errno()
+        if err == errno.EINTR or err == errno.EAGAIN:
+            return self._interrupted()
+        return InternalError(f"KVM_RUN failed: {os.strerror(err)}")
 
     def _interrupted(self) -> Halt | None:
         """KVM_RUN returned EINTR: a kick. With the in-kernel LAPIC a ``hlt`` never exits to
