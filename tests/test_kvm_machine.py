@@ -322,3 +322,25 @@ def test_a_failing_device_ends_the_run_not_the_monitor(machine):
     result = run_real(machine, "inb $0x80, %al\nhlt")
     assert result.status == STATUS_INTERNAL_ERROR
     assert "ZeroDivisionError" in result.reason
+
+
+def test_timeout_and_stop_work_when_the_vcpu_runs_on_another_thread(machine):
+    import threading
+
+    machine.memory.write(0x7C00, assemble("1: jmp 1b", 0x7C00))
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(machine.run(real_mode(0, 0x7C00), timeout=0.3)))
+    start = time.monotonic()
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - start < 2
+    assert results[0].status == STATUS_TIMEOUT
+    # a stop requested from the main thread while the guest spins on the worker
+    worker = threading.Thread(target=lambda: results.append(machine.run(real_mode(0, 0x7C00))))
+    worker.start()
+    time.sleep(0.2)
+    machine.request_stop(42, "stopped by the host")
+    worker.join(5)
+    assert not worker.is_alive()
+    assert (results[1].status, results[1].reason) == (42, "stopped by the host")

@@ -67,16 +67,17 @@ def assemble(source: str, base: int, bits: int = 16) -> bytes:
         return out.read_bytes()
 
 
-PML4_GPA = 0x1000  # PML4, one PDPT, four page directories: 2 MiB pages for 0..4 GiB
+PML4_GPA = 0x1000  # PML4, one PDPT, eight page directories: 2 MiB pages for 0..8 GiB
+MAPPED_GIB = 8
 GDT_GPA = 0x800
 
 
 def enter_long_mode(memory, rip: int, **gprs: int):
-    """Identity-map the low 4 GiB with 2 MiB pages, write a GDT, and return the entry state
+    """Identity-map the low 8 GiB with 2 MiB pages, write a GDT, and return the entry state
     for 64-bit code at ``rip`` (what a 64-bit boot loader hands over)."""
     pdpt = PML4_GPA + 0x1000
     memory.write_u64(PML4_GPA, pdpt | 0x3)  # present, writable
-    for i in range(4):
+    for i in range(MAPPED_GIB):
         pd = pdpt + 0x1000 * (i + 1)
         memory.write_u64(pdpt + 8 * i, pd | 0x3)
         for j in range(512):

@@ -79,17 +79,20 @@ class Backend(Protocol):
 class StopRequest:
     """The first stop asked for in a run (debug-exit, reset, timeout) wins."""
 
-    __slots__ = ("status", "reason")
+    __slots__ = ("status", "reason", "_lock")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.reason = ""
+        self._lock = threading.Lock()
 
     def request(self, status: int, reason: str) -> bool:
-        if self.status is not None:
-            return False
-        self.status, self.reason = status, reason
-        return True
+        """Record a stop unless one is recorded already; True if this one counts."""
+        with self._lock:
+            if self.status is not None:
+                return False
+            self.reason, self.status = reason, status
+            return True
 
     def clear(self) -> None:
         self.status, self.reason = None, ""

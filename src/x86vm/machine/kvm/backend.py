@@ -78,6 +78,10 @@ class KvmBackend:
         self.complete_io = self.vcpu.complete_io
         self.buffered_writes = None
         self._lines: dict[int, KvmIrqLine] = {}
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(KICK_SIGNAL) == signal.SIG_DFL):
+            # so that a vCPU later run on another thread can still be kicked
+            signal.signal(KICK_SIGNAL, _ignore_kick)
         self._kick_lock = threading.Lock()
         self._vcpu_thread: int | None = None
         self._can_kick = False
