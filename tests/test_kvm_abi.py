@@ -107,3 +107,36 @@ def test_flexible_arrays_follow_the_header():
 def test_exit_reason_names():
     assert abi.EXIT_REASON_NAMES[abi.KVM_EXIT_IO] == "IO"
     assert abi.EXIT_REASON_NAMES[abi.KVM_EXIT_SHUTDOWN] == "SHUTDOWN"
+
+
+def test_hot_path_unpackers_agree_with_the_ctypes_layout():
+    """The exit path decodes kvm_run with struct formats; fill a ctypes KvmRun and decode it."""
+    from x86vm.machine.kvm import vcpu
+
+    run = abi.KvmRun()
+    run.exit_reason = abi.KVM_EXIT_IO
+    io = run.exit.io
+    io.direction, io.size, io.port, io.count, io.data_offset = 1, 2, 0x3F8, 3, 0x1000
+    assert vcpu._EXIT_HEAD.unpack_from(bytes(run), abi.RUN_EXIT_REASON) == (
+        abi.KVM_EXIT_IO, 1, 2, 0x3F8, 3, 0x1000)
+
+    run = abi.KvmRun()
+    mmio = run.exit.mmio
+    mmio.phys_addr, mmio.len, mmio.is_write = 0xFEB00010, 4, 1
+    mmio.data[:] = list(range(1, 9))
+    assert vcpu._MMIO.unpack_from(bytes(run), abi.RUN_MMIO) == (
+        0xFEB00010, bytes(range(1, 9)), 4, 1)
+    assert abi.RUN_MMIO_DATA == abi.RUN_MMIO + 8
+
+    run = abi.KvmRun()
+    hc = run.exit.hypercall
+    hc.nr, hc.ret, hc.longmode = 9, 77, 1
+    hc.args[:] = [10, 11, 12, 13, 14, 15]
+    assert vcpu._HYPERCALL.unpack_from(bytes(run), abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset
+                                       ) == (9, 10, 11, 12, 13, 14, 15, 77, 1)
+    assert vcpu._HYPERCALL_RET == abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset + 56
+
+    entry = abi.KvmCoalescedMmio(0xE0000000, 2, 1)
+    entry.data[:] = [0xAA, 0xBB, 0, 0, 0, 0, 0, 0]
+    assert vcpu._RING_ENTRY.size == ctypes.sizeof(abi.KvmCoalescedMmio)
+    assert vcpu._RING_ENTRY.unpack(bytes(entry)) == (0xE0000000, 2, 1, b"\xaa\xbb" + bytes(6))

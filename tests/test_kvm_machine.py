@@ -258,6 +258,7 @@ def test_irq_line_raises_an_interrupt_through_the_in_kernel_pic(machine):
 
 def test_msrs_and_cpuid_as_the_guest_sees_them(machine):
     vcpu = machine.backend.vcpu
+    assert vcpu.get_msrs([0x1A0])[0x1A0] & 1  # IA32_MISC_ENABLE: fast strings, as at reset
     vcpu.set_msrs({0x174: 0x10})  # IA32_SYSENTER_CS
     assert vcpu.get_msrs([0x174]) == {0x174: 0x10}
     dev = Recorder()

@@ -25,6 +25,10 @@ from x86vm.machine.memory import GuestMemory
 
 log = logging.getLogger(__name__)
 
+MSR_IA32_MISC_ENABLE = 0x1A0
+MISC_ENABLE_FAST_STRING = 1 << 0  # "fast string operations enabled" (SDM Vol. 4 Table 2-2)
+BOOT_MSRS = {MSR_IA32_MISC_ENABLE: MISC_ENABLE_FAST_STRING}  # reset values, as QEMU sets them
+
 KICK_SIGNAL = signal.SIGRTMIN  # the first real-time signal, as Firecracker uses for kicks
 HALT_POLL_SECONDS = 0.05
 
@@ -71,6 +75,7 @@ class KvmBackend:
                                                region.host_address)
             self.vcpu = KvmVcpu(self.kvm, self.vm, 0)
             self.vcpu.set_cpuid2(self.kvm.supported_cpuid())
+            self.vcpu.set_msrs(BOOT_MSRS)
         except BaseException:
             self.close()
             raise
