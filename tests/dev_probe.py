@@ -1,0 +1,94 @@
+"""Port-probe programs run twice: as a tiny firmware under QEMU, and against x86vm's devices.
+
+A probe is a list of port operations: ``("out", port, size, value)`` or ``("in", port, size)``.
+:func:`run_under_qemu` assembles it into a 64 KiB real-mode image that QEMU loads as its BIOS
+(``-bios``), so nothing but the probe touches the devices after reset. Every ``in`` result is
+copied, little-endian, to QEMU's debug console (port 0xe9); the program ends with a write to
+isa-debug-exit. :func:`run_on_bus` performs the same operations on a
+:class:`~x86vm.machine.bus.PortBus` and returns the same byte string, so the two can be
+compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from x86vm.machine.bus import PortBus
+
+Op = tuple
+
+DEBUGCON = 0xE9
+EXIT_PORT = 0xF4
+QEMU = shutil.which("qemu-system-x86_64")
+TOOLS = all(shutil.which(t) for t in ("as", "ld"))
+
+
+def out(port: int, value: int, size: int = 1) -> Op:
+    return ("out", port, size, value)
+
+
+def inp(port: int, size: int = 1) -> Op:
+    return ("in", port, size)
+
+
+_REG = {1: "%al", 2: "%ax", 4: "%eax"}
+
+
+def _asm(ops: list[Op]) -> str:
+    lines = [".code16", ".text", "start:"]
+    for op in ops:
+        lines.append(f"  mov ${op[1]:#x}, %dx")
+        if op[0] == "out":
+            _, _, size, value = op
+            lines += [f"  mov ${value:#x}, {_REG[size]}", f"  out {_REG[size]}, %dx"]
+        else:
+            size = op[2]
+            lines += [f"  in %dx, {_REG[size]}", f"  mov ${DEBUGCON:#x}, %dx"]
+            for i in range(size):
+                lines.append("  out %al, %dx")
+                if i + 1 < size:
+                    lines.append("  shr $8, %eax" if size == 4 else "  mov %ah, %al")
+    lines += [f"  mov ${EXIT_PORT:#x}, %dx", "  mov $0, %al", "  out %al, %dx",
+              "1: hlt", "  jmp 1b",
+              ".org 0xfff0", "  ljmp $0xf000, $start", ".org 0x10000", ""]
+    return "\n".join(lines)
+
+
+def build_image(ops: list[Op], workdir: Path) -> Path:
+    src, obj, img = workdir / "probe.S", workdir / "probe.o", workdir / "probe.bin"
+    src.write_text(_asm(ops))
+    subprocess.run(["as", "--32", "-o", obj, src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-e", "0", "-Ttext", "0", "--oformat", "binary",
+                    "-o", img, obj], check=True)
+    return img
+
+
+def run_under_qemu(ops: list[Op], workdir: Path, *, memory_mb: int = 128, smp: int = 1,
+                   extra: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """Run the probe as QEMU's firmware; returns (debugcon bytes, COM1 output bytes)."""
+    img = build_image(ops, workdir)
+    dbg, ser = workdir / "debugcon.out", workdir / "serial.out"
+    proc = subprocess.run(
+        [QEMU, "-machine", "pc,accel=tcg", "-m", str(memory_mb), "-smp", str(smp),
+         "-bios", img, "-display", "none", "-nodefaults", "-no-reboot",
+         "-serial", f"file:{ser}",
+         "-chardev", f"file,id=dbg,path={dbg}",
+         "-device", f"isa-debugcon,iobase={DEBUGCON:#x},chardev=dbg",
+         "-device", f"isa-debug-exit,iobase={EXIT_PORT:#x},iosize=1", *extra],
+        capture_output=True, timeout=60)
+    if proc.returncode != 1:  # (0 << 1) | 1: the probe ran to its end
+        raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stderr.decode()}")
+    return dbg.read_bytes(), ser.read_bytes()
+
+
+def run_on_bus(ops: list[Op], bus: PortBus) -> bytes:
+    """The same probe against x86vm's devices; returns the bytes the ``in`` ops produced."""
+    result = bytearray()
+    for op in ops:
+        if op[0] == "out":
+            bus.write(op[1], op[2], op[3])
+        else:
+            result += bus.read(op[1], op[2]).to_bytes(op[2], "little")
+    return bytes(result)
