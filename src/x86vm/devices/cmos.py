@@ -131,11 +131,9 @@ class Cmos(ByteRegisters):
 
     def _load_time(self, regs: dict[int, int]) -> None:
         """Restart the clock from guest-written registers; an invalid date is ignored."""
-        hour = regs[HOURS]
-        if self.ram[REG_B] & B_24H:
-            hour = self._decode(hour)
-        else:
-            hour = self._decode(hour & 0x7F) % 12 + (12 if hour & 0x80 else 0)
+        hour = self._decode(regs[HOURS] & 0x7F)  # bit 7 is the PM flag, unused in 24 h mode
+        if not self.ram[REG_B] & B_24H:
+            hour = hour % 12 + (12 if regs[HOURS] & 0x80 else 0)
         year = from_bcd(regs[CENTURY]) * 100 + self._decode(regs[YEAR])
         fields = (year, self._decode(regs[MONTH]), self._decode(regs[DAY_OF_MONTH]), hour,
                   self._decode(regs[MINUTES]), self._decode(regs[SECONDS]))

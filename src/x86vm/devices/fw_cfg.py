@@ -7,8 +7,9 @@ architecture-specific item space; bit 14 (the old write channel) is ignored, as 
 writes (QEMU ≥ 2.4). An unknown selector reads as an empty item (all 0x00).
 
 Width rules of QEMU's x86 combined port (``fw_cfg_comb_valid``, checked under QEMU 7.2): a
-2-byte write at 0x510 or 0x511 selects; a 1-byte read at either port reads data; a 1-byte write
-is a (dropped) data write; any other access does nothing and reads 0.
+2-byte write at 0x510 selects; a 1-byte read at either port reads data; a 1-byte write is a
+(dropped) data write; any other access (a 2-byte access at 0x511, any 4-byte access, a 2-byte
+read) does nothing and reads 0.
 
 Items (``include/standard-headers/linux/qemu_fw_cfg.h`` numbering; integers little-endian):
 ``FW_CFG_SIGNATURE`` "QEMU", ``FW_CFG_ID`` 1 (traditional interface only, no DMA),
@@ -101,6 +102,6 @@ class FwCfg:
         return self.read_data() if size == 1 else 0
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if size == 2:
+        if size == 2 and offset == 0:
             self.select(value & 0xFFFF)
         # 1-byte data writes are ignored (QEMU >= 2.4); other widths are invalid

@@ -350,8 +350,9 @@ class Uart16550(ByteRegisters):
             if dlab:
                 self.divisor = (self.divisor & 0x00FF) | value << 8
             else:
+                if value & ~self.ier & IER.ETBEI:
+                    self.thr_pending = True  # enabling ETBEI with THR empty raises THRE
                 self.ier = value & 0x0F
-                self.thr_pending = True  # THR is always empty here: arm THRE (as QEMU does)
         elif offset == Reg.IIR_FCR:
             self._write_fcr(value)
         elif offset == Reg.LCR:
