@@ -69,6 +69,7 @@ def test_keyboard_irq_follows_output_buffer(env):
     assert kbd.level and not aux.level
     replies = [bus.read(0x60, 1) for _ in range(3)]
     assert replies == [0xFA, 0xAB, 0x83] and not kbd.level
+    assert kbd.edges == 3  # one edge per byte for the edge-triggered PIC
     bus.write(0x64, 1, 0x60)
     bus.write(0x60, 1, 0x00)  # interrupts off in the command byte
     bus.write(0x60, 1, 0xEE)

@@ -131,8 +131,15 @@ class I8042(ByteRegisters):
         return value
 
     def read_data(self) -> int:
+        """Reading empties the output buffer: the IRQ line drops, and rises again if another
+        byte is loaded, so an edge-triggered PIC sees one edge per byte (Linux's handler
+        reads one byte per interrupt)."""
         if self.queue:
             self.last_data = self.queue.popleft()[0]
+            for i, line in enumerate((self.kbd_irq, self.aux_irq)):
+                if self._levels[i]:
+                    self._levels[i] = False
+                    line.set_level(False)
             self._update_irq()
         return self.last_data
 
