@@ -1,10 +1,13 @@
 """What every loader needs from a PC's physical memory: the e820 map, free-space placement,
 a boot GDT and identity-mapped page tables.
 
-The map follows what a PC BIOS reports (ACPI 6.4 §15 "System Address Map Interfaces"): low
-RAM up to the Extended BIOS Data Area at 0x9FC00 is usable; the EBDA and the BIOS ROM at
-0xF0000–0xFFFFF are reserved; the VGA window and option-ROM area 0xA0000–0xEFFFF are a gap;
-RAM from 1 MiB up is usable. Descriptors are encoded from the same :class:`Segment` values the
+The map follows what a PC BIOS reports (ACPI 6.4 §15 "System Address Map Interfaces"), and
+exactly what SeaBIOS reports under QEMU for the same RAM, so that kernels written for QEMU see
+the same memory sizes: low RAM up to the Extended BIOS Data Area at 0x9FC00 is usable; the
+EBDA and the BIOS ROM at 0xF0000–0xFFFFF are reserved; the VGA window and option-ROM area
+0xA0000–0xEFFFF are a gap; RAM from 1 MiB up is usable except its top 128 KiB below 4 GiB,
+which firmware keeps for its tables (SeaBIOS puts ACPI/SMBIOS there; x86vm keeps the window
+reserved for the same use). Descriptors are encoded from the same :class:`Segment` values the
 :class:`EntryState` carries (SDM Vol. 3A §3.4.5), so the GDT in memory and the hidden segment
 state handed to the vCPU agree.
 """
@@ -32,6 +35,8 @@ PAGE = 0x1000
 LEGACY_RESERVED = ((EBDA_START, VGA_START), (BIOS_ROM_START, HIGH_MEMORY))
 # Never usable as RAM below 1 MiB: EBDA, VGA, option ROMs, BIOS.
 LEGACY_HOLE = (EBDA_START, HIGH_MEMORY)
+# Reserved at the top of RAM below 4 GiB for firmware tables, as SeaBIOS does.
+FIRMWARE_RESERVED = 0x20000
 # Boot data is never placed in page 0 (real-mode IVT and BIOS data area).
 LOWEST_BOOT_DATA = 0x1000
 
@@ -47,15 +52,29 @@ class E820Entry:
         return self.addr + self.size
 
 
+def firmware_window(memory: GuestMemory) -> tuple[int, int] | None:
+    """The reserved top of the highest RAM region below 4 GiB (SeaBIOS's table area)."""
+    ends = [r.end for r in memory.regions
+            if r.end <= FOUR_GIB and r.end - FIRMWARE_RESERVED >= max(r.gpa, HIGH_MEMORY)]
+    return (max(ends) - FIRMWARE_RESERVED, max(ends)) if ends else None
+
+
 def e820_map(memory: GuestMemory) -> list[E820Entry]:
-    """The guest's memory map, sorted: RAM regions minus the legacy hole, plus its reservations."""
+    """The guest's memory map, sorted: RAM minus the reserved windows, plus the windows."""
+    windows = list(LEGACY_RESERVED)
+    holes = [LEGACY_HOLE]
+    fw = firmware_window(memory)
+    if fw is not None:
+        windows.append(fw)
+        holes.append(fw)
     entries: list[E820Entry] = []
-    hole_lo, hole_hi = LEGACY_HOLE
     for r in memory.regions:
-        for lo, hi in ((r.gpa, min(r.end, hole_lo)), (max(r.gpa, hole_hi), r.end)):
-            if lo < hi:
-                entries.append(E820Entry(lo, hi - lo, E820_RAM))
-        for lo, hi in LEGACY_RESERVED:
+        pieces = [(r.gpa, r.end)]
+        for h_lo, h_hi in holes:
+            pieces = [p for lo, hi in pieces
+                      for p in ((lo, min(hi, h_lo)), (max(lo, h_hi), hi)) if p[0] < p[1]]
+        entries += [E820Entry(lo, hi - lo, E820_RAM) for lo, hi in pieces]
+        for lo, hi in windows:
             lo, hi = max(lo, r.gpa), min(hi, r.end)
             if lo < hi:
                 entries.append(E820Entry(lo, hi - lo, E820_RESERVED))
