@@ -116,8 +116,8 @@ def recorded(name: str) -> dict:
 def record() -> int:
     import tempfile
 
-    sys.path.insert(0, str(HERE))
-    from build import build_all
+    sys.path.insert(0, str(HERE.parent))
+    from guests.build import build_all
 
     with tempfile.TemporaryDirectory() as tmp:
         build_all(Path(tmp))

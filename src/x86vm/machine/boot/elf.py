@@ -23,6 +23,7 @@ _EHDR = {ELFCLASS32: struct.Struct("<HHIIIIIHHH"), ELFCLASS64: struct.Struct("<H
 # p_type p_offset p_vaddr p_paddr p_filesz p_memsz p_flags p_align (field order differs)
 _PHDR32 = struct.Struct("<IIIIIIII")
 _PHDR64 = struct.Struct("<IIQQQQQQ")
+MAX_PROGRAM_HEADERS = 256  # kernels have a handful; a bound keeps overlap checks cheap
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ def parse_elf(image: bytes) -> ElfImage:
     phdr = _PHDR32 if cls == ELFCLASS32 else _PHDR64
     if phnum == 0:
         raise BootError("ELF has no program headers: nothing to load")
+    if phnum > MAX_PROGRAM_HEADERS:
+        raise BootError(f"ELF has {phnum} program headers; more than {MAX_PROGRAM_HEADERS} "
+                        "is not a kernel")
     if phentsize < phdr.size:
         raise BootError(f"ELF program header size {phentsize} is smaller than {phdr.size}")
     if phoff + phnum * phentsize > len(image):
