@@ -55,6 +55,8 @@ SCENARIOS: dict[str, Scenario] = {
         "multiboot.elf",
         ("-kernel", "multiboot.elf", "-append", "hello world", "-initrd", "module.txt arg1"),
         cmdline="multiboot.elf hello world", modules=((MODULE_NAME, "module.txt arg1"),)),
+    "bundled_hello": Scenario(
+        "hello.bin", ("-drive", "file=hello.bin,format=raw,if=floppy", "-boot", "a")),
     "tutorial": Scenario("tutorial.elf", ("-kernel", "tutorial.elf"), cmdline="tutorial.elf"),
     "long64_pvh": Scenario(
         "long64_pvh.elf",
@@ -81,8 +83,13 @@ def qemu_available() -> bool:
     return shutil.which(QEMU) is not None
 
 
-def write_module(guest_dir: Path) -> None:
+BUNDLED_HELLO = HERE.parents[1] / "src" / "x86vm" / "guests" / "hello.bin"
+
+
+def prepare(guest_dir: Path) -> None:
+    """Put the scenario inputs that are not built guests next to them."""
     (Path(guest_dir) / MODULE_NAME).write_bytes(MODULE_TEXT)
+    shutil.copyfile(BUNDLED_HELLO, Path(guest_dir) / "hello.bin")
 
 
 def run_qemu(name: str, guest_dir: Path, timeout: float = 60) -> dict:
@@ -90,7 +97,7 @@ def run_qemu(name: str, guest_dir: Path, timeout: float = 60) -> dict:
     sc = SCENARIOS[name]
     if sc.oracle:
         return derive(sc, run_qemu(sc.oracle, guest_dir, timeout))
-    write_module(guest_dir)
+    prepare(guest_dir)
     serial_file = Path(guest_dir) / SERIAL_FILE
     serial_file.unlink(missing_ok=True)
     proc = subprocess.run([*QEMU_BASE, *sc.qemu_args], cwd=guest_dir, capture_output=True,
