@@ -11,7 +11,7 @@ IOPORT_BASE, IOPORT_SIZE = 0xE0, 4
 IOMEM_BASE, IOMEM_SIZE = 0xFF000000, 0x10000
 
 
-class TestDevPort:
+class PcTestDevPort:
     """Reads return the last value written (truncated to the access size)."""
 
     def __init__(self) -> None:
@@ -27,7 +27,7 @@ class TestDevPort:
         self.value = value
 
 
-class TestDevMemory:
+class PcTestDevMemory:
     """Byte-addressed scratch memory, little endian."""
 
     def __init__(self) -> None:
