@@ -99,7 +99,7 @@ def test_e820_with_ram_above_4g():
 
 @pytest.mark.parametrize("name,fmt", [
     ("realmode_hello.bin", "flat"), ("multiboot.elf", "multiboot"), ("tutorial.elf", "multiboot"),
-    ("long64_pvh.elf", "pvh"), ("long64_linux.elf", "linux")])
+    ("long64_pvh.elf", "pvh"), ("long64_linux.elf", "linux"), ("long64.bzImage", "linux")])
 def test_detect_format(guest_dir, name, fmt):  # noqa: F811
     assert detect_format(image(guest_dir, name)) == fmt
 
@@ -334,6 +334,16 @@ def test_vmlinux_elf64(mem, guest_dir):  # noqa: F811
     assert mem.read_u32(zp + 0x218) + 200 <= 0x37FFFFFF + 1
     assert translate(mem, entry.cr3, entry.rip) == entry.rip
     check_gdt_matches_state(mem, entry)
+
+
+def test_bzimage_guest_loads_at_pref_address(mem, guest_dir):  # noqa: F811
+    data = image(guest_dir, "long64.bzImage")
+    entry = load_image(mem, data, cmdline="console=ttyS0")
+    assert entry.rip == 0x1000000 + 0x200
+    assert mem.read(0x1000000, len(data) - 0x400) == data[0x400:]
+    zp = entry.gprs["rsi"]
+    assert mem.read_u32(zp + 0x214) == 0x1000000  # code32_start
+    assert mem.read_u32(zp + 0x260) == struct.unpack_from("<I", data, 0x260)[0]  # init_size
 
 
 def test_linux_rejects_modules(mem):

@@ -34,10 +34,11 @@ class Recipe:
     linker_script: str
     entry: str
     binary: bool = False  # objcopy -O binary (a flat image) instead of an ELF
+    bzimage: bool = False  # section .setup, then the rest as a flat binary
 
     @property
     def tools(self) -> tuple[str, ...]:
-        return ("gcc", "ld", "objcopy") if self.binary else ("gcc", "ld")
+        return ("gcc", "ld", "objcopy") if self.binary or self.bzimage else ("gcc", "ld")
 
 
 RECIPES: dict[str, Recipe] = {
@@ -49,6 +50,9 @@ RECIPES: dict[str, Recipe] = {
                              "long64/link.ld", "pvh_start"),
     "long64_linux.elf": Recipe(("long64/linux_entry.S", "long64/common.S", "long64/main.c"),
                                64, "long64/link.ld", "linux_start"),
+    "long64.bzImage": Recipe(("bzimage/setup.S", "long64/linux_entry.S", "long64/common.S",
+                               "long64/main.c"), 64, "bzimage/link.ld", "linux_start",
+                              bzimage=True),
     "tutorial.elf": Recipe(("tutorial/boot.s", "tutorial/kernel.c"), 32, "tutorial/linker.ld",
                            "_start"),
 }
@@ -86,6 +90,10 @@ def build(name: str, outdir: Path) -> Path:
     out = outdir / name
     if recipe.binary:
         _run(["objcopy", "-O", "binary", "-j", ".text", str(elf), str(out)])
+    elif recipe.bzimage:
+        _run(["objcopy", "-O", "binary", "-j", ".setup", str(elf), str(work / "setup.bin")])
+        _run(["objcopy", "-O", "binary", "-R", ".setup", str(elf), str(work / "kernel.bin")])
+        out.write_bytes((work / "setup.bin").read_bytes() + (work / "kernel.bin").read_bytes())
     else:
         shutil.copyfile(elf, out)
     return out

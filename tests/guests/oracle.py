@@ -71,6 +71,10 @@ SCENARIOS: dict[str, Scenario] = {
         oracle="long64_pvh",
         replace_head=("long-mode guest via the Linux 64-bit boot protocol",
                       "boot_params header: 0x53726448")),  # "HdrS" (boot.rst)
+    "long64_bzimage": Scenario(
+        "long64.bzImage", (), cmdline="console=ttyS0", testdev=True, oracle="long64_pvh",
+        replace_head=("long-mode guest via the Linux 64-bit boot protocol",
+                      "boot_params header: 0x53726448")),
     "long64_linux_triple": Scenario(
         "long64_linux.elf", (), cmdline="triple", testdev=True, fmt="linux",
         oracle="long64_pvh_triple",
