@@ -288,6 +288,14 @@ def test_bzimage_zero_page(mem):
         assert translate(mem, cr3, va) == va
 
 
+def test_bzimage_loader_fields_are_not_taken_from_the_file(mem):
+    data = bytearray(make_bzimage())
+    struct.pack_into("<II", data, 0x218, 0x1234000, 0x1000)  # ramdisk_image, ramdisk_size
+    struct.pack_into("<Q", data, 0x250, 0xDEAD000)  # setup_data
+    zp = load_image(mem, bytes(data)).gprs["rsi"]
+    assert mem.read(zp + 0x218, 8) == bytes(8) and mem.read_u64(zp + 0x250) == 0
+
+
 def test_bzimage_relocates_when_pref_address_is_out_of_ram(mem):
     entry = load_image(mem, make_bzimage(pref=0x10000000, align=0x400000))
     load = entry.rip - 0x200

@@ -69,6 +69,7 @@ HEADER = {
     "relocatable_kernel": (0x234, "B"),
     "xloadflags": (0x236, "H"),
     "cmdline_size": (0x238, "I"),
+    "setup_data": (0x250, "Q"),
     "pref_address": (0x258, "Q"),
     "init_size": (0x260, "I"),
 }
@@ -189,6 +190,9 @@ def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
         initrd_max = DEFAULT_INITRD_ADDR_MAX
     if entry >= FOUR_GIB:
         raise BootError(f"Linux entry point {entry:#x} is above the identity-mapped 4 GiB")
+    # Fields the loader owns (boot.rst "write"): never pass on what the image file holds.
+    for name in ("ramdisk_image", "ramdisk_size", "setup_data"):
+        _set(zero_page, name, 0)
     _set(zero_page, "type_of_loader", TYPE_OF_LOADER_UNDEFINED)
 
     if initrd is not None:
