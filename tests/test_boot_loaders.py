@@ -385,6 +385,16 @@ def test_pvh_start_info(mem, guest_dir):  # noqa: F811
     assert table == SEABIOS_E820_128M
 
 
+def test_overlapping_segments_are_rejected(mem, guest_dir):  # noqa: F811
+    data = bytearray(image(guest_dir, "long64_pvh.elf"))
+    elf = parse_elf(bytes(data))
+    phoff = struct.unpack_from("<Q", data, 32)[0]
+    second = [i for i, p in enumerate(elf.segments) if p.type == 1][1]
+    struct.pack_into("<Q", data, phoff + 56 * second + 24, elf.loads[0].paddr + 0x10)  # p_paddr
+    with pytest.raises(BootError, match="ELF segment 1 .* overlaps ELF segment 0"):
+        load_image(mem, bytes(data))
+
+
 def test_pvh_note_missing(mem, guest_dir):  # noqa: F811
     with pytest.raises(BootError, match="no PVH entry"):
         load_image(mem, image(guest_dir, "long64_linux.elf"), "pvh")
