@@ -33,6 +33,7 @@ vm = pytest.importorskip("x86vm.machine.vm", reason="x86vm.machine.vm (Machine) 
 pc = pytest.importorskip("x86vm.devices.pc", reason="x86vm.devices.pc not available")
 console_mod = pytest.importorskip("x86vm.devices.console",
                                   reason="x86vm.devices.console not available")
+uart_mod = pytest.importorskip("x86vm.devices.uart", reason="x86vm.devices.uart not available")
 
 pytestmark = pytest.mark.kvm
 MEMORY = 128 << 20  # QEMU's -m 128
@@ -61,7 +62,11 @@ def run_x86vm(name: str, guest_dir):  # noqa: F811
     console = console_mod.BufferConsole()
     port, iomem = PcTestDevPort(), PcTestDevMemory()
     with vm.Machine(memory_size=MEMORY, backend="kvm") as m:
-        pc.attach_pc_devices(m, console, debug_exit_port=0xF4)
+        if sc.i8042:
+            pc.attach_pc_devices(m, console, debug_exit_port=0xF4)
+        else:  # only the serial port: the guest's shutdown must not rely on the i8042
+            uart = uart_mod.Uart16550(m.irq_line(uart_mod.COM1_IRQ), console)
+            m.pio.register(uart_mod.COM1_BASE, uart.span, uart, "uart-com1")
         if sc.testdev:
             m.pio.register(IOPORT_BASE, IOPORT_SIZE, port, "pc-testdev")
             m.memory.add_mmio(IOMEM_BASE, IOMEM_SIZE, iomem, "pc-testdev-iomem")

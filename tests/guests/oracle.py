@@ -41,6 +41,7 @@ class Scenario:
     modules: tuple[tuple[str, str], ...] = ()  # (file, string) pairs
     testdev: bool = False  # attach pc-testdev
     fmt: str | None = None  # x86vm loader (None: auto-detect)
+    i8042: bool = True  # False: a machine without the keyboard controller (QEMU i8042=off)
     # Linux-protocol guest: QEMU cannot boot it, so its oracle is the PVH run of the same body
     # with the first lines (the entry banner) replaced by these.
     oracle: str | None = None
@@ -57,6 +58,9 @@ SCENARIOS: dict[str, Scenario] = {
         cmdline="multiboot.elf hello world", modules=((MODULE_NAME, "module.txt arg1"),)),
     "bundled_hello": Scenario(
         "hello.bin", ("-drive", "file=hello.bin,format=raw,if=floppy", "-boot", "a")),
+    "bundled_hello_no_i8042": Scenario(
+        "hello.bin", ("-M", "pc,i8042=off", "-drive", "file=hello.bin,format=raw,if=floppy",
+                      "-boot", "a"), i8042=False),
     "tutorial": Scenario("tutorial.elf", ("-kernel", "tutorial.elf"), cmdline="tutorial.elf"),
     "long64_pvh": Scenario(
         "long64_pvh.elf",
