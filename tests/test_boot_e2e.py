@@ -1,5 +1,6 @@
-"""End to end: every test guest boots on the Machine (KVM) through x86vm's loaders and must
-produce the same serial output and exit status as under QEMU TCG.
+"""End to end: every test guest boots on the Machine through x86vm's loaders and must produce
+the same serial output and exit status as under QEMU TCG — on KVM, and on the emulator backend
+once it exists (skipped with the reason until then).
 
 The expectation for each scenario comes from running QEMU in this test when
 ``qemu-system-x86_64`` is installed (QEMU 7.2 TCG, see guests/oracle.py for the command
@@ -35,17 +36,18 @@ console_mod = pytest.importorskip("x86vm.devices.console",
                                   reason="x86vm.devices.console not available")
 uart_mod = pytest.importorskip("x86vm.devices.uart", reason="x86vm.devices.uart not available")
 
-pytestmark = pytest.mark.kvm
 MEMORY = 128 << 20  # QEMU's -m 128
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
-def kvm():
+@pytest.fixture(scope="module", params=[pytest.param("kvm", marks=pytest.mark.kvm), "emu"])
+def backend(request) -> str:
+    """Each backend that can create a VM here: KVM, and the emulator once it exists."""
     try:
-        vm.Machine(memory_size=2 << 20, backend="kvm").close()
-    except Exception as exc:  # any failure to create a VM means: no usable KVM here
-        pytest.skip(f"/dev/kvm is not usable: {exc}")
+        vm.Machine(memory_size=2 << 20, backend=request.param).close()
+    except Exception as exc:  # any failure to create a VM means: this backend is not usable
+        pytest.skip(f"backend {request.param} is not usable here: {exc}")
+    return request.param
 
 
 def expectation(name: str, guest_dir) -> tuple[dict, str]:  # noqa: F811
@@ -54,14 +56,14 @@ def expectation(name: str, guest_dir) -> tuple[dict, str]:  # noqa: F811
     return recorded(name), "recorded QEMU results (guests/expected_qemu.json)"
 
 
-def run_x86vm(name: str, guest_dir):  # noqa: F811
+def run_x86vm(name: str, guest_dir, backend: str = "kvm"):  # noqa: F811
     sc = SCENARIOS[name]
     prepare(guest_dir)
     image = (guest_dir / sc.image).read_bytes()
     modules = [((guest_dir / f).read_bytes(), string) for f, string in sc.modules]
     console = console_mod.BufferConsole()
     port, iomem = PcTestDevPort(), PcTestDevMemory()
-    with vm.Machine(memory_size=MEMORY, backend="kvm") as m:
+    with vm.Machine(memory_size=MEMORY, backend=backend) as m:
         if sc.i8042:
             pc.attach_pc_devices(m, console, debug_exit_port=0xF4)
         else:  # only the serial port: the guest's shutdown must not rely on the i8042
@@ -76,10 +78,10 @@ def run_x86vm(name: str, guest_dir):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_guest_matches_qemu(kvm, guest_dir, request, name):  # noqa: F811
+def test_guest_matches_qemu(backend, guest_dir, request, name):  # noqa: F811
     expected, oracle = expectation(name, guest_dir)
     request.node.user_properties.append(("oracle", oracle))
-    result, serial, port, iomem = run_x86vm(name, guest_dir)
+    result, serial, port, iomem = run_x86vm(name, guest_dir, backend)
     assert (result.status, serial) == (expected["status"], expected["serial"]), \
         f"x86vm: {result.reason}; expected from {oracle}"
     if "triple" in name:
