@@ -183,6 +183,8 @@ class Uart16550(ByteRegisters):
         self._backlog = bytearray()
         self._closed = False
         self.transmitted = 0
+        self.divisor = POWER_ON_DIVISOR  # DLL/DLM and SCR keep their values across reset()
+        self.scr = 0
         self.reset()
         self.console.start(self.feed)
 
@@ -201,9 +203,6 @@ class Uart16550(ByteRegisters):
             self.thr_pending = False  # THRE interrupt armed (cleared by IIR read / THR write)
             self.modem_lines = HOST_MODEM_LINES
             self.msr_deltas = 0
-            if not hasattr(self, "divisor"):  # power-on only: master reset keeps these
-                self.divisor = POWER_ON_DIVISOR
-                self.scr = 0
             self._irq_level = False
             self.irq.set_level(False)
 
