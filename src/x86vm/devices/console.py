@@ -209,7 +209,7 @@ def open_console(spec: str) -> Console:
         return StreamConsole(sys.stdout.buffer, stdin_fd)
     if kind == "file" and arg:
         try:
-            return StreamConsole(open(arg, "wb"), owns_out=True)  # noqa: SIM115
+            return StreamConsole(open(arg, "wb"), owns_out=True)
         except OSError as e:
             raise ConsoleError(f"serial file:{arg}: {e.strerror}") from None
     if kind == "tcp" and arg:
