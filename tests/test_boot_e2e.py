@@ -4,7 +4,7 @@ produce the same serial output and exit status as under QEMU TCG.
 The expectation for each scenario comes from running QEMU in this test when
 ``qemu-system-x86_64`` is installed (QEMU 7.2 TCG, see guests/oracle.py for the command
 lines); otherwise from the recorded QEMU results in guests/expected_qemu.json. Each test
-records which one it used (``oracle`` user property, shown with ``-rA``/in junit XML).
+records which one it used (``oracle`` user property; also in its failure message).
 
 The long-mode guests also report what the device saw: x86vm attaches a Python model of QEMU's
 pc-testdev (guests/testdev.py) and the test checks the guest's accesses reached it with every
@@ -47,12 +47,10 @@ def kvm():
         pytest.skip(f"/dev/kvm is not usable: {exc}")
 
 
-def expectation(name: str, guest_dir, record_property) -> dict:  # noqa: F811
+def expectation(name: str, guest_dir) -> tuple[dict, str]:  # noqa: F811
     if qemu_available():
-        record_property("oracle", "QEMU TCG run live")
-        return run_qemu(name, guest_dir)
-    record_property("oracle", "recorded QEMU results (guests/expected_qemu.json)")
-    return recorded(name)
+        return run_qemu(name, guest_dir), "QEMU TCG run live"
+    return recorded(name), "recorded QEMU results (guests/expected_qemu.json)"
 
 
 def run_x86vm(name: str, guest_dir):  # noqa: F811
@@ -73,10 +71,12 @@ def run_x86vm(name: str, guest_dir):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_guest_matches_qemu(kvm, guest_dir, record_property, name):  # noqa: F811
-    expected = expectation(name, guest_dir, record_property)
+def test_guest_matches_qemu(kvm, guest_dir, request, name):  # noqa: F811
+    expected, oracle = expectation(name, guest_dir)
+    request.node.user_properties.append(("oracle", oracle))
     result, serial, port, iomem = run_x86vm(name, guest_dir)
-    assert (result.status, serial) == (expected["status"], expected["serial"]), result.reason
+    assert (result.status, serial) == (expected["status"], expected["serial"]), \
+        f"x86vm: {result.reason}; expected from {oracle}"
     if "triple" in name:
         assert "triple" in result.reason or "shut" in result.reason, result.reason
     if SCENARIOS[name].testdev and "triple" not in name:

@@ -402,18 +402,26 @@ def test_pvh_note_missing(mem, guest_dir):  # noqa: F811
 
 # -- untrusted images ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["multiboot.elf", "long64_pvh.elf", "long64_linux.elf",
-                                  "tutorial.elf"])
+DAMAGE_TARGETS = {  # image -> byte range worth damaging (headers)
+    "multiboot.elf": (0, 0x200), "long64_pvh.elf": (0, 0x200), "long64_linux.elf": (0, 0x200),
+    "tutorial.elf": (0, 0x200), "long64.bzImage": (0x1F1, 0x270), "bzimage": (0x1F1, 0x270),
+    "aout": (0, 32),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE_TARGETS))
 def test_damaged_images_fail_cleanly(guest_dir, name):  # noqa: F811
-    """Truncated or bit-flipped images load or raise BootError; nothing else escapes."""
-    data = image(guest_dir, name)
+    """Truncated or byte-damaged images load or raise BootError; nothing else escapes."""
+    data = {"bzimage": make_bzimage, "aout": aout_kludge_image}.get(
+        name, lambda: image(guest_dir, name))()
+    lo, hi = DAMAGE_TARGETS[name]
     rng = random.Random(name)
     variants = [data[:n] for n in range(0, len(data), max(1, len(data) // 64))]
     for _ in range(150):
         damaged = bytearray(data)
         for _ in range(rng.randint(1, 4)):
-            pos = rng.randrange(0, min(len(data), 0x200))  # headers and program headers
-            damaged[pos] = rng.randrange(256)
+            damaged[rng.randrange(lo, min(hi, len(data)))] = rng.choice(
+                (0, 0xFF, 0x80, rng.randrange(256)))
         variants.append(bytes(damaged))
     for variant in variants:
         m = GuestMemory()
