@@ -1,0 +1,83 @@
+"""What the AT&T and Intel formatters share: prefix words, suffixes, layout (objdump 2.40)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from x86vm.isa.instruction import Instruction
+from x86vm.isa.tables import SFX_ALWAYS, SFX_NODEFAULT, SFX_NOREG, SFX_RMMEM
+
+_REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in zip("WRXB", (8, 4, 2, 1)) if r & bit)
+                        for r in range(1, 16)]
+_SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
+SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
+
+
+def default_print_address(addr: int) -> str:
+    """objdump's rendering of an address without symbols."""
+    return f"{addr:#x}"
+
+
+def prefix_words(insn: Instruction, att: bool) -> list[str]:
+    """Names of the prefixes the instruction did not consume, in byte order."""
+    spec = insn.spec
+    words = []
+    for p in insn.unused_prefixes:
+        if 0x40 <= p <= 0x4F and insn.mode == 64:
+            words.append(_REX_NAMES[p & 0xF])
+        elif p == 0x66:
+            words.append("data32" if insn.mode == 16 else "data16")
+        elif p == 0x67:
+            words.append("addr32" if insn.mode != 32 else "addr16")
+        elif p == 0xF3:
+            words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
+        elif p == 0xF2:
+            words.append("bnd" if spec is not None and spec.bnd else "repnz")
+        elif p == 0xF0:
+            words.append("lock")
+        elif p == 0x3E and spec is not None and spec.notrack:
+            words.append("notrack")
+        else:
+            words.append(_SEG_NAMES[p])
+    return words
+
+
+def size_suffix(insn: Instruction, intel: bool) -> str:
+    """The AT&T size suffix (b/w/l/q) objdump appends, or ''; Intel only for push/call family."""
+    spec = insn.spec
+    sfx = spec.sfx
+    if sfx == SFX_NODEFAULT:
+        mode = insn.mode
+        default = 64 if mode == 64 and spec.d64 else (16 if mode == 16 else 32)
+        if insn.operand_size == default:
+            return ""
+        if intel and insn.memory_operand is not None:
+            return ""
+        return SUFFIX[insn.operand_size >> 3]
+    if intel or sfx == 0:
+        return ""
+    ops = insn.operands
+    if sfx == SFX_NOREG:
+        for i in spec.size_ops:
+            if i < len(ops) and ops[i].__class__.__name__ == "Reg":
+                return ""
+        mem = insn.memory_operand
+        size = mem.size if mem is not None else (ops[0].size if ops else 0)
+        return SUFFIX.get(size, "")
+    if sfx == SFX_ALWAYS:
+        return SUFFIX.get(ops[0].size, "") if ops else ""
+    if sfx == SFX_RMMEM:
+        mem = insn.memory_operand
+        return SUFFIX.get(mem.size, "") if mem is not None else ""
+    return ""
+
+
+def layout(words: list[str], operands: list[str], comment: str = "") -> str:
+    """objdump's line: mnemonic (with prefix words) padded to 6, a space, operands."""
+    head = " ".join(words)
+    if not operands:
+        return head + comment
+    return f"{head:<6} {','.join(operands)}{comment}"
+
+
+PrintAddress = Callable[[int], str]

@@ -1,0 +1,466 @@
+"""Table-driven x86 decoder: bytes -> `Instruction` (SDM Vol. 2 ch. 2 and Appendix A).
+
+Every opcode decision is a lookup in the tables compiled from ``opcodes.map``; this module
+only implements the encoding rules shared by all instructions: prefixes and REX (§2.1-2.2),
+ModRM/SIB/displacement (§2.1.5, Tables 2-1..2-3), immediates, and mandatory-prefix selection.
+Invalid encodings decode to objdump's ``(bad)``; bytes running past the buffer to objdump's
+truncated form (``.byte 0x..``); nothing raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .instruction import Instruction
+from .operands import (
+    ADDR16, CR, DR, EIP, GPR, GPR8_LEGACY, KREG, MMX, PORT_DX, RIP, SEG, SHIFT_ONE, ST, XMM,
+    Far, Imm, Mem, Reg, Rel,
+)
+from .tables import (
+    C_CR, C_DR, C_GPR, C_MMX, C_SEG, C_XMM, FALLTHROUGH, K_ACC, K_FAR, K_FIXED, K_FLAGS,
+    K_IMM, K_MOFFS, K_ONE, K_REG, K_REL, K_RM, K_ST, K_STI, K_STR_X, K_STR_Y, K_Z, Tables,
+    load_tables,
+)
+
+# prefix kinds
+P_SEG, P_OSZ, P_ASZ, P_REP, P_LOCK, P_REX = 1, 2, 3, 4, 5, 6
+_SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
+PREFIX_KIND = [0] * 256
+for _b in _SEG_PREFIX:
+    PREFIX_KIND[_b] = P_SEG
+PREFIX_KIND[0x66], PREFIX_KIND[0x67] = P_OSZ, P_ASZ
+PREFIX_KIND[0xF2] = PREFIX_KIND[0xF3] = P_REP
+PREFIX_KIND[0xF0] = P_LOCK
+PREFIX_KIND64 = list(PREFIX_KIND)
+for _b in range(0x40, 0x50):
+    PREFIX_KIND64[_b] = P_REX
+MAX_LENGTH = 15
+
+_TABLES: dict[int, Tables] = load_tables()
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM}
+_OSI = {16: 0, 32: 1, 64: 2}
+_ADDR_MASK = {16: 0xFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+
+
+def use_tables(tables: dict[int, Tables]) -> None:
+    """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
+    global _TABLES
+    _TABLES = tables
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _gpr(size: int, num: int, rex: int) -> Reg:
+    if size == 1 and not rex:
+        return GPR8_LEGACY[num]
+    return GPR[size][num]
+
+
+def _read(data: bytes, pos: int, n: int, end: int) -> int:
+    if pos + n > end:
+        raise _Truncated
+    return int.from_bytes(data[pos:pos + n], "little")
+
+
+def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:
+    """Decode the instruction at data[offset:]; `address` is its virtual address.
+
+    Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
+    instruction does give kind "truncated" (both with objdump's length).
+    """
+    try:
+        return _decode(data, offset, address, mode)
+    except (_Truncated, IndexError):
+        return _truncated(data, offset, address, mode)
+
+
+def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
+    offset, end = 0, len(data)
+    while offset < end:
+        insn = decode(data, offset, address + offset, mode)
+        yield insn
+        offset += insn.length
+
+
+def _truncated(data, offset, address, mode) -> Instruction:
+    b = data[offset]
+    kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
+    raw = bytes(data[offset:offset + 1])
+    if kinds[b]:
+        return Instruction(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
+                           "prefix")
+    return Instruction(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
+                       None, mode, "truncated")
+
+
+def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Instruction:
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Instruction(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
+                       tuple(prefixes), unused, mode, mode, None, mode, "bad")
+
+
+def _decode(data, offset, address, mode):
+    end = len(data)
+    if end - offset > MAX_LENGTH:
+        end = offset + MAX_LENGTH
+    tables = _TABLES[mode]
+    kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
+    pos = offset
+    prefixes = []
+    seg_i = osz_i = asz_i = rep_i = -1
+    rex = 0
+    rex_i = -1
+    while True:
+        b = data[pos]
+        k = kinds[b]
+        if not k:
+            break
+        if k == P_REX:
+            rex, rex_i = b, len(prefixes)
+        else:
+            rex = 0
+            if k == P_SEG:
+                seg_i = len(prefixes)
+            elif k == P_OSZ:
+                osz_i = len(prefixes)
+            elif k == P_ASZ:
+                asz_i = len(prefixes)
+            elif k == P_REP:
+                rep_i = len(prefixes)
+        prefixes.append(b)
+        pos += 1
+        if pos >= end:
+            raise _Truncated
+
+    # ---- opcode and table walk ----
+    slot = tables.maps["one-byte"][b]
+    pos += 1
+    while slot is not None and slot.escape is not None:
+        b = data[pos]
+        pos += 1
+        slot = tables.maps[slot.escape][b]
+    if slot is None:
+        return _bad(data, offset, pos, address, mode, prefixes, -1)
+    modrm = -1
+    if slot.modrm:
+        modrm = data[pos]
+        choice = slot.by_modrm[modrm]
+    else:
+        choice = slot.choice
+    if rex & 1 and slot.rexb_choice is not None:
+        choice = slot.rexb_choice
+    if choice is None:
+        return _bad(data, offset, pos + (modrm >= 0xC0 and slot.by_modrm is not None
+                                         and _modrm_is_opcode(slot, modrm)),
+                    address, mode, prefixes, -1)
+
+    # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
+    consumed = -1
+    if choice.columns:
+        spec = None
+        if rep_i >= 0:
+            col = choice.pf3 if prefixes[rep_i] == 0xF3 else choice.pf2
+            if col is not FALLTHROUGH:
+                consumed = rep_i
+                spec = col
+                if col is None:
+                    return _bad(data, offset, pos, address, mode, prefixes, consumed)
+        if consumed < 0:
+            if osz_i >= 0:
+                col = choice.p66
+                if col is FALLTHROUGH:
+                    spec = choice.plain
+                else:
+                    spec = col
+                    consumed = osz_i
+            else:
+                spec = choice.plain
+        if spec is None or spec is FALLTHROUGH:
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+    else:
+        spec = choice.plain
+        if spec is None:
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+
+    if modrm >= 0:
+        if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+        pos += 1
+
+    # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
+    rex_used = 0
+    if mode == 64:
+        if rex & 8 and spec.uses_w:
+            osz = 64
+            rex_used = 8
+        elif osz_i >= 0:
+            osz = 16
+        else:
+            osz = 64 if spec.d64 else 32
+        asz = 32 if asz_i >= 0 else 64
+    elif mode == 32:
+        osz = 16 if osz_i >= 0 else 32
+        asz = 16 if asz_i >= 0 else 32
+    else:
+        osz = 32 if osz_i >= 0 else 16
+        asz = 32 if asz_i >= 0 else 16
+    osi = _OSI[osz]
+    seg = None
+    seg_used = False
+    if seg_i >= 0:
+        s = _SEG_PREFIX[prefixes[seg_i]]
+        if mode != 64 or s >= 4:
+            seg = SEG[s].name
+
+    # ---- memory operand from ModRM/SIB/displacement ----
+    mem = None
+    rex_byte_reg = False
+    if modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
+        mod = modrm >> 6
+        rm = modrm & 7
+        base = index = None
+        scale = 1
+        disp = 0
+        disp_size = 0
+        rip = False
+        if asz == 16:
+            if mod == 0 and rm == 6:
+                disp = _read(data, pos, 2, end)
+                disp_size = 2
+                pos += 2
+            else:
+                base, index = ADDR16[rm]
+        else:
+            regs = GPR[8] if asz == 64 else GPR[4]
+            if rm == 4:
+                sib = data[pos]
+                if pos >= end:
+                    raise _Truncated
+                pos += 1
+                scale = 1 << (sib >> 6)
+                idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
+                if rex & 2:
+                    rex_used |= 2
+                if idx != 4:
+                    index = regs[idx]
+                elif scale != 1 or not ((sib & 7) == 4 or ((sib & 7) == 5 and mod == 0)):
+                    index = _RIZ[asz]
+                bnum = sib & 7
+                if bnum == 5 and mod == 0:
+                    disp_size = 4
+                else:
+                    base = regs[bnum | ((rex & 1) << 3)]
+                    if rex & 1:
+                        rex_used |= 1
+            elif rm == 5 and mod == 0:
+                disp_size = 4
+                if mode == 64:
+                    rip = True
+            else:
+                base = regs[rm | ((rex & 1) << 3)]
+                if rex & 1:
+                    rex_used |= 1
+            if disp_size == 4:
+                disp = _read(data, pos, 4, end)
+                pos += 4
+                if disp & 0x80000000:
+                    disp -= 1 << 32
+        if mod == 1:
+            disp = _read(data, pos, 1, end)
+            if disp & 0x80:
+                disp -= 0x100
+            disp_size = 1
+            pos += 1
+        elif mod == 2:
+            n = 2 if asz == 16 else 4
+            disp = _read(data, pos, n, end)
+            if disp >= 1 << (8 * n - 1):
+                disp -= 1 << (8 * n)
+            disp_size = n
+            pos += n
+        mem = Mem(0, seg, base, index, scale, disp, disp_size, asz, True if rip else None)
+        seg_used = seg is not None
+
+    # ---- operands in map order ----
+    operands = []
+    rel = None
+    imm_list = spec.imm_list
+    for op in spec.ops:
+        k = op[0]
+        if k == K_RM:
+            if modrm >= 0xC0:
+                num = (modrm & 7) | ((rex & 1) << 3)
+                cls = op[1]
+                if cls == C_GPR:
+                    size = op[2][osi]
+                    if size == 1 and rex and 4 <= num < 8:
+                        rex_byte_reg = True
+                    operands.append(_gpr(size, num, rex))
+                else:
+                    if cls != C_MMX:
+                        num |= 0
+                    else:
+                        num &= 7
+                    operands.append(_CLASS_REGS[cls][num])
+                if rex & 1:
+                    rex_used |= 1
+            else:
+                m = mem
+                m.size = op[3][osi]
+                operands.append(m)
+        elif k == K_REG:
+            num = ((modrm >> 3) & 7)
+            cls = op[1]
+            if cls == C_GPR:
+                num |= (rex & 4) << 1
+                size = op[2][osi]
+                if size == 1 and rex and 4 <= num < 8:
+                    rex_byte_reg = True
+                operands.append(_gpr(size, num, rex))
+                if rex & 4:
+                    rex_used |= 4
+            elif cls == C_SEG:
+                if num > 5:
+                    return _bad(data, offset, pos - 1, address, mode, prefixes, consumed)
+                operands.append(SEG[num])
+            elif cls == C_MMX:
+                operands.append(MMX[num])
+            else:
+                num |= (rex & 4) << 1
+                if rex & 4:
+                    rex_used |= 4
+                operands.append(_CLASS_REGS[cls][num])
+        elif k == K_IMM:
+            n = op[1][osi]
+            value = _read(data, pos, n, end)
+            pos += n
+            if imm_list is not None:
+                if value < len(imm_list):
+                    continue
+                operands.append(Imm(value, n))
+                continue
+            if op[2]:            # Ibs: sign-extend to the operand size
+                size = osz >> 3
+                if value & 0x80:
+                    value = (value - 0x100) & ((1 << (8 * size)) - 1)
+                operands.append(Imm(value, size))
+            elif n == 4 and osz == 64:
+                if value & 0x80000000:
+                    value |= 0xFFFFFFFF00000000
+                operands.append(Imm(value, 8))
+            else:
+                operands.append(Imm(value, n))
+        elif k == K_ACC:
+            size = op[2][osi]
+            operands.append(_gpr(size, op[1], rex))
+        elif k == K_Z:
+            num = (b & 7) | ((rex & 1) << 3)
+            size = op[1][osi]
+            if size == 1 and rex and 4 <= num < 8:
+                rex_byte_reg = True
+            if rex & 1:
+                rex_used |= 1
+            operands.append(_gpr(size, num, rex))
+        elif k == K_REL:
+            n = op[1][osi]
+            disp = _read(data, pos, n, end)
+            pos += n
+            if disp >= 1 << (8 * n - 1):
+                disp -= 1 << (8 * n)
+            rel = Rel(disp)
+            operands.append(rel)
+        elif k == K_ONE:
+            operands.append(SHIFT_ONE)
+        elif k == K_FIXED:
+            if op[1] == "seg":
+                operands.append(SEG[op[2]])
+            elif op[1] == "port":
+                operands.append(PORT_DX)
+            else:
+                operands.append(XMM[0])
+        elif k == K_STI:
+            operands.append(ST[1 + (modrm & 7)])
+        elif k == K_ST:
+            operands.append(ST[0])
+        elif k == K_MOFFS:
+            n = asz >> 3
+            disp = _read(data, pos, n, end)
+            pos += n
+            m = Mem(op[1][osi], seg, None, None, 1, disp, n, asz)
+            seg_used = seg is not None
+            operands.append(m)
+        elif k == K_STR_X or k == K_STR_Y:
+            regs = GPR[asz >> 3]
+            if k == K_STR_X:
+                s = seg if seg is not None else "ds"
+                seg_used = seg is not None
+                if seg_i >= 0 and mode == 64 and seg is None:
+                    s = "ds"
+            else:
+                s = "es"
+            operands.append(Mem(op[1][osi], s, regs[op[2]], None, 1, 0, 0, asz))
+        elif k == K_FAR:
+            n = 2 if osz == 16 else 4
+            off = _read(data, pos, n, end)
+            sel = _read(data, pos + n, 2, end)
+            pos += n + 2
+            operands.append(Far(sel, off, n))
+        elif k == K_FLAGS:
+            pass
+    length = pos - offset
+    if rel is not None:
+        mask = 0xFFFF if osz == 16 and mode != 64 else _ADDR_MASK[mode]
+        if osz == 16 and mode == 64:
+            mask = 0xFFFFFFFFFFFFFFFF
+        rel.target = (address + length + rel.target) & mask
+    if mem is not None and mem.target is not None:
+        mem.target = (address + length + mem.disp) & _ADDR_MASK[asz]
+        mem.base = RIP if asz == 64 else EIP
+
+    # ---- mnemonic ----
+    names = spec.names
+    att = spec.att_names
+    if spec.asz_names:
+        i = _OSI[asz]
+        name, att_name = names[i], att[i]
+    else:
+        name, att_name = names[osi], att[osi]
+    if imm_list is not None:
+        value = data[pos - 1]
+        if value < len(imm_list):
+            name = name.replace("{}", imm_list[value])
+            att_name = att_name.replace("{}", imm_list[value])
+        else:
+            name = name.replace("{}", "")
+            att_name = att_name.replace("{}", "")
+
+    # ---- which prefixes this instruction consumed (the rest print as words) ----
+    unused = []
+    for i, p in enumerate(prefixes):
+        if i == consumed:
+            continue
+        if i == rex_i and i == len(prefixes) - 1:
+            if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
+                unused.append(p)
+            continue
+        if i == seg_i and seg_used:
+            continue
+        if i == osz_i and (spec.uses_66 or osz == 64 and rex & 8 and spec.uses_w):
+            continue
+        if i == asz_i and (mem is not None or spec.asz_names or spec.has_mem_op):
+            continue
+        unused.append(p)
+    return Instruction(address, length, bytes(data[offset:pos]), name, att_name,
+                       tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+
+
+def _modrm_is_opcode(slot, modrm) -> bool:
+    """x87-style register forms: the ModRM byte itself selects the opcode."""
+    return False
+
+
+_RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}
+_ = KREG
