@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from objdump_oracle import objdump  # noqa: E402
-
 from x86vm.disasm.att import format_att  # noqa: E402
 from x86vm.disasm.intel import format_intel  # noqa: E402
 from x86vm.isa import decode  # noqa: E402

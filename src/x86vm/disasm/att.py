@@ -37,7 +37,7 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
     if spec.branch == "jcc" and words:
-        for p, w in zip(reversed(insn.unused_prefixes), reversed(words)):
+        for p, w in zip(reversed(insn.unused_prefixes), reversed(words), strict=False):
             if p in _HINTS and w in ("cs", "ds"):
                 words.remove(w)
                 mnemonic += _HINTS[p]

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.tables import SFX_ALWAYS, SFX_NODEFAULT, SFX_NOREG, SFX_RMMEM
 
-_REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in zip("WRXB", (8, 4, 2, 1)) if r & bit)
+_REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
+_REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
