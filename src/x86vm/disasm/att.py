@@ -5,7 +5,7 @@ from __future__ import annotations
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
 
-from .common import PrintAddress, default_print_address, layout, prefix_words, size_suffix
+from .common import SUFFIX, PrintAddress, default_print_address, layout, prefix_words, size_suffix
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
 
@@ -14,13 +14,18 @@ def _mem(m: Mem) -> str:
     seg = f"%{m.seg}:" if m.seg else ""
     base, index = m.base, m.index
     if base is None and index is None:
-        return f"{seg}{m.disp & ((1 << m.addr_size) - 1):#x}"
+        d = m.disp
+        if m.addr_size == 16 and d & 0x8000 and not m.moffs:      # objdump: 16-bit absolute is signed
+            return f"{seg}-{0x10000 - d:#x}"
+        return f"{seg}{d & ((1 << m.addr_size) - 1):#x}"
     disp = ""
     if m.disp_size:
         d = m.disp
         disp = f"-{-d:#x}" if d < 0 else f"{d:#x}"
     if index is None:
         return f"{seg}{disp}(%{base.name})"
+    if m.addr_size == 16:
+        return f"{seg}{disp}(%{base.name},%{index.name})"
     b = f"%{base.name}" if base is not None else ""
     return f"{seg}{disp}({b},%{index.name},{m.scale})"
 
@@ -36,12 +41,15 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     spec = insn.spec
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
-    if spec.branch == "jcc" and words:
+    if (spec.branch == "jcc" or spec.branch == "loop") and words:
         for p, w in zip(reversed(insn.unused_prefixes), reversed(words), strict=False):
             if p in _HINTS and w in ("cs", "ds"):
                 words.remove(w)
                 mnemonic += _HINTS[p]
                 break
+    if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
+        words.remove("addr32" if insn.mode != 32 else "addr16")
+        mnemonic += SUFFIX[insn.address_size >> 3]
     words.append(mnemonic)
     ops = []
     comment = ""

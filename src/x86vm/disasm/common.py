@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.tables import SFX_ALWAYS, SFX_NODEFAULT, SFX_NOREG, SFX_RMMEM
+from x86vm.isa.operands import Far, Mem
+from x86vm.isa.tables import SFX_ALWAYS, SFX_LEGACY, SFX_NODEFAULT, SFX_NOREG, SFX_RMMEM
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
 _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
+INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
 
 
 def default_print_address(addr: int) -> str:
@@ -24,16 +26,24 @@ def prefix_words(insn: Instruction, att: bool) -> list[str]:
     spec = insn.spec
     words = []
     for p in insn.unused_prefixes:
-        if 0x40 <= p <= 0x4F and insn.mode == 64:
+        if p == 0x9B:
+            words.append("fwait")
+        elif 0x40 <= p <= 0x4F and insn.mode == 64:
             words.append(_REX_NAMES[p & 0xF])
         elif p == 0x66:
             words.append("data32" if insn.mode == 16 else "data16")
         elif p == 0x67:
             words.append("addr32" if insn.mode != 32 else "addr16")
-        elif p == 0xF3:
-            words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
-        elif p == 0xF2:
-            words.append("bnd" if spec is not None and spec.bnd else "repnz")
+        elif p == 0xF3 or p == 0xF2:
+            hle = spec.hle if spec is not None else None
+            if hle and insn.operands and type(insn.operands[0]) is Mem and (
+                    hle == "hle!" or (hle == "hle" and 0xF0 in insn.prefixes)
+                    or (hle == "hler" and p == 0xF3)):
+                words.append("xrelease" if p == 0xF3 else "xacquire")
+            elif p == 0xF3:
+                words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
+            else:
+                words.append("bnd" if spec is not None and spec.bnd else "repnz")
         elif p == 0xF0:
             words.append("lock")
         elif p == 0x3E and spec is not None and spec.notrack:
@@ -52,9 +62,15 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         default = 64 if mode == 64 and spec.d64 else (16 if mode == 16 else 32)
         if insn.operand_size == default:
             return ""
-        if intel and insn.memory_operand is not None:
-            return ""
+        if intel:
+            if insn.memory_operand is not None or any(type(o) is Far for o in insn.operands):
+                return ""
+            return INTEL_SUFFIX[insn.operand_size >> 3]
         return SUFFIX[insn.operand_size >> 3]
+    if sfx == SFX_LEGACY:
+        if insn.mode == 64:
+            return ""
+        return (INTEL_SUFFIX if intel else SUFFIX)[insn.operand_size >> 3]
     if intel or sfx == 0:
         return ""
     ops = insn.operands

@@ -12,7 +12,7 @@ PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWO
 
 
 def _mem(m: Mem) -> str:
-    ptr = PTR.get(m.size, "")
+    ptr = PTR.get(m.size, "") if not m.moffs else ""
     base, index = m.base, m.index
     if base is None and index is None:
         seg = m.seg or "ds"
@@ -20,7 +20,10 @@ def _mem(m: Mem) -> str:
     seg = f"{m.seg}:" if m.seg else ""
     inner = base.name if base is not None else ""
     if index is not None:
-        inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
+        if m.addr_size == 16:
+            inner += f"+{index.name}"
+        else:
+            inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
     if m.disp_size:
         d = m.disp
         if m.target is not None:        # objdump prints rip+disp unsigned
@@ -45,7 +48,7 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     for op in insn.operands:
         t = type(op)
         if t is Reg:
-            ops.append(op.name)
+            ops.append(op.name if op.cls != "dr" else "dr" + op.name[2:])
         elif t is Imm:
             ops.append(f"{op.value:#x}")
         elif t is Mem:

@@ -61,7 +61,7 @@ from .tables import (
 )
 
 # prefix kinds
-P_SEG, P_OSZ, P_ASZ, P_REP, P_LOCK, P_REX = 1, 2, 3, 4, 5, 6
+P_SEG, P_OSZ, P_ASZ, P_REP, P_LOCK, P_REX, P_FWAIT = 1, 2, 3, 4, 5, 6, 7
 _SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
 PREFIX_KIND = [0] * 256
 for _b in _SEG_PREFIX:
@@ -69,6 +69,7 @@ for _b in _SEG_PREFIX:
 PREFIX_KIND[0x66], PREFIX_KIND[0x67] = P_OSZ, P_ASZ
 PREFIX_KIND[0xF2] = PREFIX_KIND[0xF3] = P_REP
 PREFIX_KIND[0xF0] = P_LOCK
+PREFIX_KIND[0x9B] = P_FWAIT     # FWAIT: a prefix of FNSTSW & co. (-> FSTSW), else itself
 PREFIX_KIND64 = list(PREFIX_KIND)
 for _b in range(0x40, 0x50):
     PREFIX_KIND64[_b] = P_REX
@@ -77,7 +78,7 @@ MAX_LENGTH = 15
 _TABLES: dict[int, Tables] = load_tables()
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM}
 _OSI = {16: 0, 32: 1, 64: 2}
-_ADDR_MASK = {16: 0xFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
 def use_tables(tables: dict[int, Tables]) -> None:
@@ -150,13 +151,19 @@ def _decode(data, offset, address, mode):
     prefixes = []
     seg_i = osz_i = asz_i = rep_i = -1
     rex = 0
-    rex_i = -1
+    rex_i = fwait_i = -1
     while True:
         b = data[pos]
         k = kinds[b]
         if not k:
             break
-        if k == P_REX:
+        if rex:     # a REX followed by another prefix ends a prefix-only instruction
+            return _prefix_only(data, offset, pos, address, mode, prefixes)
+        if k == P_FWAIT:
+            if fwait_i >= 0:
+                break
+            fwait_i = len(prefixes)
+        elif k == P_REX:
             rex, rex_i = b, len(prefixes)
         else:
             rex = 0
@@ -181,6 +188,8 @@ def _decode(data, offset, address, mode):
         pos += 1
         slot = tables.maps[slot.escape][b]
     if slot is None:
+        if fwait_i >= 0:
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
         return _bad(data, offset, pos, address, mode, prefixes, -1)
     modrm = -1
     if slot.modrm:
@@ -191,9 +200,9 @@ def _decode(data, offset, address, mode):
     if rex & 1 and slot.rexb_choice is not None:
         choice = slot.rexb_choice
     if choice is None:
-        return _bad(data, offset, pos + (modrm >= 0xC0 and slot.by_modrm is not None
-                                         and _modrm_is_opcode(slot, modrm)),
-                    address, mode, prefixes, -1)
+        if fwait_i >= 0:
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        return _bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, -1)
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
@@ -223,6 +232,10 @@ def _decode(data, offset, address, mode):
         if spec is None:
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
 
+    if fwait_i >= 0 and not slot.modrm_opcode:
+        return _fwait(data, offset, fwait_i, address, mode, prefixes)
+    if spec.mod_ignored:
+        modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
@@ -230,8 +243,9 @@ def _decode(data, offset, address, mode):
 
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
+    reg_form = modrm >= 0xC0 or not spec.osz_reg_only
     if mode == 64:
-        if rex & 8 and spec.uses_w:
+        if rex & 8 and spec.uses_w and reg_form:
             osz = 64
             rex_used = 8
         elif osz_i >= 0:
@@ -250,7 +264,9 @@ def _decode(data, offset, address, mode):
     seg_used = False
     if seg_i >= 0:
         s = _SEG_PREFIX[prefixes[seg_i]]
-        if mode != 64 or s >= 4:
+        if spec.notrack and s == 3:
+            seg_i = -1              # 3E on an indirect branch is NOTRACK (CET)
+        elif mode != 64 or s >= 4:
             seg = SEG[s].name
 
     # ---- memory operand from ModRM/SIB/displacement ----
@@ -284,8 +300,9 @@ def _decode(data, offset, address, mode):
                     rex_used |= 2
                 if idx != 4:
                     index = regs[idx]
-                elif scale != 1 or not ((sib & 7) == 4 or ((sib & 7) == 5 and mod == 0)):
-                    index = _RIZ[asz]
+                elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
+                                                       or mode != 64):
+                    index = _RIZ[asz]       # objdump shows an explicit "no index" SIB
                 bnum = sib & 7
                 if bnum == 5 and mod == 0:
                     disp_size = 4
@@ -325,6 +342,7 @@ def _decode(data, offset, address, mode):
     # ---- operands in map order ----
     operands = []
     rel = None
+    str_op = False
     imm_list = spec.imm_list
     for op in spec.ops:
         k = op[0]
@@ -361,8 +379,6 @@ def _decode(data, offset, address, mode):
                 if rex & 4:
                     rex_used |= 4
             elif cls == C_SEG:
-                if num > 5:
-                    return _bad(data, offset, pos - 1, address, mode, prefixes, consumed)
                 operands.append(SEG[num])
             elif cls == C_MMX:
                 operands.append(MMX[num])
@@ -406,8 +422,8 @@ def _decode(data, offset, address, mode):
             n = op[1][osi]
             disp = _read(data, pos, n, end)
             pos += n
-            if disp >= 1 << (8 * n - 1):
-                disp -= 1 << (8 * n)
+            if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
+                disp -= 1 << (8 * n)    # (objdump zero-extends rel16 in 16-bit code)
             rel = Rel(disp)
             operands.append(rel)
         elif k == K_ONE:
@@ -427,16 +443,15 @@ def _decode(data, offset, address, mode):
             n = asz >> 3
             disp = _read(data, pos, n, end)
             pos += n
-            m = Mem(op[1][osi], seg, None, None, 1, disp, n, asz)
+            m = Mem(op[1][osi], seg, None, None, 1, disp, n, asz, moffs=True)
             seg_used = seg is not None
             operands.append(m)
         elif k == K_STR_X or k == K_STR_Y:
+            str_op = True
             regs = GPR[asz >> 3]
             if k == K_STR_X:
                 s = seg if seg is not None else "ds"
-                seg_used = seg is not None
-                if seg_i >= 0 and mode == 64 and seg is None:
-                    s = "ds"
+                seg_used = seg_i >= 0
             else:
                 s = "es"
             operands.append(Mem(op[1][osi], s, regs[op[2]], None, 1, 0, 0, asz))
@@ -450,12 +465,12 @@ def _decode(data, offset, address, mode):
             pass
     length = pos - offset
     if rel is not None:
-        mask = 0xFFFF if osz == 16 and mode != 64 else _ADDR_MASK[mode]
-        if osz == 16 and mode == 64:
-            mask = 0xFFFFFFFFFFFFFFFF
-        rel.target = (address + length + rel.target) & mask
+        if osz == 16 and spec.rel_z and mode == 32:     # rel16 via 66: IP wraps at 64K
+            rel.target = (address + length + rel.target) & 0xFFFF
+        else:
+            rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
     if mem is not None and mem.target is not None:
-        mem.target = (address + length + mem.disp) & _ADDR_MASK[asz]
+        mem.target = (address + length + mem.disp) & ((1 << asz) - 1)
         mem.base = RIP if asz == 64 else EIP
 
     # ---- mnemonic ----
@@ -466,6 +481,13 @@ def _decode(data, offset, address, mode):
         name, att_name = names[i], att[i]
     else:
         name, att_name = names[osi], att[osi]
+    if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
+        if spec.fwait:
+            name = "f" + name[2:]
+            att_name = "f" + att_name[2:]
+        consumed2 = fwait_i
+    else:
+        consumed2 = -1
     if imm_list is not None:
         value = data[pos - 1]
         if value < len(imm_list):
@@ -477,8 +499,9 @@ def _decode(data, offset, address, mode):
 
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
+    asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
     for i, p in enumerate(prefixes):
-        if i == consumed:
+        if i == consumed or i == consumed2:
             continue
         if i == rex_i and i == len(prefixes) - 1:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
@@ -486,18 +509,29 @@ def _decode(data, offset, address, mode):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and (spec.uses_66 or osz == 64 and rex & 8 and spec.uses_w):
+        if i == osz_i and reg_form and (spec.uses_66 or osz == 64 and rex & 8 and spec.uses_w):
             continue
-        if i == asz_i and (mem is not None or spec.asz_names or spec.has_mem_op):
+        if i == asz_i and asz_used:
             continue
         unused.append(p)
     return Instruction(address, length, bytes(data[offset:pos]), name, att_name,
                        tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
 
 
-def _modrm_is_opcode(slot, modrm) -> bool:
-    """x87-style register forms: the ModRM byte itself selects the opcode."""
-    return False
+def _prefix_only(data, offset, pos, address, mode, prefixes) -> Instruction:
+    """objdump ends an instruction at a REX prefix that another prefix follows."""
+    p = tuple(prefixes)
+    return Instruction(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
+                       mode, mode, None, mode, "prefix")
+
+
+def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Instruction:
+    """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
+    end = offset + fwait_i + 1
+    spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
+    before = tuple(prefixes[:fwait_i])
+    return Instruction(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+                       before + (0x9B,), before, mode, mode, spec, mode)
 
 
 _RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}

@@ -15,7 +15,7 @@ PREFIX_COLUMNS = ("66", "66+", "F3", "F2")
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
-    nw wo nomem rexw-name asz
+    nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
@@ -32,7 +32,9 @@ SIZES = frozenset("""
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")
 _KEY_RE = re.compile(r"^(?:(?P<lo>[0-9a-f]{2})(?:-(?P<hi>[0-9a-f]{2}))?|/(?P<reg>[0-7]))"
                      r"(?: (?P<qual>mem|reg|rexb))?$")
-_HEADER_RE = re.compile(r"^\[(?P<kind>map|group) (?P<name>[A-Za-z0-9_-]+)\]$")
+_HEADER_RE = re.compile(r"^\[(?P<kind>map|group) (?P<name>[A-Za-z0-9_-]+)"
+                        r"(?P<opts>(?: [a-z-]+)*)\]$")
+GROUP_OPTIONS = frozenset(["modrm-opcode"])
 
 
 class MapError(ValueError):
@@ -69,6 +71,7 @@ class OpcodeMap:
     lists: dict[str, list[str]] = field(default_factory=dict)
     maps: dict[str, list[Entry]] = field(default_factory=dict)
     groups: dict[str, list[Entry]] = field(default_factory=dict)
+    group_options: dict[str, frozenset[str]] = field(default_factory=dict)
     filename: str = "opcodes.map"
 
 
@@ -106,6 +109,12 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
         if unknown:
             raise MapError(f"{where}: unknown flag {unknown[0]!r}")
         text = text[: m.start()].strip()
+    quoted = None
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        if end < 0:
+            raise MapError(f"{where}: unterminated quoted mnemonic")
+        quoted, text = text[1:end], "QUOTED" + text[end + 1:]
     words = text.split()
     if words[0] in ("group", "escape"):
         if len(words) not in (2, 3):
@@ -119,6 +128,9 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
     if len(words) > 2:
         raise MapError(f"{where}: expected 'mnemonic operands (flags)', got {text!r}")
     mnemonic = words[0]
+    if quoted is not None:
+        return Form("insn", quoted, quoted, tuple(words[1].split(",")) if len(words) == 2
+                    else (), flags, line=line)
     if not re.match(r"^[a-z0-9_{}~/.]+$", mnemonic):
         raise MapError(f"{where}: bad mnemonic {mnemonic!r}")
     intel, _, att = mnemonic.partition("/")
@@ -163,6 +175,11 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
                                f"{', '.join(MAP_NAMES)})")
             if name in table:
                 raise MapError(f"{where}: duplicate section {name!r}")
+            opts = frozenset(m.group("opts").split())
+            if opts - GROUP_OPTIONS or (opts and kind == "map"):
+                raise MapError(f"{where}: unknown section option in {line!r}")
+            if kind == "group":
+                result.group_options[name] = opts
             section = table[name] = []
             continue
         if section is None:

@@ -24,13 +24,15 @@ class Mem:
 
     `seg` is the segment to print (explicit override, or the fixed ds/es of string
     operands), else None.  `disp_size` is the encoded displacement width (0, 1, 2, 4 or 8);
-    `rip` marks RIP/EIP-relative addressing, with `target` the absolute address.
+    `target` is the absolute address of a RIP/EIP-relative operand, else None.
     """
 
     __slots__ = ("size", "seg", "base", "index", "scale", "disp", "disp_size",
-                 "addr_size", "target")
+                 "addr_size", "target", "moffs")
 
-    def __init__(self, size, seg, base, index, scale, disp, disp_size, addr_size, target=None):
+    def __init__(self, size, seg, base, index, scale, disp, disp_size, addr_size, target=None,
+                 moffs=False):
+        self.moffs = moffs      # MOV moffs (A0-A3): address without ModRM
         self.size = size
         self.seg = seg
         self.base = base

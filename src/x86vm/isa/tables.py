@@ -39,7 +39,7 @@ _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
-SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT = range(5)
+SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY = range(6)
 
 
 class Spec:
@@ -48,7 +48,8 @@ class Spec:
     __slots__ = ("names", "att_names", "ops", "flags", "branch", "sfx", "d64", "i64", "o64",
                  "uses_w", "uses_66", "needs_mem", "needs_reg", "imm_list", "asz_names",
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
-                 "size_ops", "indirect")
+                 "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
+                 "osz_reg_only", "hle")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -62,26 +63,37 @@ class Spec:
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
-                    else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
+                    else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f else SFX_LEGACY if "sfx32" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
         self.i64 = "i64" in f
         self.o64 = "o64" in f
         sizes = [s for op in form.operands for s in _op_sizes(op)]
-        self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f
+        self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
                         or ("~" in form.mnemonic and not self.asz_names))
         self.uses_w = (not self.d64) and (
-            any(s in ("v", "y", "z") for s in sizes) or "rexw-name" in f
+            any(s in ("v", "y") for s in sizes) or "rexw-name" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
-        self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops)
-        self.has_mem_op = any(op[0] in (K_RM, K_MOFFS, K_STR_X, K_STR_Y) for op in self.ops)
+        self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops) \
+            and "mod-ignored" not in f
+        self.has_mem_op = any(op[0] in (K_RM, K_STR_X, K_STR_Y) for op in self.ops)
         # operands whose register form makes the AT&T size suffix unnecessary
         self.size_ops = tuple(i for i, op in enumerate(self.ops)
                               if (op[0] in (K_RM, K_REG) and op[1] == C_GPR)
                               or op[0] == K_Z or (op[0] == K_ACC and not op[3]))
         self.indirect = self.branch in ("jmp", "call") and any(
             op[0] == K_RM for op in self.ops)
+        self.moffs = any(op[0] == K_MOFFS for op in self.ops)
+        self.rel_z = any(op[0] == K_REL and op[1] == SIZE_BYTES["z"] for op in self.ops)
+        self.fwait = "fwait" in f
+        self.mod_ignored = "mod-ignored" in f
+        self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
+            "hler" if "hler" in f else None
+        # "Mw/Rv": only the register form depends on the operand size (SDM MOV Sreg)
+        self.osz_reg_only = any(op[0] == K_RM and op[2] != op[3] for op in self.ops) and \
+            not any(s in OSIZE_DEPENDENT or s == "y"
+                    for op in form.operands if "/" not in op for s in _op_sizes(op))
         self.notrack = "notrack" in f
         self.bnd = "bnd" in f
         self.rep = "rep" in f or "repz" in f
@@ -183,9 +195,10 @@ FALLTHROUGH = "="      # column value: ignore this prefix, use the next choice
 class Slot:
     """One opcode in a map: an escape, a fixed choice, or a choice per ModRM byte."""
 
-    __slots__ = ("escape", "modrm", "choice", "by_modrm", "rexb_choice")
+    __slots__ = ("escape", "modrm", "choice", "by_modrm", "rexb_choice", "modrm_opcode")
 
     def __init__(self) -> None:
+        self.modrm_opcode = False     # x87: an undefined ModRM still counts in the length
         self.escape = None
         self.modrm = False
         self.choice = None
@@ -249,6 +262,8 @@ class Tables:
                 if forms[0].kind == "group":
                     slot.modrm = True
                     slot.by_modrm = self._group_table(forms[0], entry.line)
+                    slot.modrm_opcode = "modrm-opcode" in self.omap.group_options.get(
+                        forms[0].target, ())
                     continue
                 if any(f.kind == "group" for f in forms):
                     slot.modrm = True
