@@ -467,6 +467,8 @@ def _decode(data, offset, address, mode):
     if rel is not None:
         if osz == 16 and spec.rel_z and mode == 32:     # rel16 via 66: IP wraps at 64K
             rel.target = (address + length + rel.target) & 0xFFFF
+        elif osz == 16 and spec.rel_z:                   # objdump: wrap within the 64K
+            rel.target = ((address + length + rel.target) & 0xFFFF) | (address & ~0xFFFF)
         else:
             rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
     if mem is not None and mem.target is not None:
