@@ -15,7 +15,7 @@ def _mem(m: Mem) -> str:
     base, index = m.base, m.index
     if base is None and index is None:
         d = m.disp
-        if m.addr_size == 16 and d & 0x8000 and not m.moffs:      # objdump: 16-bit absolute is signed
+        if m.addr_size == 16 and d & 0x8000 and not m.moffs:  # objdump: signed disp16
             return f"{seg}-{0x10000 - d:#x}"
         return f"{seg}{d & ((1 << m.addr_size) - 1):#x}"
     disp = ""

@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Mem
-from x86vm.isa.tables import SFX_ALWAYS, SFX_LEGACY, SFX_NODEFAULT, SFX_NOREG, SFX_RMMEM
+from x86vm.isa.tables import (
+    SFX_ALWAYS,
+    SFX_LEGACY,
+    SFX_LONG,
+    SFX_NODEFAULT,
+    SFX_NOREG,
+    SFX_RMMEM,
+    SFX_XY,
+)
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
 _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
@@ -67,6 +75,10 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
                 return ""
             return INTEL_SUFFIX[insn.operand_size >> 3]
         return SUFFIX[insn.operand_size >> 3]
+    if sfx == SFX_LONG:         # SYSRET/SYSEXIT: to 32- or 64-bit code (REX.W)
+        if insn.mode != 64:
+            return ""
+        return (INTEL_SUFFIX if intel else SUFFIX)[8 if insn.operand_size == 64 else 4]
     if sfx == SFX_LEGACY:
         if insn.mode == 64:
             return ""
@@ -86,6 +98,9 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
     if sfx == SFX_RMMEM:
         mem = insn.memory_operand
         return SUFFIX.get(mem.size, "") if mem is not None else ""
+    if sfx == SFX_XY:
+        mem = insn.memory_operand
+        return {16: "x", 32: "y"}.get(mem.size, "") if mem is not None else ""
     return ""
 
 

@@ -27,6 +27,8 @@ from .operands import (
     SHIFT_ONE,
     ST,
     XMM,
+    YMM,
+    ZMM,
     Far,
     Imm,
     Mem,
@@ -37,6 +39,7 @@ from .tables import (
     C_CR,
     C_DR,
     C_GPR,
+    C_K,
     C_MMX,
     C_SEG,
     C_XMM,
@@ -46,6 +49,7 @@ from .tables import (
     K_FIXED,
     K_FLAGS,
     K_IMM,
+    K_IS4,
     K_MOFFS,
     K_ONE,
     K_REG,
@@ -55,6 +59,7 @@ from .tables import (
     K_STI,
     K_STR_X,
     K_STR_Y,
+    K_VVVV,
     K_Z,
     Tables,
     load_tables,
@@ -76,7 +81,9 @@ for _b in range(0x40, 0x50):
 MAX_LENGTH = 15
 
 _TABLES: dict[int, Tables] = load_tables()
-_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM}
+_VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG}
+_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
@@ -152,6 +159,7 @@ def _decode(data, offset, address, mode):
     seg_i = osz_i = asz_i = rep_i = -1
     rex = 0
     rex_i = fwait_i = -1
+    fsgs = 0
     while True:
         b = data[pos]
         k = kinds[b]
@@ -169,6 +177,8 @@ def _decode(data, offset, address, mode):
             rex = 0
             if k == P_SEG:
                 seg_i = len(prefixes)
+                if b >= 0x64:
+                    fsgs = b
             elif k == P_OSZ:
                 osz_i = len(prefixes)
             elif k == P_ASZ:
@@ -180,13 +190,46 @@ def _decode(data, offset, address, mode):
         if pos >= end:
             raise _Truncated
 
-    # ---- opcode and table walk ----
-    slot = tables.maps["one-byte"][b]
-    pos += 1
-    while slot is not None and slot.escape is not None:
+    # ---- VEX prefix (SDM §2.3.5): C4/C5, in 16/32-bit mode only when ModRM.mod would be 11 ----
+    vex = False
+    vl = 0
+    vvvv = 0
+    if (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
+        if rex or osz_i >= 0 or rep_i >= 0 or 0xF0 in prefixes:
+            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        vex = True
+        b1 = data[pos + 1]
+        if b == 0xC5:
+            mmmmm = 1
+            b2 = b1
+            rex = 0x40 | ((~b1 >> 5) & 4)
+            pos += 2
+        else:
+            b2 = data[pos + 2]
+            mmmmm = b1 & 0x1F
+            rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
+            pos += 3
+        if mmmmm not in _VEX_MAPS:
+            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes, -1)
+        vvvv = (~b2 >> 3) & 0xF
+        if mode != 64:
+            vvvv &= 7
+            rex &= ~7
+        vl = (b2 >> 2) & 1
+        pp = b2 & 3
         b = data[pos]
+        if pos >= end:
+            raise _Truncated
         pos += 1
-        slot = tables.maps[slot.escape][b]
+        slot = tables.maps[_VEX_MAPS[mmmmm]][b]
+    else:
+        # ---- opcode and table walk ----
+        slot = tables.maps["one-byte"][b]
+        pos += 1
+        while slot is not None and slot.escape is not None:
+            b = data[pos]
+            pos += 1
+            slot = tables.maps[slot.escape][b]
     if slot is None:
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
@@ -206,7 +249,19 @@ def _decode(data, offset, address, mode):
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
-    if choice.columns:
+    if vex:
+        spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
+            else (choice.plain if pp == 0 else None)
+        if type(spec) is tuple:
+            w = rex >> 3 & 1
+            spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
+                         and (s.vex_l is None or s.vex_l == vl)), None)
+        if spec is None or spec is FALLTHROUGH or (
+                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
+                spec.vex_l is not None and spec.vex_l != vl) or (
+                vvvv and not spec.uses_vvvv):
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
+    elif choice.columns:
         spec = None
         if rep_i >= 0:
             col = choice.pf3 if prefixes[rep_i] == 0xF3 else choice.pf2
@@ -244,10 +299,19 @@ def _decode(data, offset, address, mode):
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
     reg_form = modrm >= 0xC0 or not spec.osz_reg_only
-    if mode == 64:
+    if vex:
+        osz = 64 if rex & 8 and spec.uses_w and mode == 64 else 32
+        if mode == 16 and osz == 32 and not rex & 8:
+            osz = 32
+        asz = (32 if asz_i >= 0 else 64) if mode == 64 else (
+            (16 if asz_i >= 0 else 32) if mode == 32 else (32 if asz_i >= 0 else 16))
+        rex_used = rex & 0xF
+    elif mode == 64:
         if rex & 8 and spec.uses_w and reg_form:
             osz = 64
             rex_used = 8
+        elif rex & 8 and spec.d64:      # REX.W beats 66 for near branches, stack ops
+            osz = 64
         elif osz_i >= 0:
             osz = 16
         else:
@@ -260,6 +324,7 @@ def _decode(data, offset, address, mode):
         osz = 32 if osz_i >= 0 else 16
         asz = 32 if asz_i >= 0 else 16
     osi = _OSI[osz]
+    si = osi + 3 * vl
     seg = None
     seg_used = False
     if seg_i >= 0:
@@ -268,6 +333,8 @@ def _decode(data, offset, address, mode):
             seg_i = -1              # 3E on an indirect branch is NOTRACK (CET)
         elif mode != 64 or s >= 4:
             seg = SEG[s].name
+        elif fsgs:                  # 64-bit: CS/DS/ES/SS do not override an FS/GS
+            seg = SEG[_SEG_PREFIX[fsgs]].name
 
     # ---- memory operand from ModRM/SIB/displacement ----
     mem = None
@@ -306,6 +373,7 @@ def _decode(data, offset, address, mode):
                 bnum = sib & 7
                 if bnum == 5 and mod == 0:
                     disp_size = 4
+                    rex_used |= rex & 1
                 else:
                     base = regs[bnum | ((rex & 1) << 3)]
                     if rex & 1:
@@ -314,6 +382,7 @@ def _decode(data, offset, address, mode):
                 disp_size = 4
                 if mode == 64:
                     rip = True
+                    rex_used |= rex & 1
             else:
                 base = regs[rm | ((rex & 1) << 3)]
                 if rex & 1:
@@ -351,28 +420,26 @@ def _decode(data, offset, address, mode):
                 num = (modrm & 7) | ((rex & 1) << 3)
                 cls = op[1]
                 if cls == C_GPR:
-                    size = op[2][osi]
+                    size = op[2][si]
                     if size == 1 and rex and 4 <= num < 8:
                         rex_byte_reg = True
                     operands.append(_gpr(size, num, rex))
+                elif cls == C_XMM:
+                    operands.append(_VEC[op[2][si]][num])
                 else:
-                    if cls != C_MMX:
-                        num |= 0
-                    else:
-                        num &= 7
-                    operands.append(_CLASS_REGS[cls][num])
+                    operands.append(_CLASS_REGS[cls][num & 7])
                 if rex & 1:
                     rex_used |= 1
             else:
                 m = mem
-                m.size = op[3][osi]
+                m.size = op[3][si]
                 operands.append(m)
         elif k == K_REG:
             num = ((modrm >> 3) & 7)
             cls = op[1]
             if cls == C_GPR:
                 num |= (rex & 4) << 1
-                size = op[2][osi]
+                size = op[2][si]
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
                 operands.append(_gpr(size, num, rex))
@@ -382,13 +449,20 @@ def _decode(data, offset, address, mode):
                 operands.append(SEG[num])
             elif cls == C_MMX:
                 operands.append(MMX[num])
+            elif cls == C_XMM:
+                num |= (rex & 4) << 1
+                if rex & 4:
+                    rex_used |= 4
+                operands.append(_VEC[op[2][si]][num])
+            elif cls == C_K:
+                operands.append(KREG[num])
             else:
                 num |= (rex & 4) << 1
                 if rex & 4:
                     rex_used |= 4
                 operands.append(_CLASS_REGS[cls][num])
         elif k == K_IMM:
-            n = op[1][osi]
+            n = op[1][si]
             value = _read(data, pos, n, end)
             pos += n
             if imm_list is not None:
@@ -408,18 +482,18 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(Imm(value, n))
         elif k == K_ACC:
-            size = op[2][osi]
+            size = op[2][si]
             operands.append(_gpr(size, op[1], rex))
         elif k == K_Z:
             num = (b & 7) | ((rex & 1) << 3)
-            size = op[1][osi]
+            size = op[1][si]
             if size == 1 and rex and 4 <= num < 8:
                 rex_byte_reg = True
             if rex & 1:
                 rex_used |= 1
             operands.append(_gpr(size, num, rex))
         elif k == K_REL:
-            n = op[1][osi]
+            n = op[1][si]
             disp = _read(data, pos, n, end)
             pos += n
             if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
@@ -443,7 +517,7 @@ def _decode(data, offset, address, mode):
             n = asz >> 3
             disp = _read(data, pos, n, end)
             pos += n
-            m = Mem(op[1][osi], seg, None, None, 1, disp, n, asz, moffs=True)
+            m = Mem(op[1][si], seg, None, None, 1, disp, n, asz, moffs=True)
             seg_used = seg is not None
             operands.append(m)
         elif k == K_STR_X or k == K_STR_Y:
@@ -454,25 +528,37 @@ def _decode(data, offset, address, mode):
                 seg_used = seg_i >= 0
             else:
                 s = "es"
-            operands.append(Mem(op[1][osi], s, regs[op[2]], None, 1, 0, 0, asz))
+            operands.append(Mem(op[1][si], s, regs[op[2]], None, 1, 0, 0, asz))
         elif k == K_FAR:
             n = 2 if osz == 16 else 4
             off = _read(data, pos, n, end)
             sel = _read(data, pos + n, 2, end)
             pos += n + 2
             operands.append(Far(sel, off, n))
+        elif k == K_VVVV:
+            cls = op[1]
+            if cls == C_XMM:
+                operands.append(_VEC[op[2][si]][vvvv])
+            elif cls == C_GPR:
+                operands.append(GPR[op[2][si]][vvvv])
+            else:
+                operands.append(KREG[vvvv & 7])
+        elif k == K_IS4:
+            is4 = _read(data, pos, 1, end)
+            pos += 1
+            operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
         elif k == K_FLAGS:
             pass
     length = pos - offset
     if rel is not None:
-        if osz == 16 and spec.rel_z and mode == 32:     # rel16 via 66: IP wraps at 64K
+        if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
             rel.target = (address + length + rel.target) & 0xFFFF
         elif osz == 16 and spec.rel_z:                   # objdump: wrap within the 64K
             rel.target = ((address + length + rel.target) & 0xFFFF) | (address & ~0xFFFF)
         else:
             rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
     if mem is not None and mem.target is not None:
-        mem.target = (address + length + mem.disp) & ((1 << asz) - 1)
+        mem.target = (address + length + mem.disp) & _ADDR_MASK[mode]
         mem.base = RIP if asz == 64 else EIP
 
     # ---- mnemonic ----
@@ -511,7 +597,8 @@ def _decode(data, offset, address, mode):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and reg_form and (spec.uses_66 or osz == 64 and rex & 8 and spec.uses_w):
+        if i == osz_i and reg_form and (spec.uses_66 and osz != 64 or osz == 64 and rex & 8
+                                        and spec.uses_w and not spec.d64):
             continue
         if i == asz_i and asz_used:
             continue
@@ -537,4 +624,3 @@ def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Instruction:
 
 
 _RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}
-_ = KREG

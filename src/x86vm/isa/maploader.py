@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a")
+MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a")
 PREFIX_COLUMNS = ("66", "66+", "F3", "F2")
 
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
+    L0 L1 W0 W1 sfxxy sfxl
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
@@ -24,9 +25,9 @@ FIXED_OPERANDS = frozenset("""
 """.split())
 
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).
-METHODS = frozenset("A C D E F G I J M N O P Q R S U V W X Y Z".split())
+METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S U V W X Y Z".split())
 SIZES = frozenset("""
-    b w d q v z y p s t a dq x ps pd ss sd bs bx x87env x87state
+    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup kb kw kd kq
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")
@@ -209,7 +210,8 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
             if pfx in columns:
                 raise MapError(f"{where}: duplicate prefix column {pfx}")
             columns[pfx] = _parse_form(alt, where, number, result.lists)
-        modes = frozenset().union(*(f.flags for f in columns.values())) & {"i64", "o64"}
+        modes = frozenset().union(*(f.flags for f in columns.values())) & {
+            "i64", "o64", "L0", "L1", "W0", "W1"}
         dup_key = (id(section), lo, hi, reg, m.group("qual"), modes)
         if dup_key in seen:
             raise MapError(f"{where}: duplicate key {key.strip()!r}")

@@ -16,30 +16,36 @@ from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
-    K_ACC, K_STI, K_ST, K_FLAGS = range(16)
+    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
 
 # register classes
-C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST = range(7)
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K = range(8)
 
-#: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2
-SIZE_BYTES = {
+#: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
+#: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
+_SIZE3 = {
     "b": (1, 1, 1), "w": (2, 2, 2), "d": (4, 4, 4), "q": (8, 8, 8), "v": (2, 4, 8),
     "z": (2, 4, 4), "y": (4, 4, 8), "p": (4, 6, 6), "s": (0, 0, 0), "t": (10, 10, 10),
     "a": (4, 8, 8), "dq": (16, 16, 16), "x": (16, 16, 16), "ps": (16, 16, 16),
     "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
-    "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1),
+    "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
+    "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
 }
+_VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
+           "xdup": (8, 32, 64)}
+SIZE_BYTES = {k: v * 3 for k, v in _SIZE3.items()}
+SIZE_BYTES.update({k: (a,) * 3 + (b,) * 3 + (c,) * 3 for k, (a, b, c) in _VECTOR.items()})
 OSIZE_DEPENDENT = frozenset("v z p a".split())
 
 _RM_CLASS = {"E": C_GPR, "M": None, "R": C_GPR, "Q": C_MMX, "N": C_MMX, "W": C_XMM,
              "U": C_XMM}
-_REG_CLASS = {"G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR, "D": C_DR}
+_REG_CLASS = {"K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR, "D": C_DR}
 _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
               "eAX": (0, "z")}
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
-SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY = range(6)
+SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG = range(8)
 
 
 class Spec:
@@ -49,7 +55,7 @@ class Spec:
                  "uses_w", "uses_66", "needs_mem", "needs_reg", "imm_list", "asz_names",
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
-                 "osz_reg_only", "hle")
+                 "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -63,7 +69,9 @@ class Spec:
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
-                    else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f else SFX_LEGACY if "sfx32" in f
+                    else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
+                    else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
+                    else SFX_LONG if "sfxl" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
         self.i64 = "i64" in f
@@ -72,7 +80,7 @@ class Spec:
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
                         or ("~" in form.mnemonic and not self.asz_names))
         self.uses_w = (not self.d64) and (
-            any(s in ("v", "y") for s in sizes) or "rexw-name" in f
+            any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
         self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops) \
@@ -87,6 +95,9 @@ class Spec:
         self.moffs = any(op[0] == K_MOFFS for op in self.ops)
         self.rel_z = any(op[0] == K_REL and op[1] == SIZE_BYTES["z"] for op in self.ops)
         self.fwait = "fwait" in f
+        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
+        self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
+        self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
@@ -149,20 +160,26 @@ def _compile_operand(op: str) -> tuple:
             mem, reg = reg, mem
         return (K_RM, _RM_CLASS[reg[0]], SIZE_BYTES[reg[1:]], SIZE_BYTES[mem[1:]], True, True)
     method, size = op[0], op[1:]
-    sizes = SIZE_BYTES.get(size, (1, 1, 1))
+    sizes = SIZE_BYTES.get(size, SIZE_BYTES["b"])
+    if method == "H":
+        return (K_VVVV, C_K if size.startswith("k") else C_XMM, sizes)
+    if method == "B":
+        return (K_VVVV, C_GPR, sizes)
+    if method == "L":
+        return (K_IS4, C_XMM, sizes)
     if method in _RM_CLASS:
         allow_mem = method in "EMQW"
         allow_reg = method in "ERQNWU"
-        cls = _RM_CLASS[method]
+        cls = C_K if size.startswith("k") else _RM_CLASS[method]
         return (K_RM, cls, sizes, sizes, allow_mem, allow_reg)
     if method in _REG_CLASS:
-        return (K_REG, _REG_CLASS[method], sizes)
+        return (K_REG, C_K if size.startswith("k") else _REG_CLASS[method], sizes)
     if method == "Z":
         return (K_Z, sizes)
     if method == "I":
         if size == "bs":
-            return (K_IMM, (1, 1, 1), True)
-        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8), False)
+            return (K_IMM, SIZE_BYTES["b"], True)
+        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3, False)
     if method == "J":
         return (K_REL, sizes)
     if method == "O":
@@ -170,7 +187,7 @@ def _compile_operand(op: str) -> tuple:
     if method == "A":
         return (K_FAR,)
     if op == "Xbx":     # xlat: ds:[rBX + AL]
-        return (K_STR_X, (1, 1, 1), 3)
+        return (K_STR_X, SIZE_BYTES["b"], 3)
     if method == "X":
         return (K_STR_X, sizes, 6)
     if method == "Y":
@@ -281,12 +298,13 @@ class Tables:
                         slot.by_modrm = [None] * 256
                     for modrm in range(256):
                         if (modrm >= 0xC0) == (entry.qual == "reg"):
-                            slot.by_modrm[modrm] = choice
+                            slot.by_modrm[modrm] = _merge(slot.by_modrm[modrm], choice)
                 elif needs_modrm:
                     slot.modrm = True
-                    slot.by_modrm = [choice] * 256
+                    old = slot.by_modrm or [None] * 256
+                    slot.by_modrm = [_merge(c, choice) for c in old]
                 else:
-                    slot.choice = choice
+                    slot.choice = _merge(slot.choice, choice)
 
     def _mixed_table(self, entry: Entry) -> list[Choice | None]:
         """Prefix columns where some column is a ModRM group (e.g. F3 0F 1E)."""
@@ -336,6 +354,22 @@ class Tables:
 
 def _has_modrm(spec: Spec) -> bool:
     return any(op[0] in (K_RM, K_REG, K_STI) for op in spec.ops)
+
+
+def _merge(old, new):
+    """Combine two choices for the same cell that differ in VEX.W/VEX.L constraints."""
+    if old is None:
+        return new
+    if new is None:
+        return old
+    def both(a, b):
+        if a is None or a is FALLTHROUGH:
+            return b
+        if b is None or b is FALLTHROUGH:
+            return a
+        return (a if isinstance(a, tuple) else (a,)) + (b if isinstance(b, tuple) else (b,))
+    return Choice(both(old.plain, new.plain), both(old.p66, new.p66), both(old.pf3, new.pf3),
+                  both(old.pf2, new.pf2), columns=old.columns or new.columns)
 
 
 MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
