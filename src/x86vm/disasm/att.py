@@ -50,6 +50,8 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
         words.remove("addr32" if insn.mode != 32 else "addr16")
         mnemonic += SUFFIX[insn.address_size >> 3]
+    if insn.pseudo_prefix:
+        words.append(insn.pseudo_prefix)
     words.append(mnemonic)
     ops = []
     comment = ""
@@ -75,4 +77,23 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
             continue
     if spec.flags and "att-noreverse" in spec.flags:
         ops.reverse()
+    evex = insn.evex
+    if evex is not None:
+        _decorate(insn, ops, evex)
     return layout(words, ops, comment)
+
+
+def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
+    """AVX-512 decorations (SDM §2.7): {%kN}{z} on the destination, {1toN}, {rounding}."""
+    mask, zeroing, bcst, rounding = evex
+    if mask:
+        ops[-1] += f"{{%k{mask}}}" + ("{z}" if zeroing else "")
+    if bcst:
+        for i, op in enumerate(reversed(insn.operands)):
+            if type(op) is Mem:
+                ops[i] += f"{{1to{bcst}}}"
+    if rounding:
+        i = 0
+        while i < len(ops) and ops[i].startswith("$"):
+            i += 1
+        ops.insert(i, f"{{{rounding}}}")

@@ -42,7 +42,10 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
             return f".byte {insn.bytes[0]:#x}"
         return " ".join(prefix_words(insn, False) + ([insn.mnemonic] if kind == "bad" else []))
     words = prefix_words(insn, False)
+    if insn.pseudo_prefix:
+        words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
+    evex = insn.evex
     ops = []
     comment = ""
     for op in insn.operands:
@@ -52,7 +55,10 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
         elif t is Imm:
             ops.append(f"{op.value:#x}")
         elif t is Mem:
-            ops.append(_mem(op))
+            if evex is not None and evex[2]:
+                ops.append(_mem(op).replace(" PTR ", " BCST ", 1))
+            else:
+                ops.append(_mem(op))
             if op.target is not None:
                 comment = f"        # {pa(op.target)}"
         elif t is Rel:
@@ -61,4 +67,16 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
             ops.append(f"{op.seg:#x}:{op.offset:#x}")
         elif t is ShiftOne:
             ops.append("1")
+    if evex is not None:
+        mask, zeroing, bcst, rounding = evex
+        if mask:
+            ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if rounding:
+            i = len(ops) - 1
+            while i > 0 and type(insn.operands[i]) is Imm:
+                i -= 1
+            if rounding.endswith("-bad"):
+                ops.insert(i + 1, f"{{{rounding}}}")
+            else:
+                ops[i] += f"{{{rounding}}}"
     return layout(words, ops, comment)

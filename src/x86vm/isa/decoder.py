@@ -82,6 +82,8 @@ MAX_LENGTH = 15
 
 _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
+_EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a"}
+_ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
@@ -192,9 +194,41 @@ def _decode(data, offset, address, mode):
 
     # ---- VEX prefix (SDM §2.3.5): C4/C5, in 16/32-bit mode only when ModRM.mod would be 11 ----
     vex = False
+    evex = None
     vl = 0
     vvvv = 0
-    if (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
+    rhi = xhi = 0
+    if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
+        # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
+        if rex or osz_i >= 0 or rep_i >= 0 or 0xF0 in prefixes:
+            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        p0 = data[pos + 1]
+        p1 = data[pos + 2]
+        p2 = data[pos + 3]
+        if pos + 4 >= end:
+            raise _Truncated
+        mm = p0 & 3
+        if p0 & 0x0C or not p1 & 4 or mm == 0:
+            return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+        vex = True
+        rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
+        rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
+        xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
+        vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
+        if mode != 64:
+            vvvv &= 7
+            rex &= ~7
+            rhi = xhi = 0
+        pp = p1 & 3
+        evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
+        vl = (p2 >> 5) & 3
+        ebit = (p2 >> 4) & 1
+        if evex[1] and not evex[0]:
+            return _bad(data, offset, pos + 5, address, mode, prefixes, -1)
+        b = data[pos + 4]
+        pos += 5
+        slot = tables.maps[_EVEX_MAPS[mm]][b]
+    elif (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
         if rex or osz_i >= 0 or rep_i >= 0 or 0xF0 in prefixes:
             return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
         vex = True
@@ -260,6 +294,21 @@ def _decode(data, offset, address, mode):
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
                 spec.vex_l is not None and spec.vex_l != vl) or (
                 vvvv and not spec.uses_vvvv):
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
+        if evex is not None and ebit:
+            if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
+                if spec.rounding == "er":
+                    evex[3] = _ROUNDING[vl]
+                elif spec.rounding == "sae":
+                    evex[3] = "sae"
+                else:
+                    evex[3] = _ROUNDING[vl][:2] + "-bad"
+                vl = 2
+            elif spec.bcst:
+                evex[2] = spec.bcst
+            else:
+                return _bad(data, offset, pos, address, mode, prefixes, -1)
+        elif evex is not None and vl == 3:
             return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif choice.columns:
         spec = None
@@ -425,7 +474,7 @@ def _decode(data, offset, address, mode):
                         rex_byte_reg = True
                     operands.append(_gpr(size, num, rex))
                 elif cls == C_XMM:
-                    operands.append(_VEC[op[2][si]][num])
+                    operands.append(_VEC[op[2][si]][num | xhi])
                 else:
                     operands.append(_CLASS_REGS[cls][num & 7])
                 if rex & 1:
@@ -433,6 +482,12 @@ def _decode(data, offset, address, mode):
             else:
                 m = mem
                 m.size = op[3][si]
+                if evex is not None:
+                    if evex[2]:
+                        m.size = evex[2]
+                        evex[2] = (op[3][si] // evex[2])    # {1toN}
+                    if m.disp_size == 1:                     # compressed disp8*N
+                        m.disp *= m.size
                 operands.append(m)
         elif k == K_REG:
             num = ((modrm >> 3) & 7)
@@ -450,7 +505,7 @@ def _decode(data, offset, address, mode):
             elif cls == C_MMX:
                 operands.append(MMX[num])
             elif cls == C_XMM:
-                num |= (rex & 4) << 1
+                num |= ((rex & 4) << 1) | rhi
                 if rex & 4:
                     rex_used |= 4
                 operands.append(_VEC[op[2][si]][num])
@@ -466,7 +521,7 @@ def _decode(data, offset, address, mode):
             value = _read(data, pos, n, end)
             pos += n
             if imm_list is not None:
-                if value < len(imm_list):
+                if value < len(imm_list) and imm_list[value] != "-":
                     continue
                 operands.append(Imm(value, n))
                 continue
@@ -578,7 +633,7 @@ def _decode(data, offset, address, mode):
         consumed2 = -1
     if imm_list is not None:
         value = data[pos - 1]
-        if value < len(imm_list):
+        if value < len(imm_list) and imm_list[value] != "-":
             name = name.replace("{}", imm_list[value])
             att_name = att_name.replace("{}", imm_list[value])
         else:
@@ -603,8 +658,14 @@ def _decode(data, offset, address, mode):
         if i == asz_i and asz_used:
             continue
         unused.append(p)
-    return Instruction(address, length, bytes(data[offset:pos]), name, att_name,
+    insn = Instruction(address, length, bytes(data[offset:pos]), name, att_name,
                        tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    if evex is not None:
+        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
+                type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
+            insn.pseudo_prefix = "{evex}"
+        insn.evex = tuple(evex)
+    return insn
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Instruction:

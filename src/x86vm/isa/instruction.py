@@ -17,7 +17,7 @@ class Instruction:
 
     __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "operands",
                  "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
-                 "mode", "kind")
+                 "mode", "kind", "evex", "pseudo_prefix")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn"):
@@ -34,6 +34,8 @@ class Instruction:
         self.spec = spec
         self.mode = mode
         self.kind = kind
+        self.evex = None            # EVEX: (mask k, zeroing, broadcast N, rounding text)
+        self.pseudo_prefix = None   # "{evex}" when a VEX encoding would do (objdump)
 
     # ---- attributes the CPU and tools need (derived from the map form) ----
     @property

@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a")
+MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "evex0f",
+             "evex0f38", "evex0f3a")
 PREFIX_COLUMNS = ("66", "66+", "F3", "F2")
 
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl
+    L0 L1 W0 W1 sfxxy sfxl b4 b8 er sae
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.

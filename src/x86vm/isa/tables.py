@@ -55,7 +55,8 @@ class Spec:
                  "uses_w", "uses_66", "needs_mem", "needs_reg", "imm_list", "asz_names",
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
-                 "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv")
+                 "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
+                 "evex_pseudo")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -98,6 +99,9 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else 0
+        self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
+        self.evex_pseudo = False    # set for EVEX forms that have a VEX twin: "{evex}"
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
@@ -231,9 +235,18 @@ class Tables:
         self.mode = mode
         self.lists = omap.lists
         self._spec_cache: dict = {}
+        self._vex_lines = {e.line for n in ("vex0f", "vex0f38", "vex0f3a")
+                           for e in omap.maps.get(n, ())}
+        self._evex_lines = {e.line for n in ("evex0f", "evex0f38", "evex0f3a")
+                            for e in omap.maps.get(n, ())}
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
+        vex_names = {s.names[1] for k, s in self._spec_cache.items() if k[-1] in self._vex_lines}
+        for key, spec in self._spec_cache.items():
+            if key[-1] in self._evex_lines and spec.names[1] in vex_names and not (
+                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
+                spec.evex_pseudo = True
 
     # -- building -----------------------------------------------------------------
     def _spec(self, form: Form, inherited: Form | None = None):
