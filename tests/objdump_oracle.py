@@ -57,3 +57,54 @@ def objdump(data: bytes, mode: int = 64, intel: bool = False, address: int = 0
         pickle.dump(result, f)
     os.replace(tmp_path, path)
     return result
+
+
+AS_FLAGS = {16: ["--32"], 32: ["--32"], 64: ["--64"]}
+
+
+def objdump_strings(strings: list[bytes], mode: int = 64, intel: bool = False
+                    ) -> list[tuple[int, str]]:
+    """objdump's first instruction of each byte string, each decoded on its own.
+
+    The strings become functions f0, f1, ... of an object file assembled by gas; objdump
+    disassembles each symbol's bytes separately (its end acts as the end of the buffer), so
+    every string is decoded from its first byte.  Returns [(length, text)] per string.
+    """
+    key = hashlib.sha256(b"".join(strings) + f"|{mode}|{intel}|strings-v1".encode())
+    path = os.path.join(CACHE_DIR, key.hexdigest() + ".pickle")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    lines = [".text"] + ([".code16"] if mode == 16 else [])
+    for i, s in enumerate(strings):
+        lines.append(f".type f{i},@function\nf{i}: .byte {','.join(str(b) for b in s)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, obj = os.path.join(tmp, "s.s"), os.path.join(tmp, "s.o")
+        with open(src, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        subprocess.run(["as", *AS_FLAGS[mode], "-o", obj, src], check=True)
+        cmd = ["objdump", "-d", "-w", obj]
+        if mode == 16:
+            cmd[1:1] = ["-m", "i8086"]
+        if intel:
+            cmd[1:1] = ["-M", "intel"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result: list[tuple[int, str]] = []
+    want_first = False
+    for line in out.split("\n"):
+        if line.endswith(">:"):
+            want_first = True
+            continue
+        parts = line.split("\t")
+        if want_first and len(parts) >= 3 and parts[0].endswith(":"):
+            result.append((len(parts[1].split()), "\t".join(parts[2:])))
+            want_first = False
+    if len(result) != len(strings):
+        raise RuntimeError(f"objdump gave {len(result)} results for {len(strings)} strings")
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    with open(path + f".{os.getpid()}", "wb") as f:
+        pickle.dump(result, f)
+    os.replace(path + f".{os.getpid()}", path)
+    return result

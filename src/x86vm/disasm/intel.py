@@ -40,7 +40,11 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     if kind != "insn":
         if kind == "truncated":
             return f".byte {insn.bytes[0]:#x}"
-        return " ".join(prefix_words(insn, False) + ([insn.mnemonic] if kind == "bad" else []))
+        words = prefix_words(insn, False) + ([insn.mnemonic] if kind == "bad" else [])
+        if insn.evex is not None and insn.evex[0]:       # objdump keeps the EVEX mask
+            mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
+            return layout(words, [mask])
+        return " ".join(words)
     words = prefix_words(insn, False)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)

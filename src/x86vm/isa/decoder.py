@@ -26,6 +26,7 @@ from .operands import (
     SEG,
     SHIFT_ONE,
     ST,
+    TR,
     XMM,
     YMM,
     ZMM,
@@ -42,6 +43,7 @@ from .tables import (
     C_K,
     C_MMX,
     C_SEG,
+    C_TR,
     C_XMM,
     FALLTHROUGH,
     K_ACC,
@@ -82,9 +84,9 @@ MAX_LENGTH = 15
 
 _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
-_EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a"}
+_EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
-_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG}
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -192,6 +194,9 @@ def _decode(data, offset, address, mode):
         if pos >= end:
             raise _Truncated
 
+    if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
+        return _fwait(data, offset, fwait_i, address, mode, prefixes)
+
     # ---- VEX prefix (SDM §2.3.5): C4/C5, in 16/32-bit mode only when ModRM.mod would be 11 ----
     vex = False
     evex = None
@@ -200,16 +205,16 @@ def _decode(data, offset, address, mode):
     rhi = xhi = 0
     if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
         # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
-        if rex or osz_i >= 0 or rep_i >= 0 or 0xF0 in prefixes:
-            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
         p0 = data[pos + 1]
         p1 = data[pos + 2]
         p2 = data[pos + 3]
-        if pos + 4 >= end:
+        if pos + 5 >= end:
             raise _Truncated
-        mm = p0 & 3
-        if p0 & 0x0C or not p1 & 4 or mm == 0:
-            return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+        mm = p0 & 0xF
+        if mm not in _EVEX_MAPS:             # objdump stops right after the 62
+            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        if not p1 & 4:                       # EVEX.U must be 1
+            return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
         vex = True
         rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
         rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
@@ -223,14 +228,22 @@ def _decode(data, offset, address, mode):
         evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
         vl = (p2 >> 5) & 3
         ebit = (p2 >> 4) & 1
-        if evex[1] and not evex[0]:
-            return _bad(data, offset, pos + 5, address, mode, prefixes, -1)
         b = data[pos + 4]
         pos += 5
-        slot = tables.maps[_EVEX_MAPS[mm]][b]
-    elif (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
-        if rex or osz_i >= 0 or rep_i >= 0 or 0xF0 in prefixes:
+        table = tables.maps.get(_EVEX_MAPS[mm])
+        slot = table[b] if table is not None else None
+        if slot is None or vl == 3 and not ebit:
+            bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+            bad.evex = tuple(evex)
+            return bad
+    elif b == 0x8F and data[pos + 1] & 0x38:
+        # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
+        if pos + 3 >= end:
+            raise _Truncated
+        if data[pos + 1] & 0x1F not in (8, 9, 10):
             return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+    elif (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
         vex = True
         b1 = data[pos + 1]
         if b == 0xC5:
@@ -308,7 +321,7 @@ def _decode(data, offset, address, mode):
                 evex[2] = spec.bcst
             else:
                 return _bad(data, offset, pos, address, mode, prefixes, -1)
-        elif evex is not None and vl == 3:
+        if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
             return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif choice.columns:
         spec = None
@@ -336,8 +349,6 @@ def _decode(data, offset, address, mode):
         if spec is None:
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
 
-    if fwait_i >= 0 and not slot.modrm_opcode:
-        return _fwait(data, offset, fwait_i, address, mode, prefixes)
     if spec.mod_ignored:
         modrm |= 0xC0
     if modrm >= 0:
@@ -646,7 +657,7 @@ def _decode(data, offset, address, mode):
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2:
             continue
-        if i == rex_i and i == len(prefixes) - 1:
+        if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
                 unused.append(p)
             continue

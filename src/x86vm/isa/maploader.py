@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "evex0f",
              "evex0f38", "evex0f3a")
-PREFIX_COLUMNS = ("66", "66+", "F3", "F2")
+PREFIX_COLUMNS = ("66", "F3", "F2")
 
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
 KNOWN_FLAGS = frozenset("""
@@ -26,7 +26,7 @@ FIXED_OPERANDS = frozenset("""
 """.split())
 
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).
-METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S U V W X Y Z".split())
+METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
     b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup kb kw kd kq
 """.split())
@@ -154,7 +154,7 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
     """Parse map text into records; raise MapError naming the first bad line."""
     result = OpcodeMap(filename=filename)
     section: list[Entry] | None = None
-    seen: set[tuple] = set()
+    seen: dict[tuple, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         where = f"{filename}:{number}"
         line = raw.split("#", 1)[0].strip()
@@ -175,14 +175,14 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
             if kind == "map" and name not in MAP_NAMES:
                 raise MapError(f"{where}: unknown map {name!r} (expected one of "
                                f"{', '.join(MAP_NAMES)})")
-            if name in table:
+            if name in table and kind == "group":
                 raise MapError(f"{where}: duplicate section {name!r}")
             opts = frozenset(m.group("opts").split())
             if opts - GROUP_OPTIONS or (opts and kind == "map"):
                 raise MapError(f"{where}: unknown section option in {line!r}")
             if kind == "group":
                 result.group_options[name] = opts
-            section = table[name] = []
+            section = table.setdefault(name, [])    # a repeated [map X] extends map X
             continue
         if section is None:
             raise MapError(f"{where}: entry before any [map]/[group] section")
@@ -203,20 +203,32 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
         for i, alt in enumerate(rest.split("|")):
             alt = alt.strip()
             pfx = None
-            pm = re.match(r"^(66\+?|F3|F2):\s*(.*)$", alt)
+            pm = re.match(r"^(66|F3|F2):\s*(.*)$", alt)
             if pm:
                 pfx, alt = pm.group(1), pm.group(2)
             elif i > 0:
-                raise MapError(f"{where}: column {i + 1} needs a prefix (66, 66+, F3 or F2)")
+                raise MapError(f"{where}: column {i + 1} needs a prefix (66, F3 or F2)")
             if pfx in columns:
                 raise MapError(f"{where}: duplicate prefix column {pfx}")
             columns[pfx] = _parse_form(alt, where, number, result.lists)
         modes = frozenset().union(*(f.flags for f in columns.values())) & {
             "i64", "o64", "L0", "L1", "W0", "W1"}
-        dup_key = (id(section), lo, hi, reg, m.group("qual"), modes)
-        if dup_key in seen:
-            raise MapError(f"{where}: duplicate key {key.strip()!r}")
-        seen.add(dup_key)
+        qual = m.group("qual")
+        if reg is None and section is not None and any(section is t for t in result.maps.values()):
+            for opcode in range(lo, hi + 1):       # one definition per opcode (and mode, W/L)
+                related = {None: (None, "mem", "reg"), "mem": ("mem", None),
+                           "reg": ("reg", None), "rexb": ("rexb",)}[qual]
+                for q in related:
+                    other = seen.get((id(section), opcode, q, modes))
+                    if other is not None:
+                        raise MapError(f"{where}: opcode {opcode:02x} already defined at "
+                                       f"line {other}")
+                seen[(id(section), opcode, qual, modes)] = number
+        else:
+            dup_key = (id(section), lo, hi, reg, qual, modes)
+            if dup_key in seen:
+                raise MapError(f"{where}: duplicate key {key.strip()!r}")
+            seen[dup_key] = number
         section.append(Entry(lo, hi, reg, m.group("qual"), columns, number))
     _check_references(result)
     return result

@@ -19,7 +19,7 @@ K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE
     K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
 
 # register classes
-C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K = range(8)
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR = range(9)
 
 #: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
 #: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
@@ -39,7 +39,8 @@ OSIZE_DEPENDENT = frozenset("v z p a".split())
 
 _RM_CLASS = {"E": C_GPR, "M": None, "R": C_GPR, "Q": C_MMX, "N": C_MMX, "W": C_XMM,
              "U": C_XMM}
-_REG_CLASS = {"K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR, "D": C_DR}
+_REG_CLASS = {"T": C_TR, "K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR,
+              "D": C_DR}
 _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
               "eAX": (0, "z")}
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
