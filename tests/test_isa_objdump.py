@@ -12,9 +12,9 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from isa_compare import compare, load_code
 from objdump_oracle import have_objdump, objdump_strings
-
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode, decode_all
@@ -65,7 +65,7 @@ def _random_strings(mode: int, count: int, seed: int) -> list[bytes]:
 def _string_mismatches(mode: int, strings: list[bytes]) -> list[tuple[str, int, int]]:
     expected = objdump_strings(strings, mode)
     bad = []
-    for i, (s, (length, text)) in enumerate(zip(strings, expected, strict=True)):
+    for i, (s, (length, _text)) in enumerate(zip(strings, expected, strict=True)):
         insn = decode(s, 0, i * 15, mode)
         format_att(insn)
         format_intel(insn)
