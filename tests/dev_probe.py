@@ -36,8 +36,15 @@ def inp(port: int, size: int = 1, mask: int | None = None) -> Op:
     return ("in", port, size, mask)
 
 
+def asm(text: str) -> Op:
+    """Raw GNU as source (16-bit, code segment 0xf000) spliced into the probe; guests only."""
+    return ("asm", text)
+
+
 def apply_masks(ops: list[Op], data: bytes) -> bytes:
-    """Mask the bytes each ``in`` op produced."""
+    """Mask the bytes each ``in`` op produced (raw ``asm`` probes are left as they are)."""
+    if any(op[0] == "asm" for op in ops):
+        return data
     result, pos = bytearray(), 0
     for op in ops:
         if op[0] != "in":
@@ -57,6 +64,9 @@ _REG = {1: "%al", 2: "%ax", 4: "%eax"}
 def _asm(ops: list[Op], exit_value: int) -> str:
     lines = [".code16", ".text", "start:"]
     for op in ops:
+        if op[0] == "asm":
+            lines.append(op[1])
+            continue
         lines.append(f"  mov ${op[1]:#x}, %dx")
         if op[0] == "out":
             _, _, size, value = op
@@ -84,7 +94,8 @@ def build_image(ops: list[Op], workdir: Path, exit_value: int = 0) -> Path:
 
 
 def run_under_qemu(ops: list[Op], workdir: Path, *, memory: str = "128M", smp: int = 1,
-                   extra: tuple[str, ...] = (), exit_value: int = 0) -> tuple[bytes, bytes]:
+                   extra: tuple[str, ...] = (), exit_value: int = 0,
+                   timeout: float = 60) -> tuple[bytes, bytes]:
     """Run the probe as QEMU's firmware; returns (masked debugcon bytes, COM1 output)."""
     img = build_image(ops, workdir, exit_value)
     dbg, ser = workdir / "debugcon.out", workdir / "serial.out"
@@ -95,7 +106,7 @@ def run_under_qemu(ops: list[Op], workdir: Path, *, memory: str = "128M", smp: i
          "-chardev", f"file,id=dbg,path={dbg}",
          "-device", f"isa-debugcon,iobase={DEBUGCON:#x},chardev=dbg",
          "-device", f"isa-debug-exit,iobase={EXIT_PORT:#x},iosize=1", *extra],
-        capture_output=True, timeout=60)
+        capture_output=True, timeout=timeout)
     if proc.returncode != (exit_value << 1 | 1) & 0xFF:  # the probe ran to its end
         raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stderr.decode()}")
     return apply_masks(ops, dbg.read_bytes()), ser.read_bytes()

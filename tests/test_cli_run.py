@@ -112,3 +112,13 @@ def test_a_bad_image_is_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("x86vm: error: ")
     assert done.stderr.count("\n") == 1
 
+
+
+@needs_stack
+@runs_guests
+@pytest.mark.skipif(not (SRC / "x86vm" / "guests" / "hello.bin").exists(),
+                    reason="the bundled guest (boot branch) is not merged yet")
+def test_main_job_command_boots_the_bundled_guest():
+    done = x86vm("run")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest

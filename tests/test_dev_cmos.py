@@ -78,6 +78,8 @@ def test_direct_write_while_running_and_invalid_date_ignored(rtc):
     assert reg(rtc, 2) == 0x10 and reg(rtc, 4) == 0x23
     setreg(rtc, 8, 0x13)  # month 13: not a date, the clock keeps its time
     assert reg(rtc, 8) == 0x12
+    setreg(rtc, 0x32, 0x9A)  # century "9A" = 100 (found by the fuzzer): ignored too
+    assert reg(rtc, 0x32) == 0x19
 
 
 def test_set_clears_uie_and_status_registers_are_protected(rtc):

@@ -122,3 +122,29 @@ def test_tcp_connect_refused_is_one_clear_error():
     s.close()
     with pytest.raises(ConsoleError, match=f"tcp:127.0.0.1:{port}"):
         open_console(f"tcp:127.0.0.1:{port}")
+
+
+def test_stdio_console_on_a_terminal_passes_keys_and_restores(tmp_path):
+    import io
+    import os
+    import pty
+    import termios
+
+    from x86vm.devices.console import StreamConsole
+
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        c = StreamConsole(io.BytesIO(), slave)
+        got = threading.Event()
+        received = []
+        c.start(lambda data: (received.append(data), got.set()))
+        lflags = termios.tcgetattr(slave)[3]
+        assert not lflags & (termios.ICANON | termios.ECHO) and lflags & termios.ISIG
+        os.write(master, b"k")  # one key, no Enter needed
+        assert got.wait(5) and received == [b"k"]
+        c.close()
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)

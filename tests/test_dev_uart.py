@@ -228,3 +228,19 @@ def test_console_start_receives_feed(line):
     u = Uart16550(line, console)
     console.send(b"hi")
     assert rd(u, RBR) == ord("h")
+
+
+def test_linux_startup_thre_and_txen_checks_find_no_bugs(u):
+    """serial8250_do_startup: the UART_BUG_TXEN and UART_BUG_THRE probes (IIR must show a
+    pending THRE interrupt each time ETBEI is turned on while THR is empty)."""
+    wr(u, IER, 0x02)
+    lsr, iir = rd(u, LSR), rd(u, IIR)
+    wr(u, IER, 0x00)
+    assert lsr & 0x40 and not iir & 0x01  # no UART_BUG_TXEN
+    wr(u, IER, 0x02)
+    iir1 = rd(u, IIR)
+    wr(u, IER, 0x00)
+    wr(u, IER, 0x02)
+    iir = rd(u, IIR)
+    wr(u, IER, 0x00)
+    assert not iir1 & 0x01 and not iir & 0x01  # no UART_BUG_THRE

@@ -89,9 +89,10 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _bundled_guest() -> bytes:
+    """``x86vm/guests/hello.bin``, shipped as package data."""
     try:
-        return resources.files("x86vm.guests").joinpath(BUNDLED_GUEST).read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError):
+        return resources.files("x86vm").joinpath("guests", BUNDLED_GUEST).read_bytes()
+    except OSError:
         raise CliError("no IMAGE given and the bundled guest x86vm/guests/hello.bin is not "
                        "installed") from None
 

@@ -51,6 +51,7 @@ D_VRT = 0x80
 RESET_A = 0x26  # 32.768 kHz time base (DV = 010), 1024 Hz periodic rate (QEMU's value)
 RESET_B = B_24H  # BCD, 24-hour (QEMU's value)
 UIP_WINDOW_NS = 244_000
+MIN_YEAR, MAX_YEAR = 1900, 9899  # a guest-written date outside these years is ignored
 TIME_FIELDS = (SECONDS, MINUTES, HOURS, DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR, CENTURY)
 
 ClockNs = Callable[[], int]
@@ -138,8 +139,8 @@ class Cmos(ByteRegisters):
         fields = (year, self._decode(regs[MONTH]), self._decode(regs[DAY_OF_MONTH]), hour,
                   self._decode(regs[MINUTES]), self._decode(regs[SECONDS]))
         y, mo, d, h, mi, s = fields
-        if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1]
-                and h < 24 and mi < 60 and s < 60):
+        if not (MIN_YEAR <= y <= MAX_YEAR and 1 <= mo <= 12
+                and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60 and s < 60):
             return
         seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
         self._epoch_ns = seconds * 1_000_000_000 - self.clock_ns()

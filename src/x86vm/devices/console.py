@@ -11,9 +11,11 @@ a console with input runs a daemon reader thread that hands host bytes to ``feed
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
+import termios
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
@@ -77,6 +79,7 @@ class StreamConsole(Console):
         self._in_fd = in_fd
         self._owns_out = owns_out
         self._stop = threading.Event()
+        self._restore: tuple[int, list] | None = None
 
     def write(self, data: bytes) -> None:
         try:
@@ -89,11 +92,38 @@ class StreamConsole(Console):
         if self._in_fd is None:
             return
         fd = self._in_fd
+        self._terminal_char_mode(fd)
         threading.Thread(target=_reader, args=(lambda: os.read(fd, 4096), feed, self._stop),
                          name="console-stdin", daemon=True).start()
 
+    def _terminal_char_mode(self, fd: int) -> None:
+        """On a terminal, pass keys through as typed: no line editing and no local echo (the
+        guest echoes), but keep signals so Ctrl-C still stops x86vm. Undone by close()."""
+        if not os.isatty(fd):
+            return
+        try:
+            saved = termios.tcgetattr(fd)
+        except termios.error:
+            return
+        mode = list(saved)
+        mode[3] &= ~(termios.ICANON | termios.ECHO)  # lflags
+        mode[6] = list(mode[6])
+        mode[6][termios.VMIN], mode[6][termios.VTIME] = 1, 0
+        termios.tcsetattr(fd, termios.TCSANOW, mode)
+        self._restore = (fd, saved)
+        atexit.register(self._restore_terminal)
+
+    def _restore_terminal(self) -> None:
+        restore, self._restore = self._restore, None
+        if restore is not None:
+            try:
+                termios.tcsetattr(restore[0], termios.TCSADRAIN, restore[1])
+            except termios.error:
+                pass
+
     def close(self) -> None:
         self._stop.set()
+        self._restore_terminal()
         if self._owns_out:
             self._out.close()
 
@@ -179,7 +209,7 @@ def open_console(spec: str) -> Console:
         return StreamConsole(sys.stdout.buffer, stdin_fd)
     if kind == "file" and arg:
         try:
-            return StreamConsole(open(arg, "wb"), owns_out=True)  # noqa: SIM115
+            return StreamConsole(open(arg, "wb"), owns_out=True)
         except OSError as e:
             raise ConsoleError(f"serial file:{arg}: {e.strerror}") from None
     if kind == "tcp" and arg:

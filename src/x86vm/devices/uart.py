@@ -156,18 +156,14 @@ MSR_DELTAS = 0x0F
 HOST_MODEM_LINES = MSR.CTS | MSR.DSR | MSR.DCD
 
 
+# §8.8 bit 4: in loopback the modem-control outputs drive the modem-status inputs.
+LOOPBACK_WIRING = ((MCR.RTS, MSR.CTS), (MCR.DTR, MSR.DSR), (MCR.OUT1, MSR.RI),
+                   (MCR.OUT2, MSR.DCD))
+
+
 def loopback_modem_lines(mcr: int) -> int:
-    """§8.8 bit 4: in loopback, RTS→CTS, DTR→DSR, OUT1→RI, OUT2→DCD."""
-    lines = 0
-    if mcr & MCR.RTS:
-        lines |= MSR.CTS
-    if mcr & MCR.DTR:
-        lines |= MSR.DSR
-    if mcr & MCR.OUT1:
-        lines |= MSR.RI
-    if mcr & MCR.OUT2:
-        lines |= MSR.DCD
-    return lines
+    """The MSR line states (bits 7-4) that MCR ``mcr`` produces in loopback."""
+    return sum(int(line) for output, line in LOOPBACK_WIRING if mcr & output)
 
 
 class Uart16550(ByteRegisters):
@@ -183,6 +179,8 @@ class Uart16550(ByteRegisters):
         self._backlog = bytearray()
         self._closed = False
         self.transmitted = 0
+        self.divisor = POWER_ON_DIVISOR  # DLL/DLM and SCR keep their values across reset()
+        self.scr = 0
         self.reset()
         self.console.start(self.feed)
 
@@ -201,9 +199,6 @@ class Uart16550(ByteRegisters):
             self.thr_pending = False  # THRE interrupt armed (cleared by IIR read / THR write)
             self.modem_lines = HOST_MODEM_LINES
             self.msr_deltas = 0
-            if not hasattr(self, "divisor"):  # power-on only: master reset keeps these
-                self.divisor = POWER_ON_DIVISOR
-                self.scr = 0
             self._irq_level = False
             self.irq.set_level(False)
 
