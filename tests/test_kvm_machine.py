@@ -345,3 +345,22 @@ def test_timeout_and_stop_work_when_the_vcpu_runs_on_another_thread(machine):
     worker.join(5)
     assert not worker.is_alive()
     assert (results[1].status, results[1].reason) == (42, "stopped by the host")
+
+
+def test_coalesced_port_writes(machine):
+    dev = Recorder()
+    machine.pio.register(0x90, 1, dev, "buffered-port")
+    machine.coalesce_writes(0x90, 1, pio=True)
+    result = run_real(machine, """
+        mov $1, %al
+        out %al, $0x90
+        inc %al
+        out %al, $0x90
+        inc %al
+        out %al, $0x90
+        mov $0, %al
+        out %al, $0xf4
+    """)
+    assert result.status == 1
+    assert dev.log == [("w", 0, 1, 1), ("w", 0, 1, 2), ("w", 0, 1, 3)]
+    assert result.exits == 1  # only the debug-exit write left the guest
