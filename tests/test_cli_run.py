@@ -149,3 +149,17 @@ def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
         proc.kill()
     assert proc.returncode == 130 and err == ""
     assert time.monotonic() - sent < 3
+
+
+@needs_stack
+@runs_guests
+@pytest.mark.parametrize("args, message", [
+    (["--debug-exit-port", "0x80"], "overlaps"),
+    (["--serial", "pipe:/tmp/x"], "serial 'pipe:/tmp/x'"),
+    (["--backend", "emu"], "the emu backend is not available"),
+])
+def test_bad_wiring_is_one_line(tmp_path, args, message):
+    done = x86vm("run", boot_sector(tmp_path, DEBUG_EXIT_5), *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1
