@@ -70,6 +70,7 @@ class KvmVcpu:
         self._pending_read: IoExit | MmioExit | Hypercall | None = None
         self._pending_offset = 0
         self.int3_deliveries = 0
+        self.fix_int3 = True  # see _deliver_int3
         self.run = self._make_run()
 
     # -- registers --------------------------------------------------------------------------
@@ -222,7 +223,7 @@ class KvmVcpu:
             return None
         if reason == abi.KVM_EXIT_DEBUG:
             return DebugStop(self.get_regs().rip)
-        if reason == abi.KVM_EXIT_INTERNAL_ERROR and self._deliver_int3():
+        if reason == abi.KVM_EXIT_INTERNAL_ERROR and self.fix_int3 and self._deliver_int3():
             return None
         return InternalError(self._describe_failure(reason))
 
