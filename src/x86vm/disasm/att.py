@@ -5,7 +5,15 @@ from __future__ import annotations
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
 
-from .common import SUFFIX, PrintAddress, default_print_address, layout, prefix_words, size_suffix
+from .common import (
+    SUFFIX,
+    PrintAddress,
+    default_print_address,
+    layout,
+    memoised,
+    prefix_words,
+    size_suffix,
+)
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
 
@@ -31,6 +39,15 @@ def _mem(m: Mem) -> str:
 
 
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+    """The instruction text objdump prints after the raw-bytes column.
+
+    Text is memoised on the shared decoded core; an address-dependent part (branch target,
+    RIP-relative comment) is rendered through `print_address` on every call.
+    """
+    return memoised(insn, print_address, 1, _render)
+
+
+def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The instruction text objdump prints after the raw-bytes column."""
     pa = print_address or default_print_address
     kind = insn.kind

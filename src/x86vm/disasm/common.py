@@ -113,3 +113,28 @@ def layout(words: list[str], operands: list[str], comment: str = "") -> str:
 
 
 PrintAddress = Callable[[int], str]
+
+
+def memoised(insn: Instruction, print_address: PrintAddress | None, slot: int,
+             render: Callable[[Instruction, PrintAddress | None], str]) -> str:
+    """Format once per decoded core (identical bytes share one); only an address-dependent
+    operand is re-rendered, through `print_address`, for each instruction."""
+    core = insn.core
+    memo = core.memo
+    if memo is None:
+        memo = core.memo = [None, None, None]
+    parts = memo[slot]
+    if parts is None:
+        if core.reloc is None:
+            parts = memo[slot] = render(insn, None)
+        else:
+            before, _, after = render(insn, _MARK).partition("\0")
+            parts = memo[slot] = (before, after)
+    if type(parts) is str:
+        return parts
+    target = insn.reloc_target
+    return parts[0] + (print_address or default_print_address)(target) + parts[1]
+
+
+def _MARK(addr: int) -> str:
+    return "\0"

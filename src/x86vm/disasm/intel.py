@@ -5,7 +5,14 @@ from __future__ import annotations
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
 
-from .common import PrintAddress, default_print_address, layout, prefix_words, size_suffix
+from .common import (
+    PrintAddress,
+    default_print_address,
+    layout,
+    memoised,
+    prefix_words,
+    size_suffix,
+)
 
 PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWORD PTR ",
        10: "TBYTE PTR ", 16: "XMMWORD PTR ", 32: "YMMWORD PTR ", 64: "ZMMWORD PTR "}
@@ -34,6 +41,15 @@ def _mem(m: Mem) -> str:
 
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+    """The instruction text objdump prints after the raw-bytes column.
+
+    Text is memoised on the shared decoded core; an address-dependent part (branch target,
+    RIP-relative comment) is rendered through `print_address` on every call.
+    """
+    return memoised(insn, print_address, 2, _render)
+
+
+def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The instruction text objdump -M intel prints after the raw-bytes column."""
     pa = print_address or default_print_address
     kind = insn.kind
