@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
+from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
 
 from .common import (
     SUFFIX,
     PrintAddress,
-    default_print_address,
+    family_frame,
     layout,
     memoised,
     prefix_words,
@@ -47,9 +47,7 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     return memoised(insn, print_address, 1, _render)
 
 
-def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump prints after the raw-bytes column."""
-    pa = print_address or default_print_address
+def _render(insn: Instruction, pa: PrintAddress) -> str:
     kind = insn.kind
     if kind != "insn":
         if kind == "truncated":
@@ -59,6 +57,36 @@ def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str
             mask = f"{{%k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
+    core = insn.core
+    words, texts = family_frame(core, 3, _frame, pa)
+    if texts is None:
+        words, texts = _frame(insn, pa)
+    else:
+        texts = list(texts)
+        star = "*" if core.spec.indirect else ""
+        ops = insn.operands
+        for j in core.dynamic:
+            texts[j] = _op_text(ops[j], star, pa)
+    return _finish(insn, words, texts, pa)
+
+
+def _op_text(op, star: str, pa: PrintAddress) -> str | None:
+    t = type(op)
+    if t is Reg:
+        return "(%dx)" if op.cls == "port" else f"{star}%{op.name}"
+    if t is Imm:
+        return f"${op.value:#x}"
+    if t is Mem:
+        return star + _mem(op)
+    if t is Rel:
+        return pa(op.target)
+    if t is Far:
+        return f"${op.seg:#x},${op.offset:#x}"
+    return None         # the implicit 1 of D0/D1 shifts is not printed
+
+
+def _frame(insn, pa: PrintAddress) -> tuple[list[str], list[str | None]]:
+    """Prefix words + mnemonic, and each operand's text in Intel order."""
     spec = insn.spec
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
@@ -74,33 +102,23 @@ def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(mnemonic)
-    ops = []
-    comment = ""
     star = "*" if spec.indirect else ""
-    for op in reversed(insn.operands):
-        t = type(op)
-        if t is Reg:
-            if op.cls == "port":
-                ops.append("(%dx)")
-            else:
-                ops.append(f"{star}%{op.name}")
-        elif t is Imm:
-            ops.append(f"${op.value:#x}")
-        elif t is Mem:
-            ops.append(star + _mem(op))
-            if op.target is not None:
-                comment = f"        # {pa(op.target)}"
-        elif t is Rel:
-            ops.append(pa(op.target))
-        elif t is Far:
-            ops.append(f"${op.seg:#x},${op.offset:#x}")
-        elif t is ShiftOne:
-            continue
-    if spec.flags and "att-noreverse" in spec.flags:
+    return words, [_op_text(op, star, pa) for op in insn.operands]
+
+
+def _finish(insn, words: list[str], texts: list[str | None], pa: PrintAddress) -> str:
+    """AT&T order (source first), AVX-512 decorations, RIP comment, objdump's layout."""
+    spec = insn.spec
+    ops = [t for t in texts if t is not None]
+    if not (spec.flags and "att-noreverse" in spec.flags):
         ops.reverse()
     evex = insn.evex
     if evex is not None:
         _decorate(insn, ops, evex)
+    comment = ""
+    core = insn.core
+    if core.reloc is not None and type(core.operands[core.reloc]) is Mem:
+        comment = f"        # {pa(insn.reloc_target)}"
     return layout(words, ops, comment)
 
 

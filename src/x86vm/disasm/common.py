@@ -116,25 +116,42 @@ PrintAddress = Callable[[int], str]
 
 
 def memoised(insn: Instruction, print_address: PrintAddress | None, slot: int,
-             render: Callable[[Instruction, PrintAddress | None], str]) -> str:
+             render: Callable[[Instruction, PrintAddress], str]) -> str:
     """Format once per decoded core (identical bytes share one); only an address-dependent
     operand is re-rendered, through `print_address`, for each instruction."""
     core = insn.core
     memo = core.memo
     if memo is None:
-        memo = core.memo = [None, None, None]
+        memo = core.memo = [None, None, None, None, None]
     parts = memo[slot]
     if parts is None:
         if core.reloc is None:
-            parts = memo[slot] = render(insn, None)
+            parts = memo[slot] = render(insn, default_print_address)
         else:
-            before, _, after = render(insn, _MARK).partition("\0")
+            before, _, after = render(insn, _mark).partition("\0")
             parts = memo[slot] = (before, after)
     if type(parts) is str:
         return parts
-    target = insn.reloc_target
-    return parts[0] + (print_address or default_print_address)(target) + parts[1]
+    return parts[0] + (print_address or default_print_address)(insn.reloc_target) + parts[1]
 
 
-def _MARK(addr: int) -> str:
+def family_frame(core, slot: int, frame: Callable, pa: PrintAddress):
+    """(words, operand texts) of the core's family template, or (None, None).
+
+    Cores decoded from one plan (same prefixes, opcode, ModRM, SIB) print alike except for
+    their `dynamic` operands (displacements, immediates, targets); the rest is shared.
+    """
+    family = core.family
+    if family is None or family is core:
+        return None, None
+    memo = family.memo
+    if memo is None:
+        memo = family.memo = [None, None, None, None, None]
+    cached = memo[slot]
+    if cached is None:
+        cached = memo[slot] = frame(Instruction(family.address, family), _mark)
+    return cached
+
+
+def _mark(addr: int) -> str:
     return "\0"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
+from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
 
 from .common import (
     PrintAddress,
-    default_print_address,
+    family_frame,
     layout,
     memoised,
     prefix_words,
@@ -49,9 +49,7 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     return memoised(insn, print_address, 2, _render)
 
 
-def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump -M intel prints after the raw-bytes column."""
-    pa = print_address or default_print_address
+def _render(insn: Instruction, pa: PrintAddress) -> str:
     kind = insn.kind
     if kind != "insn":
         if kind == "truncated":
@@ -61,33 +59,49 @@ def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str
             mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
+    core = insn.core
+    words, texts = family_frame(core, 4, _frame, pa)
+    if texts is None:
+        words, texts = _frame(insn, pa)
+    else:
+        texts = list(texts)
+        bcst = core.evex is not None and core.evex[2]
+        ops = insn.operands
+        for j in core.dynamic:
+            texts[j] = _op_text(ops[j], bcst, pa)
+    return _finish(insn, words, texts, pa)
+
+
+def _op_text(op, bcst, pa: PrintAddress) -> str:
+    t = type(op)
+    if t is Reg:
+        return op.name if op.cls != "dr" else "dr" + op.name[2:]
+    if t is Imm:
+        return f"{op.value:#x}"
+    if t is Mem:
+        return _mem(op).replace(" PTR ", " BCST ", 1) if bcst else _mem(op)
+    if t is Rel:
+        return pa(op.target)
+    if t is Far:
+        return f"{op.seg:#x}:{op.offset:#x}"
+    return "1"          # the implicit count of D0/D1 shifts
+
+
+def _frame(insn, pa: PrintAddress) -> tuple[list[str], list[str]]:
+    """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
+    bcst = insn.evex is not None and insn.evex[2]
+    return words, [_op_text(op, bcst, pa) for op in insn.operands]
+
+
+def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
+    """AVX-512 decorations, RIP comment, objdump's layout."""
     evex = insn.evex
-    ops = []
-    comment = ""
-    for op in insn.operands:
-        t = type(op)
-        if t is Reg:
-            ops.append(op.name if op.cls != "dr" else "dr" + op.name[2:])
-        elif t is Imm:
-            ops.append(f"{op.value:#x}")
-        elif t is Mem:
-            if evex is not None and evex[2]:
-                ops.append(_mem(op).replace(" PTR ", " BCST ", 1))
-            else:
-                ops.append(_mem(op))
-            if op.target is not None:
-                comment = f"        # {pa(op.target)}"
-        elif t is Rel:
-            ops.append(pa(op.target))
-        elif t is Far:
-            ops.append(f"{op.seg:#x}:{op.offset:#x}")
-        elif t is ShiftOne:
-            ops.append("1")
     if evex is not None:
+        ops = list(ops)
         mask, zeroing, bcst, rounding = evex
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
@@ -99,4 +113,8 @@ def _render(insn: Instruction, print_address: PrintAddress | None = None) -> str
                 ops.insert(i + 1, f"{{{rounding}}}")
             else:
                 ops[i] += f"{{{rounding}}}"
+    comment = ""
+    core = insn.core
+    if core.reloc is not None and type(core.operands[core.reloc]) is Mem:
+        comment = f"        # {pa(insn.reloc_target)}"
     return layout(words, ops, comment)

@@ -201,7 +201,11 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
         node = nxt
     plan = node.get(shape[-1])
     if plan is None:
-        node[shape[-1]] = _Plan(insn, _FIELDS[0])
+        fields = _FIELDS[0]
+        node[shape[-1]] = _Plan(insn, fields)
+        if fields is not None:
+            insn.family = insn
+            insn.dynamic = tuple(sorted({f[1] for f in fields}))
     elif type(plan) is _Plan and plan.length == insn.length:
         if len(plan.cores) < _PER_PLAN_LIMIT:
             plan.cores[insn.bytes] = insn
@@ -239,6 +243,8 @@ def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
                    t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
                    t.evex, t.pseudo_prefix)
     core.reloc = t.reloc
+    core.family = t
+    core.dynamic = t.dynamic
     return core
 
 

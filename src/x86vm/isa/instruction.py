@@ -29,7 +29,8 @@ class Decoded:
 
     __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "operands",
                  "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
-                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo")
+                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo", "family",
+                 "dynamic")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
@@ -51,6 +52,8 @@ class Decoded:
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
         self.memo = None
+        self.family = None      # the core of the first instruction with the same shape
+        self.dynamic = ()       # operand indices whose values come from disp/imm bytes
 
 
 def _core(name: str) -> property:
