@@ -135,15 +135,36 @@ def memoised(insn: Instruction, print_address: PrintAddress | None, slot: int,
     return parts[0] + (print_address or default_print_address)(insn.reloc_target) + parts[1]
 
 
+class Frame:
+    """How one family of cores prints: the mnemonic head and the static operand texts.
+
+    `head` is the prefix words and mnemonic padded as objdump pads them; `order` lists
+    operand indices in printing order; `holes` say where each member's values go; `simple`
+    is False when AVX-512 decorations need the full renderer.
+    """
+
+    __slots__ = ("words", "texts", "head", "order", "comment", "simple", "holes")
+
+    def __init__(self, words, texts, order, comment, simple, holes=()) -> None:
+        self.holes = holes      # (operand index, text before, style, arg, text after)
+        self.words = words
+        self.texts = texts
+        self.order = order
+        self.comment = comment
+        self.simple = simple
+        head = " ".join(words)
+        self.head = f"{head:<6} " if order else head
+
+
 def family_frame(core, slot: int, frame: Callable, pa: PrintAddress):
-    """(words, operand texts) of the core's family template, or (None, None).
+    """The Frame of the core's family template, or None.
 
     Cores decoded from one plan (same prefixes, opcode, ModRM, SIB) print alike except for
     their `dynamic` operands (displacements, immediates, targets); the rest is shared.
     """
     family = core.family
     if family is None or family is core:
-        return None, None
+        return None
     memo = family.memo
     if memo is None:
         memo = family.memo = [None, None, None, None, None]
@@ -151,6 +172,43 @@ def family_frame(core, slot: int, frame: Callable, pa: PrintAddress):
     if cached is None:
         cached = memo[slot] = frame(Instruction(family.address, family), _mark)
     return cached
+
+
+# How a displacement/immediate/target value is printed (see fill()).
+H_SIGNED, H_SIGNED_PLUS, H_MASK, H_PLUS_MASK, H_ABS16, H_HEX, H_ADDRESS, H_FAR_ATT, \
+    H_FAR_INTEL = range(9)
+
+
+def fill(style: int, arg: int, v, pa: PrintAddress) -> str:
+    """Print value `v` of a memory displacement, immediate or target in `style`."""
+    if style == H_SIGNED:
+        return f"-{-v:#x}" if v < 0 else f"{v:#x}"
+    if style == H_SIGNED_PLUS:
+        return f"-{-v:#x}" if v < 0 else f"+{v:#x}"
+    if style == H_MASK:
+        return f"{v & arg:#x}"
+    if style == H_PLUS_MASK:
+        return f"+{v & arg:#x}"
+    if style == H_ABS16:                # objdump prints a 16-bit absolute address signed
+        return f"-{0x10000 - v:#x}" if v & 0x8000 else f"{v & arg:#x}"
+    if style == H_HEX:
+        return f"{v:#x}"
+    if style == H_ADDRESS:
+        return pa(v)
+    if style == H_FAR_ATT:
+        return f"${v[0]:#x},${v[1]:#x}"
+    return f"{v[0]:#x}:{v[1]:#x}"
+
+
+def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
+    """Text of a family member: the family's frame with its own values filled in."""
+    texts = list(frame.texts)
+    for (j, pre, style, arg, post), v in zip(frame.holes, insn.core.values, strict=True):
+        texts[j] = pre + fill(style, arg, v, pa) + post
+    text = frame.head + ",".join([texts[i] for i in frame.order])
+    if frame.comment:
+        text += f"        # {pa(insn.reloc_target)}"
+    return text
 
 
 def _mark(addr: int) -> str:

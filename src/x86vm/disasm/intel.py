@@ -6,11 +6,20 @@ from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
 
 from .common import (
+    H_ADDRESS,
+    H_FAR_INTEL,
+    H_HEX,
+    H_MASK,
+    H_PLUS_MASK,
+    H_SIGNED_PLUS,
+    Frame,
     PrintAddress,
     family_frame,
+    fill,
     layout,
     memoised,
     prefix_words,
+    render_member,
     size_suffix,
 )
 
@@ -18,12 +27,13 @@ PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWO
        10: "TBYTE PTR ", 16: "XMMWORD PTR ", 32: "YMMWORD PTR ", 64: "ZMMWORD PTR "}
 
 
-def _mem(m: Mem) -> str:
+def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
+    """Memory operand as (text before, value style, style arg, text after) its disp."""
     ptr = PTR.get(m.size, "") if not m.moffs else ""
     base, index = m.base, m.index
+    mask = (1 << m.addr_size) - 1
     if base is None and index is None:
-        seg = m.seg or "ds"
-        return f"{ptr}{seg}:{m.disp & ((1 << m.addr_size) - 1):#x}"
+        return f"{ptr}{m.seg or 'ds'}:", H_MASK, mask, ""
     seg = f"{m.seg}:" if m.seg else ""
     inner = base.name if base is not None else ""
     if index is not None:
@@ -31,13 +41,16 @@ def _mem(m: Mem) -> str:
             inner += f"+{index.name}"
         else:
             inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
-    if m.disp_size:
-        d = m.disp
-        if m.target is not None:        # objdump prints rip+disp unsigned
-            inner += f"+{d & ((1 << m.addr_size) - 1):#x}"
-        else:
-            inner += f"-{-d:#x}" if d < 0 else f"+{d:#x}"
-    return f"{ptr}{seg}[{inner}]"
+    if not m.disp_size:
+        return f"{ptr}{seg}[{inner}", -1, 0, "]"
+    if m.target is not None:        # objdump prints rip+disp unsigned
+        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, mask, "]"
+    return f"{ptr}{seg}[{inner}", H_SIGNED_PLUS, 0, "]"
+
+
+def _mem(m: Mem) -> str:
+    pre, style, arg, post = _mem_parts(m)
+    return pre + (fill(style, arg, m.disp, None) if style >= 0 else "") + post
 
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
@@ -46,6 +59,11 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     Text is memoised on the shared decoded core; an address-dependent part (branch target,
     RIP-relative comment) is rendered through `print_address` on every call.
     """
+    memo = insn.core.memo
+    if memo is not None:
+        parts = memo[2]
+        if type(parts) is str:
+            return parts
     return memoised(insn, print_address, 2, _render)
 
 
@@ -59,17 +77,11 @@ def _render(insn: Instruction, pa: PrintAddress) -> str:
             mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
-    core = insn.core
-    words, texts = family_frame(core, 4, _frame, pa)
-    if texts is None:
-        words, texts = _frame(insn, pa)
-    else:
-        texts = list(texts)
-        bcst = core.evex is not None and core.evex[2]
-        ops = insn.operands
-        for j in core.dynamic:
-            texts[j] = _op_text(ops[j], bcst, pa)
-    return _finish(insn, words, texts, pa)
+    frame = family_frame(insn.core, 4, _frame, pa)
+    if frame is not None and frame.simple:
+        return render_member(insn, frame, pa)
+    frame = _frame(insn, pa)
+    return _finish(insn, frame.words, frame.texts, pa)
 
 
 def _op_text(op, bcst, pa: PrintAddress) -> str:
@@ -87,14 +99,30 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
     return "1"          # the implicit count of D0/D1 shifts
 
 
-def _frame(insn, pa: PrintAddress) -> tuple[list[str], list[str]]:
+def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
     bcst = insn.evex is not None and insn.evex[2]
-    return words, [_op_text(op, bcst, pa) for op in insn.operands]
+    texts = [_op_text(op, bcst, pa) for op in insn.operands]
+    core = insn.core
+    comment = core.reloc is not None and core.reloc_mem
+    holes = []
+    for _kind, j, *_ in core.fields or ():
+        op = core.operands[j]
+        t = type(op)
+        if t is Mem:
+            pre, style, arg, post = _mem_parts(op)
+            holes.append((j, pre, style, arg, post))
+        elif t is Imm:
+            holes.append((j, "", H_HEX, 0, ""))
+        elif t is Rel:
+            holes.append((j, "", H_ADDRESS, 0, ""))
+        else:
+            holes.append((j, "", H_FAR_INTEL, 0, ""))
+    return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
 def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
@@ -115,6 +143,6 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
                 ops[i] += f"{{{rounding}}}"
     comment = ""
     core = insn.core
-    if core.reloc is not None and type(core.operands[core.reloc]) is Mem:
+    if core.reloc is not None and core.reloc_mem:
         comment = f"        # {pa(insn.reloc_target)}"
     return layout(words, ops, comment)

@@ -205,6 +205,7 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
         node[shape[-1]] = _Plan(insn, fields)
         if fields is not None:
             insn.family = insn
+            insn.fields = fields
             insn.dynamic = tuple(sorted({f[1] for f in fields}))
     elif type(plan) is _Plan and plan.length == insn.length:
         if len(plan.cores) < _PER_PLAN_LIMIT:
@@ -212,51 +213,94 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
 
 
 def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
-    """The plan's template with displacement/immediate values taken from `raw`."""
+    """A family member of the plan's template: its values read from `raw`; operand objects
+    are built from them on first use (`materialize`)."""
     t = plan.template
-    ops = list(t.operands)
     length = t.length
-    for kind, j, at, n, how in plan.fields:
+    values = []
+    target = None
+    for kind, _j, at, n, how in plan.fields:
         v = int.from_bytes(raw[at:at + n], "little")
-        op = ops[j]
         if kind == F_DISP:
             if how:                                  # signed, times the disp8*N factor
                 if v >> (8 * n - 1):
                     v -= 1 << (8 * n)
                 v *= how
-            target = None if op.target is None else (address + length + v) & _ADDR_MASK[mode]
-            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
-                         op.addr_size, target, op.moffs)
+            if t.reloc_mem:
+                target = (address + length + v) & _ADDR_MASK[mode]
         elif kind == F_IMM:
             if how and v >> (8 * n - 1):             # sign-extend to `how` bytes
                 v = (v - (1 << (8 * n))) & ((1 << (8 * how)) - 1)
-            ops[j] = Imm(v, how or n)
         elif kind == F_REL:
             if v >> (8 * n - 1):
                 v -= 1 << (8 * n)
-            ops[j] = Rel((address + length + v) & _ADDR_MASK[mode])
-        elif kind == F_MOFFS:
-            ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
-        else:
-            ops[j] = Far(int.from_bytes(raw[at + n:at + n + 2], "little"), v, n)
-    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, tuple(ops), t.prefixes,
+            v = target = (address + length + v) & _ADDR_MASK[mode]
+        elif kind == F_FAR:
+            v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
+        values.append(v)
+    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, None, t.prefixes,
                    t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
                    t.evex, t.pseudo_prefix)
     core.reloc = t.reloc
+    core.reloc_mem = t.reloc_mem
+    core.target = target
     core.family = t
     core.dynamic = t.dynamic
+    core.fields = plan.fields
+    core.values = values
     return core
 
 
+def materialize(core: Decoded) -> tuple:
+    """Operand objects of a family member: the template's, with this member's values."""
+    t = core.family
+    ops = list(t.operands)
+    for (kind, j, _at, n, _how), v in zip(core.fields, core.values, strict=True):
+        op = ops[j]
+        if kind == F_DISP:
+            target = core.target if core.reloc_mem else None
+            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
+                         op.addr_size, target, op.moffs)
+        elif kind == F_IMM:
+            ops[j] = Imm(v, op.size)
+        elif kind == F_REL:
+            ops[j] = Rel(v)
+        elif kind == F_MOFFS:
+            ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+        else:
+            ops[j] = Far(v[0], v[1], n)
+    return tuple(ops)
+
+
 def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
+
+    Same as calling `decode` at each next offset; the memoised path is inlined here.
+    """
     if type(data) is not bytes:
         data = bytes(data)
+    root = _TRIES[mode]
+    plan_type = _Plan
     offset, end = 0, len(data)
     while offset < end:
-        insn = decode(data, offset, address + offset, mode)
-        yield insn
-        offset += insn.length
+        node = root
+        i = offset
+        try:
+            while True:
+                node = node[data[i]]
+                i += 1
+                if type(node) is plan_type:
+                    break
+            core = node.cores.get(data[offset:offset + node.length])
+        except (KeyError, IndexError):
+            core = None
+        if core is None:
+            insn = decode(data, offset, address + offset, mode)
+            yield insn
+            offset += insn.core.length
+        else:
+            yield Instruction(address + offset, core)
+            offset += core.length
 
 
 def _truncated(data, offset, address, mode) -> Decoded:
@@ -814,8 +858,11 @@ def _decode(data, offset, address, mode):
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
     if rel is not None:
         insn.reloc = operands.index(rel)
-    elif mem is not None and mem.target is not None:
-        insn.reloc = operands.index(mem) if mem in operands else None
+        insn.target = rel.target
+    elif mem is not None and mem.target is not None and mem in operands:
+        insn.reloc = operands.index(mem)
+        insn.target = mem.target
+        insn.reloc_mem = True
     _SHAPE[0] = shape - offset
     _FIELDS[0] = fields if imm_list is None else None
     if evex is not None:

@@ -27,10 +27,10 @@ class Decoded:
     free for consumers (the formatters keep their text there).
     """
 
-    __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "operands",
+    __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "_operands",
                  "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
                  "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo", "family",
-                 "dynamic")
+                 "dynamic", "fields", "values", "target", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
@@ -40,7 +40,7 @@ class Decoded:
         self.bytes = raw
         self.mnemonic = mnemonic
         self.att_mnemonic = att_mnemonic
-        self.operands = operands
+        self._operands = operands
         self.prefixes = prefixes
         self.unused_prefixes = unused_prefixes
         self.operand_size = operand_size
@@ -54,6 +54,19 @@ class Decoded:
         self.memo = None
         self.family = None      # the core of the first instruction with the same shape
         self.dynamic = ()       # operand indices whose values come from disp/imm bytes
+        self.fields = None      # family members: (kind, operand index, ...) per value
+        self.values = None      # ... and the displacement/immediate/target values
+        self.target = None      # absolute address in operand `reloc`, for `address`
+        self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
+
+    @property
+    def operands(self) -> tuple:
+        """Operands in Intel order (built on first use for family members)."""
+        ops = self._operands
+        if ops is None:
+            from .decoder import materialize
+            ops = self._operands = materialize(self)
+        return ops
 
 
 def _core(name: str) -> property:
@@ -120,23 +133,20 @@ class Instruction:
     def target(self) -> int | None:
         """Absolute target of a relative branch, else None."""
         core = self.core
-        j = core.reloc
-        if j is None:
+        if core.reloc is None or core.reloc_mem:
             return None
-        op = core.operands[j]
-        if type(op) is not Rel:
-            return None
-        return (op.target + self.address - core.address) & _MASK[core.mode]
+        return (core.target + self.address - core.address) & _MASK[core.mode]
 
     @property
     def reloc_target(self) -> int | None:
         """The absolute address in the address-dependent operand (branch target or
         RIP-relative memory address), else None."""
         core = self.core
-        j = core.reloc
-        if j is None:
+        if core.reloc is None:
             return None
-        return (core.operands[j].target + self.address - core.address) & _MASK[core.mode]
+        if core.address == self.address:
+            return core.target
+        return (core.target + self.address - core.address) & _MASK[core.mode]
 
     @property
     def memory_operand(self) -> Mem | None:
