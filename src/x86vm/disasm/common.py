@@ -21,6 +21,7 @@ _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
+MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}     # address arithmetic
 INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
 
 

@@ -12,6 +12,7 @@ from .common import (
     H_MASK,
     H_PLUS_MASK,
     H_SIGNED_PLUS,
+    MASK,
     Frame,
     PrintAddress,
     family_frame,
@@ -59,11 +60,19 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     Text is memoised on the shared decoded core; an address-dependent part (branch target,
     RIP-relative comment) is rendered through `print_address` on every call.
     """
-    memo = insn.core.memo
+    core = insn.core
+    memo = core.memo
     if memo is not None:
         parts = memo[2]
         if type(parts) is str:
             return parts
+        if parts is not None:           # address-dependent: before + address + after
+            target = core.target
+            if insn.address != core.address:
+                target = (target + insn.address - core.address) & MASK[core.mode]
+            if print_address is None:
+                return f"{parts[0]}{target:#x}{parts[1]}"
+            return parts[0] + print_address(target) + parts[1]
     return memoised(insn, print_address, 2, _render)
 
 
