@@ -401,10 +401,12 @@ def _decode(data, offset, address, mode):
         pos += 5
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
-        if slot is None or vl == 3 and not ebit:
+        if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-            bad.evex = tuple(evex)
+            bad.evex = tuple(evex)      # objdump still prints the mask
             return bad
+        if vl == 3 and not ebit:
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif b == 0x8F and data[pos + 1] & 0x38:
         # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
         if pos + 3 >= end:
@@ -487,7 +489,7 @@ def _decode(data, offset, address, mode):
                     evex[3] = _ROUNDING[vl][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
-                evex[2] = spec.bcst
+                evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
                 return _bad(data, offset, pos, address, mode, prefixes, -1)
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
@@ -647,6 +649,7 @@ def _decode(data, offset, address, mode):
     rel = None
     str_op = False
     imm_list = spec.imm_list
+    no_plan = imm_list is not None
     for op in spec.ops:
         k = op[0]
         if k == K_RM:
@@ -794,7 +797,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(KREG[vvvv & 7])
         elif k == K_IS4:
-            fields = None
+            no_plan = True
             is4 = _read(data, pos, 1, end)
             pos += 1
             operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
@@ -848,8 +851,7 @@ def _decode(data, offset, address, mode):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and reg_form and (spec.uses_66 and osz != 64 or osz == 64 and rex & 8
-                                        and spec.uses_w and not spec.d64):
+        if i == osz_i and reg_form and spec.uses_66 and osz != 64:
             continue
         if i == asz_i and asz_used:
             continue
@@ -864,7 +866,7 @@ def _decode(data, offset, address, mode):
         insn.target = mem.target
         insn.reloc_mem = True
     _SHAPE[0] = shape - offset
-    _FIELDS[0] = fields if imm_list is None else None
+    _FIELDS[0] = None if no_plan else fields
     if evex is not None:
         if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
                 type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
