@@ -71,6 +71,10 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         default = 64 if mode == 64 and spec.d64 else (16 if mode == 16 else 32)
         if insn.operand_size == default:
             return ""
+        ops = insn.operands
+        for i in spec.size_ops:         # a general register already shows the size
+            if i < len(ops) and type(ops[i]).__name__ == "Reg":
+                return ""
         if intel:
             if insn.memory_operand is not None or any(type(o) is Far for o in insn.operands):
                 return ""

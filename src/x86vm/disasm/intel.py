@@ -115,6 +115,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
     bcst = insn.evex is not None and insn.evex[2]
+    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands
+        return Frame(words, [], [], False, True)
     texts = [_op_text(op, bcst, pa) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem

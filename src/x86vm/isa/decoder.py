@@ -732,7 +732,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(Imm(value, n))
         elif k == K_ACC:
-            size = op[2][si]
+            size = op[2][si] if op[2] is not None else asz >> 3
             operands.append(_gpr(size, op[1], rex))
         elif k == K_Z:
             num = (b & 7) | ((rex & 1) << 3)
