@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .instruction import Instruction
+from .instruction import Decoded, Instruction
 from .operands import (
     ADDR16,
     CR,
@@ -92,10 +92,21 @@ _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
+_SHAPE = [0]
+_FIELDS: list = [None]
+F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
+_CACHE_LIMIT = 1 << 20      # decoded shapes kept before the caches start over
+_PER_PLAN_LIMIT = 4096      # exact-byte templates kept per shape
+_CACHED = 0
+_TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
+
+
 def use_tables(tables: dict[int, Tables]) -> None:
     """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
     global _TABLES
     _TABLES = tables
+    for mode in (16, 32, 64):
+        _TRIES[mode].clear()
 
 
 class _Truncated(Exception):
@@ -119,40 +130,198 @@ def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> In
 
     Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
     instruction does give kind "truncated" (both with objdump's length).
+
+    Decoding is memoised: a trie over the bytes that fix the length and the meaning
+    (prefixes, opcode, ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded
+    template (re-based to `address`), or the plan fills a copy of its template with the
+    displacement and immediate values read from the bytes.
     """
+    node = _TRIES[mode]
+    i = offset
     try:
-        return _decode(data, offset, address, mode)
+        while True:
+            node = node[data[i]]
+            i += 1
+            if type(node) is _Plan:
+                break
+    except (KeyError, IndexError, TypeError):
+        return _decode_and_remember(data, offset, address, mode)
+    raw = data[offset:offset + node.length]
+    core = node.cores.get(raw)
+    if core is not None:
+        return Instruction(address, core)
+    if node.fields is None or len(raw) != node.length or type(raw) is not bytes:
+        return _decode_and_remember(data, offset, address, mode)
+    core = _from_plan(node, raw, address, mode)
+    if len(node.cores) < _PER_PLAN_LIMIT:
+        node.cores[raw] = core
+    return Instruction(address, core)
+
+
+class _Plan:
+    """What one shape (prefixes+opcode+ModRM+SIB bytes) decodes to, minus field values."""
+
+    __slots__ = ("length", "template", "fields", "cores")
+
+    def __init__(self, template: Decoded, fields) -> None:
+        self.length = template.length
+        self.template = template
+        self.fields = fields
+        self.cores = {template.bytes: template}
+
+
+def _decode_and_remember(data, offset, address, mode) -> Instruction:
+    try:
+        core = _decode(data, offset, address, mode)
     except (_Truncated, IndexError):
-        return _truncated(data, offset, address, mode)
+        return Instruction(address, _truncated(data, offset, address, mode))
+    shape = _SHAPE[0]
+    if shape and type(data) is bytes:
+        _remember(data[offset:offset + shape], core, mode)
+    return Instruction(address, core)
+
+
+def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
+    """Add a decoded instruction to the per-mode trie of plans."""
+    if insn.reloc is not None and (mode == 16 or insn.operand_size == 16):
+        return                      # objdump's 16-bit wrap rules: always decode afresh
+    global _CACHED
+    _CACHED += 1
+    if _CACHED > _CACHE_LIMIT:
+        for m in (16, 32, 64):
+            _TRIES[m].clear()
+        _CACHED = 0
+    node = _TRIES[mode]
+    for b in shape[:-1]:
+        nxt = node.get(b)
+        if nxt is None:
+            nxt = node[b] = {}
+        elif type(nxt) is not dict:
+            return
+        node = nxt
+    plan = node.get(shape[-1])
+    if plan is None:
+        fields = _FIELDS[0]
+        node[shape[-1]] = _Plan(insn, fields)
+        if fields is not None:
+            insn.family = insn
+            insn.fields = fields
+            insn.dynamic = tuple(sorted({f[1] for f in fields}))
+    elif type(plan) is _Plan and plan.length == insn.length:
+        if len(plan.cores) < _PER_PLAN_LIMIT:
+            plan.cores[insn.bytes] = insn
+
+
+def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
+    """A family member of the plan's template: its values read from `raw`; operand objects
+    are built from them on first use (`materialize`)."""
+    t = plan.template
+    length = t.length
+    values = []
+    target = None
+    for kind, _j, at, n, how in plan.fields:
+        v = int.from_bytes(raw[at:at + n], "little")
+        if kind == F_DISP:
+            if how:                                  # signed, times the disp8*N factor
+                if v >> (8 * n - 1):
+                    v -= 1 << (8 * n)
+                v *= how
+            if t.reloc_mem:
+                target = (address + length + v) & _ADDR_MASK[mode]
+        elif kind == F_IMM:
+            if how and v >> (8 * n - 1):             # sign-extend to `how` bytes
+                v = (v - (1 << (8 * n))) & ((1 << (8 * how)) - 1)
+        elif kind == F_REL:
+            if v >> (8 * n - 1):
+                v -= 1 << (8 * n)
+            v = target = (address + length + v) & _ADDR_MASK[mode]
+        elif kind == F_FAR:
+            v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
+        values.append(v)
+    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, None, t.prefixes,
+                   t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
+                   t.evex, t.pseudo_prefix)
+    core.reloc = t.reloc
+    core.reloc_mem = t.reloc_mem
+    core.target = target
+    core.family = t
+    core.dynamic = t.dynamic
+    core.fields = plan.fields
+    core.values = values
+    return core
+
+
+def materialize(core: Decoded) -> tuple:
+    """Operand objects of a family member: the template's, with this member's values."""
+    t = core.family
+    ops = list(t.operands)
+    for (kind, j, _at, n, _how), v in zip(core.fields, core.values, strict=True):
+        op = ops[j]
+        if kind == F_DISP:
+            target = core.target if core.reloc_mem else None
+            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
+                         op.addr_size, target, op.moffs)
+        elif kind == F_IMM:
+            ops[j] = Imm(v, op.size)
+        elif kind == F_REL:
+            ops[j] = Rel(v)
+        elif kind == F_MOFFS:
+            ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+        else:
+            ops[j] = Far(v[0], v[1], n)
+    return tuple(ops)
 
 
 def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
+
+    Same as calling `decode` at each next offset; the memoised path is inlined here.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    root = _TRIES[mode]
+    plan_type = _Plan
     offset, end = 0, len(data)
     while offset < end:
-        insn = decode(data, offset, address + offset, mode)
-        yield insn
-        offset += insn.length
+        node = root
+        i = offset
+        try:
+            while True:
+                node = node[data[i]]
+                i += 1
+                if type(node) is plan_type:
+                    break
+            core = node.cores.get(data[offset:offset + node.length])
+        except (KeyError, IndexError):
+            core = None
+        if core is None:
+            insn = decode(data, offset, address + offset, mode)
+            yield insn
+            offset += insn.core.length
+        else:
+            yield Instruction(address + offset, core)
+            offset += core.length
 
 
-def _truncated(data, offset, address, mode) -> Instruction:
+def _truncated(data, offset, address, mode) -> Decoded:
     b = data[offset]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     raw = bytes(data[offset:offset + 1])
     if kinds[b]:
-        return Instruction(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
+        return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
-    return Instruction(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
+    return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
                        None, mode, "truncated")
 
 
-def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Instruction:
+def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
     unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
-    return Instruction(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
                        tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
 def _decode(data, offset, address, mode):
+    _SHAPE[0] = 0
     end = len(data)
     if end - offset > MAX_LENGTH:
         end = offset + MAX_LENGTH
@@ -232,10 +401,12 @@ def _decode(data, offset, address, mode):
         pos += 5
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
-        if slot is None or vl == 3 and not ebit:
+        if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-            bad.evex = tuple(evex)
+            bad.evex = tuple(evex)      # objdump still prints the mask
             return bad
+        if vl == 3 and not ebit:
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif b == 0x8F and data[pos + 1] & 0x38:
         # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
         if pos + 3 >= end:
@@ -318,7 +489,7 @@ def _decode(data, offset, address, mode):
                     evex[3] = _ROUNDING[vl][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
-                evex[2] = spec.bcst
+                evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
                 return _bad(data, offset, pos, address, mode, prefixes, -1)
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
@@ -355,6 +526,7 @@ def _decode(data, offset, address, mode):
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
         pos += 1
+    shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
 
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
@@ -421,6 +593,7 @@ def _decode(data, offset, address, mode):
                 if pos >= end:
                     raise _Truncated
                 pos += 1
+                shape = pos
                 scale = 1 << (sib >> 6)
                 idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
                 if rex & 2:
@@ -467,12 +640,16 @@ def _decode(data, offset, address, mode):
             pos += n
         mem = Mem(0, seg, base, index, scale, disp, disp_size, asz, True if rip else None)
         seg_used = seg is not None
+        disp_at = pos - offset - disp_size
+        disp_signed = not (asz == 16 and mod == 0)
 
     # ---- operands in map order ----
     operands = []
+    fields = []         # (kind, operand index, byte offset, size, how): values from bytes
     rel = None
     str_op = False
     imm_list = spec.imm_list
+    no_plan = imm_list is not None
     for op in spec.ops:
         k = op[0]
         if k == K_RM:
@@ -493,12 +670,17 @@ def _decode(data, offset, address, mode):
             else:
                 m = mem
                 m.size = op[3][si]
+                scale_n = 1
                 if evex is not None:
                     if evex[2]:
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
                         m.disp *= m.size
+                        scale_n = m.size
+                if m.disp_size:
+                    fields.append((F_DISP, len(operands), disp_at, m.disp_size,
+                                   scale_n if disp_signed else 0))
                 operands.append(m)
         elif k == K_REG:
             num = ((modrm >> 3) & 7)
@@ -531,6 +713,8 @@ def _decode(data, offset, address, mode):
             n = op[1][si]
             value = _read(data, pos, n, end)
             pos += n
+            fields.append((F_IMM, len(operands), pos - n - offset, n,
+                           osz >> 3 if op[2] else 8 if n == 4 and osz == 64 else 0))
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
@@ -548,7 +732,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(Imm(value, n))
         elif k == K_ACC:
-            size = op[2][si]
+            size = op[2][si] if op[2] is not None else asz >> 3
             operands.append(_gpr(size, op[1], rex))
         elif k == K_Z:
             num = (b & 7) | ((rex & 1) << 3)
@@ -564,6 +748,7 @@ def _decode(data, offset, address, mode):
             pos += n
             if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
                 disp -= 1 << (8 * n)    # (objdump zero-extends rel16 in 16-bit code)
+            fields.append((F_REL, len(operands), pos - n - offset, n, 0))
             rel = Rel(disp)
             operands.append(rel)
         elif k == K_ONE:
@@ -583,6 +768,7 @@ def _decode(data, offset, address, mode):
             n = asz >> 3
             disp = _read(data, pos, n, end)
             pos += n
+            fields.append((F_MOFFS, len(operands), pos - n - offset, n, 0))
             m = Mem(op[1][si], seg, None, None, 1, disp, n, asz, moffs=True)
             seg_used = seg is not None
             operands.append(m)
@@ -599,6 +785,7 @@ def _decode(data, offset, address, mode):
             n = 2 if osz == 16 else 4
             off = _read(data, pos, n, end)
             sel = _read(data, pos + n, 2, end)
+            fields.append((F_FAR, len(operands), pos - offset, n, 0))
             pos += n + 2
             operands.append(Far(sel, off, n))
         elif k == K_VVVV:
@@ -610,6 +797,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(KREG[vvvv & 7])
         elif k == K_IS4:
+            no_plan = True
             is4 = _read(data, pos, 1, end)
             pos += 1
             operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
@@ -663,14 +851,22 @@ def _decode(data, offset, address, mode):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and reg_form and (spec.uses_66 and osz != 64 or osz == 64 and rex & 8
-                                        and spec.uses_w and not spec.d64):
+        if i == osz_i and reg_form and spec.uses_66 and osz != 64:
             continue
         if i == asz_i and asz_used:
             continue
         unused.append(p)
-    insn = Instruction(address, length, bytes(data[offset:pos]), name, att_name,
-                       tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
+                   tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    if rel is not None:
+        insn.reloc = operands.index(rel)
+        insn.target = rel.target
+    elif mem is not None and mem.target is not None and mem in operands:
+        insn.reloc = operands.index(mem)
+        insn.target = mem.target
+        insn.reloc_mem = True
+    _SHAPE[0] = shape - offset
+    _FIELDS[0] = None if no_plan else fields
     if evex is not None:
         if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
                 type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
@@ -679,19 +875,19 @@ def _decode(data, offset, address, mode):
     return insn
 
 
-def _prefix_only(data, offset, pos, address, mode, prefixes) -> Instruction:
+def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
     """objdump ends an instruction at a REX prefix that another prefix follows."""
     p = tuple(prefixes)
-    return Instruction(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
                        mode, mode, None, mode, "prefix")
 
 
-def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Instruction:
+def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
     """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
     end = offset + fwait_i + 1
     spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
-    return Instruction(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
                        before + (0x9B,), before, mode, mode, spec, mode)
 
 

@@ -17,12 +17,12 @@ PREFIX_COLUMNS = ("66", "F3", "F2")
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl b4 b8 er sae
+    L0 L1 W0 W1 sfxxy sfxl b4 b8 bw er sae intel-noops
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
 FIXED_OPERANDS = frozenset("""
-    AL CL DX AX rAX eAX ES CS SS DS FS GS ST XMM0 1
+    AL CL DX AX rAX eAX aAX EAX EBX ECX EDX ES CS SS DS FS GS ST XMM0 1
 """.split())
 
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).

@@ -42,7 +42,8 @@ _RM_CLASS = {"E": C_GPR, "M": None, "R": C_GPR, "Q": C_MMX, "N": C_MMX, "W": C_X
 _REG_CLASS = {"T": C_TR, "K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR,
               "D": C_DR}
 _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
-              "eAX": (0, "z")}
+              "eAX": (0, "z"), "EAX": (0, "d"), "ECX": (1, "d"), "EDX": (2, "d"),
+              "EBX": (3, "d"), "aAX": (0, "")}       # aAX: accumulator of the address size
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
@@ -100,7 +101,7 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
-        self.bcst = 4 if "b4" in f else 8 if "b8" in f else 0
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         self.evex_pseudo = False    # set for EVEX forms that have a VEX twin: "{evex}"
         self.mod_ignored = "mod-ignored" in f
@@ -137,6 +138,8 @@ def _op_sizes(op: str) -> list[str]:
             out.append(m.group(1))
     if op in ("rAX",):
         out.append("v")
+    if op in ("aAX", "EAX", "EBX", "ECX", "EDX"):
+        return []
     if op == "eAX":
         out.append("z")
     return out
@@ -148,6 +151,8 @@ def _compile_operand(op: str) -> tuple:
         return (K_ONE,)
     if op in _FIXED_GPR:
         num, size = _FIXED_GPR[op]
+        if op == "aAX":
+            return (K_ACC, num, None, False)
         return (K_ACC, num, SIZE_BYTES[size], op == "CL")
     if op in _SEGS:
         return (K_FIXED, "seg", _SEGS[op])
