@@ -64,9 +64,10 @@ class InsnLine:
         return len(self.hex_bytes) // 2
 
 
-def parse_wide_listing(listing: str) -> dict[int, InsnLine]:
-    """Instruction lines of an ``objdump -d -w`` listing by address (data lines skipped)."""
-    out: dict[int, InsnLine] = {}
+def parse_wide_listing(listing: str) -> dict[int, list[InsnLine]]:
+    """Instruction lines of an ``objdump -d -w`` listing by address (data lines skipped); an
+    address can hold several (sections of a relocatable object all start at 0)."""
+    out: dict[int, list[InsnLine]] = {}
     for line in listing.split("\n"):
         head, sep, rest = line.partition(":\t")
         if not sep or not head or head[0] not in " 0123456789abcdef":
@@ -78,7 +79,7 @@ def parse_wide_listing(listing: str) -> dict[int, InsnLine]:
             address = int(head, 16)
         except ValueError:
             continue
-        out[address] = InsnLine(address, raw.replace(" ", ""), text)
+        out.setdefault(address, []).append(InsnLine(address, raw.replace(" ", ""), text))
     return out
 
 
@@ -94,14 +95,21 @@ class OracleFormatter:
     It also checks the listing's ``print_address`` against every ``ADDR <sym+0xoff>`` objdump
     printed inside an instruction, recording disagreements in ``address_mismatches``."""
 
-    def __init__(self, records: dict[int, InsnLine]) -> None:
+    def __init__(self, records: dict[int, list[InsnLine]]) -> None:
         self.records = records
         self.misses: list[int] = []
         self.address_checks = 0
         self.address_mismatches: list[tuple[int, str, str]] = []
 
     def __call__(self, data: bytes, offset: int, address: int, print_address) -> tuple[int, str]:
-        record = self.records.get(address)
+        record = None
+        for candidate in self.records.get(address, ()):
+            got = data[offset:offset + candidate.length].hex()
+            if candidate.hex_bytes == got or (record is None and got.startswith(
+                    candidate.hex_bytes[:len(got)])):
+                record = candidate
+                if candidate.hex_bytes == got:
+                    break
         if record is None:
             self.misses.append(address)
             return 1, "<no oracle record>"

@@ -144,11 +144,10 @@ class _SectionLister:
 
     def selected(self, section: Section) -> bool:
         only = self.options.only_sections
-        if only is None:
-            if not section.has_contents:
-                return False
-            return self.options.disassemble_all or section.is_code
-        return section.name in only
+        if only is not None:
+            return section.name in only
+        # binutils 2.40: -D takes every section, even NOBITS ones (listed as zeros).
+        return self.options.disassemble_all or (section.is_code and section.has_contents)
 
     def section(self, section: Section) -> None:
         if not self.selected(section) or section.size == 0:
@@ -325,3 +324,20 @@ def find_symbol(image: ListingImage, name: str) -> Symbol | None:
         if symbol.name == name:
             return symbol
     return None
+
+
+def decoder_formatter(mode: int, syntax: str = "att") -> Formatter:
+    """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter."""
+    from x86vm.isa import decode
+
+    if syntax == "intel":
+        from x86vm.disasm.intel import format_intel as format_text
+    else:
+        from x86vm.disasm.att import format_att as format_text
+
+    def disassemble_one(data: bytes, offset: int, address: int,
+                        print_address: PrintAddress) -> tuple[int, str]:
+        insn = decode(data, offset, address, mode)
+        return insn.length, format_text(insn, print_address)
+
+    return disassemble_one
