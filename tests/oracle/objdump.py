@@ -53,15 +53,24 @@ def run_objdump(args: list[str], path: str | os.PathLike, cache: bool = True) ->
 
 @dataclass(frozen=True, slots=True)
 class InsnLine:
-    """One instruction of a ``-w`` listing: its address, raw bytes (hex) and text."""
+    """One instruction of a ``-w`` listing: its address, raw bytes (hex) and text.
+
+    ``length`` counts bytes objdump could not show too: an instruction that runs past the next
+    symbol (``-D``) prints one blank per byte beyond it instead of ``%02x ``."""
 
     address: int
     hex_bytes: str
     text: str
+    length: int
 
-    @property
-    def length(self) -> int:
-        return len(self.hex_bytes) // 2
+
+def _length_from_column(column: str, shown: int, per_line: int = 7) -> int:
+    """Instruction length from the width of a ``-w`` raw-bytes column with ``shown`` bytes."""
+    for hidden in range(16):
+        total = shown + hidden
+        if 3 * shown + hidden + 3 * max(0, per_line - total) == len(column):
+            return total
+    return shown
 
 
 def parse_wide_listing(listing: str) -> dict[int, list[InsnLine]]:
@@ -79,7 +88,9 @@ def parse_wide_listing(listing: str) -> dict[int, list[InsnLine]]:
             address = int(head, 16)
         except ValueError:
             continue
-        out.setdefault(address, []).append(InsnLine(address, raw.replace(" ", ""), text))
+        hex_bytes = raw.replace(" ", "")
+        length = _length_from_column(raw, len(hex_bytes) // 2)
+        out.setdefault(address, []).append(InsnLine(address, hex_bytes, text, length))
     return out
 
 
@@ -104,7 +115,7 @@ class OracleFormatter:
     def __call__(self, data: bytes, offset: int, address: int, print_address) -> tuple[int, str]:
         record = None
         for candidate in self.records.get(address, ()):
-            got = data[offset:offset + candidate.length].hex()
+            got = data[offset:offset + len(candidate.hex_bytes) // 2].hex()
             if candidate.hex_bytes == got or (record is None and got.startswith(
                     candidate.hex_bytes[:len(got)])):
                 record = candidate

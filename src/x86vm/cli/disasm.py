@@ -8,6 +8,7 @@ Accepts objdump's own spellings for what it shares with it (binutils 2.40 ``objd
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from x86vm.cli import CliError
@@ -34,9 +35,9 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("files", nargs="+", metavar="FILE")
-    parser.add_argument("-d", "--disassemble", dest="symbol", nargs="?", const="",
-                        default=None, metavar="SYMBOL",
-                        help="disassemble code sections (only SYMBOL with --disassemble=SYMBOL)")
+    parser.add_argument("-d", "--disassemble", action="store_true",
+                        help="disassemble code sections; --disassemble=SYMBOL: one symbol")
+    parser.add_argument("--disassemble-symbol", dest="symbol", help=argparse.SUPPRESS)
     parser.add_argument("-D", "--disassemble-all", action="store_true",
                         help="disassemble every section with contents")
     parser.add_argument("-M", "--disassembler-options", action="append", default=[],
@@ -52,6 +53,26 @@ def register(subparsers) -> None:
     parser.add_argument("-w", "--wide", action="store_true", help="all raw bytes on one line")
     parser.add_argument("--insn-width", metavar="WIDTH", help="raw bytes per line")
     parser.set_defaults(func=run)
+    _accept_objdump_optional_argument(parser)
+
+
+def _accept_objdump_optional_argument(parser: argparse.ArgumentParser) -> None:
+    """objdump's ``--disassemble[=SYMBOL]`` takes its argument only after ``=``; argparse
+    would take the next word (the file). Rewrite ``--disassemble=SYMBOL`` before parsing."""
+    parse_known_args = parser.parse_known_args
+
+    def parse(args=None, namespace=None):
+        if args is not None:
+            rewritten = []
+            for arg in args:
+                if arg.startswith("--disassemble="):
+                    rewritten += ["--disassemble-symbol", arg.split("=", 1)[1]]
+                else:
+                    rewritten.append(arg)
+            args = rewritten
+        return parse_known_args(args, namespace)
+
+    parser.parse_known_args = parse
 
 
 def parse_vma(text: str, option: str) -> int:
