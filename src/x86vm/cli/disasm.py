@@ -58,7 +58,8 @@ def register(subparsers) -> None:
 
 def _accept_objdump_optional_argument(parser: argparse.ArgumentParser) -> None:
     """objdump's ``--disassemble[=SYMBOL]`` takes its argument only after ``=``; argparse
-    would take the next word (the file). Rewrite ``--disassemble=SYMBOL`` before parsing."""
+    would take the next word (the file). Rewrite ``--disassemble=SYMBOL`` before parsing, and
+    report unknown options as one ``x86vm: error:`` line like every other bad input."""
     parse_known_args = parser.parse_known_args
 
     def parse(args=None, namespace=None):
@@ -70,9 +71,18 @@ def _accept_objdump_optional_argument(parser: argparse.ArgumentParser) -> None:
                 else:
                     rewritten.append(arg)
             args = rewritten
-        return parse_known_args(args, namespace)
+        namespace, extras = parse_known_args(args, namespace)
+        if extras:
+            _fail(f"unrecognized arguments: {' '.join(extras)} (see x86vm disasm --help)")
+        return namespace, extras
 
     parser.parse_known_args = parse
+    parser.error = lambda message: _fail(f"{message} (see x86vm disasm --help)")
+
+
+def _fail(message: str):
+    print(f"x86vm: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def parse_vma(text: str, option: str) -> int:
