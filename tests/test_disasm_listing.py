@@ -21,7 +21,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tests.oracle.elfwriter import write_snippets_elf
 from tests.oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
@@ -103,6 +103,8 @@ def sampled_ranges(path: str, count: int, seed: int) -> list[tuple[int, int]]:
         if section.name in (".plt", ".plt.sec", ".init"):
             ranges.append((section.vma, section.vma + min(section.size, 0x200)))
     ranges.append((text.vma, text.vma + 0x400))
+    middle = functions[len(functions) // 2]  # a start inside a function: <func+0x..> label
+    ranges.append((middle[0] + 3, middle[0] + 0x180))
     return sorted(ranges)
 
 
@@ -241,10 +243,12 @@ def test_testdata_sample_decodes_like_objdump(mode, syntax):
 
 @needs_decoder
 @pytest.mark.parametrize("mode", [16, 32, 64])
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                HealthCheck.data_too_large])
+@settings(max_examples=4, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=st.lists(st.binary(min_size=15, max_size=15), min_size=100, max_size=100))
 def test_random_bytes_decode_with_objdump_lengths(mode, batch):
+    """100 random 15-byte strings per example, each listed on its own (no shrinking: every
+    failing string is already in the report)."""
     from tests.oracle.compare import compare_snippets
 
     tally = compare_snippets(batch, mode, "att")
