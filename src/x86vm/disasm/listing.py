@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section, Symbol
+from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
 
 __all__ = [
@@ -312,18 +312,6 @@ def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
     shown = max(0, stop - pos)
     text = data[pos:pos + shown].hex(" ") + " " if shown else ""
     return text + " " * (count - shown)
-
-
-def symbol_names(image: ListingImage) -> set[str]:
-    """Names ``--disassemble=`` can select."""
-    return image.symtab.names()
-
-
-def find_symbol(image: ListingImage, name: str) -> Symbol | None:
-    for symbol in image.symtab.symbols:
-        if symbol.name == name:
-            return symbol
-    return None
 
 
 def decoder_formatter(mode: int, syntax: str = "att") -> Formatter:
