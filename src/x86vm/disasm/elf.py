@@ -137,11 +137,12 @@ class ElfImage:
     symbols: list[Symbol]  # the static table, or the dynamic one when there is none
     dynamic_relocs: list[DynamicReloc]
     synthetic_symbols: list[Symbol]
+    has_reloc: bool = False  # BFD's HAS_RELOC: some section carries its own relocations
 
     @property
     def is_relocatable(self) -> bool:
-        """BFD's HAS_RELOC for the symbol-choice rules: an ET_REL object."""
-        return self.elf_type == ET_REL
+        """HAS_RELOC, which makes objdump prefer same-section symbols inside a section."""
+        return self.has_reloc
 
     @property
     def is_exec_or_dynamic(self) -> bool:
@@ -210,6 +211,8 @@ class _Loader:
             symbols=static_syms if static_syms else dynamic_syms,
             dynamic_relocs=relocs,
             synthetic_symbols=synthetic,
+            has_reloc=any(_sh_type(h) in (SHT_REL, SHT_RELA) and self._relocs_of_other_section(h)
+                          for h in self.headers),
         )
 
     def _section_names(self) -> list[str]:
