@@ -255,6 +255,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
+        padding = ["   " * max(0, per_line - n) for n in range(per_line + 1)]
+        limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         pieces: list[str] = []
         pos = start
         while pos < stop:
@@ -274,6 +276,16 @@ class _SectionLister:
                 if length < 1:
                     pieces.append(f"{_address(address, width)}:\t{text}\n")
                     break
+                end = pos + length
+                if length <= per_line and end <= stop and address < limit:
+                    # The common line: every byte shown, no continuation.
+                    pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
+                                  f"{padding[length]}\t{text}\n")
+                    pos = end
+                    if len(pieces) >= 512:
+                        write("".join(pieces))
+                        pieces.clear()
+                    continue
             else:
                 length = min(per_line, stop - pos)
                 text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
