@@ -1,0 +1,143 @@
+"""``x86vm run``: boot a guest image on the virtual machine (MACHINE-API.md "CLI").
+
+The process exit status mirrors the guest's: QEMU isa-debug-exit semantics
+(``(value << 1) | 1``), 0 on a clean shutdown (reset, triple fault, final ``hlt``),
+124 on ``--timeout``, 126 when the vCPU could not continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from importlib import resources
+
+from x86vm.cli import CliError
+
+LOADERS = ("flat", "multiboot", "linux", "pvh")
+BUNDLED_GUEST = "hello.bin"
+DEFAULT_MEMORY = "128M"
+MIN_MEMORY = 1 << 20
+_SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def parse_memory_size(text: str) -> int:
+    """``128M``, ``1G``, ``512k``, ``2GiB``; a bare number is MiB (as QEMU's ``-m``)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise CliError(f"bad memory size {text!r}: expected a number with an optional "
+                       "K/M/G/T suffix, like 128M")
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size < MIN_MEMORY or size % 4096:
+        raise CliError(f"bad memory size {text!r}: at least 1M, in whole 4 KiB pages")
+    return size
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text, 0)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 0xFFFF:
+        raise CliError(f"bad --debug-exit-port {text!r}: expected an I/O port 0-0xffff")
+    return port
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="boot a guest image (default: the bundled hello guest)",
+        description="Boot IMAGE on the virtual machine; its serial console is wired to the "
+                    "host and its debug-exit port sets the exit status.")
+    p.add_argument("image", nargs="?", metavar="IMAGE",
+                   help="kernel or flat binary (default: the bundled hello guest)")
+    p.add_argument("--loader", metavar="|".join(LOADERS),
+                   help="boot protocol (default: detected from the image)")
+    p.add_argument("-m", "--memory", default=DEFAULT_MEMORY, metavar="SIZE",
+                   help=f"guest RAM, e.g. 128M or 1G (default {DEFAULT_MEMORY})")
+    p.add_argument("--cmdline", default="", metavar="S", help="kernel command line")
+    p.add_argument("--initrd", metavar="FILE", help="initial ramdisk / first module")
+    p.add_argument("--serial", default="stdio", metavar="SPEC",
+                   help="COM1: stdio, file:PATH, tcp:HOST:PORT[,server] or none "
+                        "(default stdio)")
+    p.add_argument("--backend", default="kvm", metavar="kvm|emu", help="vCPU backend")
+    p.add_argument("--timeout", metavar="SECONDS",
+                   help="stop the guest after this long (exit status 124)")
+    p.add_argument("--debug-exit-port", default="0xf4", metavar="PORT",
+                   help="isa-debug-exit I/O port (default 0xf4)")
+    p.set_defaults(func=run)
+
+
+def parse_timeout(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise CliError(f"bad --timeout {text!r}: expected a positive number of seconds")
+    return value
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _bundled_guest() -> bytes:
+    """``x86vm/guests/hello.bin``, shipped as package data."""
+    try:
+        return resources.files("x86vm").joinpath("guests", BUNDLED_GUEST).read_bytes()
+    except OSError:
+        raise CliError("no IMAGE given and the bundled guest x86vm/guests/hello.bin is not "
+                       "installed") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.loader is not None and args.loader not in LOADERS:
+        raise CliError(f"unknown loader {args.loader!r}: choose one of {', '.join(LOADERS)}")
+    memory_size = parse_memory_size(args.memory)
+    exit_port = parse_port(args.debug_exit_port)
+    timeout = parse_timeout(args.timeout)
+    image = _read(args.image, "image") if args.image else _bundled_guest()
+    initrd = _read(args.initrd, "initrd") if args.initrd else None
+
+    # Lazy: the device models and loaders live in layers this module only uses at run time.
+    try:
+        from x86vm.devices.console import ConsoleError, open_console
+        from x86vm.devices.pc import attach_pc_devices
+        from x86vm.machine.boot import BootError, load_image
+    except ImportError as exc:
+        raise CliError(f"this build cannot run guests yet ({exc})") from None
+    from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
+    from x86vm.machine.vm import Machine, MachineError
+
+    try:
+        machine = Machine(memory_size=memory_size, backend=args.backend)
+    except MachineError as exc:
+        raise CliError(str(exc)) from None
+    console = None
+    try:
+        try:
+            console = open_console(args.serial)
+        except ConsoleError as exc:
+            raise CliError(str(exc)) from None
+        attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+        try:
+            entry = load_image(machine.memory, image, args.loader, cmdline=args.cmdline,
+                               initrd=initrd)
+        except BootError as exc:
+            raise CliError(str(exc)) from None
+        result = machine.run(entry, timeout=timeout)
+    finally:
+        if console is not None:
+            console.close()
+        machine.close()
+    if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
+        sys.stdout.flush()
+        print(f"x86vm: guest stopped: {result.reason}", file=sys.stderr)
+    return result.status

@@ -1,0 +1,166 @@
+"""The KVM vCPU backend for the run loop (:class:`x86vm.machine.runloop.Backend`).
+
+Set-up order follows the KVM API doc: identity map and TSS pages before any vCPU exists
+(api.rst §4.48, §4.57), in-kernel irqchip then PIT (§4.24, §4.67), RAM slots
+(§4.35), then the vCPU with ``KVM_SET_CPUID2`` from ``KVM_GET_SUPPORTED_CPUID`` (§4.46, §4.20).
+
+Stopping a vCPU that is inside ``KVM_RUN`` (api.rst §5 ``immediate_exit``): set
+``kvm_run.immediate_exit`` (so a ``KVM_RUN`` about to start returns ``EINTR`` at once), then
+send a signal to the thread running the vCPU (so one already running returns ``EINTR``). The
+signal has a no-op handler, installed for the duration of a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from x86vm.machine.boot.state import EntryState
+from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
+from x86vm.machine.kvm.vcpu import KvmVcpu
+from x86vm.machine.memory import GuestMemory
+
+log = logging.getLogger(__name__)
+
+MSR_IA32_MISC_ENABLE = 0x1A0
+MISC_ENABLE_FAST_STRING = 1 << 0  # "fast string operations enabled" (SDM Vol. 4 Table 2-2)
+BOOT_MSRS = {MSR_IA32_MISC_ENABLE: MISC_ENABLE_FAST_STRING}  # reset values, as QEMU sets them
+
+KICK_SIGNAL = signal.SIGRTMIN  # the first real-time signal, as Firecracker uses for kicks
+HALT_POLL_SECONDS = 0.05
+
+
+def _ignore_kick(signum: int, frame: object) -> None:
+    """The kick only has to make KVM_RUN return EINTR; nothing to do here."""
+
+
+class KvmIrqLine:
+    """An ISA/IOAPIC interrupt line of the in-kernel irqchip (``KVM_IRQ_LINE``)."""
+
+    __slots__ = ("_vm", "irq", "level")
+
+    def __init__(self, vm: KvmVm, irq: int) -> None:
+        self._vm, self.irq, self.level = vm, irq, False
+
+    def set_level(self, level: bool) -> None:
+        level = bool(level)
+        if level != self.level:
+            self._vm.irq_line(self.irq, level)
+            self.level = level
+
+
+class KvmBackend:
+    """One VM with one vCPU on /dev/kvm, running ``memory`` (all RAM regions are mapped)."""
+
+    name = "kvm"
+
+    def __init__(self, memory: GuestMemory, *, kvm_path: str = DEFAULT_KVM_PATH,
+                 irqchip: bool = True) -> None:
+        self.kvm = Kvm(kvm_path)
+        self.vm: KvmVm | None = None
+        self.vcpu: KvmVcpu | None = None
+        try:
+            self.vm = self.kvm.create_vm()
+            self.vm.set_identity_map_addr()
+            self.vm.set_tss_addr()
+            self.irqchip = irqchip
+            if irqchip:
+                self.vm.create_irqchip()
+                self.vm.create_pit2()
+            for region in memory.regions:
+                self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
+                                               region.host_address)
+            self.vcpu = KvmVcpu(self.kvm, self.vm, 0)
+            self.vcpu.set_cpuid2(self.kvm.supported_cpuid())
+            self.vcpu.set_msrs(BOOT_MSRS)
+        except BaseException:
+            self.close()
+            raise
+        self.run = self.vcpu.run
+        self.complete_io = self.vcpu.complete_io
+        self.buffered_writes = None
+        self._lines: dict[int, KvmIrqLine] = {}
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(KICK_SIGNAL) == signal.SIG_DFL):
+            # so that a vCPU later run on another thread can still be kicked
+            signal.signal(KICK_SIGNAL, _ignore_kick)
+        self._kick_lock = threading.Lock()
+        self._vcpu_thread: int | None = None
+        self._can_kick = False
+
+    # -- the Backend protocol ---------------------------------------------------------------
+
+    def set_entry_state(self, entry: EntryState) -> None:
+        self.vcpu.set_entry_state(entry)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Bind the vCPU to the calling thread and make it kickable by :meth:`interrupt`."""
+        self.vcpu.set_immediate_exit(False)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(KICK_SIGNAL, _ignore_kick)
+            can_kick = True
+        else:  # only the main thread may install handlers; use one if it is there
+            can_kick = callable(signal.getsignal(KICK_SIGNAL))
+            if not can_kick:
+                log.warning("vCPU on a thread without a handler for signal %d: a timeout "
+                            "takes effect at the next guest exit only", KICK_SIGNAL)
+        with self._kick_lock:
+            self._vcpu_thread, self._can_kick = threading.get_ident(), can_kick
+        watch_done = threading.Event()
+        if self.irqchip and can_kick:
+            threading.Thread(target=self._watch_halt, args=(watch_done,), daemon=True,
+                             name="kvm-halt-watch").start()
+        try:
+            yield
+        finally:
+            watch_done.set()
+            with self._kick_lock:
+                self._vcpu_thread = None
+            if previous is not None:
+                signal.signal(KICK_SIGNAL, previous)
+
+    def _watch_halt(self, done: threading.Event) -> None:
+        """Kick the vCPU now and then so that a ``cli; hlt`` (which the in-kernel LAPIC keeps
+        inside KVM_RUN) is noticed: :meth:`KvmVcpu.run` checks the MP state on EINTR."""
+        while not done.wait(HALT_POLL_SECONDS):
+            with self._kick_lock:
+                if self._vcpu_thread is not None:
+                    signal.pthread_kill(self._vcpu_thread, KICK_SIGNAL)
+
+    def interrupt(self) -> None:
+        self.vcpu.set_immediate_exit(True)
+        with self._kick_lock:
+            thread = self._vcpu_thread
+            if thread is not None and self._can_kick and thread != threading.get_ident():
+                signal.pthread_kill(thread, KICK_SIGNAL)
+
+    # -- machine services -------------------------------------------------------------------
+
+    def irq_line(self, irq: int) -> KvmIrqLine:
+        if not self.irqchip:
+            raise KvmError("interrupt lines need the in-kernel irqchip")
+        if not 0 <= irq < 24:
+            raise ValueError(f"IRQ {irq} is not an IOAPIC input (0-23)")
+        line = self._lines.get(irq)
+        if line is None:
+            line = self._lines[irq] = KvmIrqLine(self.vm, irq)
+        return line
+
+    def coalesce(self, base: int, size: int, pio: bool = False) -> None:
+        """Let guest writes to the range be buffered in the ring and delivered at the next
+        exit, in order, instead of exiting each time (for write-only, side-effect-free
+        registers such as a framebuffer or a doorbell that may be late)."""
+        if self.vcpu.ring_offset is None:
+            raise KvmError("this KVM has no coalesced MMIO ring")
+        self.vm.register_coalesced(base, size, pio)
+        self.buffered_writes = self.vcpu.drain_coalesced
+
+    def close(self) -> None:
+        for part in (self.vcpu, self.vm, self.kvm):
+            if part is not None:
+                part.close()

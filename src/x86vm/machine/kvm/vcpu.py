@@ -1,0 +1,296 @@
+"""A KVM vCPU: registers, CPUID, MSRs, and ``KVM_RUN`` exits as backend-neutral exit objects.
+
+api.rst §5 "The kvm_run structure": the vCPU fd is mmapped (size from
+``KVM_GET_VCPU_MMAP_SIZE``); after ``KVM_RUN`` returns, ``exit_reason`` says which member of
+the exit union is valid. For ``KVM_EXIT_IO`` the data lives at ``data_offset`` inside the same
+mapping; for an ``in`` (and for an MMIO read) the monitor stores the value there and the kernel
+completes the instruction on the next ``KVM_RUN``. The coalesced-MMIO ring is the page at
+``KVM_COALESCED_MMIO_PAGE_OFFSET`` of the mapping.
+
+The exit path reads ``kvm_run`` with :mod:`struct` at offsets taken from the ctypes layout in
+:mod:`abi`: one ``unpack_from`` yields the exit reason and all ``io`` fields.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import struct
+from collections.abc import Callable
+
+from x86vm.machine.boot.state import GPR_NAMES, EntryState, Segment
+from x86vm.machine.exits import (
+    DebugStop,
+    Exit,
+    Halt,
+    Hypercall,
+    InternalError,
+    IoExit,
+    MmioExit,
+    Shutdown,
+)
+from x86vm.machine.kvm import abi
+from x86vm.machine.kvm.system import Kvm, KvmError, KvmVm, ioctl, libc_ioctl
+
+# exit_reason followed by the kvm_run.io fields: direction, size, port, count, data_offset
+_EXIT_HEAD = struct.Struct(
+    f"<I{abi.RUN_IO - abi.RUN_EXIT_REASON - 4}xBBHIQ")
+_MMIO = struct.Struct("<Q8sIB")
+_HYPERCALL = struct.Struct("<Q6QQI")
+_U32X2 = struct.Struct("<II")
+_U64 = struct.Struct("<Q")
+_RING_ENTRY = struct.Struct("<QII8s")
+_RING_ENTRIES = ctypes.sizeof(abi.KvmCoalescedMmioRing)
+RFLAGS_IF = 1 << 9
+_HYPERCALL_RET = abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset + abi.KvmRunHypercall.ret.offset
+
+
+class KvmVcpu:
+    """One vCPU fd with its mmapped ``kvm_run``."""
+
+    def __init__(self, kvm: Kvm, vm: KvmVm, index: int = 0) -> None:
+        self.fd = vm.create_vcpu_fd(index)
+        try:
+            self.run_map = mmap.mmap(self.fd, kvm.vcpu_mmap_size, mmap.MAP_SHARED,
+                                     mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            os.close(self.fd)
+            raise KvmError(f"mmap of kvm_run failed: {exc.strerror}") from None
+        self.run_size = kvm.vcpu_mmap_size
+        page = kvm.check_extension(abi.KVM_CAP_COALESCED_MMIO)
+        ring = page * abi.PAGE_SIZE
+        self.ring_offset = ring if page and ring + abi.PAGE_SIZE <= self.run_size else None
+        self._ioctl = libc_ioctl()
+        self._pending_read: IoExit | MmioExit | Hypercall | None = None
+        self._pending_offset = 0
+        self.run = self._make_run()
+
+    # -- registers --------------------------------------------------------------------------
+
+    def get_regs(self) -> abi.KvmRegs:
+        regs = abi.KvmRegs()
+        ioctl(self.fd, abi.KVM_GET_REGS, regs, "KVM_GET_REGS")
+        return regs
+
+    def set_regs(self, regs: abi.KvmRegs) -> None:
+        ioctl(self.fd, abi.KVM_SET_REGS, regs, "KVM_SET_REGS")
+
+    def get_sregs(self) -> abi.KvmSregs:
+        sregs = abi.KvmSregs()
+        ioctl(self.fd, abi.KVM_GET_SREGS, sregs, "KVM_GET_SREGS")
+        return sregs
+
+    def set_sregs(self, sregs: abi.KvmSregs) -> None:
+        ioctl(self.fd, abi.KVM_SET_SREGS, sregs, "KVM_SET_SREGS")
+
+    def get_msrs(self, indices: list[int]) -> dict[int, int]:
+        """``KVM_GET_MSRS``: the values of the MSRs the kernel could read."""
+        msrs = abi.msrs_type(len(indices))()
+        msrs.nmsrs = len(indices)
+        for entry, index in zip(msrs.entries, indices, strict=True):
+            entry.index = index
+        n = ioctl(self.fd, abi.KVM_GET_MSRS, msrs, "KVM_GET_MSRS")
+        return {msrs.entries[i].index: msrs.entries[i].data for i in range(n)}
+
+    def set_msrs(self, values: dict[int, int]) -> None:
+        """``KVM_SET_MSRS``; the ioctl returns how many were set, all of them or an error."""
+        msrs = abi.msrs_type(len(values))()
+        msrs.nmsrs = len(values)
+        for entry, (index, data) in zip(msrs.entries, values.items(), strict=True):
+            entry.index, entry.data = index, data
+        n = ioctl(self.fd, abi.KVM_SET_MSRS, msrs, "KVM_SET_MSRS")
+        if n != len(values):
+            bad = msrs.entries[n].index
+            raise KvmError(f"KVM_SET_MSRS: MSR {bad:#x} was refused")
+
+    def set_cpuid2(self, cpuid: ctypes.Structure) -> None:
+        ioctl(self.fd, abi.KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2")
+
+    def mp_state(self) -> int:
+        state = abi.KvmMpState()
+        ioctl(self.fd, abi.KVM_GET_MP_STATE, state, "KVM_GET_MP_STATE")
+        return state.mp_state
+
+    def set_entry_state(self, entry: EntryState) -> None:
+        """Load a boot loader's register state into ``kvm_regs``/``kvm_sregs`` (EFER included).
+
+        The sregs are read first so that ``apic_base`` and the interrupt bitmap keep the
+        values KVM chose at vCPU creation.
+        """
+        sregs = self.get_sregs()
+        for name in abi.SEGMENT_NAMES:
+            _load_segment(getattr(sregs, name), getattr(entry, name))
+        sregs.gdt.base, sregs.gdt.limit = entry.gdt.base, entry.gdt.limit
+        sregs.idt.base, sregs.idt.limit = entry.idt.base, entry.idt.limit
+        sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer = entry.cr0, entry.cr3, entry.cr4, entry.efer
+        self.set_sregs(sregs)
+        regs = abi.KvmRegs()
+        for name in GPR_NAMES:
+            setattr(regs, name, entry.gprs.get(name, 0))
+        unknown = set(entry.gprs) - set(GPR_NAMES)
+        if unknown:
+            raise ValueError(f"unknown register names in entry state: {sorted(unknown)}")
+        regs.rip = entry.rip
+        regs.rflags = entry.rflags | 0x2
+        self.set_regs(regs)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _make_run(self) -> Callable[[], Exit | None]:
+        """Build :meth:`run` as a closure over locals: this is the exit hot path, so every
+        constant, the mapping and the unpacker are bound once instead of looked up per exit.
+        """
+        ioctl_, fd, request, run_map, run_size = (self._ioctl, self.fd, abi.KVM_RUN,
+                                                  self.run_map, self.run_size)
+        unpack_head, head_offset = _EXIT_HEAD.unpack_from, abi.RUN_EXIT_REASON
+        exit_io, io_out = abi.KVM_EXIT_IO, abi.KVM_EXIT_IO_OUT
+        io_exit, other_exit, failed_run = IoExit, self._other_exit, self._failed_run
+
+        def run() -> Exit | None:
+            """One ``KVM_RUN``: the exit it ended with, or None when a signal or
+            ``immediate_exit`` interrupted it before the guest exited."""
+            if ioctl_(fd, request, 0) < 0:
+                return failed_run()
+            reason, direction, size, port, count, data_offset = unpack_head(run_map,
+                                                                             head_offset)
+            if reason != exit_io:
+                return other_exit(reason)
+            end = data_offset + size * count
+            if end > run_size or size not in (1, 2, 4):
+                return InternalError(f"KVM_EXIT_IO with bad size/count/offset: {size}/"
+                                     f"{count}/{data_offset:#x}")
+            if direction == io_out:
+                return io_exit(port, size, True, bytearray(run_map[data_offset:end]), count)
+            exit_ = io_exit(port, size, False, bytearray(end - data_offset), count)
+            self._pending_read, self._pending_offset = exit_, data_offset
+            return exit_
+
+        return run
+
+    def _failed_run(self) -> Exit | None:
+        err = ctypes.get_errno()
+        if err == errno.EINTR or err == errno.EAGAIN:
+            return self._interrupted()
+        return InternalError(f"KVM_RUN failed: {os.strerror(err)}")
+
+    def _interrupted(self) -> Halt | None:
+        """KVM_RUN returned EINTR: a kick. With the in-kernel LAPIC a ``hlt`` never exits to
+        userspace, so a vCPU halted with IF=0 (nothing but an NMI can wake it) is reported
+        here as :class:`Halt`."""
+        if self.run_map[abi.RUN_IMMEDIATE_EXIT]:
+            return None
+        try:
+            if self.mp_state() == abi.KVM_MP_STATE_HALTED and not (
+                    self.get_regs().rflags & RFLAGS_IF):
+                return Halt()
+        except KvmError:
+            pass
+        return None
+
+    def _other_exit(self, reason: int) -> Exit | None:
+        run = self.run_map
+        if reason == abi.KVM_EXIT_MMIO:
+            gpa, data, length, is_write = _MMIO.unpack_from(run, abi.RUN_MMIO)
+            if not 1 <= length <= 8:
+                return InternalError(f"KVM_EXIT_MMIO at {gpa:#x} with length {length}")
+            if is_write:
+                return MmioExit(gpa, length, True, bytearray(data[:length]))
+            exit_ = MmioExit(gpa, length, False, bytearray(length))
+            self._pending_read, self._pending_offset = exit_, abi.RUN_MMIO_DATA
+            return exit_
+        if reason == abi.KVM_EXIT_HLT:
+            return Halt()
+        if reason == abi.KVM_EXIT_SHUTDOWN:
+            return Shutdown("triple fault")
+        if reason == abi.KVM_EXIT_SYSTEM_EVENT:
+            kind = _U32X2.unpack_from(run, abi.RUN_EXIT)[0]
+            return Shutdown(f"system event: {abi.KVM_SYSTEM_EVENT_NAMES.get(kind, kind)}")
+        if reason == abi.KVM_EXIT_HYPERCALL:
+            nr, *args_ret = _HYPERCALL.unpack_from(
+                run, abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset)
+            exit_ = Hypercall(nr, tuple(args_ret[:6]))
+            self._pending_read, self._pending_offset = exit_, _HYPERCALL_RET
+            return exit_
+        if reason in (abi.KVM_EXIT_INTR, abi.KVM_EXIT_IRQ_WINDOW_OPEN):
+            return None
+        if reason == abi.KVM_EXIT_DEBUG:
+            return DebugStop(self.get_regs().rip)
+        return InternalError(self._describe_failure(reason))
+
+    def _describe_failure(self, reason: int) -> str:
+        run = self.run_map
+        name = abi.EXIT_REASON_NAMES.get(reason, f"exit reason {reason}")
+        if reason == abi.KVM_EXIT_INTERNAL_ERROR:
+            suberror, ndata = _U32X2.unpack_from(run, abi.RUN_EXIT)
+            what = abi.KVM_INTERNAL_ERROR_NAMES.get(suberror, f"suberror {suberror}")
+            data = struct.unpack_from(f"<{min(ndata, 16)}Q", run, abi.RUN_EXIT + 8)
+            detail = f"KVM internal error: {what}" + (
+                f" (data {' '.join(hex(d) for d in data)})" if data else "")
+        elif reason == abi.KVM_EXIT_FAIL_ENTRY:
+            hw = _U64.unpack_from(run, abi.RUN_EXIT)[0]
+            detail = f"VM entry failed: hardware entry failure reason {hw:#x}"
+        elif reason == abi.KVM_EXIT_EXCEPTION:
+            vector, code = _U32X2.unpack_from(run, abi.RUN_EXIT)
+            detail = f"unhandled guest exception {vector} (error code {code:#x})"
+        else:
+            detail = f"unexpected KVM exit {name}"
+        try:
+            detail += f" at rip {self.get_regs().rip:#x}"
+        except KvmError:
+            pass
+        return detail
+
+    def complete_io(self, exit_: Exit) -> None:
+        """Store the result of a read exit (``in``, MMIO load, hypercall return value) where
+        the kernel picks it up on the next ``KVM_RUN`` (api.rst §5, KVM_EXIT_IO/MMIO)."""
+        if exit_ is not self._pending_read:
+            return
+        self._pending_read = None
+        if isinstance(exit_, Hypercall):
+            _U64.pack_into(self.run_map, _HYPERCALL_RET, exit_.ret & (2**64 - 1))
+            return
+        data = exit_.data
+        off = self._pending_offset
+        self.run_map[off:off + len(data)] = data
+
+    def set_immediate_exit(self, value: bool) -> None:
+        self.run_map[abi.RUN_IMMEDIATE_EXIT] = 1 if value else 0
+
+    def drain_coalesced(self) -> list[IoExit | MmioExit]:
+        """Writes buffered in the coalesced ring since the last exit, oldest first; the ring's
+        ``first`` index is advanced past them (api.rst §4.67)."""
+        ring = self.ring_offset
+        if ring is None:
+            return []
+        run = self.run_map
+        first, last = _U32X2.unpack_from(run, ring)
+        out: list[IoExit | MmioExit] = []
+        limit = abi.KVM_COALESCED_MMIO_MAX
+        if first >= limit or last >= limit:
+            raise KvmError(f"coalesced MMIO ring indices out of range: {first}, {last}")
+        while first != last:
+            addr, length, pio, data = _RING_ENTRY.unpack_from(
+                run, ring + _RING_ENTRIES + first * _RING_ENTRY.size)
+            length = min(length, 8)
+            if pio:
+                out.append(IoExit(addr, length, True, bytearray(data[:length])))
+            else:
+                out.append(MmioExit(addr, length, True, bytearray(data[:length])))
+            first = (first + 1) % limit
+        struct.pack_into("<I", run, ring, first)
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.run_map.close()
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _load_segment(dst: abi.KvmSegment, seg: Segment) -> None:
+    dst.base, dst.limit, dst.selector, dst.type = seg.base, seg.limit, seg.selector, seg.type
+    dst.present, dst.dpl, dst.db, dst.s = seg.present, seg.dpl, seg.db, seg.s
+    dst.l, dst.g, dst.avl, dst.unusable = seg.l, seg.g, seg.avl, seg.unusable
+

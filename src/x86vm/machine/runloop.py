@@ -1,0 +1,218 @@
+"""The run loop: run the vCPU, hand each exit to the buses and devices, resume.
+
+This is the one loop every backend shares (ARCHITECTURE.md, "Exits are backend-neutral"): the
+qemu-kvm path of ``KVM_RUN`` returning → look the port or address up on a bus → the device
+model emulates the access → the read value is written back → the vCPU re-enters. The loop
+knows nothing about KVM; a backend implements :class:`Backend`.
+
+Ending a run: a device calls ``request_stop``/``request_reset`` (the machine records a
+:class:`StopRequest` and calls :meth:`Backend.interrupt`), the guest halts for good, triple
+faults, or the backend fails; ``timeout`` is enforced by a timer thread that interrupts the
+backend, so a guest spinning without exits still ends on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from x86vm.machine.bus import MmioBus, PortBus
+from x86vm.machine.exits import (
+    DebugStop,
+    Exit,
+    Halt,
+    Hypercall,
+    InternalError,
+    IoExit,
+    MmioExit,
+    Shutdown,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_TIMEOUT = 124  # like timeout(1); even, so never a debug-exit status ((v << 1) | 1)
+STATUS_INTERNAL_ERROR = 126
+HYPERCALL_ENOSYS = -1000  # KVM_ENOSYS (include/uapi/linux/kvm_para.h)
+_MASK = (0, 0xFF, 0xFFFF, 0, 0xFFFFFFFF, 0, 0, 0, 0xFFFFFFFFFFFFFFFF)
+
+
+class MachineError(RuntimeError):
+    """The machine cannot be set up or run (backend unavailable, bad memory size…)."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: ``status`` is the process exit status ``x86vm run`` uses."""
+
+    status: int
+    reason: str
+    exits: int
+
+
+class Backend(Protocol):
+    """What the run loop needs from a vCPU backend (KVM, or the pure-Python CPU)."""
+
+    name: str
+    buffered_writes: Callable[[], list[IoExit | MmioExit]] | None
+    """Writes the backend buffered without exiting (coalesced MMIO/PIO), oldest first, or
+    None if it never buffers; the loop delivers them before the next exit."""
+
+    def set_entry_state(self, entry) -> None: ...
+
+    def run(self) -> Exit | None:
+        """Run the guest until it exits; None when interrupted before any exit."""
+
+    def complete_io(self, exit_: Exit) -> None:
+        """Give the guest the data of a read exit (``exit_.data``), before the next run."""
+
+    def interrupt(self) -> None:
+        """Make the current (or next) ``run()`` return soon; callable from any thread."""
+
+    def running(self) -> AbstractContextManager[None]:
+        """Context around a run loop on the calling thread (signal set-up and so on)."""
+
+
+class StopRequest:
+    """The first stop asked for in a run (debug-exit, reset, timeout) wins."""
+
+    __slots__ = ("status", "reason", "_lock")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    def request(self, status: int, reason: str) -> bool:
+        """Record a stop unless one is recorded already; True if this one counts."""
+        with self._lock:
+            if self.status is not None:
+                return False
+            self.reason, self.status = reason, status
+            return True
+
+    def clear(self) -> None:
+        self.status, self.reason = None, ""
+
+
+def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
+             timeout: float | None = None) -> RunResult:
+    """Run ``backend`` until something ends the run; see the module docstring."""
+    timer = None
+    if timeout is not None:
+        def expire() -> None:
+            if stop.request(STATUS_TIMEOUT, f"timeout after {timeout:g} s"):
+                backend.interrupt()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+    exits = 0
+    with backend.running():
+        if timer is not None:
+            timer.start()
+        try:
+            exits = _loop(backend, pio, mmio, stop)
+        finally:
+            if timer is not None:
+                timer.cancel()
+    assert stop.status is not None
+    return RunResult(stop.status, stop.reason, exits)
+
+
+def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> int:
+    """The hot loop. Port I/O, the common exit, is handled inline with locals only."""
+    run = backend.run
+    complete_io = backend.complete_io
+    buffered = backend.buffered_writes
+    find_port = pio.find
+    mask = _MASK
+    io_exit, mmio_exit = IoExit, MmioExit
+    exits = 0
+    ex: Exit | None = None
+    try:
+        while stop.status is None:
+            ex = run()
+            if buffered is not None:
+                for write in buffered():
+                    _dispatch_write(write, pio, mmio)
+            if ex is None:
+                continue
+            exits += 1
+            if ex.__class__ is io_exit:
+                if ex.count != 1:
+                    _string_io(ex, pio)
+                    if not ex.is_write:
+                        complete_io(ex)
+                    continue
+                port = ex.port
+                size = ex.size
+                m = find_port(port)
+                if ex.is_write:
+                    data = ex.data
+                    value = data[0] if size == 1 else int.from_bytes(data, "little")
+                    if m is None:
+                        pio.write(port, size, value)  # counted as unclaimed
+                    else:
+                        m.device.write(port - m.base, size, value)
+                else:
+                    if m is None:
+                        value = pio.read(port, size)
+                    else:
+                        value = m.device.read(port - m.base, size)
+                    ex.data[:] = (value & mask[size]).to_bytes(size, "little")
+                    complete_io(ex)
+            elif ex.__class__ is mmio_exit:
+                if ex.is_write:
+                    mmio.write(ex.gpa, ex.size, int.from_bytes(ex.data, "little"))
+                else:
+                    value = mmio.read(ex.gpa, ex.size) & mask[ex.size]
+                    ex.data[:] = value.to_bytes(ex.size, "little")
+                    complete_io(ex)
+            else:
+                _other_exit(ex, backend, stop)
+    except Exception as exc:  # a device model failed: end the run, never the monitor
+        log.debug("exit handling failed on %r", ex, exc_info=True)
+        stop.request(STATUS_INTERNAL_ERROR, f"device error while handling {ex!r}: {exc!r}")
+    if buffered is not None:  # writes the guest made before it stopped still reach devices
+        for write in buffered():
+            _dispatch_write(write, pio, mmio)
+    return exits
+
+
+def _string_io(ex: IoExit, pio: PortBus) -> None:
+    """``rep ins``/``rep outs``: ``count`` elements of ``size`` bytes, one access each."""
+    size, data = ex.size, ex.data
+    mask = _MASK[size]
+    if ex.is_write:
+        for i in range(0, size * ex.count, size):
+            pio.write(ex.port, size, int.from_bytes(data[i:i + size], "little"))
+    else:
+        for i in range(0, size * ex.count, size):
+            data[i:i + size] = (pio.read(ex.port, size) & mask).to_bytes(size, "little")
+
+
+def _dispatch_write(write: IoExit | MmioExit, pio: PortBus, mmio: MmioBus) -> None:
+    value = int.from_bytes(write.data, "little")
+    if isinstance(write, IoExit):
+        pio.write(write.port, write.size, value)
+    else:
+        mmio.write(write.gpa, write.size, value)
+
+
+def _other_exit(ex: Exit, backend: Backend, stop: StopRequest) -> None:
+    if isinstance(ex, Halt):
+        stop.request(0, "guest halted (hlt with no interrupt to wake it)")
+    elif isinstance(ex, Shutdown):
+        stop.request(0, f"guest shut down ({ex.reason})")
+    elif isinstance(ex, InternalError):
+        stop.request(STATUS_INTERNAL_ERROR, ex.reason)
+    elif isinstance(ex, Hypercall):
+        ex.ret = HYPERCALL_ENOSYS  # no hypercalls are implemented
+        backend.complete_io(ex)
+    elif isinstance(ex, DebugStop):
+        stop.request(0, f"debug stop at {ex.pc:#x}")
+    else:
+        stop.request(STATUS_INTERNAL_ERROR, f"unknown exit {ex!r}")

@@ -1,0 +1,123 @@
+"""The machine: guest memory, buses, one vCPU backend, and the run loop (MACHINE-API.md).
+
+RAM starts at guest-physical 0. As on a PC, the 1 GiB below 4 GiB is left for MMIO (the
+in-kernel IOAPIC at 0xfec00000, LAPIC at 0xfee00000, the KVM TSS pages), so RAM beyond
+3 GiB continues at 4 GiB.
+
+Devices get what they need from the machine as constructor arguments — an :class:`IrqLine`,
+``request_stop``/``request_reset``, ``clock_ns`` — never the machine or the backend itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from x86vm.machine.boot.state import EntryState
+from x86vm.machine.bus import MmioBus, PortBus
+from x86vm.machine.irq import IrqLine
+from x86vm.machine.memory import PAGE_SIZE, GuestMemory
+from x86vm.machine.runloop import MachineError, RunResult, StopRequest, run_loop
+
+__all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
+
+LOW_RAM_LIMIT = 3 << 30
+HIGH_RAM_BASE = 4 << 30
+MAX_MEMORY = 1 << 40
+BACKENDS = {"kvm": "x86vm.machine.kvm:KvmBackend", "emu": "x86vm.machine.emu:EmuBackend"}
+
+
+class Machine:
+    """A one-vCPU PC-like machine; see MACHINE-API.md for the contract with devices/boot."""
+
+    num_cpus = 1
+
+    def __init__(self, memory_size: int = 128 << 20, backend: str = "kvm",
+                 **backend_options: object) -> None:
+        if memory_size <= 0 or memory_size % PAGE_SIZE or memory_size > MAX_MEMORY:
+            raise MachineError(f"memory size {memory_size:#x} must be a positive multiple of "
+                               f"4 KiB, at most {MAX_MEMORY >> 30} GiB")
+        self.memory = GuestMemory()
+        self.pio = PortBus()
+        self.mmio: MmioBus = self.memory.mmio
+        self._stop = StopRequest()
+        self.backend = None
+        try:
+            low = min(memory_size, LOW_RAM_LIMIT)
+            self.memory.add_ram(0, low)
+            if memory_size > low:
+                self.memory.add_ram(HIGH_RAM_BASE, memory_size - low)
+        except OSError as exc:
+            self.memory.close()
+            raise MachineError(f"cannot allocate {memory_size >> 20} MiB of guest RAM: "
+                               f"{exc.strerror}") from None
+        try:
+            self.backend = _backend_class(backend)(self.memory, **backend_options)
+        except BaseException:
+            self.memory.close()
+            raise
+
+    # -- services for devices -----------------------------------------------------------------
+
+    def irq_line(self, irq: int) -> IrqLine:
+        """Interrupt input ``irq`` of the interrupt controller (ISA IRQ / IOAPIC GSI)."""
+        return self.backend.irq_line(irq)
+
+    def request_stop(self, status: int, reason: str) -> None:
+        """End the current run with process status ``status`` (the first request wins)."""
+        if self._stop.request(status, reason):
+            self.backend.interrupt()
+
+    def request_reset(self, reason: str) -> None:
+        """A reset line (i8042 pulse, triple fault) ends the run cleanly: status 0."""
+        self.request_stop(0, f"reset: {reason}")
+
+    @staticmethod
+    def clock_ns() -> int:
+        """Guest time for devices such as the RTC; on KVM the host's monotonic clock."""
+        return time.monotonic_ns()
+
+    def coalesce_writes(self, base: int, size: int, pio: bool = False) -> None:
+        """Buffer guest writes to an MMIO (or port) range and deliver them at the next exit,
+        in order (KVM coalesced MMIO). Only for registers whose writes may arrive late."""
+        coalesce = getattr(self.backend, "coalesce", None)
+        if coalesce is not None:
+            coalesce(base, size, pio)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, entry: EntryState, timeout: float | None = None) -> RunResult:
+        """Start the vCPU at ``entry`` and run until debug-exit, reset, shutdown, halt, an
+        internal error, or ``timeout`` seconds."""
+        if timeout is not None and timeout <= 0:
+            raise MachineError(f"timeout must be positive, not {timeout}")
+        self._stop.clear()
+        self.backend.set_entry_state(entry)
+        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+        self.memory.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _backend_class(name: str) -> type:
+    try:
+        module_name, _, class_name = BACKENDS[name].partition(":")
+    except KeyError:
+        raise MachineError(f"unknown backend {name!r} (choose from "
+                           f"{', '.join(BACKENDS)})") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise MachineError(f"the {name} backend is not available in this version") from None
+    return getattr(module, class_name)

@@ -1,0 +1,124 @@
+"""``x86vm run`` as a user sees it: one-line errors with status 2, the guest's output on the
+serial console, and the exit status mirroring debug-exit (QEMU isa-debug-exit semantics)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_kvm_support import assemble, runs_guests
+from x86vm.cli.run import parse_memory_size
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def x86vm(*args, timeout=60, stdin=subprocess.DEVNULL):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-m", "x86vm", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=stdin)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memory", "12Q"], "bad memory size '12Q'"),
+    (["--memory", "512K"], "at least 1M"),
+    (["--loader", "elf"], "unknown loader 'elf': choose one of flat, multiboot, linux, pvh"),
+    (["/nonexistent.img"], "cannot read image /nonexistent.img: No such file or directory"),
+    (["--timeout", "0"], "bad --timeout '0'"),
+    (["--debug-exit-port", "70000"], "bad --debug-exit-port '70000'"),
+])
+def test_bad_options_are_one_line_errors(args, message):
+    done = x86vm("run", *args)
+    assert done.returncode == 2
+    assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text, size", [("128M", 128 << 20), ("1G", 1 << 30), ("64", 64 << 20),
+                                        ("2GiB", 2 << 30), ("4096k", 4 << 20)])
+def test_memory_sizes(text, size):
+    assert parse_memory_size(text) == size
+
+
+# -- running guests: needs the device models and loaders (other branches) and KVM ----------
+
+needs_stack = pytest.mark.skipif(
+    importlib.util.find_spec("x86vm.devices.pc") is None
+    or importlib.util.find_spec("x86vm.machine.boot.flat") is None,
+    reason="x86vm.devices.pc / x86vm.machine.boot loaders not merged yet")
+
+HELLO_SECTOR = """
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov $msg, %si
+next:
+    lodsb
+    test %al, %al
+    jz done
+    mov %al, %bl
+    mov $0x3fd, %dx         # 16550 LSR: wait for THRE
+wait:
+    in %dx, %al
+    test $0x20, %al
+    jz wait
+    mov $0x3f8, %dx
+    mov %bl, %al
+    out %al, %dx
+    jmp next
+done:
+    {finish}
+msg: .asciz "Hello from a boot sector\\n"
+.org 510
+.word 0xaa55
+"""
+DEBUG_EXIT_5 = "mov $5, %al\nout %al, $0xf4"
+I8042_RESET = "mov $0xfe, %al\nout %al, $0x64\nhlt"
+
+
+def boot_sector(tmp_path, finish):
+    path = tmp_path / "guest.img"
+    path.write_bytes(assemble(HELLO_SECTOR.format(finish=finish), 0x7C00))
+    return path
+
+
+@needs_stack
+@pytest.mark.parametrize("finish, status", [(DEBUG_EXIT_5, 11), (I8042_RESET, 0)])
+@runs_guests
+def test_flat_guest_greets_and_its_exit_status_is_ours(tmp_path, finish, status):
+    done = x86vm("run", boot_sector(tmp_path, finish))
+    assert (done.returncode, done.stdout, done.stderr) == (
+        status, "Hello from a boot sector\n", "")
+
+
+@needs_stack
+@runs_guests
+def test_serial_to_a_file_and_a_timeout(tmp_path):
+    out = tmp_path / "serial.txt"
+    done = x86vm("run", boot_sector(tmp_path, "1: jmp 1b"), "--serial", f"file:{out}",
+                 "--timeout", "0.5")
+    assert done.returncode == 124
+    assert done.stdout == "" and out.read_text() == "Hello from a boot sector\n"
+    assert done.stderr == "x86vm: guest stopped: timeout after 0.5 s\n"
+
+
+@needs_stack
+def test_a_bad_image_is_one_line(tmp_path):
+    path = tmp_path / "junk.bin"
+    path.write_bytes(b"\x01" * 100)
+    done = x86vm("run", path)
+    assert done.returncode == 2 and done.stderr.startswith("x86vm: error: ")
+    assert done.stderr.count("\n") == 1
+
+
+
+@needs_stack
+@runs_guests
+@pytest.mark.skipif(not (SRC / "x86vm" / "guests" / "hello.bin").exists(),
+                    reason="the bundled guest (boot branch) is not merged yet")
+def test_main_job_command_boots_the_bundled_guest():
+    done = x86vm("run")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest

@@ -1,0 +1,124 @@
+"""Helpers for the KVM tests: a fixture that skips without a usable /dev/kvm, an assembler for
+small guests (GNU as + ld, run at test time), identity-mapped long-mode page tables, and
+device models that record what the guest did. Imported by the other ``test_kvm_*`` files.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from x86vm.machine.boot.state import TableRegister, long_mode64
+from x86vm.machine.kvm.system import Kvm, KvmError
+
+
+@functools.cache
+def kvm_unusable_reason() -> str | None:
+    """None if a VM can be created on /dev/kvm, else why not."""
+    try:
+        kvm = Kvm()
+    except KvmError as exc:
+        return str(exc)
+    try:
+        kvm.create_vm().close()
+    except KvmError as exc:
+        return str(exc)
+    finally:
+        kvm.close()
+    return None
+
+
+def requires_kvm() -> list[pytest.MarkDecorator]:
+    """Marks for tests that run guests: ``kvm``, and a skip (with the reason) unless
+    /dev/kvm can create a VM here."""
+    reason = kvm_unusable_reason()
+    return [pytest.mark.kvm,
+            pytest.mark.skipif(reason is not None, reason=f"/dev/kvm unusable: {reason}")]
+
+
+def runs_guests(test):
+    """Decorator form of :func:`requires_kvm` for single tests."""
+    for mark in requires_kvm():
+        test = mark(test)
+    return test
+
+
+@functools.cache
+def assemble(source: str, base: int, bits: int = 16) -> bytes:
+    """Assemble ``source`` (GNU as, AT&T) into a flat image linked to run at ``base``."""
+    if shutil.which("as") is None or shutil.which("ld") is None:
+        pytest.skip("GNU as/ld not installed: cannot build test guests")
+    code = {16: ".code16\n", 32: ".code32\n", 64: ".code64\n"}[bits]
+    as_mode, ld_mode = ("--64", "elf_x86_64") if bits == 64 else ("--32", "elf_i386")
+    with tempfile.TemporaryDirectory() as d:
+        src, obj, out = Path(d, "g.s"), Path(d, "g.o"), Path(d, "g.bin")
+        src.write_text(".text\n" + code + source + "\n")
+        done = subprocess.run(["as", as_mode, "-o", str(obj), str(src)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise AssertionError(f"test guest does not assemble:\n{done.stderr}")
+        subprocess.run(["ld", "-m", ld_mode, f"-Ttext={base:#x}", "--oformat", "binary",
+                        "-o", str(out), str(obj)], check=True, capture_output=True)
+        return out.read_bytes()
+
+
+PML4_GPA = 0x1000  # PML4, one PDPT, eight page directories: 2 MiB pages for 0..8 GiB
+MAPPED_GIB = 8
+GDT_GPA = 0x800
+
+
+def enter_long_mode(memory, rip: int, **gprs: int):
+    """Identity-map the low 8 GiB with 2 MiB pages, write a GDT, and return the entry state
+    for 64-bit code at ``rip`` (what a 64-bit boot loader hands over)."""
+    pdpt = PML4_GPA + 0x1000
+    memory.write_u64(PML4_GPA, pdpt | 0x3)  # present, writable
+    for i in range(MAPPED_GIB):
+        pd = pdpt + 0x1000 * (i + 1)
+        memory.write_u64(pdpt + 8 * i, pd | 0x3)
+        for j in range(512):
+            memory.write_u64(pd + 8 * j, ((i << 30) | (j << 21)) | 0x83)  # PS, RW, P
+    # null, unused, 64-bit code (0x10), data (0x18)
+    memory.write_struct(GDT_GPA, "<4Q", 0, 0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF)
+    return long_mode64(rip, TableRegister(GDT_GPA, 4 * 8 - 1), PML4_GPA, **gprs)
+
+
+class Recorder:
+    """A device that logs every access and answers reads from a queue (then ``default``)."""
+
+    def __init__(self, answers=(), default: int = 0) -> None:
+        self.log: list[tuple] = []
+        self.answers = list(answers)
+        self.default = default
+
+    def read(self, offset: int, size: int) -> int:
+        value = self.answers.pop(0) if self.answers else self.default
+        self.log.append(("r", offset, size, value))
+        return value
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.log.append(("w", offset, size, value))
+
+
+class ExitDevice:
+    """Like QEMU's isa-debug-exit: a write of ``v`` ends the run with ``(v << 1) | 1``."""
+
+    def __init__(self, machine) -> None:
+        self.machine = machine
+
+    def read(self, offset: int, size: int) -> int:
+        return 0xFF
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.machine.request_stop((value << 1) | 1, f"debug-exit {value:#x}")
+
+
+def test_assembler_builds_flat_images():
+    # "mov $0x1234, %ax; hlt" in 16-bit code is b8 34 12 f4 (objdump -m i8086 agrees)
+    assert assemble("mov $0x1234, %ax\nhlt", 0x7C00) == bytes.fromhex("b83412f4")
+    # absolute addresses are linked at the base: jmp to 0x7c02 from 0x7c00 is eb 00
+    assert assemble("jmp 1f\n1: hlt", 0x7C00) == bytes.fromhex("eb00f4")

@@ -1,0 +1,221 @@
+"""The backend-neutral run loop with a scripted backend (no KVM needed).
+
+The scripted backend plays a list of exits the way a vCPU would produce them and records what
+the loop gave back for reads — the loop must behave the same for KVM and the emulator.
+"""
+
+import threading
+import time
+from contextlib import nullcontext
+
+import pytest
+
+from x86vm.machine.bus import PortBus
+from x86vm.machine.exits import (
+    DebugStop,
+    Halt,
+    Hypercall,
+    InternalError,
+    IoExit,
+    MmioExit,
+    Shutdown,
+)
+from x86vm.machine.memory import GuestMemory
+from x86vm.machine.runloop import (
+    HYPERCALL_ENOSYS,
+    STATUS_INTERNAL_ERROR,
+    STATUS_TIMEOUT,
+    StopRequest,
+    run_loop,
+)
+
+
+class Recorder:
+    def __init__(self, value=0):
+        self.log = []
+        self.value = value
+
+    def read(self, offset, size):
+        self.log.append(("r", offset, size))
+        return self.value
+
+    def write(self, offset, size, value):
+        self.log.append(("w", offset, size, value))
+
+
+class ScriptedBackend:
+    """Returns the scripted exits in order; when they run out, it "spins" (blocks) until
+    interrupted, like a guest in a tight loop without exits."""
+
+    name = "scripted"
+
+    def __init__(self, exits, buffered=None):
+        self.exits = list(exits)
+        self.completed = []
+        self.buffered = list(buffered or [])
+        self.buffered_writes = self._take_buffered if buffered is not None else None
+        self._wake = threading.Event()
+
+    def _take_buffered(self):
+        out, self.buffered = self.buffered, []
+        return out
+
+    def run(self):
+        if self.exits:
+            return self.exits.pop(0)
+        self._wake.wait(10)
+        self._wake.clear()
+        return None
+
+    def complete_io(self, exit_):
+        self.completed.append((type(exit_).__name__, bytes(getattr(exit_, "data", b"")),
+                               getattr(exit_, "ret", None)))
+
+    def interrupt(self):
+        self._wake.set()
+
+    def running(self):
+        return nullcontext()
+
+
+def loop(exits, pio=None, mmio=None, timeout=1.0, buffered=None, stop=None):
+    backend = ScriptedBackend(exits, buffered)
+    pio = pio or PortBus()
+    mmio = mmio or GuestMemory().mmio
+    stop = stop or StopRequest()
+    return run_loop(backend, pio, mmio, stop, timeout), backend
+
+
+def test_port_writes_and_reads_reach_devices_with_offsets():
+    pio = PortBus()
+    dev = Recorder(value=0x12345678)
+    pio.register(0x3F8, 8, dev, "uart")
+    result, backend = loop([
+        IoExit(0x3FB, 1, True, bytearray(b"\x80")),
+        IoExit(0x3F9, 2, True, bytearray(b"\x34\x12")),
+        IoExit(0x3F8, 1, False, bytearray(1)),
+        IoExit(0x3F8, 4, False, bytearray(4)),
+        Halt(),
+    ], pio=pio)
+    assert dev.log == [("w", 3, 1, 0x80), ("w", 1, 2, 0x1234), ("r", 0, 1), ("r", 0, 4)]
+    # the device's value is cut to the access size before the vCPU sees it
+    assert backend.completed == [("IoExit", b"\x78", None), ("IoExit", b"\x78\x56\x34\x12", None)]
+    assert (result.status, result.exits) == (0, 5) and "halted" in result.reason
+
+
+def test_unclaimed_ports_read_all_ones_and_are_counted():
+    pio = PortBus()
+    result, backend = loop([IoExit(0x99, 2, False, bytearray(2)),
+                            IoExit(0x99, 1, True, bytearray(b"\1")), Shutdown()], pio=pio)
+    assert backend.completed == [("IoExit", b"\xff\xff", None)]
+    assert pio.unclaimed == {(0x99, False): 1, (0x99, True): 1}
+    assert result.reason == "guest shut down (triple fault)" and result.status == 0
+
+
+def test_string_io_is_one_access_per_element():
+    pio = PortBus()
+    dev = Recorder(value=0xABCD)
+    pio.register(0x80, 1, dev)
+    loop([IoExit(0x80, 2, True, bytearray(b"\1\0\2\0\3\0"), count=3),
+          IoExit(0x80, 2, False, bytearray(4), count=2), Halt()], pio=pio)
+    assert dev.log == [("w", 0, 2, 1), ("w", 0, 2, 2), ("w", 0, 2, 3), ("r", 0, 2), ("r", 0, 2)]
+
+
+def test_string_io_results_are_completed():
+    pio = PortBus()
+    pio.register(0x80, 1, Recorder(value=0xABCD))
+    _, backend = loop([IoExit(0x80, 2, False, bytearray(4), count=2), Halt()], pio=pio)
+    assert backend.completed == [("IoExit", b"\xcd\xab\xcd\xab", None)]
+
+
+def test_mmio_dispatch_and_unclaimed_mmio():
+    mem = GuestMemory()
+    dev = Recorder(value=0x1122334455667788)
+    mem.add_mmio(0xFEB00000, 0x1000, dev, "virtio")
+    _, backend = loop([MmioExit(0xFEB00070, 4, True, bytearray(b"\x0f\0\0\0")),
+                       MmioExit(0xFEB00008, 8, False, bytearray(8)),
+                       MmioExit(0xD0000000, 2, False, bytearray(2)), Halt()], mmio=mem.mmio)
+    assert dev.log == [("w", 0x70, 4, 0xF), ("r", 8, 8)]
+    assert backend.completed == [("MmioExit", bytes.fromhex("8877665544332211"), None),
+                                 ("MmioExit", b"\xff\xff", None)]
+    assert mem.mmio.unclaimed[(0xD0000000, False)] == 1
+
+
+def test_buffered_writes_are_delivered_before_the_exit_they_preceded():
+    pio = PortBus()
+    mem = GuestMemory()
+    log = []
+
+    class Tagged(Recorder):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def write(self, offset, size, value):
+            log.append((self.tag, value))
+
+    mem.add_mmio(0xE0000000, 0x1000, Tagged("mmio"))
+    pio.register(0x80, 1, Tagged("pio"))
+    buffered = [MmioExit(0xE0000000, 4, True, bytearray(b"\1\0\0\0")),
+                IoExit(0x80, 1, True, bytearray(b"\2"))]
+    loop([IoExit(0x80, 1, True, bytearray(b"\3")), Halt()], pio=pio, mmio=mem.mmio,
+         buffered=buffered)
+    assert log == [("mmio", 1), ("pio", 2), ("pio", 3)]
+
+
+def test_a_stop_request_from_a_device_ends_the_run_with_its_status():
+    pio = PortBus()
+    stop = StopRequest()
+
+    class DebugExit:
+        def read(self, offset, size):
+            return 0xFF
+
+        def write(self, offset, size, value):
+            stop.request((value << 1) | 1, "debug-exit")
+
+    pio.register(0xF4, 1, DebugExit())
+    later = Recorder()
+    pio.register(0x80, 1, later)
+    result, _ = loop([IoExit(0xF4, 1, True, bytearray(b"\x21")),
+                      IoExit(0x80, 1, True, bytearray(b"\0"))], pio=pio, stop=stop)
+    assert (result.status, result.reason, result.exits) == (0x43, "debug-exit", 1)
+    assert later.log == []  # nothing runs after the stop
+
+
+def test_timeout_interrupts_a_spinning_backend():
+    start = time.monotonic()
+    result, _ = loop([], timeout=0.2)
+    assert result.status == STATUS_TIMEOUT and result.reason == "timeout after 0.2 s"
+    assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("exit_, status, reason", [
+    (InternalError("KVM internal error: emulation failure"), STATUS_INTERNAL_ERROR,
+     "KVM internal error: emulation failure"),
+    (DebugStop(0x1000), 0, "debug stop at 0x1000"),
+    (Shutdown("system event: reset"), 0, "guest shut down (system event: reset)"),
+])
+def test_terminal_exits(exit_, status, reason):
+    result, _ = loop([exit_])
+    assert (result.status, result.reason) == (status, reason)
+
+
+def test_hypercalls_are_answered_enosys():
+    _, backend = loop([Hypercall(9, (1, 2)), Halt()])
+    assert backend.completed == [("Hypercall", b"", HYPERCALL_ENOSYS)]
+
+
+def test_a_device_exception_ends_the_run():
+    pio = PortBus()
+
+    class Broken:
+        def read(self, offset, size):
+            raise KeyError("register")
+
+        def write(self, offset, size, value):
+            pass
+
+    pio.register(0x60, 1, Broken())
+    result, _ = loop([IoExit(0x60, 1, False, bytearray(1)), Halt()], pio=pio)
+    assert result.status == STATUS_INTERNAL_ERROR and "KeyError" in result.reason
