@@ -122,3 +122,44 @@ def test_main_job_command_boots_the_bundled_guest():
     done = x86vm("run")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest
+
+
+@needs_stack
+@runs_guests
+def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
+    import select
+    import signal
+    import time
+
+    image = boot_sector(tmp_path, "1: jmp 1b")  # greets, then spins without exits
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "x86vm", "run", str(image)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "the guest never greeted"
+        assert proc.stdout.readline() == "Hello from a boot sector\n"
+        time.sleep(0.2)  # now inside KVM_RUN
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err == ""
+    assert time.monotonic() - sent < 3
+
+
+@needs_stack
+@runs_guests
+@pytest.mark.parametrize("args, message", [
+    (["--debug-exit-port", "0x80"], "overlaps"),
+    (["--serial", "pipe:/tmp/x"], "serial 'pipe:/tmp/x'"),
+    (["--backend", "emu"], "the emu backend is not available"),
+])
+def test_bad_wiring_is_one_line(tmp_path, args, message):
+    done = x86vm("run", boot_sector(tmp_path, DEBUG_EXIT_5), *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1

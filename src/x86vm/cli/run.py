@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from x86vm.machine.boot import BootError, load_image
     except ImportError as exc:
         raise CliError(f"this build cannot run guests yet ({exc})") from None
+    from x86vm.machine.bus import BusError
     from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
     from x86vm.machine.vm import Machine, MachineError
 
@@ -126,13 +127,19 @@ def run(args: argparse.Namespace) -> int:
             console = open_console(args.serial)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
-        attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+        try:
+            attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+        except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
+            raise CliError(str(exc)) from None
         try:
             entry = load_image(machine.memory, image, args.loader, cmdline=args.cmdline,
                                initrd=initrd)
         except BootError as exc:
             raise CliError(str(exc)) from None
-        result = machine.run(entry, timeout=timeout)
+        try:
+            result = machine.run(entry, timeout=timeout)
+        except MachineError as exc:
+            raise CliError(str(exc)) from None
     finally:
         if console is not None:
             console.close()
