@@ -1,0 +1,343 @@
+"""objdump-style listings of ELF files and raw images, laid out exactly like ``objdump -d``.
+
+The layout follows binutils 2.40 ``objdump.c`` (``disassemble_section``/``disassemble_bytes``):
+
+* a file header ``\\nFILE:     file format FMT\\n\\n`` and, per section, ``\\nDisassembly of
+  section NAME:\\n``;
+* the section is cut at symbols; each piece starts with a label ``\\n<addr> <sym>:\\n`` (full-width
+  address) and, in code sections, the decoder may not read past the next symbol;
+* instruction lines ``ADDR:\\tBYTES\\tTEXT``: the address right-aligned in a column whose width
+  drops leading zero nibbles of the section's end address in groups of four; 7 raw bytes per line
+  (``--insn-width``), each ``%02x `` and padded with blanks, longer instructions continuing on
+  ``ADDR:\\tBYTES`` lines, or all on one line with ``-w``;
+* runs of zero bytes print ``\\t...`` (at least 8 zeros, skipped in multiples of 4 unless they run
+  to the next symbol, or fewer than 3 at its end);
+* symbols marked as objects in code sections are dumped as data (16 bytes and their ASCII).
+
+Decoding and instruction text come from a *formatter*, a callable
+``(data, offset, address, print_address) -> (length, text)``; the listing supplies
+``print_address`` (``1139 <main+0x10>``, or ``0x1139`` without symbols).
+Output goes to a ``write`` callable piece by piece, so long listings stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section
+from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
+
+__all__ = [
+    "Formatter",
+    "ListingImage",
+    "ListingOptions",
+    "binary_image",
+    "elf_image",
+    "write_listing",
+]
+
+PrintAddress = Callable[[int], str]
+Formatter = Callable[[bytes, int, int, PrintAddress], tuple[int, str]]
+
+SKIP_ZEROES = 8  # objdump DEFAULT_SKIP_ZEROES
+SKIP_ZEROES_AT_END = 3  # objdump DEFAULT_SKIP_ZEROES_AT_END
+X86_BYTES_PER_LINE = 7  # i386-dis.c sets info->bytes_per_line = 7
+DATA_BYTES_PER_LINE = 16
+MAX_INSN_LENGTH = 15
+_NONZERO = re.compile(rb"[^\x00]")
+_PRINTABLE = bytes(c if 0x20 <= c < 0x7F else ord(".") for c in range(256))
+
+
+@dataclass
+class ListingOptions:
+    """The objdump options that shape a listing."""
+
+    disassemble_all: bool = False  # -D: every section with contents, objects as code
+    only_sections: Sequence[str] | None = None  # -j NAME...
+    symbol: str | None = None  # --disassemble=SYMBOL
+    start_address: int | None = None  # --start-address
+    stop_address: int | None = None  # --stop-address
+    wide: bool = False  # -w
+    insn_width: int | None = None  # --insn-width
+
+
+@dataclass
+class ListingImage:
+    """A file to list: its sections and symbols, whether from ELF or a raw image."""
+
+    path: str
+    format_name: str
+    address_digits: int  # width of a full address (bfd_sprintf_vma): 16 or 8
+    sections: list[Section]
+    symtab: SymbolTable
+    mode: int = 64
+    section_names: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.section_names = {s.name for s in self.sections}
+
+
+def elf_image(elf: ElfImage, adjust_vma: int = 0) -> ListingImage:
+    """A listing image of an ELF file; ``adjust_vma`` shifts sections (``--adjust-vma``)."""
+    sections = elf.sections
+    symbols, synthetic = elf.symbols, elf.synthetic_symbols
+    if adjust_vma:
+        for section in sections:
+            section.vma += adjust_vma
+        for symbol in (*symbols, *synthetic):
+            if symbol.section >= 0:
+                symbol.value += adjust_vma
+                symbol.section_vma += adjust_vma
+    table = SymbolTable.from_symbols(
+        symbols,
+        synthetic,
+        elf.dynamic_relocs,
+        relocatable=elf.is_relocatable,
+        exec_or_dynamic=elf.is_exec_or_dynamic,
+        address_digits=elf.address_digits,
+    )
+    return ListingImage(elf.path, elf.format_name, elf.address_digits, sections, table, elf.mode)
+
+
+def binary_image(path: str, data: bytes, mode: int, adjust_vma: int = 0) -> ListingImage:
+    """A raw image as objdump's ``-b binary`` sees it: one data section ``.data``, no symbols."""
+    digits = 16 if mode == 64 else 8
+    section = Section(
+        index=1,
+        name=".data",
+        vma=adjust_vma,
+        size=len(data),
+        file_offset=0,
+        has_contents=True,
+        is_code=False,
+        _data=data,
+    )
+    table = SymbolTable([], address_digits=digits, exec_or_dynamic=False)
+    return ListingImage(path, "binary", digits, [section], table, mode)
+
+
+def write_listing(
+    image: ListingImage,
+    formatter: Formatter,
+    options: ListingOptions,
+    write: Callable[[str], object],
+) -> None:
+    """Write the whole listing of ``image`` (header, then each selected section)."""
+    write(f"\n{image.path}:     file format {image.format_name}\n\n")
+    lister = _SectionLister(image, formatter, options, write)
+    for section in image.sections:
+        lister.section(section)
+
+
+class _SectionLister:
+    """``disassemble_section`` and ``disassemble_bytes`` for one image."""
+
+    def __init__(self, image: ListingImage, formatter: Formatter, options: ListingOptions,
+                 write: Callable[[str], object]) -> None:
+        self.image = image
+        self.formatter = formatter
+        self.options = options
+        self.write = write
+        self.digits = image.address_digits
+
+    def selected(self, section: Section) -> bool:
+        only = self.options.only_sections
+        if only is not None:
+            return section.name in only
+        # binutils 2.40: -D takes every section, even NOBITS ones (listed as zeros).
+        return self.options.disassemble_all or (section.is_code and section.has_contents)
+
+    def section(self, section: Section) -> None:
+        if not self.selected(section) or section.size == 0:
+            return
+        opts = self.options
+        vma, size = section.vma, section.size
+        start = opts.start_address
+        stop = opts.stop_address
+        addr_offset = 0 if start is None or start < vma else start - vma
+        if stop is None:
+            stop_offset = size
+        else:
+            stop_offset = 0 if stop < vma else min(stop - vma, size)
+        if addr_offset >= stop_offset:
+            return
+        data = section.data()
+        symbols = self.image.symtab.for_section(section)
+        self.write(f"\nDisassembly of section {section.name}:\n")
+
+        sym, place = symbols.find(vma + addr_offset, require_section=True)
+        sorted_syms = symbols.symbols
+        count = len(sorted_syms)
+        wanted = opts.symbol
+        do_print = wanted is None
+        loop_until = "stop"
+        limit_reads = not opts.disassemble_all and section.is_code and section.has_contents
+        while addr_offset < stop_offset:
+            addr = vma + addr_offset
+            if sym is not None and wanted is not None:
+                if do_print:
+                    if loop_until == "function" and sym.flags & BSF_FUNCTION:
+                        do_print = False
+                    elif loop_until == "next" and not is_local_label(sym):
+                        do_print = False
+                elif sym.name == wanted:
+                    do_print = True
+                    if sym.flags & BSF_FUNCTION:
+                        if sym.size > 0 and not sym.flags & BSF_SYNTHETIC:
+                            stop_offset = min(addr_offset + sym.size, size)
+                            loop_until = "stop"
+                        else:
+                            loop_until = "function"
+                    else:
+                        loop_until = "next"
+            if do_print:
+                self.write(f"\n{symbols.label(sym, addr)}:\n")
+
+            if sym is not None and sym.value > addr:
+                next_sym = sym
+            elif sym is None:
+                next_sym = None
+            else:
+                while place < count and not (
+                    sorted_syms[place].section_name == section.name
+                    and sorted_syms[place].value > sym.value
+                ):
+                    place += 1
+                next_sym = sorted_syms[place] if place < count else None
+
+            if sym is not None and sym.value > addr:
+                next_stop = sym.value - vma
+            elif next_sym is None:
+                next_stop = stop_offset
+            else:
+                next_stop = next_sym.value - vma
+            if next_stop > stop_offset or next_stop <= addr_offset:
+                next_stop = stop_offset
+
+            insns = (
+                opts.disassemble_all
+                or sym is None
+                or sym.section != section.index
+                or sym.value > addr
+                or not (sym.flags & BSF_OBJECT or "gnu_compiled" in sym.name
+                        or "gcc2_compiled" in sym.name)
+                or bool(sym.flags & BSF_FUNCTION)
+            )
+            if do_print:
+                self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads)
+            addr_offset = next_stop
+            sym = next_sym
+
+    def address_width(self, section: Section) -> int:
+        """Characters of the address column: leading zero nibbles of the end dropped by 4s."""
+        text = f"{section.vma + section.size:0{self.digits}x}"
+        skip = len(text) - len(text.lstrip("0"))
+        if skip == len(text) and section.vma != 0:
+            skip = 0
+        if skip:
+            skip = (skip - 1) & ~3
+        return len(text) - skip
+
+    def chunk(self, section: Section, symbols: SectionSymbols, data: bytes, insns: bool,
+              start: int, stop: int, limit_reads: bool) -> None:
+        """``disassemble_bytes`` from section offset ``start`` to ``stop``."""
+        write = self.write
+        opts = self.options
+        width = self.address_width(section)
+        vma = section.vma
+        per_line = opts.insn_width or (X86_BYTES_PER_LINE if insns else DATA_BYTES_PER_LINE)
+        wide = opts.wide
+        # The decoder sees bytes up to the next symbol in code sections (objdump's stop_vma),
+        # otherwise up to the end of the section.
+        window_end = stop if limit_reads else min(len(data), stop + MAX_INSN_LENGTH)
+        window = data[start:window_end]
+        print_address = symbols.print_address
+        formatter = self.formatter
+        padding = ["   " * max(0, per_line - n) for n in range(per_line + 1)]
+        limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
+        pieces: list[str] = []
+        pos = start
+        while pos < stop:
+            if data[pos] == 0:
+                match = _NONZERO.search(data, pos, stop)
+                nonzero = match.start() if match else stop
+                zeros = nonzero - pos
+                if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
+                    if nonzero != stop:
+                        zeros &= ~3
+                    pieces.append("\t...\n")
+                    pos += zeros
+                    continue
+            address = vma + pos
+            if insns:
+                length, text = formatter(window, pos - start, address, print_address)
+                if length < 1:
+                    pieces.append(f"{_address(address, width)}:\t{text}\n")
+                    break
+                end = pos + length
+                if length <= per_line and end <= stop and address < limit:
+                    # The common line: every byte shown, no continuation.
+                    pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
+                                  f"{padding[length]}\t{text}\n")
+                    pos = end
+                    if len(pieces) >= 512:
+                        write("".join(pieces))
+                        pieces.clear()
+                    continue
+            else:
+                length = min(per_line, stop - pos)
+                text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
+            shown = length if wide else min(length, per_line)
+            line = [_address(address, width), ":\t", _hex(data, pos, shown, stop)]
+            if shown < per_line:
+                line.append("   " * (per_line - shown))
+            line.append("\t" if insns else "    ")
+            line.append(text)
+            done = shown
+            while done < length:
+                line.append(f"\n{_address(address + done, width)}:\t")
+                more = min(per_line, length - done)
+                line.append(_hex(data, pos + done, more, stop))
+                done += more
+            line.append("\n")
+            pieces.append("".join(line))
+            pos += length
+            if len(pieces) >= 512:
+                write("".join(pieces))
+                pieces.clear()
+        if pieces:
+            write("".join(pieces))
+
+
+def _address(address: int, width: int) -> str:
+    text = f"{address:x}"
+    return text.rjust(width) if len(text) <= width else text[-width:]
+
+
+def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
+    """``count`` bytes as ``%02x `` each; bytes at or past ``stop`` print as blanks (PR 21580)."""
+    end = pos + count
+    if end <= stop:
+        return data[pos:end].hex(" ") + " "
+    shown = max(0, stop - pos)
+    text = data[pos:pos + shown].hex(" ") + " " if shown else ""
+    return text + " " * (count - shown)
+
+
+def decoder_formatter(mode: int, syntax: str = "att") -> Formatter:
+    """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter."""
+    from x86vm.isa import decode
+
+    if syntax == "intel":
+        from x86vm.disasm.intel import format_intel as format_text
+    else:
+        from x86vm.disasm.att import format_att as format_text
+
+    def disassemble_one(data: bytes, offset: int, address: int,
+                        print_address: PrintAddress) -> tuple[int, str]:
+        insn = decode(data, offset, address, mode)
+        return insn.length, format_text(insn, print_address)
+
+    return disassemble_one

@@ -1,0 +1,279 @@
+"""Symbol lookup the way objdump does it, and objdump's ``ADDR <sym+0xoff>`` address text.
+
+objdump (binutils 2.40, ``binutils/objdump.c``) chooses the symbol for an address in three
+steps, reproduced here because every branch target and RIP-relative comment depends on them:
+
+1. **Which symbols.** The static symbol table, or the dynamic one if there is no static one,
+   minus symbols without a name, section and file symbols (except names starting ``.plt`` or
+   ``.got``), undefined and common symbols; plus the synthetic ``name@plt`` symbols.
+2. **Their order** (``compare_symbols``), per section being disassembled: by value; then
+   symbols of that section first; ``gnu_compiled``/``gcc2_compiled`` and file-like names last;
+   debugging and section symbols after others; functions, then objects, then globals before
+   locals; larger ELF sizes first; names starting with ``.`` last; finally by name.
+3. **The lookup** (``find_symbol_for_address``): the first symbol of the highest value not above
+   the address (or the very first symbol if none is), preferring one in the current section;
+   for labels (and in relocatable files, for addresses inside the section) only a symbol of
+   the current section will do. When the match is not exact, a dynamic relocation at exactly
+   that address names the slot instead (GOT entries: ``<stdout@GLIBC_2.2.5>``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from x86vm.disasm.elf import (
+    BSF_DEBUGGING,
+    BSF_FILE,
+    BSF_FUNCTION,
+    BSF_GLOBAL,
+    BSF_GNU_UNIQUE,
+    BSF_LOCAL,
+    BSF_OBJECT,
+    BSF_SECTION_SYM,
+    BSF_SYNTHETIC,
+    BSF_WEAK,
+    SEC_ABS,
+    SEC_COMMON,
+    SEC_UNDEF,
+    DynamicReloc,
+    Section,
+    Symbol,
+)
+
+__all__ = ["SymbolTable", "SectionSymbols", "sanitize", "is_local_label"]
+
+
+def sanitize(name: str) -> str:
+    """objdump's ``sanitize_string``: control characters shown as ``^X``."""
+    if name.isprintable():
+        return name
+    return "".join(f"^{chr(ord(c) + 0x40)}" if ord(c) < 0x20 else c for c in name)
+
+
+def is_local_label(symbol: Symbol) -> bool:
+    """BFD's ``bfd_is_local_label`` for ELF: a non-global ``.L``/``..``/``_.L_`` name."""
+    if symbol.flags & (BSF_GLOBAL | BSF_WEAK | BSF_GNU_UNIQUE | BSF_SECTION_SYM):
+        return False
+    name = symbol.name
+    return name.startswith((".L", "..", "_.L_"))
+
+
+def _is_useful(symbol: Symbol) -> bool:
+    """objdump's ``remove_useless_symbols`` test (kept: .plt*/.got* section symbols)."""
+    if not symbol.name:
+        return False
+    if symbol.flags & (BSF_DEBUGGING | BSF_SECTION_SYM) and not symbol.name.startswith(
+        (".plt", ".got")
+    ):
+        return False
+    return symbol.section not in (SEC_UNDEF, SEC_COMMON)
+
+
+def _is_file_like(symbol: Symbol) -> bool:
+    name = symbol.name
+    return bool(symbol.flags & BSF_FILE) or (
+        len(name) > 2 and name[-2] == "." and name[-1] in "oa"
+    )
+
+
+def _sort_key(symbol: Symbol, section_name: str) -> tuple:
+    """``compare_symbols`` as a sort key, for one section being disassembled."""
+    flags = symbol.flags
+    name = symbol.name
+    size = 0 if flags & (BSF_SECTION_SYM | BSF_SYNTHETIC) else symbol.size
+    return (
+        symbol.value,
+        symbol.section_name != section_name,
+        "gnu_compiled" in name or "gcc2_compiled" in name,
+        _is_file_like(symbol),
+        bool(flags & BSF_DEBUGGING),
+        bool(flags & BSF_SECTION_SYM),
+        not flags & BSF_FUNCTION,
+        not flags & BSF_OBJECT,
+        bool(flags & BSF_LOCAL),
+        not flags & BSF_GLOBAL,
+        -size,
+        name.startswith("."),
+        name.encode("utf-8", "surrogateescape"),
+    )
+
+
+@dataclass
+class SymbolTable:
+    """The symbols of one file as objdump uses them when disassembling."""
+
+    symbols: list[Symbol]
+    dynamic_relocs: Sequence[DynamicReloc] = ()
+    relocatable: bool = False  # BFD HAS_RELOC: prefer same-section symbols inside a section
+    exec_or_dynamic: bool = True  # undefined symbols then get no +offset
+    address_digits: int = 16
+
+    @classmethod
+    def from_symbols(
+        cls,
+        symbols: Sequence[Symbol],
+        synthetic: Sequence[Symbol] = (),
+        dynamic_relocs: Sequence[DynamicReloc] = (),
+        **kwargs,
+    ) -> SymbolTable:
+        kept = [s for s in symbols if _is_useful(s)]
+        kept.extend(synthetic)
+        return cls(kept, dynamic_relocs, **kwargs)
+
+    def __post_init__(self) -> None:
+        self._views: dict[str, SectionSymbols] = {}
+        self._reloc_addresses = [r.address for r in self.dynamic_relocs]
+
+    def __bool__(self) -> bool:
+        return bool(self.symbols)
+
+    def for_section(self, section: Section) -> SectionSymbols:
+        """The symbols sorted as objdump sorts them while disassembling ``section``."""
+        view = self._views.get(section.name)
+        if view is None or view.section is not section:
+            view = SectionSymbols(self, section)
+            self._views[section.name] = view
+        return view
+
+    def names(self) -> set[str]:
+        return {s.name for s in self.symbols}
+
+    def reloc_symbol_at(self, vma: int) -> Symbol | None:
+        """The symbol of the first non-absolute dynamic relocation at exactly ``vma``."""
+        addresses = self._reloc_addresses
+        i = bisect.bisect_left(addresses, vma)
+        while i < len(addresses) and addresses[i] == vma:
+            symbol = self.dynamic_relocs[i].symbol
+            if symbol is not None and symbol.section != SEC_ABS:
+                return symbol
+            i += 1
+        return None
+
+    def symbol_name(self, symbol: Symbol) -> str:
+        """``objdump_print_symname``: the name with ``@VERSION``/``@@VERSION`` if it has one."""
+        name = sanitize(symbol.name)
+        if symbol.version and not symbol.flags & (BSF_SECTION_SYM | BSF_SYNTHETIC):
+            hidden = symbol.hidden or symbol.section == SEC_UNDEF
+            name += ("@" if hidden else "@@") + symbol.version
+        return name
+
+
+class SectionSymbols:
+    """Symbols sorted for one section, with objdump's lookup and address printing."""
+
+    def __init__(self, table: SymbolTable, section: Section) -> None:
+        self.table = table
+        self.section = section
+        self.symbols = sorted(table.symbols, key=lambda s: _sort_key(s, section.name))
+        self.values = [s.value for s in self.symbols]
+        self._printed: dict[int, str] = {}  # branch targets repeat: call sites of one function
+
+    # -- lookup ----------------------------------------------------------------------------
+    def _ok(self, symbol: Symbol, want_section: bool) -> bool:
+        """``sym_ok``: with ``want_section``, only a symbol of this very section qualifies."""
+        if not want_section:
+            return True
+        return symbol.section == self.section.index and symbol.section_name == self.section.name
+
+    def find(self, vma: int, require_section: bool = False) -> tuple[Symbol | None, int]:
+        """``find_symbol_for_address``: (symbol, its index in the sorted list) or (None, -1)."""
+        symbols, values = self.symbols, self.values
+        count = len(symbols)
+        if count == 0:
+            return None, -1
+        low, high = 0, count
+        while low + 1 < high:  # objdump's search over (low, high]
+            mid = (low + high) // 2
+            value = values[mid]
+            if value > vma:
+                high = mid
+            elif value < vma:
+                low = mid
+            else:
+                low = mid
+                break
+        place = low
+        group_value = values[place]
+        while place > 0 and values[place - 1] == group_value:
+            place -= 1
+        probe = place
+        while probe < high and values[probe] == values[place]:
+            if self._ok(symbols[probe], True):
+                return symbols[probe], probe
+            probe += 1
+
+        section = self.section
+        want_section = require_section or (
+            self.table.relocatable and section.vma <= vma < section.vma + section.size
+        )
+        if not self._ok(symbols[place], want_section):
+            new_place = count
+            for i in range(probe - 1, -1, -1):
+                if self._ok(symbols[i], want_section):
+                    if new_place == count:
+                        new_place = i
+                    if values[i] != values[new_place]:
+                        break
+                    new_place = i
+            if new_place != count:
+                place = new_place
+            else:
+                for i in range(place + 1, count):
+                    if self._ok(symbols[i], want_section):
+                        place = i
+                        break
+            if not self._ok(symbols[place], want_section):
+                return None, -1
+
+        found = symbols[place]
+        if (
+            not want_section
+            and self.table.dynamic_relocs
+            and found.value - found.section_vma != vma
+            and not found.flags & BSF_SYNTHETIC
+            and self.table._reloc_addresses[0] <= vma <= self.table._reloc_addresses[-1]
+        ):
+            by_reloc = self.table.reloc_symbol_at(vma)
+            if by_reloc is not None:
+                return by_reloc, place
+        return found, place
+
+    # -- text ------------------------------------------------------------------------------
+    def symbolic(self, symbol: Symbol | None, vma: int) -> str:
+        """The ``<name+0xoff>`` part of ``objdump_print_addr_with_sym``."""
+        if symbol is None:
+            base = self.section.vma
+            text = "<" + sanitize(self.section.name)
+            if vma < base:
+                text += f"-0x{base - vma:x}"
+            elif vma > base:
+                text += f"+0x{vma - base:x}"
+            return text + ">"
+        text = "<" + self.table.symbol_name(symbol)
+        value = symbol.value
+        if value == vma or (self.table.exec_or_dynamic and symbol.section == SEC_UNDEF):
+            pass
+        elif value > vma:
+            text += f"-0x{value - vma:x}"
+        else:
+            text += f"+0x{vma - value:x}"
+        return text + ">"
+
+    def print_address(self, vma: int) -> str:
+        """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``."""
+        text = self._printed.get(vma)
+        if text is None:
+            if not self.symbols:
+                text = f"0x{vma:x}"
+            else:
+                symbol, _ = self.find(vma)
+                text = f"{vma:x} {self.symbolic(symbol, vma)}"
+            self._printed[vma] = text
+        return text
+
+    def label(self, symbol: Symbol | None, vma: int) -> str:
+        """A ``0000000000001139 <main>`` label (full-width address, no colon)."""
+        return f"{vma:0{self.table.address_digits}x} {self.symbolic(symbol, vma)}"
+

@@ -1,0 +1,894 @@
+"""Table-driven x86 decoder: bytes -> `Instruction` (SDM Vol. 2 ch. 2 and Appendix A).
+
+Every opcode decision is a lookup in the tables compiled from ``opcodes.map``; this module
+only implements the encoding rules shared by all instructions: prefixes and REX (§2.1-2.2),
+ModRM/SIB/displacement (§2.1.5, Tables 2-1..2-3), immediates, and mandatory-prefix selection.
+Invalid encodings decode to objdump's ``(bad)``; bytes running past the buffer to objdump's
+truncated form (``.byte 0x..``); nothing raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .instruction import Decoded, Instruction
+from .operands import (
+    ADDR16,
+    CR,
+    DR,
+    EIP,
+    GPR,
+    GPR8_LEGACY,
+    KREG,
+    MMX,
+    PORT_DX,
+    RIP,
+    SEG,
+    SHIFT_ONE,
+    ST,
+    TR,
+    XMM,
+    YMM,
+    ZMM,
+    Far,
+    Imm,
+    Mem,
+    Reg,
+    Rel,
+)
+from .tables import (
+    C_CR,
+    C_DR,
+    C_GPR,
+    C_K,
+    C_MMX,
+    C_SEG,
+    C_TR,
+    C_XMM,
+    FALLTHROUGH,
+    K_ACC,
+    K_FAR,
+    K_FIXED,
+    K_FLAGS,
+    K_IMM,
+    K_IS4,
+    K_MOFFS,
+    K_ONE,
+    K_REG,
+    K_REL,
+    K_RM,
+    K_ST,
+    K_STI,
+    K_STR_X,
+    K_STR_Y,
+    K_VVVV,
+    K_Z,
+    Tables,
+    load_tables,
+)
+
+# prefix kinds
+P_SEG, P_OSZ, P_ASZ, P_REP, P_LOCK, P_REX, P_FWAIT = 1, 2, 3, 4, 5, 6, 7
+_SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
+PREFIX_KIND = [0] * 256
+for _b in _SEG_PREFIX:
+    PREFIX_KIND[_b] = P_SEG
+PREFIX_KIND[0x66], PREFIX_KIND[0x67] = P_OSZ, P_ASZ
+PREFIX_KIND[0xF2] = PREFIX_KIND[0xF3] = P_REP
+PREFIX_KIND[0xF0] = P_LOCK
+PREFIX_KIND[0x9B] = P_FWAIT     # FWAIT: a prefix of FNSTSW & co. (-> FSTSW), else itself
+PREFIX_KIND64 = list(PREFIX_KIND)
+for _b in range(0x40, 0x50):
+    PREFIX_KIND64[_b] = P_REX
+MAX_LENGTH = 15
+
+_TABLES: dict[int, Tables] = load_tables()
+_VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
+_EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
+_ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR}
+_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
+_OSI = {16: 0, 32: 1, 64: 2}
+_ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+
+
+_SHAPE = [0]
+_FIELDS: list = [None]
+F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
+_CACHE_LIMIT = 1 << 20      # decoded shapes kept before the caches start over
+_PER_PLAN_LIMIT = 4096      # exact-byte templates kept per shape
+_CACHED = 0
+_TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
+
+
+def use_tables(tables: dict[int, Tables]) -> None:
+    """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
+    global _TABLES
+    _TABLES = tables
+    for mode in (16, 32, 64):
+        _TRIES[mode].clear()
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _gpr(size: int, num: int, rex: int) -> Reg:
+    if size == 1 and not rex:
+        return GPR8_LEGACY[num]
+    return GPR[size][num]
+
+
+def _read(data: bytes, pos: int, n: int, end: int) -> int:
+    if pos + n > end:
+        raise _Truncated
+    return int.from_bytes(data[pos:pos + n], "little")
+
+
+def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:
+    """Decode the instruction at data[offset:]; `address` is its virtual address.
+
+    Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
+    instruction does give kind "truncated" (both with objdump's length).
+
+    Decoding is memoised: a trie over the bytes that fix the length and the meaning
+    (prefixes, opcode, ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded
+    template (re-based to `address`), or the plan fills a copy of its template with the
+    displacement and immediate values read from the bytes.
+    """
+    node = _TRIES[mode]
+    i = offset
+    try:
+        while True:
+            node = node[data[i]]
+            i += 1
+            if type(node) is _Plan:
+                break
+    except (KeyError, IndexError, TypeError):
+        return _decode_and_remember(data, offset, address, mode)
+    raw = data[offset:offset + node.length]
+    core = node.cores.get(raw)
+    if core is not None:
+        return Instruction(address, core)
+    if node.fields is None or len(raw) != node.length or type(raw) is not bytes:
+        return _decode_and_remember(data, offset, address, mode)
+    core = _from_plan(node, raw, address, mode)
+    if len(node.cores) < _PER_PLAN_LIMIT:
+        node.cores[raw] = core
+    return Instruction(address, core)
+
+
+class _Plan:
+    """What one shape (prefixes+opcode+ModRM+SIB bytes) decodes to, minus field values."""
+
+    __slots__ = ("length", "template", "fields", "cores")
+
+    def __init__(self, template: Decoded, fields) -> None:
+        self.length = template.length
+        self.template = template
+        self.fields = fields
+        self.cores = {template.bytes: template}
+
+
+def _decode_and_remember(data, offset, address, mode) -> Instruction:
+    try:
+        core = _decode(data, offset, address, mode)
+    except (_Truncated, IndexError):
+        return Instruction(address, _truncated(data, offset, address, mode))
+    shape = _SHAPE[0]
+    if shape and type(data) is bytes:
+        _remember(data[offset:offset + shape], core, mode)
+    return Instruction(address, core)
+
+
+def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
+    """Add a decoded instruction to the per-mode trie of plans."""
+    if insn.reloc is not None and (mode == 16 or insn.operand_size == 16):
+        return                      # objdump's 16-bit wrap rules: always decode afresh
+    global _CACHED
+    _CACHED += 1
+    if _CACHED > _CACHE_LIMIT:
+        for m in (16, 32, 64):
+            _TRIES[m].clear()
+        _CACHED = 0
+    node = _TRIES[mode]
+    for b in shape[:-1]:
+        nxt = node.get(b)
+        if nxt is None:
+            nxt = node[b] = {}
+        elif type(nxt) is not dict:
+            return
+        node = nxt
+    plan = node.get(shape[-1])
+    if plan is None:
+        fields = _FIELDS[0]
+        node[shape[-1]] = _Plan(insn, fields)
+        if fields is not None:
+            insn.family = insn
+            insn.fields = fields
+            insn.dynamic = tuple(sorted({f[1] for f in fields}))
+    elif type(plan) is _Plan and plan.length == insn.length:
+        if len(plan.cores) < _PER_PLAN_LIMIT:
+            plan.cores[insn.bytes] = insn
+
+
+def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
+    """A family member of the plan's template: its values read from `raw`; operand objects
+    are built from them on first use (`materialize`)."""
+    t = plan.template
+    length = t.length
+    values = []
+    target = None
+    for kind, _j, at, n, how in plan.fields:
+        v = int.from_bytes(raw[at:at + n], "little")
+        if kind == F_DISP:
+            if how:                                  # signed, times the disp8*N factor
+                if v >> (8 * n - 1):
+                    v -= 1 << (8 * n)
+                v *= how
+            if t.reloc_mem:
+                target = (address + length + v) & _ADDR_MASK[mode]
+        elif kind == F_IMM:
+            if how and v >> (8 * n - 1):             # sign-extend to `how` bytes
+                v = (v - (1 << (8 * n))) & ((1 << (8 * how)) - 1)
+        elif kind == F_REL:
+            if v >> (8 * n - 1):
+                v -= 1 << (8 * n)
+            v = target = (address + length + v) & _ADDR_MASK[mode]
+        elif kind == F_FAR:
+            v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
+        values.append(v)
+    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, None, t.prefixes,
+                   t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
+                   t.evex, t.pseudo_prefix)
+    core.reloc = t.reloc
+    core.reloc_mem = t.reloc_mem
+    core.target = target
+    core.family = t
+    core.dynamic = t.dynamic
+    core.fields = plan.fields
+    core.values = values
+    return core
+
+
+def materialize(core: Decoded) -> tuple:
+    """Operand objects of a family member: the template's, with this member's values."""
+    t = core.family
+    ops = list(t.operands)
+    for (kind, j, _at, n, _how), v in zip(core.fields, core.values, strict=True):
+        op = ops[j]
+        if kind == F_DISP:
+            target = core.target if core.reloc_mem else None
+            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
+                         op.addr_size, target, op.moffs)
+        elif kind == F_IMM:
+            ops[j] = Imm(v, op.size)
+        elif kind == F_REL:
+            ops[j] = Rel(v)
+        elif kind == F_MOFFS:
+            ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+        else:
+            ops[j] = Far(v[0], v[1], n)
+    return tuple(ops)
+
+
+def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
+
+    Same as calling `decode` at each next offset; the memoised path is inlined here.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    root = _TRIES[mode]
+    plan_type = _Plan
+    offset, end = 0, len(data)
+    while offset < end:
+        node = root
+        i = offset
+        try:
+            while True:
+                node = node[data[i]]
+                i += 1
+                if type(node) is plan_type:
+                    break
+            core = node.cores.get(data[offset:offset + node.length])
+        except (KeyError, IndexError):
+            core = None
+        if core is None:
+            insn = decode(data, offset, address + offset, mode)
+            yield insn
+            offset += insn.core.length
+        else:
+            yield Instruction(address + offset, core)
+            offset += core.length
+
+
+def _truncated(data, offset, address, mode) -> Decoded:
+    b = data[offset]
+    kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
+    raw = bytes(data[offset:offset + 1])
+    if kinds[b]:
+        return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
+                           "prefix")
+    return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
+                       None, mode, "truncated")
+
+
+def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
+                       tuple(prefixes), unused, mode, mode, None, mode, "bad")
+
+
+def _decode(data, offset, address, mode):
+    _SHAPE[0] = 0
+    end = len(data)
+    if end - offset > MAX_LENGTH:
+        end = offset + MAX_LENGTH
+    tables = _TABLES[mode]
+    kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
+    pos = offset
+    prefixes = []
+    seg_i = osz_i = asz_i = rep_i = -1
+    rex = 0
+    rex_i = fwait_i = -1
+    fsgs = 0
+    while True:
+        b = data[pos]
+        k = kinds[b]
+        if not k:
+            break
+        if rex:     # a REX followed by another prefix ends a prefix-only instruction
+            return _prefix_only(data, offset, pos, address, mode, prefixes)
+        if k == P_FWAIT:
+            if fwait_i >= 0:
+                break
+            fwait_i = len(prefixes)
+        elif k == P_REX:
+            rex, rex_i = b, len(prefixes)
+        else:
+            rex = 0
+            if k == P_SEG:
+                seg_i = len(prefixes)
+                if b >= 0x64:
+                    fsgs = b
+            elif k == P_OSZ:
+                osz_i = len(prefixes)
+            elif k == P_ASZ:
+                asz_i = len(prefixes)
+            elif k == P_REP:
+                rep_i = len(prefixes)
+        prefixes.append(b)
+        pos += 1
+        if pos >= end:
+            raise _Truncated
+
+    if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
+        return _fwait(data, offset, fwait_i, address, mode, prefixes)
+
+    # ---- VEX prefix (SDM §2.3.5): C4/C5, in 16/32-bit mode only when ModRM.mod would be 11 ----
+    vex = False
+    evex = None
+    vl = 0
+    vvvv = 0
+    rhi = xhi = 0
+    if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
+        # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
+        p0 = data[pos + 1]
+        p1 = data[pos + 2]
+        p2 = data[pos + 3]
+        if pos + 5 >= end:
+            raise _Truncated
+        mm = p0 & 0xF
+        if mm not in _EVEX_MAPS:             # objdump stops right after the 62
+            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        if not p1 & 4:                       # EVEX.U must be 1
+            return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
+        vex = True
+        rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
+        rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
+        xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
+        vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
+        if mode != 64:
+            vvvv &= 7
+            rex &= ~7
+            rhi = xhi = 0
+        pp = p1 & 3
+        evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
+        vl = (p2 >> 5) & 3
+        ebit = (p2 >> 4) & 1
+        b = data[pos + 4]
+        pos += 5
+        table = tables.maps.get(_EVEX_MAPS[mm])
+        slot = table[b] if table is not None else None
+        if slot is None:
+            bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+            bad.evex = tuple(evex)      # objdump still prints the mask
+            return bad
+        if vl == 3 and not ebit:
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
+    elif b == 0x8F and data[pos + 1] & 0x38:
+        # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
+        if pos + 3 >= end:
+            raise _Truncated
+        if data[pos + 1] & 0x1F not in (8, 9, 10):
+            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+        return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+    elif (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
+        vex = True
+        b1 = data[pos + 1]
+        if b == 0xC5:
+            mmmmm = 1
+            b2 = b1
+            rex = 0x40 | ((~b1 >> 5) & 4)
+            pos += 2
+        else:
+            b2 = data[pos + 2]
+            mmmmm = b1 & 0x1F
+            rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
+            pos += 3
+        if mmmmm not in _VEX_MAPS:
+            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes, -1)
+        vvvv = (~b2 >> 3) & 0xF
+        if mode != 64:
+            vvvv &= 7
+            rex &= ~7
+        vl = (b2 >> 2) & 1
+        pp = b2 & 3
+        b = data[pos]
+        if pos >= end:
+            raise _Truncated
+        pos += 1
+        slot = tables.maps[_VEX_MAPS[mmmmm]][b]
+    else:
+        # ---- opcode and table walk ----
+        slot = tables.maps["one-byte"][b]
+        pos += 1
+        while slot is not None and slot.escape is not None:
+            b = data[pos]
+            pos += 1
+            slot = tables.maps[slot.escape][b]
+    if slot is None:
+        if fwait_i >= 0:
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        return _bad(data, offset, pos, address, mode, prefixes, -1)
+    modrm = -1
+    if slot.modrm:
+        modrm = data[pos]
+        choice = slot.by_modrm[modrm]
+    else:
+        choice = slot.choice
+    if rex & 1 and slot.rexb_choice is not None:
+        choice = slot.rexb_choice
+    if choice is None:
+        if fwait_i >= 0:
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        return _bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, -1)
+
+    # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
+    consumed = -1
+    if vex:
+        spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
+            else (choice.plain if pp == 0 else None)
+        if type(spec) is tuple:
+            w = rex >> 3 & 1
+            spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
+                         and (s.vex_l is None or s.vex_l == vl)), None)
+        if spec is None or spec is FALLTHROUGH or (
+                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
+                spec.vex_l is not None and spec.vex_l != vl) or (
+                vvvv and not spec.uses_vvvv):
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
+        if evex is not None and ebit:
+            if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
+                if spec.rounding == "er":
+                    evex[3] = _ROUNDING[vl]
+                elif spec.rounding == "sae":
+                    evex[3] = "sae"
+                else:
+                    evex[3] = _ROUNDING[vl][:2] + "-bad"
+                vl = 2
+            elif spec.bcst:
+                evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
+            else:
+                return _bad(data, offset, pos, address, mode, prefixes, -1)
+        if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
+    elif choice.columns:
+        spec = None
+        if rep_i >= 0:
+            col = choice.pf3 if prefixes[rep_i] == 0xF3 else choice.pf2
+            if col is not FALLTHROUGH:
+                consumed = rep_i
+                spec = col
+                if col is None:
+                    return _bad(data, offset, pos, address, mode, prefixes, consumed)
+        if consumed < 0:
+            if osz_i >= 0:
+                col = choice.p66
+                if col is FALLTHROUGH:
+                    spec = choice.plain
+                else:
+                    spec = col
+                    consumed = osz_i
+            else:
+                spec = choice.plain
+        if spec is None or spec is FALLTHROUGH:
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+    else:
+        spec = choice.plain
+        if spec is None:
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+
+    if spec.mod_ignored:
+        modrm |= 0xC0
+    if modrm >= 0:
+        if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
+            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+        pos += 1
+    shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
+
+    # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
+    rex_used = 0
+    reg_form = modrm >= 0xC0 or not spec.osz_reg_only
+    if vex:
+        osz = 64 if rex & 8 and spec.uses_w and mode == 64 else 32
+        if mode == 16 and osz == 32 and not rex & 8:
+            osz = 32
+        asz = (32 if asz_i >= 0 else 64) if mode == 64 else (
+            (16 if asz_i >= 0 else 32) if mode == 32 else (32 if asz_i >= 0 else 16))
+        rex_used = rex & 0xF
+    elif mode == 64:
+        if rex & 8 and spec.uses_w and reg_form:
+            osz = 64
+            rex_used = 8
+        elif rex & 8 and spec.d64:      # REX.W beats 66 for near branches, stack ops
+            osz = 64
+        elif osz_i >= 0:
+            osz = 16
+        else:
+            osz = 64 if spec.d64 else 32
+        asz = 32 if asz_i >= 0 else 64
+    elif mode == 32:
+        osz = 16 if osz_i >= 0 else 32
+        asz = 16 if asz_i >= 0 else 32
+    else:
+        osz = 32 if osz_i >= 0 else 16
+        asz = 32 if asz_i >= 0 else 16
+    osi = _OSI[osz]
+    si = osi + 3 * vl
+    seg = None
+    seg_used = False
+    if seg_i >= 0:
+        s = _SEG_PREFIX[prefixes[seg_i]]
+        if spec.notrack and s == 3:
+            seg_i = -1              # 3E on an indirect branch is NOTRACK (CET)
+        elif mode != 64 or s >= 4:
+            seg = SEG[s].name
+        elif fsgs:                  # 64-bit: CS/DS/ES/SS do not override an FS/GS
+            seg = SEG[_SEG_PREFIX[fsgs]].name
+
+    # ---- memory operand from ModRM/SIB/displacement ----
+    mem = None
+    rex_byte_reg = False
+    if modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
+        mod = modrm >> 6
+        rm = modrm & 7
+        base = index = None
+        scale = 1
+        disp = 0
+        disp_size = 0
+        rip = False
+        if asz == 16:
+            if mod == 0 and rm == 6:
+                disp = _read(data, pos, 2, end)
+                disp_size = 2
+                pos += 2
+            else:
+                base, index = ADDR16[rm]
+        else:
+            regs = GPR[8] if asz == 64 else GPR[4]
+            if rm == 4:
+                sib = data[pos]
+                if pos >= end:
+                    raise _Truncated
+                pos += 1
+                shape = pos
+                scale = 1 << (sib >> 6)
+                idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
+                if rex & 2:
+                    rex_used |= 2
+                if idx != 4:
+                    index = regs[idx]
+                elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
+                                                       or mode != 64):
+                    index = _RIZ[asz]       # objdump shows an explicit "no index" SIB
+                bnum = sib & 7
+                if bnum == 5 and mod == 0:
+                    disp_size = 4
+                    rex_used |= rex & 1
+                else:
+                    base = regs[bnum | ((rex & 1) << 3)]
+                    if rex & 1:
+                        rex_used |= 1
+            elif rm == 5 and mod == 0:
+                disp_size = 4
+                if mode == 64:
+                    rip = True
+                    rex_used |= rex & 1
+            else:
+                base = regs[rm | ((rex & 1) << 3)]
+                if rex & 1:
+                    rex_used |= 1
+            if disp_size == 4:
+                disp = _read(data, pos, 4, end)
+                pos += 4
+                if disp & 0x80000000:
+                    disp -= 1 << 32
+        if mod == 1:
+            disp = _read(data, pos, 1, end)
+            if disp & 0x80:
+                disp -= 0x100
+            disp_size = 1
+            pos += 1
+        elif mod == 2:
+            n = 2 if asz == 16 else 4
+            disp = _read(data, pos, n, end)
+            if disp >= 1 << (8 * n - 1):
+                disp -= 1 << (8 * n)
+            disp_size = n
+            pos += n
+        mem = Mem(0, seg, base, index, scale, disp, disp_size, asz, True if rip else None)
+        seg_used = seg is not None
+        disp_at = pos - offset - disp_size
+        disp_signed = not (asz == 16 and mod == 0)
+
+    # ---- operands in map order ----
+    operands = []
+    fields = []         # (kind, operand index, byte offset, size, how): values from bytes
+    rel = None
+    str_op = False
+    imm_list = spec.imm_list
+    no_plan = imm_list is not None
+    for op in spec.ops:
+        k = op[0]
+        if k == K_RM:
+            if modrm >= 0xC0:
+                num = (modrm & 7) | ((rex & 1) << 3)
+                cls = op[1]
+                if cls == C_GPR:
+                    size = op[2][si]
+                    if size == 1 and rex and 4 <= num < 8:
+                        rex_byte_reg = True
+                    operands.append(_gpr(size, num, rex))
+                elif cls == C_XMM:
+                    operands.append(_VEC[op[2][si]][num | xhi])
+                else:
+                    operands.append(_CLASS_REGS[cls][num & 7])
+                if rex & 1:
+                    rex_used |= 1
+            else:
+                m = mem
+                m.size = op[3][si]
+                scale_n = 1
+                if evex is not None:
+                    if evex[2]:
+                        m.size = evex[2]
+                        evex[2] = (op[3][si] // evex[2])    # {1toN}
+                    if m.disp_size == 1:                     # compressed disp8*N
+                        m.disp *= m.size
+                        scale_n = m.size
+                if m.disp_size:
+                    fields.append((F_DISP, len(operands), disp_at, m.disp_size,
+                                   scale_n if disp_signed else 0))
+                operands.append(m)
+        elif k == K_REG:
+            num = ((modrm >> 3) & 7)
+            cls = op[1]
+            if cls == C_GPR:
+                num |= (rex & 4) << 1
+                size = op[2][si]
+                if size == 1 and rex and 4 <= num < 8:
+                    rex_byte_reg = True
+                operands.append(_gpr(size, num, rex))
+                if rex & 4:
+                    rex_used |= 4
+            elif cls == C_SEG:
+                operands.append(SEG[num])
+            elif cls == C_MMX:
+                operands.append(MMX[num])
+            elif cls == C_XMM:
+                num |= ((rex & 4) << 1) | rhi
+                if rex & 4:
+                    rex_used |= 4
+                operands.append(_VEC[op[2][si]][num])
+            elif cls == C_K:
+                operands.append(KREG[num])
+            else:
+                num |= (rex & 4) << 1
+                if rex & 4:
+                    rex_used |= 4
+                operands.append(_CLASS_REGS[cls][num])
+        elif k == K_IMM:
+            n = op[1][si]
+            value = _read(data, pos, n, end)
+            pos += n
+            fields.append((F_IMM, len(operands), pos - n - offset, n,
+                           osz >> 3 if op[2] else 8 if n == 4 and osz == 64 else 0))
+            if imm_list is not None:
+                if value < len(imm_list) and imm_list[value] != "-":
+                    continue
+                operands.append(Imm(value, n))
+                continue
+            if op[2]:            # Ibs: sign-extend to the operand size
+                size = osz >> 3
+                if value & 0x80:
+                    value = (value - 0x100) & ((1 << (8 * size)) - 1)
+                operands.append(Imm(value, size))
+            elif n == 4 and osz == 64:
+                if value & 0x80000000:
+                    value |= 0xFFFFFFFF00000000
+                operands.append(Imm(value, 8))
+            else:
+                operands.append(Imm(value, n))
+        elif k == K_ACC:
+            size = op[2][si] if op[2] is not None else asz >> 3
+            operands.append(_gpr(size, op[1], rex))
+        elif k == K_Z:
+            num = (b & 7) | ((rex & 1) << 3)
+            size = op[1][si]
+            if size == 1 and rex and 4 <= num < 8:
+                rex_byte_reg = True
+            if rex & 1:
+                rex_used |= 1
+            operands.append(_gpr(size, num, rex))
+        elif k == K_REL:
+            n = op[1][si]
+            disp = _read(data, pos, n, end)
+            pos += n
+            if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
+                disp -= 1 << (8 * n)    # (objdump zero-extends rel16 in 16-bit code)
+            fields.append((F_REL, len(operands), pos - n - offset, n, 0))
+            rel = Rel(disp)
+            operands.append(rel)
+        elif k == K_ONE:
+            operands.append(SHIFT_ONE)
+        elif k == K_FIXED:
+            if op[1] == "seg":
+                operands.append(SEG[op[2]])
+            elif op[1] == "port":
+                operands.append(PORT_DX)
+            else:
+                operands.append(XMM[0])
+        elif k == K_STI:
+            operands.append(ST[1 + (modrm & 7)])
+        elif k == K_ST:
+            operands.append(ST[0])
+        elif k == K_MOFFS:
+            n = asz >> 3
+            disp = _read(data, pos, n, end)
+            pos += n
+            fields.append((F_MOFFS, len(operands), pos - n - offset, n, 0))
+            m = Mem(op[1][si], seg, None, None, 1, disp, n, asz, moffs=True)
+            seg_used = seg is not None
+            operands.append(m)
+        elif k == K_STR_X or k == K_STR_Y:
+            str_op = True
+            regs = GPR[asz >> 3]
+            if k == K_STR_X:
+                s = seg if seg is not None else "ds"
+                seg_used = seg_i >= 0
+            else:
+                s = "es"
+            operands.append(Mem(op[1][si], s, regs[op[2]], None, 1, 0, 0, asz))
+        elif k == K_FAR:
+            n = 2 if osz == 16 else 4
+            off = _read(data, pos, n, end)
+            sel = _read(data, pos + n, 2, end)
+            fields.append((F_FAR, len(operands), pos - offset, n, 0))
+            pos += n + 2
+            operands.append(Far(sel, off, n))
+        elif k == K_VVVV:
+            cls = op[1]
+            if cls == C_XMM:
+                operands.append(_VEC[op[2][si]][vvvv])
+            elif cls == C_GPR:
+                operands.append(GPR[op[2][si]][vvvv])
+            else:
+                operands.append(KREG[vvvv & 7])
+        elif k == K_IS4:
+            no_plan = True
+            is4 = _read(data, pos, 1, end)
+            pos += 1
+            operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
+        elif k == K_FLAGS:
+            pass
+    length = pos - offset
+    if rel is not None:
+        if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
+            rel.target = (address + length + rel.target) & 0xFFFF
+        elif osz == 16 and spec.rel_z:                   # objdump: wrap within the 64K
+            rel.target = ((address + length + rel.target) & 0xFFFF) | (address & ~0xFFFF)
+        else:
+            rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
+    if mem is not None and mem.target is not None:
+        mem.target = (address + length + mem.disp) & _ADDR_MASK[mode]
+        mem.base = RIP if asz == 64 else EIP
+
+    # ---- mnemonic ----
+    names = spec.names
+    att = spec.att_names
+    if spec.asz_names:
+        i = _OSI[asz]
+        name, att_name = names[i], att[i]
+    else:
+        name, att_name = names[osi], att[osi]
+    if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
+        if spec.fwait:
+            name = "f" + name[2:]
+            att_name = "f" + att_name[2:]
+        consumed2 = fwait_i
+    else:
+        consumed2 = -1
+    if imm_list is not None:
+        value = data[pos - 1]
+        if value < len(imm_list) and imm_list[value] != "-":
+            name = name.replace("{}", imm_list[value])
+            att_name = att_name.replace("{}", imm_list[value])
+        else:
+            name = name.replace("{}", "")
+            att_name = att_name.replace("{}", "")
+
+    # ---- which prefixes this instruction consumed (the rest print as words) ----
+    unused = []
+    asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
+    for i, p in enumerate(prefixes):
+        if i == consumed or i == consumed2:
+            continue
+        if i == rex_i and i == len(prefixes) - 1 and not vex:
+            if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
+                unused.append(p)
+            continue
+        if i == seg_i and seg_used:
+            continue
+        if i == osz_i and reg_form and spec.uses_66 and osz != 64:
+            continue
+        if i == asz_i and asz_used:
+            continue
+        unused.append(p)
+    insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
+                   tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    if rel is not None:
+        insn.reloc = operands.index(rel)
+        insn.target = rel.target
+    elif mem is not None and mem.target is not None and mem in operands:
+        insn.reloc = operands.index(mem)
+        insn.target = mem.target
+        insn.reloc_mem = True
+    _SHAPE[0] = shape - offset
+    _FIELDS[0] = None if no_plan else fields
+    if evex is not None:
+        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
+                type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
+            insn.pseudo_prefix = "{evex}"
+        insn.evex = tuple(evex)
+    return insn
+
+
+def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
+    """objdump ends an instruction at a REX prefix that another prefix follows."""
+    p = tuple(prefixes)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
+                       mode, mode, None, mode, "prefix")
+
+
+def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
+    """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
+    end = offset + fwait_i + 1
+    spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
+    before = tuple(prefixes[:fwait_i])
+    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+                       before + (0x9B,), before, mode, mode, spec, mode)
+
+
+_RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}

@@ -1,0 +1,402 @@
+"""Compile the parsed opcode map into the decoder's lookup tables (built once at import).
+
+Each map becomes a 256-entry list of `Slot`s.  A slot says whether a ModRM byte follows and,
+per ModRM value, which `Choice` applies (groups, mem/reg splits, x87 register forms).  A
+choice picks a `Spec` by mandatory prefix (SDM Vol. 2 §2.1.2 / Table A-3 columns).  A `Spec`
+is the precomputed decode plan of one instruction form: its operand plans, immediate layout
+and attributes, so decoding does table lookups only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
+
+# operand plan kinds
+K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
+    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
+
+# register classes
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR = range(9)
+
+#: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
+#: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
+_SIZE3 = {
+    "b": (1, 1, 1), "w": (2, 2, 2), "d": (4, 4, 4), "q": (8, 8, 8), "v": (2, 4, 8),
+    "z": (2, 4, 4), "y": (4, 4, 8), "p": (4, 6, 6), "s": (0, 0, 0), "t": (10, 10, 10),
+    "a": (4, 8, 8), "dq": (16, 16, 16), "x": (16, 16, 16), "ps": (16, 16, 16),
+    "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
+    "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
+    "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
+}
+_VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
+           "xdup": (8, 32, 64)}
+SIZE_BYTES = {k: v * 3 for k, v in _SIZE3.items()}
+SIZE_BYTES.update({k: (a,) * 3 + (b,) * 3 + (c,) * 3 for k, (a, b, c) in _VECTOR.items()})
+OSIZE_DEPENDENT = frozenset("v z p a".split())
+
+_RM_CLASS = {"E": C_GPR, "M": None, "R": C_GPR, "Q": C_MMX, "N": C_MMX, "W": C_XMM,
+             "U": C_XMM}
+_REG_CLASS = {"T": C_TR, "K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR,
+              "D": C_DR}
+_FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
+              "eAX": (0, "z"), "EAX": (0, "d"), "ECX": (1, "d"), "EDX": (2, "d"),
+              "EBX": (3, "d"), "aAX": (0, "")}       # aAX: accumulator of the address size
+_SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
+
+BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
+SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG = range(8)
+
+
+class Spec:
+    """Decode plan of one instruction form (one column of one map line)."""
+
+    __slots__ = ("names", "att_names", "ops", "flags", "branch", "sfx", "d64", "i64", "o64",
+                 "uses_w", "uses_66", "needs_mem", "needs_reg", "imm_list", "asz_names",
+                 "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
+                 "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
+                 "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
+                 "evex_pseudo")
+
+    def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
+        f = form.flags
+        self.line = form.line
+        self.flags = f
+        self.names = _names(form.mnemonic)
+        self.att_names = _names(form.att_mnemonic or form.mnemonic)
+        self.asz_names = "asz" in f
+        placeholder = re.search(r"\{([^}]*)\}", form.mnemonic)
+        self.imm_list = lists[placeholder.group(1)] if placeholder else None
+        self.ops = tuple(_compile_operand(op) for op in form.operands)
+        self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
+        self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
+                    else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
+                    else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
+                    else SFX_LONG if "sfxl" in f
+                    else SFX_NONE)
+        self.d64 = "d64" in f or "f64" in f
+        self.i64 = "i64" in f
+        self.o64 = "o64" in f
+        sizes = [s for op in form.operands for s in _op_sizes(op)]
+        self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
+                        or ("~" in form.mnemonic and not self.asz_names))
+        self.uses_w = (not self.d64) and (
+            any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
+            or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
+        self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
+        self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops) \
+            and "mod-ignored" not in f
+        self.has_mem_op = any(op[0] in (K_RM, K_STR_X, K_STR_Y) for op in self.ops)
+        # operands whose register form makes the AT&T size suffix unnecessary
+        self.size_ops = tuple(i for i, op in enumerate(self.ops)
+                              if (op[0] in (K_RM, K_REG) and op[1] == C_GPR)
+                              or op[0] == K_Z or (op[0] == K_ACC and not op[3]))
+        self.indirect = self.branch in ("jmp", "call") and any(
+            op[0] == K_RM for op in self.ops)
+        self.moffs = any(op[0] == K_MOFFS for op in self.ops)
+        self.rel_z = any(op[0] == K_REL and op[1] == SIZE_BYTES["z"] for op in self.ops)
+        self.fwait = "fwait" in f
+        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
+        self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
+        self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
+        self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
+        self.evex_pseudo = False    # set for EVEX forms that have a VEX twin: "{evex}"
+        self.mod_ignored = "mod-ignored" in f
+        self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
+            "hler" if "hler" in f else None
+        # "Mw/Rv": only the register form depends on the operand size (SDM MOV Sreg)
+        self.osz_reg_only = any(op[0] == K_RM and op[2] != op[3] for op in self.ops) and \
+            not any(s in OSIZE_DEPENDENT or s == "y"
+                    for op in form.operands if "/" not in op for s in _op_sizes(op))
+        self.notrack = "notrack" in f
+        self.bnd = "bnd" in f
+        self.rep = "rep" in f or "repz" in f
+        self.priv = "priv" in f
+        self.writes = "nw" not in f and "nomem" not in f
+        self.reads = "wo" not in f and "nomem" not in f
+
+    def __repr__(self) -> str:
+        return f"Spec({self.names[1]}@{self.line})"
+
+
+def _names(text: str) -> tuple[str, str, str]:
+    text = re.sub(r"\{[^}]*\}", "{}", text)
+    if "~" in text:
+        a, b, c = text.split("~")
+        return (a, b, c)
+    return (text, text, text)
+
+
+def _op_sizes(op: str) -> list[str]:
+    out = []
+    for alt in op.split("/"):
+        m = re.match(r"^[A-Z]([a-z0-9]*)$", alt)
+        if m and alt not in ("AL", "CL", "DX", "AX", "ES", "CS", "SS", "DS", "FS", "GS", "ST"):
+            out.append(m.group(1))
+    if op in ("rAX",):
+        out.append("v")
+    if op in ("aAX", "EAX", "EBX", "ECX", "EDX"):
+        return []
+    if op == "eAX":
+        out.append("z")
+    return out
+
+
+def _compile_operand(op: str) -> tuple:
+    """Operand text -> plan tuple (kind, ...); see the K_* kinds above."""
+    if op == "1":
+        return (K_ONE,)
+    if op in _FIXED_GPR:
+        num, size = _FIXED_GPR[op]
+        if op == "aAX":
+            return (K_ACC, num, None, False)
+        return (K_ACC, num, SIZE_BYTES[size], op == "CL")
+    if op in _SEGS:
+        return (K_FIXED, "seg", _SEGS[op])
+    if op == "DX":
+        return (K_FIXED, "port", 0)
+    if op == "XMM0":
+        return (K_FIXED, "xmm0", 0)
+    if op == "ST":
+        return (K_ST,)
+    if op == "STi":
+        return (K_STI,)
+    if "/" in op:       # "Mw/Rv": memory form size / register form size
+        mem, reg = op.split("/")
+        if mem[0] != "M":
+            mem, reg = reg, mem
+        return (K_RM, _RM_CLASS[reg[0]], SIZE_BYTES[reg[1:]], SIZE_BYTES[mem[1:]], True, True)
+    method, size = op[0], op[1:]
+    sizes = SIZE_BYTES.get(size, SIZE_BYTES["b"])
+    if method == "H":
+        return (K_VVVV, C_K if size.startswith("k") else C_XMM, sizes)
+    if method == "B":
+        return (K_VVVV, C_GPR, sizes)
+    if method == "L":
+        return (K_IS4, C_XMM, sizes)
+    if method in _RM_CLASS:
+        allow_mem = method in "EMQW"
+        allow_reg = method in "ERQNWU"
+        cls = C_K if size.startswith("k") else _RM_CLASS[method]
+        return (K_RM, cls, sizes, sizes, allow_mem, allow_reg)
+    if method in _REG_CLASS:
+        return (K_REG, C_K if size.startswith("k") else _REG_CLASS[method], sizes)
+    if method == "Z":
+        return (K_Z, sizes)
+    if method == "I":
+        if size == "bs":
+            return (K_IMM, SIZE_BYTES["b"], True)
+        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3, False)
+    if method == "J":
+        return (K_REL, sizes)
+    if method == "O":
+        return (K_MOFFS, sizes)
+    if method == "A":
+        return (K_FAR,)
+    if op == "Xbx":     # xlat: ds:[rBX + AL]
+        return (K_STR_X, SIZE_BYTES["b"], 3)
+    if method == "X":
+        return (K_STR_X, sizes, 6)
+    if method == "Y":
+        return (K_STR_Y, sizes, 7)
+    if method == "F":
+        return (K_FLAGS,)
+    raise MapError(f"operand {op!r} not supported by the decoder")
+
+
+class Choice:
+    """Mandatory-prefix selection for one (opcode, ModRM) cell."""
+
+    __slots__ = ("plain", "p66", "pf3", "pf2", "columns")
+
+    def __init__(self, plain, p66=None, pf3=None, pf2=None, columns=False) -> None:
+        self.plain, self.p66, self.pf3, self.pf2, self.columns = plain, p66, pf3, pf2, columns
+
+
+FALLTHROUGH = "="      # column value: ignore this prefix, use the next choice
+
+
+class Slot:
+    """One opcode in a map: an escape, a fixed choice, or a choice per ModRM byte."""
+
+    __slots__ = ("escape", "modrm", "choice", "by_modrm", "rexb_choice", "modrm_opcode")
+
+    def __init__(self) -> None:
+        self.modrm_opcode = False     # x87: an undefined ModRM still counts in the length
+        self.escape = None
+        self.modrm = False
+        self.choice = None
+        self.by_modrm = None
+        self.rexb_choice = None
+
+
+class Tables:
+    """All decode tables compiled from one opcode map."""
+
+    def __init__(self, omap: OpcodeMap, mode: int = 64) -> None:
+        self.omap = omap
+        self.mode = mode
+        self.lists = omap.lists
+        self._spec_cache: dict = {}
+        self._vex_lines = {e.line for n in ("vex0f", "vex0f38", "vex0f3a")
+                           for e in omap.maps.get(n, ())}
+        self._evex_lines = {e.line for n in ("evex0f", "evex0f38", "evex0f3a")
+                            for e in omap.maps.get(n, ())}
+        self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
+        for name, entries in omap.maps.items():
+            self._build_map(name, entries)
+        vex_names = {s.names[1] for k, s in self._spec_cache.items() if k[-1] in self._vex_lines}
+        for key, spec in self._spec_cache.items():
+            if key[-1] in self._evex_lines and spec.names[1] in vex_names and not (
+                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
+                spec.evex_pseudo = True
+
+    # -- building -----------------------------------------------------------------
+    def _spec(self, form: Form, inherited: Form | None = None):
+        if form.kind == "bad":
+            return None
+        if inherited is not None and (inherited.operands or inherited.flags):
+            form = Form(form.kind, form.mnemonic, form.att_mnemonic,
+                        form.operands or inherited.operands,
+                        form.flags | inherited.flags, form.target, form.line)
+        key = (form.mnemonic, form.att_mnemonic, form.operands, form.flags, form.line)
+        spec = self._spec_cache.get(key)
+        if spec is None:
+            try:
+                spec = self._spec_cache[key] = Spec(form, self.lists)
+            except MapError as exc:
+                raise MapError(f"{self.omap.filename}:{form.line}: {exc}") from None
+        return spec
+
+    def _choice(self, columns: dict, inherited: Form | None = None) -> Choice:
+        def col(pfx):
+            form = columns.get(pfx)
+            if form is None:
+                return None
+            if form.kind == "fallthrough":
+                return FALLTHROUGH
+            return self._spec(form, inherited)
+        if set(columns) == {None}:
+            return Choice(col(None))
+        return Choice(col(None), col("66"), col("F3"), col("F2"), columns=True)
+
+    def _build_map(self, name: str, entries: list[Entry]) -> None:
+        table = self.maps[name]
+        for entry in entries:
+            if not self._in_mode(entry):
+                continue
+            for opcode in range(entry.lo, entry.hi + 1):
+                slot = table[opcode] or Slot()
+                table[opcode] = slot
+                forms = list(entry.columns.values())
+                if forms[0].kind == "escape":
+                    slot.escape = forms[0].target
+                    continue
+                if forms[0].kind == "group":
+                    slot.modrm = True
+                    slot.by_modrm = self._group_table(forms[0], entry.line)
+                    slot.modrm_opcode = "modrm-opcode" in self.omap.group_options.get(
+                        forms[0].target, ())
+                    continue
+                if any(f.kind == "group" for f in forms):
+                    slot.modrm = True
+                    slot.by_modrm = self._mixed_table(entry)
+                    continue
+                choice = self._choice(entry.columns)
+                if entry.qual == "rexb":
+                    slot.rexb_choice = choice
+                    continue
+                specs = [choice.plain, choice.p66, choice.pf3, choice.pf2]
+                needs_modrm = any(isinstance(s, Spec) and _has_modrm(s) for s in specs)
+                if entry.qual in ("mem", "reg"):
+                    slot.modrm = True
+                    if slot.by_modrm is None:
+                        slot.by_modrm = [None] * 256
+                    for modrm in range(256):
+                        if (modrm >= 0xC0) == (entry.qual == "reg"):
+                            slot.by_modrm[modrm] = _merge(slot.by_modrm[modrm], choice)
+                elif needs_modrm:
+                    slot.modrm = True
+                    old = slot.by_modrm or [None] * 256
+                    slot.by_modrm = [_merge(c, choice) for c in old]
+                else:
+                    slot.choice = _merge(slot.choice, choice)
+
+    def _mixed_table(self, entry: Entry) -> list[Choice | None]:
+        """Prefix columns where some column is a ModRM group (e.g. F3 0F 1E)."""
+        per_column = {}
+        for pfx, form in entry.columns.items():
+            if form.kind == "group":
+                per_column[pfx] = [c.plain if c else None
+                                   for c in self._group_table(form, entry.line)]
+            else:
+                spec = self._choice({None: form}).plain if form.kind != "fallthrough" \
+                    else FALLTHROUGH
+                per_column[pfx] = [spec] * 256
+        cells = []
+        for modrm in range(256):
+            get = {p: col[modrm] for p, col in per_column.items()}
+            cells.append(Choice(get.get(None), get.get("66"), get.get("F3"), get.get("F2"),
+                                columns=True))
+        return cells
+
+    def _in_mode(self, entry: Entry) -> bool:
+        flags = frozenset().union(*(f.flags for f in entry.columns.values()))
+        if self.mode == 64:
+            return "i64" not in flags
+        return "o64" not in flags
+
+    def _group_table(self, ref: Form, line: int) -> list[Choice | None]:
+        entries = self.omap.groups[ref.target]
+        cells: list[Choice | None] = [None] * 256
+        # precedence: /N (both) < /N mem|reg < full ModRM byte
+        for entry in sorted(entries, key=lambda e: (e.reg is None, e.qual is not None)):
+            if not self._in_mode(entry):
+                continue
+            choice = self._choice(entry.columns, ref)
+            for modrm in range(256):
+                if entry.reg is not None:
+                    if (modrm >> 3) & 7 != entry.reg:
+                        continue
+                    if entry.qual == "mem" and modrm >= 0xC0:
+                        continue
+                    if entry.qual == "reg" and modrm < 0xC0:
+                        continue
+                elif not (entry.lo <= modrm <= entry.hi):
+                    continue
+                cells[modrm] = choice
+        return cells
+
+
+def _has_modrm(spec: Spec) -> bool:
+    return any(op[0] in (K_RM, K_REG, K_STI) for op in spec.ops)
+
+
+def _merge(old, new):
+    """Combine two choices for the same cell that differ in VEX.W/VEX.L constraints."""
+    if old is None:
+        return new
+    if new is None:
+        return old
+    def both(a, b):
+        if a is None or a is FALLTHROUGH:
+            return b
+        if b is None or b is FALLTHROUGH:
+            return a
+        return (a if isinstance(a, tuple) else (a,)) + (b if isinstance(b, tuple) else (b,))
+    return Choice(both(old.plain, new.plain), both(old.p66, new.p66), both(old.pf3, new.pf3),
+                  both(old.pf2, new.pf2), columns=old.columns or new.columns)
+
+
+MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
+
+
+def load_tables(path: str = MAP_PATH, extra: str = "") -> dict[int, Tables]:
+    """Load opcodes.map (plus optional extra map text appended); compile it per mode."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
+    return {mode: Tables(omap, mode) for mode in (16, 32, 64)}

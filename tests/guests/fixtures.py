@@ -1,0 +1,20 @@
+"""pytest fixtures shared by the boot tests: the guests built once per test module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guests.build import build_all, missing_tools
+
+
+@pytest.fixture(scope="module")
+def guest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding every guest of RECIPES, built from source with gcc/as/ld."""
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"cannot build the test guests: {', '.join(missing)} not installed")
+    out = tmp_path_factory.mktemp("guests")
+    build_all(out)
+    return out

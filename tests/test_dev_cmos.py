@@ -1,0 +1,132 @@
+"""MC146818A RTC/CMOS behaviour (datasheet Table 3 data modes, register A-D descriptions).
+The reset-time byte image is compared against QEMU in test_dev_qemu.py."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from x86vm.devices.cmos import Cmos, pc_cmos_layout
+
+T0 = calendar.timegm((1999, 12, 31, 23, 59, 58, 0, 0, 0))  # a Friday
+SECOND = 1_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 5 * SECOND  # an arbitrary non-zero guest clock at power-on
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def rtc(clock):
+    return Cmos(clock, start_time=T0)
+
+
+def reg(rtc, index):
+    rtc.write(0, 1, index)
+    return rtc.read(1, 1)
+
+
+def setreg(rtc, index, value):
+    rtc.write(0, 1, index)
+    rtc.write(1, 1, value)
+
+
+def clock_regs(rtc):
+    return [reg(rtc, i) for i in (0, 2, 4, 6, 7, 8, 9, 0x32)]
+
+
+def test_bcd_24h_time_and_rollover_to_the_next_century(rtc, clock):
+    assert clock_regs(rtc) == [0x58, 0x59, 0x23, 0x06, 0x31, 0x12, 0x99, 0x19]
+    clock.ns += 2 * SECOND
+    assert clock_regs(rtc) == [0x00, 0x00, 0x00, 0x07, 0x01, 0x01, 0x00, 0x20]
+
+
+def test_binary_and_12_hour_modes(rtc):
+    setreg(rtc, 0x0B, 0x06)  # DM = binary, 24 h
+    assert clock_regs(rtc)[:3] == [58, 59, 23]
+    setreg(rtc, 0x0B, 0x04)  # binary, 12 h: 11 PM
+    assert reg(rtc, 4) == 0x80 | 11
+    setreg(rtc, 0x0B, 0x00)  # BCD, 12 h
+    assert reg(rtc, 4) == 0x91
+
+
+def test_set_freezes_and_loads_time(rtc, clock):
+    setreg(rtc, 0x0B, 0x82)
+    for index, value in ((0, 0x30), (2, 0x15), (4, 0x08), (7, 0x04), (8, 0x07), (9, 0x21),
+                         (0x32, 0x20)):
+        setreg(rtc, index, value)
+    clock.ns += 10 * SECOND
+    assert reg(rtc, 0) == 0x30  # frozen while SET
+    assert reg(rtc, 0x0A) & 0x80 == 0  # and no update in progress
+    setreg(rtc, 0x0B, 0x02)
+    clock.ns += 3 * SECOND
+    assert clock_regs(rtc) == [0x33, 0x15, 0x08, 0x01, 0x04, 0x07, 0x21, 0x20]  # a Sunday
+
+
+def test_direct_write_while_running_and_invalid_date_ignored(rtc):
+    setreg(rtc, 2, 0x10)  # minutes, clock running
+    assert reg(rtc, 2) == 0x10 and reg(rtc, 4) == 0x23
+    setreg(rtc, 8, 0x13)  # month 13: not a date, the clock keeps its time
+    assert reg(rtc, 8) == 0x12
+    setreg(rtc, 0x32, 0x9A)  # century "9A" = 100 (found by the fuzzer): ignored too
+    assert reg(rtc, 0x32) == 0x19
+
+
+def test_set_clears_uie_and_status_registers_are_protected(rtc):
+    setreg(rtc, 0x0B, 0x92)
+    assert reg(rtc, 0x0B) == 0x82
+    setreg(rtc, 0x0D, 0x00)
+    assert reg(rtc, 0x0D) == 0x80  # VRT
+    setreg(rtc, 0x0A, 0xA6)
+    assert reg(rtc, 0x0A) == 0x26  # UIP is read only
+
+
+def test_uip_window_before_each_second(rtc, clock):
+    clock.ns = 7 * SECOND + SECOND - 200_000  # 200 µs before the tick
+    assert reg(rtc, 0x0A) & 0x80
+    clock.ns = 7 * SECOND + SECOND - 300_000
+    assert reg(rtc, 0x0A) & 0x80 == 0
+
+
+def test_register_c_update_flag(rtc, clock):
+    assert reg(rtc, 0x0C) == 0x00
+    clock.ns += SECOND
+    setreg(rtc, 0x0B, 0x12)  # UIE
+    assert reg(rtc, 0x0C) == 0x90  # IRQF | UF
+    assert reg(rtc, 0x0C) == 0x00  # cleared by reading
+
+
+def test_index_masks_to_7_bits_and_records_nmi_mask(rtc):
+    rtc.write(0, 1, 0xC0)  # NMI disabled, index 0x40
+    rtc.write(1, 1, 0xA5)
+    assert rtc.nmi_disabled and rtc.ram[0x40] == 0xA5
+    rtc.write(0, 1, 0x40)
+    assert not rtc.nmi_disabled and rtc.read(1, 1) == 0xA5
+    assert rtc.read(0, 1) == 0xFF  # index register is write only
+    rtc.write(0, 2, 0x5540)  # outw: index 0x40, then data 0x55
+    assert rtc.ram[0x40] == 0x55
+    assert rtc.read(1, 4) == 0xFFFFFF55  # bytes past the chip float
+
+
+def test_memory_size_layout():
+    layout = pc_cmos_layout(3 << 30, 5 << 30, num_cpus=4)
+    def word(a, layout=layout):
+        return layout[a] | layout[a + 1] << 8
+
+    assert word(0x15) == 640
+    assert word(0x17) == word(0x30) == 0xFFFF  # capped
+    assert word(0x34) == ((3 << 30) - (16 << 20)) // 65536
+    assert layout[0x5B] | layout[0x5C] << 8 | layout[0x5D] << 16 == (5 << 30) // 65536
+    assert layout[0x5F] == 3
+    small = pc_cmos_layout(8 << 20, 0)
+    assert word(0x17, small) == 7 * 1024 and word(0x34, small) == 0
