@@ -41,21 +41,26 @@ CPUID_ECX = bytes.fromhex("b801000000" "31c9" "0fa2" "89c8" "e780" "b000" "e6f4"
 
 
 class _Port:
-    def __init__(self) -> None:
+    """Records what the guest writes; with ``stop``, the first write also ends the run."""
+
+    def __init__(self, stop: Callable[[int, str], None] | None = None) -> None:
         self.values: list[int] = []
+        self.stop = stop
 
     def read(self, offset: int, size: int) -> int:
         return 0xFF
 
     def write(self, offset: int, size: int, value: int) -> None:
         self.values.append(value)
+        if self.stop is not None:
+            self.stop(0, "probe done")
 
 
 def _run(code: bytes, *, user: bytes = b"", fix_int3: bool = True,
          setup: Callable[[Machine], None] | None = None) -> tuple[str, list[int]]:
     """Run ``code`` at CPL 0 in 64-bit mode; all IDT vectors and LSTAR lead to HANDLER."""
     with Machine(memory_size=2 << 20, irqchip=False) as m:
-        report, done = _Port(), _Port()
+        report, done = _Port(), _Port(m.request_stop)
         m.pio.register(REPORT_PORT, 4, report, "report")
         m.pio.register(EXIT_PORT, 1, done, "exit")
         pdpt, pd = PML4 + 0x1000, PML4 + 0x2000
