@@ -156,7 +156,7 @@ def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--debug-exit-port", "0x80"], "overlaps"),
     (["--serial", "pipe:/tmp/x"], "serial 'pipe:/tmp/x'"),
-    (["--backend", "emu"], "the emu backend is not available"),
+    (["--backend", "qemu"], "unknown backend 'qemu'"),
 ])
 def test_bad_wiring_is_one_line(tmp_path, args, message):
     done = x86vm("run", boot_sector(tmp_path, DEBUG_EXIT_5), *args)
