@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from guests.fixtures import guest_dir  # noqa: F401  (fixture)
+from test_boot_e2e import expectation
 from test_kvm_support import assemble, runs_guests
 from x86vm.cli.run import parse_memory_size
 
@@ -163,3 +165,18 @@ def test_bad_wiring_is_one_line(tmp_path, args, message):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+@runs_guests
+def test_multiboot_kernel_written_for_qemu_runs_unchanged_through_the_cli(guest_dir, request):  # noqa: F811
+    """The tutorial-style kernel (its own header and linker script, written for QEMU -kernel)
+    run as ``x86vm run tutorial.elf`` gives QEMU's serial output and exit status; x86vm hands
+    it QEMU's Multiboot command line ("<kernel file> <append>")."""
+    expected, oracle = expectation("tutorial", guest_dir)
+    request.node.user_properties.append(("oracle", oracle))
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", "tutorial.elf", "--memory", "128M",
+         "--timeout", "30"], cwd=guest_dir, env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (expected["status"], expected["serial"]), \
+        f"expected from {oracle}; stderr: {done.stderr}"
