@@ -125,3 +125,19 @@ def test_decoding_never_raises(data: bytes, mode: int, address: int) -> None:
     assert isinstance(format_att(insn), str) and isinstance(format_intel(insn), str)
     total = sum(i.length for i in decode_all(data, address, mode))
     assert total == len(data)
+
+
+def test_buffer_types_and_instruction_attributes() -> None:
+    """bytes, bytearray and memoryview decode alike; attributes the CPU will need."""
+    code = bytes.fromhex("48 8b 05 10 00 00 00 e8 fb ff ff ff c3")
+    for buf in (code, bytearray(code), memoryview(code)):
+        insns = list(decode_all(buf, 0x1000))
+        assert [i.length for i in insns] == [7, 5, 1]
+        load, call, ret = insns
+        assert load.reads_memory and not load.writes_memory
+        assert load.memory_operand.target == 0x1017 and load.target is None
+        assert call.branch_kind == "call" and call.target == 0x100c
+        assert ret.branch_kind == "ret" and not ret.privileged
+    again = decode(code, 7, 0x2007)          # the same bytes elsewhere: targets move along
+    assert again.target == 0x200c and again.operands[0].target == 0x200c
+    assert decode(bytes.fromhex("0f 01 f8")).privileged        # swapgs

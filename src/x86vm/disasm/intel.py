@@ -61,19 +61,17 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     RIP-relative comment) is rendered through `print_address` on every call.
     """
     core = insn.core
-    memo = core.memo
-    if memo is not None:
-        parts = memo[2]
+    parts = core.memo2
+    if parts is not None:
         if type(parts) is str:
             return parts
-        if parts is not None:           # address-dependent: before + address + after
-            target = core.target
-            if insn.address != core.address:
-                target = (target + insn.address - core.address) & MASK[core.mode]
-            if print_address is None:
-                return f"{parts[0]}{target:#x}{parts[1]}"
-            return parts[0] + print_address(target) + parts[1]
-    return memoised(insn, print_address, 2, _render)
+        target = core.target            # address-dependent: before + address + after
+        if insn.address != core.address:
+            target = (target + insn.address - core.address) & MASK[core.mode]
+        if print_address is None:
+            return f"{parts[0]}{target:#x}{parts[1]}"
+        return parts[0] + print_address(target) + parts[1]
+    return memoised(insn, print_address, "memo2", _render)
 
 
 def _render(insn: Instruction, pa: PrintAddress) -> str:
@@ -86,7 +84,7 @@ def _render(insn: Instruction, pa: PrintAddress) -> str:
             mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
-    frame = family_frame(insn.core, 4, _frame, pa)
+    frame = family_frame(insn.core, "memo4", _frame, pa)
     if frame is not None and frame.simple:
         return render_member(insn, frame, pa)
     frame = _frame(insn, pa)

@@ -136,6 +136,8 @@ def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> In
     template (re-based to `address`), or the plan fills a copy of its template with the
     displacement and immediate values read from the bytes.
     """
+    if type(data) is not bytes:     # bytearray, memoryview: decode without the caches
+        return _decode_and_remember(data, offset, address, mode)
     node = _TRIES[mode]
     i = offset
     try:
@@ -247,7 +249,7 @@ def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
     core.family = t
     core.dynamic = t.dynamic
     core.fields = plan.fields
-    core.values = values
+    core.values = tuple(values)
     return core
 
 

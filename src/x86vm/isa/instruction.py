@@ -23,13 +23,14 @@ class Decoded:
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address computed for `address` (a Rel, or a RIP-relative Mem), else None.  `memo` is
-    free for consumers (the formatters keep their text there).
+    address computed for `address` (a Rel, or a RIP-relative Mem), else None.  `memo1`..`memo4`
+    are free for consumers (the formatters keep their text there).
     """
 
     __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "_operands",
                  "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
-                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo", "family",
+                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo1", "memo2", "memo3",
+                 "memo4", "family",
                  "dynamic", "fields", "values", "target", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
@@ -51,7 +52,7 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.memo = None
+        self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
         self.family = None      # the core of the first instruction with the same shape
         self.dynamic = ()       # operand indices whose values come from disp/imm bytes
         self.fields = None      # family members: (kind, operand index, ...) per value
