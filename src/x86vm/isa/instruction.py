@@ -158,6 +158,7 @@ class Instruction:
 
     @property
     def reads_memory(self) -> bool:
+        """A memory operand is read: any source, or a destination not marked write-only."""
         spec = self.core.spec
         if spec is None or not spec.reads:
             return False

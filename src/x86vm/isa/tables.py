@@ -116,7 +116,7 @@ class Spec:
         self.rep = "rep" in f or "repz" in f
         self.priv = "priv" in f
         self.writes = "nw" not in f and "nomem" not in f
-        self.reads = "wo" not in f and "nomem" not in f
+        self.reads = "nomem" not in f      # sources are read; "wo": destination is not
 
     def __repr__(self) -> str:
         return f"Spec({self.names[1]}@{self.line})"
