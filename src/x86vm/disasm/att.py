@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -99,6 +99,8 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
+    if t is BadOperand:
+        return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
 

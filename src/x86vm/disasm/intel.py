@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ADDRESS,
@@ -103,6 +103,8 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
         return pa(op.target)
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
+    if t is BadOperand:
+        return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from .instruction import Decoded, Instruction
 from .operands import (
     ADDR16,
+    BAD_OPERAND,
     CR,
     DR,
     EIP,
@@ -526,6 +527,9 @@ def _decode(data, offset, address, mode):
         modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
+            if spec.badop:
+                return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
+                              rex, osz_i, end)
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
         pos += 1
     shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
@@ -875,6 +879,39 @@ def _decode(data, offset, address, mode):
             insn.pseudo_prefix = "{evex}"
         insn.evex = tuple(evex)
     return insn
+
+
+def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
+           ) -> Decoded:
+    """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
+    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
+    pos = offset + len(prefixes) + 1
+    osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
+    if mode == 16 and osz_i >= 0:
+        osz = 32
+    if mode == 64 and rex & 8 and spec.uses_w:
+        osz = 64
+    si = _OSI[osz]
+    operands = []
+    for op in spec.ops:
+        if op[0] == K_RM:
+            operands.append(BAD_OPERAND)
+        elif op[0] == K_REG:
+            num = (modrm >> 3) & 7
+            if op[1] == C_GPR:
+                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
+            elif op[1] == C_MMX:
+                operands.append(MMX[num])
+            else:
+                operands.append(XMM[num | ((rex & 4) << 1)])
+        elif op[0] == K_IMM:
+            n = op[1][si]
+            operands.append(Imm(_read(data, pos, n, end), n))
+            pos += n
+    names = spec.names[si]
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
+                   tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
