@@ -75,8 +75,8 @@ def _string_mismatches(mode: int, strings: list[bytes]) -> list[tuple[str, int, 
 
 
 # Known length disagreements on random bytes (objdump decodes them, the map does not yet):
-# test-register moves are in; AVX512-FP16 (EVEX maps 5/6), XOP and MPX are not.
-RANDOM_LENGTH_ALLOWANCE = {64: 2, 32: 3, 16: 3}
+# VIA PadLock memory forms, AVX512-FP16 (EVEX maps 5/6), AVX-VNNI, XOP, MPX are not mapped.
+RANDOM_LENGTH_ALLOWANCE = {64: 1, 32: 1, 16: 1}
 
 
 @needs_objdump
@@ -93,7 +93,7 @@ def test_random_15_byte_strings_lengths_match_objdump(mode: int) -> None:
 def test_100k_random_strings_lengths_match_objdump(mode: int) -> None:
     strings = _random_strings(mode, 100_000, seed=2)
     bad = _string_mismatches(mode, strings)
-    assert len(bad) <= 20 * RANDOM_LENGTH_ALLOWANCE[mode], bad[:20]
+    assert len(bad) <= 10 * RANDOM_LENGTH_ALLOWANCE[mode], bad[:20]
 
 
 @needs_objdump

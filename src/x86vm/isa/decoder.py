@@ -344,9 +344,8 @@ def _decode(data, offset, address, mode):
         if rex:     # a REX followed by another prefix ends a prefix-only instruction
             return _prefix_only(data, offset, pos, address, mode, prefixes)
         if k == P_FWAIT:
-            if fwait_i >= 0:
-                break
-            fwait_i = len(prefixes)
+            if fwait_i < 0:
+                fwait_i = len(prefixes)
         elif k == P_REX:
             rex, rex_i = b, len(prefixes)
         else:
@@ -724,6 +723,9 @@ def _decode(data, offset, address, mode):
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
+                if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp
+                    return _bad(data, offset, offset + len(prefixes) + 1, address, mode,
+                                prefixes, consumed)
                 operands.append(Imm(value, n))
                 continue
             if op[2]:            # Ibs: sign-extend to the operand size
@@ -849,7 +851,7 @@ def _decode(data, offset, address, mode):
     unused = []
     asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
     for i, p in enumerate(prefixes):
-        if i == consumed or i == consumed2:
+        if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue
         if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
