@@ -30,11 +30,11 @@ def default_print_address(addr: int) -> str:
     return f"{addr:#x}"
 
 
-def prefix_words(insn: Instruction, att: bool) -> list[str]:
+def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     """Names of the prefixes the instruction did not consume, in byte order."""
     spec = insn.spec
     words = []
-    for p in insn.unused_prefixes:
+    for p in insn.unused_prefixes if prefixes is None else prefixes:
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:

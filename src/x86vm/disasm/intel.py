@@ -111,12 +111,16 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
 def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
+    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands,
+        unused = set(insn.unused_prefixes)     # so an address-size prefix shows as a word
+        shown = [p for p in insn.prefixes if p in unused or p == 0x67]
+        words = prefix_words(insn, False, shown)
+        words.append(insn.mnemonic)
+        return Frame(words, [], [], False, True)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
     bcst = insn.evex is not None and insn.evex[2]
-    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands
-        return Frame(words, [], [], False, True)
     texts = [_op_text(op, bcst, pa) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem

@@ -844,12 +844,12 @@ def _decode(data, offset, address, mode):
             name = name.replace("{}", imm_list[value])
             att_name = att_name.replace("{}", imm_list[value])
         else:
-            name = name.replace("{}", "")
-            att_name = att_name.replace("{}", "")
+            name = name.replace("{}", spec.imm_default)
+            att_name = att_name.replace("{}", spec.imm_default)
 
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
-    asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
+    asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue

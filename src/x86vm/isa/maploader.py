@@ -164,7 +164,7 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
             words = line.split()
             if len(words) < 3:
                 raise MapError(f"{where}: expected '@list NAME name...'")
-            result.lists[words[1]] = words[2:]
+            result.lists[words[1]] = words[2:]     # "*=x": spelling for unnamed values
             continue
         if line.startswith("["):
             m = _HEADER_RE.match(line)
