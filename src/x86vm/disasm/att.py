@@ -168,7 +168,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     if bcst:
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:
-                ops[i] += f"{{1to{bcst}}}"
+                ops[i] += "{bad}" if bcst < 0 else f"{{1to{bcst}}}"
     if rounding:
         i = 0
         while i < len(ops) and ops[i].startswith("$"):

@@ -120,7 +120,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
-    bcst = insn.evex is not None and insn.evex[2]
+    bcst = insn.evex is not None and insn.evex[2] > 0
     texts = [_op_text(op, bcst, pa) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
@@ -148,6 +148,10 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
         mask, zeroing, bcst, rounding = evex
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if bcst < 0:                    # EVEX.b on memory without broadcast
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += "{bad}"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:

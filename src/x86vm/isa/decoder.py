@@ -493,7 +493,7 @@ def _decode(data, offset, address, mode):
             elif spec.bcst:
                 evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
-                return _bad(data, offset, pos, address, mode, prefixes, -1)
+                evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
             return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif choice.columns:
@@ -677,7 +677,9 @@ def _decode(data, offset, address, mode):
                 m.size = op[3][si]
                 scale_n = 1
                 if evex is not None:
-                    if evex[2]:
+                    if evex[2] == -1:
+                        m.size = 0
+                    elif evex[2]:
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
@@ -875,6 +877,8 @@ def _decode(data, offset, address, mode):
         insn.reloc_mem = True
     _SHAPE[0] = shape - offset
     _FIELDS[0] = None if no_plan else fields
+    if spec.vex_pseudo and evex is None and vex:
+        insn.pseudo_prefix = "{vex}"
     if evex is not None:
         if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
                 type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):

@@ -58,7 +58,7 @@ class Spec:
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
-                 "evex_pseudo", "badop", "imm_default", "uses_asz", "classes")
+                 "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -110,6 +110,7 @@ class Spec:
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
+        self.vex_pseudo = "vex-pseudo" in f     # "{vex}": an EVEX twin has the same name
         self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
