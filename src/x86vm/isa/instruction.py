@@ -65,7 +65,7 @@ class Decoded:
         """Operands in Intel order (built on first use for family members)."""
         ops = self._operands
         if ops is None:
-            from .decoder import materialize
+            from .cache import materialize
             ops = self._operands = materialize(self)
         return ops
 
