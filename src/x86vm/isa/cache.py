@@ -14,11 +14,12 @@ from collections.abc import Iterator
 
 from . import decoder
 from .decoder import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL
-from .instruction import Decoded, Instruction
+from .instruction import Decoded, Instruction, Member
 from .operands import Far, Imm, Mem, Rel
 from .tables import Tables
 
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_new_member = object.__new__
 _CACHE_LIMIT = 1 << 20      # decoded shapes kept before the caches start over
 _PER_PLAN_LIMIT = 4096      # exact-byte templates kept per shape
 _CACHED = 0
@@ -144,16 +145,14 @@ def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
         elif kind == F_FAR:
             v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
         values.append(v)
-    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, None, t.prefixes,
-                   t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
-                   t.evex, t.pseudo_prefix)
-    core.reloc = t.reloc
-    core.reloc_mem = t.reloc_mem
+    core = _new_member(Member)
+    core.address = address
+    core.length = length
+    core.bytes = raw
+    core.values = tuple(values)
     core.target = target
     core.family = t
-    core.dynamic = t.dynamic
-    core.fields = plan.fields
-    core.values = tuple(values)
+    core._operands = core.memo1 = core.memo2 = core.memo3 = core.memo4 = None
     return core
 
 

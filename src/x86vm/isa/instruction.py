@@ -70,6 +70,36 @@ class Decoded:
         return ops
 
 
+def _family(name: str) -> property:
+    return property(attrgetter("family." + name), doc=f"As the family template's {name}.")
+
+
+class Member(Decoded):
+    """A core decoded from a plan: its own bytes and values, the rest from its family.
+
+    Only `address`, `length`, `bytes`, `values`, `target`, `family` and the caches are
+    stored; everything else reads through to the family template (same shape, same text
+    apart from the values), which keeps decoding of new byte strings cheap.
+    """
+
+    __slots__ = ()
+    mnemonic = _family("mnemonic")
+    att_mnemonic = _family("att_mnemonic")
+    prefixes = _family("prefixes")
+    unused_prefixes = _family("unused_prefixes")
+    operand_size = _family("operand_size")
+    address_size = _family("address_size")
+    spec = _family("spec")
+    mode = _family("mode")
+    kind = _family("kind")
+    evex = _family("evex")
+    pseudo_prefix = _family("pseudo_prefix")
+    reloc = _family("reloc")
+    reloc_mem = _family("reloc_mem")
+    dynamic = _family("dynamic")
+    fields = _family("fields")
+
+
 def _core(name: str) -> property:
     return property(attrgetter("core." + name), doc=f"See Decoded.{name}.")
 
