@@ -226,7 +226,8 @@ def _decode(data, offset, address, mode):
         slot = table[b] if table is not None else None
         if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-            bad.evex = tuple(evex)      # objdump still prints the mask
+            if not vvvv & 0xF:
+                bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
         if vl == 3 and not ebit:
             return _bad(data, offset, pos, address, mode, prefixes, -1)
@@ -300,7 +301,7 @@ def _decode(data, offset, address, mode):
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
                 spec.vex_l is not None and spec.vex_l != vl) or (
-                vvvv and not spec.uses_vvvv):
+                vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
             return _bad(data, offset, pos, address, mode, prefixes, -1)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
@@ -424,7 +425,10 @@ def _decode(data, offset, address, mode):
                 idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
                 if rex & 2:
                     rex_used |= 2
-                if idx != 4:
+                if spec.vsib is not None:           # VSIB: a vector index register
+                    index = _VEC[spec.vsib[si]][idx | (vvvv & 0x10 if evex is not None
+                                                       and not spec.uses_vvvv else 0)]
+                elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
                                                        or mode != 64):

@@ -28,7 +28,8 @@ FIXED_OPERANDS = frozenset("""
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
-    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup kb kw kd kq
+    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
+    kb kw kd kq vxd vxq vhq
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")

@@ -30,6 +30,7 @@ _SIZE3 = {
     "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
     "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
+    "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
@@ -58,7 +59,8 @@ class Spec:
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
-                 "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo")
+                 "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
+                 "vsib")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -110,7 +112,13 @@ class Spec:
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
-        self.vex_pseudo = "vex-pseudo" in f     # "{vex}": an EVEX twin has the same name
+        self.vex_pseudo = "vex-pseudo" in f
+        # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
+        vsib = [op[2] for op in form.operands if op in ("Mvxd", "Mvxq", "Mvhq")]
+        self.vsib = None
+        if vsib:                    # index size by vector length: whole (x) or half (h)
+            self.vsib = tuple(v for v in _VECTOR["x" if vsib[0] == "x" else "xh"]
+                              for _ in range(3))     # "{vex}": an EVEX twin has the same name
         self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
