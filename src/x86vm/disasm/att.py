@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -57,19 +57,17 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     RIP-relative comment) is rendered through `print_address` on every call.
     """
     core = insn.core
-    memo = core.memo
-    if memo is not None:
-        parts = memo[1]
+    parts = core.memo1
+    if parts is not None:
         if type(parts) is str:
             return parts
-        if parts is not None:           # address-dependent: before + address + after
-            target = core.target
-            if insn.address != core.address:
-                target = (target + insn.address - core.address) & MASK[core.mode]
-            if print_address is None:
-                return f"{parts[0]}{target:#x}{parts[1]}"
-            return parts[0] + print_address(target) + parts[1]
-    return memoised(insn, print_address, 1, _render)
+        target = core.target            # address-dependent: before + address + after
+        if insn.address != core.address:
+            target = (target + insn.address - core.address) & MASK[core.mode]
+        if print_address is None:
+            return f"{parts[0]}{target:#x}{parts[1]}"
+        return parts[0] + print_address(target) + parts[1]
+    return memoised(insn, print_address, "memo1", _render)
 
 
 def _render(insn: Instruction, pa: PrintAddress) -> str:
@@ -82,7 +80,7 @@ def _render(insn: Instruction, pa: PrintAddress) -> str:
             mask = f"{{%k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
-    frame = family_frame(insn.core, 3, _frame, pa)
+    frame = family_frame(insn.core, "memo3", _frame, pa)
     if frame is not None and frame.simple:
         return render_member(insn, frame, pa)
     frame = _frame(insn, pa)
@@ -101,6 +99,8 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
+    if t is BadOperand:
+        return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
 
@@ -168,7 +168,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     if bcst:
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:
-                ops[i] += f"{{1to{bcst}}}"
+                ops[i] += "{bad}" if bcst < 0 else f"{{1to{bcst}}}"
     if rounding:
         i = 0
         while i < len(ops) and ops[i].startswith("$"):

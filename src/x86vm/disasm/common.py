@@ -30,11 +30,11 @@ def default_print_address(addr: int) -> str:
     return f"{addr:#x}"
 
 
-def prefix_words(insn: Instruction, att: bool) -> list[str]:
+def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     """Names of the prefixes the instruction did not consume, in byte order."""
     spec = insn.spec
     words = []
-    for p in insn.unused_prefixes:
+    for p in insn.unused_prefixes if prefixes is None else prefixes:
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -120,21 +120,19 @@ def layout(words: list[str], operands: list[str], comment: str = "") -> str:
 PrintAddress = Callable[[int], str]
 
 
-def memoised(insn: Instruction, print_address: PrintAddress | None, slot: int,
+def memoised(insn: Instruction, print_address: PrintAddress | None, slot: str,
              render: Callable[[Instruction, PrintAddress], str]) -> str:
     """Format once per decoded core (identical bytes share one); only an address-dependent
     operand is re-rendered, through `print_address`, for each instruction."""
     core = insn.core
-    memo = core.memo
-    if memo is None:
-        memo = core.memo = [None, None, None, None, None]
-    parts = memo[slot]
+    parts = getattr(core, slot)
     if parts is None:
         if core.reloc is None:
-            parts = memo[slot] = render(insn, default_print_address)
+            parts = render(insn, default_print_address)
         else:
             before, _, after = render(insn, _mark).partition("\0")
-            parts = memo[slot] = (before, after)
+            parts = (before, after)
+        setattr(core, slot, parts)
     if type(parts) is str:
         return parts
     return parts[0] + (print_address or default_print_address)(insn.reloc_target) + parts[1]
@@ -148,10 +146,11 @@ class Frame:
     is False when AVX-512 decorations need the full renderer.
     """
 
-    __slots__ = ("words", "texts", "head", "order", "comment", "simple", "holes")
+    __slots__ = ("words", "texts", "head", "order", "comment", "simple", "holes", "segments")
 
     def __init__(self, words, texts, order, comment, simple, holes=()) -> None:
         self.holes = holes      # (operand index, text before, style, arg, text after)
+        self.segments = None
         self.words = words
         self.texts = texts
         self.order = order
@@ -161,7 +160,7 @@ class Frame:
         self.head = f"{head:<6} " if order else head
 
 
-def family_frame(core, slot: int, frame: Callable, pa: PrintAddress):
+def family_frame(core, slot: str, frame: Callable, pa: PrintAddress):
     """The Frame of the core's family template, or None.
 
     Cores decoded from one plan (same prefixes, opcode, ModRM, SIB) print alike except for
@@ -170,12 +169,10 @@ def family_frame(core, slot: int, frame: Callable, pa: PrintAddress):
     family = core.family
     if family is None or family is core:
         return None
-    memo = family.memo
-    if memo is None:
-        memo = family.memo = [None, None, None, None, None]
-    cached = memo[slot]
+    cached = getattr(family, slot)
     if cached is None:
-        cached = memo[slot] = frame(Instruction(family.address, family), _mark)
+        cached = frame(Instruction(family.address, family), _mark)
+        setattr(family, slot, cached)
     return cached
 
 
@@ -207,13 +204,48 @@ def fill(style: int, arg: int, v, pa: PrintAddress) -> str:
 
 def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
     """Text of a family member: the family's frame with its own values filled in."""
-    texts = list(frame.texts)
-    for (j, pre, style, arg, post), v in zip(frame.holes, insn.core.values, strict=True):
-        texts[j] = pre + fill(style, arg, v, pa) + post
-    text = frame.head + ",".join([texts[i] for i in frame.order])
+    segments = frame.segments
+    if segments is None:
+        segments = frame.segments = _segments(frame)
+    values = insn.core.values
+    if len(segments) == 3:                       # one value: the common case
+        style, arg, k = segments[1]
+        v = values[k]
+        if style == H_SIGNED:
+            mid = f"-{-v:#x}" if v < 0 else f"{v:#x}"
+        elif style == H_HEX:
+            mid = f"{v:#x}"
+        else:
+            mid = fill(style, arg, v, pa)
+        text = segments[0] + mid + segments[2]
+    else:
+        parts = []
+        for i, seg in enumerate(segments):
+            if i & 1:
+                parts.append(fill(seg[0], seg[1], values[seg[2]], pa))
+            else:
+                parts.append(seg)
+        text = "".join(parts)
     if frame.comment:
         text += f"        # {pa(insn.reloc_target)}"
     return text
+
+
+def _segments(frame: Frame) -> tuple:
+    """The frame's text as static strings alternating with value holes (style, arg, k)."""
+    hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
+    out: list = [frame.head]
+    for n, i in enumerate(frame.order):
+        if n:
+            out[-1] += ","
+        if i in hole_at:
+            k, (_j, pre, style, arg, post) = hole_at[i]
+            out[-1] += pre
+            out.append((style, arg, k))
+            out.append(post)
+        else:
+            out[-1] += frame.texts[i]
+    return tuple(out)
 
 
 def _mark(addr: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ADDRESS,
@@ -61,19 +61,17 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     RIP-relative comment) is rendered through `print_address` on every call.
     """
     core = insn.core
-    memo = core.memo
-    if memo is not None:
-        parts = memo[2]
+    parts = core.memo2
+    if parts is not None:
         if type(parts) is str:
             return parts
-        if parts is not None:           # address-dependent: before + address + after
-            target = core.target
-            if insn.address != core.address:
-                target = (target + insn.address - core.address) & MASK[core.mode]
-            if print_address is None:
-                return f"{parts[0]}{target:#x}{parts[1]}"
-            return parts[0] + print_address(target) + parts[1]
-    return memoised(insn, print_address, 2, _render)
+        target = core.target            # address-dependent: before + address + after
+        if insn.address != core.address:
+            target = (target + insn.address - core.address) & MASK[core.mode]
+        if print_address is None:
+            return f"{parts[0]}{target:#x}{parts[1]}"
+        return parts[0] + print_address(target) + parts[1]
+    return memoised(insn, print_address, "memo2", _render)
 
 
 def _render(insn: Instruction, pa: PrintAddress) -> str:
@@ -86,7 +84,7 @@ def _render(insn: Instruction, pa: PrintAddress) -> str:
             mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
-    frame = family_frame(insn.core, 4, _frame, pa)
+    frame = family_frame(insn.core, "memo4", _frame, pa)
     if frame is not None and frame.simple:
         return render_member(insn, frame, pa)
     frame = _frame(insn, pa)
@@ -105,18 +103,24 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
         return pa(op.target)
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
+    if t is BadOperand:
+        return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts
 
 
 def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
+    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands,
+        unused = set(insn.unused_prefixes)     # so an address-size prefix shows as a word
+        shown = [p for p in insn.prefixes if p in unused or p == 0x67]
+        words = prefix_words(insn, False, shown)
+        words.append(insn.mnemonic)
+        return Frame(words, [], [], False, True)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
-    bcst = insn.evex is not None and insn.evex[2]
-    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands
-        return Frame(words, [], [], False, True)
+    bcst = insn.evex is not None and insn.evex[2] > 0
     texts = [_op_text(op, bcst, pa) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
@@ -144,6 +148,10 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
         mask, zeroing, bcst, rounding = evex
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if bcst < 0:                    # EVEX.b on memory without broadcast
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += "{bad}"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:

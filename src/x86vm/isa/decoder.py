@@ -1,4 +1,7 @@
-"""Table-driven x86 decoder: bytes -> `Instruction` (SDM Vol. 2 ch. 2 and Appendix A).
+"""Table-driven x86 decoder: bytes -> `Decoded` (SDM Vol. 2 ch. 2 and Appendix A).
+
+The public entry points (`decode`, `decode_all`) live in cache.py, which memoises this
+decoder; `decode_uncached` here always decodes from scratch.
 
 Every opcode decision is a lookup in the tables compiled from ``opcodes.map``; this module
 only implements the encoding rules shared by all instructions: prefixes and REX (§2.1-2.2),
@@ -9,11 +12,10 @@ truncated form (``.byte 0x..``); nothing raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from .instruction import Decoded, Instruction
+from .instruction import Decoded
 from .operands import (
     ADDR16,
+    BAD_OPERAND,
     CR,
     DR,
     EIP,
@@ -92,23 +94,15 @@ _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
-_SHAPE = [0]
-_FIELDS: list = [None]
+SHAPE = [0]         # after a decode: bytes that fix its length (0: do not memoise)
+FIELDS: list = [None]   # ... and where its displacement/immediate values sit
 F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
-_CACHE_LIMIT = 1 << 20      # decoded shapes kept before the caches start over
-_PER_PLAN_LIMIT = 4096      # exact-byte templates kept per shape
-_CACHED = 0
-_TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
 
 
-def use_tables(tables: dict[int, Tables]) -> None:
-    """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
+def set_tables(tables: dict[int, Tables]) -> None:
+    """Decode with other compiled tables (cache.use_tables also drops the memo)."""
     global _TABLES
     _TABLES = tables
-    for mode in (16, 32, 64):
-        _TRIES[mode].clear()
-
-
 class _Truncated(Exception):
     pass
 
@@ -125,182 +119,12 @@ def _read(data: bytes, pos: int, n: int, end: int) -> int:
     return int.from_bytes(data[pos:pos + n], "little")
 
 
-def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:
-    """Decode the instruction at data[offset:]; `address` is its virtual address.
-
-    Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
-    instruction does give kind "truncated" (both with objdump's length).
-
-    Decoding is memoised: a trie over the bytes that fix the length and the meaning
-    (prefixes, opcode, ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded
-    template (re-based to `address`), or the plan fills a copy of its template with the
-    displacement and immediate values read from the bytes.
-    """
-    node = _TRIES[mode]
-    i = offset
+def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
+    """Decode one instruction from scratch (never raises for any bytes)."""
     try:
-        while True:
-            node = node[data[i]]
-            i += 1
-            if type(node) is _Plan:
-                break
-    except (KeyError, IndexError, TypeError):
-        return _decode_and_remember(data, offset, address, mode)
-    raw = data[offset:offset + node.length]
-    core = node.cores.get(raw)
-    if core is not None:
-        return Instruction(address, core)
-    if node.fields is None or len(raw) != node.length or type(raw) is not bytes:
-        return _decode_and_remember(data, offset, address, mode)
-    core = _from_plan(node, raw, address, mode)
-    if len(node.cores) < _PER_PLAN_LIMIT:
-        node.cores[raw] = core
-    return Instruction(address, core)
-
-
-class _Plan:
-    """What one shape (prefixes+opcode+ModRM+SIB bytes) decodes to, minus field values."""
-
-    __slots__ = ("length", "template", "fields", "cores")
-
-    def __init__(self, template: Decoded, fields) -> None:
-        self.length = template.length
-        self.template = template
-        self.fields = fields
-        self.cores = {template.bytes: template}
-
-
-def _decode_and_remember(data, offset, address, mode) -> Instruction:
-    try:
-        core = _decode(data, offset, address, mode)
+        return _decode(data, offset, address, mode)
     except (_Truncated, IndexError):
-        return Instruction(address, _truncated(data, offset, address, mode))
-    shape = _SHAPE[0]
-    if shape and type(data) is bytes:
-        _remember(data[offset:offset + shape], core, mode)
-    return Instruction(address, core)
-
-
-def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
-    """Add a decoded instruction to the per-mode trie of plans."""
-    if insn.reloc is not None and (mode == 16 or insn.operand_size == 16):
-        return                      # objdump's 16-bit wrap rules: always decode afresh
-    global _CACHED
-    _CACHED += 1
-    if _CACHED > _CACHE_LIMIT:
-        for m in (16, 32, 64):
-            _TRIES[m].clear()
-        _CACHED = 0
-    node = _TRIES[mode]
-    for b in shape[:-1]:
-        nxt = node.get(b)
-        if nxt is None:
-            nxt = node[b] = {}
-        elif type(nxt) is not dict:
-            return
-        node = nxt
-    plan = node.get(shape[-1])
-    if plan is None:
-        fields = _FIELDS[0]
-        node[shape[-1]] = _Plan(insn, fields)
-        if fields is not None:
-            insn.family = insn
-            insn.fields = fields
-            insn.dynamic = tuple(sorted({f[1] for f in fields}))
-    elif type(plan) is _Plan and plan.length == insn.length:
-        if len(plan.cores) < _PER_PLAN_LIMIT:
-            plan.cores[insn.bytes] = insn
-
-
-def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
-    """A family member of the plan's template: its values read from `raw`; operand objects
-    are built from them on first use (`materialize`)."""
-    t = plan.template
-    length = t.length
-    values = []
-    target = None
-    for kind, _j, at, n, how in plan.fields:
-        v = int.from_bytes(raw[at:at + n], "little")
-        if kind == F_DISP:
-            if how:                                  # signed, times the disp8*N factor
-                if v >> (8 * n - 1):
-                    v -= 1 << (8 * n)
-                v *= how
-            if t.reloc_mem:
-                target = (address + length + v) & _ADDR_MASK[mode]
-        elif kind == F_IMM:
-            if how and v >> (8 * n - 1):             # sign-extend to `how` bytes
-                v = (v - (1 << (8 * n))) & ((1 << (8 * how)) - 1)
-        elif kind == F_REL:
-            if v >> (8 * n - 1):
-                v -= 1 << (8 * n)
-            v = target = (address + length + v) & _ADDR_MASK[mode]
-        elif kind == F_FAR:
-            v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
-        values.append(v)
-    core = Decoded(address, length, raw, t.mnemonic, t.att_mnemonic, None, t.prefixes,
-                   t.unused_prefixes, t.operand_size, t.address_size, t.spec, mode, t.kind,
-                   t.evex, t.pseudo_prefix)
-    core.reloc = t.reloc
-    core.reloc_mem = t.reloc_mem
-    core.target = target
-    core.family = t
-    core.dynamic = t.dynamic
-    core.fields = plan.fields
-    core.values = values
-    return core
-
-
-def materialize(core: Decoded) -> tuple:
-    """Operand objects of a family member: the template's, with this member's values."""
-    t = core.family
-    ops = list(t.operands)
-    for (kind, j, _at, n, _how), v in zip(core.fields, core.values, strict=True):
-        op = ops[j]
-        if kind == F_DISP:
-            target = core.target if core.reloc_mem else None
-            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
-                         op.addr_size, target, op.moffs)
-        elif kind == F_IMM:
-            ops[j] = Imm(v, op.size)
-        elif kind == F_REL:
-            ops[j] = Rel(v)
-        elif kind == F_MOFFS:
-            ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
-        else:
-            ops[j] = Far(v[0], v[1], n)
-    return tuple(ops)
-
-
-def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
-
-    Same as calling `decode` at each next offset; the memoised path is inlined here.
-    """
-    if type(data) is not bytes:
-        data = bytes(data)
-    root = _TRIES[mode]
-    plan_type = _Plan
-    offset, end = 0, len(data)
-    while offset < end:
-        node = root
-        i = offset
-        try:
-            while True:
-                node = node[data[i]]
-                i += 1
-                if type(node) is plan_type:
-                    break
-            core = node.cores.get(data[offset:offset + node.length])
-        except (KeyError, IndexError):
-            core = None
-        if core is None:
-            insn = decode(data, offset, address + offset, mode)
-            yield insn
-            offset += insn.core.length
-        else:
-            yield Instruction(address + offset, core)
-            offset += core.length
+        return _truncated(data, offset, address, mode)
 
 
 def _truncated(data, offset, address, mode) -> Decoded:
@@ -321,7 +145,7 @@ def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
 
 
 def _decode(data, offset, address, mode):
-    _SHAPE[0] = 0
+    SHAPE[0] = 0
     end = len(data)
     if end - offset > MAX_LENGTH:
         end = offset + MAX_LENGTH
@@ -341,9 +165,8 @@ def _decode(data, offset, address, mode):
         if rex:     # a REX followed by another prefix ends a prefix-only instruction
             return _prefix_only(data, offset, pos, address, mode, prefixes)
         if k == P_FWAIT:
-            if fwait_i >= 0:
-                break
-            fwait_i = len(prefixes)
+            if fwait_i < 0:
+                fwait_i = len(prefixes)
         elif k == P_REX:
             rex, rex_i = b, len(prefixes)
         else:
@@ -403,7 +226,8 @@ def _decode(data, offset, address, mode):
         slot = table[b] if table is not None else None
         if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-            bad.evex = tuple(evex)      # objdump still prints the mask
+            if not vvvv & 0xF:
+                bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
         if vl == 3 and not ebit:
             return _bad(data, offset, pos, address, mode, prefixes, -1)
@@ -477,7 +301,7 @@ def _decode(data, offset, address, mode):
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
                 spec.vex_l is not None and spec.vex_l != vl) or (
-                vvvv and not spec.uses_vvvv):
+                vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
             return _bad(data, offset, pos, address, mode, prefixes, -1)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
@@ -491,7 +315,7 @@ def _decode(data, offset, address, mode):
             elif spec.bcst:
                 evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
-                return _bad(data, offset, pos, address, mode, prefixes, -1)
+                evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
             return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif choice.columns:
@@ -524,6 +348,9 @@ def _decode(data, offset, address, mode):
         modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
+            if spec.badop:
+                return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
+                              rex, osz_i, end)
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
         pos += 1
     shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
@@ -598,7 +425,10 @@ def _decode(data, offset, address, mode):
                 idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
                 if rex & 2:
                     rex_used |= 2
-                if idx != 4:
+                if spec.vsib is not None:           # VSIB: a vector index register
+                    index = _VEC[spec.vsib[si]][idx | (vvvv & 0x10 if evex is not None
+                                                       and not spec.uses_vvvv else 0)]
+                elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
                                                        or mode != 64):
@@ -672,7 +502,9 @@ def _decode(data, offset, address, mode):
                 m.size = op[3][si]
                 scale_n = 1
                 if evex is not None:
-                    if evex[2]:
+                    if evex[2] == -1:
+                        m.size = 0
+                    elif evex[2]:
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
@@ -718,6 +550,9 @@ def _decode(data, offset, address, mode):
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
+                if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp
+                    return _bad(data, offset, offset + len(prefixes) + 1, address, mode,
+                                prefixes, consumed)
                 operands.append(Imm(value, n))
                 continue
             if op[2]:            # Ibs: sign-extend to the operand size
@@ -836,14 +671,14 @@ def _decode(data, offset, address, mode):
             name = name.replace("{}", imm_list[value])
             att_name = att_name.replace("{}", imm_list[value])
         else:
-            name = name.replace("{}", "")
-            att_name = att_name.replace("{}", "")
+            name = name.replace("{}", spec.imm_default)
+            att_name = att_name.replace("{}", spec.imm_default)
 
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
-    asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
+    asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
     for i, p in enumerate(prefixes):
-        if i == consumed or i == consumed2:
+        if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue
         if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
@@ -865,14 +700,49 @@ def _decode(data, offset, address, mode):
         insn.reloc = operands.index(mem)
         insn.target = mem.target
         insn.reloc_mem = True
-    _SHAPE[0] = shape - offset
-    _FIELDS[0] = None if no_plan else fields
+    SHAPE[0] = shape - offset
+    FIELDS[0] = None if no_plan else fields
+    if spec.vex_pseudo and evex is None and vex:
+        insn.pseudo_prefix = "{vex}"
     if evex is not None:
         if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
                 type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
             insn.pseudo_prefix = "{evex}"
         insn.evex = tuple(evex)
     return insn
+
+
+def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
+           ) -> Decoded:
+    """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
+    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
+    pos = offset + len(prefixes) + 1
+    osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
+    if mode == 16 and osz_i >= 0:
+        osz = 32
+    if mode == 64 and rex & 8 and spec.uses_w:
+        osz = 64
+    si = _OSI[osz]
+    operands = []
+    for op in spec.ops:
+        if op[0] == K_RM:
+            operands.append(BAD_OPERAND)
+        elif op[0] == K_REG:
+            num = (modrm >> 3) & 7
+            if op[1] == C_GPR:
+                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
+            elif op[1] == C_MMX:
+                operands.append(MMX[num])
+            else:
+                operands.append(XMM[num | ((rex & 4) << 1)])
+        elif op[0] == K_IMM:
+            n = op[1][si]
+            operands.append(Imm(_read(data, pos, n, end), n))
+            pos += n
+    names = spec.names[si]
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
+                   tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:

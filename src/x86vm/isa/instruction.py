@@ -23,13 +23,14 @@ class Decoded:
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address computed for `address` (a Rel, or a RIP-relative Mem), else None.  `memo` is
-    free for consumers (the formatters keep their text there).
+    address computed for `address` (a Rel, or a RIP-relative Mem), else None.  `memo1`..`memo4`
+    are free for consumers (the formatters keep their text there).
     """
 
     __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "_operands",
                  "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
-                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo", "family",
+                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo1", "memo2", "memo3",
+                 "memo4", "family",
                  "dynamic", "fields", "values", "target", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
@@ -51,7 +52,7 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.memo = None
+        self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
         self.family = None      # the core of the first instruction with the same shape
         self.dynamic = ()       # operand indices whose values come from disp/imm bytes
         self.fields = None      # family members: (kind, operand index, ...) per value
@@ -64,9 +65,39 @@ class Decoded:
         """Operands in Intel order (built on first use for family members)."""
         ops = self._operands
         if ops is None:
-            from .decoder import materialize
+            from .cache import materialize
             ops = self._operands = materialize(self)
         return ops
+
+
+def _family(name: str) -> property:
+    return property(attrgetter("family." + name), doc=f"As the family template's {name}.")
+
+
+class Member(Decoded):
+    """A core decoded from a plan: its own bytes and values, the rest from its family.
+
+    Only `address`, `length`, `bytes`, `values`, `target`, `family` and the caches are
+    stored; everything else reads through to the family template (same shape, same text
+    apart from the values), which keeps decoding of new byte strings cheap.
+    """
+
+    __slots__ = ()
+    mnemonic = _family("mnemonic")
+    att_mnemonic = _family("att_mnemonic")
+    prefixes = _family("prefixes")
+    unused_prefixes = _family("unused_prefixes")
+    operand_size = _family("operand_size")
+    address_size = _family("address_size")
+    spec = _family("spec")
+    mode = _family("mode")
+    kind = _family("kind")
+    evex = _family("evex")
+    pseudo_prefix = _family("pseudo_prefix")
+    reloc = _family("reloc")
+    reloc_mem = _family("reloc_mem")
+    dynamic = _family("dynamic")
+    fields = _family("fields")
 
 
 def _core(name: str) -> property:
@@ -157,6 +188,7 @@ class Instruction:
 
     @property
     def reads_memory(self) -> bool:
+        """A memory operand is read: any source, or a destination not marked write-only."""
         spec = self.core.spec
         if spec is None or not spec.reads:
             return False
