@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
 
+from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
 from x86vm.cli import main
 
 PYTHON = "/usr/bin/python3.11"
@@ -210,7 +210,6 @@ def _decoder_available() -> bool:
     try:
         from x86vm.disasm.att import format_att  # noqa: F401
         from x86vm.disasm.intel import format_intel  # noqa: F401
-
         from x86vm.isa import decode  # noqa: F401
     except ImportError:
         return False

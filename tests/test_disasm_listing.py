@@ -23,10 +23,11 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from tests.oracle.elfwriter import write_snippets_elf
-from tests.oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
-from tests.oracle.testdata import snippets_by_mode
 
+from oracle.elfwriter import write_snippets_elf
+from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
+from oracle.testdata import TESTDATA
+from oracle.testdata import snippets_by_mode as _snippets_by_mode
 from x86vm.cli import build_parser
 from x86vm.cli.disasm import _options
 from x86vm.disasm.elf import BSF_FUNCTION, load_elf
@@ -37,6 +38,12 @@ pytestmark = pytest.mark.skipif(OBJDUMP is None, reason="objdump (binutils) is n
 PYTHON = "/usr/bin/python3.11"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 MACHINE_ARG = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
+
+
+def snippets_by_mode() -> dict[int, list[bytes]]:
+    if not TESTDATA.is_dir():
+        pytest.skip(f"instruction corpora not found at {TESTDATA} (set X86VM_TESTDATA)")
+    return _snippets_by_mode()
 
 
 def _decoder_available() -> bool:
@@ -217,7 +224,7 @@ def test_layout_of_separately_listed_snippets_matches_objdump(tmp_path, mode):
 @pytest.mark.parametrize("syntax", ["att", "intel"])
 @pytest.mark.parametrize("path", [PYTHON, LIBC])
 def test_sampled_functions_decode_like_objdump(path, syntax):
-    from tests.oracle.compare import Tally, compare_elf
+    from oracle.compare import Tally, compare_elf
 
     _binary_available(path)
     total = Tally()
@@ -238,7 +245,7 @@ TESTDATA_KNOWN_GAPS = {16: (12, 30), 32: (83, 31), 64: (96, 6)}
 @pytest.mark.parametrize("syntax", ["att", "intel"])
 @pytest.mark.parametrize("mode", [16, 32, 64])
 def test_testdata_sample_decodes_like_objdump(mode, syntax):
-    from tests.oracle.compare import compare_snippets
+    from oracle.compare import compare_snippets
 
     snippets = snippets_by_mode()[mode]
     sample = random.Random(mode * 7).sample(snippets, min(400, len(snippets)))
@@ -265,7 +272,7 @@ RANDOM_KNOWN_GAPS = {16: 3, 32: 6, 64: 5}
 def test_random_bytes_decode_with_objdump_lengths(mode, seed):
     """200 random 15-byte strings per example (drawn from a hypothesis-chosen seed), each
     listed on its own; every failing string is in the report, so nothing is shrunk."""
-    from tests.oracle.compare import compare_snippets
+    from oracle.compare import compare_snippets
 
     rng = random.Random(seed)
     batch = [rng.randbytes(15) for _ in range(200)]
