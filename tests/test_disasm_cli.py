@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -9,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
 from x86vm.cli import main
 
 PYTHON = "/usr/bin/python3.11"
@@ -210,7 +214,6 @@ def _decoder_available() -> bool:
     try:
         from x86vm.disasm.att import format_att  # noqa: F401
         from x86vm.disasm.intel import format_intel  # noqa: F401
-
         from x86vm.isa import decode  # noqa: F401
     except ImportError:
         return False
@@ -230,3 +233,26 @@ def test_cli_with_real_decoder_matches_objdump(capsys, syntax_args):
     diff = [(a, b) for a, b in zip(expected.split("\n"), out.split("\n"), strict=False)
             if a != b]
     assert out == expected, diff[:10]
+
+
+# -- corrupt input never escapes as an exception ------------------------------------------------
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(-2048, 4095), st.integers(0, 255)), min_size=1,
+                      max_size=8))
+def test_corrupted_elf_gives_a_listing_or_one_error_line(tmp_path, small_elf, edits):
+    raw = bytearray(Path(small_elf).read_bytes())
+    for offset, value in edits:  # ELF and program headers, dynamic tables; <0: section headers
+        raw[offset % len(raw)] = value
+    path = tmp_path / "corrupt"
+    path.write_bytes(bytes(raw))
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # names may be any bytes
+    err = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["disasm", "-d", "--stop-address=0x3000", str(path)])
+        except SystemExit as exc:
+            code = exc.code
+    if code != 0:
+        assert_one_error_line(code, err.getvalue())

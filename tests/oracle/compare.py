@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tests.oracle.elfwriter import write_snippets_elf
-from tests.oracle.objdump import InsnLine, parse_wide_listing, run_objdump
-
 from x86vm.disasm.elf import load_elf
 from x86vm.disasm.listing import ListingOptions, decoder_formatter, elf_image, write_listing
+
+from .elfwriter import write_snippets_elf
+from .objdump import InsnLine, parse_wide_listing, run_objdump
 
 MAX_EXAMPLES = 20
 

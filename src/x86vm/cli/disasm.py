@@ -191,7 +191,10 @@ def run(args) -> int:
     except ImportError as exc:
         raise CliError(f"the x86 decoder is not available ({exc})") from None
 
-    write = sys.stdout.write
+    stream = sys.stdout
+    if hasattr(stream, "reconfigure"):  # names are raw bytes in ELF: print them as objdump does
+        stream.reconfigure(errors="surrogateescape")
+    write = stream.write
     for image in images:
         try:
             write_listing(image, formatters[(image.mode, syntax)], options, write)
