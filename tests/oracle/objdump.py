@@ -53,20 +53,30 @@ def run_objdump(args: list[str], path: str | os.PathLike, cache: bool = True) ->
 
 @dataclass(frozen=True, slots=True)
 class InsnLine:
-    """One instruction of a ``-w`` listing: its address, raw bytes (hex) and text."""
+    """One instruction of a ``-w`` listing: its address, raw bytes (hex) and text.
+
+    ``length`` counts bytes objdump could not show too: an instruction that runs past the next
+    symbol (``-D``) prints one blank per byte beyond it instead of ``%02x ``."""
 
     address: int
     hex_bytes: str
     text: str
-
-    @property
-    def length(self) -> int:
-        return len(self.hex_bytes) // 2
+    length: int
 
 
-def parse_wide_listing(listing: str) -> dict[int, InsnLine]:
-    """Instruction lines of an ``objdump -d -w`` listing by address (data lines skipped)."""
-    out: dict[int, InsnLine] = {}
+def _length_from_column(column: str, shown: int, per_line: int = 7) -> int:
+    """Instruction length from the width of a ``-w`` raw-bytes column with ``shown`` bytes."""
+    for hidden in range(16):
+        total = shown + hidden
+        if 3 * shown + hidden + 3 * max(0, per_line - total) == len(column):
+            return total
+    return shown
+
+
+def parse_wide_listing(listing: str) -> dict[int, list[InsnLine]]:
+    """Instruction lines of an ``objdump -d -w`` listing by address (data lines skipped); an
+    address can hold several (sections of a relocatable object all start at 0)."""
+    out: dict[int, list[InsnLine]] = {}
     for line in listing.split("\n"):
         head, sep, rest = line.partition(":\t")
         if not sep or not head or head[0] not in " 0123456789abcdef":
@@ -78,7 +88,9 @@ def parse_wide_listing(listing: str) -> dict[int, InsnLine]:
             address = int(head, 16)
         except ValueError:
             continue
-        out[address] = InsnLine(address, raw.replace(" ", ""), text)
+        hex_bytes = raw.replace(" ", "")
+        length = _length_from_column(raw, len(hex_bytes) // 2)
+        out.setdefault(address, []).append(InsnLine(address, hex_bytes, text, length))
     return out
 
 
@@ -94,14 +106,21 @@ class OracleFormatter:
     It also checks the listing's ``print_address`` against every ``ADDR <sym+0xoff>`` objdump
     printed inside an instruction, recording disagreements in ``address_mismatches``."""
 
-    def __init__(self, records: dict[int, InsnLine]) -> None:
+    def __init__(self, records: dict[int, list[InsnLine]]) -> None:
         self.records = records
         self.misses: list[int] = []
         self.address_checks = 0
         self.address_mismatches: list[tuple[int, str, str]] = []
 
     def __call__(self, data: bytes, offset: int, address: int, print_address) -> tuple[int, str]:
-        record = self.records.get(address)
+        record = None
+        for candidate in self.records.get(address, ()):
+            got = data[offset:offset + len(candidate.hex_bytes) // 2].hex()
+            if candidate.hex_bytes == got or (record is None and got.startswith(
+                    candidate.hex_bytes[:len(got)])):
+                record = candidate
+                if candidate.hex_bytes == got:
+                    break
         if record is None:
             self.misses.append(address)
             return 1, "<no oracle record>"

@@ -39,7 +39,7 @@ __all__ = [
 SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
 SHT_NOBITS, SHT_REL, SHT_DYNSYM, SHT_SYMTAB_SHNDX = 8, 9, 11, 18
 SHT_GNU_VERDEF, SHT_GNU_VERNEED, SHT_GNU_VERSYM = 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
-SHF_EXECINSTR = 0x4
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
 SHN_X86_64_LCOMMON = 0xFF02
 STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
@@ -137,11 +137,12 @@ class ElfImage:
     symbols: list[Symbol]  # the static table, or the dynamic one when there is none
     dynamic_relocs: list[DynamicReloc]
     synthetic_symbols: list[Symbol]
+    has_reloc: bool = False  # BFD's HAS_RELOC: some section carries its own relocations
 
     @property
     def is_relocatable(self) -> bool:
-        """BFD's HAS_RELOC for the symbol-choice rules: an ET_REL object."""
-        return self.elf_type == ET_REL
+        """HAS_RELOC, which makes objdump prefer same-section symbols inside a section."""
+        return self.has_reloc
 
     @property
     def is_exec_or_dynamic(self) -> bool:
@@ -210,6 +211,8 @@ class _Loader:
             symbols=static_syms if static_syms else dynamic_syms,
             dynamic_relocs=relocs,
             synthetic_symbols=synthetic,
+            has_reloc=any(_sh_type(h) in (SHT_REL, SHT_RELA) and self._relocs_of_other_section(h)
+                          for h in self.headers),
         )
 
     def _section_names(self) -> list[str]:
@@ -256,6 +259,8 @@ class _Loader:
 
     def _relocs_of_other_section(self, hdr) -> bool:
         """A REL/RELA section that BFD attaches to its target instead of listing it."""
+        if self.elf_type in (ET_EXEC, ET_DYN) and hdr["sh_flags"] & SHF_ALLOC:
+            return False
         if not self.symtab_index or hdr["sh_link"] != self.symtab_index:
             return False
         target = hdr["sh_info"]
@@ -326,7 +331,7 @@ class _Loader:
                     name = self.names[section]
             elif stype == STT_FILE:
                 flags |= BSF_FILE | BSF_DEBUGGING
-            elif stype in (STT_FUNC, STT_GNU_IFUNC):
+            elif stype == STT_FUNC:  # STT_GNU_IFUNC is BSF_GNU_INDIRECT_FUNCTION only
                 flags |= BSF_FUNCTION
             elif stype in (STT_OBJECT, STT_COMMON):
                 flags |= BSF_OBJECT
@@ -496,8 +501,8 @@ class _PltLayout:
 _LAZY = _PltLayout(b"\xff\x25", 16, 2, 6)
 _NON_LAZY = _PltLayout(b"\xff\x25", 8, 2, 6)
 _NON_LAZY_BND = _PltLayout(b"\xf2\xff\x25", 8, 3, 7)
-_NON_LAZY_IBT = _PltLayout(b"\xf3\x0f\x1e\xfa\xf2\xff\x25", 16, 7, 11)
-_NON_LAZY_IBT_X32 = _PltLayout(b"\xf3\x0f\x1e\xfa\xff\x25", 16, 6, 10)
+_NON_LAZY_IBT = _PltLayout(b"\xf3\x0f\x1e\xfa\xff\x25", 16, 6, 10)
+_LAZY_IBT_ENTRY = b"\xf3\x0f\x1e\xfa\x68\x00\x00"  # endbr64; push $0 (first stub)
 # i386 layouts: the GOT displacement is relative to the GOT (.got.plt) base.
 _I386_LAZY = _PltLayout(b"\xff\x25", 16, 2, 0)  # absolute (non-PIC) form: ff 25 addr
 _I386_LAZY_PIC = _PltLayout(b"\xff\xa3", 16, 2, 0, True)
@@ -578,7 +583,7 @@ def _synthetic_plt_symbols(
 def _x86_64_plts(by_name: dict[str, Section], is64: bool):
     """(section, layout, first entry) for each recognised PLT (elf_x86_64_get_synthetic_symtab)."""
     non_lazy = _NON_LAZY
-    ibt = _NON_LAZY_IBT if is64 else _NON_LAZY_IBT_X32
+    ibt = _NON_LAZY_IBT
     out = []
     for name, kind in ((".plt", "unknown"), (".plt.got", "non-lazy"), (".plt.sec", "second"),
                        (".plt.bnd", "second")):
@@ -589,7 +594,8 @@ def _x86_64_plts(by_name: dict[str, Section], is64: bool):
         plt_type = None
         if kind == "unknown" and sec.size >= 32 and data[:2] == b"\xff\x35":
             if data[6:8] == b"\xff\x25":
-                plt_type = "lazy"
+                # IBT: lazy stubs start endbr64 and the callable ones live in .plt.sec.
+                plt_type = "lazy+second" if data[16:23] == _LAZY_IBT_ENTRY else "lazy"
             elif data[6:9] == b"\xf2\xff\x25":
                 plt_type = "lazy+second"  # stubs live in .plt.sec; this one names nothing
         if plt_type is None and sec.size >= non_lazy.entry_size:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section, Symbol
+from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
 
 __all__ = [
@@ -144,11 +144,10 @@ class _SectionLister:
 
     def selected(self, section: Section) -> bool:
         only = self.options.only_sections
-        if only is None:
-            if not section.has_contents:
-                return False
-            return self.options.disassemble_all or section.is_code
-        return section.name in only
+        if only is not None:
+            return section.name in only
+        # binutils 2.40: -D takes every section, even NOBITS ones (listed as zeros).
+        return self.options.disassemble_all or (section.is_code and section.has_contents)
 
     def section(self, section: Section) -> None:
         if not self.selected(section) or section.size == 0:
@@ -256,6 +255,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
+        padding = ["   " * max(0, per_line - n) for n in range(per_line + 1)]
+        limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         pieces: list[str] = []
         pos = start
         while pos < stop:
@@ -275,6 +276,16 @@ class _SectionLister:
                 if length < 1:
                     pieces.append(f"{_address(address, width)}:\t{text}\n")
                     break
+                end = pos + length
+                if length <= per_line and end <= stop and address < limit:
+                    # The common line: every byte shown, no continuation.
+                    pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
+                                  f"{padding[length]}\t{text}\n")
+                    pos = end
+                    if len(pieces) >= 512:
+                        write("".join(pieces))
+                        pieces.clear()
+                    continue
             else:
                 length = min(per_line, stop - pos)
                 text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
@@ -315,13 +326,18 @@ def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
     return text + " " * (count - shown)
 
 
-def symbol_names(image: ListingImage) -> set[str]:
-    """Names ``--disassemble=`` can select."""
-    return image.symtab.names()
+def decoder_formatter(mode: int, syntax: str = "att") -> Formatter:
+    """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter."""
+    from x86vm.isa import decode
 
+    if syntax == "intel":
+        from x86vm.disasm.intel import format_intel as format_text
+    else:
+        from x86vm.disasm.att import format_att as format_text
 
-def find_symbol(image: ListingImage, name: str) -> Symbol | None:
-    for symbol in image.symtab.symbols:
-        if symbol.name == name:
-            return symbol
-    return None
+    def disassemble_one(data: bytes, offset: int, address: int,
+                        print_address: PrintAddress) -> tuple[int, str]:
+        insn = decode(data, offset, address, mode)
+        return insn.length, format_text(insn, print_address)
+
+    return disassemble_one

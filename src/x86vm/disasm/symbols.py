@@ -168,6 +168,7 @@ class SectionSymbols:
         self.section = section
         self.symbols = sorted(table.symbols, key=lambda s: _sort_key(s, section.name))
         self.values = [s.value for s in self.symbols]
+        self._printed: dict[int, str] = {}  # branch targets repeat: call sites of one function
 
     # -- lookup ----------------------------------------------------------------------------
     def _ok(self, symbol: Symbol, want_section: bool) -> bool:
@@ -262,10 +263,15 @@ class SectionSymbols:
 
     def print_address(self, vma: int) -> str:
         """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``."""
-        if not self.symbols:
-            return f"0x{vma:x}"
-        symbol, _ = self.find(vma)
-        return f"{vma:x} {self.symbolic(symbol, vma)}"
+        text = self._printed.get(vma)
+        if text is None:
+            if not self.symbols:
+                text = f"0x{vma:x}"
+            else:
+                symbol, _ = self.find(vma)
+                text = f"{vma:x} {self.symbolic(symbol, vma)}"
+            self._printed[vma] = text
+        return text
 
     def label(self, symbol: Symbol | None, vma: int) -> str:
         """A ``0000000000001139 <main>`` label (full-width address, no colon)."""

@@ -1,0 +1,258 @@
+"""``x86vm disasm``: objdump's options, objdump's output, one-line errors for bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
+from x86vm.cli import main
+
+PYTHON = "/usr/bin/python3.11"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(["disasm", *args])
+    except SystemExit as exc:  # argparse-level errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("x86vm: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture()
+def small_elf(tmp_path) -> str:
+    """A copy of a real ELF executable small enough to corrupt: the first /usr/bin one."""
+    for candidate in ("/usr/bin/true", "/bin/true", sys.executable):
+        if os.path.exists(candidate):
+            target = tmp_path / "prog"
+            shutil.copy(candidate, target)
+            return str(target)
+    pytest.skip("no ELF executable to copy")
+
+
+# -- bad input: one line, exit 2, never a traceback --------------------------------------------
+
+def test_missing_file(capsys):
+    code, _, err = run_cli(["/nonexistent/file"], capsys)
+    assert_one_error_line(code, err, "/nonexistent/file", "No such file")
+
+
+def test_directory(capsys, tmp_path):
+    code, _, err = run_cli([str(tmp_path)], capsys)
+    assert_one_error_line(code, err, "directory")
+
+
+def test_not_elf(capsys, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("just text\n")
+    code, _, err = run_cli([str(path)], capsys)
+    assert_one_error_line(code, err, "file format not recognized")
+
+
+@pytest.mark.parametrize("keep", [4, 20, 64, 200, 4096])
+def test_truncated_elf(capsys, tmp_path, small_elf, keep):
+    data = Path(small_elf).read_bytes()[:keep]
+    path = tmp_path / "truncated"
+    path.write_bytes(data)
+    code, _, err = run_cli(["-d", str(path)], capsys)
+    assert_one_error_line(code, err, str(path))
+
+
+def test_section_data_past_end_of_file(capsys, tmp_path, small_elf, monkeypatch):
+    """Headers intact, .text pointing past the end: caught when its bytes are read."""
+    from elftools.elf.elffile import ELFFile
+
+    raw = bytearray(Path(small_elf).read_bytes())
+    with open(small_elf, "rb") as stream:
+        elf = ELFFile(stream)
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".text")
+        header_at = elf.header["e_shoff"] + index * elf.header["e_shentsize"]
+    offset_field = header_at + (24 if raw[4] == 2 else 16)
+    raw[offset_field:offset_field + 4] = (len(raw) + 0x1000).to_bytes(4, "little")
+    path = tmp_path / "corrupt"
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr("x86vm.cli.disasm.decoder_formatter",
+                        lambda mode, syntax: lambda data, off, addr, pa: (1, "(stand-in)"))
+    code, _, err = run_cli(["-d", str(path)], capsys)
+    assert_one_error_line(code, err, ".text", "past the end")
+
+
+def test_other_architecture(capsys, tmp_path, small_elf):
+    raw = bytearray(Path(small_elf).read_bytes())
+    raw[18:20] = (183).to_bytes(2, "little")  # EM_AARCH64
+    path = tmp_path / "arm"
+    path.write_bytes(bytes(raw))
+    code, _, err = run_cli([str(path)], capsys)
+    assert_one_error_line(code, err, "architecture")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--disassemble=no_such_symbol_here"], "no_such_symbol_here"),
+    (["-j", ".no_such_section"], ".no_such_section"),
+    (["-M", "bogus"], "bogus"),
+    (["--bogus-option"], "--bogus-option"),
+    (["-b", "binary", "-m", "z80"], "z80"),
+    (["-b", "binary"], "machine"),
+    (["-b", "srec"], "srec"),
+    (["--start-address=zz"], "zz"),
+    (["--insn-width=0"], "width"),
+])
+def test_bad_options(capsys, small_elf, args, needle):
+    code, _, err = run_cli([*args, small_elf], capsys)
+    assert_one_error_line(code, err, needle)
+
+
+def test_no_traceback_from_a_real_process(tmp_path, small_elf):
+    path = tmp_path / "truncated"
+    path.write_bytes(Path(small_elf).read_bytes()[:300])
+    env = dict(os.environ, PYTHONPATH=SRC)
+    proc = subprocess.run([sys.executable, "-m", "x86vm", "disasm", "-d", str(path)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("x86vm: error:") and "Traceback" not in proc.stderr
+
+
+# -- output: the same bytes objdump prints ------------------------------------------------------
+
+needs_objdump = pytest.mark.skipif(OBJDUMP is None, reason="objdump (binutils) is not installed")
+
+
+def _use_objdump_texts(monkeypatch, path: str, objdump_args: list[str]) -> OracleFormatter:
+    """Drive the CLI with a stand-in formatter holding objdump's own instruction texts."""
+    wide = [a for a in objdump_args if a not in ("-w",) and not a.startswith("--insn")]
+    formatter = OracleFormatter(parse_wide_listing(run_objdump([*wide, "-w"], path)))
+    monkeypatch.setattr("x86vm.cli.disasm.decoder_formatter", lambda mode, syntax: formatter)
+    return formatter
+
+
+@needs_objdump
+@pytest.mark.parametrize("args", [
+    ["-d", "-j", ".plt"],
+    ["-d", "--start-address=0x420f10", "--stop-address=0x421000"],
+    ["-d", "-w", "--start-address=0x421000", "--stop-address=0x421100"],
+    ["--disassemble=Py_Main"],
+])
+def test_cli_listing_matches_objdump(monkeypatch, capsys, args):
+    if not os.path.exists(PYTHON):
+        pytest.skip(f"{PYTHON} is not on this machine")
+    formatter = _use_objdump_texts(monkeypatch, PYTHON, args)
+    code, out, err = run_cli([*args, PYTHON], capsys)
+    assert (code, err) == (0, "")
+    assert out == run_objdump(args, PYTHON)
+    assert not formatter.misses and not formatter.address_mismatches
+
+
+@needs_objdump
+@pytest.mark.parametrize("machine", ["i8086", "i386", "i386:x86-64"])
+def test_cli_raw_image_matches_objdump(monkeypatch, capsys, tmp_path, machine):
+    path = tmp_path / "boot.bin"
+    path.write_bytes(bytes.fromhex("fa31c08ed8bc007cfbe80500ebfe") + bytes(12)
+                     + bytes.fromhex("b40ecd10c3") + bytes(2))
+    args = ["-D", "-b", "binary", "-m", machine, "--adjust-vma=0x7c00"]
+    _use_objdump_texts(monkeypatch, str(path), args)
+    code, out, err = run_cli([*args, str(path)], capsys)
+    assert (code, err) == (0, "")
+    assert out == run_objdump(args, str(path))
+
+
+@needs_objdump
+def test_cli_lists_several_files_in_order(monkeypatch, capsys, tmp_path):
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(bytes.fromhex("5589e5c3"))
+    second.write_bytes(bytes.fromhex("31c0c3"))
+    args = ["-D", "-b", "binary", "-m", "i386"]
+    records = {}
+    for path in (first, second):
+        records.update(parse_wide_listing(run_objdump([*args, "-w"], str(path))))
+    monkeypatch.setattr("x86vm.cli.disasm.decoder_formatter",
+                        lambda mode, syntax: _MergedOracle(str(first), str(second), args))
+    code, out, err = run_cli([*args, str(first), str(second)], capsys)
+    assert (code, err) == (0, "")
+    assert out == run_objdump(args, str(first)) + run_objdump(args, str(second))
+
+
+class _MergedOracle:
+    """Stand-in for two raw images listed in one run (both start at address 0)."""
+
+    def __init__(self, *spec):
+        *paths, args = spec
+        self.formatters = [OracleFormatter(parse_wide_listing(run_objdump([*args, "-w"], p)))
+                           for p in paths]
+
+    def __call__(self, data, offset, address, print_address):
+        for formatter in self.formatters:
+            length, text = formatter(data, offset, address, print_address)
+            if text != "<no oracle record>":
+                return length, text
+        return 1, "<no oracle record>"
+
+
+# -- with the real decoder ---------------------------------------------------------------------
+
+def _decoder_available() -> bool:
+    try:
+        from x86vm.disasm.att import format_att  # noqa: F401
+        from x86vm.disasm.intel import format_intel  # noqa: F401
+        from x86vm.isa import decode  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@needs_objdump
+@pytest.mark.skipif(not _decoder_available(), reason="x86vm.isa decoder not available")
+@pytest.mark.parametrize("syntax_args", [[], ["-M", "intel"]], ids=["att", "intel"])
+def test_cli_with_real_decoder_matches_objdump(capsys, syntax_args):
+    if not os.path.exists(PYTHON):
+        pytest.skip(f"{PYTHON} is not on this machine")
+    args = ["-d", *syntax_args, "--start-address=0x41f000", "--stop-address=0x421400"]
+    code, out, err = run_cli([*args, PYTHON], capsys)
+    assert (code, err) == (0, "")
+    expected = run_objdump(args, PYTHON)
+    diff = [(a, b) for a, b in zip(expected.split("\n"), out.split("\n"), strict=False)
+            if a != b]
+    assert out == expected, diff[:10]
+
+
+# -- corrupt input never escapes as an exception ------------------------------------------------
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(-2048, 4095), st.integers(0, 255)), min_size=1,
+                      max_size=8))
+def test_corrupted_elf_gives_a_listing_or_one_error_line(tmp_path, small_elf, edits):
+    raw = bytearray(Path(small_elf).read_bytes())
+    for offset, value in edits:  # ELF and program headers, dynamic tables; <0: section headers
+        raw[offset % len(raw)] = value
+    path = tmp_path / "corrupt"
+    path.write_bytes(bytes(raw))
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # names may be any bytes
+    err = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["disasm", "-d", "--stop-address=0x3000", str(path)])
+        except SystemExit as exc:
+            code = exc.code
+    if code != 0:
+        assert_one_error_line(code, err.getvalue())
