@@ -100,20 +100,35 @@ def test_cached_config_honours_fragment():
 
 
 def boot(
-    command: list[str], timeout: float, env: dict[str, str] | None = None, marker: str = MARKER
+    command: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    marker: str = MARKER,
+    typed: tuple[str, bytes] | None = None,
 ):
     """Run a VM to completion or ``timeout``; return (status, console output, seconds to
-    the marker or NaN).  A reader thread timestamps lines so a silent hang still times out."""
+    the marker or NaN).  A reader thread timestamps lines so a silent hang still times out.
+    ``typed = (trigger, keys)`` sends ``keys`` to the console once a line has ``trigger``."""
     start = time.monotonic()
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        command,
+        stdin=subprocess.PIPE if typed else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     lines: list[tuple[float, str]] = []
 
     def read() -> None:
         assert process.stdout is not None
+        pending = typed
         for raw in process.stdout:
-            lines.append((time.monotonic() - start, raw.decode("utf-8", "replace")))
+            line = raw.decode("utf-8", "replace")
+            lines.append((time.monotonic() - start, line))
+            if pending and pending[0] in line and process.stdin is not None:
+                process.stdin.write(pending[1])
+                process.stdin.flush()
+                pending = None
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -168,6 +183,41 @@ def test_qemu_boots_to_marker(case):
     )
     assert_reached_marker(status, output)
     print(f"{case}: marker after {seconds:.2f}s under QEMU TCG")
+
+
+SHELL_PROMPT_LINE = "x86vm-linux: starting shell"
+# Arithmetic expansion: the answer appears only if busybox sh ran the line (its echo does not).
+SHELL_INPUT = b"echo shell-says $((6*7)); tty\nreboot -f\n"
+
+
+@pytest.mark.slow
+def test_qemu_interactive_shell_runs_commands():
+    """Without x86vm.poweroff=1, /init leaves a shell on ttyS0 that reads the console."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
+    kernel, initrd = cached("bzImage"), cached("initramfs.cpio.gz")
+    status, output, _ = boot(
+        [
+            qemu,
+            "-nographic",
+            "-no-reboot",
+            "-m",
+            "128M",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 panic=-1",
+        ],
+        QEMU_TIMEOUT,
+        typed=(SHELL_PROMPT_LINE, SHELL_INPUT),
+    )
+    tail = output[-3000:]
+    assert "shell-says 42" in output, f"the shell did not run the command:\n{tail}"
+    assert "/dev/ttyS0" in output, f"the shell has no controlling tty on ttyS0:\n{tail}"
+    assert status == 0 and RESET_LINE in output, f"status {status}:\n{tail}"
 
 
 def kvm_unusable_reason() -> str | None:
