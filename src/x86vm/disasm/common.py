@@ -34,7 +34,10 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     """Names of the prefixes the instruction did not consume, in byte order."""
     spec = insn.spec
     words = []
-    for p in insn.unused_prefixes if prefixes is None else prefixes:
+    if prefixes is None:
+        prefixes = insn.unused_prefixes
+    f2_left = prefixes.count(0xF2)
+    for p in prefixes:
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -52,7 +55,9 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
             elif p == 0xF3:
                 words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
             else:
-                words.append("bnd" if spec is not None and spec.bnd else "repnz")
+                f2_left -= 1            # only the last F2 is the BND prefix
+                words.append("bnd" if spec is not None and spec.bnd and not f2_left
+                             else "repnz")
         elif p == 0xF0:
             words.append("lock")
         elif p == 0x3E and spec is not None and spec.notrack:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "evex0f",
-             "evex0f38", "evex0f3a")
+             "evex0f38", "evex0f3a", "xop8", "xop9", "xopa")
 PREFIX_COLUMNS = ("66", "F3", "F2")
 
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
