@@ -136,7 +136,7 @@ def _truncated(data, offset, address, mode) -> Decoded:
         return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
     return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
-                       None, mode, "truncated")
+                   None, mode, "truncated")
 
 
 def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
@@ -145,7 +145,7 @@ def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
     unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
                                              if i != consumed)
     return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
-                       tuple(prefixes), unused, mode, mode, None, mode, "bad")
+                   tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
 def _decode(data, offset, address, mode):
@@ -761,10 +761,12 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
-    """objdump ends an instruction at a REX prefix that another prefix follows."""
-    p = tuple(prefixes)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
-                       mode, mode, None, mode, "prefix")
+    """objdump ends an instruction at a REX prefix that another prefix follows; it prints
+    and counts the prefixes it keeps (FWAIT is not among them)."""
+    p = tuple(b for b in prefixes if b != 0x9B)
+    end = offset + len(p)
+    return Decoded(address, end - offset, bytes(data[offset:end]), "", "", (), p, p,
+                   mode, mode, None, mode, "prefix")
 
 
 def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
@@ -773,7 +775,7 @@ def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
     spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
     return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
-                       before + (0x9B,), before, mode, mode, spec, mode)
+                   before + (0x9B,), before, mode, mode, spec, mode)
 
 
 _RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}
