@@ -236,6 +236,37 @@ def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
     return text
 
 
+def member_parts(core, frame: Frame):
+    """Memo entry of a family member: its text, or (before, after) an address that
+    print_address renders per instruction (branch target or RIP-relative comment)."""
+    segments = frame.segments
+    if segments is None:
+        segments = frame.segments = _segments(frame)
+    values = core.values
+    out = []
+    cut = -1
+    for i, seg in enumerate(segments):
+        if i & 1:
+            style = seg[0]
+            if style == H_ADDRESS:
+                cut = len(out)
+                out.append("")
+            elif style == H_SIGNED:
+                v = values[seg[2]]
+                out.append(f"-{-v:#x}" if v < 0 else f"{v:#x}")
+            elif style == H_HEX:
+                out.append(f"{values[seg[2]]:#x}")
+            else:
+                out.append(fill(style, seg[1], values[seg[2]], None))
+        else:
+            out.append(seg)
+    if frame.comment:
+        return ("".join(out) + "        # ", "")
+    if cut >= 0:
+        return ("".join(out[:cut]), "".join(out[cut + 1:]))
+    return "".join(out)
+
+
 def _segments(frame: Frame) -> tuple:
     """The frame's text as static strings alternating with value holes (style, arg, k)."""
     hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
