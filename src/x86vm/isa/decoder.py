@@ -16,6 +16,7 @@ from .instruction import Decoded
 from .operands import (
     ADDR16,
     BAD_OPERAND,
+    BND,
     CR,
     DR,
     EIP,
@@ -39,6 +40,7 @@ from .operands import (
     Rel,
 )
 from .tables import (
+    C_BND,
     C_CR,
     C_DR,
     C_GPR,
@@ -89,7 +91,8 @@ _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
 _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
-_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR}
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
+               C_BND: BND}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -502,7 +505,7 @@ def _decode(data, offset, address, mode):
                 num = (modrm & 7) | ((rex & 1) << 3)
                 cls = op[1]
                 if cls == C_GPR:
-                    size = op[2][si]
+                    size = op[2][si] or asz >> 3        # "as": the address size
                     if size == 1 and rex and 4 <= num < 8:
                         rex_byte_reg = True
                     operands.append(_gpr(size, num, rex))
