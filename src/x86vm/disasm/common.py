@@ -8,6 +8,7 @@ from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Mem
 from x86vm.isa.tables import (
     SFX_ALWAYS,
+    SFX_DATA,
     SFX_LEGACY,
     SFX_LONG,
     SFX_NODEFAULT,
@@ -85,6 +86,12 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
                 return ""
             return INTEL_SUFFIX[insn.operand_size >> 3]
         return SUFFIX[insn.operand_size >> 3]
+    if sfx == SFX_DATA:         # x87 environment: 16/32-bit layout chosen by 66
+        if 0x66 not in insn.prefixes:
+            return ""
+        if intel:
+            return "d" if insn.operand_size == 32 else "w"
+        return "l" if insn.operand_size == 32 else "s"
     if sfx == SFX_LONG:         # SYSRET/SYSEXIT: to 32- or 64-bit code (REX.W)
         if insn.mode != 64:
             return ""

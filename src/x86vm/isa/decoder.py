@@ -537,7 +537,7 @@ def _decode(data, offset, address, mode):
             cls = op[1]
             if cls == C_GPR:
                 num |= (rex & 4) << 1
-                size = op[2][si]
+                size = op[2][si] or asz >> 3        # "as": the address size
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
                 operands.append(_gpr(size, num, rex))

@@ -49,7 +49,8 @@ _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
-SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG = range(8)
+SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG, \
+    SFX_DATA = range(9)
 
 
 class Spec:
@@ -81,15 +82,16 @@ class Spec:
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
                     else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
-                    else SFX_LONG if "sfxl" in f
+                    else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
         self.i64 = "i64" in f
         self.o64 = "o64" in f
         sizes = [s for op in form.operands for s in _op_sizes(op)]
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
+                        or "sfxC" in f
                         or ("~" in form.mnemonic and not self.asz_names))
-        self.uses_asz = "aAX" in form.operands
+        self.uses_asz = any(op == "aAX" or op.endswith("as") for op in form.operands)
         self.classes = tuple(_op_class(op) for op in form.operands)
         self.uses_w = (not self.d64) and "p" not in sizes and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
