@@ -112,7 +112,8 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
-        self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
+            -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
         self.vex_pseudo = "vex-pseudo" in f
