@@ -178,4 +178,6 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         i = 0
         while i < len(ops) and ops[i].startswith("$"):
             i += 1
+        if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
+            i += 1
         ops.insert(i, f"{{{rounding}}}")

@@ -564,7 +564,7 @@ def _decode(data, offset, address, mode):
             value = _read(data, pos, n, end)
             pos += n
             fields.append((F_IMM, len(operands), pos - n - offset, n,
-                           osz >> 3 if op[2] else 8 if n == 4 and osz == 64 else 0))
+                           osz >> 3 if op[2] == 1 else 8 if op[2] == 2 and osz == 64 else 0))
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
@@ -573,12 +573,12 @@ def _decode(data, offset, address, mode):
                                 prefixes, consumed)
                 operands.append(Imm(value, n))
                 continue
-            if op[2]:            # Ibs: sign-extend to the operand size
+            if op[2] == 1:       # Ibs: sign-extend to the operand size
                 size = osz >> 3
                 if value & 0x80:
                     value = (value - 0x100) & ((1 << (8 * size)) - 1)
                 operands.append(Imm(value, size))
-            elif n == 4 and osz == 64:
+            elif op[2] == 2 and osz == 64:
                 if value & 0x80000000:
                     value |= 0xFFFFFFFF00000000
                 operands.append(Imm(value, 8))

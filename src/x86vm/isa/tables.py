@@ -93,7 +93,7 @@ class Spec:
                         or ("~" in form.mnemonic and not self.asz_names))
         self.uses_asz = any(op == "aAX" or op.endswith("as") for op in form.operands)
         self.classes = tuple(_op_class(op) for op in form.operands)
-        self.uses_w = (not self.d64) and "p" not in sizes and (
+        self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
@@ -218,8 +218,9 @@ def _compile_operand(op: str) -> tuple:
         return (K_Z, sizes)
     if method == "I":
         if size == "bs":
-            return (K_IMM, SIZE_BYTES["b"], True)
-        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3, False)
+            return (K_IMM, SIZE_BYTES["b"], 1)      # imm8 sign-extended to the operand size
+        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3,
+                2 if size == "z" else 0)            # Iz: imm32 sign-extended to 64 bits
     if method == "J":
         return (K_REL, sizes)
     if method == "O":
