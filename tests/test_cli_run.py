@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from guests.fixtures import guest_dir  # noqa: F401  (fixture)
+from test_boot_e2e import expectation
 from test_kvm_support import assemble, runs_guests
 from x86vm.cli.run import parse_memory_size
 
@@ -122,3 +124,59 @@ def test_main_job_command_boots_the_bundled_guest():
     done = x86vm("run")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest
+
+
+@needs_stack
+@runs_guests
+def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
+    import select
+    import signal
+    import time
+
+    image = boot_sector(tmp_path, "1: jmp 1b")  # greets, then spins without exits
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "x86vm", "run", str(image)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "the guest never greeted"
+        assert proc.stdout.readline() == "Hello from a boot sector\n"
+        time.sleep(0.2)  # now inside KVM_RUN
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err == ""
+    assert time.monotonic() - sent < 3
+
+
+@needs_stack
+@runs_guests
+@pytest.mark.parametrize("args, message", [
+    (["--debug-exit-port", "0x80"], "overlaps"),
+    (["--serial", "pipe:/tmp/x"], "serial 'pipe:/tmp/x'"),
+    (["--backend", "qemu"], "unknown backend 'qemu'"),
+])
+def test_bad_wiring_is_one_line(tmp_path, args, message):
+    done = x86vm("run", boot_sector(tmp_path, DEBUG_EXIT_5), *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+@runs_guests
+def test_multiboot_kernel_written_for_qemu_runs_unchanged_through_the_cli(guest_dir, request):  # noqa: F811
+    """The tutorial-style kernel (its own header and linker script, written for QEMU -kernel)
+    run as ``x86vm run tutorial.elf`` gives QEMU's serial output and exit status; x86vm hands
+    it QEMU's Multiboot command line ("<kernel file> <append>")."""
+    expected, oracle = expectation("tutorial", guest_dir)
+    request.node.user_properties.append(("oracle", oracle))
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", "tutorial.elf", "--memory", "128M",
+         "--timeout", "30"], cwd=guest_dir, env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (expected["status"], expected["serial"]), \
+        f"expected from {oracle}; stderr: {done.stderr}"

@@ -6,7 +6,7 @@ import pytest
 
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
-from x86vm.isa import decode, decoder
+from x86vm.isa import cache, decode, decoder
 from x86vm.isa.maploader import MapError, parse_map
 from x86vm.isa.tables import MAP_PATH, load_tables
 
@@ -52,7 +52,7 @@ def test_extension_map_adds_an_instruction_without_code_change() -> None:
     assert (before.kind, before.length) == ("bad", 1)
     extension = "[map one-byte]\nd6: frob Eb,Ib (sfx o64)\n"
     saved = decoder._TABLES
-    decoder.use_tables(load_tables(extra=extension))
+    cache.use_tables(load_tables(extra=extension))
     try:
         insn = decode(code, address=0x1000)
         assert insn.length == 4 and insn.mnemonic == "frob"
@@ -60,7 +60,7 @@ def test_extension_map_adds_an_instruction_without_code_change() -> None:
         assert format_intel(insn) == "frob   BYTE PTR [rax+0x8],0x5"
         assert decode(code, mode=32).kind == "bad"        # o64: 64-bit mode only
     finally:
-        decoder.use_tables(saved)
+        cache.use_tables(saved)
     assert decode(code).kind == "bad"
 
 

@@ -75,8 +75,8 @@ def _string_mismatches(mode: int, strings: list[bytes]) -> list[tuple[str, int, 
 
 
 # Known length disagreements on random bytes (objdump decodes them, the map does not yet):
-# test-register moves are in; AVX512-FP16 (EVEX maps 5/6), XOP and MPX are not.
-RANDOM_LENGTH_ALLOWANCE = {64: 2, 32: 3, 16: 3}
+# VIA PadLock memory forms, AVX512-FP16 (EVEX maps 5/6), AVX-VNNI, XOP, MPX are not mapped.
+RANDOM_LENGTH_ALLOWANCE = {64: 1, 32: 1, 16: 1}
 
 
 @needs_objdump
@@ -93,7 +93,7 @@ def test_random_15_byte_strings_lengths_match_objdump(mode: int) -> None:
 def test_100k_random_strings_lengths_match_objdump(mode: int) -> None:
     strings = _random_strings(mode, 100_000, seed=2)
     bad = _string_mismatches(mode, strings)
-    assert len(bad) <= 20 * RANDOM_LENGTH_ALLOWANCE[mode], bad[:20]
+    assert len(bad) <= 10 * RANDOM_LENGTH_ALLOWANCE[mode], bad[:20]
 
 
 @needs_objdump
@@ -125,3 +125,19 @@ def test_decoding_never_raises(data: bytes, mode: int, address: int) -> None:
     assert isinstance(format_att(insn), str) and isinstance(format_intel(insn), str)
     total = sum(i.length for i in decode_all(data, address, mode))
     assert total == len(data)
+
+
+def test_buffer_types_and_instruction_attributes() -> None:
+    """bytes, bytearray and memoryview decode alike; attributes the CPU will need."""
+    code = bytes.fromhex("48 8b 05 10 00 00 00 e8 fb ff ff ff c3")
+    for buf in (code, bytearray(code), memoryview(code)):
+        insns = list(decode_all(buf, 0x1000))
+        assert [i.length for i in insns] == [7, 5, 1]
+        load, call, ret = insns
+        assert load.reads_memory and not load.writes_memory
+        assert load.memory_operand.target == 0x1017 and load.target is None
+        assert call.branch_kind == "call" and call.target == 0x1007      # e8 -5: itself
+        assert ret.branch_kind == "ret" and not ret.privileged
+    again = decode(code, 7, 0x2007)          # the same bytes elsewhere: targets move along
+    assert again.target == 0x2007 and again.operands[0].target == 0x2007
+    assert decode(bytes.fromhex("0f 01 f8")).privileged        # swapgs

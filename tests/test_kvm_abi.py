@@ -29,6 +29,7 @@ STRUCTS = {  # ctypes class -> C type name
     abi.KvmCoalescedMmio: "struct kvm_coalesced_mmio",
     abi.KvmCoalescedMmioRing: "struct kvm_coalesced_mmio_ring",
     abi.KvmMpState: "struct kvm_mp_state",
+    abi.KvmVcpuEvents: "struct kvm_vcpu_events",
     abi.KvmRun: "struct kvm_run",
 }
 # union members of kvm_run: ctypes path -> C member path
@@ -43,7 +44,9 @@ CONSTANTS = ["KVM_API_VERSION", "KVM_EXIT_IO", "KVM_EXIT_MMIO", "KVM_EXIT_HLT",
              "KVM_EXIT_HYPERCALL", "KVM_EXIT_SYSTEM_EVENT", "KVM_EXIT_INTR", "KVM_EXIT_DEBUG",
              "KVM_CAP_COALESCED_MMIO", "KVM_CAP_IMMEDIATE_EXIT", "KVM_CAP_PIT2",
              "KVM_COALESCED_MMIO_PAGE_OFFSET", "KVM_PIO_PAGE_OFFSET", "KVM_COALESCED_MMIO_MAX",
-             "KVM_PIT_SPEAKER_DUMMY", "KVM_MP_STATE_HALTED", "KVM_NR_INTERRUPTS"]
+             "KVM_PIT_SPEAKER_DUMMY", "KVM_MP_STATE_HALTED", "KVM_NR_INTERRUPTS",
+             "KVM_INTERNAL_ERROR_EMULATION",
+             "KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES"]
 
 
 def _layout_lines():

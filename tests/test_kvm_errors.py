@@ -1,6 +1,8 @@
 """Clear, one-line errors when KVM cannot be used, and Machine set-up checks (no VM needed
 for most of them)."""
 
+import importlib.util
+
 import pytest
 
 from test_kvm_support import ExitDevice, assemble, enter_long_mode, runs_guests
@@ -33,8 +35,9 @@ def test_bad_memory_sizes(size):
 def test_unknown_and_missing_backends():
     with pytest.raises(MachineError, match=r"unknown backend 'qemu' \(choose from kvm, emu\)"):
         Machine(memory_size=1 << 20, backend="qemu")
-    with pytest.raises(MachineError, match="the emu backend is not available"):
-        Machine(memory_size=1 << 20, backend="emu")
+    if importlib.util.find_spec("x86vm.machine.emu") is None:  # until the emu backend lands
+        with pytest.raises(MachineError, match="the emu backend is not available"):
+            Machine(memory_size=1 << 20, backend="emu")
 
 
 @runs_guests

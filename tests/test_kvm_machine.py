@@ -4,12 +4,14 @@ Each guest is a few dozen instructions assembled at test time; expected values f
 the instruction semantics (SDM Vol. 2: OUT/IN/OUTS/INS/MOV) and from KVM itself (CPUID, MSRs).
 """
 
+import struct
 import time
+from dataclasses import replace
 
 import pytest
 
 from test_kvm_support import ExitDevice, Recorder, assemble, enter_long_mode, requires_kvm
-from x86vm.machine.boot.state import real_mode
+from x86vm.machine.boot.state import TableRegister, real_mode
 from x86vm.machine.kvm.system import Kvm
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine
@@ -345,3 +347,55 @@ def test_timeout_and_stop_work_when_the_vcpu_runs_on_another_thread(machine):
     worker.join(5)
     assert not worker.is_alive()
     assert (results[1].status, results[1].reason) == (42, "stopped by the host")
+
+
+def test_coalesced_port_writes(machine):
+    dev = Recorder()
+    machine.pio.register(0x90, 1, dev, "buffered-port")
+    machine.coalesce_writes(0x90, 1, pio=True)
+    result = run_real(machine, """
+        mov $1, %al
+        out %al, $0x90
+        inc %al
+        out %al, $0x90
+        inc %al
+        out %al, $0x90
+        mov $0, %al
+        out %al, $0xf4
+    """)
+    assert result.status == 1
+    assert dev.log == [("w", 0, 1, 1), ("w", 0, 1, 2), ("w", 0, 1, 3)]
+    assert result.exits == 1  # only the debug-exit write left the guest
+
+
+def test_int3_traps_to_the_guest_handler_with_the_next_rip(machine):
+    """#BP is a trap: the handler sees the address after the ``int3`` (SDM Vol. 2, INT3).
+    On hosts whose KVM cannot deliver it, the backend does (KvmVcpu._deliver_int3)."""
+    report = Recorder()
+    machine.pio.register(0x80, 4, report, "report")
+    source = """
+        mov $0x80000, %rsp
+    at: int3
+    after:
+        mov $1, %al
+        out %al, $0xf4
+    handler:
+        mov (%rsp), %rax        # the saved RIP
+        outl %eax, $0x80
+        mov $after, %eax
+        outl %eax, $0x80
+        mov $7, %al
+        out %al, $0xf4
+    """
+    code = assemble(source, 0x10000, 64)
+    handler = 0x10000 + code.index(bytes.fromhex("488b0424"))  # mov (%rsp), %rax
+    idt = 0x30000
+    gate = ((handler & 0xFFFF) | (0x10 << 16) | (0x8E00 << 32)  # present, DPL 0, 64-bit
+            | (((handler >> 16) & 0xFFFF) << 48))                # interrupt gate, CS 0x10
+    machine.memory.write(idt + 16 * 3, struct.pack("<QQ", gate, handler >> 32))
+    machine.memory.write(0x10000, code)
+    entry = replace(enter_long_mode(machine.memory, 0x10000), idt=TableRegister(idt, 0xFFF))
+    result = machine.run(entry, timeout=5)
+    assert result.status == 15, result.reason
+    saved, after = [v for *_, v in report.log]
+    assert saved == after == 0x10008  # int3 at 0x10007 (after a 7-byte mov)

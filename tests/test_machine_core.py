@@ -67,3 +67,13 @@ def test_port_bus_dispatch_offsets_and_unclaimed():
         bus.register(0x3FF, 2, Recorder())
     with pytest.raises(BusError):
         bus.register(0xFFFF, 2, Recorder())
+
+
+def test_unclaimed_counter_is_bounded():
+    from x86vm.machine.bus import MAX_UNCLAIMED_ADDRESSES, OTHER_ADDRESSES, MmioBus
+
+    bus = MmioBus()
+    for addr in range(MAX_UNCLAIMED_ADDRESSES + 100):
+        bus.read(addr * 8, 8)
+    assert len(bus.unclaimed) == MAX_UNCLAIMED_ADDRESSES + 1
+    assert bus.unclaimed[(OTHER_ADDRESSES, False)] == 100

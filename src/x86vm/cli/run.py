@@ -13,6 +13,12 @@ import sys
 from importlib import resources
 
 from x86vm.cli import CliError
+from x86vm.devices.console import ConsoleError, open_console
+from x86vm.devices.pc import attach_pc_devices
+from x86vm.machine.boot import BootError, detect_format, load_image
+from x86vm.machine.bus import BusError
+from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
+from x86vm.machine.vm import Machine, MachineError
 
 LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
@@ -106,15 +112,14 @@ def run(args: argparse.Namespace) -> int:
     image = _read(args.image, "image") if args.image else _bundled_guest()
     initrd = _read(args.initrd, "initrd") if args.initrd else None
 
-    # Lazy: the device models and loaders live in layers this module only uses at run time.
     try:
-        from x86vm.devices.console import ConsoleError, open_console
-        from x86vm.devices.pc import attach_pc_devices
-        from x86vm.machine.boot import BootError, load_image
-    except ImportError as exc:
-        raise CliError(f"this build cannot run guests yet ({exc})") from None
-    from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
-    from x86vm.machine.vm import Machine, MachineError
+        fmt = args.loader or detect_format(image)
+    except BootError as exc:
+        raise CliError(str(exc)) from None
+    cmdline = args.cmdline
+    if fmt == "multiboot" and args.image:
+        # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
+        cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
     try:
         machine = Machine(memory_size=memory_size, backend=args.backend)
@@ -126,13 +131,19 @@ def run(args: argparse.Namespace) -> int:
             console = open_console(args.serial)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
-        attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
         try:
-            entry = load_image(machine.memory, image, args.loader, cmdline=args.cmdline,
+            attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+        except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
+            raise CliError(str(exc)) from None
+        try:
+            entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
                                initrd=initrd)
         except BootError as exc:
             raise CliError(str(exc)) from None
-        result = machine.run(entry, timeout=timeout)
+        try:
+            result = machine.run(entry, timeout=timeout)
+        except MachineError as exc:
+            raise CliError(str(exc)) from None
     finally:
         if console is not None:
             console.close()

@@ -3,36 +3,74 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
+from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
-from .common import SUFFIX, PrintAddress, default_print_address, layout, prefix_words, size_suffix
+from .common import (
+    H_ABS16,
+    H_ADDRESS,
+    H_FAR_ATT,
+    H_HEX,
+    H_MASK,
+    H_SIGNED,
+    MASK,
+    SUFFIX,
+    Frame,
+    PrintAddress,
+    family_frame,
+    fill,
+    layout,
+    memoised,
+    prefix_words,
+    render_member,
+    size_suffix,
+)
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
 
 
-def _mem(m: Mem) -> str:
+def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
+    """Memory operand as (text before, value style, style arg, text after) its disp."""
     seg = f"%{m.seg}:" if m.seg else ""
     base, index = m.base, m.index
+    mask = (1 << m.addr_size) - 1
     if base is None and index is None:
-        d = m.disp
-        if m.addr_size == 16 and d & 0x8000 and not m.moffs:  # objdump: signed disp16
-            return f"{seg}-{0x10000 - d:#x}"
-        return f"{seg}{d & ((1 << m.addr_size) - 1):#x}"
-    disp = ""
-    if m.disp_size:
-        d = m.disp
-        disp = f"-{-d:#x}" if d < 0 else f"{d:#x}"
+        return seg, H_ABS16 if m.addr_size == 16 and not m.moffs else H_MASK, mask, ""
     if index is None:
-        return f"{seg}{disp}(%{base.name})"
-    if m.addr_size == 16:
-        return f"{seg}{disp}(%{base.name},%{index.name})"
-    b = f"%{base.name}" if base is not None else ""
-    return f"{seg}{disp}({b},%{index.name},{m.scale})"
+        post = f"(%{base.name})"
+    elif m.addr_size == 16:
+        post = f"(%{base.name},%{index.name})"
+    else:
+        b = f"%{base.name}" if base is not None else ""
+        post = f"({b},%{index.name},{m.scale})"
+    return seg, H_SIGNED if m.disp_size else -1, 0, post
+
+
+def _mem(m: Mem) -> str:
+    pre, style, arg, post = _mem_parts(m)
+    return pre + (fill(style, arg, m.disp, None) if style >= 0 else "") + post
 
 
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump prints after the raw-bytes column."""
-    pa = print_address or default_print_address
+    """The instruction text objdump prints after the raw-bytes column.
+
+    Text is memoised on the shared decoded core; an address-dependent part (branch target,
+    RIP-relative comment) is rendered through `print_address` on every call.
+    """
+    core = insn.core
+    parts = core.memo1
+    if parts is not None:
+        if type(parts) is str:
+            return parts
+        target = core.target            # address-dependent: before + address + after
+        if insn.address != core.address:
+            target = (target + insn.address - core.address) & MASK[core.mode]
+        if print_address is None:
+            return f"{parts[0]}{target:#x}{parts[1]}"
+        return parts[0] + print_address(target) + parts[1]
+    return memoised(insn, print_address, "memo1", _render)
+
+
+def _render(insn: Instruction, pa: PrintAddress) -> str:
     kind = insn.kind
     if kind != "insn":
         if kind == "truncated":
@@ -42,6 +80,32 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
             mask = f"{{%k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
+    frame = family_frame(insn.core, "memo3", _frame, pa)
+    if frame is not None and frame.simple:
+        return render_member(insn, frame, pa)
+    frame = _frame(insn, pa)
+    return _finish(insn, frame.words, frame.texts, pa)
+
+
+def _op_text(op, star: str, pa: PrintAddress) -> str | None:
+    t = type(op)
+    if t is Reg:
+        return "(%dx)" if op.cls == "port" else f"{star}%{op.name}"
+    if t is Imm:
+        return f"${op.value:#x}"
+    if t is Mem:
+        return star + _mem(op)
+    if t is Rel:
+        return pa(op.target)
+    if t is Far:
+        return f"${op.seg:#x},${op.offset:#x}"
+    if t is BadOperand:
+        return "(bad)"
+    return None         # the implicit 1 of D0/D1 shifts is not printed
+
+
+def _frame(insn, pa: PrintAddress) -> Frame:
+    """Prefix words + mnemonic, and each operand's text (in Intel order)."""
     spec = insn.spec
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
@@ -57,33 +121,42 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(mnemonic)
-    ops = []
-    comment = ""
     star = "*" if spec.indirect else ""
-    for op in reversed(insn.operands):
+    texts = [_op_text(op, star, pa) for op in insn.operands]
+    order = [i for i, t in enumerate(texts) if t is not None]
+    if not (spec.flags and "att-noreverse" in spec.flags):
+        order.reverse()
+    core = insn.core
+    comment = core.reloc is not None and core.reloc_mem
+    holes = []
+    for _kind, j, *_ in core.fields or ():
+        op = core.operands[j]
         t = type(op)
-        if t is Reg:
-            if op.cls == "port":
-                ops.append("(%dx)")
-            else:
-                ops.append(f"{star}%{op.name}")
+        if t is Mem:
+            pre, style, arg, post = _mem_parts(op)
+            holes.append((j, star + pre, style, arg, post))
         elif t is Imm:
-            ops.append(f"${op.value:#x}")
-        elif t is Mem:
-            ops.append(star + _mem(op))
-            if op.target is not None:
-                comment = f"        # {pa(op.target)}"
+            holes.append((j, "$", H_HEX, 0, ""))
         elif t is Rel:
-            ops.append(pa(op.target))
-        elif t is Far:
-            ops.append(f"${op.seg:#x},${op.offset:#x}")
-        elif t is ShiftOne:
-            continue
-    if spec.flags and "att-noreverse" in spec.flags:
+            holes.append((j, "", H_ADDRESS, 0, ""))
+        else:
+            holes.append((j, "", H_FAR_ATT, 0, ""))
+    return Frame(words, texts, order, comment, insn.evex is None, holes)
+
+
+def _finish(insn, words: list[str], texts: list[str | None], pa: PrintAddress) -> str:
+    """AT&T order (source first), AVX-512 decorations, RIP comment, objdump's layout."""
+    spec = insn.spec
+    ops = [t for t in texts if t is not None]
+    if not (spec.flags and "att-noreverse" in spec.flags):
         ops.reverse()
     evex = insn.evex
     if evex is not None:
         _decorate(insn, ops, evex)
+    comment = ""
+    core = insn.core
+    if core.reloc is not None and core.reloc_mem:
+        comment = f"        # {pa(insn.reloc_target)}"
     return layout(words, ops, comment)
 
 
@@ -95,7 +168,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     if bcst:
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:
-                ops[i] += f"{{1to{bcst}}}"
+                ops[i] += "{bad}" if bcst < 0 else f"{{1to{bcst}}}"
     if rounding:
         i = 0
         while i < len(ops) and ops[i].startswith("$"):

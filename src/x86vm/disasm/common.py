@@ -21,6 +21,7 @@ _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
+MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}     # address arithmetic
 INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
 
 
@@ -29,11 +30,11 @@ def default_print_address(addr: int) -> str:
     return f"{addr:#x}"
 
 
-def prefix_words(insn: Instruction, att: bool) -> list[str]:
+def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     """Names of the prefixes the instruction did not consume, in byte order."""
     spec = insn.spec
     words = []
-    for p in insn.unused_prefixes:
+    for p in insn.unused_prefixes if prefixes is None else prefixes:
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -70,6 +71,10 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         default = 64 if mode == 64 and spec.d64 else (16 if mode == 16 else 32)
         if insn.operand_size == default:
             return ""
+        ops = insn.operands
+        for i in spec.size_ops:         # a general register already shows the size
+            if i < len(ops) and type(ops[i]).__name__ == "Reg":
+                return ""
         if intel:
             if insn.memory_operand is not None or any(type(o) is Far for o in insn.operands):
                 return ""
@@ -113,3 +118,135 @@ def layout(words: list[str], operands: list[str], comment: str = "") -> str:
 
 
 PrintAddress = Callable[[int], str]
+
+
+def memoised(insn: Instruction, print_address: PrintAddress | None, slot: str,
+             render: Callable[[Instruction, PrintAddress], str]) -> str:
+    """Format once per decoded core (identical bytes share one); only an address-dependent
+    operand is re-rendered, through `print_address`, for each instruction."""
+    core = insn.core
+    parts = getattr(core, slot)
+    if parts is None:
+        if core.reloc is None:
+            parts = render(insn, default_print_address)
+        else:
+            before, _, after = render(insn, _mark).partition("\0")
+            parts = (before, after)
+        setattr(core, slot, parts)
+    if type(parts) is str:
+        return parts
+    return parts[0] + (print_address or default_print_address)(insn.reloc_target) + parts[1]
+
+
+class Frame:
+    """How one family of cores prints: the mnemonic head and the static operand texts.
+
+    `head` is the prefix words and mnemonic padded as objdump pads them; `order` lists
+    operand indices in printing order; `holes` say where each member's values go; `simple`
+    is False when AVX-512 decorations need the full renderer.
+    """
+
+    __slots__ = ("words", "texts", "head", "order", "comment", "simple", "holes", "segments")
+
+    def __init__(self, words, texts, order, comment, simple, holes=()) -> None:
+        self.holes = holes      # (operand index, text before, style, arg, text after)
+        self.segments = None
+        self.words = words
+        self.texts = texts
+        self.order = order
+        self.comment = comment
+        self.simple = simple
+        head = " ".join(words)
+        self.head = f"{head:<6} " if order else head
+
+
+def family_frame(core, slot: str, frame: Callable, pa: PrintAddress):
+    """The Frame of the core's family template, or None.
+
+    Cores decoded from one plan (same prefixes, opcode, ModRM, SIB) print alike except for
+    their `dynamic` operands (displacements, immediates, targets); the rest is shared.
+    """
+    family = core.family
+    if family is None or family is core:
+        return None
+    cached = getattr(family, slot)
+    if cached is None:
+        cached = frame(Instruction(family.address, family), _mark)
+        setattr(family, slot, cached)
+    return cached
+
+
+# How a displacement/immediate/target value is printed (see fill()).
+H_SIGNED, H_SIGNED_PLUS, H_MASK, H_PLUS_MASK, H_ABS16, H_HEX, H_ADDRESS, H_FAR_ATT, \
+    H_FAR_INTEL = range(9)
+
+
+def fill(style: int, arg: int, v, pa: PrintAddress) -> str:
+    """Print value `v` of a memory displacement, immediate or target in `style`."""
+    if style == H_SIGNED:
+        return f"-{-v:#x}" if v < 0 else f"{v:#x}"
+    if style == H_SIGNED_PLUS:
+        return f"-{-v:#x}" if v < 0 else f"+{v:#x}"
+    if style == H_MASK:
+        return f"{v & arg:#x}"
+    if style == H_PLUS_MASK:
+        return f"+{v & arg:#x}"
+    if style == H_ABS16:                # objdump prints a 16-bit absolute address signed
+        return f"-{0x10000 - v:#x}" if v & 0x8000 else f"{v & arg:#x}"
+    if style == H_HEX:
+        return f"{v:#x}"
+    if style == H_ADDRESS:
+        return pa(v)
+    if style == H_FAR_ATT:
+        return f"${v[0]:#x},${v[1]:#x}"
+    return f"{v[0]:#x}:{v[1]:#x}"
+
+
+def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
+    """Text of a family member: the family's frame with its own values filled in."""
+    segments = frame.segments
+    if segments is None:
+        segments = frame.segments = _segments(frame)
+    values = insn.core.values
+    if len(segments) == 3:                       # one value: the common case
+        style, arg, k = segments[1]
+        v = values[k]
+        if style == H_SIGNED:
+            mid = f"-{-v:#x}" if v < 0 else f"{v:#x}"
+        elif style == H_HEX:
+            mid = f"{v:#x}"
+        else:
+            mid = fill(style, arg, v, pa)
+        text = segments[0] + mid + segments[2]
+    else:
+        parts = []
+        for i, seg in enumerate(segments):
+            if i & 1:
+                parts.append(fill(seg[0], seg[1], values[seg[2]], pa))
+            else:
+                parts.append(seg)
+        text = "".join(parts)
+    if frame.comment:
+        text += f"        # {pa(insn.reloc_target)}"
+    return text
+
+
+def _segments(frame: Frame) -> tuple:
+    """The frame's text as static strings alternating with value holes (style, arg, k)."""
+    hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
+    out: list = [frame.head]
+    for n, i in enumerate(frame.order):
+        if n:
+            out[-1] += ","
+        if i in hole_at:
+            k, (_j, pre, style, arg, post) = hole_at[i]
+            out[-1] += pre
+            out.append((style, arg, k))
+            out.append(post)
+        else:
+            out[-1] += frame.texts[i]
+    return tuple(out)
+
+
+def _mark(addr: int) -> str:
+    return "\0"

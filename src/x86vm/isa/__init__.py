@@ -4,7 +4,7 @@
     insn = decode(b"\\x48\\x89\\xe5", address=0x1000, mode=64)
 """
 
-from .decoder import decode, decode_all
+from .cache import decode, decode_all
 from .instruction import Instruction
 
 __all__ = ["decode", "decode_all", "Instruction"]

@@ -1,4 +1,7 @@
-"""Table-driven x86 decoder: bytes -> `Instruction` (SDM Vol. 2 ch. 2 and Appendix A).
+"""Table-driven x86 decoder: bytes -> `Decoded` (SDM Vol. 2 ch. 2 and Appendix A).
+
+The public entry points (`decode`, `decode_all`) live in cache.py, which memoises this
+decoder; `decode_uncached` here always decodes from scratch.
 
 Every opcode decision is a lookup in the tables compiled from ``opcodes.map``; this module
 only implements the encoding rules shared by all instructions: prefixes and REX (§2.1-2.2),
@@ -9,11 +12,10 @@ truncated form (``.byte 0x..``); nothing raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from .instruction import Instruction
+from .instruction import Decoded
 from .operands import (
     ADDR16,
+    BAD_OPERAND,
     CR,
     DR,
     EIP,
@@ -92,12 +94,15 @@ _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
-def use_tables(tables: dict[int, Tables]) -> None:
-    """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
+SHAPE = [0]         # after a decode: bytes that fix its length (0: do not memoise)
+FIELDS: list = [None]   # ... and where its displacement/immediate values sit
+F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
+
+
+def set_tables(tables: dict[int, Tables]) -> None:
+    """Decode with other compiled tables (cache.use_tables also drops the memo)."""
     global _TABLES
     _TABLES = tables
-
-
 class _Truncated(Exception):
     pass
 
@@ -114,45 +119,33 @@ def _read(data: bytes, pos: int, n: int, end: int) -> int:
     return int.from_bytes(data[pos:pos + n], "little")
 
 
-def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:
-    """Decode the instruction at data[offset:]; `address` is its virtual address.
-
-    Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
-    instruction does give kind "truncated" (both with objdump's length).
-    """
+def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
+    """Decode one instruction from scratch (never raises for any bytes)."""
     try:
         return _decode(data, offset, address, mode)
     except (_Truncated, IndexError):
         return _truncated(data, offset, address, mode)
 
 
-def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
-    offset, end = 0, len(data)
-    while offset < end:
-        insn = decode(data, offset, address + offset, mode)
-        yield insn
-        offset += insn.length
-
-
-def _truncated(data, offset, address, mode) -> Instruction:
+def _truncated(data, offset, address, mode) -> Decoded:
     b = data[offset]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     raw = bytes(data[offset:offset + 1])
     if kinds[b]:
-        return Instruction(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
+        return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
-    return Instruction(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
+    return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
                        None, mode, "truncated")
 
 
-def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Instruction:
+def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
     unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
-    return Instruction(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
                        tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
 def _decode(data, offset, address, mode):
+    SHAPE[0] = 0
     end = len(data)
     if end - offset > MAX_LENGTH:
         end = offset + MAX_LENGTH
@@ -172,9 +165,8 @@ def _decode(data, offset, address, mode):
         if rex:     # a REX followed by another prefix ends a prefix-only instruction
             return _prefix_only(data, offset, pos, address, mode, prefixes)
         if k == P_FWAIT:
-            if fwait_i >= 0:
-                break
-            fwait_i = len(prefixes)
+            if fwait_i < 0:
+                fwait_i = len(prefixes)
         elif k == P_REX:
             rex, rex_i = b, len(prefixes)
         else:
@@ -232,10 +224,13 @@ def _decode(data, offset, address, mode):
         pos += 5
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
-        if slot is None or vl == 3 and not ebit:
+        if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-            bad.evex = tuple(evex)
+            if not vvvv & 0xF:
+                bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
+        if vl == 3 and not ebit:
+            return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif b == 0x8F and data[pos + 1] & 0x38:
         # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
         if pos + 3 >= end:
@@ -306,7 +301,7 @@ def _decode(data, offset, address, mode):
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
                 spec.vex_l is not None and spec.vex_l != vl) or (
-                vvvv and not spec.uses_vvvv):
+                vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
             return _bad(data, offset, pos, address, mode, prefixes, -1)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
@@ -318,9 +313,9 @@ def _decode(data, offset, address, mode):
                     evex[3] = _ROUNDING[vl][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
-                evex[2] = spec.bcst
+                evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
-                return _bad(data, offset, pos, address, mode, prefixes, -1)
+                evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
             return _bad(data, offset, pos, address, mode, prefixes, -1)
     elif choice.columns:
@@ -353,8 +348,12 @@ def _decode(data, offset, address, mode):
         modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
+            if spec.badop:
+                return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
+                              rex, osz_i, end)
             return _bad(data, offset, pos, address, mode, prefixes, consumed)
         pos += 1
+    shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
 
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
@@ -421,11 +420,15 @@ def _decode(data, offset, address, mode):
                 if pos >= end:
                     raise _Truncated
                 pos += 1
+                shape = pos
                 scale = 1 << (sib >> 6)
                 idx = ((sib >> 3) & 7) | ((rex & 2) << 2)
                 if rex & 2:
                     rex_used |= 2
-                if idx != 4:
+                if spec.vsib is not None:           # VSIB: a vector index register
+                    index = _VEC[spec.vsib[si]][idx | (vvvv & 0x10 if evex is not None
+                                                       and not spec.uses_vvvv else 0)]
+                elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
                                                        or mode != 64):
@@ -467,12 +470,16 @@ def _decode(data, offset, address, mode):
             pos += n
         mem = Mem(0, seg, base, index, scale, disp, disp_size, asz, True if rip else None)
         seg_used = seg is not None
+        disp_at = pos - offset - disp_size
+        disp_signed = not (asz == 16 and mod == 0)
 
     # ---- operands in map order ----
     operands = []
+    fields = []         # (kind, operand index, byte offset, size, how): values from bytes
     rel = None
     str_op = False
     imm_list = spec.imm_list
+    no_plan = imm_list is not None
     for op in spec.ops:
         k = op[0]
         if k == K_RM:
@@ -493,12 +500,19 @@ def _decode(data, offset, address, mode):
             else:
                 m = mem
                 m.size = op[3][si]
+                scale_n = 1
                 if evex is not None:
-                    if evex[2]:
+                    if evex[2] == -1:
+                        m.size = 0
+                    elif evex[2]:
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
                         m.disp *= m.size
+                        scale_n = m.size
+                if m.disp_size:
+                    fields.append((F_DISP, len(operands), disp_at, m.disp_size,
+                                   scale_n if disp_signed else 0))
                 operands.append(m)
         elif k == K_REG:
             num = ((modrm >> 3) & 7)
@@ -531,9 +545,14 @@ def _decode(data, offset, address, mode):
             n = op[1][si]
             value = _read(data, pos, n, end)
             pos += n
+            fields.append((F_IMM, len(operands), pos - n - offset, n,
+                           osz >> 3 if op[2] else 8 if n == 4 and osz == 64 else 0))
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
+                if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp
+                    return _bad(data, offset, offset + len(prefixes) + 1, address, mode,
+                                prefixes, consumed)
                 operands.append(Imm(value, n))
                 continue
             if op[2]:            # Ibs: sign-extend to the operand size
@@ -548,7 +567,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(Imm(value, n))
         elif k == K_ACC:
-            size = op[2][si]
+            size = op[2][si] if op[2] is not None else asz >> 3
             operands.append(_gpr(size, op[1], rex))
         elif k == K_Z:
             num = (b & 7) | ((rex & 1) << 3)
@@ -564,6 +583,7 @@ def _decode(data, offset, address, mode):
             pos += n
             if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
                 disp -= 1 << (8 * n)    # (objdump zero-extends rel16 in 16-bit code)
+            fields.append((F_REL, len(operands), pos - n - offset, n, 0))
             rel = Rel(disp)
             operands.append(rel)
         elif k == K_ONE:
@@ -583,6 +603,7 @@ def _decode(data, offset, address, mode):
             n = asz >> 3
             disp = _read(data, pos, n, end)
             pos += n
+            fields.append((F_MOFFS, len(operands), pos - n - offset, n, 0))
             m = Mem(op[1][si], seg, None, None, 1, disp, n, asz, moffs=True)
             seg_used = seg is not None
             operands.append(m)
@@ -599,6 +620,7 @@ def _decode(data, offset, address, mode):
             n = 2 if osz == 16 else 4
             off = _read(data, pos, n, end)
             sel = _read(data, pos + n, 2, end)
+            fields.append((F_FAR, len(operands), pos - offset, n, 0))
             pos += n + 2
             operands.append(Far(sel, off, n))
         elif k == K_VVVV:
@@ -610,6 +632,7 @@ def _decode(data, offset, address, mode):
             else:
                 operands.append(KREG[vvvv & 7])
         elif k == K_IS4:
+            no_plan = True
             is4 = _read(data, pos, 1, end)
             pos += 1
             operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
@@ -648,14 +671,14 @@ def _decode(data, offset, address, mode):
             name = name.replace("{}", imm_list[value])
             att_name = att_name.replace("{}", imm_list[value])
         else:
-            name = name.replace("{}", "")
-            att_name = att_name.replace("{}", "")
+            name = name.replace("{}", spec.imm_default)
+            att_name = att_name.replace("{}", spec.imm_default)
 
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
-    asz_used = mem is not None or str_op or (spec.asz_names and not spec.moffs)
+    asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
     for i, p in enumerate(prefixes):
-        if i == consumed or i == consumed2:
+        if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue
         if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
@@ -663,14 +686,24 @@ def _decode(data, offset, address, mode):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and reg_form and (spec.uses_66 and osz != 64 or osz == 64 and rex & 8
-                                        and spec.uses_w and not spec.d64):
+        if i == osz_i and reg_form and spec.uses_66 and osz != 64:
             continue
         if i == asz_i and asz_used:
             continue
         unused.append(p)
-    insn = Instruction(address, length, bytes(data[offset:pos]), name, att_name,
-                       tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
+                   tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    if rel is not None:
+        insn.reloc = operands.index(rel)
+        insn.target = rel.target
+    elif mem is not None and mem.target is not None and mem in operands:
+        insn.reloc = operands.index(mem)
+        insn.target = mem.target
+        insn.reloc_mem = True
+    SHAPE[0] = shape - offset
+    FIELDS[0] = None if no_plan else fields
+    if spec.vex_pseudo and evex is None and vex:
+        insn.pseudo_prefix = "{vex}"
     if evex is not None:
         if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
                 type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
@@ -679,19 +712,52 @@ def _decode(data, offset, address, mode):
     return insn
 
 
-def _prefix_only(data, offset, pos, address, mode, prefixes) -> Instruction:
+def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
+           ) -> Decoded:
+    """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
+    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
+    pos = offset + len(prefixes) + 1
+    osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
+    if mode == 16 and osz_i >= 0:
+        osz = 32
+    if mode == 64 and rex & 8 and spec.uses_w:
+        osz = 64
+    si = _OSI[osz]
+    operands = []
+    for op in spec.ops:
+        if op[0] == K_RM:
+            operands.append(BAD_OPERAND)
+        elif op[0] == K_REG:
+            num = (modrm >> 3) & 7
+            if op[1] == C_GPR:
+                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
+            elif op[1] == C_MMX:
+                operands.append(MMX[num])
+            else:
+                operands.append(XMM[num | ((rex & 4) << 1)])
+        elif op[0] == K_IMM:
+            n = op[1][si]
+            operands.append(Imm(_read(data, pos, n, end), n))
+            pos += n
+    names = spec.names[si]
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
+                   tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
+
+
+def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
     """objdump ends an instruction at a REX prefix that another prefix follows."""
     p = tuple(prefixes)
-    return Instruction(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
                        mode, mode, None, mode, "prefix")
 
 
-def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Instruction:
+def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
     """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
     end = offset + fwait_i + 1
     spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
-    return Instruction(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
                        before + (0x9B,), before, mode, mode, spec, mode)
 
 

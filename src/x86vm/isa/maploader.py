@@ -17,18 +17,19 @@ PREFIX_COLUMNS = ("66", "F3", "F2")
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl b4 b8 er sae
+    L0 L1 W0 W1 sfxxy sfxl b4 b8 bw er sae intel-noops badop vex-pseudo
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
 FIXED_OPERANDS = frozenset("""
-    AL CL DX AX rAX eAX ES CS SS DS FS GS ST XMM0 1
+    AL CL DX AX rAX eAX aAX EAX EBX ECX EDX ES CS SS DS FS GS ST XMM0 1
 """.split())
 
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
-    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup kb kw kd kq
+    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
+    kb kw kd kq vxd vxq vhq
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")
@@ -164,7 +165,7 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
             words = line.split()
             if len(words) < 3:
                 raise MapError(f"{where}: expected '@list NAME name...'")
-            result.lists[words[1]] = words[2:]
+            result.lists[words[1]] = words[2:]     # "*=x": spelling for unnamed values
             continue
         if line.startswith("["):
             m = _HEADER_RE.match(line)

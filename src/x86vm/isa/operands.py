@@ -94,6 +94,16 @@ class ShiftOne:
 SHIFT_ONE = ShiftOne()
 
 
+class BadOperand:
+    """A ModRM operand of the wrong form (register for a memory-only operand or the reverse)
+    where objdump prints "(bad)" in its place instead of rejecting the instruction."""
+
+    __slots__ = ()
+
+
+BAD_OPERAND = BadOperand()
+
+
 def _regs(names: list[str], cls: str, size: int) -> list[Reg]:
     return [Reg(n, cls, i, size) for i, n in enumerate(names)]
 

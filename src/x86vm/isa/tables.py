@@ -30,6 +30,7 @@ _SIZE3 = {
     "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
     "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
+    "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
@@ -42,7 +43,8 @@ _RM_CLASS = {"E": C_GPR, "M": None, "R": C_GPR, "Q": C_MMX, "N": C_MMX, "W": C_X
 _REG_CLASS = {"T": C_TR, "K": C_K, "G": C_GPR, "P": C_MMX, "V": C_XMM, "S": C_SEG, "C": C_CR,
               "D": C_DR}
 _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
-              "eAX": (0, "z")}
+              "eAX": (0, "z"), "EAX": (0, "d"), "ECX": (1, "d"), "EDX": (2, "d"),
+              "EBX": (3, "d"), "aAX": (0, "")}       # aAX: accumulator of the address size
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
@@ -57,7 +59,8 @@ class Spec:
                  "line", "notrack", "bnd", "rep", "priv", "reads", "writes", "has_mem_op",
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
-                 "evex_pseudo")
+                 "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
+                 "vsib")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -68,6 +71,10 @@ class Spec:
         self.asz_names = "asz" in f
         placeholder = re.search(r"\{([^}]*)\}", form.mnemonic)
         self.imm_list = lists[placeholder.group(1)] if placeholder else None
+        self.imm_default = ""
+        if self.imm_list and self.imm_list[-1].startswith("*="):
+            self.imm_default = self.imm_list[-1][2:]
+            self.imm_list = self.imm_list[:-1]
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
@@ -81,7 +88,9 @@ class Spec:
         sizes = [s for op in form.operands for s in _op_sizes(op)]
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
                         or ("~" in form.mnemonic and not self.asz_names))
-        self.uses_w = (not self.d64) and (
+        self.uses_asz = "aAX" in form.operands
+        self.classes = tuple(_op_class(op) for op in form.operands)
+        self.uses_w = (not self.d64) and "p" not in sizes and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
@@ -100,9 +109,17 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
-        self.bcst = 4 if "b4" in f else 8 if "b8" in f else 0
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
-        self.evex_pseudo = False    # set for EVEX forms that have a VEX twin: "{evex}"
+        self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
+        self.vex_pseudo = "vex-pseudo" in f
+        # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
+        vsib = [op[2] for op in form.operands if op in ("Mvxd", "Mvxq", "Mvhq")]
+        self.vsib = None
+        if vsib:                    # index size by vector length: whole (x) or half (h)
+            self.vsib = tuple(v for v in _VECTOR["x" if vsib[0] == "x" else "xh"]
+                              for _ in range(3))     # "{vex}": an EVEX twin has the same name
+        self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
@@ -115,10 +132,19 @@ class Spec:
         self.rep = "rep" in f or "repz" in f
         self.priv = "priv" in f
         self.writes = "nw" not in f and "nomem" not in f
-        self.reads = "wo" not in f and "nomem" not in f
+        self.reads = "nomem" not in f      # sources are read; "wo": destination is not
 
     def __repr__(self) -> str:
         return f"Spec({self.names[1]}@{self.line})"
+
+
+def _op_class(op: str) -> str:
+    """Coarse operand class used to match an EVEX form with its VEX twin."""
+    if op[:1] in "EGRB" and op not in ("ES", "GS"):
+        return "gpr"
+    if op[:1] == "I":
+        return "imm"
+    return "other"
 
 
 def _names(text: str) -> tuple[str, str, str]:
@@ -137,6 +163,8 @@ def _op_sizes(op: str) -> list[str]:
             out.append(m.group(1))
     if op in ("rAX",):
         out.append("v")
+    if op in ("aAX", "EAX", "EBX", "ECX", "EDX"):
+        return []
     if op == "eAX":
         out.append("z")
     return out
@@ -148,6 +176,8 @@ def _compile_operand(op: str) -> tuple:
         return (K_ONE,)
     if op in _FIXED_GPR:
         num, size = _FIXED_GPR[op]
+        if op == "aAX":
+            return (K_ACC, num, None, False)
         return (K_ACC, num, SIZE_BYTES[size], op == "CL")
     if op in _SEGS:
         return (K_FIXED, "seg", _SEGS[op])
@@ -236,18 +266,28 @@ class Tables:
         self.mode = mode
         self.lists = omap.lists
         self._spec_cache: dict = {}
-        self._vex_lines = {e.line for n in ("vex0f", "vex0f38", "vex0f3a")
-                           for e in omap.maps.get(n, ())}
-        self._evex_lines = {e.line for n in ("evex0f", "evex0f38", "evex0f3a")
-                            for e in omap.maps.get(n, ())}
+        self._vex_lines = self._lines(("vex0f", "vex0f38", "vex0f3a"))
+        self._evex_lines = self._lines(("evex0f", "evex0f38", "evex0f3a"))
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
-        vex_names = {s.names[1] for k, s in self._spec_cache.items() if k[-1] in self._vex_lines}
+        vex_names = {(s.names[1], s.classes) for k, s in self._spec_cache.items()
+                     if k[-1] in self._vex_lines}
         for key, spec in self._spec_cache.items():
-            if key[-1] in self._evex_lines and spec.names[1] in vex_names and not (
+            if key[-1] in self._evex_lines and (spec.names[1], spec.classes) in vex_names and not (
                     spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
                 spec.evex_pseudo = True
+
+    def _lines(self, maps) -> set[int]:
+        """Line numbers of the entries of these maps and of the groups they use."""
+        lines = set()
+        for name in maps:
+            for e in self.omap.maps.get(name, ()):
+                lines.add(e.line)
+                for form in e.columns.values():
+                    if form.kind == "group":
+                        lines.update(g.line for g in self.omap.groups[form.target])
+        return lines
 
     # -- building -----------------------------------------------------------------
     def _spec(self, form: Form, inherited: Form | None = None):

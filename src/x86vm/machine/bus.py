@@ -16,6 +16,10 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
+MAX_UNCLAIMED_ADDRESSES = 4096
+OTHER_ADDRESSES = -1
+"""Key under which unclaimed accesses are counted once MAX_UNCLAIMED_ADDRESSES are known."""
+
 
 class Device(Protocol):
     def read(self, offset: int, size: int) -> int: ...
@@ -90,7 +94,10 @@ class Bus:
         m.device.write(addr - m.base, size, value)
 
     def _unclaimed(self, addr: int, size: int, is_write: bool) -> None:
-        self.unclaimed[(addr, is_write)] += 1
+        key = (addr, is_write)
+        if key not in self.unclaimed and len(self.unclaimed) >= MAX_UNCLAIMED_ADDRESSES:
+            key = (OTHER_ADDRESSES, is_write)  # a guest scanning the bus cannot grow this
+        self.unclaimed[key] += 1
         log.debug("%s: unclaimed %s of %d bytes at %#x", self.name,
                   "write" if is_write else "read", size, addr)
 

@@ -173,12 +173,13 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest) -> i
                     complete_io(ex)
             else:
                 _other_exit(ex, backend, stop)
+        if buffered is not None:  # writes the guest made before it stopped still arrive
+            ex = None
+            for write in buffered():
+                _dispatch_write(write, pio, mmio)
     except Exception as exc:  # a device model failed: end the run, never the monitor
         log.debug("exit handling failed on %r", ex, exc_info=True)
         stop.request(STATUS_INTERNAL_ERROR, f"device error while handling {ex!r}: {exc!r}")
-    if buffered is not None:  # writes the guest made before it stopped still reach devices
-        for write in buffered():
-            _dispatch_write(write, pio, mmio)
     return exits
 
 

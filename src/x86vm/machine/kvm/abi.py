@@ -84,6 +84,8 @@ EXIT_REASON_NAMES = {
     if name.startswith("KVM_EXIT_") and name not in ("KVM_EXIT_IO_IN", "KVM_EXIT_IO_OUT")
 }
 
+KVM_INTERNAL_ERROR_EMULATION = 1
+KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1 << 0
 KVM_INTERNAL_ERROR_NAMES = {1: "emulation failure", 2: "simultaneous exception",
                             3: "delivery event", 4: "unexpected exit reason"}
 KVM_SYSTEM_EVENT_NAMES = {1: "shutdown", 2: "reset", 3: "crash", 4: "wakeup", 5: "suspend",
@@ -217,6 +219,42 @@ KVM_COALESCED_MMIO_MAX = (PAGE_SIZE - ctypes.sizeof(KvmCoalescedMmioRing)) // ct
     KvmCoalescedMmio)
 
 
+class KvmVcpuEventsException(Structure):
+    _fields_ = [("injected", c_uint8), ("nr", c_uint8), ("has_error_code", c_uint8),
+                ("pending", c_uint8), ("error_code", c_uint32)]
+
+
+class KvmVcpuEventsInterrupt(Structure):
+    _fields_ = [("injected", c_uint8), ("nr", c_uint8), ("soft", c_uint8), ("shadow", c_uint8)]
+
+
+class KvmVcpuEventsNmi(Structure):
+    _fields_ = [("injected", c_uint8), ("pending", c_uint8), ("masked", c_uint8),
+                ("pad", c_uint8)]
+
+
+class KvmVcpuEventsSmi(Structure):
+    _fields_ = [("smm", c_uint8), ("pending", c_uint8), ("smm_inside_nmi", c_uint8),
+                ("latched_init", c_uint8)]
+
+
+class KvmVcpuEvents(Structure):
+    """Pending/injected exception, interrupt, NMI, SMI state (api.rst §4.31)."""
+
+    _fields_ = [
+        ("exception", KvmVcpuEventsException),
+        ("interrupt", KvmVcpuEventsInterrupt),
+        ("nmi", KvmVcpuEventsNmi),
+        ("sipi_vector", c_uint32),
+        ("flags", c_uint32),
+        ("smi", KvmVcpuEventsSmi),
+        ("triple_fault", c_uint8),  # struct { __u8 pending; }
+        ("reserved", c_uint8 * 26),
+        ("exception_has_payload", c_uint8),
+        ("exception_payload", c_uint64),
+    ]
+
+
 class KvmMpState(Structure):
     _fields_ = [("mp_state", c_uint32)]
 
@@ -318,6 +356,8 @@ KVM_GET_MSRS = _IOWR(KVMIO, 0x88, KvmMsrs)
 KVM_SET_MSRS = _IOW(KVMIO, 0x89, KvmMsrs)
 KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, KvmCpuid2)
 KVM_GET_MP_STATE = _IOR(KVMIO, 0x98, KvmMpState)
+KVM_GET_VCPU_EVENTS = _IOR(KVMIO, 0x9F, KvmVcpuEvents)
+KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xA0, KvmVcpuEvents)
 
 # -- byte offsets into the mmapped kvm_run, for the exit hot path -----------------------------
 

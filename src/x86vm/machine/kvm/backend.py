@@ -40,16 +40,18 @@ def _ignore_kick(signum: int, frame: object) -> None:
 class KvmIrqLine:
     """An ISA/IOAPIC interrupt line of the in-kernel irqchip (``KVM_IRQ_LINE``)."""
 
-    __slots__ = ("_vm", "irq", "level")
+    __slots__ = ("_vm", "irq", "level", "_lock")
 
     def __init__(self, vm: KvmVm, irq: int) -> None:
         self._vm, self.irq, self.level = vm, irq, False
+        self._lock = threading.Lock()  # devices may drive a line from a host I/O thread
 
     def set_level(self, level: bool) -> None:
         level = bool(level)
-        if level != self.level:
-            self._vm.irq_line(self.irq, level)
-            self.level = level
+        with self._lock:
+            if level != self.level:
+                self._vm.irq_line(self.irq, level)
+                self.level = level
 
 
 class KvmBackend:

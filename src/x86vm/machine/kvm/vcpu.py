@@ -44,6 +44,10 @@ _U64 = struct.Struct("<Q")
 _RING_ENTRY = struct.Struct("<QII8s")
 _RING_ENTRIES = ctypes.sizeof(abi.KvmCoalescedMmioRing)
 RFLAGS_IF = 1 << 9
+INT3_OPCODE = 0xCC
+BP_VECTOR = 3
+# struct kvm_run.emulation_failure: suberror, ndata, flags, insn_size; insn_bytes follow
+_EMULATION_FAILURE = struct.Struct("<IIQB")
 _HYPERCALL_RET = abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset + abi.KvmRunHypercall.ret.offset
 
 
@@ -65,6 +69,8 @@ class KvmVcpu:
         self._ioctl = libc_ioctl()
         self._pending_read: IoExit | MmioExit | Hypercall | None = None
         self._pending_offset = 0
+        self.int3_deliveries = 0
+        self.fix_int3 = True  # see _deliver_int3
         self.run = self._make_run()
 
     # -- registers --------------------------------------------------------------------------
@@ -217,7 +223,34 @@ class KvmVcpu:
             return None
         if reason == abi.KVM_EXIT_DEBUG:
             return DebugStop(self.get_regs().rip)
+        if reason == abi.KVM_EXIT_INTERNAL_ERROR and self.fix_int3 and self._deliver_int3():
+            return None
         return InternalError(self._describe_failure(reason))
+
+    def _deliver_int3(self) -> bool:
+        """Host quirk: some KVM hosts (software-emulated vCPUs) hand ``int3`` to KVM's
+        instruction emulator, which cannot deliver software interrupts outside real mode and
+        reports an emulation failure. Complete the instruction as the CPU would (SDM Vol. 2
+        "INT n/INTO/INT3/INT1": #BP is a trap, the saved RIP is the next instruction): step
+        RIP past the one-byte ``CC`` and inject #BP with ``KVM_SET_VCPU_EVENTS``."""
+        run = self.run_map
+        suberror, _, flags, size = _EMULATION_FAILURE.unpack_from(run, abi.RUN_EXIT)
+        if (suberror != abi.KVM_INTERNAL_ERROR_EMULATION
+                or not flags & abi.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES
+                or size < 1 or run[abi.RUN_EXIT + _EMULATION_FAILURE.size] != INT3_OPCODE):
+            return False
+        events = abi.KvmVcpuEvents()
+        ioctl(self.fd, abi.KVM_GET_VCPU_EVENTS, events, "KVM_GET_VCPU_EVENTS")
+        if events.exception.injected or events.exception.pending or events.interrupt.injected:
+            return False  # something is already being delivered: not a plain int3
+        regs = self.get_regs()
+        regs.rip += 1
+        self.set_regs(regs)
+        events.exception.injected, events.exception.nr = 1, BP_VECTOR
+        events.exception.has_error_code, events.exception.error_code = 0, 0
+        ioctl(self.fd, abi.KVM_SET_VCPU_EVENTS, events, "KVM_SET_VCPU_EVENTS")
+        self.int3_deliveries += 1
+        return True
 
     def _describe_failure(self, reason: int) -> str:
         run = self.run_map

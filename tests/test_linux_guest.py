@@ -1,0 +1,312 @@
+"""The x86vm Linux guest (scripts/build-linux-guest, docs/linux-guest.md).
+
+The boot tests are ``slow`` and use the kernel and initramfs cached by the build
+script; they skip, saying how to build them, when the cache is empty.  QEMU TCG is
+the oracle: the same images must reach the same /init marker under ``x86vm run``.
+
+    scripts/build-linux-guest
+    python3 -m pytest -m slow tests/test_linux_guest.py
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FRAGMENT = REPO / "scripts" / "linux-guest.config"
+BUILD_SCRIPT = REPO / "scripts" / "build-linux-guest"
+CACHE = Path(
+    os.environ.get("X86VM_LINUX_CACHE")
+    or os.environ.get("X86VM_LINUX_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "x86vm" / "linux"
+)
+MARKER = "x86vm-linux: init reached"
+RESET_LINE = "reboot: Restarting system"
+# Kernel command line for unattended boots: /init prints the marker, then resets.
+UNATTENDED_CMDLINE = "console=ttyS0 x86vm.poweroff=1 panic=-1"
+QEMU_TIMEOUT = 120.0
+# A software-emulated /dev/kvm runs ~2M guest instructions/s: allow it a long time.
+X86VM_TIMEOUT = float(os.environ.get("X86VM_LINUX_TIMEOUT", "1800"))
+
+# What issue 3 item 8 asks of the kernel configuration.
+REQUIRED_OPTIONS = {
+    "CONFIG_64BIT": "y",
+    "CONFIG_PRINTK": "y",
+    "CONFIG_SERIAL_8250": "y",
+    "CONFIG_SERIAL_8250_CONSOLE": "y",
+    "CONFIG_BLK_DEV_INITRD": "y",
+    "CONFIG_DEVTMPFS": "y",
+    "CONFIG_DEVTMPFS_MOUNT": "y",
+    "CONFIG_PVH": "y",
+    "CONFIG_VIRTIO_MMIO": "y",
+    "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES": "y",
+    "CONFIG_VIRTIO_BLK": "y",
+    "CONFIG_BINFMT_ELF": "y",
+    "CONFIG_BINFMT_SCRIPT": "y",
+    "CONFIG_PROC_FS": "y",
+    "CONFIG_SYSFS": "y",
+}
+
+_SET = re.compile(r"^(CONFIG_[A-Z0-9_]+)=(.*)$")
+_UNSET = re.compile(r"^# (CONFIG_[A-Z0-9_]+) is not set$")
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """Kconfig ``.config`` syntax: ``CONFIG_X=v`` or ``# CONFIG_X is not set`` (= "n")."""
+    options: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if match := _SET.match(line):
+            options[match[1]] = match[2]
+        elif match := _UNSET.match(line):
+            options[match[1]] = "n"
+        elif line.strip() and not line.startswith("#"):
+            raise ValueError(f"line {number}: not a Kconfig line: {line!r}")
+    return options
+
+
+def test_fragment_asks_for_everything_the_guest_needs():
+    fragment = parse_config(FRAGMENT.read_text())
+    missing = {k: v for k, v in REQUIRED_OPTIONS.items() if fragment.get(k) != v}
+    assert not missing, f"{FRAGMENT.name} lacks {missing}"
+
+
+def test_build_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(BUILD_SCRIPT)], check=True)
+
+
+def cached(name: str) -> Path:
+    path = CACHE / name
+    if not path.is_file():
+        pytest.skip(f"{path} not built; run scripts/build-linux-guest")
+    return path
+
+
+def test_cached_config_honours_fragment():
+    """The built kernel's .config has every option the fragment sets."""
+    config = parse_config(cached("config").read_text())
+    fragment = parse_config(FRAGMENT.read_text())
+    differ = {k: (v, config.get(k, "n")) for k, v in fragment.items() if config.get(k, "n") != v}
+    assert not differ, f"wanted vs built: {differ}"
+
+
+def boot(
+    command: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    marker: str = MARKER,
+    typed: tuple[str, bytes] | None = None,
+):
+    """Run a VM to completion or ``timeout``; return (status, console output, seconds to
+    the marker or NaN).  A reader thread timestamps lines so a silent hang still times out.
+    ``typed = (trigger, keys)`` sends ``keys`` to the console once a line has ``trigger``."""
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if typed else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        pending = typed
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace")
+            lines.append((time.monotonic() - start, line))
+            if pending and pending[0] in line and process.stdin is not None:
+                process.stdin.write(pending[1])
+                process.stdin.flush()
+                pending = None
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        status = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        status = process.wait()
+        lines.append((timeout, f"\n[killed after {timeout:.0f}s]\n"))
+    reader.join(timeout=5)
+    to_marker = next((at for at, line in lines if marker in line), float("nan"))
+    return status, "".join(line for _, line in lines), to_marker
+
+
+def assert_reached_marker(status: int, output: str) -> None:
+    tail = output[-3000:]
+    assert MARKER in output, f"no '{MARKER}' on the console; last output:\n{tail}"
+    assert output.index(RESET_LINE) > output.index(MARKER), f"no reset after the marker:\n{tail}"
+    assert status == 0, f"exit status {status}; last output:\n{tail}"
+
+
+QEMU_CASES = {
+    "bzImage+cpio.gz": ("bzImage", "initramfs.cpio.gz"),
+    "bzImage+cpio": ("bzImage", "initramfs.cpio"),
+    "pvh-vmlinux+cpio.gz": ("vmlinux", "initramfs.cpio.gz"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", QEMU_CASES)
+def test_qemu_boots_to_marker(case):
+    """Oracle: QEMU TCG boots the cached images (vmlinux through its PVH note)."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
+    kernel, initrd = (cached(name) for name in QEMU_CASES[case])
+    status, output, seconds = boot(
+        [
+            qemu,
+            "-nographic",
+            "-no-reboot",
+            "-m",
+            "128M",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            UNATTENDED_CMDLINE,
+        ],
+        QEMU_TIMEOUT,
+    )
+    assert_reached_marker(status, output)
+    print(f"{case}: marker after {seconds:.2f}s under QEMU TCG")
+
+
+SHELL_PROMPT_LINE = "x86vm-linux: starting shell"
+# Arithmetic expansion: the answer appears only if busybox sh ran the line (its echo does not).
+SHELL_INPUT = b"echo shell-says $((6*7)); tty\nreboot -f\n"
+
+
+@pytest.mark.slow
+def test_qemu_interactive_shell_runs_commands():
+    """Without x86vm.poweroff=1, /init leaves a shell on ttyS0 that reads the console."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
+    kernel, initrd = cached("bzImage"), cached("initramfs.cpio.gz")
+    status, output, _ = boot(
+        [
+            qemu,
+            "-nographic",
+            "-no-reboot",
+            "-m",
+            "128M",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 panic=-1",
+        ],
+        QEMU_TIMEOUT,
+        typed=(SHELL_PROMPT_LINE, SHELL_INPUT),
+    )
+    tail = output[-3000:]
+    assert "shell-says 42" in output, f"the shell did not run the command:\n{tail}"
+    assert "/dev/ttyS0" in output, f"the shell has no controlling tty on ttyS0:\n{tail}"
+    assert status == 0 and RESET_LINE in output, f"status {status}:\n{tail}"
+
+
+def kvm_unusable_reason() -> str | None:
+    """Why /dev/kvm cannot host a VM here, or None if KVM_CREATE_VM works."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        return f"/dev/kvm: {error.strerror}"
+    try:
+        vm_fd = fcntl.ioctl(fd, 0xAE01, 0)  # KVM_CREATE_VM, machine type 0
+        os.close(vm_fd)
+    except OSError as error:
+        return f"KVM_CREATE_VM failed: {error.strerror}"
+    finally:
+        os.close(fd)
+    return None
+
+
+# This machine's /dev/kvm is kvm_pvm, a software hypervisor (no VT-x/AMD-V): it runs the
+# guest kernel through KVM's instruction emulator, which lacks XSAVE/XRSTOR, CLAC/STAC and
+# POPCNT, while CPUID still reports them (so KVM_SET_CPUID2 cannot hide them).  The kernel
+# is told not to use them; see docs/linux-guest.md "x86vm on this machine".
+SOFTWARE_KVM_MODULE = Path("/sys/module/kvm_pvm")
+SOFTWARE_KVM_CMDLINE = "noxsave clearcpuid=308,151"  # 308 = X86_FEATURE_SMAP, 151 = POPCNT
+KERNEL_REACHED_INIT = "Run /init as init process"
+
+
+@pytest.fixture
+def explicitly_selected(request):
+    """A Linux boot under x86vm takes minutes on a software KVM: the default suite must not
+    wait for it (issue 3 item 8), so these run only when asked for with ``-m slow``."""
+    if "slow" not in (request.config.option.markexpr or "") or "not slow" in (
+        request.config.option.markexpr or ""
+    ):
+        pytest.skip("boots Linux under x86vm (minutes); select with -m slow")
+
+
+def x86vm_run(kernel: Path, initrd: Path, cmdline: str, marker: str = MARKER):
+    pytest.importorskip("x86vm.cli.run", reason="x86vm run not available yet")
+    if reason := kvm_unusable_reason():
+        pytest.skip(reason)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    command = [
+        sys.executable,
+        "-m",
+        "x86vm",
+        "run",
+        str(kernel),
+        "--initrd",
+        str(initrd),
+        "--cmdline",
+        cmdline,
+        "--timeout",
+        str(X86VM_TIMEOUT),
+    ]
+    return boot(command, X86VM_TIMEOUT + 30, env, marker)
+
+
+@pytest.mark.slow
+@pytest.mark.kvm
+def test_x86vm_run_boots_to_marker(explicitly_selected):
+    """``x86vm run bzImage --initrd …`` reaches the marker, as QEMU does (hardware KVM)."""
+    if SOFTWARE_KVM_MODULE.exists():
+        pytest.skip(
+            "kvm_pvm cannot run unmodified guest user space (the first syscall "
+            "faults); see docs/linux-guest.md"
+        )
+    status, output, seconds = x86vm_run(
+        cached("bzImage"), cached("initramfs.cpio"), UNATTENDED_CMDLINE
+    )
+    assert_reached_marker(status, output)
+    print(f"x86vm run: marker after {seconds:.1f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.kvm
+def test_x86vm_run_reaches_init_on_software_kvm(explicitly_selected):
+    """On kvm_pvm the kernel boots as far as starting /init (PVH entry, no decompression)."""
+    if not SOFTWARE_KVM_MODULE.exists():
+        pytest.skip("only for the kvm_pvm software hypervisor")
+    status, output, seconds = x86vm_run(
+        cached("vmlinux"),
+        cached("initramfs.cpio"),
+        f"{UNATTENDED_CMDLINE} {SOFTWARE_KVM_CMDLINE}",
+        KERNEL_REACHED_INIT,
+    )
+    hint = ""
+    # kvm_run.emulation_failure: flags 0x1, then insn_size in the low byte, 0xCC after it
+    if re.search(r"emulation failure \(data 0x1 0x[0-9a-f]*cc[0-9a-f]{2} ", output):
+        hint = " (the KVM backend must deliver int3 itself; docs/linux-guest.md 'Monitor fix')"
+    assert KERNEL_REACHED_INIT in output, f"status {status}{hint}; last output:\n{output[-3000:]}"
+    print(f"x86vm run on kvm_pvm: kernel started /init after {seconds:.1f}s wall")
