@@ -185,7 +185,12 @@ class _SectionLister:
                 elif sym.name == wanted:
                     do_print = True
                     if sym.flags & BSF_FUNCTION:
-                        if sym.size > 0 and not sym.flags & BSF_SYNTHETIC:
+                        if sym.flags & BSF_SYNTHETIC:
+                            # objdump reads an ELF size a name@plt symbol does not have (in
+                            # practice a huge number): it lists on to the end of the section.
+                            stop_offset = size
+                            loop_until = "stop"
+                        elif sym.size > 0:
                             stop_offset = min(addr_offset + sym.size, size)
                             loop_until = "stop"
                         else:
