@@ -7,29 +7,26 @@ from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
-    H_ADDRESS,
     H_FAR_ATT,
-    H_HEX,
     H_MASK,
     H_SIGNED,
-    MASK,
     SUFFIX,
     Frame,
+    MemParts,
     PrintAddress,
-    family_frame,
-    fill,
+    Syntax,
+    at_address,
     layout,
-    member_parts,
-    memoised,
+    mem_text,
     prefix_words,
-    render_member,
     size_suffix,
+    value_holes,
 )
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
 
 
-def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
+def _mem_parts(m: Mem) -> MemParts:
     """Memory operand as (text before, value style, style arg, text after) its disp."""
     seg = f"%{m.seg}:" if m.seg else ""
     base, index = m.base, m.index
@@ -46,50 +43,16 @@ def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
     return seg, H_SIGNED if m.disp_size else -1, 0, post
 
 
-def _mem(m: Mem) -> str:
-    pre, style, arg, post = _mem_parts(m)
-    return pre + (fill(style, arg, m.disp, None) if style >= 0 else "") + post
-
-
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The instruction text objdump prints after the raw-bytes column.
 
     Text is memoised on the shared decoded core; an address-dependent part (branch target,
     RIP-relative comment) is rendered through `print_address` on every call.
     """
-    core = insn.core
-    parts = core.memo1
-    if parts is None:
-        family = core.family            # a new member of a known family: fill its frame
-        if family is None or family is core or family.memo3 is None or \
-                not family.memo3.simple:
-            return memoised(insn, print_address, "memo1", _render)
-        parts = core.memo1 = member_parts(core, family.memo3)
-    if type(parts) is str:
-        return parts
-    target = core.target                # address-dependent: before + address + after
-    if insn.address != core.address:
-        target = (target + insn.address - core.address) & MASK[core.mode]
-    if print_address is None:
-        return f"{parts[0]}{target:#x}{parts[1]}"
-    return parts[0] + print_address(target) + parts[1]
-
-
-def _render(insn: Instruction, pa: PrintAddress) -> str:
-    kind = insn.kind
-    if kind != "insn":
-        if kind == "truncated":
-            return f".byte {insn.bytes[0]:#x}"
-        words = prefix_words(insn, True) + ([insn.mnemonic] if kind == "bad" else [])
-        if insn.evex is not None and insn.evex[0]:       # objdump keeps the EVEX mask
-            mask = f"{{%k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
-            return layout(words, [mask])
-        return " ".join(words)
-    frame = family_frame(insn.core, "memo3", _frame, pa)
-    if frame is not None and frame.simple:
-        return render_member(insn, frame, pa)
-    frame = _frame(insn, pa)
-    return _finish(insn, frame.words, frame.texts, pa)
+    text = insn.core.memo1
+    if text is None:
+        text = _ATT.remember(insn.core)
+    return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
 def _op_text(op, star: str, pa: PrintAddress) -> str | None:
@@ -99,7 +62,7 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
     if t is Imm:
         return f"${op.value:#x}"
     if t is Mem:
-        return star + _mem(op)
+        return star + mem_text(_mem_parts(op), op.disp)
     if t is Rel:
         return pa(op.target)
     if t is Far:
@@ -133,19 +96,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         order.reverse()
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
-    holes = []
-    for _kind, j, *_ in core.fields or ():
-        op = core.operands[j]
-        t = type(op)
-        if t is Mem:
-            pre, style, arg, post = _mem_parts(op)
-            holes.append((j, star + pre, style, arg, post))
-        elif t is Imm:
-            holes.append((j, "$", H_HEX, 0, ""))
-        elif t is Rel:
-            holes.append((j, "", H_ADDRESS, 0, ""))
-        else:
-            holes.append((j, "", H_FAR_ATT, 0, ""))
+    holes = value_holes(core, _mem_parts, star, "$", H_FAR_ATT)
     return Frame(words, texts, order, comment, insn.evex is None, holes)
 
 
@@ -181,3 +132,6 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
             i += 1
         ops.insert(i, f"{{{rounding}}}")
+
+
+_ATT = Syntax(True, "memo1", "memo3", _frame, _finish)

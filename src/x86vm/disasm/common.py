@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Mem
+from x86vm.isa.operands import Far, Imm, Mem, Rel
 from x86vm.isa.tables import (
     SFX_ALWAYS,
     SFX_DATA,
@@ -130,70 +130,16 @@ def layout(words: list[str], operands: list[str], comment: str = "") -> str:
 
 
 PrintAddress = Callable[[int], str]
-
-
-def memoised(insn: Instruction, print_address: PrintAddress | None, slot: str,
-             render: Callable[[Instruction, PrintAddress], str]) -> str:
-    """Format once per decoded core (identical bytes share one); only an address-dependent
-    operand is re-rendered, through `print_address`, for each instruction."""
-    core = insn.core
-    parts = getattr(core, slot)
-    if parts is None:
-        if core.reloc is None:
-            parts = render(insn, default_print_address)
-        else:
-            before, _, after = render(insn, _mark).partition("\0")
-            parts = (before, after)
-        setattr(core, slot, parts)
-    if type(parts) is str:
-        return parts
-    return parts[0] + (print_address or default_print_address)(insn.reloc_target) + parts[1]
-
-
-class Frame:
-    """How one family of cores prints: the mnemonic head and the static operand texts.
-
-    `head` is the prefix words and mnemonic padded as objdump pads them; `order` lists
-    operand indices in printing order; `holes` say where each member's values go; `simple`
-    is False when AVX-512 decorations need the full renderer.
-    """
-
-    __slots__ = ("words", "texts", "head", "order", "comment", "simple", "holes", "segments")
-
-    def __init__(self, words, texts, order, comment, simple, holes=()) -> None:
-        self.holes = holes      # (operand index, text before, style, arg, text after)
-        self.segments = None
-        self.words = words
-        self.texts = texts
-        self.order = order
-        self.comment = comment
-        self.simple = simple
-        head = " ".join(words)
-        self.head = f"{head:<6} " if order else head
-
-
-def family_frame(core, slot: str, frame: Callable, pa: PrintAddress):
-    """The Frame of the core's family template, or None.
-
-    Cores decoded from one plan (same prefixes, opcode, ModRM, SIB) print alike except for
-    their `dynamic` operands (displacements, immediates, targets); the rest is shared.
-    """
-    family = core.family
-    if family is None or family is core:
-        return None
-    cached = getattr(family, slot)
-    if cached is None:
-        cached = frame(Instruction(family.address, family), _mark)
-        setattr(family, slot, cached)
-    return cached
-
+#: An address-dependent text: (text before, text after the address, address - core.address,
+#: address mask); see `at_address`.
+AddressedText = tuple[str, str, int, int]
 
 # How a displacement/immediate/target value is printed (see fill()).
 H_SIGNED, H_SIGNED_PLUS, H_MASK, H_PLUS_MASK, H_ABS16, H_HEX, H_ADDRESS, H_FAR_ATT, \
     H_FAR_INTEL = range(9)
 
 
-def fill(style: int, arg: int, v, pa: PrintAddress) -> str:
+def fill(style: int, arg: int, v, pa: PrintAddress | None) -> str:
     """Print value `v` of a memory displacement, immediate or target in `style`."""
     if style == H_SIGNED:
         return f"-{-v:#x}" if v < 0 else f"{v:#x}"
@@ -214,81 +160,214 @@ def fill(style: int, arg: int, v, pa: PrintAddress) -> str:
     return f"{v[0]:#x}:{v[1]:#x}"
 
 
-def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
-    """Text of a family member: the family's frame with its own values filled in."""
-    segments = frame.segments
-    if segments is None:
-        segments = frame.segments = _segments(frame)
-    values = insn.core.values
-    if len(segments) == 3:                       # one value: the common case
-        style, arg, k = segments[1]
-        v = values[k]
-        if style == H_SIGNED:
-            mid = f"-{-v:#x}" if v < 0 else f"{v:#x}"
-        elif style == H_HEX:
-            mid = f"{v:#x}"
+MemParts = tuple[str, int, int, str]    # text before, value style, style arg, text after
+
+
+def mem_text(parts: MemParts, disp: int) -> str:
+    """A memory operand's text from its parts (see att/intel `_mem_parts`)."""
+    pre, style, arg, post = parts
+    return pre + (fill(style, arg, disp, None) if style >= 0 else "") + post
+
+
+def value_holes(core, mem_parts: Callable[[Mem], MemParts], star: str, imm_prefix: str,
+                far_style: int) -> list[tuple]:
+    """Where each displacement/immediate/target value of a family goes in its text:
+    (operand index, text before, style, style arg, text after), one per value."""
+    holes = []
+    for _kind, j, *_ in core.fields or ():
+        op = core.operands[j]
+        t = type(op)
+        if t is Mem:
+            pre, style, arg, post = mem_parts(op)
+            holes.append((j, star + pre, style, arg, post))
+        elif t is Imm:
+            holes.append((j, imm_prefix, H_HEX, 0, ""))
+        elif t is Rel:
+            holes.append((j, "", H_ADDRESS, 0, ""))
         else:
-            mid = fill(style, arg, v, pa)
-        text = segments[0] + mid + segments[2]
-    else:
-        parts = []
-        for i, seg in enumerate(segments):
-            if i & 1:
-                parts.append(fill(seg[0], seg[1], values[seg[2]], pa))
-            else:
-                parts.append(seg)
-        text = "".join(parts)
-    if frame.comment:
-        text += f"        # {pa(insn.reloc_target)}"
-    return text
+            holes.append((j, "", far_style, 0, ""))
+    return holes
 
 
-def member_parts(core, frame: Frame):
-    """Memo entry of a family member: its text, or (before, after) an address that
-    print_address renders per instruction (branch target or RIP-relative comment)."""
-    segments = frame.segments
-    if segments is None:
-        segments = frame.segments = _segments(frame)
-    values = core.values
-    out = []
-    cut = -1
-    for i, seg in enumerate(segments):
-        if i & 1:
-            style = seg[0]
-            if style == H_ADDRESS:
-                cut = len(out)
-                out.append("")
-            elif style == H_SIGNED:
-                v = values[seg[2]]
-                out.append(f"-{-v:#x}" if v < 0 else f"{v:#x}")
-            elif style == H_HEX:
-                out.append(f"{values[seg[2]]:#x}")
-            else:
-                out.append(fill(style, seg[1], values[seg[2]], None))
-        else:
-            out.append(seg)
-    if frame.comment:
-        return ("".join(out) + "        # ", "")
-    if cut >= 0:
-        return ("".join(out[:cut]), "".join(out[cut + 1:]))
-    return "".join(out)
+# A value hole as a %-conversion, and whether the value is masked to the address size first.
+_PERCENT = {H_SIGNED: ("%#x", False), H_SIGNED_PLUS: ("%+#x", False), H_HEX: ("%#x", False),
+            H_MASK: ("%#x", True), H_PLUS_MASK: ("+%#x", True)}
 
 
-def _segments(frame: Frame) -> tuple:
-    """The frame's text as static strings alternating with value holes (style, arg, k)."""
-    hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
-    out: list = [frame.head]
-    for n, i in enumerate(frame.order):
-        if n:
-            out[-1] += ","
-        if i in hole_at:
+class Frame:
+    """How one instruction (and its family) prints, before any value is filled in.
+
+    `words` are the prefix words and mnemonic, `texts` the operand texts in Intel order,
+    `order` the operand indices in printing order, `holes` where each family member's values
+    go (see `value_holes`), `comment` whether a "# address" comment follows.  A frame is
+    `simple` when no AVX-512 decoration depends on the operands (then `Template` applies).
+    """
+
+    __slots__ = ("words", "texts", "order", "comment", "simple", "holes")
+
+    def __init__(self, words, texts, order, comment, simple, holes=()) -> None:
+        self.words = words
+        self.texts = texts
+        self.order = order
+        self.comment = comment
+        self.simple = simple
+        self.holes = holes
+
+
+class Template:
+    """A simple Frame compiled into %-formats before and after the address (a branch target
+    or the RIP-relative comment): `text(core)` prints any core of the family from its
+    `values`, without building operand objects.
+
+    Each side has a format and how to pick its arguments from the values: None (no values),
+    a slice (start, stop, step) of the values, or per argument (value index, mask or 0, style
+    or -1 for a %-conversion).  Only plain data is kept (the garbage collector does not
+    need to scan it).
+    """
+
+    __slots__ = ("before", "before_args", "after", "after_args", "addressed", "address_mask")
+
+    def __init__(self, frame: Frame, mode: int) -> None:
+        self.address_mask = MASK[mode]
+        hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
+        head = " ".join(frame.words)
+        sides: list[list] = [[f"{head:<6} " if frame.order else head, []]]
+        for n, i in enumerate(frame.order):
+            side = sides[-1]
+            if n:
+                side[0] += ","
+            if i not in hole_at:
+                side[0] += frame.texts[i].replace("%", "%%")
+                continue
             k, (_j, pre, style, arg, post) = hole_at[i]
-            out[-1] += pre
-            out.append((style, arg, k))
-            out.append(post)
+            side[0] += pre.replace("%", "%%")
+            if style == H_ADDRESS:
+                sides.append(["", []])
+            elif style in _PERCENT:
+                spec, masked = _PERCENT[style]
+                side[0] += spec
+                side[1].append((k, arg if masked else 0, -1))
+            else:
+                side[0] += "%s"
+                side[1].append((k, arg, style))
+            sides[-1][0] += post.replace("%", "%%")
+        if frame.comment:
+            sides[-1][0] += "        # "
+            sides.append(["", []])
+        self.addressed = len(sides) == 2
+        self.before, self.before_args = _side(*sides[0])
+        self.after, self.after_args = _side(*sides[-1])
+
+    def text(self, core) -> str | AddressedText:
+        """The text of a core of this family (a plain string unless address-dependent)."""
+        values = core.values
+        args = self.before_args
+        if args is None:
+            before = self.before
+        elif len(args) == 3 and type(args[0]) is int:       # a slice of the values
+            before = self.before % values[args[0]:args[1]:args[2]]
         else:
-            out[-1] += frame.texts[i]
+            before = self.before % _arguments(args, values)
+        if not self.addressed:
+            return before
+        args = self.after_args
+        if args is None:
+            after = self.after
+        elif len(args) == 3 and type(args[0]) is int:
+            after = self.after % values[args[0]:args[1]:args[2]]
+        else:
+            after = self.after % _arguments(args, values)
+        return before, after, core.target - core.address, self.address_mask
+
+
+def _side(fmt: str, args: list[tuple[int, int, int]]) -> tuple[str, tuple | None]:
+    """A template side: its format and how to pick its arguments (see Template)."""
+    if not args:
+        return fmt % (), None
+    ks = [k for k, _mask, _style in args]
+    plain = all(mask == 0 and style < 0 for _k, mask, style in args)
+    if plain and len(ks) == 1:
+        return fmt, (ks[0], ks[0] + 1, 1)
+    if plain and len(ks) == 2 and abs(ks[1] - ks[0]) == 1:
+        step = ks[1] - ks[0]
+        return fmt, (ks[0], ks[1] + step if ks[1] + step >= 0 else None, step)
+    return fmt, tuple(args)
+
+
+def _arguments(args: tuple, values: tuple) -> tuple:
+    out = []
+    for k, mask, style in args:
+        v = values[k]
+        out.append((v & mask if mask else v) if style < 0 else fill(style, mask, v, None))
     return tuple(out)
+
+
+def at_address(text: AddressedText, address: int, print_address: PrintAddress | None) -> str:
+    """An address-dependent text for the instruction at `address`."""
+    before, after, delta, mask = text
+    target = (address + delta) & mask
+    if print_address is None:
+        return f"{before}{target:#x}{after}"
+    return before + print_address(target) + after
+
+
+class Syntax:
+    """The formatting machinery shared by AT&T and Intel, given one syntax's parts.
+
+    `frame(insn, pa)` makes the Frame of an instruction (prefix words, mnemonic, operand
+    texts, value holes), `finish(insn, words, texts, pa)` the full text of an instruction
+    whose frame is not simple.  Text is memoised per decoded core in `text_slot`; a family's
+    `Template` (False if its frame is not simple) is kept on its first core in
+    `template_slot`.
+    """
+
+    def __init__(self, att: bool, text_slot: str, template_slot: str,
+                 frame: Callable[[Instruction, PrintAddress], Frame],
+                 finish: Callable[..., str]) -> None:
+        self.att = att
+        self.text_slot = text_slot
+        self.template_slot = template_slot
+        self.frame = frame
+        self.finish = finish
+        self.register_prefix = "%" if att else ""
+
+    def remember(self, core) -> str | AddressedText:
+        """The text of a core not formatted before (kept in its memo slot): from its family's
+        compiled frame, or rendered in full."""
+        family = core.family
+        if family is not None:
+            template = getattr(family, self.template_slot)
+            if template is None:
+                frame = self.frame(Instruction(family.address, family), _mark)
+                template = Template(frame, family.mode) if frame.simple else False
+                setattr(family, self.template_slot, template)
+            if template:
+                text = template.text(core)
+                setattr(core, self.text_slot, text)
+                return text
+        insn = Instruction(core.address, core)
+        if core.reloc is None:
+            text = self.render(insn, default_print_address)
+        else:
+            before, _, after = self.render(insn, _mark).partition("\0")
+            text = (before, after, core.target - core.address, MASK[core.mode])
+        setattr(core, self.text_slot, text)
+        return text
+
+    def render(self, insn: Instruction, pa: PrintAddress) -> str:
+        """The full text of one instruction (also (bad), prefixes alone, truncated)."""
+        kind = insn.kind
+        if kind == "insn":
+            frame = self.frame(insn, pa)
+            return self.finish(insn, frame.words, frame.texts, pa)
+        if kind == "truncated":
+            return f".byte {insn.bytes[0]:#x}"
+        words = prefix_words(insn, self.att) + ([insn.mnemonic] if kind == "bad" else [])
+        evex = insn.evex
+        if evex is not None and evex[0]:       # objdump keeps the EVEX mask
+            mask = f"{{{self.register_prefix}k{evex[0]}}}" + ("{z}" if evex[1] else "")
+            return layout(words, [mask])
+        return " ".join(words)
 
 
 def _mark(addr: int) -> str:

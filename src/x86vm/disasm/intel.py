@@ -6,30 +6,27 @@ from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
-    H_ADDRESS,
     H_FAR_INTEL,
-    H_HEX,
     H_MASK,
     H_PLUS_MASK,
     H_SIGNED_PLUS,
-    MASK,
     Frame,
+    MemParts,
     PrintAddress,
-    family_frame,
-    fill,
+    Syntax,
+    at_address,
     layout,
-    member_parts,
-    memoised,
+    mem_text,
     prefix_words,
-    render_member,
     size_suffix,
+    value_holes,
 )
 
 PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWORD PTR ",
        10: "TBYTE PTR ", 16: "XMMWORD PTR ", 32: "YMMWORD PTR ", 64: "ZMMWORD PTR "}
 
 
-def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
+def _mem_parts(m: Mem) -> MemParts:
     """Memory operand as (text before, value style, style arg, text after) its disp."""
     ptr = PTR.get(m.size, "") if not m.moffs else ""
     base, index = m.base, m.index
@@ -50,50 +47,16 @@ def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
     return f"{ptr}{seg}[{inner}", H_SIGNED_PLUS, 0, "]"
 
 
-def _mem(m: Mem) -> str:
-    pre, style, arg, post = _mem_parts(m)
-    return pre + (fill(style, arg, m.disp, None) if style >= 0 else "") + post
-
-
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump prints after the raw-bytes column.
+    """The instruction text objdump prints after the raw-bytes column (``-M intel``).
 
     Text is memoised on the shared decoded core; an address-dependent part (branch target,
     RIP-relative comment) is rendered through `print_address` on every call.
     """
-    core = insn.core
-    parts = core.memo2
-    if parts is None:
-        family = core.family            # a new member of a known family: fill its frame
-        if family is None or family is core or family.memo4 is None or \
-                not family.memo4.simple:
-            return memoised(insn, print_address, "memo2", _render)
-        parts = core.memo2 = member_parts(core, family.memo4)
-    if type(parts) is str:
-        return parts
-    target = core.target                # address-dependent: before + address + after
-    if insn.address != core.address:
-        target = (target + insn.address - core.address) & MASK[core.mode]
-    if print_address is None:
-        return f"{parts[0]}{target:#x}{parts[1]}"
-    return parts[0] + print_address(target) + parts[1]
-
-
-def _render(insn: Instruction, pa: PrintAddress) -> str:
-    kind = insn.kind
-    if kind != "insn":
-        if kind == "truncated":
-            return f".byte {insn.bytes[0]:#x}"
-        words = prefix_words(insn, False) + ([insn.mnemonic] if kind == "bad" else [])
-        if insn.evex is not None and insn.evex[0]:       # objdump keeps the EVEX mask
-            mask = f"{{k{insn.evex[0]}}}" + ("{z}" if insn.evex[1] else "")
-            return layout(words, [mask])
-        return " ".join(words)
-    frame = family_frame(insn.core, "memo4", _frame, pa)
-    if frame is not None and frame.simple:
-        return render_member(insn, frame, pa)
-    frame = _frame(insn, pa)
-    return _finish(insn, frame.words, frame.texts, pa)
+    text = insn.core.memo2
+    if text is None:
+        text = _INTEL.remember(insn.core)
+    return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
 def _op_text(op, bcst, pa: PrintAddress) -> str:
@@ -103,7 +66,8 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
     if t is Imm:
         return f"{op.value:#x}"
     if t is Mem:
-        return _mem(op).replace(" PTR ", " BCST ", 1) if bcst else _mem(op)
+        text = mem_text(_mem_parts(op), op.disp)
+        return text.replace(" PTR ", " BCST ", 1) if bcst else text
     if t is Rel:
         return pa(op.target)
     if t is Far:
@@ -129,19 +93,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     texts = [_op_text(op, bcst, pa) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
-    holes = []
-    for _kind, j, *_ in core.fields or ():
-        op = core.operands[j]
-        t = type(op)
-        if t is Mem:
-            pre, style, arg, post = _mem_parts(op)
-            holes.append((j, pre, style, arg, post))
-        elif t is Imm:
-            holes.append((j, "", H_HEX, 0, ""))
-        elif t is Rel:
-            holes.append((j, "", H_ADDRESS, 0, ""))
-        else:
-            holes.append((j, "", H_FAR_INTEL, 0, ""))
+    holes = value_holes(core, _mem_parts, "", "", H_FAR_INTEL)
     return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
@@ -170,3 +122,6 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
     if core.reloc is not None and core.reloc_mem:
         comment = f"        # {pa(insn.reloc_target)}"
     return layout(words, ops, comment)
+
+
+_INTEL = Syntax(False, "memo2", "memo4", _frame, _finish)

@@ -3,9 +3,10 @@
 Real code repeats itself: python3.11's .text has 698k instructions but 193k distinct byte
 strings and about 17k distinct "shapes" (prefixes + opcode + ModRM + SIB).  A per-mode trie
 over the shape bytes leads to a `_Plan`: the decoded template of the first instruction of
-that shape and where its displacement/immediate fields sit.  Identical bytes then share one
-decoded core; other bytes of the shape copy the template with their own field values (the
-operand objects are built from them on first use, `materialize`).
+that shape (the family) and how to read its displacement/immediate fields.  Identical bytes
+then share one core; other bytes of the shape become a `Member` that stores only its bytes,
+its field values and its target (operand objects are built from them on first use,
+`materialize`).
 """
 
 from __future__ import annotations
@@ -14,90 +15,171 @@ from collections.abc import Iterator
 
 from . import decoder
 from .decoder import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL
-from .instruction import Decoded, Instruction, Member
+from .instruction import Core, Decoded, Instruction, Member
 from .operands import Far, Imm, Mem, Rel
 from .tables import Tables
 
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 _new_member = object.__new__
-_CACHE_LIMIT = 1 << 20      # decoded shapes kept before the caches start over
-_PER_PLAN_LIMIT = 4096      # exact-byte templates kept per shape
-_CACHED = 0
+_from_bytes = int.from_bytes
+_SHAPE_LIMIT = 1 << 20      # shapes kept before the caches start over
+_MEMBER_LIMIT = 1 << 20     # member entries kept (all plans together) before they start over
+_counts = [0, 0]            # shapes, member entries kept
 _TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
 
 
 def use_tables(tables: dict[int, Tables]) -> None:
     """Switch the decoder to other compiled tables (e.g. the map plus an extension)."""
     decoder.set_tables(tables)
+    _forget()
+
+
+def _forget() -> None:
     for mode in (16, 32, 64):
         _TRIES[mode].clear()
+    _counts[:] = [0, 0]
+
+
+class _Plan:
+    """What one shape (prefixes+opcode+ModRM+SIB bytes) decodes to, minus field values.
+
+    `readers` say how to read each value from the bytes: (kind, start, end, signed, scale,
+    mask) -- the value is the little-endian integer raw[start:end], times `scale` (EVEX
+    disp8*N), masked to `mask` if nonzero (an immediate sign-extended to its operand size);
+    None when the template's values cannot be re-read (no member is made then).
+    """
+
+    __slots__ = ("length", "template", "readers", "cores", "address_mask", "reloc_mem")
+
+    def __init__(self, template: Decoded, fields, mode: int) -> None:
+        self.length = template.length
+        self.template = template
+        self.cores = {template.bytes: template}
+        self.address_mask = _ADDR_MASK[mode]
+        self.reloc_mem = template.reloc_mem
+        self.readers = None if fields is None else tuple(_reader(f) for f in fields)
+
+
+def _reader(field: tuple) -> tuple:
+    kind, _j, at, n, how = field
+    if kind == F_DISP:                  # `how`: signed, times the disp8*N factor (0: unsigned)
+        return kind, at, at + n, how != 0, how or 1, 0
+    if kind == F_IMM:                   # `how`: sign-extend to this many bytes (0: do not)
+        return kind, at, at + n, how != 0, 1, (1 << (8 * how)) - 1 if how else 0
+    return kind, at, at + n, kind == F_REL, 1, 0
+
+
+def _read_values(plan: _Plan, raw: bytes, address: int) -> tuple[int, tuple, int | None]:
+    """A member's entry: (`address`, the field values of `raw`, a byte string of the plan's
+    shape, and the absolute address of its relative operand: branch target or RIP-relative
+    memory)."""
+    values = []
+    target = None
+    for kind, start, end, signed, scale, mask in plan.readers:
+        v = _from_bytes(raw[start:end], "little", signed=signed)
+        if kind == F_REL:
+            v = target = (address + plan.length + v) & plan.address_mask
+        elif kind == F_DISP:
+            if scale != 1:
+                v *= scale
+            if plan.reloc_mem:
+                target = (address + plan.length + v) & plan.address_mask
+        elif mask:
+            v &= mask
+        elif kind == F_FAR:
+            v = (_from_bytes(raw[end:end + 2], "little"), v)
+        values.append(v)
+    return address, tuple(values), target
 
 
 def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:
     """Decode the instruction at data[offset:]; `address` is its virtual address.
 
     Never raises for any bytes: invalid encodings give kind "bad", bytes ending before the
-    instruction does give kind "truncated" (both with objdump's length).
-
-    Decoding is memoised: a trie over the bytes that fix the length and the meaning
-    (prefixes, opcode, ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded
-    template (re-based to `address`), or the plan fills a copy of its template with the
-    displacement and immediate values read from the bytes.
+    instruction does give kind "truncated" (both with objdump's length).  Memoised like
+    `decode_all` for `bytes` data.
     """
     if type(data) is not bytes:     # bytearray, memoryview: decode without the caches
-        return _decode_and_remember(data, offset, address, mode)
-    node = _TRIES[mode]
-    i = offset
-    try:
-        while True:
-            node = node[data[i]]
-            i += 1
-            if type(node) is _Plan:
-                break
-    except (KeyError, IndexError, TypeError):
-        return _decode_and_remember(data, offset, address, mode)
-    raw = data[offset:offset + node.length]
-    core = node.cores.get(raw)
-    if core is not None:
-        return Instruction(address, core)
-    if node.fields is None or len(raw) != node.length or type(raw) is not bytes:
-        return _decode_and_remember(data, offset, address, mode)
-    core = _from_plan(node, raw, address, mode)
-    if len(node.cores) < _PER_PLAN_LIMIT:
-        node.cores[raw] = core
-    return Instruction(address, core)
+        return Instruction(address, decoder.decode_uncached(data, offset, address, mode))
+    return next(_sweep(data, offset, offset + 1, address, mode))
 
 
-class _Plan:
-    """What one shape (prefixes+opcode+ModRM+SIB bytes) decodes to, minus field values."""
-
-    __slots__ = ("length", "template", "fields", "cores")
-
-    def __init__(self, template: Decoded, fields) -> None:
-        self.length = template.length
-        self.template = template
-        self.fields = fields
-        self.cores = {template.bytes: template}
+def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    return _sweep(data, 0, len(data), address, mode)
 
 
-def _decode_and_remember(data, offset, address, mode) -> Instruction:
+def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
+           ) -> Iterator[Instruction]:
+    """Instructions starting at data[offset:] until one reaches `end`; `address` is the
+    address of data[offset].
+
+    Memoised: a trie over the bytes that fix the length and the meaning (prefixes, opcode,
+    ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded core (shared by every
+    address) or the values of a member of the plan's family (a new `Member` is made from
+    them); new bytes of the shape have their values read; anything else is decoded afresh.
+    """
+    root = _TRIES[mode]
+    plan_type = _Plan
+    new = _new_member
+    address -= offset
+    while offset < end:
+        node = root
+        i = offset
+        try:
+            while True:
+                node = node[data[i]]
+                i += 1
+                if type(node) is plan_type:
+                    break
+        except (KeyError, IndexError):
+            node = None
+        if node is None:
+            core = _decode_and_remember(data, offset, address + offset, mode)
+        else:
+            raw = data[offset:offset + node.length]
+            core = node.cores.get(raw)
+            if core is None or type(core) is tuple:
+                if core is None:
+                    if node.readers is None or len(raw) != node.length:
+                        core = _decode_and_remember(data, offset, address + offset, mode)
+                        yield Instruction(address + offset, core)
+                        offset += core.length
+                        continue
+                    core = _read_values(node, raw, address + offset)
+                    if _counts[1] < _MEMBER_LIMIT:
+                        _counts[1] += 1
+                        node.cores[raw] = core
+                first, values, target = core
+                core = new(Member)
+                core.address = first
+                core.length = node.length
+                core.bytes = raw
+                core.values = values
+                core.target = target
+                core.family = node.template
+                core._operands = core.memo1 = core.memo2 = None
+        yield Instruction(address + offset, core)
+        offset += core.length
+
+
+def _decode_and_remember(data: bytes, offset: int, address: int, mode: int) -> Core:
     core = decoder.decode_uncached(data, offset, address, mode)
     shape = decoder.SHAPE[0]
-    if shape and type(data) is bytes:
+    if shape:
         _remember(data[offset:offset + shape], core, mode)
-    return Instruction(address, core)
+    return core
 
 
 def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
     """Add a decoded instruction to the per-mode trie of plans."""
     if insn.reloc is not None and (mode == 16 or insn.operand_size == 16):
         return                      # objdump's 16-bit wrap rules: always decode afresh
-    global _CACHED
-    _CACHED += 1
-    if _CACHED > _CACHE_LIMIT:
-        for m in (16, 32, 64):
-            _TRIES[m].clear()
-        _CACHED = 0
+    _counts[0] += 1
+    if _counts[0] > _SHAPE_LIMIT:
+        _forget()
     node = _TRIES[mode]
     for b in shape[:-1]:
         nxt = node.get(b)
@@ -109,61 +191,24 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
     plan = node.get(shape[-1])
     if plan is None:
         fields = decoder.FIELDS[0]
-        node[shape[-1]] = _Plan(insn, fields)
+        plan = node[shape[-1]] = _Plan(insn, fields, mode)
         if fields is not None:
             insn.family = insn
             insn.fields = fields
-            insn.dynamic = tuple(sorted({f[1] for f in fields}))
-    elif type(plan) is _Plan and plan.length == insn.length:
-        if len(plan.cores) < _PER_PLAN_LIMIT:
-            plan.cores[insn.bytes] = insn
+            insn.values = _read_values(plan, insn.bytes, insn.address)[1]
+    elif type(plan) is _Plan and plan.length == insn.length and _counts[1] < _MEMBER_LIMIT:
+        _counts[1] += 1
+        plan.cores[insn.bytes] = insn
 
 
-def _from_plan(plan: _Plan, raw: bytes, address: int, mode: int) -> Decoded:
-    """A family member of the plan's template: its values read from `raw`; operand objects
-    are built from them on first use (`materialize`)."""
-    t = plan.template
-    length = t.length
-    values = []
-    target = None
-    for kind, _j, at, n, how in plan.fields:
-        v = int.from_bytes(raw[at:at + n], "little")
-        if kind == F_DISP:
-            if how:                                  # signed, times the disp8*N factor
-                if v >> (8 * n - 1):
-                    v -= 1 << (8 * n)
-                v *= how
-            if t.reloc_mem:
-                target = (address + length + v) & _ADDR_MASK[mode]
-        elif kind == F_IMM:
-            if how and v >> (8 * n - 1):             # sign-extend to `how` bytes
-                v = (v - (1 << (8 * n))) & ((1 << (8 * how)) - 1)
-        elif kind == F_REL:
-            if v >> (8 * n - 1):
-                v -= 1 << (8 * n)
-            v = target = (address + length + v) & _ADDR_MASK[mode]
-        elif kind == F_FAR:
-            v = (int.from_bytes(raw[at + n:at + n + 2], "little"), v)
-        values.append(v)
-    core = _new_member(Member)
-    core.address = address
-    core.length = length
-    core.bytes = raw
-    core.values = tuple(values)
-    core.target = target
-    core.family = t
-    core._operands = core.memo1 = core.memo2 = core.memo3 = core.memo4 = None
-    return core
-
-
-def materialize(core: Decoded) -> tuple:
+def materialize(core: Core) -> tuple:
     """Operand objects of a family member: the template's, with this member's values."""
     t = core.family
     ops = list(t.operands)
-    for (kind, j, _at, n, _how), v in zip(core.fields, core.values, strict=True):
+    for (kind, j, _at, n, _how), v in zip(t.fields, core.values, strict=True):
         op = ops[j]
         if kind == F_DISP:
-            target = core.target if core.reloc_mem else None
+            target = core.target if t.reloc_mem else None
             ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
                          op.addr_size, target, op.moffs)
         elif kind == F_IMM:
@@ -175,36 +220,3 @@ def materialize(core: Decoded) -> tuple:
         else:
             ops[j] = Far(v[0], v[1], n)
     return tuple(ops)
-
-
-def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
-
-    Same as calling `decode` at each next offset; the memoised path is inlined here.
-    """
-    if type(data) is not bytes:
-        data = bytes(data)
-    root = _TRIES[mode]
-    plan_type = _Plan
-    offset, end = 0, len(data)
-    while offset < end:
-        node = root
-        i = offset
-        try:
-            while True:
-                node = node[data[i]]
-                i += 1
-                if type(node) is plan_type:
-                    break
-            core = node.cores.get(data[offset:offset + node.length])
-        except (KeyError, IndexError):
-            core = None
-        if core is None:
-            insn = decode(data, offset, address + offset, mode)
-            yield insn
-            offset += insn.core.length
-        else:
-            yield Instruction(address + offset, core)
-            offset += core.length
-
-

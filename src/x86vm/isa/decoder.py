@@ -719,7 +719,7 @@ def _decode(data, offset, address, mode):
         insn.target = mem.target
         insn.reloc_mem = True
     SHAPE[0] = shape - offset
-    FIELDS[0] = None if no_plan else fields
+    FIELDS[0] = None if no_plan else tuple(fields)
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:

@@ -14,7 +14,25 @@ from .operands import Mem, Rel
 _MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
-class Decoded:
+class Core:
+    """What every decoded core stores itself: where it was decoded, its bytes, its
+    displacement/immediate `values` and absolute `target` (see Decoded), and `memo1`,
+    `memo2`, free for consumers (the formatters keep their text there)."""
+
+    __slots__ = ("address", "length", "bytes", "_operands", "family", "values", "target",
+                 "memo1", "memo2")
+
+    @property
+    def operands(self) -> tuple:
+        """Operands in Intel order (built on first use for family members)."""
+        ops = self._operands
+        if ops is None:
+            from .cache import materialize
+            ops = self._operands = materialize(self)
+        return ops
+
+
+class Decoded(Core):
     """Everything about an instruction that does not depend on where it sits.
 
     `operands` are in Intel (SDM) order: destination first.  `prefixes` are all prefix bytes
@@ -23,15 +41,16 @@ class Decoded:
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address computed for `address` (a Rel, or a RIP-relative Mem), else None.  `memo1`..`memo4`
-    are free for consumers (the formatters keep their text there).
+    address computed for `address` (a Rel, or a RIP-relative Mem), else None.
+    A decoded core that starts a family (cache.py) also has `fields` (where its values sit
+    in the bytes) and `values`; `memo3`, `memo4` are free for consumers (the formatters keep
+    a family's compiled frame there).
     """
 
-    __slots__ = ("address", "length", "bytes", "mnemonic", "att_mnemonic", "_operands",
-                 "prefixes", "unused_prefixes", "operand_size", "address_size", "spec",
-                 "mode", "kind", "evex", "pseudo_prefix", "reloc", "memo1", "memo2", "memo3",
-                 "memo4", "family",
-                 "dynamic", "fields", "values", "target", "reloc_mem")
+    __slots__ = ("memo3", "memo4", "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes",
+                 "operand_size", "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix",
+                 "reloc",
+                 "fields", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
@@ -54,32 +73,23 @@ class Decoded:
         self.reloc = None
         self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
         self.family = None      # the core of the first instruction with the same shape
-        self.dynamic = ()       # operand indices whose values come from disp/imm bytes
-        self.fields = None      # family members: (kind, operand index, ...) per value
+        self.fields = None      # family cores: (kind, operand index, ...) per value
         self.values = None      # ... and the displacement/immediate/target values
         self.target = None      # absolute address in operand `reloc`, for `address`
         self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
-
-    @property
-    def operands(self) -> tuple:
-        """Operands in Intel order (built on first use for family members)."""
-        ops = self._operands
-        if ops is None:
-            from .cache import materialize
-            ops = self._operands = materialize(self)
-        return ops
 
 
 def _family(name: str) -> property:
     return property(attrgetter("family." + name), doc=f"As the family template's {name}.")
 
 
-class Member(Decoded):
+class Member(Core):
     """A core decoded from a plan: its own bytes and values, the rest from its family.
 
-    Only `address`, `length`, `bytes`, `values`, `target`, `family` and the caches are
-    stored; everything else reads through to the family template (same shape, same text
-    apart from the values), which keeps decoding of new byte strings cheap.
+    Only the `Core` slots are stored; everything else reads through to the family template
+    (same shape, same text apart from the values).  Members are made for each decode and
+    not kept (the cache keeps their values as plain tuples, which the garbage collector
+    does not need to scan); identical bytes give equal members.
     """
 
     __slots__ = ()
@@ -96,7 +106,6 @@ class Member(Decoded):
     pseudo_prefix = _family("pseudo_prefix")
     reloc = _family("reloc")
     reloc_mem = _family("reloc_mem")
-    dynamic = _family("dynamic")
     fields = _family("fields")
 
 
@@ -109,7 +118,7 @@ class Instruction:
 
     __slots__ = ("address", "core", "_operands")
 
-    def __init__(self, address: int, core: Decoded) -> None:
+    def __init__(self, address: int, core: Core) -> None:
         self.address = address
         self.core = core
         self._operands = None

@@ -272,6 +272,8 @@ class Tables:
         self.mode = mode
         self.lists = omap.lists
         self._spec_cache: dict = {}
+        self._merged: dict = {}         # (old, new) -> merged Choice: cells share one object
+        self._cells: dict = {}          # column specs -> Choice (group/prefix-mixed cells)
         self._vex_lines = self._lines(("vex0f", "vex0f38", "vex0f3a"))
         self._evex_lines = self._lines(("evex0f", "evex0f38", "evex0f3a"))
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
@@ -358,13 +360,13 @@ class Tables:
                         slot.by_modrm = [None] * 256
                     for modrm in range(256):
                         if (modrm >= 0xC0) == (entry.qual == "reg"):
-                            slot.by_modrm[modrm] = _merge(slot.by_modrm[modrm], choice)
+                            slot.by_modrm[modrm] = self._merge(slot.by_modrm[modrm], choice)
                 elif needs_modrm:
                     slot.modrm = True
                     old = slot.by_modrm or [None] * 256
-                    slot.by_modrm = [_merge(c, choice) for c in old]
+                    slot.by_modrm = [self._merge(c, choice) for c in old]
                 else:
-                    slot.choice = _merge(slot.choice, choice)
+                    slot.choice = self._merge(slot.choice, choice)
 
     def _mixed_table(self, entry: Entry) -> list[Choice | None]:
         """Prefix columns where some column is a ModRM group (e.g. F3 0F 1E)."""
@@ -380,9 +382,20 @@ class Tables:
         cells = []
         for modrm in range(256):
             get = {p: col[modrm] for p, col in per_column.items()}
-            cells.append(Choice(get.get(None), get.get("66"), get.get("F3"), get.get("F2"),
-                                columns=True))
+            key = (get.get(None), get.get("66"), get.get("F3"), get.get("F2"))
+            cell = self._cells.get(key)
+            if cell is None:
+                cell = self._cells[key] = Choice(*key, columns=True)
+            cells.append(cell)
         return cells
+
+    def _merge(self, old: Choice | None, new: Choice | None) -> Choice | None:
+        """`_merge`, once per pair: the 256 cells of a slot share the merged choices."""
+        key = (old, new)
+        merged = self._merged.get(key)
+        if merged is None:
+            merged = self._merged[key] = _merge(old, new)
+        return merged
 
     def _in_mode(self, entry: Entry) -> bool:
         flags = frozenset().union(*(f.flags for f in entry.columns.values()))
