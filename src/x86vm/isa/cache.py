@@ -142,27 +142,33 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
             raw = data[offset:offset + node.length]
             core = node.cores.get(raw)
             if core is None or type(core) is tuple:
-                if core is None:
+                entry = core
+                if entry is None:       # new bytes of a known shape: read the values
                     if node.readers is None or len(raw) != node.length:
                         core = _decode_and_remember(data, offset, address + offset, mode)
                         yield Instruction(address + offset, core)
                         offset += core.length
                         continue
-                    core = _read_values(node, raw, address + offset)
-                    if _counts[1] < _MEMBER_LIMIT:
-                        _counts[1] += 1
-                        node.cores[raw] = core
-                first, values, target = core
+                    entry = _read_values(node, raw, address + offset)
                 core = new(Member)
-                core.address = first
+                core.address, core.values, core.target = entry
                 core.length = node.length
                 core.bytes = raw
-                core.values = values
-                core.target = target
                 core.family = node.template
                 core._operands = core.memo1 = core.memo2 = None
+                _keep(node.cores, raw, core, entry)
         yield Instruction(address + offset, core)
         offset += core.length
+
+
+def _keep(cores: dict, raw: bytes, core: Member, entry: tuple) -> None:
+    """Bytes seen once keep their values only (a plain tuple, which the garbage collector
+    does not scan); seen twice, the member itself (with the formatters' memo)."""
+    if raw in cores:
+        cores[raw] = core
+    elif _counts[1] < _MEMBER_LIMIT:
+        _counts[1] += 1
+        cores[raw] = entry
 
 
 def _decode_and_remember(data: bytes, offset: int, address: int, mode: int) -> Core:
