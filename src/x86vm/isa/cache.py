@@ -20,7 +20,7 @@ from .operands import Far, Imm, Mem, Rel
 from .tables import Tables
 
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
-_new_member = object.__new__
+_new_object = object.__new__
 _from_bytes = int.from_bytes
 _SHAPE_LIMIT = 1 << 20      # shapes kept before the caches start over
 _MEMBER_LIMIT = 1 << 20     # member entries kept (all plans together) before they start over
@@ -123,7 +123,7 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
     """
     root = _TRIES[mode]
     plan_type = _Plan
-    new = _new_member
+    new = _new_object
     address -= offset
     while offset < end:
         node = root
@@ -155,9 +155,12 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
                 core.length = node.length
                 core.bytes = raw
                 core.family = node.template
-                core._operands = core.memo1 = core.memo2 = None
+                core.memo1 = core.memo2 = None
                 _keep(node.cores, raw, core, entry)
-        yield Instruction(address + offset, core)
+        insn = new(Instruction)         # Instruction(address + offset, core), made faster
+        insn.address = address + offset
+        insn.core = core
+        yield insn
         offset += core.length
 
 

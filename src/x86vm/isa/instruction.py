@@ -19,17 +19,7 @@ class Core:
     displacement/immediate `values` and absolute `target` (see Decoded), and `memo1`,
     `memo2`, free for consumers (the formatters keep their text there)."""
 
-    __slots__ = ("address", "length", "bytes", "_operands", "family", "values", "target",
-                 "memo1", "memo2")
-
-    @property
-    def operands(self) -> tuple:
-        """Operands in Intel order (built on first use for family members)."""
-        ops = self._operands
-        if ops is None:
-            from .cache import materialize
-            ops = self._operands = materialize(self)
-        return ops
+    __slots__ = ("address", "length", "bytes", "family", "values", "target", "memo1", "memo2")
 
 
 class Decoded(Core):
@@ -47,10 +37,9 @@ class Decoded(Core):
     a family's compiled frame there).
     """
 
-    __slots__ = ("memo3", "memo4", "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes",
-                 "operand_size", "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix",
-                 "reloc",
-                 "fields", "reloc_mem")
+    __slots__ = ("operands", "memo3", "memo4", "mnemonic", "att_mnemonic", "prefixes",
+                 "unused_prefixes", "operand_size", "address_size", "spec", "mode", "kind",
+                 "evex", "pseudo_prefix", "reloc", "fields", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
@@ -60,7 +49,7 @@ class Decoded(Core):
         self.bytes = raw
         self.mnemonic = mnemonic
         self.att_mnemonic = att_mnemonic
-        self._operands = operands
+        self.operands = operands
         self.prefixes = prefixes
         self.unused_prefixes = unused_prefixes
         self.operand_size = operand_size
@@ -108,6 +97,12 @@ class Member(Core):
     reloc_mem = _family("reloc_mem")
     fields = _family("fields")
 
+    @property
+    def operands(self) -> tuple:
+        """Operands in Intel order: the family's, with this member's values."""
+        from .cache import materialize
+        return materialize(self)
+
 
 def _core(name: str) -> property:
     return property(attrgetter("core." + name), doc=f"See Decoded.{name}.")
@@ -116,12 +111,11 @@ def _core(name: str) -> property:
 class Instruction:
     """One decoded instruction at `address` (ARCHITECTURE.md "Instruction is plain data")."""
 
-    __slots__ = ("address", "core", "_operands")
+    __slots__ = ("address", "core")
 
     def __init__(self, address: int, core: Core) -> None:
         self.address = address
         self.core = core
-        self._operands = None
 
     length = _core("length")
     bytes = _core("bytes")
@@ -144,18 +138,15 @@ class Instruction:
         j = core.reloc
         if j is None or self.address == core.address:
             return core.operands
-        ops = self._operands
-        if ops is None:
-            ops = list(core.operands)
-            op = ops[j]
-            moved = (op.target + self.address - core.address) & _MASK[core.mode]
-            if type(op) is Rel:
-                ops[j] = Rel(moved)
-            else:
-                ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, op.disp,
-                             op.disp_size, op.addr_size, moved, op.moffs)
-            ops = self._operands = tuple(ops)
-        return ops
+        ops = list(core.operands)          # the core's, with the target moved here
+        op = ops[j]
+        moved = (op.target + self.address - core.address) & _MASK[core.mode]
+        if type(op) is Rel:
+            ops[j] = Rel(moved)
+        else:
+            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, op.disp, op.disp_size,
+                         op.addr_size, moved, op.moffs)
+        return tuple(ops)
 
     # ---- attributes the CPU and tools need (derived from the map form) ----
     @property
