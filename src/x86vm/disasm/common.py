@@ -200,7 +200,7 @@ class Frame:
     `words` are the prefix words and mnemonic, `texts` the operand texts in Intel order,
     `order` the operand indices in printing order, `holes` where each family member's values
     go (see `value_holes`), `comment` whether a "# address" comment follows.  A frame is
-    `simple` when no AVX-512 decoration depends on the operands (then `Template` applies).
+    `simple` when no AVX-512 decoration depends on the operands (then a `Template` applies).
     """
 
     __slots__ = ("words", "texts", "order", "comment", "simple", "holes")
@@ -214,70 +214,66 @@ class Frame:
         self.holes = holes
 
 
-class Template:
-    """A simple Frame compiled into %-formats before and after the address (a branch target
-    or the RIP-relative comment): `text(core)` prints any core of the family from its
-    `values`, without building operand objects.
+#: A simple Frame compiled into %-formats before and after the address (a branch target or
+#: the RIP-relative comment): (before, before_args, after, after_args, addressed,
+#: address_mask).  Each side's args say how to pick its %-arguments from a core's values:
+#: None (no values), a slice (start, stop, step) of the values, or per argument (value
+#: index, mask or 0, style or -1 for a %-conversion).  A plain tuple of strings and ints:
+#: the garbage collector does not need to scan it.
+Template = tuple[str, tuple | None, str, tuple | None, bool, int]
 
-    Each side has a format and how to pick its arguments from the values: None (no values),
-    a slice (start, stop, step) of the values, or per argument (value index, mask or 0, style
-    or -1 for a %-conversion).  Only plain data is kept (the garbage collector does not
-    need to scan it).
-    """
 
-    __slots__ = ("before", "before_args", "after", "after_args", "addressed", "address_mask")
-
-    def __init__(self, frame: Frame, mode: int) -> None:
-        self.address_mask = MASK[mode]
-        hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
-        head = " ".join(frame.words)
-        sides: list[list] = [[f"{head:<6} " if frame.order else head, []]]
-        for n, i in enumerate(frame.order):
-            side = sides[-1]
-            if n:
-                side[0] += ","
-            if i not in hole_at:
-                side[0] += frame.texts[i].replace("%", "%%")
-                continue
-            k, (_j, pre, style, arg, post) = hole_at[i]
-            side[0] += pre.replace("%", "%%")
-            if style == H_ADDRESS:
-                sides.append(["", []])
-            elif style in _PERCENT:
-                spec, masked = _PERCENT[style]
-                side[0] += spec
-                side[1].append((k, arg if masked else 0, -1))
-            else:
-                side[0] += "%s"
-                side[1].append((k, arg, style))
-            sides[-1][0] += post.replace("%", "%%")
-        if frame.comment:
-            sides[-1][0] += "        # "
+def compile_template(frame: Frame, mode: int) -> Template:
+    """The Template of a simple frame (see `template_text`)."""
+    hole_at = {h[0]: (k, h) for k, h in enumerate(frame.holes)}
+    head = " ".join(frame.words)
+    sides: list[list] = [[f"{head:<6} " if frame.order else head, []]]
+    for n, i in enumerate(frame.order):
+        side = sides[-1]
+        if n:
+            side[0] += ","
+        if i not in hole_at:
+            side[0] += frame.texts[i].replace("%", "%%")
+            continue
+        k, (_j, pre, style, arg, post) = hole_at[i]
+        side[0] += pre.replace("%", "%%")
+        if style == H_ADDRESS:
             sides.append(["", []])
-        self.addressed = len(sides) == 2
-        self.before, self.before_args = _side(*sides[0])
-        self.after, self.after_args = _side(*sides[-1])
+        elif style in _PERCENT:
+            spec, masked = _PERCENT[style]
+            side[0] += spec
+            side[1].append((k, arg if masked else 0, -1))
+        else:
+            side[0] += "%s"
+            side[1].append((k, arg, style))
+        sides[-1][0] += post.replace("%", "%%")
+    if frame.comment:
+        sides[-1][0] += "        # "
+        sides.append(["", []])
+    return (*_side(*sides[0]), *_side(*sides[-1]), len(sides) == 2, MASK[mode])
 
-    def text(self, core) -> str | AddressedText:
-        """The text of a core of this family (a plain string unless address-dependent)."""
-        values = core.values
-        args = self.before_args
-        if args is None:
-            before = self.before
-        elif len(args) == 3 and type(args[0]) is int:       # a slice of the values
-            before = self.before % values[args[0]:args[1]:args[2]]
-        else:
-            before = self.before % _arguments(args, values)
-        if not self.addressed:
-            return before
-        args = self.after_args
-        if args is None:
-            after = self.after
-        elif len(args) == 3 and type(args[0]) is int:
-            after = self.after % values[args[0]:args[1]:args[2]]
-        else:
-            after = self.after % _arguments(args, values)
-        return before, after, core.target - core.address, self.address_mask
+
+def template_text(template: Template, core) -> str | AddressedText:
+    """The text of a core of the template's family (a plain string unless it depends on the
+    address), from the core's values, without building operand objects."""
+    before, args, after, after_args, addressed, address_mask = template
+    values = core.values
+    if args is None:
+        pass
+    elif len(args) == 3 and type(args[0]) is int:       # a slice of the values
+        before %= values[args[0]:args[1]:args[2]]
+    else:
+        before %= _arguments(args, values)
+    if not addressed:
+        return before
+    args = after_args
+    if args is None:
+        pass
+    elif len(args) == 3 and type(args[0]) is int:
+        after %= values[args[0]:args[1]:args[2]]
+    else:
+        after %= _arguments(args, values)
+    return before, after, core.target - core.address, address_mask
 
 
 def _side(fmt: str, args: list[tuple[int, int, int]]) -> tuple[str, tuple | None]:
@@ -339,10 +335,10 @@ class Syntax:
             template = getattr(family, self.template_slot)
             if template is None:
                 frame = self.frame(Instruction(family.address, family), _mark)
-                template = Template(frame, family.mode) if frame.simple else False
+                template = compile_template(frame, family.mode) if frame.simple else False
                 setattr(family, self.template_slot, template)
             if template:
-                text = template.text(core)
+                text = template_text(template, core)
                 setattr(core, self.text_slot, text)
                 return text
         insn = Instruction(core.address, core)

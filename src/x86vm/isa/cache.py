@@ -26,6 +26,8 @@ _SHAPE_LIMIT = 1 << 20      # shapes kept before the caches start over
 _MEMBER_LIMIT = 1 << 20     # member entries kept (all plans together) before they start over
 _counts = [0, 0]            # shapes, member entries kept
 _TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
+#: per mode: exact bytes -> their Decoded core, Member, or a member's values (see _keep)
+_CORES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
 
 
 def use_tables(tables: dict[int, Tables]) -> None:
@@ -37,6 +39,7 @@ def use_tables(tables: dict[int, Tables]) -> None:
 def _forget() -> None:
     for mode in (16, 32, 64):
         _TRIES[mode].clear()
+        _CORES[mode].clear()
     _counts[:] = [0, 0]
 
 
@@ -49,12 +52,11 @@ class _Plan:
     None when the template's values cannot be re-read (no member is made then).
     """
 
-    __slots__ = ("length", "template", "readers", "cores", "address_mask", "reloc_mem")
+    __slots__ = ("length", "template", "readers", "address_mask", "reloc_mem")
 
     def __init__(self, template: Decoded, fields, mode: int) -> None:
         self.length = template.length
         self.template = template
-        self.cores = {template.bytes: template}
         self.address_mask = _ADDR_MASK[mode]
         self.reloc_mem = template.reloc_mem
         self.readers = None if fields is None else tuple(_reader(f) for f in fields)
@@ -122,6 +124,7 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
     them); new bytes of the shape have their values read; anything else is decoded afresh.
     """
     root = _TRIES[mode]
+    cores = _CORES[mode]
     plan_type = _Plan
     new = _new_object
     address -= offset
@@ -140,7 +143,7 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
             core = _decode_and_remember(data, offset, address + offset, mode)
         else:
             raw = data[offset:offset + node.length]
-            core = node.cores.get(raw)
+            core = cores.get(raw)
             if core is None or type(core) is tuple:
                 entry = core
                 if entry is None:       # new bytes of a known shape: read the values
@@ -156,7 +159,7 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
                 core.bytes = raw
                 core.family = node.template
                 core.memo1 = core.memo2 = None
-                _keep(node.cores, raw, core, entry)
+                _keep(cores, raw, core, entry)
         insn = new(Instruction)         # Instruction(address + offset, core), made faster
         insn.address = address + offset
         insn.core = core
@@ -201,13 +204,14 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
     if plan is None:
         fields = decoder.FIELDS[0]
         plan = node[shape[-1]] = _Plan(insn, fields, mode)
+        _CORES[mode][insn.bytes] = insn
         if fields is not None:
             insn.family = insn
             insn.fields = fields
             insn.values = _read_values(plan, insn.bytes, insn.address)[1]
     elif type(plan) is _Plan and plan.length == insn.length and _counts[1] < _MEMBER_LIMIT:
         _counts[1] += 1
-        plan.cores[insn.bytes] = insn
+        _CORES[mode][insn.bytes] = insn
 
 
 def materialize(core: Core) -> tuple:
