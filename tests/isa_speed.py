@@ -1,66 +1,107 @@
 """Quick throughput check of the decoder and formatters (not a test; see docs/isa.md).
 
-    python3 tests/isa_speed.py [FILE]       # default /usr/bin/python3.11 (.text)
+    python3 tests/isa_speed.py [FILE] [--runs N]     # default /usr/bin/python3.11 (.text)
 
-Each measurement runs in a fresh process so the memo caches start cold; "warm" repeats the
-pass in the same process.  CPU time (process_time) is used: the machine is shared.
+Each figure is measured in N fresh processes (median printed): "cold" is one pass over the
+section right after import, so it includes filling the memo caches; "warm" repeats the pass
+in the same process.  The one-off import (opcode map -> tables) is printed on its own.
+Capstone is measured as bench/disasm.py does: `Cs.disasm` with skipdata, reading
+`mnemonic` and `op_str` of every instruction.  CPU time (process_time): the machine is
+shared.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+WHAT = ("capstone", "decode", "att", "intel")
 
 
-def _one(path: str, what: str) -> None:
+def _one(path: str, what: str) -> dict:
     sys.path.insert(0, os.path.join(HERE, "..", "src"))
     sys.path.insert(0, HERE)
+    start = time.process_time()
+    if what == "capstone":
+        try:
+            import capstone
+        except ImportError:
+            return {}
+        imported = time.process_time() - start
+        md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        md.skipdata = True
+
+        def work() -> int:
+            n = 0
+            for insn in md.disasm(data, address):
+                _text = insn.mnemonic + " " + insn.op_str
+                n += 1
+            return n
+    else:
+        from x86vm.disasm.att import format_att
+        from x86vm.disasm.intel import format_intel
+        from x86vm.isa import decode_all
+
+        imported = time.process_time() - start
+        fmt = {"decode": None, "att": format_att, "intel": format_intel}[what]
+
+        def work() -> int:
+            n = 0
+            if fmt is None:
+                for _ in decode_all(data, address):
+                    n += 1
+            else:
+                for insn in decode_all(data, address):
+                    fmt(insn)
+                    n += 1
+            return n
     from isa_compare import load_code
 
     data, address = load_code(path)
-    if what == "capstone":
-        try:
-            from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-        except ImportError:
-            print("capstone        not installed")
-            return
-        md = Cs(CS_ARCH_X86, CS_MODE_64)
-        start = time.process_time()
-        n = sum(1 for _ in md.disasm(data, address))
-        print(f"capstone        {n / (time.process_time() - start):>10,.0f} insn/s")
-        return
-    from x86vm.disasm.att import format_att
-    from x86vm.disasm.intel import format_intel
-    from x86vm.isa import decode_all
-
-    fmt = {"decode": None, "att": format_att, "intel": format_intel}[what]
+    out = {"import": imported}
     for label in ("cold", "warm"):
         start = time.process_time()
-        n = 0
-        if fmt is None:
-            for _ in decode_all(data, address):
-                n += 1
-        else:
-            for insn in decode_all(data, address):
-                fmt(insn)
-                n += 1
-        rate = n / (time.process_time() - start)
-        name = "decode-only" if fmt is None else f"decode+{what}"
-        print(f"{name:<15} {rate:>10,.0f} insn/s  ({label}, {n} instructions)")
+        n = work()
+        out[label] = n / (time.process_time() - start)
+        out["n"] = n
+    return out
 
 
 def main() -> int:
-    path = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else \
-        "/usr/bin/python3.11"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    path = args[0] if args else "/usr/bin/python3.11"
     if "--one" in sys.argv:
-        _one(path, sys.argv[-1])
+        print(json.dumps(_one(path, sys.argv[-1])))
         return 0
-    for what in ("capstone", "decode", "att", "intel"):
-        subprocess.run([sys.executable, __file__, path, "--one", what], check=True)
+    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 3
+    results: dict[str, list[dict]] = {w: [] for w in WHAT}
+    for _ in range(runs):           # interleaved, so load changes hit every figure alike
+        for what in WHAT:
+            out = subprocess.run([sys.executable, __file__, path, "--one", what],
+                                 check=True, capture_output=True, text=True).stdout
+            results[what].append(json.loads(out))
+    if not results["capstone"][0]:
+        print("capstone        not installed (pip install capstone)")
+    median = {w: {k: statistics.median(r[k] for r in rs) for k in ("import", "cold", "warm")}
+              for w, rs in results.items() if rs[0]}
+    names = {"capstone": "capstone text", "decode": "decode-only", "att": "decode+att",
+             "intel": "decode+intel"}
+    n = results["decode"][0]["n"]
+    print(f"{path}: {n} instructions; median of {runs} fresh processes (CPU time)")
+    print(f"  {'insn/s':15} {'cold':>10} {'warm':>10} {'import s':>9}  ratio to capstone "
+          "(cold, warm)")
+    for what, m in median.items():
+        ratio = ""
+        if what != "capstone" and "capstone" in median:
+            cs = median["capstone"]
+            ratio = f"{m['cold'] / cs['cold']:.2f}, {m['warm'] / cs['warm']:.2f}"
+        print(f"  {names[what]:15} {m['cold']:10,.0f} {m['warm']:10,.0f} {m['import']:9.2f}"
+              f"  {ratio}")
     return 0
 
 

@@ -16,7 +16,6 @@ from .common import (
     PrintAddress,
     Syntax,
     at_address,
-    layout,
     mem_text,
     prefix_words,
     size_suffix,
@@ -44,14 +43,9 @@ def _mem_parts(m: Mem) -> MemParts:
 
 
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump prints after the raw-bytes column.
-
-    Text is memoised on the shared decoded core; an address-dependent part (branch target,
-    RIP-relative comment) is rendered through `print_address` on every call.
-    """
-    text = insn.core.memo1
-    if text is None:
-        text = _ATT.remember(insn.core)
+    """What objdump -d prints after the raw-bytes column (AT&T syntax); addresses (branch
+    targets, RIP-relative comments) through `print_address`, else as hex."""
+    text = insn.core.memo1 or _ATT.remember(insn.core)     # memoised on the decoded core
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
@@ -100,8 +94,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     return Frame(words, texts, order, comment, insn.evex is None, holes)
 
 
-def _finish(insn, words: list[str], texts: list[str | None], pa: PrintAddress) -> str:
-    """AT&T order (source first), AVX-512 decorations, RIP comment, objdump's layout."""
+def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:
+    """The operand texts as printed: AT&T order (source first), AVX-512 decorations."""
     spec = insn.spec
     ops = [t for t in texts if t is not None]
     if not (spec.flags and "att-noreverse" in spec.flags):
@@ -109,11 +103,7 @@ def _finish(insn, words: list[str], texts: list[str | None], pa: PrintAddress) -
     evex = insn.evex
     if evex is not None:
         _decorate(insn, ops, evex)
-    comment = ""
-    core = insn.core
-    if core.reloc is not None and core.reloc_mem:
-        comment = f"        # {pa(insn.reloc_target)}"
-    return layout(words, ops, comment)
+    return ops
 
 
 def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
@@ -134,4 +124,4 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         ops.insert(i, f"{{{rounding}}}")
 
 
-_ATT = Syntax(True, "memo1", "memo3", _frame, _finish)
+_ATT = Syntax(True, "memo1", "memo3", _frame, _operands)

@@ -311,20 +311,20 @@ class Syntax:
     """The formatting machinery shared by AT&T and Intel, given one syntax's parts.
 
     `frame(insn, pa)` makes the Frame of an instruction (prefix words, mnemonic, operand
-    texts, value holes), `finish(insn, words, texts, pa)` the full text of an instruction
-    whose frame is not simple.  Text is memoised per decoded core in `text_slot`; a family's
-    `Template` (False if its frame is not simple) is kept on its first core in
-    `template_slot`.
+    texts, value holes), `operands(insn, texts)` the operand texts as printed (order,
+    AVX-512 decorations) where the frame is not simple.  Text is memoised per decoded core
+    in `text_slot`; a family's `Template` (False if its frame is not simple) is kept on its
+    first core in `template_slot`.
     """
 
     def __init__(self, att: bool, text_slot: str, template_slot: str,
                  frame: Callable[[Instruction, PrintAddress], Frame],
-                 finish: Callable[..., str]) -> None:
+                 operands: Callable[[Instruction, list], list[str]]) -> None:
         self.att = att
         self.text_slot = text_slot
         self.template_slot = template_slot
         self.frame = frame
-        self.finish = finish
+        self.operands = operands
         self.register_prefix = "%" if att else ""
 
     def remember(self, core) -> str | AddressedText:
@@ -355,7 +355,10 @@ class Syntax:
         kind = insn.kind
         if kind == "insn":
             frame = self.frame(insn, pa)
-            return self.finish(insn, frame.words, frame.texts, pa)
+            comment = ""
+            if frame.comment:
+                comment = f"        # {pa(insn.reloc_target)}"
+            return layout(frame.words, self.operands(insn, frame.texts), comment)
         if kind == "truncated":
             return f".byte {insn.bytes[0]:#x}"
         words = prefix_words(insn, self.att) + ([insn.mnemonic] if kind == "bad" else [])

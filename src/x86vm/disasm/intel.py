@@ -15,7 +15,6 @@ from .common import (
     PrintAddress,
     Syntax,
     at_address,
-    layout,
     mem_text,
     prefix_words,
     size_suffix,
@@ -48,14 +47,8 @@ def _mem_parts(m: Mem) -> MemParts:
 
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """The instruction text objdump prints after the raw-bytes column (``-M intel``).
-
-    Text is memoised on the shared decoded core; an address-dependent part (branch target,
-    RIP-relative comment) is rendered through `print_address` on every call.
-    """
-    text = insn.core.memo2
-    if text is None:
-        text = _INTEL.remember(insn.core)
+    """The text of ``objdump -d -M intel`` after the raw bytes, memoised like format_att."""
+    text = insn.core.memo2 or _INTEL.remember(insn.core)
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
@@ -97,8 +90,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
-def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
-    """AVX-512 decorations, RIP comment, objdump's layout."""
+def _operands(insn: Instruction, ops: list[str]) -> list[str]:
+    """The operand texts as printed: with AVX-512 decorations."""
     evex = insn.evex
     if evex is not None:
         ops = list(ops)
@@ -117,11 +110,7 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
                 ops.insert(i + 1, f"{{{rounding}}}")
             else:
                 ops[i] += f"{{{rounding}}}"
-    comment = ""
-    core = insn.core
-    if core.reloc is not None and core.reloc_mem:
-        comment = f"        # {pa(insn.reloc_target)}"
-    return layout(words, ops, comment)
+    return ops
 
 
-_INTEL = Syntax(False, "memo2", "memo4", _frame, _finish)
+_INTEL = Syntax(False, "memo2", "memo4", _frame, _operands)
