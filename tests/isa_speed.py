@@ -12,6 +12,7 @@ shared.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -73,16 +74,19 @@ def _one(path: str, what: str) -> dict:
 
 
 def main() -> int:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    path = args[0] if args else "/usr/bin/python3.11"
-    if "--one" in sys.argv:
-        print(json.dumps(_one(path, sys.argv[-1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", default="/usr/bin/python3.11")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--one", choices=WHAT, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    path, runs = args.file, args.runs
+    if args.one:
+        print(json.dumps(_one(path, args.one)))
         return 0
-    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 3
     results: dict[str, list[dict]] = {w: [] for w in WHAT}
     for _ in range(runs):           # interleaved, so load changes hit every figure alike
         for what in WHAT:
-            out = subprocess.run([sys.executable, __file__, path, "--one", what],
+            out = subprocess.run([sys.executable, __file__, path, f"--one={what}"],
                                  check=True, capture_output=True, text=True).stdout
             results[what].append(json.loads(out))
     if not results["capstone"][0]:

@@ -103,31 +103,33 @@ def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> In
     """
     if type(data) is not bytes:     # bytearray, memoryview: decode without the caches
         return Instruction(address, decoder.decode_uncached(data, offset, address, mode))
-    return next(_sweep(data, offset, offset + 1, address, mode))
+    node = _TRIES[mode]
+    i = offset
+    try:
+        while type(node) is not _Plan:
+            node = node[data[i]]
+            i += 1
+    except (KeyError, IndexError):
+        return Instruction(address, _decode_and_remember(data, offset, address, mode))
+    raw = data[offset:offset + node.length]
+    core = _CORES[mode].get(raw)
+    if core is None or type(core) is tuple:
+        core = _member(node, raw, core, data, offset, address, mode)
+    return Instruction(address, core)
 
 
 def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
-    """Decode consecutive instructions covering all of `data` (objdump's linear sweep)."""
+    """Decode consecutive instructions covering all of `data` (objdump's linear sweep).
+
+    Same as `decode` at each next offset, with its memo lookup inlined.
+    """
     if type(data) is not bytes:
         data = bytes(data)
-    return _sweep(data, 0, len(data), address, mode)
-
-
-def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
-           ) -> Iterator[Instruction]:
-    """Instructions starting at data[offset:] until one reaches `end`; `address` is the
-    address of data[offset].
-
-    Memoised: a trie over the bytes that fix the length and the meaning (prefixes, opcode,
-    ModRM, SIB) leads to a `_Plan`; the exact bytes then find a decoded core (shared by every
-    address) or the values of a member of the plan's family (a new `Member` is made from
-    them); new bytes of the shape have their values read; anything else is decoded afresh.
-    """
     root = _TRIES[mode]
     cores = _CORES[mode]
     plan_type = _Plan
     new = _new_object
-    address -= offset
+    offset, end = 0, len(data)
     while offset < end:
         node = root
         i = offset
@@ -137,29 +139,12 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
                 i += 1
                 if type(node) is plan_type:
                     break
-        except (KeyError, IndexError):
-            node = None
-        if node is None:
-            core = _decode_and_remember(data, offset, address + offset, mode)
-        else:
             raw = data[offset:offset + node.length]
             core = cores.get(raw)
             if core is None or type(core) is tuple:
-                entry = core
-                if entry is None:       # new bytes of a known shape: read the values
-                    if node.readers is None or len(raw) != node.length:
-                        core = _decode_and_remember(data, offset, address + offset, mode)
-                        yield Instruction(address + offset, core)
-                        offset += core.length
-                        continue
-                    entry = _read_values(node, raw, address + offset)
-                core = new(Member)
-                core.address, core.values, core.target = entry
-                core.length = node.length
-                core.bytes = raw
-                core.family = node.template
-                core.memo1 = core.memo2 = None
-                _keep(cores, raw, core, entry)
+                core = _member(node, raw, core, data, offset, address + offset, mode)
+        except (KeyError, IndexError):
+            core = _decode_and_remember(data, offset, address + offset, mode)
         insn = new(Instruction)         # Instruction(address + offset, core), made faster
         insn.address = address + offset
         insn.core = core
@@ -167,14 +152,27 @@ def _sweep(data: bytes, offset: int, end: int, address: int, mode: int
         offset += core.length
 
 
-def _keep(cores: dict, raw: bytes, core: Member, entry: tuple) -> None:
-    """Bytes seen once keep their values only (a plain tuple, which the garbage collector
-    does not scan); seen twice, the member itself (with the formatters' memo)."""
-    if raw in cores:
+def _member(plan: _Plan, raw: bytes, entry: tuple | None, data: bytes, offset: int,
+            address: int, mode: int) -> Core:
+    """The core of bytes `raw` of the plan's shape that have no core yet: a `Member` made
+    from the values kept for them (`entry`) or read now; else a fresh decode."""
+    if entry is None:               # new bytes of a known shape: read the values
+        if plan.readers is None or len(raw) != plan.length:
+            return _decode_and_remember(data, offset, address, mode)
+        entry = _read_values(plan, raw, address)
+    core = _new_object(Member)
+    core.address, core.values, core.target = entry
+    core.length = plan.length
+    core.bytes = raw
+    core.family = plan.template
+    core.memo1 = core.memo2 = None
+    cores = _CORES[mode]
+    if raw in cores:                # seen twice: keep the member (and the formatters' memo)
         cores[raw] = core
-    elif _counts[1] < _MEMBER_LIMIT:
-        _counts[1] += 1
+    elif _counts[1] < _MEMBER_LIMIT:    # seen once: keep its values only (a plain tuple,
+        _counts[1] += 1                 # which the garbage collector does not scan)
         cores[raw] = entry
+    return core
 
 
 def _decode_and_remember(data: bytes, offset: int, address: int, mode: int) -> Core:
