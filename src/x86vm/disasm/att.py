@@ -45,7 +45,8 @@ def _mem_parts(m: Mem) -> MemParts:
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """What objdump -d prints after the raw-bytes column (AT&T syntax); addresses (branch
     targets, RIP-relative comments) through `print_address`, else as hex."""
-    text = insn.core.memo1 or _ATT.remember(insn.core)     # memoised on the decoded core
+    memo = insn.core.memo1      # the text, or a family's texts by bytes (see Syntax)
+    text = (memo.get(insn.bytes) if type(memo) is dict else memo) or _ATT.remember(insn)
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 

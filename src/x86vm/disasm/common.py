@@ -253,11 +253,11 @@ def compile_template(frame: Frame, mode: int) -> Template:
     return (*_side(*sides[0]), *_side(*sides[-1]), len(sides) == 2, MASK[mode])
 
 
-def template_text(template: Template, core) -> str | AddressedText:
-    """The text of a core of the template's family (a plain string unless it depends on the
-    address), from the core's values, without building operand objects."""
+def template_text(template: Template, values: tuple, delta: int) -> str | AddressedText:
+    """The text of a member of the template's family (a plain string unless it depends on
+    the address: `delta` is its target minus its address) from its values, without building
+    operand objects."""
     before, args, after, after_args, addressed, address_mask = template
-    values = core.values
     if args is None:
         pass
     elif len(args) == 3 and type(args[0]) is int:       # a slice of the values
@@ -273,7 +273,7 @@ def template_text(template: Template, core) -> str | AddressedText:
         after %= values[args[0]:args[1]:args[2]]
     else:
         after %= _arguments(args, values)
-    return before, after, core.target - core.address, address_mask
+    return before, after, delta, address_mask
 
 
 def _side(fmt: str, args: list[tuple[int, int, int]]) -> tuple[str, tuple | None]:
@@ -326,29 +326,41 @@ class Syntax:
         self.frame = frame
         self.operands = operands
         self.register_prefix = "%" if att else ""
+        self.kept = 0           # family members' texts kept (see _TEXT_LIMIT)
 
-    def remember(self, core) -> str | AddressedText:
-        """The text of a core not formatted before (kept in its memo slot): from its family's
-        compiled frame, or rendered in full."""
-        family = core.family
-        if family is not None:
-            template = getattr(family, self.template_slot)
-            if template is None:
-                frame = self.frame(Instruction(family.address, family), _mark)
-                template = compile_template(frame, family.mode) if frame.simple else False
-                setattr(family, self.template_slot, template)
-            if template:
-                text = template_text(template, core)
-                setattr(core, self.text_slot, text)
-                return text
-        insn = Instruction(core.address, core)
-        if core.reloc is None:
-            text = self.render(insn, default_print_address)
+    def remember(self, insn: Instruction) -> str | AddressedText:
+        """The text of an instruction whose bytes were not formatted before, kept: on its
+        core, or for a family member in its family's dict (bytes -> text).  A member's text
+        is its family's Template filled with its values where the frame is simple."""
+        core = insn.core
+        if core.readers is None:
+            text = self._render_whole(insn)
+            setattr(core, self.text_slot, text)
+            return text
+        texts = getattr(core, self.text_slot)
+        if texts is None:
+            texts = {}
+            setattr(core, self.text_slot, texts)
+            frame = self.frame(Instruction(core.address, core), _mark)
+            template = compile_template(frame, core.mode) if frame.simple else False
+            setattr(core, self.template_slot, template)
+        template = getattr(core, self.template_slot)
+        if template:
+            values, target = core.read(insn.bytes, insn.address)
+            text = template_text(template, values,
+                                 0 if target is None else target - insn.address)
         else:
-            before, _, after = self.render(insn, _mark).partition("\0")
-            text = (before, after, core.target - core.address, MASK[core.mode])
-        setattr(core, self.text_slot, text)
+            text = self._render_whole(insn)
+        if self.kept < _TEXT_LIMIT:
+            self.kept += 1
+            texts[insn.bytes] = text
         return text
+
+    def _render_whole(self, insn: Instruction) -> str | AddressedText:
+        if insn.core.reloc is None:
+            return self.render(insn, default_print_address)
+        before, _, after = self.render(insn, _mark).partition("\0")
+        return before, after, insn.reloc_target - insn.address, MASK[insn.core.mode]
 
     def render(self, insn: Instruction, pa: PrintAddress) -> str:
         """The full text of one instruction (also (bad), prefixes alone, truncated)."""
@@ -367,6 +379,9 @@ class Syntax:
             mask = f"{{{self.register_prefix}k{evex[0]}}}" + ("{z}" if evex[1] else "")
             return layout(words, [mask])
         return " ".join(words)
+
+
+_TEXT_LIMIT = 1 << 20     # family members' texts kept per syntax; more are formatted anew
 
 
 def _mark(addr: int) -> str:

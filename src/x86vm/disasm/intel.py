@@ -48,7 +48,8 @@ def _mem_parts(m: Mem) -> MemParts:
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The text of ``objdump -d -M intel`` after the raw bytes, memoised like format_att."""
-    text = insn.core.memo2 or _INTEL.remember(insn.core)
+    memo = insn.core.memo2
+    text = (memo.get(insn.bytes) if type(memo) is dict else memo) or _INTEL.remember(insn)
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 

@@ -12,7 +12,7 @@ truncated form (``.byte 0x..``); nothing raises.
 
 from __future__ import annotations
 
-from .instruction import Decoded
+from .instruction import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
 from .operands import (
     ADDR16,
     BAD_OPERAND,
@@ -100,7 +100,6 @@ _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 SHAPE = [0]         # after a decode: bytes that fix its length (0: do not memoise)
 FIELDS: list = [None]   # ... and where its displacement/immediate values sit
-F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
 
 
 def set_tables(tables: dict[int, Tables]) -> None:

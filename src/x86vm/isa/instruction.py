@@ -1,28 +1,27 @@
 """`Instruction`: the plain-data result of decoding one x86 instruction.
 
-An `Instruction` is an address plus a shared, immutable `Decoded` core: identical bytes
-decode once and every occurrence shares the core (see decoder.py).  Relative targets are
-stored in the core for the address it was first decoded at and moved along on access.
+An `Instruction` is an address, its bytes and a shared, immutable `Decoded` core: the core
+of the first instruction decoded with the same bytes -- or, for a family (same prefixes,
+opcode, ModRM and SIB: see cache.py), with the same shape, whose displacement/immediate
+values the instruction reads from its own bytes.  Relative targets are stored in the core
+for the address it was decoded at and moved along on access.
 """
 
 from __future__ import annotations
 
 from operator import attrgetter
 
-from .operands import Mem, Rel
+from .operands import Far, Imm, Mem, Rel
 
 _MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_from_bytes = int.from_bytes
+
+# Where a displacement/immediate value sits in the bytes (Decoded.fields: kind, operand
+# index, byte offset, size, how -- see decoder.py).
+F_DISP, F_IMM, F_REL, F_MOFFS, F_FAR = range(5)
 
 
-class Core:
-    """What every decoded core stores itself: where it was decoded, its bytes, its
-    displacement/immediate `values` and absolute `target` (see Decoded), and `memo1`,
-    `memo2`, free for consumers (the formatters keep their text there)."""
-
-    __slots__ = ("address", "length", "bytes", "family", "values", "target", "memo1", "memo2")
-
-
-class Decoded(Core):
+class Decoded:
     """Everything about an instruction that does not depend on where it sits.
 
     `operands` are in Intel (SDM) order: destination first.  `prefixes` are all prefix bytes
@@ -31,15 +30,16 @@ class Decoded(Core):
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address computed for `address` (a Rel, or a RIP-relative Mem), else None.
-    A decoded core that starts a family (cache.py) also has `fields` (where its values sit
-    in the bytes) and `values`; `memo3`, `memo4` are free for consumers (the formatters keep
-    a family's compiled frame there).
+    address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None.
+    A core that heads a family (cache.py) has `fields` (where its values sit in the bytes),
+    `values` and `readers` (how to read any member's values: see `read`).
+    `memo1`..`memo4` are free for consumers (the formatters keep their text there).
     """
 
-    __slots__ = ("operands", "memo3", "memo4", "mnemonic", "att_mnemonic", "prefixes",
-                 "unused_prefixes", "operand_size", "address_size", "spec", "mode", "kind",
-                 "evex", "pseudo_prefix", "reloc", "fields", "reloc_mem")
+    __slots__ = ("address", "length", "bytes", "operands", "memo1", "memo2", "memo3", "memo4",
+                 "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes", "operand_size",
+                 "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix", "reloc",
+                 "fields", "values", "readers", "target", "reloc_mem")
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
@@ -61,47 +61,70 @@ class Decoded(Core):
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
         self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
-        self.family = None      # the core of the first instruction with the same shape
-        self.fields = None      # family cores: (kind, operand index, ...) per value
-        self.values = None      # ... and the displacement/immediate/target values
+        self.fields = None      # family heads: (kind, operand index, ...) per value
+        self.values = None      # ... the displacement/immediate/target values
+        self.readers = None     # ... and how to read them (see `read`)
         self.target = None      # absolute address in operand `reloc`, for `address`
         self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
 
+    def head_family(self, fields: tuple) -> None:
+        """Make this core the head of a family whose values sit at `fields`."""
+        self.fields = fields
+        self.readers = tuple(_reader(f) for f in fields)
+        self.values = self.read(self.bytes, self.address)[0]
 
-def _family(name: str) -> property:
-    return property(attrgetter("family." + name), doc=f"As the family template's {name}.")
+    def read(self, raw: bytes, address: int) -> tuple[tuple, int | None]:
+        """The values of a family member with bytes `raw` at `address`, and the absolute
+        address of its relative operand (branch target, RIP-relative memory) or None.
+
+        Each reader is (kind, start, end, signed, scale, mask): the value is the
+        little-endian integer raw[start:end], times `scale` (EVEX disp8*N), masked to
+        `mask` if nonzero (an immediate sign-extended to its operand size).
+        """
+        values = []
+        target = None
+        for kind, start, end, signed, scale, mask in self.readers:
+            v = _from_bytes(raw[start:end], "little", signed=signed)
+            if kind == F_REL:
+                v = target = (address + self.length + v) & _MASK[self.mode]
+            elif kind == F_DISP:
+                if scale != 1:
+                    v *= scale
+                if self.reloc_mem:
+                    target = (address + self.length + v) & _MASK[self.mode]
+            elif mask:
+                v &= mask
+            elif kind == F_FAR:
+                v = (_from_bytes(raw[end:end + 2], "little"), v)
+            values.append(v)
+        return tuple(values), target
+
+    def member_operands(self, values: tuple, target: int | None) -> tuple:
+        """Operand objects of a family member: this core's, with the member's values."""
+        ops = list(self.operands)
+        for (kind, j, _at, n, _how), v in zip(self.fields, values, strict=True):
+            op = ops[j]
+            if kind == F_DISP:
+                ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
+                             op.addr_size, target if self.reloc_mem else None, op.moffs)
+            elif kind == F_IMM:
+                ops[j] = Imm(v, op.size)
+            elif kind == F_REL:
+                ops[j] = Rel(v)
+            elif kind == F_MOFFS:
+                ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+            else:
+                ops[j] = Far(v[0], v[1], n)
+        return tuple(ops)
 
 
-class Member(Core):
-    """A core decoded from a plan: its own bytes and values, the rest from its family.
-
-    Only the `Core` slots are stored; everything else reads through to the family template
-    (same shape, same text apart from the values).  Members are made for each decode and
-    not kept (the cache keeps their values as plain tuples, which the garbage collector
-    does not need to scan); identical bytes give equal members.
-    """
-
-    __slots__ = ()
-    mnemonic = _family("mnemonic")
-    att_mnemonic = _family("att_mnemonic")
-    prefixes = _family("prefixes")
-    unused_prefixes = _family("unused_prefixes")
-    operand_size = _family("operand_size")
-    address_size = _family("address_size")
-    spec = _family("spec")
-    mode = _family("mode")
-    kind = _family("kind")
-    evex = _family("evex")
-    pseudo_prefix = _family("pseudo_prefix")
-    reloc = _family("reloc")
-    reloc_mem = _family("reloc_mem")
-    fields = _family("fields")
-
-    @property
-    def operands(self) -> tuple:
-        """Operands in Intel order: the family's, with this member's values."""
-        from .cache import materialize
-        return materialize(self)
+def _reader(field: tuple) -> tuple:
+    kind, _j, at, n, how = field
+    if kind == F_DISP:                  # `how`: signed, times the disp8*N factor (0: unsigned)
+        return kind, at, at + n, how != 0, how or 1, 0
+    if kind == F_IMM:                   # `how`: sign-extend to this many bytes (0: do not)
+        return kind, at, at + n, how != 0, 1, (1 << (8 * how)) - 1 if how else 0
+    return kind, at, at + n, kind == F_REL, 1, 0
 
 
 def _core(name: str) -> property:
@@ -109,16 +132,20 @@ def _core(name: str) -> property:
 
 
 class Instruction:
-    """One decoded instruction at `address` (ARCHITECTURE.md "Instruction is plain data")."""
+    """One decoded instruction at `address` (ARCHITECTURE.md "Instruction is plain data").
 
-    __slots__ = ("address", "core")
+    `core` is the shared Decoded core; `bytes` the instruction's own bytes (a family member
+    differs from its core in the displacement/immediate values they hold).
+    """
 
-    def __init__(self, address: int, core: Core) -> None:
+    __slots__ = ("address", "core", "bytes")
+
+    def __init__(self, address: int, core: Decoded, raw: bytes | None = None) -> None:
         self.address = address
         self.core = core
+        self.bytes = core.bytes if raw is None else raw
 
     length = _core("length")
-    bytes = _core("bytes")
     mnemonic = _core("mnemonic")
     att_mnemonic = _core("att_mnemonic")
     prefixes = _core("prefixes")
@@ -132,9 +159,23 @@ class Instruction:
     pseudo_prefix = _core("pseudo_prefix")
 
     @property
+    def member(self) -> bool:
+        """A family member whose values differ from its core's (read from `bytes`)."""
+        core = self.core
+        return core.readers is not None and self.bytes != core.bytes
+
+    @property
+    def values(self) -> tuple | None:
+        """The displacement/immediate/target values (family members), else None."""
+        core = self.core
+        return core.read(self.bytes, self.address)[0] if self.member else core.values
+
+    @property
     def operands(self) -> tuple:
         """Operands in Intel order; relative targets are absolute for this address."""
         core = self.core
+        if self.member:
+            return core.member_operands(*core.read(self.bytes, self.address))
         j = core.reloc
         if j is None or self.address == core.address:
             return core.operands
@@ -163,10 +204,7 @@ class Instruction:
     @property
     def target(self) -> int | None:
         """Absolute target of a relative branch, else None."""
-        core = self.core
-        if core.reloc is None or core.reloc_mem:
-            return None
-        return (core.target + self.address - core.address) & _MASK[core.mode]
+        return None if self.core.reloc_mem else self.reloc_target
 
     @property
     def reloc_target(self) -> int | None:
@@ -175,6 +213,8 @@ class Instruction:
         core = self.core
         if core.reloc is None:
             return None
+        if self.member:
+            return core.read(self.bytes, self.address)[1]
         if core.address == self.address:
             return core.target
         return (core.target + self.address - core.address) & _MASK[core.mode]
@@ -192,7 +232,7 @@ class Instruction:
         spec = self.core.spec
         if spec is None or not spec.reads:
             return False
-        ops = self.core.operands
+        ops = self.core.operands        # the kinds of operand are the same in a family
         return any(type(op) is Mem for op in ops[1:]) or (
             bool(ops) and type(ops[0]) is Mem and "wo" not in spec.flags)
 
