@@ -46,7 +46,10 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     """What objdump -d prints after the raw-bytes column (AT&T syntax); addresses (branch
     targets, RIP-relative comments) through `print_address`, else as hex."""
     memo = insn.core.memo1      # the text, or a family's texts by bytes (see Syntax)
-    text = (memo.get(insn.bytes) if type(memo) is dict else memo) or _ATT.remember(insn)
+    if type(memo) is dict:
+        text = memo.get(insn.bytes) or _ATT.remember(insn, memo)
+    else:
+        text = memo or _ATT.remember(insn)
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 

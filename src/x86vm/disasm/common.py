@@ -328,18 +328,17 @@ class Syntax:
         self.register_prefix = "%" if att else ""
         self.kept = 0           # family members' texts kept (see _TEXT_LIMIT)
 
-    def remember(self, insn: Instruction) -> str | AddressedText:
+    def remember(self, insn: Instruction, texts: dict | None = None) -> str | AddressedText:
         """The text of an instruction whose bytes were not formatted before, kept: on its
-        core, or for a family member in its family's dict (bytes -> text).  A member's text
-        is its family's Template filled with its values where the frame is simple."""
+        core, or for a family member in its family's `texts` (bytes -> text).  A member's
+        text is its family's Template filled with its values where the frame is simple."""
         core = insn.core
-        if core.readers is None:
-            text = self._render_whole(insn)
-            setattr(core, self.text_slot, text)
-            return text
-        texts = getattr(core, self.text_slot)
         if texts is None:
-            texts = {}
+            if core.readers is None:
+                text = self._render_whole(insn)
+                setattr(core, self.text_slot, text)
+                return text
+            texts = {}                  # the first member of a family: compile its frame
             setattr(core, self.text_slot, texts)
             frame = self.frame(Instruction(core.address, core), _mark)
             template = compile_template(frame, core.mode) if frame.simple else False

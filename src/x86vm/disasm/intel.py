@@ -49,7 +49,10 @@ def _mem_parts(m: Mem) -> MemParts:
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The text of ``objdump -d -M intel`` after the raw bytes, memoised like format_att."""
     memo = insn.core.memo2
-    text = (memo.get(insn.bytes) if type(memo) is dict else memo) or _INTEL.remember(insn)
+    if type(memo) is dict:
+        text = memo.get(insn.bytes) or _INTEL.remember(insn, memo)
+    else:
+        text = memo or _INTEL.remember(insn)
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
