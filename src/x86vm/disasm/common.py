@@ -344,15 +344,16 @@ class Syntax:
             template = compile_template(frame, core.mode) if frame.simple else False
             setattr(core, self.template_slot, template)
         template = getattr(core, self.template_slot)
+        raw = insn.bytes
         if template:
-            values, target = core.read(insn.bytes, insn.address)
-            text = template_text(template, values,
-                                 0 if target is None else target - insn.address)
+            address = insn.address
+            values, target = core.read(raw, address)
+            text = template_text(template, values, 0 if target is None else target - address)
         else:
             text = self._render_whole(insn)
         if self.kept < _TEXT_LIMIT:
             self.kept += 1
-            texts[insn.bytes] = text
+            texts[raw] = text
         return text
 
     def _render_whole(self, insn: Instruction) -> str | AddressedText:

@@ -72,16 +72,18 @@ def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instru
         data = bytes(data)
     root = _TRIES[mode]
     new = _new_object
+    dict_type = dict
     offset, end = 0, len(data)
     while offset < end:
-        node = root
-        i = offset
         try:
-            while type(node) is dict:
+            node = root[data[offset]]
+            i = offset + 1
+            while type(node) is dict_type:
                 node = node[data[i]]
                 i += 1
-            raw = data[offset:offset + node.length]
-            if node.readers is None or len(raw) != node.length:
+            stop = offset + node.length
+            raw = data[offset:stop]
+            if node.readers is None or stop > end:
                 node = _exact(raw, data, offset, address + offset, mode)
                 raw = node.bytes
         except (KeyError, IndexError):

@@ -81,9 +81,15 @@ class Decoded:
         little-endian integer raw[start:end], times `scale` (EVEX disp8*N), masked to
         `mask` if nonzero (an immediate sign-extended to its operand size).
         """
+        readers = self.readers
+        if len(readers) == 1 and readers[0][0] == F_REL:       # the most common family
+            _kind, start, end, _signed, _scale, _mask = readers[0]
+            target = (address + self.length + _from_bytes(raw[start:end], "little",
+                                                          signed=True)) & _MASK[self.mode]
+            return (target,), target
         values = []
         target = None
-        for kind, start, end, signed, scale, mask in self.readers:
+        for kind, start, end, signed, scale, mask in readers:
             v = _from_bytes(raw[start:end], "little", signed=signed)
             if kind == F_REL:
                 v = target = (address + self.length + v) & _MASK[self.mode]
