@@ -1,6 +1,7 @@
 """Quick throughput check of the decoder and formatters (not a test; see docs/isa.md).
 
     python3 tests/isa_speed.py [FILE] [--runs N]     # default /usr/bin/python3.11 (.text)
+    python3 tests/isa_speed.py [FILE] --check        # the measured path against objdump
 
 Each figure is measured in N fresh processes (median printed): "cold" is one pass over the
 section right after import, so it includes filling the memo caches; "warm" repeats the pass
@@ -73,13 +74,42 @@ def _one(path: str, what: str) -> dict:
     return out
 
 
+def _check(path: str) -> int:
+    """decode_all + format, as timed (caches cold for AT&T, warm for Intel), against objdump:
+    isa_compare.py decodes at objdump's addresses with `decode`; this checks the sweep."""
+    sys.path.insert(0, os.path.join(HERE, "..", "src"))
+    sys.path.insert(0, HERE)
+    from isa_compare import load_code
+    from objdump_oracle import objdump
+    from x86vm.disasm.att import format_att
+    from x86vm.disasm.intel import format_intel
+    from x86vm.isa import decode_all
+
+    data, address = load_code(path)
+    bad = 0
+    for intel, fmt in ((False, format_att), (True, format_intel)):
+        want = [tuple(x) for x in objdump(data, 64, intel, address)]
+        got = [(i.address, i.length, fmt(i)) for i in decode_all(data, address)]
+        wrong = sum(1 for w, g in zip(want, got, strict=False) if w != g)
+        wrong += abs(len(want) - len(got))
+        print(f"{path} [{'intel' if intel else 'att'}]: {len(want)} instructions, "
+              f"{wrong} differ from objdump")
+        bad += wrong
+    return 1 if bad else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", default="/usr/bin/python3.11")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--one", choices=WHAT, help=argparse.SUPPRESS)
+    parser.add_argument("--check", action="store_true",
+                        help="compare what the timed loop formats (decode_all, cold caches) "
+                             "with objdump, in both syntaxes")
     args = parser.parse_args()
     path, runs = args.file, args.runs
+    if args.check:
+        return _check(path)
     if args.one:
         print(json.dumps(_one(path, args.one)))
         return 0
