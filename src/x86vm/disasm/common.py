@@ -15,6 +15,7 @@ from x86vm.isa.tables import (
     SFX_NOREG,
     SFX_RMMEM,
     SFX_XY,
+    SFX_XYZ,
 )
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
@@ -115,9 +116,14 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
     if sfx == SFX_RMMEM:
         mem = insn.memory_operand
         return SUFFIX.get(mem.size, "") if mem is not None else ""
-    if sfx == SFX_XY:
+    if sfx == SFX_XY or sfx == SFX_XYZ:
         mem = insn.memory_operand
-        return {16: "x", 32: "y"}.get(mem.size, "") if mem is not None else ""
+        if mem is None:
+            return ""
+        size = mem.size
+        if insn.evex is not None and insn.evex[2] > 0:      # {1toN}: N elements
+            size *= insn.evex[2]
+        return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(size, "")
     return ""
 
 

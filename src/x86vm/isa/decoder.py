@@ -526,8 +526,8 @@ def _decode(data, offset, address, mode):
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
-                        m.disp *= m.size
-                        scale_n = m.size
+                        scale_n = spec.disp8_n or m.size
+                        m.disp *= scale_n
                 if m.disp_size:
                     fields.append((F_DISP, len(operands), disp_at, m.disp_size,
                                    scale_n if disp_signed else 0))

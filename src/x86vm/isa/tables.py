@@ -50,7 +50,7 @@ _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
 SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG, \
-    SFX_DATA = range(9)
+    SFX_DATA, SFX_XYZ = range(10)
 
 
 class Spec:
@@ -62,7 +62,7 @@ class Spec:
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
-                 "vsib")
+                 "vsib", "disp8_n")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -82,6 +82,7 @@ class Spec:
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
                     else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
+                    else SFX_XYZ if "sfxxyz" in f
                     else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
@@ -115,6 +116,8 @@ class Spec:
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
+        # compressed disp8 scale (SDM §2.7.5) when it is the element, not the operand, size
+        self.disp8_n = next((int(n[1]) for n in ("n1", "n2", "n4", "n8") if n in f), 0)
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
         self.vex_pseudo = "vex-pseudo" in f
         # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
@@ -393,11 +396,14 @@ class Tables:
     def _group_table(self, ref: Form, line: int) -> list[Choice | None]:
         entries = self.omap.groups[ref.target]
         cells: list[Choice | None] = [None] * 256
-        # precedence: /N (both) < /N mem|reg < full ModRM byte
+        # precedence: /N (both) < /N mem|reg < full ModRM byte; lines with the same key and
+        # other W/L constraints are alternatives of one cell
+        origin: list = [None] * 256
         for entry in sorted(entries, key=lambda e: (e.reg is None, e.qual is not None)):
             if not self._in_mode(entry):
                 continue
             choice = self._choice(entry.columns, ref)
+            key = (entry.reg, entry.qual, entry.lo, entry.hi)
             for modrm in range(256):
                 if entry.reg is not None:
                     if (modrm >> 3) & 7 != entry.reg:
@@ -408,7 +414,8 @@ class Tables:
                         continue
                 elif not (entry.lo <= modrm <= entry.hi):
                     continue
-                cells[modrm] = choice
+                cells[modrm] = _merge(cells[modrm], choice) if origin[modrm] == key else choice
+                origin[modrm] = key
         return cells
 
 
