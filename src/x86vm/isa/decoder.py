@@ -29,6 +29,7 @@ from .operands import (
     SEG,
     SHIFT_ONE,
     ST,
+    TMM,
     TR,
     XMM,
     YMM,
@@ -47,6 +48,7 @@ from .tables import (
     C_K,
     C_MMX,
     C_SEG,
+    C_TMM,
     C_TR,
     C_XMM,
     FALLTHROUGH,
@@ -92,7 +94,7 @@ _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
-               C_BND: BND}
+               C_BND: BND, C_TMM: TMM}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -648,7 +650,7 @@ def _decode(data, offset, address, mode):
             elif cls == C_GPR:
                 operands.append(GPR[op[2][si]][vvvv])
             else:
-                operands.append(KREG[vvvv & 7])
+                operands.append(_CLASS_REGS[cls][vvvv & 7])
         elif k == K_IS4:
             no_plan = True
             is4 = _read(data, pos, 1, end)

@@ -30,7 +30,7 @@ FIXED_OPERANDS = frozenset("""
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
     b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
-    kb kw kd kq vxd vxq vhq bnd as
+    kb kw kd kq vxd vxq vhq bnd as tmm
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")

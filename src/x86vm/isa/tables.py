@@ -19,7 +19,7 @@ K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE
     K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
 
 # register classes
-C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND = range(10)
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND, C_TMM = range(11)
 
 #: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
 #: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
@@ -32,6 +32,7 @@ _SIZE3 = {
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
     "bnd": (16, 16, 16), "as": (0, 0, 0),      # MPX bound register; "as": address size
+    "tmm": (0, 0, 0),                           # AMX tile register (1 KiB, never sized)
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
@@ -204,7 +205,8 @@ def _compile_operand(op: str) -> tuple:
     method, size = op[0], op[1:]
     sizes = SIZE_BYTES.get(size, SIZE_BYTES["b"])
     if method == "H":
-        return (K_VVVV, C_K if size.startswith("k") else C_XMM, sizes)
+        return (K_VVVV, C_K if size.startswith("k") else C_TMM if size == "tmm" else C_XMM,
+                sizes)
     if method == "B":
         return (K_VVVV, C_GPR, sizes)
     if method == "L":
@@ -212,10 +214,12 @@ def _compile_operand(op: str) -> tuple:
     if method in _RM_CLASS:
         allow_mem = method in "EMQW"
         allow_reg = method in "ERQNWU"
-        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _RM_CLASS[method]
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else \
+            C_TMM if size == "tmm" else _RM_CLASS[method]
         return (K_RM, cls, sizes, sizes, allow_mem, allow_reg)
     if method in _REG_CLASS:
-        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _REG_CLASS[method]
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else \
+            C_TMM if size == "tmm" else _REG_CLASS[method]
         return (K_REG, cls, sizes)
     if method == "Z":
         return (K_Z, sizes)
