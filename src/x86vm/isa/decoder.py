@@ -662,8 +662,9 @@ def _decode(data, offset, address, mode):
     if rel is not None:
         if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
             rel.target = (address + length + rel.target) & 0xFFFF
-        elif osz == 16 and spec.rel_z:                   # objdump: wrap within the 64K
-            rel.target = ((address + length + rel.target) & 0xFFFF) | (address & ~0xFFFF)
+        elif osz == 16 and spec.rel_z:      # objdump: wrap within the next insn's 64K
+            rel.target = ((address + length + rel.target) & 0xFFFF) | (
+                (address + length) & ~0xFFFF)
         else:
             rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
     if mem is not None and mem.target is not None:
@@ -697,6 +698,9 @@ def _decode(data, offset, address, mode):
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
     asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
+    if mode == 16 and mem is not None and mem.base is None and (
+            mem.index is None or mem.index is _RIZ[32]):
+        asz_used = False        # objdump: a 32-bit disp-only address in 16-bit code: addr32
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue
