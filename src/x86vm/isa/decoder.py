@@ -57,6 +57,7 @@ from .tables import (
     K_FIXED,
     K_FLAGS,
     K_IMM,
+    K_IMM4,
     K_IS4,
     K_MOFFS,
     K_ONE,
@@ -289,6 +290,8 @@ def _decode(data, offset, address, mode):
             slot = tables.maps[slot.escape][b]
     nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
     if slot is None:
+        if pos >= end and not vex and pos - offset - len(prefixes) == 3:
+            raise _Truncated        # 0F 38/3A: objdump fetches the ModRM of any opcode
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
         return _bad(data, offset, pos, address, mode, prefixes, nobad)
@@ -310,23 +313,26 @@ def _decode(data, offset, address, mode):
     if vex:
         spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
             else (choice.plain if pp == 0 else None)
+        rc = vl
+        if evex is not None and ebit and modrm >= 0xC0:
+            vl = 2                  # EVEX.b with registers: L'L is rounding; 512 bits
         if type(spec) is tuple:
             w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
-                         and (s.vex_l is None or s.vex_l == vl)), None)
+                         and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
         if spec is None or spec is FALLTHROUGH or (
-                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
-                spec.vex_l is not None and spec.vex_l != vl) or (
+                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
+                spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
                 vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
             return _bad(data, offset, pos, address, mode, prefixes, nobad)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
-                    evex[3] = _ROUNDING[vl]
+                    evex[3] = _ROUNDING[rc]
                 elif spec.rounding == "sae":
                     evex[3] = "sae"
                 else:
-                    evex[3] = _ROUNDING[vl][:2] + "-bad"
+                    evex[3] = _ROUNDING[rc][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
                 evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
@@ -656,6 +662,8 @@ def _decode(data, offset, address, mode):
             is4 = _read(data, pos, 1, end)
             pos += 1
             operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
+        elif k == K_IMM4:
+            operands.append(Imm(data[pos - 1] & 0xF, 1))
         elif k == K_FLAGS:
             pass
     length = pos - offset

@@ -16,7 +16,7 @@ from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
-    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
+    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4, K_IMM4 = range(19)
 
 # register classes
 C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND, C_TMM = range(11)
@@ -111,7 +111,9 @@ class Spec:
         self.moffs = any(op[0] == K_MOFFS for op in self.ops)
         self.rel_z = any(op[0] == K_REL and op[1] == SIZE_BYTES["z"] for op in self.ops)
         self.fwait = "fwait" in f
-        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
+        # vector length: L0/L1/L2 exactly, L1+ = any but 128 bits (-1)
+        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else 2 if "L2" in f else \
+            -1 if "L1+" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
@@ -223,6 +225,8 @@ def _compile_operand(op: str) -> tuple:
         return (K_REG, cls, sizes)
     if method == "Z":
         return (K_Z, sizes)
+    if method == "I" and size == "lo":
+        return (K_IMM4,)                            # imm8[3:0] of the /is4 byte
     if method == "I":
         if size == "bs":
             return (K_IMM, SIZE_BYTES["b"], 1)      # imm8 sign-extended to the operand size
