@@ -120,10 +120,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         mem = insn.memory_operand
         if mem is None:
             return ""
-        size = mem.size
-        if insn.evex is not None and insn.evex[2] > 0:      # {1toN}: N elements
-            size *= insn.evex[2]
-        return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(size, "")
+        return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(mem.size, "")
     return ""
 
 

@@ -534,7 +534,7 @@ def _decode(data, offset, address, mode):
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
-                        scale_n = spec.disp8_n or m.size
+                        scale_n = spec.disp8_n or m.size or op[3][si]    # {bad}: unsized
                         m.disp *= scale_n
                 if m.disp_size:
                     fields.append((F_DISP, len(operands), disp_at, m.disp_size,

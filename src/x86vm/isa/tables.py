@@ -289,7 +289,7 @@ class Tables:
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
         vex_names = {(s.names[1], s.classes) for k, s in self._spec_cache.items()
-                     if k[-1] in self._vex_lines}
+                     if k[-1] in self._vex_lines and not s.vex_pseudo}
         for key, spec in self._spec_cache.items():
             if key[-1] in self._evex_lines and (spec.names[1], spec.classes) in vex_names and not (
                     spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
