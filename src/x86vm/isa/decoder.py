@@ -154,6 +154,21 @@ def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
                    tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
+def _only66(choice, consumed: int) -> int:
+    """objdump's PREFIX_DATA forms (a 66 column only): without 66 the (bad) prints no
+    prefix words at all (-2); otherwise the consumed mandatory prefix is hidden."""
+    if choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
+            choice.pf2 is None:
+        return -2
+    return consumed
+
+
+def _rex_unshown(rex_i: int, byte1: int) -> int:
+    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
+    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
+    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
+
+
 def _decode(data, offset, address, mode):
     SHAPE[0] = 0
     end = len(data)
@@ -214,7 +229,8 @@ def _decode(data, offset, address, mode):
             raise _Truncated
         mm = p0 & 0xF
         if mm not in _EVEX_MAPS:             # objdump stops right after the 62
-            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+            return _bad(data, offset, pos + 1, address, mode, prefixes,
+                        _rex_unshown(rex_i, p0))
         if not p1 & 4:                       # EVEX.U must be 1
             return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
         vex = True
@@ -235,7 +251,7 @@ def _decode(data, offset, address, mode):
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
         if slot is None:
-            bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
             if not vvvv & 0xF:
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
@@ -248,9 +264,11 @@ def _decode(data, offset, address, mode):
             if pos + 3 >= end:
                 raise _Truncated
             if data[pos + 1] & 0x1F not in _XOP_MAPS:
-                return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+                return _bad(data, offset, pos + 1, address, mode, prefixes,
+                            _rex_unshown(rex_i, data[pos + 1]))
             if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
-                return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+                return _bad(data, offset, pos + 4, address, mode, prefixes,
+                            -2 if ~data[pos + 2] & 0x78 else -1)
         vex = True
         b1 = data[pos + 1]
         if b == 0xC5:
@@ -268,7 +286,8 @@ def _decode(data, offset, address, mode):
         elif mmmmm in _VEX_MAPS:
             vex_map = _VEX_MAPS[mmmmm]
         else:
-            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes, -1)
+            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
+                        _rex_unshown(rex_i, b1))
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
@@ -349,7 +368,7 @@ def _decode(data, offset, address, mode):
                 spec = col
                 if col is None:
                     return _bad(data, offset, pos, address, mode, prefixes,
-                                consumed if not vex else nobad)
+                                _only66(choice, consumed))
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -361,8 +380,7 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is None or spec is FALLTHROUGH:
-            return _bad(data, offset, pos, address, mode, prefixes,
-                        consumed if not vex else nobad)
+            return _bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
     else:
         spec = choice.plain
         if spec is None:
