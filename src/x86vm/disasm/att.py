@@ -27,6 +27,7 @@ from .common import (
 )
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
+_SEG_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 
 def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
@@ -114,15 +115,20 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     spec = insn.spec
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
+    hint = ""
     if (spec.branch == "jcc" or spec.branch == "loop") and words:
-        for p, w in zip(reversed(insn.unused_prefixes), reversed(words), strict=False):
-            if p in _HINTS and w in ("cs", "ds"):
-                words.remove(w)
-                mnemonic += _HINTS[p]
-                break
+        # objdump: CS alone is ",pn", DS alone ",pt" (both: no hint); the hint takes the
+        # place of the last segment prefix, whichever it is
+        unused = insn.unused_prefixes
+        segs = [i for i, p in enumerate(unused) if p in _SEG_PREFIXES]
+        hints = {p for p in unused if p in _HINTS}
+        if segs and len(hints) == 1 and len(words) == len(unused):
+            del words[segs[-1]]
+            hint = _HINTS[hints.pop()]
     if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
         words.remove("addr32" if insn.mode != 32 else "addr16")
         mnemonic += SUFFIX[insn.address_size >> 3]
+    mnemonic += hint
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(mnemonic)

@@ -39,7 +39,13 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     if prefixes is None:
         prefixes = insn.unused_prefixes
     f2_left = prefixes.count(0xF2)
-    for p in prefixes:
+    notrack_at = -1         # objdump: with a 3E, the last segment prefix reads "notrack"
+    if spec is not None and spec.notrack and 0x3E in prefixes:
+        notrack_at = max(i for i, p in enumerate(prefixes) if p in _SEG_NAMES)
+    for i, p in enumerate(prefixes):
+        if i == notrack_at:
+            words.append("notrack")
+            continue
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -62,8 +68,6 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
                              else "repnz")
         elif p == 0xF0:
             words.append("lock")
-        elif p == 0x3E and spec is not None and spec.notrack:
-            words.append("notrack")
         else:
             words.append(_SEG_NAMES[p])
     return words

@@ -45,8 +45,8 @@ def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
             inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
     if not m.disp_size:
         return f"{ptr}{seg}[{inner}", -1, 0, "]"
-    if m.target is not None:        # objdump prints rip+disp unsigned
-        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, mask, "]"
+    if m.target is not None:        # objdump prints rip/eip+disp as an unsigned 64-bit value
+        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, 0xFFFFFFFFFFFFFFFF, "]"
     return f"{ptr}{seg}[{inner}", H_SIGNED_PLUS, 0, "]"
 
 
