@@ -43,7 +43,9 @@ def linux_source() -> str | None:
     return found[-1] if found else None
 
 
-def build_code32(out_dir: str = CODE32_DIR) -> list[str]:
+def build_code32(sources: tuple[str, ...] | list[str] = CODE32_SOURCES,
+                 options: tuple[str, ...] | list[str] = CODE32_OPTIONS,
+                 out_dir: str = CODE32_DIR) -> list[str]:
     """Compile the kernel's decompressors as 32-bit freestanding objects (cached)."""
     src = linux_source()
     if src is None or not os.path.isdir(BUILD):
@@ -63,8 +65,8 @@ def build_code32(out_dir: str = CODE32_DIR) -> list[str]:
              *(f"-I{d}" for d in inc), "-include", f"{src}/include/linux/kconfig.h",
              "-include", f"{src}/include/linux/compiler_types.h", "-include", prelude]
     outputs = []
-    for name in CODE32_SOURCES:
-        for opt in CODE32_OPTIONS:
+    for name in sources:
+        for opt in options:
             obj = os.path.join(out_dir, f"{name}{opt.replace(' -march=', '-')}.o")
             if not os.path.exists(obj):
                 proc = subprocess.run(["gcc", *opt.split(), *flags, "-c",
