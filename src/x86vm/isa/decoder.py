@@ -256,7 +256,7 @@ def _decode(data, offset, address, mode):
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
         if vl == 3 and not ebit:
-            return _bad(data, offset, pos, address, mode, prefixes, -1)
+            return _bad(data, offset, pos, address, mode, prefixes, -2)
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
@@ -358,7 +358,7 @@ def _decode(data, offset, address, mode):
             else:
                 evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
-            return _bad(data, offset, pos, address, mode, prefixes, nobad)
+            return _bad(data, offset, pos, address, mode, prefixes, -2)
     elif choice.columns:
         spec = None
         if rep_i >= 0:
@@ -538,7 +538,8 @@ def _decode(data, offset, address, mode):
                 elif cls == C_XMM:
                     operands.append(_VEC[op[2][si]][num | xhi])
                 else:
-                    operands.append(_CLASS_REGS[cls][num & 7])
+                    regs = _CLASS_REGS[cls]
+                    operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
                 if rex & 1:
                     rex_used |= 1
             else:
@@ -579,7 +580,7 @@ def _decode(data, offset, address, mode):
                     rex_used |= 4
                 operands.append(_VEC[op[2][si]][num])
             elif cls == C_K:
-                operands.append(KREG[num])
+                operands.append(KREG[num | (rex & 4) << 1 | rhi])      # k8+: (bad)
             else:
                 num |= (rex & 4) << 1
                 if rex & 4:
@@ -674,7 +675,8 @@ def _decode(data, offset, address, mode):
             elif cls == C_GPR:
                 operands.append(GPR[op[2][si]][vvvv])
             else:
-                operands.append(_CLASS_REGS[cls][vvvv & 7])
+                regs = _CLASS_REGS[cls]
+                operands.append(regs[vvvv & (len(regs) - 1)])
         elif k == K_IS4:
             no_plan = True
             is4 = _read(data, pos, 1, end)

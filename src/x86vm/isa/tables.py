@@ -91,8 +91,8 @@ class Spec:
         self.o64 = "o64" in f
         sizes = [s for op in form.operands for s in _op_sizes(op)]
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
-                        or "sfxC" in f
-                        or ("~" in form.mnemonic and not self.asz_names))
+                        or "sfxC" in f or ("~" in form.mnemonic and not self.asz_names
+                                           and "rexw-name" not in f))
         self.uses_asz = any(op == "aAX" or op.endswith("as") for op in form.operands)
         self.classes = tuple(_op_class(op) for op in form.operands)
         self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
