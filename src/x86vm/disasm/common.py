@@ -14,6 +14,7 @@ from x86vm.isa.tables import (
     SFX_NODEFAULT,
     SFX_NOREG,
     SFX_RMMEM,
+    SFX_RMMEM64,
     SFX_XY,
     SFX_XYZ,
 )
@@ -117,7 +118,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         return SUFFIX.get(size, "")
     if sfx == SFX_ALWAYS:
         return SUFFIX.get(ops[0].size, "") if ops else ""
-    if sfx == SFX_RMMEM:
+    if sfx == SFX_RMMEM or (sfx == SFX_RMMEM64 and insn.mode == 64):
         mem = insn.memory_operand
         return SUFFIX.get(mem.size, "") if mem is not None else ""
     if sfx == SFX_XY or sfx == SFX_XYZ:

@@ -220,6 +220,7 @@ def _decode(data, offset, address, mode):
     vl = 0
     vvvv = 0
     rhi = xhi = 0
+    vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
     if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
         # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
         p0 = data[pos + 1]
@@ -239,6 +240,7 @@ def _decode(data, offset, address, mode):
         xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
         vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
         if mode != 64:
+            vbad = not p2 & 8
             vvvv &= 7
             rex &= ~7
             rhi = xhi = 0
@@ -403,7 +405,10 @@ def _decode(data, offset, address, mode):
     rex_used = 0
     reg_form = modrm >= 0xC0 or not spec.osz_reg_only
     if vex:
-        osz = 64 if rex & 8 and spec.uses_w and mode == 64 else 32
+        # VEX.W selects W-named forms in every mode; general registers stay 32-bit outside
+        # 64-bit mode
+        osz = 64 if rex & 8 and spec.uses_w and (mode == 64 or "gpr" not in spec.classes) \
+            else 32
         if mode == 16 and osz == 32 and not rex & 8:
             osz = 32
         asz = (32 if asz_i >= 0 else 64) if mode == 64 else (
@@ -671,7 +676,7 @@ def _decode(data, offset, address, mode):
         elif k == K_VVVV:
             cls = op[1]
             if cls == C_XMM:
-                operands.append(_VEC[op[2][si]][vvvv])
+                operands.append(BAD_OPERAND if vbad else _VEC[op[2][si]][vvvv])
             elif cls == C_GPR:
                 operands.append(GPR[op[2][si]][vvvv])
             else:
@@ -757,8 +762,9 @@ def _decode(data, offset, address, mode):
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
-        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
-                type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
+        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
+                not any(type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm")
+                        for o in operands):
             insn.pseudo_prefix = "{evex}"
         insn.evex = tuple(evex)
     return insn

@@ -51,7 +51,7 @@ _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
 SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG, \
-    SFX_DATA, SFX_XYZ = range(10)
+    SFX_DATA, SFX_XYZ, SFX_RMMEM64 = range(11)
 
 
 class Spec:
@@ -83,7 +83,7 @@ class Spec:
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
                     else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
-                    else SFX_XYZ if "sfxxyz" in f
+                    else SFX_XYZ if "sfxxyz" in f else SFX_RMMEM64 if "sfxm64" in f
                     else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
