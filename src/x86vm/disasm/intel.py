@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.tables import SFX_XY, SFX_XYZ
 
 from .common import (
     H_ADDRESS,
@@ -157,11 +158,15 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
                     ops[i] += "{bad}"
+        elif bcst and insn.spec.sfx in (SFX_XY, SFX_XYZ):   # narrowing converts: {1toN}
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += f"{{1to{bcst}}}"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:
                 i -= 1
-            if rounding.endswith("-bad"):
+            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.flags:
                 ops.insert(i + 1, f"{{{rounding}}}")
             else:
                 ops[i] += f"{{{rounding}}}"
