@@ -257,7 +257,7 @@ def _decode(data, offset, address, mode):
             if not vvvv & 0xF:
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
-        if vl == 3 and not ebit:
+        if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
             return _bad(data, offset, pos, address, mode, prefixes, -2)
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
