@@ -159,8 +159,8 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
                 if type(op) is Mem:
                     ops[i] += "{bad}"
         elif bcst and insn.spec.sfx in (SFX_XY, SFX_XYZ):   # narrowing converts: {1toN}
-            for i, op in enumerate(insn.operands):
-                if type(op) is Mem:
+            for i, op in enumerate(insn.operands):       # where AT&T shows an x/y/z suffix
+                if type(op) is Mem and (insn.spec.sfx == SFX_XYZ or bcst * op.size < 64):
                     ops[i] += f"{{1to{bcst}}}"
         if rounding:
             i = len(ops) - 1
