@@ -15,6 +15,7 @@ from __future__ import annotations
 from .instruction import Decoded
 from .operands import (
     ADDR16,
+    BAD_INDEX,
     BAD_OPERAND,
     BND,
     CR,
@@ -475,8 +476,8 @@ def _decode(data, offset, address, mode):
                 if rex & 2:
                     rex_used |= 2
                 if spec.vsib is not None:           # VSIB: a vector index register
-                    index = _VEC[spec.vsib[si]][idx | (vvvv & 0x10 if evex is not None
-                                                       and not spec.uses_vvvv else 0)]
+                    index = BAD_INDEX if vbad else _VEC[spec.vsib[si]][
+                        idx | (vvvv & 0x10 if evex is not None and not spec.uses_vvvv else 0)]
                 elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0

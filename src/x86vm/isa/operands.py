@@ -132,6 +132,7 @@ TMM = _regs([f"tmm{i}" for i in range(8)], "tmm", 1024) + [BAD_OPERAND] * 8    #
 KREG = _regs([f"k{i}" for i in range(8)], "k", 8) + [BAD_OPERAND] * 24    # k8+: (bad)
 ST = _regs(["st"] + [f"st({i})" for i in range(8)], "st", 10)   # ST[0] = "st", ST[1+i] = st(i)
 PORT_DX = Reg("dx", "port", 2, 2)
+BAD_INDEX = Reg("(bad)", "bad", 0, 0)      # a VSIB index objdump cannot name (EVEX.V')
 RIP = Reg("rip", "ip", 0, 8)
 EIP = Reg("eip", "ip", 0, 4)
 
