@@ -43,7 +43,8 @@ def _mem_parts(m: Mem) -> tuple[str, int, int, str]:
         post = f"(%{base.name},%{index.name})"
     else:
         b = f"%{base.name}" if base is not None else ""
-        post = f"({b},%{index.name},{m.scale})"
+        ix = index.name if index.cls == "bad" else f"%{index.name}"     # VSIB "(bad)"
+        post = f"({b},{ix},{m.scale})"
     return seg, H_SIGNED if m.disp_size else -1, 0, post
 
 
