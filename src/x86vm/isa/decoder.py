@@ -35,6 +35,7 @@ from .operands import (
     XMM,
     YMM,
     ZMM,
+    BadMemory,
     Far,
     Imm,
     Mem,
@@ -448,7 +449,9 @@ def _decode(data, offset, address, mode):
     # ---- memory operand from ModRM/SIB/displacement ----
     mem = None
     rex_byte_reg = False
-    if modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
+    if spec.vsib is not None and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
+        pass        # VSIB needs a SIB byte: objdump prints "(bad)" and reads no more
+    elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
         mod = modrm >> 6
         rm = modrm & 7
         base = index = None
@@ -548,6 +551,8 @@ def _decode(data, offset, address, mode):
                     operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
                 if rex & 1:
                     rex_used |= 1
+            elif mem is None:
+                operands.append(BadMemory(op[3][si]))       # VSIB without SIB
             else:
                 m = mem
                 m.size = op[3][si]

@@ -104,6 +104,16 @@ class BadOperand:
 BAD_OPERAND = BadOperand()
 
 
+class BadMemory(BadOperand):
+    """A memory operand objdump cannot form (VSIB without a SIB byte): "(bad)", which Intel
+    syntax still prefixes with the operand size."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 def _regs(names: list[str], cls: str, size: int) -> list[Reg]:
     return [Reg(n, cls, i, size) for i, n in enumerate(names)]
 
