@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -106,7 +106,7 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
-    if t is BadOperand:
+    if t is BadOperand or t is BadMemory:
         return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
@@ -177,6 +177,10 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     mask, zeroing, bcst, rounding = evex
     if mask:
         ops[-1] += f"{{%k{mask}}}" + ("{z}" if zeroing else "")
+    if insn.spec.vsib is not None and (zeroing or not mask):    # gather/scatter need {k}
+        for i, op in enumerate(reversed(insn.operands)):
+            if type(op) is Mem:
+                ops[i] += "/(bad)"
     if bcst:
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
 from x86vm.isa.tables import SFX_XY, SFX_XYZ
 
 from .common import (
@@ -109,6 +109,8 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
         return pa(op.target)
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
+    if t is BadMemory:
+        return PTR.get(op.size, "") + "(bad)"
     if t is BadOperand:
         return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts
@@ -154,6 +156,10 @@ def _finish(insn, words: list[str], ops: list[str], pa: PrintAddress) -> str:
         mask, zeroing, bcst, rounding = evex
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += "/(bad)"
         if bcst < 0:                    # EVEX.b on memory without broadcast
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
