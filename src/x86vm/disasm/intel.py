@@ -116,6 +116,13 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
     return "1"          # the implicit count of D0/D1 shifts
 
 
+def _oword(insn, text: str) -> str:
+    """objdump calls a 16-byte integer operand OWORD (map flag "oword": cmpxchg16b, invept)."""
+    if "oword" in insn.spec.flags and text.startswith("XMMWORD"):
+        return "OWORD" + text[7:]
+    return text
+
+
 def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
@@ -129,7 +136,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
     bcst = insn.evex is not None and insn.evex[2] > 0
-    texts = [_op_text(op, bcst, pa) for op in insn.operands]
+    texts = [_oword(insn, _op_text(op, bcst, pa)) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
     holes = []
@@ -138,7 +145,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         t = type(op)
         if t is Mem:
             pre, style, arg, post = _mem_parts(op)
-            holes.append((j, pre, style, arg, post))
+            holes.append((j, _oword(insn, pre), style, arg, post))
         elif t is Imm:
             holes.append((j, "", H_HEX, 0, ""))
         elif t is Rel:

@@ -33,6 +33,7 @@ _SIZE3 = {
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
     "bnd": (16, 16, 16), "as": (0, 0, 0),      # MPX bound register; "as": address size
     "tmm": (0, 0, 0),                           # AMX tile register (1 KiB, never sized)
+    "qo": (8, 8, 16),                           # cmpxchg8b/16b: 8 bytes, 16 with REX.W
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
