@@ -449,8 +449,8 @@ def _decode(data, offset, address, mode):
     # ---- memory operand from ModRM/SIB/displacement ----
     mem = None
     rex_byte_reg = False
-    if spec.vsib is not None and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
-        pass        # VSIB needs a SIB byte: objdump prints "(bad)" and reads no more
+    if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
+        pass        # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
     elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
         mod = modrm >> 6
         rm = modrm & 7
@@ -525,6 +525,8 @@ def _decode(data, offset, address, mode):
         seg_used = seg is not None
         disp_at = pos - offset - disp_size
         disp_signed = not (asz == 16 and mod == 0)
+        if rip and spec.norip:
+            mem = None              # MPX: no RIP-relative form, objdump's "(bad)"
 
     # ---- operands in map order ----
     operands = []
@@ -552,7 +554,7 @@ def _decode(data, offset, address, mode):
                 if rex & 1:
                     rex_used |= 1
             elif mem is None:
-                operands.append(BadMemory(op[3][si]))       # VSIB without SIB
+                operands.append(BadMemory(op[3][si]))       # VSIB without SIB, MPX rip
             else:
                 m = mem
                 m.size = op[3][si]
