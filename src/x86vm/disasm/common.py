@@ -120,6 +120,8 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         return SUFFIX.get(ops[0].size, "") if ops else ""
     if sfx == SFX_RMMEM or (sfx == SFX_RMMEM64 and insn.mode == 64):
         mem = insn.memory_operand
+        if mem is not None and not mem.size and sfx == SFX_RMMEM64:   # "{bad}": unsized Ey
+            return SUFFIX[insn.operand_size >> 3]
         return SUFFIX.get(mem.size, "") if mem is not None else ""
     if sfx == SFX_XY or sfx == SFX_XYZ:
         mem = insn.memory_operand
