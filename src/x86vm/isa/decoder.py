@@ -173,9 +173,7 @@ def _rex_unshown(rex_i: int, byte1: int) -> int:
 
 def _decode(data, offset, address, mode):
     SHAPE[0] = 0
-    end = len(data)
-    if end - offset > MAX_LENGTH:
-        end = offset + MAX_LENGTH
+    end = len(data)     # (an instruction longer than MAX_LENGTH is checked at the end)
     tables = _TABLES[mode]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     pos = offset
@@ -212,6 +210,8 @@ def _decode(data, offset, address, mode):
         pos += 1
         if pos >= end:
             raise _Truncated
+        if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
+            return _prefix_only(data, offset, pos, address, mode, prefixes)
 
     if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
         return _fwait(data, offset, fwait_i, address, mode, prefixes)
@@ -756,6 +756,10 @@ def _decode(data, offset, address, mode):
         if i == asz_i and asz_used:
             continue
         unused.append(p)
+    if length > MAX_LENGTH:     # SDM §2.3.11: at most 15 bytes; objdump's (bad) at 15
+        return Decoded(address, MAX_LENGTH, bytes(data[offset:offset + MAX_LENGTH]), "(bad)",
+                       "(bad)", (), tuple(prefixes), tuple(unused), mode, mode, None, mode,
+                       "bad")
     insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
     if rel is not None:
