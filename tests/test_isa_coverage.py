@@ -10,6 +10,7 @@ Expected text always comes from objdump on this machine.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tempfile
 
@@ -114,3 +115,21 @@ def test_testdata_corpora_ratchet(mode: int, syntax: str) -> None:
     assert tally.exceptions == 0
     assert tally.length_mismatches <= length_max, tally.summary()
     assert tally.text_mismatches <= text_max, tally.summary()
+
+
+def _prefix_runs(count: int = 400, seed: int = 5) -> bytes:
+    """Runs of 10-16 legacy/REX prefixes before random bytes: objdump's 14-prefix and
+    15-byte limits."""
+    rnd = random.Random(seed)
+    prefixes = [0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x3E, 0x26, 0x64, 0x65, 0x36, 0xF0, 0x40, 0x48,
+                0x41]
+    return b"".join(bytes(rnd.choice(prefixes) for _ in range(rnd.randint(10, 16)))
+                    + rnd.randbytes(6) for _ in range(count))
+
+
+@pytest.mark.parametrize("mode", [16, 32, 64])
+@pytest.mark.parametrize("intel", [False, True], ids=["att", "intel"])
+def test_long_prefix_runs(mode: int, intel: bool) -> None:
+    """At most 14 prefixes make an instruction, at most 15 bytes; the rest is (bad)."""
+    n, length_bad, text_bad = compare(_prefix_runs(), 0, mode, intel, quiet=True)
+    assert n > 800 and length_bad == 0 and text_bad <= 3, (n, length_bad, text_bad)
