@@ -93,6 +93,11 @@ def inputs() -> list[tuple[str, str, int]]:
     if os.path.exists(SEABIOS):
         out.append(("seabios bios.bin (16-bit)", SEABIOS, 16))
         out.append(("seabios bios.bin (32-bit)", SEABIOS, 32))
+    for name, mode in (("bios-microvm.bin", 16), ("bios-microvm.bin", 32),
+                       ("vgabios-stdvga.bin", 16)):
+        path = os.path.join(os.path.dirname(SEABIOS), name)
+        if os.path.exists(path):
+            out.append((f"seabios {name} ({mode}-bit)", path, mode))
     for obj in build_code32():
         out.append((f"gcc -m32 {os.path.basename(obj)}", obj, 32))
     for lib in LIBS:
