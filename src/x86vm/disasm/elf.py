@@ -20,6 +20,7 @@ Malformed input raises :class:`ElfFormatError` with a one-line reason, never any
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -66,6 +67,9 @@ SEC_UNDEF, SEC_ABS, SEC_COMMON = -1, -2, -3
 SPECIAL_SECTION_NAMES = {SEC_UNDEF: "*UND*", SEC_ABS: "*ABS*", SEC_COMMON: "*COM*"}
 
 
+MAX_NOBITS_LISTED = 1 << 28  # a NOBITS section is listed as zeros; its size is untrusted
+
+
 class ElfFormatError(ValueError):
     """The file is not an ELF file objdump-style listings can be made of (one-line reason)."""
 
@@ -83,13 +87,19 @@ class Section:
     is_code: bool  # SEC_CODE: SHF_EXECINSTR
     _file: BinaryIO | None = field(default=None, repr=False)
     _data: bytes | None = field(default=None, repr=False)
+    _file_size: int = field(default=0, repr=False)
 
     def data(self) -> bytes:
         """The section's bytes (zeros for NOBITS); raises ElfFormatError if the file is short."""
         if self._data is None:
             if not self.has_contents or self._file is None:
+                if self.size > MAX_NOBITS_LISTED:
+                    raise ElfFormatError(f"section {self.name} is too large to list "
+                                         f"({self.size} bytes of zeros)")
                 self._data = bytes(self.size)
             else:
+                if self.file_offset + self.size > self._file_size:  # before allocating
+                    raise ElfFormatError(f"section {self.name} extends past the end of the file")
                 self._file.seek(self.file_offset)
                 raw = self._file.read(self.size)
                 if len(raw) != self.size:
@@ -168,6 +178,8 @@ class _Loader:
     def __init__(self, path: str, stream: BinaryIO) -> None:
         self.path = path
         self.stream = stream
+        self.file_size = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
         self.elf = ELFFile(stream)
         self.is64 = self.elf.elfclass == 64
         self.endian = "<" if self.elf.little_endian else ">"
@@ -253,6 +265,7 @@ class _Loader:
                     has_contents=sh_type != SHT_NOBITS,
                     is_code=bool(hdr["sh_flags"] & SHF_EXECINSTR),
                     _file=self.stream,
+                    _file_size=self.file_size,
                 )
             )
         return out
@@ -272,6 +285,8 @@ class _Loader:
         hdr = self.headers[index]
         if _sh_type(hdr) == SHT_NOBITS:
             return b""
+        if hdr["sh_offset"] + hdr["sh_size"] > self.file_size:
+            raise ElfFormatError(f"section {self.names[index]} extends past the end of the file")
         self.stream.seek(hdr["sh_offset"])
         raw = self.stream.read(hdr["sh_size"])
         if len(raw) != hdr["sh_size"]:
