@@ -125,6 +125,10 @@ def parse_elf(image: bytes) -> ElfImage:
     return ElfImage(cls, machine, entry, tuple(segments), notes)
 
 
+def _align_up(offset: int, align: int) -> int:
+    return (offset + align - 1) // align * align
+
+
 def _parse_notes(image: bytes, ph: ProgramHeader) -> list[Note]:
     """Notes in one PT_NOTE segment: namesz, descsz, type, then name and desc, each padded."""
     align = 8 if ph.align == 8 else 4
@@ -133,8 +137,8 @@ def _parse_notes(image: bytes, ph: ProgramHeader) -> list[Note]:
     while pos + 12 <= end:
         namesz, descsz, ntype = struct.unpack_from("<III", image, pos)
         name_at = pos + 12
-        desc_at = name_at + (namesz + align - 1) // align * align
-        next_at = desc_at + (descsz + align - 1) // align * align
+        desc_at = _align_up(name_at + namesz, align)  # offsets, not sizes, are aligned
+        next_at = _align_up(desc_at + descsz, align)
         if desc_at + descsz > end:
             raise BootError(f"truncated ELF note at file offset {pos:#x}")
         notes.append(Note(image[name_at : name_at + namesz].rstrip(b"\0"), ntype,
