@@ -456,3 +456,12 @@ def test_elf_notes_match_readelf(path):
         expected += re.findall(r"^\s+(\S+)\s+0x[0-9a-f]+\s+", block, re.M)
     got = [n.name.decode() for n in parse_elf(image).notes]
     assert got == expected
+
+
+def test_user_program_is_not_a_kernel(mem):
+    """A PIE user program (ET_DYN, like /usr/bin/true) is refused with a reason instead of
+    being loaded at physical 0 and run."""
+    if not os.path.exists("/usr/bin/true"):
+        pytest.skip("/usr/bin/true missing")
+    with pytest.raises(BootError, match="not ET_EXEC"):
+        load_image(mem, open("/usr/bin/true", "rb").read())
