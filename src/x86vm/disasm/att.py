@@ -19,6 +19,7 @@ from .common import (
     family_frame,
     fill,
     layout,
+    member_parts,
     memoised,
     prefix_words,
     render_member,
@@ -58,16 +59,20 @@ def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> 
     """
     core = insn.core
     parts = core.memo1
-    if parts is not None:
-        if type(parts) is str:
-            return parts
-        target = core.target            # address-dependent: before + address + after
-        if insn.address != core.address:
-            target = (target + insn.address - core.address) & MASK[core.mode]
-        if print_address is None:
-            return f"{parts[0]}{target:#x}{parts[1]}"
-        return parts[0] + print_address(target) + parts[1]
-    return memoised(insn, print_address, "memo1", _render)
+    if parts is None:
+        family = core.family            # a new member of a known family: fill its frame
+        if family is None or family is core or family.memo3 is None or \
+                not family.memo3.simple:
+            return memoised(insn, print_address, "memo1", _render)
+        parts = core.memo1 = member_parts(core, family.memo3)
+    if type(parts) is str:
+        return parts
+    target = core.target                # address-dependent: before + address + after
+    if insn.address != core.address:
+        target = (target + insn.address - core.address) & MASK[core.mode]
+    if print_address is None:
+        return f"{parts[0]}{target:#x}{parts[1]}"
+    return parts[0] + print_address(target) + parts[1]
 
 
 def _render(insn: Instruction, pa: PrintAddress) -> str:
@@ -172,5 +177,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     if rounding:
         i = 0
         while i < len(ops) and ops[i].startswith("$"):
+            i += 1
+        if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
             i += 1
         ops.insert(i, f"{{{rounding}}}")

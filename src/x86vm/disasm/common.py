@@ -8,6 +8,7 @@ from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import Far, Mem
 from x86vm.isa.tables import (
     SFX_ALWAYS,
+    SFX_DATA,
     SFX_LEGACY,
     SFX_LONG,
     SFX_NODEFAULT,
@@ -34,7 +35,10 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     """Names of the prefixes the instruction did not consume, in byte order."""
     spec = insn.spec
     words = []
-    for p in insn.unused_prefixes if prefixes is None else prefixes:
+    if prefixes is None:
+        prefixes = insn.unused_prefixes
+    f2_left = prefixes.count(0xF2)
+    for p in prefixes:
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -52,7 +56,9 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
             elif p == 0xF3:
                 words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
             else:
-                words.append("bnd" if spec is not None and spec.bnd else "repnz")
+                f2_left -= 1            # only the last F2 is the BND prefix
+                words.append("bnd" if spec is not None and spec.bnd and not f2_left
+                             else "repnz")
         elif p == 0xF0:
             words.append("lock")
         elif p == 0x3E and spec is not None and spec.notrack:
@@ -80,6 +86,12 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
                 return ""
             return INTEL_SUFFIX[insn.operand_size >> 3]
         return SUFFIX[insn.operand_size >> 3]
+    if sfx == SFX_DATA:         # x87 environment: 16/32-bit layout chosen by 66
+        if 0x66 not in insn.prefixes:
+            return ""
+        if intel:
+            return "d" if insn.operand_size == 32 else "w"
+        return "l" if insn.operand_size == 32 else "s"
     if sfx == SFX_LONG:         # SYSRET/SYSEXIT: to 32- or 64-bit code (REX.W)
         if insn.mode != 64:
             return ""
@@ -229,6 +241,37 @@ def render_member(insn: Instruction, frame: Frame, pa: PrintAddress) -> str:
     if frame.comment:
         text += f"        # {pa(insn.reloc_target)}"
     return text
+
+
+def member_parts(core, frame: Frame):
+    """Memo entry of a family member: its text, or (before, after) an address that
+    print_address renders per instruction (branch target or RIP-relative comment)."""
+    segments = frame.segments
+    if segments is None:
+        segments = frame.segments = _segments(frame)
+    values = core.values
+    out = []
+    cut = -1
+    for i, seg in enumerate(segments):
+        if i & 1:
+            style = seg[0]
+            if style == H_ADDRESS:
+                cut = len(out)
+                out.append("")
+            elif style == H_SIGNED:
+                v = values[seg[2]]
+                out.append(f"-{-v:#x}" if v < 0 else f"{v:#x}")
+            elif style == H_HEX:
+                out.append(f"{values[seg[2]]:#x}")
+            else:
+                out.append(fill(style, seg[1], values[seg[2]], None))
+        else:
+            out.append(seg)
+    if frame.comment:
+        return ("".join(out) + "        # ", "")
+    if cut >= 0:
+        return ("".join(out[:cut]), "".join(out[cut + 1:]))
+    return "".join(out)
 
 
 def _segments(frame: Frame) -> tuple:

@@ -18,6 +18,7 @@ from .common import (
     family_frame,
     fill,
     layout,
+    member_parts,
     memoised,
     prefix_words,
     render_member,
@@ -62,16 +63,20 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     """
     core = insn.core
     parts = core.memo2
-    if parts is not None:
-        if type(parts) is str:
-            return parts
-        target = core.target            # address-dependent: before + address + after
-        if insn.address != core.address:
-            target = (target + insn.address - core.address) & MASK[core.mode]
-        if print_address is None:
-            return f"{parts[0]}{target:#x}{parts[1]}"
-        return parts[0] + print_address(target) + parts[1]
-    return memoised(insn, print_address, "memo2", _render)
+    if parts is None:
+        family = core.family            # a new member of a known family: fill its frame
+        if family is None or family is core or family.memo4 is None or \
+                not family.memo4.simple:
+            return memoised(insn, print_address, "memo2", _render)
+        parts = core.memo2 = member_parts(core, family.memo4)
+    if type(parts) is str:
+        return parts
+    target = core.target                # address-dependent: before + address + after
+    if insn.address != core.address:
+        target = (target + insn.address - core.address) & MASK[core.mode]
+    if print_address is None:
+        return f"{parts[0]}{target:#x}{parts[1]}"
+    return parts[0] + print_address(target) + parts[1]
 
 
 def _render(insn: Instruction, pa: PrintAddress) -> str:

@@ -16,6 +16,7 @@ from .instruction import Decoded
 from .operands import (
     ADDR16,
     BAD_OPERAND,
+    BND,
     CR,
     DR,
     EIP,
@@ -39,6 +40,7 @@ from .operands import (
     Rel,
 )
 from .tables import (
+    C_BND,
     C_CR,
     C_DR,
     C_GPR,
@@ -86,9 +88,11 @@ MAX_LENGTH = 15
 
 _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
+_XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
-_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR}
+_CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
+               C_BND: BND}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -135,13 +139,16 @@ def _truncated(data, offset, address, mode) -> Decoded:
         return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
     return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
-                       None, mode, "truncated")
+                   None, mode, "truncated")
 
 
 def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
-    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    """objdump's "(bad)"; consumed == -2: a VEX/EVEX form whose unused vvvv is not 1111,
+    printed without prefix words."""
+    unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
+                                             if i != consumed)
     return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
-                       tuple(prefixes), unused, mode, mode, None, mode, "bad")
+                   tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
 def _decode(data, offset, address, mode):
@@ -231,14 +238,16 @@ def _decode(data, offset, address, mode):
             return bad
         if vl == 3 and not ebit:
             return _bad(data, offset, pos, address, mode, prefixes, -1)
-    elif b == 0x8F and data[pos + 1] & 0x38:
-        # ---- AMD XOP prefix 8F RXB.mmmmm W.vvvv.L.pp (no XOP maps defined yet) ----
-        if pos + 3 >= end:
-            raise _Truncated
-        if data[pos + 1] & 0x1F not in (8, 9, 10):
-            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
-        return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
-    elif (b == 0xC4 or b == 0xC5) and (mode == 64 or data[pos + 1] >= 0xC0):
+    elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
+            mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
+        # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
+        if b == 0x8F:
+            if pos + 3 >= end:
+                raise _Truncated
+            if data[pos + 1] & 0x1F not in _XOP_MAPS:
+                return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+            if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
+                return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
         vex = True
         b1 = data[pos + 1]
         if b == 0xC5:
@@ -251,7 +260,11 @@ def _decode(data, offset, address, mode):
             mmmmm = b1 & 0x1F
             rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
             pos += 3
-        if mmmmm not in _VEX_MAPS:
+        if b == 0x8F:
+            vex_map = _XOP_MAPS[mmmmm]
+        elif mmmmm in _VEX_MAPS:
+            vex_map = _VEX_MAPS[mmmmm]
+        else:
             return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes, -1)
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
@@ -263,7 +276,7 @@ def _decode(data, offset, address, mode):
         if pos >= end:
             raise _Truncated
         pos += 1
-        slot = tables.maps[_VEX_MAPS[mmmmm]][b]
+        slot = tables.maps[vex_map][b]
     else:
         # ---- opcode and table walk ----
         slot = tables.maps["one-byte"][b]
@@ -272,10 +285,11 @@ def _decode(data, offset, address, mode):
             b = data[pos]
             pos += 1
             slot = tables.maps[slot.escape][b]
+    nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
     if slot is None:
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
-        return _bad(data, offset, pos, address, mode, prefixes, -1)
+        return _bad(data, offset, pos, address, mode, prefixes, nobad)
     modrm = -1
     if slot.modrm:
         modrm = data[pos]
@@ -287,7 +301,7 @@ def _decode(data, offset, address, mode):
     if choice is None:
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
-        return _bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, -1)
+        return _bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, nobad)
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
@@ -302,7 +316,7 @@ def _decode(data, offset, address, mode):
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
                 spec.vex_l is not None and spec.vex_l != vl) or (
                 vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
-            return _bad(data, offset, pos, address, mode, prefixes, -1)
+            return _bad(data, offset, pos, address, mode, prefixes, nobad)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -317,7 +331,7 @@ def _decode(data, offset, address, mode):
             else:
                 evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
-            return _bad(data, offset, pos, address, mode, prefixes, -1)
+            return _bad(data, offset, pos, address, mode, prefixes, nobad)
     elif choice.columns:
         spec = None
         if rep_i >= 0:
@@ -326,7 +340,8 @@ def _decode(data, offset, address, mode):
                 consumed = rep_i
                 spec = col
                 if col is None:
-                    return _bad(data, offset, pos, address, mode, prefixes, consumed)
+                    return _bad(data, offset, pos, address, mode, prefixes,
+                                consumed if not vex else nobad)
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -338,11 +353,13 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is None or spec is FALLTHROUGH:
-            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+            return _bad(data, offset, pos, address, mode, prefixes,
+                        consumed if not vex else nobad)
     else:
         spec = choice.plain
         if spec is None:
-            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+            return _bad(data, offset, pos, address, mode, prefixes,
+                        consumed if not vex else nobad)
 
     if spec.mod_ignored:
         modrm |= 0xC0
@@ -351,7 +368,8 @@ def _decode(data, offset, address, mode):
             if spec.badop:
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
                               rex, osz_i, end)
-            return _bad(data, offset, pos, address, mode, prefixes, consumed)
+            return _bad(data, offset, pos, address, mode, prefixes,
+                        consumed if not vex else nobad)
         pos += 1
     shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
 
@@ -487,7 +505,7 @@ def _decode(data, offset, address, mode):
                 num = (modrm & 7) | ((rex & 1) << 3)
                 cls = op[1]
                 if cls == C_GPR:
-                    size = op[2][si]
+                    size = op[2][si] or asz >> 3        # "as": the address size
                     if size == 1 and rex and 4 <= num < 8:
                         rex_byte_reg = True
                     operands.append(_gpr(size, num, rex))
@@ -519,7 +537,7 @@ def _decode(data, offset, address, mode):
             cls = op[1]
             if cls == C_GPR:
                 num |= (rex & 4) << 1
-                size = op[2][si]
+                size = op[2][si] or asz >> 3        # "as": the address size
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
                 operands.append(_gpr(size, num, rex))
@@ -546,7 +564,7 @@ def _decode(data, offset, address, mode):
             value = _read(data, pos, n, end)
             pos += n
             fields.append((F_IMM, len(operands), pos - n - offset, n,
-                           osz >> 3 if op[2] else 8 if n == 4 and osz == 64 else 0))
+                           osz >> 3 if op[2] == 1 else 8 if op[2] == 2 and osz == 64 else 0))
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
@@ -555,12 +573,12 @@ def _decode(data, offset, address, mode):
                                 prefixes, consumed)
                 operands.append(Imm(value, n))
                 continue
-            if op[2]:            # Ibs: sign-extend to the operand size
+            if op[2] == 1:       # Ibs: sign-extend to the operand size
                 size = osz >> 3
                 if value & 0x80:
                     value = (value - 0x100) & ((1 << (8 * size)) - 1)
                 operands.append(Imm(value, size))
-            elif n == 4 and osz == 64:
+            elif op[2] == 2 and osz == 64:
                 if value & 0x80000000:
                     value |= 0xFFFFFFFF00000000
                 operands.append(Imm(value, 8))
@@ -746,10 +764,12 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
-    """objdump ends an instruction at a REX prefix that another prefix follows."""
-    p = tuple(prefixes)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), "", "", (), p, p,
-                       mode, mode, None, mode, "prefix")
+    """objdump ends an instruction at a REX prefix that another prefix follows; it prints
+    and counts the prefixes it keeps (FWAIT is not among them)."""
+    p = tuple(b for b in prefixes if b != 0x9B)
+    end = offset + len(p)
+    return Decoded(address, end - offset, bytes(data[offset:end]), "", "", (), p, p,
+                   mode, mode, None, mode, "prefix")
 
 
 def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
@@ -758,7 +778,7 @@ def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
     spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
     return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
-                       before + (0x9B,), before, mode, mode, spec, mode)
+                   before + (0x9B,), before, mode, mode, spec, mode)
 
 
 _RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}

@@ -10,14 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "evex0f",
-             "evex0f38", "evex0f3a")
+             "evex0f38", "evex0f3a", "evex-map5", "evex-map6", "xop8", "xop9", "xopa")
 PREFIX_COLUMNS = ("66", "F3", "F2")
 
 #: Flags (superscripts and objdump-facing attributes) a form may carry.
 KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl b4 b8 bw er sae intel-noops badop vex-pseudo
+    L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
@@ -29,7 +29,7 @@ FIXED_OPERANDS = frozenset("""
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
     b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
-    kb kw kd kq vxd vxq vhq
+    kb kw kd kq vxd vxq vhq bnd as
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")

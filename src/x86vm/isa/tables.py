@@ -19,7 +19,7 @@ K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE
     K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
 
 # register classes
-C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR = range(9)
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND = range(10)
 
 #: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
 #: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
@@ -31,6 +31,7 @@ _SIZE3 = {
     "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
+    "bnd": (16, 16, 16), "as": (0, 0, 0),      # MPX bound register; "as": address size
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
@@ -48,7 +49,8 @@ _FIXED_GPR = {"AL": (0, "b"), "CL": (1, "b"), "AX": (0, "w"), "rAX": (0, "v"),
 _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
-SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG = range(8)
+SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG, \
+    SFX_DATA = range(9)
 
 
 class Spec:
@@ -80,17 +82,18 @@ class Spec:
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
                     else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
-                    else SFX_LONG if "sfxl" in f
+                    else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
         self.i64 = "i64" in f
         self.o64 = "o64" in f
         sizes = [s for op in form.operands for s in _op_sizes(op)]
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
+                        or "sfxC" in f
                         or ("~" in form.mnemonic and not self.asz_names))
-        self.uses_asz = "aAX" in form.operands
+        self.uses_asz = any(op == "aAX" or op.endswith("as") for op in form.operands)
         self.classes = tuple(_op_class(op) for op in form.operands)
-        self.uses_w = (not self.d64) and "p" not in sizes and (
+        self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
@@ -109,7 +112,8 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
-        self.bcst = 4 if "b4" in f else 8 if "b8" in f else -1 if "bw" in f else 0
+        self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
+            -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
         self.vex_pseudo = "vex-pseudo" in f
@@ -205,16 +209,18 @@ def _compile_operand(op: str) -> tuple:
     if method in _RM_CLASS:
         allow_mem = method in "EMQW"
         allow_reg = method in "ERQNWU"
-        cls = C_K if size.startswith("k") else _RM_CLASS[method]
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _RM_CLASS[method]
         return (K_RM, cls, sizes, sizes, allow_mem, allow_reg)
     if method in _REG_CLASS:
-        return (K_REG, C_K if size.startswith("k") else _REG_CLASS[method], sizes)
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _REG_CLASS[method]
+        return (K_REG, cls, sizes)
     if method == "Z":
         return (K_Z, sizes)
     if method == "I":
         if size == "bs":
-            return (K_IMM, SIZE_BYTES["b"], True)
-        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3, False)
+            return (K_IMM, SIZE_BYTES["b"], 1)      # imm8 sign-extended to the operand size
+        return (K_IMM, SIZE_BYTES[size] if size != "v" else (2, 4, 8) * 3,
+                2 if size == "z" else 0)            # Iz: imm32 sign-extended to 64 bits
     if method == "J":
         return (K_REL, sizes)
     if method == "O":
