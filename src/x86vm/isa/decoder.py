@@ -178,7 +178,7 @@ def _decode(data, offset, address, mode):
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     pos = offset
     prefixes = []
-    seg_i = osz_i = asz_i = rep_i = -1
+    seg_i = osz_i = asz_i = rep_i = lock_i = -1
     rex = 0
     rex_i = fwait_i = -1
     fsgs = 0
@@ -206,6 +206,8 @@ def _decode(data, offset, address, mode):
                 asz_i = len(prefixes)
             elif k == P_REP:
                 rep_i = len(prefixes)
+            elif k == P_LOCK:
+                lock_i = len(prefixes)
         prefixes.append(b)
         pos += 1
         if pos >= end:
@@ -449,6 +451,7 @@ def _decode(data, offset, address, mode):
     # ---- memory operand from ModRM/SIB/displacement ----
     mem = None
     rex_byte_reg = False
+    lock_cr8 = False
     if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
         pass        # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
     elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
@@ -598,6 +601,9 @@ def _decode(data, offset, address, mode):
                 num |= (rex & 4) << 1
                 if rex & 4:
                     rex_used |= 4
+                if cls == C_CR and lock_i >= 0 and mode != 64:
+                    num |= 8            # AMD: LOCK MOV CRn is CR(n+8) outside 64-bit mode
+                    lock_cr8 = True
                 operands.append(_CLASS_REGS[cls][num])
         elif k == K_IMM:
             n = op[1][si]
@@ -748,6 +754,8 @@ def _decode(data, offset, address, mode):
         if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
                 unused.append(p)
+            continue
+        if i == lock_i and lock_cr8:
             continue
         if i == seg_i and seg_used:
             continue
