@@ -6,6 +6,7 @@ guest under QEMU TCG; the same numbers are in guests/expected_qemu.json)."""
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 
@@ -432,3 +433,35 @@ def test_damaged_images_fail_cleanly(guest_dir, name):  # noqa: F811
             pass
         finally:
             m.close()
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/true", "/usr/lib/x86_64-linux-gnu/libc.so.6"])
+def test_elf_notes_match_readelf(path):
+    """PT_NOTE parsing (gABI "Note Section": 8-byte aligned notes such as GNU properties align
+    offsets, not sizes) gives the notes readelf lists; such a file then fails for what it is
+    (no bootable entry), not as a "truncated note"."""
+    import re
+    import shutil
+    import subprocess
+
+    from x86vm.machine.boot.elf import parse_elf
+
+    if shutil.which("readelf") is None or not os.path.exists(path):
+        pytest.skip("readelf or the sample file is missing")
+    image = open(path, "rb").read()
+    listed = subprocess.run(["readelf", "-lnW", path], capture_output=True, text=True).stdout
+    segments = listed.split("Displaying notes found in:")
+    expected = []
+    for block in segments[1:]:
+        expected += re.findall(r"^\s+(\S+)\s+0x[0-9a-f]+\s+", block, re.M)
+    got = [n.name.decode() for n in parse_elf(image).notes]
+    assert got == expected
+
+
+def test_user_program_is_not_a_kernel(mem):
+    """A PIE user program (ET_DYN, like /usr/bin/true) is refused with a reason instead of
+    being loaded at physical 0 and run."""
+    if not os.path.exists("/usr/bin/true"):
+        pytest.skip("/usr/bin/true missing")
+    with pytest.raises(BootError, match="not ET_EXEC"):
+        load_image(mem, open("/usr/bin/true", "rb").read())

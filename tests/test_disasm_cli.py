@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
@@ -241,6 +241,7 @@ def test_cli_with_real_decoder_matches_objdump(capsys, syntax_args):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.integers(-2048, 4095), st.integers(0, 255)), min_size=1,
                       max_size=8))
+@example(edits=[(-1177, 1)])  # once a huge NOBITS size: MemoryError instead of an error line
 def test_corrupted_elf_gives_a_listing_or_one_error_line(tmp_path, small_elf, edits):
     raw = bytearray(Path(small_elf).read_bytes())
     for offset, value in edits:  # ELF and program headers, dynamic tables; <0: section headers

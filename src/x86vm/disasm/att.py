@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -23,6 +23,7 @@ from .common import (
 )
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
+_SEG_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 
 def _mem_parts(m: Mem) -> MemParts:
@@ -38,7 +39,8 @@ def _mem_parts(m: Mem) -> MemParts:
         post = f"(%{base.name},%{index.name})"
     else:
         b = f"%{base.name}" if base is not None else ""
-        post = f"({b},%{index.name},{m.scale})"
+        ix = index.name if index.cls == "bad" else f"%{index.name}"     # VSIB "(bad)"
+        post = f"({b},{ix},{m.scale})"
     return seg, H_SIGNED if m.disp_size else -1, 0, post
 
 
@@ -65,7 +67,7 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
-    if t is BadOperand:
+    if t is BadOperand or t is BadMemory:
         return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
@@ -75,15 +77,20 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     spec = insn.spec
     words = prefix_words(insn, True)
     mnemonic = insn.att_mnemonic + size_suffix(insn, False)
+    hint = ""
     if (spec.branch == "jcc" or spec.branch == "loop") and words:
-        for p, w in zip(reversed(insn.unused_prefixes), reversed(words), strict=False):
-            if p in _HINTS and w in ("cs", "ds"):
-                words.remove(w)
-                mnemonic += _HINTS[p]
-                break
+        # objdump: CS alone is ",pn", DS alone ",pt" (both: no hint); the hint takes the
+        # place of the last segment prefix, whichever it is
+        unused = insn.unused_prefixes
+        segs = [i for i, p in enumerate(unused) if p in _SEG_PREFIXES]
+        hints = {p for p in unused if p in _HINTS}
+        if segs and len(hints) == 1 and len(words) == len(unused):
+            del words[segs[-1]]
+            hint = _HINTS[hints.pop()]
     if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
         words.remove("addr32" if insn.mode != 32 else "addr16")
         mnemonic += SUFFIX[insn.address_size >> 3]
+    mnemonic += hint
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(mnemonic)
@@ -115,6 +122,10 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     mask, zeroing, bcst, rounding = evex
     if mask:
         ops[-1] += f"{{%k{mask}}}" + ("{z}" if zeroing else "")
+    if insn.spec.vsib is not None and (zeroing or not mask):    # gather/scatter need {k}
+        for i, op in enumerate(reversed(insn.operands)):
+            if type(op) is Mem:
+                ops[i] += "/(bad)"
     if bcst:
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:

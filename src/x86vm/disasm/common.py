@@ -14,7 +14,9 @@ from x86vm.isa.tables import (
     SFX_NODEFAULT,
     SFX_NOREG,
     SFX_RMMEM,
+    SFX_RMMEM64,
     SFX_XY,
+    SFX_XYZ,
 )
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
@@ -38,7 +40,13 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     if prefixes is None:
         prefixes = insn.unused_prefixes
     f2_left = prefixes.count(0xF2)
-    for p in prefixes:
+    notrack_at = -1         # objdump: with a 3E, the last segment prefix reads "notrack"
+    if spec is not None and spec.notrack and 0x3E in prefixes:
+        notrack_at = max(i for i, p in enumerate(prefixes) if p in _SEG_NAMES)
+    for i, p in enumerate(prefixes):
+        if i == notrack_at:
+            words.append("notrack")
+            continue
         if p == 0x9B:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
@@ -61,8 +69,6 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
                              else "repnz")
         elif p == 0xF0:
             words.append("lock")
-        elif p == 0x3E and spec is not None and spec.notrack:
-            words.append("notrack")
         else:
             words.append(_SEG_NAMES[p])
     return words
@@ -112,12 +118,16 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
         return SUFFIX.get(size, "")
     if sfx == SFX_ALWAYS:
         return SUFFIX.get(ops[0].size, "") if ops else ""
-    if sfx == SFX_RMMEM:
+    if sfx == SFX_RMMEM or (sfx == SFX_RMMEM64 and insn.mode == 64):
         mem = insn.memory_operand
+        if mem is not None and not mem.size and sfx == SFX_RMMEM64:   # "{bad}": unsized Ey
+            return SUFFIX[insn.operand_size >> 3]
         return SUFFIX.get(mem.size, "") if mem is not None else ""
-    if sfx == SFX_XY:
+    if sfx == SFX_XY or sfx == SFX_XYZ:
         mem = insn.memory_operand
-        return {16: "x", 32: "y"}.get(mem.size, "") if mem is not None else ""
+        if mem is None:
+            return ""
+        return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(mem.size, "")
     return ""
 
 

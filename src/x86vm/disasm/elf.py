@@ -20,7 +20,9 @@ Malformed input raises :class:`ElfFormatError` with a one-line reason, never any
 from __future__ import annotations
 
 import bisect
+import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -66,6 +68,12 @@ SEC_UNDEF, SEC_ABS, SEC_COMMON = -1, -2, -3
 SPECIAL_SECTION_NAMES = {SEC_UNDEF: "*UND*", SEC_ABS: "*ABS*", SEC_COMMON: "*COM*"}
 
 
+MAX_NOBITS_LISTED = 1 << 28  # a NOBITS section is listed as zeros; its size is untrusted
+MAX_DECOMPRESSED = 1 << 30  # an SHF_COMPRESSED section's stated size is untrusted too
+SHF_COMPRESSED = 0x800
+ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD = 1, 2
+
+
 class ElfFormatError(ValueError):
     """The file is not an ELF file objdump-style listings can be made of (one-line reason)."""
 
@@ -83,19 +91,54 @@ class Section:
     is_code: bool  # SEC_CODE: SHF_EXECINSTR
     _file: BinaryIO | None = field(default=None, repr=False)
     _data: bytes | None = field(default=None, repr=False)
+    _file_size: int = field(default=0, repr=False)
+    _stored_size: int = field(default=-1, repr=False)  # bytes in the file if compressed
+    _compression: int = field(default=0, repr=False)  # ELFCOMPRESS_ZLIB / _ZSTD, 0: none
+    _header_size: int = field(default=0, repr=False)  # Elf_Chdr before compressed data
 
     def data(self) -> bytes:
-        """The section's bytes (zeros for NOBITS); raises ElfFormatError if the file is short."""
+        """The section's bytes (zeros for NOBITS, decompressed for SHF_COMPRESSED, as BFD
+        gives them to objdump); raises ElfFormatError if the file is short or corrupt."""
         if self._data is None:
             if not self.has_contents or self._file is None:
+                if self.size > MAX_NOBITS_LISTED:
+                    raise ElfFormatError(f"section {self.name} is too large to list "
+                                         f"({self.size} bytes of zeros)")
                 self._data = bytes(self.size)
-            else:
-                self._file.seek(self.file_offset)
-                raw = self._file.read(self.size)
-                if len(raw) != self.size:
-                    raise ElfFormatError(f"section {self.name} extends past the end of the file")
-                self._data = raw
+                return self._data
+            stored = self.size if self._stored_size < 0 else self._stored_size
+            if self.file_offset + stored > self._file_size:  # checked before allocating
+                raise ElfFormatError(f"section {self.name} extends past the end of the file")
+            self._file.seek(self.file_offset)
+            raw = self._file.read(stored)
+            if len(raw) != stored:
+                raise ElfFormatError(f"section {self.name} extends past the end of the file")
+            self._data = self._decompress(raw) if self._compression else raw
         return self._data
+
+    def _decompress(self, raw: bytes) -> bytes:
+        """gABI "Section Compression": an Elf_Chdr, then zlib (1) or zstd (2) data."""
+        payload = raw[self._header_size:]
+        if self._compression == ELFCOMPRESS_ZLIB:
+            try:
+                inflater = zlib.decompressobj()
+                data = inflater.decompress(payload, self.size)
+            except zlib.error as exc:
+                raise ElfFormatError(f"section {self.name}: bad zlib data ({exc})") from None
+        else:
+            try:
+                import zstandard
+            except ImportError:
+                raise ElfFormatError(f"section {self.name} is zstd-compressed; "
+                                     "install the zstandard module to list it") from None
+            try:
+                data = zstandard.ZstdDecompressor().decompress(payload, self.size)
+            except zstandard.ZstdError as exc:
+                raise ElfFormatError(f"section {self.name}: bad zstd data ({exc})") from None
+        if len(data) != self.size:
+            raise ElfFormatError(f"section {self.name}: decompresses to {len(data)} bytes, "
+                                 f"not {self.size}")
+        return data
 
 
 @dataclass(slots=True)
@@ -168,6 +211,8 @@ class _Loader:
     def __init__(self, path: str, stream: BinaryIO) -> None:
         self.path = path
         self.stream = stream
+        self.file_size = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
         self.elf = ELFFile(stream)
         self.is64 = self.elf.elfclass == 64
         self.endian = "<" if self.elf.little_endian else ">"
@@ -243,19 +288,39 @@ class _Loader:
                 continue
             if sh_type in (SHT_REL, SHT_RELA) and self._relocs_of_other_section(hdr):
                 continue
-            out.append(
-                Section(
-                    index=i,
-                    name=self.names[i],
-                    vma=hdr["sh_addr"],
-                    size=hdr["sh_size"],
-                    file_offset=hdr["sh_offset"],
-                    has_contents=sh_type != SHT_NOBITS,
-                    is_code=bool(hdr["sh_flags"] & SHF_EXECINSTR),
-                    _file=self.stream,
-                )
+            section = Section(
+                index=i,
+                name=self.names[i],
+                vma=hdr["sh_addr"],
+                size=hdr["sh_size"],
+                file_offset=hdr["sh_offset"],
+                has_contents=sh_type != SHT_NOBITS,
+                is_code=bool(hdr["sh_flags"] & SHF_EXECINSTR),
+                _file=self.stream,
+                _file_size=self.file_size,
             )
+            if hdr["sh_flags"] & SHF_COMPRESSED and section.has_contents:
+                self._compressed(section)
+            out.append(section)
         return out
+
+    def _compressed(self, section: Section) -> None:
+        """Present an SHF_COMPRESSED section by its uncompressed size, as BFD does."""
+        header_size = 24 if self.is64 else 12
+        if section.size < header_size or section.file_offset + header_size > self.file_size:
+            raise ElfFormatError(f"section {section.name}: truncated compression header")
+        self.stream.seek(section.file_offset)
+        raw = self.stream.read(header_size)
+        if self.is64:
+            ch_type, _reserved, ch_size, _align = struct.unpack(self.endian + "IIQQ", raw)
+        else:
+            ch_type, ch_size, _align = struct.unpack(self.endian + "III", raw)
+        if ch_type not in (ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD) or ch_size > MAX_DECOMPRESSED:
+            return  # BFD leaves such a section as it is
+        section._stored_size = section.size
+        section.size = ch_size
+        section._compression = ch_type
+        section._header_size = header_size
 
     def _relocs_of_other_section(self, hdr) -> bool:
         """A REL/RELA section that BFD attaches to its target instead of listing it."""
@@ -272,6 +337,8 @@ class _Loader:
         hdr = self.headers[index]
         if _sh_type(hdr) == SHT_NOBITS:
             return b""
+        if hdr["sh_offset"] + hdr["sh_size"] > self.file_size:
+            raise ElfFormatError(f"section {self.names[index]} extends past the end of the file")
         self.stream.seek(hdr["sh_offset"])
         raw = self.stream.read(hdr["sh_size"])
         if len(raw) != hdr["sh_size"]:

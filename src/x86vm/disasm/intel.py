@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.tables import SFX_XY, SFX_XYZ
 
 from .common import (
     H_FAR_INTEL,
@@ -41,8 +42,8 @@ def _mem_parts(m: Mem) -> MemParts:
             inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
     if not m.disp_size:
         return f"{ptr}{seg}[{inner}", -1, 0, "]"
-    if m.target is not None:        # objdump prints rip+disp unsigned
-        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, mask, "]"
+    if m.target is not None:        # objdump prints rip/eip+disp as an unsigned 64-bit value
+        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, 0xFFFFFFFFFFFFFFFF, "]"
     return f"{ptr}{seg}[{inner}", H_SIGNED_PLUS, 0, "]"
 
 
@@ -69,9 +70,18 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
         return pa(op.target)
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
+    if t is BadMemory:
+        return PTR.get(op.size, "") + "(bad)"
     if t is BadOperand:
         return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts
+
+
+def _oword(insn, text: str) -> str:
+    """objdump calls a 16-byte integer operand OWORD (map flag "oword": cmpxchg16b, invept)."""
+    if "oword" in insn.spec.flags and text.startswith("XMMWORD"):
+        return "OWORD" + text[7:]
+    return text
 
 
 def _frame(insn, pa: PrintAddress) -> Frame:
@@ -87,10 +97,11 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
     bcst = insn.evex is not None and insn.evex[2] > 0
-    texts = [_op_text(op, bcst, pa) for op in insn.operands]
+    texts = [_oword(insn, _op_text(op, bcst, pa)) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
-    holes = value_holes(core, _mem_parts, "", "", H_FAR_INTEL)
+    holes = [(j, _oword(insn, pre), style, arg, post)
+             for j, pre, style, arg, post in value_holes(core, _mem_parts, "", "", H_FAR_INTEL)]
     return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
@@ -102,15 +113,23 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
         mask, zeroing, bcst, rounding = evex
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += "/(bad)"
         if bcst < 0:                    # EVEX.b on memory without broadcast
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
                     ops[i] += "{bad}"
+        elif bcst and insn.spec.sfx in (SFX_XY, SFX_XYZ):   # narrowing converts: {1toN}
+            for i, op in enumerate(insn.operands):       # where AT&T shows an x/y/z suffix
+                if type(op) is Mem and (insn.spec.sfx == SFX_XYZ or bcst * op.size < 64):
+                    ops[i] += f"{{1to{bcst}}}"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:
                 i -= 1
-            if rounding.endswith("-bad"):
+            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.flags:
                 ops.insert(i + 1, f"{{{rounding}}}")
             else:
                 ops[i] += f"{{{rounding}}}"

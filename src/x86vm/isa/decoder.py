@@ -15,6 +15,7 @@ from __future__ import annotations
 from .instruction import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
 from .operands import (
     ADDR16,
+    BAD_INDEX,
     BAD_OPERAND,
     BND,
     CR,
@@ -29,10 +30,12 @@ from .operands import (
     SEG,
     SHIFT_ONE,
     ST,
+    TMM,
     TR,
     XMM,
     YMM,
     ZMM,
+    BadMemory,
     Far,
     Imm,
     Mem,
@@ -47,6 +50,7 @@ from .tables import (
     C_K,
     C_MMX,
     C_SEG,
+    C_TMM,
     C_TR,
     C_XMM,
     FALLTHROUGH,
@@ -55,6 +59,7 @@ from .tables import (
     K_FIXED,
     K_FLAGS,
     K_IMM,
+    K_IMM4,
     K_IS4,
     K_MOFFS,
     K_ONE,
@@ -92,7 +97,7 @@ _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
-               C_BND: BND}
+               C_BND: BND, C_TMM: TMM}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -150,16 +155,29 @@ def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
                    tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
 
+def _only66(choice, consumed: int) -> int:
+    """objdump's PREFIX_DATA forms (a 66 column only): without 66 the (bad) prints no
+    prefix words at all (-2); otherwise the consumed mandatory prefix is hidden."""
+    if choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
+            choice.pf2 is None:
+        return -2
+    return consumed
+
+
+def _rex_unshown(rex_i: int, byte1: int) -> int:
+    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
+    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
+    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
+
+
 def _decode(data, offset, address, mode):
     SHAPE[0] = 0
-    end = len(data)
-    if end - offset > MAX_LENGTH:
-        end = offset + MAX_LENGTH
+    end = len(data)     # (an instruction longer than MAX_LENGTH is checked at the end)
     tables = _TABLES[mode]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     pos = offset
     prefixes = []
-    seg_i = osz_i = asz_i = rep_i = -1
+    seg_i = osz_i = asz_i = rep_i = lock_i = -1
     rex = 0
     rex_i = fwait_i = -1
     fsgs = 0
@@ -187,10 +205,14 @@ def _decode(data, offset, address, mode):
                 asz_i = len(prefixes)
             elif k == P_REP:
                 rep_i = len(prefixes)
+            elif k == P_LOCK:
+                lock_i = len(prefixes)
         prefixes.append(b)
         pos += 1
         if pos >= end:
             raise _Truncated
+        if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
+            return _prefix_only(data, offset, pos, address, mode, prefixes)
 
     if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
         return _fwait(data, offset, fwait_i, address, mode, prefixes)
@@ -201,6 +223,7 @@ def _decode(data, offset, address, mode):
     vl = 0
     vvvv = 0
     rhi = xhi = 0
+    vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
     if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
         # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
         p0 = data[pos + 1]
@@ -210,7 +233,8 @@ def _decode(data, offset, address, mode):
             raise _Truncated
         mm = p0 & 0xF
         if mm not in _EVEX_MAPS:             # objdump stops right after the 62
-            return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+            return _bad(data, offset, pos + 1, address, mode, prefixes,
+                        _rex_unshown(rex_i, p0))
         if not p1 & 4:                       # EVEX.U must be 1
             return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
         vex = True
@@ -219,6 +243,7 @@ def _decode(data, offset, address, mode):
         xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
         vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
         if mode != 64:
+            vbad = not p2 & 8
             vvvv &= 7
             rex &= ~7
             rhi = xhi = 0
@@ -231,12 +256,12 @@ def _decode(data, offset, address, mode):
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
         if slot is None:
-            bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
             if not vvvv & 0xF:
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
-        if vl == 3 and not ebit:
-            return _bad(data, offset, pos, address, mode, prefixes, -1)
+        if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
+            return _bad(data, offset, pos, address, mode, prefixes, -2)
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
@@ -244,9 +269,11 @@ def _decode(data, offset, address, mode):
             if pos + 3 >= end:
                 raise _Truncated
             if data[pos + 1] & 0x1F not in _XOP_MAPS:
-                return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+                return _bad(data, offset, pos + 1, address, mode, prefixes,
+                            _rex_unshown(rex_i, data[pos + 1]))
             if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
-                return _bad(data, offset, pos + 4, address, mode, prefixes, -1)
+                return _bad(data, offset, pos + 4, address, mode, prefixes,
+                            -2 if ~data[pos + 2] & 0x78 else -1)
         vex = True
         b1 = data[pos + 1]
         if b == 0xC5:
@@ -264,7 +291,8 @@ def _decode(data, offset, address, mode):
         elif mmmmm in _VEX_MAPS:
             vex_map = _VEX_MAPS[mmmmm]
         else:
-            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes, -1)
+            return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
+                        _rex_unshown(rex_i, b1))
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
@@ -286,6 +314,8 @@ def _decode(data, offset, address, mode):
             slot = tables.maps[slot.escape][b]
     nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
     if slot is None:
+        if pos >= end and not vex and pos - offset - len(prefixes) == 3:
+            raise _Truncated        # 0F 38/3A: objdump fetches the ModRM of any opcode
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
         return _bad(data, offset, pos, address, mode, prefixes, nobad)
@@ -307,30 +337,33 @@ def _decode(data, offset, address, mode):
     if vex:
         spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
             else (choice.plain if pp == 0 else None)
+        rc = vl
+        if evex is not None and ebit and modrm >= 0xC0:
+            vl = 2                  # EVEX.b with registers: L'L is rounding; 512 bits
         if type(spec) is tuple:
             w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
-                         and (s.vex_l is None or s.vex_l == vl)), None)
+                         and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
         if spec is None or spec is FALLTHROUGH or (
-                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and mode == 64) or (
-                spec.vex_l is not None and spec.vex_l != vl) or (
+                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
+                spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
                 vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
             return _bad(data, offset, pos, address, mode, prefixes, nobad)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
-                    evex[3] = _ROUNDING[vl]
+                    evex[3] = _ROUNDING[rc]
                 elif spec.rounding == "sae":
                     evex[3] = "sae"
                 else:
-                    evex[3] = _ROUNDING[vl][:2] + "-bad"
+                    evex[3] = _ROUNDING[rc][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
                 evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
             else:
                 evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
-            return _bad(data, offset, pos, address, mode, prefixes, nobad)
+            return _bad(data, offset, pos, address, mode, prefixes, -2)
     elif choice.columns:
         spec = None
         if rep_i >= 0:
@@ -340,7 +373,7 @@ def _decode(data, offset, address, mode):
                 spec = col
                 if col is None:
                     return _bad(data, offset, pos, address, mode, prefixes,
-                                consumed if not vex else nobad)
+                                _only66(choice, consumed))
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -352,8 +385,7 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is None or spec is FALLTHROUGH:
-            return _bad(data, offset, pos, address, mode, prefixes,
-                        consumed if not vex else nobad)
+            return _bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
     else:
         spec = choice.plain
         if spec is None:
@@ -376,7 +408,10 @@ def _decode(data, offset, address, mode):
     rex_used = 0
     reg_form = modrm >= 0xC0 or not spec.osz_reg_only
     if vex:
-        osz = 64 if rex & 8 and spec.uses_w and mode == 64 else 32
+        # VEX.W selects W-named forms in every mode; general registers stay 32-bit outside
+        # 64-bit mode
+        osz = 64 if rex & 8 and spec.uses_w and (mode == 64 or "gpr" not in spec.classes) \
+            else 32
         if mode == 16 and osz == 32 and not rex & 8:
             osz = 32
         asz = (32 if asz_i >= 0 else 64) if mode == 64 else (
@@ -415,7 +450,10 @@ def _decode(data, offset, address, mode):
     # ---- memory operand from ModRM/SIB/displacement ----
     mem = None
     rex_byte_reg = False
-    if modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
+    lock_cr8 = False
+    if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
+        pass        # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
+    elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
         mod = modrm >> 6
         rm = modrm & 7
         base = index = None
@@ -443,8 +481,8 @@ def _decode(data, offset, address, mode):
                 if rex & 2:
                     rex_used |= 2
                 if spec.vsib is not None:           # VSIB: a vector index register
-                    index = _VEC[spec.vsib[si]][idx | (vvvv & 0x10 if evex is not None
-                                                       and not spec.uses_vvvv else 0)]
+                    index = BAD_INDEX if vbad else _VEC[spec.vsib[si]][
+                        idx | (vvvv & 0x10 if evex is not None and not spec.uses_vvvv else 0)]
                 elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
@@ -489,6 +527,8 @@ def _decode(data, offset, address, mode):
         seg_used = seg is not None
         disp_at = pos - offset - disp_size
         disp_signed = not (asz == 16 and mod == 0)
+        if rip and spec.norip:
+            mem = None              # MPX: no RIP-relative form, objdump's "(bad)"
 
     # ---- operands in map order ----
     operands = []
@@ -511,9 +551,12 @@ def _decode(data, offset, address, mode):
                 elif cls == C_XMM:
                     operands.append(_VEC[op[2][si]][num | xhi])
                 else:
-                    operands.append(_CLASS_REGS[cls][num & 7])
+                    regs = _CLASS_REGS[cls]
+                    operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
                 if rex & 1:
                     rex_used |= 1
+            elif mem is None:
+                operands.append(BadMemory(op[3][si]))       # VSIB without SIB, MPX rip
             else:
                 m = mem
                 m.size = op[3][si]
@@ -525,8 +568,8 @@ def _decode(data, offset, address, mode):
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
-                        m.disp *= m.size
-                        scale_n = m.size
+                        scale_n = spec.disp8_n or m.size or op[3][si]    # {bad}: unsized
+                        m.disp *= scale_n
                 if m.disp_size:
                     fields.append((F_DISP, len(operands), disp_at, m.disp_size,
                                    scale_n if disp_signed else 0))
@@ -552,11 +595,14 @@ def _decode(data, offset, address, mode):
                     rex_used |= 4
                 operands.append(_VEC[op[2][si]][num])
             elif cls == C_K:
-                operands.append(KREG[num])
+                operands.append(KREG[num | (rex & 4) << 1 | rhi])      # k8+: (bad)
             else:
                 num |= (rex & 4) << 1
                 if rex & 4:
                     rex_used |= 4
+                if cls == C_CR and lock_i >= 0 and mode != 64:
+                    num |= 8            # AMD: LOCK MOV CRn is CR(n+8) outside 64-bit mode
+                    lock_cr8 = True
                 operands.append(_CLASS_REGS[cls][num])
         elif k == K_IMM:
             n = op[1][si]
@@ -643,24 +689,28 @@ def _decode(data, offset, address, mode):
         elif k == K_VVVV:
             cls = op[1]
             if cls == C_XMM:
-                operands.append(_VEC[op[2][si]][vvvv])
+                operands.append(BAD_OPERAND if vbad else _VEC[op[2][si]][vvvv])
             elif cls == C_GPR:
                 operands.append(GPR[op[2][si]][vvvv])
             else:
-                operands.append(KREG[vvvv & 7])
+                regs = _CLASS_REGS[cls]
+                operands.append(regs[vvvv & (len(regs) - 1)])
         elif k == K_IS4:
             no_plan = True
             is4 = _read(data, pos, 1, end)
             pos += 1
             operands.append(_VEC[op[2][si]][(is4 >> 4) & (15 if mode == 64 else 7)])
+        elif k == K_IMM4:
+            operands.append(Imm(data[pos - 1] & 0xF, 1))
         elif k == K_FLAGS:
             pass
     length = pos - offset
     if rel is not None:
         if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
             rel.target = (address + length + rel.target) & 0xFFFF
-        elif osz == 16 and spec.rel_z:                   # objdump: wrap within the 64K
-            rel.target = ((address + length + rel.target) & 0xFFFF) | (address & ~0xFFFF)
+        elif osz == 16 and spec.rel_z:      # objdump: wrap within the next insn's 64K
+            rel.target = ((address + length + rel.target) & 0xFFFF) | (
+                (address + length) & ~0xFFFF)
         else:
             rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
     if mem is not None and mem.target is not None:
@@ -694,12 +744,17 @@ def _decode(data, offset, address, mode):
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
     asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
+    if mode == 16 and mem is not None and mem.base is None and (
+            mem.index is None or mem.index is _RIZ[32]):
+        asz_used = False        # objdump: a 32-bit disp-only address in 16-bit code: addr32
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue
         if i == rex_i and i == len(prefixes) - 1 and not vex:
             if (p & 0xF) != rex_used or ((p & 0xF) == 0 and not rex_byte_reg):
                 unused.append(p)
+            continue
+        if i == lock_i and lock_cr8:
             continue
         if i == seg_i and seg_used:
             continue
@@ -708,6 +763,10 @@ def _decode(data, offset, address, mode):
         if i == asz_i and asz_used:
             continue
         unused.append(p)
+    if length > MAX_LENGTH:     # SDM §2.3.11: at most 15 bytes; objdump's (bad) at 15
+        return Decoded(address, MAX_LENGTH, bytes(data[offset:offset + MAX_LENGTH]), "(bad)",
+                       "(bad)", (), tuple(prefixes), tuple(unused), mode, mode, None, mode,
+                       "bad")
     insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
     if rel is not None:
@@ -722,8 +781,9 @@ def _decode(data, offset, address, mode):
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
-        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2) and not any(
-                type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm") for o in operands):
+        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
+                not any(type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm")
+                        for o in operands):
             insn.pseudo_prefix = "{evex}"
         insn.evex = tuple(evex)
     return insn

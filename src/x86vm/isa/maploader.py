@@ -18,6 +18,7 @@ KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
     L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
+    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
@@ -29,7 +30,7 @@ FIXED_OPERANDS = frozenset("""
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
     b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
-    kb kw kd kq vxd vxq vhq bnd as
+    kb kw kd kq vxd vxq vhq bnd as tmm lo qo
 """.split())
 
 _OPERAND_RE = re.compile(r"^(?:(?P<method>[A-Z])(?P<size>[a-z0-9]*)|STi)$")
@@ -213,7 +214,7 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
                 raise MapError(f"{where}: duplicate prefix column {pfx}")
             columns[pfx] = _parse_form(alt, where, number, result.lists)
         modes = frozenset().union(*(f.flags for f in columns.values())) & {
-            "i64", "o64", "L0", "L1", "W0", "W1"}
+            "i64", "o64", "L0", "L1", "L1+", "L2", "W0", "W1"}
         qual = m.group("qual")
         if reg is None and section is not None and any(section is t for t in result.maps.values()):
             for opcode in range(lo, hi + 1):       # one definition per opcode (and mode, W/L)

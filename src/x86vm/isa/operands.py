@@ -104,6 +104,16 @@ class BadOperand:
 BAD_OPERAND = BadOperand()
 
 
+class BadMemory(BadOperand):
+    """A memory operand objdump cannot form (VSIB without a SIB byte): "(bad)", which Intel
+    syntax still prefixes with the operand size."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 def _regs(names: list[str], cls: str, size: int) -> list[Reg]:
     return [Reg(n, cls, i, size) for i, n in enumerate(names)]
 
@@ -126,11 +136,13 @@ MMX = _regs([f"mm{i}" for i in range(8)], "mmx", 8)
 XMM = _regs([f"xmm{i}" for i in range(32)], "xmm", 16)
 YMM = _regs([f"ymm{i}" for i in range(32)], "ymm", 32)
 ZMM = _regs([f"zmm{i}" for i in range(32)], "zmm", 64)
-BND = _regs([f"bnd{i}" for i in range(4)] * 4, "bnd", 16)   # MPX bounds (4, wrap)
+BND = _regs([f"bnd{i}" for i in range(4)], "bnd", 16) + [BAD_OPERAND] * 12   # bnd4+: objdump (bad)
 TR = _regs([f"tr{i}" for i in range(8)], "tr", 4)
-KREG = _regs([f"k{i}" for i in range(8)], "k", 8)
+TMM = _regs([f"tmm{i}" for i in range(8)], "tmm", 1024) + [BAD_OPERAND] * 8    # tmm8+: (bad)
+KREG = _regs([f"k{i}" for i in range(8)], "k", 8) + [BAD_OPERAND] * 24    # k8+: (bad)
 ST = _regs(["st"] + [f"st({i})" for i in range(8)], "st", 10)   # ST[0] = "st", ST[1+i] = st(i)
 PORT_DX = Reg("dx", "port", 2, 2)
+BAD_INDEX = Reg("(bad)", "bad", 0, 0)      # a VSIB index objdump cannot name (EVEX.V')
 RIP = Reg("rip", "ip", 0, 8)
 EIP = Reg("eip", "ip", 0, 4)
 

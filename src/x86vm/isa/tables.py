@@ -16,10 +16,10 @@ from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
-    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4 = range(18)
+    K_ACC, K_STI, K_ST, K_FLAGS, K_VVVV, K_IS4, K_IMM4 = range(19)
 
 # register classes
-C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND = range(10)
+C_GPR, C_SEG, C_CR, C_DR, C_MMX, C_XMM, C_ST, C_K, C_TR, C_BND, C_TMM = range(11)
 
 #: operand size in bytes per operand-size mode (index 0, 1, 2 = 16-, 32-, 64-bit), SDM A.2.2;
 #: vector sizes also by vector length: index + 3 * (0: 128, 1: 256, 2: 512 bits)
@@ -32,6 +32,8 @@ _SIZE3 = {
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
     "bnd": (16, 16, 16), "as": (0, 0, 0),      # MPX bound register; "as": address size
+    "tmm": (0, 0, 0),                           # AMX tile register (1 KiB, never sized)
+    "qo": (8, 8, 16),                           # cmpxchg8b/16b: 8 bytes, 16 with REX.W
 }
 _VECTOR = {"x": (16, 32, 64), "xh": (8, 16, 32), "xq": (4, 8, 16), "xe": (2, 4, 8),
            "xdup": (8, 32, 64)}
@@ -50,7 +52,7 @@ _SEGS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
 
 BRANCH_FLAGS = ("jmp", "jcc", "call", "ret", "loop")
 SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, SFX_LONG, \
-    SFX_DATA = range(9)
+    SFX_DATA, SFX_XYZ, SFX_RMMEM64 = range(11)
 
 
 class Spec:
@@ -62,7 +64,7 @@ class Spec:
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
-                 "vsib")
+                 "vsib", "disp8_n", "needs_sib", "norip")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -82,6 +84,7 @@ class Spec:
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
                     else SFX_LEGACY if "sfx32" in f else SFX_XY if "sfxxy" in f
+                    else SFX_XYZ if "sfxxyz" in f else SFX_RMMEM64 if "sfxm64" in f
                     else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
         self.d64 = "d64" in f or "f64" in f
@@ -89,8 +92,8 @@ class Spec:
         self.o64 = "o64" in f
         sizes = [s for op in form.operands for s in _op_sizes(op)]
         self.uses_66 = (any(s in OSIZE_DEPENDENT for s in sizes) or "sfxw" in f or "sfx32" in f
-                        or "sfxC" in f
-                        or ("~" in form.mnemonic and not self.asz_names))
+                        or "sfxC" in f or ("~" in form.mnemonic and not self.asz_names
+                                           and "rexw-name" not in f))
         self.uses_asz = any(op == "aAX" or op.endswith("as") for op in form.operands)
         self.classes = tuple(_op_class(op) for op in form.operands)
         self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
@@ -109,12 +112,16 @@ class Spec:
         self.moffs = any(op[0] == K_MOFFS for op in self.ops)
         self.rel_z = any(op[0] == K_REL and op[1] == SIZE_BYTES["z"] for op in self.ops)
         self.fwait = "fwait" in f
-        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else None
+        # vector length: L0/L1/L2 exactly, L1+ = any but 128 bits (-1)
+        self.vex_l = 0 if "L0" in f else 1 if "L1" in f else 2 if "L2" in f else \
+            -1 if "L1+" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
+        # compressed disp8 scale (SDM §2.7.5) when it is the element, not the operand, size
+        self.disp8_n = next((int(n[1]) for n in ("n1", "n2", "n4", "n8") if n in f), 0)
         self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
         self.vex_pseudo = "vex-pseudo" in f
         # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
@@ -124,6 +131,8 @@ class Spec:
             self.vsib = tuple(v for v in _VECTOR["x" if vsib[0] == "x" else "xh"]
                               for _ in range(3))     # "{vex}": an EVEX twin has the same name
         self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
+        self.needs_sib = self.vsib is not None or "sib" in f    # memory only with a SIB
+        self.norip = "norip" in f       # no RIP-relative memory form (MPX)
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
@@ -201,7 +210,8 @@ def _compile_operand(op: str) -> tuple:
     method, size = op[0], op[1:]
     sizes = SIZE_BYTES.get(size, SIZE_BYTES["b"])
     if method == "H":
-        return (K_VVVV, C_K if size.startswith("k") else C_XMM, sizes)
+        return (K_VVVV, C_K if size.startswith("k") else C_TMM if size == "tmm" else C_XMM,
+                sizes)
     if method == "B":
         return (K_VVVV, C_GPR, sizes)
     if method == "L":
@@ -209,13 +219,17 @@ def _compile_operand(op: str) -> tuple:
     if method in _RM_CLASS:
         allow_mem = method in "EMQW"
         allow_reg = method in "ERQNWU"
-        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _RM_CLASS[method]
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else \
+            C_TMM if size == "tmm" else _RM_CLASS[method]
         return (K_RM, cls, sizes, sizes, allow_mem, allow_reg)
     if method in _REG_CLASS:
-        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else _REG_CLASS[method]
+        cls = C_K if size.startswith("k") else C_BND if size == "bnd" else \
+            C_TMM if size == "tmm" else _REG_CLASS[method]
         return (K_REG, cls, sizes)
     if method == "Z":
         return (K_Z, sizes)
+    if method == "I" and size == "lo":
+        return (K_IMM4,)                            # imm8[3:0] of the /is4 byte
     if method == "I":
         if size == "bs":
             return (K_IMM, SIZE_BYTES["b"], 1)      # imm8 sign-extended to the operand size
@@ -280,7 +294,7 @@ class Tables:
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
         vex_names = {(s.names[1], s.classes) for k, s in self._spec_cache.items()
-                     if k[-1] in self._vex_lines}
+                     if k[-1] in self._vex_lines and not s.vex_pseudo}
         for key, spec in self._spec_cache.items():
             if key[-1] in self._evex_lines and (spec.names[1], spec.classes) in vex_names and not (
                     spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
@@ -406,11 +420,14 @@ class Tables:
     def _group_table(self, ref: Form, line: int) -> list[Choice | None]:
         entries = self.omap.groups[ref.target]
         cells: list[Choice | None] = [None] * 256
-        # precedence: /N (both) < /N mem|reg < full ModRM byte
+        # precedence: /N (both) < /N mem|reg < full ModRM byte; lines with the same key and
+        # other W/L constraints are alternatives of one cell
+        origin: list = [None] * 256
         for entry in sorted(entries, key=lambda e: (e.reg is None, e.qual is not None)):
             if not self._in_mode(entry):
                 continue
             choice = self._choice(entry.columns, ref)
+            key = (entry.reg, entry.qual, entry.lo, entry.hi)
             for modrm in range(256):
                 if entry.reg is not None:
                     if (modrm >> 3) & 7 != entry.reg:
@@ -421,7 +438,8 @@ class Tables:
                         continue
                 elif not (entry.lo <= modrm <= entry.hi):
                     continue
-                cells[modrm] = choice
+                cells[modrm] = _merge(cells[modrm], choice) if origin[modrm] == key else choice
+                origin[modrm] = key
         return cells
 
 

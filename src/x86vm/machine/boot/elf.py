@@ -16,6 +16,7 @@ ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB = 1
 EM_386, EM_X86_64 = 3, 62
 PT_LOAD, PT_NOTE = 1, 4
+ET_EXEC, ET_DYN = 2, 3
 
 # (e_ident is 16 bytes) e_type e_machine e_version e_entry e_phoff e_shoff e_flags e_ehsize
 # e_phentsize e_phnum ...
@@ -48,6 +49,7 @@ class Note:
 @dataclass(frozen=True)
 class ElfImage:
     elf_class: int
+    type: int
     machine: int
     entry: int
     segments: tuple[ProgramHeader, ...]
@@ -91,7 +93,7 @@ def parse_elf(image: bytes) -> ElfImage:
     ehdr = _EHDR[cls]
     if len(image) < 16 + ehdr.size:
         raise BootError(f"truncated ELF header: {len(image)} bytes, need {16 + ehdr.size}")
-    (_etype, machine, _ver, entry, phoff, _shoff, _flags, _ehsize, phentsize,
+    (etype, machine, _ver, entry, phoff, _shoff, _flags, _ehsize, phentsize,
      phnum) = ehdr.unpack_from(image, 16)
     if machine not in (EM_386, EM_X86_64):
         raise BootError(f"ELF machine {machine} is not x86 (EM_386 or EM_X86_64)")
@@ -122,7 +124,11 @@ def parse_elf(image: bytes) -> ElfImage:
                             f"{memsz:#x}")
         segments.append(ph)
     notes = tuple(n for p in segments if p.type == PT_NOTE for n in _parse_notes(image, p))
-    return ElfImage(cls, machine, entry, tuple(segments), notes)
+    return ElfImage(cls, etype, machine, entry, tuple(segments), notes)
+
+
+def _align_up(offset: int, align: int) -> int:
+    return (offset + align - 1) // align * align
 
 
 def _parse_notes(image: bytes, ph: ProgramHeader) -> list[Note]:
@@ -133,8 +139,8 @@ def _parse_notes(image: bytes, ph: ProgramHeader) -> list[Note]:
     while pos + 12 <= end:
         namesz, descsz, ntype = struct.unpack_from("<III", image, pos)
         name_at = pos + 12
-        desc_at = name_at + (namesz + align - 1) // align * align
-        next_at = desc_at + (descsz + align - 1) // align * align
+        desc_at = _align_up(name_at + namesz, align)  # offsets, not sizes, are aligned
+        next_at = _align_up(desc_at + descsz, align)
         if desc_at + descsz > end:
             raise BootError(f"truncated ELF note at file offset {pos:#x}")
         notes.append(Note(image[name_at : name_at + namesz].rstrip(b"\0"), ntype,

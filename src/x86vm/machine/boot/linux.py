@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 
-from x86vm.machine.boot.elf import ELFCLASS64, EM_X86_64, load_segments, parse_elf
+from x86vm.machine.boot.elf import ELFCLASS64, EM_X86_64, ET_EXEC, load_segments, parse_elf
 from x86vm.machine.boot.errors import BootError
 from x86vm.machine.boot.layout import (
     FOUR_GIB,
@@ -178,6 +178,9 @@ def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
         elf = parse_elf(image)
         if elf.elf_class != ELFCLASS64 or elf.machine != EM_X86_64:
             raise BootError("the Linux boot protocol needs a bzImage or an x86-64 ELF64 vmlinux")
+        if elf.type != ET_EXEC:
+            raise BootError(f"ELF type {elf.type} is not ET_EXEC: a shared object or PIE "
+                            "program, not a kernel image")
         load_segments(placement, image, elf)
         entry = elf.physical_entry()
         for name, value in (("boot_flag", BOOT_FLAG), ("header", HDRS),
