@@ -344,7 +344,7 @@ class Syntax:
         text is its family's Template filled with its values where the frame is simple."""
         core = insn.core
         if texts is None:
-            if core.readers is None:
+            if not core.readers:        # no family, or one whose members hold no values
                 text = self._render_whole(insn)
                 setattr(core, self.text_slot, text)
                 return text

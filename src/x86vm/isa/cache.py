@@ -60,7 +60,7 @@ def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> In
     if node.readers is None or len(raw) != node.length:
         core = _exact(raw, data, offset, address, mode)
         return Instruction(address, core, core.bytes)
-    return Instruction(address, node, raw)
+    return Instruction(address, node, raw if node.readers else node.bytes)
 
 
 def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instruction]:
@@ -82,10 +82,12 @@ def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instru
                 node = node[data[i]]
                 i += 1
             stop = offset + node.length
-            raw = data[offset:stop]
-            if node.readers is None or stop > end:
-                node = _exact(raw, data, offset, address + offset, mode)
+            readers = node.readers
+            if readers is None or stop > end:
+                node = _exact(data[offset:stop], data, offset, address + offset, mode)
                 raw = node.bytes
+            else:               # a family: its own bytes, unless they hold no values
+                raw = data[offset:stop] if readers else node.bytes
         except (KeyError, IndexError):
             node = _decode_and_remember(data, offset, address + offset, mode)
             raw = node.bytes
