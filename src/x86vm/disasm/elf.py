@@ -104,8 +104,7 @@ class Section:
                 if self.size > MAX_NOBITS_LISTED:
                     raise ElfFormatError(f"section {self.name} is too large to list "
                                          f"({self.size} bytes of zeros)")
-                self._data = bytes(self.size)
-                return self._data
+                return bytes(self.size)  # not kept: many large NOBITS sections add up
             stored = self.size if self._stored_size < 0 else self._stored_size
             if self.file_offset + stored > self._file_size:  # checked before allocating
                 raise ElfFormatError(f"section {self.name} extends past the end of the file")
