@@ -168,6 +168,19 @@ def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
         mode == 64 or (mode == 32) == (asz_i < 0))
 
 
+def _need_whole(data, offset: int, pp_at: int, address: int, mode: int) -> None:
+    """A VEX/EVEX opcode with only a 66 form and another VEX.pp: objdump decodes all its
+    operands before it prints "(bad)", so the bytes of the 66 form must all be there."""
+    alt = bytearray(data[offset:])
+    alt[pp_at - offset] = alt[pp_at - offset] & ~3 | 1
+    try:
+        _decode(bytes(alt), 0, address, mode)
+    except (_Truncated, IndexError):
+        raise _Truncated from None
+    finally:
+        SHAPE[0] = 0                # the outer (bad) is not memoised
+
+
 def _bad_sib_missing(*_args) -> Decoded:
     raise _Truncated
 
@@ -269,6 +282,7 @@ def _decode(data, offset, address, mode):
             rex &= ~7
             rhi = xhi = 0
         pp = p1 & 3
+        pp_at = pos + 2
         evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
         vl = (p2 >> 5) & 3
         ebit = (p2 >> 4) & 1
@@ -309,10 +323,12 @@ def _decode(data, offset, address, mode):
         if b == 0xC5:
             mmmmm = 1
             b2 = b1
+            pp_at = pos + 1
             rex = 0x40 | ((~b1 >> 5) & 4)
             pos += 2
         else:
             b2 = data[pos + 2]
+            pp_at = pos + 2
             mmmmm = b1 & 0x1F
             rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
             pos += 3
@@ -379,6 +395,8 @@ def _decode(data, offset, address, mode):
             w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
+        if spec is None and pp != 1 and _only66(choice, -1) == -2:
+            _need_whole(data, offset, pp_at, address, mode)
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
