@@ -168,11 +168,16 @@ def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
         mode == 64 or (mode == 32) == (asz_i < 0))
 
 
-def _need_whole(data, offset: int, pp_at: int, address: int, mode: int) -> None:
-    """A VEX/EVEX opcode with only a 66 form and another VEX.pp: objdump decodes all its
-    operands before it prints "(bad)", so the bytes of the 66 form must all be there."""
+def _need_whole(data, offset: int, pp_at: int, pp: int, evex: bool, address: int,
+                mode: int, no_vvvv: bool = False) -> None:
+    """VEX/EVEX (bad)s that objdump decides only after reading all operands (a VEX.pp its
+    "pX" or 66-only form lacks; a VEX.vvvv the form does not use): the bytes of the form
+    with that VEX.pp (and vvvv unused) must all be there, else the instruction is truncated."""
     alt = bytearray(data[offset:])
-    alt[pp_at - offset] = alt[pp_at - offset] & ~3 | 1
+    i = pp_at - offset          # the byte holding pp and vvvv (VEX byte 1/2, EVEX P1)
+    alt[i] = (alt[i] & ~3 | pp) | (0x78 if no_vvvv else 0)
+    if no_vvvv and evex:
+        alt[i + 1] |= 8         # EVEX.V'
     try:
         _decode(bytes(alt), 0, address, mode)
     except (_Truncated, IndexError):
@@ -395,8 +400,13 @@ def _decode(data, offset, address, mode):
             w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
-        if spec is None and pp != 1 and _only66(choice, -1) == -2:
-            _need_whole(data, offset, pp_at, address, mode)
+        if spec is None and choice.columns and choice.pf3 is None and choice.pf2 is None:
+            # objdump's "pX"/66-only forms check VEX.pp only after reading the operands
+            _need_whole(data, offset, pp_at, 1 if choice.p66 is not None else 0,
+                        evex is not None, address, mode)
+        elif spec is not None and spec is not FALLTHROUGH and not spec.uses_vvvv and \
+                vvvv & (0xF if spec.vsib else 0x1F):
+            _need_whole(data, offset, pp_at, pp, evex is not None, address, mode, True)
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
