@@ -186,6 +186,22 @@ def _need_whole(data, offset: int, pp_at: int, pp: int, evex: bool, address: int
         SHAPE[0] = 0                # the outer (bad) is not memoised
 
 
+def _need_whole_66(data, offset: int, rep_i: int, address: int, mode: int) -> None:
+    """A 66-only SSE form without 66 (objdump's PREFIX_DATA): objdump reads its operands
+    before printing "(bad)", so the bytes of the 66 form must all be there."""
+    if rep_i >= 0:              # the F2/F3 in its place
+        alt = bytearray(data[offset:])
+        alt[rep_i] = 0x66
+    else:
+        alt = b"\x66" + bytes(data[offset:])
+    try:
+        _decode(bytes(alt), 0, address, mode)
+    except (_Truncated, IndexError):
+        raise _Truncated from None
+    finally:
+        SHAPE[0] = 0
+
+
 def _bad_sib_missing(*_args) -> Decoded:
     raise _Truncated
 
@@ -383,10 +399,9 @@ def _decode(data, offset, address, mode):
         choice = slot.choice
     if rex & 1 and slot.rexb_choice is not None:
         choice = slot.rexb_choice
-    if choice is None:
-        if fwait_i >= 0:
-            return _fwait(data, offset, fwait_i, address, mode, prefixes)
-        return bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, nobad)
+    if choice is None:          # (an FWAIT before an invalid x87 form is part of the (bad))
+        return bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes,
+                   fwait_i if fwait_i >= 0 else nobad)
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
@@ -402,8 +417,9 @@ def _decode(data, offset, address, mode):
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
         if spec is None and choice.columns and choice.pf3 is None and choice.pf2 is None:
             # objdump's "pX"/66-only forms check VEX.pp only after reading the operands
-            _need_whole(data, offset, pp_at, 1 if choice.p66 is not None else 0,
-                        evex is not None, address, mode)
+            form_pp = 1 if choice.p66 is not None else 0
+            if form_pp != pp and (choice.plain, choice.p66)[form_pp] is not None:
+                _need_whole(data, offset, pp_at, form_pp, evex is not None, address, mode)
         elif spec is not None and spec is not FALLTHROUGH and not spec.uses_vvvv and \
                 vvvv & (0xF if spec.vsib else 0x1F):
             _need_whole(data, offset, pp_at, pp, evex is not None, address, mode, True)
@@ -435,8 +451,10 @@ def _decode(data, offset, address, mode):
                 consumed = rep_i
                 spec = col
                 if col is None:
+                    if _only66(choice, consumed) == -2:
+                        _need_whole_66(data, offset, rep_i, address, mode)
                     return bad(data, offset, pos, address, mode, prefixes,
-                                _only66(choice, consumed))
+                               _only66(choice, consumed))
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -448,6 +466,8 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is None or spec is FALLTHROUGH:
+            if _only66(choice, consumed) == -2:
+                _need_whole_66(data, offset, -1, address, mode)
             return bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
     else:
         spec = choice.plain
