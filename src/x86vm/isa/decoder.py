@@ -186,6 +186,20 @@ def _need_whole(data, offset: int, pp_at: int, pp: int, evex: bool, address: int
         SHAPE[0] = 0                # the outer (bad) is not memoised
 
 
+def _ps_pd_pair(choice) -> bool:
+    """A ps form whose 66 form is the same name with pd: objdump's single "pX" entry, which
+    checks the prefix only after its operands (unlike its ps/pd/ss/sd prefix tables)."""
+    plain, p66 = choice.plain, choice.p66
+    if type(plain) is tuple:
+        plain = plain[0]
+    if type(p66) is tuple:
+        p66 = p66[0]
+    if plain is None or p66 is None or plain is FALLTHROUGH or p66 is FALLTHROUGH:
+        return False
+    name = plain.names[0]
+    return name.endswith("ps") and p66.names[0] == name[:-2] + "pd"
+
+
 def _need_whole_66(data, offset: int, rep_i: int, address: int, mode: int) -> None:
     """A 66-only SSE form without 66 (objdump's PREFIX_DATA): objdump reads its operands
     before printing "(bad)", so the bytes of the 66 form must all be there."""
@@ -311,6 +325,8 @@ def _decode(data, offset, address, mode):
         pos += 5
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
+        if _sib_missing(data, pos, end, mode, asz_i):
+            raise _Truncated        # objdump reads the SIB byte before it decides (bad)
         if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
             if not vvvv & 0xF:
@@ -418,7 +434,7 @@ def _decode(data, offset, address, mode):
         if spec is None and choice.columns and choice.pf3 is None and choice.pf2 is None:
             # objdump's "pX"/66-only forms check VEX.pp only after reading the operands
             form_pp = 1 if choice.p66 is not None else 0
-            if form_pp != pp and (choice.plain, choice.p66)[form_pp] is not None:
+            if form_pp != pp and (choice.plain is None or _ps_pd_pair(choice)):
                 _need_whole(data, offset, pp_at, form_pp, evex is not None, address, mode)
         elif spec is not None and spec is not FALLTHROUGH and not spec.uses_vvvv and \
                 vvvv & (0xF if spec.vsib else 0x1F):
