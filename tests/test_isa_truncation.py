@@ -44,12 +44,14 @@ CASES: dict[int, list[str]] = {
         "c55e156a", "c5a257b7", "c5f16e80", "c5fb5280", "c5b62eb548c8",
         # legacy 66-only SSE forms without 66 read their operands too
         "0f6c9b", "f30f6c9b", "f30f6c9b11223344",
+        # XOP with a VEX.pp: the SIB byte is read before the (bad)
+        "8f48cde1ac", "8f48cde1ac11223344",
         # FWAIT before an invalid x87 register form is part of the (bad)
         "9bd9da", "9bdfff", "9bd9da90",
     ],
     32: [
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
-        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50",
+        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",

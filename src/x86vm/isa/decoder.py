@@ -350,6 +350,8 @@ def _decode(data, offset, address, mode):
             _REX_REPLACED[0] = True
             if pos + 4 >= end:      # ... and then the ModRM
                 raise _Truncated
+            if _sib_missing(data, pos + 4, end, mode, asz_i):
+                raise _Truncated    # objdump reads the SIB byte before it decides (bad)
             if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
                 return _bad(data, offset, pos + 4, address, mode, prefixes,
                             -2 if ~data[pos + 2] & 0x78 else -1)
