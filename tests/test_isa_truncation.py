@@ -48,6 +48,8 @@ CASES: dict[int, list[str]] = {
         "8f48cde1ac", "8f48cde1ac11223344",
         # FWAIT before an invalid x87 register form is part of the (bad)
         "9bd9da", "9bdfff", "9bd9da90",
+        # prefixes, FWAIT, then another prefix: the FWAIT instruction ends there
+        "3e9bf3", "3e9bf3d9d0", "3e9b9bd9d0", "3e9b41d9d0", "2e9b4e", "3e9b", "9b3ef3d9d0",
     ],
     32: [
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",

@@ -277,6 +277,9 @@ def _decode(data, offset, address, mode):
         pos += 1
         if pos >= end:
             raise _Truncated
+        if k == P_FWAIT and fwait_i == len(prefixes) - 1 and fwait_i and kinds[data[pos]]:
+            # objdump: prefixes then FWAIT then another prefix -- the FWAIT instruction
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, address, mode, prefixes)
 
