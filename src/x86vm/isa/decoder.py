@@ -105,6 +105,9 @@ _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 SHAPE = [0]         # after a decode: bytes that fix its length (0: do not memoise)
 FIELDS: list = [None]   # ... and where its displacement/immediate values sit
+#: set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits it kept,
+#: so a truncated instruction behind a REX byte prints ".byte 0x4." instead of "rex.*"
+_REX_REPLACED = [False]
 
 
 def set_tables(tables: dict[int, Tables]) -> None:
@@ -139,7 +142,7 @@ def _truncated(data, offset, address, mode) -> Decoded:
     b = data[offset]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     raw = bytes(data[offset:offset + 1])
-    if kinds[b]:
+    if kinds[b] and not (kinds[b] == P_REX and _REX_REPLACED[0]):
         return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
     return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
@@ -153,6 +156,68 @@ def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
                                              if i != consumed)
     return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
                    tuple(prefixes), unused, mode, mode, None, mode, "bad")
+
+
+def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
+    """The ModRM at `pos` names a SIB byte (32/64-bit addressing) that the buffer lacks;
+    objdump fetches it before deciding on an opcode, so the instruction is truncated."""
+    if pos >= end:
+        return True
+    m = data[pos]
+    return m < 0xC0 and m & 7 == 4 and pos + 1 >= end and (
+        mode == 64 or (mode == 32) == (asz_i < 0))
+
+
+def _need_whole(data, offset: int, pp_at: int, pp: int, evex: bool, address: int,
+                mode: int, no_vvvv: bool = False) -> None:
+    """VEX/EVEX (bad)s that objdump decides only after reading all operands (a VEX.pp its
+    "pX" or 66-only form lacks; a VEX.vvvv the form does not use): the bytes of the form
+    with that VEX.pp (and vvvv unused) must all be there, else the instruction is truncated."""
+    alt = bytearray(data[offset:])
+    i = pp_at - offset          # the byte holding pp and vvvv (VEX byte 1/2, EVEX P1)
+    alt[i] = (alt[i] & ~3 | pp) | (0x78 if no_vvvv else 0)
+    if no_vvvv and evex:
+        alt[i + 1] |= 8         # EVEX.V'
+    try:
+        _decode(bytes(alt), 0, address, mode)
+    except (_Truncated, IndexError):
+        raise _Truncated from None
+    finally:
+        SHAPE[0] = 0                # the outer (bad) is not memoised
+
+
+def _ps_pd_pair(choice) -> bool:
+    """A ps form whose 66 form is the same name with pd: objdump's single "pX" entry, which
+    checks the prefix only after its operands (unlike its ps/pd/ss/sd prefix tables)."""
+    plain, p66 = choice.plain, choice.p66
+    if type(plain) is tuple:
+        plain = plain[0]
+    if type(p66) is tuple:
+        p66 = p66[0]
+    if plain is None or p66 is None or plain is FALLTHROUGH or p66 is FALLTHROUGH:
+        return False
+    name = plain.names[0]
+    return name.endswith("ps") and p66.names[0] == name[:-2] + "pd"
+
+
+def _need_whole_66(data, offset: int, rep_i: int, address: int, mode: int) -> None:
+    """A 66-only SSE form without 66 (objdump's PREFIX_DATA): objdump reads its operands
+    before printing "(bad)", so the bytes of the 66 form must all be there."""
+    if rep_i >= 0:              # the F2/F3 in its place
+        alt = bytearray(data[offset:])
+        alt[rep_i] = 0x66
+    else:
+        alt = b"\x66" + bytes(data[offset:])
+    try:
+        _decode(bytes(alt), 0, address, mode)
+    except (_Truncated, IndexError):
+        raise _Truncated from None
+    finally:
+        SHAPE[0] = 0
+
+
+def _bad_sib_missing(*_args) -> Decoded:
+    raise _Truncated
 
 
 def _only66(choice, consumed: int) -> int:
@@ -172,6 +237,7 @@ def _rex_unshown(rex_i: int, byte1: int) -> int:
 
 def _decode(data, offset, address, mode):
     SHAPE[0] = 0
+    _REX_REPLACED[0] = False
     end = len(data)     # (an instruction longer than MAX_LENGTH is checked at the end)
     tables = _TABLES[mode]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
@@ -211,6 +277,9 @@ def _decode(data, offset, address, mode):
         pos += 1
         if pos >= end:
             raise _Truncated
+        if k == P_FWAIT and fwait_i == len(prefixes) - 1 and fwait_i and kinds[data[pos]]:
+            # objdump: prefixes then FWAIT then another prefix -- the FWAIT instruction
+            return _fwait(data, offset, fwait_i, address, mode, prefixes)
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, address, mode, prefixes)
 
@@ -229,7 +298,7 @@ def _decode(data, offset, address, mode):
         p0 = data[pos + 1]
         p1 = data[pos + 2]
         p2 = data[pos + 3]
-        if pos + 5 >= end:
+        if pos + 4 >= end:                   # objdump reads 62 P0 P1 P2 and the opcode
             raise _Truncated
         mm = p0 & 0xF
         if mm not in _EVEX_MAPS:             # objdump stops right after the 62
@@ -237,6 +306,9 @@ def _decode(data, offset, address, mode):
                         _rex_unshown(rex_i, p0))
         if not p1 & 4:                       # EVEX.U must be 1
             return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
+        _REX_REPLACED[0] = True
+        if pos + 5 >= end:                   # ... then the ModRM of any opcode
+            raise _Truncated
         vex = True
         rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
         rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
@@ -248,6 +320,7 @@ def _decode(data, offset, address, mode):
             rex &= ~7
             rhi = xhi = 0
         pp = p1 & 3
+        pp_at = pos + 2
         evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
         vl = (p2 >> 5) & 3
         ebit = (p2 >> 4) & 1
@@ -255,6 +328,8 @@ def _decode(data, offset, address, mode):
         pos += 5
         table = tables.maps.get(_EVEX_MAPS[mm])
         slot = table[b] if table is not None else None
+        if _sib_missing(data, pos, end, mode, asz_i):
+            raise _Truncated        # objdump reads the SIB byte before it decides (bad)
         if slot is None:
             bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
             if not vvvv & 0xF:
@@ -266,23 +341,36 @@ def _decode(data, offset, address, mode):
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
         if b == 0x8F:
-            if pos + 3 >= end:
+            if data[pos + 1] & 0x18 != 0x08:    # map outside 8..15: decided by the ModRM
+                if _sib_missing(data, pos + 1, end, mode, asz_i):
+                    raise _Truncated
+                return _bad(data, offset, pos + 1, address, mode, prefixes, -1)
+            if pos + 3 >= end:      # objdump reads 8F, both XOP bytes and the opcode
                 raise _Truncated
             if data[pos + 1] & 0x1F not in _XOP_MAPS:
                 return _bad(data, offset, pos + 1, address, mode, prefixes,
                             _rex_unshown(rex_i, data[pos + 1]))
+            _REX_REPLACED[0] = True
+            if pos + 4 >= end:      # ... and then the ModRM
+                raise _Truncated
+            if _sib_missing(data, pos + 4, end, mode, asz_i):
+                raise _Truncated    # objdump reads the SIB byte before it decides (bad)
             if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
                 return _bad(data, offset, pos + 4, address, mode, prefixes,
                             -2 if ~data[pos + 2] & 0x78 else -1)
         vex = True
         b1 = data[pos + 1]
+        if pos + (2 if b == 0xC5 else 3) >= end:    # objdump reads up to the opcode first
+            raise _Truncated
         if b == 0xC5:
             mmmmm = 1
             b2 = b1
+            pp_at = pos + 1
             rex = 0x40 | ((~b1 >> 5) & 4)
             pos += 2
         else:
             b2 = data[pos + 2]
+            pp_at = pos + 2
             mmmmm = b1 & 0x1F
             rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
             pos += 3
@@ -293,6 +381,7 @@ def _decode(data, offset, address, mode):
         else:
             return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, b1))
+        _REX_REPLACED[0] = True
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
@@ -300,9 +389,9 @@ def _decode(data, offset, address, mode):
         vl = (b2 >> 2) & 1
         pp = b2 & 3
         b = data[pos]
-        if pos >= end:
-            raise _Truncated
         pos += 1
+        if pos >= end and not (b == 0x77 and vex_map == "vex0f"):
+            raise _Truncated        # objdump reads a ModRM after every VEX opcode but 0F 77
         slot = tables.maps[vex_map][b]
     else:
         # ---- opcode and table walk ----
@@ -314,23 +403,26 @@ def _decode(data, offset, address, mode):
             slot = tables.maps[slot.escape][b]
     nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
     if slot is None:
-        if pos >= end and not vex and pos - offset - len(prefixes) == 3:
-            raise _Truncated        # 0F 38/3A: objdump fetches the ModRM of any opcode
+        if (vex or pos - offset - len(prefixes) == 3) and _sib_missing(data, pos, end, mode,
+                                                                       asz_i):
+            raise _Truncated        # 0F 38/3A, VEX: objdump fetches the ModRM of any opcode
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
         return _bad(data, offset, pos, address, mode, prefixes, nobad)
     modrm = -1
+    bad = _bad
     if slot.modrm:
         modrm = data[pos]
         choice = slot.by_modrm[modrm]
+        if _sib_missing(data, pos, end, mode, asz_i):
+            bad = _bad_sib_missing  # objdump reads the SIB byte before it decides (bad)
     else:
         choice = slot.choice
     if rex & 1 and slot.rexb_choice is not None:
         choice = slot.rexb_choice
-    if choice is None:
-        if fwait_i >= 0:
-            return _fwait(data, offset, fwait_i, address, mode, prefixes)
-        return _bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes, nobad)
+    if choice is None:          # (an FWAIT before an invalid x87 form is part of the (bad))
+        return bad(data, offset, pos + slot.modrm_opcode, address, mode, prefixes,
+                   fwait_i if fwait_i >= 0 else nobad)
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
@@ -344,11 +436,19 @@ def _decode(data, offset, address, mode):
             w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
+        if spec is None and choice.columns and choice.pf3 is None and choice.pf2 is None:
+            # objdump's "pX"/66-only forms check VEX.pp only after reading the operands
+            form_pp = 1 if choice.p66 is not None else 0
+            if form_pp != pp and (choice.plain is None or _ps_pd_pair(choice)):
+                _need_whole(data, offset, pp_at, form_pp, evex is not None, address, mode)
+        elif spec is not None and spec is not FALLTHROUGH and not spec.uses_vvvv and \
+                vvvv & (0xF if spec.vsib else 0x1F):
+            _need_whole(data, offset, pp_at, pp, evex is not None, address, mode, True)
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
                 vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
-            return _bad(data, offset, pos, address, mode, prefixes, nobad)
+            return bad(data, offset, pos, address, mode, prefixes, nobad)
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -363,7 +463,7 @@ def _decode(data, offset, address, mode):
             else:
                 evex[2] = -1                # objdump: "{bad}" after the memory operand
         if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
-            return _bad(data, offset, pos, address, mode, prefixes, -2)
+            return bad(data, offset, pos, address, mode, prefixes, -2)
     elif choice.columns:
         spec = None
         if rep_i >= 0:
@@ -372,8 +472,10 @@ def _decode(data, offset, address, mode):
                 consumed = rep_i
                 spec = col
                 if col is None:
-                    return _bad(data, offset, pos, address, mode, prefixes,
-                                _only66(choice, consumed))
+                    if _only66(choice, consumed) == -2:
+                        _need_whole_66(data, offset, rep_i, address, mode)
+                    return bad(data, offset, pos, address, mode, prefixes,
+                               _only66(choice, consumed))
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -385,21 +487,23 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is None or spec is FALLTHROUGH:
-            return _bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
+            if _only66(choice, consumed) == -2:
+                _need_whole_66(data, offset, -1, address, mode)
+            return bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
     else:
         spec = choice.plain
         if spec is None:
-            return _bad(data, offset, pos, address, mode, prefixes,
+            return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
 
     if spec.mod_ignored:
         modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
-            if spec.badop:
+            if spec.badop and bad is _bad:
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
                               rex, osz_i, end)
-            return _bad(data, offset, pos, address, mode, prefixes,
+            return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
     shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)

@@ -1,0 +1,80 @@
+"""Instructions cut short by the end of the bytes, against objdump 2.40 (the oracle).
+
+objdump fetches an instruction's bytes in a fixed order and gives up (``.byte 0x..``, or the
+first byte's prefix name) at the first byte it cannot read; what it needs before it decides
+"(bad)" is therefore part of the length.  Each case below is the tail of a random 15-byte
+string where x86vm disagreed before; the expected length and text always come from objdump
+(each string is its own symbol, so its end is the end of the buffer), never typed here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from objdump_oracle import have_objdump, objdump_strings
+from x86vm.disasm.att import format_att
+from x86vm.disasm.intel import format_intel
+from x86vm.isa import decode
+
+needs_objdump = pytest.mark.skipif(not have_objdump(), reason="objdump (binutils) not installed")
+
+# mode -> hex strings; the rule each group pins is in the comment above it
+CASES: dict[int, list[str]] = {
+    64: [
+        # XOP 8F: a map outside 8..15 is (bad) from the ModRM alone; 8..15 needs the two XOP
+        # bytes and the opcode, a valid map also the ModRM; an invalid map keeps REX shown
+        "8f79", "8f7e", "8fcb", "8fcb11", "8fcb1122", "8fe87811", "8fea36e6", "8fea36e6c0",
+        "478fe2d344", "478fcb1122", "478feb1122", "4d8f36bf", "648fdb", "8f14", "418f64",
+        # VEX C4 needs three bytes before its map check, C5 two; then the ModRM of every
+        # opcode except map 0F 77
+        "c40639", "c4063911", "c53a9d", "c53a9dc0", "c4e27877", "c4e17877", "c5f877",
+        # VEX 0F 77 ignores VEX.pp
+        "c5fa77", "c5fb77", "c5fd77", "c5fe77", "c4e1797790",
+        # EVEX: the opcode before the map check, the U bit, then the ModRM and its SIB
+        "629c8058c7", "62036a6e06", "4762af9ded22", "426295794720", "4762fd9ded22",
+        "62c1b78abd94", "646273b5f8f93c",
+        # once a VEX/XOP/EVEX prefix was read, a truncated instruction's REX prints as .byte
+        "4ac4e17911", "4a62f17c4810", "4a8fe87811", "4ac5fa4a", "47c4e2d344", "4dc4fe14",
+        "664ac5fa4a", "65c56b22",
+        # the SIB byte a ModRM names is read before an opcode is found invalid
+        "c6bc", "c6bc11", "fe3c", "0fc54c", "0fc54c11", "0f38ff04", "0f2004",
+        # 0F 24-26 and 0F 7A/7B: no instruction, but the ModRM is read
+        "0f24", "0f25", "0f26", "0f7a", "0f7b", "0f2611",
+        # VEX (bad)s decided after the operands: 66-only and ps/pd forms with another pp,
+        # an unused vvvv; not the ps/pd/ss/sd prefix tables
+        "c5f86880", "c5f8688011223344", "c4e3780f8011223344", "c4e3780f801122334455",
+        "c55e156a", "c5a257b7", "c5f16e80", "c5fb5280", "c5b62eb548c8",
+        # legacy 66-only SSE forms without 66 read their operands too
+        "0f6c9b", "f30f6c9b", "f30f6c9b11223344",
+        # XOP with a VEX.pp: the SIB byte is read before the (bad)
+        "8f48cde1ac", "8f48cde1ac11223344",
+        # FWAIT before an invalid x87 register form is part of the (bad)
+        "9bd9da", "9bdfff", "9bd9da90",
+        # prefixes, FWAIT, then another prefix: the FWAIT instruction ends there
+        "3e9bf3", "3e9bf3d9d0", "3e9b9bd9d0", "3e9b41d9d0", "2e9b4e", "3e9b", "9b3ef3d9d0",
+    ],
+    32: [
+        "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
+        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194",
+    ],
+    16: [
+        "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
+        "0f6d50", "9bdfff",
+    ],
+}
+
+
+@needs_objdump
+@pytest.mark.parametrize("mode", [64, 32, 16])
+@pytest.mark.parametrize("intel", [False, True], ids=["att", "intel"])
+def test_truncated_and_bad_forms_match_objdump(mode: int, intel: bool) -> None:
+    strings = [bytes.fromhex(h) for h in CASES[mode]]
+    expected = objdump_strings(strings, mode, intel)
+    fmt = format_intel if intel else format_att
+    wrong = []
+    for s, (length, text) in zip(strings, expected, strict=True):
+        insn = decode(s, 0, 0, mode)
+        got = (insn.length, fmt(insn))
+        if got != (length, text):
+            wrong.append(f"{s.hex()}: objdump {(length, text)!r}, x86vm {got!r}")
+    assert not wrong, "\n".join(wrong)
