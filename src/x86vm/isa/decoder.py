@@ -557,6 +557,8 @@ def _decode(data, offset, address, mode):
     lock_cr8 = False
     if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
         pass        # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
+    elif spec.noa16 and asz == 16 and 0 <= modrm < 0xC0:
+        pass        # MPX has no 16-bit addressing: objdump's "(bad)", no displacement read
     elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
         mod = modrm >> 6
         rm = modrm & 7
