@@ -52,16 +52,20 @@ CASES: dict[int, list[str]] = {
         "9bd9da", "9bdfff", "9bd9da90",
         # prefixes, FWAIT, then another prefix: the FWAIT instruction ends there
         "3e9bf3", "3e9bf3d9d0", "3e9b9bd9d0", "3e9b41d9d0", "2e9b4e", "3e9b", "9b3ef3d9d0",
+        # a FWAIT after other prefixes (FWAIT among them) ends the run: FWAIT with the others
+        "9b3e9b90", "9b2e9b90", "9b3e3e9b90", "9b3ef39b90", "9b3e669b90", "9b3e9b3e9b90",
+        "9b9b90", "9b3e9bd9d0", "9b3e9b", "3e9b90", "9b3e90",
     ],
     32: [
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
-        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194",
+        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194", "9b3e9b90",
+        "9b363e9b90", "9b3ef39b90",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "670f1a80aabbccdd", "670f1a06aabb",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
-        "0f6d50", "9bdfff",
+        "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
         "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",

@@ -277,9 +277,11 @@ def _decode(data, offset, address, mode):
         pos += 1
         if pos >= end:
             raise _Truncated
-        if k == P_FWAIT and fwait_i == len(prefixes) - 1 and fwait_i and kinds[data[pos]]:
-            # objdump: prefixes then FWAIT then another prefix -- the FWAIT instruction
-            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        if k == P_FWAIT and len(prefixes) > 1 and not 0xD8 <= data[pos] <= 0xDF:
+            # objdump: a FWAIT after other prefixes (FWAIT too) ends the prefix run; without
+            # an x87 escape next it is FWAIT with the other prefixes before it
+            others = [p for p in prefixes if p != 0x9B]
+            return _fwait(data, offset, len(others), address, mode, others + [0x9B])
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, address, mode, prefixes)
 
