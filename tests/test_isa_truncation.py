@@ -30,6 +30,9 @@ CASES: dict[int, list[str]] = {
         "c40639", "c4063911", "c53a9d", "c53a9dc0", "c4e27877", "c4e17877", "c5f877",
         # VEX 0F 77 ignores VEX.pp
         "c5fa77", "c5fb77", "c5fd77", "c5fe77", "c4e1797790",
+        # C5 0F 77 whose VEX byte reads as a ModRM naming a SIB: two more bytes are read
+        "c52477", "c5247790", "c524779090", "c57c7790", "c57c779090", "c5a47790",
+        "c5fc7790", "c5207790", "c4617c77",
         # EVEX: the opcode before the map check, the U bit, then the ModRM and its SIB
         "629c8058c7", "62036a6e06", "4762af9ded22", "426295794720", "4762fd9ded22",
         "62c1b78abd94", "646273b5f8f93c",

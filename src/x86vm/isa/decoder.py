@@ -295,6 +295,7 @@ def _decode(data, offset, address, mode):
     vvvv = 0
     rhi = xhi = 0
     vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
+    lookahead = 0       # bytes past the opcode that objdump reads though they are not its
     if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
         # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
         p0 = data[pos + 1]
@@ -392,7 +393,12 @@ def _decode(data, offset, address, mode):
         pp = b2 & 3
         b = data[pos]
         pos += 1
-        if pos >= end and not (b == 0x77 and vex_map == "vex0f"):
+        if b == 0x77 and vex_map == "vex0f":
+            if b1 < 0xC0 and b1 & 7 == 4:
+                lookahead = 2       # C5 whose byte 1 reads as a ModRM with SIB: objdump
+                if pos + 2 > end:   # wants two more bytes after 0F 77 (probed on 2.40)
+                    raise _Truncated
+        elif pos >= end:
             raise _Truncated        # objdump reads a ModRM after every VEX opcode but 0F 77
         slot = tables.maps[vex_map][b]
     else:
@@ -508,7 +514,7 @@ def _decode(data, offset, address, mode):
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
-    shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
+    shape = pos + lookahead     # bytes that fix the length: prefixes, opcode, ModRM (+SIB)
 
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
