@@ -63,12 +63,16 @@ CASES: dict[int, list[str]] = {
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
         "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194", "9b3e9b90",
         "9b363e9b90", "9b3ef39b90",
+        # objdump keeps XOP.R outside 64-bit mode: xmm8+ and r8d+ in ModRM.reg
+        "8f097880c1", "8f697880c1", "8f49788001", "8f6a7810c144332211", "8f69e09b19",
+        "8f6978cbc1",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "670f1a80aabbccdd", "670f1a06aabb",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
-        "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90",
+        "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90", "8f69f89b19", "8f68508ea475912a",
+        "8f6a7810c144332211",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
         "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",

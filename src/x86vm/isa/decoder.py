@@ -388,7 +388,7 @@ def _decode(data, offset, address, mode):
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
-            rex &= ~7
+            rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
         vl = (b2 >> 2) & 1
         pp = b2 & 3
         b = data[pos]
