@@ -333,13 +333,17 @@ def _decode(data, offset, address, mode):
         slot = table[b] if table is not None else None
         if _sib_missing(data, pos, end, mode, asz_i):
             raise _Truncated        # objdump reads the SIB byte before it decides (bad)
-        if slot is None:
-            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
-            if not vvvv & 0xF:
+        vvvv_set = ~p1 & 0x78       # EVEX.vvvv in any mode (V' aside) decides objdump's
+        if slot is None:            # prefix words and mask on a (bad)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv_set else -1)
+            if not vvvv_set:
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
         if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
-            return _bad(data, offset, pos, address, mode, prefixes, -2)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2)
+            if not vvvv_set:
+                bad.evex = tuple(evex)
+            return bad
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
