@@ -37,6 +37,8 @@ CASES: dict[int, list[str]] = {
         "629c8058c7", "62036a6e06", "4762af9ded22", "426295794720", "4762fd9ded22",
         "62c1b78abd94", "646273b5f8f93c", "62f17cecfec1", "62f174ecfec1", "62f17c6cfec1",
         "62f1fcecfec1", "62f17cec58c1",
+        # vpshufbitqmb with EVEX.b: objdump broadcasts dwords ({1to4}, disp8*4)
+        "62d215188f785b", "62d215388f785b", "62d215588f385b", "62d215088f785b",
         # once a VEX/XOP/EVEX prefix was read, a truncated instruction's REX prints as .byte
         "4ac4e17911", "4a62f17c4810", "4a8fe87811", "4ac5fa4a", "47c4e2d344", "4dc4fe14",
         "664ac5fa4a", "65c56b22",
@@ -78,6 +80,7 @@ CASES: dict[int, list[str]] = {
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
         "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90", "8f69f89b19", "8f68508ea475912a",
         "8f6a7810c144332211", "62d2bd7bf4", "62c17cecfe", "62e3bd9ea8", "62f53da9aa",
+        "62d215188f785b",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
         "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",
