@@ -65,7 +65,7 @@ CASES: dict[int, list[str]] = {
     32: [
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
         "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194", "9b3e9b90",
-        "9b363e9b90", "9b3ef39b90",
+        "9b363e9b90", "9b3ef39b90", "9bdbe4", "9bdbe0", "9bdbe1", "dbe4", "3e9bdbe4",
         # objdump keeps XOP.R outside 64-bit mode: xmm8+ and r8d+ in ModRM.reg
         "8f097880c1", "8f697880c1", "8f49788001", "8f6a7810c144332211", "8f69e09b19",
         "8f6978cbc1",
