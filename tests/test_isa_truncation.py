@@ -39,6 +39,10 @@ CASES: dict[int, list[str]] = {
         "62f1fcecfec1", "62f17cec58c1",
         # vpshufbitqmb with EVEX.b: objdump broadcasts dwords ({1to4}, disp8*4)
         "62d215188f785b", "62d215388f785b", "62d215588f385b", "62d215088f785b",
+        # only the last F3/F2 is named by its role (rep, xrelease, xacquire)
+        "f2f38900", "f3f38900", "f3f28900", "f3f3aa", "f3f2aa", "f2f3aa", "f0f2f30100",
+        "f0f3f20100", "f3f2a6", "f2f2ff10", "f3f3c3", "f0f2f20100", "f0f3f30100",
+        "f2f2f38900", "f3f2f38900",
         # once a VEX/XOP/EVEX prefix was read, a truncated instruction's REX prints as .byte
         "4ac4e17911", "4a62f17c4810", "4a8fe87811", "4ac5fa4a", "47c4e2d344", "4dc4fe14",
         "664ac5fa4a", "65c56b22",
@@ -80,7 +84,7 @@ CASES: dict[int, list[str]] = {
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
         "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90", "8f69f89b19", "8f68508ea475912a",
         "8f6a7810c144332211", "62d2bd7bf4", "62c17cecfe", "62e3bd9ea8", "62f53da9aa",
-        "62d215188f785b",
+        "62d215188f785b", "f3f3aa",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
         "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",
