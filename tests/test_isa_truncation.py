@@ -43,6 +43,9 @@ CASES: dict[int, list[str]] = {
         "f2f38900", "f3f38900", "f3f28900", "f3f3aa", "f3f2aa", "f2f3aa", "f0f2f30100",
         "f0f3f20100", "f3f2a6", "f2f2ff10", "f3f3c3", "f0f2f20100", "f0f3f30100",
         "f2f2f38900", "f3f2f38900",
+        # MPX in 64-bit mode ignores 67: 64-bit registers, "addr32" printed
+        "670f1a00", "67f30f1b00", "67660f1a00", "67f20f1a00", "670f1b04c8", "67f30f1a00",
+        "670f1a95ff431e27", "670f1a0500000000",
         # once a VEX/XOP/EVEX prefix was read, a truncated instruction's REX prints as .byte
         "4ac4e17911", "4a62f17c4810", "4a8fe87811", "4ac5fa4a", "47c4e2d344", "4dc4fe14",
         "664ac5fa4a", "65c56b22",

@@ -543,7 +543,7 @@ def _decode(data, offset, address, mode):
             osz = 16
         else:
             osz = 64 if spec.d64 else 32
-        asz = 32 if asz_i >= 0 else 64
+        asz = 32 if asz_i >= 0 and not spec.noa16 else 64   # MPX: 67 ignored (objdump)
     elif mode == 32:
         osz = 16 if osz_i >= 0 else 32
         asz = 16 if asz_i >= 0 else 32
@@ -865,6 +865,8 @@ def _decode(data, offset, address, mode):
     if mode == 16 and mem is not None and mem.base is None and (
             mem.index is None or mem.index is _RIZ[32]):
         asz_used = False        # objdump: a 32-bit disp-only address in 16-bit code: addr32
+    elif spec.noa16 and mode == 64:
+        asz_used = False        # MPX addresses are 64-bit: a 67 prints as addr32
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue

@@ -133,7 +133,7 @@ class Spec:
         self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
         self.needs_sib = self.vsib is not None or "sib" in f    # memory only with a SIB
         self.norip = "norip" in f       # no RIP-relative memory form (MPX)
-        self.noa16 = "noa16" in f       # 16-bit addressing: "(bad)", no disp read (MPX)
+        self.noa16 = "noa16" in f       # MPX: 16-bit addressing "(bad)"; 64-bit ignores 67
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
