@@ -30,9 +30,22 @@ CASES: dict[int, list[str]] = {
         "c40639", "c4063911", "c53a9d", "c53a9dc0", "c4e27877", "c4e17877", "c5f877",
         # VEX 0F 77 ignores VEX.pp
         "c5fa77", "c5fb77", "c5fd77", "c5fe77", "c4e1797790",
+        # C5 0F 77 whose VEX byte reads as a ModRM naming a SIB: two more bytes are read
+        "c52477", "c5247790", "c524779090", "c57c7790", "c57c779090", "c5a47790",
+        "c5fc7790", "c5207790", "c4617c77",
         # EVEX: the opcode before the map check, the U bit, then the ModRM and its SIB
         "629c8058c7", "62036a6e06", "4762af9ded22", "426295794720", "4762fd9ded22",
-        "62c1b78abd94", "646273b5f8f93c",
+        "62c1b78abd94", "646273b5f8f93c", "62f17cecfec1", "62f174ecfec1", "62f17c6cfec1",
+        "62f1fcecfec1", "62f17cec58c1",
+        # vpshufbitqmb with EVEX.b: objdump broadcasts dwords ({1to4}, disp8*4)
+        "62d215188f785b", "62d215388f785b", "62d215588f385b", "62d215088f785b",
+        # only the last F3/F2 is named by its role (rep, xrelease, xacquire)
+        "f2f38900", "f3f38900", "f3f28900", "f3f3aa", "f3f2aa", "f2f3aa", "f0f2f30100",
+        "f0f3f20100", "f3f2a6", "f2f2ff10", "f3f3c3", "f0f2f20100", "f0f3f30100",
+        "f2f2f38900", "f3f2f38900",
+        # MPX in 64-bit mode ignores 67: 64-bit registers, "addr32" printed
+        "670f1a00", "67f30f1b00", "67660f1a00", "67f20f1a00", "670f1b04c8", "67f30f1a00",
+        "670f1a95ff431e27", "670f1a0500000000",
         # once a VEX/XOP/EVEX prefix was read, a truncated instruction's REX prints as .byte
         "4ac4e17911", "4a62f17c4810", "4a8fe87811", "4ac5fa4a", "47c4e2d344", "4dc4fe14",
         "664ac5fa4a", "65c56b22",
@@ -52,14 +65,33 @@ CASES: dict[int, list[str]] = {
         "9bd9da", "9bdfff", "9bd9da90",
         # prefixes, FWAIT, then another prefix: the FWAIT instruction ends there
         "3e9bf3", "3e9bf3d9d0", "3e9b9bd9d0", "3e9b41d9d0", "2e9b4e", "3e9b", "9b3ef3d9d0",
+        # a FWAIT after other prefixes (FWAIT among them) ends the run: FWAIT with the others
+        "9b3e9b90", "9b2e9b90", "9b3e3e9b90", "9b3ef39b90", "9b3e669b90", "9b3e9b3e9b90",
+        "9b9b90", "9b3e9bd9d0", "9b3e9b", "3e9b90", "9b3e90",
     ],
     32: [
         "8f8d32", "8fcd", "8f20", "668f20", "c5d3686c29", "c5d3686c2911", "c4e11feeb9",
-        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194",
+        "c5ecd1a8", "c6bc", "67c6bc", "9b65daed", "0f6d50", "8fca891194", "9b3e9b90",
+        "9b363e9b90", "9b3ef39b90", "9bdbe4", "9bdbe0", "9bdbe1", "dbe4", "3e9bdbe4",
+        # objdump keeps XOP.R outside 64-bit mode: xmm8+ and r8d+ in ModRM.reg
+        "8f097880c1", "8f697880c1", "8f49788001", "8f6a7810c144332211", "8f69e09b19",
+        "8f6978cbc1",
+        # EVEX (bad): the mask is printed when all of vvvv (not only its low 3 bits) is
+        # unused, also for L'L=3 without rounding
+        "62c23f86f2", "62d5bf3bfc", "62f63ef3d1", "f062d53fe4f4", "62f17cecfec1",
+        "62f174ecfec1", "62f17c6cfec1", "62f17cfcfec1", "62f17ce4fec1",
+        # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
+        "670f1a80aabbccdd", "670f1a06aabb",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
-        "0f6d50", "9bdfff",
+        "0f6d50", "9bdfff", "9b3e9b90", "9b3e3e9b90", "8f69f89b19", "8f68508ea475912a",
+        "8f6a7810c144332211", "62d2bd7bf4", "62c17cecfe", "62e3bd9ea8", "62f53da9aa",
+        "62d215188f785b", "f3f3aa",
+        # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
+        "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
+        "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",
+        "670f1a80aabbccdd",
     ],
 }
 

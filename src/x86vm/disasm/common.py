@@ -39,7 +39,10 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     words = []
     if prefixes is None:
         prefixes = insn.unused_prefixes
-    f2_left = prefixes.count(0xF2)
+    # objdump names only the last F3 and the last F2 by their role (rep, xrelease, xacquire,
+    # bnd); earlier ones read "repz"/"repnz", and a mov's xrelease needs F3 after any F2
+    last_f3 = max((i for i, p in enumerate(prefixes) if p == 0xF3), default=-1)
+    last_f2 = max((i for i, p in enumerate(prefixes) if p == 0xF2), default=-1)
     notrack_at = -1         # objdump: with a 3E, the last segment prefix reads "notrack"
     if spec is not None and spec.notrack and 0x3E in prefixes:
         notrack_at = max(i for i, p in enumerate(prefixes) if p in _SEG_NAMES)
@@ -55,18 +58,18 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
             words.append("data32" if insn.mode == 16 else "data16")
         elif p == 0x67:
             words.append("addr32" if insn.mode != 32 else "addr16")
+        elif (p == 0xF3 or p == 0xF2) and i != last_f3 and i != last_f2:
+            words.append("repz" if p == 0xF3 else "repnz")
         elif p == 0xF3 or p == 0xF2:
             hle = spec.hle if spec is not None else None
             if hle and insn.operands and type(insn.operands[0]) is Mem and (
                     hle == "hle!" or (hle == "hle" and 0xF0 in insn.prefixes)
-                    or (hle == "hler" and p == 0xF3)):
+                    or (hle == "hler" and p == 0xF3 and i > last_f2)):
                 words.append("xrelease" if p == 0xF3 else "xacquire")
             elif p == 0xF3:
                 words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
-            else:
-                f2_left -= 1            # only the last F2 is the BND prefix
-                words.append("bnd" if spec is not None and spec.bnd and not f2_left
-                             else "repnz")
+            else:                       # (only the last F2 is the BND prefix)
+                words.append("bnd" if spec is not None and spec.bnd else "repnz")
         elif p == 0xF0:
             words.append("lock")
         else:

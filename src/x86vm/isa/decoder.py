@@ -277,9 +277,11 @@ def _decode(data, offset, address, mode):
         pos += 1
         if pos >= end:
             raise _Truncated
-        if k == P_FWAIT and fwait_i == len(prefixes) - 1 and fwait_i and kinds[data[pos]]:
-            # objdump: prefixes then FWAIT then another prefix -- the FWAIT instruction
-            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        if k == P_FWAIT and len(prefixes) > 1 and not 0xD8 <= data[pos] <= 0xDF:
+            # objdump: a FWAIT after other prefixes (FWAIT too) ends the prefix run; without
+            # an x87 escape next it is FWAIT with the other prefixes before it
+            others = [p for p in prefixes if p != 0x9B]
+            return _fwait(data, offset, len(others), address, mode, others + [0x9B])
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, address, mode, prefixes)
 
@@ -293,6 +295,7 @@ def _decode(data, offset, address, mode):
     vvvv = 0
     rhi = xhi = 0
     vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
+    lookahead = 0       # bytes past the opcode that objdump reads though they are not its
     if b == 0x62 and (mode == 64 or data[pos + 1] >= 0xC0):
         # ---- EVEX prefix (SDM §2.7.1): 62 P0 P1 P2 ----
         p0 = data[pos + 1]
@@ -330,13 +333,17 @@ def _decode(data, offset, address, mode):
         slot = table[b] if table is not None else None
         if _sib_missing(data, pos, end, mode, asz_i):
             raise _Truncated        # objdump reads the SIB byte before it decides (bad)
-        if slot is None:
-            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv & 0xF else -1)
-            if not vvvv & 0xF:
+        vvvv_set = ~p1 & 0x78       # EVEX.vvvv in any mode (V' aside) decides objdump's
+        if slot is None:            # prefix words and mask on a (bad)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv_set else -1)
+            if not vvvv_set:
                 bad.evex = tuple(evex)  # objdump still prints the mask
             return bad
         if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
-            return _bad(data, offset, pos, address, mode, prefixes, -2)
+            bad = _bad(data, offset, pos, address, mode, prefixes, -2)
+            if not vvvv_set:
+                bad.evex = tuple(evex)
+            return bad
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
@@ -385,12 +392,17 @@ def _decode(data, offset, address, mode):
         vvvv = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
-            rex &= ~7
+            rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
         vl = (b2 >> 2) & 1
         pp = b2 & 3
         b = data[pos]
         pos += 1
-        if pos >= end and not (b == 0x77 and vex_map == "vex0f"):
+        if b == 0x77 and vex_map == "vex0f":
+            if b1 < 0xC0 and b1 & 7 == 4:
+                lookahead = 2       # C5 whose byte 1 reads as a ModRM with SIB: objdump
+                if pos + 2 > end:   # wants two more bytes after 0F 77 (probed on 2.40)
+                    raise _Truncated
+        elif pos >= end:
             raise _Truncated        # objdump reads a ModRM after every VEX opcode but 0F 77
         slot = tables.maps[vex_map][b]
     else:
@@ -506,7 +518,7 @@ def _decode(data, offset, address, mode):
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
-    shape = pos         # bytes that determine the length: prefixes, opcode, ModRM (+SIB)
+    shape = pos + lookahead     # bytes that fix the length: prefixes, opcode, ModRM (+SIB)
 
     # ---- operand and address size (SDM §2.2.1.2, Table 2-4) ----
     rex_used = 0
@@ -531,7 +543,7 @@ def _decode(data, offset, address, mode):
             osz = 16
         else:
             osz = 64 if spec.d64 else 32
-        asz = 32 if asz_i >= 0 else 64
+        asz = 32 if asz_i >= 0 and not spec.noa16 else 64   # MPX: 67 ignored (objdump)
     elif mode == 32:
         osz = 16 if osz_i >= 0 else 32
         asz = 16 if asz_i >= 0 else 32
@@ -557,6 +569,8 @@ def _decode(data, offset, address, mode):
     lock_cr8 = False
     if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
         pass        # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
+    elif spec.noa16 and asz == 16 and 0 <= modrm < 0xC0:
+        pass        # MPX has no 16-bit addressing: objdump's "(bad)", no displacement read
     elif modrm >= 0 and modrm < 0xC0 and spec.has_mem_op:
         mod = modrm >> 6
         rm = modrm & 7
@@ -851,6 +865,8 @@ def _decode(data, offset, address, mode):
     if mode == 16 and mem is not None and mem.base is None and (
             mem.index is None or mem.index is _RIZ[32]):
         asz_used = False        # objdump: a 32-bit disp-only address in 16-bit code: addr32
+    elif spec.noa16 and mode == 64:
+        asz_used = False        # MPX addresses are 64-bit: a 67 prints as addr32
     for i, p in enumerate(prefixes):
         if i == consumed or i == consumed2 or (p == 0x9B and consumed2 >= 0):
             continue

@@ -64,7 +64,7 @@ class Spec:
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
-                 "vsib", "disp8_n", "needs_sib", "norip")
+                 "vsib", "disp8_n", "needs_sib", "norip", "noa16")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -133,6 +133,7 @@ class Spec:
         self.badop = "badop" in f       # wrong ModRM form: operand "(bad)" (objdump BadOp)
         self.needs_sib = self.vsib is not None or "sib" in f    # memory only with a SIB
         self.norip = "norip" in f       # no RIP-relative memory form (MPX)
+        self.noa16 = "noa16" in f       # MPX: 16-bit addressing "(bad)"; 64-bit ignores 67
         self.mod_ignored = "mod-ignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
