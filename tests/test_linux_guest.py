@@ -157,30 +157,22 @@ QEMU_CASES = {
 }
 
 
+def qemu_command(kernel, initrd, cmdline: str) -> list[str]:
+    """QEMU TCG booting ``kernel`` with ``initrd`` (skips when QEMU is not installed)."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
+    return [qemu, "-nographic", "-no-reboot", "-m", "128M", "-kernel", str(kernel),
+            "-initrd", str(initrd), "-append", cmdline]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", QEMU_CASES)
 def test_qemu_boots_to_marker(case):
     """Oracle: QEMU TCG boots the cached images (vmlinux through its PVH note)."""
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
     kernel, initrd = (cached(name) for name in QEMU_CASES[case])
-    status, output, seconds = boot(
-        [
-            qemu,
-            "-nographic",
-            "-no-reboot",
-            "-m",
-            "128M",
-            "-kernel",
-            str(kernel),
-            "-initrd",
-            str(initrd),
-            "-append",
-            UNATTENDED_CMDLINE,
-        ],
-        QEMU_TIMEOUT,
-    )
+    status, output, seconds = boot(qemu_command(kernel, initrd, UNATTENDED_CMDLINE),
+                                   QEMU_TIMEOUT)
     assert_reached_marker(status, output)
     print(f"{case}: marker after {seconds:.2f}s under QEMU TCG")
 
@@ -193,24 +185,9 @@ SHELL_INPUT = b"echo shell-says $((6*7)); tty\nreboot -f\n"
 @pytest.mark.slow
 def test_qemu_interactive_shell_runs_commands():
     """Without x86vm.poweroff=1, /init leaves a shell on ttyS0 that reads the console."""
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
     kernel, initrd = cached("bzImage"), cached("initramfs.cpio.gz")
     status, output, _ = boot(
-        [
-            qemu,
-            "-nographic",
-            "-no-reboot",
-            "-m",
-            "128M",
-            "-kernel",
-            str(kernel),
-            "-initrd",
-            str(initrd),
-            "-append",
-            "console=ttyS0 panic=-1",
-        ],
+        qemu_command(kernel, initrd, "console=ttyS0 panic=-1"),
         QEMU_TIMEOUT,
         typed=(SHELL_PROMPT_LINE, SHELL_INPUT),
     )
