@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from x86vm.machine.boot.elf import ElfImage, is_elf, load_segments, parse_elf
+from x86vm.machine.boot.elf import ElfImage, load_segments, parse_elf
 from x86vm.machine.boot.errors import BootError
 from x86vm.machine.boot.layout import (
     FOUR_GIB,
@@ -50,10 +50,6 @@ def pvh_entry(elf: ElfImage) -> int | None:
                                 "expected 4 or 8")
             return int.from_bytes(note.desc, "little")
     return None
-
-
-def has_pvh_note(image: bytes) -> bool:
-    return is_elf(image) and pvh_entry(parse_elf(image)) is not None
 
 
 def load_pvh(memory: GuestMemory, image: bytes, *, cmdline: str = "",
