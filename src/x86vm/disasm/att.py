@@ -132,10 +132,11 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
                 ops[i] += "{bad}" if bcst < 0 else f"{{1to{bcst}}}"
     if rounding:
         i = 0
-        while i < len(ops) and ops[i].startswith("$"):
-            i += 1
         if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
-            i += 1
+            i = 1
+        elif not rounding.endswith("-bad"):     # objdump: "-bad" takes the first free slot
+            while i < len(ops) and ops[i].startswith("$"):
+                i += 1
         ops.insert(i, f"{{{rounding}}}")
 
 

@@ -388,9 +388,13 @@ class Syntax:
             return f".byte {insn.bytes[0]:#x}"
         words = prefix_words(insn, self.att) + ([insn.mnemonic] if kind == "bad" else [])
         evex = insn.evex
-        if evex is not None and evex[0]:       # objdump keeps the EVEX mask
-            mask = f"{{{self.register_prefix}k{evex[0]}}}" + ("{z}" if evex[1] else "")
-            return layout(words, [mask])
+        if evex is not None and (evex[0] or evex[3]):  # objdump keeps the EVEX mask and
+            ops = []                                    # the rounding it found unused
+            if evex[0]:
+                ops.append(f"{{{self.register_prefix}k{evex[0]}}}" + ("{z}" if evex[1] else ""))
+            if evex[3]:
+                ops.append(f"{{{evex[3]}}}")
+            return layout(words, ops[::-1] if self.att else ops)
         return " ".join(words)
 
 

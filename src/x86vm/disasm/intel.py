@@ -130,7 +130,7 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             while i > 0 and type(insn.operands[i]) is Imm:
                 i -= 1
             if rounding.endswith("-bad") and "att-rc1" not in insn.spec.flags:
-                ops.insert(i + 1, f"{{{rounding}}}")
+                ops.append(f"{{{rounding}}}")       # objdump: the first free operand slot
             else:
                 ops[i] += f"{{{rounding}}}"
     return ops

@@ -12,6 +12,8 @@ truncated form (``.byte 0x..``); nothing raises.
 
 from __future__ import annotations
 
+from functools import partial
+
 from .instruction import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
 from .operands import (
     ADDR16,
@@ -72,6 +74,7 @@ from .tables import (
     K_STR_Y,
     K_VVVV,
     K_Z,
+    LATE,
     Tables,
     load_tables,
 )
@@ -168,65 +171,41 @@ def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
         mode == 64 or (mode == 32) == (asz_i < 0))
 
 
-def _need_whole(data, offset: int, pp_at: int, pp: int, evex: bool, address: int,
-                mode: int, no_vvvv: bool = False) -> None:
-    """VEX/EVEX (bad)s that objdump decides only after reading all operands (a VEX.pp its
-    "pX" or 66-only form lacks; a VEX.vvvv the form does not use): the bytes of the form
-    with that VEX.pp (and vvvv unused) must all be there, else the instruction is truncated."""
-    alt = bytearray(data[offset:])
-    i = pp_at - offset          # the byte holding pp and vvvv (VEX byte 1/2, EVEX P1)
-    alt[i] = (alt[i] & ~3 | pp) | (0x78 if no_vvvv else 0)
-    if no_vvvv and evex:
-        alt[i + 1] |= 8         # EVEX.V'
-    try:
-        _decode(bytes(alt), 0, address, mode)
-    except (_Truncated, IndexError):
-        raise _Truncated from None
-    finally:
-        SHAPE[0] = 0                # the outer (bad) is not memoised
-
-
-def _ps_pd_pair(choice) -> bool:
-    """A ps form whose 66 form is the same name with pd: objdump's single "pX" entry, which
-    checks the prefix only after its operands (unlike its ps/pd/ss/sd prefix tables)."""
-    plain, p66 = choice.plain, choice.p66
-    if type(plain) is tuple:
-        plain = plain[0]
-    if type(p66) is tuple:
-        p66 = p66[0]
-    if plain is None or p66 is None or plain is FALLTHROUGH or p66 is FALLTHROUGH:
-        return False
-    name = plain.names[0]
-    return name.endswith("ps") and p66.names[0] == name[:-2] + "pd"
-
-
-def _need_whole_66(data, offset: int, rep_i: int, address: int, mode: int) -> None:
-    """A 66-only SSE form without 66 (objdump's PREFIX_DATA): objdump reads its operands
-    before printing "(bad)", so the bytes of the 66 form must all be there."""
-    if rep_i >= 0:              # the F2/F3 in its place
-        alt = bytearray(data[offset:])
-        alt[rep_i] = 0x66
-    else:
-        alt = b"\x66" + bytes(data[offset:])
-    try:
-        _decode(bytes(alt), 0, address, mode)
-    except (_Truncated, IndexError):
-        raise _Truncated from None
-    finally:
-        SHAPE[0] = 0
-
-
 def _bad_sib_missing(*_args) -> Decoded:
     raise _Truncated
 
 
-def _only66(choice, consumed: int) -> int:
-    """objdump's PREFIX_DATA forms (a 66 column only): without 66 the (bad) prints no
-    prefix words at all (-2); otherwise the consumed mandatory prefix is hidden."""
-    if choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
-            choice.pf2 is None:
-        return -2
-    return consumed
+def _only66(choice) -> bool:
+    """objdump's PREFIX_DATA forms (a 66 column only): without 66, objdump still reads the
+    operands of the 66 form and then prints "(bad)" alone."""
+    return choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
+        choice.pf2 is None
+
+
+def _late_form(choice):
+    """The form whose operands objdump reads before a late "(bad)": plain, else 66."""
+    plain = choice.plain
+    return plain if plain is not None and plain is not LATE and plain is not FALLTHROUGH \
+        else choice.p66
+
+
+def _evex_bad_form(data, offset, pos, address, mode, prefixes, _consumed, *, evex, plain,
+                   ebit, rc) -> Decoded:
+    """`_bad` for an EVEX instruction whose form objdump's tables reject."""
+    return _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc)
+
+
+def _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc) -> Decoded:
+    """An EVEX form objdump finds no entry for: "(bad)" with its prefix words, the mask and,
+    for EVEX.b with a register ModRM, the rounding marked bad; "(bad)" alone when objdump's
+    later checks reject it first (vvvv in use, {z} without a mask: `plain`)."""
+    if plain or evex[1] and not evex[0]:
+        return _bad(data, offset, pos, address, mode, prefixes, -2)
+    bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+    rounding = _ROUNDING[rc][:2] + "-bad" if ebit and pos < len(data) and data[pos] >= 0xC0 \
+        else None
+    bad.evex = (evex[0], evex[1], 0, rounding)
+    return bad
 
 
 def _rex_unshown(rex_i: int, byte1: int) -> int:
@@ -308,7 +287,8 @@ def _decode(data, offset, address, mode):
             return _bad(data, offset, pos + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, p0))
         if not p1 & 4:                       # EVEX.U must be 1
-            return _bad(data, offset, pos + 2, address, mode, prefixes, -1)
+            return _bad(data, offset, pos + 2, address, mode, prefixes,
+                        _rex_unshown(rex_i, p0))
         _REX_REPLACED[0] = True
         if pos + 5 >= end:                   # ... then the ModRM of any opcode
             raise _Truncated
@@ -323,7 +303,6 @@ def _decode(data, offset, address, mode):
             rex &= ~7
             rhi = xhi = 0
         pp = p1 & 3
-        pp_at = pos + 2
         evex = [p2 & 7, p2 >> 7, 0, None]      # mask k, zeroing, broadcast, rounding
         vl = (p2 >> 5) & 3
         ebit = (p2 >> 4) & 1
@@ -335,10 +314,8 @@ def _decode(data, offset, address, mode):
             raise _Truncated        # objdump reads the SIB byte before it decides (bad)
         vvvv_set = ~p1 & 0x78       # EVEX.vvvv in any mode (V' aside) decides objdump's
         if slot is None:            # prefix words and mask on a (bad)
-            bad = _bad(data, offset, pos, address, mode, prefixes, -2 if vvvv_set else -1)
-            if not vvvv_set:
-                bad.evex = tuple(evex)  # objdump still prints the mask
-            return bad
+            return _evex_bad(data, offset, pos, address, mode, prefixes, evex, vvvv_set,
+                             ebit, vl)
         if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
             bad = _bad(data, offset, pos, address, mode, prefixes, -2)
             if not vvvv_set:
@@ -372,12 +349,10 @@ def _decode(data, offset, address, mode):
         if b == 0xC5:
             mmmmm = 1
             b2 = b1
-            pp_at = pos + 1
             rex = 0x40 | ((~b1 >> 5) & 4)
             pos += 2
         else:
             b2 = data[pos + 2]
-            pp_at = pos + 2
             mmmmm = b1 & 0x1F
             rex = 0x40 | ((~b1 >> 5) & 7) | ((b2 >> 4) & 8)
             pos += 3
@@ -422,7 +397,8 @@ def _decode(data, offset, address, mode):
             return _fwait(data, offset, fwait_i, address, mode, prefixes)
         return _bad(data, offset, pos, address, mode, prefixes, nobad)
     modrm = -1
-    bad = _bad
+    bad = _bad if evex is None else partial(_evex_bad_form, evex=evex, plain=vvvv_set,
+                                            ebit=ebit, rc=vl)
     if slot.modrm:
         modrm = data[pos]
         choice = slot.by_modrm[modrm]
@@ -438,29 +414,32 @@ def _decode(data, offset, address, mode):
 
     # ---- mandatory prefix (SDM Table A-3 columns; objdump: last F2/F3 wins, then 66) ----
     consumed = -1
+    opcode_end = pos
+    late = False        # objdump rejects this form only after reading its operands
     if vex:
         spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
             else (choice.plain if pp == 0 else None)
+        if spec is LATE or spec is None and _only66(choice):
+            spec = _late_form(choice)
+            late = True
+        elif spec is FALLTHROUGH:   # objdump ignores VEX.pp for this form
+            spec = _late_form(choice)
         rc = vl
         if evex is not None and ebit and modrm >= 0xC0:
             vl = 2                  # EVEX.b with registers: L'L is rounding; 512 bits
+        w = rex >> 3 & 1
         if type(spec) is tuple:
-            w = rex >> 3 & 1
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
+                         and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None) \
+                or next((s for s in spec if s.wbad >= 0 and evex is not None
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
-        if spec is None and choice.columns and choice.pf3 is None and choice.pf2 is None:
-            # objdump's "pX"/66-only forms check VEX.pp only after reading the operands
-            form_pp = 1 if choice.p66 is not None else 0
-            if form_pp != pp and (choice.plain is None or _ps_pd_pair(choice)):
-                _need_whole(data, offset, pp_at, form_pp, evex is not None, address, mode)
-        elif spec is not None and spec is not FALLTHROUGH and not spec.uses_vvvv and \
-                vvvv & (0xF if spec.vsib else 0x1F):
-            _need_whole(data, offset, pp_at, pp, evex is not None, address, mode, True)
         if spec is None or spec is FALLTHROUGH or (
-                spec.vex_w is not None and spec.vex_w != rex >> 3 & 1) or (
-                spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl) or (
-                vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv):
+                spec.vex_w is not None and spec.vex_w != w and (
+                    spec.wbad < 0 or evex is None)) or (
+                spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl):
             return bad(data, offset, pos, address, mode, prefixes, nobad)
+        if vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv:
+            late = True             # objdump: an unused VEX.vvvv must be 1111
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -471,11 +450,11 @@ def _decode(data, offset, address, mode):
                     evex[3] = _ROUNDING[rc][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
-                evex[2] = spec.bcst if spec.bcst > 0 else 4 << (rex >> 3 & 1)   # bw: 4/8 by W
+                evex[2] = spec.bcst if spec.bcst > 0 else 4 << w    # bw: 4/8 by W
             else:
                 evex[2] = -1                # objdump: "{bad}" after the memory operand
-        if evex is not None and evex[1] and not evex[0]:     # {z} needs a mask
-            return bad(data, offset, pos, address, mode, prefixes, -2)
+        if evex is not None and evex[1] and not evex[0]:
+            late = True             # objdump: {z} needs a mask
     elif choice.columns:
         spec = None
         if rep_i >= 0:
@@ -483,11 +462,6 @@ def _decode(data, offset, address, mode):
             if col is not FALLTHROUGH:
                 consumed = rep_i
                 spec = col
-                if col is None:
-                    if _only66(choice, consumed) == -2:
-                        _need_whole_66(data, offset, rep_i, address, mode)
-                    return bad(data, offset, pos, address, mode, prefixes,
-                               _only66(choice, consumed))
         if consumed < 0:
             if osz_i >= 0:
                 col = choice.p66
@@ -498,10 +472,11 @@ def _decode(data, offset, address, mode):
                     consumed = osz_i
             else:
                 spec = choice.plain
-        if spec is None or spec is FALLTHROUGH:
-            if _only66(choice, consumed) == -2:
-                _need_whole_66(data, offset, -1, address, mode)
-            return bad(data, offset, pos, address, mode, prefixes, _only66(choice, consumed))
+        if spec is LATE or (spec is None or spec is FALLTHROUGH) and _only66(choice):
+            spec = _late_form(choice)
+            late = True
+        elif spec is None or spec is FALLTHROUGH:
+            return bad(data, offset, pos, address, mode, prefixes, consumed)
     else:
         spec = choice.plain
         if spec is None:
@@ -512,7 +487,9 @@ def _decode(data, offset, address, mode):
         modrm |= 0xC0
     if modrm >= 0:
         if (spec.needs_mem and modrm >= 0xC0) or (spec.needs_reg and modrm < 0xC0):
-            if spec.badop and bad is _bad:
+            if spec.badop and bad is not _bad_sib_missing:
+                if late:            # objdump prints the operand as "(bad)", then rejects
+                    return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
                               rex, osz_i, end)
             return bad(data, offset, pos, address, mode, prefixes,
@@ -843,6 +820,10 @@ def _decode(data, offset, address, mode):
         name, att_name = names[i], att[i]
     else:
         name, att_name = names[osi], att[osi]
+    if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1:
+        i = spec.wbad           # EVEX.W of the other form: objdump marks one letter {bad}
+        name = name[:i] + "{bad}" + name[i + 1:]
+        att_name = att_name[:i] + "{bad}" + att_name[i + 1:]
     if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
         if spec.fwait:
             name = "f" + name[2:]
@@ -887,6 +868,9 @@ def _decode(data, offset, address, mode):
         return Decoded(address, MAX_LENGTH, bytes(data[offset:offset + MAX_LENGTH]), "(bad)",
                        "(bad)", (), tuple(prefixes), tuple(unused), mode, mode, None, mode,
                        "bad")
+    if late:
+        SHAPE[0] = 0
+        return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
     insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
     if rel is not None:

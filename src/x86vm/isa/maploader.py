@@ -105,6 +105,8 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
         return Form("bad", line=line)
     if text == "=":
         return Form("fallthrough", line=line)
+    if text == "!":
+        return Form("late", line=line)
     flags: frozenset[str] = frozenset()
     m = re.search(r"\(([^()]*)\)\s*$", text)
     if m:
@@ -135,7 +137,8 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
     if quoted is not None:
         return Form("insn", quoted, quoted, tuple(words[1].split(",")) if len(words) == 2
                     else (), flags, line=line)
-    if not re.match(r"^[a-z0-9_{}~/.]+$", mnemonic):
+    if not re.match(r"^[a-z0-9_{}~/.]+$", mnemonic.replace("!", "", 1)) or \
+            mnemonic.endswith("!") or "W0" not in flags and "W1" not in flags and "!" in mnemonic:
         raise MapError(f"{where}: bad mnemonic {mnemonic!r}")
     intel, _, att = mnemonic.partition("/")
     for name in (intel, att):

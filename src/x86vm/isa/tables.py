@@ -64,14 +64,17 @@ class Spec:
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
-                 "vsib", "disp8_n", "needs_sib", "norip", "noa16")
+                 "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
         self.line = form.line
         self.flags = f
-        self.names = _names(form.mnemonic)
-        self.att_names = _names(form.att_mnemonic or form.mnemonic)
+        # "vadds!s": objdump prints the letter after "!" as "{bad}" when EVEX.W is the other
+        # one (its %XS/%XD/%XH templates), instead of rejecting the encoding
+        self.wbad = form.mnemonic.find("!")
+        self.names = _names(form.mnemonic.replace("!", ""))
+        self.att_names = _names((form.att_mnemonic or form.mnemonic).replace("!", ""))
         self.asz_names = "asz" in f
         placeholder = re.search(r"\{([^}]*)\}", form.mnemonic)
         self.imm_list = lists[placeholder.group(1)] if placeholder else None
@@ -263,6 +266,8 @@ class Choice:
 
 
 FALLTHROUGH = "="      # column value: ignore this prefix, use the next choice
+LATE = "!"             # column value: objdump reads the operands of the line's other form
+                       # (plain, else 66), then prints "(bad)" (its PREFIX_OPCODE check)
 
 
 class Slot:
@@ -336,6 +341,8 @@ class Tables:
                 return None
             if form.kind == "fallthrough":
                 return FALLTHROUGH
+            if form.kind == "late":
+                return LATE
             return self._spec(form, inherited)
         if set(columns) == {None}:
             return Choice(col(None))
@@ -391,8 +398,9 @@ class Tables:
                 per_column[pfx] = [c.plain if c else None
                                    for c in self._group_table(form, entry.line)]
             else:
-                spec = self._choice({None: form}).plain if form.kind != "fallthrough" \
-                    else FALLTHROUGH
+                spec = self._choice({None: form}).plain if form.kind not in (
+                    "fallthrough", "late") else FALLTHROUGH if form.kind == "fallthrough" \
+                    else LATE
                 per_column[pfx] = [spec] * 256
         cells = []
         for modrm in range(256):
@@ -455,9 +463,11 @@ def _merge(old, new):
     if new is None:
         return old
     def both(a, b):
-        if a is None or a is FALLTHROUGH:
+        if a is None or b is None:
+            return b if a is None else a
+        if a is FALLTHROUGH or a is LATE:
             return b
-        if b is None or b is FALLTHROUGH:
+        if b is FALLTHROUGH or b is LATE:
             return a
         return (a if isinstance(a, tuple) else (a,)) + (b if isinstance(b, tuple) else (b,))
     return Choice(both(old.plain, new.plain), both(old.p66, new.p66), both(old.pf3, new.pf3),
