@@ -14,6 +14,24 @@ from __future__ import annotations
 
 from functools import partial
 
+from .badforms import (
+    _OSI,
+    _ROUNDING,
+    _bad,
+    _bad_sib_missing,
+    _badop,
+    _evex_bad,
+    _evex_bad_form,
+    _fwait,
+    _gpr,
+    _late_form,
+    _only66,
+    _prefix_only,
+    _read,
+    _rex_unshown,
+    _sib_missing,
+    _Truncated,
+)
 from .instruction import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
 from .operands import (
     ADDR16,
@@ -24,7 +42,6 @@ from .operands import (
     DR,
     EIP,
     GPR,
-    GPR8_LEGACY,
     KREG,
     MMX,
     PORT_DX,
@@ -98,11 +115,9 @@ _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
 _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
-_ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
                C_BND: BND, C_TMM: TMM}
 _VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
-_OSI = {16: 0, 32: 1, 64: 2}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -117,22 +132,6 @@ def set_tables(tables: dict[int, Tables]) -> None:
     """Decode with other compiled tables (cache.use_tables also drops the memo)."""
     global _TABLES
     _TABLES = tables
-class _Truncated(Exception):
-    pass
-
-
-def _gpr(size: int, num: int, rex: int) -> Reg:
-    if size == 1 and not rex:
-        return GPR8_LEGACY[num]
-    return GPR[size][num]
-
-
-def _read(data: bytes, pos: int, n: int, end: int) -> int:
-    if pos + n > end:
-        raise _Truncated
-    return int.from_bytes(data[pos:pos + n], "little")
-
-
 def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
     """Decode one instruction from scratch (never raises for any bytes)."""
     try:
@@ -150,68 +149,6 @@ def _truncated(data, offset, address, mode) -> Decoded:
                            "prefix")
     return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
                    None, mode, "truncated")
-
-
-def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
-    """objdump's "(bad)"; consumed == -2: a VEX/EVEX form whose unused vvvv is not 1111,
-    printed without prefix words."""
-    unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
-                                             if i != consumed)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
-                   tuple(prefixes), unused, mode, mode, None, mode, "bad")
-
-
-def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
-    """The ModRM at `pos` names a SIB byte (32/64-bit addressing) that the buffer lacks;
-    objdump fetches it before deciding on an opcode, so the instruction is truncated."""
-    if pos >= end:
-        return True
-    m = data[pos]
-    return m < 0xC0 and m & 7 == 4 and pos + 1 >= end and (
-        mode == 64 or (mode == 32) == (asz_i < 0))
-
-
-def _bad_sib_missing(*_args) -> Decoded:
-    raise _Truncated
-
-
-def _only66(choice) -> bool:
-    """objdump's PREFIX_DATA forms (a 66 column only): without 66, objdump still reads the
-    operands of the 66 form and then prints "(bad)" alone."""
-    return choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
-        choice.pf2 is None
-
-
-def _late_form(choice):
-    """The form whose operands objdump reads before a late "(bad)": plain, else 66."""
-    plain = choice.plain
-    return plain if plain is not None and plain is not LATE and plain is not FALLTHROUGH \
-        else choice.p66
-
-
-def _evex_bad_form(data, offset, pos, address, mode, prefixes, _consumed, *, evex, plain,
-                   ebit, rc) -> Decoded:
-    """`_bad` for an EVEX instruction whose form objdump's tables reject."""
-    return _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc)
-
-
-def _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc) -> Decoded:
-    """An EVEX form objdump finds no entry for: "(bad)" with its prefix words, the mask and,
-    for EVEX.b with a register ModRM, the rounding marked bad; "(bad)" alone when objdump's
-    later checks reject it first (vvvv in use, {z} without a mask: `plain`)."""
-    if plain or evex[1] and not evex[0]:
-        return _bad(data, offset, pos, address, mode, prefixes, -2)
-    bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-    rounding = _ROUNDING[rc][:2] + "-bad" if ebit and pos < len(data) and data[pos] >= 0xC0 \
-        else None
-    bad.evex = (evex[0], evex[1], 0, rounding)
-    return bad
-
-
-def _rex_unshown(rex_i: int, byte1: int) -> int:
-    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
-    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
-    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
 
 
 def _decode(data, offset, address, mode):
@@ -260,12 +197,12 @@ def _decode(data, offset, address, mode):
             # objdump: a FWAIT after other prefixes (FWAIT too) ends the prefix run; without
             # an x87 escape next it is FWAIT with the other prefixes before it
             others = [p for p in prefixes if p != 0x9B]
-            return _fwait(data, offset, len(others), address, mode, others + [0x9B])
+            return _fwait(data, offset, len(others), address, mode, others + [0x9B], tables)
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, address, mode, prefixes)
 
     if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
-        return _fwait(data, offset, fwait_i, address, mode, prefixes)
+        return _fwait(data, offset, fwait_i, address, mode, prefixes, tables)
 
     # ---- VEX prefix (SDM §2.3.5): C4/C5, in 16/32-bit mode only when ModRM.mod would be 11 ----
     vex = False
@@ -394,7 +331,7 @@ def _decode(data, offset, address, mode):
                                                                        asz_i):
             raise _Truncated        # 0F 38/3A, VEX: objdump fetches the ModRM of any opcode
         if fwait_i >= 0:
-            return _fwait(data, offset, fwait_i, address, mode, prefixes)
+            return _fwait(data, offset, fwait_i, address, mode, prefixes, tables)
         return _bad(data, offset, pos, address, mode, prefixes, nobad)
     modrm = -1
     bad = _bad if evex is None else partial(_evex_bad_form, evex=evex, plain=vvvv_set,
@@ -891,57 +828,6 @@ def _decode(data, offset, address, mode):
             insn.pseudo_prefix = "{evex}"
         insn.evex = tuple(evex)
     return insn
-
-
-def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
-           ) -> Decoded:
-    """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
-    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
-    pos = offset + len(prefixes) + 1
-    osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
-    if mode == 16 and osz_i >= 0:
-        osz = 32
-    if mode == 64 and rex & 8 and spec.uses_w:
-        osz = 64
-    si = _OSI[osz]
-    operands = []
-    for op in spec.ops:
-        if op[0] == K_RM:
-            operands.append(BAD_OPERAND)
-        elif op[0] == K_REG:
-            num = (modrm >> 3) & 7
-            if op[1] == C_GPR:
-                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
-            elif op[1] == C_MMX:
-                operands.append(MMX[num])
-            else:
-                operands.append(XMM[num | ((rex & 4) << 1)])
-        elif op[0] == K_IMM:
-            n = op[1][si]
-            operands.append(Imm(_read(data, pos, n, end), n))
-            pos += n
-    names = spec.names[si]
-    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
-                   tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
-
-
-def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
-    """objdump ends an instruction at a REX prefix that another prefix follows; it prints
-    and counts the prefixes it keeps (FWAIT is not among them)."""
-    p = tuple(b for b in prefixes if b != 0x9B)
-    end = offset + len(p)
-    return Decoded(address, end - offset, bytes(data[offset:end]), "", "", (), p, p,
-                   mode, mode, None, mode, "prefix")
-
-
-def _fwait(data, offset, fwait_i, address, mode, prefixes) -> Decoded:
-    """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
-    end = offset + fwait_i + 1
-    spec = _TABLES[mode].maps["one-byte"][0x9B].choice.plain
-    before = tuple(prefixes[:fwait_i])
-    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
-                   before + (0x9B,), before, mode, mode, spec, mode)
 
 
 _RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}

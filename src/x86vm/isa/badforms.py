@@ -1,0 +1,148 @@
+"""What objdump prints for bytes that are not one valid instruction, and when it decides.
+
+`(bad)` with or without the prefix words before it, the EVEX mask and a rounding marked bad
+it still shows, an operand printed as "(bad)" (its BadOp), prefixes or FWAIT alone, and the
+rules for *when* objdump gives up: some forms are rejected before their operands are read,
+others after (then an operand cut off by the end of the code makes the instruction
+truncated, ``.byte 0x..``).  decoder.py calls these; they hold no state.
+"""
+
+from __future__ import annotations
+
+from .instruction import Decoded
+from .operands import BAD_OPERAND, GPR, GPR8_LEGACY, MMX, XMM, Imm, Reg
+from .tables import C_GPR, C_MMX, FALLTHROUGH, K_IMM, K_REG, K_RM, LATE
+
+_OSI = {16: 0, 32: 1, 64: 2}
+_ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _gpr(size: int, num: int, rex: int) -> Reg:
+    if size == 1 and not rex:
+        return GPR8_LEGACY[num]
+    return GPR[size][num]
+
+
+def _read(data: bytes, pos: int, n: int, end: int) -> int:
+    if pos + n > end:
+        raise _Truncated
+    return int.from_bytes(data[pos:pos + n], "little")
+
+
+
+def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
+    """objdump's "(bad)"; consumed == -2: a VEX/EVEX form whose unused vvvv is not 1111,
+    printed without prefix words."""
+    unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
+                                             if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
+                   tuple(prefixes), unused, mode, mode, None, mode, "bad")
+
+
+def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
+    """The ModRM at `pos` names a SIB byte (32/64-bit addressing) that the buffer lacks;
+    objdump fetches it before deciding on an opcode, so the instruction is truncated."""
+    if pos >= end:
+        return True
+    m = data[pos]
+    return m < 0xC0 and m & 7 == 4 and pos + 1 >= end and (
+        mode == 64 or (mode == 32) == (asz_i < 0))
+
+
+def _bad_sib_missing(*_args) -> Decoded:
+    raise _Truncated
+
+
+def _only66(choice) -> bool:
+    """objdump's PREFIX_DATA forms (a 66 column only): without 66, objdump still reads the
+    operands of the 66 form and then prints "(bad)" alone."""
+    return choice.p66 is not None and choice.plain is None and choice.pf3 is None and \
+        choice.pf2 is None
+
+
+def _late_form(choice):
+    """The form whose operands objdump reads before a late "(bad)": plain, else 66."""
+    plain = choice.plain
+    return plain if plain is not None and plain is not LATE and plain is not FALLTHROUGH \
+        else choice.p66
+
+
+def _evex_bad_form(data, offset, pos, address, mode, prefixes, _consumed, *, evex, plain,
+                   ebit, rc) -> Decoded:
+    """`_bad` for an EVEX instruction whose form objdump's tables reject."""
+    return _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc)
+
+
+def _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc) -> Decoded:
+    """An EVEX form objdump finds no entry for: "(bad)" with its prefix words, the mask and,
+    for EVEX.b with a register ModRM, the rounding marked bad; "(bad)" alone when objdump's
+    later checks reject it first (vvvv in use, {z} without a mask: `plain`)."""
+    if plain or evex[1] and not evex[0]:
+        return _bad(data, offset, pos, address, mode, prefixes, -2)
+    bad = _bad(data, offset, pos, address, mode, prefixes, -1)
+    rounding = _ROUNDING[rc][:2] + "-bad" if ebit and pos < len(data) and data[pos] >= 0xC0 \
+        else None
+    bad.evex = (evex[0], evex[1], 0, rounding)
+    return bad
+
+
+def _rex_unshown(rex_i: int, byte1: int) -> int:
+    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
+    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
+    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
+
+
+
+def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
+           ) -> Decoded:
+    """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
+    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
+    pos = offset + len(prefixes) + 1
+    osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
+    if mode == 16 and osz_i >= 0:
+        osz = 32
+    if mode == 64 and rex & 8 and spec.uses_w:
+        osz = 64
+    si = _OSI[osz]
+    operands = []
+    for op in spec.ops:
+        if op[0] == K_RM:
+            operands.append(BAD_OPERAND)
+        elif op[0] == K_REG:
+            num = (modrm >> 3) & 7
+            if op[1] == C_GPR:
+                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
+            elif op[1] == C_MMX:
+                operands.append(MMX[num])
+            else:
+                operands.append(XMM[num | ((rex & 4) << 1)])
+        elif op[0] == K_IMM:
+            n = op[1][si]
+            operands.append(Imm(_read(data, pos, n, end), n))
+            pos += n
+    names = spec.names[si]
+    unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
+                   tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
+
+
+def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
+    """objdump ends an instruction at a REX prefix that another prefix follows; it prints
+    and counts the prefixes it keeps (FWAIT is not among them)."""
+    p = tuple(b for b in prefixes if b != 0x9B)
+    end = offset + len(p)
+    return Decoded(address, end - offset, bytes(data[offset:end]), "", "", (), p, p,
+                   mode, mode, None, mode, "prefix")
+
+
+def _fwait(data, offset, fwait_i, address, mode, prefixes, tables) -> Decoded:
+    """A 9B byte that prefixes no FN* instruction is FWAIT on its own."""
+    end = offset + fwait_i + 1
+    spec = tables.maps["one-byte"][0x9B].choice.plain
+    before = tuple(prefixes[:fwait_i])
+    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+                   before + (0x9B,), before, mode, mode, spec, mode)
