@@ -64,6 +64,11 @@ def _only66(choice) -> bool:
         choice.pf2 is None
 
 
+def _ptable(form) -> bool:
+    """A 66 form (or W alternatives) objdump selects through a prefix table."""
+    return (form[0] if type(form) is tuple else form).ptable
+
+
 def _late_form(choice):
     """The form whose operands objdump reads before a late "(bad)": plain, else 66."""
     plain = choice.plain

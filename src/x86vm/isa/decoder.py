@@ -27,6 +27,7 @@ from .badforms import (
     _late_form,
     _only66,
     _prefix_only,
+    _ptable,
     _read,
     _rex_unshown,
     _sib_missing,
@@ -92,6 +93,7 @@ from .tables import (
     K_VVVV,
     K_Z,
     LATE,
+    W_LATE,
     Tables,
     load_tables,
 )
@@ -356,7 +358,8 @@ def _decode(data, offset, address, mode):
     if vex:
         spec = (choice.plain, choice.p66, choice.pf3, choice.pf2)[pp] if choice.columns \
             else (choice.plain if pp == 0 else None)
-        if spec is LATE or spec is None and _only66(choice):
+        if spec is LATE or spec is None and _only66(choice) and not (
+                evex is not None and _ptable(choice.p66)):
             spec = _late_form(choice)
             late = True
         elif spec is FALLTHROUGH:   # objdump ignores VEX.pp for this form
@@ -368,15 +371,17 @@ def _decode(data, offset, address, mode):
         if type(spec) is tuple:
             spec = next((s for s in spec if (s.vex_w is None or s.vex_w == w)
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None) \
-                or next((s for s in spec if s.wbad >= 0 and evex is not None
+                or next((s for s in spec if (s.wbad >= 0 or s.w_rule) and evex is not None
                          and (s.vex_l is None or s.vex_l == vl or s.vex_l < 0 < vl)), None)
         if spec is None or spec is FALLTHROUGH or (
                 spec.vex_w is not None and spec.vex_w != w and (
-                    spec.wbad < 0 or evex is None)) or (
+                    spec.wbad < 0 and not spec.w_rule or evex is None)) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl):
             return bad(data, offset, pos, address, mode, prefixes, nobad)
         if vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv:
             late = True             # objdump: an unused VEX.vvvv must be 1111
+        if spec.w_rule == W_LATE and spec.vex_w != w:
+            late = True             # objdump's "pX" forms check EVEX.W after the operands
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -757,7 +762,7 @@ def _decode(data, offset, address, mode):
         name, att_name = names[i], att[i]
     else:
         name, att_name = names[osi], att[osi]
-    if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1:
+    if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
         i = spec.wbad           # EVEX.W of the other form: objdump marks one letter {bad}
         name = name[:i] + "{bad}" + name[i + 1:]
         att_name = att_name[:i] + "{bad}" + att_name[i + 1:]

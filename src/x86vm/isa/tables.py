@@ -55,6 +55,9 @@ SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, S
     SFX_DATA, SFX_XYZ, SFX_RMMEM64 = range(11)
 
 
+W_EARLY, W_LATE, W_ANY = 0, 1, 2     # Spec.w_rule
+
+
 class Spec:
     """Decode plan of one instruction form (one column of one map line)."""
 
@@ -64,7 +67,8 @@ class Spec:
                  "size_ops", "indirect", "moffs", "fwait", "rel_z", "mod_ignored",
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
-                 "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad")
+                 "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
+                 "ptable")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -119,6 +123,12 @@ class Spec:
         self.vex_l = 0 if "L0" in f else 1 if "L1" in f else 2 if "L2" in f else \
             -1 if "L1+" in f else None
         self.vex_w = 0 if "W0" in f else 1 if "W1" in f else None
+        # objdump and the other EVEX.W: rejects it before the operands (W_EARLY, its W
+        # tables), after them (Wlate: its ps/pd "pX" forms), or ignores it (Wany)
+        self.w_rule = W_LATE if "Wlate" in f else W_ANY if "Wany" in f else W_EARLY
+        # objdump selects this 66 form by a prefix table: another pp is rejected before the
+        # operands (else a 66-only form is rejected after them)
+        self.ptable = "ptable" in f
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
