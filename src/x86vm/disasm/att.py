@@ -120,16 +120,16 @@ def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:
 def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
     """AVX-512 decorations (SDM §2.7): {%kN}{z} on the destination, {1toN}, {rounding}."""
     mask, zeroing, bcst, rounding = evex
+    if bcst:            # (before the mask: a memory destination shows "(...){bad}{%k1}")
+        for i, op in enumerate(reversed(insn.operands)):
+            if type(op) is Mem:
+                ops[i] += "{bad}" if bcst == -1 else f"{{1to{abs(bcst)}}}"
     if mask:
         ops[-1] += f"{{%k{mask}}}" + ("{z}" if zeroing else "")
     if insn.spec.vsib is not None and (zeroing or not mask):    # gather/scatter need {k}
         for i, op in enumerate(reversed(insn.operands)):
             if type(op) is Mem:
                 ops[i] += "/(bad)"
-    if bcst:
-        for i, op in enumerate(reversed(insn.operands)):
-            if type(op) is Mem:
-                ops[i] += "{bad}" if bcst < 0 else f"{{1to{bcst}}}"
     if rounding:
         i = 0
         if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source

@@ -392,9 +392,11 @@ def _decode(data, offset, address, mode):
                     evex[3] = _ROUNDING[rc][:2] + "-bad"
                 vl = 2
             elif spec.bcst:
-                evex[2] = spec.bcst if spec.bcst > 0 else 4 << w    # bw: 4/8 by W
-            else:
-                evex[2] = -1                # objdump: "{bad}" after the memory operand
+                evex[2] = 2 if spec.bcst == 2 else 4 << w       # FP16: 2, else by EVEX.W
+            elif spec.bcst_vl and not spec.nobcst:
+                evex[2] = 4 << w            # objdump broadcasts any full-vector source by W
+            else:                           # "{bad}"; moves with W1: AT&T {1toN}, -8
+                evex[2] = -8 if spec.bcst_vl and w else -1
         if evex is not None and evex[1] and not evex[0]:
             late = True             # objdump: {z} needs a mask
     elif choice.columns:
@@ -599,8 +601,10 @@ def _decode(data, offset, address, mode):
                 m.size = op[3][si]
                 scale_n = 1
                 if evex is not None:
-                    if evex[2] == -1:
+                    if evex[2] < 0:     # EVEX.b on a form without broadcast: unsized
                         m.size = 0
+                        if evex[2] < -1:
+                            evex[2] = -(op[3][si] // -evex[2])     # AT&T: {1toN}
                     elif evex[2]:
                         m.size = evex[2]
                         evex[2] = (op[3][si] // evex[2])    # {1toN}

@@ -18,7 +18,7 @@ KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
     L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
-    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable
+    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.

@@ -68,7 +68,7 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable")
+                 "ptable", "bcst_vl", "nobcst")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -129,6 +129,10 @@ class Spec:
         # objdump selects this 66 form by a prefix table: another pp is rejected before the
         # operands (else a 66-only form is rejected after them)
         self.ptable = "ptable" in f
+        # a full-vector memory source: objdump prints EVEX.b there as {1toN} by EVEX.W even
+        # when the form has no broadcast (its x_mode operands); elsewhere as {bad}
+        self.bcst_vl = any(i > 0 and op in ("Wx", "Mx") for i, op in enumerate(form.operands))
+        self.nobcst = "nobcst" in f         # ... but with EVEX.W=0 {bad} (moves, expand)
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
