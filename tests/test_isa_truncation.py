@@ -82,6 +82,22 @@ CASES: dict[int, list[str]] = {
         "62f174ecfec1", "62f17c6cfec1", "62f17cfcfec1", "62f17ce4fec1",
         # MPX with 16-bit addressing: the memory operand is (bad), no displacement read
         "670f1a80aabbccdd", "670f1a06aabb",
+        # (bad)s objdump decides after the operands (map column "!", 66-only forms, unused
+        # vvvv, {z} without a mask): no prefix words, and a cut-off operand truncates
+        "f2430f1792", "f30fec", "f30fc34d65", "f20f1700", "660f0900", "f30f38c9c1",
+        "c5e9f7c0", "c55e156a", "62f17c891003", "62f17c89100311",
+        # EVEX: a W-letter {bad} (vadds{bad}), W ignored (vaddps with W1), a late W check
+        # (vandps with W1), pp ignored (vpshrdw), the mask and {rn-bad} on an early (bad),
+        # {rz-bad} in the first free operand slot, REX hidden before an EVEX.U (bad)
+        "627695f5a8ec", "62f1fe0958c1", "62f1fc0958c1", "62f1fc0954c1", "62f1fc095403",
+        "6213973272f8f7", "62f17c1900c1", "6213fd7d03d836", "4962e10a", "4562f54258",
+        # EVEX.b on memory: {1toN} by W on a full-vector source, {bad} on moves with W0 and
+        # on destinations (before the mask)
+        "62f1fd39ed4301", "62f1fc19104301", "62f17c19104301", "62f17c191103",
+        # vmovss/vmovsd register stores print the VEX.L/EVEX.L'L-sized register
+        "c5ff11ca", "62f1ff4811ca",
+        # a late (bad) in 32-bit code: operand bytes cut off, no prefix words
+        "62e6cfaab87c0d", "6762e1ffb9d313",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",
@@ -92,6 +108,7 @@ CASES: dict[int, list[str]] = {
         "0f1a80aabb", "660f1a80aabb", "f30f1a80aabb", "f20f1a80aabb", "0f1b80aabb",
         "660f1b80aabb", "f30f1b80aabb", "f20f1b80aabb", "0f1a06aabb", "0f1a31", "0f1b3f",
         "670f1a80aabbccdd",
+        "62e1e4a074ae",
     ],
 }
 

@@ -111,13 +111,7 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
     if evex is not None:
         ops = list(ops)
         mask, zeroing, bcst, rounding = evex
-        if mask:
-            ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
-        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
-            for i, op in enumerate(insn.operands):
-                if type(op) is Mem:
-                    ops[i] += "/(bad)"
-        if bcst < 0:                    # EVEX.b on memory without broadcast
+        if bcst < 0:                    # EVEX.b on memory without broadcast (before {k})
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
                     ops[i] += "{bad}"
@@ -125,6 +119,12 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             for i, op in enumerate(insn.operands):       # where AT&T shows an x/y/z suffix
                 if type(op) is Mem and (insn.spec.sfx == SFX_XYZ or bcst * op.size < 64):
                     ops[i] += f"{{1to{bcst}}}"
+        if mask:
+            ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
+        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem:
+                    ops[i] += "/(bad)"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:

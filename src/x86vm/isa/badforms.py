@@ -18,7 +18,7 @@ _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
 
 
 class _Truncated(Exception):
-    pass
+    """The instruction runs past the end of the buffer (objdump: ".byte 0x.." or a prefix)."""
 
 
 def _gpr(size: int, num: int, rex: int) -> Reg:
@@ -33,10 +33,10 @@ def _read(data: bytes, pos: int, n: int, end: int) -> int:
     return int.from_bytes(data[pos:pos + n], "little")
 
 
-
 def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
-    """objdump's "(bad)"; consumed == -2: a VEX/EVEX form whose unused vvvv is not 1111,
-    printed without prefix words."""
+    """objdump's "(bad)" ending at `pos`, with the prefix words of every prefix but
+    `consumed` (the mandatory prefix that selected the missing form); consumed == -2: a (bad)
+    objdump decides after the operands, printed without prefix words."""
     unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
                                              if i != consumed)
     return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
@@ -99,7 +99,6 @@ def _rex_unshown(rex_i: int, byte1: int) -> int:
     """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
     when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
     return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
-
 
 
 def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end

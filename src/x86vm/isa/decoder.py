@@ -134,6 +134,8 @@ def set_tables(tables: dict[int, Tables]) -> None:
     """Decode with other compiled tables (cache.use_tables also drops the memo)."""
     global _TABLES
     _TABLES = tables
+
+
 def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
     """Decode one instruction from scratch (never raises for any bytes)."""
     try:
