@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .instruction import Decoded
 from .operands import BAD_OPERAND, GPR, GPR8_LEGACY, MMX, XMM, Imm, Reg
-from .tables import C_GPR, C_MMX, FALLTHROUGH, K_IMM, K_REG, K_RM, LATE
+from .tables import C_GPR, C_MMX, FALLTHROUGH, K_IMM, K_REG, K_RM, K_VVVV, LATE
 
 _OSI = {16: 0, 32: 1, 64: 2}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
@@ -101,8 +101,8 @@ def _rex_unshown(rex_i: int, byte1: int) -> int:
     return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
 
 
-def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end
-           ) -> Decoded:
+def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end,
+           vvvv=0, vl=0) -> Decoded:
     """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
     right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
     pos = offset + len(prefixes) + 1
@@ -124,6 +124,8 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
                 operands.append(MMX[num])
             else:
                 operands.append(XMM[num | ((rex & 4) << 1)])
+        elif op[0] == K_VVVV and op[1] == C_GPR:
+            operands.append(BAD_OPERAND if vl else _gpr(op[2][si], vvvv, rex))
         elif op[0] == K_IMM:
             n = op[1][si]
             operands.append(Imm(_read(data, pos, n, end), n))

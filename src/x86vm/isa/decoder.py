@@ -437,7 +437,7 @@ def _decode(data, offset, address, mode):
                 if late:            # objdump prints the operand as "(bad)", then rejects
                     return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
-                              rex, osz_i, end)
+                              rex, osz_i, end, vvvv, vl)
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
@@ -733,8 +733,8 @@ def _decode(data, offset, address, mode):
             cls = op[1]
             if cls == C_XMM:
                 operands.append(BAD_OPERAND if vbad else _VEC[op[2][si]][vvvv])
-            elif cls == C_GPR:
-                operands.append(GPR[op[2][si]][vvvv])
+            elif cls == C_GPR:              # objdump: no general register with VEX.L=1
+                operands.append(BAD_OPERAND if vl else GPR[op[2][si]][vvvv])
             else:
                 regs = _CLASS_REGS[cls]
                 operands.append(regs[vvvv & (len(regs) - 1)])
