@@ -69,8 +69,9 @@ def _ptable(form) -> bool:
     return (form[0] if type(form) is tuple else form).ptable
 
 
-def _late_form(choice):
-    """The form whose operands objdump reads before a late "(bad)": plain, else 66."""
+def _fallback_form(choice):
+    """The line's form objdump decodes where this column has none (before a late "(bad)", or
+    when it ignores VEX.pp): plain, else 66."""
     plain = choice.plain
     return plain if plain is not None and plain is not LATE and plain is not FALLTHROUGH \
         else choice.p66

@@ -22,9 +22,9 @@ from .badforms import (
     _badop,
     _evex_bad,
     _evex_bad_form,
+    _fallback_form,
     _fwait,
     _gpr,
-    _late_form,
     _only66,
     _prefix_only,
     _ptable,
@@ -362,10 +362,10 @@ def _decode(data, offset, address, mode):
             else (choice.plain if pp == 0 else None)
         if spec is LATE or spec is None and _only66(choice) and not (
                 evex is not None and _ptable(choice.p66)):
-            spec = _late_form(choice)
+            spec = _fallback_form(choice)
             late = True
         elif spec is FALLTHROUGH:   # objdump ignores VEX.pp for this form
-            spec = _late_form(choice)
+            spec = _fallback_form(choice)
         rc = vl
         if evex is not None and ebit and modrm >= 0xC0:
             vl = 2                  # EVEX.b with registers: L'L is rounding; 512 bits
@@ -419,7 +419,7 @@ def _decode(data, offset, address, mode):
             else:
                 spec = choice.plain
         if spec is LATE or (spec is None or spec is FALLTHROUGH) and _only66(choice):
-            spec = _late_form(choice)
+            spec = _fallback_form(choice)
             late = True
         elif spec is None or spec is FALLTHROUGH:
             return bad(data, offset, pos, address, mode, prefixes, consumed)

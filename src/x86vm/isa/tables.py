@@ -282,6 +282,7 @@ class Choice:
 FALLTHROUGH = "="      # column value: ignore this prefix, use the next choice
 LATE = "!"             # column value: objdump reads the operands of the line's other form
                        # (plain, else 66), then prints "(bad)" (its PREFIX_OPCODE check)
+_COLUMN_MARKS = {"fallthrough": FALLTHROUGH, "late": LATE}
 
 
 class Slot:
@@ -353,11 +354,7 @@ class Tables:
             form = columns.get(pfx)
             if form is None:
                 return None
-            if form.kind == "fallthrough":
-                return FALLTHROUGH
-            if form.kind == "late":
-                return LATE
-            return self._spec(form, inherited)
+            return _COLUMN_MARKS.get(form.kind) or self._spec(form, inherited)
         if set(columns) == {None}:
             return Choice(col(None))
         return Choice(col(None), col("66"), col("F3"), col("F2"), columns=True)
@@ -412,10 +409,7 @@ class Tables:
                 per_column[pfx] = [c.plain if c else None
                                    for c in self._group_table(form, entry.line)]
             else:
-                spec = self._choice({None: form}).plain if form.kind not in (
-                    "fallthrough", "late") else FALLTHROUGH if form.kind == "fallthrough" \
-                    else LATE
-                per_column[pfx] = [spec] * 256
+                per_column[pfx] = [self._choice({None: form}).plain] * 256
         cells = []
         for modrm in range(256):
             get = {p: col[modrm] for p, col in per_column.items()}
