@@ -382,7 +382,7 @@ def _decode(data, offset, address, mode):
             return bad(data, offset, pos, address, mode, prefixes, nobad)
         if vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv:
             late = True             # objdump: an unused VEX.vvvv must be 1111
-        if spec.w_rule == W_LATE and spec.vex_w != w:
+        if spec.w_rule == W_LATE and spec.vex_w is not None and spec.vex_w != w:
             late = True             # objdump's "pX" forms check EVEX.W after the operands
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
