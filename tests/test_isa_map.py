@@ -31,6 +31,11 @@ GOOD_HEADER = "[map one-byte]\n"
     (GOOD_HEADER + "00: a~b Ev\n", "opcodes.map:2: size alternatives need three names a~b~c"),
     (GOOD_HEADER + "c0-b0: nop\n", "opcodes.map:2: empty range 'c0-b0'"),
     ("[group g]\n/0: nop\n[group g]\n", "opcodes.map:3: duplicate section 'g'"),
+    (GOOD_HEADER + "00: - | 66: - | F2: !\n",
+     "opcodes.map:2: a '!' column needs a plain or 66 form to read"),
+    (GOOD_HEADER + "00: add Eb,Gb (Wany)\n",
+     "opcodes.map:2: Wlate/Wany need a W0 or W1 constraint"),
+    (GOOD_HEADER + "00: vadds!s Vx,Wx\n", "opcodes.map:2: bad mnemonic 'vadds!s'"),
 ])
 def test_malformed_lines_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(MapError) as err:

@@ -216,6 +216,12 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
             if pfx in columns:
                 raise MapError(f"{where}: duplicate prefix column {pfx}")
             columns[pfx] = _parse_form(alt, where, number, result.lists)
+        if any(f.kind == "late" for f in columns.values()) and not any(
+                f.kind in ("insn", "group") for p, f in columns.items() if p in (None, "66")):
+            raise MapError(f"{where}: a '!' column needs a plain or 66 form to read")
+        for form in columns.values():
+            if form.flags & {"Wlate", "Wany"} and not form.flags & {"W0", "W1"}:
+                raise MapError(f"{where}: Wlate/Wany need a W0 or W1 constraint")
         modes = frozenset().union(*(f.flags for f in columns.values())) & {
             "i64", "o64", "L0", "L1", "L1+", "L2", "W0", "W1"}
         qual = m.group("qual")
