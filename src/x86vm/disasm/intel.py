@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import SFX_XY, SFX_XYZ
+from x86vm.isa.tables import K_FLAGS
 
 from .common import (
     H_FAR_INTEL,
@@ -105,6 +105,18 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
+def _length_shown(insn: Instruction, upto: int) -> bool:
+    """objdump's EVEX_len_used: an operand before `upto` is a vector register named by the
+    vector length (a full-length one; a half-length one only as a 512-bit form's ymm)."""
+    plans = (p for p in insn.spec.ops if p[0] != K_FLAGS)
+    for op, plan in zip(insn.operands[:upto], plans, strict=False):
+        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and len(plan) > 2:
+            sizes = plan[2]
+            if sizes[6] == 64 or sizes[6] == 32 and sizes[3] == 16 and op.cls == "ymm":
+                return True
+    return False
+
+
 def _operands(insn: Instruction, ops: list[str]) -> list[str]:
     """The operand texts as printed: with AVX-512 decorations."""
     evex = insn.evex
@@ -115,9 +127,9 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
                     ops[i] += "{bad}"
-        elif bcst and insn.spec.sfx in (SFX_XY, SFX_XYZ):   # narrowing converts: {1toN}
-            for i, op in enumerate(insn.operands):       # where AT&T shows an x/y/z suffix
-                if type(op) is Mem and (insn.spec.sfx == SFX_XYZ or bcst * op.size < 64):
+        elif bcst:              # "BCST [..]", and {1toN} unless the vector length was shown
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem and not _length_shown(insn, i):
                     ops[i] += f"{{1to{bcst}}}"
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")

@@ -384,6 +384,7 @@ def _decode(data, offset, address, mode):
             late = True             # objdump: an unused VEX.vvvv must be 1111
         if spec.w_rule == W_LATE and spec.vex_w != w:
             late = True             # objdump's "pX" forms check EVEX.W after the operands
+        bcst_n = 0
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -395,10 +396,12 @@ def _decode(data, offset, address, mode):
                 vl = 2
             elif spec.bcst:
                 evex[2] = 2 if spec.bcst == 2 else 4 << w       # FP16: 2, else by EVEX.W
+                if w and (spec.bcst != 2 or not spec.bcst_vl):
+                    bcst_n = 2 << vl        # objdump: {1toN} by the vector length
             elif spec.bcst_vl and not spec.nobcst:
                 evex[2] = 4 << w            # objdump broadcasts any full-vector source by W
-            else:                           # "{bad}"; moves with W1: AT&T {1toN}, -8
-                evex[2] = -8 if spec.bcst_vl and w else -1
+            else:       # "{bad}"; with W1 AT&T {1toN} by the vector length (-N)
+                evex[2] = -(2 << vl) if w and not spec.bcst_q else -1
         if evex is not None and evex[1] and not evex[0]:
             late = True             # objdump: {z} needs a mask
     elif choice.columns:
@@ -605,11 +608,9 @@ def _decode(data, offset, address, mode):
                 if evex is not None:
                     if evex[2] < 0:     # EVEX.b on a form without broadcast: unsized
                         m.size = 0
-                        if evex[2] < -1:
-                            evex[2] = -(op[3][si] // -evex[2])     # AT&T: {1toN}
                     elif evex[2]:
                         m.size = evex[2]
-                        evex[2] = (op[3][si] // evex[2])    # {1toN}
+                        evex[2] = bcst_n or (op[3][si] // evex[2])    # {1toN}
                     if m.disp_size == 1:                     # compressed disp8*N
                         scale_n = spec.disp8_n or m.size or op[3][si]    # {bad}: unsized
                         m.disp *= scale_n

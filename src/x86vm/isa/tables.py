@@ -27,7 +27,7 @@ _SIZE3 = {
     "b": (1, 1, 1), "w": (2, 2, 2), "d": (4, 4, 4), "q": (8, 8, 8), "v": (2, 4, 8),
     "z": (2, 4, 4), "y": (4, 4, 8), "p": (4, 6, 6), "s": (0, 0, 0), "t": (10, 10, 10),
     "a": (4, 8, 8), "dq": (16, 16, 16), "x": (16, 16, 16), "ps": (16, 16, 16),
-    "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
+    "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "sh": (2, 2, 2), "": (0, 0, 0),
     "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
@@ -68,7 +68,7 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -129,10 +129,19 @@ class Spec:
         # objdump selects this 66 form by a prefix table: another pp is rejected before the
         # operands (else a 66-only form is rejected after them)
         self.ptable = "ptable" in f
-        # a full-vector memory source: objdump prints EVEX.b there as {1toN} by EVEX.W even
-        # when the form has no broadcast (its x_mode operands); elsewhere as {bad}
-        self.bcst_vl = any(i > 0 and op in ("Wx", "Mx") for i, op in enumerate(form.operands))
+        # a full-vector memory operand (objdump's x_mode: a source, or an Mx destination, not
+        # a Wx store): objdump prints EVEX.b there as {1toN} by EVEX.W even when the form has
+        # no broadcast
+        self.bcst_vl = any(op == "Mx" or i > 0 and op == "Wx"
+                           for i, op in enumerate(form.operands))
         self.nobcst = "nobcst" in f         # ... but with EVEX.W=0 {bad} (moves, expand)
+        # other memory operands: EVEX.b with EVEX.W=1 prints {1toN} (AT&T) by the vector
+        # length, except on objdump's quadword operands (q_mode, ymmq_mode; not "bcstw") and
+        # after a scalar register destination (Vss/Vsd/Vsh, its XMScalar): {bad}
+        mem_at = next((i for i, op in enumerate(self.ops) if op[0] == K_RM), 0)
+        self.bcst_q = any(op.split("/")[-1] in ("Wq", "Mq", "Wxdup") for op in form.operands) \
+            and "bcstw" not in f or any(op in ("Vss", "Vsd", "Vsh")
+                                        for op in form.operands[:mem_at])
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
