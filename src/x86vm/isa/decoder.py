@@ -17,6 +17,7 @@ from functools import partial
 from .badforms import (
     _OSI,
     _ROUNDING,
+    _VEC,
     _bad,
     _bad_sib_missing,
     _badop,
@@ -53,8 +54,6 @@ from .operands import (
     TMM,
     TR,
     XMM,
-    YMM,
-    ZMM,
     BadMemory,
     Far,
     Imm,
@@ -119,7 +118,6 @@ _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
                C_BND: BND, C_TMM: TMM}
-_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -440,7 +438,8 @@ def _decode(data, offset, address, mode):
                 if late:            # objdump prints the operand as "(bad)", then rejects
                     return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
-                              rex, osz_i, end, vvvv, vl)
+                              rex, osz_i, end, vvvv, vl,
+                              evex and (evex, ebit and modrm >= 0xC0 and rc + 1, rhi, vbad))
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
@@ -599,8 +598,8 @@ def _decode(data, offset, address, mode):
                     operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
                 if rex & 1:
                     rex_used |= 1
-            elif mem is None:
-                operands.append(BadMemory(op[3][si]))       # VSIB without SIB, MPX rip
+            elif mem is None:       # VSIB without SIB, MPX rip (with EVEX.b: unsized)
+                operands.append(BadMemory(0 if evex is not None and ebit else op[3][si]))
             else:
                 m = mem
                 m.size = op[3][si]
