@@ -141,15 +141,25 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
     names, att_names = spec.names[si], spec.att_names[si]
     unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
     if evex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
-        i = spec.wbad
-        names = names[:i] + "{bad}" + names[i + 1:]
-        att_names = att_names[:i] + "{bad}" + att_names[i + 1:]
+        names, att_names = _bad_letter(names, spec.wbad), _bad_letter(att_names, spec.wbad)
     insn = Decoded(address, pos - offset, bytes(data[offset:pos]), names, att_names,
                    tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
     if evex:
         mask, rc = evex[0], evex[1]
         insn.evex = (mask[0], mask[1], 0, rc and _ROUNDING[rc - 1][:2] + "-bad")
     return insn
+
+
+def _bad_letter(name: str, i: int) -> str:
+    """objdump's "{bad}" for the mnemonic letter at `i` (an EVEX.W of the other form); a part
+    named by the immediate ("{}") keeps its distance from the end: objdump inserts it last."""
+    new = name[:i] + "{bad}" + name[i + 1:]
+    at = name.find("{}")
+    if at < 0:
+        return new
+    new = new.replace("{}", "", 1)
+    cut = len(new) - (len(name) - at - 2)
+    return new[:cut] + "{}" + new[cut:]
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:

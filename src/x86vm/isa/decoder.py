@@ -19,6 +19,7 @@ from .badforms import (
     _ROUNDING,
     _VEC,
     _bad,
+    _bad_letter,
     _bad_sib_missing,
     _badop,
     _evex_bad,
@@ -747,6 +748,10 @@ def _decode(data, offset, address, mode):
             operands.append(Imm(data[pos - 1] & 0xF, 1))
         elif k == K_FLAGS:
             pass
+    if spec.distinct and any(type(o) is Reg and o.num == operands[0].num for o in operands[1:]):
+        operands[0] = BAD_OPERAND   # objdump: the destination must differ from the sources
+        if evex[2] == -1 and w:     # ... and the scalar one did not stop EVEX.b's {1toN}
+            evex[2] = -(2 << vl)
     length = pos - offset
     if rel is not None:
         if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
@@ -769,9 +774,8 @@ def _decode(data, offset, address, mode):
     else:
         name, att_name = names[osi], att[osi]
     if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
-        i = spec.wbad           # EVEX.W of the other form: objdump marks one letter {bad}
-        name = name[:i] + "{bad}" + name[i + 1:]
-        att_name = att_name[:i] + "{bad}" + att_name[i + 1:]
+        name = _bad_letter(name, spec.wbad)     # EVEX.W of the other form: objdump marks
+        att_name = _bad_letter(att_name, spec.wbad)     # one letter {bad}
     if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
         if spec.fwait:
             name = "f" + name[2:]

@@ -68,7 +68,7 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst", "bcst_q")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -76,7 +76,7 @@ class Spec:
         self.flags = f
         # "vadds!s": objdump prints the letter after "!" as "{bad}" when EVEX.W is the other
         # one (its %XS/%XD/%XH templates), instead of rejecting the encoding
-        self.wbad = form.mnemonic.find("!")
+        self.wbad = re.sub(r"\{[^}]*\}", "{}", form.mnemonic).find("!")
         self.names = _names(form.mnemonic.replace("!", ""))
         self.att_names = _names((form.att_mnemonic or form.mnemonic).replace("!", ""))
         self.asz_names = "asz" in f
@@ -143,6 +143,8 @@ class Spec:
             and "bcstw" not in f or any(op in ("Vss", "Vsd", "Vsh")
                                         for op in form.operands[:mem_at])
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
+        # objdump's DistinctDest: a destination equal to a source register prints "(bad)"
+        self.distinct = "distinct" in f
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
