@@ -20,6 +20,7 @@ from .common import (
     prefix_words,
     size_suffix,
     value_holes,
+    vsib_marks,
 )
 
 PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWORD PTR ",
@@ -120,6 +121,10 @@ def _length_shown(insn: Instruction, upto: int) -> bool:
 def _operands(insn: Instruction, ops: list[str]) -> list[str]:
     """The operand texts as printed: with AVX-512 decorations."""
     evex = insn.evex
+    if insn.spec.vsib is not None:
+        ops = list(ops)
+        for i in vsib_marks(insn, False)[0]:
+            ops[i] += "/(bad)"
     if evex is not None:
         ops = list(ops)
         mask, zeroing, bcst, rounding = evex
@@ -133,10 +138,8 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
                     ops[i] += f"{{1to{bcst}}}"
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
-        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
-            for i, op in enumerate(insn.operands):
-                if type(op) is Mem:
-                    ops[i] += "/(bad)"
+        if insn.spec.vsib is not None and vsib_marks(insn, False)[1]:   # they need a {k}
+            ops[0] += "/(bad)"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:

@@ -106,9 +106,10 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
            vvvv=0, vl=0, evex=None) -> Decoded:
     """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
     right after the first opcode byte (later operands, e.g. an imm8, are read from there).
-    EVEX (`evex`: the mask fields, EVEX.b's rounding + 1 with a register ModRM, EVEX.R' and
-    a V' that outside 64-bit mode makes vvvv "(bad)"): vector registers by the vector length,
-    the mask, an unused rounding as "{rX-bad}", a wrong EVEX.W's "{bad}" letter."""
+    EVEX (`evex`: the mask fields, EVEX.b's rounding + 1 with a register ModRM, EVEX.R', a
+    V' that outside 64-bit mode makes vvvv "(bad)", EVEX.b): vector registers by the vector
+    length, the mask, an unused rounding as "{rX-bad}", a wrong EVEX.W's "{bad}" letter,
+    "{evex}" as on the instruction."""
     pos = offset + len(prefixes) + 1
     osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
     if mode == 16 and osz_i >= 0:
@@ -147,6 +148,9 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
     if evex:
         mask, rc = evex[0], evex[1]
         insn.evex = (mask[0], mask[1], 0, rc and _ROUNDING[rc - 1][:2] + "-bad")
+        if spec.evex_pseudo[si] and not (mask[0] or evex[4] or vl == 2) and not any(
+                type(o) is Reg and o.num >= 16 for o in operands):
+            insn.pseudo_prefix = "{evex}"
     return insn
 
 

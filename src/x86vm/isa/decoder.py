@@ -440,7 +440,8 @@ def _decode(data, offset, address, mode):
                     return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
                               rex, osz_i, end, vvvv, vl,
-                              evex and (evex, ebit and modrm >= 0xC0 and rc + 1, rhi, vbad))
+                              evex and (evex, ebit and modrm >= 0xC0 and rc + 1, rhi, vbad,
+                                        ebit))
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
@@ -837,7 +838,7 @@ def _decode(data, offset, address, mode):
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
-        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
+        if spec.evex_pseudo[osi] and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
                 not any(type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm")
                         for o in operands):
             insn.pseudo_prefix = "{evex}"

@@ -150,7 +150,8 @@ class Spec:
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         # compressed disp8 scale (SDM §2.7.5) when it is the element, not the operand, size
         self.disp8_n = next((int(n[1]) for n in ("n1", "n2", "n4", "n8") if n in f), 0)
-        self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
+        # per operand-size name: an EVEX form with a VEX twin prints "{evex}" (set below)
+        self.evex_pseudo = (False, False, False)
         self.vex_pseudo = "vex-pseudo" in f
         # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
         vsib = [op[2] for op in form.operands if op in ("Mvxd", "Mvxq", "Mvhq")]
@@ -324,12 +325,14 @@ class Tables:
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
-        vex_names = {(s.names[1], s.classes) for k, s in self._spec_cache.items()
-                     if k[-1] in self._vex_lines and not s.vex_pseudo}
+        vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
+                     if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():
-            if key[-1] in self._evex_lines and (spec.names[1], spec.classes) in vex_names and not (
-                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
-                spec.evex_pseudo = True
+            if key[-1] in self._evex_lines and not (
+                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K) and \
+                    "noevex" not in spec.flags:     # per name: vpsrad has a twin, vpsraq not
+                spec.evex_pseudo = tuple((n, spec.classes) in vex_names or "evex-pseudo" in
+                                         spec.flags for n in spec.names)
 
     def _lines(self, maps) -> set[int]:
         """Line numbers of the entries of these maps and of the groups they use."""
