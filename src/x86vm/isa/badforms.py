@@ -148,7 +148,7 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
     if evex:
         mask, rc = evex[0], evex[1]
         insn.evex = (mask[0], mask[1], 0, rc and _ROUNDING[rc - 1][:2] + "-bad")
-        if spec.evex_pseudo[si] and not (mask[0] or evex[4] or vl == 2) and not any(
+        if spec.evex_pseudo[si] and not (mask[0] or evex[4] or vl == 2 or vvvv & 0x10) and not any(
                 type(o) is Reg and o.num >= 16 for o in operands):
             insn.pseudo_prefix = "{evex}"
     return insn

@@ -211,7 +211,7 @@ def _decode(data, offset, address, mode):
     vex = False
     evex = None
     vl = 0
-    vvvv = 0
+    vvvv = vraw = 0     # vraw: the 4 vvvv bits objdump checks, also outside 64-bit mode
     rhi = xhi = 0
     vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
     lookahead = 0       # bytes past the opcode that objdump reads though they are not its
@@ -236,7 +236,8 @@ def _decode(data, offset, address, mode):
         rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
         rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
         xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
-        vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
+        vraw = (~p1 >> 3) & 0xF
+        vvvv = vraw | ((~p2 << 1) & 0x10)
         if mode != 64:
             vbad = not p2 & 8
             vvvv &= 7
@@ -304,7 +305,7 @@ def _decode(data, offset, address, mode):
             return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, b1))
         _REX_REPLACED[0] = True
-        vvvv = (~b2 >> 3) & 0xF
+        vvvv = vraw = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
             rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
@@ -328,7 +329,7 @@ def _decode(data, offset, address, mode):
             b = data[pos]
             pos += 1
             slot = tables.maps[slot.escape][b]
-    nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
+    nobad = -2 if vex and vraw else -1      # (bad) without prefix words (objdump)
     if slot is None:
         if (vex or pos - offset - len(prefixes) == 3) and _sib_missing(data, pos, end, mode,
                                                                        asz_i):
@@ -379,8 +380,8 @@ def _decode(data, offset, address, mode):
                     spec.wbad < 0 and not spec.w_rule or evex is None)) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl):
             return bad(data, offset, pos, address, mode, prefixes, nobad)
-        if vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv:
-            late = True             # objdump: an unused VEX.vvvv must be 1111
+        if vraw and not spec.uses_vvvv:
+            late = True             # objdump: an unused VEX.vvvv must be 1111 (EVEX.V' aside)
         if spec.w_rule == W_LATE and spec.vex_w != w:
             late = True             # objdump's "pX" forms check EVEX.W after the operands
         bcst_n = 0
@@ -612,8 +613,9 @@ def _decode(data, offset, address, mode):
                     elif evex[2]:
                         m.size = evex[2]
                         evex[2] = bcst_n or (op[3][si] // evex[2])    # {1toN}
-                    if m.disp_size == 1:                     # compressed disp8*N
-                        scale_n = spec.disp8_n or m.size or op[3][si]    # {bad}: unsized
+                    if m.disp_size == 1:        # compressed disp8*N ({bad}: unsized)
+                        scale_n = spec.disp8_n or (m.size << w if m.size == 2 and evex[2] > 0
+                                                   else m.size) or op[3][si]   # FP16 by W
                         m.disp *= scale_n
                 if m.disp_size:
                     fields.append((F_DISP, len(operands), disp_at, m.disp_size,
@@ -627,7 +629,7 @@ def _decode(data, offset, address, mode):
                 size = op[2][si] or asz >> 3        # "as": the address size
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
-                operands.append(_gpr(size, num, rex))
+                operands.append(BAD_OPERAND if rhi else _gpr(size, num, rex))  # EVEX.R' set
                 if rex & 4:
                     rex_used |= 4
             elif cls == C_SEG:
@@ -749,7 +751,8 @@ def _decode(data, offset, address, mode):
             operands.append(Imm(data[pos - 1] & 0xF, 1))
         elif k == K_FLAGS:
             pass
-    if spec.distinct and any(type(o) is Reg and o.num == operands[0].num for o in operands[1:]):
+    if spec.distinct and (operands[0].num == vvvv or any(
+            type(o) is Reg and o.num == operands[0].num for o in operands[1:])):
         operands[0] = BAD_OPERAND   # objdump: the destination must differ from the sources
         if evex[2] == -1 and w:     # ... and the scalar one did not stop EVEX.b's {1toN}
             evex[2] = -(2 << vl)
@@ -838,7 +841,8 @@ def _decode(data, offset, address, mode):
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
-        if spec.evex_pseudo[osi] and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
+        if spec.evex_pseudo[osi] and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad
+                                          or vvvv & 0x10) and \
                 not any(type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm")
                         for o in operands):
             insn.pseudo_prefix = "{evex}"
