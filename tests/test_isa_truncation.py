@@ -48,6 +48,10 @@ CASES: dict[int, list[str]] = {
         # with W0 has no "{evex}"
         "62f17e101103", "62f17e001103", "62f1fe00e603", "6261fe3b7984036241479b",
         "6226fd54be5129", "62f17d002fc1", "62f1fd082fc1",
+        # L'L=3 is an early (bad): prefix words and mask; a memory operand objdump cannot
+        # form keeps its segment override ("%fs:(bad)")
+        "666242fce572", "2e4062c2ff7c77", "6462b27d0c924d", "3e62b27d0c924d",
+        "64f30f1b0500000000",
         # vpshufbitqmb with EVEX.b: objdump broadcasts dwords ({1to4}, disp8*4)
         "62d215188f785b", "62d215388f785b", "62d215588f385b", "62d215088f785b",
         # only the last F3/F2 is named by its role (rep, xrelease, xacquire)
@@ -127,6 +131,7 @@ CASES: dict[int, list[str]] = {
         # objdump checks all four VEX/EVEX.vvvv bits for "unused" also in 32-bit code;
         # DistinctDest compares vvvv's low bits though V' makes its operand (bad)
         "c4e1396ec0", "62f13d086ec0", "62e1bec36f6dc9", "62d6bf115702", "62e6af10d79370257a68",
+        "64670f1a80aabbccdd", "f3f262f37f6644",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",

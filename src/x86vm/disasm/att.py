@@ -68,6 +68,8 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
+    if t is BadMemory and op.seg:
+        return f"%{op.seg}:(bad)"
     if t is BadOperand or t is BadMemory:
         return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed

@@ -72,7 +72,7 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
     if t is BadMemory:
-        return PTR.get(op.size, "") + "(bad)"
+        return PTR.get(op.size, "") + (f"{op.seg}:(bad)" if op.seg else "(bad)")
     if t is BadOperand:
         return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts

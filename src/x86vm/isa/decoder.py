@@ -258,10 +258,8 @@ def _decode(data, offset, address, mode):
             return _evex_bad(data, offset, pos, address, mode, prefixes, evex, vvvv_set,
                              ebit, vl)
         if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
-            bad = _bad(data, offset, pos, address, mode, prefixes, -2)
-            if not vvvv_set:
-                bad.evex = tuple(evex)
-            return bad
+            return _evex_bad(data, offset, pos, address, mode, prefixes, evex, vvvv_set,
+                             ebit, vl)
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
@@ -602,7 +600,8 @@ def _decode(data, offset, address, mode):
                 if rex & 1:
                     rex_used |= 1
             elif mem is None:       # VSIB without SIB, MPX rip (with EVEX.b: unsized)
-                operands.append(BadMemory(0 if evex is not None and ebit else op[3][si]))
+                operands.append(BadMemory(0 if evex is not None and ebit else op[3][si], seg))
+                seg_used = seg is not None
             else:
                 m = mem
                 m.size = op[3][si]
