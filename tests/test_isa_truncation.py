@@ -43,6 +43,8 @@ CASES: dict[int, list[str]] = {
         "62f27d08a0c1", "62f27d08a00c08", "62f27d49900c08", "62f1fd08e2c9", "62f17d08e2c9",
         "62f27d0847c9", "62f2fd2816c9", "62f17d08c503f1", "62f17d18c503f1", "62f27e0850c1",
         "62f1ff192a03", "62f1fd0858c1",
+        # VEX BadOp forms print their vector registers by VEX.L: gathers, vpextrw, AVX-NE
+        "c4e27990c1", "c4e27d90c1", "c4e179c503e1", "c4e27cb0c1", "c4e27db1c1",
         # an unused EVEX.vvvv is its four bits (V' clear is fine), EVEX.R' on a general
         # register destination is (bad), FP16 broadcasts scale disp8 by EVEX.W, vcomisd
         # with W0 has no "{evex}"

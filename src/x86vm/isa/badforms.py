@@ -127,14 +127,13 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
                 operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
             elif op[1] == C_MMX:
                 operands.append(MMX[num])
-            elif evex:
-                operands.append(_VEC[op[2][si + 3 * vl]][num | (rex & 4) << 1 | evex[2]])
             else:
-                operands.append(XMM[num | ((rex & 4) << 1)])
+                operands.append(_VEC[op[2][si + 3 * vl]][num | (rex & 4) << 1
+                                                        | (evex[2] if evex else 0)])
         elif op[0] == K_VVVV and op[1] == C_GPR:
             operands.append(BAD_OPERAND if vl else _gpr(op[2][si], vvvv, rex))
-        elif op[0] == K_VVVV and evex:
-            operands.append(BAD_OPERAND if evex[3] else _VEC[op[2][si + 3 * vl]][vvvv])
+        elif op[0] == K_VVVV:
+            operands.append(BAD_OPERAND if evex and evex[3] else _VEC[op[2][si + 3 * vl]][vvvv])
         elif op[0] == K_IMM:
             n = op[1][si]
             operands.append(Imm(_read(data, pos, n, end), n))
