@@ -2,6 +2,7 @@
 
     python3 tests/isa_sweep.py [--mode 64] [--space legacy|vex|evex] [--syntax att|intel]
                                [--show 40] [--sample N]
+    python3 tests/isa_sweep.py --space evex-fields --sample N     (random EVEX fields)
 
 Random bytes rarely reach the corners of the encoding space (an EVEX form with the "wrong"
 W, a mandatory prefix a form lacks, an operand cut off by the end of the code).  This builds
@@ -82,12 +83,31 @@ def evex(mode: int, mm: int, op: int, pp: int, w: int, ll: int, bbit: int, vvvv:
             _snippet(head, reg, kind))
 
 
+PREFIX_RUNS = (b"", b"\x66", b"\x67", b"\xf2", b"\xf3", b"\x64", b"\x2e", b"\xf0", b"\x48",
+               b"\x41", b"\x66\x67", b"\xf3\xf2")
+
+
+def evex_fields(mode: int, mm: int, p0_high: int, p1: int, p2: int, op: int, pre: int,
+                cut: int):
+    """Any EVEX.R/X/B/R', W, vvvv, pp, z, L'L, b, V' and mask (the grid above keeps most of
+    them fixed), after a legacy prefix run, with `cut` more bytes (ModRM, SIB, displacement,
+    immediate: drawn from the point itself) before the end of the code.  Sample only."""
+    prefixes = bytes(b for b in PREFIX_RUNS[pre] if mode == 64 or not 0x40 <= b <= 0x4F)
+    rng = random.Random(f"{mm} {p0_high} {p1} {p2} {op} {pre} {cut}")
+    tail = bytes(rng.randrange(256) for _ in range(cut))
+    p0 = p0_high << 4 | mm
+    return (f"evexf m{mm} {op:02x} P0 {p0:02x} P1 {p1 | 4:02x} P2 {p2:02x} pre{pre} cut{cut}",
+            prefixes + bytes([0x62, p0, p1 | 4, p2, op]) + tail)
+
+
 BYTE, REG, BIT = range(256), range(8), (0, 1)
 SPACES = {      # space: (builder, the axes of its grid)
     "legacy": (legacy, (tuple(LEGACY_PREFIXES), tuple(LEGACY_MAPS), BYTE, REG, MODRM_KINDS)),
     "vex": (vex, ((1, 2, 3), BYTE, range(4), BIT, BIT, (0xF, 0x9), REG, MODRM_KINDS)),
     "evex": (evex, ((1, 2, 3, 5, 6), BYTE, range(4), BIT, range(4), BIT, (0xF, 0x9), REG,
                     MODRM_KINDS)),
+    "evex-fields": (evex_fields, ((1, 2, 3, 5, 6), range(16), BYTE, BYTE, BYTE,
+                                  range(len(PREFIX_RUNS)), range(9))),
 }
 
 
@@ -138,7 +158,9 @@ def main() -> int:
     total = bad = 0
     groups: collections.Counter = collections.Counter()
     example: dict = {}
-    for space in args.space or list(SPACES):
+    for space in args.space or [s for s in SPACES if s != "evex-fields"]:
+        if space == "evex-fields" and not args.sample:
+            parser.error("--space evex-fields needs --sample N")
         items = grid(space, args.mode, args.sample)
         for start in range(0, len(items), 40000):
             batch = items[start:start + 40000]

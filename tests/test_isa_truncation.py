@@ -37,6 +37,23 @@ CASES: dict[int, list[str]] = {
         "629c8058c7", "62036a6e06", "4762af9ded22", "426295794720", "4762fd9ded22",
         "62c1b78abd94", "646273b5f8f93c", "62f17cecfec1", "62f174ecfec1", "62f17c6cfec1",
         "62f1fcecfec1", "62f17cec58c1",
+        # gathers/scatters: registers that must differ and a missing mask are "/(bad)"
+        # (an EVEX gather's index only in AT&T), "{evex}" as objdump's templates have it
+        "c4e279900c08", "c4e271900c08", "c4e249900c08", "62f27d08900c08", "62f27d0890c1",
+        "62f27d08a0c1", "62f27d08a00c08", "62f27d49900c08", "62f1fd08e2c9", "62f17d08e2c9",
+        "62f27d0847c9", "62f2fd2816c9", "62f17d08c503f1", "62f17d18c503f1", "62f27e0850c1",
+        "62f1ff192a03", "62f1fd0858c1",
+        # VEX BadOp forms print their vector registers by VEX.L: gathers, vpextrw, AVX-NE
+        "c4e27990c1", "c4e27d90c1", "c4e179c503e1", "c4e27cb0c1", "c4e27db1c1",
+        # an unused EVEX.vvvv is its four bits (V' clear is fine), EVEX.R' on a general
+        # register destination is (bad), FP16 broadcasts scale disp8 by EVEX.W, vcomisd
+        # with W0 has no "{evex}"
+        "62f17e101103", "62f17e001103", "62f1fe00e603", "6261fe3b7984036241479b",
+        "6226fd54be5129", "62f17d002fc1", "62f1fd082fc1",
+        # L'L=3 is an early (bad): prefix words and mask; a memory operand objdump cannot
+        # form keeps its segment override ("%fs:(bad)")
+        "666242fce572", "2e4062c2ff7c77", "6462b27d0c924d", "3e62b27d0c924d",
+        "64f30f1b0500000000",
         # vpshufbitqmb with EVEX.b: objdump broadcasts dwords ({1to4}, disp8*4)
         "62d215188f785b", "62d215388f785b", "62d215588f385b", "62d215088f785b",
         # only the last F3/F2 is named by its role (rep, xrelease, xacquire)
@@ -91,13 +108,32 @@ CASES: dict[int, list[str]] = {
         # {rz-bad} in the first free operand slot, REX hidden before an EVEX.U (bad)
         "627695f5a8ec", "62f1fe0958c1", "62f1fc0958c1", "62f1fc0954c1", "62f1fc095403",
         "6213973272f8f7", "62f17c1900c1", "6213fd7d03d836", "4962e10a", "4562f54258",
-        # EVEX.b on memory: {1toN} by W on a full-vector source, {bad} on moves with W0 and
-        # on destinations (before the mask)
+        # EVEX.b on memory: {1toN} by W on a full-vector operand, {bad} on moves with W0
+        # (before the mask); with W1 {1toN} by the vector length on other operands (Intel
+        # {bad}) but quadwords and after a scalar destination; Intel {1toN} after BCST
+        # only when no operand showed the vector length
         "62f1fd39ed4301", "62f1fc19104301", "62f17c19104301", "62f17c191103",
+        "62f1fc191103", "62f17c192b03", "62f1fe195803", "62f1fd196e03", "62f1fd19d603",
+        "62f5fd195b03", "62f17f196f03", "62f2fe192903", "62f1ff195803", "62f57d197e03",
+        # objdump's table order: vector length before a 66-only prefix check, W late for
+        # vmovaps, vmovw at any length
+        "62f27d0836c1", "62f27e2836c1", "62f3fc4923c1", "62f3ff2900c1", "62f5fd296ec1",
+        "62f1fc0928c1", "62f27d09c60b", "62f27e0850c1", "62f27d092ac1", "62f17d09e7c1",
+        # EVEX BadOp (the 62 byte alone, mask, {rX-bad}, the W {bad} letter), unsized VSIB
+        # (bad) with EVEX.b, DistinctDest, vcmps{bad} with its condition, vp2intersect {sae}
+        "62f27f099ac1", "62f2ff199ac1", "62f27d4993c1", "62f17d19c503f1", "62f2fe09a0c1",
+        "62f27d199003", "62f6fe29d7c9", "62f67f1957c1", "62f1fe09c2c111", "62f3fe19c2f111",
+        "62f27f1968c1",
         # vmovss/vmovsd register stores print the VEX.L/EVEX.L'L-sized register
         "c5ff11ca", "62f1ff4811ca",
         # a late (bad) in 32-bit code: operand bytes cut off, no prefix words
         "62e6cfaab87c0d", "6762e1ffb9d313",
+        # EVEX BadOp, DistinctDest and EVEX.b by W on a quadword store in 32-bit code
+        "62f27f099ac1", "62f6fe29d7c9", "62f1fd19d603", "62f27d4993c1",
+        # objdump checks all four VEX/EVEX.vvvv bits for "unused" also in 32-bit code;
+        # DistinctDest compares vvvv's low bits though V' makes its operand (bad)
+        "c4e1396ec0", "62f13d086ec0", "62e1bec36f6dc9", "62d6bf115702", "62e6af10d79370257a68",
+        "64670f1a80aabbccdd", "f3f262f37f6644",
     ],
     16: [
         "8f4cf4", "668f20", "67c6bc", "67c6bc11", "c6bc", "c5dd7081", "c4e1a257a9",

@@ -20,6 +20,7 @@ from .common import (
     prefix_words,
     size_suffix,
     value_holes,
+    vsib_marks,
 )
 
 _HINTS = {0x2E: ",pn", 0x3E: ",pt"}
@@ -67,6 +68,8 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
         return pa(op.target)
     if t is Far:
         return f"${op.seg:#x},${op.offset:#x}"
+    if t is BadMemory and op.seg:
+        return f"%{op.seg}:(bad)"
     if t is BadOperand or t is BadMemory:
         return "(bad)"
     return None         # the implicit 1 of D0/D1 shifts is not printed
@@ -112,6 +115,9 @@ def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:
     if not (spec.flags and "att-noreverse" in spec.flags):
         ops.reverse()
     evex = insn.evex
+    if insn.spec.vsib is not None:
+        for i in vsib_marks(insn, True)[0]:
+            ops[len(ops) - 1 - i] += "/(bad)"
     if evex is not None:
         _decorate(insn, ops, evex)
     return ops
@@ -126,10 +132,8 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
                 ops[i] += "{bad}" if bcst == -1 else f"{{1to{abs(bcst)}}}"
     if mask:
         ops[-1] += f"{{%k{mask}}}" + ("{z}" if zeroing else "")
-    if insn.spec.vsib is not None and (zeroing or not mask):    # gather/scatter need {k}
-        for i, op in enumerate(reversed(insn.operands)):
-            if type(op) is Mem:
-                ops[i] += "/(bad)"
+    if insn.spec.vsib is not None and vsib_marks(insn, True)[1]:    # gathers etc. need {k}
+        ops[-1] += "/(bad)"
     if rounding:
         i = 0
         if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source

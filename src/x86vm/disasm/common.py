@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Rel
+from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
 from x86vm.isa.tables import (
     SFX_ALWAYS,
     SFX_DATA,
@@ -132,6 +132,25 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
             return ""
         return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(mem.size, "")
     return ""
+
+
+def vsib_marks(insn: Instruction, att: bool) -> tuple[list[int], bool]:
+    """objdump's "/(bad)" on gathers and scatters (SDM: their vector registers must differ;
+    EVEX ones need a mask and no {z}): the operands (Intel order) marked right after their
+    text, and whether the first operand is marked after its mask.  (objdump checks an EVEX
+    gather's index only in AT&T syntax, where the memory text starts empty.)"""
+    ops = insn.operands
+    marked = []
+    if insn.evex is None:       # VEX: destination, VSIB index and mask register all differ
+        if len(ops) == 3 and type(ops[0]) is Reg and type(ops[2]) is Reg:
+            idx = ops[1].index if type(ops[1]) is Mem else None
+            nums = (ops[0].num, idx.num if type(idx) is Reg else -1, ops[2].num)
+            marked = [i for i in range(3) if nums[i] in nums[:i] + nums[i + 1:]]
+        return marked, False
+    if att and len(ops) > 1 and type(ops[0]) is Reg and type(ops[1]) is Mem and \
+            type(ops[1].index) is Reg and ops[1].index.num == ops[0].num:
+        marked.append(1)        # a gather's index is not its destination
+    return marked, bool(insn.evex[1] or not insn.evex[0])
 
 
 def layout(words: list[str], operands: list[str], comment: str = "") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
 from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import SFX_XY, SFX_XYZ
+from x86vm.isa.tables import K_FLAGS
 
 from .common import (
     H_FAR_INTEL,
@@ -20,6 +20,7 @@ from .common import (
     prefix_words,
     size_suffix,
     value_holes,
+    vsib_marks,
 )
 
 PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWORD PTR ",
@@ -71,7 +72,7 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
     if t is Far:
         return f"{op.seg:#x}:{op.offset:#x}"
     if t is BadMemory:
-        return PTR.get(op.size, "") + "(bad)"
+        return PTR.get(op.size, "") + (f"{op.seg}:(bad)" if op.seg else "(bad)")
     if t is BadOperand:
         return "(bad)"
     return "1"          # the implicit count of D0/D1 shifts
@@ -105,9 +106,25 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
 
 
+def _length_shown(insn: Instruction, upto: int) -> bool:
+    """objdump's EVEX_len_used: an operand before `upto` is a vector register named by the
+    vector length (a full-length one; a half-length one only as a 512-bit form's ymm)."""
+    plans = (p for p in insn.spec.ops if p[0] != K_FLAGS)
+    for op, plan in zip(insn.operands[:upto], plans, strict=False):
+        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and len(plan) > 2:
+            sizes = plan[2]
+            if sizes[6] == 64 or sizes[6] == 32 and sizes[3] == 16 and op.cls == "ymm":
+                return True
+    return False
+
+
 def _operands(insn: Instruction, ops: list[str]) -> list[str]:
     """The operand texts as printed: with AVX-512 decorations."""
     evex = insn.evex
+    if insn.spec.vsib is not None:
+        ops = list(ops)
+        for i in vsib_marks(insn, False)[0]:
+            ops[i] += "/(bad)"
     if evex is not None:
         ops = list(ops)
         mask, zeroing, bcst, rounding = evex
@@ -115,16 +132,14 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             for i, op in enumerate(insn.operands):
                 if type(op) is Mem:
                     ops[i] += "{bad}"
-        elif bcst and insn.spec.sfx in (SFX_XY, SFX_XYZ):   # narrowing converts: {1toN}
-            for i, op in enumerate(insn.operands):       # where AT&T shows an x/y/z suffix
-                if type(op) is Mem and (insn.spec.sfx == SFX_XYZ or bcst * op.size < 64):
+        elif bcst:              # "BCST [..]", and {1toN} unless the vector length was shown
+            for i, op in enumerate(insn.operands):
+                if type(op) is Mem and not _length_shown(insn, i):
                     ops[i] += f"{{1to{bcst}}}"
         if mask:
             ops[0] += f"{{k{mask}}}" + ("{z}" if zeroing else "")
-        if insn.spec.vsib is not None and (zeroing or not mask):  # gather/scatter need {k}
-            for i, op in enumerate(insn.operands):
-                if type(op) is Mem:
-                    ops[i] += "/(bad)"
+        if insn.spec.vsib is not None and vsib_marks(insn, False)[1]:   # they need a {k}
+            ops[0] += "/(bad)"
         if rounding:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:

@@ -10,11 +10,12 @@ truncated, ``.byte 0x..``).  decoder.py calls these; they hold no state.
 from __future__ import annotations
 
 from .instruction import Decoded
-from .operands import BAD_OPERAND, GPR, GPR8_LEGACY, MMX, XMM, Imm, Reg
+from .operands import BAD_OPERAND, GPR, GPR8_LEGACY, MMX, XMM, YMM, ZMM, Imm, Reg
 from .tables import C_GPR, C_MMX, FALLTHROUGH, K_IMM, K_REG, K_RM, K_VVVV, LATE
 
 _OSI = {16: 0, 32: 1, 64: 2}
 _ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
+_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 
 
 class _Truncated(Exception):
@@ -103,9 +104,13 @@ def _rex_unshown(rex_i: int, byte1: int) -> int:
 
 
 def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end,
-           vvvv=0, vl=0) -> Decoded:
+           vvvv=0, vl=0, evex=None) -> Decoded:
     """objdump's BadOp: the wrong-form ModRM operand prints "(bad)" and decoding resumes
-    right after the first opcode byte (later operands, e.g. an imm8, are read from there)."""
+    right after the first opcode byte (later operands, e.g. an imm8, are read from there).
+    EVEX (`evex`: the mask fields, EVEX.b's rounding + 1 with a register ModRM, EVEX.R', a
+    V' that outside 64-bit mode makes vvvv "(bad)", EVEX.b): vector registers by the vector
+    length, the mask, an unused rounding as "{rX-bad}", a wrong EVEX.W's "{bad}" letter,
+    "{evex}" as on the instruction."""
     pos = offset + len(prefixes) + 1
     osz = 16 if osz_i >= 0 else (32 if mode != 16 else 16)
     if mode == 16 and osz_i >= 0:
@@ -124,17 +129,41 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
             elif op[1] == C_MMX:
                 operands.append(MMX[num])
             else:
-                operands.append(XMM[num | ((rex & 4) << 1)])
+                operands.append(_VEC[op[2][si + 3 * vl]][num | (rex & 4) << 1
+                                                        | (evex[2] if evex else 0)])
         elif op[0] == K_VVVV and op[1] == C_GPR:
             operands.append(BAD_OPERAND if vl else _gpr(op[2][si], vvvv, rex))
+        elif op[0] == K_VVVV:
+            operands.append(BAD_OPERAND if evex and evex[3] else _VEC[op[2][si + 3 * vl]][vvvv])
         elif op[0] == K_IMM:
             n = op[1][si]
             operands.append(Imm(_read(data, pos, n, end), n))
             pos += n
-    names = spec.names[si]
+    names, att_names = spec.names[si], spec.att_names[si]
     unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), names, spec.att_names[si],
+    if evex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
+        names, att_names = _bad_letter(names, spec.wbad), _bad_letter(att_names, spec.wbad)
+    insn = Decoded(address, pos - offset, bytes(data[offset:pos]), names, att_names,
                    tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
+    if evex:
+        mask, rc = evex[0], evex[1]
+        insn.evex = (mask[0], mask[1], 0, rc and _ROUNDING[rc - 1][:2] + "-bad")
+        if spec.evex_pseudo[si] and not (mask[0] or evex[4] or vl == 2 or vvvv & 0x10) and not any(
+                type(o) is Reg and o.num >= 16 for o in operands):
+            insn.pseudo_prefix = "{evex}"
+    return insn
+
+
+def _bad_letter(name: str, i: int) -> str:
+    """objdump's "{bad}" for the mnemonic letter at `i` (an EVEX.W of the other form); a part
+    named by the immediate ("{}") keeps its distance from the end: objdump inserts it last."""
+    new = name[:i] + "{bad}" + name[i + 1:]
+    at = name.find("{}")
+    if at < 0:
+        return new
+    new = new.replace("{}", "", 1)
+    cut = len(new) - (len(name) - at - 2)
+    return new[:cut] + "{}" + new[cut:]
 
 
 def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:

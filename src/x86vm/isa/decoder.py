@@ -17,7 +17,9 @@ from functools import partial
 from .badforms import (
     _OSI,
     _ROUNDING,
+    _VEC,
     _bad,
+    _bad_letter,
     _bad_sib_missing,
     _badop,
     _evex_bad,
@@ -53,8 +55,6 @@ from .operands import (
     TMM,
     TR,
     XMM,
-    YMM,
-    ZMM,
     BadMemory,
     Far,
     Imm,
@@ -119,7 +119,6 @@ _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
                C_BND: BND, C_TMM: TMM}
-_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
 _ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -212,7 +211,7 @@ def _decode(data, offset, address, mode):
     vex = False
     evex = None
     vl = 0
-    vvvv = 0
+    vvvv = vraw = 0     # vraw: the 4 vvvv bits objdump checks, also outside 64-bit mode
     rhi = xhi = 0
     vbad = False        # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
     lookahead = 0       # bytes past the opcode that objdump reads though they are not its
@@ -237,7 +236,8 @@ def _decode(data, offset, address, mode):
         rex = 0x40 | ((~p0 >> 5) & 7) | ((p1 >> 4) & 8)
         rhi = (~p0 >> 0) & 0x10          # EVEX.R' -> register bit 4
         xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
-        vvvv = ((~p1 >> 3) & 0xF) | ((~p2 << 1) & 0x10)
+        vraw = (~p1 >> 3) & 0xF
+        vvvv = vraw | ((~p2 << 1) & 0x10)
         if mode != 64:
             vbad = not p2 & 8
             vvvv &= 7
@@ -258,10 +258,8 @@ def _decode(data, offset, address, mode):
             return _evex_bad(data, offset, pos, address, mode, prefixes, evex, vvvv_set,
                              ebit, vl)
         if vl == 3 and (not ebit or data[pos] < 0xC0):     # L'L=3 means rounding only
-            bad = _bad(data, offset, pos, address, mode, prefixes, -2)
-            if not vvvv_set:
-                bad.evex = tuple(evex)
-            return bad
+            return _evex_bad(data, offset, pos, address, mode, prefixes, evex, vvvv_set,
+                             ebit, vl)
     elif (b == 0xC4 or b == 0xC5 or b == 0x8F and data[pos + 1] & 0x38) and (
             mode == 64 or b == 0x8F or data[pos + 1] >= 0xC0):
         # ---- VEX (C4/C5) or AMD XOP (8F with ModRM.reg != 0) prefix ----
@@ -305,7 +303,7 @@ def _decode(data, offset, address, mode):
             return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, b1))
         _REX_REPLACED[0] = True
-        vvvv = (~b2 >> 3) & 0xF
+        vvvv = vraw = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
             rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
@@ -329,7 +327,7 @@ def _decode(data, offset, address, mode):
             b = data[pos]
             pos += 1
             slot = tables.maps[slot.escape][b]
-    nobad = -2 if vex and vvvv & 0xF else -1     # (bad) without prefix words (objdump)
+    nobad = -2 if vex and vraw else -1      # (bad) without prefix words (objdump)
     if slot is None:
         if (vex or pos - offset - len(prefixes) == 3) and _sib_missing(data, pos, end, mode,
                                                                        asz_i):
@@ -380,10 +378,11 @@ def _decode(data, offset, address, mode):
                     spec.wbad < 0 and not spec.w_rule or evex is None)) or (
                 spec.vex_l is not None and spec.vex_l != vl and not spec.vex_l < 0 < vl):
             return bad(data, offset, pos, address, mode, prefixes, nobad)
-        if vvvv & (0xF if spec.vsib else 0x1F) and not spec.uses_vvvv:
-            late = True             # objdump: an unused VEX.vvvv must be 1111
+        if vraw and not spec.uses_vvvv:
+            late = True             # objdump: an unused VEX.vvvv must be 1111 (EVEX.V' aside)
         if spec.w_rule == W_LATE and spec.vex_w is not None and spec.vex_w != w:
             late = True             # objdump's "pX" forms check EVEX.W after the operands
+        bcst_n = 0
         if evex is not None and ebit:
             if modrm >= 0xC0:            # EVEX.b with registers: rounding control / SAE
                 if spec.rounding == "er":
@@ -395,10 +394,12 @@ def _decode(data, offset, address, mode):
                 vl = 2
             elif spec.bcst:
                 evex[2] = 2 if spec.bcst == 2 else 4 << w       # FP16: 2, else by EVEX.W
+                if w and (spec.bcst != 2 or not spec.bcst_vl):
+                    bcst_n = 2 << vl        # objdump: {1toN} by the vector length
             elif spec.bcst_vl and not spec.nobcst:
                 evex[2] = 4 << w            # objdump broadcasts any full-vector source by W
-            else:                           # "{bad}"; moves with W1: AT&T {1toN}, -8
-                evex[2] = -8 if spec.bcst_vl and w else -1
+            else:       # "{bad}"; with W1 AT&T {1toN} by the vector length (-N)
+                evex[2] = -(2 << vl) if w and not spec.bcst_q else -1
         if evex is not None and evex[1] and not evex[0]:
             late = True             # objdump: {z} needs a mask
     elif choice.columns:
@@ -437,7 +438,9 @@ def _decode(data, offset, address, mode):
                 if late:            # objdump prints the operand as "(bad)", then rejects
                     return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
                 return _badop(data, offset, address, mode, prefixes, consumed, spec, modrm,
-                              rex, osz_i, end, vvvv, vl)
+                              rex, osz_i, end, vvvv, vl,
+                              evex and (evex, ebit and modrm >= 0xC0 and rc + 1, rhi, vbad,
+                                        ebit))
             return bad(data, offset, pos, address, mode, prefixes,
                         consumed if not vex else nobad)
         pos += 1
@@ -596,8 +599,9 @@ def _decode(data, offset, address, mode):
                     operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
                 if rex & 1:
                     rex_used |= 1
-            elif mem is None:
-                operands.append(BadMemory(op[3][si]))       # VSIB without SIB, MPX rip
+            elif mem is None:       # VSIB without SIB, MPX rip (with EVEX.b: unsized)
+                operands.append(BadMemory(0 if evex is not None and ebit else op[3][si], seg))
+                seg_used = seg is not None
             else:
                 m = mem
                 m.size = op[3][si]
@@ -605,13 +609,12 @@ def _decode(data, offset, address, mode):
                 if evex is not None:
                     if evex[2] < 0:     # EVEX.b on a form without broadcast: unsized
                         m.size = 0
-                        if evex[2] < -1:
-                            evex[2] = -(op[3][si] // -evex[2])     # AT&T: {1toN}
                     elif evex[2]:
                         m.size = evex[2]
-                        evex[2] = (op[3][si] // evex[2])    # {1toN}
-                    if m.disp_size == 1:                     # compressed disp8*N
-                        scale_n = spec.disp8_n or m.size or op[3][si]    # {bad}: unsized
+                        evex[2] = bcst_n or (op[3][si] // evex[2])    # {1toN}
+                    if m.disp_size == 1:        # compressed disp8*N ({bad}: unsized)
+                        scale_n = spec.disp8_n or (m.size << w if m.size == 2 and evex[2] > 0
+                                                   else m.size) or op[3][si]   # FP16 by W
                         m.disp *= scale_n
                 if m.disp_size:
                     fields.append((F_DISP, len(operands), disp_at, m.disp_size,
@@ -625,7 +628,7 @@ def _decode(data, offset, address, mode):
                 size = op[2][si] or asz >> 3        # "as": the address size
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
-                operands.append(_gpr(size, num, rex))
+                operands.append(BAD_OPERAND if rhi else _gpr(size, num, rex))  # EVEX.R' set
                 if rex & 4:
                     rex_used |= 4
             elif cls == C_SEG:
@@ -747,6 +750,11 @@ def _decode(data, offset, address, mode):
             operands.append(Imm(data[pos - 1] & 0xF, 1))
         elif k == K_FLAGS:
             pass
+    if spec.distinct and (operands[0].num == vvvv or any(
+            type(o) is Reg and o.num == operands[0].num for o in operands[1:])):
+        operands[0] = BAD_OPERAND   # objdump: the destination must differ from the sources
+        if evex[2] == -1 and w:     # ... and the scalar one did not stop EVEX.b's {1toN}
+            evex[2] = -(2 << vl)
     length = pos - offset
     if rel is not None:
         if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
@@ -769,9 +777,8 @@ def _decode(data, offset, address, mode):
     else:
         name, att_name = names[osi], att[osi]
     if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
-        i = spec.wbad           # EVEX.W of the other form: objdump marks one letter {bad}
-        name = name[:i] + "{bad}" + name[i + 1:]
-        att_name = att_name[:i] + "{bad}" + att_name[i + 1:]
+        name = _bad_letter(name, spec.wbad)     # EVEX.W of the other form: objdump marks
+        att_name = _bad_letter(att_name, spec.wbad)     # one letter {bad}
     if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
         if spec.fwait:
             name = "f" + name[2:]
@@ -833,7 +840,8 @@ def _decode(data, offset, address, mode):
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
-        if spec.evex_pseudo and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad) and \
+        if spec.evex_pseudo[osi] and not (evex[0] or evex[2] or evex[3] or vl == 2 or vbad
+                                          or vvvv & 0x10) and \
                 not any(type(o) is Reg and o.num >= 16 and o.cls in ("xmm", "ymm")
                         for o in operands):
             insn.pseudo_prefix = "{evex}"

@@ -18,7 +18,8 @@ KNOWN_FLAGS = frozenset("""
     i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
     L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
-    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst
+    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst bcstw
+    distinct noevex evex-pseudo
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
@@ -29,7 +30,7 @@ FIXED_OPERANDS = frozenset("""
 #: Addressing methods (SDM A.2.1) plus Z = register in opcode bits 2:0, and STi = x87 st(i).
 METHODS = frozenset("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split())
 SIZES = frozenset("""
-    b w d q v z y p s t a dq qq x ps pd ss sd bs bx x87env x87state xh xq xe xdup
+    b w d q v z y p s t a dq qq x ps pd ss sd sh bs bx x87env x87state xh xq xe xdup
     kb kw kd kq vxd vxq vhq bnd as tmm lo qo
 """.split())
 

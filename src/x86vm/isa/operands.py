@@ -106,12 +106,13 @@ BAD_OPERAND = BadOperand()
 
 class BadMemory(BadOperand):
     """A memory operand objdump cannot form (VSIB without a SIB byte): "(bad)", which Intel
-    syntax still prefixes with the operand size."""
+    syntax still prefixes with the operand size; a segment override shows ("%fs:(bad)")."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "seg")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, seg: str | None = None) -> None:
         self.size = size
+        self.seg = seg
 
 
 def _regs(names: list[str], cls: str, size: int) -> list[Reg]:

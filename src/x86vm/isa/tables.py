@@ -27,7 +27,7 @@ _SIZE3 = {
     "b": (1, 1, 1), "w": (2, 2, 2), "d": (4, 4, 4), "q": (8, 8, 8), "v": (2, 4, 8),
     "z": (2, 4, 4), "y": (4, 4, 8), "p": (4, 6, 6), "s": (0, 0, 0), "t": (10, 10, 10),
     "a": (4, 8, 8), "dq": (16, 16, 16), "x": (16, 16, 16), "ps": (16, 16, 16),
-    "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "": (0, 0, 0),
+    "pd": (16, 16, 16), "ss": (4, 4, 4), "sd": (8, 8, 8), "sh": (2, 2, 2), "": (0, 0, 0),
     "x87env": (0, 0, 0), "x87state": (0, 0, 0), "bs": (1, 1, 1), "qq": (32, 32, 32),
     "kb": (1, 1, 1), "kw": (2, 2, 2), "kd": (4, 4, 4), "kq": (8, 8, 8),
     "vxd": (4, 4, 4), "vxq": (8, 8, 8), "vhq": (8, 8, 8),    # VSIB: element size
@@ -68,7 +68,7 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -76,7 +76,7 @@ class Spec:
         self.flags = f
         # "vadds!s": objdump prints the letter after "!" as "{bad}" when EVEX.W is the other
         # one (its %XS/%XD/%XH templates), instead of rejecting the encoding
-        self.wbad = form.mnemonic.find("!")
+        self.wbad = re.sub(r"\{[^}]*\}", "{}", form.mnemonic).find("!")
         self.names = _names(form.mnemonic.replace("!", ""))
         self.att_names = _names((form.att_mnemonic or form.mnemonic).replace("!", ""))
         self.asz_names = "asz" in f
@@ -129,17 +129,29 @@ class Spec:
         # objdump selects this 66 form by a prefix table: another pp is rejected before the
         # operands (else a 66-only form is rejected after them)
         self.ptable = "ptable" in f
-        # a full-vector memory source: objdump prints EVEX.b there as {1toN} by EVEX.W even
-        # when the form has no broadcast (its x_mode operands); elsewhere as {bad}
-        self.bcst_vl = any(i > 0 and op in ("Wx", "Mx") for i, op in enumerate(form.operands))
+        # a full-vector memory operand (objdump's x_mode: a source, or an Mx destination, not
+        # a Wx store): objdump prints EVEX.b there as {1toN} by EVEX.W even when the form has
+        # no broadcast
+        self.bcst_vl = any(op == "Mx" or i > 0 and op == "Wx"
+                           for i, op in enumerate(form.operands))
         self.nobcst = "nobcst" in f         # ... but with EVEX.W=0 {bad} (moves, expand)
+        # other memory operands: EVEX.b with EVEX.W=1 prints {1toN} (AT&T) by the vector
+        # length, except on objdump's quadword operands (q_mode, ymmq_mode; not "bcstw") and
+        # after a scalar register destination (Vss/Vsd/Vsh, its XMScalar): {bad}
+        mem_at = next((i for i, op in enumerate(self.ops) if op[0] == K_RM), 0)
+        self.bcst_q = any(op.split("/")[-1] in ("Wq", "Mq", "Wxdup") for op in form.operands) \
+            and "bcstw" not in f or any(op in ("Vss", "Vsd", "Vsh")
+                                        for op in form.operands[:mem_at])
         self.uses_vvvv = any(op[0] == K_VVVV for op in self.ops)
+        # objdump's DistinctDest: a destination equal to a source register prints "(bad)"
+        self.distinct = "distinct" in f
         self.bcst = 4 if "b4" in f else 8 if "b8" in f else 2 if "b2" in f else \
             -1 if "bw" in f else 0
         self.rounding = "er" if "er" in f else "sae" if "sae" in f else None
         # compressed disp8 scale (SDM §2.7.5) when it is the element, not the operand, size
         self.disp8_n = next((int(n[1]) for n in ("n1", "n2", "n4", "n8") if n in f), 0)
-        self.evex_pseudo = False        # set for EVEX forms that have a VEX twin: "{evex}"
+        # per operand-size name: an EVEX form with a VEX twin prints "{evex}" (set below)
+        self.evex_pseudo = (False, False, False)
         self.vex_pseudo = "vex-pseudo" in f
         # VSIB (SDM §2.3.12): the SIB index is a vector register of this size per L
         vsib = [op[2] for op in form.operands if op in ("Mvxd", "Mvxq", "Mvhq")]
@@ -314,12 +326,14 @@ class Tables:
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
-        vex_names = {(s.names[1], s.classes) for k, s in self._spec_cache.items()
-                     if k[-1] in self._vex_lines and not s.vex_pseudo}
+        vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
+                     if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():
-            if key[-1] in self._evex_lines and (spec.names[1], spec.classes) in vex_names and not (
-                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K):
-                spec.evex_pseudo = True
+            if key[-1] in self._evex_lines and not (
+                    spec.ops and spec.ops[0][0] == K_REG and spec.ops[0][1] == C_K) and \
+                    "noevex" not in spec.flags:     # per name: vpsrad has a twin, vpsraq not
+                spec.evex_pseudo = tuple((n, spec.classes) in vex_names or "evex-pseudo" in
+                                         spec.flags for n in spec.names)
 
     def _lines(self, maps) -> set[int]:
         """Line numbers of the entries of these maps and of the groups they use."""
