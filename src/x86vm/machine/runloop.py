@@ -3,7 +3,7 @@
 This is the one loop every backend shares (ARCHITECTURE.md, "Exits are backend-neutral"): the
 qemu-kvm path of ``KVM_RUN`` returning → look the port or address up on a bus → the device
 model emulates the access → the read value is written back → the vCPU re-enters. The loop
-knows nothing about KVM; a backend implements :class:`Backend`.
+knows nothing about KVM; a backend implements :class:`~x86vm.machine.backend.Backend`.
 
 Ending a run: a device calls ``request_stop``/``request_reset`` (the machine records a
 :class:`StopRequest` and calls :meth:`Backend.interrupt`), the guest halts for good, triple
@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Protocol
 
+from x86vm.machine.backend import (  # noqa: F401  (re-exported)
+    HYPERCALL_ENOSYS,
+    STATUS_INTERNAL_ERROR,
+    STATUS_TIMEOUT,
+    Backend,
+    RunResult,
+    StopRequest,
+)
 from x86vm.machine.bus import MmioBus, PortBus
+from x86vm.machine.errors import MachineError  # noqa: F401  (re-exported)
 from x86vm.machine.exits import (
     DebugStop,
     Exit,
@@ -34,68 +39,7 @@ from x86vm.machine.exits import (
 
 log = logging.getLogger(__name__)
 
-STATUS_TIMEOUT = 124  # like timeout(1); even, so never a debug-exit status ((v << 1) | 1)
-STATUS_INTERNAL_ERROR = 126
-HYPERCALL_ENOSYS = -1000  # KVM_ENOSYS (include/uapi/linux/kvm_para.h)
 _MASK = (0, 0xFF, 0xFFFF, 0, 0xFFFFFFFF, 0, 0, 0, 0xFFFFFFFFFFFFFFFF)
-
-
-class MachineError(RuntimeError):
-    """The machine cannot be set up or run (backend unavailable, bad memory size…)."""
-
-
-@dataclass(slots=True)
-class RunResult:
-    """How a run ended: ``status`` is the process exit status ``x86vm run`` uses."""
-
-    status: int
-    reason: str
-    exits: int
-
-
-class Backend(Protocol):
-    """What the run loop needs from a vCPU backend (KVM, or the pure-Python CPU)."""
-
-    name: str
-    buffered_writes: Callable[[], list[IoExit | MmioExit]] | None
-    """Writes the backend buffered without exiting (coalesced MMIO/PIO), oldest first, or
-    None if it never buffers; the loop delivers them before the next exit."""
-
-    def set_entry_state(self, entry) -> None: ...
-
-    def run(self) -> Exit | None:
-        """Run the guest until it exits; None when interrupted before any exit."""
-
-    def complete_io(self, exit_: Exit) -> None:
-        """Give the guest the data of a read exit (``exit_.data``), before the next run."""
-
-    def interrupt(self) -> None:
-        """Make the current (or next) ``run()`` return soon; callable from any thread."""
-
-    def running(self) -> AbstractContextManager[None]:
-        """Context around a run loop on the calling thread (signal set-up and so on)."""
-
-
-class StopRequest:
-    """The first stop asked for in a run (debug-exit, reset, timeout) wins."""
-
-    __slots__ = ("status", "reason", "_lock")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.reason = ""
-        self._lock = threading.Lock()
-
-    def request(self, status: int, reason: str) -> bool:
-        """Record a stop unless one is recorded already; True if this one counts."""
-        with self._lock:
-            if self.status is not None:
-                return False
-            self.reason, self.status = reason, status
-            return True
-
-    def clear(self) -> None:
-        self.status, self.reason = None, ""
 
 
 def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,

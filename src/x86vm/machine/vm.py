@@ -13,11 +13,13 @@ from __future__ import annotations
 import importlib
 import time
 
-from x86vm.machine.boot.state import EntryState
+from x86vm.cpu.state import EntryState
+from x86vm.machine.backend import RunResult, StopRequest
 from x86vm.machine.bus import MmioBus, PortBus
+from x86vm.machine.errors import MachineError
 from x86vm.machine.irq import IrqLine
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory
-from x86vm.machine.runloop import MachineError, RunResult, StopRequest, run_loop
+from x86vm.machine.runloop import run_loop
 
 __all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
 

@@ -1,90 +1,37 @@
-"""The architectural state a boot loader hands to a vCPU at the guest's entry point.
+"""The register presets a boot loader hands to a vCPU at the guest's entry point.
 
-Backend-neutral: the KVM backend turns it into ``kvm_regs``/``kvm_sregs``; the emulator loads
-it into its CPU state. Segment fields follow the descriptor layout (SDM Vol. 3A §3.4.5): the
-hidden part of each segment register is given explicitly, as a loader leaves it.
+The register contract itself (segments, :class:`RegisterState`, CR/EFER bits) is
+:mod:`x86vm.cpu.state`, shared by every backend; this module keeps the presets of the boot
+protocols: real mode, flat 32-bit protected mode, 64-bit long mode.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-CR0_PE = 1 << 0
-CR0_ET = 1 << 4
-CR0_NE = 1 << 5
-CR0_PG = 1 << 31
-CR4_PAE = 1 << 5
-EFER_LME = 1 << 8
-EFER_LMA = 1 << 10
+from x86vm.cpu.state import (  # noqa: F401  (re-exported for the loaders)
+    CR0_ET,
+    CR0_NE,
+    CR0_PE,
+    CR0_PG,
+    CR4_PAE,
+    EFER_LMA,
+    EFER_LME,
+    GPR_NAMES,
+    NULL_LDT,
+    REAL_CODE,
+    REAL_DATA,
+    TSS_SEGMENT,
+    EntryState,
+    RegisterState,
+    Segment,
+    TableRegister,
+)
 
-GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
-
-
-@dataclass(frozen=True)
-class Segment:
-    selector: int = 0
-    base: int = 0
-    limit: int = 0xFFFF
-    type: int = 0x3  # data read/write, accessed
-    s: int = 1  # code/data (not system)
-    dpl: int = 0
-    present: int = 1
-    db: int = 0  # default operand size 32 (code) / big (stack)
-    l: int = 0  # 64-bit code  # noqa: E741
-    g: int = 0  # limit in 4 KiB units
-    avl: int = 0
-    unusable: int = 0
-
-
-REAL_CODE = Segment(type=0xB)
-REAL_DATA = Segment(type=0x3)
 FLAT32_CODE = Segment(selector=0x10, limit=0xFFFFFFFF, type=0xB, db=1, g=1)
 FLAT32_DATA = Segment(selector=0x18, limit=0xFFFFFFFF, type=0x3, db=1, g=1)
 LONG64_CODE = Segment(selector=0x10, limit=0xFFFFFFFF, type=0xB, l=1, g=1)
 LONG64_DATA = FLAT32_DATA
-TSS_SEGMENT = Segment(selector=0x20, limit=0x67, type=0xB, s=0)
-NULL_LDT = Segment(type=0x2, s=0, present=1, limit=0xFFFF)
-
-
-@dataclass(frozen=True)
-class TableRegister:
-    base: int = 0
-    limit: int = 0xFFFF
-
-
-@dataclass
-class EntryState:
-    """Registers at entry. Unset general registers are zero; rflags bit 1 is always set."""
-
-    rip: int
-    gprs: dict[str, int] = field(default_factory=dict)
-    rflags: int = 0x2
-    cs: Segment = REAL_CODE
-    ds: Segment = REAL_DATA
-    es: Segment = REAL_DATA
-    fs: Segment = REAL_DATA
-    gs: Segment = REAL_DATA
-    ss: Segment = REAL_DATA
-    tr: Segment = TSS_SEGMENT
-    ldt: Segment = NULL_LDT
-    gdt: TableRegister = TableRegister()
-    idt: TableRegister = TableRegister()
-    cr0: int = CR0_ET | 0x60000000  # reset value: CD, NW, ET
-    cr3: int = 0
-    cr4: int = 0
-    efer: int = 0
-
-    @property
-    def mode(self) -> str:
-        if self.efer & EFER_LMA and self.cs.l:
-            return "long64"
-        if self.cr0 & CR0_PE:
-            return "protected32" if self.cs.db else "protected16"
-        return "real"
-
-    def with_gprs(self, **values: int) -> EntryState:
-        return replace(self, gprs={**self.gprs, **values})
 
 
 def real_mode(cs: int, ip: int, sp: int = 0) -> EntryState:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from x86vm.machine.boot.state import EntryState
+from x86vm.cpu.state import EntryState
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory

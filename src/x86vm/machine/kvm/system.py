@@ -13,8 +13,8 @@ import fcntl
 import os
 import struct
 
+from x86vm.machine.errors import MachineError
 from x86vm.machine.kvm import abi
-from x86vm.machine.runloop import MachineError
 
 DEFAULT_KVM_PATH = "/dev/kvm"
 # Three pages for the real-mode TSS and one for the EPT identity map, just below the BIOS

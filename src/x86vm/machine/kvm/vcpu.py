@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Callable
 
-from x86vm.machine.boot.state import GPR_NAMES, EntryState, Segment
+from x86vm.cpu.state import GPR_NAMES, EntryState, Segment
 from x86vm.machine.exits import (
     DebugStop,
     Exit,

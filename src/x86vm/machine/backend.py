@@ -1,0 +1,120 @@
+"""The contract between the run loop and a vCPU backend (KVM, or the pure-Python CPU).
+
+A backend runs the guest until something needs the monitor and returns an exit object of
+:mod:`x86vm.machine.exits`; the run loop dispatches it to the buses and devices and calls
+``run()`` again. The same loop, buses and devices serve every backend.
+
+**An access in the middle of an instruction.** When an instruction reads a port or an
+address no RAM backs (MMIO), the access stops the instruction *before any architectural
+write*: ``run()`` returns the :class:`~x86vm.machine.exits.IoExit` or
+:class:`~x86vm.machine.exits.MmioExit`; the loop has the device fill ``exit.data`` and calls
+``complete_io(exit)``; the next ``run()`` completes the instruction with that value (RIP,
+flags and any other destination are written then). A write exit carries its data and needs no
+completion: the instruction has retired when ``run()`` returns it. An instruction that makes
+several accesses (RMW ``add %eax,(mmio)``, ``movs`` between MMIO and RAM, an access
+straddling RAM and MMIO) exits once per access, in the order the processor makes them. This is
+what KVM's instruction emulator does after an EPT violation (``x86_emulate_insn`` → userspace
+MMIO exit → ``complete_userspace_io`` → re-entry finishes the instruction).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from x86vm.cpu.state import RegisterState
+from x86vm.machine.exits import Exit, IoExit, MmioExit
+from x86vm.machine.irq import InterruptController, IrqLine
+
+STATUS_TIMEOUT = 124  # like timeout(1); even, so never a debug-exit status ((v << 1) | 1)
+STATUS_INTERNAL_ERROR = 126
+HYPERCALL_ENOSYS = -1000  # KVM_ENOSYS (include/uapi/linux/kvm_para.h)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: ``status`` is the process exit status ``x86vm run`` uses."""
+
+    status: int
+    reason: str
+    exits: int
+
+
+@dataclass(frozen=True, slots=True)
+class DebugControl:
+    """What a debugger asks of a backend (``set_debug``): single-step, and breakpoints by
+    guest-virtual address; ``watchpoints`` are (address, length, kind) with kind "w"/"rw"."""
+
+    single_step: bool = False
+    breakpoints: tuple[int, ...] = ()
+    watchpoints: tuple[tuple[int, int, str], ...] = ()
+
+
+class Backend(Protocol):
+    """What the machine and the run loop need from a vCPU backend."""
+
+    name: str
+    buffered_writes: Callable[[], list[IoExit | MmioExit]] | None
+    """Writes the backend buffered without exiting (coalesced MMIO/PIO), oldest first, or
+    None if it never buffers; the loop delivers them before the next exit."""
+
+    def run(self) -> Exit | None:
+        """Run the guest until it exits; None when interrupted before any exit."""
+
+    def complete_io(self, exit_: Exit) -> None:
+        """Give the guest the data of a read exit (``exit_.data``), before the next run."""
+
+    def interrupt(self) -> None:
+        """Make the current (or next) ``run()`` return soon; callable from any thread."""
+
+    def running(self) -> AbstractContextManager[None]:
+        """Context around a run loop on the calling thread (signal set-up and so on)."""
+
+    def irq_line(self, irq: int) -> IrqLine:
+        """Input ``irq`` of the backend's own interrupt controller (in-kernel irqchip)."""
+
+    def clock_ns(self) -> int:
+        """Guest time: virtual (retired instructions) on emu, the host clock on KVM."""
+
+    def get_state(self) -> RegisterState:
+        """A snapshot of the vCPU's registers (between runs)."""
+
+    def set_state(self, state: RegisterState) -> None:
+        """Load the vCPU's registers (between runs)."""
+
+    def set_debug(self, control: DebugControl) -> None:
+        """Breakpoints/single-step; hits come back from ``run()`` as ``DebugStop``."""
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+
+class InterruptSource(Protocol):
+    """Optional capability: a backend that takes interrupts from a Python controller."""
+
+    def set_interrupt_controller(self, controller: InterruptController) -> None: ...
+
+
+class StopRequest:
+    """The first stop asked for in a run (debug-exit, reset, timeout) wins."""
+
+    __slots__ = ("status", "reason", "_lock")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    def request(self, status: int, reason: str) -> bool:
+        """Record a stop unless one is recorded already; True if this one counts."""
+        with self._lock:
+            if self.status is not None:
+                return False
+            self.reason, self.status = reason, status
+            return True
+
+    def clear(self) -> None:
+        self.status, self.reason = None, ""
