@@ -19,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def x86vm(*args, timeout=60, stdin=subprocess.DEVNULL):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.run([sys.executable, "-m", "x86vm", *map(str, args)], env=env,
+    argv = [os.fsencode(a) if isinstance(a, str) else a for a in map(str, args)]
+    return subprocess.run([sys.executable, "-m", "x86vm", *argv], env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=stdin)
 
 
@@ -30,9 +31,17 @@ def x86vm(*args, timeout=60, stdin=subprocess.DEVNULL):
     (["/nonexistent.img"], "cannot read image /nonexistent.img: No such file or directory"),
     (["--timeout", "0"], "bad --timeout '0'"),
     (["--debug-exit-port", "70000"], "bad --debug-exit-port '70000'"),
+    (["--timeout", "1e10"], "at most 31536000 seconds"),
+    (["--cmdline", "caf\udce9"], "--cmdline is not valid UTF-8 (byte 3)"),
+    (["/dev/zero"], "image /dev/zero is not an ordinary file"),
+    (["--initrd", "/dev/zero", "/dev/null"], "is not an ordinary file"),
+    (["--memory", "1M", "BIG"], "is 2.0 MiB, larger than 1.0 MiB (the guest RAM)"),
 ])
-def test_bad_options_are_one_line_errors(args, message):
-    done = x86vm("run", *args)
+def test_bad_options_are_one_line_errors(args, message, tmp_path):
+    big = tmp_path / "big.img"  # sparse: refused from its size, before it is read
+    with open(big, "wb") as f:
+        f.truncate(2 << 20)
+    done = x86vm("run", *[big if a == "BIG" else a for a in args])
     assert done.returncode == 2
     assert done.stderr.startswith("x86vm: error: ") and message in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

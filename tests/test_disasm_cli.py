@@ -30,8 +30,11 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+OBJDUMP_ERROR_STATUS = 1  # objdump 2.40's status for a bad file or option (checked below)
+
+
 def assert_one_error_line(code: int, err: str, *needles: str) -> None:
-    assert code == 2
+    assert code == OBJDUMP_ERROR_STATUS
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("x86vm: error: "), err
@@ -51,7 +54,7 @@ def small_elf(tmp_path) -> str:
     pytest.skip("no ELF executable to copy")
 
 
-# -- bad input: one line, exit 2, never a traceback --------------------------------------------
+# -- bad input: one line, objdump's exit status, never a traceback ---------------------------
 
 def test_missing_file(capsys):
     code, _, err = run_cli(["/nonexistent/file"], capsys)
@@ -108,9 +111,7 @@ def test_other_architecture(capsys, tmp_path, small_elf):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--disassemble=no_such_symbol_here"], "no_such_symbol_here"),
     (["-j", ".no_such_section"], ".no_such_section"),
-    (["-M", "bogus"], "bogus"),
     (["--bogus-option"], "--bogus-option"),
     (["-b", "binary", "-m", "z80"], "z80"),
     (["-b", "binary"], "machine"),
@@ -123,13 +124,44 @@ def test_bad_options(capsys, small_elf, args, needle):
     assert_one_error_line(code, err, needle)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--disassemble=no_such_symbol_here"], "no_such_symbol_here"),
+    (["-M", "bogus"], "bogus"),
+])
+def test_what_objdump_lets_pass_is_a_warning(capsys, small_elf, args, needle):
+    """objdump 2.40 lists on (status 0) past an unknown -M option or symbol; x86vm says so."""
+    objdump = subprocess.run(["objdump", "-d", *args, small_elf], capture_output=True)
+    code, _, err = run_cli(["-d", *args, small_elf], capsys)
+    assert code == objdump.returncode == 0
+    assert err.startswith("x86vm: warning:") and needle in err
+
+
+@pytest.mark.parametrize("make", ["fifo", "chardev", "directory"])
+def test_what_is_not_a_regular_file_is_refused_like_objdump(tmp_path, make):
+    """/dev/zero or a FIFO would be read forever; objdump refuses them, status 1."""
+    if make == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    else:
+        path = tmp_path if make == "directory" else Path("/dev/zero")
+    env = dict(os.environ, PYTHONPATH=SRC)
+    args = ["-D", "-b", "binary", "-m", "i386", str(path)]
+    proc = subprocess.run([sys.executable, "-m", "x86vm", "disasm", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+    objdump = subprocess.run(["objdump", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == objdump.returncode == OBJDUMP_ERROR_STATUS
+    want = "is a directory" if make == "directory" else "is not an ordinary file"
+    assert want in objdump.stderr and proc.stderr == f"x86vm: error: '{path}' {want}\n"
+
+
 def test_no_traceback_from_a_real_process(tmp_path, small_elf):
     path = tmp_path / "truncated"
     path.write_bytes(Path(small_elf).read_bytes()[:300])
     env = dict(os.environ, PYTHONPATH=SRC)
     proc = subprocess.run([sys.executable, "-m", "x86vm", "disasm", "-d", str(path)],
                           capture_output=True, text=True, env=env)
-    assert proc.returncode == 2
+    objdump = subprocess.run(["objdump", "-d", str(path)], capture_output=True)
+    assert proc.returncode == objdump.returncode == OBJDUMP_ERROR_STATUS
     assert proc.stderr.startswith("x86vm: error:") and "Traceback" not in proc.stderr
 
 

@@ -13,6 +13,7 @@ import sys
 from importlib import resources
 
 from x86vm.cli import CliError
+from x86vm.cli.inputs import read_regular
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import BootError, detect_format, load_image
@@ -24,6 +25,7 @@ LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
 DEFAULT_MEMORY = "128M"
 MIN_MEMORY = 1 << 20
+MAX_TIMEOUT = 365 * 24 * 3600  # a year: far below threading.TIMEOUT_MAX (~292 years)
 _SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 
@@ -83,15 +85,24 @@ def parse_timeout(text: str | None) -> float | None:
         value = -1.0
     if not 0 < value < float("inf"):
         raise CliError(f"bad --timeout {text!r}: expected a positive number of seconds")
+    if value > MAX_TIMEOUT:
+        raise CliError(f"bad --timeout {text!r}: at most {MAX_TIMEOUT:.0f} seconds")
     return value
 
 
-def _read(path: str, what: str) -> bytes:
+def parse_cmdline(text: str) -> str:
+    """The command line as given; bytes that are not UTF-8 (argv decoded with
+    surrogateescape) cannot be handed on faithfully, so they are refused in one line."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CliError(f"--cmdline is not valid UTF-8 (byte {exc.start})") from None
+    return text
+
+
+def _read(path: str, what: str, limit: int) -> bytes:
+    """A regular file of at most ``limit`` bytes (the guest RAM): see cli/inputs.py."""
+    return read_regular(path, what, limit)
 
 
 def _bundled_guest() -> bytes:
@@ -109,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
     memory_size = parse_memory_size(args.memory)
     exit_port = parse_port(args.debug_exit_port)
     timeout = parse_timeout(args.timeout)
-    image = _read(args.image, "image") if args.image else _bundled_guest()
-    initrd = _read(args.initrd, "initrd") if args.initrd else None
+    image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
+    initrd = _read(args.initrd, "initrd", memory_size) if args.initrd else None
 
     try:
         fmt = args.loader or detect_format(image)
     except BootError as exc:
         raise CliError(str(exc)) from None
-    cmdline = args.cmdline
+    cmdline = parse_cmdline(args.cmdline)
     if fmt == "multiboot" and args.image:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
