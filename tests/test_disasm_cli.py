@@ -289,3 +289,22 @@ def test_corrupted_elf_gives_a_listing_or_one_error_line(tmp_path, small_elf, ed
             code = exc.code
     if code != 0:
         assert_one_error_line(code, err.getvalue())
+
+
+@pytest.mark.parametrize("width", ["1", "3", "16", "5000", str(1 << 16)])
+def test_insn_width_at_its_limits_matches_objdump(tmp_path, width):
+    """Any width up to the documented limit lists as objdump does (in linear memory)."""
+    path = tmp_path / "code.bin"
+    path.write_bytes(bytes.fromhex("90 48 8b 05 10 00 00 00 0f 1f 84 00 00 00 00 00 c3"))
+    args = ["-D", "-b", "binary", "-m", "i386:x86-64", f"--insn-width={width}", str(path)]
+    env = dict(os.environ, PYTHONPATH=SRC)
+    ours = subprocess.run([sys.executable, "-m", "x86vm", "disasm", *args], capture_output=True,
+                          env=env, timeout=120)
+    theirs = subprocess.run(["objdump", *args], capture_output=True, timeout=120)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout.replace(str(path).encode(), str(path).encode())
+
+
+def test_insn_width_past_the_limit_is_one_line(capsys, small_elf):
+    code, _, err = run_cli(["-d", f"--insn-width={10**14}", small_elf], capsys)
+    assert_one_error_line(code, err, "65536")

@@ -27,6 +27,7 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
+MAX_INSN_WIDTH = 1 << 16  # bytes per line; objdump's own limit is its int (it overflows)
 OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
 
@@ -124,6 +125,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
             insn_width = 0
         if insn_width <= 0:
             raise CliError(f"--insn-width: invalid width '{args.insn_width}'")
+        if insn_width > MAX_INSN_WIDTH:
+            raise CliError(f"--insn-width: {args.insn_width} is more than the "
+                           f"{MAX_INSN_WIDTH} bytes per line x86vm lists")
     options = ListingOptions(
         disassemble_all=args.disassemble_all,
         only_sections=args.sections,

@@ -260,7 +260,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
-        padding = ["   " * max(0, per_line - n) for n in range(per_line + 1)]
+        padding = ["   " * max(0, per_line - n)  # by instruction length: linear in per_line
+                   for n in range(min(per_line, MAX_INSN_LENGTH) + 1)]
         limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         pieces: list[str] = []
         pos = start
