@@ -302,7 +302,7 @@ def test_insn_width_at_its_limits_matches_objdump(tmp_path, width):
                           env=env, timeout=120)
     theirs = subprocess.run(["objdump", *args], capture_output=True, timeout=120)
     assert ours.returncode == theirs.returncode == 0
-    assert ours.stdout == theirs.stdout.replace(str(path).encode(), str(path).encode())
+    assert ours.stdout == theirs.stdout
 
 
 def test_insn_width_past_the_limit_is_one_line(capsys, small_elf):
