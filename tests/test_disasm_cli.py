@@ -308,3 +308,24 @@ def test_insn_width_at_its_limits_matches_objdump(tmp_path, width):
 def test_insn_width_past_the_limit_is_one_line(capsys, small_elf):
     code, _, err = run_cli(["-d", f"--insn-width={10**14}", small_elf], capsys)
     assert_one_error_line(code, err, "65536")
+
+
+@pytest.mark.parametrize("machine", ["i8086", "i386", "i386:x86-64"])
+@pytest.mark.parametrize("vma", ["-1", "-3", "0xffffffff", "0xfffffffe", "0xfffffffffffffffe",
+                                 "0xfff0", "010"])
+def test_adjust_vma_near_the_top_of_the_address_space_matches_objdump(tmp_path, machine, vma):
+    """Negative values wrap as bfd_vma does; 32-bit targets print the low 8 digits; a
+    section that wraps past 2^64 ends with objdump's out-of-bounds line."""
+    path = tmp_path / "nops.bin"
+    path.write_bytes(b"\x90" * 4)
+    args = ["-D", "-b", "binary", "-m", machine, f"--adjust-vma={vma}", str(path)]
+    env = dict(os.environ, PYTHONPATH=SRC)
+    ours = subprocess.run([sys.executable, "-m", "x86vm", "disasm", *args], capture_output=True,
+                          env=env, timeout=120)
+    theirs = subprocess.run(["objdump", *args], capture_output=True, timeout=120)
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+
+
+def test_adjust_vma_past_64_bits_is_one_line(capsys, small_elf):
+    code, _, err = run_cli(["-d", "--adjust-vma=0x1fffffffffffffff0", small_elf], capsys)
+    assert_one_error_line(code, err, "64 bits")

@@ -89,15 +89,17 @@ def _fail(message: str):
 
 
 def parse_vma(text: str, option: str) -> int:
-    """An address as objdump's ``bfd_scan_vma`` with base 0 reads it: 0x.. hex, 0.. octal."""
+    """An address as objdump's ``bfd_scan_vma`` with base 0 reads it: 0x.. hex, 0.. octal,
+    a leading minus sign taken modulo 2^64."""
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
     try:
-        value = int(text, 0) if not (len(text) > 1 and text[0] == "0" and text[1].isdigit()) \
-            else int(text, 8)
+        value = sign * (int(digits, 0) if not (len(digits) > 1 and digits[0] == "0"
+                                               and digits[1].isdigit()) else int(digits, 8))
     except ValueError:
-        raise CliError(f"{option}: bad address '{text}'") from None
-    if value < 0:
-        raise CliError(f"{option}: bad address '{text}'")
-    return value & (2**64 - 1)
+        raise CliError(f"{option}: bad number: {text}") from None
+    if not -(1 << 64) < value < 1 << 64:
+        raise CliError(f"{option}: {text} does not fit in 64 bits")
+    return value & (2**64 - 1)  # a negative number wraps, as objdump's bfd_vma does
 
 
 def _options(args) -> tuple[ListingOptions, str, int | None]:
