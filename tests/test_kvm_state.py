@@ -241,3 +241,21 @@ def test_a_pending_event_round_trips_through_kvm(machine, event):
     assert machine.get_state().pending == event
     machine.set_state(replace(machine.get_state(), pending=None))
     assert machine.get_state().pending is None
+
+
+def test_machine_hands_debug_stops_to_its_handler_and_resumes(machine):
+    """A gdb-like handler: it reads registers at each step, then turns stepping off."""
+    machine.memory.write(CODE, assemble(DEBUG_GUEST, CODE, 64))
+    steps = []
+
+    def handler(stop):
+        steps.append((stop.pc, machine.get_state().gpr("rax") & 0xFF))
+        if len(steps) == 2:
+            machine.set_debug(DebugControl())
+        return "continue"
+
+    machine.on_debug_stop = handler
+    machine.set_debug(DebugControl(single_step=True))
+    result = machine.run(enter_long_mode(machine.memory, CODE), timeout=5)
+    assert result.status == 3, result.reason  # the guest's debug-exit write of 1
+    assert steps == [(CODE + 1, 0), (CODE + 6, 5)]  # after nop; after mov $5,%eax

@@ -18,7 +18,7 @@ from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
 from x86vm.machine.irq import IrqLine
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory
-from x86vm.machine.runloop import run_loop
+from x86vm.machine.runloop import DebugHandler, run_loop
 
 __all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
 
@@ -44,6 +44,8 @@ class Machine:
         self.mmio: MmioBus = self.memory.mmio
         self._stop = StopRequest()
         self.backend: Backend | None = None
+        self.on_debug_stop: DebugHandler | None = None
+        """Called when the guest stops for the debugger (see ``runloop.DebugHandler``)."""
         try:
             low = min(memory_size, LOW_RAM_LIMIT)
             self.memory.add_ram(0, low)
@@ -116,7 +118,8 @@ class Machine:
         self._stop.clear()
         if entry is not None:
             self.backend.set_state(entry)
-        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout)
+        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout,
+                        on_debug_stop=self.on_debug_stop)
 
     def close(self) -> None:
         if self.backend is not None:
