@@ -259,3 +259,43 @@ def test_machine_hands_debug_stops_to_its_handler_and_resumes(machine):
     result = machine.run(enter_long_mode(machine.memory, CODE), timeout=5)
     assert result.status == 3, result.reason  # the guest's debug-exit write of 1
     assert steps == [(CODE + 1, 0), (CODE + 6, 5)]  # after nop; after mov $5,%eax
+
+
+
+def test_timers_fire_on_the_vcpu_thread_while_the_guest_spins(machine):
+    """KVM's guest time is the host clock: a deadline kicks the vCPU out of KVM_RUN, the
+    callback runs on the thread running the vCPU, a cancelled timer never runs."""
+    import threading
+
+    from x86vm.machine.boot.state import real_mode
+
+    machine.memory.write(0x7C00, assemble("1: jmp 1b", 0x7C00))
+    fired = []
+    start = machine.clock_ns()
+
+    def first():
+        fired.append(("first", threading.get_ident(), machine.clock_ns() - start))
+        machine.at(machine.clock_ns() + 20_000_000, second)
+
+    def second():
+        fired.append(("second", threading.get_ident(), machine.clock_ns() - start))
+        machine.request_stop(5, "timer")
+
+    machine.at(start + 50_000_000, first)
+    machine.at(start + 60_000_000, lambda: fired.append(("cancelled",))).cancel()
+    result = machine.run(real_mode(0, 0x7C00), timeout=5)
+    assert (result.status, result.reason) == (5, "timer")
+    assert [f[0] for f in fired] == ["first", "second"]
+    assert {f[1] for f in fired} == {threading.get_ident()}
+    assert 50_000_000 <= fired[0][2] < 1_000_000_000
+    assert fired[1][2] >= fired[0][2] + 20_000_000
+
+
+def test_a_timer_fires_while_the_guest_exits_all_the_time(machine):
+    from x86vm.machine.boot.state import real_mode
+
+    machine.pio.register(0x90, 1, Recorder(), "sink")
+    machine.memory.write(0x7C00, assemble("1: out %al, $0x90\njmp 1b", 0x7C00))
+    machine.at(machine.clock_ns() + 30_000_000, lambda: machine.request_stop(7, "timer"))
+    result = machine.run(real_mode(0, 0x7C00), timeout=5)
+    assert (result.status, result.reason) == (7, "timer") and result.exits > 10

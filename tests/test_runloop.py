@@ -268,3 +268,66 @@ def test_every_access_claimed_or_not_goes_through_the_bus_dispatch():
                       ("mmio", "r", 0xFEB00000), ("mmio", "w", 0x1000)]
     assert pio.stats() == {"reads": 2, "writes": 4, "unclaimed": 2}
     assert mem.mmio.stats() == {"reads": 1, "writes": 1, "unclaimed": 1}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self):
+        return self.now
+
+
+def test_timers_run_in_deadline_order_and_cancel():
+    from x86vm.machine.timers import NEVER, GuestTimers
+
+    clock, wakes, fired = FakeClock(), [], []
+    timers = GuestTimers(clock, wakes.append)
+    timers.at(300, lambda: fired.append("c"))
+    timers.at(100, lambda: fired.append("a"))
+    b = timers.at(200, lambda: fired.append("b"))
+    timers.at(100, lambda: fired.append("a2"))  # equal deadlines: in the order armed
+    assert wakes == [300, 100] and timers.next_deadline == 100
+    b.cancel()
+    clock.now = 250
+    timers.run_due()
+    assert fired == ["a", "a2"] and wakes[-1] == 300
+    # a callback arming a timer already due runs in the same pass, by its deadline
+    timers.at(260, lambda: timers.at(0, lambda: fired.append("late")))
+    clock.now = 1000
+    timers.run_due()
+    assert fired == ["a", "a2", "late", "c"] and wakes[-1] == NEVER
+    assert timers.pending() == 0 and timers.fired == 5
+
+
+class TimedBackend(ScriptedBackend):
+    """Guest time advances 1 ms per run(); run() returns None at the wake-up deadline."""
+
+    def __init__(self, exits):
+        super().__init__(exits)
+        self.clock = FakeClock()
+        self.clock_ns = self.clock
+        self.deadline = None
+
+    def wake_at(self, deadline_ns):
+        self.deadline = deadline_ns
+
+    def run(self):
+        self.clock.now += 1_000_000
+        if self.deadline is not None and self.clock.now >= self.deadline:
+            return None
+        return super().run()
+
+
+def test_the_loop_runs_due_timers_on_the_backends_wake_up():
+    from x86vm.machine.timers import GuestTimers
+
+    backend = TimedBackend([IoExit(0x80, 1, True, bytearray(b"\1"))] * 10)
+    timers = GuestTimers(backend.clock_ns, backend.wake_at)
+    stop = StopRequest()
+    seen = []
+    timers.at(3_500_000, lambda: seen.append(backend.clock.now))
+    timers.at(5_000_000, lambda: stop.request(9, "timer"))
+    result = run_loop(backend, PortBus(), GuestMemory().mmio, stop, 1.0, timers=timers)
+    assert (result.status, result.reason) == (9, "timer")
+    assert seen == [4_000_000]  # the first wake-up after 3.5 ms of guest time

@@ -96,6 +96,12 @@ class Backend(Protocol):
     def clock_ns(self) -> int:
         """Guest time: virtual (retired instructions) on emu, the host clock on KVM."""
 
+    def wake_at(self, deadline_ns: int) -> None:
+        """Make ``run()`` return (None, if nothing else exits first) once guest time reaches
+        ``deadline_ns``; a call replaces the previous deadline, ``timers.NEVER`` clears it.
+        Callable from any thread; the machine's timer queue (``machine/timers.py``) calls it
+        when its earliest deadline changes."""
+
     def get_state(self) -> RegisterState:
         """A snapshot of the vCPU's registers (between runs)."""
 

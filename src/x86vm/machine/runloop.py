@@ -42,6 +42,7 @@ from x86vm.machine.exits import (
     MmioExit,
     Shutdown,
 )
+from x86vm.machine.timers import GuestTimers
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ debug control); "continue" resumes the guest, "stop" ends the run."""
 
 def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
              timeout: float | None = None, *,
-             on_debug_stop: DebugHandler | None = None) -> RunResult:
-    """Run ``backend`` until something ends the run; see the module docstring."""
+             on_debug_stop: DebugHandler | None = None,
+             timers: GuestTimers | None = None) -> RunResult:
+    """Run ``backend`` until something ends the run; see the module docstring. ``timers``:
+    the guest-time callbacks to run when the backend wakes for them (machine/timers.py)."""
     timer = None
     if timeout is not None:
         def expire() -> None:
@@ -71,7 +74,9 @@ def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
         if timer is not None:
             timer.start()
         try:
-            exits = _loop(backend, pio, mmio, stop, on_debug_stop)
+            if timers is not None:
+                timers.run_due()  # what came due between runs; arms the backend's wake-up
+            exits = _loop(backend, pio, mmio, stop, on_debug_stop, timers)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -80,15 +85,18 @@ def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
 
 
 def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
-          on_debug_stop: DebugHandler | None) -> int:
+          on_debug_stop: DebugHandler | None, timers: GuestTimers | None) -> int:
     """The hot loop: port I/O, the common exit, is handled inline with locals only; every
-    access goes through its bus's one dispatch (``read``/``write``)."""
+    access goes through its bus's one dispatch (``read``/``write``). Timers are checked only
+    when ``run()`` returns None, which is how the backend reports the wake-up it was asked
+    for, so exits pay nothing for them."""
     run = backend.run
     complete_io = backend.complete_io
     buffered = backend.buffered_writes
     pio_read, pio_write = pio.read, pio.write
     mask = _MASK
     io_exit, mmio_exit = IoExit, MmioExit
+    clock = backend.clock_ns if timers is not None else None
     exits = 0
     ex: Exit | None = None
     try:
@@ -98,6 +106,8 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
                 for write in buffered():
                     _dispatch_write(write, pio, mmio)
             if ex is None:
+                if clock is not None and clock() >= timers.next_deadline:
+                    timers.run_due()
                 continue
             exits += 1
             if ex.__class__ is io_exit:

@@ -5,20 +5,23 @@ in-kernel IOAPIC at 0xfec00000, LAPIC at 0xfee00000, the KVM TSS pages), so RAM 
 3 GiB continues at 4 GiB.
 
 Devices get what they need from the machine as constructor arguments — an :class:`IrqLine`,
-``request_stop``/``request_reset``, ``clock_ns`` — never the machine or the backend itself.
+``request_stop``/``request_reset``, ``clock_ns``, the timer service ``at`` — never the
+machine or the backend itself.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import Backend, DebugControl, RunResult, StopRequest
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
-from x86vm.machine.irq import IrqLine
+from x86vm.machine.irq import IrqLine, TimerHandle
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory
 from x86vm.machine.runloop import DebugHandler, run_loop
+from x86vm.machine.timers import GuestTimers
 
 __all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
 
@@ -60,6 +63,7 @@ class Machine:
         except BaseException:
             self.memory.close()
             raise
+        self.timers = GuestTimers(self.backend.clock_ns, self.backend.wake_at)
 
     # -- services for devices -----------------------------------------------------------------
 
@@ -79,6 +83,11 @@ class Machine:
     def clock_ns(self) -> int:
         """Guest time in ns (the backend's: host monotonic on KVM, virtual on emu)."""
         return self.backend.clock_ns()
+
+    def at(self, deadline_ns: int, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` on the vCPU thread once guest time reaches ``deadline_ns``;
+        ``.cancel()`` on the handle withdraws it (the :class:`TimerService` for devices)."""
+        return self.timers.at(deadline_ns, callback)
 
     @property
     def in_kernel(self) -> frozenset[str]:
@@ -119,7 +128,7 @@ class Machine:
         if entry is not None:
             self.backend.set_state(entry)
         return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout,
-                        on_debug_stop=self.on_debug_stop)
+                        on_debug_stop=self.on_debug_stop, timers=self.timers)
 
     def close(self) -> None:
         if self.backend is not None:

@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from x86vm.cpu.state import RegisterState
@@ -25,6 +25,7 @@ from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
+from x86vm.machine.timers import NEVER
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,48 @@ class KvmIrqLine:
             if level != self.level:
                 self._vm.irq_line(self.irq, level)
                 self.level = level
+
+
+class HostClockWaker:
+    """``wake_at`` on the host clock: a thread that calls ``kick`` once ``time.monotonic_ns``
+    reaches the deadline (started at the first deadline, ended by :meth:`close`)."""
+
+    def __init__(self, kick: Callable[[], None]) -> None:
+        self._kick = kick
+        self._cond = threading.Condition()
+        self._deadline = NEVER
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def wake_at(self, deadline_ns: int) -> None:
+        with self._cond:
+            if deadline_ns == self._deadline or self._closed:
+                return
+            self._deadline = deadline_ns
+            if self._thread is None:
+                if deadline_ns >= NEVER:
+                    return
+                self._thread = threading.Thread(target=self._wait, daemon=True,
+                                                name="kvm-timer-kick")
+                self._thread.start()
+            self._cond.notify()
+
+    def _wait(self) -> None:
+        with self._cond:
+            while not self._closed:
+                delay = self._deadline - time.monotonic_ns()
+                if delay > 0:
+                    self._cond.wait(None if self._deadline >= NEVER else delay / 1e9)
+                    continue
+                self._deadline = NEVER
+                self._kick()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(1)
 
 
 class KvmCoalescing:
@@ -115,6 +158,8 @@ class KvmBackend:
         self._kick_lock = threading.Lock()
         self._vcpu_thread: int | None = None
         self._can_kick = False
+        self._waker = HostClockWaker(self.interrupt)
+        self.wake_at = self._waker.wake_at
 
     # -- the Backend protocol ---------------------------------------------------------------
 
@@ -186,6 +231,9 @@ class KvmBackend:
         return line
 
     def close(self) -> None:
+        waker = getattr(self, "_waker", None)  # absent when __init__ failed early
+        if waker is not None:
+            waker.close()
         for part in (self.vcpu, self.vm, self.kvm):
             if part is not None:
                 part.close()

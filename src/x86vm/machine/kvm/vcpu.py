@@ -236,7 +236,8 @@ class KvmVcpu:
         """KVM_RUN returned EINTR: a kick. With the in-kernel LAPIC a ``hlt`` never exits to
         userspace, so a vCPU halted with IF=0 (nothing but an NMI can wake it) is reported
         here as :class:`Halt`."""
-        if self.run_map[abi.RUN_IMMEDIATE_EXIT]:
+        if self.run_map[abi.RUN_IMMEDIATE_EXIT]:  # interrupt(): this run is over, not the next
+            self.run_map[abi.RUN_IMMEDIATE_EXIT] = 0
             return None
         try:
             if self.mp_state() == abi.KVM_MP_STATE_HALTED and not (
