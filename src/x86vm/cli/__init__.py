@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("disasm", "run")
+SUBCOMMANDS = ("disasm", "run", "kvm_probe")  # modules; each registers its command name
 
 
 class CliError(Exception):
