@@ -105,9 +105,10 @@ def platform_bus(timers: FakeTimers | None = None) -> tuple[PortBus, Pic8259Pair
     return bus, pic, pit
 
 
-def run_both(ops: list[Op], workdir: Path, monkeypatch) -> tuple[str, str]:
+def run_both(ops: list[Op], workdir: Path, monkeypatch,
+             extra: tuple[str, ...] = ("-device", "pc-testdev")) -> tuple[str, str]:
     """(QEMU's bytes, x86vm's bytes) as hex strings for the same probe."""
     monkeypatch.setattr(dev_probe, "DEBUGCON", PROBE_DEBUGCON)
-    qemu, _ = dev_probe.run_under_qemu(ops, workdir, extra=("-device", "pc-testdev"))
+    qemu, _ = dev_probe.run_under_qemu(ops, workdir, extra=extra)
     bus, _, _ = platform_bus()
     return qemu.hex(" "), run_on_bus(ops, bus).hex(" ")

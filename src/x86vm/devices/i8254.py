@@ -87,7 +87,8 @@ class Counter:
     """One counter's programming and timing state; ``now`` is guest time in ns."""
 
     index: int
-    mode: int = 3
+    mode: int = 3  # the mode in effect (6 and 7 are modes 2 and 3)
+    mode_bits: int = 3  # M2-M1-M0 as written, for the status byte
     rw: RW = RW.WORD
     bcd: bool = False
     reload: int = 0  # the count register as written (raw, BCD digits if bcd)
@@ -196,7 +197,8 @@ class Counter:
     # -- programming -----------------------------------------------------------------------
 
     def control(self, rw: RW, mode: int, bcd: bool) -> None:
-        self.rw, self.mode, self.bcd = rw, mode if mode < 6 else mode & 3, bcd
+        self.rw, self.mode_bits, self.bcd = rw, mode, bcd
+        self.mode = mode if mode < 6 else mode & 3
         self.loaded = False
         self.triggered = False
         self.null_count = True
@@ -242,7 +244,7 @@ class Counter:
         if self.latched_status is None:
             self.latched_status = ((STATUS_OUT if self.out(now) else 0)
                                    | (STATUS_NULL_COUNT if self.null_count else 0)
-                                   | self.rw << 4 | self.mode << 1 | int(self.bcd))
+                                   | self.rw << 4 | self.mode_bits << 1 | int(self.bcd))
 
     def read(self, now: int) -> int:
         if self.latched_status is not None:
