@@ -12,9 +12,12 @@ port/addr   width  function
 0xFF000000  any    64 KiB of scratch memory ("iomem"), an MMIO region
 =========== ====== ==================================================================
 
-Reads of the flush and IRQ ports return 0 (write-only regions: QEMU 7.2 answers 0, checked in
-``tests/test_dev_testdev.py``). The IRQ lines are what the board hands in: one
-:class:`~x86vm.machine.irq.IrqLine` per ISA IRQ / GSI (see ``chipset.py``).
+Reads of the flush and IRQ ports return 0 (write-only regions), an access that runs past the end
+of its 4-port window reads 0 and writes nothing, and the IRQ ports take byte writes only — all
+as QEMU 7.2's memory core treats these regions (checked in ``tests/test_dev_testdev.py``).
+The IRQ lines are what the board hands in: one :class:`~x86vm.machine.irq.IrqLine` per ISA
+IRQ / GSI (see ``chipset.py``). Port 0xE9 (isa-debugcon) lies inside the 0xE8 window; QEMU 7.2
+with both devices answers neither at 0xE9 (reads 0), so a board registers only one.
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ class Scratch(ByteRegisters):
     def write_byte(self, offset: int, value: int) -> None:
         shift = 8 * offset
         self.data = self.data & ~(0xFF << shift) | value << shift
+
+    def read(self, offset: int, size: int) -> int:
+        if offset < 0 or size <= 0 or offset + size > self.span:
+            return 0
+        return super().read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset < 0 or size <= 0 or offset + size > self.span:
+            return
+        super().write(offset, size, value)
 
 
 class ScratchView:
@@ -91,6 +104,10 @@ class IrqPorts(ByteRegisters):
     def write_byte(self, offset: int, value: int) -> None:
         if offset < len(self.lines) and self.lines[offset] is not None:
             self.lines[offset].set_level(value != 0)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if size == 1:
+            super().write(offset, size, value)
 
 
 class IoMem:
