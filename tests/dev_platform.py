@@ -112,3 +112,157 @@ def run_both(ops: list[Op], workdir: Path, monkeypatch,
     qemu, _ = dev_probe.run_under_qemu(ops, workdir, extra=extra)
     bus, _, _ = platform_bus()
     return qemu.hex(" "), run_on_bus(ops, bus).hex(" ")
+
+
+# -- MMIO probes: the LAPIC and IOAPIC pages from "unreal" mode --------------------------------
+# The probe switches to protected mode just long enough to load FS with a flat 4 GiB data
+# descriptor and comes back to real mode, so ``addr32 mov %fs:(%ebx)`` reaches 0xFEC00000 and
+# 0xFEE00000. Every IVT entry from 0x20 up points at an IRET, so ``take()`` (STI; NOP; CLI)
+# lets the CPU acknowledge whatever the LAPIC has pending — on x86vm's side, the same
+# acknowledgements through ``pending_vector``/``acknowledge``.
+
+def mmio_read(addr: int, size: int = 4, mask: int | None = None) -> Op:
+    return ("mr", addr, size, mask)
+
+
+def mmio_write(addr: int, value: int, size: int = 4) -> Op:
+    return ("mw", addr, size, value)
+
+
+def take() -> Op:
+    return ("take",)
+
+
+_PROLOGUE = """
+  cli
+  lgdtl %cs:gdtr
+  mov %cr0, %eax
+  or $1, %al
+  mov %eax, %cr0
+  jmp 1f
+1:
+  mov $8, %bx
+  mov %bx, %fs
+  and $0xfe, %al
+  mov %eax, %cr0
+  jmp 2f
+2:
+  xor %ax, %ax
+  mov %ax, %ds
+  mov %ax, %ss
+  mov $0x7000, %sp
+  mov $0x80, %di
+  mov $224, %cx
+3:
+  movw $handler, (%di)
+  movw $0xf000, 2(%di)
+  add $4, %di
+  loop 3b
+"""
+_EPILOGUE = """
+handler:
+  iret
+  .p2align 3
+gdt:
+  .quad 0
+  .quad 0x00cf92000000ffff
+gdtr:
+  .word 15
+  .long 0xf0000 + gdt
+"""
+
+
+def _platform_asm(ops: list[Op], debugcon: int) -> str:
+    reg = {1: "%al", 2: "%ax", 4: "%eax"}
+    lines = [".code16", ".text", "start:", _PROLOGUE]
+
+    def emit_value(size: int) -> None:
+        lines.append(f"  mov ${debugcon:#x}, %dx")
+        for i in range(size):
+            lines.append("  out %al, %dx")
+            if i + 1 < size:
+                lines.append("  shr $8, %eax")
+
+    for op in ops:
+        kind = op[0]
+        if kind == "out":
+            lines += [f"  mov ${op[1]:#x}, %dx", f"  mov ${op[3]:#x}, {reg[op[2]]}",
+                      f"  out {reg[op[2]]}, %dx"]
+        elif kind == "in":
+            lines += [f"  mov ${op[1]:#x}, %dx", f"  in %dx, {reg[op[2]]}"]
+            emit_value(op[2])
+        elif kind == "mw":
+            lines += [f"  mov ${op[1]:#x}, %ebx", f"  mov ${op[3]:#x}, {reg[op[2]]}",
+                      f"  addr32 mov {reg[op[2]]}, %fs:(%ebx)"]
+        elif kind == "mr":
+            lines += [f"  mov ${op[1]:#x}, %ebx", f"  addr32 mov %fs:(%ebx), {reg[op[2]]}"]
+            emit_value(op[2])
+        elif kind == "take":
+            lines += ["  sti", "  nop", "  nop", "  cli"]
+    lines += [f"  mov ${dev_probe.EXIT_PORT:#x}, %dx", "  mov $0, %al", "  out %al, %dx",
+              "4: hlt", "  jmp 4b", _EPILOGUE,
+              ".org 0xfff0", "  ljmp $0xf000, $start", ".org 0x10000", ""]
+    return "\n".join(lines)
+
+
+def run_platform_under_qemu(ops: list[Op], workdir: Path,
+                            extra: tuple[str, ...] = ("-icount", "shift=0")) -> bytes:
+    """Run a port + MMIO probe as QEMU's firmware (with pc-testdev); the bytes it read.
+    ``-icount shift=0`` makes guest time deterministic (1 ns per instruction): QEMU's own
+    PIT, ticking on IRQ 0 / IOAPIC pin 2 from reset, stays 27 ms away from its first edge."""
+    import subprocess
+    src, obj, img = workdir / "probe.S", workdir / "probe.o", workdir / "probe.bin"
+    src.write_text(_platform_asm(ops, PROBE_DEBUGCON))
+    subprocess.run(["as", "--32", "-o", obj, src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-e", "0", "-Ttext", "0", "--oformat", "binary",
+                    "-o", img, obj], check=True)
+    dbg = workdir / "debugcon.out"
+    proc = subprocess.run(
+        [dev_probe.QEMU, "-machine", "pc,accel=tcg", "-m", "128M", "-bios", img,
+         "-display", "none", "-nodefaults", "-no-reboot", "-device", "pc-testdev",
+         "-chardev", f"file,id=dbg,path={dbg}",
+         "-device", f"isa-debugcon,iobase={PROBE_DEBUGCON:#x},chardev=dbg",
+         "-device", f"isa-debug-exit,iobase={dev_probe.EXIT_PORT:#x},iosize=1", *extra],
+        capture_output=True, timeout=60)
+    if proc.returncode != 1:
+        raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stderr.decode()}")
+    return _mask(ops, dbg.read_bytes())
+
+
+def _mask(ops: list[Op], data: bytes) -> bytes:
+    result, pos = bytearray(), 0
+    for op in ops:
+        if op[0] not in ("in", "mr"):
+            continue
+        size = op[2]
+        value = int.from_bytes(data[pos : pos + size], "little")
+        mask = op[3] if op[0] == "in" else (op[3] if len(op) > 3 else None)
+        if mask is not None:
+            value &= mask
+        result += value.to_bytes(size, "little")
+        pos += size
+    return bytes(result)
+
+
+def run_platform_on_chipset(ops: list[Op]) -> bytes:
+    """The same probe on x86vm's chipset (with pc-testdev, no firmware), in zero guest time."""
+    from x86vm.devices.chipset import build_chipset
+    from x86vm.machine.bus import MmioBus
+    pio, mmio = PortBus(), MmioBus()
+    chipset = build_chipset(FakeTimers(), pio=pio, mmio=mmio, testdev=True,
+                            virtual_wire=False, ioapic_version=0x20)
+    out_bytes = bytearray()
+    for op in ops:
+        kind = op[0]
+        if kind == "out":
+            pio.write(op[1], op[2], op[3])
+        elif kind == "in":
+            out_bytes += pio.read(op[1], op[2]).to_bytes(op[2], "little")
+        elif kind == "mw":
+            mmio.write(op[1], op[2], op[3])
+        elif kind == "mr":
+            out_bytes += mmio.read(op[1], op[2]).to_bytes(op[2], "little")
+        elif kind == "take":
+            while chipset.cpu_interrupts.pending_vector() is not None:
+                chipset.cpu_interrupts.acknowledge()
+    return _mask(ops, bytes(out_bytes))

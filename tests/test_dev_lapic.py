@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from dev_platform import FakeTimers
-from x86vm.devices.lapic import MIN_PERIOD_NS, ApicFault, LocalApic, Reg
+from dev_platform import (
+    FakeTimers,
+    mmio_read,
+    mmio_write,
+    run_platform_on_chipset,
+    run_platform_under_qemu,
+    take,
+)
+from dev_probe import QEMU, TOOLS
+from x86vm.devices.lapic import APIC_BASE_DEFAULT as A
+from x86vm.devices.lapic import (
+    ICR_WRITABLE,
+    LVT_WRITABLE,
+    MIN_PERIOD_NS,
+    ApicFault,
+    LocalApic,
+    Reg,
+)
 from x86vm.machine.irq import PendingInterrupt
 
 ENABLE = 0x1FF  # SVR: software enable, spurious vector 0xFF
@@ -38,13 +54,16 @@ def enabled(a):
 
 
 def test_reset_values(apic):
-    """§11.4.7.1: DFR all ones, SVR 0xFF, LVTs masked (BSP LINT0 ExtINT as QEMU), ID set."""
+    """§11.4.7.1: DFR all ones, SVR 0xFF, LVTs masked, ID set; firmware's virtual wire mode
+    (MP spec §3.6.2.2) makes LINT0 ExtINT and LINT1 NMI."""
     assert r(apic, Reg.ID) == 3 << 24
     assert r(apic, Reg.VERSION) == 0x00050014
     assert (r(apic, Reg.DFR), r(apic, Reg.SVR), r(apic, Reg.TPR)) == (0xFFFFFFFF, 0xFF, 0)
-    for reg in (Reg.LVT_TIMER, Reg.LVT_THERMAL, Reg.LVT_PERF, Reg.LVT_LINT1, Reg.LVT_ERROR):
+    for reg in (Reg.LVT_TIMER, Reg.LVT_THERMAL, Reg.LVT_PERF, Reg.LVT_LINT0, Reg.LVT_LINT1,
+                Reg.LVT_ERROR):
         assert r(apic, reg) == 0x10000
-    assert r(apic, Reg.LVT_LINT0) == 0x700
+    apic.virtual_wire()
+    assert (r(apic, Reg.LVT_LINT0), r(apic, Reg.LVT_LINT1)) == (0x700, 0x400)
     assert apic.msr_read(0x1B) == 0xFEE00900  # base, EN, BSP
 
 
@@ -236,6 +255,8 @@ def test_extint_pass_through(timers):
     pic = PendingInterrupt()
     a = LocalApic(timers, extint=pic)
     pic.raise_vector(0x08)
+    assert a.pending_vector() is None  # reset: LINT0 masked
+    a.virtual_wire()
     assert a.pending_vector() == 0x08
     a.write(Reg.LVT_LINT0, 4, 0x10700)  # masked
     assert a.pending_vector() is None
@@ -327,3 +348,68 @@ def test_lint1_nmi(apic):
     w(apic, Reg.LVT_LINT1, 0x400)
     apic.set_lint(1, True)
     assert apic.take_nmi()
+
+
+# -- QEMU 7.2, byte for byte (MMIO from unreal mode, see dev_platform.py) --------------------
+# QEMU stores LVT and ICR words whole and has no APR (reads 0), no ESR send/receive errors and
+# no TSC-deadline rules for the initial count: reads are masked to the SDM's writable bits,
+# APR and ESR are not compared, and the timer probe stays out of TSC-deadline mode.
+
+
+MASKS = {Reg.APR: 0, Reg.ESR: 0, Reg.ICR_LOW: ICR_WRITABLE | 0x1000, Reg.ICR_HIGH: 0xFF000000,
+         Reg.TIMER_CURRENT: 0xFFFFFF00, **{reg: mask for reg, mask in
+                                          LVT_WRITABLE.items()}}
+ALL_REGS = ([Reg.ID, Reg.VERSION, Reg.TPR, Reg.APR, Reg.PPR, Reg.LDR, Reg.DFR, Reg.SVR]
+            + [Reg.ISR + 16 * i for i in range(8)] + [Reg.TMR + 16 * i for i in range(8)]
+            + [Reg.IRR + 16 * i for i in range(8)]
+            + [Reg.ESR, Reg.ICR_LOW, Reg.ICR_HIGH, *LVT_WRITABLE, Reg.TIMER_INITIAL,
+               Reg.TIMER_CURRENT, Reg.TIMER_DIVIDE])
+RW_REGS = [Reg.ID, Reg.TPR, Reg.LDR, Reg.DFR, Reg.ICR_HIGH, *LVT_WRITABLE, Reg.TIMER_DIVIDE]
+
+
+def rd(reg):
+    return mmio_read(A + reg, mask=MASKS.get(reg))
+
+
+def wr(reg, value):
+    return mmio_write(A + reg, value)
+
+
+def timer_regs():
+    return [rd(Reg.TIMER_INITIAL), rd(Reg.TIMER_CURRENT), rd(Reg.TIMER_DIVIDE),
+            rd(Reg.LVT_TIMER)]
+
+
+QEMU_SCENARIOS = {
+    "reset": [rd(r) for r in ALL_REGS],
+    "writable_bits_disabled": [wr(r, 0xFFFFFFFF) for r in RW_REGS] + [wr(Reg.SVR, 0xFFFFFEFF)]
+    + [rd(r) for r in ALL_REGS],
+    "writable_bits_enabled": [wr(Reg.SVR, 0x1FF)] + [wr(r, 0xFFFFFFFF) for r in RW_REGS]
+    + [rd(r) for r in ALL_REGS] + [wr(Reg.SVR, 0xFFFFFFFF), rd(Reg.SVR)],
+    "self_ipi_priorities_eoi": [wr(Reg.SVR, 0x1FF), wr(Reg.ICR_LOW, 0x40045),
+                                wr(Reg.ICR_LOW, 0x40063), wr(Reg.ICR_LOW, 0x40031)]
+    + [rd(Reg.IRR + 16 * i) for i in range(8)] + [rd(Reg.PPR), wr(Reg.TPR, 0x50), rd(Reg.PPR),
+                                                  take()]
+    + [rd(Reg.ISR + 16 * i) for i in range(8)] + [rd(Reg.IRR + 16 * i) for i in range(8)]
+    + [rd(Reg.PPR), wr(Reg.EOI, 0), rd(Reg.PPR), wr(Reg.TPR, 0), take()]
+    + [rd(Reg.ISR + 16 * i) for i in range(8)] + [rd(Reg.PPR), wr(Reg.EOI, 0), wr(Reg.EOI, 0),
+                                                  rd(Reg.ISR + 0x30), rd(Reg.PPR)],
+    "physical_and_logical_self_ipi": [wr(Reg.SVR, 0x1FF), wr(Reg.ICR_HIGH, 0), wr(Reg.ICR_LOW,
+                                                                                0x51)]
+    + [wr(Reg.LDR, 0x01000000), wr(Reg.ICR_HIGH, 0x03000000), wr(Reg.ICR_LOW, 0x852),
+       wr(Reg.ICR_HIGH, 0x02000000), wr(Reg.ICR_LOW, 0x853), wr(Reg.ICR_HIGH, 0x01000000),
+       wr(Reg.ICR_LOW, 0x54), rd(Reg.IRR + 0x50)],
+    "timer_one_shot_periodic_divide": [wr(Reg.SVR, 0x1FF), wr(Reg.TIMER_DIVIDE, 0xA),
+                                       wr(Reg.LVT_TIMER, 0x10040),
+                                       wr(Reg.TIMER_INITIAL, 0x123456)]
+    + timer_regs() + [wr(Reg.LVT_TIMER, 0x30040)] + timer_regs()
+    + [wr(Reg.TIMER_INITIAL, 0x777777), wr(Reg.TIMER_DIVIDE, 0xFF)] + timer_regs()
+    + [wr(Reg.TIMER_INITIAL, 0)] + timer_regs(),
+}
+
+
+@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.parametrize("name", sorted(QEMU_SCENARIOS))
+def test_lapic_matches_qemu(tmp_path, name):
+    ops = QEMU_SCENARIOS[name]
+    assert run_platform_on_chipset(ops).hex(" ") == run_platform_under_qemu(ops, tmp_path).hex(" ")

@@ -1,5 +1,9 @@
 """Intel 82093AA I/O APIC at 0xFEC00000, with 24 redirection entries (as QEMU's).
 
+Version 0x11 by default (the 82093AA, and KVM's in-kernel IOAPIC); ``version=0x20`` is QEMU
+7.2's default model, which adds the EOI register at offset 0x40 (a write of a vector does what
+the LAPIC's EOI broadcast does).
+
 Memory-mapped registers (82093AA datasheet §3.0, Table 1): IOREGSEL at offset 0x00 (bits 7-0
 select a register), IOWIN at 0x10 (32-bit window onto the selected register). Indirect
 registers (Table 2):
@@ -36,7 +40,7 @@ IOAPIC_BASE = 0xFEC00000
 IOAPIC_SIZE = 0x1000
 NUM_PINS = 24
 VERSION = 0x11
-IOREGSEL, IOWIN = 0x00, 0x10
+IOREGSEL, IOWIN, IOEOI = 0x00, 0x10, 0x40
 REG_ID, REG_VERSION, REG_ARB, REG_REDTBL = 0x00, 0x01, 0x02, 0x10
 
 RTE_VECTOR = 0xFF
@@ -57,8 +61,10 @@ class IoApic:
     """The IOAPIC: an MMIO device (``read``/``write``) with one input per pin
     (:meth:`irq_line` / :meth:`set_irq`)."""
 
-    def __init__(self, deliver: Deliver | None = None, *, apic_id: int = 0) -> None:
+    def __init__(self, deliver: Deliver | None = None, *, apic_id: int = 0,
+                 version: int = VERSION) -> None:
         self.deliver = deliver or (lambda *_: None)
+        self.version = version & 0xFF
         self.id = apic_id & 0xF
         self.ioregsel = 0
         self.redirection = [RTE_RESET] * NUM_PINS
@@ -113,13 +119,13 @@ class IoApic:
         if index == REG_ID:
             return self.id << 24
         if index == REG_VERSION:
-            return (NUM_PINS - 1) << 16 | VERSION
+            return (NUM_PINS - 1) << 16 | self.version
         if index == REG_ARB:
             return self.id << 24
         pin, high = divmod(index - REG_REDTBL, 2)
         if index >= REG_REDTBL and pin < NUM_PINS:
             return self.redirection[pin] >> (32 * high) & 0xFFFFFFFF
-        return 0xFFFFFFFF  # unimplemented indexes read all ones (as KVM's model)
+        return 0  # unimplemented indexes read 0 (QEMU 7.2)
 
     def write_register(self, index: int, value: int) -> None:
         value &= 0xFFFFFFFF
@@ -153,6 +159,8 @@ class IoApic:
             self.ioregsel = value & 0xFF
         elif offset == IOWIN and size == 4:
             self.write_register(self.ioregsel, value)
+        elif offset == IOEOI and self.version >= 0x20:
+            self.eoi(value & 0xFF)
 
     def snapshot(self) -> dict[str, object]:
         return {"id": self.id, "ioregsel": self.ioregsel, "levels": self.levels,

@@ -14,7 +14,7 @@ offset MSR   register                     notes
 0x0B0  0x80B EOI                          write only; x2APIC: a nonzero write is #GP
 0x0D0  0x80D LDR                          xAPIC: bits 31-24; x2APIC: read only, from the ID
 0x0E0  —     DFR                          xAPIC only; bits 27-0 read 1
-0x0F0  0x80F SVR                          vector, bit 8 APIC software enable, bit 9 focus
+0x0F0  0x80F SVR                          vector, bit 8 APIC software enable
 0x100  0x810 ISR (8 × 32 bits)            read only
 0x180  0x818 TMR (8 × 32 bits)            read only
 0x200  0x820 IRR (8 × 32 bits)            read only
@@ -33,10 +33,13 @@ offset MSR   register                     notes
 —      0x83F SELF IPI                     x2APIC only, write only
 ====== ===== ============================ ====================================================
 
-Reset values (§11.4.7.1): ID = the initial APIC ID, DFR all ones, SVR 0xFF (software
-disabled), every LVT masked — except LINT0 of the bootstrap processor, which is ExtINT
-(0x700) as QEMU and KVM leave it, so the 8259's interrupts reach the CPU before a guest
-programs its APIC. While software-disabled (§11.4.7.2) every LVT reads masked and stays so.
+Reset values (§11.4.7.1, and QEMU 7.2 without firmware): ID = the initial APIC ID, DFR all
+ones, SVR 0xFF (software disabled), every LVT masked. Firmware puts the bootstrap processor in
+"virtual wire" mode (MP spec §3.6.2.2: LINT0 ExtINT, LINT1 NMI — SeaBIOS does), so the 8259's
+interrupts reach the CPU before a guest programs its APIC: :meth:`LocalApic.virtual_wire`,
+which ``build_chipset`` calls since x86vm boots without a BIOS. While software-disabled
+(§11.4.7.2) guest writes cannot unmask an LVT entry; LVT, ICR and SVR keep only their defined
+bits (Figure 11-8) — QEMU stores LVT and ICR words whole.
 
 The xAPIC page takes 32-bit accesses at 16-byte aligned offsets; narrower reads return the
 corresponding bytes, other writes are ignored (what KVM does; the SDM leaves them undefined).
@@ -111,7 +114,7 @@ LVT_LEVEL = 1 << 15
 LVT_TIMER_MODE = 3 << 17
 TIMER_ONE_SHOT, TIMER_PERIODIC, TIMER_TSC_DEADLINE = 0, 1 << 17, 2 << 17
 SVR_ENABLE = 1 << 8
-SVR_WRITABLE = 0x3FF
+SVR_WRITABLE = 0x1FF  # bit 9 (focus checking) is reserved since the Pentium 4, 0 in QEMU
 
 
 class Delivery(IntEnum):
@@ -201,14 +204,17 @@ class LocalApic:
         self._esr_pending = 0
         self.icr = 0
         self.lvt = {reg: LVT_MASKED for reg in LVT_REGS}
-        if self.bsp:
-            self.lvt[Reg.LVT_LINT0] = Delivery.EXTINT << 8
         self.timer_initial = 0
         self.timer_divide = 0
         self._timer_start = 0
         self._timer_running = False
         self.tsc_deadline = 0
         self.extint_requested = False  # an ExtINT message (IOAPIC) awaits the 8259's vector
+
+    def virtual_wire(self) -> None:
+        """What PC firmware leaves on the BSP: LINT0 ExtINT, LINT1 NMI (MP spec §3.6.2.2)."""
+        self.lvt[Reg.LVT_LINT0] = Delivery.EXTINT << 8
+        self.lvt[Reg.LVT_LINT1] = Delivery.NMI << 8
 
     @property
     def hw_enabled(self) -> bool:
