@@ -4,3 +4,17 @@
 ``device`` (what a device type provides), ``blk`` and ``rng`` (device types), ``attach``
 (windows, IRQs, ``--drive``, the Linux command line). See docs/virtio.md.
 """
+
+from x86vm.devices.virtio.attach import (
+    AttachedVirtio,
+    DriveSpecError,
+    attach_virtio,
+    cmdline_fragment,
+    parse_drive,
+)
+from x86vm.devices.virtio.blk import DiskImageError, DriveSpec, VirtioBlock
+from x86vm.devices.virtio.mmio import VirtioMmio
+from x86vm.devices.virtio.rng import VirtioRng
+
+__all__ = ["AttachedVirtio", "DiskImageError", "DriveSpec", "DriveSpecError", "VirtioBlock",
+           "VirtioMmio", "VirtioRng", "attach_virtio", "cmdline_fragment", "parse_drive"]
