@@ -104,3 +104,21 @@ def test_attach_failure_releases_the_images(tmp_path):
     with pytest.raises(GuestMemoryError):
         attach_virtio(m, [DriveSpec(str(tmp_path / "ok.img"))], base=0x1000)
     VirtioBlock.open(DriveSpec(str(tmp_path / "ok.img"))).close()
+
+
+def test_cli_missing_drive_is_one_line_before_the_guest_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", "--drive", f"file={tmp_path}/missing.img"],
+        env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL)
+    if "kvm" in done.stderr.lower() and "missing.img" not in done.stderr:
+        pytest.skip(f"no machine here: {done.stderr.strip()}")
+    assert done.returncode == 2
+    assert done.stderr == (f"x86vm: error: drive {tmp_path}/missing.img: cannot open: "
+                           "No such file or directory\n")
+    assert done.stdout == ""  # the guest never ran
