@@ -364,3 +364,10 @@ def test_lock_across_processes(image):
         assert r.returncode == 3 and "locked by another process" in r.stdout
     finally:
         held.close()
+
+
+def test_request_counts_stay_bounded(blk):
+    for rtype in (99, 12345, 0xFFFFFFFF):
+        blk.request(rtype)
+    blk.request(VIRTIO_BLK_T_GET_ID, in_len=20)
+    assert blk.dev.requests == {-1: 3, VIRTIO_BLK_T_GET_ID: 1}

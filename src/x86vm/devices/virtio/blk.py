@@ -53,6 +53,9 @@ VIRTIO_BLK_T_FLUSH = 4
 VIRTIO_BLK_T_GET_ID = 8
 VIRTIO_BLK_T_DISCARD = 11
 VIRTIO_BLK_T_WRITE_ZEROES = 13
+REQUEST_TYPES = frozenset({VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
+                           VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES})
+OTHER_TYPE = -1  # key in VirtioBlock.requests for every other type
 VIRTIO_BLK_S_OK = 0
 VIRTIO_BLK_S_IOERR = 1
 VIRTIO_BLK_S_UNSUPP = 2
@@ -210,7 +213,7 @@ class VirtioBlock(VirtioDevice):
         self.image = image
         ident = serial if serial is not None else os.path.basename(image.path)
         self.device_ident = ident.encode("ascii", "replace")[:ID_BYTES].ljust(ID_BYTES, b"\0")
-        self.requests: dict[int, int] = {}
+        self.requests: dict[int, int] = {}  # requests seen, by type (OTHER_TYPE: the rest)
 
     @classmethod
     def open(cls, spec: DriveSpec) -> VirtioBlock:
@@ -254,7 +257,8 @@ class VirtioBlock(VirtioDevice):
             return 0
         rtype, _reserved, sector = HEADER.unpack(read_segments(memory, chain.readable, 0,
                                                                HEADER.size))
-        self.requests[rtype] = self.requests.get(rtype, 0) + 1
+        key = rtype if rtype in REQUEST_TYPES else OTHER_TYPE  # a guest cannot grow the dict
+        self.requests[key] = self.requests.get(key, 0) + 1
         data_in = chain.writable_len - 1  # device-writable bytes before the status byte
         status, written = self._execute(chain, rtype, sector, data_in)
         status_view = segment_views(memory, chain.writable, chain.writable_len - 1, 1)
