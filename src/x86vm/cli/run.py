@@ -16,6 +16,13 @@ from x86vm.cli import CliError
 from x86vm.cli.inputs import read_regular
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
+from x86vm.devices.virtio import (
+    DiskImageError,
+    DriveSpecError,
+    attach_virtio,
+    cmdline_fragment,
+    parse_drive,
+)
 from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
@@ -73,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop the guest after this long (exit status 124)")
     p.add_argument("--debug-exit-port", default="0xf4", metavar="PORT",
                    help="isa-debug-exit I/O port (default 0xf4)")
+    p.add_argument("--drive", action="append", default=[], metavar="SPEC",
+                   help="virtio-blk disk: file=PATH[,format=raw][,readonly=on]"
+                        "[,cache=writeback|none|unsafe] (repeatable)")
+    p.add_argument("--virtio-rng", action="store_true",
+                   help="add a virtio-rng device fed from the host's os.urandom")
     p.set_defaults(func=run)
 
 
@@ -122,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
     image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
     initrd = _read(args.initrd, "initrd", memory_size) if args.initrd else None
+    try:
+        drives = [parse_drive(text) for text in args.drive]
+    except DriveSpecError as exc:
+        raise CliError(str(exc)) from None
 
     try:
         fmt = args.loader or detect_format(image)
@@ -137,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     except MachineError as exc:
         raise CliError(str(exc)) from None
     console = None
+    virtio = []
     try:
         try:
             console = open_console(args.serial)
@@ -146,6 +163,13 @@ def run(args: argparse.Namespace) -> int:
             attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
+        if drives or args.virtio_rng:
+            try:
+                virtio = attach_virtio(machine, drives, rng=args.virtio_rng)
+            except DiskImageError as exc:  # missing, locked, odd-sized: before the guest runs
+                raise CliError(str(exc)) from None
+            if fmt in ("linux", "pvh"):  # Linux finds virtio-mmio devices on its command line
+                cmdline = f"{cmdline} {cmdline_fragment(virtio)}".strip()
         try:
             entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
                                initrd=initrd)
@@ -158,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if console is not None:
             console.close()
+        for device in virtio:
+            device.transport.close()
         machine.close()
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
         sys.stdout.flush()
