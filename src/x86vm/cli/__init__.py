@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("disasm", "run")
+SUBCOMMANDS = ("disasm", "run", "decodecode")
 
 
 class CliError(Exception):
