@@ -19,6 +19,7 @@ from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine, MachineError
+from x86vm.trace.oops import report_for_run
 
 LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             result = machine.run(entry, timeout=timeout)
         except MachineError as exc:
             raise CliError(str(exc)) from None
+        crash = report_for_run(machine.backend, machine.memory, result)  # before close()
     finally:
         if console is not None:
             console.close()
@@ -151,4 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
         sys.stdout.flush()
         print(f"x86vm: guest stopped: {result.reason}", file=sys.stderr)
+    if crash is not None:
+        sys.stdout.flush()
+        sys.stderr.write(crash)
     return result.status

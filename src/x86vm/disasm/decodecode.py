@@ -200,9 +200,15 @@ def _mark(line: str) -> str:
     return f"{head}:*{rest}{TRAP_SUFFIX}" if colon else line
 
 
-def decodecode(oops: OopsCode, syntax: str = "att") -> str:
+def decodecode(oops: OopsCode, syntax: str = "att", exact: bool = False) -> str:
     """The text ``scripts/decodecode`` prints for ``oops`` (with ``PC=`` and, for 32-bit,
-    ``AFLAGS=--32``), instruction text by x86vm's objdump-exact formatters."""
+    ``AFLAGS=--32``), instruction text by x86vm's objdump-exact formatters.
+
+    Two habits of the script are kept unless ``exact`` is set (for a known ``pc``): it marks
+    the line its byte matching finds (which text elsewhere on a line can mislead), and it lists
+    the code from the faulting instruction at the *start* address of the code (its
+    ``--adjust-vma`` outlives the first listing). ``exact`` marks the line at ``pc`` and lists
+    the second part from ``pc``."""
     out = [oops.line]
     words = re.sub(r"[<>()]", "", oops.code).split()
     marker, pc_sub, width = oops.marker, oops.pc_sub, oops.width
@@ -211,6 +217,10 @@ def decodecode(oops: OopsCode, syntax: str = "att") -> str:
     if marker:
         listing = _objdump_lines(_words_to_bytes(words, width), vma, oops.mode, syntax)
         fault = _fault_line_number(oops.code, listing, pc_sub, width)
+        if exact and oops.pc is not None:
+            at_pc = [i for i, ln in enumerate(listing) if ln.split(":", 1)[0].strip()
+                     == f"{oops.pc:x}"]
+            fault = at_pc[0] + 3 if at_pc else 0
         block = ["All code", "========", *listing]
         if 1 <= fault <= len(block):
             block[fault - 1] = _mark(block[fault - 1])
@@ -224,5 +234,7 @@ def decodecode(oops: OopsCode, syntax: str = "att") -> str:
     after_words = after.split()
     out.extend(["Code starting with the faulting instruction",
                 "==========================================="])
+    if exact and oops.pc is not None:
+        vma = oops.pc
     out.extend(_objdump_lines(_words_to_bytes(after_words, width), vma, oops.mode, syntax))
     return "\n".join(out) + "\n"
