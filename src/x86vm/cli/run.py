@@ -19,6 +19,7 @@ from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine, MachineError
+from x86vm.trace import session as trace_session
 from x86vm.trace.oops import report_for_run
 
 LOADERS = ("flat", "multiboot", "linux", "pvh")
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop the guest after this long (exit status 124)")
     p.add_argument("--debug-exit-port", default="0xf4", metavar="PORT",
                    help="isa-debug-exit I/O port (default 0xf4)")
+    trace_session.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -126,8 +128,12 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = None
+    console = tracer = None
     try:
+        try:
+            tracer = trace_session.start(args, machine.backend)
+        except trace_session.TraceError as exc:
+            raise CliError(str(exc)) from None
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         except MachineError as exc:
             raise CliError(str(exc)) from None
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
+        trace_session.finish(tracer, args)
     finally:
         if console is not None:
             console.close()
