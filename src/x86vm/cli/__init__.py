@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("disasm", "run", "kvm_probe")  # modules; each registers its command name
+SUBCOMMANDS = ("disasm", "run", "kvm_probe", "decodecode")  # modules; each registers its command
 
 
 class CliError(Exception):

@@ -27,6 +27,8 @@ from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine, MachineError
+from x86vm.trace import session as trace_session
+from x86vm.trace.oops import report_for_run
 
 LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
@@ -85,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "[,cache=writeback|none|unsafe] (repeatable)")
     p.add_argument("--virtio-rng", action="store_true",
                    help="add a virtio-rng device fed from the host's os.urandom")
+    trace_session.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -152,9 +155,13 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = None
+    console = tracer = None
     virtio = []
     try:
+        try:
+            tracer = trace_session.start(args, machine.backend)
+        except trace_session.TraceError as exc:
+            raise CliError(str(exc)) from None
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
@@ -179,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
             result = machine.run(entry, timeout=timeout)
         except MachineError as exc:
             raise CliError(str(exc)) from None
+        crash = report_for_run(machine.backend, machine.memory, result)  # before close()
+        trace_session.finish(tracer, args)
     finally:
         if console is not None:
             console.close()
@@ -188,4 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
         sys.stdout.flush()
         print(f"x86vm: guest stopped: {result.reason}", file=sys.stderr)
+    if crash is not None:
+        sys.stdout.flush()
+        sys.stderr.write(crash)
     return result.status
