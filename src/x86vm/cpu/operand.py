@@ -20,7 +20,7 @@ def ea(cpu, mem: Mem) -> int:
     a = mem.disp
     if mem.base is not None:
         a += r[mem.base.num]
-    if mem.index is not None:
+    if mem.index is not None and mem.index.name not in ("eiz", "riz"):
         a += r[mem.index.num] * mem.scale
     return a & amask
 

@@ -22,6 +22,7 @@ from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
 M64 = 0xFFFFFFFFFFFFFFFF
 MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: M64}
 HIGH8 = {"ah": 0, "ch": 1, "dh": 2, "bh": 3}
+NO_INDEX = frozenset(("eiz", "riz"))  # objdump's name for "no index" (SIB index 100b)
 SEG_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
 BLOCK_ENDERS = frozenset((
     "hlt", "int", "int3", "into", "int1", "iret", "syscall", "sysret", "sysenter", "sysexit",
@@ -109,7 +110,7 @@ class Gen:
         parts = []
         if mem.base is not None:
             parts.append(f"r[{mem.base.num}]")
-        if mem.index is not None:
+        if mem.index is not None and mem.index.name not in NO_INDEX:
             parts.append(f"r[{mem.index.num}]" + (f" * {mem.scale}" if mem.scale != 1 else ""))
         if mem.disp or not parts:
             parts.append(f"{mem.disp}" if mem.disp >= 0 else f"({mem.disp})")
@@ -578,7 +579,7 @@ GENERATORS = {
     "xor": _alu(F.LOGIC, kind="^"), "test": _alu(F.LOGIC, write=False, kind="&"),
     "adc": _alu(F.ADC, kind="adc"), "sbb": _alu(F.SBB, kind="sbb"),
     "inc": _incdec(F.INC), "dec": _incdec(F.DEC), "neg": g_neg, "not": g_not,
-    "mov": g_mov, "movzx": g_movzx, "movsx": g_movsx, "movsxd": g_movsx, "lea": g_lea,
+    "mov": g_mov, "movabs": g_mov, "movzx": g_movzx, "movsx": g_movsx, "movsxd": g_movsx, "lea": g_lea,
     "shl": _shift(F.SHL), "sal": _shift(F.SHL), "shr": _shift(F.SHR), "sar": _shift(F.SAR),
     "imul": g_imul, "xchg": g_xchg, "nop": g_nop, "pause": g_nop, "endbr64": g_nop,
     "endbr32": g_nop, "prefetchnta": g_nop, "prefetcht0": g_nop, "prefetcht1": g_nop,
