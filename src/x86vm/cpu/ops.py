@@ -558,7 +558,7 @@ def h_string(cpu, c) -> None:
     delta = -size if cpu.fl & 0x400 else size
     count_left = None
     start = insn.address
-    for n in range(REP_CHUNK):
+    for _n in range(REP_CHUNK):
         if rep:
             count = cpu.r[1] & amask
             if count == 0:
