@@ -31,7 +31,7 @@ from x86vm.machine.boot import load_image  # noqa: E402
 from x86vm.machine.vm import Machine  # noqa: E402
 
 GUEST = "cpu_bench.elf"
-WORKLOADS = {"sieve": 40000, "crc32": 40, "qsort": 4000, "memcpy": 200}
+WORKLOADS = {"sieve": 65536, "crc32": 150, "qsort": 16000, "memcpy": 800}
 
 
 def build(outdir: Path) -> bytes:

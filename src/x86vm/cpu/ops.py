@@ -122,6 +122,13 @@ def h_imul(cpu, c) -> None:
 
 # -- rotates and double shifts ---------------------------------------------------------------
 
+def _rewrite(cpu, dst, value: int) -> None:
+    """A count of 0 changes nothing, but a 32-bit register destination is still written
+    (zero-extended in 64-bit mode), as the host CPU does."""
+    if type(dst) is Reg and dst.size == 4:
+        write(cpu, dst, value)
+
+
 def h_rotate(cpu, c) -> None:
     insn, ops = c
     dst, cnt = ops
@@ -132,6 +139,7 @@ def h_rotate(cpu, c) -> None:
     name = insn.mnemonic
     a = read(cpu, dst)
     if n == 0:
+        _rewrite(cpu, dst, a)
         return
     fl = cpu.flags()
     cf = fl & 1
@@ -172,6 +180,7 @@ def h_shift(cpu, c) -> None:
     n = read(cpu, cnt) & (0x3F if size == 8 else 0x1F)
     a = read(cpu, dst)
     if n == 0:
+        _rewrite(cpu, dst, a)
         return
     name = insn.mnemonic
     if name in ("shl", "sal"):
@@ -194,6 +203,7 @@ def h_shxd(cpu, c) -> None:
     a = read(cpu, dst)
     b = read(cpu, src)
     if n == 0:
+        _rewrite(cpu, dst, a)
         return
     if insn.mnemonic == "shld":
         wide = (a << bits) | b
@@ -299,8 +309,12 @@ def h_xadd(cpu, c) -> None:
     size = dst.size
     a, b = read(cpu, dst), read(cpu, src)
     v = (a + b) & MASK[size]
-    write(cpu, dst, v)
-    write(cpu, src, a)
+    if type(dst) is Reg:    # SRC ← DEST, then DEST ← sum: xadd %eax,%eax leaves the sum
+        write(cpu, src, a)
+        write(cpu, dst, v)
+    else:
+        write(cpu, dst, v)
+        write(cpu, src, a)
     cpu.cc = (F.ADD, size * 8, v, a, b, 0)
 
 
@@ -312,7 +326,8 @@ def h_cmpxchg(cpu, c) -> None:
     if acc == cur:
         write(cpu, dst, read(cpu, src))
     else:
-        write(cpu, dst, cur)   # the processor always writes the destination
+        if type(dst) is Mem:   # a memory destination is written back (SDM "CMPXCHG");
+            write(cpu, dst, cur)   # a register one is left alone (this AMD host)
         write_reg(cpu, Reg("", "gpr", 0, size), cur)
     cpu.cc = (F.SUB, size * 8, (acc - cur) & MASK[size], acc, cur, 0)
 

@@ -361,10 +361,14 @@ def _shift(op_code: int) -> callable:
         else:
             n = None
         if n == 0:
+            if type(dst) is Reg and size == 4:   # still written (zero-extended)
+                g.set_reg(dst, g.reg(dst))
             return
         la = g.mem_la(dst)
         if n is None:
             g.emit(f"n{k} = r[1] & {cmask:#x}")
+            if type(dst) is Reg and size == 4:
+                g.emit(f"r[{dst.num}] &= 0xFFFFFFFF")
             g.emit(f"if n{k}:")
             inner = Gen.__new__(Gen)
             inner.__dict__.update(g.__dict__)
