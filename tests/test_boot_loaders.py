@@ -6,13 +6,13 @@ guest under QEMU TCG; the same numbers are in guests/expected_qemu.json)."""
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 
 import pytest
 
 from guests.fixtures import guest_dir  # noqa: F401  (fixture)
+from support.oracles import require, require_file
 from x86vm.machine.boot import BootError, BootModule, detect_format, load_image
 from x86vm.machine.boot.elf import parse_elf
 from x86vm.machine.boot.layout import e820_map, encode_descriptor, lower_upper_kib
@@ -441,13 +441,12 @@ def test_elf_notes_match_readelf(path):
     offsets, not sizes) gives the notes readelf lists; such a file then fails for what it is
     (no bootable entry), not as a "truncated note"."""
     import re
-    import shutil
     import subprocess
 
     from x86vm.machine.boot.elf import parse_elf
 
-    if shutil.which("readelf") is None or not os.path.exists(path):
-        pytest.skip("readelf or the sample file is missing")
+    require("binutils")
+    require_file(path)
     image = open(path, "rb").read()
     listed = subprocess.run(["readelf", "-lnW", path], capture_output=True, text=True).stdout
     segments = listed.split("Displaying notes found in:")
@@ -461,7 +460,5 @@ def test_elf_notes_match_readelf(path):
 def test_user_program_is_not_a_kernel(mem):
     """A PIE user program (ET_DYN, like /usr/bin/true) is refused with a reason instead of
     being loaded at physical 0 and run."""
-    if not os.path.exists("/usr/bin/true"):
-        pytest.skip("/usr/bin/true missing")
     with pytest.raises(BootError, match="not ET_EXEC"):
         load_image(mem, open("/usr/bin/true", "rb").read())

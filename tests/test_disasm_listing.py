@@ -15,7 +15,6 @@ Two kinds of test:
 from __future__ import annotations
 
 import io
-import os
 import random
 import shutil
 import subprocess
@@ -25,15 +24,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from oracle.elfwriter import write_snippets_elf
-from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
-from oracle.testdata import TESTDATA
+from oracle.objdump import OracleFormatter, parse_wide_listing, run_objdump
 from oracle.testdata import snippets_by_mode as _snippets_by_mode
+from support.oracles import require, require_file
 from x86vm.cli import build_parser
 from x86vm.cli.disasm import _options
 from x86vm.disasm.elf import BSF_FUNCTION, load_elf
 from x86vm.disasm.listing import binary_image, elf_image, write_listing
 
-pytestmark = pytest.mark.skipif(OBJDUMP is None, reason="objdump (binutils) is not installed")
+pytestmark = pytest.mark.oracle("objdump-2.40")
 
 PYTHON = "/usr/bin/python3.11"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -41,23 +40,10 @@ MACHINE_ARG = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
 
 
 def snippets_by_mode() -> dict[int, list[bytes]]:
-    if not TESTDATA.is_dir():
-        pytest.skip(f"instruction corpora not found at {TESTDATA} (set X86VM_TESTDATA)")
+    require("testdata")
     return _snippets_by_mode()
 
 
-def _decoder_available() -> bool:
-    try:
-        from x86vm.disasm.att import format_att  # noqa: F401
-        from x86vm.disasm.intel import format_intel  # noqa: F401
-        from x86vm.isa import decode  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_decoder = pytest.mark.skipif(not _decoder_available(),
-                                   reason="x86vm.isa decoder and formatters not available")
 
 
 def _listing_options(args: list[str], path: str):
@@ -115,8 +101,7 @@ def sampled_ranges(path: str, count: int, seed: int) -> list[tuple[int, int]]:
 
 
 def _binary_available(path: str) -> None:
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is not on this machine")
+    require_file(path)
 
 
 # -- layout and symbols (decoder-independent) ---------------------------------------------------
@@ -134,9 +119,8 @@ def test_layout_of_sampled_ranges_matches_objdump(path):
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     """A small C program built several ways: object, PIE, non-PIE, IBT PLT, -g."""
+    require("gcc")
     gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed")
     tmp = tmp_path_factory.mktemp("programs")
     source = tmp / "prog.c"
     source.write_text(
@@ -178,15 +162,19 @@ OPTION_SETS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["prog.o", "prog-cf.o", "prog-pie", "prog-nopie", "prog-ibt",
-                                  "prog-g", "prog-gz.o"])
-@pytest.mark.parametrize("args", OPTION_SETS, ids=" ".join)
+DEBUG_BUILDS = ("prog-g", "prog-gz.o")     # the builds with -g: only they have .debug_*
+COMPILED_CASES = [pytest.param(name, args, id=f"{' '.join(args)}-{name}")
+                  for name in ("prog.o", "prog-cf.o", "prog-pie", "prog-nopie", "prog-ibt",
+                               *DEBUG_BUILDS)
+                  for args in OPTION_SETS if ".debug_info" not in args or name in DEBUG_BUILDS]
+
+
+@pytest.mark.parametrize(("name", "args"), COMPILED_CASES)
 def test_layout_of_compiled_programs_matches_objdump(programs, name, args):
     wanted = {args[i + 1] for i, arg in enumerate(args) if arg == "-j"}
     with open(programs[name], "rb") as stream:
         present = {section.name for section in load_elf(programs[name], stream).sections}
-    if not wanted <= present:
-        pytest.skip(f"{name} has no {' '.join(sorted(wanted - present))}")
+    assert wanted <= present, f"{name} lacks {' '.join(sorted(wanted - present))}"
     expected, got, formatter = oracle_layout(programs[name], args)
     assert_same_listing(expected, got, formatter)
 
@@ -227,7 +215,6 @@ def test_layout_of_separately_listed_snippets_matches_objdump(tmp_path, mode):
 
 # -- differential: the real decoder against objdump ----------------------------------------------
 
-@needs_decoder
 @pytest.mark.parametrize("syntax", ["att", "intel"])
 @pytest.mark.parametrize("path", [PYTHON, LIBC])
 def test_sampled_functions_decode_like_objdump(path, syntax):
@@ -248,7 +235,6 @@ def test_sampled_functions_decode_like_objdump(path, syntax):
 TESTDATA_KNOWN_GAPS = {16: (0, 0), 32: (0, 1), 64: (0, 0)}
 
 
-@needs_decoder
 @pytest.mark.parametrize("syntax", ["att", "intel"])
 @pytest.mark.parametrize("mode", [16, 32, 64])
 def test_testdata_sample_decodes_like_objdump(mode, syntax):
@@ -272,7 +258,6 @@ def test_testdata_sample_decodes_like_objdump(mode, syntax):
 RANDOM_LENGTH_TOLERANCE = 0.001
 
 
-@needs_decoder
 @pytest.mark.parametrize("mode", [16, 32, 64])
 @settings(max_examples=4, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate],
