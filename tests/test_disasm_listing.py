@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from oracle.elfwriter import write_snippets_elf
+from oracle.known import assert_known
 from oracle.objdump import OracleFormatter, parse_wide_listing, run_objdump
 from oracle.testdata import snippets_by_mode as _snippets_by_mode
 from support.oracles import require, require_file
@@ -228,13 +229,6 @@ def test_sampled_functions_decode_like_objdump(path, syntax):
     assert total.ok, total.summary() + "\n" + "\n".join(total.examples)
 
 
-# Decoder coverage gaps on the fixed testdata sample below with the decoder in main at 0ca14db:
-# (length, text) mismatches allowed per mode, so the test catches regressions while
-# AVX-512/MPX/... coverage grows. Issue 2's target is 0; lower these as the counts drop
-# (scripts/disasm-corpus --only testdata prints the full picture and the patterns).
-TESTDATA_KNOWN_GAPS = {16: (0, 0), 32: (0, 1), 64: (0, 0)}
-
-
 @pytest.mark.parametrize("syntax", ["att", "intel"])
 @pytest.mark.parametrize("mode", [16, 32, 64])
 def test_testdata_sample_decodes_like_objdump(mode, syntax):
@@ -246,16 +240,8 @@ def test_testdata_sample_decodes_like_objdump(mode, syntax):
     assert tally.instructions >= len(sample)
     report = tally.summary() + "\n" + "\n".join(tally.examples)
     assert tally.exceptions == 0, report
-    length_gaps, text_gaps = TESTDATA_KNOWN_GAPS[mode]
-    assert tally.length_mismatches <= length_gaps, report
-    assert tally.text_mismatches <= text_gaps, report
-
-
-# Share of length mismatches tolerated in a batch of 200 strings (~1,500 instructions): the
-# last 100,000-string measurement (scripts/disasm-corpus --only random) had 3/4/20 records in
-# 16/32/64-bit mode (0.0004-0.003%: (bad) lengths of rare EVEX forms); 0.1% (one record)
-# leaves room for one such miss, not for a truncation rule going wrong. Target: 0.
-RANDOM_LENGTH_TOLERANCE = 0.001
+    # exactly the known testdata mismatches (tests/oracle/known_mismatches.jsonl) among these
+    assert_known("testdata", mode, syntax, tally.mismatches, sample=(s.hex() for s in sample))
 
 
 @pytest.mark.parametrize("mode", [16, 32, 64])
@@ -265,7 +251,9 @@ RANDOM_LENGTH_TOLERANCE = 0.001
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_random_bytes_decode_with_objdump_lengths(mode, seed):
     """200 random 15-byte strings per example (drawn from a hypothesis-chosen seed), each
-    listed on its own; every failing string is in the report, so nothing is shrunk."""
+    listed on its own; every failing string is in the report, so nothing is shrunk. Length
+    and text; the examples are derandomized, so their mismatches are exactly the listed ones
+    (suite ``random-batches`` in tests/oracle/known_mismatches.jsonl)."""
     from oracle.compare import compare_snippets
 
     rng = random.Random(seed)
@@ -273,8 +261,8 @@ def test_random_bytes_decode_with_objdump_lengths(mode, seed):
     tally = compare_snippets(batch, mode, "att")
     print(f"random {mode}-bit: {tally.summary()}")
     assert tally.exceptions == 0, tally.examples
-    assert tally.length_mismatches <= RANDOM_LENGTH_TOLERANCE * tally.instructions, (
-        tally.summary() + "\n" + "\n".join(tally.examples))
+    assert_known("random-batches", mode, "att", tally.mismatches,
+                 sample=(s.hex() for s in batch))
 
 
 def test_disassemble_a_plt_stub_like_objdump(programs):

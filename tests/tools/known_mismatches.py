@@ -24,7 +24,8 @@ sys.path.insert(0, str(TESTS))
 from oracle.known import KNOWN_FILE, RECORD_ENV, line, load  # noqa: E402
 
 DEFAULT_TESTS = ["tests/test_isa_objdump.py", "tests/test_isa_sweep.py",
-                 "tests/test_isa_coverage.py", "tests/test_isa_prefixes.py"]
+                 "tests/test_isa_coverage.py", "tests/test_isa_prefixes.py",
+                 "tests/test_disasm_listing.py"]
 
 
 def record(pytest_args: list[str]) -> tuple[set[tuple], list]:
