@@ -1,7 +1,6 @@
 """``x86vm run`` as a user sees it: one-line errors with status 2, the guest's output on the
 serial console, and the exit status mirroring debug-exit (QEMU isa-debug-exit semantics)."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -53,12 +52,7 @@ def test_memory_sizes(text, size):
     assert parse_memory_size(text) == size
 
 
-# -- running guests: needs the device models and loaders (other branches) and KVM ----------
-
-needs_stack = pytest.mark.skipif(
-    importlib.util.find_spec("x86vm.devices.pc") is None
-    or importlib.util.find_spec("x86vm.machine.boot.flat") is None,
-    reason="x86vm.devices.pc / x86vm.machine.boot loaders not merged yet")
+# -- running guests: needs KVM --------------------------------------------------------------
 
 HELLO_SECTOR = """
     cli
@@ -95,7 +89,6 @@ def boot_sector(tmp_path, finish):
     return path
 
 
-@needs_stack
 @pytest.mark.parametrize("finish, status", [(DEBUG_EXIT_5, 11), (I8042_RESET, 0)])
 @runs_guests
 def test_flat_guest_greets_and_its_exit_status_is_ours(tmp_path, finish, status):
@@ -104,7 +97,6 @@ def test_flat_guest_greets_and_its_exit_status_is_ours(tmp_path, finish, status)
         status, "Hello from a boot sector\n", "")
 
 
-@needs_stack
 @runs_guests
 def test_serial_to_a_file_and_a_timeout(tmp_path):
     out = tmp_path / "serial.txt"
@@ -115,7 +107,6 @@ def test_serial_to_a_file_and_a_timeout(tmp_path):
     assert done.stderr == "x86vm: guest stopped: timeout after 0.5 s\n"
 
 
-@needs_stack
 def test_a_bad_image_is_one_line(tmp_path):
     path = tmp_path / "junk.bin"
     path.write_bytes(b"\x01" * 100)
@@ -125,17 +116,13 @@ def test_a_bad_image_is_one_line(tmp_path):
 
 
 
-@needs_stack
 @runs_guests
-@pytest.mark.skipif(not (SRC / "x86vm" / "guests" / "hello.bin").exists(),
-                    reason="the bundled guest (boot branch) is not merged yet")
 def test_main_job_command_boots_the_bundled_guest():
     done = x86vm("run")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest
 
 
-@needs_stack
 @runs_guests
 def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
     import select
@@ -162,7 +149,6 @@ def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
     assert time.monotonic() - sent < 3
 
 
-@needs_stack
 @runs_guests
 @pytest.mark.parametrize("args, message", [
     (["--debug-exit-port", "0x80"], "overlaps"),

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from oracle.objdump import OBJDUMP, OracleFormatter, parse_wide_listing, run_objdump
+from oracle.objdump import OracleFormatter, parse_wide_listing, run_objdump
+from support.oracles import require_file
 from x86vm.cli import main
 
 PYTHON = "/usr/bin/python3.11"
@@ -167,7 +168,7 @@ def test_no_traceback_from_a_real_process(tmp_path, small_elf):
 
 # -- output: the same bytes objdump prints ------------------------------------------------------
 
-needs_objdump = pytest.mark.skipif(OBJDUMP is None, reason="objdump (binutils) is not installed")
+needs_objdump = pytest.mark.oracle("objdump-2.40")
 
 
 def _use_objdump_texts(monkeypatch, path: str, objdump_args: list[str]) -> OracleFormatter:
@@ -186,8 +187,7 @@ def _use_objdump_texts(monkeypatch, path: str, objdump_args: list[str]) -> Oracl
     ["--disassemble=Py_Main"],
 ])
 def test_cli_listing_matches_objdump(monkeypatch, capsys, args):
-    if not os.path.exists(PYTHON):
-        pytest.skip(f"{PYTHON} is not on this machine")
+    require_file(PYTHON)
     formatter = _use_objdump_texts(monkeypatch, PYTHON, args)
     code, out, err = run_cli([*args, PYTHON], capsys)
     assert (code, err) == (0, "")
@@ -242,22 +242,10 @@ class _MergedOracle:
 
 # -- with the real decoder ---------------------------------------------------------------------
 
-def _decoder_available() -> bool:
-    try:
-        from x86vm.disasm.att import format_att  # noqa: F401
-        from x86vm.disasm.intel import format_intel  # noqa: F401
-        from x86vm.isa import decode  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @needs_objdump
-@pytest.mark.skipif(not _decoder_available(), reason="x86vm.isa decoder not available")
 @pytest.mark.parametrize("syntax_args", [[], ["-M", "intel"]], ids=["att", "intel"])
 def test_cli_with_real_decoder_matches_objdump(capsys, syntax_args):
-    if not os.path.exists(PYTHON):
-        pytest.skip(f"{PYTHON} is not on this machine")
+    require_file(PYTHON)
     args = ["-d", *syntax_args, "--start-address=0x41f000", "--stop-address=0x421400"]
     code, out, err = run_cli([*args, PYTHON], capsys)
     assert (code, err) == (0, "")

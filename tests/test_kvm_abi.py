@@ -6,11 +6,11 @@ value of every ioctl macro, and the test compares them with what ctypes computes
 """
 
 import ctypes
-import shutil
 import subprocess
 
 import pytest
 
+from support.oracles import require
 from x86vm.machine.kvm import abi
 
 STRUCTS = {  # ctypes class -> C type name
@@ -85,8 +85,7 @@ def _layout_lines():
 
 @pytest.fixture(scope="module")
 def c_values(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed: no C oracle for the kvm.h layout")
+    require("gcc")
     lines = list(_layout_lines())
     src = ["#include <stddef.h>", "#include <stdio.h>", "#define PAGE_SIZE 4096",
            "#include <linux/kvm.h>",

@@ -1,10 +1,10 @@
 """``x86vm kvm-probe``: the host capability probes run and report."""
 
-import shutil
 import subprocess
 
 import pytest
 
+from support.oracles import require
 from test_kvm_support import requires_kvm
 from x86vm.cli import kvm_probe as probe
 from x86vm.cli import main
@@ -59,8 +59,7 @@ def test_int3_reaches_the_guest_handler_with_the_backend_fix(results):
 ])
 def test_probe_machine_code_disassembles_to_its_comments(tmp_path, code, mnemonics):
     """objdump is the oracle for the hand-written byte strings."""
-    if shutil.which("objdump") is None:
-        pytest.skip("objdump not installed")
+    require("objdump-2.40")
     blob = tmp_path / "code.bin"
     blob.write_bytes(getattr(probe, code))
     out = subprocess.run(["objdump", "-D", "-b", "binary", "-m", "i386:x86-64", str(blob)],
