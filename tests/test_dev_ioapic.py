@@ -13,7 +13,7 @@ from dev_platform import (
     run_platform_under_qemu,
     take,
 )
-from dev_probe import QEMU, TOOLS, out
+from dev_probe import out
 from x86vm.devices.ioapic import IOAPIC_BASE, IoApic
 from x86vm.devices.lapic import APIC_BASE_DEFAULT as APIC
 from x86vm.machine.bus import MmioBus
@@ -187,7 +187,7 @@ QEMU_SCENARIOS = {
 }
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(QEMU_SCENARIOS))
 def test_ioapic_matches_qemu(tmp_path, name):
     ops = QEMU_SCENARIOS[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import dev_probe  # noqa: F401
 from dev_platform import (
     FakeTimers,
     mmio_read,
@@ -12,7 +13,6 @@ from dev_platform import (
     run_platform_under_qemu,
     take,
 )
-from dev_probe import QEMU, TOOLS
 from x86vm.devices.lapic import APIC_BASE_DEFAULT as A
 from x86vm.devices.lapic import (
     ICR_WRITABLE,
@@ -408,7 +408,7 @@ QEMU_SCENARIOS = {
 }
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(QEMU_SCENARIOS))
 def test_lapic_matches_qemu(tmp_path, name):
     ops = QEMU_SCENARIOS[name]

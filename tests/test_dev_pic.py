@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dev_platform import LINUX_INIT, irq, pic_regs, poll, run_both
-from dev_probe import QEMU, TOOLS, inp, out, run_on_bus
+from dev_probe import inp, out, run_on_bus
 from x86vm.devices.i8259 import Pic8259Pair
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine
@@ -263,7 +263,7 @@ def test_scenarios_run_on_our_bus():
         run_on_bus(ops, bus)
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_pic_matches_qemu(tmp_path, monkeypatch, name):
     qemu, ours = run_both(SCENARIOS[name], tmp_path, monkeypatch)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dev_platform import FakeTimers, run_both
-from dev_probe import QEMU, TOOLS, inp, out
+from dev_probe import inp, out
 from x86vm.devices.i8254 import MIN_EVENT_NS, PIT_HZ, Pit8254
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine
@@ -257,7 +257,7 @@ SCENARIOS = {
 }
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_pit_matches_qemu(tmp_path, monkeypatch, name):
     qemu, ours = run_both(SCENARIOS[name], tmp_path, monkeypatch, extra=QEMU_ICOUNT)

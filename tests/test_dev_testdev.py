@@ -7,14 +7,13 @@ import pytest
 
 import dev_probe
 from dev_platform import LINUX_INIT, pic_regs, run_both
-from dev_probe import QEMU, TOOLS, inp, out, run_on_bus
+from dev_probe import inp, out, run_on_bus
 from x86vm.devices.debugcon import DebugCon
 from x86vm.devices.pc_testdev import IOMEM_BASE, PcTestDev
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.irq import NullIrqLine
 
-needs_qemu = pytest.mark.skipif(not (QEMU and TOOLS),
-                                reason="needs qemu-system-x86_64 and GNU as/ld")
+needs_qemu = pytest.mark.oracle("qemu", "binutils")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from x86vm.machine.backend import DebugControl
 from x86vm.machine.exits import Exit, Halt, IoExit, MmioExit, Shutdown
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
+from x86vm.machine.timers import NEVER
 
 DEFAULT_MHZ = 20
 SLICE = 1_000_000  # instructions per cpu.run call at most (between timer checks)
@@ -72,6 +73,8 @@ class EmuBackend:
         self._lines: dict[int, EmuIrqLine] = {}
         self.debug = DebugControl()
         self.exits = 0
+        self._wake: _Timer | None = None  # the machine's earliest timer deadline (wake_at)
+        self._woken = False
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -96,6 +99,9 @@ class EmuBackend:
                 cpu.stop_flag = False
                 return None
             budget = self._fire_timers()
+            if self._woken:  # the machine's timers are due: run() returns for them
+                self._woken = False
+                return None
             reason = cpu.run(budget)
             if reason == "io":
                 ex = self._exit_from_cpu()
@@ -175,6 +181,16 @@ class EmuBackend:
         timer = _Timer(deadline_ns, callback)
         heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
         return timer
+
+    def wake_at(self, deadline_ns: int) -> None:
+        """Backend protocol: return from ``run()`` once guest time reaches ``deadline_ns``
+        (``timers.NEVER`` clears it); HLT lets guest time pass up to it."""
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = None if deadline_ns >= NEVER else self.at(deadline_ns, self._wake_up)
+
+    def _wake_up(self) -> None:
+        self._woken = True
 
     def _fire_timers(self) -> int:
         """Run due callbacks; the instruction budget until the next deadline."""
