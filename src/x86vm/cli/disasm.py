@@ -158,7 +158,10 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
         if head != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
         stream.seek(0)
-        image = elf_image(load_elf(path, stream), adjust)
+        elf = load_elf(path, stream)
+        for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
+            print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+        image = elf_image(elf, adjust)
         if mode_override is not None:
             image.mode = mode_override
         return image
