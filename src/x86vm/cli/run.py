@@ -1,4 +1,4 @@
-"""``x86vm run``: boot a guest image on the virtual machine (MACHINE-API.md "CLI").
+"""``x86vm run``: boot a guest image on the virtual machine (docs/machine-api.md "CLI").
 
 The process exit status mirrors the guest's: QEMU isa-debug-exit semantics
 (``(value << 1) | 1``), 0 on a clean shutdown (reset, triple fault, final ``hlt``),
@@ -125,19 +125,19 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = None
+    console = board = None
     try:
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
         try:
-            attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+            board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         try:
             entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
-                               initrd=initrd)
+                               initrd=initrd, **board.boot_options())
         except BootError as exc:
             raise CliError(str(exc)) from None
         try:
@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
         except MachineError as exc:
             raise CliError(str(exc)) from None
     finally:
-        if console is not None:
+        if board is not None:
+            board.close()
+        elif console is not None:
             console.close()
         machine.close()
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
