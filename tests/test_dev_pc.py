@@ -114,9 +114,9 @@ def test_the_board_picks_models_by_what_the_machine_has_in_kernel(monkeypatch):
     assert m.lines == {}  # nothing asked of the machine's (absent) irqchip
     assert set(board.pic.lines) == {0, 1, 4, 12}
     assert board.uart.irq is board.pic.lines[4]
-    m = FakeMachine()
+    m = FakeMachine()  # everything in the "kernel": no Python model is built
     board = attach_pc_devices(m)
-    assert board.pic is None and built == ["pic", built[1]] and set(m.lines) == {1, 4, 12}
+    assert board.pic is None and len(built) == 2 and set(m.lines) == {1, 4, 12}
 
 
 @pytest.mark.parametrize("iosize,size,value,status", [
