@@ -135,7 +135,10 @@ class FakeMemory:
 
 
 class FakeMachine:
-    """The Machine members attach_pc_devices may use (MACHINE-API.md), recording requests."""
+    """The Machine members attach_pc_devices may use (docs/machine-api.md), recording
+    requests. Like KVM with its irqchip, it has the interrupt controllers and PIT in-kernel."""
+
+    in_kernel = frozenset({"pic", "ioapic", "lapic", "pit"})
 
     def __init__(self, below: int = 128 << 20, above: int = 0, num_cpus: int = 1,
                  clock_ns: int = 0) -> None:

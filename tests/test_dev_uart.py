@@ -223,9 +223,12 @@ def test_close_releases_a_blocked_feeder(u, monkeypatch):
     assert not t.is_alive()
 
 
-def test_console_start_receives_feed(line):
+def test_the_uart_starts_no_console_thread_its_board_connects_the_feed(line):
     console = BufferConsole()
     u = Uart16550(line, console)
+    with pytest.raises(RuntimeError, match="not attached"):
+        console.send(b"hi")  # the UART did not start the console itself
+    console.start(u.feed)  # what the board does
     console.send(b"hi")
     assert rd(u, RBR) == ord("h")
 

@@ -331,3 +331,14 @@ def test_the_loop_runs_due_timers_on_the_backends_wake_up():
     result = run_loop(backend, PortBus(), GuestMemory().mmio, stop, 1.0, timers=timers)
     assert (result.status, result.reason) == (9, "timer")
     assert seen == [4_000_000]  # the first wake-up after 3.5 ms of guest time
+
+
+def test_a_failing_timer_callback_ends_the_run_like_a_failing_device():
+    from x86vm.machine.timers import GuestTimers
+
+    backend = TimedBackend([IoExit(0x80, 1, True, bytearray(b"\1"))] * 10)
+    timers = GuestTimers(backend.clock_ns, backend.wake_at)
+    timers.at(2_000_000, lambda: 1 / 0)
+    result = run_loop(backend, PortBus(), GuestMemory().mmio, StopRequest(), 1.0, timers=timers)
+    assert result.status == STATUS_INTERNAL_ERROR
+    assert "timer callback" in result.reason and "ZeroDivisionError" in result.reason

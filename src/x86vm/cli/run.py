@@ -1,4 +1,4 @@
-"""``x86vm run``: boot a guest image on the virtual machine (MACHINE-API.md "CLI").
+"""``x86vm run``: boot a guest image on the virtual machine (docs/machine-api.md "CLI").
 
 The process exit status mirrors the guest's: QEMU isa-debug-exit semantics
 (``(value << 1) | 1``), 0 on a clean shutdown (reset, triple fault, final ``hlt``),
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = tracer = None
+    console = board = tracer = None
     virtio = []
     try:
         try:
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
         try:
-            attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+            board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         if drives or args.virtio_rng:
@@ -175,11 +175,11 @@ def run(args: argparse.Namespace) -> int:
                 virtio = attach_virtio(machine, drives, rng=args.virtio_rng)
             except DiskImageError as exc:  # missing, locked, odd-sized: before the guest runs
                 raise CliError(str(exc)) from None
-            if fmt in ("linux", "pvh"):  # Linux finds virtio-mmio devices on its command line
-                cmdline = f"{cmdline} {cmdline_fragment(virtio)}".strip()
+            # Linux finds virtio-mmio devices on its command line (the loaders append it)
+            board.add_cmdline(cmdline_fragment(virtio))
         try:
             entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
-                               initrd=initrd)
+                               initrd=initrd, **board.boot_options())
         except BootError as exc:
             raise CliError(str(exc)) from None
         try:
@@ -189,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
         trace_session.finish(tracer, args)
     finally:
-        if console is not None:
+        if board is not None:
+            board.close()
+        elif console is not None:
             console.close()
         for device in virtio:
             device.transport.close()

@@ -74,8 +74,6 @@ def run_loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
         if timer is not None:
             timer.start()
         try:
-            if timers is not None:
-                timers.run_due()  # what came due between runs; arms the backend's wake-up
             exits = _loop(backend, pio, mmio, stop, on_debug_stop, timers)
         finally:
             if timer is not None:
@@ -100,6 +98,8 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
     exits = 0
     ex: Exit | None = None
     try:
+        if timers is not None:
+            timers.run_due()  # what came due between runs; arms the backend's wake-up
         while stop.status is None:
             ex = run()
             if buffered is not None:
@@ -138,7 +138,8 @@ def _loop(backend: Backend, pio: PortBus, mmio: MmioBus, stop: StopRequest,
                 _dispatch_write(write, pio, mmio)
     except Exception as exc:  # a device model failed: end the run, never the monitor
         log.debug("exit handling failed on %r", ex, exc_info=True)
-        stop.request(STATUS_INTERNAL_ERROR, f"device error while handling {ex!r}: {exc!r}")
+        what = "a timer callback" if ex is None else repr(ex)
+        stop.request(STATUS_INTERNAL_ERROR, f"device error while handling {what}: {exc!r}")
     return exits
 
 

@@ -105,6 +105,10 @@ class Machine:
         coalescing.coalesce(base, size, pio)
         return True
 
+    def exit_stats(self) -> dict[str, dict[str, int]]:
+        """Accesses dispatched per bus and kind since the machine was made (``--stats``)."""
+        return {"pio": self.pio.stats(), "mmio": self.mmio.stats()}
+
     # -- the vCPU (between runs) ----------------------------------------------------------------
 
     def get_state(self) -> RegisterState:
