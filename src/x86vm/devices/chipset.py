@@ -125,8 +125,8 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
     ``pio``/``mmio`` when given. ``on_pending`` is called whenever an interrupt may have
     become deliverable (a KVM run loop without in-kernel irqchip requests an interrupt
     window then). ``testdev`` adds pc-testdev; otherwise ``debugcon_write`` (if given)
-    gets a debug console at 0xE9. ``virtual_wire`` leaves the LAPIC as PC firmware does
-    (LINT0 ExtINT, LINT1 NMI); False keeps its reset state (all LVTs masked).
+    gets a debug console at 0xE9. ``virtual_wire`` leaves the LAPIC as SeaBIOS does (SVR
+    enabled, LINT0 ExtINT, LINT1 NMI); False keeps its reset state (all LVTs masked).
     ``ioapic_version`` 0x11 is the 82093AA (and KVM's); QEMU 7.2's model is 0x20."""
     intr = _PicIntr()
     pic = Pic8259Pair(intr)

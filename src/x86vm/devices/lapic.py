@@ -35,7 +35,8 @@ offset MSR   register                     notes
 
 Reset values (§11.4.7.1, and QEMU 7.2 without firmware): ID = the initial APIC ID, DFR all
 ones, SVR 0xFF (software disabled), every LVT masked. Firmware puts the bootstrap processor in
-"virtual wire" mode (MP spec §3.6.2.2: LINT0 ExtINT, LINT1 NMI — SeaBIOS does), so the 8259's
+"virtual wire" mode (MP spec §3.6.2.2: LINT0 ExtINT, LINT1 NMI, SVR enabled — SeaBIOS
+leaves 0x8700, 0x8400, 0x1FF under QEMU 7.2), so the 8259's
 interrupts reach the CPU before a guest programs its APIC: :meth:`LocalApic.virtual_wire`,
 which ``build_chipset`` calls since x86vm boots without a BIOS. While software-disabled
 (§11.4.7.2) guest writes cannot unmask an LVT entry; LVT, ICR and SVR keep only their defined
@@ -212,9 +213,12 @@ class LocalApic:
         self.extint_requested = False  # an ExtINT message (IOAPIC) awaits the 8259's vector
 
     def virtual_wire(self) -> None:
-        """What PC firmware leaves on the BSP: LINT0 ExtINT, LINT1 NMI (MP spec §3.6.2.2)."""
-        self.lvt[Reg.LVT_LINT0] = Delivery.EXTINT << 8
-        self.lvt[Reg.LVT_LINT1] = Delivery.NMI << 8
+        """What PC firmware leaves on the BSP (MP spec §3.6.2.2 "virtual wire mode"), as
+        SeaBIOS under QEMU 7.2 does (read with the monitor's ``info lapic``): APIC software
+        enabled (SVR 0x1FF), LINT0 ExtINT and LINT1 NMI, both level-triggered."""
+        self.svr |= SVR_ENABLE
+        self.lvt[Reg.LVT_LINT0] = LVT_LEVEL | Delivery.EXTINT << 8
+        self.lvt[Reg.LVT_LINT1] = LVT_LEVEL | Delivery.NMI << 8
 
     @property
     def hw_enabled(self) -> bool:
