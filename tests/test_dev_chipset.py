@@ -226,3 +226,34 @@ def test_garbage_everywhere_stays_consistent(seed):
         if step % 50 == 0:
             check_consistent(cs, timers)
     check_consistent(cs, timers)
+
+
+def test_lines_driven_from_another_thread(rig):
+    """A host thread (the UART's input) toggles IRQ lines while the vCPU takes interrupts:
+    the chipset's lock keeps every model consistent."""
+    import threading
+    timers, pio, mmio, cs = rig
+    apic_mode(pio, mmio)
+    ioapic_route(mmio, 4, 0x34)
+    ioapic_route(mmio, 10, 0x3A | 1 << 15)
+    stop = threading.Event()
+
+    def host():
+        while not stop.is_set():
+            for line in (4, 10):
+                cs.irq_line(line).set_level(True)
+                cs.irq_line(line).set_level(False)
+
+    thread = threading.Thread(target=host)
+    thread.start()
+    taken = 0
+    try:
+        for _ in range(3000):
+            if cs.cpu_interrupts.acknowledge() is not None:
+                taken += 1
+                mmio.write(APIC + Reg.EOI, 4, 0)
+    finally:
+        stop.set()
+        thread.join()
+    check_consistent(cs, timers)
+    assert taken > 0 and cs.lapic.isr == 0

@@ -68,6 +68,7 @@ MSR_IA32_TSC_DEADLINE = 0x6E0
 X2APIC_MSR_FIRST, X2APIC_MSR_LAST = 0x800, 0x8FF
 VERSION = 0x00050014
 MIN_PERIOD_NS = 10_000
+NS_PER_S = 1_000_000_000
 
 BASE_BSP, BASE_EXTD, BASE_EN = 1 << 8, 1 << 10, 1 << 11
 PHYS_ADDR_BITS = 52  # IA32_APIC_BASE bits 12..MAXPHYADDR-1 hold the base
@@ -172,6 +173,8 @@ class LocalApic:
                  bus_hz: int = 1_000_000_000,
                  on_relocate: Callable[[int, int], None] | None = None,
                  on_pending: Callable[[], None] | None = None) -> None:
+        if tsc_hz <= 0 or bus_hz <= 0:
+            raise ValueError("tsc_hz and bus_hz must be positive")
         self.timers = timers
         self.initial_id = apic_id
         self.bsp = bsp
@@ -420,11 +423,13 @@ class LocalApic:
         code = (self.timer_divide & 3) | (self.timer_divide >> 1 & 4)
         return 1 << ((code + 1) & 7)
 
-    def _tick_ns(self) -> float:
-        return self.divisor * 1e9 / self.bus_hz
+    def _ticks_to_ns(self, ticks: int) -> int:
+        """Guest ns for ``ticks`` timer ticks (bus clock / divisor), rounded up."""
+        return -(-ticks * self.divisor * NS_PER_S // self.bus_hz)
 
     def _elapsed_ticks(self) -> int:
-        return int((self.timers.clock_ns() - self._timer_start) / self._tick_ns())
+        elapsed_ns = max(0, self.timers.clock_ns() - self._timer_start)
+        return elapsed_ns * self.bus_hz // (self.divisor * NS_PER_S)
 
     def _cancel_timer(self) -> None:
         if self._timer_event is not None:
@@ -446,12 +451,19 @@ class LocalApic:
         self._timer_start = self.timers.clock_ns()
         self._timer_running = initial != 0
         if self._timer_running:
-            self._arm(self._timer_start + initial * self._tick_ns())
+            self._arm(self._timer_start + self._ticks_to_ns(initial))
 
-    def _arm(self, deadline: float) -> None:
+    def _arm(self, deadline_ns: int) -> None:
         self._cancel_timer()
+        self._timer_event = self.timers.at(max(deadline_ns, self.timers.clock_ns()),
+                                           self._on_timer)
+
+    def _arm_next_period(self) -> None:
+        """The end of the running period, but no sooner than MIN_PERIOD_NS from now."""
         now = self.timers.clock_ns()
-        self._timer_event = self.timers.at(max(int(deadline + 0.999), now), self._on_timer)
+        periods_done = self._elapsed_ticks() // self.timer_initial + 1
+        deadline = self._timer_start + self._ticks_to_ns(periods_done * self.timer_initial)
+        self._arm(max(deadline, now + MIN_PERIOD_NS))
 
     def _on_timer(self) -> None:
         self._timer_event = None
@@ -459,14 +471,10 @@ class LocalApic:
         lvt = self.lvt[Reg.LVT_TIMER]
         if not lvt & LVT_MASKED:
             self.accept(lvt & 0xFF)
-        now = self.timers.clock_ns()
         if self.timer_mode == TIMER_TSC_DEADLINE:
             self.tsc_deadline = 0  # the timer disarms itself (§11.5.4.1)
         elif self.timer_mode == TIMER_PERIODIC and self._timer_running:
-            period = self.timer_initial * self._tick_ns()
-            periods_done = int((now - self._timer_start) // period) + 1
-            deadline = self._timer_start + periods_done * period
-            self._arm(max(deadline, now + MIN_PERIOD_NS))
+            self._arm_next_period()
         else:
             self._timer_running = False
 
@@ -475,17 +483,16 @@ class LocalApic:
         self.timer_divide = value & 0xB
         if self._timer_running and self.timer_mode != TIMER_TSC_DEADLINE:
             # keep the count where it is; it runs on at the new rate
-            self._timer_start = self.timers.clock_ns() - int(
-                (self.timer_initial - current) * self._tick_ns())
-            self._arm(self._timer_start + self.timer_initial * self._tick_ns())
+            self._timer_start = self.timers.clock_ns() - self._ticks_to_ns(
+                self.timer_initial - current)
+            self._arm(self._timer_start + self._ticks_to_ns(self.timer_initial))
 
     def _set_lvt_timer(self, value: int) -> None:
         old_mode = self.timer_mode
         if old_mode == TIMER_PERIODIC and self._timer_running:
             # the count goes on from the current period: restart the one-shot view there
-            period_ns = self.timer_initial * self._tick_ns()
-            periods = (self.timers.clock_ns() - self._timer_start) // period_ns
-            self._timer_start += int(periods * period_ns)
+            periods = self._elapsed_ticks() // self.timer_initial
+            self._timer_start += self._ticks_to_ns(periods * self.timer_initial)
         self.lvt[Reg.LVT_TIMER] = value
         new_mode = self.timer_mode
         if (old_mode == TIMER_TSC_DEADLINE) != (new_mode == TIMER_TSC_DEADLINE):
@@ -496,13 +503,7 @@ class LocalApic:
             self.timer_initial = 0
             self.tsc_deadline = 0
         elif self._timer_running and new_mode == TIMER_PERIODIC and self._timer_event is None:
-            self._on_timer_rearm()
-
-    def _on_timer_rearm(self) -> None:
-        now = self.timers.clock_ns()
-        period = self.timer_initial * self._tick_ns()
-        periods_done = int((now - self._timer_start) // period) + 1
-        self._arm(max(self._timer_start + periods_done * period, now + MIN_PERIOD_NS))
+            self._arm_next_period()
 
     def write_tsc_deadline(self, value: int) -> None:
         """IA32_TSC_DEADLINE: ignored unless the timer is in TSC-deadline mode."""
@@ -512,7 +513,7 @@ class LocalApic:
         self.tsc_deadline = value & ((1 << 64) - 1)
         if self.tsc_deadline == 0:
             return
-        delta_ns = (self.tsc_deadline - self.read_tsc()) * 1e9 / self.tsc_hz
+        delta_ns = -(-(self.tsc_deadline - self.read_tsc()) * NS_PER_S // self.tsc_hz)
         self._arm(self.timers.clock_ns() + max(delta_ns, 0))
 
     def read_tsc_deadline(self) -> int:
