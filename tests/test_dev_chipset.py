@@ -88,7 +88,12 @@ def test_pit_reaches_ioapic_pin_2_not_0(rig):
     ioapic_route(mmio, 0, 0x40)
     ioapic_route(mmio, 2, 0x30)
     run_on_bus([("out", 0x43, 1, 0x34), ("out", 0x40, 1, 0xA9), ("out", 0x40, 1, 0x04)], pio)
-    timers.advance(3_000_000)  # 1193 counts: ~1 ms per IRQ 0 edge
+    assert cs.ioapic.sent == 0  # OUT was high before: programming mode 2 is no edge
+    timers.advance(999_847)  # 1193 counts = 999,847.5 ns: the first rising edge, not yet
+    assert cs.ioapic.sent == 0
+    timers.advance(1)
+    assert cs.ioapic.sent == 1
+    timers.advance(2_000_000)
     assert cs.cpu_interrupts.acknowledge() == 0x30
     assert cs.ioapic.sent == 3 and cs.cpu_interrupts.pending_vector() is None
     cs.irq_line(2).set_level(True)  # the cascade input is not an IOAPIC pin

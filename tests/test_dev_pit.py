@@ -24,6 +24,8 @@ def rig():
     timers = FakeTimers()
     line = NullIrqLine()
     pit = Pit8254(timers, line)
+    assert line.level  # OUT 0 is high until counter 0 is programmed
+    line.edges = 0
     bus = PortBus()
     pit.register(bus)
     return timers, line, pit, bus
@@ -197,6 +199,18 @@ def test_count_one_storm_is_bounded(rig):
     ran = timers.advance(10_000_000)
     assert ran <= 10_000_000 // MIN_EVENT_NS + 1
     assert line.edges >= ran // 2
+
+
+def test_mode2_edges_on_time(rig):
+    """Mode 2: the rising edge comes at N counts exactly (the one-count low pulse before it is
+    handled at its end), and programming from the idle-high OUT is no edge."""
+    timers, line, pit, bus = rig
+    program(bus, 0, 2, 1193)
+    edge_ns = -(-1193 * 1_000_000_000 // PIT_HZ)
+    timers.advance(edge_ns - 1)
+    assert line.edges == 0
+    timers.advance(1)
+    assert line.edges == 1 and line.level
 
 
 def test_reprogramming_cancels_pending_event(rig):

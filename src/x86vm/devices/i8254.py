@@ -43,7 +43,10 @@ Timing follows QEMU where the datasheet leaves a choice to the implementation: a
 effect when its last byte is written (no extra CLK for loading), and a new count written to a
 running mode 2/3 counter restarts it at once. OUT edges closer together than
 :data:`MIN_EVENT_NS` of guest time are coalesced into one pulse on IRQ 0, so a guest that
-programs a count of 1 gets at most one callback per ``MIN_EVENT_NS``.
+programs a count of 1 gets at most one callback per ``MIN_EVENT_NS``; the one-count low pulse
+of modes 2, 4 and 5 is handled by a single callback at its end, so IRQ 0's rising edges come
+on time. Before it is programmed, OUT (and IRQ 0) is high, so programming mode 2 or 3 gives
+no extra edge.
 """
 
 from __future__ import annotations
@@ -293,6 +296,7 @@ class Pit8254(ByteRegisters):
         self._event: TimerHandle | None = None
         self._event_tick = 0  # the counter-0 tick the last event looked at
         self.events = 0  # counter-0 callbacks run (for storm tests)
+        self._drive_irq(self.counters[0].out(timers.clock_ns()))  # OUT before programming
 
     def register(self, pio) -> None:
         pio.register(PIT_PORT, 4, self, "pit")
@@ -352,6 +356,9 @@ class Pit8254(ByteRegisters):
         tick = counter.next_change(self._event_tick)
         if tick is None:
             return
+        after = counter.next_change(tick)
+        if after is not None and counter.tick_time(after) - counter.tick_time(tick) < MIN_EVENT_NS:
+            tick = after  # a short pulse (mode 2, 4, 5): both edges at its end, on time
         deadline = max(counter.tick_time(tick), now + MIN_EVENT_NS)
         self._event = self.timers.at(deadline, self._on_event)
 
