@@ -164,7 +164,7 @@ def test_logical_destination_flat_and_cluster(apic):
 @pytest.mark.parametrize("dcr,divisor", [(0x0, 2), (0x1, 4), (0x2, 8), (0x3, 16), (0x8, 32),
                                          (0x9, 64), (0xA, 128), (0xB, 1)])
 def test_divide_configuration(apic, dcr, divisor):
-    """Figure 11-10: divide configuration bits 3, 1-0."""
+    """§11.5.4: divide configuration bits 3, 1-0."""
     w(apic, Reg.TIMER_DIVIDE, dcr)
     assert apic.divisor == divisor and r(apic, Reg.TIMER_DIVIDE) == dcr
 
@@ -313,7 +313,7 @@ def test_x2apic_faults(apic, action):
 
 
 def test_apic_base_transitions(apic):
-    """Figure 11-27: disabled -> x2APIC directly and EXTD without EN are invalid; disabling
+    """§11.12.5: disabled -> x2APIC directly and EXTD without EN are invalid; disabling
     resets the APIC; the base moves."""
     moved = []
     apic.on_relocate = lambda old, new: moved.append((old, new))

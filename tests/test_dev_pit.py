@@ -159,7 +159,7 @@ def test_latch_holds_until_read(rig):
 
 
 def test_read_back_status_then_count(rig):
-    """Read-back (Figure 9/10): status byte first, then the latched count."""
+    """Read-back command and status byte: status first, then the latched count."""
     timers, line, pit, bus = rig
     program(bus, 1, 2, 0x1234)
     bus.write(0x43, 1, 0xC4)  # count and status of counter 1

@@ -6,19 +6,19 @@ and its OUT is port 0x61 bit 5 (the speaker). Nothing ticks: every count and out
 computed from the guest clock (``TimerService.clock_ns``) and the time the count was loaded,
 and counter 0 schedules one guest-time callback per change of its OUT pin.
 
-Control word (port 0x43; 8254 datasheet, Figure 7 "Control Word Format"):
+Control word (port 0x43; 8254 datasheet, "Control Word Format"):
 
 ===== ==================================================================================
 bits  meaning
 ===== ==================================================================================
-7-6   SC: counter 0-2; 11 = read-back command (Figure 9)
+7-6   SC: counter 0-2; 11 = read-back command
 5-4   RW: 00 counter latch command, 01 LSB only, 10 MSB only, 11 LSB then MSB
 3-1   M: mode 0-5 (x10 = 2, x11 = 3)
 0     BCD: 0 = 16-bit binary, 1 = four BCD decades
 ===== ==================================================================================
 
-Read-back (Figure 9): bit 5 = 0 latches the count, bit 4 = 0 latches the status of each
-counter selected by bits 3-1. Status byte (Figure 10): bit 7 OUT, bit 6 NULL COUNT, bits 5-0
+Read-back ("Read-Back Command"): bit 5 = 0 latches the count, bit 4 = 0 latches the status of each
+counter selected by bits 3-1. Status byte ("Status Byte"): bit 7 OUT, bit 6 NULL COUNT, bits 5-0
 as programmed (RW, M, BCD). A latched status is read before a latched count; a latch holds
 until read, and later latch commands for the same counter are ignored until then.
 
@@ -35,7 +35,7 @@ mode name                            OUT
 5    hardware triggered strobe       high; low for one count N counts after a GATE rising edge
 ==== =============================== ==========================================================
 
-GATE (Figure "Gate Pin Operations Summary"): low disables counting in modes 0, 2, 3, 4 (and
+GATE ("Gate Pin Operations Summary"): low disables counting in modes 0, 2, 3, 4 (and
 sets OUT high at once in modes 2 and 3); a rising edge (re)starts modes 1, 5 and reloads
 modes 2, 3. Counters 0 and 1 have GATE tied high.
 
@@ -306,7 +306,7 @@ class Pit8254(ByteRegisters):
 
     def read_byte(self, offset: int) -> int:
         if offset == 3:
-            return 0xFF  # the control word register cannot be read (datasheet Table 1)
+            return 0xFF  # the control word cannot be read (datasheet, "Read/Write Operations Summary")
         return self.counters[offset].read(self.timers.clock_ns())
 
     def write_byte(self, offset: int, value: int) -> None:

@@ -5,7 +5,7 @@ IR2. The edge/level control registers of the PIIX chipset sit at 0x4D0 (IRQ 0-7)
 (IRQ 8-15); IRQ 0, 1, 2, 8 and 13 cannot be level-triggered (their ELCR bits read 0, as in
 QEMU: masks 0xF8 and 0xDE).
 
-Register access (8259A datasheet, "Programming the 8259A", Figure 6 and Table 1):
+Register access (8259A datasheet, "Programming the 8259A", the ICW and OCW formats):
 
 ====== ====================== =============================================================
 port   write                  read
@@ -28,7 +28,7 @@ A0 = 1 ICW2, ICW3, ICW4 in    IMR (or the poll word after OCW3 P = 1)
   D4 SFNM.
 * OCW2: R SL EOI = 001 non-specific EOI, 011 specific EOI, 101 rotate on non-specific EOI,
   111 rotate on specific EOI, 110 set priority, 100/000 set/clear rotate in AEOI mode,
-  010 no operation (datasheet Figure 8).
+  010 no operation (datasheet, "Operation Command Word 2").
 * OCW3: ESMM SMM = 11 set, 10 reset special mask mode; P = poll; RR RIS = 10 read IRR,
   11 read ISR.
 
@@ -73,7 +73,7 @@ class ICW4(IntEnum):
 
 
 class OCW2(IntEnum):
-    """R SL EOI (bits 7-5) commands, datasheet Figure 8."""
+    """R SL EOI (bits 7-5) commands (datasheet, "Operation Command Word 2")."""
 
     ROTATE_AEOI_CLEAR = 0b000
     NON_SPECIFIC_EOI = 0b001

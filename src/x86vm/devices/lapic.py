@@ -1,7 +1,7 @@
 """The local APIC of one vCPU: the xAPIC page at 0xFEE00000, the x2APIC MSRs, the APIC timer.
 
-Register map (Intel SDM Vol. 3A §11.4.1, Table 11-1; x2APIC MSR = 0x800 + offset / 16,
-Table 11-6):
+Register map (Intel SDM Vol. 3A §11.4.1, "Local APIC Register Address Map"; x2APIC MSR =
+0x800 + offset / 16, §11.12.1.2):
 
 ====== ===== ============================ ====================================================
 offset MSR   register                     notes
@@ -29,7 +29,7 @@ offset MSR   register                     notes
 0x370  0x837 LVT error
 0x380  0x838 timer initial count
 0x390  0x839 timer current count          read only
-0x3E0  0x83E timer divide configuration   bits 3, 1-0 (§11.5.4, Figure 11-10)
+0x3E0  0x83E timer divide configuration   bits 3, 1-0 (§11.5.4)
 —      0x83F SELF IPI                     x2APIC only, write only
 ====== ===== ============================ ====================================================
 
@@ -40,7 +40,7 @@ leaves 0x8700, 0x8400, 0x1FF under QEMU 7.2), so the 8259's
 interrupts reach the CPU before a guest programs its APIC: :meth:`LocalApic.virtual_wire`,
 which ``build_chipset`` calls since x86vm boots without a BIOS. While software-disabled
 (§11.4.7.2) guest writes cannot unmask an LVT entry; LVT, ICR and SVR keep only their defined
-bits (Figure 11-8) — QEMU stores LVT and ICR words whole.
+bits (§11.5.1, "Local Vector Table") — QEMU stores LVT and ICR words whole.
 
 The xAPIC page takes 32-bit accesses at 16-byte aligned offsets; narrower reads return the
 corresponding bytes, other writes are ignored (what KVM does; the SDM leaves them undefined).
@@ -75,7 +75,7 @@ PHYS_ADDR_BITS = 52  # IA32_APIC_BASE bits 12..MAXPHYADDR-1 hold the base
 
 
 class Reg(IntEnum):
-    """xAPIC register offsets (Table 11-1)."""
+    """xAPIC register offsets (§11.4.1)."""
 
     ID = 0x020
     VERSION = 0x030
@@ -107,7 +107,7 @@ class Reg(IntEnum):
 
 LVT_REGS = (Reg.LVT_TIMER, Reg.LVT_THERMAL, Reg.LVT_PERF, Reg.LVT_LINT0, Reg.LVT_LINT1,
             Reg.LVT_ERROR)
-# Writable bits per LVT entry (Figure 11-8): vector, delivery mode, polarity, trigger, mask,
+# Writable bits per LVT entry (§11.5.1, "Local Vector Table"): vector, delivery mode, polarity, trigger, mask,
 # timer mode; delivery status and remote IRR are read only.
 LVT_WRITABLE = {Reg.LVT_TIMER: 0x700FF, Reg.LVT_THERMAL: 0x107FF, Reg.LVT_PERF: 0x107FF,
                 Reg.LVT_LINT0: 0x1A7FF, Reg.LVT_LINT1: 0x1A7FF, Reg.LVT_ERROR: 0x100FF}
@@ -132,7 +132,7 @@ class Delivery(IntEnum):
 
 
 class Esr(IntEnum):
-    """Error Status Register bits (§11.5.3, Figure 11-9)."""
+    """Error Status Register bits (§11.5.3)."""
 
     SEND_ILLEGAL_VECTOR = 1 << 5
     RECEIVE_ILLEGAL_VECTOR = 1 << 6
@@ -419,7 +419,7 @@ class LocalApic:
 
     @property
     def divisor(self) -> int:
-        """Divide configuration bits 3, 1-0 (Figure 11-10): 0b111 is divide by 1."""
+        """Divide configuration bits 3, 1-0 (§11.5.4): 0b111 is divide by 1."""
         code = (self.timer_divide & 3) | (self.timer_divide >> 1 & 4)
         return 1 << ((code + 1) & 7)
 
@@ -687,7 +687,7 @@ class LocalApic:
             raise ApicFault(f"MSR {msr:#x} is reserved")
 
     def _write_apic_base(self, value: int) -> None:
-        """IA32_APIC_BASE (§11.4.4, §11.12.5 state transitions, Figure 11-27)."""
+        """IA32_APIC_BASE (§11.4.4; the x2APIC state transitions of §11.12.5)."""
         reserved = 0xFF | 1 << 9 | ~((1 << PHYS_ADDR_BITS) - 1)
         if value & reserved & ~BASE_BSP:
             raise ApicFault("reserved IA32_APIC_BASE bits")
