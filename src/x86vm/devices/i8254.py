@@ -306,7 +306,7 @@ class Pit8254(ByteRegisters):
 
     def read_byte(self, offset: int) -> int:
         if offset == 3:
-            return 0xFF  # the control word cannot be read (datasheet, "Read/Write Operations Summary")
+            return 0xFF  # the control word cannot be read ("Read/Write Operations Summary")
         return self.counters[offset].read(self.timers.clock_ns())
 
     def write_byte(self, offset: int, value: int) -> None:

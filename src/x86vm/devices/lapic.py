@@ -107,8 +107,8 @@ class Reg(IntEnum):
 
 LVT_REGS = (Reg.LVT_TIMER, Reg.LVT_THERMAL, Reg.LVT_PERF, Reg.LVT_LINT0, Reg.LVT_LINT1,
             Reg.LVT_ERROR)
-# Writable bits per LVT entry (§11.5.1, "Local Vector Table"): vector, delivery mode, polarity, trigger, mask,
-# timer mode; delivery status and remote IRR are read only.
+# Writable bits per LVT entry (§11.5.1, "Local Vector Table"): vector, delivery mode,
+# polarity, trigger, mask, timer mode; delivery status and remote IRR are read only.
 LVT_WRITABLE = {Reg.LVT_TIMER: 0x700FF, Reg.LVT_THERMAL: 0x107FF, Reg.LVT_PERF: 0x107FF,
                 Reg.LVT_LINT0: 0x1A7FF, Reg.LVT_LINT1: 0x1A7FF, Reg.LVT_ERROR: 0x100FF}
 LVT_MASKED = 1 << 16
