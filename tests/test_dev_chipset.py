@@ -108,6 +108,14 @@ def test_testdev_irq_port_and_gsi_above_15(rig):
     assert cs.cpu_interrupts.acknowledge() == 0x50
 
 
+def test_snapshot(rig):
+    timers, pio, mmio, cs = rig
+    run_on_bus([("out", 0x43, 1, 0xB6), ("out", 0x42, 1, 0x34), ("out", 0x42, 1, 0x12)], pio)
+    snap = cs.snapshot()
+    assert snap["pit"]["counters"][2]["reload"] == 0x1234 and snap["lapic"]["svr"] == 0x1FF
+    assert snap["pic"]["imr"] == 0 and len(snap["ioapic"]["redirection"]) == 24
+
+
 def test_debugcon_without_testdev():
     out = bytearray()
     pio = PortBus()

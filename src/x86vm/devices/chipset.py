@@ -167,7 +167,7 @@ class _PicIntr:
         if self.lapic is not None:
             self.lapic.set_lint(0, self.level)
             if self.level:
-                self.lapic._notify()
+                self.lapic.notify_pending()
 
 
 @dataclass
@@ -196,8 +196,8 @@ class Chipset:
 
     def snapshot(self) -> dict[str, object]:
         with self.lock:
-            return {"pic": self.pic.snapshot(), "ioapic": self.ioapic.snapshot(),
-                    "lapic": self.lapic.snapshot()}
+            return {"pic": self.pic.snapshot(), "pit": self.pit.snapshot(),
+                    "ioapic": self.ioapic.snapshot(), "lapic": self.lapic.snapshot()}
 
 
 def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0,

@@ -378,6 +378,15 @@ class Pit8254(ByteRegisters):
 
     # -- counter 2 gate / speaker (port 0x61) ---------------------------------------------
 
+    def snapshot(self) -> dict[str, object]:
+        """Each counter's programming and what the guest would read now."""
+        now = self.timers.clock_ns()
+        return {"irq0": self._irq_level, "speaker": self.port61.speaker_data,
+                "counters": [{"mode": c.mode_bits, "rw": int(c.rw), "bcd": c.bcd,
+                              "reload": c.reload, "gate": c.gate, "out": c.out(now),
+                              "value": c.value(now), "null_count": c.null_count}
+                             for c in self.counters]}
+
     def set_gate2(self, level: bool) -> None:
         self.counters[2].set_gate(level, self.timers.clock_ns())
 

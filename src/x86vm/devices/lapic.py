@@ -278,7 +278,7 @@ class LocalApic:
             return
         if mode == Delivery.EXTINT:
             self.extint_requested = True  # the vector comes from the 8259 at INTA
-            self._notify()
+            self.notify_pending()
             return
         if not self.sw_enabled:
             return  # §11.4.7.2: a software-disabled APIC accepts no fixed interrupts
@@ -291,9 +291,10 @@ class LocalApic:
             self.tmr |= 1 << vector
         else:
             self.tmr &= ~(1 << vector)
-        self._notify()
+        self.notify_pending()
 
-    def _notify(self) -> None:
+    def notify_pending(self) -> None:
+        """Tell the board something may have become deliverable (``on_pending``)."""
         if self.on_pending is not None:
             self.on_pending()
 
