@@ -108,6 +108,21 @@ def test_testdev_irq_port_and_gsi_above_15(rig):
     assert cs.cpu_interrupts.acknowledge() == 0x50
 
 
+def test_on_pending_after_eoi_and_tpr(rig):
+    """The board is told when a waiting vector becomes deliverable (KVM's interrupt window)."""
+    timers, pio, mmio, cs = rig
+    apic_mode(pio, mmio)
+    mmio.write(APIC + Reg.ICR_LOW, 4, 0x40061)
+    cs.cpu_interrupts.acknowledge()
+    mmio.write(APIC + Reg.ICR_LOW, 4, 0x40062)  # same class: waits for the EOI
+    mmio.write(APIC + Reg.TPR, 4, 0x70)
+    cs.kicks.clear()
+    mmio.write(APIC + Reg.EOI, 4, 0)
+    assert cs.kicks == []  # TPR still blocks it
+    mmio.write(APIC + Reg.TPR, 4, 0)
+    assert len(cs.kicks) == 1 and cs.cpu_interrupts.pending_vector() == 0x62
+
+
 def test_snapshot(rig):
     timers, pio, mmio, cs = rig
     run_on_bus([("out", 0x43, 1, 0xB6), ("out", 0x42, 1, 0x34), ("out", 0x42, 1, 0x12)], pio)

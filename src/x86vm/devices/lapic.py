@@ -262,6 +262,12 @@ class LocalApic:
     @cr8.setter
     def cr8(self, value: int) -> None:
         self.tpr = (value & 0xF) << 4
+        self._priority_lowered()
+
+    def _priority_lowered(self) -> None:
+        """After an EOI or a TPR write a waiting vector may now be deliverable."""
+        if self._apic_vector() is not None:
+            self.notify_pending()
 
     # -- accepting interrupts ------------------------------------------------------------
 
@@ -390,6 +396,7 @@ class LocalApic:
         self.isr &= ~(1 << vector)
         if _bit_get(self.tmr, vector) and self.eoi_broadcast is not None:
             self.eoi_broadcast(vector)
+        self._priority_lowered()
 
     def _send_ipi(self, icr: int) -> None:
         """ICR write (§11.6.1): only this APIC exists; IPIs for others are counted."""
@@ -572,6 +579,7 @@ class LocalApic:
             self.id = value >> 24
         elif reg == Reg.TPR:
             self.tpr = value & 0xFF
+            self._priority_lowered()
         elif reg == Reg.EOI:
             self.eoi()
         elif reg == Reg.LDR:
