@@ -123,6 +123,27 @@ def test_on_pending_after_eoi_and_tpr(rig):
     assert len(cs.kicks) == 1 and cs.cpu_interrupts.pending_vector() == 0x62
 
 
+def test_apic_base_relocation_and_disabled_page(rig):
+    """kvm-unit-tests apic "apicbase": the page follows IA32_APIC_BASE (0xFED40000); the old
+    page, and any page while the APIC is globally disabled, reads all ones; relocating onto
+    another device leaves the APIC unreachable, and mappings stay bounded."""
+    timers, pio, mmio, cs = rig
+    cpu = cs.cpu_interrupts
+    cpu.msr_write(0x1B, 0xFEE00000 | 0x100)  # disable (BSP bit is read-only)
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0xFFFFFFFF
+    cpu.msr_write(0x1B, 0xFED40000 | 0x900)
+    assert mmio.read(0xFED40000 + Reg.VERSION, 4) == 0x00050014
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0xFFFFFFFF
+    cpu.msr_write(0x1B, IOAPIC_BASE | 0x900)  # onto the IOAPIC: it keeps its page
+    mmio.write(IOAPIC_BASE, 1, 1)
+    assert mmio.read(IOAPIC_BASE + 0x10, 4) == 0x00170011
+    for page in range(40):
+        cpu.msr_write(0x1B, (0x80000000 + (page << 12)) | 0x900)
+    assert len(cs.apic_windows.bases) <= 16 and len(cs.apic_windows.refused) <= 16
+    cpu.msr_write(0x1B, APIC | 0x900)
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0x00050014
+
+
 def test_snapshot(rig):
     timers, pio, mmio, cs = rig
     run_on_bus([("out", 0x43, 1, 0xB6), ("out", 0x42, 1, 0x34), ("out", 0x42, 1, 0x12)], pio)

@@ -283,7 +283,7 @@ def test_x2apic_mode(apic):
         apic.msr_read(0x802)  # not in x2APIC mode yet
     apic.msr_write(0x1B, 0xFEE00C00)
     assert apic.msr_read(0x802) == 3 and apic.msr_read(0x80D) == 1 << 3
-    assert apic.read(Reg.VERSION, 4) == 0
+    assert apic.read(Reg.VERSION, 4) == 0xFFFFFFFF
     assert apic.msr_read(0x803) == 0x00050014
     apic.msr_write(0x83F, 0x45)  # SELF IPI
     assert apic.acknowledge() == 0x45
@@ -319,13 +319,15 @@ def test_apic_base_transitions(apic):
     apic.on_relocate = lambda old, new: moved.append((old, new))
     w(apic, Reg.TPR, 0x20)
     apic.msr_write(0x1B, 0xFEE00000)
-    assert apic.read(Reg.TPR, 4) == 0 and apic.tpr == 0
+    assert apic.read(Reg.TPR, 4) == 0xFFFFFFFF and apic.tpr == 0  # page inert, state reset
     with pytest.raises(ApicFault):
         apic.msr_write(0x1B, 0xFEE00C00)
     with pytest.raises(ApicFault):
         apic.msr_write(0x1B, 0xFEE00400)
     with pytest.raises(ApicFault):
         apic.msr_write(0x1B, 0xFEE00801)  # reserved bit 0
+    with pytest.raises(ApicFault):
+        apic.msr_write(0x1B, 1 << 40 | 0xFEE00800)  # above MAXPHYADDR (40)
     apic.msr_write(0x1B, 0xFED00800)
     assert moved == [(0xFEE00000, 0xFED00000)] and apic.base == 0xFED00000
 

@@ -43,6 +43,7 @@ from x86vm.devices.i8259 import CASCADE_IR, ELCR_PORT, MASTER_PORT, SLAVE_PORT, 
 from x86vm.devices.ioapic import IOAPIC_BASE, IOAPIC_SIZE, NUM_PINS, IoApic
 from x86vm.devices.lapic import APIC_BASE_DEFAULT, APIC_PAGE_SIZE, LocalApic
 from x86vm.devices.pc_testdev import PcTestDev
+from x86vm.machine.bus import BusError
 from x86vm.machine.irq import TimerHandle, TimerService
 
 ISA_IRQS = 16
@@ -96,6 +97,50 @@ class _Serialized:
     def write(self, offset: int, size: int, value: int) -> None:
         with self._lock:
             self.device.write(offset, size, value)
+
+
+MAX_APIC_WINDOWS = 16
+
+
+class ApicWindows:
+    """The xAPIC page wherever IA32_APIC_BASE puts it: one bus mapping per base the guest has
+    used (at most :data:`MAX_APIC_WINDOWS`, each claimed only if nothing else is there); a
+    window answers only while the APIC is at its base, and reads all ones otherwise
+    (kvm-unit-tests apic "apicbase" relocates it to 0xFED40000)."""
+
+    def __init__(self, lapic: LocalApic, mmio, lock: threading.RLock) -> None:
+        self.lapic, self.mmio, self._lock = lapic, mmio, lock
+        self.bases: list[int] = []
+        self.refused: list[int] = []
+
+    def map(self, base: int) -> None:
+        if base in self.bases or base in self.refused or self.mmio is None:
+            return
+        try:
+            if len(self.bases) >= MAX_APIC_WINDOWS:
+                raise BusError("too many APIC bases")
+            self.mmio.register(base, APIC_PAGE_SIZE, _ApicWindow(self, base), f"lapic@{base:#x}")
+        except BusError:
+            if len(self.refused) < MAX_APIC_WINDOWS:
+                self.refused.append(base)  # something else lives there: the page is hidden
+            return
+        self.bases.append(base)
+
+
+class _ApicWindow:
+    def __init__(self, windows: ApicWindows, base: int) -> None:
+        self.windows, self.base = windows, base
+
+    def read(self, offset: int, size: int) -> int:
+        with self.windows._lock:
+            if self.windows.lapic.base != self.base:
+                return (1 << (8 * max(0, min(size, 8)))) - 1
+            return self.windows.lapic.read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        with self.windows._lock:
+            if self.windows.lapic.base == self.base:
+                self.windows.lapic.write(offset, size, value)
 
 
 class _LockedTimers:
@@ -181,6 +226,7 @@ class Chipset:
     lapic: LocalApic
     lock: threading.RLock
     lines: list[IsaIrq] = field(default_factory=list)
+    apic_windows: ApicWindows | None = None
     testdev: PcTestDev | None = None
     debugcon: DebugCon | None = None
 
@@ -248,5 +294,7 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
             pio.register(DEBUGCON_PORT, 1, chipset.debugcon, "debugcon")
     if mmio is not None:
         mmio.register(IOAPIC_BASE, IOAPIC_SIZE, _Serialized(ioapic, lock), "ioapic")
-        mmio.register(APIC_BASE_DEFAULT, APIC_PAGE_SIZE, _Serialized(lapic, lock), "lapic")
+        chipset.apic_windows = windows = ApicWindows(lapic, mmio, lock)
+        windows.map(APIC_BASE_DEFAULT)
+        lapic.on_relocate = lambda old, new: windows.map(new)
     return chipset

@@ -44,7 +44,8 @@ bits (§11.5.1, "Local Vector Table") — QEMU stores LVT and ICR words whole.
 
 The xAPIC page takes 32-bit accesses at 16-byte aligned offsets; narrower reads return the
 corresponding bytes, other writes are ignored (what KVM does; the SDM leaves them undefined).
-In x2APIC mode the page is inert (reads 0) and the MSRs answer; MSR accesses outside x2APIC
+In x2APIC mode, or globally disabled, the page is inert (reads all ones) and in x2APIC mode the
+MSRs answer; MSR accesses outside x2APIC
 mode or to registers the table does not list raise :class:`ApicFault` (the CPU's #GP(0)).
 
 One vCPU: IPIs reach only this APIC (self-IPI by shorthand or by its own destination); INIT,
@@ -71,7 +72,7 @@ MIN_PERIOD_NS = 10_000
 NS_PER_S = 1_000_000_000
 
 BASE_BSP, BASE_EXTD, BASE_EN = 1 << 8, 1 << 10, 1 << 11
-PHYS_ADDR_BITS = 52  # IA32_APIC_BASE bits 12..MAXPHYADDR-1 hold the base
+PHYS_ADDR_BITS = 40  # MAXPHYADDR (QEMU's qemu64 CPU): IA32_APIC_BASE bits 12..39
 
 
 class Reg(IntEnum):
@@ -172,9 +173,13 @@ class LocalApic:
                  tsc_hz: int = 1_000_000_000, read_tsc: Callable[[], int] | None = None,
                  bus_hz: int = 1_000_000_000,
                  on_relocate: Callable[[int, int], None] | None = None,
-                 on_pending: Callable[[], None] | None = None) -> None:
+                 on_pending: Callable[[], None] | None = None,
+                 phys_addr_bits: int = PHYS_ADDR_BITS) -> None:
         if tsc_hz <= 0 or bus_hz <= 0:
             raise ValueError("tsc_hz and bus_hz must be positive")
+        if not 36 <= phys_addr_bits <= 52:
+            raise ValueError(f"MAXPHYADDR {phys_addr_bits} is not 36..52")
+        self.phys_addr_bits = phys_addr_bits  # must match CPUID.80000008H:EAX[7:0]
         self.timers = timers
         self.initial_id = apic_id
         self.bsp = bsp
@@ -237,7 +242,7 @@ class LocalApic:
 
     @property
     def base(self) -> int:
-        return self.apic_base & ~0xFFF & ((1 << PHYS_ADDR_BITS) - 1)
+        return self.apic_base & ~0xFFF & ((1 << self.phys_addr_bits) - 1)
 
     # -- priorities (§11.8.3.1, §11.6.2.4) -------------------------------------------------
 
@@ -615,9 +620,11 @@ class LocalApic:
     # -- xAPIC MMIO ------------------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
-        """A read of the xAPIC page (``offset`` within the 4 KiB page)."""
+        """A read of the xAPIC page (``offset`` within the 4 KiB page). Globally disabled or
+        in x2APIC mode nothing answers: all ones, like any unclaimed address (§11.12.2;
+        kvm-unit-tests apic "apic_disable" reads ~0)."""
         if self.x2apic or not self.hw_enabled:
-            return 0
+            return (1 << (8 * max(0, min(size, 8)))) - 1
         reg, byte = offset & 0xFF0, offset & 0xF
         value = None
         if reg not in (Reg.SELF_IPI,):
@@ -697,7 +704,7 @@ class LocalApic:
 
     def _write_apic_base(self, value: int) -> None:
         """IA32_APIC_BASE (§11.4.4; the x2APIC state transitions of §11.12.5)."""
-        reserved = 0xFF | 1 << 9 | ~((1 << PHYS_ADDR_BITS) - 1)
+        reserved = 0xFF | 1 << 9 | ~((1 << self.phys_addr_bits) - 1)
         if value & reserved & ~BASE_BSP:
             raise ApicFault("reserved IA32_APIC_BASE bits")
         en, extd = bool(value & BASE_EN), bool(value & BASE_EXTD)
