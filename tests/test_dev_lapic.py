@@ -231,6 +231,22 @@ def test_tsc_deadline(apic, timers):
     assert apic.timer_fired == 1 and apic.msr_read(0x6E0) == 0
 
 
+def test_tsc_deadline_in_the_past_fires_at_once(apic, timers):
+    """kvm-unit-tests apic "tsc deadline timer": a deadline of 'now' is pending right after
+    the WRMSR, and the MSR reads 0."""
+    enabled(apic)
+    timers.advance(5_000)
+    w(apic, Reg.LVT_TIMER, 0x400EF)
+    apic.msr_write(0x6E0, apic.read_tsc())
+    assert apic.pending_vector() == 0xEF and apic.msr_read(0x6E0) == 0
+
+
+def test_x2apic_unsupported_refuses_extd(timers):
+    a = LocalApic(timers, x2apic_supported=False)
+    with pytest.raises(ApicFault):
+        a.msr_write(0x1B, 0xFEE00C00)
+
+
 def test_timer_storm_is_bounded(apic, timers):
     """Periodic, count 1, divide by 1 (1 ns): callbacks coalesce to one per MIN_PERIOD_NS."""
     enabled(apic)

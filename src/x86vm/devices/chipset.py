@@ -250,21 +250,24 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
                   tsc_hz: int = 1_000_000_000, read_tsc: Callable[[], int] | None = None,
                   on_pending: Callable[[], None] | None = None, testdev: bool = False,
                   debugcon_write: Callable[[bytes], object] | None = None,
-                  virtual_wire: bool = True, ioapic_version: int = 0x11) -> Chipset:
+                  virtual_wire: bool = True, ioapic_version: int = 0x11,
+                  phys_addr_bits: int = 40, x2apic: bool = True) -> Chipset:
     """Create and wire the PIC pair, PIT, IOAPIC and LAPIC (one vCPU); register them on
     ``pio``/``mmio`` when given. ``on_pending`` is called whenever an interrupt may have
     become deliverable (a KVM run loop without in-kernel irqchip requests an interrupt
     window then). ``testdev`` adds pc-testdev; otherwise ``debugcon_write`` (if given)
     gets a debug console at 0xE9. ``virtual_wire`` leaves the LAPIC as SeaBIOS does (SVR
     enabled, LINT0 ExtINT, LINT1 NMI); False keeps its reset state (all LVTs masked).
-    ``ioapic_version`` 0x11 is the 82093AA (and KVM's); QEMU 7.2's model is 0x20."""
+    ``ioapic_version`` 0x11 is the 82093AA (and KVM's); QEMU 7.2's model is 0x20.
+    ``phys_addr_bits`` and ``x2apic`` must agree with the vCPU's CPUID (MAXPHYADDR, x2APIC)."""
     lock = threading.RLock()
     timers = _LockedTimers(timers, lock)
     intr = _PicIntr()
     pic = Pic8259Pair(intr)
     ioapic = IoApic(version=ioapic_version)
     lapic = LocalApic(timers, apic_id=apic_id, extint=pic, eoi_broadcast=ioapic.eoi,
-                      tsc_hz=tsc_hz, read_tsc=read_tsc, on_pending=on_pending)
+                      tsc_hz=tsc_hz, read_tsc=read_tsc, on_pending=on_pending,
+                      phys_addr_bits=phys_addr_bits, x2apic_supported=x2apic)
     intr.lapic = lapic
     if virtual_wire:
         lapic.virtual_wire()

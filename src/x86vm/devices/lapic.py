@@ -174,12 +174,13 @@ class LocalApic:
                  bus_hz: int = 1_000_000_000,
                  on_relocate: Callable[[int, int], None] | None = None,
                  on_pending: Callable[[], None] | None = None,
-                 phys_addr_bits: int = PHYS_ADDR_BITS) -> None:
+                 phys_addr_bits: int = PHYS_ADDR_BITS, x2apic_supported: bool = True) -> None:
         if tsc_hz <= 0 or bus_hz <= 0:
             raise ValueError("tsc_hz and bus_hz must be positive")
         if not 36 <= phys_addr_bits <= 52:
             raise ValueError(f"MAXPHYADDR {phys_addr_bits} is not 36..52")
         self.phys_addr_bits = phys_addr_bits  # must match CPUID.80000008H:EAX[7:0]
+        self.x2apic_supported = x2apic_supported  # must match CPUID.01H:ECX.x2APIC[bit 21]
         self.timers = timers
         self.initial_id = apic_id
         self.bsp = bsp
@@ -527,7 +528,10 @@ class LocalApic:
         if self.tsc_deadline == 0:
             return
         delta_ns = -(-(self.tsc_deadline - self.read_tsc()) * NS_PER_S // self.tsc_hz)
-        self._arm(self.timers.clock_ns() + max(delta_ns, 0))
+        if delta_ns <= 0:
+            self._on_timer()  # already due: pending before the next instruction
+            return
+        self._arm(self.timers.clock_ns() + delta_ns)
 
     def read_tsc_deadline(self) -> int:
         return self.tsc_deadline if self.timer_mode == TIMER_TSC_DEADLINE else 0
@@ -709,6 +713,8 @@ class LocalApic:
             raise ApicFault("reserved IA32_APIC_BASE bits")
         en, extd = bool(value & BASE_EN), bool(value & BASE_EXTD)
         was_en, was_x2 = self.hw_enabled, self.x2apic
+        if extd and not self.x2apic_supported:
+            raise ApicFault("x2APIC not supported (CPUID)")
         if extd and not en:
             raise ApicFault("x2APIC enable without APIC enable")
         if was_x2 and en and not extd:
