@@ -89,6 +89,10 @@ OCW3_ESMM, OCW3_SMM, OCW3_POLL, OCW3_RR, OCW3_RIS = 0x40, 0x20, 0x04, 0x02, 0x01
 POLL_INTERRUPT = 0x80  # poll word bit 7 ("I"); bits 2-0 the highest requesting level
 
 
+PRIORITY_ORDERS = tuple(tuple((lowest + 1 + i) & 7 for i in range(8)) for lowest in range(8))
+"""For each lowest-priority IR (rotation state), the IRs from highest to lowest priority."""
+
+
 class InitState(IntEnum):
     READY = 0
     ICW2 = 1
@@ -139,12 +143,13 @@ class Pic8259:
 
     # -- priority resolution -----------------------------------------------------------
 
-    def _priority_order(self):
+    def _priority_order(self) -> tuple[int, ...]:
         """IR numbers from highest to lowest priority."""
-        top = (self.lowest_priority + 1) & 7
-        return [(top + i) & 7 for i in range(8)]
+        return PRIORITY_ORDERS[self.lowest_priority & 7]
 
     def _highest(self, bits: int) -> int | None:
+        if not bits:
+            return None
         for ir in self._priority_order():
             if bits >> ir & 1:
                 return ir
@@ -152,6 +157,8 @@ class Pic8259:
 
     def requested_ir(self) -> int | None:
         """The IR the chip would interrupt for now (priority resolver + in-service check)."""
+        if not self.irr & ~self.imr:
+            return None  # the common case, checked at every instruction boundary
         request = self._highest(self.irr & ~self.imr)
         if request is None:
             return None

@@ -341,7 +341,7 @@ class LocalApic:
     # -- InterruptController --------------------------------------------------------------
 
     def _apic_vector(self) -> int | None:
-        if not self.hw_enabled or not self.sw_enabled:
+        if not self.irr or not self.hw_enabled or not self.sw_enabled:
             return None
         vector = _highest(self.irr)
         if vector is None or (vector & 0xF0) <= (self.ppr & 0xF0):
@@ -362,7 +362,8 @@ class LocalApic:
         vector = self._apic_vector()
         if vector is not None:
             return vector
-        if self.extint_active():
+        # the 8259 pair keeps its INTR level up to date: a cheap "nothing there" first
+        if getattr(self.extint, "intr_level", True) and self.extint_active():
             return self.extint.pending_vector()
         return None
 
