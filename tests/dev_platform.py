@@ -259,7 +259,7 @@ def run_platform_on_chipset(ops: list[Op]) -> bytes:
     pio, mmio = PortBus(), MmioBus()
     timers = FakeTimers()
     chipset = build_chipset(timers, pio=pio, mmio=mmio, testdev=True,
-                            virtual_wire=False, ioapic_version=0x20)
+                            firmware=False, ioapic_version=0x20)
     out_bytes = bytearray()
     for op in ops:
         kind = op[0]

@@ -149,13 +149,27 @@ def test_snapshot(rig):
     run_on_bus([("out", 0x43, 1, 0xB6), ("out", 0x42, 1, 0x34), ("out", 0x42, 1, 0x12)], pio)
     snap = cs.snapshot()
     assert snap["pit"]["counters"][2]["reload"] == 0x1234 and snap["lapic"]["svr"] == 0x1FF
-    assert snap["pic"]["imr"] == 0 and len(snap["ioapic"]["redirection"]) == 24
+    assert snap["pic"]["imr"] == 0x8EB8 and len(snap["ioapic"]["redirection"]) == 24
+
+
+def test_seabios_handoff_state(rig):
+    """What QEMU 7.2 + SeaBIOS showed at a multiboot kernel's entry: the same reads here, and
+    the 18.2 Hz timer reaching the CPU as vector 0x08 through LINT0 once IF is set."""
+    timers, pio, mmio, cs = rig
+    reads = run_on_bus([("in", 0x21, 1, None), ("in", 0xA1, 1, None), ("in", 0x4D0, 1, None),
+                        ("in", 0x4D1, 1, None), ("out", 0x43, 1, 0xE2),
+                        ("in", 0x40, 1, 0x3F)], pio)
+    assert reads == bytes([0xB8, 0x8E, 0x00, 0x0C, 0x34])
+    assert (cs.pic.master.vector_base, cs.pic.slave.vector_base) == (0x08, 0x70)
+    assert mmio.read(APIC + Reg.LVT_LINT0, 4) == 0x8700
+    timers.advance(55_000_000)
+    assert cs.cpu_interrupts.acknowledge() == 0x08
 
 
 def test_debugcon_without_testdev():
     out = bytearray()
     pio = PortBus()
-    cs = build_chipset(FakeTimers(), pio=pio, debugcon_write=out.extend)
+    cs = build_chipset(FakeTimers(), pio=pio, debugcon_write=out.extend, firmware=False)
     pio.write(0xE9, 1, ord("x"))
     assert bytes(out) == b"x" and pio.read(0xE9, 1) == 0xE9 and cs.testdev is None
 

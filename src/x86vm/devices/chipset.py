@@ -250,14 +250,14 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
                   tsc_hz: int = 1_000_000_000, read_tsc: Callable[[], int] | None = None,
                   on_pending: Callable[[], None] | None = None, testdev: bool = False,
                   debugcon_write: Callable[[bytes], object] | None = None,
-                  virtual_wire: bool = True, ioapic_version: int = 0x11,
+                  firmware: bool = True, ioapic_version: int = 0x11,
                   phys_addr_bits: int = 40, x2apic: bool = True) -> Chipset:
     """Create and wire the PIC pair, PIT, IOAPIC and LAPIC (one vCPU); register them on
     ``pio``/``mmio`` when given. ``on_pending`` is called whenever an interrupt may have
     become deliverable (a KVM run loop without in-kernel irqchip requests an interrupt
     window then). ``testdev`` adds pc-testdev; otherwise ``debugcon_write`` (if given)
-    gets a debug console at 0xE9. ``virtual_wire`` leaves the LAPIC as SeaBIOS does (SVR
-    enabled, LINT0 ExtINT, LINT1 NMI); False keeps its reset state (all LVTs masked).
+    gets a debug console at 0xE9. ``firmware`` leaves the chipset as SeaBIOS hands it to a
+    ``qemu -kernel`` guest (:func:`seabios_handoff`); False keeps the reset state.
     ``ioapic_version`` 0x11 is the 82093AA (and KVM's); QEMU 7.2's model is 0x20.
     ``phys_addr_bits`` and ``x2apic`` must agree with the vCPU's CPUID (MAXPHYADDR, x2APIC)."""
     lock = threading.RLock()
@@ -269,8 +269,6 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
                       tsc_hz=tsc_hz, read_tsc=read_tsc, on_pending=on_pending,
                       phys_addr_bits=phys_addr_bits, x2apic_supported=x2apic)
     intr.lapic = lapic
-    if virtual_wire:
-        lapic.virtual_wire()
 
     def deliver(vector: int, mode: int, level: bool, dest: int, logical: bool) -> None:
         if lapic.matches(dest, logical):
@@ -295,9 +293,37 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
             chipset.testdev.register(pio, mmio)  # it only drives the (locked) lines
         if chipset.debugcon is not None:
             pio.register(DEBUGCON_PORT, 1, chipset.debugcon, "debugcon")
+    if firmware:
+        seabios_handoff(chipset)
     if mmio is not None:
         mmio.register(IOAPIC_BASE, IOAPIC_SIZE, _Serialized(ioapic, lock), "ioapic")
         chipset.apic_windows = windows = ApicWindows(lapic, mmio, lock)
         windows.map(APIC_BASE_DEFAULT)
         lapic.on_relocate = lambda old, new: windows.map(new)
     return chipset
+
+
+# What SeaBIOS leaves programmed when it enters a ``qemu -kernel`` guest, read under QEMU 7.2
+# at a multiboot kernel's first instruction (monitor ``info pic`` / ``info lapic``, PIT
+# read-back status): 8259s at vectors 0x08 and 0x70 with IMR 0xB8 / 0x8E and ELCR 0x00 / 0x0C,
+# PIT counter 0 in mode 2, LSB/MSB, binary (count 0: 18.2 Hz, SeaBIOS's timer setup), the
+# LAPIC in virtual-wire mode.
+SEABIOS_PIC_INIT = ((MASTER_PORT, 0x11), (SLAVE_PORT, 0x11), (MASTER_PORT + 1, 0x08),
+                    (SLAVE_PORT + 1, 0x70), (MASTER_PORT + 1, 0x04), (SLAVE_PORT + 1, 0x02),
+                    (MASTER_PORT + 1, 0x01), (SLAVE_PORT + 1, 0x01), (MASTER_PORT + 1, 0xB8),
+                    (SLAVE_PORT + 1, 0x8E))
+SEABIOS_ELCR = (0x00, 0x0C)
+SEABIOS_PIT = ((PIT_PORT + 3, 0x34), (PIT_PORT, 0x00), (PIT_PORT, 0x00))
+
+
+def seabios_handoff(chipset: Chipset) -> None:
+    """Program the chipset as firmware would have (x86vm boots guests without a BIOS)."""
+    with chipset.lock:
+        for port, value in SEABIOS_PIC_INIT:
+            ports = chipset.pic.master_ports if port < SLAVE_PORT else chipset.pic.slave_ports
+            ports.write(port & 1, 1, value)
+        for offset, value in enumerate(SEABIOS_ELCR):
+            chipset.pic.elcr_ports.write(offset, 1, value)
+        for port, value in SEABIOS_PIT:
+            chipset.pit.write(port - PIT_PORT, 1, value)
+        chipset.lapic.virtual_wire()
