@@ -9,7 +9,7 @@ import random
 import pytest
 
 from dev_platform import LINUX_INIT, FakeTimers
-from dev_probe import run_on_bus
+from dev_probe import QEMU, TOOLS, run_on_bus
 from x86vm.devices.chipset import build_chipset, ioapic_pin
 from x86vm.devices.i8254 import MIN_EVENT_NS
 from x86vm.devices.ioapic import IOAPIC_BASE
@@ -320,3 +320,57 @@ def test_lines_driven_from_another_thread(rig):
         thread.join()
     check_consistent(cs, timers)
     assert taken > 0 and cs.lapic.isr == 0
+
+
+# -- the firmware state against QEMU 7.2 + SeaBIOS ------------------------------------------
+
+MULTIBOOT_PROBE = """
+.code32
+.globl _start
+.align 4
+header:
+  .long 0x1BADB002, 0x00010000, -(0x1BADB002 + 0x00010000)
+  .long header, header, 0, 0, _start
+_start:
+  cli
+  mov $0xE2, %al
+  out %al, $0x43
+  in $0x40, %al
+  out %al, $0xE9
+{reads}
+  mov $0, %al
+  out %al, $0xF4
+1: hlt
+  jmp 1b
+"""
+HANDOFF_PORTS = (0x21, 0xA1, 0x4D0, 0x4D1, 0x61)
+HANDOFF_MASKS = (0x3F, 0xFF, 0xFF, 0xFF, 0xFF, 0x03)  # PIT status w/o OUT, NULL COUNT; 0x61
+
+
+@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+def test_firmware_state_matches_qemu_seabios(tmp_path):
+    """A multiboot kernel started by ``qemu -kernel`` (SeaBIOS ran first) reads the PIT's
+    counter-0 status, the IMRs, the ELCRs and port 0x61; build_chipset's firmware state must
+    read the same."""
+    import subprocess
+    reads = "\n".join(f"  mov ${port:#x}, %dx\n  in %dx, %al\n  out %al, $0xE9"
+                      for port in HANDOFF_PORTS)
+    src, obj, elf = tmp_path / "mb.S", tmp_path / "mb.o", tmp_path / "mb.elf"
+    src.write_text(MULTIBOOT_PROBE.replace("{reads}", reads))
+    subprocess.run(["as", "--32", "-o", obj, src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o", elf,
+                    obj], check=True)
+    dbg = tmp_path / "debugcon.out"
+    subprocess.run([QEMU, "-machine", "pc,accel=tcg", "-m", "128M", "-display", "none",
+                    "-nodefaults", "-no-reboot", "-kernel", elf,
+                    "-chardev", f"file,id=dbg,path={dbg}",
+                    "-device", "isa-debugcon,iobase=0xe9,chardev=dbg",
+                    "-device", "isa-debug-exit,iobase=0xf4,iosize=1"],
+                   capture_output=True, timeout=120)
+    qemu = bytes(b & m for b, m in zip(dbg.read_bytes(), HANDOFF_MASKS, strict=True))
+    pio = PortBus()
+    build_chipset(FakeTimers(), pio=pio)
+    ours = run_on_bus([("out", 0x43, 1, 0xE2), ("in", 0x40, 1, 0x3F)]
+                      + [("in", port, 1, None) for port in HANDOFF_PORTS], pio)
+    ours = bytes(b & m for b, m in zip(ours, HANDOFF_MASKS, strict=True))
+    assert ours.hex(" ") == qemu.hex(" ")
