@@ -133,6 +133,12 @@ def take() -> Op:
     return ("take",)
 
 
+def delay(ns: int) -> Op:
+    """Let ``ns`` of guest time pass: under ``-icount shift=0`` a DEC/JNZ loop of ns/2
+    iterations (two instructions, 1 ns each); on x86vm's side, the fake clock moves."""
+    return ("delay", ns)
+
+
 _PROLOGUE = """
   cli
   lgdtl %cs:gdtr
@@ -199,6 +205,8 @@ def _platform_asm(ops: list[Op], debugcon: int) -> str:
             emit_value(op[2])
         elif kind == "take":
             lines += ["  sti", "  nop", "  nop", "  cli"]
+        elif kind == "delay":
+            lines += [f"  mov ${max(op[1] // 2, 1)}, %ecx", "5:", "  dec %ecx", "  jnz 5b"]
     lines += [f"  mov ${dev_probe.EXIT_PORT:#x}, %dx", "  mov $0, %al", "  out %al, %dx",
               "4: hlt", "  jmp 4b", _EPILOGUE,
               ".org 0xfff0", "  ljmp $0xf000, $start", ".org 0x10000", ""]
@@ -249,8 +257,9 @@ def run_platform_on_chipset(ops: list[Op]) -> bytes:
     from x86vm.devices.chipset import build_chipset
     from x86vm.machine.bus import MmioBus
     pio, mmio = PortBus(), MmioBus()
-    chipset = build_chipset(FakeTimers(), pio=pio, mmio=mmio, testdev=True,
-                            virtual_wire=False, ioapic_version=0x20)
+    timers = FakeTimers()
+    chipset = build_chipset(timers, pio=pio, mmio=mmio, testdev=True,
+                            firmware=False, ioapic_version=0x20)
     out_bytes = bytearray()
     for op in ops:
         kind = op[0]
@@ -265,4 +274,6 @@ def run_platform_on_chipset(ops: list[Op]) -> bytes:
         elif kind == "take":
             while chipset.cpu_interrupts.pending_vector() is not None:
                 chipset.cpu_interrupts.acknowledge()
+        elif kind == "delay":
+            timers.advance(op[1])
     return _mask(ops, bytes(out_bytes))

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from dev_platform import LINUX_INIT, FakeTimers
-from dev_probe import run_on_bus
+from dev_probe import QEMU, TOOLS, run_on_bus
 from x86vm.devices.chipset import build_chipset, ioapic_pin
 from x86vm.devices.i8254 import MIN_EVENT_NS
 from x86vm.devices.ioapic import IOAPIC_BASE
@@ -88,7 +88,12 @@ def test_pit_reaches_ioapic_pin_2_not_0(rig):
     ioapic_route(mmio, 0, 0x40)
     ioapic_route(mmio, 2, 0x30)
     run_on_bus([("out", 0x43, 1, 0x34), ("out", 0x40, 1, 0xA9), ("out", 0x40, 1, 0x04)], pio)
-    timers.advance(3_000_000)  # 1193 counts: ~1 ms per IRQ 0 edge
+    assert cs.ioapic.sent == 0  # OUT was high before: programming mode 2 is no edge
+    timers.advance(999_847)  # 1193 counts = 999,847.5 ns: the first rising edge, not yet
+    assert cs.ioapic.sent == 0
+    timers.advance(1)
+    assert cs.ioapic.sent == 1
+    timers.advance(2_000_000)
     assert cs.cpu_interrupts.acknowledge() == 0x30
     assert cs.ioapic.sent == 3 and cs.cpu_interrupts.pending_vector() is None
     cs.irq_line(2).set_level(True)  # the cascade input is not an IOAPIC pin
@@ -103,10 +108,68 @@ def test_testdev_irq_port_and_gsi_above_15(rig):
     assert cs.cpu_interrupts.acknowledge() == 0x50
 
 
+def test_on_pending_after_eoi_and_tpr(rig):
+    """The board is told when a waiting vector becomes deliverable (KVM's interrupt window)."""
+    timers, pio, mmio, cs = rig
+    apic_mode(pio, mmio)
+    mmio.write(APIC + Reg.ICR_LOW, 4, 0x40061)
+    cs.cpu_interrupts.acknowledge()
+    mmio.write(APIC + Reg.ICR_LOW, 4, 0x40062)  # same class: waits for the EOI
+    mmio.write(APIC + Reg.TPR, 4, 0x70)
+    cs.kicks.clear()
+    mmio.write(APIC + Reg.EOI, 4, 0)
+    assert cs.kicks == []  # TPR still blocks it
+    mmio.write(APIC + Reg.TPR, 4, 0)
+    assert len(cs.kicks) == 1 and cs.cpu_interrupts.pending_vector() == 0x62
+
+
+def test_apic_base_relocation_and_disabled_page(rig):
+    """kvm-unit-tests apic "apicbase": the page follows IA32_APIC_BASE (0xFED40000); the old
+    page, and any page while the APIC is globally disabled, reads all ones; relocating onto
+    another device leaves the APIC unreachable, and mappings stay bounded."""
+    timers, pio, mmio, cs = rig
+    cpu = cs.cpu_interrupts
+    cpu.msr_write(0x1B, 0xFEE00000 | 0x100)  # disable (BSP bit is read-only)
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0xFFFFFFFF
+    cpu.msr_write(0x1B, 0xFED40000 | 0x900)
+    assert mmio.read(0xFED40000 + Reg.VERSION, 4) == 0x00050014
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0xFFFFFFFF
+    cpu.msr_write(0x1B, IOAPIC_BASE | 0x900)  # onto the IOAPIC: it keeps its page
+    mmio.write(IOAPIC_BASE, 1, 1)
+    assert mmio.read(IOAPIC_BASE + 0x10, 4) == 0x00170011
+    for page in range(40):
+        cpu.msr_write(0x1B, (0x80000000 + (page << 12)) | 0x900)
+    assert len(cs.apic_windows.bases) <= 16 and len(cs.apic_windows.refused) <= 16
+    cpu.msr_write(0x1B, APIC | 0x900)
+    assert mmio.read(APIC + Reg.VERSION, 4) == 0x00050014
+
+
+def test_snapshot(rig):
+    timers, pio, mmio, cs = rig
+    run_on_bus([("out", 0x43, 1, 0xB6), ("out", 0x42, 1, 0x34), ("out", 0x42, 1, 0x12)], pio)
+    snap = cs.snapshot()
+    assert snap["pit"]["counters"][2]["reload"] == 0x1234 and snap["lapic"]["svr"] == 0x1FF
+    assert snap["pic"]["imr"] == 0x8EB8 and len(snap["ioapic"]["redirection"]) == 24
+
+
+def test_seabios_handoff_state(rig):
+    """What QEMU 7.2 + SeaBIOS showed at a multiboot kernel's entry: the same reads here, and
+    the 18.2 Hz timer reaching the CPU as vector 0x08 through LINT0 once IF is set."""
+    timers, pio, mmio, cs = rig
+    reads = run_on_bus([("in", 0x21, 1, None), ("in", 0xA1, 1, None), ("in", 0x4D0, 1, None),
+                        ("in", 0x4D1, 1, None), ("out", 0x43, 1, 0xE2),
+                        ("in", 0x40, 1, 0x3F)], pio)
+    assert reads == bytes([0xB8, 0x8E, 0x00, 0x0C, 0x34])
+    assert (cs.pic.master.vector_base, cs.pic.slave.vector_base) == (0x08, 0x70)
+    assert mmio.read(APIC + Reg.LVT_LINT0, 4) == 0x8700
+    timers.advance(55_000_000)
+    assert cs.cpu_interrupts.acknowledge() == 0x08
+
+
 def test_debugcon_without_testdev():
     out = bytearray()
     pio = PortBus()
-    cs = build_chipset(FakeTimers(), pio=pio, debugcon_write=out.extend)
+    cs = build_chipset(FakeTimers(), pio=pio, debugcon_write=out.extend, firmware=False)
     pio.write(0xE9, 1, ord("x"))
     assert bytes(out) == b"x" and pio.read(0xE9, 1) == 0xE9 and cs.testdev is None
 
@@ -226,3 +289,88 @@ def test_garbage_everywhere_stays_consistent(seed):
         if step % 50 == 0:
             check_consistent(cs, timers)
     check_consistent(cs, timers)
+
+
+def test_lines_driven_from_another_thread(rig):
+    """A host thread (the UART's input) toggles IRQ lines while the vCPU takes interrupts:
+    the chipset's lock keeps every model consistent."""
+    import threading
+    timers, pio, mmio, cs = rig
+    apic_mode(pio, mmio)
+    ioapic_route(mmio, 4, 0x34)
+    ioapic_route(mmio, 10, 0x3A | 1 << 15)
+    stop = threading.Event()
+
+    def host():
+        while not stop.is_set():
+            for line in (4, 10):
+                cs.irq_line(line).set_level(True)
+                cs.irq_line(line).set_level(False)
+
+    thread = threading.Thread(target=host)
+    thread.start()
+    taken = 0
+    try:
+        for _ in range(3000):
+            if cs.cpu_interrupts.acknowledge() is not None:
+                taken += 1
+                mmio.write(APIC + Reg.EOI, 4, 0)
+    finally:
+        stop.set()
+        thread.join()
+    check_consistent(cs, timers)
+    assert taken > 0 and cs.lapic.isr == 0
+
+
+# -- the firmware state against QEMU 7.2 + SeaBIOS ------------------------------------------
+
+MULTIBOOT_PROBE = """
+.code32
+.globl _start
+.align 4
+header:
+  .long 0x1BADB002, 0x00010000, -(0x1BADB002 + 0x00010000)
+  .long header, header, 0, 0, _start
+_start:
+  cli
+  mov $0xE2, %al
+  out %al, $0x43
+  in $0x40, %al
+  out %al, $0xE9
+{reads}
+  mov $0, %al
+  out %al, $0xF4
+1: hlt
+  jmp 1b
+"""
+HANDOFF_PORTS = (0x21, 0xA1, 0x4D0, 0x4D1, 0x61)
+HANDOFF_MASKS = (0x3F, 0xFF, 0xFF, 0xFF, 0xFF, 0x03)  # PIT status w/o OUT, NULL COUNT; 0x61
+
+
+@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+def test_firmware_state_matches_qemu_seabios(tmp_path):
+    """A multiboot kernel started by ``qemu -kernel`` (SeaBIOS ran first) reads the PIT's
+    counter-0 status, the IMRs, the ELCRs and port 0x61; build_chipset's firmware state must
+    read the same."""
+    import subprocess
+    reads = "\n".join(f"  mov ${port:#x}, %dx\n  in %dx, %al\n  out %al, $0xE9"
+                      for port in HANDOFF_PORTS)
+    src, obj, elf = tmp_path / "mb.S", tmp_path / "mb.o", tmp_path / "mb.elf"
+    src.write_text(MULTIBOOT_PROBE.replace("{reads}", reads))
+    subprocess.run(["as", "--32", "-o", obj, src], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o", elf,
+                    obj], check=True)
+    dbg = tmp_path / "debugcon.out"
+    subprocess.run([QEMU, "-machine", "pc,accel=tcg", "-m", "128M", "-display", "none",
+                    "-nodefaults", "-no-reboot", "-kernel", elf,
+                    "-chardev", f"file,id=dbg,path={dbg}",
+                    "-device", "isa-debugcon,iobase=0xe9,chardev=dbg",
+                    "-device", "isa-debug-exit,iobase=0xf4,iosize=1"],
+                   capture_output=True, timeout=120)
+    qemu = bytes(b & m for b, m in zip(dbg.read_bytes(), HANDOFF_MASKS, strict=True))
+    pio = PortBus()
+    build_chipset(FakeTimers(), pio=pio)
+    ours = run_on_bus([("out", 0x43, 1, 0xE2), ("in", 0x40, 1, 0x3F)]
+                      + [("in", port, 1, None) for port in HANDOFF_PORTS], pio)
+    ours = bytes(b & m for b, m in zip(ours, HANDOFF_MASKS, strict=True))
+    assert ours.hex(" ") == qemu.hex(" ")

@@ -268,3 +268,40 @@ def test_scenarios_run_on_our_bus():
 def test_pic_matches_qemu(tmp_path, monkeypatch, name):
     qemu, ours = run_both(SCENARIOS[name], tmp_path, monkeypatch)
     assert ours == qemu
+
+
+# -- INTA by the CPU (QEMU 7.2): the LAPIC's LINT0 as ExtINT, interrupts taken with STI --------
+
+from dev_platform import (  # noqa: E402
+    mmio_read,
+    mmio_write,
+    run_platform_on_chipset,
+    run_platform_under_qemu,
+    take,
+)
+
+APIC = 0xFEE00000
+VIRTUAL_WIRE = [mmio_write(APIC + 0xF0, 0x1FF), mmio_write(APIC + 0x350, 0x8700)]
+AEOI_INIT = [out(0x20, 0x11), out(0x21, 0x20), out(0x21, 4), out(0x21, 3), out(0x21, 1)]
+INTA_SCENARIOS = {
+    "inta_nested_and_cascade": VIRTUAL_WIRE + LINUX_INIT + [irq(3, 1), irq(5, 1), irq(12, 1)]
+    + pic_regs() + [take()] + pic_regs() + [out(0x20, 0x20), take()] + pic_regs()
+    + [out(0xA0, 0x20), out(0x20, 0x20), take()] + pic_regs(),
+    "inta_blocked_by_masked_lint0": [mmio_write(APIC + 0xF0, 0x1FF)] + LINUX_INIT
+    + [irq(3, 1), take()] + pic_regs() + VIRTUAL_WIRE + [take()] + pic_regs(),
+    "inta_auto_eoi": VIRTUAL_WIRE + AEOI_INIT + [irq(3, 1), irq(4, 1), take()] + pic_regs()
+    + [out(0x20, 0x80), irq(3, 0), irq(4, 0), irq(3, 1), irq(4, 1), take()] + pic_regs(),
+    "inta_level": VIRTUAL_WIRE + LINUX_INIT + [out(0x4D0, 0x20), irq(5, 1), take()] + pic_regs()
+    + [out(0x20, 0x20), take()] + pic_regs() + [irq(5, 0), out(0x20, 0x20), take()]
+    + pic_regs(),
+    "apic_vector_before_extint": VIRTUAL_WIRE + LINUX_INIT
+    + [mmio_write(APIC + 0x300, 0x40045), irq(3, 1), take()] + pic_regs()
+    + [mmio_read(APIC + 0x140), mmio_read(APIC + 0x120)],
+}
+
+
+@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.parametrize("name", sorted(INTA_SCENARIOS))
+def test_inta_matches_qemu(tmp_path, name):
+    ops = INTA_SCENARIOS[name]
+    assert run_platform_on_chipset(ops).hex(" ") == run_platform_under_qemu(ops, tmp_path).hex(" ")

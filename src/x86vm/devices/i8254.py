@@ -6,19 +6,19 @@ and its OUT is port 0x61 bit 5 (the speaker). Nothing ticks: every count and out
 computed from the guest clock (``TimerService.clock_ns``) and the time the count was loaded,
 and counter 0 schedules one guest-time callback per change of its OUT pin.
 
-Control word (port 0x43; 8254 datasheet, Figure 7 "Control Word Format"):
+Control word (port 0x43; 8254 datasheet, "Control Word Format"):
 
 ===== ==================================================================================
 bits  meaning
 ===== ==================================================================================
-7-6   SC: counter 0-2; 11 = read-back command (Figure 9)
+7-6   SC: counter 0-2; 11 = read-back command
 5-4   RW: 00 counter latch command, 01 LSB only, 10 MSB only, 11 LSB then MSB
 3-1   M: mode 0-5 (x10 = 2, x11 = 3)
 0     BCD: 0 = 16-bit binary, 1 = four BCD decades
 ===== ==================================================================================
 
-Read-back (Figure 9): bit 5 = 0 latches the count, bit 4 = 0 latches the status of each
-counter selected by bits 3-1. Status byte (Figure 10): bit 7 OUT, bit 6 NULL COUNT, bits 5-0
+Read-back ("Read-Back Command"): bit 5 = 0 latches the count, bit 4 = 0 latches the status of each
+counter selected by bits 3-1. Status byte ("Status Byte"): bit 7 OUT, bit 6 NULL COUNT, bits 5-0
 as programmed (RW, M, BCD). A latched status is read before a latched count; a latch holds
 until read, and later latch commands for the same counter are ignored until then.
 
@@ -35,7 +35,7 @@ mode name                            OUT
 5    hardware triggered strobe       high; low for one count N counts after a GATE rising edge
 ==== =============================== ==========================================================
 
-GATE (Figure "Gate Pin Operations Summary"): low disables counting in modes 0, 2, 3, 4 (and
+GATE ("Gate Pin Operations Summary"): low disables counting in modes 0, 2, 3, 4 (and
 sets OUT high at once in modes 2 and 3); a rising edge (re)starts modes 1, 5 and reloads
 modes 2, 3. Counters 0 and 1 have GATE tied high.
 
@@ -43,7 +43,10 @@ Timing follows QEMU where the datasheet leaves a choice to the implementation: a
 effect when its last byte is written (no extra CLK for loading), and a new count written to a
 running mode 2/3 counter restarts it at once. OUT edges closer together than
 :data:`MIN_EVENT_NS` of guest time are coalesced into one pulse on IRQ 0, so a guest that
-programs a count of 1 gets at most one callback per ``MIN_EVENT_NS``.
+programs a count of 1 gets at most one callback per ``MIN_EVENT_NS``; the one-count low pulse
+of modes 2, 4 and 5 is handled by a single callback at its end, so IRQ 0's rising edges come
+on time. Before it is programmed, OUT (and IRQ 0) is high, so programming mode 2 or 3 gives
+no extra edge.
 """
 
 from __future__ import annotations
@@ -293,6 +296,7 @@ class Pit8254(ByteRegisters):
         self._event: TimerHandle | None = None
         self._event_tick = 0  # the counter-0 tick the last event looked at
         self.events = 0  # counter-0 callbacks run (for storm tests)
+        self._drive_irq(self.counters[0].out(timers.clock_ns()))  # OUT before programming
 
     def register(self, pio) -> None:
         pio.register(PIT_PORT, 4, self, "pit")
@@ -302,7 +306,7 @@ class Pit8254(ByteRegisters):
 
     def read_byte(self, offset: int) -> int:
         if offset == 3:
-            return 0xFF  # the control word register cannot be read (datasheet Table 1)
+            return 0xFF  # the control word cannot be read ("Read/Write Operations Summary")
         return self.counters[offset].read(self.timers.clock_ns())
 
     def write_byte(self, offset: int, value: int) -> None:
@@ -352,6 +356,9 @@ class Pit8254(ByteRegisters):
         tick = counter.next_change(self._event_tick)
         if tick is None:
             return
+        after = counter.next_change(tick)
+        if after is not None and counter.tick_time(after) - counter.tick_time(tick) < MIN_EVENT_NS:
+            tick = after  # a short pulse (mode 2, 4, 5): both edges at its end, on time
         deadline = max(counter.tick_time(tick), now + MIN_EVENT_NS)
         self._event = self.timers.at(deadline, self._on_event)
 
@@ -370,6 +377,15 @@ class Pit8254(ByteRegisters):
         self._schedule(now)
 
     # -- counter 2 gate / speaker (port 0x61) ---------------------------------------------
+
+    def snapshot(self) -> dict[str, object]:
+        """Each counter's programming and what the guest would read now."""
+        now = self.timers.clock_ns()
+        return {"irq0": self._irq_level, "speaker": self.port61.speaker_data,
+                "counters": [{"mode": c.mode_bits, "rw": int(c.rw), "bcd": c.bcd,
+                              "reload": c.reload, "gate": c.gate, "out": c.out(now),
+                              "value": c.value(now), "null_count": c.null_count}
+                             for c in self.counters]}
 
     def set_gate2(self, level: bool) -> None:
         self.counters[2].set_gate(level, self.timers.clock_ns())

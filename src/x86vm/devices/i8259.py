@@ -5,7 +5,7 @@ IR2. The edge/level control registers of the PIIX chipset sit at 0x4D0 (IRQ 0-7)
 (IRQ 8-15); IRQ 0, 1, 2, 8 and 13 cannot be level-triggered (their ELCR bits read 0, as in
 QEMU: masks 0xF8 and 0xDE).
 
-Register access (8259A datasheet, "Programming the 8259A", Figure 6 and Table 1):
+Register access (8259A datasheet, "Programming the 8259A", the ICW and OCW formats):
 
 ====== ====================== =============================================================
 port   write                  read
@@ -28,7 +28,7 @@ A0 = 1 ICW2, ICW3, ICW4 in    IMR (or the poll word after OCW3 P = 1)
   D4 SFNM.
 * OCW2: R SL EOI = 001 non-specific EOI, 011 specific EOI, 101 rotate on non-specific EOI,
   111 rotate on specific EOI, 110 set priority, 100/000 set/clear rotate in AEOI mode,
-  010 no operation (datasheet Figure 8).
+  010 no operation (datasheet, "Operation Command Word 2").
 * OCW3: ESMM SMM = 11 set, 10 reset special mask mode; P = poll; RR RIS = 10 read IRR,
   11 read ISR.
 
@@ -73,7 +73,7 @@ class ICW4(IntEnum):
 
 
 class OCW2(IntEnum):
-    """R SL EOI (bits 7-5) commands, datasheet Figure 8."""
+    """R SL EOI (bits 7-5) commands (datasheet, "Operation Command Word 2")."""
 
     ROTATE_AEOI_CLEAR = 0b000
     NON_SPECIFIC_EOI = 0b001
@@ -87,6 +87,10 @@ class OCW2(IntEnum):
 
 OCW3_ESMM, OCW3_SMM, OCW3_POLL, OCW3_RR, OCW3_RIS = 0x40, 0x20, 0x04, 0x02, 0x01
 POLL_INTERRUPT = 0x80  # poll word bit 7 ("I"); bits 2-0 the highest requesting level
+
+
+PRIORITY_ORDERS = tuple(tuple((lowest + 1 + i) & 7 for i in range(8)) for lowest in range(8))
+"""For each lowest-priority IR (rotation state), the IRs from highest to lowest priority."""
 
 
 class InitState(IntEnum):
@@ -139,12 +143,13 @@ class Pic8259:
 
     # -- priority resolution -----------------------------------------------------------
 
-    def _priority_order(self):
+    def _priority_order(self) -> tuple[int, ...]:
         """IR numbers from highest to lowest priority."""
-        top = (self.lowest_priority + 1) & 7
-        return [(top + i) & 7 for i in range(8)]
+        return PRIORITY_ORDERS[self.lowest_priority & 7]
 
     def _highest(self, bits: int) -> int | None:
+        if not bits:
+            return None
         for ir in self._priority_order():
             if bits >> ir & 1:
                 return ir
@@ -152,6 +157,8 @@ class Pic8259:
 
     def requested_ir(self) -> int | None:
         """The IR the chip would interrupt for now (priority resolver + in-service check)."""
+        if not self.irr & ~self.imr:
+            return None  # the common case, checked at every instruction boundary
         request = self._highest(self.irr & ~self.imr)
         if request is None:
             return None

@@ -1,7 +1,7 @@
 """The local APIC of one vCPU: the xAPIC page at 0xFEE00000, the x2APIC MSRs, the APIC timer.
 
-Register map (Intel SDM Vol. 3A §11.4.1, Table 11-1; x2APIC MSR = 0x800 + offset / 16,
-Table 11-6):
+Register map (Intel SDM Vol. 3A §11.4.1, "Local APIC Register Address Map"; x2APIC MSR =
+0x800 + offset / 16, §11.12.1.2):
 
 ====== ===== ============================ ====================================================
 offset MSR   register                     notes
@@ -29,21 +29,23 @@ offset MSR   register                     notes
 0x370  0x837 LVT error
 0x380  0x838 timer initial count
 0x390  0x839 timer current count          read only
-0x3E0  0x83E timer divide configuration   bits 3, 1-0 (§11.5.4, Figure 11-10)
+0x3E0  0x83E timer divide configuration   bits 3, 1-0 (§11.5.4)
 —      0x83F SELF IPI                     x2APIC only, write only
 ====== ===== ============================ ====================================================
 
 Reset values (§11.4.7.1, and QEMU 7.2 without firmware): ID = the initial APIC ID, DFR all
 ones, SVR 0xFF (software disabled), every LVT masked. Firmware puts the bootstrap processor in
-"virtual wire" mode (MP spec §3.6.2.2: LINT0 ExtINT, LINT1 NMI — SeaBIOS does), so the 8259's
+"virtual wire" mode (MP spec §3.6.2.2: LINT0 ExtINT, LINT1 NMI, SVR enabled — SeaBIOS
+leaves 0x8700, 0x8400, 0x1FF under QEMU 7.2), so the 8259's
 interrupts reach the CPU before a guest programs its APIC: :meth:`LocalApic.virtual_wire`,
 which ``build_chipset`` calls since x86vm boots without a BIOS. While software-disabled
 (§11.4.7.2) guest writes cannot unmask an LVT entry; LVT, ICR and SVR keep only their defined
-bits (Figure 11-8) — QEMU stores LVT and ICR words whole.
+bits (§11.5.1, "Local Vector Table") — QEMU stores LVT and ICR words whole.
 
 The xAPIC page takes 32-bit accesses at 16-byte aligned offsets; narrower reads return the
 corresponding bytes, other writes are ignored (what KVM does; the SDM leaves them undefined).
-In x2APIC mode the page is inert (reads 0) and the MSRs answer; MSR accesses outside x2APIC
+In x2APIC mode, or globally disabled, the page is inert (reads all ones) and in x2APIC mode the
+MSRs answer; MSR accesses outside x2APIC
 mode or to registers the table does not list raise :class:`ApicFault` (the CPU's #GP(0)).
 
 One vCPU: IPIs reach only this APIC (self-IPI by shorthand or by its own destination); INIT,
@@ -67,13 +69,14 @@ MSR_IA32_TSC_DEADLINE = 0x6E0
 X2APIC_MSR_FIRST, X2APIC_MSR_LAST = 0x800, 0x8FF
 VERSION = 0x00050014
 MIN_PERIOD_NS = 10_000
+NS_PER_S = 1_000_000_000
 
 BASE_BSP, BASE_EXTD, BASE_EN = 1 << 8, 1 << 10, 1 << 11
-PHYS_ADDR_BITS = 52  # IA32_APIC_BASE bits 12..MAXPHYADDR-1 hold the base
+PHYS_ADDR_BITS = 40  # MAXPHYADDR (QEMU's qemu64 CPU): IA32_APIC_BASE bits 12..39
 
 
 class Reg(IntEnum):
-    """xAPIC register offsets (Table 11-1)."""
+    """xAPIC register offsets (§11.4.1)."""
 
     ID = 0x020
     VERSION = 0x030
@@ -105,8 +108,8 @@ class Reg(IntEnum):
 
 LVT_REGS = (Reg.LVT_TIMER, Reg.LVT_THERMAL, Reg.LVT_PERF, Reg.LVT_LINT0, Reg.LVT_LINT1,
             Reg.LVT_ERROR)
-# Writable bits per LVT entry (Figure 11-8): vector, delivery mode, polarity, trigger, mask,
-# timer mode; delivery status and remote IRR are read only.
+# Writable bits per LVT entry (§11.5.1, "Local Vector Table"): vector, delivery mode,
+# polarity, trigger, mask, timer mode; delivery status and remote IRR are read only.
 LVT_WRITABLE = {Reg.LVT_TIMER: 0x700FF, Reg.LVT_THERMAL: 0x107FF, Reg.LVT_PERF: 0x107FF,
                 Reg.LVT_LINT0: 0x1A7FF, Reg.LVT_LINT1: 0x1A7FF, Reg.LVT_ERROR: 0x100FF}
 LVT_MASKED = 1 << 16
@@ -130,7 +133,7 @@ class Delivery(IntEnum):
 
 
 class Esr(IntEnum):
-    """Error Status Register bits (§11.5.3, Figure 11-9)."""
+    """Error Status Register bits (§11.5.3)."""
 
     SEND_ILLEGAL_VECTOR = 1 << 5
     RECEIVE_ILLEGAL_VECTOR = 1 << 6
@@ -170,7 +173,14 @@ class LocalApic:
                  tsc_hz: int = 1_000_000_000, read_tsc: Callable[[], int] | None = None,
                  bus_hz: int = 1_000_000_000,
                  on_relocate: Callable[[int, int], None] | None = None,
-                 on_pending: Callable[[], None] | None = None) -> None:
+                 on_pending: Callable[[], None] | None = None,
+                 phys_addr_bits: int = PHYS_ADDR_BITS, x2apic_supported: bool = True) -> None:
+        if tsc_hz <= 0 or bus_hz <= 0:
+            raise ValueError("tsc_hz and bus_hz must be positive")
+        if not 36 <= phys_addr_bits <= 52:
+            raise ValueError(f"MAXPHYADDR {phys_addr_bits} is not 36..52")
+        self.phys_addr_bits = phys_addr_bits  # must match CPUID.80000008H:EAX[7:0]
+        self.x2apic_supported = x2apic_supported  # must match CPUID.01H:ECX.x2APIC[bit 21]
         self.timers = timers
         self.initial_id = apic_id
         self.bsp = bsp
@@ -212,9 +222,12 @@ class LocalApic:
         self.extint_requested = False  # an ExtINT message (IOAPIC) awaits the 8259's vector
 
     def virtual_wire(self) -> None:
-        """What PC firmware leaves on the BSP: LINT0 ExtINT, LINT1 NMI (MP spec §3.6.2.2)."""
-        self.lvt[Reg.LVT_LINT0] = Delivery.EXTINT << 8
-        self.lvt[Reg.LVT_LINT1] = Delivery.NMI << 8
+        """What PC firmware leaves on the BSP (MP spec §3.6.2.2 "virtual wire mode"), as
+        SeaBIOS under QEMU 7.2 does (read with the monitor's ``info lapic``): APIC software
+        enabled (SVR 0x1FF), LINT0 ExtINT and LINT1 NMI, both level-triggered."""
+        self.svr |= SVR_ENABLE
+        self.lvt[Reg.LVT_LINT0] = LVT_LEVEL | Delivery.EXTINT << 8
+        self.lvt[Reg.LVT_LINT1] = LVT_LEVEL | Delivery.NMI << 8
 
     @property
     def hw_enabled(self) -> bool:
@@ -230,7 +243,7 @@ class LocalApic:
 
     @property
     def base(self) -> int:
-        return self.apic_base & ~0xFFF & ((1 << PHYS_ADDR_BITS) - 1)
+        return self.apic_base & ~0xFFF & ((1 << self.phys_addr_bits) - 1)
 
     # -- priorities (§11.8.3.1, §11.6.2.4) -------------------------------------------------
 
@@ -255,6 +268,12 @@ class LocalApic:
     @cr8.setter
     def cr8(self, value: int) -> None:
         self.tpr = (value & 0xF) << 4
+        self._priority_lowered()
+
+    def _priority_lowered(self) -> None:
+        """After an EOI or a TPR write a waiting vector may now be deliverable."""
+        if self._apic_vector() is not None:
+            self.notify_pending()
 
     # -- accepting interrupts ------------------------------------------------------------
 
@@ -271,7 +290,7 @@ class LocalApic:
             return
         if mode == Delivery.EXTINT:
             self.extint_requested = True  # the vector comes from the 8259 at INTA
-            self._notify()
+            self.notify_pending()
             return
         if not self.sw_enabled:
             return  # §11.4.7.2: a software-disabled APIC accepts no fixed interrupts
@@ -284,9 +303,10 @@ class LocalApic:
             self.tmr |= 1 << vector
         else:
             self.tmr &= ~(1 << vector)
-        self._notify()
+        self.notify_pending()
 
-    def _notify(self) -> None:
+    def notify_pending(self) -> None:
+        """Tell the board something may have become deliverable (``on_pending``)."""
         if self.on_pending is not None:
             self.on_pending()
 
@@ -321,7 +341,7 @@ class LocalApic:
     # -- InterruptController --------------------------------------------------------------
 
     def _apic_vector(self) -> int | None:
-        if not self.hw_enabled or not self.sw_enabled:
+        if not self.irr or not self.hw_enabled or not self.sw_enabled:
             return None
         vector = _highest(self.irr)
         if vector is None or (vector & 0xF0) <= (self.ppr & 0xF0):
@@ -342,7 +362,8 @@ class LocalApic:
         vector = self._apic_vector()
         if vector is not None:
             return vector
-        if self.extint_active():
+        # the 8259 pair keeps its INTR level up to date: a cheap "nothing there" first
+        if getattr(self.extint, "intr_level", True) and self.extint_active():
             return self.extint.pending_vector()
         return None
 
@@ -382,6 +403,7 @@ class LocalApic:
         self.isr &= ~(1 << vector)
         if _bit_get(self.tmr, vector) and self.eoi_broadcast is not None:
             self.eoi_broadcast(vector)
+        self._priority_lowered()
 
     def _send_ipi(self, icr: int) -> None:
         """ICR write (§11.6.1): only this APIC exists; IPIs for others are counted."""
@@ -412,15 +434,17 @@ class LocalApic:
 
     @property
     def divisor(self) -> int:
-        """Divide configuration bits 3, 1-0 (Figure 11-10): 0b111 is divide by 1."""
+        """Divide configuration bits 3, 1-0 (§11.5.4): 0b111 is divide by 1."""
         code = (self.timer_divide & 3) | (self.timer_divide >> 1 & 4)
         return 1 << ((code + 1) & 7)
 
-    def _tick_ns(self) -> float:
-        return self.divisor * 1e9 / self.bus_hz
+    def _ticks_to_ns(self, ticks: int) -> int:
+        """Guest ns for ``ticks`` timer ticks (bus clock / divisor), rounded up."""
+        return -(-ticks * self.divisor * NS_PER_S // self.bus_hz)
 
     def _elapsed_ticks(self) -> int:
-        return int((self.timers.clock_ns() - self._timer_start) / self._tick_ns())
+        elapsed_ns = max(0, self.timers.clock_ns() - self._timer_start)
+        return elapsed_ns * self.bus_hz // (self.divisor * NS_PER_S)
 
     def _cancel_timer(self) -> None:
         if self._timer_event is not None:
@@ -442,12 +466,19 @@ class LocalApic:
         self._timer_start = self.timers.clock_ns()
         self._timer_running = initial != 0
         if self._timer_running:
-            self._arm(self._timer_start + initial * self._tick_ns())
+            self._arm(self._timer_start + self._ticks_to_ns(initial))
 
-    def _arm(self, deadline: float) -> None:
+    def _arm(self, deadline_ns: int) -> None:
         self._cancel_timer()
+        self._timer_event = self.timers.at(max(deadline_ns, self.timers.clock_ns()),
+                                           self._on_timer)
+
+    def _arm_next_period(self) -> None:
+        """The end of the running period, but no sooner than MIN_PERIOD_NS from now."""
         now = self.timers.clock_ns()
-        self._timer_event = self.timers.at(max(int(deadline + 0.999), now), self._on_timer)
+        periods_done = self._elapsed_ticks() // self.timer_initial + 1
+        deadline = self._timer_start + self._ticks_to_ns(periods_done * self.timer_initial)
+        self._arm(max(deadline, now + MIN_PERIOD_NS))
 
     def _on_timer(self) -> None:
         self._timer_event = None
@@ -455,14 +486,10 @@ class LocalApic:
         lvt = self.lvt[Reg.LVT_TIMER]
         if not lvt & LVT_MASKED:
             self.accept(lvt & 0xFF)
-        now = self.timers.clock_ns()
         if self.timer_mode == TIMER_TSC_DEADLINE:
             self.tsc_deadline = 0  # the timer disarms itself (§11.5.4.1)
         elif self.timer_mode == TIMER_PERIODIC and self._timer_running:
-            period = self.timer_initial * self._tick_ns()
-            periods_done = int((now - self._timer_start) // period) + 1
-            deadline = self._timer_start + periods_done * period
-            self._arm(max(deadline, now + MIN_PERIOD_NS))
+            self._arm_next_period()
         else:
             self._timer_running = False
 
@@ -471,17 +498,16 @@ class LocalApic:
         self.timer_divide = value & 0xB
         if self._timer_running and self.timer_mode != TIMER_TSC_DEADLINE:
             # keep the count where it is; it runs on at the new rate
-            self._timer_start = self.timers.clock_ns() - int(
-                (self.timer_initial - current) * self._tick_ns())
-            self._arm(self._timer_start + self.timer_initial * self._tick_ns())
+            self._timer_start = self.timers.clock_ns() - self._ticks_to_ns(
+                self.timer_initial - current)
+            self._arm(self._timer_start + self._ticks_to_ns(self.timer_initial))
 
     def _set_lvt_timer(self, value: int) -> None:
         old_mode = self.timer_mode
         if old_mode == TIMER_PERIODIC and self._timer_running:
             # the count goes on from the current period: restart the one-shot view there
-            period_ns = self.timer_initial * self._tick_ns()
-            periods = (self.timers.clock_ns() - self._timer_start) // period_ns
-            self._timer_start += int(periods * period_ns)
+            periods = self._elapsed_ticks() // self.timer_initial
+            self._timer_start += self._ticks_to_ns(periods * self.timer_initial)
         self.lvt[Reg.LVT_TIMER] = value
         new_mode = self.timer_mode
         if (old_mode == TIMER_TSC_DEADLINE) != (new_mode == TIMER_TSC_DEADLINE):
@@ -492,13 +518,7 @@ class LocalApic:
             self.timer_initial = 0
             self.tsc_deadline = 0
         elif self._timer_running and new_mode == TIMER_PERIODIC and self._timer_event is None:
-            self._on_timer_rearm()
-
-    def _on_timer_rearm(self) -> None:
-        now = self.timers.clock_ns()
-        period = self.timer_initial * self._tick_ns()
-        periods_done = int((now - self._timer_start) // period) + 1
-        self._arm(max(self._timer_start + periods_done * period, now + MIN_PERIOD_NS))
+            self._arm_next_period()
 
     def write_tsc_deadline(self, value: int) -> None:
         """IA32_TSC_DEADLINE: ignored unless the timer is in TSC-deadline mode."""
@@ -508,8 +528,11 @@ class LocalApic:
         self.tsc_deadline = value & ((1 << 64) - 1)
         if self.tsc_deadline == 0:
             return
-        delta_ns = (self.tsc_deadline - self.read_tsc()) * 1e9 / self.tsc_hz
-        self._arm(self.timers.clock_ns() + max(delta_ns, 0))
+        delta_ns = -(-(self.tsc_deadline - self.read_tsc()) * NS_PER_S // self.tsc_hz)
+        if delta_ns <= 0:
+            self._on_timer()  # already due: pending before the next instruction
+            return
+        self._arm(self.timers.clock_ns() + delta_ns)
 
     def read_tsc_deadline(self) -> int:
         return self.tsc_deadline if self.timer_mode == TIMER_TSC_DEADLINE else 0
@@ -566,6 +589,7 @@ class LocalApic:
             self.id = value >> 24
         elif reg == Reg.TPR:
             self.tpr = value & 0xFF
+            self._priority_lowered()
         elif reg == Reg.EOI:
             self.eoi()
         elif reg == Reg.LDR:
@@ -601,9 +625,11 @@ class LocalApic:
     # -- xAPIC MMIO ------------------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
-        """A read of the xAPIC page (``offset`` within the 4 KiB page)."""
+        """A read of the xAPIC page (``offset`` within the 4 KiB page). Globally disabled or
+        in x2APIC mode nothing answers: all ones, like any unclaimed address (§11.12.2;
+        kvm-unit-tests apic "apic_disable" reads ~0)."""
         if self.x2apic or not self.hw_enabled:
-            return 0
+            return (1 << (8 * max(0, min(size, 8)))) - 1
         reg, byte = offset & 0xFF0, offset & 0xF
         value = None
         if reg not in (Reg.SELF_IPI,):
@@ -682,12 +708,14 @@ class LocalApic:
             raise ApicFault(f"MSR {msr:#x} is reserved")
 
     def _write_apic_base(self, value: int) -> None:
-        """IA32_APIC_BASE (§11.4.4, §11.12.5 state transitions, Figure 11-27)."""
-        reserved = 0xFF | 1 << 9 | ~((1 << PHYS_ADDR_BITS) - 1)
+        """IA32_APIC_BASE (§11.4.4; the x2APIC state transitions of §11.12.5)."""
+        reserved = 0xFF | 1 << 9 | ~((1 << self.phys_addr_bits) - 1)
         if value & reserved & ~BASE_BSP:
             raise ApicFault("reserved IA32_APIC_BASE bits")
         en, extd = bool(value & BASE_EN), bool(value & BASE_EXTD)
         was_en, was_x2 = self.hw_enabled, self.x2apic
+        if extd and not self.x2apic_supported:
+            raise ApicFault("x2APIC not supported (CPUID)")
         if extd and not en:
             raise ApicFault("x2APIC enable without APIC enable")
         if was_x2 and en and not extd:
