@@ -60,6 +60,8 @@ class EmuBackend:
     """One vCPU emulated in Python over ``memory``'s RAM buffers."""
 
     name = "emu"
+    coalescing = None  # Backend capability: every write exits at once
+    in_kernel: frozenset[str] = frozenset()  # no device is emulated below the monitor
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
