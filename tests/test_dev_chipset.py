@@ -347,7 +347,7 @@ HANDOFF_PORTS = (0x21, 0xA1, 0x4D0, 0x4D1, 0x61)
 HANDOFF_MASKS = (0x3F, 0xFF, 0xFF, 0xFF, 0xFF, 0x03)  # PIT status w/o OUT, NULL COUNT; 0x61
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 def test_firmware_state_matches_qemu_seabios(tmp_path):
     """A multiboot kernel started by ``qemu -kernel`` (SeaBIOS ran first) reads the PIT's
     counter-0 status, the IMRs, the ELCRs and port 0x61; build_chipset's firmware state must

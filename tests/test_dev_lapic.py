@@ -458,7 +458,7 @@ TIMED = {
 }
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(TIMED))
 def test_lapic_timer_matches_qemu(tmp_path, name):
     ops = TIMED[name]

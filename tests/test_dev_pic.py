@@ -300,7 +300,7 @@ INTA_SCENARIOS = {
 }
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(INTA_SCENARIOS))
 def test_inta_matches_qemu(tmp_path, name):
     ops = INTA_SCENARIOS[name]

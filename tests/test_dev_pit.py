@@ -312,7 +312,7 @@ TIMED_SCENARIOS = {
 # 1234 counts later it reads 0x4B2E); the datasheet's four decades read 0x3766.
 
 
-@pytest.mark.skipif(not (QEMU and TOOLS), reason="needs qemu-system-x86_64 and GNU as/ld")
+@pytest.mark.oracle("qemu", "binutils")
 @pytest.mark.parametrize("name", sorted(TIMED_SCENARIOS))
 def test_pit_counting_matches_qemu(tmp_path, name):
     ops = TIMED_SCENARIOS[name]
