@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from isa_sweep import compare_batch, evex
 from oracle.known import assert_known
+from tools.isa_sweep import compare_batch, evex
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 
