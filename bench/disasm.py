@@ -9,6 +9,8 @@ Figures (instructions per second; median of --runs by wall and by CPU time, and 
   x86vm decode+format Intel  decode_all, then format_intel (no symbol lookup)
   x86vm listing              the full `x86vm disasm -d -j .text` layout with <sym+off> lookup
   objdump -d                 wall time of `objdump -d -j .text FILE > /dev/null`
+  x86vm disasm (process)     the same for `python3 -m x86vm disasm -d -j .text FILE`: a whole
+                             cold process writing the full listing, like for like with objdump
   capstone Cs.disasm         mnemonic + op_str of every instruction (skipdata on)
 Each x86vm figure runs in a fresh process: the first run starts with cold caches (the decoder
 and formatters memoise), the median includes warm runs; both are printed. Not a test: numbers
@@ -134,6 +136,20 @@ def bench_objdump(path: str, address: int, limit: int | None, runs: int):
     return median_rate(work, runs, cpu_clock=_children_cpu)
 
 
+def bench_x86vm_process(path: str, count: int, runs: int):
+    """`x86vm disasm -d -j .text FILE > /dev/null` as a new process each run, timed exactly as
+    objdump is (and counted as objdump's instructions: the listings are identical)."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    args = [sys.executable, "-m", "x86vm", "disasm", "-d", "-j", ".text", path]
+
+    def work() -> int:
+        with open(os.devnull, "w") as sink:
+            subprocess.run(args, stdout=sink, check=True, env=env)
+        return count
+
+    return median_rate(work, runs, cpu_clock=_children_cpu)
+
+
 def capstone_workload(data: bytes, address: int):
     """Capstone's side of every comparison: `Cs.disasm` (skipdata on) over 64-bit code,
     forming `mnemonic + " " + op_str` of each instruction; returns a callable that counts
@@ -183,6 +199,9 @@ def main() -> int:
     except ImportError as exc:
         print(f"x86vm decoder not available: {exc}")
     rates["objdump -d"] = bench_objdump(args.file, text.vma, args.bytes, args.runs)
+    if not args.bytes:
+        rates["x86vm disasm (process)"] = bench_x86vm_process(args.file, rates["objdump -d"][4],
+                                                              args.runs)
     try:
         rates["capstone Cs.disasm"] = bench_capstone(data, text.vma, args.runs)
     except ImportError:
@@ -194,7 +213,7 @@ def main() -> int:
         print(f"  {name:30} {wall:12,.0f} {cpu:12,.0f} {first:12,.0f} {first_cpu:12,.0f}"
               f"  ({count} instructions)")
     print(f"ratios (CPU medians; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
-    for ours in X86VM_FIGURES:
+    for ours in [*X86VM_FIGURES, "x86vm disasm (process)"]:
         for other in ("capstone Cs.disasm", "objdump -d"):
             if ours in rates and other in rates:
                 print(f"  {ours} / {other}: {rates[ours][1] / rates[other][1]:.2f}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dev_probe
-from dev_probe import Op, inp, out, run_on_bus
+from support import dev_probe
+from support.dev_probe import Op, inp, out, run_on_bus
 from x86vm.devices.i8254 import Pit8254
 from x86vm.devices.i8259 import Pic8259Pair
 from x86vm.devices.pc_testdev import PcTestDev

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from dev_platform import LINUX_INIT, FakeTimers
-from dev_probe import QEMU, run_on_bus
+from support.dev_probe import QEMU, run_on_bus
 from x86vm.devices.chipset import build_chipset, ioapic_pin
 from x86vm.devices.i8254 import MIN_EVENT_NS
 from x86vm.devices.ioapic import IOAPIC_BASE

@@ -13,7 +13,7 @@ from dev_platform import (
     run_platform_under_qemu,
     take,
 )
-from dev_probe import out
+from support.dev_probe import out
 from x86vm.devices.ioapic import IOAPIC_BASE, IoApic
 from x86vm.devices.lapic import APIC_BASE_DEFAULT as APIC
 from x86vm.machine.bus import MmioBus

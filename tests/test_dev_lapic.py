@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import dev_probe  # noqa: F401
 from dev_platform import (
     FakeTimers,
     mmio_read,
@@ -13,6 +12,7 @@ from dev_platform import (
     run_platform_under_qemu,
     take,
 )
+from support import dev_probe  # noqa: F401
 from x86vm.devices.lapic import APIC_BASE_DEFAULT as A
 from x86vm.devices.lapic import (
     ICR_WRITABLE,

@@ -1,7 +1,7 @@
 """The device probes as real guests on the KVM Machine, against QEMU 7.2 running the same
 image: identical port reads (over a debug console at 0xe9), COM1 output and exit status.
 
-The probe image is a 64 KiB real-mode "BIOS" (dev_probe.py); on x86vm it is copied to
+The probe image is a 64 KiB real-mode "BIOS" (tests/support/dev_probe.py); on x86vm it is copied to
 0xf0000 and entered at f000:fff0 like a reset vector. Needs the kvm, qemu and binutils
 oracles (tests/support/oracles.py).
 """
@@ -12,8 +12,8 @@ import calendar
 
 import pytest
 
-from dev_probe import apply_masks, asm, build_image, out, run_under_qemu
-from dev_scenarios import SCENARIOS, cmos_dump
+from support.dev_probe import apply_masks, asm, build_image, out, run_under_qemu
+from support.dev_scenarios import SCENARIOS, cmos_dump
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine import vm

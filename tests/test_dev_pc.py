@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dev_probe import FakeMachine
+from support.dev_probe import FakeMachine
 from x86vm.devices import pc
 from x86vm.devices.console import BufferConsole, ConsoleError, open_console
 from x86vm.devices.debug_exit import DebugExit

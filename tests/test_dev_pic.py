@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dev_platform import LINUX_INIT, irq, pic_regs, poll, run_both
-from dev_probe import inp, out, run_on_bus
+from support.dev_probe import inp, out, run_on_bus
 from x86vm.devices.i8259 import Pic8259Pair
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dev_platform import FakeTimers, run_both
-from dev_probe import inp, out
+from support.dev_probe import inp, out
 from x86vm.devices.i8254 import MIN_EVENT_NS, PIT_HZ, Pit8254
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine

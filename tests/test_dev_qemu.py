@@ -11,8 +11,8 @@ import calendar
 
 import pytest
 
-from dev_probe import FakeMachine, run_on_bus, run_under_qemu
-from dev_scenarios import SCENARIOS, cmos_dump, fw_cfg_items
+from support.dev_probe import FakeMachine, run_on_bus, run_under_qemu
+from support.dev_scenarios import SCENARIOS, cmos_dump, fw_cfg_items
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dev_probe import FakeMachine
+from support.dev_probe import FakeMachine
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 

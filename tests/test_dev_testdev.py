@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-import dev_probe
 from dev_platform import LINUX_INIT, pic_regs, run_both
-from dev_probe import inp, out, run_on_bus
+from support import dev_probe
+from support.dev_probe import inp, out, run_on_bus
 from x86vm.devices.debugcon import DebugCon
 from x86vm.devices.pc_testdev import IOMEM_BASE, PcTestDev
 from x86vm.machine.bus import MmioBus, PortBus

@@ -3,7 +3,7 @@
 Real code the other tests do not name (kernel code with system instructions, 16- and 32-bit
 code, other binaries): every mismatch in length or text must be one listed in
 tests/oracle/known_mismatches.jsonl (none are, today), and nothing else may differ.  These
-are samples that run in seconds; `python3 tests/isa_realcode.py` measures every input in full
+are samples that run in seconds; `python3 tests/tools/isa_realcode.py` measures every input in full
 (numbers in docs/isa.md).  An absent input skips, naming its oracle (tests/support/oracles.py;
 X86VM_REQUIRE makes that a failure).  Expected text always comes from objdump on this machine.
 """
@@ -16,12 +16,12 @@ import tempfile
 
 import pytest
 
-from isa_compare import load_code
-from isa_realcode import BUILD, LINUX, SEABIOS, build_code32
 from oracle.compare import code_mismatches, compare_snippets
 from oracle.known import assert_known
 from oracle.testdata import snippets_by_mode
 from support.oracles import require, require_file
+from tools.isa_compare import load_code
+from tools.isa_realcode import BUILD, LINUX, SEABIOS, build_code32
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 

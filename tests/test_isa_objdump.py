@@ -1,7 +1,7 @@
 """Differential tests of the decoder and both formatters against objdump 2.40 (the oracle).
 
 Default runs use samples; `-m slow` runs the full corpora the issue names.  Expected text
-always comes from objdump on this machine (tests/objdump_oracle.py, cached under $TMPDIR).
+always comes from objdump on this machine (tests/oracle/objdump.py, cached under $TMPDIR).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isa_compare import compare, load_code
-from objdump_oracle import objdump_strings
 from oracle.compare import code_mismatches
 from oracle.known import assert_known
+from oracle.objdump import objdump_strings
 from support.oracles import require_file
+from tools.isa_compare import compare, load_code
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode, decode_all

@@ -7,14 +7,18 @@ objdump prints F2/F3 as ``xacquire``/``xrelease`` only where the SDM allows the 
 ``repnz``/``repz`` elsewhere: the map's ``hle`` flags decide which. Random bytes almost never
 put these prefixes before those opcodes, so the grid lists them all. The mismatches are
 exactly those listed in tests/oracle/known_mismatches.jsonl (suite ``prefixes``).
+
+Likewise EVEX embedded broadcast (EVEX.b with a memory operand, ``{1toN}``): every opcode of
+the EVEX maps with each pp and W, where the sampled sweep sees a few hundred of them (suite
+``evex-broadcast``).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from isa_sweep import compare_batch
 from oracle.known import assert_known
+from tools.isa_sweep import compare_batch, evex
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 
@@ -46,4 +50,23 @@ def test_lock_and_hle_prefixes_match_objdump(mode: int, syntax: str) -> None:
     code = dict(items)
     wrong = compare_batch(items, mode, syntax)
     assert_known("prefixes", mode, syntax,
+                 [(code[label].hex(), want, got) for label, want, got in wrong])
+
+
+def broadcast_grid(mode: int) -> list[tuple[str, bytes]]:
+    """512-bit forms (L'L = 2) with EVEX.b = 1 and a memory operand, vvvv unused or %zmm6."""
+    items = []
+    for mm in (1, 2, 3, 5, 6):
+        for op in range(256):
+            for pp in range(4):
+                for w in (0, 1):
+                    items.append(evex(mode, mm, op, pp, w, 2, 1, 0xF, 2, "mem"))
+    return items
+
+
+def test_evex_broadcast_forms_match_objdump() -> None:
+    items = broadcast_grid(64)
+    code = dict(items)
+    wrong = compare_batch(items, 64, "att")
+    assert_known("evex-broadcast", 64, "att",
                  [(code[label].hex(), want, got) for label, want, got in wrong])

@@ -1,9 +1,9 @@
-"""A seeded sample of the structured opcode-space sweep (tests/isa_sweep.py) against objdump.
+"""A seeded sample of the structured opcode-space sweep (tests/tools/isa_sweep.py) against objdump.
 
 The sweep lists one short encoding per grid point -- every opcode of every map with each
 mandatory prefix / VEX.pp, W, vector length, EVEX.b, ModRM form and an operand cut off by the
 end of the code -- and compares objdump's first instruction with ours.  Random bytes almost
-never reach these corners; the full grid (`python3 tests/isa_sweep.py`) prints every group.
+never reach these corners; the full grid (`python3 tests/tools/isa_sweep.py`) prints every group.
 The sample is seeded, so its mismatches are exact: each must be listed in
 tests/oracle/known_mismatches.jsonl (suite ``sweep:SPACE``), and nothing else may differ
 (docs/isa.md lists the open groups).  Expected text comes from objdump on this machine.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from isa_sweep import compare_batch, grid
 from oracle.known import assert_known
+from tools.isa_sweep import compare_batch, grid
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 

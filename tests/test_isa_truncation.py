@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from objdump_oracle import objdump_strings
+from oracle.objdump import objdump_strings
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from guests.build import build, missing_tools
-from objdump_oracle import objdump
+from oracle.objdump import objdump
 from test_cli_run import x86vm
 from test_kvm_support import runs_guests
 from x86vm.cpu.state import (

@@ -5,9 +5,11 @@ an offset computed by masking. A scripted backend plays the exits (no KVM, no QE
 
 from __future__ import annotations
 
+import pytest
+
 from test_runloop import Recorder, loop
 from x86vm.devices.uart import Uart16550
-from x86vm.machine.bus import PortBus
+from x86vm.machine.bus import BusError, PortBus
 from x86vm.machine.exits import Halt, IoExit, MmioExit
 from x86vm.machine.irq import NullIrqLine
 from x86vm.machine.memory import GuestMemory
@@ -58,3 +60,15 @@ def test_a_uart_at_an_odd_base_sees_its_own_registers():
     pio.write(PORT_BASE + 3, 1, 0x03)
     assert [pio.read(PORT_BASE + i, 1) for i in (7, 3)] == [0x5A, 0x03]
     uart.close()
+
+
+def test_claims_that_overlap_by_one_port_are_refused_at_odd_bases():
+    """Bus contract (machine/bus.py): overlapping claims are refused, adjacent ones are not."""
+    pio = PortBus()
+    pio.register(PORT_BASE, 6, Recorder(), "a")
+    for base, size in ((PORT_BASE + 5, 2), (PORT_BASE - 1, 2), (PORT_BASE + 2, 1)):
+        with pytest.raises(BusError, match="overlaps a"):
+            pio.register(base, size, Recorder(), "b")
+    pio.register(PORT_BASE + 6, 1, Recorder(), "after")
+    pio.register(PORT_BASE - 1, 1, Recorder(), "before")
+    assert [m.name for m in pio.mappings] == ["before", "a", "after"]

@@ -164,7 +164,7 @@ def code_mismatches(data: bytes, address: int, mode: int, syntax: str = "att"
     """Raw code listed by objdump (``-D -b binary``) and decoded by x86vm at each address
     objdump decodes (one mismatch cannot desynchronise the rest): the instruction count and
     every mismatch in length or text, as :attr:`Tally.mismatches` shows them."""
-    from objdump_oracle import objdump
+    from oracle.objdump import objdump
     from x86vm.disasm.att import format_att
     from x86vm.disasm.intel import format_intel
     from x86vm.isa import decode

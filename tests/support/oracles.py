@@ -144,7 +144,8 @@ def missing(name: str, why: str) -> NoReturn:
     message = f"oracle {name!r} missing: {why} ({oracle.how})"
     if name in required():
         pytest.fail(f"{REQUIRE_ENV} requires it: {message}", pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+    # reported at the test (as a skipif mark is), not at this line
+    raise pytest.skip.Exception(message, allow_module_level=True, _use_item_location=True)
 
 
 def require(*names: str) -> None:

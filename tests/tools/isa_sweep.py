@@ -1,8 +1,8 @@
 """Structured sweep of the opcode space against objdump 2.40 (developer tool).
 
-    python3 tests/isa_sweep.py [--mode 64] [--space legacy|vex|evex] [--syntax att|intel]
+    python3 tests/tools/isa_sweep.py [--mode 64] [--space legacy|vex|evex] [--syntax att|intel]
                                [--show 40] [--sample N]
-    python3 tests/isa_sweep.py --space evex-fields --sample N     (random EVEX fields)
+    python3 tests/tools/isa_sweep.py --space evex-fields --sample N     (random EVEX fields)
 
 Random bytes rarely reach the corners of the encoding space (an EVEX form with the "wrong"
 W, a mandatory prefix a form lacks, an operand cut off by the end of the code).  This builds
@@ -23,7 +23,8 @@ import random
 import sys
 import tempfile
 
-sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "..", "src")]
+sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."),
+                os.path.join(os.path.dirname(__file__), "..", "..", "src")]
 
 from oracle.compare import objdump_args, our_listing  # noqa: E402
 from oracle.elfwriter import write_snippets_elf  # noqa: E402

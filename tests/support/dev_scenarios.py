@@ -13,7 +13,7 @@ same probes run on the KVM Machine (test_dev_machine.py). Each is a list of port
 
 from __future__ import annotations
 
-from dev_probe import Op, inp, out
+from support.dev_probe import Op, inp, out
 
 COM1 = 0x3F8
 THR, IER, IIR, LCR, MCR, LSR, MSR, SCR = (COM1 + i for i in range(8))

@@ -1,6 +1,6 @@
 """Differential check of the decoder and both formatters against objdump 2.40.
 
-    python3 tests/isa_compare.py [--intel] [--mode 64] [--limit N] FILE|ELF...
+    python3 tests/tools/isa_compare.py [--intel] [--mode 64] [--limit N] FILE|ELF...
 
 ELF files: the .text section at its address; other files: raw code at 0.  Decodes at every
 address objdump decodes (so one mismatch cannot desynchronise the rest), and prints the
@@ -14,10 +14,10 @@ import collections
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from objdump_oracle import objdump  # noqa: E402
+from oracle.objdump import objdump  # noqa: E402
 from x86vm.disasm.att import format_att  # noqa: E402
 from x86vm.disasm.intel import format_intel  # noqa: E402
 from x86vm.isa import decode  # noqa: E402

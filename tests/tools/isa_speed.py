@@ -1,7 +1,7 @@
 """Quick throughput check of the decoder and formatters (not a test; see docs/isa.md).
 
-    python3 tests/isa_speed.py [FILE] [--runs N]     # default /usr/bin/python3.11 (.text)
-    python3 tests/isa_speed.py [FILE] --check        # the measured path against objdump
+    python3 tests/tools/isa_speed.py [FILE] [--runs N]     # default /usr/bin/python3.11 (.text)
+    python3 tests/tools/isa_speed.py [FILE] --check        # the measured path against objdump
 
 Each figure is measured in N fresh processes (median printed): "cold" is one pass over the
 section right after import, so it includes filling the memo caches; "warm" repeats the pass
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 WHAT = ("capstone", "decode", "att", "intel")
 
 
@@ -39,7 +39,7 @@ def _one(path: str, what: str) -> dict:
         from x86vm.disasm.intel import format_intel
         from x86vm.isa import decode_all
     imported = time.process_time() - start
-    from isa_compare import load_code
+    from tools.isa_compare import load_code
 
     data, address = load_code(path)
     if what == "capstone":
@@ -74,8 +74,8 @@ def _check(path: str) -> int:
     isa_compare.py decodes at objdump's addresses with `decode`; this checks the sweep."""
     sys.path.insert(0, os.path.join(HERE, "..", "src"))
     sys.path.insert(0, HERE)
-    from isa_compare import load_code
-    from objdump_oracle import objdump
+    from oracle.objdump import objdump
+    from tools.isa_compare import load_code
     from x86vm.disasm.att import format_att
     from x86vm.disasm.intel import format_intel
     from x86vm.isa import decode_all

@@ -1,13 +1,13 @@
 """Real code the issue does not name, against objdump 2.40: kernel, firmware, 16/32-bit code.
 
-    python3 tests/isa_realcode.py [--syntax att|intel|both] [--only NAME...] [--list]
+    python3 tests/tools/isa_realcode.py [--syntax att|intel|both] [--only NAME...] [--list]
 
 Inputs (each skipped when absent): the cached Linux kernel (~/.cache/x86vm/linux: vmlinux,
 the -m16 setup objects of arch/x86/boot and the linked setup.elf, arch/x86/boot/compressed),
 SeaBIOS (/usr/share/seabios/bios.bin as 16- and as 32-bit code), 32-bit code compiled here
 (the kernel's lib/decompress_*.c with ``gcc -m32 -ffreestanding``, see `build_code32`), and
 shared libraries from /usr/lib/x86_64-linux-gnu.  Every instruction objdump decodes is
-decoded at the same address (tests/isa_compare.py) and compared in length and text; the table
+decoded at the same address (tests/tools/isa_compare.py) and compared in length and text; the table
 printed at the end is what docs/isa.md records.
 """
 
@@ -20,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from isa_compare import compare, load_code  # noqa: E402
+from tools.isa_compare import compare, load_code  # noqa: E402
 
 LINUX = os.path.expanduser(os.environ.get("X86VM_LINUX_CACHE", "~/.cache/x86vm/linux"))
 BUILD = os.path.join(LINUX, "build")
