@@ -15,6 +15,7 @@ from importlib import resources
 from x86vm.cli import CliError
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
+from x86vm.gdb import stub as gdb_stub
 from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--debug-exit-port", default="0xf4", metavar="PORT",
                    help="isa-debug-exit I/O port (default 0xf4)")
     trace_session.add_options(p)
+    gdb_stub.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -128,12 +130,15 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = tracer = None
+    console = tracer = stub = result = None
     try:
         try:
-            tracer = trace_session.start(args, machine.backend)
-        except trace_session.TraceError as exc:
+            stub = gdb_stub.start(args, machine)
+            tracer = trace_session.start(args, stub.inner if stub else machine.backend)
+        except (ValueError, OSError) as exc:  # TraceError is a ValueError
             raise CliError(str(exc)) from None
+        if stub is not None:
+            stub.tracer = tracer
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
@@ -154,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
         trace_session.finish(tracer, args)
     finally:
+        if stub is not None:
+            stub.finish(result.status if result is not None else 0)
         if console is not None:
             console.close()
         machine.close()
