@@ -203,3 +203,36 @@ def test_ctrl_c_interrupts_a_spinning_guest_and_detach_lets_it_run(tmp_path) -> 
     assert client.ask(b"D") == b"OK"
     vm_out, vm_err = vm.communicate(timeout=60)
     assert vm.returncode == (0x21 << 1) | 1, vm_err
+
+
+@pytest.mark.slow
+@runs_guests
+@pytest.mark.skipif(GDB is None, reason="gdb not installed")
+def test_real_gdb_on_the_linux_guest() -> None:
+    """The issue's gdb script on KVM, as far as this host allows: hardware breakpoints (the
+    kernel is not mapped at its virtual address when gdb connects, so no int3 can be placed),
+    a backtrace, steps, a write watchpoint on a kernel variable (by stepping: this host's KVM
+    does not deliver data breakpoints), then on to ``rest_init`` and kill."""
+    from test_linux_guest import SOFTWARE_KVM_CMDLINE, cached
+
+    vmlinux, bzimage, initrd = cached("vmlinux"), cached("bzImage"), cached("initramfs.cpio")
+    port = free_port()
+    vm = start_vm(bzimage, "--initrd", initrd, "--cmdline",
+                  f"console=ttyS0 {SOFTWARE_KVM_CMDLINE}", "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "300", "--serial", "none")
+    script = ["set pagination off", "set confirm off", f"file {vmlinux}",
+              f"target remote :{port}", "hbreak start_kernel", "continue", "bt",
+              "info registers rip cr3", "stepi", "stepi", "delete",
+              "watch *(char *)&early_boot_irqs_disabled", "continue",
+              "print *(char *)&early_boot_irqs_disabled", "delete", "hbreak rest_init",
+              "continue", "bt 3", "kill"]
+    args = [GDB, "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    vm.communicate(timeout=60)
+    assert vm.returncode == 128 + 9, out  # killed by gdb
+    start = _symbol(vmlinux, "start_kernel")
+    assert re.search(rf"Breakpoint 1, 0x{start:016x} in start_kernel \(\)", out), out
+    assert "in secondary_startup_64 ()" in out, out
+    assert re.search(r"Old value = 0 '\\000'\nNew value = 1 '\\001'", out), out
+    assert "in rest_init ()" in out and "in arch_call_rest_init ()" in out, out

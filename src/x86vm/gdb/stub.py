@@ -97,8 +97,13 @@ class GdbStub:
         self._run = self.inner.run = self.backend.run  # type: ignore[attr-defined]
         inner = self.inner
         vcpu = getattr(self.backend, "vcpu", None)
-        if vcpu is not None and hasattr(vcpu, "fix_int3"):
-            vcpu.fix_int3 = False  # an int3 is the debugger's, not the guest's, while attached
+        # The host quirk work-around (an int3 the host KVM fails to emulate is delivered to
+        # the guest as #BP) must not swallow the stub's breakpoints: the stub applies it
+        # itself to the guest's own int3s (Linux's int3 self-test, text_poke_bp).
+        deliver_int3 = None
+        if getattr(vcpu, "fix_int3", False):
+            vcpu.fix_int3 = False
+            deliver_int3 = vcpu._deliver_int3
         pause, stop_class, internal = self.pause, DebugStop, InternalError
 
         clear_interrupt = getattr(vcpu, "set_immediate_exit", None)
@@ -120,7 +125,11 @@ class GdbStub:
                 resumed()
                 return None
             ex = inner.run()
-            if ex is None or self.conn is None:
+            if ex is None:
+                return ex
+            if self.conn is None:
+                if ex.__class__ is internal and deliver_int3 is not None and deliver_int3():
+                    return None
                 return ex
             if ex.__class__ is stop_class:
                 reply = self._stop_reply(ex)
@@ -132,6 +141,8 @@ class GdbStub:
             if ex.__class__ is internal and self._at_sw_breakpoint():
                 self._pause_here(f"T{SIGTRAP:02x}swbreak:;")
                 resumed()
+                return None
+            if ex.__class__ is internal and deliver_int3 is not None and deliver_int3():
                 return None
             return ex
 
