@@ -164,7 +164,7 @@ def test_walker_agrees_with_kvm_translate(mode: str) -> None:
         for linear, size, phys in mappings:
             tables.map(linear, size, phys)
         state = tables.state()
-        backend.set_entry_state(state)
+        backend.set_state(state)
         kvm_pages = bool(backend.vcpu.get_sregs().cr0 & CR0_PG)
         if mode == "4-level":
             assert kvm_pages

@@ -1,0 +1,373 @@
+"""The hostile driver as a guest: random rings, descriptors, indirect tables, requests and
+register writes made by guest code (xorshift32) and delivered through real exits.
+
+Every kick is an MMIO exit to the monitor, so this checks the whole exit path against a
+misbehaving driver on each backend that runs here: the run must end by the guest's own
+debug-exit (no monitor error, no hang), no device access may leave guest RAM (the machine's
+``GuestMemory.view`` is watched), and the error counters show which checks fired.
+Default: 3,000 operations per backend; ``-m slow``: 100,000.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support import oracles
+from test_kvm_support import ExitDevice, assemble
+from x86vm.devices.virtio import DriveSpec, attach_virtio
+from x86vm.machine.boot.state import real_mode
+from x86vm.machine.vm import Machine
+
+WINDOW = 0xD000_0000
+RAM = 2 << 20
+SCRATCH = 0x10_0000  # [1 MiB, 2 MiB): where the guest lets buffers point; code/rings stay below
+DESC, AVAIL, USED = 0x1000, 0x2000, 0x3000
+
+GUEST = f"""
+    cli
+    xor %ax, %ax
+    mov %ax, %ss
+    mov $0x7000, %sp
+    lgdtl gdtr                      # unreal mode: DS and FS flat with a 4 GiB limit
+    mov %cr0, %eax
+    or $1, %al
+    mov %eax, %cr0
+    jmp 1f
+1:  mov $0x08, %dx
+    mov %dx, %ds
+    mov %dx, %es
+    mov %dx, %fs
+    and $0xfe, %al
+    mov %eax, %cr0
+    jmp 2f
+2:  mov ${WINDOW:#x}, %ebx
+    call init
+loop:
+    call rand
+    mov %eax, %ecx
+    and $15, %ecx
+    cmp $4, %cl
+    jb op_desc
+    cmp $6, %cl
+    jb op_avail
+    cmp $9, %cl
+    jb op_kick
+    cmp $11, %cl
+    jb op_chain
+    cmp $12, %cl
+    jb op_indirect
+    cmp $13, %cl
+    jb op_reinit
+    cmp $14, %cl
+    jb op_regwrite
+    jmp op_regread
+next:
+    dec %ebp
+    jnz loop
+    mov $0x2a, %al
+    out %al, $0xf4
+
+# -- operations ---------------------------------------------------------------------------
+
+op_desc:                            # a random descriptor at a random index 0..15
+    call rand
+    mov %eax, %edi
+    and $15, %edi
+    shl $4, %edi
+    add ${DESC:#x}, %edi
+    call pick_addr
+    movl %eax, (%edi)
+    movl %edx, 4(%edi)
+    call pick_len
+    movl %eax, 8(%edi)
+    call rand
+    mov %eax, %ecx
+    and $7, %ecx                     # NEXT / WRITE / INDIRECT
+    movw %cx, 12(%edi)
+    shr $8, %eax
+    and $15, %eax
+    movw %ax, 14(%edi)
+    jmp next
+
+op_avail:                           # a random head in the next slot, idx += 1 (or garbage)
+    call rand
+    movzwl availidx, %edi
+    and $7, %edi
+    shl $1, %edi
+    mov %eax, %ecx
+    shr $8, %ecx
+    and $15, %ecx
+    movw %cx, {AVAIL + 4:#x}(%edi)
+    test $0x1f0000, %eax
+    jnz 3f
+    shr $24, %eax
+    addw %ax, availidx              # now and then a jump
+3:  incw availidx
+    movw availidx, %ax
+    movw %ax, {AVAIL + 2:#x}
+    jmp next
+
+op_kick:
+    testl $0x40, %fs:0x070(%ebx)    # DEVICE_NEEDS_RESET: a driver would start over
+    jz 1f
+    test $0x100, %eax
+    jz 1f
+    call init
+1:  movl $0, %fs:0x050(%ebx)        # QueueNotify: an MMIO exit
+    jmp next
+
+op_chain:                           # a plausible request at descriptors 0-2, rarely one defect
+    call rand
+    mov %eax, %edi
+    and $0xffff0, %edi
+    add ${SCRATCH:#x}, %edi          # header
+    mov %eax, %ecx
+    shr $20, %ecx
+    and $7, %ecx
+    movzbl types(%ecx), %ecx
+    movl %ecx, (%edi)
+    movl $0, 4(%edi)
+    call rand
+    and $0xff, %eax                  # sector 0..255 of a 128-sector image
+    movl %eax, 8(%edi)
+    movl $0, 12(%edi)
+    movl %edi, {DESC:#x}
+    movl $0, {DESC + 4:#x}
+    movl $16, {DESC + 8:#x}
+    movw $1, {DESC + 12:#x}
+    movw $1, {DESC + 14:#x}
+    lea 0x20(%edi), %eax             # data
+    movl %eax, {DESC + 16:#x}
+    movl $0, {DESC + 20:#x}
+    call rand
+    mov %eax, %ecx
+    and $0x600, %eax                 # 0, 512, 1024 or 1536 bytes
+    movl %eax, {DESC + 24:#x}
+    and $2, %ecx                     # device-writable or not
+    or $1, %ecx
+    movw %cx, {DESC + 28:#x}
+    movw $2, {DESC + 30:#x}
+    lea 0x1000(%edi), %eax           # status
+    movl %eax, {DESC + 32:#x}
+    movl $0, {DESC + 36:#x}
+    movl $1, {DESC + 40:#x}
+    movw $2, {DESC + 44:#x}
+    movw $0, {DESC + 46:#x}
+    call rand
+    test $0x3c, %eax                 # one in 16: one field gets a random value
+    jnz 4f
+    mov %eax, %ecx
+    shr $8, %ecx
+    and $31, %ecx
+    call pick_addr
+    movl %eax, {DESC:#x}(%ecx,2)
+4:  movzwl availidx, %eax
+    mov %eax, %edi
+    and $7, %edi
+    shl $1, %edi
+    movw $0, {AVAIL + 4:#x}(%edi)
+    inc %eax
+    movw %ax, availidx
+    movw %ax, {AVAIL + 2:#x}
+    jmp next
+
+op_indirect:                        # an indirect table in scratch, referenced from descriptor 0
+    call rand
+    mov %eax, %esi
+    and $0xffff0, %esi
+    add ${SCRATCH:#x}, %esi
+    mov $4, %ecx
+5:  call pick_addr
+    movl %eax, (%esi,%ecx,8)        # fills the 64 bytes with random descriptors
+    call pick_len
+    movl %eax, 4(%esi,%ecx,8)
+    inc %ecx
+    cmp $12, %ecx
+    jb 5b
+    movl %esi, {DESC:#x}
+    movl $0, {DESC + 4:#x}
+    call rand
+    and $0x7f, %eax                  # usually not a multiple of 16
+    movl %eax, {DESC + 8:#x}
+    movw $4, {DESC + 12:#x}
+    jmp next
+
+op_reinit:
+    call init
+    jmp next
+
+op_regwrite:                        # a random register of the window, a random value
+    call rand
+    mov %eax, %edi
+    and $0xfc, %edi
+    cmp $0x50, %edi                  # (QueueNotify has its own op)
+    je next
+    call rand
+    movl %eax, %fs:(%ebx,%edi)
+    jmp next
+
+op_regread:
+    call rand
+    and $0x1fc, %eax
+    movl %fs:(%ebx,%eax), %ecx
+    jmp next
+
+# -- helpers ------------------------------------------------------------------------------
+
+init:                               # reset and set the queue up (mostly validly)
+    movl $0, %fs:0x070(%ebx)
+    movl $1, %fs:0x070(%ebx)
+    movl $3, %fs:0x070(%ebx)
+    movl $1, %fs:0x024(%ebx)
+    movl $1, %fs:0x020(%ebx)        # VERSION_1
+    movl $0, %fs:0x024(%ebx)
+    call rand
+    mov %eax, %ecx
+    and $0x30006244, %eax            # SEG_MAX BLK_SIZE FLUSH DISCARD WZ INDIRECT EVENT_IDX
+    movl %eax, %fs:0x020(%ebx)
+    movl $11, %fs:0x070(%ebx)
+    movl $0, %fs:0x030(%ebx)
+    mov %ecx, %eax
+    shr $8, %eax
+    and $7, %eax
+    movzbl sizes(%eax), %eax
+    movl %eax, %fs:0x038(%ebx)
+    movl ${DESC:#x}, %fs:0x080(%ebx)
+    movl $0, %fs:0x084(%ebx)
+    movl ${AVAIL:#x}, %fs:0x090(%ebx)
+    movl $0, %fs:0x094(%ebx)
+    movl ${USED:#x}, %fs:0x0a0(%ebx)
+    movl $0, %fs:0x0a4(%ebx)
+    movl $1, %fs:0x044(%ebx)
+    movl $15, %fs:0x070(%ebx)
+    movw $0, availidx
+    movw $0, {AVAIL + 2:#x}
+    ret
+
+rand:                               # xorshift32 -> %eax
+    movl seed, %eax
+    mov %eax, %edx
+    shl $13, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shr $17, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shl $5, %edx
+    xor %edx, %eax
+    movl %eax, seed
+    ret
+
+pick_addr:                          # -> %eax (low), %edx (high)
+    call rand
+    mov %eax, %edx
+    and $7, %edx
+    shr $3, %eax
+    cmp $5, %dl
+    jb 6f
+    je 7f
+    cmp $6, %dl
+    je 8f
+    or $0x80000000, %eax             # not RAM (sometimes other MMIO)
+    xor %edx, %edx
+    ret
+6:  and $0xfffff, %eax               # scratch
+    add ${SCRATCH:#x}, %eax
+    xor %edx, %edx
+    ret
+7:  and $0x3ff, %eax                 # straddling the end of RAM
+    neg %eax
+    add ${RAM:#x}, %eax
+    xor %edx, %edx
+    ret
+8:  and $0x3ff, %eax                 # the device's own window
+    add ${WINDOW:#x}, %eax
+    xor %edx, %edx
+    ret
+
+pick_len:                           # -> %eax
+    call rand
+    mov %eax, %edx
+    and $7, %edx
+    shr $3, %eax
+    movl lens(,%edx,4), %edx
+    cmp $0xfffffffe, %edx
+    jne 9f
+    and $0xffff, %eax                # a random length below 64 KiB
+    ret
+9:  mov %edx, %eax
+    ret
+
+    .p2align 3
+gdt:    .quad 0
+        .quad 0x00cf92000000ffff
+gdtr:   .word 15
+        .long gdt
+seed:   .long 0x2545f491
+availidx: .word 0
+types:  .byte 0, 1, 4, 8, 11, 13, 0, 99
+sizes:  .byte 8, 8, 8, 8, 16, 4, 3, 0
+        .p2align 2
+lens:   .long 16, 512, 1, 0xfffffffe, 0xffffffff, 0, 1024, 4096
+"""
+
+BACKENDS = ["kvm", "emu"]
+
+
+def make_machine(backend: str) -> Machine:
+    if backend == "kvm":
+        oracles.require("kvm")  # decided by a raw probe, never by the code under test
+    return Machine(memory_size=RAM, backend=backend)
+
+
+def run_guest_fuzz(tmp_path, backend: str, operations: int):
+    image = tmp_path / "fuzz.img"
+    with open(image, "wb") as f:
+        f.truncate(128 * 512)
+    m = make_machine(backend)
+    attached = []
+    outside: list[tuple[int, int]] = []
+    view = m.memory.view
+
+    def watched_view(gpa: int, length: int):
+        if not m.memory.is_ram(gpa, length):
+            outside.append((gpa, length))
+        return view(gpa, length)
+
+    try:
+        m.pio.register(0xF4, 1, ExitDevice(m), "debug-exit")
+        attached = attach_virtio(m, [DriveSpec(str(image), cache="unsafe")], rng=False)
+        transport = attached[0].transport
+        m.memory.write(0x7C00, assemble(GUEST, 0x7C00))
+        m.memory.view = watched_view  # every device access to guest RAM goes through here
+        result = m.run(real_mode(0, 0x7C00).with_gprs(rbp=operations), timeout=600)
+        return result, dict(transport.errors), transport, outside
+    finally:
+        for a in attached:
+            a.transport.close()
+        m.close()
+
+
+def check(result, errors, transport, outside):
+    assert result.status == (0x2A << 1) | 1, result.reason  # the guest finished its loop
+    assert outside == []
+    assert transport.notifications > 0
+    fired = set(errors)
+    for name in ("desc_not_ram", "desc_mmio", "notify_needs_reset", "indirect_bad_length",
+                 "desc_index_out_of_range"):
+        assert name in fired, errors
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guest_fuzz(tmp_path, backend):
+    check(*run_guest_fuzz(tmp_path, backend, 3000))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guest_fuzz_long(tmp_path, backend):
+    result, errors, transport, outside = run_guest_fuzz(tmp_path, backend, 100_000)
+    print(f"\n{backend}: {result.exits} exits, {transport.notifications} kicks, "
+          f"{sum(transport.device.requests.values())} requests completed")
+    print("checks fired:", dict(sorted(errors.items())))
+    check(result, errors, transport, outside)
