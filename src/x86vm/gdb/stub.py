@@ -1,20 +1,20 @@
 """The gdb remote stub: ``x86vm run --gdb tcp::PORT [--wait-gdb]``.
 
 The stub talks the GDB Remote Serial Protocol (gdb manual, "Remote Protocol") to one gdb over
-TCP, and to the machine only through a debug target (``get_state``/``set_state``/
-``set_debug`` of :class:`~x86vm.machine.backend.Backend`, see :mod:`x86vm.gdb.kvmdebug`), the
-guest's memory (read and written by virtual address through its page tables,
-:mod:`x86vm.trace.paging`) and a stop request. Like the tracer, it swaps a wrapper in for the
-backend's ``run``: a ``DebugStop`` (breakpoint, watchpoint, single step), a Ctrl-C from gdb or
-a new connection pauses the run right there, on the vCPU thread, and hands control to gdb
-until it resumes; the run loop never sees those stops. A reader thread owns the socket: it
-acknowledges packets, queues them for the paused vCPU and turns a 0x03 byte into an interrupt
-of the running guest.
+TCP, and to the machine only through the Backend's debugger methods (``get_state``/
+``set_state``/``set_debug``), the guest's memory (read and written by virtual address through
+its page tables, :mod:`x86vm.trace.paging`) and a stop request. A ``DebugStop`` (breakpoint,
+watchpoint, single step) reaches it as the machine's debug handler (``Machine.on_debug_stop``):
+the run is paused on the vCPU thread while gdb is in charge. A Ctrl-C from gdb or a new
+connection interrupts the backend; a wrapper swapped in for the backend's ``run`` (as the
+tracer's) pauses there. A reader thread owns the socket: it acknowledges packets, queues them
+for the paused vCPU and turns a 0x03 byte into an interrupt of the running guest.
 
 Breakpoints: ``Z1`` and ``Z2``-``Z4`` take the four debug-register slots; ``Z0`` writes an
-``int3`` into guest memory (through the page tables) and restores the byte on ``z0`` (on KVM,
-``KVM_GUESTDBG_USE_SW_BP``; a host whose KVM fails to emulate ``int3`` reports an emulation
-failure at the breakpoint, which the stub takes for the breakpoint).
+``int3`` into guest memory (through the page tables) and restores the byte on ``z0``, with
+``DebugControl.software_breakpoints`` so that the ``int3`` stops the run; an ``int3`` of the
+guest's own is delivered to it as #BP. Where the host's KVM does not deliver data breakpoints
+(probed: :mod:`x86vm.gdb.kvmdebug`), write watchpoints are kept by single-stepping.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import threading
 from collections.abc import Callable
 from types import SimpleNamespace
 
-from x86vm.cpu.state import RegisterState
+from x86vm.cpu.state import PendingEvent, RegisterState
 from x86vm.disasm.listing import decoder_formatter
 from x86vm.gdb import protocol
-from x86vm.gdb.kvmdebug import DebugSlotsFull, debug_target
+from x86vm.gdb.kvmdebug import data_breakpoints_delivered
 from x86vm.gdb.registers import (
     apply_g_packet,
     arch_for,
@@ -44,7 +44,7 @@ from x86vm.gdb.registers import (
     write_register,
 )
 from x86vm.machine.backend import DebugControl
-from x86vm.machine.exits import DebugStop, InternalError
+from x86vm.machine.exits import DebugStop
 from x86vm.machine.memory import GuestMemory, GuestMemoryError
 from x86vm.trace.oops import code_bits, crash_report, memory_reader
 from x86vm.trace.paging import TranslationError, read_linear, write_linear
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 SIGINT, SIGTRAP, SIGKILL = 2, 5, 9
 INT3 = 0xCC
+BP_VECTOR = 3
+DR6_BS = 1 << 14
 MAX_MEMORY_READ = 0x1000
 WATCH_KINDS = {"2": "w", "3": "rw", "4": "rw"}  # x86 has no read-only watchpoint
 WATCH_REPLY = {"2": "watch", "3": "rwatch", "4": "awatch"}
@@ -65,7 +67,10 @@ class GdbStub:
                  request_stop: Callable[[int, str], None], port: int,
                  host: str = "127.0.0.1", wait: bool = False) -> None:
         self.backend, self.memory, self.request_stop = backend, memory, request_stop
-        self.target = debug_target(backend)
+        self.target = backend
+        self.data_breakpoints = (data_breakpoints_delivered()
+                                 if getattr(backend, "name", "") == "kvm" else True)
+        self.killed = False
         self.wait = wait
         self.listener = socket.create_server((host, port))
         self.port = self.listener.getsockname()[1]
@@ -95,24 +100,9 @@ class GdbStub:
     def attach(self) -> None:
         """Swap the pausing wrapper in for ``backend.run`` (before the run starts)."""
         self._run = self.inner.run = self.backend.run  # type: ignore[attr-defined]
-        inner = self.inner
+        inner, pause = self.inner, self.pause
         vcpu = getattr(self.backend, "vcpu", None)
-        # The host quirk work-around (an int3 the host KVM fails to emulate is delivered to
-        # the guest as #BP) must not swallow the stub's breakpoints: the stub applies it
-        # itself to the guest's own int3s (Linux's int3 self-test, text_poke_bp).
-        deliver_int3 = None
-        if getattr(vcpu, "fix_int3", False):
-            vcpu.fix_int3 = False
-            deliver_int3 = vcpu._deliver_int3
-        pause, stop_class, internal = self.pause, DebugStop, InternalError
-
         clear_interrupt = getattr(vcpu, "set_immediate_exit", None)
-
-        def resumed() -> None:
-            """Back from a pause: the loop checks its stop request (a kill, a timeout) before
-            the next run, which must not see the interrupt that made the pause."""
-            if clear_interrupt is not None:
-                clear_interrupt(False)
 
         def run_with_gdb():
             if self.wait:  # --wait-gdb: the first run waits for gdb, once
@@ -122,31 +112,33 @@ class GdbStub:
                 pause.clear()
                 if self.conn is not None:
                     self._pause_here(None if self.fresh else f"S{self.pause_reason:02x}")
-                resumed()
-                return None
-            ex = inner.run()
-            if ex is None:
-                return ex
-            if self.conn is None:
-                if ex.__class__ is internal and deliver_int3 is not None and deliver_int3():
-                    return None
-                return ex
-            if ex.__class__ is stop_class:
-                reply = self._stop_reply(ex)
-                if reply is None:  # a step of our own, to watch memory: go on
-                    return None
-                self._pause_here(reply)
-                resumed()
-                return None
-            if ex.__class__ is internal and self._at_sw_breakpoint():
-                self._pause_here(f"T{SIGTRAP:02x}swbreak:;")
-                resumed()
-                return None
-            if ex.__class__ is internal and deliver_int3 is not None and deliver_int3():
-                return None
-            return ex
+                if clear_interrupt is not None:  # the next run must not see the interrupt
+                    clear_interrupt(False)       # that made this pause
+                return None  # the loop checks its stop request (a kill, a timeout) first
+            return inner.run()
 
         self.backend.run = run_with_gdb  # type: ignore[attr-defined]
+
+    def on_debug_stop(self, ex: DebugStop) -> str:
+        """The machine's debug handler: a breakpoint, watchpoint or step stops here."""
+        if self.conn is None:
+            return "continue"
+        if ex.dr6 == 0 and ex.pc not in self.sw_breakpoints and not self.single_step:
+            self._deliver_int3(ex.pc)  # the guest's own int3, met while ours are armed
+            return "continue"
+        reply = self._stop_reply(ex)
+        if reply is None:  # a step of our own, to watch memory: go on
+            return "continue"
+        self._pause_here(reply)
+        return "stop" if self.killed else "continue"
+
+    def _deliver_int3(self, pc: int) -> None:
+        """What the CPU does at an ``int3``: #BP, a trap, the saved RIP after the ``CC``."""
+        from dataclasses import replace
+
+        state = self.target.get_state()  # type: ignore[attr-defined]
+        self.target.set_state(replace(state, rip=pc + 1,  # type: ignore[attr-defined]
+                                      pending=PendingEvent(BP_VECTOR, "exception")))
 
     def finish(self, status: int) -> None:
         """The run is over: tell gdb the guest exited with ``status``, then close."""
@@ -224,14 +216,13 @@ class GdbStub:
             if new != old:
                 self.stepped_watches[(address, length)] = new
                 return f"T{SIGTRAP:02x}watch:{address:x};"
-        dr6 = self._dr6()
         for slot, (address, _, _, ztype) in enumerate(self.watchpoints,
                                                       start=len(self.hw_breakpoints)):
-            if dr6 is not None and dr6 & (1 << slot):
+            if ex.dr6 & (1 << slot):
                 return f"T{SIGTRAP:02x}{WATCH_REPLY[ztype]}:{address:x};"
-        if ex.pc in self.hw_breakpoints and not self.single_step:
+        if ex.dr6 & 0xF and ex.pc in self.hw_breakpoints:
             return f"T{SIGTRAP:02x}hwbreak:;"
-        if ex.pc in self.sw_breakpoints and not self.single_step:
+        if ex.dr6 == 0 and ex.pc in self.sw_breakpoints:
             return f"T{SIGTRAP:02x}swbreak:;"
         if self.stepped_watches and not self.single_step:
             return None
@@ -243,23 +234,6 @@ class GdbStub:
             return read_linear(self.memory, state, address, length)
         except (TranslationError, GuestMemoryError):
             return None
-
-    def _dr6(self) -> int | None:
-        """DR6 of the last debug exit (``kvm_run.debug.arch.dr6``) where the backend has it."""
-        vcpu = getattr(self.backend, "vcpu", None)
-        run_map = getattr(vcpu, "run_map", None)
-        if run_map is None:
-            return None
-        from x86vm.machine.kvm import abi
-
-        return int.from_bytes(run_map[abi.RUN_EXIT + 16:abi.RUN_EXIT + 24], "little")
-
-    def _at_sw_breakpoint(self) -> bool:
-        try:
-            rip = self.target.get_state().rip  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - no state, no breakpoint
-            return False
-        return rip in self.sw_breakpoints
 
     def _pause_here(self, reply: str | None) -> None:
         """gdb is in charge until it resumes the guest, kills it or goes away."""
@@ -288,14 +262,11 @@ class GdbStub:
                 return
 
     def _apply_debug(self) -> None:
-        slots = self.hw_breakpoints
         control = DebugControl(single_step=self.single_step or bool(self.stepped_watches),
-                               breakpoints=tuple(slots),
-                               watchpoints=tuple((a, n, k) for a, n, k, _ in self.watchpoints))
-        target = self.target
-        if hasattr(target, "software_breakpoints"):
-            target.software_breakpoints = bool(self.sw_breakpoints)
-        target.set_debug(control)  # type: ignore[attr-defined]
+                               breakpoints=tuple(self.hw_breakpoints),
+                               watchpoints=tuple((a, n, k) for a, n, k, _ in self.watchpoints),
+                               software_breakpoints=bool(self.sw_breakpoints))
+        self.target.set_debug(control)  # type: ignore[attr-defined]
 
     def _detach(self) -> None:
         for address in list(self.sw_breakpoints):
@@ -382,6 +353,7 @@ class GdbStub:
             if text.startswith("vKill"):
                 self._send("OK")
             self.request_stop(128 + SIGKILL, "killed by gdb")
+            self.killed = True
             conn, self.conn = self.conn, None
             if conn is not None:
                 conn.close()
@@ -446,7 +418,7 @@ class GdbStub:
                 self.hw_breakpoints.append(address)
             elif not insert and address in self.hw_breakpoints:
                 self.hw_breakpoints.remove(address)
-        elif ztype in WATCH_KINDS and not getattr(self.target, "data_breakpoints", True):
+        elif ztype in WATCH_KINDS and not self.data_breakpoints:
             # This host's KVM does not deliver data breakpoints: write watchpoints by
             # single-stepping and comparing; read/access ones cannot be had (gdb is told so).
             if ztype != "2":
@@ -465,7 +437,7 @@ class GdbStub:
             return ""
         try:
             self._apply_debug()
-        except (DebugSlotsFull, ValueError):
+        except ValueError:  # more than the four debug registers, or a misaligned watch
             if ztype == "1":
                 self.hw_breakpoints.remove(address)
             elif ztype in WATCH_KINDS:
@@ -583,6 +555,7 @@ def start(args, machine) -> GdbStub | None:
     stub = GdbStub(machine.backend, machine.memory, machine.request_stop, port, host,
                    wait=args.wait_gdb)
     stub.attach()
+    machine.on_debug_stop = stub.on_debug_stop
     if args.wait_gdb:
         print(f"x86vm: waiting for gdb on {host}:{stub.port}", file=sys.stderr, flush=True)
     return stub
