@@ -23,6 +23,7 @@ from x86vm.devices.virtio import (
     cmdline_fragment,
     parse_drive,
 )
+from x86vm.gdb import stub as gdb_stub
 from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--virtio-rng", action="store_true",
                    help="add a virtio-rng device fed from the host's os.urandom")
     trace_session.add_options(p)
+    gdb_stub.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -155,13 +157,16 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = board = tracer = None
+    console = board = tracer = stub = result = None
     virtio = []
     try:
         try:
-            tracer = trace_session.start(args, machine.backend)
-        except trace_session.TraceError as exc:
+            stub = gdb_stub.start(args, machine)
+            tracer = trace_session.start(args, stub.inner if stub else machine.backend)
+        except (ValueError, OSError) as exc:  # TraceError is a ValueError
             raise CliError(str(exc)) from None
+        if stub is not None:
+            stub.tracer = tracer
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
@@ -189,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
         trace_session.finish(tracer, args)
     finally:
+        if stub is not None:
+            stub.finish(result.status if result is not None else 0)
         if board is not None:
             board.close()
         elif console is not None:

@@ -166,37 +166,14 @@ def memory_reader(memory: GuestMemory, state: RegisterState) -> ReadMemory:
 
 
 def vcpu_state(backend: object) -> RegisterState | None:
-    """The vCPU's registers from ``backend.get_state()``; for a KVM backend that does not
-    implement it yet, from ``KVM_GET_REGS``/``KVM_GET_SREGS`` directly. None if neither works."""
+    """The vCPU's registers from ``backend.get_state()``, or None if it cannot give them."""
     get_state = getattr(backend, "get_state", None)
-    if get_state is not None:
-        try:
-            return get_state()
-        except (NotImplementedError, AttributeError):
-            pass
-    vcpu = getattr(backend, "vcpu", None)
-    if vcpu is None or not hasattr(vcpu, "get_sregs"):
+    if get_state is None:
         return None
     try:
-        regs, sregs = vcpu.get_regs(), vcpu.get_sregs()
-    except OSError:
+        return get_state()
+    except (NotImplementedError, OSError):
         return None
-    from x86vm.cpu.state import GPR_NAMES
-
-    def segment(k: object) -> Segment:
-        return Segment(selector=k.selector, base=k.base, limit=k.limit, type=k.type, s=k.s,
-                       dpl=k.dpl, present=k.present, db=k.db, l=k.l, g=k.g, avl=k.avl,
-                       unusable=k.unusable)
-
-    return RegisterState(
-        rip=regs.rip, gprs={n: getattr(regs, n) for n in GPR_NAMES}, rflags=regs.rflags,
-        cs=segment(sregs.cs), ds=segment(sregs.ds), es=segment(sregs.es),
-        fs=segment(sregs.fs), gs=segment(sregs.gs), ss=segment(sregs.ss),
-        tr=segment(sregs.tr), ldt=segment(sregs.ldt),
-        gdt=TableRegister(sregs.gdt.base, sregs.gdt.limit),
-        idt=TableRegister(sregs.idt.base, sregs.idt.limit),
-        cr0=sregs.cr0, cr2=sregs.cr2, cr3=sregs.cr3, cr4=sregs.cr4, cr8=sregs.cr8,
-        efer=sregs.efer)
 
 
 def report_for_run(backend: object, memory: GuestMemory, result: RunResult) -> str | None:
