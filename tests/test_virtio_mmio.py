@@ -283,6 +283,17 @@ def test_chain_longer_than_queue(setup):
     assert dev.errors["chain_too_long"] == 1
 
 
+def test_full_size_indirect_table_is_allowed(setup):
+    """QueueSize entries in an indirect table, behind the one descriptor pointing at it (as
+    Linux builds a request of seg_max = QueueSize - 2 segments)."""
+    _, _, dev, drv = setup
+    q = drv.start(queue_size=4)
+    bufs = [(drv.heap.alloc(8), 8, True) for _ in range(4)]
+    head = q.add(bufs, indirect=True)
+    q.kick()
+    assert q.take_used() == [(head, 32)] and dict(dev.errors) == {}
+
+
 def test_avail_idx_jump(setup):
     mem, _, dev, drv = setup
     q = drv.start(queue_size=8)
