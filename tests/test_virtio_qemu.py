@@ -12,6 +12,10 @@ virtio-mmio reports VIRTQUEUE_MAX_SIZE, 1024), and FEATURES_OK after the driver 
 feature the device did not offer — x86vm leaves it clear, as §2.2.2 says a device that does
 not accept the features must; QEMU drops the bit and sets FEATURES_OK. QEMU's microvm
 transports are legacy (version 1) unless ``virtio-mmio.force-legacy=false``.
+
+A second probe breaks the rings in the ways a hostile driver would (a loop, a ``next`` or
+head out of range, the available index jumping, bad indirect tables, a buffer outside RAM, a
+kick before DRIVER_OK) and compares what a driver can see afterwards.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ def w(off: int, value: int) -> tuple:
     return ("w", off, value)
 
 
-def m(addr: int, size: int) -> tuple:
-    return ("m", addr, size)
+def m(addr: int, size: int, mask: int = FULL) -> tuple:
+    return ("m", addr, size, mask)
 
 
 def ram(addr: int, size: int, value: int) -> tuple:
@@ -91,6 +95,67 @@ PROBE = [
 ]
 
 
+def init(queue_size: int = 8, features_low: int = 1 << 28) -> list[tuple]:
+    """Reset and initialize (INDIRECT_DESC by default), queue 0 at DESC/AVAIL/USED, zeroed."""
+    ops = [w(0x070, 0), w(0x070, 1), w(0x070, 3), w(0x024, 1), w(0x020, 1), w(0x024, 0),
+           w(0x020, features_low), w(0x070, 11), w(0x030, 0), w(0x038, queue_size),
+           w(0x080, DESC), w(0x084, 0), w(0x090, AVAIL), w(0x094, 0), w(0x0A0, USED),
+           w(0x0A4, 0)]
+    ops += [ram(a, 4, 0) for a in range(DESC, DESC + 16 * 8, 4)]
+    ops += [ram(AVAIL, 4, 0), ram(USED, 4, 0), ram(STATUS, 1, 0xFF)]
+    return ops + [w(0x044, 1), w(0x070, 15)]
+
+
+def request(descs: list[tuple[int, int, int, int]], head: int = 0, idx: int = 1) -> list[tuple]:
+    """IN sector 0 through raw descriptors (addr, len, flags, next), then kick and wait."""
+    ops = [ram(HEADER, 4, 0), ram(HEADER + 8, 4, 0)]
+    for i, (addr, length, flags, nxt) in enumerate(descs):
+        ops += [ram(DESC + 16 * i, 4, addr & FULL), ram(DESC + 16 * i + 4, 4, addr >> 32),
+                ram(DESC + 16 * i + 8, 4, length), ram(DESC + 16 * i + 12, 2, flags),
+                ram(DESC + 16 * i + 14, 2, nxt)]
+    return ops + [ram(AVAIL + 4, 2, head), ram(AVAIL + 2, 2, idx), w(0x050, 0), ("spin",)]
+
+
+def outcome(kind: str = "same") -> list[tuple]:
+    """What the driver can see afterwards: Status, InterruptStatus, used idx, status byte.
+    ``error``: both set DEVICE_NEEDS_RESET and use nothing, but QEMU's configuration-change
+    interrupt also sets InterruptStatus bit 0 (``virtio_notify_config`` sets ISR 0x3; §4.2.2
+    says bits of events that did not happen are 0) and the status byte of a request never
+    used is not the driver's to read. ``differs``: a documented difference, not compared."""
+    if kind == "differs":
+        return [r(0x070, 0), r(0x060, 0), m(USED + 2, 2, 0), m(STATUS, 1, 0)]
+    if kind == "error":
+        return [r(0x070), r(0x060, FULL & ~1), m(USED + 2, 2), m(STATUS, 1, 0)]
+    return [r(0x070), r(0x060), m(USED + 2, 2), m(STATUS, 1)]
+
+
+GOOD = [(HEADER, 16, 1, 1), (DATA, 512, 3, 2), (STATUS, 1, 2, 0)]
+ERROR_PROBE = (
+    # a buffer outside RAM: QEMU writes the data to nowhere (address_space_map bounces
+    # unassigned memory) and completes OK; x86vm sets DEVICE_NEEDS_RESET (desc_not_ram)
+    init() + request([(HEADER, 16, 1, 1), (0x7000_0000_0000, 512, 3, 2), (STATUS, 1, 2, 0)])
+    + outcome("differs")
+    # a loop
+    + init() + request([(HEADER, 16, 1, 1), (DATA, 512, 3, 0)]) + outcome("error")
+    + [w(0x050, 0), ("spin",)] + outcome("error")             # a kick while broken
+    # next out of range
+    + init() + request([(HEADER, 16, 1, 1), (DATA, 512, 3, 9)]) + outcome("error")
+    # a head out of range
+    + init() + request(GOOD, head=100) + outcome("error")
+    # the available index jumps past the queue size
+    + init() + request(GOOD, idx=20) + outcome("error")
+    # an indirect table whose length is not a multiple of 16
+    + init() + request([(DATA, 24, 4, 0)]) + outcome("error")
+    # INDIRECT and NEXT together
+    + init() + request([(DATA, 32, 5, 1), (STATUS, 1, 2, 0)]) + outcome("error")
+    # a kick before DRIVER_OK: QEMU processes it; x86vm ignores it (§3.1.1: the device MUST
+    # NOT consume buffers before DRIVER_OK)
+    + init()[:-1] + request(GOOD) + outcome("differs")
+    # after all that, a good request still works after a reset
+    + init() + request(GOOD) + outcome() + [m(DATA, 4)]
+)
+
+
 def probe_source(ops: list[tuple]) -> str:
     lines = []
     for op in ops:
@@ -104,6 +169,11 @@ def probe_source(ops: list[tuple]) -> str:
             lines += [f"mov{suffix} ${op[3]:#x}, %fs:{op[1]:#x}"]
         elif kind == "m":
             lines += [f"movl %fs:{op[1]:#x}, %eax", f"mov ${op[2]}, %cx", "call emitn"]
+        elif kind == "spin":  # QEMU completes asynchronously: wait for a used buffer or
+            lines += ["mov $0x4000, %ecx", "1:",  # DEVICE_NEEDS_RESET, a bounded time
+                      f"cmpw $0, %fs:{USED + 2:#x}", "jne 2f",
+                      "testl $0x40, %fs:0x070(%ebx)", "jnz 2f",
+                      "dec %ecx", "jnz 1b", "2:"]  # (an MMIO read each round: keep it short)
         elif kind == "wait_used":
             lines += ["mov $0x2000000, %ecx", "1:", f"cmpw ${op[1]}, %fs:{USED + 2:#x}",
                       "je 2f", "dec %ecx", "jnz 1b", "2:"]
@@ -170,7 +240,7 @@ def masks(ops: list[tuple]) -> list[int]:
         if op[0] == "r":
             out += [(op[2] >> (8 * i)) & 0xFF for i in range(4)]
         elif op[0] == "m":
-            out += [0xFF] * op[2]
+            out += [(op[3] >> (8 * i)) & 0xFF for i in range(op[2])]
     return out
 
 
@@ -232,10 +302,9 @@ def run_x86vm(firmware: bytes, tmp_path: Path) -> bytes:
         attached = attach_virtio(machine, [DriveSpec(str(disk(tmp_path)))], rng=False)
         entry = load_image(machine.memory, firmware, "flat", flat_load_addr=0xF0000,
                            flat_cs_ip=(0xF000, 0xFFF0))
-        result = machine.run(entry, timeout=60)
+        result = machine.run(entry, timeout=120)
         assert result.status == 3, result.reason
-        assert dict(attached[0].transport.errors) == {"features_not_offered": 1}
-        return bytes(console.data)
+        return bytes(console.data), dict(attached[0].transport.errors)
     finally:
         for a in attached:
             a.transport.close()
@@ -245,14 +314,15 @@ def run_x86vm(firmware: bytes, tmp_path: Path) -> bytes:
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
 def test_virtio_blk_registers_match_qemu(firmware, tmp_path):
     qemu = run_qemu(firmware, tmp_path / "q")
-    ours = run_x86vm(firmware, tmp_path / "x")
+    ours, errors = run_x86vm(firmware, tmp_path / "x")
     assert masked(ours, PROBE) == masked(qemu, PROBE), describe(ours, qemu)
+    assert errors == {"features_not_offered": 1}
 
 
-def describe(ours: bytes, qemu: bytes) -> str:
+def describe(ours: bytes, qemu: bytes, probe: list[tuple] = PROBE) -> str:
     """Which probe reads differ (for the failure message)."""
     lines, pos = [], 0
-    for op in PROBE:
+    for op in probe:
         n = 4 if op[0] == "r" else op[2] if op[0] == "m" else 0
         if n:
             a, b = ours[pos : pos + n], qemu[pos : pos + n]
@@ -262,3 +332,18 @@ def describe(ours: bytes, qemu: bytes) -> str:
                 lines.append(f"{op}: x86vm {a.hex()} qemu {b.hex()}")
             pos += n
     return "\n".join(lines)
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
+def test_virtio_blk_driver_errors_match_qemu(tmp_path):
+    """Broken chains and rings: both devices set DEVICE_NEEDS_RESET, use nothing, interrupt
+    for a configuration change, ignore kicks until reset, and work again after one."""
+    firmware = assemble(probe_source(ERROR_PROBE), 0)
+    qemu = run_qemu(firmware, tmp_path / "q")
+    ours, errors = run_x86vm(firmware, tmp_path / "x")
+    assert masked(ours, ERROR_PROBE) == masked(qemu, ERROR_PROBE), \
+        describe(ours, qemu, ERROR_PROBE)
+    assert errors == {"desc_not_ram": 1, "desc_loop": 1, "notify_needs_reset": 1,
+                      "desc_index_out_of_range": 1, "head_out_of_range": 1,
+                      "avail_idx_jump": 1, "indirect_bad_length": 1, "indirect_with_next": 1,
+                      "notify_before_driver_ok": 1}
