@@ -347,3 +347,15 @@ def test_virtio_blk_driver_errors_match_qemu(tmp_path):
                       "desc_index_out_of_range": 1, "head_out_of_range": 1,
                       "avail_idx_jump": 1, "indirect_bad_length": 1, "indirect_with_next": 1,
                       "notify_before_driver_ok": 1}
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
+def test_queue_size_not_a_power_of_2_differs_from_qemu_on_purpose(tmp_path):
+    """QEMU's split queue accepts QueueSize 3 (QueueReady reads 1); x86vm refuses it (§2.7:
+    a split queue's size is a power of 2): QueueReady stays 0, DEVICE_NEEDS_RESET."""
+    probe = init(queue_size=3) + [r(0x044), r(0x070)]
+    firmware = assemble(probe_source(probe), 0)
+    assert run_qemu(firmware, tmp_path / "q") == bytes.fromhex("010000000f000000")
+    ours, errors = run_x86vm(firmware, tmp_path / "x")
+    assert ours == bytes.fromhex("000000004f000000")
+    assert errors == {"queue_size_not_power_of_2": 1}
