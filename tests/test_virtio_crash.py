@@ -1,5 +1,6 @@
 """Crash consistency through the real command: ``x86vm run --drive`` on KVM, killed with
-SIGKILL at random moments while a bare-metal guest appends numbered records.
+SIGKILL at random moments (0-2 s after the first record) while a bare-metal guest appends
+numbered records.
 
 The guest writes record k to sector k (OUT), sends FLUSH, and only when the FLUSH came back
 OK prints k on the serial console. Every number the harness read from the monitor's stdout
@@ -174,13 +175,19 @@ def one_run(tmp_path: Path, guest: Path, rng: random.Random, index: int) -> tupl
         env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     printed = b""
-    deadline = time.monotonic() + rng.uniform(0.3, 3.0)
+    # the kill comes at a random moment once the guest is appending (a loaded machine may
+    # take a while to start the monitor)
+    delay = rng.uniform(0.0, 2.0)
+    deadline = time.monotonic() + 120
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if sel.select(timeout=0.01):
-                printed += os.read(proc.stdout.fileno(), 65536)
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if chunk and not printed:
+                    deadline = time.monotonic() + delay
+                printed += chunk
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         # what was already in the pipe was printed before the kill, so it counts too
