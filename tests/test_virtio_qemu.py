@@ -8,7 +8,7 @@ asynchronously), the interrupt status and its acknowledgement, the configuration
 final reset, writing every value it reads to the debug console (port 0xe9). The two byte
 streams must match, except where x86vm differs on purpose (masked per read, and listed in
 docs/virtio.md): the vendor ID, the feature bits each offers, QueueNumMax (QEMU's
-virtio-mmio reports VIRTQUEUE_MAX_SIZE, 1024), and FEATURES_OK after the driver accepted a
+virtio-mmio reports 1024), and FEATURES_OK after the driver accepted a
 feature the device did not offer — x86vm leaves it clear, as §2.2.2 says a device that does
 not accept the features must; QEMU drops the bit and sets FEATURES_OK. QEMU's microvm
 transports are legacy (version 1) unless ``virtio-mmio.force-legacy=false``.
@@ -122,10 +122,10 @@ def request(descs: list[tuple[int, int, int, int]], head: int = 0, idx: int = 1,
 
 def outcome(kind: str = "same") -> list[tuple]:
     """What the driver can see afterwards: Status, InterruptStatus, used idx, status byte.
-    ``error``: both set DEVICE_NEEDS_RESET and use nothing, but QEMU's configuration-change
-    interrupt also sets InterruptStatus bit 0 (``virtio_notify_config`` sets ISR 0x3; §4.2.2
-    says bits of events that did not happen are 0) and the status byte of a request never
-    used is not the driver's to read. ``differs``: a documented difference, not compared."""
+    ``error``: both set DEVICE_NEEDS_RESET and use nothing, but QEMU's InterruptStatus then
+    also has bit 0 (observed: 3; §4.2.2 says bits of events that did not happen are 0) and the
+    status byte of a request never used is not the driver's to read. ``differs``: a
+    documented difference, not compared."""
     if kind == "differs":
         return [r(0x070, 0), r(0x060, 0), m(USED + 2, 2, 0), m(STATUS, 1, 0)]
     if kind == "error":
@@ -135,8 +135,8 @@ def outcome(kind: str = "same") -> list[tuple]:
 
 GOOD = [(HEADER, 16, 1, 1), (DATA, 512, 3, 2), (STATUS, 1, 2, 0)]
 ERROR_PROBE = (
-    # a buffer outside RAM: QEMU writes the data to nowhere (address_space_map bounces
-    # unassigned memory) and completes OK; x86vm sets DEVICE_NEEDS_RESET (desc_not_ram)
+    # a buffer outside RAM: QEMU completes the request OK (the data goes nowhere); x86vm sets
+    # DEVICE_NEEDS_RESET (desc_not_ram)
     init() + request([(HEADER, 16, 1, 1), (0x7000_0000_0000, 512, 3, 2), (STATUS, 1, 2, 0)])
     + outcome("differs")
     # a loop
