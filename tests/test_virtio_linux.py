@@ -160,3 +160,24 @@ def test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image(tmp_path):
     cat = subprocess.run(["debugfs", "-R", "cat hello.txt", str(image)], capture_output=True,
                          check=True)
     assert cat.stdout == b"written on the host\n"
+
+
+def test_x86vm_run_tells_linux_where_the_devices_are(tmp_path):
+    """``x86vm run vmlinux --drive … --virtio-rng`` appends one virtio_mmio.device= per
+    device to the kernel's command line, which the kernel prints back."""
+    vmlinux = LINUX_DIR / "vmlinux"
+    if not vmlinux.is_file():
+        pytest.skip(f"no Linux vmlinux in {LINUX_DIR} (run scripts/build-linux-guest)")
+    if kvm_unusable_reason() is not None:
+        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
+    import sys
+    image = tmp_path / "d.img"
+    image.write_bytes(bytes(1 << 20))
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", str(vmlinux), "--cmdline", CMDLINE,
+         "--drive", f"file={image}", "--virtio-rng", "--timeout", "20"],
+        env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+        timeout=120, stdin=subprocess.DEVNULL)
+    assert (f"Command line: {CMDLINE} virtio_mmio.device=0x200@0xd0000000:5 "
+            "virtio_mmio.device=0x200@0xd0000200:9") in done.stdout, done.stdout[-2000:]
