@@ -54,7 +54,7 @@ def bare_loop(machine: Machine, n: int) -> tuple[float, float]:
     """``n`` exits with nothing but ``KVM_RUN`` and a read of the exit reason; exits per
     second of wall-clock time and per second of this thread's CPU time."""
     vcpu = machine.backend.vcpu
-    machine.backend.set_entry_state(ENTRY)
+    machine.backend.set_state(ENTRY)
     vcpu.set_immediate_exit(False)
     run, fd, request, run_map = vcpu._ioctl, vcpu.fd, abi.KVM_RUN, vcpu.run_map
     reason_of = struct.Struct("<I").unpack_from

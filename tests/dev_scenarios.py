@@ -105,6 +105,18 @@ def i8042_device_replies() -> list[Op]:
     return ops
 
 
+def i8042_overflow() -> list[Op]:
+    """A guest that writes and never reads: the controller has one output byte, each PS/2
+    device a bounded queue; reading afterwards shows what was kept."""
+    ops = [out(0x60, 0xF2) for _ in range(12)]  # 36 reply bytes for the keyboard
+    ops += [x for _ in range(40) for x in (inp(STATUS, mask=A2), inp(0x60))]
+    ops += [out(0x64, 0x20), out(0x64, 0xAA), out(0x64, 0xC0)]  # three controller replies
+    ops += [x for _ in range(3) for x in (inp(STATUS, mask=A2), inp(0x60))]
+    ops += [out(0x64, 0xD4), out(0x60, 0xF2)] * 20  # 40 mouse reply bytes
+    ops += [x for _ in range(42) for x in (inp(STATUS, mask=A2), inp(0x60))]
+    return ops
+
+
 def item(selector: int, n: int, mask: int | None = None) -> list[Op]:
     return [out(0x510, selector, 2)] + [inp(0x511, mask=mask) for _ in range(n)]
 
@@ -124,4 +136,4 @@ def post_and_debug_exit() -> list[Op]:
 
 SCENARIOS = {f.__name__: f for f in (
     cmos_modes, uart_reset_and_divisor_latch, uart_fifo_and_thre, uart_loopback,
-    i8042_commands, i8042_device_replies, fw_cfg_items, post_and_debug_exit)}
+    i8042_commands, i8042_device_replies, i8042_overflow, fw_cfg_items, post_and_debug_exit)}

@@ -2,7 +2,8 @@
 
 `objdump -D -b binary -m i386:x86-64|i386|i8086 [-M intel] -w --adjust-vma=ADDR FILE` prints one
 line per instruction: ``ADDR:<TAB>HEX BYTES <TAB>TEXT``.  Results are cached under
-``$TMPDIR/x86vm-objdump-cache`` keyed by the bytes and the options, so the oracle runs once.
+``$TMPDIR/x86vm-objdump-cache`` keyed by objdump's version line, the bytes and the options, so
+the oracle runs once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pickle
 import shutil
 import subprocess
 import tempfile
+
+from support.oracles import objdump_version_line
 
 MACHINE = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "x86vm-objdump-cache")
@@ -28,7 +31,8 @@ def objdump(data: bytes, mode: int = 64, intel: bool = False, address: int = 0
 
     `text` is exactly what objdump prints after the raw-bytes column (trailing spaces kept).
     """
-    key = hashlib.sha256(data + f"|{mode}|{intel}|{address}|v1".encode()).hexdigest()
+    tag = f"|{mode}|{intel}|{address}|{objdump_version_line()}"
+    key = hashlib.sha256(data + tag.encode()).hexdigest()
     path = os.path.join(CACHE_DIR, key + ".pickle")
     try:
         with open(path, "rb") as f:
@@ -70,7 +74,8 @@ def objdump_strings(strings: list[bytes], mode: int = 64, intel: bool = False
     disassembles each symbol's bytes separately (its end acts as the end of the buffer), so
     every string is decoded from its first byte.  Returns [(length, text)] per string.
     """
-    key = hashlib.sha256(b"".join(strings) + f"|{mode}|{intel}|strings-v1".encode())
+    tag = f"|{mode}|{intel}|strings|{objdump_version_line()}"
+    key = hashlib.sha256(b"".join(strings) + tag.encode())
     path = os.path.join(CACHE_DIR, key.hexdigest() + ".pickle")
     try:
         with open(path, "rb") as f:

@@ -22,8 +22,7 @@ def documented_build_commands() -> list[list[str]]:
     return [line.split() for line in re.findall(r"^ \*   (\S.*)$", header, re.M)]
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("ld") is None,
-                    reason="gcc/ld not installed")
+@pytest.mark.oracle("gcc", "binutils")
 def test_hello_bin_rebuilds_byte_for_byte(tmp_path):
     shutil.copy(SOURCE, tmp_path / "hello.S")
     commands = documented_build_commands()

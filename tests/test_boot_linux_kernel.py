@@ -7,23 +7,20 @@ $X86VM_LINUX_DIR); skipped otherwise.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
+from support.oracles import LINUX_CACHE, require
+from x86vm.devices import console as console_mod
+from x86vm.devices import pc
+from x86vm.machine import vm
 from x86vm.machine.boot import load_image
 from x86vm.machine.boot.layout import PAGE, e820_map
 from x86vm.machine.memory import GuestMemory
 
-vm = pytest.importorskip("x86vm.machine.vm", reason="x86vm.machine.vm (Machine) not available")
-pc = pytest.importorskip("x86vm.devices.pc", reason="x86vm.devices.pc not available")
-console_mod = pytest.importorskip("x86vm.devices.console",
-                                  reason="x86vm.devices.console not available")
-
 pytestmark = [pytest.mark.slow, pytest.mark.kvm]
-LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
+LINUX_DIR = LINUX_CACHE
 MEMORY = 128 << 20
 CMDLINE = "console=ttyS0 earlyprintk=ttyS0 x86vm.test=1"
 # The run stops once the kernel prints this (after the memory map, command line and RAMDISK
@@ -34,10 +31,8 @@ TIMEOUT = 120
 
 
 def kernel_file(name: str) -> bytes:
-    path = LINUX_DIR / name
-    if not path.is_file():
-        pytest.skip(f"no Linux {name} in {LINUX_DIR} (run scripts/build-linux-guest)")
-    return path.read_bytes()
+    require("linux-guest")
+    return (LINUX_DIR / name).read_bytes()
 
 
 class StopAtMarker(console_mod.BufferConsole):
@@ -54,11 +49,7 @@ class StopAtMarker(console_mod.BufferConsole):
 
 
 def boot(image: bytes, initrd: bytes) -> str:
-    try:
-        m = vm.Machine(memory_size=MEMORY, backend="kvm")
-    except Exception as exc:
-        pytest.skip(f"/dev/kvm is not usable: {exc}")
-    with m:
+    with vm.Machine(memory_size=MEMORY, backend="kvm") as m:
         console = StopAtMarker(m.request_stop)
         pc.attach_pc_devices(m, console, debug_exit_port=0xF4)
         entry = load_image(m.memory, image, cmdline=CMDLINE, initrd=initrd)

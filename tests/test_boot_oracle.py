@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from guests.fixtures import guest_dir  # noqa: F401  (fixture)
-from guests.oracle import SCENARIOS, qemu_available, recorded, run_qemu
+from guests.oracle import SCENARIOS, recorded, run_qemu
 
 
-@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 not installed")
+@pytest.mark.oracle("qemu")
 @pytest.mark.parametrize("name", [n for n, sc in SCENARIOS.items() if not sc.oracle])
 def test_recorded_qemu_results_are_current(guest_dir, name):  # noqa: F811
     assert run_qemu(name, guest_dir) == recorded(name), \

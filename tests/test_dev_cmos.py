@@ -130,3 +130,33 @@ def test_memory_size_layout():
     assert layout[0x5F] == 3
     small = pc_cmos_layout(8 << 20, 0)
     assert word(0x17, small) == 7 * 1024 and word(0x34, small) == 0
+
+
+MIDNIGHT = calendar.timegm((2021, 3, 4, 0, 0, 30, 0, 0, 0))
+NOON = calendar.timegm((2021, 3, 4, 12, 0, 30, 0, 0, 0))
+
+
+@pytest.mark.parametrize("start, reg_b, hours", [
+    (MIDNIGHT, 0x00, 0x12), (NOON, 0x00, 0x92),     # BCD: 12 AM = 12, 12 PM = 0x80 | 12
+    (MIDNIGHT, 0x04, 0x0C), (NOON, 0x04, 0x8C),     # binary: the same as 0x0C, 0x80 | 0x0C
+    (MIDNIGHT, 0x02, 0x00), (NOON, 0x02, 0x12),     # BCD, 24-hour: 00 and 12
+])
+def test_12_hour_mode_at_midnight_and_noon(clock, start, reg_b, hours):
+    """MC146818A Table 3 (Time, Calendar and Alarm Data Modes): hours in 12-hour mode run
+    1-12 with bit 7 set for PM -- midnight is 12 AM, noon is 12 PM; there is no hour 0."""
+    rtc = Cmos(clock, start_time=start)
+    setreg(rtc, 0x0B, reg_b)
+    assert reg(rtc, 4) == hours
+
+
+@pytest.mark.parametrize("written, an_hour_later", [(0x12, 0x01), (0x92, 0x81), (0x11, 0x92),
+                                                   (0x91, 0x12), (0x01, 0x02), (0x81, 0x82)])
+def test_12_hour_writes_load_the_right_hour(rtc, clock, written, an_hour_later):
+    """The same table, written: with SET in BCD 12-hour mode, 0x12 is midnight and 0x92 noon,
+    so an hour later the clock reads 1 AM / 1 PM; 11 AM and 11 PM roll to 12 PM and 12 AM."""
+    setreg(rtc, 0x0B, 0x80)                      # SET, BCD, 12-hour
+    setreg(rtc, 4, written)
+    setreg(rtc, 0x0B, 0x00)                      # run, BCD, 12-hour
+    assert reg(rtc, 4) == written
+    clock.ns += 3600 * SECOND
+    assert reg(rtc, 4) == an_hour_later

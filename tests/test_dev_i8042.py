@@ -111,3 +111,22 @@ def test_wide_and_neighbouring_accesses(env):
     assert bus.read(0x60, 2) == 0xFF55  # byte at 0x61 floats
     bus.write(0x64, 2, 0xFFFE)  # outw: 0xFE at 0x64, 0xFF lands on 0x65 (not decoded)
     assert len(resets) == 1
+
+
+@pytest.mark.parametrize("writes", [
+    [(0x60, 0xF2)],                      # keyboard identify: 3 reply bytes each
+    [(0x64, 0xD4), (0x60, 0xF2)],        # mouse identify: 2 reply bytes each
+    [(0x64, 0x20)], [(0x64, 0xD2), (0x60, 0x41)],  # controller replies, loopback
+])
+def test_a_guest_that_never_reads_cannot_grow_the_queue(env, writes):
+    """The hardware buffers are small; what a guest floods beyond them is dropped
+    (the QEMU comparison, i8042_overflow in dev_scenarios.py, pins which bytes)."""
+    bus, kbc, _, _, _ = env
+    for _ in range(20_000):
+        for port, value in writes:
+            bus.write(port, 1, value)
+    assert len(kbc.queue) <= 16
+    assert kbc.dropped > 0
+    while bus.read(0x64, 1) & 1:
+        bus.read(0x60, 1)
+    assert not kbc.queue and kbc._waiting == [0, 0, 0]

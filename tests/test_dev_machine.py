@@ -2,8 +2,8 @@
 image: identical port reads (over a debug console at 0xe9), COM1 output and exit status.
 
 The probe image is a 64 KiB real-mode "BIOS" (dev_probe.py); on x86vm it is copied to
-0xf0000 and entered at f000:fff0 like a reset vector. Skips when the Machine is not in this
-tree yet, when /dev/kvm is unusable, or without QEMU and binutils.
+0xf0000 and entered at f000:fff0 like a reset vector. Needs the kvm, qemu and binutils
+oracles (tests/support/oracles.py).
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import calendar
 
 import pytest
 
-from dev_probe import QEMU, TOOLS, apply_masks, asm, build_image, out, run_under_qemu
+from dev_probe import apply_masks, asm, build_image, out, run_under_qemu
 from dev_scenarios import SCENARIOS, cmos_dump
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
+from x86vm.machine import vm
+from x86vm.machine.boot import state as boot_state
 
-vm = pytest.importorskip("x86vm.machine.vm", reason="the Machine (kvm branch) is not merged")
-boot_state = pytest.importorskip("x86vm.machine.boot.state")
-
-pytestmark = pytest.mark.skipif(not (QEMU and TOOLS),
-                                reason="needs qemu-system-x86_64 and GNU as/ld")
+pytestmark = [pytest.mark.oracle("qemu", "binutils"), pytest.mark.kvm]
 
 RTC_EPOCH = calendar.timegm((2020, 1, 2, 15, 4, 5, 0, 0, 0))
 RTC_ARGS = ("-rtc", "base=2020-01-02T15:04:05,clock=vm")
@@ -41,10 +39,7 @@ class DebugCon:
 
 
 def run_on_kvm(image: bytes, timeout: float = 30, host_input: bytes = b""):
-    try:
-        machine = vm.Machine(memory_size=128 << 20, backend="kvm")
-    except Exception as exc:  # MachineError / OSError: no usable /dev/kvm
-        pytest.skip(f"KVM unusable: {exc}")
+    machine = vm.Machine(memory_size=128 << 20, backend="kvm")
     try:
         console = BufferConsole()
         attach_pc_devices(machine, console, rtc_start=RTC_EPOCH)

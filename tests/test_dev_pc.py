@@ -1,4 +1,5 @@
-"""attach_pc_devices on a fake Machine, debug-exit, POST port and the host consoles."""
+"""The PC board on a fake Machine (attach_pc_devices → PcBoard), debug-exit, POST port and
+the host consoles."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import time
 import pytest
 
 from dev_probe import FakeMachine
+from x86vm.devices import pc
 from x86vm.devices.console import BufferConsole, ConsoleError, open_console
 from x86vm.devices.debug_exit import DebugExit
-from x86vm.devices.pc import attach_pc_devices
+from x86vm.devices.pc import PcBoard, attach_pc_devices
 from x86vm.devices.uart import Uart16550
 from x86vm.machine.bus import BusError
 from x86vm.machine.irq import NullIrqLine
@@ -19,8 +21,10 @@ from x86vm.machine.irq import NullIrqLine
 
 def test_attach_registers_the_pc_ports():
     m = FakeMachine(num_cpus=1)
-    devs = attach_pc_devices(m, BufferConsole())
-    assert set(devs) == {"uart", "debug_exit", "post", "cmos", "i8042", "fw_cfg"}
+    board = attach_pc_devices(m, BufferConsole())
+    assert isinstance(board, PcBoard)
+    assert isinstance(board.uart, Uart16550) and isinstance(board.debug_exit, DebugExit)
+    assert board.unmodelled == () and board.pic is None  # all of them in the "kernel"
     claimed = {(mp.base, mp.size) for mp in m.pio.mappings}
     assert claimed == {(0x3F8, 8), (0xF4, 1), (0x80, 1), (0x70, 2), (0x60, 1), (0x64, 1),
                        (0x510, 2)}
@@ -31,7 +35,7 @@ def test_attach_registers_the_pc_ports():
 
 def test_attach_without_debug_exit_and_other_port():
     m = FakeMachine()
-    assert "debug_exit" not in attach_pc_devices(m, debug_exit_port=None)
+    assert attach_pc_devices(m, debug_exit_port=None).debug_exit is None
     m = FakeMachine()
     attach_pc_devices(m, debug_exit_port=0x501, debug_exit_iosize=2)
     m.pio.write(0x502, 1, 3)
@@ -46,6 +50,75 @@ def test_reset_and_stop_reach_the_machine():
     assert len(m.resets) == 1 and m.stops[0][0] == 0x21
 
 
+def test_the_board_connects_the_console_to_the_uart_and_closes_it():
+    class Recording(BufferConsole):
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    console = Recording()
+    board = attach_pc_devices(FakeMachine(), console)
+    console.send(b"k")  # host input reaches the UART through the board's wiring
+    assert board.uart.read(5, 1) & 1 and board.uart.read(0, 1) == ord("k")
+    board.close()
+    assert console.closed
+
+
+def test_devices_contribute_kernel_parameters_and_reserved_memory():
+    board = attach_pc_devices(FakeMachine())
+    assert board.boot_options() == {"cmdline_fragments": (), "reserved": ()}
+    mmio = object()
+    board.add(mmio, cmdline="virtio_mmio.device=4K@0xd0000000:5", reserve=(0xD0000000, 4096))
+    board.add_cmdline("quiet")
+    assert board.extra == [mmio]
+    assert board.boot_options() == {
+        "cmdline_fragments": ("virtio_mmio.device=4K@0xd0000000:5", "quiet"),
+        "reserved": ((0xD0000000, 4096),)}
+    for bad in ("", " x", "a\0b"):
+        with pytest.raises(ValueError):
+            board.add_cmdline(bad)
+    with pytest.raises(ValueError):
+        board.reserve(0x1000, 0)
+
+
+class FakePic:
+    """A Python PIC model as PLATFORM_MODELS builds it: interrupt inputs by number."""
+
+    def __init__(self):
+        self.lines = {}
+
+    def line(self, irq):
+        return self.lines.setdefault(irq, NullIrqLine())
+
+    def pending_vector(self):
+        return None
+
+    def acknowledge(self):
+        return None
+
+
+def test_the_board_picks_models_by_what_the_machine_has_in_kernel(monkeypatch):
+    """Without an in-kernel irqchip the devices' lines are the Python PIC's; with one they
+    are the machine's. The backend's name is never asked (the fake machine has none)."""
+    built = []
+    monkeypatch.setitem(pc.PLATFORM_MODELS, "pic", lambda m, irq: built.append("pic") or FakePic())
+    monkeypatch.setitem(pc.PLATFORM_MODELS, "pit",
+                        lambda m, irq: built.append(("pit", irq(0))) or "a pit")
+    m = FakeMachine()
+    m.in_kernel = frozenset()
+    board = attach_pc_devices(m)
+    assert built[0] == "pic" and built[1][0] == "pit"
+    assert isinstance(board.pic, FakePic) and board.pit == "a pit"
+    assert board.unmodelled == ("ioapic", "lapic")
+    assert m.lines == {}  # nothing asked of the machine's (absent) irqchip
+    assert set(board.pic.lines) == {0, 1, 4, 12}
+    assert board.uart.irq is board.pic.lines[4]
+    m = FakeMachine()  # everything in the "kernel": no Python model is built
+    board = attach_pc_devices(m)
+    assert board.pic is None and len(built) == 2 and set(m.lines) == {1, 4, 12}
+
+
 @pytest.mark.parametrize("iosize,size,value,status", [
     (1, 1, 0x00, 0x01), (1, 1, 0xFF, 0x1FF), (1, 4, 0x12345678, (0x78 << 1) | 1),
     (4, 4, 0x12345678, (0x12345678 << 1) | 1), (4, 2, 0xBEEF, (0xBEEF << 1) | 1)])
@@ -58,7 +131,7 @@ def test_debug_exit_status(iosize, size, value, status):
 
 def test_post_codes_recorded_reads_float():
     m = FakeMachine()
-    post = attach_pc_devices(m)["post"]
+    post = attach_pc_devices(m).post
     for code in (0x01, 0x02, 0x55):
         m.pio.write(0x80, 1, code)
     assert list(post.codes) == [1, 2, 0x55] and post.last == 0x55
@@ -77,7 +150,7 @@ def test_file_console_and_missing_directory(tmp_path):
     u = Uart16550(NullIrqLine(), c)
     for b in b"log":
         u.write(0, 1, b)
-    u.close()
+    c.close()
     assert (tmp_path / "out.txt").read_bytes() == b"log"
     with pytest.raises(ConsoleError, match="No such file"):
         open_console(f"file:{tmp_path / 'no' / 'x'}")
@@ -89,6 +162,7 @@ def test_tcp_client_console_round_trip():
     c = open_console(f"tcp:127.0.0.1:{port}")
     peer, _ = server.accept()
     u = Uart16550(NullIrqLine(), c)
+    c.start(u.feed)
     for b in b"hey":
         u.write(0, 1, b)
     assert peer.recv(16) == b"hey"
@@ -98,6 +172,7 @@ def test_tcp_client_console_round_trip():
         time.sleep(0.01)
     assert bytes([u.read(0, 1), u.read(0, 1)]) == b"in"
     u.close()
+    c.close()
     peer.close()
     server.close()
 

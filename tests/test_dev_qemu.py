@@ -11,13 +11,12 @@ import calendar
 
 import pytest
 
-from dev_probe import QEMU, TOOLS, FakeMachine, run_on_bus, run_under_qemu
+from dev_probe import FakeMachine, run_on_bus, run_under_qemu
 from dev_scenarios import SCENARIOS, cmos_dump, fw_cfg_items
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 
-pytestmark = pytest.mark.skipif(not (QEMU and TOOLS),
-                                reason="needs qemu-system-x86_64 and GNU as/ld")
+pytestmark = pytest.mark.oracle("qemu", "binutils")
 
 RTC_BASE = "2020-01-02T15:04:05"
 RTC_EPOCH = calendar.timegm((2020, 1, 2, 15, 4, 5, 0, 0, 0))

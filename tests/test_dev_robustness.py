@@ -30,4 +30,4 @@ def test_random_port_traffic_is_harmless(accesses, host_input):
         else:
             assert 0 <= machine.pio.read(port, size) < 1 << (8 * size)
     assert all(status & 1 for status, _ in machine.stops)  # debug-exit statuses are odd
-    assert devices["uart"].backlog <= len(host_input)
+    assert devices.uart.backlog <= len(host_input)

@@ -223,9 +223,12 @@ def test_close_releases_a_blocked_feeder(u, monkeypatch):
     assert not t.is_alive()
 
 
-def test_console_start_receives_feed(line):
+def test_the_uart_starts_no_console_thread_its_board_connects_the_feed(line):
     console = BufferConsole()
     u = Uart16550(line, console)
+    with pytest.raises(RuntimeError, match="not attached"):
+        console.send(b"hi")  # the UART did not start the console itself
+    console.start(u.feed)  # what the board does
     console.send(b"hi")
     assert rd(u, RBR) == ord("h")
 
@@ -244,3 +247,19 @@ def test_linux_startup_thre_and_txen_checks_find_no_bugs(u):
     iir = rd(u, IIR)
     wr(u, IER, 0x00)
     assert not iir1 & 0x01 and not iir & 0x01  # no UART_BUG_THRE
+
+
+@pytest.mark.parametrize("fcr, level", [(0x01, 1), (0x41, 4), (0x81, 8), (0xC1, 14)])
+def test_each_receiver_trigger_level(u, fcr, level):
+    """§8.5 FCR bits 7-6 (RCVR trigger): 00 = 1, 01 = 4, 10 = 8, 11 = 14 bytes. Below the
+    level the data waits (with nothing more coming: character timeout, IIR 0xCC); at the
+    level, received-data-available (IIR 0xC4)."""
+    wr(u, FCR, fcr)
+    wr(u, IER, 0x01)
+    if level > 1:
+        u.feed(bytes(level - 1))
+        assert rd(u, IIR) == 0xCC
+    u.feed(b"x")
+    assert rd(u, IIR) == 0xC4
+    rd(u, RBR)                                   # one byte fewer than the level again
+    assert rd(u, IIR) == (0xCC if level > 1 else 0xC1)  # (level 1: the FIFO is empty)

@@ -6,27 +6,29 @@ always comes from objdump on this machine (tests/objdump_oracle.py, cached under
 
 from __future__ import annotations
 
-import os
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isa_compare import compare, load_code
-from objdump_oracle import have_objdump, objdump_strings
+from objdump_oracle import objdump_strings
+from oracle.compare import code_mismatches
+from oracle.known import assert_known
+from support.oracles import require_file
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode, decode_all
 
-needs_objdump = pytest.mark.skipif(not have_objdump(), reason="objdump (binutils) not installed")
+needs_objdump = pytest.mark.oracle("objdump-2.40")
 PYTHON = "/usr/bin/python3.11"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 
 
 def _code(path: str) -> tuple[bytes, int]:
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not present")
+    require_file(path)
     return load_code(path)
 
 
@@ -62,47 +64,57 @@ def _random_strings(mode: int, count: int, seed: int) -> list[bytes]:
     return [rnd.randbytes(15) for _ in range(count)]
 
 
-def _string_mismatches(mode: int, strings: list[bytes]) -> list[tuple[str, int, int]]:
-    expected = objdump_strings(strings, mode)
+SYMBOL = re.compile(r" <[^>]*>")
+
+
+def _string_mismatches(mode: int, strings: list[bytes], syntax: str
+                       ) -> list[tuple[str, str, str]]:
+    """Each string's first instruction, length and text, against objdump's. The strings are
+    functions of an object file there (at 15 * i): objdump names branch targets ``ADDR
+    <fN+0xK>``; the symbol is dropped and the address compared."""
+    intel = syntax == "intel"
+    expected = objdump_strings(strings, mode, intel)
+    fmt = format_intel if intel else format_att
     bad = []
-    for i, (s, (length, _text)) in enumerate(zip(strings, expected, strict=True)):
+    for i, (s, (length, text)) in enumerate(zip(strings, expected, strict=True)):
         insn = decode(s, 0, i * 15, mode)
-        format_att(insn)
-        format_intel(insn)
-        if insn.length != length:
-            bad.append((s.hex(), length, insn.length))
+        got = fmt(insn, lambda address: f"{address:x}")
+        want = SYMBOL.sub("", text)
+        if (insn.length, got) != (length, want):
+            bad.append((s.hex(), f"{s[:length].hex()} {want!r}",
+                        f"{bytes(insn.bytes).hex()} {got!r}"))
     return bad
-
-
-# Length disagreements allowed on random bytes (none at the last measurement; objdump also
-# decodes AVX512-FP16, AMX, MPX and more XOP forms, which the map does not cover yet).
-RANDOM_LENGTH_ALLOWANCE = {64: 0, 32: 0, 16: 0}
 
 
 @needs_objdump
 @pytest.mark.parametrize("mode", [64, 32, 16])
-def test_random_15_byte_strings_lengths_match_objdump(mode: int) -> None:
+@pytest.mark.parametrize("syntax", ["att", "intel"])
+def test_random_15_byte_strings_match_objdump(mode: int, syntax: str) -> None:
+    """Length and text; the mismatches are exactly those listed (suite ``random-strings``)."""
     strings = _random_strings(mode, 5000, seed=1)
-    bad = _string_mismatches(mode, strings)
-    assert len(bad) <= RANDOM_LENGTH_ALLOWANCE[mode], bad[:10]
+    assert_known("random-strings", mode, syntax, _string_mismatches(mode, strings, syntax))
 
 
 @needs_objdump
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [64, 32, 16])
-def test_100k_random_strings_lengths_match_objdump(mode: int) -> None:
+@pytest.mark.parametrize("syntax", ["att", "intel"])
+def test_100k_random_strings_match_objdump(mode: int, syntax: str) -> None:
     strings = _random_strings(mode, 100_000, seed=2)
-    bad = _string_mismatches(mode, strings)
-    assert len(bad) <= RANDOM_LENGTH_ALLOWANCE[mode], bad[:20]
+    assert_known("random-strings-100k", mode, syntax,
+                 _string_mismatches(mode, strings, syntax))
 
 
 @needs_objdump
 @pytest.mark.parametrize("mode", [64, 32, 16])
-def test_random_stream_text_matches_objdump(mode: int) -> None:
-    """Random bytes decoded as a stream: lengths and (almost all) text match objdump."""
+@pytest.mark.parametrize("syntax", ["att", "intel"])
+def test_random_stream_text_matches_objdump(mode: int, syntax: str) -> None:
+    """Random bytes decoded as a stream: lengths and text match objdump, but for the cases
+    listed (suite ``random-stream``)."""
     data = random.Random(mode).randbytes(12000)
-    n, length_bad, text_bad = compare(data, 0x1000, mode, False, quiet=True)
-    assert length_bad <= 3 and text_bad <= n // 500, (n, length_bad, text_bad)
+    n, wrong = code_mismatches(data, 0x1000, mode, syntax)
+    assert n > 4000
+    assert_known("random-stream", mode, syntax, wrong)
 
 
 @needs_objdump

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from objdump_oracle import have_objdump, objdump_strings
+from objdump_oracle import objdump_strings
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode
 
-needs_objdump = pytest.mark.skipif(not have_objdump(), reason="objdump (binutils) not installed")
+needs_objdump = pytest.mark.oracle("objdump-2.40")
 
 # mode -> hex strings; the rule each group pins is in the comment above it
 CASES: dict[int, list[str]] = {

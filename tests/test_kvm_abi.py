@@ -6,11 +6,11 @@ value of every ioctl macro, and the test compares them with what ctypes computes
 """
 
 import ctypes
-import shutil
 import subprocess
 
 import pytest
 
+from support.oracles import require
 from x86vm.machine.kvm import abi
 
 STRUCTS = {  # ctypes class -> C type name
@@ -30,10 +30,16 @@ STRUCTS = {  # ctypes class -> C type name
     abi.KvmCoalescedMmioRing: "struct kvm_coalesced_mmio_ring",
     abi.KvmMpState: "struct kvm_mp_state",
     abi.KvmVcpuEvents: "struct kvm_vcpu_events",
+    abi.KvmDebugregs: "struct kvm_debugregs",
+    abi.KvmGuestDebugArch: "struct kvm_guest_debug_arch",
+    abi.KvmGuestDebug: "struct kvm_guest_debug",
+    abi.KvmDebugExitArch: "struct kvm_debug_exit_arch",
     abi.KvmRun: "struct kvm_run",
 }
-# union members of kvm_run: ctypes path -> C member path
-RUN_MEMBERS = ("io", "mmio", "hypercall", "fail_entry", "internal", "system_event", "ex")
+# union members of kvm_run: ctypes member -> C member path
+RUN_MEMBERS = {"io": "io", "debug": "debug.arch", "mmio": "mmio", "hypercall": "hypercall",
+               "fail_entry": "fail_entry", "internal": "internal",
+               "system_event": "system_event", "ex": "ex"}
 
 IOCTLS = [name for name in dir(abi) if name.startswith("KVM_") and isinstance(
     getattr(abi, name), int) and (name.startswith(("KVM_GET_", "KVM_SET_", "KVM_CREATE_",
@@ -45,7 +51,11 @@ CONSTANTS = ["KVM_API_VERSION", "KVM_EXIT_IO", "KVM_EXIT_MMIO", "KVM_EXIT_HLT",
              "KVM_CAP_COALESCED_MMIO", "KVM_CAP_IMMEDIATE_EXIT", "KVM_CAP_PIT2",
              "KVM_COALESCED_MMIO_PAGE_OFFSET", "KVM_PIO_PAGE_OFFSET", "KVM_COALESCED_MMIO_MAX",
              "KVM_PIT_SPEAKER_DUMMY", "KVM_MP_STATE_HALTED", "KVM_NR_INTERRUPTS",
-             "KVM_INTERNAL_ERROR_EMULATION",
+             "KVM_INTERNAL_ERROR_EMULATION", "KVM_VCPUEVENT_VALID_NMI_PENDING",
+             "KVM_VCPUEVENT_VALID_SIPI_VECTOR", "KVM_VCPUEVENT_VALID_SHADOW",
+             "KVM_X86_SHADOW_INT_MOV_SS", "KVM_X86_SHADOW_INT_STI", "KVM_GUESTDBG_ENABLE",
+             "KVM_GUESTDBG_SINGLESTEP", "KVM_GUESTDBG_USE_SW_BP", "KVM_GUESTDBG_USE_HW_BP",
+             "KVM_GUESTDBG_INJECT_DB", "KVM_GUESTDBG_INJECT_BP",
              "KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES"]
 
 
@@ -59,14 +69,14 @@ def _layout_lines():
                 continue  # anonymous unions in C; members checked below
             yield (f"offsetof {cls.__name__}.{name}", f"offsetof({cname}, {name})",
                    getattr(cls, name).offset)
-    for member in RUN_MEMBERS:
+    for member, c_member in RUN_MEMBERS.items():
         mtype = dict(abi.KvmRunExit._fields_)[member]
         base = abi.RUN_EXIT + getattr(abi.KvmRunExit, member).offset
-        yield (f"offsetof kvm_run.{member}", f"offsetof(struct kvm_run, {member})", base)
+        yield (f"offsetof kvm_run.{member}", f"offsetof(struct kvm_run, {c_member})", base)
         if isinstance(mtype, type) and issubclass(mtype, ctypes.Structure):
             for field in mtype._fields_:
                 yield (f"offsetof kvm_run.{member}.{field[0]}",
-                       f"offsetof(struct kvm_run, {member}.{field[0]})",
+                       f"offsetof(struct kvm_run, {c_member}.{field[0]})",
                        base + getattr(mtype, field[0]).offset)
     yield "offsetof kvm_run.s", "offsetof(struct kvm_run, s)", abi.KvmRun.s.offset
     for name in IOCTLS + CONSTANTS:
@@ -75,8 +85,7 @@ def _layout_lines():
 
 @pytest.fixture(scope="module")
 def c_values(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed: no C oracle for the kvm.h layout")
+    require("gcc")
     lines = list(_layout_lines())
     src = ["#include <stddef.h>", "#include <stdio.h>", "#define PAGE_SIZE 4096",
            "#include <linux/kvm.h>",

@@ -1,4 +1,4 @@
-"""Helpers for the KVM tests: a fixture that skips without a usable /dev/kvm, an assembler for
+"""Helpers for the KVM tests: the ``kvm`` mark (the /dev/kvm oracle gate), an assembler for
 small guests (GNU as + ld, run at test time), identity-mapped long-mode page tables, and
 device models that record what the guest did. Imported by the other ``test_kvm_*`` files.
 """
@@ -6,39 +6,20 @@ device models that record what the guest did. Imported by the other ``test_kvm_*
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from support.oracles import require
 from x86vm.machine.boot.state import TableRegister, long_mode64
-from x86vm.machine.kvm.system import Kvm, KvmError
-
-
-@functools.cache
-def kvm_unusable_reason() -> str | None:
-    """None if a VM can be created on /dev/kvm, else why not."""
-    try:
-        kvm = Kvm()
-    except KvmError as exc:
-        return str(exc)
-    try:
-        kvm.create_vm().close()
-    except KvmError as exc:
-        return str(exc)
-    finally:
-        kvm.close()
-    return None
 
 
 def requires_kvm() -> list[pytest.MarkDecorator]:
-    """Marks for tests that run guests: ``kvm``, and a skip (with the reason) unless
-    /dev/kvm can create a VM here."""
-    reason = kvm_unusable_reason()
-    return [pytest.mark.kvm,
-            pytest.mark.skipif(reason is not None, reason=f"/dev/kvm unusable: {reason}")]
+    """Marks for tests that run guests: ``kvm``, which tests/conftest.py turns into the oracle
+    gate (the raw /dev/kvm probe of tests/support/kvm_probe.py, not x86vm's own ``Kvm``)."""
+    return [pytest.mark.kvm]
 
 
 def runs_guests(test):
@@ -51,8 +32,7 @@ def runs_guests(test):
 @functools.cache
 def assemble(source: str, base: int, bits: int = 16) -> bytes:
     """Assemble ``source`` (GNU as, AT&T) into a flat image linked to run at ``base``."""
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        pytest.skip("GNU as/ld not installed: cannot build test guests")
+    require("binutils")
     code = {16: ".code16\n", 32: ".code32\n", 64: ".code64\n"}[bits]
     as_mode, ld_mode = ("--64", "elf_x86_64") if bits == 64 else ("--32", "elf_i386")
     with tempfile.TemporaryDirectory() as d:

@@ -10,7 +10,6 @@ the oracle: the same images must reach the same /init marker under ``x86vm run``
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from support.oracles import require
 
 REPO = Path(__file__).resolve().parent.parent
 FRAGMENT = REPO / "scripts" / "linux-guest.config"
@@ -85,10 +86,8 @@ def test_build_script_is_valid_bash():
 
 
 def cached(name: str) -> Path:
-    path = CACHE / name
-    if not path.is_file():
-        pytest.skip(f"{path} not built; run scripts/build-linux-guest")
-    return path
+    require("linux-guest")
+    return CACHE / name
 
 
 def test_cached_config_honours_fragment():
@@ -159,11 +158,9 @@ QEMU_CASES = {
 
 def qemu_command(kernel, initrd, cmdline: str) -> list[str]:
     """QEMU TCG booting ``kernel`` with ``initrd`` (skips when QEMU is not installed)."""
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        pytest.skip("qemu-system-x86_64 not installed (apt-get install -y qemu-system-x86)")
-    return [qemu, "-nographic", "-no-reboot", "-m", "128M", "-kernel", str(kernel),
-            "-initrd", str(initrd), "-append", cmdline]
+    require("qemu")
+    return [shutil.which("qemu-system-x86_64"), "-nographic", "-no-reboot", "-m", "128M",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
 
 @pytest.mark.slow
@@ -197,22 +194,6 @@ def test_qemu_interactive_shell_runs_commands():
     assert status == 0 and RESET_LINE in output, f"status {status}:\n{tail}"
 
 
-def kvm_unusable_reason() -> str | None:
-    """Why /dev/kvm cannot host a VM here, or None if KVM_CREATE_VM works."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as error:
-        return f"/dev/kvm: {error.strerror}"
-    try:
-        vm_fd = fcntl.ioctl(fd, 0xAE01, 0)  # KVM_CREATE_VM, machine type 0
-        os.close(vm_fd)
-    except OSError as error:
-        return f"KVM_CREATE_VM failed: {error.strerror}"
-    finally:
-        os.close(fd)
-    return None
-
-
 # This machine's /dev/kvm is kvm_pvm, a software hypervisor (no VT-x/AMD-V): it runs the
 # guest kernel through KVM's instruction emulator, which lacks XSAVE/XRSTOR, CLAC/STAC and
 # POPCNT, while CPUID still reports them (so KVM_SET_CPUID2 cannot hide them).  The kernel
@@ -233,9 +214,7 @@ def explicitly_selected(request):
 
 
 def x86vm_run(kernel: Path, initrd: Path, cmdline: str, marker: str = MARKER):
-    pytest.importorskip("x86vm.cli.run", reason="x86vm run not available yet")
-    if reason := kvm_unusable_reason():
-        pytest.skip(reason)
+    require("kvm")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     command = [
         sys.executable,

@@ -77,3 +77,68 @@ def test_unclaimed_counter_is_bounded():
         bus.read(addr * 8, 8)
     assert len(bus.unclaimed) == MAX_UNCLAIMED_ADDRESSES + 1
     assert bus.unclaimed[(OTHER_ADDRESSES, False)] == 100
+
+
+# -- what the board's devices contribute reaches the boot loaders --------------------------------
+
+RESERVED_LOW = (0x7F00000, 0xE0000)  # just below SeaBIOS's firmware window at 0x7fe0000
+RESERVED_MMIO = (0xD0000000, 0x1000)  # in the PCI hole: no RAM there
+BOARD_OPTIONS = {"cmdline_fragments": ("virtio_mmio.device=4K@0xd0000000:5",),
+                 "reserved": (RESERVED_LOW, RESERVED_MMIO)}
+# SEABIOS_E820_128M (tests/test_boot_loaders.py) with the two reservations
+E820_WITH_RESERVATIONS = [
+    (0x0, 0x9FC00, 1), (0x9FC00, 0x400, 2), (0xF0000, 0x10000, 2),
+    (0x100000, 0x7F00000 - 0x100000, 1), (0x7F00000, 0xE0000, 2), (0x7FE0000, 0x20000, 2),
+    (0xD0000000, 0x1000, 2)]
+
+
+@pytest.fixture
+def ram128():
+    m = GuestMemory()
+    m.add_ram(0, 128 << 20)
+    yield m
+    m.close()
+
+
+def test_linux_gets_the_boards_kernel_parameters_and_reservations(ram128):
+    import struct
+
+    from test_boot_loaders import make_bzimage
+    from x86vm.machine.boot import load_image
+
+    initrd = bytes(0x10000)
+    entry = load_image(ram128, make_bzimage(), cmdline="console=ttyS0", initrd=initrd,
+                       **BOARD_OPTIONS)
+    zero_page = ram128.read(entry.gprs["rsi"], 4096)
+    # boot.rst: cmd_line_ptr at 0x228, ramdisk_image/size at 0x218, e820 at 0x1e8/0x2d0
+    assert ram128.read_cstring(struct.unpack_from("<I", zero_page, 0x228)[0]) == \
+        b"console=ttyS0 virtio_mmio.device=4K@0xd0000000:5"
+    e820 = [struct.unpack_from("<QQI", zero_page, 0x2D0 + 20 * i)
+            for i in range(zero_page[0x1E8])]
+    assert e820 == E820_WITH_RESERVATIONS
+    image_at, size = struct.unpack_from("<II", zero_page, 0x218)
+    assert image_at + size <= RESERVED_LOW[0]  # the initrd went below the reserved window
+
+
+def test_multiboot_gets_the_reservations_but_not_linux_parameters(ram128):
+    import struct
+
+    from test_boot_loaders import aout_kludge_image
+    from x86vm.machine.boot import load_image
+
+    entry = load_image(ram128, aout_kludge_image(), cmdline="kernel arg", **BOARD_OPTIONS)
+    info = entry.gprs["rbx"]
+    assert ram128.read_cstring(ram128.read_u32(info + 16)) == b"kernel arg"
+    length, addr = struct.unpack("<II", ram128.read(info + 44, 8))
+    entries = [struct.unpack("<IQQI", ram128.read(addr + off, 24))[1:]
+               for off in range(0, length, 24)]
+    assert entries == E820_WITH_RESERVATIONS
+    lower, upper = struct.unpack("<II", ram128.read(info + 4, 8))
+    assert (lower, upper) == (639, (0x7F00000 - 0x100000) // 1024)
+
+
+def test_overlapping_reservations_are_reported_once(ram128):
+    from x86vm.machine.boot.layout import e820_map
+
+    got = [(e.addr, e.size, e.type) for e in e820_map(ram128, [(0x7FD0000, 0x20000)])]
+    assert got[3:] == [(0x100000, 0x7FD0000 - 0x100000, 1), (0x7FD0000, 0x30000, 2)]

@@ -78,12 +78,12 @@ class ScriptedBackend:
         return nullcontext()
 
 
-def loop(exits, pio=None, mmio=None, timeout=1.0, buffered=None, stop=None):
+def loop(exits, pio=None, mmio=None, timeout=1.0, buffered=None, stop=None, **options):
     backend = ScriptedBackend(exits, buffered)
     pio = pio or PortBus()
     mmio = mmio or GuestMemory().mmio
     stop = stop or StopRequest()
-    return run_loop(backend, pio, mmio, stop, timeout), backend
+    return run_loop(backend, pio, mmio, stop, timeout, **options), backend
 
 
 def test_port_writes_and_reads_reach_devices_with_offsets():
@@ -219,3 +219,126 @@ def test_a_device_exception_ends_the_run():
     pio.register(0x60, 1, Broken())
     result, _ = loop([IoExit(0x60, 1, False, bytearray(1)), Halt()], pio=pio)
     assert result.status == STATUS_INTERNAL_ERROR and "KeyError" in result.reason
+
+
+def test_a_debug_stop_pauses_the_run_for_its_handler():
+    pio = PortBus()
+    dev = Recorder()
+    pio.register(0x80, 1, dev)
+    seen = []
+
+    def handler(stop):
+        seen.append((stop.pc, len(dev.log)))
+        return "continue" if len(seen) == 1 else "stop"
+
+    result, _ = loop([DebugStop(0x1000), IoExit(0x80, 1, True, bytearray(b"\1")),
+                      DebugStop(0x2000, dr6=0x4000), IoExit(0x80, 1, True, bytearray(b"\2"))],
+                     pio=pio, on_debug_stop=handler)
+    # the guest went on after the first stop (its write arrived), not after the second
+    assert seen == [(0x1000, 0), (0x2000, 1)]
+    assert dev.log == [("w", 0, 1, 1)]
+    assert (result.status, result.reason, result.exits) == (0, "debug stop at 0x2000", 3)
+
+
+def test_a_debug_handler_answer_must_be_continue_or_stop():
+    result, _ = loop([DebugStop(0x1000)], on_debug_stop=lambda stop: None)
+    assert result.status == STATUS_INTERNAL_ERROR and "None" in result.reason
+
+
+def test_every_access_claimed_or_not_goes_through_the_bus_dispatch():
+    """The bus's read/write are the one hook: wrapping them on the instance (as a tracer
+    does) sees every access the loop dispatches, and the per-kind counters agree."""
+    mem = GuestMemory()
+    pio = PortBus()
+    pio.register(0x80, 1, Recorder(value=7))
+    mem.add_mmio(0xFEB00000, 0x1000, Recorder(value=9))
+    traced = []
+    for bus in (pio, mem.mmio):
+        read, write = bus.read, bus.write
+        bus.read = lambda a, s, _r=read, _n=bus.name: traced.append((_n, "r", a)) or _r(a, s)
+        bus.write = lambda a, s, v, _w=write, _n=bus.name: traced.append((_n, "w", a)) or _w(
+            a, s, v)
+    loop([IoExit(0x80, 1, True, bytearray(b"\1")), IoExit(0x81, 1, False, bytearray(1)),
+          IoExit(0x80, 1, False, bytearray(1)), IoExit(0x99, 1, True, bytearray(b"\1"), 1),
+          IoExit(0x80, 1, True, bytearray(b"\1\2"), count=2),
+          MmioExit(0xFEB00000, 4, False, bytearray(4)), MmioExit(0x1000, 4, True, bytearray(4)),
+          Halt()], pio=pio, mmio=mem.mmio)
+    assert traced == [("pio", "w", 0x80), ("pio", "r", 0x81), ("pio", "r", 0x80),
+                      ("pio", "w", 0x99), ("pio", "w", 0x80), ("pio", "w", 0x80),
+                      ("mmio", "r", 0xFEB00000), ("mmio", "w", 0x1000)]
+    assert pio.stats() == {"reads": 2, "writes": 4, "unclaimed": 2}
+    assert mem.mmio.stats() == {"reads": 1, "writes": 1, "unclaimed": 1}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self):
+        return self.now
+
+
+def test_timers_run_in_deadline_order_and_cancel():
+    from x86vm.machine.timers import NEVER, GuestTimers
+
+    clock, wakes, fired = FakeClock(), [], []
+    timers = GuestTimers(clock, wakes.append)
+    timers.at(300, lambda: fired.append("c"))
+    timers.at(100, lambda: fired.append("a"))
+    b = timers.at(200, lambda: fired.append("b"))
+    timers.at(100, lambda: fired.append("a2"))  # equal deadlines: in the order armed
+    assert wakes == [300, 100] and timers.next_deadline == 100
+    b.cancel()
+    clock.now = 250
+    timers.run_due()
+    assert fired == ["a", "a2"] and wakes[-1] == 300
+    # a callback arming a timer already due runs in the same pass, by its deadline
+    timers.at(260, lambda: timers.at(0, lambda: fired.append("late")))
+    clock.now = 1000
+    timers.run_due()
+    assert fired == ["a", "a2", "late", "c"] and wakes[-1] == NEVER
+    assert timers.pending() == 0 and timers.fired == 5
+
+
+class TimedBackend(ScriptedBackend):
+    """Guest time advances 1 ms per run(); run() returns None at the wake-up deadline."""
+
+    def __init__(self, exits):
+        super().__init__(exits)
+        self.clock = FakeClock()
+        self.clock_ns = self.clock
+        self.deadline = None
+
+    def wake_at(self, deadline_ns):
+        self.deadline = deadline_ns
+
+    def run(self):
+        self.clock.now += 1_000_000
+        if self.deadline is not None and self.clock.now >= self.deadline:
+            return None
+        return super().run()
+
+
+def test_the_loop_runs_due_timers_on_the_backends_wake_up():
+    from x86vm.machine.timers import GuestTimers
+
+    backend = TimedBackend([IoExit(0x80, 1, True, bytearray(b"\1"))] * 10)
+    timers = GuestTimers(backend.clock_ns, backend.wake_at)
+    stop = StopRequest()
+    seen = []
+    timers.at(3_500_000, lambda: seen.append(backend.clock.now))
+    timers.at(5_000_000, lambda: stop.request(9, "timer"))
+    result = run_loop(backend, PortBus(), GuestMemory().mmio, stop, 1.0, timers=timers)
+    assert (result.status, result.reason) == (9, "timer")
+    assert seen == [4_000_000]  # the first wake-up after 3.5 ms of guest time
+
+
+def test_a_failing_timer_callback_ends_the_run_like_a_failing_device():
+    from x86vm.machine.timers import GuestTimers
+
+    backend = TimedBackend([IoExit(0x80, 1, True, bytearray(b"\1"))] * 10)
+    timers = GuestTimers(backend.clock_ns, backend.wake_at)
+    timers.at(2_000_000, lambda: 1 / 0)
+    result = run_loop(backend, PortBus(), GuestMemory().mmio, StopRequest(), 1.0, timers=timers)
+    assert result.status == STATUS_INTERNAL_ERROR
+    assert "timer callback" in result.reason and "ZeroDivisionError" in result.reason

@@ -124,15 +124,14 @@ def test_cli_missing_drive_is_one_line_before_the_guest_runs(tmp_path):
     assert done.stdout == ""  # the guest never ran
 
 
+@pytest.mark.kvm
 def test_cli_reports_guest_driver_errors(tmp_path):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from test_kvm_support import assemble, kvm_unusable_reason
-    if kvm_unusable_reason() is not None:
-        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
+    from test_kvm_support import assemble
     guest = tmp_path / "kick.bin"  # unreal mode, then two kicks before DRIVER_OK
     guest.write_bytes(assemble("""
         xor %ax, %ax

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from test_kvm_support import ExitDevice, assemble, kvm_unusable_reason
+from support import oracles
+from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot.state import real_mode
-from x86vm.machine.errors import MachineError
 from x86vm.machine.vm import Machine
 
 WINDOW = 0xD000_0000
@@ -318,12 +318,9 @@ BACKENDS = ["kvm", "emu"]
 
 
 def make_machine(backend: str) -> Machine:
-    if backend == "kvm" and kvm_unusable_reason() is not None:
-        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
-    try:
-        return Machine(memory_size=RAM, backend=backend)
-    except MachineError as exc:
-        pytest.skip(f"{backend}: {exc}")
+    if backend == "kvm":
+        oracles.require("kvm")  # decided by a raw probe, never by the code under test
+    return Machine(memory_size=RAM, backend=backend)
 
 
 def run_guest_fuzz(tmp_path, backend: str, operations: int, seed: int = 0):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_kvm_support import kvm_unusable_reason
+from support import oracles
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.devices.virtio import DriveSpec, attach_virtio, cmdline_fragment
@@ -66,11 +66,8 @@ class StopAfter(BufferConsole):
 
 
 def test_linux_finds_the_disk_and_reads_its_partition_table(tmp_path):
+    oracles.require("linux-guest")
     vmlinux = LINUX_DIR / "vmlinux"
-    if not vmlinux.is_file():
-        pytest.skip(f"no Linux vmlinux in {LINUX_DIR} (run scripts/build-linux-guest)")
-    if kvm_unusable_reason() is not None:
-        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
     image = tmp_path / "disk.img"
     with open(image, "wb") as f:
         f.truncate(SECTORS * 512)
@@ -117,8 +114,6 @@ def test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image(tmp_path):
     synchronous write), read back on the host with dumpe2fs and debugfs. No user space is
     needed (kvm_pvm cannot run it); the kernel then panics for want of an init and resets."""
     vmlinux = kernel_with(EXT2_OPTIONS)
-    if kvm_unusable_reason() is not None:
-        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
     if not (shutil.which("mke2fs") and shutil.which("debugfs") and shutil.which("dumpe2fs")):
         pytest.skip("e2fsprogs not installed")
     image = tmp_path / "root.ext2"
@@ -165,11 +160,8 @@ def test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image(tmp_path):
 def test_x86vm_run_tells_linux_where_the_devices_are(tmp_path):
     """``x86vm run vmlinux --drive … --virtio-rng`` appends one virtio_mmio.device= per
     device to the kernel's command line, which the kernel prints back."""
+    oracles.require("linux-guest")
     vmlinux = LINUX_DIR / "vmlinux"
-    if not vmlinux.is_file():
-        pytest.skip(f"no Linux vmlinux in {LINUX_DIR} (run scripts/build-linux-guest)")
-    if kvm_unusable_reason() is not None:
-        pytest.skip(f"/dev/kvm unusable: {kvm_unusable_reason()}")
     import sys
     image = tmp_path / "d.img"
     image.write_bytes(bytes(1 << 20))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from support import oracles
 from test_kvm_support import ExitDevice, assemble, requires_kvm
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
@@ -280,6 +281,7 @@ def firmware() -> bytes:
 
 
 def run_qemu(firmware: bytes, tmp_path: Path) -> bytes:
+    oracles.require("qemu")
     tmp_path.mkdir(parents=True, exist_ok=True)
     fw, out = tmp_path / "probe.bin", tmp_path / "debugcon.out"
     fw.write_bytes(firmware)
@@ -315,7 +317,6 @@ def run_x86vm(firmware: bytes, tmp_path: Path) -> bytes:
         machine.close()
 
 
-@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
 def test_virtio_blk_registers_match_qemu(firmware, tmp_path):
     qemu = run_qemu(firmware, tmp_path / "q")
     ours, errors = run_x86vm(firmware, tmp_path / "x")
@@ -338,7 +339,6 @@ def describe(ours: bytes, qemu: bytes, probe: list[tuple] = PROBE) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
 def test_virtio_blk_driver_errors_match_qemu(tmp_path):
     """Broken chains and rings: both devices set DEVICE_NEEDS_RESET, use nothing, interrupt
     for a configuration change, ignore kicks until reset, and work again after one."""
@@ -353,7 +353,6 @@ def test_virtio_blk_driver_errors_match_qemu(tmp_path):
                       "notify_before_driver_ok": 1}
 
 
-@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
 def test_queue_size_not_a_power_of_2_differs_from_qemu_on_purpose(tmp_path):
     """QEMU's split queue accepts QueueSize 3 (QueueReady reads 1); x86vm refuses it (§2.7:
     a split queue's size is a power of 2): QueueReady stays 0, DEVICE_NEEDS_RESET."""

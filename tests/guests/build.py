@@ -53,6 +53,7 @@ RECIPES: dict[str, Recipe] = {
     "long64.bzImage": Recipe(("bzimage/setup.S", "long64/linux_entry.S", "long64/common.S",
                                "long64/main.c"), 64, "bzimage/link.ld", "linux_start",
                               bzimage=True),
+    "crash64.elf": Recipe(("crash/entry.S",), 32, "crash/link.ld", "_start"),
     "tutorial.elf": Recipe(("tutorial/boot.s", "tutorial/kernel.c"), 32, "tutorial/linker.ld",
                            "_start"),
 }

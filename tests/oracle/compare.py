@@ -35,6 +35,9 @@ class Tally:
     exceptions: int = 0
     examples: list[str] = field(default_factory=list)
     patterns: Counter = field(default_factory=Counter)
+    #: every mismatch as (objdump's bytes, objdump's record, x86vm's record), records shown as
+    #: ``HEX 'TEXT'`` (``none``: no instruction at that address)
+    mismatches: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.instructions += other.instructions
@@ -45,6 +48,7 @@ class Tally:
         if room > 0:
             self.examples.extend(other.examples[:room])
         self.patterns.update(other.patterns)
+        self.mismatches.extend(other.mismatches)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +63,11 @@ def _first_word(text: str) -> str:
     return text.split(" ", 1)[0] if text else "(empty)"
 
 
+def record_text(record: InsnLine | None) -> str:
+    """A listing record as the mismatch lists show it: ``HEX 'TEXT'`` (or ``none``)."""
+    return "none" if record is None else f"{record.hex_bytes} {record.text!r}"
+
+
 def compare_records(expected: dict[int, list[InsnLine]], got: dict[int, list[InsnLine]],
                     where: str = "") -> Tally:
     tally = Tally()
@@ -70,6 +79,7 @@ def compare_records(expected: dict[int, list[InsnLine]], got: dict[int, list[Ins
             if mine is None or (mine.hex_bytes, mine.length) != (ref.hex_bytes, ref.length):
                 tally.length_mismatches += 1
                 tally.patterns["length: " + _first_word(ref.text)] += 1
+                tally.mismatches.append((ref.hex_bytes, record_text(ref), record_text(mine)))
                 if len(tally.examples) < MAX_EXAMPLES:
                     tally.examples.append(
                         f"{where}{address:x}: length: objdump {ref.hex_bytes} {ref.text!r}, "
@@ -77,6 +87,7 @@ def compare_records(expected: dict[int, list[InsnLine]], got: dict[int, list[Ins
             elif mine.text != ref.text:
                 tally.text_mismatches += 1
                 tally.patterns["text: " + _first_word(ref.text)] += 1
+                tally.mismatches.append((ref.hex_bytes, record_text(ref), record_text(mine)))
                 if len(tally.examples) < MAX_EXAMPLES:
                     tally.examples.append(f"{where}{address:x}: {ref.hex_bytes}: objdump "
                                           f"{ref.text!r}, x86vm {mine.text!r}")
@@ -146,3 +157,29 @@ def compare_snippets(snippets: Sequence[bytes], mode: int, syntax: str = "att") 
         path = os.path.join(tmp, f"snippets{mode}.o")
         write_snippets_elf(path, snippets, bits)
         return compare_elf(path, syntax, mode=mode if mode == 16 else None, cache=False)
+
+
+def code_mismatches(data: bytes, address: int, mode: int, syntax: str = "att"
+                    ) -> tuple[int, list[tuple[str, str, str]]]:
+    """Raw code listed by objdump (``-D -b binary``) and decoded by x86vm at each address
+    objdump decodes (one mismatch cannot desynchronise the rest): the instruction count and
+    every mismatch in length or text, as :attr:`Tally.mismatches` shows them."""
+    from objdump_oracle import objdump
+    from x86vm.disasm.att import format_att
+    from x86vm.disasm.intel import format_intel
+    from x86vm.isa import decode
+
+    fmt = format_intel if syntax == "intel" else format_att
+    found = []
+    expected = objdump(data, mode, syntax == "intel", address)
+    for addr, length, text in expected:
+        off = addr - address
+        want = f"{data[off:off + length].hex()} {text!r}"
+        try:
+            insn = decode(data, off, addr, mode)
+            got = f"{bytes(insn.bytes).hex()} {fmt(insn)!r}"
+        except Exception as exc:  # noqa: BLE001 - a crash is a mismatch, reported as such
+            got = f"exception {type(exc).__name__}: {exc}"
+        if got != want:
+            found.append((data[off:off + length].hex(), want, got))
+    return len(expected), found

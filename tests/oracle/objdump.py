@@ -1,8 +1,9 @@
 """Run GNU objdump 2.40 once per file and option set, cache its listing, and parse it.
 
 objdump is the oracle for every expected text: nothing here is typed in by hand. Outputs are
-cached under ``$X86VM_ORACLE_CACHE`` (default: ``<tmp>/x86vm-objdump-cache``), keyed by the
-arguments and the input file's size and mtime, so repeated test runs do not re-run objdump.
+cached under ``$X86VM_ORACLE_CACHE`` (default: ``<tmp>/x86vm-objdump-cache``), keyed by
+objdump's version line, the arguments and the input file's size and mtime, so repeated test
+runs do not re-run objdump.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.oracles import objdump_version_line
+
 OBJDUMP = shutil.which("objdump")
 CACHE_DIR = Path(os.environ.get("X86VM_ORACLE_CACHE")
                  or Path(tempfile.gettempdir()) / "x86vm-objdump-cache")
 
 
 def objdump_version() -> str | None:
-    if OBJDUMP is None:
-        return None
-    out = subprocess.run([OBJDUMP, "--version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else None
+    """The first line of ``objdump --version`` (None without objdump)."""
+    return objdump_version_line()
+
+
+def cache_key_text(args: list[str], path: str) -> str:
+    """What a cached listing depends on: objdump's version, the arguments and the file."""
+    stat = os.stat(path)
+    return "\0".join([objdump_version_line() or "no objdump", *args, os.path.abspath(path),
+                      str(stat.st_size), str(stat.st_mtime_ns)])
 
 
 def run_objdump(args: list[str], path: str | os.PathLike, cache: bool = True) -> str:
@@ -33,9 +41,7 @@ def run_objdump(args: list[str], path: str | os.PathLike, cache: bool = True) ->
     if OBJDUMP is None:
         raise RuntimeError("objdump is not installed")
     path = str(path)
-    stat = os.stat(path)
-    key_text = "\0".join([*args, os.path.abspath(path), str(stat.st_size), str(stat.st_mtime_ns)])
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:32]
+    key = hashlib.sha256(cache_key_text(args, path).encode()).hexdigest()[:32]
     cached = CACHE_DIR / f"{key}.txt"
     if cache and cached.exists():
         return cached.read_text(encoding="utf-8", errors="surrogateescape")

@@ -11,11 +11,16 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("disasm", "run")
+SUBCOMMANDS = ("disasm", "run", "kvm_probe", "decodecode")  # modules; each registers its command
 
 
 class CliError(Exception):
-    """A user-facing error: printed as ``x86vm: error: <message>``, exit status 2."""
+    """A user-facing error: printed as ``x86vm: error: <message>``; exit status ``status``
+    (2, or objdump's 1 for ``x86vm disasm``)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"x86vm: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status
     except BrokenPipeError:
         sys.stderr.close()
         return 0

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from x86vm.cli import CliError
+from x86vm.cli.inputs import open_regular
 from x86vm.disasm.elf import ElfFormatError, load_elf
 from x86vm.disasm.listing import (
     ListingImage,
@@ -26,6 +27,8 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
+MAX_INSN_WIDTH = 1 << 16  # bytes per line; objdump's own limit is its int (it overflows)
+OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
 
 def register(subparsers) -> None:
@@ -82,19 +85,21 @@ def _accept_objdump_optional_argument(parser: argparse.ArgumentParser) -> None:
 
 def _fail(message: str):
     print(f"x86vm: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(OBJDUMP_ERROR_STATUS)
 
 
 def parse_vma(text: str, option: str) -> int:
-    """An address as objdump's ``bfd_scan_vma`` with base 0 reads it: 0x.. hex, 0.. octal."""
+    """An address as objdump's ``bfd_scan_vma`` with base 0 reads it: 0x.. hex, 0.. octal,
+    a leading minus sign taken modulo 2^64."""
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
     try:
-        value = int(text, 0) if not (len(text) > 1 and text[0] == "0" and text[1].isdigit()) \
-            else int(text, 8)
+        value = sign * (int(digits, 0) if not (len(digits) > 1 and digits[0] == "0"
+                                               and digits[1].isdigit()) else int(digits, 8))
     except ValueError:
-        raise CliError(f"{option}: bad address '{text}'") from None
-    if value < 0:
-        raise CliError(f"{option}: bad address '{text}'")
-    return value & (2**64 - 1)
+        raise CliError(f"{option}: bad number: {text}") from None
+    if not -(1 << 64) < value < 1 << 64:
+        raise CliError(f"{option}: {text} does not fit in 64 bits")
+    return value & (2**64 - 1)  # a negative number wraps, as objdump's bfd_vma does
 
 
 def _options(args) -> tuple[ListingOptions, str, int | None]:
@@ -106,8 +111,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
                 syntax = SYNTAX_OPTIONS[option]
             elif option in MODE_OPTIONS:
                 mode_override = MODE_OPTIONS[option]
-            else:
-                raise CliError(f"unrecognised disassembler option '{option}'")
+            else:  # objdump 2.40 ignores an unknown x86 option silently; say so, go on
+                print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
+                      file=sys.stderr)
     if args.architecture is not None:
         if args.architecture not in MACHINES:
             raise CliError(f"can't use supplied machine {args.architecture} "
@@ -121,6 +127,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
             insn_width = 0
         if insn_width <= 0:
             raise CliError(f"--insn-width: invalid width '{args.insn_width}'")
+        if insn_width > MAX_INSN_WIDTH:
+            raise CliError(f"--insn-width: {args.insn_width} is more than the "
+                           f"{MAX_INSN_WIDTH} bytes per line x86vm lists")
     options = ListingOptions(
         disassemble_all=args.disassemble_all,
         only_sections=args.sections,
@@ -136,35 +145,47 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
 
 
 def _load(path: str, target: str | None, mode_override: int | None, adjust: int) -> ListingImage:
+    stream = open_regular(path)  # kept open: section bytes are read on demand
     try:
-        with open(path, "rb") as probe:
-            head = probe.read(4)
+        head = stream.read(4)
         if target == "binary":
             if mode_override is None:
                 raise CliError("-b binary needs a machine: -m i8086, -m i386 or -m i386:x86-64")
-            with open(path, "rb") as stream:
-                data = stream.read()
+            stream.seek(0)
+            data = stream.read()
+            stream.close()
             return binary_image(path, data, mode_override, adjust)
         if head != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
-        stream = open(path, "rb")  # kept open: section bytes are read on demand
-        image = elf_image(load_elf(path, stream), adjust)
+        stream.seek(0)
+        elf = load_elf(path, stream)
+        for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
+            print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+        image = elf_image(elf, adjust)
         if mode_override is not None:
             image.mode = mode_override
         return image
-    except FileNotFoundError:
-        raise CliError(f"'{path}': No such file") from None
-    except IsADirectoryError:
-        raise CliError(f"'{path}': is a directory") from None
-    except PermissionError:
-        raise CliError(f"'{path}': permission denied") from None
     except ElfFormatError as exc:
+        stream.close()
         raise CliError(f"{path}: {exc}") from None
     except OSError as exc:
+        stream.close()
         raise CliError(f"'{path}': {exc.strerror or exc}") from None
+    except CliError:
+        stream.close()
+        raise
 
 
 def run(args) -> int:
+    """List every file as objdump does; errors exit with objdump's status (1)."""
+    try:
+        return _run(args)
+    except CliError as exc:
+        exc.status = OBJDUMP_ERROR_STATUS
+        raise
+
+
+def _run(args) -> int:
     options, syntax, mode_override = _options(args)
     target = args.target
     if target is not None and target != "binary" and target not in ELF_TARGETS:
@@ -178,9 +199,9 @@ def run(args) -> int:
             if name not in known:
                 raise CliError(f"section '{name}' mentioned in a -j option, "
                                "but not found in any input file")
-    if options.symbol is not None:
+    if options.symbol is not None:  # objdump lists the section headings only, status 0
         if not any(options.symbol in image.symtab.names() for image in images):
-            raise CliError(f"symbol '{options.symbol}' not found")
+            print(f"x86vm: warning: symbol '{options.symbol}' not found", file=sys.stderr)
 
     formatters = {}
     try:

@@ -1,4 +1,4 @@
-"""``x86vm run``: boot a guest image on the virtual machine (MACHINE-API.md "CLI").
+"""``x86vm run``: boot a guest image on the virtual machine (docs/machine-api.md "CLI").
 
 The process exit status mirrors the guest's: QEMU isa-debug-exit semantics
 (``(value << 1) | 1``), 0 on a clean shutdown (reset, triple fault, final ``hlt``),
@@ -13,6 +13,7 @@ import sys
 from importlib import resources
 
 from x86vm.cli import CliError
+from x86vm.cli.inputs import read_regular
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.devices.virtio import (
@@ -26,11 +27,14 @@ from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine, MachineError
+from x86vm.trace import session as trace_session
+from x86vm.trace.oops import report_for_run
 
 LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
 DEFAULT_MEMORY = "128M"
 MIN_MEMORY = 1 << 20
+MAX_TIMEOUT = 365 * 24 * 3600  # a year: far below threading.TIMEOUT_MAX (~292 years)
 _SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 
@@ -83,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "[,cache=writeback|none|unsafe] (repeatable)")
     p.add_argument("--virtio-rng", action="store_true",
                    help="add a virtio-rng device fed from the host's os.urandom")
+    trace_session.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -95,15 +100,24 @@ def parse_timeout(text: str | None) -> float | None:
         value = -1.0
     if not 0 < value < float("inf"):
         raise CliError(f"bad --timeout {text!r}: expected a positive number of seconds")
+    if value > MAX_TIMEOUT:
+        raise CliError(f"bad --timeout {text!r}: at most {MAX_TIMEOUT:.0f} seconds")
     return value
 
 
-def _read(path: str, what: str) -> bytes:
+def parse_cmdline(text: str) -> str:
+    """The command line as given; bytes that are not UTF-8 (argv decoded with
+    surrogateescape) cannot be handed on faithfully, so they are refused in one line."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CliError(f"--cmdline is not valid UTF-8 (byte {exc.start})") from None
+    return text
+
+
+def _read(path: str, what: str, limit: int) -> bytes:
+    """A regular file of at most ``limit`` bytes (the guest RAM): see cli/inputs.py."""
+    return read_regular(path, what, limit)
 
 
 def _bundled_guest() -> bytes:
@@ -121,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     memory_size = parse_memory_size(args.memory)
     exit_port = parse_port(args.debug_exit_port)
     timeout = parse_timeout(args.timeout)
-    image = _read(args.image, "image") if args.image else _bundled_guest()
-    initrd = _read(args.initrd, "initrd") if args.initrd else None
+    image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
+    initrd = _read(args.initrd, "initrd", memory_size) if args.initrd else None
     try:
         drives = [parse_drive(text) for text in args.drive]
     except DriveSpecError as exc:
@@ -132,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         fmt = args.loader or detect_format(image)
     except BootError as exc:
         raise CliError(str(exc)) from None
-    cmdline = args.cmdline
+    cmdline = parse_cmdline(args.cmdline)
     if fmt == "multiboot" and args.image:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
@@ -141,15 +155,19 @@ def run(args: argparse.Namespace) -> int:
         machine = Machine(memory_size=memory_size, backend=args.backend)
     except MachineError as exc:
         raise CliError(str(exc)) from None
-    console = None
+    console = board = tracer = None
     virtio = []
     try:
+        try:
+            tracer = trace_session.start(args, machine.backend)
+        except trace_session.TraceError as exc:
+            raise CliError(str(exc)) from None
         try:
             console = open_console(args.serial)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
         try:
-            attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+            board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         if drives or args.virtio_rng:
@@ -157,19 +175,23 @@ def run(args: argparse.Namespace) -> int:
                 virtio = attach_virtio(machine, drives, rng=args.virtio_rng)
             except DiskImageError as exc:  # missing, locked, odd-sized: before the guest runs
                 raise CliError(str(exc)) from None
-            if fmt in ("linux", "pvh"):  # Linux finds virtio-mmio devices on its command line
-                cmdline = f"{cmdline} {cmdline_fragment(virtio)}".strip()
+            # Linux finds virtio-mmio devices on its command line (the loaders append it)
+            board.add_cmdline(cmdline_fragment(virtio))
         try:
             entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
-                               initrd=initrd)
+                               initrd=initrd, **board.boot_options())
         except BootError as exc:
             raise CliError(str(exc)) from None
         try:
             result = machine.run(entry, timeout=timeout)
         except MachineError as exc:
             raise CliError(str(exc)) from None
+        crash = report_for_run(machine.backend, machine.memory, result)  # before close()
+        trace_session.finish(tracer, args)
     finally:
-        if console is not None:
+        if board is not None:
+            board.close()
+        elif console is not None:
             console.close()
         for device in virtio:
             device.transport.close()
@@ -177,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
         sys.stdout.flush()
         print(f"x86vm: guest stopped: {result.reason}", file=sys.stderr)
+    if crash is not None:
+        sys.stdout.flush()
+        sys.stderr.write(crash)
     for device in virtio:  # a misbehaving guest driver is counted, and shown here
         if device.transport.errors:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(device.transport.errors.items()))

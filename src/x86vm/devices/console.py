@@ -1,8 +1,9 @@
 """Host side of a serial port: where the guest's bytes go and where its input comes from.
 
 A :class:`Console` is the far end of the UART's serial line. The UART calls :meth:`write`
-for every transmitted byte and, once, :meth:`start` with its thread-safe ``feed`` callable;
-a console with input runs a daemon reader thread that hands host bytes to ``feed``.
+for every transmitted byte; the board that connects the two calls :meth:`start` once with the
+UART's thread-safe ``feed`` callable. A console with input runs a daemon reader thread (the
+console's own, never the device's) that hands host bytes to ``feed``.
 
 ``open_console(spec)`` builds one from the ``--serial`` syntax of ``x86vm run``:
 ``stdio``, ``file:PATH``, ``tcp:HOST:PORT`` (connect to a listening peer, like QEMU's

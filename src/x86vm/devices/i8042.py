@@ -17,6 +17,14 @@ Enough for an OS to probe and to reset the machine (IBM PC AT Technical Referenc
   port value with bit 0 clear.
 * data (write 0x60) with no pending command goes to the keyboard.
 
+Output is bounded as on the hardware, so a guest that writes and never reads cannot grow the
+monitor: the controller's own replies share one output byte (a new reply replaces an unread
+one, as the 8042's single output buffer and QEMU's ``cbdata`` do); a byte written to the
+keyboard discards the unread replies to its previous command (QEMU ``hw/input/ps2.c``
+``ps2_cqueue_reset``); the mouse holds at most :data:`PS2_QUEUE_SIZE` bytes and drops a reply
+that does not fit whole. Checked against QEMU 7.2 (``i8042_overflow`` in
+tests/dev_scenarios.py).
+
 IRQ 1 is raised while a keyboard byte waits and command-byte bit 0 is set; IRQ 12 likewise for
 a mouse byte and bit 1. Reading 0x60 with nothing waiting returns the last byte again.
 Reset values (status 0x18, command byte 0x03, output port 0xcf, input port 0x80) and the
@@ -80,6 +88,8 @@ MOUSE_COMMANDS: dict[int, tuple[tuple[int, ...], bool]] = {
     0xFF: ((ACK, BAT_OK, 0x00), False),  # reset: BAT ok, device id 0
 }
 SCAN_CODE_SET = 2
+PS2_QUEUE_SIZE = 16  # bytes a PS/2 device buffers (QEMU ps2.c: "required by PS/2 protocol")
+SRC_CTRL, SRC_KBD, SRC_AUX = 0, 1, 2  # who produced a byte waiting in the output queue
 
 ResetRequest = Callable[[str], None]
 
@@ -99,7 +109,9 @@ class I8042(ByteRegisters):
         self.status = RESET_STATUS
         self.command_byte = RESET_COMMAND_BYTE
         self.output_port = RESET_OUTPUT_PORT
-        self.queue: deque[tuple[int, bool]] = deque()  # (byte, from the mouse)
+        self.queue: deque[tuple[int, bool, int]] = deque()  # (byte, from the mouse, source)
+        self._waiting = [0, 0, 0]  # bytes queued per source (SRC_*)
+        self.dropped = 0  # bytes a full queue refused (a guest writing without reading)
         self.last_data = 0
         self.pending_command: int | None = None  # controller command awaiting its data byte
         self.kbd_param_for: int | None = None  # keyboard command awaiting its parameter
@@ -111,8 +123,27 @@ class I8042(ByteRegisters):
 
     # -- output buffer and interrupts ------------------------------------------------------
 
-    def _queue(self, data: tuple[int, ...] | list[int], aux: bool = False) -> None:
-        self.queue.extend((b, aux) for b in data)
+    def _queue(self, data: tuple[int, ...] | list[int], aux: bool = False,
+               source: int = SRC_CTRL) -> None:
+        """Load bytes for the guest to read; bounded per source (see the module docstring)."""
+        queue, waiting = self.queue, self._waiting
+        if source == SRC_KBD and waiting[SRC_KBD]:  # a new command: old replies are gone
+            self.dropped += waiting[SRC_KBD]
+            self.queue = queue = deque(e for e in queue if e[2] != SRC_KBD)
+            waiting[SRC_KBD] = 0
+        if source == SRC_AUX and waiting[SRC_AUX] + len(data) > PS2_QUEUE_SIZE:
+            self.dropped += len(data)
+            return
+        for b in data:
+            if source == SRC_CTRL and waiting[SRC_CTRL]:
+                for i, entry in enumerate(queue):  # one output byte: the new reply replaces it
+                    if entry[2] == SRC_CTRL:
+                        queue[i] = (b, aux, SRC_CTRL)
+                        break
+                self.dropped += 1
+                continue
+            queue.append((b, aux, source))
+            waiting[source] += 1
         self._update_irq()
 
     def _update_irq(self) -> None:
@@ -135,7 +166,8 @@ class I8042(ByteRegisters):
         byte is loaded, so an edge-triggered PIC sees one edge per byte (Linux's handler
         reads one byte per interrupt)."""
         if self.queue:
-            self.last_data = self.queue.popleft()[0]
+            self.last_data, _aux, source = self.queue.popleft()
+            self._waiting[source] -= 1
             for i, line in enumerate((self.kbd_irq, self.aux_irq)):
                 if self._levels[i]:
                     self._levels[i] = False
@@ -225,22 +257,22 @@ class I8042(ByteRegisters):
             reply = [ACK]
             if param_for == 0xF0 and value == 0:  # query the current scan code set
                 reply.append(SCAN_CODE_SET)
-            self._queue(reply)
+            self._queue(reply, source=SRC_KBD)
             return
         reply, takes_param = KEYBOARD_COMMANDS.get(value, ((RESEND,), False))
         if takes_param:
             self.kbd_param_for = value
-        self._queue(reply)
+        self._queue(reply, source=SRC_KBD)
 
     def _mouse_write(self, value: int) -> None:
         if self.aux_param_for is not None:
             self.aux_param_for = None
-            self._queue((ACK,), aux=True)
+            self._queue((ACK,), aux=True, source=SRC_AUX)
             return
         reply, takes_param = MOUSE_COMMANDS.get(value, ((RESEND,), False))
         if takes_param:
             self.aux_param_for = value
-        self._queue(reply, aux=True)
+        self._queue(reply, aux=True, source=SRC_AUX)
 
 
 def register_i8042(pio: PortBus, controller: I8042) -> None:

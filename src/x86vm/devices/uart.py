@@ -24,7 +24,9 @@ host input is waiting — the moment a real UART's 4-character timer would be th
 left to deliver those bytes.
 
 Host input arrives through :meth:`Uart16550.feed` from any thread; it is queued (bounded) and
-moved into the receiver as the guest empties it, so a host burst never overruns the FIFO.
+moved into the receiver as the guest empties it, so a host burst never overruns the FIFO. The
+UART starts no thread: whoever connects it (the board, ``console.start(uart.feed)``) owns the
+console and its reader thread.
 
 Interrupt output: the UART's INTR pin reaches the PIC only while MCR.OUT2 is set (the PC's
 IRQ buffer enable) and never in loopback mode, where the datasheet (§8.8, bit 4) forces the
@@ -182,7 +184,6 @@ class Uart16550(ByteRegisters):
         self.divisor = POWER_ON_DIVISOR  # DLL/DLM and SCR keep their values across reset()
         self.scr = 0
         self.reset()
-        self.console.start(self.feed)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -203,11 +204,11 @@ class Uart16550(ByteRegisters):
             self.irq.set_level(False)
 
     def close(self) -> None:
-        """Stop accepting host input and release the console."""
+        """Stop accepting host input (a feeder blocked on a full backlog returns). The
+        console belongs to the board: the UART only writes to it."""
         with self._lock:
             self._closed = True
             self._space.notify_all()
-        self.console.close()
 
     # -- host side ----------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from typing import BinaryIO
 
 from elftools.elf.elffile import ELFFile
 
+from x86vm.disasm.elfcheck import CORRUPT_SHSTRNDX, bfd_refusal
+
 __all__ = [
     "ElfFormatError",
     "ElfImage",
@@ -47,7 +49,7 @@ SHN_X86_64_LCOMMON = 0xFF02
 STB_LOCAL, STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 0, 1, 2, 10
 STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_COMMON, STT_GNU_IFUNC = 1, 2, 3, 4, 5, 10
 ET_REL, ET_EXEC, ET_DYN = 1, 2, 3
-EM_386, EM_X86_64 = 3, 62
+EM_386, EM_486, EM_X86_64, EM_IAMCU = 3, 6, 62, 180
 VER_FLG_BASE = 1
 VERSYM_HIDDEN, VERSYM_VERSION = 0x8000, 0x7FFF
 
@@ -180,6 +182,7 @@ class ElfImage:
     dynamic_relocs: list[DynamicReloc]
     synthetic_symbols: list[Symbol]
     has_reloc: bool = False  # BFD's HAS_RELOC: some section carries its own relocations
+    warnings: list[str] = field(default_factory=list)  # BFD's, for a file it still lists
 
     @property
     def is_relocatable(self) -> bool:
@@ -196,7 +199,19 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
     magic = stream.read(4)
     if magic != b"\x7fELF":
         raise ElfFormatError("file format not recognized (not an ELF file)")
+    size = stream.seek(0, os.SEEK_END)
     stream.seek(0)
+    def read_at(offset: int, count: int) -> bytes:
+        stream.seek(offset)
+        return stream.read(count)
+
+    warnings: list[str] = []
+    refusal = bfd_refusal(read_at, size, warnings)
+    if refusal is not None:  # what objdump's BFD would refuse, refused the same way
+        raise ElfFormatError(refusal)
+    stream.seek(0)
+    if CORRUPT_SHSTRNDX in warnings:  # BFD makes no sections, objdump lists none
+        return _without_sections(path, read_at(0, 64), warnings)
     try:
         return _Loader(path, stream).load()
     except ElfFormatError:
@@ -204,6 +219,20 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
     except Exception as exc:  # pyelftools raises many types on malformed input
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ElfFormatError(f"truncated or malformed ELF file ({reason})") from None
+
+
+def _without_sections(path: str, ehdr: bytes, warnings: list[str]) -> ElfImage:
+    """The view BFD keeps of a file whose section-name table is unusable: its format, no
+    sections, no symbols (binutils 2.40 elfcode.h, PR 2257)."""
+    is64, machine = ehdr[4] == 2, int.from_bytes(ehdr[18:20], "little")
+    if machine == EM_X86_64:
+        format_name, mode = ("elf64-x86-64" if is64 else "elf32-x86-64"), 64
+    else:
+        format_name, mode = ("elf32-iamcu" if machine == EM_IAMCU else "elf32-i386"), 32
+    return ElfImage(path=path, format_name=format_name, mode=mode,
+                    address_digits=16 if is64 else 8,
+                    elf_type=int.from_bytes(ehdr[16:18], "little"), sections=[], symbols=[],
+                    dynamic_relocs=[], synthetic_symbols=[], warnings=warnings)
 
 
 class _Loader:
@@ -222,14 +251,15 @@ class _Loader:
     def load(self) -> ElfImage:
         elf = self.elf
         machine = elf.header["e_machine"]
-        machine_id = {"EM_X86_64": EM_X86_64, "EM_386": EM_386}.get(machine, machine)
-        if machine_id not in (EM_X86_64, EM_386):
+        machine_id = {"EM_X86_64": EM_X86_64, "EM_386": EM_386, "EM_486": EM_486,
+                      "EM_IAMCU": EM_IAMCU}.get(machine, machine)
+        if machine_id not in (EM_X86_64, EM_386, EM_486, EM_IAMCU):
             raise ElfFormatError(f"can't disassemble for architecture {machine}")
         if machine_id == EM_X86_64:
             format_name = "elf64-x86-64" if self.is64 else "elf32-x86-64"
             mode = 64
-        else:
-            format_name = "elf32-i386"
+        else:  # elf32-i386 takes EM_486 too (its ELF_MACHINE_ALT1)
+            format_name = "elf32-iamcu" if machine_id == EM_IAMCU else "elf32-i386"
             mode = 32
         etype = elf.header["e_type"]
         self.elf_type = {"ET_REL": ET_REL, "ET_EXEC": ET_EXEC, "ET_DYN": ET_DYN}.get(etype, 0)

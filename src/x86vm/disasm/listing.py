@@ -237,7 +237,8 @@ class _SectionLister:
 
     def address_width(self, section: Section) -> int:
         """Characters of the address column: leading zero nibbles of the end dropped by 4s."""
-        text = f"{section.vma + section.size:0{self.digits}x}"
+        end = (section.vma + section.size) & ((1 << 4 * self.digits) - 1)  # bfd_vma wraps
+        text = f"{end:0{self.digits}x}"
         skip = len(text) - len(text.lstrip("0"))
         if skip == len(text) and section.vma != 0:
             skip = 0
@@ -260,7 +261,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
-        padding = ["   " * max(0, per_line - n) for n in range(per_line + 1)]
+        padding = ["   " * max(0, per_line - n)  # by instruction length: linear in per_line
+                   for n in range(min(per_line, MAX_INSN_LENGTH) + 1)]
         limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         pieces: list[str] = []
         pos = start
@@ -276,6 +278,9 @@ class _SectionLister:
                     pos += zeros
                     continue
             address = vma + pos
+            if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
+                pieces.append(f"{_address(0, width)}:\tAddress 0x0 is out of bounds.\n\n")
+                break
             if insns:
                 length, text = formatter(window, pos - start, address, print_address)
                 if length < 1:
@@ -317,8 +322,12 @@ class _SectionLister:
 
 
 def _address(address: int, width: int) -> str:
+    """The address column: the last ``width`` hex digits, leading zeros as blanks (objdump
+    blanks the zeros after the skipped address characters)."""
     text = f"{address:x}"
-    return text.rjust(width) if len(text) <= width else text[-width:]
+    if len(text) > width:
+        text = text[-width:].lstrip("0") or "0"
+    return text.rjust(width)
 
 
 def _hex(data: bytes, pos: int, count: int, stop: int) -> str:

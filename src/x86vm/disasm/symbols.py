@@ -275,5 +275,6 @@ class SectionSymbols:
 
     def label(self, symbol: Symbol | None, vma: int) -> str:
         """A ``0000000000001139 <main>`` label (full-width address, no colon)."""
-        return f"{vma:0{self.table.address_digits}x} {self.symbolic(symbol, vma)}"
+        digits = self.table.address_digits  # a 32-bit target prints the low 8 digits
+        return f"{vma & ((1 << 4 * digits) - 1):0{digits}x} {self.symbolic(symbol, vma)}"
 

@@ -45,12 +45,24 @@ class RunResult:
 
 @dataclass(frozen=True, slots=True)
 class DebugControl:
-    """What a debugger asks of a backend (``set_debug``): single-step, and breakpoints by
-    guest-virtual address; ``watchpoints`` are (address, length, kind) with kind "w"/"rw"."""
+    """What a debugger asks of a backend (``set_debug``); the default asks for nothing.
+
+    ``single_step``: stop after each instruction. ``breakpoints``: stop before executing
+    these guest-virtual (linear) addresses, without touching guest memory (debug-register
+    breakpoints: at most :data:`HW_BREAKPOINT_SLOTS` together with the watchpoints).
+    ``watchpoints``: (address, length 1/2/4/8 aligned, kind "w" or "rw") stop after the
+    access. ``software_breakpoints``: an ``int3`` the guest executes stops the run
+    (``DebugStop`` with RIP at the ``int3``) instead of raising #BP in the guest: for a
+    debugger that patches ``0xCC`` into guest memory itself.
+    """
 
     single_step: bool = False
     breakpoints: tuple[int, ...] = ()
     watchpoints: tuple[tuple[int, int, str], ...] = ()
+    software_breakpoints: bool = False
+
+
+HW_BREAKPOINT_SLOTS = 4  # DR0-DR3 (SDM Vol. 3B §18.2)
 
 
 class Backend(Protocol):
@@ -60,6 +72,11 @@ class Backend(Protocol):
     buffered_writes: Callable[[], list[IoExit | MmioExit]] | None
     """Writes the backend buffered without exiting (coalesced MMIO/PIO), oldest first, or
     None if it never buffers; the loop delivers them before the next exit."""
+    coalescing: WriteCoalescing | None
+    """The optional write-coalescing capability, or None when the backend has none."""
+    in_kernel: frozenset[str]
+    """Platform devices the backend itself provides (KVM's in-kernel irqchip: "pic",
+    "ioapic", "lapic", "pit"); the board adds Python models for the others. Empty on emu."""
 
     def run(self) -> Exit | None:
         """Run the guest until it exits; None when interrupted before any exit."""
@@ -79,6 +96,12 @@ class Backend(Protocol):
     def clock_ns(self) -> int:
         """Guest time: virtual (retired instructions) on emu, the host clock on KVM."""
 
+    def wake_at(self, deadline_ns: int) -> None:
+        """Make ``run()`` return (None, if nothing else exits first) once guest time reaches
+        ``deadline_ns``; a call replaces the previous deadline, ``timers.NEVER`` clears it.
+        Callable from any thread; the machine's timer queue (``machine/timers.py``) calls it
+        when its earliest deadline changes."""
+
     def get_state(self) -> RegisterState:
         """A snapshot of the vCPU's registers (between runs)."""
 
@@ -90,6 +113,15 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the backend's resources."""
+
+
+class WriteCoalescing(Protocol):
+    """Optional capability: buffer guest writes to a range instead of exiting on each."""
+
+    def coalesce(self, base: int, size: int, pio: bool = False) -> None:
+        """Writes to ``[base, base + size)`` (MMIO, or ports with ``pio``) are buffered and
+        come back through ``buffered_writes``, in order, at the next exit. Only for
+        registers whose writes may arrive late (a doorbell, a framebuffer)."""
 
 
 class InterruptSource(Protocol):

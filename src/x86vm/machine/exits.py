@@ -59,9 +59,14 @@ class Hypercall:
 
 @dataclass(slots=True)
 class DebugStop:
-    """A breakpoint or single step requested by a debugger (KVM_EXIT_DEBUG)."""
+    """A breakpoint, watchpoint or single step requested by a debugger (KVM_EXIT_DEBUG).
+
+    ``pc`` is RIP where the guest stopped; ``dr6`` says why as DR6 would (SDM Vol. 3B
+    §18.2.3: B0-B3 = bits 0-3 for the hardware breakpoint slots, BS = bit 14 for a single
+    step), 0 for a software breakpoint (``int3``)."""
 
     pc: int
+    dr6: int = 0
 
 
 @dataclass(slots=True)

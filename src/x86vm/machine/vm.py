@@ -1,25 +1,27 @@
-"""The machine: guest memory, buses, one vCPU backend, and the run loop (MACHINE-API.md).
+"""The machine: guest memory, buses, one vCPU backend, and the run loop (docs/machine-api.md).
 
 RAM starts at guest-physical 0. As on a PC, the 1 GiB below 4 GiB is left for MMIO (the
 in-kernel IOAPIC at 0xfec00000, LAPIC at 0xfee00000, the KVM TSS pages), so RAM beyond
 3 GiB continues at 4 GiB.
 
 Devices get what they need from the machine as constructor arguments — an :class:`IrqLine`,
-``request_stop``/``request_reset``, ``clock_ns`` — never the machine or the backend itself.
+``request_stop``/``request_reset``, ``clock_ns``, the timer service ``at`` — never the
+machine or the backend itself.
 """
 
 from __future__ import annotations
 
 import importlib
-import time
+from collections.abc import Callable
 
-from x86vm.cpu.state import EntryState
-from x86vm.machine.backend import RunResult, StopRequest
+from x86vm.cpu.state import RegisterState
+from x86vm.machine.backend import Backend, DebugControl, RunResult, StopRequest
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
-from x86vm.machine.irq import IrqLine
+from x86vm.machine.irq import IrqLine, TimerHandle
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory
-from x86vm.machine.runloop import run_loop
+from x86vm.machine.runloop import DebugHandler, run_loop
+from x86vm.machine.timers import GuestTimers
 
 __all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
 
@@ -30,7 +32,8 @@ BACKENDS = {"kvm": "x86vm.machine.kvm:KvmBackend", "emu": "x86vm.machine.emu:Emu
 
 
 class Machine:
-    """A one-vCPU PC-like machine; see MACHINE-API.md for the contract with devices/boot."""
+    """A one-vCPU PC-like machine; see docs/machine-api.md for the contract with devices
+    and boot loaders."""
 
     num_cpus = 1
 
@@ -43,7 +46,9 @@ class Machine:
         self.pio = PortBus()
         self.mmio: MmioBus = self.memory.mmio
         self._stop = StopRequest()
-        self.backend = None
+        self.backend: Backend | None = None
+        self.on_debug_stop: DebugHandler | None = None
+        """Called when the guest stops for the debugger (see ``runloop.DebugHandler``)."""
         try:
             low = min(memory_size, LOW_RAM_LIMIT)
             self.memory.add_ram(0, low)
@@ -58,6 +63,7 @@ class Machine:
         except BaseException:
             self.memory.close()
             raise
+        self.timers = GuestTimers(self.backend.clock_ns, self.backend.wake_at)
 
     # -- services for devices -----------------------------------------------------------------
 
@@ -74,28 +80,59 @@ class Machine:
         """A reset line (i8042 pulse, triple fault) ends the run cleanly: status 0."""
         self.request_stop(0, f"reset: {reason}")
 
-    @staticmethod
-    def clock_ns() -> int:
-        """Guest time for devices such as the RTC; on KVM the host's monotonic clock."""
-        return time.monotonic_ns()
+    def clock_ns(self) -> int:
+        """Guest time in ns (the backend's: host monotonic on KVM, virtual on emu)."""
+        return self.backend.clock_ns()
 
-    def coalesce_writes(self, base: int, size: int, pio: bool = False) -> None:
+    def at(self, deadline_ns: int, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` on the vCPU thread once guest time reaches ``deadline_ns``;
+        ``.cancel()`` on the handle withdraws it (the :class:`TimerService` for devices)."""
+        return self.timers.at(deadline_ns, callback)
+
+    @property
+    def in_kernel(self) -> frozenset[str]:
+        """Platform devices the backend provides itself ("pic", "ioapic", "lapic", "pit");
+        the board models the others in Python."""
+        return self.backend.in_kernel
+
+    def coalesce_writes(self, base: int, size: int, pio: bool = False) -> bool:
         """Buffer guest writes to an MMIO (or port) range and deliver them at the next exit,
-        in order (KVM coalesced MMIO). Only for registers whose writes may arrive late."""
-        coalesce = getattr(self.backend, "coalesce", None)
-        if coalesce is not None:
-            coalesce(base, size, pio)
+        in order (KVM coalesced MMIO). Only for registers whose writes may arrive late.
+        False (and every write exits) when the backend cannot coalesce."""
+        coalescing = self.backend.coalescing
+        if coalescing is None:
+            return False
+        coalescing.coalesce(base, size, pio)
+        return True
+
+    def exit_stats(self) -> dict[str, dict[str, int]]:
+        """Accesses dispatched per bus and kind since the machine was made (``--stats``)."""
+        return {"pio": self.pio.stats(), "mmio": self.mmio.stats()}
+
+    # -- the vCPU (between runs) ----------------------------------------------------------------
+
+    def get_state(self) -> RegisterState:
+        return self.backend.get_state()
+
+    def set_state(self, state: RegisterState) -> None:
+        self.backend.set_state(state)
+
+    def set_debug(self, control: DebugControl) -> None:
+        self.backend.set_debug(control)
 
     # -- running --------------------------------------------------------------------------------
 
-    def run(self, entry: EntryState, timeout: float | None = None) -> RunResult:
-        """Start the vCPU at ``entry`` and run until debug-exit, reset, shutdown, halt, an
-        internal error, or ``timeout`` seconds."""
+    def run(self, entry: RegisterState | None = None,
+            timeout: float | None = None) -> RunResult:
+        """Load ``entry`` (unless None: go on from the vCPU's current state) and run until
+        debug-exit, reset, shutdown, halt, an internal error, or ``timeout`` seconds."""
         if timeout is not None and timeout <= 0:
             raise MachineError(f"timeout must be positive, not {timeout}")
         self._stop.clear()
-        self.backend.set_entry_state(entry)
-        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout)
+        if entry is not None:
+            self.backend.set_state(entry)
+        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout,
+                        on_debug_stop=self.on_debug_stop, timers=self.timers)
 
     def close(self) -> None:
         if self.backend is not None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from x86vm.machine.boot import elf, flat, linux, multiboot, pvh
 from x86vm.machine.boot.errors import BootError
-from x86vm.machine.boot.layout import BootModule, ModuleSpec, as_modules
+from x86vm.machine.boot.layout import BootModule, ModuleSpec, Reservations, as_modules
 from x86vm.machine.boot.state import EntryState
 from x86vm.machine.memory import GuestMemory
 
@@ -55,12 +55,18 @@ def detect_format(image: bytes) -> str:
 def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
                cmdline: str = "", initrd: bytes | None = None,
                modules: Sequence[ModuleSpec] = (), flat_load_addr: int = 0x7C00,
-               flat_cs_ip: tuple[int, int] = (0, 0x7C00)) -> EntryState:
+               flat_cs_ip: tuple[int, int] = (0, 0x7C00),
+               cmdline_fragments: Sequence[str] = (),
+               reserved: Reservations = ()) -> EntryState:
     """Load ``image`` into ``memory`` with the loader ``fmt`` (detected when None).
 
     ``modules`` are bytes, ``(bytes, cmdline)`` pairs or :class:`BootModule`; with Multiboot
-    and PVH the initrd becomes the first module. Raises :class:`BootError` for any bad image
-    or option.
+    and PVH the initrd becomes the first module. What the board's devices need
+    (``PcBoard.cmdline_fragments``, ``PcBoard.reserved``): the Linux and PVH loaders append
+    the fragments to the command line (they are Linux parameters such as
+    ``virtio_mmio.device=``), and every loader with a memory map reports the ``reserved``
+    ``(address, size)`` ranges as reserved and places nothing there. Raises
+    :class:`BootError` for any bad image or option.
     """
     image = bytes(image)
     fmt = detect_format(image) if fmt is None else fmt
@@ -73,6 +79,11 @@ def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
     if fmt == "linux":
         if modules:
             raise BootError("the Linux boot protocol takes no modules (use the initrd)")
-        return linux.load_linux(memory, image, cmdline=cmdline, initrd=initrd)
-    loader = multiboot.load_multiboot if fmt == "multiboot" else pvh.load_pvh
-    return loader(memory, image, cmdline=cmdline, modules=as_modules(list(modules), initrd))
+        return linux.load_linux(memory, image, cmdline=cmdline, initrd=initrd,
+                                cmdline_fragments=cmdline_fragments, reserved=reserved)
+    mods = as_modules(list(modules), initrd)
+    if fmt == "multiboot":
+        return multiboot.load_multiboot(memory, image, cmdline=cmdline, modules=mods,
+                                        reserved=reserved)
+    return pvh.load_pvh(memory, image, cmdline=cmdline, modules=mods,
+                        cmdline_fragments=cmdline_fragments, reserved=reserved)

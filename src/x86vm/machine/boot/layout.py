@@ -15,6 +15,7 @@ state handed to the vCPU agree.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from x86vm.machine.boot.errors import BootError
@@ -23,6 +24,9 @@ from x86vm.machine.memory import GuestMemory
 
 E820_RAM = 1
 E820_RESERVED = 2
+
+Reservations = Sequence[tuple[int, int]]
+"""``(address, size)`` ranges a board keeps out of RAM and reports as reserved."""
 
 EBDA_START = 0x9FC00
 VGA_START = 0xA0000
@@ -59,15 +63,21 @@ def firmware_window(memory: GuestMemory) -> tuple[int, int] | None:
     return (max(ends) - FIRMWARE_RESERVED, max(ends)) if ends else None
 
 
-def e820_map(memory: GuestMemory) -> list[E820Entry]:
-    """The guest's memory map, sorted: RAM minus the reserved windows, plus the windows."""
-    windows = list(LEGACY_RESERVED)
-    holes = [LEGACY_HOLE]
+def e820_map(memory: GuestMemory, reserved: Reservations = ()) -> list[E820Entry]:
+    """The guest's memory map, sorted: RAM minus the reserved windows, plus the windows.
+
+    ``reserved`` are ``(address, size)`` ranges the board's devices keep for themselves
+    (reported as reserved wherever they lie, and never RAM); overlapping reserved windows are
+    reported once."""
+    extra = [(addr, addr + size) for addr, size in reserved if size > 0]
+    holes = [LEGACY_HOLE, *extra]
     fw = firmware_window(memory)
+    windows = list(LEGACY_RESERVED)
     if fw is not None:
         windows.append(fw)
         holes.append(fw)
     entries: list[E820Entry] = []
+    kept: list[tuple[int, int]] = list(extra)
     for r in memory.regions:
         pieces = [(r.gpa, r.end)]
         for h_lo, h_hi in holes:
@@ -77,15 +87,23 @@ def e820_map(memory: GuestMemory) -> list[E820Entry]:
         for lo, hi in windows:
             lo, hi = max(lo, r.gpa), min(hi, r.end)
             if lo < hi:
-                entries.append(E820Entry(lo, hi - lo, E820_RESERVED))
+                kept.append((lo, hi))
+    kept.sort()
+    merged: list[list[int]] = []
+    for lo, hi in kept:
+        if merged and lo < merged[-1][1]:  # overlapping, not merely adjacent
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    entries += [E820Entry(lo, hi - lo, E820_RESERVED) for lo, hi in merged]
     entries.sort(key=lambda e: e.addr)
     return entries
 
 
-def usable_ranges(memory: GuestMemory) -> list[tuple[int, int]]:
+def usable_ranges(memory: GuestMemory, reserved: Reservations = ()) -> list[tuple[int, int]]:
     """``[start, end)`` of every usable (E820_RAM) range, merged where adjacent."""
     out: list[tuple[int, int]] = []
-    for e in e820_map(memory):
+    for e in e820_map(memory, reserved):
         if e.type != E820_RAM:
             continue
         if out and out[-1][1] == e.addr:
@@ -95,10 +113,10 @@ def usable_ranges(memory: GuestMemory) -> list[tuple[int, int]]:
     return out
 
 
-def lower_upper_kib(memory: GuestMemory) -> tuple[int, int]:
+def lower_upper_kib(memory: GuestMemory, reserved: Reservations = ()) -> tuple[int, int]:
     """Multiboot's mem_lower/mem_upper: usable KiB from 0, and from 1 MiB to the first hole."""
     lower = upper = 0
-    for lo, hi in usable_ranges(memory):
+    for lo, hi in usable_ranges(memory, reserved):
         if lo == 0:
             lower = min(hi, VGA_START) // 1024
         if lo <= HIGH_MEMORY < hi:
@@ -122,9 +140,10 @@ class Placement:
     the top for an initrd).
     """
 
-    def __init__(self, memory: GuestMemory) -> None:
+    def __init__(self, memory: GuestMemory, reserved: Reservations = ()) -> None:
         self.memory = memory
-        self.usable = usable_ranges(memory)
+        self.reserved = tuple(reserved)
+        self.usable = usable_ranges(memory, self.reserved)
         self.taken: list[tuple[int, int, str]] = []
 
     def _collision(self, start: int, end: int) -> tuple[int, int, str] | None:
@@ -274,3 +293,8 @@ def place_modules(placement: Placement, modules: list[BootModule]) -> list[tuple
         placement.memory.write(addr, m.data)
         out.append((addr, len(m.data)))
     return out
+
+
+def join_cmdline(cmdline: str, fragments: Sequence[str]) -> str:
+    """The user's command line with the board's fragments appended (space-separated)."""
+    return " ".join(part for part in (cmdline, *fragments) if part)

@@ -16,6 +16,7 @@ and __BOOT_DS 0x18 (4 GiB flat), interrupts off and RSI = the zero page.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from x86vm.machine.boot.elf import ELFCLASS64, EM_X86_64, ET_EXEC, load_segments, parse_elf
 from x86vm.machine.boot.errors import BootError
@@ -24,7 +25,9 @@ from x86vm.machine.boot.layout import (
     HIGH_MEMORY,
     PAGE,
     Placement,
+    Reservations,
     e820_map,
+    join_cmdline,
     write_cstring,
     write_gdt,
     write_identity_page_tables,
@@ -161,9 +164,13 @@ def _place_initrd(placement: Placement, initrd: bytes, addr_max: int) -> int:
 
 
 def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
-               initrd: bytes | None = None) -> EntryState:
-    """Load a bzImage or an ELF64 vmlinux for the 64-bit boot protocol."""
-    placement = Placement(memory)
+               initrd: bytes | None = None, cmdline_fragments: Sequence[str] = (),
+               reserved: Reservations = ()) -> EntryState:
+    """Load a bzImage or an ELF64 vmlinux for the 64-bit boot protocol. The board's
+    ``cmdline_fragments`` are appended to ``cmdline``; ``reserved`` ranges go into the
+    e820 table as reserved and are kept free of boot data."""
+    cmdline = join_cmdline(cmdline, cmdline_fragments)
+    placement = Placement(memory, reserved)
     zero_page = bytearray(ZERO_PAGE_SIZE)
     if is_bzimage(image):
         version, kernel_offset = _check_bzimage(image)
@@ -209,7 +216,7 @@ def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     _set(zero_page, "cmd_line_ptr", cmd & 0xFFFFFFFF)
     struct.pack_into("<I", zero_page, EXT_CMD_LINE_PTR, cmd >> 32)
 
-    e820 = e820_map(memory)
+    e820 = e820_map(memory, placement.reserved)
     if len(e820) > E820_MAX_ENTRIES:
         raise BootError(f"{len(e820)} memory map entries; the zero page holds "
                         f"{E820_MAX_ENTRIES}")

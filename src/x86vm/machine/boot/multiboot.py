@@ -18,6 +18,7 @@ from x86vm.machine.boot.errors import BootError
 from x86vm.machine.boot.layout import (
     BootModule,
     Placement,
+    Reservations,
     e820_map,
     lower_upper_kib,
     place_modules,
@@ -126,8 +127,10 @@ def _load_aout_kludge(placement: Placement, image: bytes, h: MultibootHeader) ->
 
 
 def load_multiboot(memory: GuestMemory, image: bytes, *, cmdline: str = "",
-                   modules: list[BootModule] | None = None) -> EntryState:
-    """Load a Multiboot kernel and build its boot information; returns the entry state."""
+                   modules: list[BootModule] | None = None,
+                   reserved: Reservations = ()) -> EntryState:
+    """Load a Multiboot kernel and build its boot information; returns the entry state.
+    ``reserved`` ranges are reported reserved in the memory map and kept free."""
     h = find_header(image)
     if h is None:
         off = bad_checksum_offset(image)
@@ -138,7 +141,7 @@ def load_multiboot(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     if unsupported:
         raise BootError(f"Multiboot header requires features {unsupported:#x} this loader "
                         "does not provide")
-    placement = Placement(memory)
+    placement = Placement(memory, reserved)
     if h.flags & AOUT_KLUDGE:
         entry = _load_aout_kludge(placement, image, h)
     elif is_elf(image):
@@ -153,7 +156,7 @@ def load_multiboot(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     info = placement.allocate(INFO_SIZE, "multiboot_info", align=8)
     memory.fill(info, INFO_SIZE)
     flags = INFO_MEMORY | INFO_CMDLINE | INFO_MODS | INFO_MEM_MAP | INFO_LOADER_NAME
-    lower, upper = lower_upper_kib(memory)
+    lower, upper = lower_upper_kib(memory, placement.reserved)
     memory.write_struct(info + OFF_MEM_LOWER, "<II", lower, upper)
     memory.write_u32(info + OFF_CMDLINE, write_cstring(placement, cmdline, "kernel command line"))
     memory.write_u32(info + OFF_BOOT_LOADER_NAME,
@@ -168,7 +171,8 @@ def load_multiboot(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     memory.write_struct(info + OFF_MODS_COUNT, "<II", len(mods), mods_addr)
 
     # Memory map entries: size (of the rest, 20), base_addr, length, type (§3.3).
-    table = b"".join(struct.pack("<IQQI", 20, e.addr, e.size, e.type) for e in e820_map(memory))
+    table = b"".join(struct.pack("<IQQI", 20, e.addr, e.size, e.type)
+                     for e in e820_map(memory, placement.reserved))
     mmap_addr = placement.allocate(len(table), "memory map", align=8)
     memory.write(mmap_addr, table)
     memory.write_struct(info + OFF_MMAP_LENGTH, "<II", len(table), mmap_addr)

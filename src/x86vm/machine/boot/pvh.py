@@ -10,6 +10,7 @@ protected mode, paging off, with EBX = its address.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from x86vm.machine.boot.elf import ElfImage, load_segments, parse_elf
 from x86vm.machine.boot.errors import BootError
@@ -17,7 +18,9 @@ from x86vm.machine.boot.layout import (
     FOUR_GIB,
     BootModule,
     Placement,
+    Reservations,
     e820_map,
+    join_cmdline,
     place_modules,
     write_cstring,
     write_gdt,
@@ -53,15 +56,19 @@ def pvh_entry(elf: ElfImage) -> int | None:
 
 
 def load_pvh(memory: GuestMemory, image: bytes, *, cmdline: str = "",
-             modules: list[BootModule] | None = None) -> EntryState:
-    """Load a PVH ELF and build its ``hvm_start_info``; returns the entry state."""
+             modules: list[BootModule] | None = None, cmdline_fragments: Sequence[str] = (),
+             reserved: Reservations = ()) -> EntryState:
+    """Load a PVH ELF and build its ``hvm_start_info``; returns the entry state. As for
+    Linux (PVH is one of its entry points), the board's ``cmdline_fragments`` are appended
+    and ``reserved`` ranges are reported reserved and kept free."""
+    cmdline = join_cmdline(cmdline, cmdline_fragments)
     elf = parse_elf(image)
     entry = pvh_entry(elf)
     if entry is None:
         raise BootError("no PVH entry: the ELF has no Xen note XEN_ELFNOTE_PHYS32_ENTRY (18)")
     if entry >= FOUR_GIB:
         raise BootError(f"PVH entry point {entry:#x} is above 4 GiB")
-    placement = Placement(memory)
+    placement = Placement(memory, reserved)
     load_segments(placement, image, elf)
     if not any(p.paddr <= entry < p.paddr + p.memsz for p in elf.loads):
         raise BootError(f"PVH entry point {entry:#x} is not inside any loaded segment")
@@ -76,7 +83,7 @@ def load_pvh(memory: GuestMemory, image: bytes, *, cmdline: str = "",
             entry_at = modlist + MODLIST_ENTRY.size * i
             memory.write(entry_at, MODLIST_ENTRY.pack(addr, size, string, 0))
 
-    e820 = e820_map(memory)
+    e820 = e820_map(memory, placement.reserved)
     memmap = placement.allocate(MEMMAP_ENTRY.size * len(e820), "PVH memory map", align=8)
     memory.write(memmap, b"".join(MEMMAP_ENTRY.pack(e.addr, e.size, e.type, 0) for e in e820))
 

@@ -93,6 +93,21 @@ KVM_SYSTEM_EVENT_NAMES = {1: "shutdown", 2: "reset", 3: "crash", 4: "wakeup", 5:
 
 KVM_MP_STATE_HALTED = 3
 
+# kvm_vcpu_events.flags and interrupt.shadow (asm/kvm.h)
+KVM_VCPUEVENT_VALID_NMI_PENDING = 0x00000001
+KVM_VCPUEVENT_VALID_SIPI_VECTOR = 0x00000002
+KVM_VCPUEVENT_VALID_SHADOW = 0x00000004
+KVM_X86_SHADOW_INT_MOV_SS = 0x01
+KVM_X86_SHADOW_INT_STI = 0x02
+
+# kvm_guest_debug.control (linux/kvm.h, asm/kvm.h)
+KVM_GUESTDBG_ENABLE = 0x00000001
+KVM_GUESTDBG_SINGLESTEP = 0x00000002
+KVM_GUESTDBG_USE_SW_BP = 0x00010000
+KVM_GUESTDBG_USE_HW_BP = 0x00020000
+KVM_GUESTDBG_INJECT_DB = 0x00040000
+KVM_GUESTDBG_INJECT_BP = 0x00080000
+
 # -- structures (asm/kvm.h, x86) ---------------------------------------------------------------
 
 
@@ -255,6 +270,31 @@ class KvmVcpuEvents(Structure):
     ]
 
 
+class KvmDebugregs(Structure):
+    """DR0-DR3, DR6, DR7 of the guest (api.rst §4.32 KVM_GET_DEBUGREGS)."""
+
+    _fields_ = [("db", c_uint64 * 4), ("dr6", c_uint64), ("dr7", c_uint64),
+                ("flags", c_uint64), ("reserved", c_uint64 * 9)]
+
+
+class KvmGuestDebugArch(Structure):
+    _fields_ = [("debugreg", c_uint64 * 8)]
+
+
+class KvmGuestDebug(Structure):
+    """The monitor's debug control (api.rst §4.38 KVM_SET_GUEST_DEBUG); ``debugreg[0-3]``
+    are breakpoint addresses, ``debugreg[7]`` their DR7 enables (with USE_HW_BP)."""
+
+    _fields_ = [("control", c_uint32), ("pad", c_uint32), ("arch", KvmGuestDebugArch)]
+
+
+class KvmDebugExitArch(Structure):
+    """``kvm_run.debug.arch`` on ``KVM_EXIT_DEBUG``: the vector (1 #DB, 3 #BP), RIP, DR6/7."""
+
+    _fields_ = [("exception", c_uint32), ("pad", c_uint32), ("pc", c_uint64),
+                ("dr6", c_uint64), ("dr7", c_uint64)]
+
+
 class KvmMpState(Structure):
     _fields_ = [("mp_state", c_uint32)]
 
@@ -299,6 +339,7 @@ class KvmRunExit(Union):
         ("fail_entry", KvmRunFailEntry),
         ("ex", KvmRunException),
         ("io", KvmRunIo),
+        ("debug", KvmDebugExitArch),  # struct { struct kvm_debug_exit_arch arch; } debug
         ("mmio", KvmRunMmio),
         ("hypercall", KvmRunHypercall),
         ("internal", KvmRunInternal),
@@ -358,6 +399,9 @@ KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, KvmCpuid2)
 KVM_GET_MP_STATE = _IOR(KVMIO, 0x98, KvmMpState)
 KVM_GET_VCPU_EVENTS = _IOR(KVMIO, 0x9F, KvmVcpuEvents)
 KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xA0, KvmVcpuEvents)
+KVM_GET_DEBUGREGS = _IOR(KVMIO, 0xA1, KvmDebugregs)
+KVM_SET_DEBUGREGS = _IOW(KVMIO, 0xA2, KvmDebugregs)
+KVM_SET_GUEST_DEBUG = _IOW(KVMIO, 0x9B, KvmGuestDebug)
 
 # -- byte offsets into the mmapped kvm_run, for the exit hot path -----------------------------
 
@@ -367,3 +411,4 @@ RUN_EXIT = KvmRun.exit.offset
 RUN_IO = RUN_EXIT + KvmRunExit.io.offset
 RUN_MMIO = RUN_EXIT + KvmRunExit.mmio.offset
 RUN_MMIO_DATA = RUN_MMIO + KvmRunMmio.data.offset
+RUN_DEBUG = RUN_EXIT + KvmRunExit.debug.offset

@@ -1,4 +1,4 @@
-"""The KVM vCPU backend for the run loop (:class:`x86vm.machine.runloop.Backend`).
+"""The KVM vCPU backend (:class:`x86vm.machine.backend.Backend`).
 
 Set-up order follows the KVM API doc: identity map and TSS pages before any vCPU exists
 (api.rst §4.48, §4.57), in-kernel irqchip then PIT (§4.24, §4.67), RAM slots
@@ -15,13 +15,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from x86vm.cpu.state import EntryState
+from x86vm.cpu.state import RegisterState
+from x86vm.machine.backend import DebugControl
+from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
+from x86vm.machine.timers import NEVER
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,69 @@ class KvmIrqLine:
                 self.level = level
 
 
+class HostClockWaker:
+    """``wake_at`` on the host clock: a thread that calls ``kick`` once ``time.monotonic_ns``
+    reaches the deadline (started at the first deadline, ended by :meth:`close`)."""
+
+    def __init__(self, kick: Callable[[], None]) -> None:
+        self._kick = kick
+        self._cond = threading.Condition()
+        self._deadline = NEVER
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def wake_at(self, deadline_ns: int) -> None:
+        with self._cond:
+            if deadline_ns == self._deadline or self._closed:
+                return
+            self._deadline = deadline_ns
+            if self._thread is None:
+                if deadline_ns >= NEVER:
+                    return
+                self._thread = threading.Thread(target=self._wait, daemon=True,
+                                                name="kvm-timer-kick")
+                self._thread.start()
+            self._cond.notify()
+
+    def _wait(self) -> None:
+        with self._cond:
+            while not self._closed:
+                delay = self._deadline - time.monotonic_ns()
+                if delay > 0:
+                    self._cond.wait(None if self._deadline >= NEVER else delay / 1e9)
+                    continue
+                self._deadline = NEVER
+                self._kick()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(1)
+
+
+class KvmCoalescing:
+    """The coalesced MMIO/PIO ring (api.rst §4.67), the backend's ``coalescing`` capability."""
+
+    def __init__(self, backend: KvmBackend) -> None:
+        self._backend = backend
+
+    def coalesce(self, base: int, size: int, pio: bool = False) -> None:
+        backend = self._backend
+        backend.vm.register_coalesced(base, size, pio)
+        backend.buffered_writes = backend.vcpu.drain_coalesced
+
+
 class KvmBackend:
-    """One VM with one vCPU on /dev/kvm, running ``memory`` (all RAM regions are mapped)."""
+    """One VM with one vCPU on /dev/kvm, running ``memory`` (all RAM regions are mapped).
+
+    With ``irqchip`` (the default) KVM emulates the PIC pair, IOAPIC, LAPIC and PIT
+    in the kernel (:attr:`in_kernel`); without it the vCPU halts to userspace on ``hlt``.
+    """
 
     name = "kvm"
+    IRQCHIP_DEVICES = frozenset({"pic", "ioapic", "lapic", "pit"})
 
     def __init__(self, memory: GuestMemory, *, kvm_path: str = DEFAULT_KVM_PATH,
                  irqchip: bool = True) -> None:
@@ -83,7 +146,10 @@ class KvmBackend:
             raise
         self.run = self.vcpu.run
         self.complete_io = self.vcpu.complete_io
+        self.clock_ns = time.monotonic_ns  # guest time is host time (a C call, no wrapper)
         self.buffered_writes = None
+        self.coalescing = KvmCoalescing(self) if self.vcpu.ring_offset is not None else None
+        self.in_kernel = self.IRQCHIP_DEVICES if irqchip else frozenset()
         self._lines: dict[int, KvmIrqLine] = {}
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(KICK_SIGNAL) == signal.SIG_DFL):
@@ -92,11 +158,22 @@ class KvmBackend:
         self._kick_lock = threading.Lock()
         self._vcpu_thread: int | None = None
         self._can_kick = False
+        self._waker = HostClockWaker(self.interrupt)
+        self.wake_at = self._waker.wake_at
 
     # -- the Backend protocol ---------------------------------------------------------------
 
-    def set_entry_state(self, entry: EntryState) -> None:
-        self.vcpu.set_entry_state(entry)
+    def get_state(self) -> RegisterState:
+        return self.vcpu.get_state()
+
+    def set_state(self, state: RegisterState) -> None:
+        self.vcpu.set_state(state)
+
+    def set_debug(self, control: DebugControl) -> None:
+        """Single step, debug-register breakpoints/watchpoints and ``int3`` interception
+        through ``KVM_SET_GUEST_DEBUG``; a hit comes back from :meth:`run` as ``DebugStop``.
+        This host's software KVM: see docs/vmm.md "This machine's software KVM"."""
+        self.vcpu.set_guest_debug(*kvm_state.guest_debug(control))
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -153,16 +230,10 @@ class KvmBackend:
             line = self._lines[irq] = KvmIrqLine(self.vm, irq)
         return line
 
-    def coalesce(self, base: int, size: int, pio: bool = False) -> None:
-        """Let guest writes to the range be buffered in the ring and delivered at the next
-        exit, in order, instead of exiting each time (for write-only, side-effect-free
-        registers such as a framebuffer or a doorbell that may be late)."""
-        if self.vcpu.ring_offset is None:
-            raise KvmError("this KVM has no coalesced MMIO ring")
-        self.vm.register_coalesced(base, size, pio)
-        self.buffered_writes = self.vcpu.drain_coalesced
-
     def close(self) -> None:
+        waker = getattr(self, "_waker", None)  # absent when __init__ failed early
+        if waker is not None:
+            waker.close()
         for part in (self.vcpu, self.vm, self.kvm):
             if part is not None:
                 part.close()

@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Callable
 
-from x86vm.cpu.state import GPR_NAMES, EntryState, Segment
+from x86vm.cpu.state import STATE_MSRS, RegisterState
 from x86vm.machine.exits import (
     DebugStop,
     Exit,
@@ -32,6 +32,7 @@ from x86vm.machine.exits import (
     Shutdown,
 )
 from x86vm.machine.kvm import abi
+from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import Kvm, KvmError, KvmVm, ioctl, libc_ioctl
 
 # exit_reason followed by the kvm_run.io fields: direction, size, port, count, data_offset
@@ -44,8 +45,11 @@ _U64 = struct.Struct("<Q")
 _RING_ENTRY = struct.Struct("<QII8s")
 _RING_ENTRIES = ctypes.sizeof(abi.KvmCoalescedMmioRing)
 RFLAGS_IF = 1 << 9
+RFLAGS_RF = 1 << 16
 INT3_OPCODE = 0xCC
 BP_VECTOR = 3
+DB_VECTOR = 1
+_DEBUG = struct.Struct("<IIQQQ")  # kvm_debug_exit_arch: exception, pad, pc, dr6, dr7
 # struct kvm_run.emulation_failure: suberror, ndata, flags, insn_size; insn_bytes follow
 _EMULATION_FAILURE = struct.Struct("<IIQB")
 _HYPERCALL_RET = abi.RUN_EXIT + abi.KvmRunExit.hypercall.offset + abi.KvmRunHypercall.ret.offset
@@ -70,6 +74,8 @@ class KvmVcpu:
         self._pending_read: IoExit | MmioExit | Hypercall | None = None
         self._pending_offset = 0
         self.int3_deliveries = 0
+        self._instruction_breakpoints = 0  # DR6 bits of the hardware instruction breakpoints
+        self._software_breakpoints = False  # KVM_GUESTDBG_USE_SW_BP is on
         self.fix_int3 = True  # see _deliver_int3
         self.run = self._make_run()
 
@@ -100,6 +106,17 @@ class KvmVcpu:
         n = ioctl(self.fd, abi.KVM_GET_MSRS, msrs, "KVM_GET_MSRS")
         return {msrs.entries[i].index: msrs.entries[i].data for i in range(n)}
 
+    def readable_msrs(self, indices: tuple[int, ...]) -> dict[int, int]:
+        """The values of those of ``indices`` this KVM lets userspace read: ``KVM_GET_MSRS``
+        stops at the first it refuses, so that one is left out and the rest read again."""
+        values: dict[int, int] = {}
+        rest = list(indices)
+        while rest:
+            got = self.get_msrs(rest)
+            values.update(got)
+            rest = rest[len(got) + 1:]
+        return values
+
     def set_msrs(self, values: dict[int, int]) -> None:
         """``KVM_SET_MSRS``; the ioctl returns how many were set, all of them or an error."""
         msrs = abi.msrs_type(len(values))()
@@ -119,28 +136,62 @@ class KvmVcpu:
         ioctl(self.fd, abi.KVM_GET_MP_STATE, state, "KVM_GET_MP_STATE")
         return state.mp_state
 
-    def set_entry_state(self, entry: EntryState) -> None:
-        """Load a boot loader's register state into ``kvm_regs``/``kvm_sregs`` (EFER included).
+    def get_events(self) -> abi.KvmVcpuEvents:
+        events = abi.KvmVcpuEvents()
+        ioctl(self.fd, abi.KVM_GET_VCPU_EVENTS, events, "KVM_GET_VCPU_EVENTS")
+        return events
 
-        The sregs are read first so that ``apic_base`` and the interrupt bitmap keep the
-        values KVM chose at vCPU creation.
+    def set_events(self, events: abi.KvmVcpuEvents) -> None:
+        ioctl(self.fd, abi.KVM_SET_VCPU_EVENTS, events, "KVM_SET_VCPU_EVENTS")
+
+    def get_debugregs(self) -> abi.KvmDebugregs:
+        debugregs = abi.KvmDebugregs()
+        ioctl(self.fd, abi.KVM_GET_DEBUGREGS, debugregs, "KVM_GET_DEBUGREGS")
+        return debugregs
+
+    def set_debugregs(self, debugregs: abi.KvmDebugregs) -> None:
+        ioctl(self.fd, abi.KVM_SET_DEBUGREGS, debugregs, "KVM_SET_DEBUGREGS")
+
+    def get_state(self) -> RegisterState:
+        """The vCPU's registers: regs, sregs, debug registers, events and the MSRs of
+        :data:`STATE_MSRS` this KVM can read (api.rst §4.11-4.14, §4.18, §4.31-4.32)."""
+        return kvm_state.state_from_kvm(self.get_regs(), self.get_sregs(),
+                                        self.get_debugregs(), self.get_events(),
+                                        self.readable_msrs(STATE_MSRS))
+
+    def set_state(self, state: RegisterState) -> None:
+        """Load ``state``. The sregs and events are read first so that what a
+        :class:`RegisterState` does not carry (``apic_base``, NMI masking, SMM) keeps its
+        value; only the MSRs in ``state.msrs`` are written (a boot loader's state has none).
         """
-        sregs = self.get_sregs()
-        for name in abi.SEGMENT_NAMES:
-            _load_segment(getattr(sregs, name), getattr(entry, name))
-        sregs.gdt.base, sregs.gdt.limit = entry.gdt.base, entry.gdt.limit
-        sregs.idt.base, sregs.idt.limit = entry.idt.base, entry.idt.limit
-        sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer = entry.cr0, entry.cr3, entry.cr4, entry.efer
-        self.set_sregs(sregs)
         regs = abi.KvmRegs()
-        for name in GPR_NAMES:
-            setattr(regs, name, entry.gprs.get(name, 0))
-        unknown = set(entry.gprs) - set(GPR_NAMES)
-        if unknown:
-            raise ValueError(f"unknown register names in entry state: {sorted(unknown)}")
-        regs.rip = entry.rip
-        regs.rflags = entry.rflags | 0x2
+        kvm_state.load_regs(regs, state)  # checks the register names before any change
+        sregs = self.get_sregs()
+        kvm_state.load_sregs(sregs, state)
+        self.set_sregs(sregs)
+        if state.msrs:
+            self.set_msrs(state.msrs)
         self.set_regs(regs)
+        debugregs = abi.KvmDebugregs()
+        kvm_state.load_debugregs(debugregs, state)
+        self.set_debugregs(debugregs)
+        events = self.get_events()
+        kvm_state.load_events(events, state)
+        self.set_events(events)
+
+    def set_guest_debug(self, control: int, debugreg: tuple[int, ...] = ()) -> None:
+        """``KVM_SET_GUEST_DEBUG`` (api.rst §4.38): ``control`` flags, and with
+        ``KVM_GUESTDBG_USE_HW_BP`` the DR0-DR3 addresses and DR7 in ``debugreg[0..7]``."""
+        dbg = abi.KvmGuestDebug()
+        dbg.control = control
+        for i, value in enumerate(debugreg):
+            dbg.arch.debugreg[i] = value
+        ioctl(self.fd, abi.KVM_SET_GUEST_DEBUG, dbg, "KVM_SET_GUEST_DEBUG")
+        self._software_breakpoints = bool(control & abi.KVM_GUESTDBG_USE_SW_BP)
+        dr7 = dbg.arch.debugreg[7] if control & abi.KVM_GUESTDBG_USE_HW_BP else 0
+        # DR6.Bn of the enabled slots whose R/W bits are 00: instruction breakpoints
+        self._instruction_breakpoints = sum(
+            1 << n for n in range(4) if dr7 >> (2 * n) & 3 and not dr7 >> (16 + 4 * n) & 3)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -185,7 +236,8 @@ class KvmVcpu:
         """KVM_RUN returned EINTR: a kick. With the in-kernel LAPIC a ``hlt`` never exits to
         userspace, so a vCPU halted with IF=0 (nothing but an NMI can wake it) is reported
         here as :class:`Halt`."""
-        if self.run_map[abi.RUN_IMMEDIATE_EXIT]:
+        if self.run_map[abi.RUN_IMMEDIATE_EXIT]:  # interrupt(): this run is over, not the next
+            self.run_map[abi.RUN_IMMEDIATE_EXIT] = 0
             return None
         try:
             if self.mp_state() == abi.KVM_MP_STATE_HALTED and not (
@@ -222,23 +274,40 @@ class KvmVcpu:
         if reason in (abi.KVM_EXIT_INTR, abi.KVM_EXIT_IRQ_WINDOW_OPEN):
             return None
         if reason == abi.KVM_EXIT_DEBUG:
-            return DebugStop(self.get_regs().rip)
-        if reason == abi.KVM_EXIT_INTERNAL_ERROR and self.fix_int3 and self._deliver_int3():
-            return None
+            return self._debug_stop()
+        if reason == abi.KVM_EXIT_INTERNAL_ERROR and self._failed_at_int3():
+            if self._software_breakpoints:  # what KVM_GUESTDBG_USE_SW_BP reports elsewhere
+                return DebugStop(self.get_regs().rip)
+            if self.fix_int3 and self._deliver_int3():
+                return None
         return InternalError(self._describe_failure(reason))
 
-    def _deliver_int3(self) -> bool:
+    def _debug_stop(self) -> DebugStop:
+        """``KVM_EXIT_DEBUG``. An instruction breakpoint is a fault: resuming would hit it
+        again, so RFLAGS.RF is set, as a #DB handler's IRET does (SDM Vol. 3B §18.3.1.1)."""
+        exception, _, _, dr6, _ = _DEBUG.unpack_from(self.run_map, abi.RUN_DEBUG)
+        regs = self.get_regs()
+        if exception != DB_VECTOR:
+            return DebugStop(regs.rip)
+        if dr6 & self._instruction_breakpoints:
+            regs.rflags |= RFLAGS_RF
+            self.set_regs(regs)
+        return DebugStop(regs.rip, dr6)
+
+    def _failed_at_int3(self) -> bool:
         """Host quirk: some KVM hosts (software-emulated vCPUs) hand ``int3`` to KVM's
         instruction emulator, which cannot deliver software interrupts outside real mode and
-        reports an emulation failure. Complete the instruction as the CPU would (SDM Vol. 2
-        "INT n/INTO/INT3/INT1": #BP is a trap, the saved RIP is the next instruction): step
-        RIP past the one-byte ``CC`` and inject #BP with ``KVM_SET_VCPU_EVENTS``."""
+        reports an emulation failure with the instruction bytes ``CC``."""
         run = self.run_map
         suberror, _, flags, size = _EMULATION_FAILURE.unpack_from(run, abi.RUN_EXIT)
-        if (suberror != abi.KVM_INTERNAL_ERROR_EMULATION
-                or not flags & abi.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES
-                or size < 1 or run[abi.RUN_EXIT + _EMULATION_FAILURE.size] != INT3_OPCODE):
-            return False
+        return (suberror == abi.KVM_INTERNAL_ERROR_EMULATION
+                and bool(flags & abi.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)
+                and size >= 1 and run[abi.RUN_EXIT + _EMULATION_FAILURE.size] == INT3_OPCODE)
+
+    def _deliver_int3(self) -> bool:
+        """After :meth:`_failed_at_int3`: complete the instruction as the CPU would (SDM
+        Vol. 2 "INT n/INTO/INT3/INT1": #BP is a trap, the saved RIP is the next instruction):
+        step RIP past the one-byte ``CC`` and inject #BP with ``KVM_SET_VCPU_EVENTS``."""
         events = abi.KvmVcpuEvents()
         ioctl(self.fd, abi.KVM_GET_VCPU_EVENTS, events, "KVM_GET_VCPU_EVENTS")
         if events.exception.injected or events.exception.pending or events.interrupt.injected:
@@ -320,10 +389,4 @@ class KvmVcpu:
             self.run_map.close()
             os.close(self.fd)
             self.fd = -1
-
-
-def _load_segment(dst: abi.KvmSegment, seg: Segment) -> None:
-    dst.base, dst.limit, dst.selector, dst.type = seg.base, seg.limit, seg.selector, seg.type
-    dst.present, dst.dpl, dst.db, dst.s = seg.present, seg.dpl, seg.db, seg.s
-    dst.l, dst.g, dst.avl, dst.unusable = seg.l, seg.g, seg.avl, seg.unusable
 

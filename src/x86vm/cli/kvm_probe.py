@@ -1,5 +1,7 @@
-"""What this host's KVM can run: tiny long-mode guests for instructions that software-emulated
-vCPUs are known to get wrong. ``python3 -m x86vm.machine.kvm.probe`` prints one line per probe.
+"""``x86vm kvm-probe``: what this host's KVM can run.
+
+Tiny long-mode guests for instructions that software-emulated vCPUs are known to get wrong,
+and the debug controls (``set_debug``); one line per probe, exit status 0 when all pass.
 
 On hardware virtualization (VT-x/AMD-V) every probe passes. On a software vCPU some of these
 instructions are handed to KVM's instruction emulator, which cannot do them; knowing which
@@ -8,12 +10,16 @@ explains why a guest such as Linux stops where it does (and which kernel options
 
 from __future__ import annotations
 
+import argparse
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 
+from x86vm.cli import CliError
+from x86vm.machine.backend import DebugControl
 from x86vm.machine.boot.state import TableRegister, long_mode64
+from x86vm.machine.errors import MachineError
+from x86vm.machine.exits import DebugStop, IoExit
 from x86vm.machine.vm import Machine
 
 CODE, HANDLER, USER, STACK = 0x10000, 0x10100, 0x10200, 0x80000
@@ -98,6 +104,60 @@ def _hide_xsave(m: Machine) -> None:
     m.backend.vcpu.set_cpuid2(cpuid)
 
 
+# Debug-control probes (KVM_SET_GUEST_DEBUG), at CODE:
+# 10000: 90        nop
+# 10001: e6 80     out %al,$0x80
+# 10003: 90        nop
+# 10004: 89 04 25 00 01 01 00   mov %eax,0x10100 (HANDLER, a watched dword)
+# 1000b: cc        int3
+# 1000c: f4        hlt
+DEBUG_CODE = bytes.fromhex("90" "e680" "90" "890425" "00010100" "cc" "f4")
+
+
+def _debug_stops(control: DebugControl, limit: int = 6) -> list[tuple[str, int]]:
+    """The exits of DEBUG_CODE under ``control``: ("debug", rip) or (exit class, rip)."""
+    with Machine(memory_size=2 << 20, irqchip=False) as m:
+        m.pio.register(REPORT_PORT, 1, _Port(), "report")
+        m.memory.write(PML4, struct.pack("<Q", (PML4 + 0x1000) | 0x7))
+        m.memory.write(PML4 + 0x1000, struct.pack("<Q", (PML4 + 0x2000) | 0x7))
+        m.memory.write_u64(PML4 + 0x2000, 0x87)  # the first 2 MiB
+        m.memory.write_struct(GDT, "<3Q", 0, 0, 0x00AF9A000000FFFF)
+        m.memory.write(CODE, DEBUG_CODE)
+        m.set_state(long_mode64(CODE, TableRegister(GDT, 3 * 8 - 1), PML4, rsp=STACK))
+        m.set_debug(control)
+        out: list[tuple[str, int]] = []
+        with m.backend.running():
+            for _ in range(limit):
+                ex = m.backend.run()
+                rip = m.get_state().rip
+                out.append(("debug" if isinstance(ex, DebugStop) else type(ex).__name__, rip))
+                if not isinstance(ex, DebugStop | IoExit):
+                    break
+        return out
+
+
+def _debug_probes() -> dict[str, str]:
+    results = {}
+    stops = _debug_stops(DebugControl(single_step=True), limit=3)
+    results["single step"] = "ok" if stops[0] == ("debug", CODE + 1) else f"stops {stops}"
+    results["single step after an I/O exit"] = (
+        "ok" if stops[1:] == [("IoExit", CODE + 3), ("debug", CODE + 4)]
+        else "the step after an exiting instruction is reported one instruction late")
+    stops = _debug_stops(DebugControl(breakpoints=(CODE + 3,)), limit=3)
+    results["breakpoint (debug register)"] = (
+        "ok" if stops[1] == ("debug", CODE + 3) else f"stops {stops}")
+    results["resume from a breakpoint (RFLAGS.RF)"] = (
+        "ok" if stops[2:] != [("debug", CODE + 3)]
+        else "RF is ignored: the breakpoint fires again at the same RIP")
+    stops = _debug_stops(DebugControl(watchpoints=((HANDLER, 4, "w"),)), limit=3)
+    results["data watchpoint"] = ("ok" if ("debug", CODE + 0xB) in stops
+                                  else "write watchpoints never fire")
+    stops = _debug_stops(DebugControl(software_breakpoints=True), limit=3)
+    results["int3 interception"] = ("ok" if stops[-1] == ("debug", CODE + 0xB)
+                                    else f"stops {stops}")
+    return results
+
+
 def probe() -> dict[str, str]:
     """Probe name → ``"ok"`` or what went wrong."""
     results = {}
@@ -115,16 +175,23 @@ def probe() -> dict[str, str]:
     if outcome == "ok" and ecx and ecx[0] & XSAVE_BIT:
         outcome = "KVM_SET_CPUID2 feature changes are ignored (XSAVE still reported)"
     results["CPUID feature masking"] = outcome
+    results.update(_debug_probes())
     return results
 
 
-def main() -> int:
-    results = probe()
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "kvm-probe", help="probe what this host's KVM can run",
+        description=__doc__.splitlines()[2].strip())
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    try:
+        results = probe()
+    except MachineError as exc:
+        raise CliError(str(exc)) from None
     width = max(len(name) for name in results)
     for name, outcome in results.items():
         print(f"{name:{width}}  {outcome}")
     return 0 if all(v == "ok" for v in results.values()) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The vCPU: architectural state and the dispatcher that runs translated blocks.
+
+All state lives in the :class:`Cpu` object (no module-level mutable state), so several
+vCPUs can exist. Registers are a list of 16 unsigned 64-bit ints; RFLAGS is ``fl`` plus the
+lazy arithmetic record ``cc`` (see :mod:`x86vm.cpu.flags`); each segment register is a
+:class:`~x86vm.cpu.state.Segment` (selector and hidden descriptor cache) with its base
+copied into ``sbase`` for the translated code.
+
+:meth:`Cpu.run` executes blocks until an instruction needs the monitor (port I/O, MMIO, HLT,
+shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reason``.
+"""
+
+from __future__ import annotations
+
+from x86vm.cpu import flags as F
+from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
+from x86vm.cpu.interrupts import InterruptMixin
+from x86vm.cpu.mmu import MmuMixin, Ram
+from x86vm.cpu.state import (
+    CR0_ET,
+    CR0_PE,
+    CR0_PG,
+    EFER_LMA,
+    EFER_LME,
+    GPR_NAMES,
+    MSR_IA32_APIC_BASE,
+    MSR_IA32_MISC_ENABLE,
+    MSR_IA32_PAT,
+    RFLAGS_IF,
+    RFLAGS_VM,
+    SEGMENT_NAMES,
+    STATE_MSRS,
+    PendingEvent,
+    RegisterState,
+    Segment,
+    TableRegister,
+)
+from x86vm.cpu.system import check_io
+from x86vm.cpu.translate import Translator
+
+ES, CS, SS, DS, FS, GS = range(6)
+M64 = 0xFFFFFFFFFFFFFFFF
+DEFAULT_MSRS = {MSR_IA32_APIC_BASE: 0xFEE00900, MSR_IA32_PAT: 0x0007040600070406,
+                MSR_IA32_MISC_ENABLE: 1}
+IRQ_POLL_BLOCKS = 1024  # poll the interrupt controller at least this often (in blocks)
+
+
+class Cpu(MmuMixin, InterruptMixin):
+    """One x86-64 vCPU over guest RAM ``ram`` (a :class:`~x86vm.cpu.mmu.Ram`)."""
+
+    def __init__(self, ram: Ram) -> None:
+        self.r = [0] * 16
+        self.rip = 0xFFF0
+        self.fl = 0x2
+        self.cc: tuple | None = None
+        self.seg = [Segment() for _ in range(6)]
+        self.sbase = [0] * 6
+        self.tr = Segment(type=0xB, s=0)
+        self.ldtr = Segment(type=0x2, s=0)
+        self.gdtr = TableRegister()
+        self.idtr = TableRegister()
+        self.cr0 = CR0_ET
+        self.cr2 = self.cr3 = self.cr4 = self.cr8 = 0
+        self.efer = 0
+        self.dr = [0, 0, 0, 0, 0xFFFF0FF0, 0x400]
+        self.msrs: dict[int, int] = dict(DEFAULT_MSRS)
+        self.cpl = 0
+        self.code_bits = 16
+        self.stack_bits = 16
+        self.icount = 0            # instructions retired
+        self.tsc_offset = 0
+        self.idle_ns = 0           # guest time skipped while halted (waiting for a timer)
+        self.ns_per_insn = 50      # guest time: 20 MHz of retired instructions
+        self.shadow = False        # STI / MOV SS interrupt shadow for the next boundary
+        self.halted = False
+        self.implicit_access = False
+        self.irq_check = True      # something may have made an interrupt pending
+        self.controller = None     # InterruptController (pending_vector/acknowledge)
+        self.stop_reason: str | None = None
+        self.stop_flag = False     # set from another thread: return soon
+        self.ud_count = 0
+        self.ud_seen: dict[str, int] = {}
+        self.pending_event: tuple | None = None   # (vector, error code) to deliver next
+        self._init_mmu(ram)
+        self.translator = Translator(self)
+        self.on_code_write = self.translator.invalidate
+        self.update_mode()
+
+    # -- flags --------------------------------------------------------------------------
+
+    def flags(self) -> int:
+        """RFLAGS, with the lazy arithmetic flags computed."""
+        cc = self.cc
+        if cc is not None:
+            self.fl = (self.fl & ~F.ARITH) | F.compute(cc)
+            self.cc = None
+        return self.fl
+
+    def set_flags(self, value: int) -> None:
+        self.cc = None
+        self.fl = (value & 0x3F7FD7) | 0x2
+
+    # -- modes --------------------------------------------------------------------------
+
+    def update_mode(self) -> None:
+        """Recompute code/stack size and CPL after CS, SS, CR0, EFER or RFLAGS.VM change."""
+        cs = self.seg[CS]
+        if not self.cr0 & CR0_PE:
+            self.code_bits = 32 if cs.db else 16
+            self.stack_bits = 32 if self.seg[SS].db else 16
+            cpl = 0
+        elif self.fl & RFLAGS_VM:
+            self.code_bits = self.stack_bits = 16
+            cpl = 3
+        else:
+            if self.efer & EFER_LMA and cs.l:
+                self.code_bits = self.stack_bits = 64
+            else:
+                self.code_bits = 32 if cs.db else 16
+                self.stack_bits = 32 if self.seg[SS].db else 16
+            cpl = cs.selector & 3
+        if cpl != self.cpl:
+            self.cpl = cpl
+            self.flush_tlb()
+        self.translator.mode_changed()
+
+    @property
+    def mode_key(self) -> tuple:
+        return (self.code_bits, self.stack_bits, self.cpl, self.cr0 & CR0_PE)
+
+    def set_cr0(self, value: int) -> None:
+        old = self.cr0
+        value |= CR0_ET
+        if value & CR0_PG and not value & CR0_PE:
+            raise CpuFault(13, 0)
+        if (value ^ old) & CR0_PG and self.efer & EFER_LME:
+            if value & CR0_PG:
+                self.efer |= EFER_LMA
+            else:
+                self.efer &= ~EFER_LMA
+        self.cr0 = value
+        if (value ^ old) & 0xE0000001 | ((value ^ old) & (1 << 16)):
+            self.flush_tlb()
+            self.translator.flush_lookup()
+        self.update_mode()
+
+    def set_cr3(self, value: int) -> None:
+        self.cr3 = value
+        self.flush_tlb()
+        self.translator.flush_lookup()
+
+    def set_cr4(self, value: int) -> None:
+        self.cr4 = value
+        self.flush_tlb()
+        self.translator.flush_lookup()
+
+    def set_efer(self, value: int) -> None:
+        value = (value & ~EFER_LMA) | (self.efer & EFER_LMA)
+        self.efer = value
+        self.flush_tlb()
+        self.update_mode()
+
+    # -- time ---------------------------------------------------------------------------
+
+    def clock_ns(self) -> int:
+        """Guest time: retired instructions at the virtual frequency, plus halted time."""
+        return self.icount * self.ns_per_insn + self.idle_ns
+
+    def tsc(self) -> int:
+        """TSC: the virtual clock in cycles of a 1 GHz time-stamp counter (1 per ns)."""
+        return self.clock_ns() + self.tsc_offset
+
+    # -- the dispatcher -------------------------------------------------------------------
+
+    def run(self, budget: int) -> str:
+        """Execute until something needs the monitor or ``budget`` instructions retired.
+
+        Returns the reason: "budget", "io" (``pending`` or ``needs_read`` set), "halt",
+        "shutdown", "stop" (``stop_flag``).
+        """
+        limit = self.icount + budget
+        lookup = self.translator.lookup
+        sbase = self.sbase
+        poll = IRQ_POLL_BLOCKS
+        if self.replay:
+            r = self._resume_one()
+            if r:
+                return r
+        while True:
+            if self.halted:
+                if not self._wake():
+                    return "halt"
+            if self.irq_check or poll <= 0:
+                poll = IRQ_POLL_BLOCKS
+                self._check_interrupts()
+                if self.halted:
+                    continue
+            if self.pending_event is not None:
+                self._deliver_pending()
+            self.shadow = False
+            blk = lookup(sbase[1] + self.rip)
+            try:
+                self.icount += blk(self)
+            except CpuFault as exc:
+                self.icount += self.bi
+                self.rip = blk.rips[self.bi]
+                if not self._fault(exc):
+                    return "shutdown"
+            except NeedsRead as exc:
+                self.icount += self.bi
+                self.rip = blk.rips[self.bi]
+                self.needs_read = exc
+                return "io"
+            if self.pending:
+                return "io"
+            if self.icount >= limit:
+                return "budget"
+            if self.stop_flag:
+                return "stop"
+            poll -= 1
+
+    def _resume_one(self) -> str | None:
+        """Run the one instruction a completed read stopped, with the value replayed."""
+        blk = self.translator.single(self.sbase[1] + self.rip)
+        self.replay_pos = 0
+        try:
+            self.icount += blk(self)
+        except CpuFault as exc:
+            self.rip = blk.rips[0]
+            self.replay.clear()
+            if not self._fault(exc):
+                return "shutdown"
+            return None
+        except NeedsRead as exc:   # a further read in the same instruction
+            self.rip = blk.rips[0]
+            self.needs_read = exc
+            return "io"
+        self.replay.clear()
+        if self.pending:
+            return "io"
+        return None
+
+    def _fault(self, exc: CpuFault) -> bool:
+        """Deliver ``exc``; False when it ends in a triple fault."""
+        try:
+            self.deliver(exc.vector, exc.error_code, soft=False)
+            return True
+        except CpuFault as second:
+            first_contrib = exc.vector in CONTRIBUTORY
+            if exc.vector == DF:
+                self.stop_reason = "triple fault"
+                return False
+            if (first_contrib and second.vector in CONTRIBUTORY) or (
+                    exc.vector == PF and (second.vector in CONTRIBUTORY or second.vector == PF)):
+                try:
+                    self.deliver(DF, 0, soft=False)
+                    return True
+                except (CpuFault, TripleFault):
+                    self.stop_reason = "triple fault"
+                    return False
+            return self._fault(second)
+        except TripleFault:
+            self.stop_reason = "triple fault"
+            return False
+
+    def _deliver_pending(self) -> None:
+        vector, code = self.pending_event
+        self.pending_event = None
+        self._fault(CpuFault(vector, code))
+
+    def _check_interrupts(self) -> None:
+        ctl = self.controller
+        if self.shadow:
+            return
+        self.irq_check = False
+        if ctl is None or not self.fl & RFLAGS_IF:
+            return
+        if ctl.pending_vector() is None:
+            return
+        vector = ctl.acknowledge()
+        if vector is None:
+            return
+        self.halted = False
+        if not self._fault_external(vector):
+            self.stop_flag = True
+            self.stop_reason = "triple fault"
+
+    def _fault_external(self, vector: int) -> bool:
+        try:
+            self.deliver(vector, None, soft=False, external=True)
+            return True
+        except CpuFault as exc:
+            return self._fault(exc)
+
+    def _wake(self) -> bool:
+        """A halted CPU wakes for an interrupt it can take."""
+        ctl = self.controller
+        if ctl is not None and self.fl & RFLAGS_IF and ctl.pending_vector() is not None:
+            self.halted = False
+            self.irq_check = True
+            return True
+        return False
+
+    def check_io(self, port: int, size: int) -> None:
+        check_io(self, port, size)
+
+    # -- #UD accounting -------------------------------------------------------------------
+
+    def undefined(self, name: str) -> CpuFault:
+        self.ud_count += 1
+        self.ud_seen[name] = self.ud_seen.get(name, 0) + 1
+        return CpuFault(6, None, f"#UD: {name}")
+
+    # -- RegisterState conversion ------------------------------------------------------------
+
+    def get_state(self) -> RegisterState:
+        msrs = {m: self.msrs.get(m, 0) for m in STATE_MSRS}
+        msrs[0x10] = self.tsc()
+        pending = None
+        if self.pending_event is not None:
+            pending = PendingEvent(self.pending_event[0], "exception", self.pending_event[1])
+        return RegisterState(
+            rip=self.rip, gprs=dict(zip(GPR_NAMES, self.r, strict=True)), rflags=self.flags(),
+            cs=self.seg[CS], ds=self.seg[DS], es=self.seg[ES], fs=self.seg[FS],
+            gs=self.seg[GS], ss=self.seg[SS], tr=self.tr, ldt=self.ldtr, gdt=self.gdtr,
+            idt=self.idtr, cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4,
+            cr8=self.cr8, efer=self.efer, dr=tuple(self.dr), msrs=msrs, pending=pending,
+            interrupt_shadow=self.shadow)
+
+    def set_state(self, s: RegisterState) -> None:
+        self.r[:] = [s.gprs.get(n, 0) & M64 for n in GPR_NAMES]
+        self.rip = s.rip
+        self.set_flags(s.rflags)
+        for i, name in enumerate(SEGMENT_NAMES):
+            seg = getattr(s, name)
+            self.seg[i] = seg
+            self.sbase[i] = seg.base
+        self.tr, self.ldtr, self.gdtr, self.idtr = s.tr, s.ldt, s.gdt, s.idt
+        self.cr0 = s.cr0 | CR0_ET
+        self.cr2, self.cr3, self.cr4, self.cr8 = s.cr2, s.cr3, s.cr4, s.cr8
+        self.efer = s.efer
+        self.dr = list(s.dr)
+        for m, v in s.msrs.items():
+            if m == 0x10:
+                self.tsc_offset = v - self.clock_ns()
+            else:
+                self.msrs[m] = v
+        self.shadow = s.interrupt_shadow
+        self.pending_event = None
+        if s.pending is not None and s.pending.kind == "exception":
+            self.pending_event = (s.pending.vector, s.pending.error_code)
+        self.halted = False
+        self.cpl = -1
+        self.flush_tlb()
+        self.translator.flush_lookup()
+        self.update_mode()
+        self.irq_check = True

@@ -1,0 +1,53 @@
+"""CPUID: one consistent CPU model that describes exactly what this CPU implements.
+
+Leaves (SDM Vol. 2A "CPUID", Tables 3-8 to 3-20): 0 (vendor, max leaf), 1 (family/model,
+features), 7 (extended features), 0x80000000-0x80000008 (extended features, brand, address
+sizes). No x87, MMX or SSE yet: they raise #UD, so their feature bits are clear.
+"""
+
+from __future__ import annotations
+
+VENDOR = b"GenuineIntel"
+BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
+MAX_LEAF = 7
+MAX_EXT_LEAF = 0x80000008
+# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) PGE(13) CMOV(15) PAT(16)
+LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 13) | (1 << 15) | \
+    (1 << 16)
+# leaf 1 ECX: CX16(13) POPCNT(23)
+LEAF1_ECX = (1 << 13) | (1 << 23)
+# leaf 7 EBX: SMEP(7) SMAP(20)
+LEAF7_EBX = (1 << 7) | (1 << 20)
+# 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
+EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)
+EXT1_ECX = (1 << 0) | (1 << 5)
+FAMILY_MODEL = (6 << 8) | (0xF << 4) | 1       # family 6, model 15, stepping 1
+ADDRESS_SIZES = (48 << 8) | 40                  # 48-bit linear, 40-bit physical
+
+
+def _regs(data: bytes) -> tuple[int, ...]:
+    return tuple(int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4))
+
+
+def cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+    """(EAX, EBX, ECX, EDX) of ``leaf``/``subleaf``."""
+    if leaf == 0:
+        b, d, c = _regs(VENDOR)
+        return MAX_LEAF, b, c, d
+    if leaf == 1:
+        return FAMILY_MODEL, 0x00010000, LEAF1_ECX, LEAF1_EDX   # 1 logical processor
+    if leaf == 7:
+        return (0, LEAF7_EBX, 0, 0) if subleaf == 0 else (0, 0, 0, 0)
+    if leaf == 0x80000000:
+        return MAX_EXT_LEAF, 0, 0, 0
+    if leaf == 0x80000001:
+        return 0, 0, EXT1_ECX, EXT1_EDX
+    if 0x80000002 <= leaf <= 0x80000004:
+        i = (leaf - 0x80000002) * 16
+        return _regs(BRAND[i:i + 16])  # type: ignore[return-value]
+    if leaf == 0x80000008:
+        return ADDRESS_SIZES, 0, 0, 0
+    if leaf <= MAX_LEAF or 0x80000000 <= leaf <= MAX_EXT_LEAF:
+        return 0, 0, 0, 0
+    # beyond the maximum: Intel returns the highest basic leaf's values
+    return cpuid(MAX_LEAF, subleaf)

@@ -1,0 +1,677 @@
+"""Instruction semantics as Python source: one generator per operation (SDM Vol. 2).
+
+``GENERATORS`` maps :func:`~x86vm.cpu.translate.op_key` to a function that emits the lines
+of one instruction into a :class:`Gen`. The frequent general-purpose instructions are
+generated inline (registers are ``r[n]``, memory goes through the TLB fast paths ``rd4``/
+``wr4``..., flags are left lazy in ``cpu.cc``); everything else calls its interpreter in
+:mod:`x86vm.cpu.ops` (``HELPERS``); an operation in neither table raises #UD in the guest
+and is counted.
+
+Order inside an instruction: every read (and so every fault) comes before the first
+architectural write, memory is written before registers, so an instruction that stops for
+the monitor can simply run again.
+"""
+
+from __future__ import annotations
+
+from x86vm.cpu import flags as F
+from x86vm.cpu import ops
+from x86vm.cpu.flags import cond_index
+from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
+
+M64 = 0xFFFFFFFFFFFFFFFF
+MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: M64}
+HIGH8 = {"ah": 0, "ch": 1, "dh": 2, "bh": 3}
+NO_INDEX = frozenset(("eiz", "riz"))  # objdump's name for "no index" (SIB index 100b)
+SEG_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
+BLOCK_ENDERS = frozenset((
+    "hlt", "int", "int3", "into", "int1", "iret", "syscall", "sysret", "sysenter", "sysexit",
+    "lgdt", "lidt", "lldt", "ltr", "invlpg", "wrmsr", "sti", "popf", "cli", "mov_sys",
+    "lmsw", "clts", "swapgs", "ud2", "wbinvd", "invd", "rsm", "lss", "lds", "les", "lfs",
+    "lgs", "pop_seg", "out", "outs", "in", "ins", "cpuid", "xsetbv", "vmcall", "vmmcall"))
+
+
+def ends_block(insn) -> bool:
+    spec = insn.spec
+    if spec is None or insn.kind != "insn":
+        return True
+    if spec.branch:
+        return True
+    name = insn.mnemonic
+    if name in BLOCK_ENDERS:
+        return True
+    if name == "mov" or name == "pop":
+        for op in insn.operands:
+            if type(op) is Reg and op.cls in ("seg", "cr", "dr"):
+                return True
+    return name not in GENERATORS
+
+
+def namespace(cpu) -> dict:
+    """The globals of every block of ``cpu``: its memory fast paths and helpers."""
+    ns = {"M64": M64, "carry": F.carry, "cond": F.cond}
+    for size, fn in cpu.rd.items():
+        ns[f"rd{size}"] = fn
+    for size, fn in cpu.wr.items():
+        ns[f"wr{size}"] = fn
+    return ns
+
+
+class Gen:
+    """Source of one block; ``k`` is the index of the instruction being generated."""
+
+    def __init__(self, cpu, ns: dict, ipmask: int) -> None:
+        self.cpu = cpu
+        self.ns = ns
+        self.ipmask = ipmask
+        self.code_bits = cpu.code_bits
+        self.stack_bits = cpu.stack_bits
+        self.lines: list[str] = []
+        self.k = 0
+        self.last_cc: tuple | None = None   # (k, op, bits) of the flags producer in this block
+        self.ended = False
+        self.writes = False                 # this instruction may write memory/ports
+        self.may_fault = False
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def const(self, value) -> str:
+        name = f"K{len(self.ns)}"
+        self.ns[name] = value
+        return name
+
+    # -- operands ---------------------------------------------------------------------
+
+    def reg(self, op: Reg) -> str:
+        n, size = op.num, op.size
+        if size == 1 and op.name in HIGH8:
+            return f"((r[{HIGH8[op.name]}] >> 8) & 0xFF)"
+        if size == 8:
+            return f"r[{n}]"
+        return f"(r[{n}] & {MASK[size]:#x})"
+
+    def set_reg(self, op: Reg, expr: str) -> None:
+        n, size = op.num, op.size
+        if size == 1 and op.name in HIGH8:
+            m = HIGH8[op.name]
+            self.emit(f"r[{m}] = (r[{m}] & 0xFFFFFFFFFFFF00FF) | (({expr}) << 8)")
+        elif size >= 4:
+            self.emit(f"r[{n}] = {expr}")
+        else:
+            keep = M64 ^ MASK[size]
+            self.emit(f"r[{n}] = (r[{n}] & {keep:#x}) | ({expr})")
+
+    def ea(self, mem: Mem) -> str:
+        """The effective address (offset in its segment), masked to the address size."""
+        amask = MASK[mem.addr_size // 8]
+        if mem.target is not None:
+            return f"{mem.target & amask:#x}"
+        parts = []
+        if mem.base is not None:
+            parts.append(f"r[{mem.base.num}]")
+        if mem.index is not None and mem.index.name not in NO_INDEX:
+            parts.append(f"r[{mem.index.num}]" + (f" * {mem.scale}" if mem.scale != 1 else ""))
+        if mem.disp or not parts:
+            parts.append(f"{mem.disp}" if mem.disp >= 0 else f"({mem.disp})")
+        if len(parts) == 1 and mem.base is not None and mem.addr_size == 64:
+            return parts[0]
+        return f"(({' + '.join(parts)}) & {amask:#x})"
+
+    def seg_of(self, mem: Mem) -> int:
+        if mem.seg is not None:
+            return SEG_INDEX[mem.seg]
+        base = mem.base
+        if base is not None and base.name in ("rsp", "rbp", "esp", "ebp", "sp", "bp"):
+            return 2
+        return 3
+
+    def lin(self, mem: Mem) -> str:
+        seg = self.seg_of(mem)
+        ea = self.ea(mem)
+        if self.code_bits == 64:
+            if seg >= 4:
+                return f"(({ea} + sb[{seg}]) & M64)"
+            return ea
+        return f"(({ea} + sb[{seg}]) & 0xFFFFFFFF)"
+
+    def read(self, op, size: int | None = None, la: str | None = None) -> str:
+        t = type(op)
+        if t is Reg:
+            if op.cls == "gpr":
+                return self.reg(op)
+            if op.cls == "seg":
+                return f"cpu.seg[{op.num}].selector"
+            raise _Unsupported(op.cls)
+        if t is Imm:
+            return f"{op.value:#x}"
+        if t is Mem:
+            self.may_fault = True
+            size = size or op.size
+            if size not in (1, 2, 4, 8):
+                raise _Unsupported(f"memory size {size}")
+            return f"rd{size}({la or self.lin(op)})"
+        raise _Unsupported(t.__name__)
+
+    def write(self, op, expr: str, la: str | None = None) -> None:
+        t = type(op)
+        if t is Reg and op.cls == "gpr":
+            self.set_reg(op, expr)
+        elif t is Mem:
+            if op.size not in (1, 2, 4, 8):
+                raise _Unsupported(f"memory size {op.size}")
+            self.may_fault = self.writes = True
+            self.emit(f"wr{op.size}({la or self.lin(op)}, {expr})")
+        else:
+            raise _Unsupported(f"write {op!r}")
+
+    def mem_la(self, op) -> str | None:
+        """Bind the linear address of a memory operand to a local (for read-modify-write)."""
+        if type(op) is Mem:
+            self.emit(f"la{self.k} = {self.lin(op)}")
+            return f"la{self.k}"
+        return None
+
+    # -- stack ----------------------------------------------------------------------------
+
+    def stack(self) -> tuple[int, str]:
+        bits = self.stack_bits
+        return MASK[bits // 8], ("" if bits == 64 else "sb[2] + ")
+
+    def push(self, expr: str, size: int) -> None:
+        smask, base = self.stack()
+        k = self.k
+        self.may_fault = True
+        self.emit(f"v{k}p = {expr}")
+        self.emit(f"sp{k} = (r[4] - {size}) & {smask:#x}")
+        lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
+        self.emit(f"wr{size}({lin}, v{k}p)")
+        self.set_sp(f"sp{k}")
+
+    def pop(self, size: int, name: str) -> None:
+        smask, base = self.stack()
+        k = self.k
+        self.may_fault = True
+        self.emit(f"sp{k} = r[4] & {smask:#x}")
+        lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
+        self.emit(f"{name} = rd{size}({lin})")
+        self.set_sp(f"(sp{k} + {size}) & {smask:#x}")
+
+    def set_sp(self, expr: str) -> None:
+        if self.stack_bits == 16:
+            self.emit(f"r[4] = (r[4] & 0xFFFFFFFFFFFF0000) | ({expr})")
+        else:
+            self.emit(f"r[4] = {expr}")
+
+    # -- flags and control flow -------------------------------------------------------------
+
+    def set_cc(self, op: int, bits: int, v: str, a: str = "0", b: str = "0",
+               cin: str = "0") -> None:
+        self.emit(f"cpu.cc = ({op}, {bits}, {v}, {a}, {b}, {cin})")
+        self.last_cc = (self.k, op, bits)
+
+    def carry(self) -> str:
+        lc = self.last_cc
+        k = None if lc is None else lc[0]
+        if lc is not None:
+            if lc[1] == F.SUB:
+                return f"(1 if a{k} < b{k} else 0)"
+            if lc[1] == F.LOGIC:
+                return "0"
+        return "carry(cpu.cc, cpu.fl)"
+
+    def cond(self, c: int) -> str:
+        lc = self.last_cc
+        x, neg = c >> 1, c & 1
+        expr = None
+        if lc is not None:
+            k, op, bits = lc
+            s = 1 << (bits - 1)
+            a, b, v = f"a{k}", f"b{k}", f"v{k}"
+            if op == F.SUB:
+                expr = {1: f"{a} < {b}", 2: f"{v} == 0", 3: f"{a} <= {b}",
+                        4: f"{v} & {s:#x}", 6: f"({a} ^ {s:#x}) < ({b} ^ {s:#x})",
+                        7: f"({a} ^ {s:#x}) <= ({b} ^ {s:#x})"}.get(x)
+            elif op == F.LOGIC:
+                expr = {0: "False", 1: "False", 2: f"{v} == 0", 3: f"{v} == 0",
+                        4: f"{v} & {s:#x}", 6: f"{v} & {s:#x}",
+                        7: f"({v} == 0 or {v} & {s:#x})"}.get(x)
+            elif op in (F.ADD, F.INC, F.DEC):
+                expr = {2: f"{v} == 0", 4: f"{v} & {s:#x}"}.get(x)
+                if op == F.ADD and x == 1:
+                    expr = f"{v} < {a}"
+        if expr is None:
+            return f"cond(cpu.cc, cpu.fl, {c})"
+        return f"not ({expr})" if neg else f"({expr})"
+
+    def jump(self, expr: str) -> None:
+        self.emit(f"cpu.rip = {expr}")
+        self.emit(f"return {self.k + 1}")
+        self.ended = True
+
+
+class _Unsupported(Exception):
+    """An operand form the generator does not handle inline: use the interpreter."""
+
+
+# -- generators ---------------------------------------------------------------------------
+
+def _alu(op_code: int, write: bool = True, kind: str = "") -> callable:
+    def gen(g: Gen, insn) -> None:
+        dst, src = insn.operands
+        k = g.k
+        size = dst.size
+        mask = MASK[size]
+        la = g.mem_la(dst)
+        g.emit(f"a{k} = {g.read(dst, la=la)}")
+        if type(src) is Imm:
+            g.emit(f"b{k} = {src.value & mask:#x}")
+        else:
+            g.emit(f"b{k} = {g.read(src)}")
+        a, b = f"a{k}", f"b{k}"
+        if kind == "adc":
+            g.emit(f"c{k} = {g.carry()}")
+            g.emit(f"v{k} = ({a} + {b} + c{k}) & {mask:#x}")
+        elif kind == "sbb":
+            g.emit(f"c{k} = {g.carry()}")
+            g.emit(f"v{k} = ({a} - {b} - c{k}) & {mask:#x}")
+        elif op_code == F.ADD:
+            g.emit(f"v{k} = ({a} + {b}) & {mask:#x}")
+        elif op_code == F.SUB:
+            g.emit(f"v{k} = ({a} - {b}) & {mask:#x}")
+        else:
+            g.emit(f"v{k} = {a} {kind} {b}")
+        if write:
+            g.write(dst, f"v{k}", la)
+        cin = f"c{k}" if kind in ("adc", "sbb") else "0"
+        if op_code == F.LOGIC:
+            g.set_cc(F.LOGIC, size * 8, f"v{k}")
+        else:
+            g.set_cc(op_code, size * 8, f"v{k}", a, b, cin)
+    return gen
+
+
+def _incdec(op_code: int) -> callable:
+    def gen(g: Gen, insn) -> None:
+        (dst,) = insn.operands
+        k, mask = g.k, MASK[dst.size]
+        la = g.mem_la(dst)
+        g.emit(f"c{k} = {g.carry()}")
+        g.emit(f"a{k} = {g.read(dst, la=la)}")
+        g.emit(f"v{k} = (a{k} {'+' if op_code == F.INC else '-'} 1) & {mask:#x}")
+        g.write(dst, f"v{k}", la)
+        g.set_cc(op_code, dst.size * 8, f"v{k}", f"a{k}", "1", f"c{k}")
+    return gen
+
+
+def g_neg(g: Gen, insn) -> None:
+    (dst,) = insn.operands
+    k, mask = g.k, MASK[dst.size]
+    la = g.mem_la(dst)
+    g.emit(f"b{k} = {g.read(dst, la=la)}")
+    g.emit(f"a{k} = 0")
+    g.emit(f"v{k} = (-b{k}) & {mask:#x}")
+    g.write(dst, f"v{k}", la)
+    g.set_cc(F.SUB, dst.size * 8, f"v{k}", "0", f"b{k}")
+
+
+def g_not(g: Gen, insn) -> None:
+    (dst,) = insn.operands
+    la = g.mem_la(dst)
+    g.write(dst, f"{g.read(dst, la=la)} ^ {MASK[dst.size]:#x}", la)
+
+
+def g_mov(g: Gen, insn) -> None:
+    dst, src = insn.operands
+    if type(src) is Imm:
+        g.write(dst, f"{src.value & MASK[dst.size]:#x}")
+    else:
+        g.write(dst, g.read(src, dst.size if type(src) is Mem else None))
+
+
+def g_movzx(g: Gen, insn) -> None:
+    dst, src = insn.operands
+    g.write(dst, g.read(src))
+
+
+def g_movsx(g: Gen, insn) -> None:
+    dst, src = insn.operands
+    s = 1 << (src.size * 8 - 1)
+    g.write(dst, f"((({g.read(src)}) ^ {s:#x}) - {s:#x}) & {MASK[dst.size]:#x}")
+
+
+def g_lea(g: Gen, insn) -> None:
+    dst, src = insn.operands
+    expr = g.ea(src)
+    if dst.size < src.addr_size // 8:
+        expr = f"{expr} & {MASK[dst.size]:#x}"
+    g.write(dst, expr)
+
+
+def _shift(op_code: int) -> callable:
+    def gen(g: Gen, insn) -> None:
+        dst, cnt = insn.operands
+        k, size = g.k, dst.size
+        mask, bits = MASK[size], size * 8
+        cmask = 0x3F if size == 8 else 0x1F
+        if type(cnt) is ShiftOne:
+            n = 1
+        elif type(cnt) is Imm:
+            n = cnt.value & cmask
+        else:
+            n = None
+        if n == 0:
+            if type(dst) is Reg and size == 4:   # still written (zero-extended)
+                g.set_reg(dst, g.reg(dst))
+            return
+        la = g.mem_la(dst)
+        if n is None:
+            g.emit(f"n{k} = r[1] & {cmask:#x}")
+            if type(dst) is Reg and size == 4:
+                g.emit(f"r[{dst.num}] &= 0xFFFFFFFF")
+            g.emit(f"if n{k}:")
+            inner = Gen.__new__(Gen)
+            inner.__dict__.update(g.__dict__)
+            inner.lines = []
+        else:
+            inner = g
+            g.emit(f"n{k} = {n}")
+        inner.emit(f"a{k} = {inner.read(dst, la=la)}")
+        if op_code == F.SHL:
+            inner.emit(f"v{k} = (a{k} << n{k}) & {mask:#x}")
+        elif op_code == F.SHR:
+            inner.emit(f"v{k} = a{k} >> n{k}")
+        else:
+            s = 1 << (bits - 1)
+            inner.emit(f"v{k} = (((a{k} ^ {s:#x}) - {s:#x}) >> n{k}) & {mask:#x}")
+        inner.write(dst, f"v{k}", la)
+        inner.emit(f"cpu.cc = ({op_code}, {bits}, v{k}, a{k}, n{k}, 0)")
+        if inner is not g:
+            g.lines.extend("    " + line for line in inner.lines)
+            g.may_fault |= inner.may_fault
+            g.writes |= inner.writes
+            g.last_cc = None
+        else:
+            g.last_cc = (k, op_code, bits)
+    return gen
+
+
+def g_imul(g: Gen, insn) -> None:
+    ops_ = insn.operands
+    if len(ops_) == 1:
+        raise _Unsupported("one-operand imul")
+    dst = ops_[0]
+    src1, src2 = (ops_[0], ops_[1]) if len(ops_) == 2 else (ops_[1], ops_[2])
+    k, size = g.k, dst.size
+    mask, s = MASK[size], 1 << (size * 8 - 1)
+    g.emit(f"a{k} = (({g.read(src1)}) ^ {s:#x}) - {s:#x}")
+    g.emit(f"b{k} = (({g.read(src2)}) ^ {s:#x}) - {s:#x}")
+    g.emit(f"p{k} = a{k} * b{k}")
+    g.emit(f"v{k} = p{k} & {mask:#x}")
+    g.write(dst, f"v{k}")
+    g.emit(f"cpu.cc = ({F.MUL}, {size * 8}, v{k}, 0, 0, "
+           f"0 if ((v{k} ^ {s:#x}) - {s:#x}) == p{k} else 1)")
+    g.last_cc = None
+
+
+def g_xchg(g: Gen, insn) -> None:
+    a, b = insn.operands
+    k = g.k
+    if type(a) is Mem or type(b) is Mem:
+        mem, reg = (a, b) if type(a) is Mem else (b, a)
+        la = g.mem_la(mem)
+        g.emit(f"t{k} = {g.read(mem, la=la)}")
+        g.write(mem, g.read(reg), la)
+        g.set_reg(reg, f"t{k}")
+        return
+    g.emit(f"t{k} = {g.read(a)}")
+    g.set_reg(a, g.read(b))
+    g.set_reg(b, f"t{k}")
+
+
+def g_nop(g: Gen, insn) -> None:
+    pass
+
+
+def g_push(g: Gen, insn) -> None:
+    (src,) = insn.operands
+    if type(src) is Reg and src.cls == "seg":
+        raise _Unsupported("push seg")
+    size = insn.operand_size // 8
+    if type(src) is Imm:
+        g.push(f"{src.value & MASK[size]:#x}", size)
+    else:
+        g.push(g.read(src, size if type(src) is Mem else None), size)
+
+
+def g_pop(g: Gen, insn) -> None:
+    (dst,) = insn.operands
+    if type(dst) is not Reg or dst.cls != "gpr":
+        raise _Unsupported("pop to memory/segment")
+    size = insn.operand_size // 8
+    g.pop(size, f"v{g.k}")
+    g.set_reg(dst, f"v{g.k}")
+
+
+def g_jcc(g: Gen, insn) -> None:
+    c = cond_index(insn.mnemonic[1:])
+    target = insn.operands[0].target & _opmask(insn)
+    nxt = (insn.address + insn.length) & g.ipmask
+    g.emit(f"cpu.rip = {target:#x} if {g.cond(c)} else {nxt:#x}")
+    g.emit(f"return {g.k + 1}")
+    g.ended = True
+
+
+def _opmask(insn) -> int:
+    return MASK[insn.operand_size // 8]
+
+
+def g_jmp(g: Gen, insn) -> None:
+    (op,) = insn.operands
+    if type(op) is Rel:
+        g.jump(f"{op.target & _opmask(insn):#x}")
+    elif type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2):
+        raise _Unsupported("far jmp")
+    else:
+        g.jump(f"{g.read(op)}")
+
+
+def g_call(g: Gen, insn) -> None:
+    (op,) = insn.operands
+    if type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2):
+        raise _Unsupported("far call")
+    size = insn.operand_size // 8
+    nxt = (insn.address + insn.length) & MASK[size]
+    if type(op) is Rel:
+        target = f"{op.target & MASK[size]:#x}"
+    else:
+        g.emit(f"t{g.k} = {g.read(op)}")
+        target = f"t{g.k}"
+    g.push(f"{nxt:#x}", size)
+    g.jump(target)
+
+
+def g_ret(g: Gen, insn) -> None:
+    size = insn.operand_size // 8
+    k = g.k
+    g.pop(size, f"t{k}")
+    if insn.operands:
+        smask, _ = g.stack()
+        g.set_sp(f"(r[4] + {insn.operands[0].value}) & {smask:#x}")
+    g.jump(f"t{k}")
+
+
+def g_setcc(g: Gen, insn) -> None:
+    c = cond_index(insn.mnemonic[3:])
+    g.write(insn.operands[0], f"(1 if {g.cond(c)} else 0)")
+
+
+def g_cmovcc(g: Gen, insn) -> None:
+    c = cond_index(insn.mnemonic[4:])
+    dst, src = insn.operands
+    k = g.k
+    g.emit(f"t{k} = {g.read(src)}")
+    g.emit(f"if {g.cond(c)}:")
+    g.emit(f"    r[{dst.num}] = " + (f"t{k}" if dst.size >= 4 else
+           f"(r[{dst.num}] & {M64 ^ MASK[dst.size]:#x}) | t{k}"))
+    if dst.size == 4:
+        g.emit("else:")
+        g.emit(f"    r[{dst.num}] &= 0xFFFFFFFF")
+
+
+def g_loop(g: Gen, insn) -> None:
+    asize = insn.address_size
+    m = MASK[asize // 8]
+    k = g.k
+    name = insn.mnemonic
+    target = insn.operands[0].target & _opmask(insn)
+    nxt = (insn.address + insn.length) & g.ipmask
+    if name in ("jcxz", "jecxz", "jrcxz"):
+        g.emit(f"cpu.rip = {target:#x} if (r[1] & {m:#x}) == 0 else {nxt:#x}")
+    else:
+        g.emit(f"n{k} = (r[1] - 1) & {m:#x}")
+        if asize == 16:
+            g.emit(f"r[1] = (r[1] & 0xFFFFFFFFFFFF0000) | n{k}")
+        else:
+            g.emit(f"r[1] = n{k}")
+        extra = ""
+        if name == "loope":
+            extra = f" and {g.cond(4)}"
+        elif name == "loopne":
+            extra = f" and {g.cond(5)}"
+        g.emit(f"cpu.rip = {target:#x} if n{k}{extra} else {nxt:#x}")
+    g.emit(f"return {k + 1}")
+    g.ended = True
+
+
+def g_extend_ax(g: Gen, insn) -> None:
+    size = insn.operand_size // 8
+    half = size // 2
+    s = 1 << (half * 8 - 1)
+    src = {1: "(r[0] & 0xFF)", 2: "(r[0] & 0xFFFF)", 4: "(r[0] & 0xFFFFFFFF)"}[half]
+    expr = f"(({src} ^ {s:#x}) - {s:#x}) & {MASK[size]:#x}"
+    g.set_reg(Reg("", "gpr", 0, size), expr)
+
+
+def g_extend_dx(g: Gen, insn) -> None:
+    size = insn.operand_size // 8
+    s = 1 << (size * 8 - 1)
+    src = {2: "(r[0] & 0xFFFF)", 4: "(r[0] & 0xFFFFFFFF)", 8: "r[0]"}[size]
+    g.set_reg(Reg("", "gpr", 2, size), f"({MASK[size]:#x} if {src} & {s:#x} else 0)")
+
+
+def g_flagbit(expr: str) -> callable:
+    def gen(g: Gen, insn) -> None:
+        if "cpu.flags()" in expr:
+            g.emit("cpu.flags()")
+            g.last_cc = None
+        g.emit(expr.replace("cpu.flags(); ", ""))
+    return gen
+
+
+def g_leave(g: Gen, insn) -> None:
+    size = insn.operand_size // 8
+    smask, _ = g.stack()
+    g.set_sp(f"r[5] & {smask:#x}")
+    g.pop(size, f"t{g.k}")
+    g.set_reg(Reg("", "gpr", 5, size), f"t{g.k}")
+
+
+GENERATORS = {
+    "add": _alu(F.ADD), "sub": _alu(F.SUB), "cmp": _alu(F.SUB, write=False),
+    "and": _alu(F.LOGIC, kind="&"), "or": _alu(F.LOGIC, kind="|"),
+    "xor": _alu(F.LOGIC, kind="^"), "test": _alu(F.LOGIC, write=False, kind="&"),
+    "adc": _alu(F.ADC, kind="adc"), "sbb": _alu(F.SBB, kind="sbb"),
+    "inc": _incdec(F.INC), "dec": _incdec(F.DEC), "neg": g_neg, "not": g_not,
+    "mov": g_mov, "movabs": g_mov, "movzx": g_movzx, "movsx": g_movsx, "movsxd": g_movsx,
+    "lea": g_lea,
+    "shl": _shift(F.SHL), "sal": _shift(F.SHL), "shr": _shift(F.SHR), "sar": _shift(F.SAR),
+    "imul": g_imul, "xchg": g_xchg, "nop": g_nop, "pause": g_nop, "endbr64": g_nop,
+    "endbr32": g_nop, "prefetchnta": g_nop, "prefetcht0": g_nop, "prefetcht1": g_nop,
+    "prefetcht2": g_nop, "prefetchw": g_nop, "prefetch": g_nop, "lfence": g_nop,
+    "sfence": g_nop, "mfence": g_nop,
+    "push": g_push, "pop": g_pop, "jmp": g_jmp, "call": g_call, "ret": g_ret,
+    "loop": g_loop, "loope": g_loop, "loopne": g_loop, "jcxz": g_loop, "jecxz": g_loop,
+    "jrcxz": g_loop, "cbw": g_extend_ax, "cwde": g_extend_ax, "cdqe": g_extend_ax,
+    "cwd": g_extend_dx, "cdq": g_extend_dx, "cqo": g_extend_dx, "leave": g_leave,
+    "cld": g_flagbit("cpu.fl &= ~0x400"), "std": g_flagbit("cpu.fl |= 0x400"),
+    "clc": g_flagbit("cpu.flags(); cpu.fl &= ~1"), "stc": g_flagbit("cpu.flags(); cpu.fl |= 1"),
+    "cmc": g_flagbit("cpu.flags(); cpu.fl ^= 1"),
+}
+for _c in F.CONDITIONS + tuple(F.ALIASES):
+    GENERATORS["j" + _c] = g_jcc
+    GENERATORS["set" + _c] = g_setcc
+    GENERATORS["cmov" + _c] = g_cmovcc
+
+
+# -- block assembly -------------------------------------------------------------------------
+
+def compile_block(insns: list, cpu, ns: dict, ipmask: int):
+    g = Gen(cpu, ns, ipmask)
+    body: list[str] = []
+    rips = []
+    for k, insn in enumerate(insns):
+        rips.append(insn.address)
+        g.k = k
+        g.lines = []
+        g.ended = g.writes = g.may_fault = False
+        nxt = (insn.address + insn.length) & ipmask
+        gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" else None
+        done = False
+        if gen is not None:
+            try:
+                gen(g, insn)
+                done = True
+            except _Unsupported:
+                g.lines = []
+                g.ended = g.writes = g.may_fault = False
+        if not done:
+            _helper_call(g, insn, nxt)
+        if g.may_fault or g.writes:
+            body.append(f"    i = {k}")
+        body.extend(g.lines)
+        if g.ended:
+            break
+        if g.writes:
+            body.append(f"    if pend: cpu.rip = {nxt:#x}; return {k + 1}")
+    else:
+        last = insns[-1]
+        body.append(f"    cpu.rip = {(last.address + last.length) & ipmask:#x}")
+        body.append(f"    return {len(insns)}")
+    src = ["def block(cpu):", "  r = cpu.r", "  sb = cpu.sbase", "  pend = cpu.pending",
+           "  i = 0", "  try:"]
+    src.extend("  " + line for line in body)
+    src.append("  except BaseException:")
+    src.append("    cpu.bi = i")
+    src.append("    raise")
+    text = "\n".join(src) + "\n"
+    code = compile(text, f"<block {insns[0].address:#x}>", "exec")
+    local: dict = {}
+    exec(code, ns, local)
+    blk = local["block"]
+    blk.rips = rips
+    blk.source = text
+    return blk
+
+
+def _helper_call(g: Gen, insn, nxt: int) -> None:
+    """Call the interpreter for ``insn``; it sets ``cpu.rip`` when it transfers control."""
+    name = op_key(insn) if insn.kind == "insn" else "(bad)"
+    helper = ops.HELPERS.get(name)
+    if helper is None:
+        helper = ops.undefined
+    h = g.const(helper)
+    c = g.const((insn, insn.operands))
+    g.may_fault = True
+    g.writes = True
+    g.last_cc = None
+    g.emit(f"cpu.rip = {nxt:#x}")
+    if ends_block(insn):
+        g.emit(f"{h}(cpu, {c})")
+        g.emit(f"return {g.k + 1}")
+        g.ended = True
+    else:
+        g.emit(f"{h}(cpu, {c})")
+
+
+from x86vm.cpu.translate import op_key  # noqa: E402  (translate imports this module lazily)

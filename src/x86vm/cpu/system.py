@@ -1,0 +1,497 @@
+"""System instructions (SDM Vol. 2, Vol. 3A ch. 2, 5, 6): control registers, descriptor
+tables, far transfers, software interrupts, HLT/CLI/STI, CPUID, MSRs, SYSCALL/SYSRET."""
+
+from __future__ import annotations
+
+from x86vm.cpu.cpuid import cpuid
+from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
+from x86vm.cpu.interrupts import parse_descriptor
+from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_reg
+from x86vm.cpu.state import (
+    CR0_PE,
+    CR0_TS,
+    EFER_LMA,
+    EFER_SCE,
+    MSR_EFER,
+    MSR_FS_BASE,
+    MSR_GS_BASE,
+    MSR_IA32_TSC,
+    MSR_KERNEL_GS_BASE,
+    MSR_LSTAR,
+    MSR_SFMASK,
+    MSR_STAR,
+    MSR_TSC_AUX,
+    RFLAGS_IF,
+    RFLAGS_RF,
+    RFLAGS_VM,
+    STATE_MSRS,
+    Segment,
+    TableRegister,
+)
+
+M64 = 0xFFFFFFFFFFFFFFFF
+FS, GS = 4, 5
+KNOWN_MSRS = frozenset(STATE_MSRS) | {MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, 0x8B, 0x3A, 0xFE,
+                                      0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x48, 0x49, 0x9E,
+                                      0xC0011029, 0xC0010015}
+MTRRS = range(0x200, 0x270)
+
+
+def _iopl(cpu) -> int:
+    return (cpu.fl >> 12) & 3
+
+
+def _need_cpl0(cpu) -> None:
+    if cpu.cpl != 0:
+        raise CpuFault(GP, 0)
+
+
+def check_io(cpu, port: int, size: int) -> None:
+    """I/O permission (SDM Vol. 1 §19.5): CPL ≤ IOPL, else the TSS I/O bitmap."""
+    if not cpu.cr0 & CR0_PE:
+        return
+    if cpu.cpl <= _iopl(cpu) and not cpu.fl & RFLAGS_VM:
+        return
+    tr = cpu.tr
+    if tr.limit < 0x67:
+        raise CpuFault(GP, 0)
+    base = cpu.read_sys(tr.base + 0x66, 2)
+    at = base + port // 8
+    if at + 1 > tr.limit:
+        raise CpuFault(GP, 0)
+    bits = cpu.read_sys(tr.base + at, 2)
+    if (bits >> (port % 8)) & ((1 << size) - 1):
+        raise CpuFault(GP, 0)
+
+
+# -- moves to and from system registers -------------------------------------------------------
+
+def h_mov(cpu, c) -> None:
+    insn, (dst, src) = c
+    if type(dst) is Reg and dst.cls == "seg":
+        if dst.num == 1 or dst.num > 5:
+            raise CpuFault(UD)
+        cpu.load_segment(dst.num, read(cpu, src, 2))
+        if dst.num == 2:
+            cpu.shadow = True
+        return
+    if type(src) is Reg and src.cls == "seg":
+        write(cpu, dst, cpu.seg[src.num].selector, 2 if type(dst) is Mem else None)
+        return
+    if type(dst) is Reg and dst.cls == "cr":
+        _need_cpl0(cpu)
+        v = cpu.r[src.num] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
+        n = dst.num
+        if n == 0:
+            cpu.set_cr0(v)
+        elif n == 2:
+            cpu.cr2 = v
+        elif n == 3:
+            cpu.set_cr3(v)
+        elif n == 4:
+            cpu.set_cr4(v)
+        elif n == 8:
+            cpu.cr8 = v & 0xF
+        else:
+            raise CpuFault(UD)
+        return
+    if type(src) is Reg and src.cls == "cr":
+        _need_cpl0(cpu)
+        n = src.num
+        values = {0: cpu.cr0, 2: cpu.cr2, 3: cpu.cr3, 4: cpu.cr4, 8: cpu.cr8}
+        if n not in values:
+            raise CpuFault(UD)
+        cpu.r[dst.num] = values[n] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
+        return
+    if type(dst) is Reg and dst.cls == "dr":
+        _need_cpl0(cpu)
+        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(dst.num)
+        if idx is None:
+            raise CpuFault(UD)
+        cpu.dr[idx] = cpu.r[src.num]
+        return
+    if type(src) is Reg and src.cls == "dr":
+        _need_cpl0(cpu)
+        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(src.num)
+        if idx is None:
+            raise CpuFault(UD)
+        cpu.r[dst.num] = cpu.dr[idx]
+        return
+    size = dst.size
+    write(cpu, dst, read(cpu, src, size) & MASK[size])
+
+
+# -- descriptor tables ---------------------------------------------------------------------
+
+def _table_operand(cpu, insn, mem) -> tuple[int, int]:
+    if type(mem) is not Mem:
+        raise CpuFault(UD)
+    la = linear(cpu, mem)
+    limit = cpu.read_mem(la, 2)
+    if cpu.code_bits == 64:
+        base = cpu.read_mem(la + 2, 8)
+    else:
+        base = cpu.read_mem(la + 2, 4)
+        if insn.operand_size == 16:
+            base &= 0xFFFFFF
+    return base, limit
+
+
+def h_lgdt(cpu, c) -> None:
+    insn, (mem,) = c
+    _need_cpl0(cpu)
+    base, limit = _table_operand(cpu, insn, mem)
+    if insn.mnemonic == "lgdt":
+        cpu.gdtr = TableRegister(base, limit)
+    else:
+        cpu.idtr = TableRegister(base, limit)
+
+
+def h_sgdt(cpu, c) -> None:
+    insn, (mem,) = c
+    if type(mem) is not Mem:
+        raise CpuFault(UD)
+    t = cpu.gdtr if insn.mnemonic == "sgdt" else cpu.idtr
+    la = linear(cpu, mem)
+    cpu.write_mem(la, 2, t.limit)
+    if cpu.code_bits == 64:
+        cpu.write_mem(la + 2, 8, t.base)
+    else:
+        cpu.write_mem(la + 2, 4, t.base & 0xFFFFFFFF)
+
+
+def _system_descriptor(cpu, selector: int) -> tuple[Segment, int]:
+    raw, la = cpu.read_descriptor(selector)
+    seg = parse_descriptor(raw, selector)
+    if cpu.efer & EFER_LMA:
+        high = cpu.read_sys(la + 8, 8)
+        seg = Segment(seg.selector, seg.base | ((high & 0xFFFFFFFF) << 32), seg.limit,
+                      seg.type, seg.s, seg.dpl, seg.present, seg.db, seg.l, seg.g, seg.avl)
+    return seg, la
+
+
+def h_ltr(cpu, c) -> None:
+    insn, (src,) = c
+    _need_cpl0(cpu)
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    sel = read(cpu, src, 2) & 0xFFFF
+    if sel & ~3 == 0 or sel & 4:
+        raise CpuFault(GP, sel & 0xFFFC)
+    seg, la = _system_descriptor(cpu, sel)
+    if insn.mnemonic == "ltr":
+        if seg.s or seg.type not in (1, 9):
+            raise CpuFault(GP, sel & 0xFFFC)
+        if not seg.present:
+            raise CpuFault(11, sel & 0xFFFC)
+        cpu.write_sys(la + 5, 1, cpu.read_sys(la + 5, 1) | 2)   # busy
+        cpu.tr = Segment(sel, seg.base, seg.limit, seg.type | 2, 0, seg.dpl, 1, seg.db, 0,
+                         seg.g)
+    else:
+        if seg.s or seg.type != 2:
+            raise CpuFault(GP, sel & 0xFFFC)
+        cpu.ldtr = seg
+
+
+def h_lldt(cpu, c) -> None:
+    insn, (src,) = c
+    _need_cpl0(cpu)
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    sel = read(cpu, src, 2) & 0xFFFF
+    if sel & ~3 == 0:
+        cpu.ldtr = Segment(sel, 0, 0, 2, 0, 0, 0, unusable=1)
+        return
+    h_ltr(cpu, c)
+
+
+def h_sldt(cpu, c) -> None:
+    insn, (dst,) = c
+    v = cpu.ldtr.selector if insn.mnemonic == "sldt" else cpu.tr.selector
+    write(cpu, dst, v, 2 if type(dst) is Mem else None)
+
+
+def h_smsw(cpu, c) -> None:
+    insn, (dst,) = c
+    write(cpu, dst, cpu.cr0 & (0xFFFF if type(dst) is Mem else M64),
+          2 if type(dst) is Mem else None)
+
+
+def h_lmsw(cpu, c) -> None:
+    insn, (src,) = c
+    _need_cpl0(cpu)
+    v = read(cpu, src, 2) & 0xF
+    cpu.set_cr0((cpu.cr0 & ~0xE) | v | (cpu.cr0 & CR0_PE))
+
+
+def h_clts(cpu, c) -> None:
+    _need_cpl0(cpu)
+    cpu.cr0 &= ~CR0_TS
+
+
+def h_invlpg(cpu, c) -> None:
+    insn, (mem,) = c
+    _need_cpl0(cpu)
+    cpu.flush_page(linear(cpu, mem))
+    cpu.translator.flush_lookup()
+
+
+def h_nop_priv(cpu, c) -> None:
+    _need_cpl0(cpu)
+
+
+# -- far transfers -------------------------------------------------------------------------------
+
+def is_far(insn, op) -> bool:
+    """A far JMP/CALL: a pointer immediate, or a memory operand of offset + selector."""
+    return type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2)
+
+
+def _far_target(cpu, insn, op) -> tuple[int, int]:
+    if type(op) is Far:
+        return op.seg, op.offset
+    if type(op) is not Mem:
+        raise CpuFault(UD)
+    la = linear(cpu, op)
+    size = op.size - 2
+    offset = cpu.read_mem(la, size)
+    sel = cpu.read_mem(la + size, 2)
+    return sel, offset
+
+
+def _check_far_code(cpu, seg: Segment) -> None:
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        return
+    if seg.type & 4:    # conforming
+        if seg.dpl > cpu.cpl:
+            raise CpuFault(GP, seg.selector & 0xFFFC)
+    elif seg.dpl != cpu.cpl or (seg.selector & 3) > cpu.cpl:
+        raise CpuFault(GP, seg.selector & 0xFFFC)
+
+
+def h_ljmp(cpu, c) -> None:
+    insn, (op,) = c
+    sel, offset = _far_target(cpu, insn, op)
+    seg = cpu.code_segment(sel)
+    _check_far_code(cpu, seg)
+    cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
+    cpu.rip = offset & MASK[insn.operand_size // 8]
+
+
+def h_jmp(cpu, c) -> None:
+    insn, (op,) = c
+    if is_far(insn, op):
+        return h_ljmp(cpu, c)
+    cpu.rip = read(cpu, op) & MASK[insn.operand_size // 8]
+
+
+def h_call(cpu, c) -> None:
+    insn, (op,) = c
+    size = insn.operand_size // 8
+    if is_far(insn, op):
+        sel, offset = _far_target(cpu, insn, op)
+        seg = cpu.code_segment(sel)
+        _check_far_code(cpu, seg)
+        cpu.push(cpu.seg[1].selector, size)
+        cpu.push(cpu.rip, size)
+        cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
+        cpu.rip = offset & MASK[size]
+        return
+    target = read(cpu, op) & MASK[size]
+    cpu.push(cpu.rip, size)
+    cpu.rip = target
+
+
+def h_retf(cpu, c) -> None:
+    insn, ops = c
+    size = insn.operand_size // 8
+    offset = cpu.pop(size)
+    sel = cpu.pop(size) & 0xFFFF
+    seg = cpu.code_segment(sel)
+    if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM and (sel & 3) != cpu.cpl:
+        raise CpuFault(GP, sel & 0xFFFC, "far return to another privilege level")
+    cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
+    cpu.rip = offset & MASK[size]
+    if ops:
+        smask = MASK[cpu.stack_bits // 8]
+        cpu._set_sp((cpu.r[4] + ops[0].value) & smask)
+
+
+def h_iret(cpu, c) -> None:
+    cpu.iret(c[0].operand_size // 8)
+
+
+def h_load_far_pointer(cpu, c) -> None:
+    insn, (dst, mem) = c
+    seg = {"lds": 3, "les": 0, "lss": 2, "lfs": 4, "lgs": 5}[insn.mnemonic]
+    la = linear(cpu, mem)
+    size = dst.size
+    offset = cpu.read_mem(la, size)
+    sel = cpu.read_mem(la + size, 2)
+    cpu.load_segment(seg, sel)
+    write_reg(cpu, dst, offset)
+
+
+# -- interrupts -----------------------------------------------------------------------------------
+
+def h_int(cpu, c) -> None:
+    insn, ops = c
+    name = insn.mnemonic
+    if name == "int3":
+        vector = BP
+    elif name == "into":
+        if not cpu.flags() & 0x800:
+            return
+        vector = OF
+    elif name == "int1":
+        vector = 1
+    else:
+        vector = ops[0].value & 0xFF
+        if cpu.fl & RFLAGS_VM and _iopl(cpu) < 3:
+            raise CpuFault(GP, 0)
+    cpu.deliver(vector, None, soft=name != "int1")
+
+
+def h_ud2(cpu, c) -> None:
+    raise CpuFault(UD)
+
+
+def h_hlt(cpu, c) -> None:
+    _need_cpl0(cpu)
+    cpu.halted = True
+
+
+def h_cli(cpu, c) -> None:
+    if cpu.cr0 & CR0_PE and cpu.cpl > _iopl(cpu):
+        raise CpuFault(GP, 0)
+    cpu.fl &= ~RFLAGS_IF
+
+
+def h_sti(cpu, c) -> None:
+    if cpu.cr0 & CR0_PE and cpu.cpl > _iopl(cpu):
+        raise CpuFault(GP, 0)
+    if not cpu.fl & RFLAGS_IF:
+        cpu.shadow = True
+    cpu.fl |= RFLAGS_IF
+    cpu.irq_check = True
+
+
+# -- identification, time, MSRs ------------------------------------------------------------------
+
+def h_cpuid(cpu, c) -> None:
+    a, b, cc, d = cpuid(cpu.r[0] & 0xFFFFFFFF, cpu.r[1] & 0xFFFFFFFF)
+    cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
+
+
+def h_rdtsc(cpu, c) -> None:
+    if cpu.cr4 & 4 and cpu.cpl != 0:
+        raise CpuFault(GP, 0)
+    t = cpu.tsc()
+    cpu.r[0], cpu.r[2] = t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF
+    if c[0].mnemonic == "rdtscp":
+        cpu.r[1] = cpu.msrs.get(MSR_TSC_AUX, 0) & 0xFFFFFFFF
+
+
+def read_msr(cpu, index: int) -> int:
+    if index == MSR_EFER:
+        return cpu.efer
+    if index == MSR_FS_BASE:
+        return cpu.sbase[FS]
+    if index == MSR_GS_BASE:
+        return cpu.sbase[GS]
+    if index == MSR_IA32_TSC:
+        return cpu.tsc()
+    if index in KNOWN_MSRS or index in MTRRS:
+        return cpu.msrs.get(index, 0)
+    raise CpuFault(GP, 0, f"rdmsr {index:#x}")
+
+
+def write_msr(cpu, index: int, value: int) -> None:
+    if index == MSR_EFER:
+        if value & ~0xD01:
+            raise CpuFault(GP, 0)
+        cpu.set_efer(value)
+    elif index in (MSR_FS_BASE, MSR_GS_BASE):
+        i = FS if index == MSR_FS_BASE else GS
+        s = cpu.seg[i]
+        cpu.seg[i] = Segment(s.selector, value, s.limit, s.type, s.s, s.dpl, s.present, s.db,
+                             s.l, s.g, s.avl, s.unusable)
+        cpu.sbase[i] = value
+    elif index == MSR_IA32_TSC:
+        cpu.tsc_offset = value - cpu.clock_ns()
+    elif index in KNOWN_MSRS or index in MTRRS:
+        cpu.msrs[index] = value
+    else:
+        raise CpuFault(GP, 0, f"wrmsr {index:#x}")
+
+
+def h_rdmsr(cpu, c) -> None:
+    _need_cpl0(cpu)
+    v = read_msr(cpu, cpu.r[1] & 0xFFFFFFFF)
+    cpu.r[0], cpu.r[2] = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF
+
+
+def h_wrmsr(cpu, c) -> None:
+    _need_cpl0(cpu)
+    write_msr(cpu, cpu.r[1] & 0xFFFFFFFF,
+              ((cpu.r[2] & 0xFFFFFFFF) << 32) | (cpu.r[0] & 0xFFFFFFFF))
+
+
+# -- fast system calls (long mode) ----------------------------------------------------------------
+
+def h_syscall(cpu, c) -> None:
+    if not cpu.efer & EFER_SCE or not cpu.efer & EFER_LMA or cpu.code_bits != 64:
+        raise CpuFault(UD)
+    star = cpu.msrs.get(MSR_STAR, 0)
+    sel = (star >> 32) & 0xFFFC
+    cpu.r[1] = cpu.rip
+    fl = cpu.flags()
+    cpu.r[11] = fl & ~RFLAGS_RF
+    cpu.set_flags(fl & ~cpu.msrs.get(MSR_SFMASK, 0) & ~RFLAGS_RF)
+    cpu.load_cs(Segment(sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 0, 1, 1))
+    cpu.set_segment(2, Segment(sel + 8, 0, 0xFFFFFFFF, 0x3, 1, 0, 1, 1, 0, 1))
+    cpu.rip = cpu.msrs.get(MSR_LSTAR, 0)
+
+
+def h_sysret(cpu, c) -> None:
+    insn = c[0]
+    if not cpu.efer & EFER_SCE or cpu.code_bits != 64:
+        raise CpuFault(UD)
+    _need_cpl0(cpu)
+    star = cpu.msrs.get(MSR_STAR, 0)
+    base = (star >> 48) & 0xFFFF
+    if insn.operand_size == 64:
+        cs = Segment((base + 16) | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 0, 1, 1)
+        rip = cpu.r[1]
+    else:
+        cs = Segment(base | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 1, 0, 1)
+        rip = cpu.r[1] & 0xFFFFFFFF
+    cpu.set_flags((cpu.r[11] & 0x3C7FD7) | 2)
+    cpu.load_cs(cs)
+    cpu.set_segment(2, Segment((base + 8) | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
+    cpu.rip = rip
+    cpu.irq_check = True
+
+
+def h_swapgs(cpu, c) -> None:
+    if cpu.code_bits != 64:
+        raise CpuFault(UD)
+    _need_cpl0(cpu)
+    kernel = cpu.msrs.get(MSR_KERNEL_GS_BASE, 0)
+    cpu.msrs[MSR_KERNEL_GS_BASE] = cpu.sbase[GS]
+    write_msr(cpu, MSR_GS_BASE, kernel)
+
+
+SYSTEM_HELPERS = {
+    "mov": h_mov, "lgdt": h_lgdt, "lidt": h_lgdt, "sgdt": h_sgdt, "sidt": h_sgdt,
+    "ltr": h_ltr, "lldt": h_lldt, "sldt": h_sldt, "str": h_sldt, "smsw": h_smsw,
+    "lmsw": h_lmsw, "clts": h_clts, "invlpg": h_invlpg, "wbinvd": h_nop_priv,
+    "invd": h_nop_priv, "ljmp": h_ljmp, "jmp": h_jmp, "call": h_call, "lcall": h_call,
+    "retf": h_retf, "lret": h_retf, "iret": h_iret, "iretd": h_iret, "iretq": h_iret,
+    "lds": h_load_far_pointer, "les": h_load_far_pointer, "lss": h_load_far_pointer,
+    "lfs": h_load_far_pointer, "lgs": h_load_far_pointer,
+    "int": h_int, "int3": h_int, "into": h_int, "int1": h_int, "ud2": h_ud2, "hlt": h_hlt,
+    "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
+    "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
+    "swapgs": h_swapgs,
+}

@@ -1,0 +1,230 @@
+"""The emu backend: runs the guest on :class:`x86vm.cpu.core.Cpu` over the machine's RAM.
+
+It produces the same exit objects as the KVM backend (machine/backend.py): an ``in`` or a
+read of an address no RAM backs stops the instruction before any architectural write and
+``run()`` returns an :class:`IoExit`/:class:`MmioExit`; ``complete_io`` hands the value back
+and the next ``run()`` finishes the instruction with it. Writes (``out``, stores to MMIO)
+retire the instruction and come out one exit per access, in order.
+
+Guest time follows retired instructions at a fixed virtual frequency (20 MHz by default,
+``mhz=``), so two runs of one guest are identical; time spent halted jumps to the next timer
+deadline. Devices schedule work with :meth:`EmuBackend.at` (the TimerService of irq.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from x86vm.cpu.core import Cpu
+from x86vm.cpu.mmu import Ram
+from x86vm.cpu.state import RegisterState
+from x86vm.machine.backend import DebugControl
+from x86vm.machine.exits import Exit, Halt, IoExit, MmioExit, Shutdown
+from x86vm.machine.irq import InterruptController
+from x86vm.machine.memory import GuestMemory
+from x86vm.machine.timers import NEVER
+
+DEFAULT_MHZ = 20
+SLICE = 1_000_000  # instructions per cpu.run call at most (between timer checks)
+
+
+class EmuIrqLine:
+    """An interrupt input; without a controller model it only records its level."""
+
+    __slots__ = ("irq", "level", "edges", "_cpu")
+
+    def __init__(self, irq: int, cpu: Cpu) -> None:
+        self.irq, self.level, self.edges, self._cpu = irq, False, 0, cpu
+
+    def set_level(self, level: bool) -> None:
+        if level and not self.level:
+            self.edges += 1
+        self.level = bool(level)
+        self._cpu.irq_check = True
+
+
+class _Timer:
+    __slots__ = ("deadline", "callback", "cancelled")
+
+    def __init__(self, deadline: int, callback: Callable[[], None]) -> None:
+        self.deadline, self.callback, self.cancelled = deadline, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class EmuBackend:
+    """One vCPU emulated in Python over ``memory``'s RAM buffers."""
+
+    name = "emu"
+    coalescing = None  # Backend capability: every write exits at once
+    in_kernel: frozenset[str] = frozenset()  # no device is emulated below the monitor
+
+    def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
+        self.memory = memory
+        regions = [(r.gpa, r.end, r.buffer) for r in memory.regions]
+        self.cpu = Cpu(Ram(regions))
+        self.cpu.ns_per_insn = max(1, round(1000 / mhz))
+        self.buffered_writes = None
+        self._queued: list[Exit] = []
+        self._timers: list[tuple[int, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._lines: dict[int, EmuIrqLine] = {}
+        self.debug = DebugControl()
+        self.exits = 0
+        self._wake: _Timer | None = None  # the machine's earliest timer deadline (wake_at)
+        self._woken = False
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    def set_entry_state(self, entry: RegisterState) -> None:
+        self.set_state(entry)
+
+    def get_state(self) -> RegisterState:
+        return self.cpu.get_state()
+
+    def set_state(self, state: RegisterState) -> None:
+        self.cpu.set_state(state)
+        self._queued.clear()
+        self.cpu.pending.clear()
+        self.cpu.replay.clear()
+
+    def run(self) -> Exit | None:
+        cpu = self.cpu
+        if self._queued:
+            return self._queued.pop(0)
+        while True:
+            if cpu.stop_flag:
+                cpu.stop_flag = False
+                return None
+            budget = self._fire_timers()
+            if self._woken:  # the machine's timers are due: run() returns for them
+                self._woken = False
+                return None
+            reason = cpu.run(budget)
+            if reason == "io":
+                ex = self._exit_from_cpu()
+                if ex is not None:
+                    return ex
+            elif reason == "halt":
+                if not self._skip_to_next_timer():
+                    return Halt()
+            elif reason == "shutdown":
+                return Shutdown(cpu.stop_reason or "triple fault")
+            elif reason == "stop":
+                cpu.stop_flag = False
+                if cpu.stop_reason == "triple fault":
+                    return Shutdown("triple fault")
+                return None
+
+    def _exit_from_cpu(self) -> Exit | None:
+        cpu = self.cpu
+        read = getattr(cpu, "needs_read", None)
+        if read is not None:
+            cpu.needs_read = None
+            data = bytearray(read.size)
+            ex = IoExit(read.address, read.size, False, data) if read.port else \
+                MmioExit(read.address, read.size, False, data)
+            self._queued_writes_first(ex)
+            return self._queued.pop(0)
+        if cpu.pending:
+            self._queued_writes_first(None)
+            return self._queued.pop(0) if self._queued else None
+        return None
+
+    def _queued_writes_first(self, read: Exit | None) -> None:
+        for kind, address, size, value in self.cpu.pending:
+            data = bytearray(value.to_bytes(size, "little"))
+            if kind == "io":
+                self._queued.append(IoExit(address, size, True, data))
+            else:
+                self._queued.append(MmioExit(address, size, True, data))
+        self.cpu.pending.clear()
+        if read is not None:
+            self._queued.append(read)
+
+    def complete_io(self, exit_: Exit) -> None:
+        if isinstance(exit_, (IoExit, MmioExit)) and not exit_.is_write:
+            self.cpu.replay.append(int.from_bytes(exit_.data, "little"))
+
+    def interrupt(self) -> None:
+        self.cpu.stop_flag = True
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        yield
+
+    def irq_line(self, irq: int) -> EmuIrqLine:
+        line = self._lines.get(irq)
+        if line is None:
+            line = self._lines[irq] = EmuIrqLine(irq, self.cpu)
+        return line
+
+    def set_interrupt_controller(self, controller: InterruptController) -> None:
+        self.cpu.controller = controller
+        self.cpu.irq_check = True
+
+    def clock_ns(self) -> int:
+        return self.cpu.clock_ns()
+
+    def set_debug(self, control: DebugControl) -> None:
+        self.debug = control   # breakpoints/single-step are not implemented on emu yet
+
+    def close(self) -> None:
+        self._timers.clear()
+
+    # -- guest time --------------------------------------------------------------------------
+
+    def at(self, deadline_ns: int, callback: Callable[[], None]) -> _Timer:
+        """Run ``callback`` once guest time reaches ``deadline_ns`` (TimerService)."""
+        timer = _Timer(deadline_ns, callback)
+        heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
+        return timer
+
+    def wake_at(self, deadline_ns: int) -> None:
+        """Backend protocol: return from ``run()`` once guest time reaches ``deadline_ns``
+        (``timers.NEVER`` clears it); HLT lets guest time pass up to it."""
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = None if deadline_ns >= NEVER else self.at(deadline_ns, self._wake_up)
+
+    def _wake_up(self) -> None:
+        self._woken = True
+
+    def _fire_timers(self) -> int:
+        """Run due callbacks; the instruction budget until the next deadline."""
+        cpu = self.cpu
+        timers = self._timers
+        now = cpu.clock_ns()
+        while timers and (timers[0][2].cancelled or timers[0][0] <= now):
+            _, _, timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+                cpu.irq_check = True
+        if not timers:
+            return SLICE
+        return max(1, min(SLICE, (timers[0][0] - now) // cpu.ns_per_insn + 1))
+
+    def _skip_to_next_timer(self) -> bool:
+        """HLT: let guest time pass to the next timer deadline; False if there is none."""
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        if not timers:
+            return False
+        cpu = self.cpu
+        gap = timers[0][0] - cpu.clock_ns()
+        if gap > 0:
+            cpu.idle_ns += gap
+        return True
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        cpu = self.cpu
+        return {"instructions": cpu.icount, "undefined": cpu.ud_count,
+                "blocks": cpu.translator.translated}

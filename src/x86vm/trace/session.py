@@ -1,0 +1,51 @@
+"""``x86vm run --trace``: the options, attaching a tracer before the run, writing it after."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from x86vm.trace.output import write_json, write_text
+from x86vm.trace.tracer import DEFAULT_RING_SIZE, EVENT_IDS, TraceError, Tracer
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", metavar="EVENTS",
+                        help="record events, comma-separated globs (e.g. 'exit:*,irq:*'); "
+                             f"events: {', '.join(EVENT_IDS)}")
+    parser.add_argument("--trace-file", metavar="PATH",
+                        help="write the trace here (*.json: Chrome/Perfetto trace-event JSON; "
+                             "else ftrace-style text); default: text on stderr")
+    parser.add_argument("--trace-buffer", type=int, default=DEFAULT_RING_SIZE, metavar="N",
+                        help=f"events kept per vCPU, a power of two (default "
+                             f"{DEFAULT_RING_SIZE})")
+
+
+def start(args: argparse.Namespace, backend: object) -> Tracer | None:
+    """A tracer for ``--trace`` with its exit hook on ``backend``; None without ``--trace``.
+    Raises TraceError for a pattern that matches nothing."""
+    if not args.trace:
+        return None
+    tracer = Tracer(args.trace, args.trace_buffer)
+    tracer.attach_exits(backend)
+    return tracer
+
+
+def finish(tracer: Tracer | None, args: argparse.Namespace) -> None:
+    """Format and write the trace (after the run: the recording path formats nothing)."""
+    if tracer is None:
+        return
+    tracer.detach()
+    path = args.trace_file
+    if path is None:
+        sys.stdout.flush()
+        write_text(tracer, sys.stderr)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            (write_json if path.endswith(".json") else write_text)(tracer, out)
+    except OSError as exc:
+        print(f"x86vm: cannot write the trace to {path}: {exc.strerror}", file=sys.stderr)
+
+
+__all__ = ["add_options", "start", "finish", "TraceError"]

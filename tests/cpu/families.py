@@ -1,0 +1,305 @@
+"""Random user-mode instruction cases per instruction family, for the host-CPU differential.
+
+Each family draws an instruction text (AT&T, as GNU as reads it) and the registers, flags and
+scratch memory it starts from. Register values mix edge values (0, 1, all ones, sign bits)
+with random ones; memory operands address the harness's scratch area through %rbx.
+"""
+
+from __future__ import annotations
+
+import random
+
+from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case
+
+EDGE = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000,
+        0xFFFFFFFF, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 0xFFFFFFFFFFFFFFFF)
+REGS = {8: ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+            "r14", "r15"),
+        4: ("eax", "ecx", "edx", "esi", "edi", "r8d", "r9d", "r10d", "r11d", "r13d", "r15d"),
+        2: ("ax", "cx", "dx", "si", "di", "r8w", "r9w", "r10w", "r12w"),
+        1: ("al", "cl", "dl", "ah", "ch", "dh", "sil", "dil", "r8b", "r11b")}
+SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q"}
+GPR_FULL = ("rax", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13",
+            "r14", "r15")
+CONDITIONS = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge",
+              "le", "g")
+
+
+def value(rng: random.Random) -> int:
+    r = rng.random()
+    if r < 0.35:
+        return rng.choice(EDGE)
+    if r < 0.5:
+        return rng.randrange(0, 256)
+    return rng.getrandbits(64)
+
+
+def regs(rng: random.Random) -> dict[str, int]:
+    out = {r: value(rng) for r in GPR_FULL}
+    out["rbx"] = MEM_BASE + 0x800      # the memory operand base
+    return out
+
+
+def flags(rng: random.Random) -> int:
+    return 0x202 | (rng.getrandbits(12) & 0x8D5)
+
+
+def memory(rng: random.Random) -> bytes:
+    return rng.randbytes(MEM_SIZE)
+
+
+def _reg(rng, size):
+    return "%" + rng.choice(REGS[size])
+
+
+def _mem(rng, size):
+    return f"{rng.randrange(-0x400, 0x400, 1 if size == 1 else size)}(%rbx)"
+
+
+def _case(rng, text):
+    return Case(text, regs(rng), flags(rng), memory(rng))
+
+
+def _incompatible(*ops: str) -> bool:
+    """ah..dh cannot be encoded with a REX prefix (new 8-bit registers, sil, dil)."""
+    high = any(o in ("%ah", "%ch", "%dh", "%bh") for o in ops)
+    rex = any(o.startswith("%r") or o in ("%sil", "%dil", "%spl", "%bpl") for o in ops)
+    return high and rex
+
+
+def alu(rng: random.Random) -> Case:
+    op = rng.choice(("add", "sub", "adc", "sbb", "and", "or", "xor", "cmp", "test"))
+    size = rng.choice((1, 2, 4, 8))
+    kind = rng.random()
+    while True:
+        dst = _reg(rng, size)
+        if kind < 0.45:
+            src = _reg(rng, size)
+        elif kind < 0.8:
+            imm = rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.getrandbits(8 * min(size, 4))))
+            if size >= 4 and imm >= 0x80000000:
+                imm -= 1 << 32
+            src = f"${imm}" if not (size == 1 and imm > 0xFF) else f"${imm & 0xFF}"
+            if size == 2:
+                src = f"${imm & 0xFFFF}" if imm >= 0 else f"${imm}"
+        else:
+            src = _reg(rng, size)
+            if op == "test":
+                dst = _mem(rng, size)
+            else:
+                src, dst = (_mem(rng, size), dst) if rng.random() < 0.5 else (src, _mem(rng, size))
+        if not _incompatible(src, dst):
+            break
+    return _case(rng, f"{op}{SUFFIX[size]} {src}, {dst}")
+
+
+def unary(rng: random.Random) -> Case:
+    op = rng.choice(("inc", "dec", "neg", "not"))
+    size = rng.choice((1, 2, 4, 8))
+    dst = _reg(rng, size) if rng.random() < 0.7 else _mem(rng, size)
+    return _case(rng, f"{op}{SUFFIX[size]} {dst}")
+
+
+def shift(rng: random.Random) -> Case:
+    op = rng.choice(("shl", "shr", "sar", "rol", "ror", "rcl", "rcr"))
+    size = rng.choice((1, 2, 4, 8))
+    dst = _reg(rng, size) if rng.random() < 0.8 else _mem(rng, size)
+    form = rng.random()
+    if form < 0.3:
+        text = f"{op}{SUFFIX[size]} {dst}"
+    elif form < 0.6:
+        text = f"{op}{SUFFIX[size]} ${rng.randrange(0, 64)}, {dst}"
+    else:
+        if dst in ("%cl", "%ch", "%cx", "%ecx", "%rcx"):
+            dst = _mem(rng, size)
+        text = f"{op}{SUFFIX[size]} %cl, {dst}"
+    case = _case(rng, text)
+    case.regs["rcx"] = (case.regs["rcx"] & ~0xFF) | rng.randrange(0, 70)
+    return case
+
+
+def muldiv(rng: random.Random) -> Case:
+    op = rng.choice(("mul", "imul", "imul2", "imul3", "div", "idiv"))
+    size = rng.choice((1, 2, 4, 8))
+    case = _case(rng, "")
+    while True:
+        src = _reg(rng, size)
+        if src[1:] not in ("al", "ah", "ax", "eax", "rax", "dl", "dh", "dx", "edx", "rdx"):
+            break
+    if op == "imul2" and size > 1:
+        case.text = f"imul{SUFFIX[size]} {src}, {_reg(rng, size)}"
+        if _incompatible(*case.text.replace(",", "").split()[1:]):
+            case.text = f"imul{SUFFIX[size]} {src}, %{REGS[size][0]}"
+    elif op == "imul3" and size > 1:
+        case.text = f"imul{SUFFIX[size]} ${rng.randrange(-128, 128)}, {src}, %{REGS[size][1]}"
+    elif op in ("div", "idiv"):
+        case.text = f"{op}{SUFFIX[size]} {src}"
+        d = rng.getrandbits(8 * size) or 1
+        full = _full(src)
+        case.regs[full] = (case.regs[full] & ~((1 << (8 * size)) - 1)) | d
+        if src[1:] in ("ah", "ch", "dh", "bh"):
+            case.regs[full] = (case.regs[full] & ~0xFF00) | (d << 8)
+        # keep the quotient in range: a high half below the divisor
+        if op == "div":
+            hi = rng.randrange(0, d)
+        else:
+            hi = 0 if rng.random() < 0.5 else (1 << (8 * size)) - 1
+        if size == 1:
+            case.regs["rax"] = (case.regs["rax"] & ~0xFF00) | (hi << 8)
+            if op == "idiv":
+                case.regs["rax"] = (case.regs["rax"] & ~0xFFFF) | rng.randrange(0, 0x40)
+        else:
+            case.regs["rdx"] = (case.regs["rdx"] & ~((1 << (8 * size)) - 1)) | hi
+            if op == "idiv":
+                lo = rng.getrandbits(8 * size - 2)
+                if hi:
+                    lo = (1 << (8 * size)) - 1 - lo
+                case.regs["rax"] = (case.regs["rax"] & ~((1 << (8 * size)) - 1)) | lo
+                case.regs[full] = (case.regs[full] & ~((1 << (8 * size)) - 1)) | \
+                    (d | (1 << (8 * size - 3)))
+    else:
+        case.text = f"{op.rstrip('23')}{SUFFIX[size]} {src}"
+    return case
+
+
+_FULL = {"al": "rax", "cl": "rcx", "dl": "rdx", "ah": "rax", "ch": "rcx", "dh": "rdx",
+         "sil": "rsi", "dil": "rdi", "ax": "rax", "cx": "rcx", "dx": "rdx", "si": "rsi",
+         "di": "rdi", "eax": "rax", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi"}
+
+
+def _full(reg: str) -> str:
+    """The 64-bit register holding ``reg`` (%r9d → r9)."""
+    name = reg[1:]
+    if name in _FULL:
+        return _FULL[name]
+    if name.startswith("r"):
+        digits = "".join(ch for ch in name[1:] if ch.isdigit())
+        if digits:
+            return f"r{digits}"
+    return name
+
+
+def bits(rng: random.Random) -> Case:
+    op = rng.choice(("bt", "bts", "btr", "btc", "bsf", "bsr", "popcnt", "lzcnt", "tzcnt",
+                     "bswap"))
+    size = rng.choice((2, 4, 8))
+    if op == "bswap":
+        size = rng.choice((4, 8))
+        return _case(rng, f"bswap {_reg(rng, size)}")
+    if op.startswith("bt"):
+        if rng.random() < 0.5:
+            return _case(rng, f"{op}{SUFFIX[size]} ${rng.randrange(0, 256)}, {_reg(rng, size)}")
+        dst = _reg(rng, size) if rng.random() < 0.6 else _mem(rng, size)
+        case = _case(rng, f"{op}{SUFFIX[size]} %{REGS[size][2]}, {dst}")
+        if "(" in dst:  # a register bit offset reaches beyond the operand: keep it in memory
+            case.regs["rdx"] = rng.randrange(-0x1000, 0x1000) & ((1 << 64) - 1)
+            if size == 2:
+                case.regs["rdx"] = rng.randrange(-0x1000, 0x1000) & 0xFFFF
+        return case
+    src = _reg(rng, size) if rng.random() < 0.7 else _mem(rng, size)
+    case = _case(rng, f"{op}{SUFFIX[size]} {src}, {_reg(rng, size)}")
+    if rng.random() < 0.2 and not src.endswith(")"):
+        case.regs[_full(src)] = 0
+    return case
+
+
+def moves(rng: random.Random) -> Case:
+    kind = rng.choice(("movzx", "movsx", "cmov", "set", "xchg", "xadd", "cmpxchg", "lea",
+                       "cwd", "lahf", "sahf", "mov"))
+    if kind in ("movzx", "movsx"):
+        src_size = rng.choice((1, 2))
+        dst_size = rng.choice([s for s in (2, 4, 8) if s > src_size])
+        src = _reg(rng, src_size) if rng.random() < 0.7 else _mem(rng, src_size)
+        dst = _reg(rng, dst_size)
+        if _incompatible(src, dst):
+            src = "%al"
+        letter = "z" if kind == "movzx" else "s"
+        return _case(rng, f"mov{letter}{SUFFIX[src_size]}{SUFFIX[dst_size]} {src}, {dst}")
+    if kind == "cmov":
+        size = rng.choice((2, 4, 8))
+        src = _reg(rng, size) if rng.random() < 0.7 else _mem(rng, size)
+        return _case(rng, f"cmov{rng.choice(CONDITIONS)}{SUFFIX[size]} {src}, "
+                          f"{_reg(rng, size)}")
+    if kind == "set":
+        dst = _reg(rng, 1) if rng.random() < 0.7 else _mem(rng, 1)
+        return _case(rng, f"set{rng.choice(CONDITIONS)} {dst}")
+    if kind in ("xchg", "xadd", "cmpxchg"):
+        size = rng.choice((1, 2, 4, 8))
+        a = _reg(rng, size)
+        b = _reg(rng, size) if rng.random() < 0.5 else _mem(rng, size)
+        if _incompatible(a, b):
+            a, b = f"%{REGS[size][0]}", _mem(rng, size)
+        return _case(rng, f"{kind}{SUFFIX[size]} {a}, {b}")
+    if kind == "lea":
+        size = rng.choice((2, 4, 8))
+        scale = rng.choice((1, 2, 4, 8))
+        return _case(rng, f"lea{SUFFIX[size]} {rng.randrange(-2**31, 2**31)}(%rsi,%rdi,"
+                          f"{scale}), {_reg(rng, size)}")
+    if kind == "cwd":
+        return _case(rng, rng.choice(("cbtw", "cwtl", "cltq", "cwtd", "cltd", "cqto")))
+    if kind in ("lahf", "sahf"):
+        return _case(rng, kind)
+    size = rng.choice((1, 2, 4, 8))
+    src = _reg(rng, size) if rng.random() < 0.5 else _mem(rng, size)
+    dst = _reg(rng, size) if "(" in src or rng.random() < 0.5 else _mem(rng, size)
+    if _incompatible(src, dst):
+        src = "%" + REGS[size][0]
+    return _case(rng, f"mov{SUFFIX[size]} {src}, {dst}")
+
+
+def strings(rng: random.Random) -> Case:
+    op = rng.choice(("movs", "stos", "lods", "cmps", "scas"))
+    size = rng.choice((1, 2, 4, 8))
+    rep = rng.choice(("", "rep ", "repe ", "repne ")) if op in ("cmps", "scas") else \
+        rng.choice(("", "rep "))
+    if op == "lods":
+        rep = ""
+    case = _case(rng, f"{rep}{op}{SUFFIX[size]}")
+    case.regs["rsi"] = MEM_BASE + 0x400 + rng.randrange(0, 0x100)
+    case.regs["rdi"] = MEM_BASE + 0x800 + rng.randrange(0, 0x100)
+    case.regs["rcx"] = rng.randrange(0, 40)
+    case.rflags = (case.rflags & ~0x400) | (0x400 if rng.random() < 0.3 else 0)
+    if case.rflags & 0x400:
+        case.regs["rsi"] += 0x300
+        case.regs["rdi"] += 0x300
+    if op in ("cmps", "scas") and rng.random() < 0.5:
+        mem = bytearray(case.memory)
+        mem[0x400:0x500] = mem[0x800:0x900]
+        case.memory = bytes(mem)
+    return case
+
+
+def stack(rng: random.Random) -> Case:
+    op = rng.choice(("push", "pop", "pushf", "popf", "enter", "leave"))
+    if op == "push":
+        src = rng.choice(("%rax", "%r9", "$-5", "$0x12345678", _mem(rng, 8)))
+        return _case(rng, f"pushq {src}")
+    if op == "pop":
+        return _case(rng, f"popq {rng.choice(('%rax', '%r10', _mem(rng, 8)))}")
+    if op == "pushf":
+        return _case(rng, "pushfq")
+    if op == "popf":
+        case = _case(rng, "popfq")
+        # a flags image with only the user-changeable arithmetic bits and DF
+        mem = bytearray(case.memory)
+        image = 0x202 | (rng.getrandbits(12) & 0xCD5)
+        mem[0xD00:0xD08] = image.to_bytes(8, "little")
+        case.memory = bytes(mem)
+        case.regs["rsp"] = MEM_BASE + 0xD00
+        return case
+    if op == "enter":
+        return _case(rng, f"enter ${rng.randrange(0, 64)}, $0")
+    if op == "leave":
+        case = _case(rng, "leave")
+        case.regs["rbp"] = MEM_BASE + 0x600 + 8 * rng.randrange(0, 64)
+        return case
+    return _case(rng, "leave")
+
+
+FAMILIES = {"alu": alu, "unary": unary, "shift": shift, "muldiv": muldiv, "bits": bits,
+            "moves": moves, "strings": strings, "stack": stack}
+
+
+def generate(family: str, count: int, seed: int) -> list[Case]:
+    rng = random.Random(f"{family}-{seed}")
+    return [FAMILIES[family](rng) for _ in range(count)]

@@ -1,0 +1,239 @@
+"""The host CPU as the oracle for instruction semantics (a gcc-built harness).
+
+:func:`run_on_host` writes one assembly file holding every case: each case loads RFLAGS and
+the general registers from a table, executes the instruction under test (assembled by GNU
+as from its text), stores the registers and RFLAGS, and returns. A small C driver resets a
+scratch memory area before each case and writes, per case, the instruction bytes, the
+registers and flags after it, and the scratch memory. :func:`run_on_emu` runs the same bytes
+from the same state on :class:`x86vm.cpu.core.Cpu`. The scratch memory and the test stack sit
+at fixed addresses (linker ``--section-start``) so that register values may point into them.
+
+Only the flags an instruction defines are compared: :data:`UNDEFINED_FLAGS` lists the rest
+(SDM Vol. 2 "Flags Affected"; this host is AMD, whose undefined flags differ from Intel's).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from x86vm.cpu.core import Cpu
+from x86vm.cpu.mmu import Ram
+from x86vm.cpu.state import CR0_PE, EFER_LMA, EFER_LME, RegisterState, Segment
+
+MEM_BASE = 0x10000000       # scratch memory the cases may address
+MEM_SIZE = 0x1000
+STACK_TOP = MEM_BASE + 0xE00    # inside the compared scratch memory
+CODE_BASE = 0x400000        # where the emulator places case k (k * 32)
+GPRS = ("rax", "rcx", "rdx", "rbx", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15")
+ARITH = 0x8D5
+CF, PF, AF, ZF, SF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x800
+
+# flags an instruction leaves undefined (SDM Vol. 2, "Flags Affected" of each instruction)
+UNDEFINED_FLAGS = {
+    "mul": SF | ZF | AF | PF, "imul": SF | ZF | AF | PF, "div": ARITH, "idiv": ARITH,
+    "and": AF, "or": AF, "xor": AF, "test": AF,
+    "bt": OF | SF | AF | PF, "bts": OF | SF | AF | PF, "btr": OF | SF | AF | PF,
+    "btc": OF | SF | AF | PF, "bsf": CF | OF | SF | AF | PF, "bsr": CF | OF | SF | AF | PF,
+    "tzcnt": OF | SF | AF | PF, "lzcnt": OF | SF | AF | PF,
+    "daa": OF, "das": OF, "aaa": OF | SF | ZF | PF, "aas": OF | SF | ZF | PF,
+    "aam": OF | AF | CF, "aad": OF | AF | CF,
+}
+SHIFTS = ("shl", "sal", "shr", "sar")
+ROTATES = ("rol", "ror", "rcl", "rcr")
+
+
+@dataclass
+class Case:
+    """One instruction (assembly text, AT&T) and the registers/flags/memory it starts with."""
+
+    text: str
+    regs: dict[str, int]
+    rflags: int = 0x202
+    memory: bytes = b"\0" * MEM_SIZE
+
+
+@dataclass
+class Outcome:
+    code: bytes
+    regs: dict[str, int]
+    rflags: int
+    memory: bytes
+
+
+def harness_available() -> str | None:
+    """None if gcc can build the harness here, else why not."""
+    for tool in ("gcc",):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+_DRIVER = r"""
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+extern unsigned char testmem[];
+extern const unsigned char testmem_init[];
+extern void (*const cases[])(void);
+extern const uint64_t bounds[];
+extern uint64_t outs[];
+extern const long ncases;
+int main(void) {
+    for (long k = 0; k < ncases; k++) {
+        memcpy(testmem, testmem_init + k * MEMSZ, MEMSZ);
+        cases[k]();
+        uint64_t len = bounds[2 * k + 1] - bounds[2 * k];
+        write(1, &len, 8);
+        write(1, (const void *)bounds[2 * k], len);
+        write(1, &outs[17 * k], 17 * 8);
+        write(1, testmem, MEMSZ);
+    }
+    return 0;
+}
+"""
+
+
+def _case_asm(k: int) -> list[str]:
+    load = ["popfq"] + [f"pop %{r}" for r in GPRS] + ["mov (%rsp), %rsp"]
+    store = [f"mov %rsp, outs+{8 * (17 * k + 16)}(%rip)",
+             f"lea outs+{8 * (17 * k + 16)}(%rip), %rsp"]
+    store += [f"push %{r}" for r in reversed(GPRS)] + ["pushfq"]
+    return [f"case_{k}:", "push %rbx", "push %rbp", "push %r12", "push %r13", "push %r14",
+            "push %r15", "mov %rsp, saved_rsp(%rip)", f"lea ins+{8 * 17 * k}(%rip), %rsp",
+            *load, f"i_{k}:", "CASE_TEXT", f"e_{k}:", *store, "cld", "mov saved_rsp(%rip), %rsp",
+            "pop %r15", "pop %r14", "pop %r13", "pop %r12", "pop %rbp", "pop %rbx", "ret"]
+
+
+def run_on_host(cases: list[Case]) -> list[Outcome]:
+    lines = [".text"]
+    for k, case in enumerate(cases):
+        lines += [case.text if line == "CASE_TEXT" else line for line in _case_asm(k)]
+    lines += [".section .rodata", ".align 8", ".globl cases, bounds, ncases, testmem_init",
+              "cases:"] + [f".quad case_{k}" for k in range(len(cases))]
+    lines += ["bounds:"] + [f".quad i_{k}, e_{k}" for k in range(len(cases))]
+    lines += [f"ncases: .quad {len(cases)}", "testmem_init:"]
+    for case in cases:
+        lines.append(".byte " + ",".join(str(b) for b in case.memory))
+    lines += [".data", ".align 8", "saved_rsp: .quad 0", "ins:"]
+    for case in cases:
+        values = [case.rflags] + [case.regs.get(r, 0) & (2**64 - 1) for r in GPRS]
+        values.append(case.regs.get("rsp", STACK_TOP))
+        lines.append(".quad " + ",".join(str(v) for v in values))
+    lines += [".globl outs", "outs:", f".skip {17 * 8 * len(cases)}",
+              ".section .testmem, \"aw\"", ".globl testmem", "testmem:",
+              f".skip {0x2000}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "cases.S").write_text("\n".join(lines) + "\n")
+        (t / "driver.c").write_text(_DRIVER)
+        proc = subprocess.run(
+            ["gcc", "-O1", "-no-pie", f"-DMEMSZ={MEM_SIZE}", "-o", str(t / "h"),
+             str(t / "driver.c"), str(t / "cases.S"),
+             f"-Wl,--section-start=.testmem={MEM_BASE:#x}"], capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr[-3000:])
+        out = subprocess.run([str(t / "h")], capture_output=True, timeout=120)
+        if out.returncode:
+            raise RuntimeError(f"harness died with status {out.returncode}")
+    data = out.stdout
+    pos = 0
+    results = []
+    for _ in cases:
+        (n,) = struct.unpack_from("<Q", data, pos)
+        code = data[pos + 8:pos + 8 + n]
+        pos += 8 + n
+        vals = struct.unpack_from("<17Q", data, pos)
+        pos += 17 * 8
+        mem = data[pos:pos + MEM_SIZE]
+        pos += MEM_SIZE
+        regs = dict(zip(GPRS, vals[1:16], strict=True))
+        regs["rsp"] = vals[16]
+        results.append(Outcome(code, regs, vals[0], mem))
+    return results
+
+
+class Emu:
+    """A 64-bit CPU over scratch RAM at the harness's addresses (paging off, CPL 0)."""
+
+    def __init__(self) -> None:
+        self.code = bytearray(0x100000)
+        self.data = bytearray(0x2000)
+        self.cpu = Cpu(Ram([(CODE_BASE, CODE_BASE + len(self.code), self.code),
+                            (MEM_BASE, MEM_BASE + len(self.data), self.data)]))
+        self.next = 0
+
+    def run(self, case: Case, code: bytes) -> Outcome:
+        at = self.next
+        self.next += 32
+        self.code[at:at + len(code) + 1] = code + b"\xf4"   # hlt
+        self.data[:MEM_SIZE] = case.memory
+        code64 = Segment(selector=8, limit=0xFFFFFFFF, type=0xB, l=1, g=1)
+        data = Segment(selector=0x10, limit=0xFFFFFFFF, type=0x3, db=1, g=1)
+        gprs = {r: v & (2**64 - 1) for r, v in case.regs.items()}
+        gprs.setdefault("rsp", STACK_TOP)
+        state = RegisterState(rip=CODE_BASE + at, gprs=gprs, rflags=case.rflags, cs=code64,
+                              ds=data, es=data, ss=data, fs=data, gs=data, cr0=CR0_PE,
+                              efer=EFER_LME | EFER_LMA)
+        cpu = self.cpu
+        cpu.set_state(state)
+        reason = cpu.run(1000)
+        if reason != "halt" or cpu.rip != CODE_BASE + at + len(code) + 1:
+            raise AssertionError(f"{case.text}: emulator stopped ({reason}) at {cpu.rip:#x}")
+        s = cpu.get_state()
+        regs = {r: s.gprs[r] for r in GPRS}
+        regs["rsp"] = s.gprs["rsp"]
+        return Outcome(code, regs, s.rflags, bytes(self.data[:MEM_SIZE]))
+
+
+def undefined_mask(case: Case) -> int:
+    """Flags not to compare for ``case`` (its mnemonic and, for shifts, its count)."""
+    name = case.text.split()[0].rstrip("bwlq")
+    for full in UNDEFINED_FLAGS:
+        if case.text.split()[0] in (full, full + "b", full + "w", full + "l", full + "q"):
+            return UNDEFINED_FLAGS[full]
+    count = _count(case)
+    if name in SHIFTS or case.text.split()[0][:3] in SHIFTS:
+        mask = AF
+        if count is None or count != 1:
+            mask |= OF
+        return mask
+    if case.text.split()[0][:3] in ROTATES:
+        return OF if count is None or count != 1 else 0
+    if case.text.split()[0][:4] in ("shld", "shrd"):
+        return AF | OF | CF
+    return 0
+
+
+def _count(case: Case) -> int | None:
+    text = case.text
+    if "%cl" in text:
+        return None
+    if text.startswith(("shl ", "shr ", "sar ", "sal ", "rol ", "ror ", "rcl ", "rcr ")) or \
+            text.split()[0][:3] in SHIFTS + ROTATES:
+        ops = text.split(None, 1)[1] if " " in text else ""
+        if ops.startswith("$"):
+            return int(ops[1:].split(",")[0], 0)
+        return 1
+    return None
+
+
+def compare(case: Case, host: Outcome, emu: Outcome) -> list[str]:
+    """Differences between the host's and the emulator's results (empty: they agree)."""
+    diffs = []
+    for r in (*GPRS, "rsp"):
+        if host.regs[r] != emu.regs[r]:
+            diffs.append(f"{r}: host {host.regs[r]:#x} emu {emu.regs[r]:#x}")
+    mask = (ARITH | 0x400) & ~undefined_mask(case)
+    if (host.rflags ^ emu.rflags) & mask:
+        diffs.append(f"rflags: host {host.rflags:#x} emu {emu.rflags:#x} "
+                     f"(compared {mask:#x})")
+    if host.memory != emu.memory:
+        at = next(i for i in range(MEM_SIZE) if host.memory[i] != emu.memory[i])
+        diffs.append(f"memory differs first at +{at:#x}")
+    return diffs

@@ -1,0 +1,209 @@
+"""Event tracing: patterns, the ring, the exit hook in the real run loop, the two outputs.
+
+The JSON output is checked against the Trace Event Format (JSON Object Format: a
+``traceEvents`` array; every event with ``name``, ``ph``, ``pid``, ``tid``; timed events with
+``ts`` in microseconds; instants with a scope ``s`` of g/p/t; metadata ``M`` events naming the
+process and threads in ``args.name``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from importlib import resources
+
+import pytest
+
+from test_kvm_support import runs_guests
+from x86vm.machine.backend import StopRequest
+from x86vm.machine.bus import MmioBus, PortBus
+from x86vm.machine.exits import Halt, IoExit, MmioExit
+from x86vm.machine.runloop import run_loop
+from x86vm.trace.output import trace_events, write_json, write_text
+from x86vm.trace.tracer import EVENT_IDS, Ring, TraceError, Tracer, select_events
+
+PHASES = set("BEXiIbneCMsftPONDcRr(")
+TEXT_LINE = re.compile(r"^ *vcpu(\d+)-(\d+) \[(\d{3})\] +(\d+\.\d{6}): ([a-z:]+): (.*)$")
+
+
+def validate_trace_event_json(document: object) -> list[dict]:
+    """Assert ``document`` is a Trace Event Format JSON object; return its events."""
+    assert isinstance(document, dict) and isinstance(document.get("traceEvents"), list)
+    assert document.get("displayTimeUnit", "ms") in ("ms", "ns")
+    events = document["traceEvents"]
+    for event in events:
+        assert isinstance(event.get("name"), str), event
+        assert event.get("ph") in PHASES, event
+        assert isinstance(event.get("pid"), int) and isinstance(event.get("tid"), int), event
+        assert isinstance(event.get("args", {}), dict), event
+        if event["ph"] == "M":
+            assert event["name"] in ("process_name", "thread_name", "process_labels",
+                                     "process_sort_index", "thread_sort_index"), event
+            assert isinstance(event["args"].get("name"), str), event
+            continue
+        assert isinstance(event.get("ts"), (int, float)) and event["ts"] >= 0, event
+        if event["ph"] in "iI":
+            assert event.get("s", "t") in ("g", "p", "t"), event
+        if event["ph"] == "X":
+            assert isinstance(event.get("dur"), (int, float)), event
+        assert isinstance(event.get("cat", ""), str)
+    return events
+
+
+def test_patterns_select_events_and_unknown_ones_are_errors() -> None:
+    assert select_events("exit:*") == {n for n in EVENT_IDS if n.startswith("exit:")}
+    assert select_events("exit:io, irq:*") == {"exit:io", "irq:raise", "irq:inject"}
+    assert select_events("*") == set(EVENT_IDS)
+    with pytest.raises(TraceError, match="'exits:io' matches no event"):
+        select_events("exit:io,exits:io")
+    with pytest.raises(TraceError, match="power of two"):
+        Ring(1000, 0)
+
+
+def test_the_ring_keeps_the_newest_events_and_counts_the_rest() -> None:
+    tracer = Tracer("irq:raise", ring_size=8, clock=iter(range(100, 200)).__next__)
+    record = tracer.recorder("irq:raise")
+    assert tracer.recorder("irq:inject") is None  # off: the caller records nothing
+    for irq in range(11):
+        record(irq, 1)
+    ring = tracer.rings[0]
+    assert ring.dropped == 3
+    assert [e[2] for e in ring.events()] == [(i, 1) for i in range(3, 11)]
+    assert tracer.counts() == {"irq:raise": 8, "(dropped)": 3}
+    out = io.StringIO()
+    write_text(tracer, out)
+    assert "entries-in-buffer/entries-written: 8/11" in out.getvalue()
+    assert out.getvalue().splitlines()[-1].endswith(": irq:raise: irq=0xa level=0x1")
+
+
+class ScriptedBackend:
+    """Plays a list of exits; a read's data is filled in by the run loop."""
+
+    name = "scripted"
+    buffered_writes = None
+
+    def __init__(self, exits, stop: StopRequest) -> None:
+        self.exits, self.stop = list(exits), stop
+        self.completed = []
+
+    def run(self):
+        if not self.exits:
+            self.stop.request(0, "script done")
+            return None
+        return self.exits.pop(0)
+
+    def complete_io(self, ex) -> None:
+        self.completed.append(ex)
+
+    def interrupt(self) -> None:
+        pass
+
+    def running(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class Register:
+    def __init__(self, value: int) -> None:
+        self.value, self.writes = value, []
+
+    def read(self, offset: int, size: int) -> int:
+        return self.value
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.writes.append(value)
+
+
+def scripted_run(patterns: str):
+    pio, mmio, stop = PortBus(), MmioBus(), StopRequest()
+    pio.register(0x60, 1, Register(0x5A))
+    mmio.register(0xFEE00000, 0x1000, Register(0x12345678))
+    exits = [IoExit(0x60, 1, False, bytearray(1)), IoExit(0x61, 1, True, bytearray(b"\x07")),
+             MmioExit(0xFEE000B0, 4, False, bytearray(4)),
+             MmioExit(0xFEE00300, 4, True, bytearray((0x4500).to_bytes(4, "little"))),
+             IoExit(0x3F8, 1, True, bytearray(b"hi"), count=2), Halt()]
+    backend = ScriptedBackend(exits, stop)
+    tracer = Tracer(patterns, clock=iter(range(0, 10**9, 1500)).__next__)
+    original = backend.run
+    tracer.attach_exits(backend)
+    result = run_loop(backend, pio, mmio, stop)
+    tracer.detach()
+    assert backend.run == original
+    return tracer, result
+
+
+def test_exit_events_from_the_real_run_loop_match_its_count() -> None:
+    tracer, result = scripted_run("exit:*")
+    assert result.exits == 6 and sum(tracer.counts().values()) == result.exits
+    out = io.StringIO()
+    write_text(tracer, out)
+    lines = [TEXT_LINE.match(ln) for ln in out.getvalue().splitlines() if not ln.startswith("#")]
+    assert all(lines) and len(lines) == 6
+    assert [m.group(6) for m in lines] == [
+        "port=0x60 size=1 dir=in data=0x5a",  # the value the device gave, read after the run
+        "port=0x61 size=1 dir=out data=0x7",
+        "gpa=0xfee000b0 size=4 dir=read data=0x12345678",
+        "gpa=0xfee00300 size=4 dir=write data=0x4500",
+        "port=0x3f8 size=1 dir=out data=0x68 count=2 bytes=6869",
+        ""]
+    assert [m.group(5) for m in lines][-1] == "exit:halt"
+    assert [m.group(4) for m in lines][:2] == ["0.000001", "0.000003"]  # 1.5 us steps
+
+
+def test_only_enabled_exits_are_recorded_and_none_means_no_hook() -> None:
+    tracer, result = scripted_run("exit:mmio")
+    assert tracer.counts() == {"exit:mmio": 2}
+    backend = ScriptedBackend([], StopRequest())
+    assert Tracer("irq:*").attach_exits(backend) is False
+    assert "run" not in vars(backend)  # nothing swapped in: tracing off costs nothing
+
+
+def test_json_is_trace_event_format() -> None:
+    tracer, _ = scripted_run("exit:*")
+    out = io.StringIO()
+    write_json(tracer, out)
+    events = validate_trace_event_json(json.loads(out.getvalue()))
+    instants = [e for e in events if e["ph"] == "i"]
+    assert len(instants) == 6
+    assert instants[0] == {"name": "exit:io", "cat": "exit", "ph": "i", "s": "t", "ts": 1.5,
+                           "pid": tracer.pid, "tid": tracer.rings[0].tid,
+                           "args": {"port": 0x60, "size": 1, "dir": "in", "data": 0x5A}}
+    names = {e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert names == {"x86vm", "vcpu0"}
+    with pytest.raises(AssertionError):  # the validator rejects what the format forbids
+        validate_trace_event_json({"traceEvents": [{"name": "x", "ph": "i", "pid": 1}]})
+
+
+@runs_guests
+def test_a_kvm_run_traces_every_exit(tmp_path) -> None:
+    from test_cli_run import x86vm
+
+    if not resources.files("x86vm").joinpath("guests", "hello.bin").is_file():
+        pytest.skip("bundled guest not built")
+    path = tmp_path / "trace.json"
+    done = x86vm("run", "--trace", "exit:*", "--trace-file", path, "--serial", "none")
+    assert done.returncode == 0, done.stderr
+    events = validate_trace_event_json(json.loads(path.read_text()))
+    writes = "".join(chr(e["args"]["data"]) for e in events
+                     if e["name"] == "exit:io" and e["args"]["port"] == 0x3F8
+                     and e["args"]["dir"] == "out")
+    assert "Hello" in writes or "hello" in writes.lower(), writes
+
+    from x86vm.devices.console import open_console
+    from x86vm.devices.pc import attach_pc_devices
+    from x86vm.machine.boot import load_image
+    from x86vm.machine.vm import Machine
+
+    with Machine(memory_size=16 << 20, backend="kvm") as machine:
+        console = open_console("none")
+        attach_pc_devices(machine, console=console, debug_exit_port=0xF4)
+        image = resources.files("x86vm").joinpath("guests", "hello.bin").read_bytes()
+        entry = load_image(machine.memory, image)
+        tracer = Tracer("exit:*")
+        tracer.attach_exits(machine.backend)
+        result = machine.run(entry, timeout=30)
+        console.close()
+    assert result.exits > 10 and sum(tracer.counts().values()) == result.exits
+    assert validate_trace_event_json(trace_events(tracer))

@@ -1,0 +1,1 @@
+"""Developer tools around the tests (not collected by pytest)."""
