@@ -167,3 +167,15 @@ def test_cli_reports_guest_driver_errors(tmp_path):
     assert done.returncode == 9, done.stderr
     assert done.stderr == ("x86vm: virtio-blk at 0xd0000000: guest driver errors: "
                            "notify_before_driver_ok=2\n")
+
+
+def test_attach_takes_the_interrupt_inputs_it_is_given(tmp_path):
+    m = FakeMachine()
+    lines: dict[int, NullIrqLine] = {}
+    attached = attach_virtio(m, [], rng=True,
+                             irq_line=lambda n: lines.setdefault(n, NullIrqLine()))
+    drv = Driver(m.memory, attached[0].base)
+    q = drv.start()
+    q.add([(drv.heap.alloc(16), 16, True)])
+    q.kick()
+    assert lines[5].level and m.lines == {}

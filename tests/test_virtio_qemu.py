@@ -27,13 +27,15 @@ from pathlib import Path
 import pytest
 
 from support import oracles
-from test_kvm_support import ExitDevice, assemble, requires_kvm
+from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
 from x86vm.machine.vm import Machine
 
 QEMU = shutil.which("qemu-system-x86_64")
-pytestmark = requires_kvm()
+BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
+"""Both backends: the guest only polls, so it needs no interrupt controller (the emu board
+has no Python PIC yet)."""
 WINDOWS = [0xFEB0_0000 + 0x200 * i for i in range(24)] + [0xD000_0000]
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
 SECTOR0 = bytes(range(0x40, 0x50)) * 32
@@ -298,8 +300,8 @@ def run_qemu(firmware: bytes, tmp_path: Path) -> bytes:
     return out.read_bytes()
 
 
-def run_x86vm(firmware: bytes, tmp_path: Path) -> bytes:
-    machine = Machine(memory_size=128 << 20)
+def run_x86vm(firmware: bytes, tmp_path: Path, backend: str = "kvm") -> bytes:
+    machine = Machine(memory_size=128 << 20, backend=backend)
     attached = []
     try:
         console = Debugcon()
@@ -317,9 +319,10 @@ def run_x86vm(firmware: bytes, tmp_path: Path) -> bytes:
         machine.close()
 
 
-def test_virtio_blk_registers_match_qemu(firmware, tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_virtio_blk_registers_match_qemu(firmware, tmp_path, backend):
     qemu = run_qemu(firmware, tmp_path / "q")
-    ours, errors = run_x86vm(firmware, tmp_path / "x")
+    ours, errors = run_x86vm(firmware, tmp_path / "x", backend)
     assert masked(ours, PROBE) == masked(qemu, PROBE), describe(ours, qemu)
     assert errors == {"features_not_offered": 1}
 
@@ -339,12 +342,13 @@ def describe(ours: bytes, qemu: bytes, probe: list[tuple] = PROBE) -> str:
     return "\n".join(lines)
 
 
-def test_virtio_blk_driver_errors_match_qemu(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_virtio_blk_driver_errors_match_qemu(tmp_path, backend):
     """Broken chains and rings: both devices set DEVICE_NEEDS_RESET, use nothing, interrupt
     for a configuration change, ignore kicks until reset, and work again after one."""
     firmware = assemble(probe_source(ERROR_PROBE), 0)
     qemu = run_qemu(firmware, tmp_path / "q")
-    ours, errors = run_x86vm(firmware, tmp_path / "x")
+    ours, errors = run_x86vm(firmware, tmp_path / "x", backend)
     assert masked(ours, ERROR_PROBE) == masked(qemu, ERROR_PROBE), \
         describe(ours, qemu, ERROR_PROBE)
     assert errors == {"desc_not_ram": 1, "desc_loop": 1, "notify_needs_reset": 1,
@@ -353,6 +357,7 @@ def test_virtio_blk_driver_errors_match_qemu(tmp_path):
                       "notify_before_driver_ok": 1}
 
 
+@pytest.mark.kvm
 def test_queue_size_not_a_power_of_2_differs_from_qemu_on_purpose(tmp_path):
     """QEMU's split queue accepts QueueSize 3 (QueueReady reads 1); x86vm refuses it (§2.7:
     a split queue's size is a power of 2): QueueReady stays 0, DEVICE_NEEDS_RESET."""
