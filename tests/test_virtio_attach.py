@@ -122,3 +122,60 @@ def test_cli_missing_drive_is_one_line_before_the_guest_runs(tmp_path):
     assert done.stderr == (f"x86vm: error: drive {tmp_path}/missing.img: cannot open: "
                            "No such file or directory\n")
     assert done.stdout == ""  # the guest never ran
+
+
+@pytest.mark.kvm
+def test_cli_reports_guest_driver_errors(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_kvm_support import assemble
+    guest = tmp_path / "kick.bin"  # unreal mode, then two kicks before DRIVER_OK
+    guest.write_bytes(assemble("""
+        xor %ax, %ax
+        mov %ax, %ds
+        lgdtl gdtr
+        mov %cr0, %eax
+        or $1, %al
+        mov %eax, %cr0
+        jmp 1f
+    1:  mov $0x08, %dx
+        mov %dx, %fs
+        and $0xfe, %al
+        mov %eax, %cr0
+        jmp 2f
+    2:  mov $0xd0000000, %ebx
+        movl $0, %fs:0x50(%ebx)
+        movl $0, %fs:0x50(%ebx)
+        mov $4, %al
+        out %al, $0xf4
+        .p2align 3
+    gdt: .quad 0
+        .quad 0x00cf92000000ffff
+    gdtr: .word 15
+        .long gdt
+    """, 0x7C00))
+    image = tmp_path / "d.img"
+    image.write_bytes(bytes(4096))
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", str(guest), "--loader", "flat",
+         "--drive", f"file={image}"], env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 9, done.stderr
+    assert done.stderr == ("x86vm: virtio-blk at 0xd0000000: guest driver errors: "
+                           "notify_before_driver_ok=2\n")
+
+
+def test_attach_takes_the_interrupt_inputs_it_is_given(tmp_path):
+    m = FakeMachine()
+    lines: dict[int, NullIrqLine] = {}
+    attached = attach_virtio(m, [], rng=True,
+                             irq_line=lambda n: lines.setdefault(n, NullIrqLine()))
+    drv = Driver(m.memory, attached[0].base)
+    q = drv.start()
+    q.add([(drv.heap.alloc(16), 16, True)])
+    q.kick()
+    assert lines[5].level and m.lines == {}

@@ -371,3 +371,22 @@ def test_request_counts_stay_bounded(blk):
         blk.request(rtype)
     blk.request(VIRTIO_BLK_T_GET_ID, in_len=20)
     assert blk.dev.requests == {-1: 3, VIRTIO_BLK_T_GET_ID: 1}
+
+
+@pytest.mark.parametrize("unmap", [0, 1])
+def test_write_zeroes_of_a_large_range_is_cheap_and_exact(tmp_path, unmap):
+    path = tmp_path / "big.img"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+        f.seek(1 << 20)
+        f.write(b"\xaa" * (4 << 20))
+    blk = Blk(path)
+    try:
+        first, count = (1 << 20) // 512 + 1, (4 << 20) // 512 - 2  # all but one sector each end
+        status = blk.request(VIRTIO_BLK_T_WRITE_ZEROES, out=segments((first, count, unmap)))[0]
+        assert status == VIRTIO_BLK_S_OK
+    finally:
+        blk.close()
+    data = path.read_bytes()[1 << 20 : 5 << 20]
+    assert data[:512] == b"\xaa" * 512 and data[-512:] == b"\xaa" * 512
+    assert data[512:-512] == bytes(len(data) - 1024)

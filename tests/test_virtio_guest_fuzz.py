@@ -41,7 +41,10 @@ GUEST = f"""
     mov %eax, %cr0
     jmp 2f
 2:  mov ${WINDOW:#x}, %ebx
-    call init
+    test %esi, %esi                 # a seed from the monitor (ESI), else the built-in one
+    jz 3f
+    movl %esi, seed
+3:  call init
 loop:
     call rand
     mov %eax, %ecx
@@ -320,7 +323,7 @@ def make_machine(backend: str) -> Machine:
     return Machine(memory_size=RAM, backend=backend)
 
 
-def run_guest_fuzz(tmp_path, backend: str, operations: int):
+def run_guest_fuzz(tmp_path, backend: str, operations: int, seed: int = 0):
     image = tmp_path / "fuzz.img"
     with open(image, "wb") as f:
         f.truncate(128 * 512)
@@ -340,7 +343,7 @@ def run_guest_fuzz(tmp_path, backend: str, operations: int):
         transport = attached[0].transport
         m.memory.write(0x7C00, assemble(GUEST, 0x7C00))
         m.memory.view = watched_view  # every device access to guest RAM goes through here
-        result = m.run(real_mode(0, 0x7C00).with_gprs(rbp=operations), timeout=600)
+        result = m.run(real_mode(0, 0x7C00).with_gprs(rbp=operations, rsi=seed), timeout=600)
         return result, dict(transport.errors), transport, outside
     finally:
         for a in attached:

@@ -11,12 +11,14 @@ reads sector 1, writes what it read to sector 2, flushes, and reports through de
 
 from __future__ import annotations
 
-from test_kvm_support import ExitDevice, assemble, requires_kvm
+import pytest
+
+from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot.state import real_mode
 from x86vm.machine.vm import Machine
 
-pytestmark = requires_kvm()
+BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
 
 WINDOW = 0xD000_0000
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
@@ -185,6 +187,7 @@ irqstat: .long 0
 """
 
 
+@pytest.mark.kvm  # the interrupt needs a controller: KVM's in-kernel PIC (emu has none yet)
 def test_bare_metal_guest_drives_virtio_blk_on_kvm(tmp_path):
     image = tmp_path / "disk.img"
     sectors = [bytes([i]) * 512 for i in range(8)]
@@ -214,10 +217,11 @@ def test_bare_metal_guest_drives_virtio_blk_on_kvm(tmp_path):
     assert data[:1024] == sectors[0] + sectors[1] and data[1536:] == b"".join(sectors[3:])
 
 
-def test_guest_kicking_before_driver_ok_is_counted_not_fatal(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guest_kicking_before_driver_ok_is_counted_not_fatal(tmp_path, backend):
     image = tmp_path / "disk.img"
     image.write_bytes(bytes(4096))
-    m = Machine(memory_size=2 << 20)
+    m = Machine(memory_size=2 << 20, backend=backend)
     attached = []
     try:
         m.pio.register(0xF4, 1, ExitDevice(m), "debug-exit")

@@ -283,6 +283,17 @@ def test_chain_longer_than_queue(setup):
     assert dev.errors["chain_too_long"] == 1
 
 
+def test_full_size_indirect_table_is_allowed(setup):
+    """QueueSize entries in an indirect table, behind the one descriptor pointing at it (as
+    Linux builds a request of seg_max = QueueSize - 2 segments)."""
+    _, _, dev, drv = setup
+    q = drv.start(queue_size=4)
+    bufs = [(drv.heap.alloc(8), 8, True) for _ in range(4)]
+    head = q.add(bufs, indirect=True)
+    q.kick()
+    assert q.take_used() == [(head, 32)] and dict(dev.errors) == {}
+
+
 def test_avail_idx_jump(setup):
     mem, _, dev, drv = setup
     q = drv.start(queue_size=8)
@@ -344,3 +355,24 @@ def test_zero_length_descriptors_are_skipped(setup):
 def test_descriptor_layout_matches_spec():
     # §2.7.5: struct virtq_desc is le64 addr, le32 len, le16 flags, le16 next
     assert struct.calcsize("<QIHH") == 16
+
+
+def test_rings_overlapping_each_other_cannot_loop_the_device(setup):
+    """The used ring placed over the available ring: every used element the device writes
+    lands in the available ring. Processing is bounded by QueueSize per kick."""
+    mem, _, dev, drv = setup
+    assert drv.negotiate() & R.FEATURES_OK
+    q_desc, ring = drv.heap.alloc(16 * 4), drv.heap.alloc(64, 4)
+    buf = drv.heap.alloc(8)
+    for i in range(4):
+        mem.write(q_desc + 16 * i, struct.pack("<QIHH", buf, 8, VIRTQ_DESC_F_WRITE, 0))
+    drv.write(R.QUEUE_SEL, 0)
+    drv.write(R.QUEUE_SIZE, 4)
+    drv.write(R.QUEUE_DESC_LOW, q_desc)
+    drv.write(R.QUEUE_DRIVER_LOW, ring)
+    drv.write(R.QUEUE_DEVICE_LOW, ring)  # the same area
+    drv.write(R.QUEUE_READY, 1)
+    drv.write(R.STATUS, drv.read(R.STATUS) | R.DRIVER_OK)
+    mem.write_u16(ring + 2, 4)  # four heads (0) available
+    drv.write(R.QUEUE_NOTIFY, 0)
+    assert dev.notifications == 1 and dev.queues[0].used_idx <= 4

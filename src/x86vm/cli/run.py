@@ -209,4 +209,9 @@ def run(args: argparse.Namespace) -> int:
     if crash is not None:
         sys.stdout.flush()
         sys.stderr.write(crash)
+    for device in virtio:  # a misbehaving guest driver is counted, and shown here
+        if device.transport.errors:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(device.transport.errors.items()))
+            print(f"x86vm: {device.device.name} at {device.base:#x}: guest driver errors: "
+                  f"{counts}", file=sys.stderr)
     return result.status

@@ -12,6 +12,7 @@ refuses windows over RAM) and ``irq_line(n)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,10 +94,14 @@ class VirtioMachine(Protocol):
 
 def attach_virtio(machine: VirtioMachine, drives: list[DriveSpec] | tuple[DriveSpec, ...] = (),
                   rng: bool = True, *, base: int = MMIO_BASE,
-                  irqs: tuple[int, ...] = VIRTIO_IRQS) -> list[AttachedVirtio]:
+                  irqs: tuple[int, ...] = VIRTIO_IRQS,
+                  irq_line: Callable[[int], IrqLine] | None = None) -> list[AttachedVirtio]:
     """Open every drive (a missing, locked or badly sized image raises DiskImageError before
     anything is registered), then give each device — the drives in order, then the entropy
-    device — a window and an IRQ. ``cmdline_fragment(result)`` is what Linux needs."""
+    device — a window and an IRQ. ``cmdline_fragment(result)`` is what Linux needs.
+    ``irq_line`` says where interrupt inputs are (default ``machine.irq_line``; a board
+    whose interrupt controller is a Python model passes that model's inputs)."""
+    line_of = irq_line if irq_line is not None else machine.irq_line
     devices: list[VirtioDevice] = []
     try:
         for spec in drives:
@@ -109,7 +114,7 @@ def attach_virtio(machine: VirtioMachine, drives: list[DriveSpec] | tuple[DriveS
         attached = []
         for i, dev in enumerate(devices):
             window = base + i * WINDOW_SIZE
-            transport = VirtioMmio(dev, machine.memory, machine.irq_line(irqs[i]))
+            transport = VirtioMmio(dev, machine.memory, line_of(irqs[i]))
             machine.memory.add_mmio(window, WINDOW_SIZE, transport, f"{dev.name}@{window:#x}")
             attached.append(AttachedVirtio(transport, window, irqs[i]))
     except BaseException:

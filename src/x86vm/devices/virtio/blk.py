@@ -159,9 +159,11 @@ class DiskImage:
             offset += len(view)
 
     def zero(self, offset: int, length: int, unmap: bool) -> None:
-        """Make ``[offset, offset + length)`` read as zeros: punch a hole if allowed and
-        supported, else write zeros."""
+        """Make ``[offset, offset + length)`` read as zeros: punch a hole if allowed, else
+        ``FALLOC_FL_ZERO_RANGE``, else (a file system with neither) write zeros."""
         if unmap and _punch_hole(self.fd, offset, length):
+            return
+        if _zero_range(self.fd, offset, length):
             return
         chunk = bytes(min(length, ZERO_CHUNK))
         while length > 0:
@@ -188,6 +190,7 @@ class DiskImage:
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
+_FALLOC_FL_ZERO_RANGE = 0x10
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
 if _fallocate is not None:
@@ -199,6 +202,12 @@ def _punch_hole(fd: int, offset: int, length: int) -> bool:
     if _fallocate is None or length <= 0:
         return False
     return _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0
+
+
+def _zero_range(fd: int, offset: int, length: int) -> bool:
+    if _fallocate is None or length <= 0:
+        return False
+    return _fallocate(fd, _FALLOC_FL_ZERO_RANGE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0
 
 
 class VirtioBlock(VirtioDevice):

@@ -328,7 +328,13 @@ class VirtioMmio:
             self.errors["notify_unready_queue"] += 1
             return
         try:
-            while (chain := q.pop()) is not None:
+            # At most QueueSize chains: the vCPU is stopped, so no more can be made available
+            # meanwhile, unless rings overlapping each other feed the device its own writes —
+            # the bound keeps even that from looping.
+            for _ in range(q.size):
+                chain = q.pop()
+                if chain is None:
+                    break
                 written = self.device.handle(queue_index, chain)
                 q.push(chain.head, written)
             if q.should_notify():

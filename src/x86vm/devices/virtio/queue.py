@@ -44,7 +44,8 @@ QUEUE_CHECKS: dict[str, str] = {
     # descriptor chains
     "desc_index_out_of_range": "a descriptor's next is >= the table size",
     "desc_loop": "a descriptor chain visits a descriptor twice (§2.7.4.1)",
-    "chain_too_long": "a chain has more descriptors than QueueSize (§2.7.5.3.1)",
+    "chain_too_long": "a chain, or an indirect table, has more descriptors than QueueSize "
+                      "(§2.7.5.3.1)",
     "chain_too_big": "a chain is 2^32 bytes or more (§2.7.4.1)",
     "desc_not_ram": "a buffer is not entirely in guest RAM",
     "desc_mmio": "a buffer points at an MMIO range",
@@ -255,7 +256,9 @@ class Virtqueue:
                     raise VirtqueueError("indirect_bad_length", f"length {length}")
                 if not self.memory.is_ram(addr, length):
                     raise VirtqueueError("indirect_not_ram", f"table at {addr:#x}+{length:#x}")
-                table, table_len, index, seen = addr, length // DESC_SIZE, 0, set()
+                # the table's entries count on their own: a full-size table (Linux: header,
+                # seg_max segments, status) after the descriptor pointing at it is allowed
+                table, table_len, index, seen, count = addr, length // DESC_SIZE, 0, set(), 0
                 in_indirect = True
                 continue
             total += length
