@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from guests.build import build, missing_tools
-from objdump_oracle import objdump
+from oracle.objdump import objdump
 from test_kvm_support import runs_guests
 from x86vm.gdb import protocol
 from x86vm.gdb.registers import layout, target_xml
