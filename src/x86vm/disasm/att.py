@@ -48,7 +48,7 @@ def _mem_parts(m: Mem) -> MemParts:
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """What objdump -d prints after the raw-bytes column (AT&T syntax); addresses (branch
     targets, RIP-relative comments) through `print_address`, else as hex."""
-    memo = insn.core.memo1      # the text, or a family's texts by bytes (see Syntax)
+    memo = _TEXTS_GET(insn.core)  # the text, or a family's texts by bytes (see Syntax)
     if type(memo) is dict:
         text = memo.get(insn.bytes) or _ATT.remember(insn, memo)
     else:
@@ -144,4 +144,5 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         ops.insert(i, f"{{{rounding}}}")
 
 
-_ATT = Syntax(True, "memo1", "memo3", _frame, _operands)
+_ATT = Syntax(True, _frame, _operands)
+_TEXTS_GET = _ATT.texts.get

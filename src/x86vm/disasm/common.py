@@ -345,37 +345,41 @@ class Syntax:
     `frame(insn, pa)` makes the Frame of an instruction (prefix words, mnemonic, operand
     texts, value holes), `operands(insn, texts)` the operand texts as printed (order,
     AVX-512 decorations) where the frame is not simple.  Text is memoised per decoded core
-    in `text_slot`; a family's `Template` (False if its frame is not simple) is kept on its
-    first core in `template_slot`.
+    in `texts` (this formatter's own cache, keyed by the core: the isa objects carry no
+    formatter state); a family's `Template` (False if its frame is not simple) is kept for
+    its first core in `templates`.
     """
 
-    def __init__(self, att: bool, text_slot: str, template_slot: str,
-                 frame: Callable[[Instruction, PrintAddress], Frame],
+    def __init__(self, att: bool, frame: Callable[[Instruction, PrintAddress], Frame],
                  operands: Callable[[Instruction, list], list[str]]) -> None:
         self.att = att
-        self.text_slot = text_slot
-        self.template_slot = template_slot
         self.frame = frame
         self.operands = operands
         self.register_prefix = "%" if att else ""
+        self.texts: dict = {}       # core -> its text, or a family's texts by bytes
+        self.templates: dict = {}   # family head core -> Template, or False
         self.kept = 0           # family members' texts kept (see _TEXT_LIMIT)
 
     def remember(self, insn: Instruction, texts: dict | None = None) -> str | AddressedText:
-        """The text of an instruction whose bytes were not formatted before, kept: on its
+        """The text of an instruction whose bytes were not formatted before, kept: for its
         core, or for a family member in its family's `texts` (bytes -> text).  A member's
         text is its family's Template filled with its values where the frame is simple."""
         core = insn.core
         if texts is None:
+            if len(self.texts) >= _CORE_LIMIT:     # (the decoder's memo starts over too)
+                self.texts.clear()
+                self.templates.clear()
+                self.kept = 0
             if not core.readers:        # no family, or one whose members hold no values
                 text = self._render_whole(insn)
-                setattr(core, self.text_slot, text)
+                self.texts[core] = text
                 return text
             texts = {}                  # the first member of a family: compile its frame
-            setattr(core, self.text_slot, texts)
             frame = self.frame(Instruction(core.address, core), _mark)
-            template = compile_template(frame, core.mode) if frame.simple else False
-            setattr(core, self.template_slot, template)
-        template = getattr(core, self.template_slot)
+            self.templates[core] = compile_template(frame, core.mode) if frame.simple \
+                else False
+            self.texts[core] = texts
+        template = self.templates.get(core, False)
         raw = insn.bytes
         if template:
             address = insn.address
@@ -418,6 +422,7 @@ class Syntax:
 
 
 _TEXT_LIMIT = 1 << 20     # family members' texts kept per syntax; more are formatted anew
+_CORE_LIMIT = 1 << 21     # cores whose texts are kept before the cache starts over
 
 
 def _mark(addr: int) -> str:

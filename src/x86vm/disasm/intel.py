@@ -50,7 +50,7 @@ def _mem_parts(m: Mem) -> MemParts:
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The text of ``objdump -d -M intel`` after the raw bytes, memoised like format_att."""
-    memo = insn.core.memo2
+    memo = _TEXTS_GET(insn.core)  # the text, or a family's texts by bytes (see Syntax)
     if type(memo) is dict:
         text = memo.get(insn.bytes) or _INTEL.remember(insn, memo)
     else:
@@ -151,4 +151,5 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
     return ops
 
 
-_INTEL = Syntax(False, "memo2", "memo4", _frame, _operands)
+_INTEL = Syntax(False, _frame, _operands)
+_TEXTS_GET = _INTEL.texts.get

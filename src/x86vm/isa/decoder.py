@@ -35,7 +35,7 @@ from .badforms import (
     _sib_missing,
     _Truncated,
 )
-from .instruction import F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
+from .instruction import ADDRESS_MASK, F_DISP, F_FAR, F_IMM, F_MOFFS, F_REL, Decoded
 from .operands import (
     ADDR16,
     BAD_INDEX,
@@ -119,14 +119,6 @@ _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
 _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG, C_TR: TR,
                C_BND: BND, C_TMM: TMM}
-_ADDR_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
-
-
-SHAPE = [0]         # after a decode: bytes that fix its length (0: do not memoise)
-FIELDS: list = [None]   # ... and where its displacement/immediate values sit
-#: set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits it kept,
-#: so a truncated instruction behind a REX byte prints ".byte 0x4." instead of "rex.*"
-_REX_REPLACED = [False]
 
 
 def set_tables(tables: dict[int, Tables]) -> None:
@@ -137,26 +129,28 @@ def set_tables(tables: dict[int, Tables]) -> None:
 
 def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
     """Decode one instruction from scratch (never raises for any bytes)."""
+    # rex_replaced[0]: set once a VEX/XOP/EVEX prefix has been read: objdump then replaces
+    # the REX bits it kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
+    # instead of "rex.*"
+    rex_replaced = [False]
     try:
-        return _decode(data, offset, address, mode)
+        return _decode(data, offset, address, mode, rex_replaced)
     except (_Truncated, IndexError):
-        return _truncated(data, offset, address, mode)
+        return _truncated(data, offset, address, mode, rex_replaced[0])
 
 
-def _truncated(data, offset, address, mode) -> Decoded:
+def _truncated(data, offset, address, mode, rex_replaced) -> Decoded:
     b = data[offset]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     raw = bytes(data[offset:offset + 1])
-    if kinds[b] and not (kinds[b] == P_REX and _REX_REPLACED[0]):
+    if kinds[b] and not (kinds[b] == P_REX and rex_replaced):
         return Decoded(address, 1, raw, "", "", (), (b,), (b,), mode, mode, None, mode,
                            "prefix")
     return Decoded(address, 1, raw, ".byte", ".byte", (Imm(b, 1),), (), (), mode, mode,
                    None, mode, "truncated")
 
 
-def _decode(data, offset, address, mode):
-    SHAPE[0] = 0
-    _REX_REPLACED[0] = False
+def _decode(data, offset, address, mode, rex_replaced):
     end = len(data)     # (an instruction longer than MAX_LENGTH is checked at the end)
     tables = _TABLES[mode]
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
@@ -229,7 +223,7 @@ def _decode(data, offset, address, mode):
         if not p1 & 4:                       # EVEX.U must be 1
             return _bad(data, offset, pos + 2, address, mode, prefixes,
                         _rex_unshown(rex_i, p0))
-        _REX_REPLACED[0] = True
+        rex_replaced[0] = True
         if pos + 5 >= end:                   # ... then the ModRM of any opcode
             raise _Truncated
         vex = True
@@ -273,7 +267,7 @@ def _decode(data, offset, address, mode):
             if data[pos + 1] & 0x1F not in _XOP_MAPS:
                 return _bad(data, offset, pos + 1, address, mode, prefixes,
                             _rex_unshown(rex_i, data[pos + 1]))
-            _REX_REPLACED[0] = True
+            rex_replaced[0] = True
             if pos + 4 >= end:      # ... and then the ModRM
                 raise _Truncated
             if _sib_missing(data, pos + 4, end, mode, asz_i):
@@ -302,7 +296,7 @@ def _decode(data, offset, address, mode):
         else:
             return _bad(data, offset, offset + len(prefixes) + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, b1))
-        _REX_REPLACED[0] = True
+        rex_replaced[0] = True
         vvvv = vraw = (~b2 >> 3) & 0xF
         if mode != 64:
             vvvv &= 7
@@ -763,9 +757,9 @@ def _decode(data, offset, address, mode):
             rel.target = ((address + length + rel.target) & 0xFFFF) | (
                 (address + length) & ~0xFFFF)
         else:
-            rel.target = (address + length + rel.target) & _ADDR_MASK[mode]
+            rel.target = (address + length + rel.target) & ADDRESS_MASK[mode]
     if mem is not None and mem.target is not None:
-        mem.target = (address + length + mem.disp) & _ADDR_MASK[mode]
+        mem.target = (address + length + mem.disp) & ADDRESS_MASK[mode]
         mem.base = RIP if asz == 64 else EIP
 
     # ---- mnemonic ----
@@ -824,7 +818,6 @@ def _decode(data, offset, address, mode):
                        "(bad)", (), tuple(prefixes), tuple(unused), mode, mode, None, mode,
                        "bad")
     if late:
-        SHAPE[0] = 0
         return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
     insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
@@ -835,8 +828,8 @@ def _decode(data, offset, address, mode):
         insn.reloc = operands.index(mem)
         insn.target = mem.target
         insn.reloc_mem = True
-    SHAPE[0] = shape - offset
-    FIELDS[0] = None if no_plan else tuple(fields)
+    insn.shape = shape - offset
+    insn.plan = None if no_plan else tuple(fields)
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:

@@ -13,7 +13,9 @@ from operator import attrgetter
 
 from .operands import Far, Imm, Mem, Rel
 
-_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+#: What relative addresses wrap at, by mode (objdump: 32 bits outside 64-bit mode).
+ADDRESS_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_MASK = ADDRESS_MASK
 _from_bytes = int.from_bytes
 
 # Where a displacement/immediate value sits in the bytes (Decoded.fields: kind, operand
@@ -33,10 +35,12 @@ class Decoded:
     address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None.
     A core that heads a family (cache.py) has `fields` (where its values sit in the bytes),
     `values` and `readers` (how to read any member's values: see `read`).
-    `memo1`..`memo4` are free for consumers (the formatters keep their text there).
+    The decoder also says how the memo may keep the core: `shape` (the bytes that fix its
+    length and meaning, 0: do not memoise) and `plan` (where its displacement/immediate
+    values sit, or None: memoise it by its exact bytes); see cache.py.
     """
 
-    __slots__ = ("address", "length", "bytes", "operands", "memo1", "memo2", "memo3", "memo4",
+    __slots__ = ("address", "length", "bytes", "operands", "shape", "plan",
                  "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes", "operand_size",
                  "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix", "reloc",
                  "fields", "values", "readers", "target", "reloc_mem")
@@ -60,17 +64,19 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
+        self.shape = 0          # memo: bytes that fix its length (0: do not memoise)
+        self.plan = None        # ... and where its values sit (None: exact bytes only)
         self.fields = None      # family heads: (kind, operand index, ...) per value
         self.values = None      # ... the displacement/immediate/target values
         self.readers = None     # ... and how to read them (see `read`)
         self.target = None      # absolute address in operand `reloc`, for `address`
         self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
 
-    def head_family(self, fields: tuple) -> None:
-        """Make this core the head of a family whose values sit at `fields`."""
-        self.fields = fields
+    def head_family(self) -> None:
+        """Make this core the head of a family whose values sit where its `plan` says."""
+        fields = self.plan
         self.readers = tuple(_reader(f) for f in fields)
+        self.fields = fields
         self.values = self.read(self.bytes, self.address)[0]
 
     def read(self, raw: bytes, address: int) -> tuple[tuple, int | None]:
