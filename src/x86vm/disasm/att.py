@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -34,6 +34,8 @@ def _mem_parts(m: Mem) -> MemParts:
     mask = (1 << m.addr_size) - 1
     if base is None and index is None:
         return seg, H_ABS16 if m.addr_size == 16 and not m.moffs else H_MASK, mask, ""
+    if base is None and index is EIZ_ABSOLUTE:
+        return seg, H_MASK, mask, f"(,%eiz,{m.scale})"
     if index is None:
         post = f"(%{base.name})"
     elif m.addr_size == 16:

@@ -44,7 +44,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     last_f3 = max((i for i, p in enumerate(prefixes) if p == 0xF3), default=-1)
     last_f2 = max((i for i, p in enumerate(prefixes) if p == 0xF2), default=-1)
     notrack_at = -1         # objdump: with a 3E, the last segment prefix reads "notrack"
-    if spec is not None and spec.notrack and 0x3E in prefixes:
+    if spec is not None and spec.notrack and 0x3E in prefixes and not (
+            insn.mode == 64 and 0x66 in insn.prefixes):     # (not with 66 in 64-bit code)
         notrack_at = max(i for i, p in enumerate(prefixes) if p in _SEG_NAMES)
     for i, p in enumerate(prefixes):
         if i == notrack_at:
@@ -410,6 +411,8 @@ class Syntax:
         if kind == "truncated":
             return f".byte {insn.bytes[0]:#x}"
         words = prefix_words(insn, self.att) + ([insn.mnemonic] if kind == "bad" else [])
+        if kind == "bad" and insn.core.reloc is not None:    # a RIP-relative operand read
+            return " ".join(words) + f"        # {pa(insn.reloc_target)}"
         evex = insn.evex
         if evex is not None and (evex[0] or evex[3]):  # objdump keeps the EVEX mask and
             ops = []                                    # the rounding it found unused

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa.operands import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
 from x86vm.isa.tables import K_FLAGS
 
 from .common import (
@@ -41,6 +41,8 @@ def _mem_parts(m: Mem) -> MemParts:
             inner += f"+{index.name}"
         else:
             inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
+    if index is EIZ_ABSOLUTE and base is None:
+        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, mask, "]"
     if not m.disp_size:
         return f"{ptr}{seg}[{inner}", -1, 0, "]"
     if m.target is not None:        # objdump prints rip/eip+disp as an unsigned 64-bit value
@@ -94,6 +96,11 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         words = prefix_words(insn, False, shown)
         words.append(insn.mnemonic)
         return Frame(words, [], [], False, True)
+    unused = insn.unused_prefixes
+    if "movsxd" in insn.spec.flags and insn.operand_size == 64 and 0x66 in unused and \
+            insn.memory_operand is not None:    # REX.W: the decoder left the (last) 66
+        i = len(unused) - 1 - unused[::-1].index(0x66)      # unused in memory forms only
+        words = prefix_words(insn, False, unused[:i] + unused[i + 1:])
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))

@@ -36,10 +36,15 @@ def _read(data: bytes, pos: int, n: int, end: int) -> int:
 
 def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
     """objdump's "(bad)" ending at `pos`, with the prefix words of every prefix but
-    `consumed` (the mandatory prefix that selected the missing form); consumed == -2: a (bad)
+    `consumed` (the mandatory prefix that selected the missing form, or a tuple of the
+    prefixes the operands read before objdump gave up); consumed == -2: a (bad)
     objdump decides after the operands, printed without prefix words."""
-    unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
-                                             if i != consumed)
+    if consumed == -2:
+        unused = ()
+    elif type(consumed) is tuple:       # several consumed prefixes
+        unused = tuple(p for i, p in enumerate(prefixes) if i not in consumed)
+    else:
+        unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
     return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
                    tuple(prefixes), unused, mode, mode, None, mode, "bad")
 
@@ -97,10 +102,11 @@ def _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc)
     return bad
 
 
-def _rex_unshown(rex_i: int, byte1: int) -> int:
-    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
-    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
-    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
+def _rex_unshown(rex_i: int, byte1: int, w: int = 0) -> int:
+    """A VEX/EVEX/XOP escape with an invalid map (or EVEX.U clear): objdump prints a REX
+    prefix before it only when the REX bits it read from the escape -- the inverted R/X/B,
+    and for EVEX.U also W (`w`) -- are not all clear (index of the prefix to hide)."""
+    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 and not w else -1
 
 
 def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end,

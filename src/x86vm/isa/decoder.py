@@ -44,11 +44,14 @@ from .operands import (
     CR,
     DR,
     EIP,
+    EIZ,
+    EIZ_ABSOLUTE,
     GPR,
     KREG,
     MMX,
     PORT_DX,
     RIP,
+    RIZ,
     SEG,
     SHIFT_ONE,
     ST,
@@ -220,9 +223,9 @@ def _decode(data, offset, address, mode, rex_replaced):
         if mm not in _EVEX_MAPS:             # objdump stops right after the 62
             return _bad(data, offset, pos + 1, address, mode, prefixes,
                         _rex_unshown(rex_i, p0))
-        if not p1 & 4:                       # EVEX.U must be 1
+        if not p1 & 4:                       # EVEX.U must be 1 (objdump has read EVEX.W)
             return _bad(data, offset, pos + 2, address, mode, prefixes,
-                        _rex_unshown(rex_i, p0))
+                        _rex_unshown(rex_i, p0, p1 & 0x80))
         rex_replaced[0] = True
         if pos + 5 >= end:                   # ... then the ModRM of any opcode
             raise _Truncated
@@ -459,6 +462,9 @@ def _decode(data, offset, address, mode, rex_replaced):
             rex_used = 8
         elif rex & 8 and spec.d64:      # REX.W beats 66 for near branches, stack ops
             osz = 64
+        elif rex & 8 and spec.rexw_z:   # ... and makes z-sized operands 32-bit (objdump:
+            osz = 32                    # the 66 prints as data16, REX.W as unused)
+            osz_i = -1
         elif osz_i >= 0:
             osz = 16
         else:
@@ -476,7 +482,7 @@ def _decode(data, offset, address, mode, rex_replaced):
     seg_used = False
     if seg_i >= 0:
         s = _SEG_PREFIX[prefixes[seg_i]]
-        if spec.notrack and s == 3:
+        if spec.notrack and s == 3 and not (mode == 64 and osz_i >= 0):
             seg_i = -1              # 3E on an indirect branch is NOTRACK (CET)
         elif mode != 64 or s >= 4:
             seg = SEG[s].name
@@ -524,12 +530,14 @@ def _decode(data, offset, address, mode, rex_replaced):
                 elif idx != 4:
                     index = regs[idx]
                 elif scale != 1 or (sib & 7) != 4 and ((sib & 7) != 5 or mod != 0
-                                                       or mode != 64):
+                                                       or asz == 32 and mode != 16):
                     index = _RIZ[asz]       # objdump shows an explicit "no index" SIB
                 bnum = sib & 7
                 if bnum == 5 and mod == 0:
                     disp_size = 4
                     rex_used |= rex & 1
+                    if index is EIZ and mode == 64:
+                        index = EIZ_ABSOLUTE
                 else:
                     base = regs[bnum | ((rex & 1) << 3)]
                     if rex & 1:
@@ -591,7 +599,7 @@ def _decode(data, offset, address, mode, rex_replaced):
                 else:
                     regs = _CLASS_REGS[cls]
                     operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
-                if rex & 1:
+                if rex & 1 and cls != C_MMX:    # objdump: an mm register ignores REX.B
                     rex_used |= 1
             elif mem is None:       # VSIB without SIB, MPX rip (with EVEX.b: unsized)
                 operands.append(BadMemory(0 if evex is not None and ebit else op[3][si], seg))
@@ -653,9 +661,20 @@ def _decode(data, offset, address, mode, rex_replaced):
             if imm_list is not None:
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
-                if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp
-                    return _bad(data, offset, offset + len(prefixes) + 1, address, mode,
-                                prefixes, consumed)
+                if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp, after
+                    used = (consumed,)  # the operands used a segment and address size
+                    if mem is not None:
+                        used += (seg_i if seg_used else -1,
+                                 -1 if _addr32_shown(mem, mode) else asz_i)
+                    if rex_i >= 0 and rex_i == len(prefixes) - 1 and \
+                            0 < prefixes[rex_i] & 0xF == rex_used:
+                        used += (rex_i,)    # ... and the REX bits of its address
+                    bad = _bad(data, offset, offset + len(prefixes) + 1, address, mode,
+                               prefixes, used)
+                    if mem is not None and mem.target is not None:
+                        bad.reloc, bad.reloc_mem = 0, True      # objdump still comments
+                        bad.target = (address + bad.length + mem.disp) & ADDRESS_MASK[mode]
+                    return bad
                 operands.append(Imm(value, n))
                 continue
             if op[2] == 1:       # Ibs: sign-extend to the operand size
@@ -792,9 +811,8 @@ def _decode(data, offset, address, mode, rex_replaced):
     # ---- which prefixes this instruction consumed (the rest print as words) ----
     unused = []
     asz_used = mem is not None or str_op or spec.uses_asz or (spec.asz_names and not spec.moffs)
-    if mode == 16 and mem is not None and mem.base is None and (
-            mem.index is None or mem.index is _RIZ[32]):
-        asz_used = False        # objdump: a 32-bit disp-only address in 16-bit code: addr32
+    if mem is not None and _addr32_shown(mem, mode):
+        asz_used = False
     elif spec.noa16 and mode == 64:
         asz_used = False        # MPX addresses are 64-bit: a 67 prints as addr32
     for i, p in enumerate(prefixes):
@@ -808,8 +826,9 @@ def _decode(data, offset, address, mode, rex_replaced):
             continue
         if i == seg_i and seg_used:
             continue
-        if i == osz_i and reg_form and spec.uses_66 and osz != 64:
-            continue
+        if i == osz_i and (reg_form and spec.uses_66 and osz != 64 or
+                           modrm >= 0xC0 and "movsxd" in spec.flags):
+            continue                # (objdump's MOVSXD_Fixup: with REX.W, in register form)
         if i == asz_i and asz_used:
             continue
         unused.append(p)
@@ -842,4 +861,9 @@ def _decode(data, offset, address, mode, rex_replaced):
     return insn
 
 
-_RIZ = {64: Reg("riz", "gpr", 4, 8), 32: Reg("eiz", "gpr", 4, 4)}
+_RIZ = {64: RIZ, 32: EIZ}
+
+
+def _addr32_shown(mem: Mem, mode: int) -> bool:
+    """objdump: a 32-bit displacement-only address in 16-bit code still prints addr32."""
+    return mode == 16 and mem.base is None and (mem.index is None or mem.index is EIZ)

@@ -32,7 +32,9 @@ class Decoded:
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None.
+    address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None; a
+    (bad) whose RIP-relative operand objdump read before it gave up (3DNow! with an unknown
+    suffix) has no operands but `reloc` 0 and the `target` objdump's comment shows.
     A core that heads a family (cache.py) has `fields` (where its values sit in the bytes),
     `values` and `readers` (how to read any member's values: see `read`).
     The decoder also says how the memo may keep the core: `shape` (the bytes that fix its
@@ -189,7 +191,7 @@ class Instruction:
         if self.member:
             return core.member_operands(*core.read(self.bytes, self.address))
         j = core.reloc
-        if j is None or self.address == core.address:
+        if j is None or self.address == core.address or not core.operands:
             return core.operands
         ops = list(core.operands)          # the core's, with the target moved here
         op = ops[j]

@@ -19,7 +19,7 @@ KNOWN_FLAGS = frozenset("""
     nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
     L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
     sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst bcstw
-    distinct noevex evex-pseudo
+    distinct noevex evex-pseudo movsxd
 """.split())
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.

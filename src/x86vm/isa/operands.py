@@ -144,6 +144,12 @@ KREG = _regs([f"k{i}" for i in range(8)], "k", 8) + [BAD_OPERAND] * 24    # k8+:
 ST = _regs(["st"] + [f"st({i})" for i in range(8)], "st", 10)   # ST[0] = "st", ST[1+i] = st(i)
 PORT_DX = Reg("dx", "port", 2, 2)
 BAD_INDEX = Reg("(bad)", "bad", 0, 0)      # a VSIB index objdump cannot name (EVEX.V')
+#: objdump's explicit "no index" of a SIB byte (index field 100 without REX.X): it adds
+#: nothing to the address; EIZ_ABSOLUTE is the one of a 32-bit address without a base in
+#: 64-bit code, whose displacement objdump prints unsigned
+RIZ = Reg("riz", "none", 4, 8)
+EIZ = Reg("eiz", "none", 4, 4)
+EIZ_ABSOLUTE = Reg("eiz", "none", 4, 4)
 RIP = Reg("rip", "ip", 0, 8)
 EIP = Reg("eip", "ip", 0, 4)
 

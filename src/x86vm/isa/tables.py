@@ -68,7 +68,7 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -106,6 +106,8 @@ class Spec:
         self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
+        # z-sized operands alone (ins/outs/in/out): REX.W makes them 32-bit and beats 66
+        self.rexw_z = not self.uses_w and not self.d64 and "z" in sizes
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
         self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops) \
             and "mod-ignored" not in f
