@@ -28,6 +28,55 @@ MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}     # address ar
 INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
 
 
+class ObjdumpView(Instruction):
+    """An instruction as objdump names it: an immediate predicate folded into the mnemonic
+    (``cmpps $1`` is ``cmpltps``, ``pclmulqdq $0x11`` is ``pclmulhqhqdq``) and an FN* form
+    after a consumed FWAIT as the waiting F* form (``9B DF E0`` is ``fstsw``), as Go's
+    x86asm gnu.go does; everything else is the instruction's."""
+
+    __slots__ = ("_mnemonic", "_att_mnemonic", "_operands")
+
+    def __init__(self, insn: Instruction, mnemonic: str, att_mnemonic: str,
+                 operands: tuple) -> None:
+        super().__init__(insn.address, insn.core, insn.bytes)
+        self._mnemonic = mnemonic
+        self._att_mnemonic = att_mnemonic
+        self._operands = operands
+
+    @property
+    def mnemonic(self) -> str:
+        return self._mnemonic
+
+    @property
+    def att_mnemonic(self) -> str:
+        return self._att_mnemonic
+
+    @property
+    def operands(self) -> tuple:
+        return self._operands
+
+
+def objdump_view(insn: Instruction) -> Instruction:
+    """`insn` as objdump prints it (an ObjdumpView where its names differ from the SDM's)."""
+    core = insn.core
+    spec = core.spec
+    template = core.imm_template
+    wait = spec is not None and spec.fwait and insn.wait
+    if template is None and not wait:
+        return insn
+    mnemonic, att_mnemonic, operands = insn.mnemonic, insn.att_mnemonic, insn.operands
+    if template is not None:
+        names = spec.imm_list
+        value = operands[-1].value
+        if value < len(names) and names[value] != "-":
+            mnemonic = template[0].replace("{}", names[value])
+            att_mnemonic = template[1].replace("{}", names[value])
+            operands = operands[:-1]
+    if wait:
+        mnemonic, att_mnemonic = "f" + mnemonic[2:], "f" + att_mnemonic[2:]
+    return ObjdumpView(insn, mnemonic, att_mnemonic, operands)
+
+
 def default_print_address(addr: int) -> str:
     """objdump's rendering of an address without symbols."""
     return f"{addr:#x}"
@@ -376,7 +425,7 @@ class Syntax:
                 self.texts[core] = text
                 return text
             texts = {}                  # the first member of a family: compile its frame
-            frame = self.frame(Instruction(core.address, core), _mark)
+            frame = self.frame(objdump_view(Instruction(core.address, core)), _mark)
             self.templates[core] = compile_template(frame, core.mode) if frame.simple \
                 else False
             self.texts[core] = texts
@@ -403,6 +452,7 @@ class Syntax:
         """The full text of one instruction (also (bad), prefixes alone, truncated)."""
         kind = insn.kind
         if kind == "insn":
+            insn = objdump_view(insn)
             frame = self.frame(insn, pa)
             comment = ""
             if frame.comment:

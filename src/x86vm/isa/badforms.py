@@ -186,5 +186,7 @@ def _fwait(data, offset, fwait_i, address, mode, prefixes, tables) -> Decoded:
     end = offset + fwait_i + 1
     spec = tables.maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
-    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+    insn = Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
                    before + (0x9B,), before, mode, mode, spec, mode)
+    insn.op = spec.op_ids[1]
+    return insn

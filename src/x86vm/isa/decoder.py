@@ -658,7 +658,7 @@ def _decode(data, offset, address, mode, rex_replaced):
             pos += n
             fields.append((F_IMM, len(operands), pos - n - offset, n,
                            osz >> 3 if op[2] == 1 else 8 if op[2] == 2 and osz == 64 else 0))
-            if imm_list is not None:
+            if spec.imm_opcode:     # 3DNow!: the byte after the operands is an opcode
                 if value < len(imm_list) and imm_list[value] != "-":
                     continue
                 if spec.badop:      # 3DNow!: an unknown suffix is objdump's BadOp, after
@@ -792,19 +792,20 @@ def _decode(data, offset, address, mode, rex_replaced):
     if vex and spec.vex_w is not None and spec.vex_w != rex >> 3 & 1 and spec.wbad >= 0:
         name = _bad_letter(name, spec.wbad)     # EVEX.W of the other form: objdump marks
         att_name = _bad_letter(att_name, spec.wbad)     # one letter {bad}
-    if fwait_i >= 0:            # FWAIT + FNSTSW = FSTSW (SDM: "FSTSW ... 9B DD /7")
-        if spec.fwait:
-            name = "f" + name[2:]
-            att_name = "f" + att_name[2:]
-        consumed2 = fwait_i
+    if fwait_i >= 0:            # FWAIT + FNSTSW: FSTSW (SDM: "FSTSW ... 9B DD /7"); the
+        consumed2 = fwait_i     # 9B is a consumed prefix (`Instruction.wait`)
     else:
         consumed2 = -1
+    op = spec.op_ids[_OSI[asz] if spec.asz_names else osi]
+    imm_template = None
     if imm_list is not None:
         value = data[pos - 1]
-        if value < len(imm_list) and imm_list[value] != "-":
+        if spec.imm_opcode and value < len(imm_list) and imm_list[value] != "-":
             name = name.replace("{}", imm_list[value])
             att_name = att_name.replace("{}", imm_list[value])
-        else:
+            op = spec.imm_op_ids[value]
+        else:               # the SDM's name; objdump names the predicate (imm_template)
+            imm_template = (name, att_name)
             name = name.replace("{}", spec.imm_default)
             att_name = att_name.replace("{}", spec.imm_default)
 
@@ -840,6 +841,8 @@ def _decode(data, offset, address, mode, rex_replaced):
         return _bad(data, offset, opcode_end, address, mode, prefixes, -2)
     insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
                    tuple(operands), tuple(prefixes), tuple(unused), osz, asz, spec, mode)
+    insn.op = op
+    insn.imm_template = imm_template
     if rel is not None:
         insn.reloc = operands.index(rel)
         insn.target = rel.target

@@ -42,7 +42,7 @@ class Decoded:
     values sit, or None: memoise it by its exact bytes); see cache.py.
     """
 
-    __slots__ = ("address", "length", "bytes", "operands", "shape", "plan",
+    __slots__ = ("address", "length", "bytes", "operands", "shape", "plan", "op", "imm_template",
                  "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes", "operand_size",
                  "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix", "reloc",
                  "fields", "values", "readers", "target", "reloc_mem")
@@ -66,6 +66,8 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
+        self.op = 0             # the operation id (ops.py; 0: Op.INVALID)
+        self.imm_template = None    # (intel, att) name with "{}" for objdump's predicate
         self.shape = 0          # memo: bytes that fix its length (0: do not memoise)
         self.plan = None        # ... and where its values sit (None: exact bytes only)
         self.fields = None      # family heads: (kind, operand index, ...) per value
@@ -171,6 +173,21 @@ class Instruction:
     kind = _core("kind")
     evex = _core("evex")
     pseudo_prefix = _core("pseudo_prefix")
+
+    @property
+    def op(self) -> int:
+        """The operation id (an `Op` member: one per architectural operation, the same for
+        all its encodings; `Op.INVALID` for (bad), prefixes alone, truncated bytes and forms
+        objdump prints with a "(bad)" operand)."""
+        return self.core.op
+
+    @property
+    def wait(self) -> bool:
+        """An FWAIT (9B) prefixes this x87 instruction: the CPU waits first (SDM FWAIT; FSTSW
+        is 9B + FNSTSW)."""
+        core = self.core
+        return 0x9B in core.prefixes and 0x9B not in core.unused_prefixes and \
+            core.kind == "insn"
 
     @property
     def member(self) -> bool:

@@ -9,10 +9,12 @@ and attributes, so decoding does table lookups only.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
 from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
+from .ops import OpIds, make_op_enum, map_op_names, op_name
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
@@ -68,7 +70,8 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
+                 "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -86,6 +89,15 @@ class Spec:
         if self.imm_list and self.imm_list[-1].startswith("*="):
             self.imm_default = self.imm_list[-1][2:]
             self.imm_list = self.imm_list[:-1]
+        # the immediate byte is an opcode suffix (3DNow!: the whole mnemonic is a list),
+        # else it stays an operand and names a predicate only in objdump's text
+        self.imm_opcode = bool(re.fullmatch(r"\{[^}]*\}", form.mnemonic))
+        self.op_names = tuple(op_name(n.replace("{}", self.imm_default))
+                              for n in _names(form.mnemonic.replace("!", "")))
+        self.imm_op_names = tuple(op_name(n) if n != "-" else "" for n in self.imm_list) \
+            if self.imm_opcode else ()
+        self.op_ids: tuple = (0, 0, 0)      # (Tables: by operand size, like `names`)
+        self.imm_op_ids: tuple = ()
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
@@ -316,8 +328,9 @@ class Slot:
 class Tables:
     """All decode tables compiled from one opcode map."""
 
-    def __init__(self, omap: OpcodeMap, mode: int = 64) -> None:
+    def __init__(self, omap: OpcodeMap, mode: int = 64, op_ids: OpIds | None = None) -> None:
         self.omap = omap
+        self.op_ids = op_ids or OpIds(op_enum())
         self.mode = mode
         self.lists = omap.lists
         self._spec_cache: dict = {}
@@ -328,6 +341,9 @@ class Tables:
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
+        for spec in self._spec_cache.values():
+            spec.op_ids = tuple(self.op_ids.id(n) for n in spec.op_names)
+            spec.imm_op_ids = tuple(self.op_ids.id(n) for n in spec.imm_op_names)
         vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
                      if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():
@@ -503,7 +519,23 @@ MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
 
 def load_tables(path: str = MAP_PATH, extra: str = "") -> dict[int, Tables]:
     """Load opcodes.map (plus optional extra map text appended); compile it per mode."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
-    return {mode: Tables(omap, mode) for mode in (16, 32, 64)}
+    if path == MAP_PATH and not extra:
+        omap = _shipped_map()
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
+    op_ids = OpIds(op_enum())
+    return {mode: Tables(omap, mode, op_ids) for mode in (16, 32, 64)}
+
+
+@functools.cache
+def _shipped_map() -> OpcodeMap:
+    with open(MAP_PATH, encoding="utf-8") as f:
+        return parse_map(f.read(), os.path.basename(MAP_PATH))
+
+
+@functools.cache
+def op_enum():
+    """`Op`: the operation ids of the shipped map (see ops.py)."""
+    return make_op_enum(map_op_names(_shipped_map()))
