@@ -18,6 +18,7 @@ from .common import (
     at_address,
     mem_text,
     prefix_words,
+    shown_segment,
     size_suffix,
     value_holes,
     vsib_marks,
@@ -29,7 +30,8 @@ _SEG_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 def _mem_parts(m: Mem) -> MemParts:
     """Memory operand as (text before, value style, style arg, text after) its disp."""
-    seg = f"%{m.seg}:" if m.seg else ""
+    shown = shown_segment(m)
+    seg = f"%{shown}:" if shown else ""
     base, index = m.base, m.index
     mask = (1 << m.addr_size) - 1
     if base is None and index is None:

@@ -77,6 +77,12 @@ def objdump_view(insn: Instruction) -> Instruction:
     return ObjdumpView(insn, mnemonic, att_mnemonic, operands)
 
 
+def shown_segment(m: Mem) -> str | None:
+    """The segment objdump prints on a memory operand: an override's, and a string
+    instruction's always (``%ds:(%rsi)``, ``%es:(%rdi)``)."""
+    return m.segment if m.override or m.implicit else None
+
+
 def default_print_address(addr: int) -> str:
     """objdump's rendering of an address without symbols."""
     return f"{addr:#x}"

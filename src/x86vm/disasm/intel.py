@@ -18,6 +18,7 @@ from .common import (
     at_address,
     mem_text,
     prefix_words,
+    shown_segment,
     size_suffix,
     value_holes,
     vsib_marks,
@@ -32,9 +33,10 @@ def _mem_parts(m: Mem) -> MemParts:
     ptr = PTR.get(m.size, "") if not m.moffs else ""
     base, index = m.base, m.index
     mask = (1 << m.addr_size) - 1
+    shown = shown_segment(m)
     if base is None and index is None:
-        return f"{ptr}{m.seg or 'ds'}:", H_MASK, mask, ""
-    seg = f"{m.seg}:" if m.seg else ""
+        return f"{ptr}{shown or 'ds'}:", H_MASK, mask, ""
+    seg = f"{shown}:" if shown else ""
     inner = base.name if base is not None else ""
     if index is not None:
         if m.addr_size == 16:

@@ -64,6 +64,7 @@ from .operands import (
     Mem,
     Reg,
     Rel,
+    default_segment,
 )
 from .tables import (
     C_BND,
@@ -569,7 +570,8 @@ def _decode(data, offset, address, mode, rex_replaced):
                 disp -= 1 << (8 * n)
             disp_size = n
             pos += n
-        mem = Mem(0, seg, base, index, scale, disp, disp_size, asz, True if rip else None)
+        mem = Mem(0, seg or ("ds" if rip else default_segment(base)), base, index, scale, disp,
+                  disp_size, asz, True if rip else None, False, seg is not None)
         seg_used = seg is not None
         disp_at = pos - offset - disp_size
         disp_signed = not (asz == 16 and mod == 0)
@@ -726,7 +728,8 @@ def _decode(data, offset, address, mode, rex_replaced):
             disp = _read(data, pos, n, end)
             pos += n
             fields.append((F_MOFFS, len(operands), pos - n - offset, n, 0))
-            m = Mem(op[1][si], seg, None, None, 1, disp, n, asz, moffs=True)
+            m = Mem(op[1][si], seg or "ds", None, None, 1, disp, n, asz, moffs=True,
+                    override=seg is not None)
             seg_used = seg is not None
             operands.append(m)
         elif k == K_STR_X or k == K_STR_Y:
@@ -737,7 +740,8 @@ def _decode(data, offset, address, mode, rex_replaced):
                 seg_used = seg_i >= 0
             else:
                 s = "es"
-            operands.append(Mem(op[1][si], s, regs[op[2]], None, 1, 0, 0, asz))
+            operands.append(Mem(op[1][si], s, regs[op[2]], None, 1, 0, 0, asz,
+                                override=k == K_STR_X and seg is not None, implicit=True))
         elif k == K_FAR:
             n = 2 if osz == 16 else 4
             off = _read(data, pos, n, end)

@@ -121,14 +121,13 @@ class Decoded:
         for (kind, j, _at, n, _how), v in zip(self.fields, values, strict=True):
             op = ops[j]
             if kind == F_DISP:
-                ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
-                             op.addr_size, target if self.reloc_mem else None, op.moffs)
+                ops[j] = op.moved(v, target if self.reloc_mem else None)
             elif kind == F_IMM:
                 ops[j] = Imm(v, op.size)
             elif kind == F_REL:
                 ops[j] = Rel(v)
             elif kind == F_MOFFS:
-                ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+                ops[j] = op.moved(v, None)
             else:
                 ops[j] = Far(v[0], v[1], n)
         return tuple(ops)
@@ -216,8 +215,7 @@ class Instruction:
         if type(op) is Rel:
             ops[j] = Rel(moved)
         else:
-            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, op.disp, op.disp_size,
-                         op.addr_size, moved, op.moffs)
+            ops[j] = op.moved(op.disp, moved)
         return tuple(ops)
 
     # ---- attributes the CPU and tools need (derived from the map form) ----
