@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -94,7 +93,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         if segs and len(hints) == 1 and len(words) == len(unused):
             del words[segs[-1]]
             hint = _HINTS[hints.pop()]
-    if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
+    if 0x67 in insn.unused_prefixes and "asfx" in spec.objdump_flags:
         words.remove("addr32" if insn.mode != 32 else "addr16")
         mnemonic += SUFFIX[insn.address_size >> 3]
     mnemonic += hint
@@ -104,7 +103,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     star = "*" if spec.indirect else ""
     texts = [_op_text(op, star, pa) for op in insn.operands]
     order = [i for i, t in enumerate(texts) if t is not None]
-    if not (spec.flags and "att-noreverse" in spec.flags):
+    if "att-noreverse" not in spec.objdump_flags:
         order.reverse()
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
@@ -116,7 +115,7 @@ def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:
     """The operand texts as printed: AT&T order (source first), AVX-512 decorations."""
     spec = insn.spec
     ops = [t for t in texts if t is not None]
-    if not (spec.flags and "att-noreverse" in spec.flags):
+    if "att-noreverse" not in spec.objdump_flags:
         ops.reverse()
     evex = insn.evex
     if insn.spec.vsib is not None:
@@ -140,7 +139,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         ops[-1] += "/(bad)"
     if rounding:
         i = 0
-        if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
+        if "att-rc1" in insn.spec.objdump_flags:        # vcvtsi2ss & co.: after the integer source
             i = 1
         elif not rounding.endswith("-bad"):     # objdump: "-bad" takes the first free slot
             while i < len(ops) and ops[i].startswith("$"):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import (
+from x86vm.isa import (
+    ADDRESS_MASK,
     SFX_ALWAYS,
     SFX_DATA,
     SFX_LEGACY,
@@ -17,6 +16,12 @@ from x86vm.isa.tables import (
     SFX_RMMEM64,
     SFX_XY,
     SFX_XYZ,
+    Far,
+    Imm,
+    Instruction,
+    Mem,
+    Reg,
+    Rel,
 )
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
@@ -24,7 +29,7 @@ _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
-MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}     # address arithmetic
+MASK = ADDRESS_MASK      # address arithmetic (one table: x86vm.isa)
 INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
 
 
@@ -123,7 +128,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
                     or (hle == "hler" and p == 0xF3 and i > last_f2)):
                 words.append("xrelease" if p == 0xF3 else "xacquire")
             elif p == 0xF3:
-                words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
+                words.append("rep" if spec is not None and "rep" in spec.execution_flags
+                             else "repz")
             else:                       # (only the last F2 is the BND prefix)
                 words.append("bnd" if spec is not None and spec.bnd else "repnz")
         elif p == 0xF0:
@@ -144,7 +150,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
             return ""
         ops = insn.operands
         for i in spec.size_ops:         # a general register already shows the size
-            if i < len(ops) and type(ops[i]).__name__ == "Reg":
+            if i < len(ops) and type(ops[i]) is Reg:
                 return ""
         if intel:
             if insn.memory_operand is not None or any(type(o) is Far for o in insn.operands):
@@ -170,7 +176,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
     ops = insn.operands
     if sfx == SFX_NOREG:
         for i in spec.size_ops:
-            if i < len(ops) and ops[i].__class__.__name__ == "Reg":
+            if i < len(ops) and type(ops[i]) is Reg:
                 return ""
         mem = insn.memory_operand
         size = mem.size if mem is not None else (ops[0].size if ops else 0)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import K_FLAGS
+from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
 
 from .common import (
     H_FAR_INTEL,
@@ -84,7 +82,7 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
 
 def _oword(insn, text: str) -> str:
     """objdump calls a 16-byte integer operand OWORD (map flag "oword": cmpxchg16b, invept)."""
-    if "oword" in insn.spec.flags and text.startswith("XMMWORD"):
+    if "oword" in insn.spec.objdump_flags and text.startswith("XMMWORD"):
         return "OWORD" + text[7:]
     return text
 
@@ -92,14 +90,14 @@ def _oword(insn, text: str) -> str:
 def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
-    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands,
+    if "intel-noops" in insn.spec.objdump_flags:      # objdump -M intel omits implicit operands,
         unused = set(insn.unused_prefixes)     # so an address-size prefix shows as a word
         shown = [p for p in insn.prefixes if p in unused or p == 0x67]
         words = prefix_words(insn, False, shown)
         words.append(insn.mnemonic)
         return Frame(words, [], [], False, True)
     unused = insn.unused_prefixes
-    if "movsxd" in insn.spec.flags and insn.operand_size == 64 and 0x66 in unused and \
+    if "movsxd" in insn.spec.objdump_flags and insn.operand_size == 64 and 0x66 in unused and \
             insn.memory_operand is not None:    # REX.W: the decoder left the (last) 66
         i = len(unused) - 1 - unused[::-1].index(0x66)      # unused in memory forms only
         words = prefix_words(insn, False, unused[:i] + unused[i + 1:])
@@ -118,10 +116,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
 def _length_shown(insn: Instruction, upto: int) -> bool:
     """objdump's EVEX_len_used: an operand before `upto` is a vector register named by the
     vector length (a full-length one; a half-length one only as a 512-bit form's ymm)."""
-    plans = (p for p in insn.spec.ops if p[0] != K_FLAGS)
-    for op, plan in zip(insn.operands[:upto], plans, strict=False):
-        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and len(plan) > 2:
-            sizes = plan[2]
+    for op, sizes in zip(insn.operands[:upto], insn.spec.register_sizes, strict=False):
+        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and sizes is not None:
             if sizes[6] == 64 or sizes[6] == 32 and sizes[3] == 16 and op.cls == "ymm":
                 return True
     return False
@@ -153,7 +149,7 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:
                 i -= 1
-            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.flags:
+            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.objdump_flags:
                 ops.append(f"{{{rounding}}}")       # objdump: the first free operand slot
             else:
                 ops[i] += f"{{{rounding}}}"

@@ -12,6 +12,9 @@ from __future__ import annotations
 from operator import attrgetter
 
 from .operands import Far, Imm, Mem, Rel
+from .tables import op_enum
+
+_INVALID = op_enum().INVALID
 
 #: What relative addresses wrap at, by mode (objdump: 32 bits outside 64-bit mode).
 ADDRESS_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -66,7 +69,7 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.op = 0             # the operation id (ops.py; 0: Op.INVALID)
+        self.op = _INVALID      # the operation id (ops.py)
         self.imm_template = None    # (intel, att) name with "{}" for objdump's predicate
         self.shape = 0          # memo: bytes that fix its length (0: do not memoise)
         self.plan = None        # ... and where its values sit (None: exact bytes only)
@@ -229,6 +232,14 @@ class Instruction:
     def privileged(self) -> bool:
         spec = self.core.spec
         return spec is not None and spec.priv
+
+    @property
+    def lock_allowed(self) -> bool:
+        """A LOCK prefix is allowed: the form accepts it (map flag ``lock``) and its
+        destination is memory (SDM LOCK: else #UD)."""
+        spec = self.core.spec
+        ops = self.core.operands
+        return spec is not None and spec.lock and bool(ops) and type(ops[0]) is Mem
 
     @property
     def target(self) -> int | None:

@@ -13,14 +13,26 @@ MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "e
              "evex0f38", "evex0f3a", "evex-map5", "evex-map6", "xop8", "xop9", "xopa")
 PREFIX_COLUMNS = ("66", "F3", "F2")
 
-#: Flags (superscripts and objdump-facing attributes) a form may carry.
-KNOWN_FLAGS = frozenset("""
-    i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
-    nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
-    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst bcstw
-    distinct noevex evex-pseudo movsxd
+#: The flags a form may carry, in three published vocabularies (docs/isa.md "Flags").
+#: Architecture: how the form is encoded and decoded (SDM superscripts, VEX/EVEX W/L
+#: constraints, broadcast and disp8*N, addressing restrictions).
+ARCHITECTURE_FLAGS = frozenset("""
+    i64 o64 d64 f64 W0 W1 L0 L1 L1+ L2 asz rexw-name mod-ignored b2 b4 b8 bw er sae
+    n1 n2 n4 n8 sib norip noa16 distinct
 """.split())
+#: Execution: what the instruction does with its operands and prefixes (branch kind,
+#: privilege, memory access, LOCK/REP/HLE/BND/NOTRACK acceptance, FWAIT twin).
+EXECUTION_FLAGS = frozenset("""
+    jmp jcc call ret loop priv nw wo nomem lock rep repz hle hle! hler bnd notrack fwait
+""".split())
+#: objdump formatting: how GNU objdump 2.40 prints or rejects the form (suffixes, operand
+#: order, pseudo prefixes, its BadOp and late checks) -- nothing a CPU needs.
+OBJDUMP_FLAGS = frozenset("""
+    sfx sfx! sfxm sfxw sfx32 sfxl sfxC sfxxy sfxxyz sfxm64 asfx att-noreverse att-rc1
+    intel-noops badop vex-pseudo evex-pseudo noevex oword Wlate Wany ptable nobcst bcstw
+    movsxd
+""".split())
+KNOWN_FLAGS = ARCHITECTURE_FLAGS | EXECUTION_FLAGS | OBJDUMP_FLAGS
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
 FIXED_OPERANDS = frozenset("""

@@ -13,7 +13,16 @@ import functools
 import os
 import re
 
-from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
+from .maploader import (
+    ARCHITECTURE_FLAGS,
+    EXECUTION_FLAGS,
+    OBJDUMP_FLAGS,
+    Entry,
+    Form,
+    MapError,
+    OpcodeMap,
+    parse_map,
+)
 from .ops import OpIds, make_op_enum, map_op_names, op_name
 
 # operand plan kinds
@@ -71,12 +80,17 @@ class Spec:
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
-                 "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids")
+                 "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
+                 "execution_flags", "objdump_flags", "lock", "register_sizes")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
         self.line = form.line
-        self.flags = f
+        self.flags = f           # all of them; by vocabulary (maploader):
+        self.architecture_flags = f & ARCHITECTURE_FLAGS
+        self.execution_flags = f & EXECUTION_FLAGS
+        self.objdump_flags = f & OBJDUMP_FLAGS
+        self.lock = "lock" in f  # LOCK allowed (with a memory destination: SDM LOCK)
         # "vadds!s": objdump prints the letter after "!" as "{bad}" when EVEX.W is the other
         # one (its %XS/%XD/%XH templates), instead of rejecting the encoding
         self.wbad = re.sub(r"\{[^}]*\}", "{}", form.mnemonic).find("!")
@@ -99,6 +113,11 @@ class Spec:
         self.op_ids: tuple = (0, 0, 0)      # (Tables: by operand size, like `names`)
         self.imm_op_ids: tuple = ()
         self.ops = tuple(_compile_operand(op) for op in form.operands)
+        # per operand (as decoded: "F" operands are not), a register's size in bytes by
+        # size index (operand size 16/32/64, + 3 per vector length), else None
+        self.register_sizes = tuple(
+            op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
+            for op in self.ops if op[0] != K_FLAGS)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
