@@ -855,6 +855,9 @@ def _decode(data, offset, address, mode, rex_replaced):
         insn.target = mem.target
         insn.reloc_mem = True
     insn.shape = shape - offset
+    if not no_plan and insn.shape + sum(f[3] + (2 if f[0] == F_FAR else 0)
+                                        for f in fields) < length:
+        no_plan = True      # bytes no field holds (a displacement read for a "(bad)")
     insn.plan = None if no_plan else tuple(fields)
     if spec.vex_pseudo and evex is None and vex:
         insn.pseudo_prefix = "{vex}"
