@@ -79,6 +79,27 @@ class Decoded:
         self.target = None      # absolute address in operand `reloc`, for `address`
         self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
 
+    # ---- named constructors of the results that are not one instruction ----
+    @classmethod
+    def bad(cls, address: int, raw: bytes, prefixes: tuple, unused: tuple, mode: int
+            ) -> Decoded:
+        """objdump's "(bad)": `raw` is what it spans, `unused` the prefixes printed as words."""
+        return cls(address, len(raw), raw, "(bad)", "(bad)", (), prefixes, unused, mode, mode,
+                   None, mode, "bad")
+
+    @classmethod
+    def prefix_only(cls, address: int, raw: bytes, prefixes: tuple, mode: int) -> Decoded:
+        """Prefixes that objdump prints on their own line (no instruction follows them):
+        `prefixes` printed as words over the bytes `raw`."""
+        return cls(address, len(raw), raw, "", "", (), prefixes, prefixes, mode, mode, None,
+                   mode, "prefix")
+
+    @classmethod
+    def truncated(cls, address: int, byte: int, mode: int) -> Decoded:
+        """One byte of an instruction the code ends inside (objdump: ``.byte 0x..``)."""
+        return cls(address, 1, bytes((byte,)), ".byte", ".byte", (Imm(byte, 1),), (), (),
+                   mode, mode, None, mode, "truncated")
+
     def head_family(self) -> None:
         """Make this core the head of a family whose values sit where its `plan` says."""
         fields = self.plan

@@ -81,7 +81,8 @@ class Spec:
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
-                 "execution_flags", "objdump_flags", "lock", "register_sizes")
+                 "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
+                 "string_op", "is4")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -115,6 +116,11 @@ class Spec:
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         # per operand (as decoded: "F" operands are not), a register's size in bytes by
         # size index (operand size 16/32/64, + 3 per vector length), else None
+        # the decoder's immediates phase: the operands whose values follow the displacement
+        self.value_ops = tuple(op for op in self.ops
+                               if op[0] in (K_IMM, K_REL, K_MOFFS, K_FAR, K_IS4))
+        self.string_op = any(op[0] in (K_STR_X, K_STR_Y) for op in self.ops)
+        self.is4 = any(op[0] == K_IS4 for op in self.ops)
         self.register_sizes = tuple(
             op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
             for op in self.ops if op[0] != K_FLAGS)
