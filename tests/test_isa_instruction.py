@@ -194,3 +194,23 @@ def test_mem_reads_like_a_cpu_wants() -> None:
     assert type(mem) is Mem and (mem.base.name, mem.index.name, mem.scale, mem.disp) == (
         "rbp", "rcx", 4, 8)
     assert mem.segment == "ss"
+
+
+@pytest.mark.parametrize(("hexa", "feature"), [
+    ("01c0", ""), ("0fc2c100", "SSE"), ("0ffcc1", "MMX"), ("660ffcc1", "SSE2"),
+    ("0fd4c1", "SSE2"), ("d8c1", "FPU"), ("0f0fc1b4", "3DNOW"), ("0f44c1", "CMOV"),
+    ("0fc708", "CX8"), ("480fc708", "CX16"), ("f30fb8c1", "POPCNT"), ("c5f858c1", "AVX"),
+    ("c5f9fcc1", "AVX"), ("c5fdfcc1", "AVX2"), ("c4e2f9a8c1", "FMA"),
+    ("62f17c4858c1", "AVX512F"), ("660f3a44c100", "PCLMULQDQ"), ("0f05", "SYSCALL"),
+])
+def test_cpuid_feature_from_the_map(hexa: str, feature: str) -> None:
+    assert decode(bytes.fromhex(hexa)).cpuid_feature == feature
+
+
+def test_cpuid_lines_name_real_operations() -> None:
+    from x86vm.isa.tables import _shipped_map
+    omap = _shipped_map()
+    names = {op.name.lower() for op in Op}
+    assert not sorted(set(omap.cpuid_names) - names)
+    sections = set(omap.maps) | set(omap.groups)
+    assert not sorted(set(omap.cpuid_sections) - sections)

@@ -255,6 +255,22 @@ class Instruction:
         return spec is not None and spec.priv
 
     @property
+    def cpuid_feature(self) -> str:
+        """The CPUID feature the form needs (map data: docs/isa.md "CPUID features"), e.g.
+        "SSE2", "AVX2", "FPU"; "" for the base architecture and for (bad)."""
+        core = self.core
+        spec = core.spec
+        if spec is None or spec.cpuid is None:
+            return ""
+        size = core.address_size if spec.asz_names else core.operand_size
+        feature = spec.cpuid[{16: 0, 32: 1, 64: 2}[size]]
+        if "|" in feature:              # by VEX.L: the 256-bit form needs the second
+            low, high = feature.split("|")
+            return high if any(getattr(o, "cls", "") == "ymm" or type(o) is Mem and
+                               o.size == 32 for o in core.operands) else low
+        return feature
+
+    @property
     def lock_allowed(self) -> bool:
         """A LOCK prefix is allowed: the form accepts it (map flag ``lock``) and its
         destination is memory (SDM LOCK: else #UD)."""

@@ -52,6 +52,9 @@ _KEY_RE = re.compile(r"^(?:(?P<lo>[0-9a-f]{2})(?:-(?P<hi>[0-9a-f]{2}))?|/(?P<reg
 _HEADER_RE = re.compile(r"^\[(?P<kind>map|group) (?P<name>[A-Za-z0-9_-]+)"
                         r"(?P<opts>(?: [a-z-]+)*)\]$")
 GROUP_OPTIONS = frozenset(["modrm-opcode"])
+#: a CPUID feature: a name, "MMX/SSE2" (the mm-register form / the others), or "AVX|AVX2"
+#: (VEX.L=0 / VEX.L=1)
+_FEATURE_RE = re.compile(r"^[A-Z0-9_]+(?:[/|][A-Z0-9_]+)?$")
 
 
 class MapError(ValueError):
@@ -89,6 +92,10 @@ class OpcodeMap:
     maps: dict[str, list[Entry]] = field(default_factory=dict)
     groups: dict[str, list[Entry]] = field(default_factory=dict)
     group_options: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: CPUID features: by instruction name (``@cpuid FEATURE name...``) and the default of a
+    #: map or group (``@cpuid-section NAME FEATURE``); see docs/isa.md "CPUID features"
+    cpuid_names: dict[str, str] = field(default_factory=dict)
+    cpuid_sections: dict[str, str] = field(default_factory=dict)
     filename: str = "opcodes.map"
 
 
@@ -124,7 +131,8 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
     m = re.search(r"\(([^()]*)\)\s*$", text)
     if m:
         flags = frozenset(m.group(1).split())
-        unknown = sorted(flags - KNOWN_FLAGS)
+        unknown = sorted(f for f in flags - KNOWN_FLAGS
+                         if not (f.startswith("cpuid=") and _FEATURE_RE.match(f[6:])))
         if unknown:
             raise MapError(f"{where}: unknown flag {unknown[0]!r}")
         text = text[: m.start()].strip()
@@ -177,6 +185,21 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
         where = f"{filename}:{number}"
         line = raw.split("#", 1)[0].strip()
         if not line:
+            continue
+        if line.startswith("@cpuid"):
+            words = line.split()
+            if words[0] == "@cpuid-section" and len(words) == 3 and \
+                    _FEATURE_RE.match(words[2]):
+                result.cpuid_sections[words[1]] = words[2]
+                continue
+            if words[0] != "@cpuid" or len(words) < 3 or not _FEATURE_RE.match(words[1]):
+                raise MapError(f"{where}: expected '@cpuid FEATURE name...' or "
+                               f"'@cpuid-section SECTION FEATURE'")
+            for name in words[2:]:
+                if name in result.cpuid_names:
+                    raise MapError(f"{where}: {name!r} already has CPUID feature "
+                                   f"{result.cpuid_names[name]}")
+                result.cpuid_names[name] = words[1]
             continue
         if line.startswith("@list"):
             words = line.split()

@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4")
+                 "string_op", "is4", "cpuid")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -121,6 +121,7 @@ class Spec:
                                if op[0] in (K_IMM, K_REL, K_MOFFS, K_FAR, K_IS4))
         self.string_op = any(op[0] in (K_STR_X, K_STR_Y) for op in self.ops)
         self.is4 = any(op[0] == K_IS4 for op in self.ops)
+        self.cpuid: tuple | None = None     # (Tables) the CPUID feature by operand size
         self.register_sizes = tuple(
             op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
             for op in self.ops if op[0] != K_FLAGS)
@@ -361,6 +362,8 @@ class Tables:
         self._spec_cache: dict = {}
         self._merged: dict = {}         # (old, new) -> merged Choice: cells share one object
         self._cells: dict = {}          # column specs -> Choice (group/prefix-mixed cells)
+        self._feature = ""              # the CPUID feature of the section being built
+        self._by_name = True            # ... and whether @cpuid names apply in it
         self._vex_lines = self._lines(("vex0f", "vex0f38", "vex0f3a"))
         self._evex_lines = self._lines(("evex0f", "evex0f38", "evex0f3a"))
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
@@ -404,7 +407,23 @@ class Tables:
                 spec = self._spec_cache[key] = Spec(form, self.lists)
             except MapError as exc:
                 raise MapError(f"{self.omap.filename}:{form.line}: {exc}") from None
+            spec.cpuid = self._cpuid(spec)
         return spec
+
+    def _cpuid(self, spec: Spec) -> tuple[str, str, str]:
+        """A form's CPUID feature per operand size: its own ``cpuid=`` flag, else its name's
+        ``@cpuid`` line (not in EVEX maps, whose names repeat VEX ones), else its section's
+        default ("": the base architecture)."""
+        own = next((f[6:] for f in spec.flags if f.startswith("cpuid=")), None)
+        mmx = any(op[0] in (K_REG, K_RM, K_VVVV) and op[1] == C_MMX for op in spec.ops)
+        out = []
+        for name in spec.op_names:
+            feature = own or (self._by_name and self.omap.cpuid_names.get(name.lower())) \
+                or self._feature
+            if "/" in feature:          # the mm-register form / the others
+                feature = feature.split("/")[0 if mmx else 1]
+            out.append(feature)
+        return tuple(out)
 
     def _choice(self, columns: dict, inherited: Form | None = None) -> Choice:
         def col(pfx):
@@ -418,6 +437,8 @@ class Tables:
 
     def _build_map(self, name: str, entries: list[Entry]) -> None:
         table = self.maps[name]
+        self._feature = self.omap.cpuid_sections.get(name, "")
+        self._by_name = not name.startswith("evex")     # @cpuid names: VEX/legacy ones
         for entry in entries:
             if not self._in_mode(entry):
                 continue
@@ -492,6 +513,14 @@ class Tables:
         return "o64" not in flags
 
     def _group_table(self, ref: Form, line: int) -> list[Choice | None]:
+        outer = self._feature
+        self._feature = self.omap.cpuid_sections.get(ref.target, outer)
+        try:
+            return self._group_cells(ref, line)
+        finally:
+            self._feature = outer
+
+    def _group_cells(self, ref: Form, line: int) -> list[Choice | None]:
         entries = self.omap.groups[ref.target]
         cells: list[Choice | None] = [None] * 256
         # precedence: /N (both) < /N mem|reg < full ModRM byte; lines with the same key and
