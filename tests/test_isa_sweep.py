@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not have_objdump(), reason="objdump (binutils) n
 
 SAMPLE = 3000
 #: mismatching first instructions allowed in the sample, per space and mode
-BUDGET = {("legacy", 64): 5, ("legacy", 32): 1, ("legacy", 16): 5, ("vex", 64): 1,
+BUDGET = {("legacy", 64): 1, ("legacy", 32): 0, ("legacy", 16): 1, ("vex", 64): 1,
           ("vex", 32): 2, ("evex", 64): 0, ("evex", 32): 0,
           ("evex-fields", 64): 0, ("evex-fields", 32): 0, ("evex-fields", 16): 0}
 
