@@ -27,12 +27,15 @@ SAMPLE_BYTES = 64 * 1024
 #: registers; REX.W with 66 on ins/outs/in/out; no notrack with 66 in 64-bit code;
 #: prefetchit0/1; objdump's MOVSXD_Fixup with 66 and REX.W; a (bad) operand after a
 #: displacement (bndldx: not a family); extrq/insertq's BadOp; pmovmskb ignores F2/F3;
-#: F3 0F 78/79 with memory is an early (bad)
+#: F3 0F 78/79 with memory is an early (bad); FWAITs before an invalid x87 form; movq2dq/
+#: movdq2q with memory are BadOp forms; vldmxcsr/vstmxcsr ignore VEX.pp; VEX gathers'
+#: "/(bad)" marks also on family members
 PINNED = {
     64: ["4962e5", "4a62f6", "4262f5", "640f0f71", "660f0f71", "410f0f", "430f0f04",
          "0f0f05", "660f0f05", "410f6fc1", "410f0fc1", "678b0425", "66486d", "664ae5",
          "3e66ff", "0f1835", "0f183d", "664863", "666648", "67d30c", "0f1a25", "f20f79",
-         "660f78", "f3670fd7", "f3660f78"],
+         "660f78", "f3670fd7", "f3660f78", "9b9bdbfd", "f30fd600", "c5f9ae18",
+         "c57aae16", "c4a2799144"],
     32: ["640f0f71", "26670f0f71", "660f0fc1", "0f0f05", "8b0425"],
     16: ["640f0f71", "670f0f04", "670f0f0425", "678b0425", "67640f0f71"],
 }

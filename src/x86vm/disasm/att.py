@@ -108,7 +108,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
     holes = value_holes(core, _mem_parts, star, "$", H_FAR_ATT)
-    return Frame(words, texts, order, comment, insn.evex is None, holes)
+    return Frame(words, texts, order, comment,
+                 insn.evex is None and insn.spec.vsib is None, holes)   # (gathers: /(bad))
 
 
 def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:

@@ -110,7 +110,8 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     comment = core.reloc is not None and core.reloc_mem
     holes = [(j, _oword(insn, pre), style, arg, post)
              for j, pre, style, arg, post in value_holes(core, _mem_parts, "", "", H_FAR_INTEL)]
-    return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
+    return Frame(words, texts, list(range(len(texts))), comment,
+                 insn.evex is None and insn.spec.vsib is None, holes)   # (gathers: /(bad))
 
 
 def _length_shown(insn: Instruction, upto: int) -> bool:

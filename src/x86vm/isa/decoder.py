@@ -384,9 +384,10 @@ def _select_form(d: Decoding, slot):
         choice = slot.choice
     if d.rex & 1 and slot.rexb_choice is not None:
         choice = slot.rexb_choice
-    if choice is None:          # (an FWAIT before an invalid x87 form is part of the (bad))
+    if choice is None:          # (FWAITs before an invalid x87 form are part of the (bad))
         return bad(data, offset, pos + slot.modrm_opcode, d.address, mode, prefixes,
-                   fwait_i if fwait_i >= 0 else nobad)
+                   tuple(i for i, p in enumerate(prefixes) if p == 0x9B) if fwait_i >= 0
+                   else nobad)
 
     d.opcode_end = pos
     if vex:
