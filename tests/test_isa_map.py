@@ -36,6 +36,10 @@ GOOD_HEADER = "[map one-byte]\n"
     (GOOD_HEADER + "00: add Eb,Gb (Wany)\n",
      "opcodes.map:2: Wlate/Wany need a W0 or W1 constraint"),
     (GOOD_HEADER + "00: vadds!s Vx,Wx\n", "opcodes.map:2: bad mnemonic 'vadds!s'"),
+    ("@cpuid sse2 addpd\n", "opcodes.map:1: expected '@cpuid FEATURE name...'"),
+    ("@cpuid SSE2 addpd\n@cpuid AVX addpd\n",
+     "opcodes.map:2: 'addpd' already has CPUID feature SSE2"),
+    (GOOD_HEADER + "00: add Eb,Gb (cpuid=x)\n", "opcodes.map:2: unknown flag 'cpuid=x'"),
 ])
 def test_malformed_lines_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(MapError) as err:

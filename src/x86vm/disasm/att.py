@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
+from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
 
 from .common import (
     H_ABS16,
@@ -18,6 +17,7 @@ from .common import (
     at_address,
     mem_text,
     prefix_words,
+    shown_segment,
     size_suffix,
     value_holes,
     vsib_marks,
@@ -29,11 +29,14 @@ _SEG_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 def _mem_parts(m: Mem) -> MemParts:
     """Memory operand as (text before, value style, style arg, text after) its disp."""
-    seg = f"%{m.seg}:" if m.seg else ""
+    shown = shown_segment(m)
+    seg = f"%{shown}:" if shown else ""
     base, index = m.base, m.index
     mask = (1 << m.addr_size) - 1
     if base is None and index is None:
         return seg, H_ABS16 if m.addr_size == 16 and not m.moffs else H_MASK, mask, ""
+    if base is None and index is EIZ_ABSOLUTE:
+        return seg, H_MASK, mask, f"(,%eiz,{m.scale})"
     if index is None:
         post = f"(%{base.name})"
     elif m.addr_size == 16:
@@ -48,7 +51,7 @@ def _mem_parts(m: Mem) -> MemParts:
 def format_att(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """What objdump -d prints after the raw-bytes column (AT&T syntax); addresses (branch
     targets, RIP-relative comments) through `print_address`, else as hex."""
-    memo = insn.core.memo1      # the text, or a family's texts by bytes (see Syntax)
+    memo = _TEXTS_GET(insn.core)  # the text, or a family's texts by bytes (see Syntax)
     if type(memo) is dict:
         text = memo.get(insn.bytes) or _ATT.remember(insn, memo)
     else:
@@ -90,7 +93,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         if segs and len(hints) == 1 and len(words) == len(unused):
             del words[segs[-1]]
             hint = _HINTS[hints.pop()]
-    if 0x67 in insn.unused_prefixes and "asfx" in spec.flags:
+    if 0x67 in insn.unused_prefixes and "asfx" in spec.objdump_flags:
         words.remove("addr32" if insn.mode != 32 else "addr16")
         mnemonic += SUFFIX[insn.address_size >> 3]
     mnemonic += hint
@@ -100,19 +103,20 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     star = "*" if spec.indirect else ""
     texts = [_op_text(op, star, pa) for op in insn.operands]
     order = [i for i, t in enumerate(texts) if t is not None]
-    if not (spec.flags and "att-noreverse" in spec.flags):
+    if "att-noreverse" not in spec.objdump_flags:
         order.reverse()
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
     holes = value_holes(core, _mem_parts, star, "$", H_FAR_ATT)
-    return Frame(words, texts, order, comment, insn.evex is None, holes)
+    return Frame(words, texts, order, comment,
+                 insn.evex is None and insn.spec.vsib is None, holes)   # (gathers: /(bad))
 
 
 def _operands(insn: Instruction, texts: list[str | None]) -> list[str]:
     """The operand texts as printed: AT&T order (source first), AVX-512 decorations."""
     spec = insn.spec
     ops = [t for t in texts if t is not None]
-    if not (spec.flags and "att-noreverse" in spec.flags):
+    if "att-noreverse" not in spec.objdump_flags:
         ops.reverse()
     evex = insn.evex
     if insn.spec.vsib is not None:
@@ -136,7 +140,7 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         ops[-1] += "/(bad)"
     if rounding:
         i = 0
-        if "att-rc1" in insn.spec.flags:        # vcvtsi2ss & co.: after the integer source
+        if "att-rc1" in insn.spec.objdump_flags:        # vcvtsi2ss & co.: after the integer source
             i = 1
         elif not rounding.endswith("-bad"):     # objdump: "-bad" takes the first free slot
             while i < len(ops) and ops[i].startswith("$"):
@@ -144,4 +148,5 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
         ops.insert(i, f"{{{rounding}}}")
 
 
-_ATT = Syntax(True, "memo1", "memo3", _frame, _operands)
+_ATT = Syntax(True, _frame, _operands)
+_TEXTS_GET = _ATT.texts.get

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import (
+from x86vm.isa import (
+    ADDRESS_MASK,
     SFX_ALWAYS,
     SFX_DATA,
     SFX_LEGACY,
@@ -17,6 +16,12 @@ from x86vm.isa.tables import (
     SFX_RMMEM64,
     SFX_XY,
     SFX_XYZ,
+    Far,
+    Imm,
+    Instruction,
+    Mem,
+    Reg,
+    Rel,
 )
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
@@ -24,8 +29,63 @@ _REX_NAMES = ["rex"] + ["rex." + "".join(c for c, bit in _REX_BITS if r & bit)
                         for r in range(1, 16)]
 _SEG_NAMES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}
-MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}     # address arithmetic
+MASK = ADDRESS_MASK      # address arithmetic (one table: x86vm.isa)
 INTEL_SUFFIX = {2: "w", 4: "d", 8: "q"}
+
+
+class ObjdumpView(Instruction):
+    """An instruction as objdump names it: an immediate predicate folded into the mnemonic
+    (``cmpps $1`` is ``cmpltps``, ``pclmulqdq $0x11`` is ``pclmulhqhqdq``) and an FN* form
+    after a consumed FWAIT as the waiting F* form (``9B DF E0`` is ``fstsw``), as Go's
+    x86asm gnu.go does; everything else is the instruction's."""
+
+    __slots__ = ("_mnemonic", "_att_mnemonic", "_operands")
+
+    def __init__(self, insn: Instruction, mnemonic: str, att_mnemonic: str,
+                 operands: tuple) -> None:
+        super().__init__(insn.address, insn.core, insn.bytes)
+        self._mnemonic = mnemonic
+        self._att_mnemonic = att_mnemonic
+        self._operands = operands
+
+    @property
+    def mnemonic(self) -> str:
+        return self._mnemonic
+
+    @property
+    def att_mnemonic(self) -> str:
+        return self._att_mnemonic
+
+    @property
+    def operands(self) -> tuple:
+        return self._operands
+
+
+def objdump_view(insn: Instruction) -> Instruction:
+    """`insn` as objdump prints it (an ObjdumpView where its names differ from the SDM's)."""
+    core = insn.core
+    spec = core.spec
+    template = core.imm_template
+    wait = spec is not None and spec.fwait and insn.wait
+    if template is None and not wait:
+        return insn
+    mnemonic, att_mnemonic, operands = insn.mnemonic, insn.att_mnemonic, insn.operands
+    if template is not None:
+        names = spec.imm_list
+        value = operands[-1].value
+        if value < len(names) and names[value] != "-":
+            mnemonic = template[0].replace("{}", names[value])
+            att_mnemonic = template[1].replace("{}", names[value])
+            operands = operands[:-1]
+    if wait:
+        mnemonic, att_mnemonic = "f" + mnemonic[2:], "f" + att_mnemonic[2:]
+    return ObjdumpView(insn, mnemonic, att_mnemonic, operands)
+
+
+def shown_segment(m: Mem) -> str | None:
+    """The segment objdump prints on a memory operand: an override's, and a string
+    instruction's always (``%ds:(%rsi)``, ``%es:(%rdi)``)."""
+    return m.segment if m.override or m.implicit else None
 
 
 def default_print_address(addr: int) -> str:
@@ -44,7 +104,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     last_f3 = max((i for i, p in enumerate(prefixes) if p == 0xF3), default=-1)
     last_f2 = max((i for i, p in enumerate(prefixes) if p == 0xF2), default=-1)
     notrack_at = -1         # objdump: with a 3E, the last segment prefix reads "notrack"
-    if spec is not None and spec.notrack and 0x3E in prefixes:
+    if spec is not None and spec.notrack and 0x3E in prefixes and not (
+            insn.mode == 64 and 0x66 in insn.prefixes):     # (not with 66 in 64-bit code)
         notrack_at = max(i for i, p in enumerate(prefixes) if p in _SEG_NAMES)
     for i, p in enumerate(prefixes):
         if i == notrack_at:
@@ -67,7 +128,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
                     or (hle == "hler" and p == 0xF3 and i > last_f2)):
                 words.append("xrelease" if p == 0xF3 else "xacquire")
             elif p == 0xF3:
-                words.append("rep" if spec is not None and "rep" in spec.flags else "repz")
+                words.append("rep" if spec is not None and "rep" in spec.execution_flags
+                             else "repz")
             else:                       # (only the last F2 is the BND prefix)
                 words.append("bnd" if spec is not None and spec.bnd else "repnz")
         elif p == 0xF0:
@@ -88,7 +150,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
             return ""
         ops = insn.operands
         for i in spec.size_ops:         # a general register already shows the size
-            if i < len(ops) and type(ops[i]).__name__ == "Reg":
+            if i < len(ops) and type(ops[i]) is Reg:
                 return ""
         if intel:
             if insn.memory_operand is not None or any(type(o) is Far for o in insn.operands):
@@ -114,7 +176,7 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
     ops = insn.operands
     if sfx == SFX_NOREG:
         for i in spec.size_ops:
-            if i < len(ops) and ops[i].__class__.__name__ == "Reg":
+            if i < len(ops) and type(ops[i]) is Reg:
                 return ""
         mem = insn.memory_operand
         size = mem.size if mem is not None else (ops[0].size if ops else 0)
@@ -345,37 +407,41 @@ class Syntax:
     `frame(insn, pa)` makes the Frame of an instruction (prefix words, mnemonic, operand
     texts, value holes), `operands(insn, texts)` the operand texts as printed (order,
     AVX-512 decorations) where the frame is not simple.  Text is memoised per decoded core
-    in `text_slot`; a family's `Template` (False if its frame is not simple) is kept on its
-    first core in `template_slot`.
+    in `texts` (this formatter's own cache, keyed by the core: the isa objects carry no
+    formatter state); a family's `Template` (False if its frame is not simple) is kept for
+    its first core in `templates`.
     """
 
-    def __init__(self, att: bool, text_slot: str, template_slot: str,
-                 frame: Callable[[Instruction, PrintAddress], Frame],
+    def __init__(self, att: bool, frame: Callable[[Instruction, PrintAddress], Frame],
                  operands: Callable[[Instruction, list], list[str]]) -> None:
         self.att = att
-        self.text_slot = text_slot
-        self.template_slot = template_slot
         self.frame = frame
         self.operands = operands
         self.register_prefix = "%" if att else ""
+        self.texts: dict = {}       # core -> its text, or a family's texts by bytes
+        self.templates: dict = {}   # family head core -> Template, or False
         self.kept = 0           # family members' texts kept (see _TEXT_LIMIT)
 
     def remember(self, insn: Instruction, texts: dict | None = None) -> str | AddressedText:
-        """The text of an instruction whose bytes were not formatted before, kept: on its
+        """The text of an instruction whose bytes were not formatted before, kept: for its
         core, or for a family member in its family's `texts` (bytes -> text).  A member's
         text is its family's Template filled with its values where the frame is simple."""
         core = insn.core
         if texts is None:
+            if len(self.texts) >= _CORE_LIMIT:     # (the decoder's memo starts over too)
+                self.texts.clear()
+                self.templates.clear()
+                self.kept = 0
             if not core.readers:        # no family, or one whose members hold no values
                 text = self._render_whole(insn)
-                setattr(core, self.text_slot, text)
+                self.texts[core] = text
                 return text
             texts = {}                  # the first member of a family: compile its frame
-            setattr(core, self.text_slot, texts)
-            frame = self.frame(Instruction(core.address, core), _mark)
-            template = compile_template(frame, core.mode) if frame.simple else False
-            setattr(core, self.template_slot, template)
-        template = getattr(core, self.template_slot)
+            frame = self.frame(objdump_view(Instruction(core.address, core)), _mark)
+            self.templates[core] = compile_template(frame, core.mode) if frame.simple \
+                else False
+            self.texts[core] = texts
+        template = self.templates.get(core, False)
         raw = insn.bytes
         if template:
             address = insn.address
@@ -398,6 +464,7 @@ class Syntax:
         """The full text of one instruction (also (bad), prefixes alone, truncated)."""
         kind = insn.kind
         if kind == "insn":
+            insn = objdump_view(insn)
             frame = self.frame(insn, pa)
             comment = ""
             if frame.comment:
@@ -406,6 +473,8 @@ class Syntax:
         if kind == "truncated":
             return f".byte {insn.bytes[0]:#x}"
         words = prefix_words(insn, self.att) + ([insn.mnemonic] if kind == "bad" else [])
+        if kind == "bad" and insn.core.reloc is not None:    # a RIP-relative operand read
+            return " ".join(words) + f"        # {pa(insn.reloc_target)}"
         evex = insn.evex
         if evex is not None and (evex[0] or evex[3]):  # objdump keeps the EVEX mask and
             ops = []                                    # the rounding it found unused
@@ -418,6 +487,7 @@ class Syntax:
 
 
 _TEXT_LIMIT = 1 << 20     # family members' texts kept per syntax; more are formatted anew
+_CORE_LIMIT = 1 << 21     # cores whose texts are kept before the cache starts over
 
 
 def _mark(addr: int) -> str:

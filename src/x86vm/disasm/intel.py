@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from x86vm.isa.instruction import Instruction
-from x86vm.isa.operands import BadMemory, BadOperand, Far, Imm, Mem, Reg, Rel
-from x86vm.isa.tables import K_FLAGS
+from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
 
 from .common import (
     H_FAR_INTEL,
@@ -18,6 +16,7 @@ from .common import (
     at_address,
     mem_text,
     prefix_words,
+    shown_segment,
     size_suffix,
     value_holes,
     vsib_marks,
@@ -32,15 +31,18 @@ def _mem_parts(m: Mem) -> MemParts:
     ptr = PTR.get(m.size, "") if not m.moffs else ""
     base, index = m.base, m.index
     mask = (1 << m.addr_size) - 1
+    shown = shown_segment(m)
     if base is None and index is None:
-        return f"{ptr}{m.seg or 'ds'}:", H_MASK, mask, ""
-    seg = f"{m.seg}:" if m.seg else ""
+        return f"{ptr}{shown or 'ds'}:", H_MASK, mask, ""
+    seg = f"{shown}:" if shown else ""
     inner = base.name if base is not None else ""
     if index is not None:
         if m.addr_size == 16:
             inner += f"+{index.name}"
         else:
             inner += f"{'+' if inner else ''}{index.name}*{m.scale}"
+    if index is EIZ_ABSOLUTE and base is None:
+        return f"{ptr}{seg}[{inner}", H_PLUS_MASK, mask, "]"
     if not m.disp_size:
         return f"{ptr}{seg}[{inner}", -1, 0, "]"
     if m.target is not None:        # objdump prints rip/eip+disp as an unsigned 64-bit value
@@ -50,7 +52,7 @@ def _mem_parts(m: Mem) -> MemParts:
 
 def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -> str:
     """The text of ``objdump -d -M intel`` after the raw bytes, memoised like format_att."""
-    memo = insn.core.memo2
+    memo = _TEXTS_GET(insn.core)  # the text, or a family's texts by bytes (see Syntax)
     if type(memo) is dict:
         text = memo.get(insn.bytes) or _INTEL.remember(insn, memo)
     else:
@@ -80,7 +82,7 @@ def _op_text(op, bcst, pa: PrintAddress) -> str:
 
 def _oword(insn, text: str) -> str:
     """objdump calls a 16-byte integer operand OWORD (map flag "oword": cmpxchg16b, invept)."""
-    if "oword" in insn.spec.flags and text.startswith("XMMWORD"):
+    if "oword" in insn.spec.objdump_flags and text.startswith("XMMWORD"):
         return "OWORD" + text[7:]
     return text
 
@@ -88,12 +90,17 @@ def _oword(insn, text: str) -> str:
 def _frame(insn, pa: PrintAddress) -> Frame:
     """Prefix words + mnemonic, and each operand's text."""
     words = prefix_words(insn, False)
-    if "intel-noops" in insn.spec.flags:      # objdump -M intel omits implicit operands,
+    if "intel-noops" in insn.spec.objdump_flags:      # objdump -M intel omits implicit operands,
         unused = set(insn.unused_prefixes)     # so an address-size prefix shows as a word
         shown = [p for p in insn.prefixes if p in unused or p == 0x67]
         words = prefix_words(insn, False, shown)
         words.append(insn.mnemonic)
         return Frame(words, [], [], False, True)
+    unused = insn.unused_prefixes
+    if "movsxd" in insn.spec.objdump_flags and insn.operand_size == 64 and 0x66 in unused and \
+            insn.memory_operand is not None:    # REX.W: the decoder left the (last) 66
+        i = len(unused) - 1 - unused[::-1].index(0x66)      # unused in memory forms only
+        words = prefix_words(insn, False, unused[:i] + unused[i + 1:])
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(insn.mnemonic + size_suffix(insn, True))
@@ -103,16 +110,15 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     comment = core.reloc is not None and core.reloc_mem
     holes = [(j, _oword(insn, pre), style, arg, post)
              for j, pre, style, arg, post in value_holes(core, _mem_parts, "", "", H_FAR_INTEL)]
-    return Frame(words, texts, list(range(len(texts))), comment, insn.evex is None, holes)
+    return Frame(words, texts, list(range(len(texts))), comment,
+                 insn.evex is None and insn.spec.vsib is None, holes)   # (gathers: /(bad))
 
 
 def _length_shown(insn: Instruction, upto: int) -> bool:
     """objdump's EVEX_len_used: an operand before `upto` is a vector register named by the
     vector length (a full-length one; a half-length one only as a 512-bit form's ymm)."""
-    plans = (p for p in insn.spec.ops if p[0] != K_FLAGS)
-    for op, plan in zip(insn.operands[:upto], plans, strict=False):
-        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and len(plan) > 2:
-            sizes = plan[2]
+    for op, sizes in zip(insn.operands[:upto], insn.spec.register_sizes, strict=False):
+        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm") and sizes is not None:
             if sizes[6] == 64 or sizes[6] == 32 and sizes[3] == 16 and op.cls == "ymm":
                 return True
     return False
@@ -144,11 +150,12 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
             i = len(ops) - 1
             while i > 0 and type(insn.operands[i]) is Imm:
                 i -= 1
-            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.flags:
+            if rounding.endswith("-bad") and "att-rc1" not in insn.spec.objdump_flags:
                 ops.append(f"{{{rounding}}}")       # objdump: the first free operand slot
             else:
                 ops[i] += f"{{{rounding}}}"
     return ops
 
 
-_INTEL = Syntax(False, "memo2", "memo4", _frame, _operands)
+_INTEL = Syntax(False, _frame, _operands)
+_TEXTS_GET = _INTEL.texts.get

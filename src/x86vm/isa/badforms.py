@@ -10,52 +10,28 @@ truncated, ``.byte 0x..``).  decoder.py calls these; they hold no state.
 from __future__ import annotations
 
 from .instruction import Decoded
-from .operands import BAD_OPERAND, GPR, GPR8_LEGACY, MMX, XMM, YMM, ZMM, Imm, Reg
+from .operands import BAD_OPERAND, MMX, Imm, Reg
+from .readers import OSI, ROUNDING, VEC, Truncated, gpr, read
 from .tables import C_GPR, C_MMX, FALLTHROUGH, K_IMM, K_REG, K_RM, K_VVVV, LATE
-
-_OSI = {16: 0, 32: 1, 64: 2}
-_ROUNDING = ("rn-sae", "rd-sae", "ru-sae", "rz-sae")
-_VEC = {4: XMM, 8: XMM, 16: XMM, 1: XMM, 2: XMM, 32: YMM, 64: ZMM}
-
-
-class _Truncated(Exception):
-    """The instruction runs past the end of the buffer (objdump: ".byte 0x.." or a prefix)."""
-
-
-def _gpr(size: int, num: int, rex: int) -> Reg:
-    if size == 1 and not rex:
-        return GPR8_LEGACY[num]
-    return GPR[size][num]
-
-
-def _read(data: bytes, pos: int, n: int, end: int) -> int:
-    if pos + n > end:
-        raise _Truncated
-    return int.from_bytes(data[pos:pos + n], "little")
 
 
 def _bad(data, offset, pos, address, mode, prefixes, consumed) -> Decoded:
     """objdump's "(bad)" ending at `pos`, with the prefix words of every prefix but
-    `consumed` (the mandatory prefix that selected the missing form); consumed == -2: a (bad)
+    `consumed` (the mandatory prefix that selected the missing form, or a tuple of the
+    prefixes the operands read before objdump gave up); consumed == -2: a (bad)
     objdump decides after the operands, printed without prefix words."""
-    unused = () if consumed == -2 else tuple(p for i, p in enumerate(prefixes)
-                                             if i != consumed)
-    return Decoded(address, pos - offset, bytes(data[offset:pos]), "(bad)", "(bad)", (),
-                   tuple(prefixes), unused, mode, mode, None, mode, "bad")
-
-
-def _sib_missing(data, pos: int, end: int, mode: int, asz_i: int) -> bool:
-    """The ModRM at `pos` names a SIB byte (32/64-bit addressing) that the buffer lacks;
-    objdump fetches it before deciding on an opcode, so the instruction is truncated."""
-    if pos >= end:
-        return True
-    m = data[pos]
-    return m < 0xC0 and m & 7 == 4 and pos + 1 >= end and (
-        mode == 64 or (mode == 32) == (asz_i < 0))
+    if consumed == -2:
+        unused = ()
+    elif type(consumed) is tuple:       # several consumed prefixes
+        unused = tuple(p for i, p in enumerate(prefixes) if i not in consumed)
+    else:
+        unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
+    return Decoded.bad(address, bytes(data[offset:pos]), tuple(prefixes), unused, mode)
 
 
 def _bad_sib_missing(*_args) -> Decoded:
-    raise _Truncated
+    """The (bad) of a form whose SIB byte the buffer lacks: objdump reads it first."""
+    raise Truncated
 
 
 def _only66(choice) -> bool:
@@ -91,16 +67,17 @@ def _evex_bad(data, offset, pos, address, mode, prefixes, evex, plain, ebit, rc)
     if plain or evex[1] and not evex[0]:
         return _bad(data, offset, pos, address, mode, prefixes, -2)
     bad = _bad(data, offset, pos, address, mode, prefixes, -1)
-    rounding = _ROUNDING[rc][:2] + "-bad" if ebit and pos < len(data) and data[pos] >= 0xC0 \
+    rounding = ROUNDING[rc][:2] + "-bad" if ebit and pos < len(data) and data[pos] >= 0xC0 \
         else None
     bad.evex = (evex[0], evex[1], 0, rounding)
     return bad
 
 
-def _rex_unshown(rex_i: int, byte1: int) -> int:
-    """A VEX/EVEX/XOP escape with an invalid map: objdump prints a REX prefix before it only
-    when the escape's inverted R/X/B bits are not all clear (index of the prefix to hide)."""
-    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 else -1
+def _rex_unshown(rex_i: int, byte1: int, w: int = 0) -> int:
+    """A VEX/EVEX/XOP escape with an invalid map (or EVEX.U clear): objdump prints a REX
+    prefix before it only when the REX bits it read from the escape -- the inverted R/X/B,
+    and for EVEX.U also W (`w`) -- are not all clear (index of the prefix to hide)."""
+    return rex_i if rex_i >= 0 and not (~byte1 >> 5) & 7 and not w else -1
 
 
 def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, osz_i, end,
@@ -117,7 +94,7 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
         osz = 32
     if mode == 64 and rex & 8 and spec.uses_w:
         osz = 64
-    si = _OSI[osz]
+    si = OSI[osz]
     operands = []
     for op in spec.ops:
         if op[0] == K_RM:
@@ -125,19 +102,19 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
         elif op[0] == K_REG:
             num = (modrm >> 3) & 7
             if op[1] == C_GPR:
-                operands.append(_gpr(op[2][si], num | ((rex & 4) << 1), rex))
+                operands.append(gpr(op[2][si], num | ((rex & 4) << 1), rex))
             elif op[1] == C_MMX:
                 operands.append(MMX[num])
             else:
-                operands.append(_VEC[op[2][si + 3 * vl]][num | (rex & 4) << 1
+                operands.append(VEC[op[2][si + 3 * vl]][num | (rex & 4) << 1
                                                         | (evex[2] if evex else 0)])
         elif op[0] == K_VVVV and op[1] == C_GPR:
-            operands.append(BAD_OPERAND if vl else _gpr(op[2][si], vvvv, rex))
+            operands.append(BAD_OPERAND if vl else gpr(op[2][si], vvvv, rex))
         elif op[0] == K_VVVV:
-            operands.append(BAD_OPERAND if evex and evex[3] else _VEC[op[2][si + 3 * vl]][vvvv])
+            operands.append(BAD_OPERAND if evex and evex[3] else VEC[op[2][si + 3 * vl]][vvvv])
         elif op[0] == K_IMM:
             n = op[1][si]
-            operands.append(Imm(_read(data, pos, n, end), n))
+            operands.append(Imm(read(data, pos, n, end), n))
             pos += n
     names, att_names = spec.names[si], spec.att_names[si]
     unused = tuple(p for i, p in enumerate(prefixes) if i != consumed)
@@ -147,7 +124,7 @@ def _badop(data, offset, address, mode, prefixes, consumed, spec, modrm, rex, os
                    tuple(operands), tuple(prefixes), unused, osz, mode, spec, mode)
     if evex:
         mask, rc = evex[0], evex[1]
-        insn.evex = (mask[0], mask[1], 0, rc and _ROUNDING[rc - 1][:2] + "-bad")
+        insn.evex = (mask[0], mask[1], 0, rc and ROUNDING[rc - 1][:2] + "-bad")
         if spec.evex_pseudo[si] and not (mask[0] or evex[4] or vl == 2 or vvvv & 0x10) and not any(
                 type(o) is Reg and o.num >= 16 for o in operands):
             insn.pseudo_prefix = "{evex}"
@@ -170,9 +147,7 @@ def _prefix_only(data, offset, pos, address, mode, prefixes) -> Decoded:
     """objdump ends an instruction at a REX prefix that another prefix follows; it prints
     and counts the prefixes it keeps (FWAIT is not among them)."""
     p = tuple(b for b in prefixes if b != 0x9B)
-    end = offset + len(p)
-    return Decoded(address, end - offset, bytes(data[offset:end]), "", "", (), p, p,
-                   mode, mode, None, mode, "prefix")
+    return Decoded.prefix_only(address, bytes(data[offset:offset + len(p)]), p, mode)
 
 
 def _fwait(data, offset, fwait_i, address, mode, prefixes, tables) -> Decoded:
@@ -180,5 +155,7 @@ def _fwait(data, offset, fwait_i, address, mode, prefixes, tables) -> Decoded:
     end = offset + fwait_i + 1
     spec = tables.maps["one-byte"][0x9B].choice.plain
     before = tuple(prefixes[:fwait_i])
-    return Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
+    insn = Decoded(address, end - offset, bytes(data[offset:end]), "fwait", "fwait", (),
                    before + (0x9B,), before, mode, mode, spec, mode)
+    insn.op = spec.op_ids[1]
+    return insn

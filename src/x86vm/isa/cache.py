@@ -109,7 +109,7 @@ def _exact(raw: bytes, data: bytes, offset: int, address: int, mode: int) -> Dec
 
 def _decode_and_remember(data: bytes, offset: int, address: int, mode: int) -> Decoded:
     core = decoder.decode_uncached(data, offset, address, mode)
-    shape = decoder.SHAPE[0]
+    shape = core.shape
     if shape:
         _remember(data[offset:offset + shape], core, mode)
     return core
@@ -132,11 +132,11 @@ def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
         node = nxt
     head = node.get(shape[-1])
     if head is None:
-        node[shape[-1]] = insn
-        fields = decoder.FIELDS[0]
-        if fields is not None:
-            insn.head_family(fields)
+        if insn.plan is not None:
+            insn.head_family()      # (complete before another thread can find it)
+            node[shape[-1]] = insn
             return
+        node[shape[-1]] = insn
         head = insn
     if type(head) is Decoded and head.readers is None and head.length == insn.length and \
             _counts[1] < _CORE_LIMIT:

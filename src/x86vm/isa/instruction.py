@@ -12,8 +12,13 @@ from __future__ import annotations
 from operator import attrgetter
 
 from .operands import Far, Imm, Mem, Rel
+from .tables import op_enum
 
-_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_INVALID = op_enum().INVALID
+
+#: What relative addresses wrap at, by mode (objdump: 32 bits outside 64-bit mode).
+ADDRESS_MASK = {16: 0xFFFFFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
+_MASK = ADDRESS_MASK
 _from_bytes = int.from_bytes
 
 # Where a displacement/immediate value sits in the bytes (Decoded.fields: kind, operand
@@ -30,13 +35,17 @@ class Decoded:
     (mnemonic id and attributes); it is None for ``(bad)`` and truncated bytes.
     `kind` is "insn", "bad" (objdump's ``(bad)``), "prefix" (prefixes only) or
     "truncated" (``.byte 0x..``).  `reloc` is the index of an operand holding an absolute
-    address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None.
+    address (`target`) computed for `address` (a Rel, or a RIP-relative Mem), else None; a
+    (bad) whose RIP-relative operand objdump read before it gave up (3DNow! with an unknown
+    suffix) has no operands but `reloc` 0 and the `target` objdump's comment shows.
     A core that heads a family (cache.py) has `fields` (where its values sit in the bytes),
     `values` and `readers` (how to read any member's values: see `read`).
-    `memo1`..`memo4` are free for consumers (the formatters keep their text there).
+    The decoder also says how the memo may keep the core: `shape` (the bytes that fix its
+    length and meaning, 0: do not memoise) and `plan` (where its displacement/immediate
+    values sit, or None: memoise it by its exact bytes); see cache.py.
     """
 
-    __slots__ = ("address", "length", "bytes", "operands", "memo1", "memo2", "memo3", "memo4",
+    __slots__ = ("address", "length", "bytes", "operands", "shape", "plan", "op", "imm_template",
                  "mnemonic", "att_mnemonic", "prefixes", "unused_prefixes", "operand_size",
                  "address_size", "spec", "mode", "kind", "evex", "pseudo_prefix", "reloc",
                  "fields", "values", "readers", "target", "reloc_mem")
@@ -60,17 +69,42 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.memo1 = self.memo2 = self.memo3 = self.memo4 = None     # consumers' caches
+        self.op = _INVALID      # the operation id (ops.py)
+        self.imm_template = None    # (intel, att) name with "{}" for objdump's predicate
+        self.shape = 0          # memo: bytes that fix its length (0: do not memoise)
+        self.plan = None        # ... and where its values sit (None: exact bytes only)
         self.fields = None      # family heads: (kind, operand index, ...) per value
         self.values = None      # ... the displacement/immediate/target values
         self.readers = None     # ... and how to read them (see `read`)
         self.target = None      # absolute address in operand `reloc`, for `address`
         self.reloc_mem = False  # operand `reloc` is RIP-relative memory (else a Rel)
 
-    def head_family(self, fields: tuple) -> None:
-        """Make this core the head of a family whose values sit at `fields`."""
-        self.fields = fields
+    # ---- named constructors of the results that are not one instruction ----
+    @classmethod
+    def bad(cls, address: int, raw: bytes, prefixes: tuple, unused: tuple, mode: int
+            ) -> Decoded:
+        """objdump's "(bad)": `raw` is what it spans, `unused` the prefixes printed as words."""
+        return cls(address, len(raw), raw, "(bad)", "(bad)", (), prefixes, unused, mode, mode,
+                   None, mode, "bad")
+
+    @classmethod
+    def prefix_only(cls, address: int, raw: bytes, prefixes: tuple, mode: int) -> Decoded:
+        """Prefixes that objdump prints on their own line (no instruction follows them):
+        `prefixes` printed as words over the bytes `raw`."""
+        return cls(address, len(raw), raw, "", "", (), prefixes, prefixes, mode, mode, None,
+                   mode, "prefix")
+
+    @classmethod
+    def truncated(cls, address: int, byte: int, mode: int) -> Decoded:
+        """One byte of an instruction the code ends inside (objdump: ``.byte 0x..``)."""
+        return cls(address, 1, bytes((byte,)), ".byte", ".byte", (Imm(byte, 1),), (), (),
+                   mode, mode, None, mode, "truncated")
+
+    def head_family(self) -> None:
+        """Make this core the head of a family whose values sit where its `plan` says."""
+        fields = self.plan
         self.readers = tuple(_reader(f) for f in fields)
+        self.fields = fields
         self.values = self.read(self.bytes, self.address)[0]
 
     def read(self, raw: bytes, address: int) -> tuple[tuple, int | None]:
@@ -111,14 +145,13 @@ class Decoded:
         for (kind, j, _at, n, _how), v in zip(self.fields, values, strict=True):
             op = ops[j]
             if kind == F_DISP:
-                ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, v, op.disp_size,
-                             op.addr_size, target if self.reloc_mem else None, op.moffs)
+                ops[j] = op.moved(v, target if self.reloc_mem else None)
             elif kind == F_IMM:
                 ops[j] = Imm(v, op.size)
             elif kind == F_REL:
                 ops[j] = Rel(v)
             elif kind == F_MOFFS:
-                ops[j] = Mem(op.size, op.seg, None, None, 1, v, n, op.addr_size, None, True)
+                ops[j] = op.moved(v, None)
             else:
                 ops[j] = Far(v[0], v[1], n)
         return tuple(ops)
@@ -165,6 +198,21 @@ class Instruction:
     pseudo_prefix = _core("pseudo_prefix")
 
     @property
+    def op(self) -> int:
+        """The operation id (an `Op` member: one per architectural operation, the same for
+        all its encodings; `Op.INVALID` for (bad), prefixes alone, truncated bytes and forms
+        objdump prints with a "(bad)" operand)."""
+        return self.core.op
+
+    @property
+    def wait(self) -> bool:
+        """An FWAIT (9B) prefixes this x87 instruction: the CPU waits first (SDM FWAIT; FSTSW
+        is 9B + FNSTSW)."""
+        core = self.core
+        return 0x9B in core.prefixes and 0x9B not in core.unused_prefixes and \
+            core.kind == "insn"
+
+    @property
     def member(self) -> bool:
         """A family member whose values differ from its core's (read from `bytes`)."""
         core = self.core
@@ -183,7 +231,7 @@ class Instruction:
         if self.member:
             return core.member_operands(*core.read(self.bytes, self.address))
         j = core.reloc
-        if j is None or self.address == core.address:
+        if j is None or self.address == core.address or not core.operands:
             return core.operands
         ops = list(core.operands)          # the core's, with the target moved here
         op = ops[j]
@@ -191,8 +239,7 @@ class Instruction:
         if type(op) is Rel:
             ops[j] = Rel(moved)
         else:
-            ops[j] = Mem(op.size, op.seg, op.base, op.index, op.scale, op.disp, op.disp_size,
-                         op.addr_size, moved, op.moffs)
+            ops[j] = op.moved(op.disp, moved)
         return tuple(ops)
 
     # ---- attributes the CPU and tools need (derived from the map form) ----
@@ -206,6 +253,30 @@ class Instruction:
     def privileged(self) -> bool:
         spec = self.core.spec
         return spec is not None and spec.priv
+
+    @property
+    def cpuid_feature(self) -> str:
+        """The CPUID feature the form needs (map data: docs/isa.md "CPUID features"), e.g.
+        "SSE2", "AVX2", "FPU"; "" for the base architecture and for (bad)."""
+        core = self.core
+        spec = core.spec
+        if spec is None or spec.cpuid is None:
+            return ""
+        size = core.address_size if spec.asz_names else core.operand_size
+        feature = spec.cpuid[{16: 0, 32: 1, 64: 2}[size]]
+        if "|" in feature:              # by VEX.L: the 256-bit form needs the second
+            low, high = feature.split("|")
+            return high if any(getattr(o, "cls", "") == "ymm" or type(o) is Mem and
+                               o.size == 32 for o in core.operands) else low
+        return feature
+
+    @property
+    def lock_allowed(self) -> bool:
+        """A LOCK prefix is allowed: the form accepts it (map flag ``lock``) and its
+        destination is memory (SDM LOCK: else #UD)."""
+        spec = self.core.spec
+        ops = self.core.operands
+        return spec is not None and spec.lock and bool(ops) and type(ops[0]) is Mem
 
     @property
     def target(self) -> int | None:

@@ -13,14 +13,26 @@ MAP_NAMES = ("one-byte", "0f", "0f38", "0f3a", "vex0f", "vex0f38", "vex0f3a", "e
              "evex0f38", "evex0f3a", "evex-map5", "evex-map6", "xop8", "xop9", "xopa")
 PREFIX_COLUMNS = ("66", "F3", "F2")
 
-#: Flags (superscripts and objdump-facing attributes) a form may carry.
-KNOWN_FLAGS = frozenset("""
-    i64 o64 d64 f64 sfx sfx! sfxm sfxw jmp jcc call ret loop priv bnd notrack rep repz
-    nw wo nomem rexw-name asz asfx att-noreverse fwait hle hle! hler mod-ignored sfx32
-    L0 L1 W0 W1 sfxxy sfxl b2 b4 b8 bw er sae intel-noops badop vex-pseudo sfxC att-rc1
-    sfxxyz n1 n2 n4 n8 L1+ L2 sfxm64 oword sib norip noa16 Wlate Wany ptable nobcst bcstw
-    distinct noevex evex-pseudo
+#: The flags a form may carry, in three published vocabularies (docs/isa.md "Flags").
+#: Architecture: how the form is encoded and decoded (SDM superscripts, VEX/EVEX W/L
+#: constraints, broadcast and disp8*N, addressing restrictions).
+ARCHITECTURE_FLAGS = frozenset("""
+    i64 o64 d64 f64 W0 W1 L0 L1 L1+ L2 asz rexw-name mod-ignored b2 b4 b8 bw er sae
+    n1 n2 n4 n8 sib norip noa16 distinct
 """.split())
+#: Execution: what the instruction does with its operands and prefixes (branch kind,
+#: privilege, memory access, LOCK/REP/HLE/BND/NOTRACK acceptance, FWAIT twin).
+EXECUTION_FLAGS = frozenset("""
+    jmp jcc call ret loop priv nw wo nomem lock rep repz hle hle! hler bnd notrack fwait
+""".split())
+#: objdump formatting: how GNU objdump 2.40 prints or rejects the form (suffixes, operand
+#: order, pseudo prefixes, its BadOp and late checks) -- nothing a CPU needs.
+OBJDUMP_FLAGS = frozenset("""
+    sfx sfx! sfxm sfxw sfx32 sfxl sfxC sfxxy sfxxyz sfxm64 asfx att-noreverse att-rc1
+    intel-noops badop vex-pseudo evex-pseudo noevex oword Wlate Wany ptable nobcst bcstw
+    movsxd
+""".split())
+KNOWN_FLAGS = ARCHITECTURE_FLAGS | EXECUTION_FLAGS | OBJDUMP_FLAGS
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
 FIXED_OPERANDS = frozenset("""
@@ -40,6 +52,9 @@ _KEY_RE = re.compile(r"^(?:(?P<lo>[0-9a-f]{2})(?:-(?P<hi>[0-9a-f]{2}))?|/(?P<reg
 _HEADER_RE = re.compile(r"^\[(?P<kind>map|group) (?P<name>[A-Za-z0-9_-]+)"
                         r"(?P<opts>(?: [a-z-]+)*)\]$")
 GROUP_OPTIONS = frozenset(["modrm-opcode"])
+#: a CPUID feature: a name, "MMX/SSE2" (the mm-register form / the others), or "AVX|AVX2"
+#: (VEX.L=0 / VEX.L=1)
+_FEATURE_RE = re.compile(r"^[A-Z0-9_]+(?:[/|][A-Z0-9_]+)?$")
 
 
 class MapError(ValueError):
@@ -77,6 +92,10 @@ class OpcodeMap:
     maps: dict[str, list[Entry]] = field(default_factory=dict)
     groups: dict[str, list[Entry]] = field(default_factory=dict)
     group_options: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: CPUID features: by instruction name (``@cpuid FEATURE name...``) and the default of a
+    #: map or group (``@cpuid-section NAME FEATURE``); see docs/isa.md "CPUID features"
+    cpuid_names: dict[str, str] = field(default_factory=dict)
+    cpuid_sections: dict[str, str] = field(default_factory=dict)
     filename: str = "opcodes.map"
 
 
@@ -112,7 +131,8 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
     m = re.search(r"\(([^()]*)\)\s*$", text)
     if m:
         flags = frozenset(m.group(1).split())
-        unknown = sorted(flags - KNOWN_FLAGS)
+        unknown = sorted(f for f in flags - KNOWN_FLAGS
+                         if not (f.startswith("cpuid=") and _FEATURE_RE.match(f[6:])))
         if unknown:
             raise MapError(f"{where}: unknown flag {unknown[0]!r}")
         text = text[: m.start()].strip()
@@ -165,6 +185,21 @@ def parse_map(text: str, filename: str = "opcodes.map") -> OpcodeMap:
         where = f"{filename}:{number}"
         line = raw.split("#", 1)[0].strip()
         if not line:
+            continue
+        if line.startswith("@cpuid"):
+            words = line.split()
+            if words[0] == "@cpuid-section" and len(words) == 3 and \
+                    _FEATURE_RE.match(words[2]):
+                result.cpuid_sections[words[1]] = words[2]
+                continue
+            if words[0] != "@cpuid" or len(words) < 3 or not _FEATURE_RE.match(words[1]):
+                raise MapError(f"{where}: expected '@cpuid FEATURE name...' or "
+                               f"'@cpuid-section SECTION FEATURE'")
+            for name in words[2:]:
+                if name in result.cpuid_names:
+                    raise MapError(f"{where}: {name!r} already has CPUID feature "
+                                   f"{result.cpuid_names[name]}")
+                result.cpuid_names[name] = words[1]
             continue
         if line.startswith("@list"):
             words = line.split()

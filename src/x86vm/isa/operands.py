@@ -20,21 +20,25 @@ class Reg:
 
 
 class Mem:
-    """A memory operand: seg:[base + index*scale + disp] of `size` bytes (0 = unsized).
+    """A memory operand: segment:[base + index*scale + disp] of `size` bytes (0 = unsized).
 
-    `seg` is the segment to print (explicit override, or the fixed ds/es of string
-    operands), else None.  `disp_size` is the encoded displacement width (0, 1, 2, 4 or 8);
-    `target` is the absolute address of a RIP/EIP-relative operand, else None.
+    `segment` is the effective segment register's name (SDM Vol. 1 §3.7.4: an override
+    prefix, else SS for an rBP/rSP base, ES for the destination of a string instruction,
+    else DS; in 64-bit mode a CS/DS/ES/SS override is ignored), `override` whether a segment
+    prefix chose it, `implicit` whether it is a string instruction's rSI/rDI operand (or
+    XLAT's rBX+AL) rather than a ModRM/moffs address.  `disp_size` is the encoded displacement
+    width (0, 1, 2, 4 or 8); `target` is the absolute address of a RIP/EIP-relative operand,
+    else None; `moffs` marks MOV A0-A3's address without ModRM.
     """
 
-    __slots__ = ("size", "seg", "base", "index", "scale", "disp", "disp_size",
-                 "addr_size", "target", "moffs")
+    __slots__ = ("size", "segment", "base", "index", "scale", "disp", "disp_size",
+                 "addr_size", "target", "moffs", "override", "implicit")
 
-    def __init__(self, size, seg, base, index, scale, disp, disp_size, addr_size, target=None,
-                 moffs=False):
-        self.moffs = moffs      # MOV moffs (A0-A3): address without ModRM
+    def __init__(self, size, segment, base, index, scale, disp, disp_size, addr_size,
+                 target=None, moffs=False, override=False, implicit=False):
+        self.moffs = moffs
         self.size = size
-        self.seg = seg
+        self.segment = segment
         self.base = base
         self.index = index
         self.scale = scale
@@ -42,14 +46,33 @@ class Mem:
         self.disp_size = disp_size
         self.addr_size = addr_size
         self.target = target
+        self.override = override
+        self.implicit = implicit
+
+    @property
+    def seg(self) -> str | None:
+        """The segment objdump prints: an override, or a string operand's always."""
+        return self.segment if self.override or self.implicit else None
 
     @property
     def rip(self) -> bool:
         return self.target is not None
 
+    def moved(self, disp: int, target: int | None) -> Mem:
+        """This operand with another displacement (and RIP-relative target)."""
+        return Mem(self.size, self.segment, self.base, self.index, self.scale, disp,
+                   self.disp_size, self.addr_size, target, self.moffs, self.override,
+                   self.implicit)
+
     def __repr__(self) -> str:
-        return (f"Mem(size={self.size}, seg={self.seg}, base={self.base}, index={self.index},"
-                f" scale={self.scale}, disp={self.disp:#x})")
+        return (f"Mem(size={self.size}, segment={self.segment}, base={self.base}, "
+                f"index={self.index}, scale={self.scale}, disp={self.disp:#x})")
+
+
+def default_segment(base: Reg | None) -> str:
+    """The segment of an address without override (SDM Vol. 1 §3.7.4): SS with an rBP/rSP
+    base, else DS."""
+    return "ss" if base is not None and base.cls == "gpr" and base.num in (4, 5) else "ds"
 
 
 class Imm:
@@ -144,6 +167,12 @@ KREG = _regs([f"k{i}" for i in range(8)], "k", 8) + [BAD_OPERAND] * 24    # k8+:
 ST = _regs(["st"] + [f"st({i})" for i in range(8)], "st", 10)   # ST[0] = "st", ST[1+i] = st(i)
 PORT_DX = Reg("dx", "port", 2, 2)
 BAD_INDEX = Reg("(bad)", "bad", 0, 0)      # a VSIB index objdump cannot name (EVEX.V')
+#: objdump's explicit "no index" of a SIB byte (index field 100 without REX.X): it adds
+#: nothing to the address; EIZ_ABSOLUTE is the one of a 32-bit address without a base in
+#: 64-bit code, whose displacement objdump prints unsigned
+RIZ = Reg("riz", "none", 4, 8)
+EIZ = Reg("eiz", "none", 4, 4)
+EIZ_ABSOLUTE = Reg("eiz", "none", 4, 4)
 RIP = Reg("rip", "ip", 0, 8)
 EIP = Reg("eip", "ip", 0, 4)
 

@@ -9,10 +9,21 @@ and attributes, so decoding does table lookups only.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
-from .maploader import Entry, Form, MapError, OpcodeMap, parse_map
+from .maploader import (
+    ARCHITECTURE_FLAGS,
+    EXECUTION_FLAGS,
+    OBJDUMP_FLAGS,
+    Entry,
+    Form,
+    MapError,
+    OpcodeMap,
+    parse_map,
+)
+from .ops import OpIds, make_op_enum, map_op_names, op_name
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
@@ -68,12 +79,19 @@ class Spec:
                  "osz_reg_only", "hle", "vex_l", "vex_w", "uses_vvvv", "bcst", "rounding",
                  "evex_pseudo", "badop", "imm_default", "uses_asz", "classes", "vex_pseudo",
                  "vsib", "disp8_n", "needs_sib", "norip", "noa16", "wbad", "w_rule",
-                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct")
+                 "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
+                 "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
+                 "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
+                 "string_op", "is4", "cpuid")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
         self.line = form.line
-        self.flags = f
+        self.flags = f           # all of them; by vocabulary (maploader):
+        self.architecture_flags = f & ARCHITECTURE_FLAGS
+        self.execution_flags = f & EXECUTION_FLAGS
+        self.objdump_flags = f & OBJDUMP_FLAGS
+        self.lock = "lock" in f  # LOCK allowed (with a memory destination: SDM LOCK)
         # "vadds!s": objdump prints the letter after "!" as "{bad}" when EVEX.W is the other
         # one (its %XS/%XD/%XH templates), instead of rejecting the encoding
         self.wbad = re.sub(r"\{[^}]*\}", "{}", form.mnemonic).find("!")
@@ -86,7 +104,27 @@ class Spec:
         if self.imm_list and self.imm_list[-1].startswith("*="):
             self.imm_default = self.imm_list[-1][2:]
             self.imm_list = self.imm_list[:-1]
+        # the immediate byte is an opcode suffix (3DNow!: the whole mnemonic is a list),
+        # else it stays an operand and names a predicate only in objdump's text
+        self.imm_opcode = bool(re.fullmatch(r"\{[^}]*\}", form.mnemonic))
+        self.op_names = tuple(op_name(n.replace("{}", self.imm_default))
+                              for n in _names(form.mnemonic.replace("!", "")))
+        self.imm_op_names = tuple(op_name(n) if n != "-" else "" for n in self.imm_list) \
+            if self.imm_opcode else ()
+        self.op_ids: tuple = (0, 0, 0)      # (Tables: by operand size, like `names`)
+        self.imm_op_ids: tuple = ()
         self.ops = tuple(_compile_operand(op) for op in form.operands)
+        # per operand (as decoded: "F" operands are not), a register's size in bytes by
+        # size index (operand size 16/32/64, + 3 per vector length), else None
+        # the decoder's immediates phase: the operands whose values follow the displacement
+        self.value_ops = tuple(op for op in self.ops
+                               if op[0] in (K_IMM, K_REL, K_MOFFS, K_FAR, K_IS4))
+        self.string_op = any(op[0] in (K_STR_X, K_STR_Y) for op in self.ops)
+        self.is4 = any(op[0] == K_IS4 for op in self.ops)
+        self.cpuid: tuple | None = None     # (Tables) the CPUID feature by operand size
+        self.register_sizes = tuple(
+            op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
+            for op in self.ops if op[0] != K_FLAGS)
         self.branch = next((b for b in BRANCH_FLAGS if b in f), None)
         self.sfx = (SFX_NOREG if "sfx" in f else SFX_ALWAYS if "sfx!" in f
                     else SFX_RMMEM if "sfxm" in f else SFX_NODEFAULT if "sfxw" in f
@@ -106,6 +144,8 @@ class Spec:
         self.uses_w = (not self.d64) and not (self.branch and "p" in sizes) and (
             any(s in ("v", "y") for s in sizes) or "rexw-name" in f or "sfxl" in f
             or "sfxw" in f or ("~" in form.mnemonic and not self.asz_names))
+        # z-sized operands alone (ins/outs/in/out): REX.W makes them 32-bit and beats 66
+        self.rexw_z = not self.uses_w and not self.d64 and "z" in sizes
         self.needs_mem = any(op[0] == K_RM and op[4] and not op[5] for op in self.ops)
         self.needs_reg = any(op[0] == K_RM and op[5] and not op[4] for op in self.ops) \
             and "mod-ignored" not in f
@@ -314,18 +354,24 @@ class Slot:
 class Tables:
     """All decode tables compiled from one opcode map."""
 
-    def __init__(self, omap: OpcodeMap, mode: int = 64) -> None:
+    def __init__(self, omap: OpcodeMap, mode: int = 64, op_ids: OpIds | None = None) -> None:
         self.omap = omap
+        self.op_ids = op_ids or OpIds(op_enum())
         self.mode = mode
         self.lists = omap.lists
         self._spec_cache: dict = {}
         self._merged: dict = {}         # (old, new) -> merged Choice: cells share one object
         self._cells: dict = {}          # column specs -> Choice (group/prefix-mixed cells)
+        self._feature = ""              # the CPUID feature of the section being built
+        self._by_name = True            # ... and whether @cpuid names apply in it
         self._vex_lines = self._lines(("vex0f", "vex0f38", "vex0f3a"))
         self._evex_lines = self._lines(("evex0f", "evex0f38", "evex0f3a"))
         self.maps: dict[str, list[Slot | None]] = {name: [None] * 256 for name in omap.maps}
         for name, entries in omap.maps.items():
             self._build_map(name, entries)
+        for spec in self._spec_cache.values():
+            spec.op_ids = tuple(self.op_ids.id(n) for n in spec.op_names)
+            spec.imm_op_ids = tuple(self.op_ids.id(n) for n in spec.imm_op_names)
         vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
                      if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():
@@ -361,7 +407,23 @@ class Tables:
                 spec = self._spec_cache[key] = Spec(form, self.lists)
             except MapError as exc:
                 raise MapError(f"{self.omap.filename}:{form.line}: {exc}") from None
+            spec.cpuid = self._cpuid(spec)
         return spec
+
+    def _cpuid(self, spec: Spec) -> tuple[str, str, str]:
+        """A form's CPUID feature per operand size: its own ``cpuid=`` flag, else its name's
+        ``@cpuid`` line (not in EVEX maps, whose names repeat VEX ones), else its section's
+        default ("": the base architecture)."""
+        own = next((f[6:] for f in spec.flags if f.startswith("cpuid=")), None)
+        mmx = any(op[0] in (K_REG, K_RM, K_VVVV) and op[1] == C_MMX for op in spec.ops)
+        out = []
+        for name in spec.op_names:
+            feature = own or (self._by_name and self.omap.cpuid_names.get(name.lower())) \
+                or self._feature
+            if "/" in feature:          # the mm-register form / the others
+                feature = feature.split("/")[0 if mmx else 1]
+            out.append(feature)
+        return tuple(out)
 
     def _choice(self, columns: dict, inherited: Form | None = None) -> Choice:
         def col(pfx):
@@ -375,6 +437,8 @@ class Tables:
 
     def _build_map(self, name: str, entries: list[Entry]) -> None:
         table = self.maps[name]
+        self._feature = self.omap.cpuid_sections.get(name, "")
+        self._by_name = not name.startswith("evex")     # @cpuid names: VEX/legacy ones
         for entry in entries:
             if not self._in_mode(entry):
                 continue
@@ -449,6 +513,14 @@ class Tables:
         return "o64" not in flags
 
     def _group_table(self, ref: Form, line: int) -> list[Choice | None]:
+        outer = self._feature
+        self._feature = self.omap.cpuid_sections.get(ref.target, outer)
+        try:
+            return self._group_cells(ref, line)
+        finally:
+            self._feature = outer
+
+    def _group_cells(self, ref: Form, line: int) -> list[Choice | None]:
         entries = self.omap.groups[ref.target]
         cells: list[Choice | None] = [None] * 256
         # precedence: /N (both) < /N mem|reg < full ModRM byte; lines with the same key and
@@ -501,7 +573,23 @@ MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
 
 def load_tables(path: str = MAP_PATH, extra: str = "") -> dict[int, Tables]:
     """Load opcodes.map (plus optional extra map text appended); compile it per mode."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
-    return {mode: Tables(omap, mode) for mode in (16, 32, 64)}
+    if path == MAP_PATH and not extra:
+        omap = _shipped_map()
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
+    op_ids = OpIds(op_enum())
+    return {mode: Tables(omap, mode, op_ids) for mode in (16, 32, 64)}
+
+
+@functools.cache
+def _shipped_map() -> OpcodeMap:
+    with open(MAP_PATH, encoding="utf-8") as f:
+        return parse_map(f.read(), os.path.basename(MAP_PATH))
+
+
+@functools.cache
+def op_enum():
+    """`Op`: the operation ids of the shipped map (see ops.py)."""
+    return make_op_enum(map_op_names(_shipped_map()))
