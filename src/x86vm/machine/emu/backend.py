@@ -22,7 +22,7 @@ from x86vm.cpu.core import Cpu
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
-from x86vm.machine.exits import Exit, Halt, IoExit, MmioExit, Shutdown
+from x86vm.machine.exits import Exit, Halt, InternalError, IoExit, MmioExit, Shutdown
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
 
@@ -96,7 +96,10 @@ class EmuBackend:
                 cpu.stop_flag = False
                 return None
             budget = self._fire_timers()
-            reason = cpu.run(budget)
+            try:
+                reason = cpu.run(budget)
+            except Exception as exc:  # an emulator defect: end the run, never the monitor
+                return InternalError(f"emulator error at rip {cpu.rip:#x}: {exc!r}")
             if reason == "io":
                 ex = self._exit_from_cpu()
                 if ex is not None:

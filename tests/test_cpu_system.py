@@ -1,0 +1,201 @@
+"""System-level behaviour of the CPU, each on emu and (where it can run here) on KVM as the
+oracle: MMIO read-modify-write and string instructions on MMIO, an access straddling RAM and
+MMIO, #DE, real-mode interrupts through the IVT, paging faults with their error code and CR2
+(NX, CR0.WP, SMEP, not present), determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpu.asmguest import MMIO_BASE, assemble, assembler_missing, run_guest
+from x86vm.machine.vm import Machine
+
+pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
+
+
+@pytest.fixture(scope="module", params=["emu", pytest.param("kvm", marks=pytest.mark.kvm)])
+def backend(request) -> str:
+    try:
+        Machine(memory_size=2 << 20, backend=request.param).close()
+    except Exception as exc:
+        pytest.skip(f"backend {request.param} is not usable here: {exc}")
+    return request.param
+
+
+def test_rmw_on_mmio_reads_then_writes(backend):
+    code = assemble(f"""
+        mov $0x10, %eax
+        addl %eax, {MMIO_BASE + 0x40:#x}
+        setc %bl
+        movzbl %bl, %eax
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    result, port, mmio, _ = run_guest(backend, code, 32, 0x10000, mmio_values=[0xFFFFFFF5])
+    assert mmio.log == [("r", 0x40, 4, 0xFFFFFFF5), ("w", 0x40, 4, 0x5)]
+    assert port.log == [("w", 0, 4, 1)]   # carry out of the addition
+    assert result.status == 0, result.reason
+
+
+def test_string_instructions_on_mmio(backend):
+    code = assemble(f"""
+        cld
+        mov ${MMIO_BASE:#x}, %esi
+        mov $0x20000, %edi
+        mov $3, %ecx
+        rep movsl
+        mov $0x20000, %esi
+        mov ${MMIO_BASE + 0x100:#x}, %edi
+        mov $2, %ecx
+        rep movsw
+        mov 0x20008, %eax
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    result, port, mmio, _ = run_guest(backend, code, 32, 0x10000,
+                                      mmio_values=[0x11111111, 0x22222222, 0x33333333])
+    assert mmio.log == [("r", 0, 4, 0x11111111), ("r", 4, 4, 0x22222222),
+                        ("r", 8, 4, 0x33333333), ("w", 0x100, 2, 0x1111),
+                        ("w", 0x102, 2, 0x1111)]
+    assert port.log == [("w", 0, 4, 0x33333333)]
+
+
+def test_divide_error_through_the_idt(backend):
+    # IDT at 0x30000 with #DE's gate → handler reports the faulting EIP (pushed at 0(%esp))
+    code = assemble("""
+        lidt idtr
+        movl $handler, %eax
+        movw %ax, 0x30000
+        movw $0x08, 0x30002
+        movw $0x8e00, 0x30004
+        shr $16, %eax
+        movw %ax, 0x30006
+        xor %edx, %edx
+        mov $7, %eax
+        xor %ecx, %ecx
+    fault:
+        divl %ecx
+        cli
+        hlt
+    handler:
+        mov (%esp), %eax
+        out %eax, $0xe0
+        movl $fault, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+    idtr: .word 0x7ff
+        .long 0x30000""", 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000)
+    assert len(port.log) == 2 and port.log[0][3] == port.log[1][3], port.log
+
+
+def test_real_mode_software_interrupt_uses_the_ivt(backend):
+    if backend == "kvm":
+        pytest.skip("this host's KVM cannot deliver a software INT in real mode (docs/vmm.md)")
+    code = assemble("""
+        xor %ax, %ax
+        mov %ax, %ds
+        movw $handler, 0x80 * 4
+        movw $0, 0x80 * 4 + 2
+        int $0x80
+        mov $0x5678, %ax
+        out %ax, $0xe0
+        cli
+        hlt
+    handler:
+        mov %sp, %bp
+        mov 4(%bp), %ax      /* the pushed FLAGS */
+        out %ax, $0xe0
+        mov $0x1234, %ax
+        out %ax, $0xe0
+        iret""", 16, 0x7C00)
+    result, port, _, _ = run_guest(backend, code, 16, 0x7C00)
+    assert [v for _, _, _, v in port.log][1:] == [0x1234, 0x5678]
+
+
+PAGE_TABLES = 0x100000   # PML4, PDPT, PD, PT (4 KiB pages for the first 2 MiB)
+
+
+def _paging_setup(target_flags: dict[int, int], cr0_or=0, cr4_or=0, efer_or=0):
+    from dataclasses import replace
+
+    def setup(memory, entry):
+        pml4, pdpt, pd, pt = (PAGE_TABLES + i * 0x1000 for i in range(4))
+        memory.write_u64(pml4, pdpt | 7)
+        memory.write_u64(pdpt, pd | 7)
+        memory.write_u64(pd, pt | 7)
+        for i in range(512):
+            memory.write_u64(pt + 8 * i, (i << 12) | 3)
+        for page, flags in target_flags.items():
+            memory.write_u64(pt + 8 * (page >> 12), page | flags)
+        return replace(entry, cr3=pml4, cr0=entry.cr0 | cr0_or, cr4=entry.cr4 | cr4_or,
+                       efer=entry.efer | efer_or)
+    return setup
+
+
+_PF_GUEST = """
+        lidt idtr(%rip)
+        lea handler(%rip), %rax
+        movw %ax, 0x30000 + 14 * 16
+        movw $0x10, 0x30002 + 14 * 16
+        movw $0x8e00, 0x30004 + 14 * 16
+        shr $16, %rax
+        movw %ax, 0x30006 + 14 * 16
+        movl $0, 0x30008 + 14 * 16
+        movl $0, 0x3000c + 14 * 16
+        {body}
+        cli
+        hlt
+    handler:
+        pop %rax
+        out %eax, $0xe0
+        mov %cr2, %rax
+        out %eax, $0xe0
+        cli
+        hlt
+    idtr: .word 0xfff
+        .quad 0x30000
+"""
+NX = 1 << 63
+
+
+@pytest.mark.parametrize("name, body, flags, regs, expected", [
+    ("nx", "mov $0x50000, %rax; jmp *%rax", {0x50000: NX | 3}, dict(efer_or=1 << 11),
+     (0x11, 0x50000)),
+    ("wp", "movl $1, 0x51000", {0x51000: 1}, dict(cr0_or=1 << 16), (0x3, 0x51000)),
+    ("smep", "mov $0x52000, %rax; jmp *%rax", {0x52000: 7}, dict(cr4_or=1 << 20),
+     (0x11, 0x52000)),
+    ("not present", "mov 0x53008, %eax", {0x53000: 0}, {}, (0x0, 0x53008)),
+])
+def test_page_fault_error_code_and_cr2(backend, name, body, flags, regs, expected):
+    code = assemble(_PF_GUEST.format(body=body), 64, 0x10000)
+    # the target pages hold a ret, so a missing fault would run on and halt without reports
+    def setup(memory, entry):
+        for page in flags:
+            memory.write(page, b"\xf4")
+        return _paging_setup(flags, **regs)(memory, entry)
+    result, port, _, _ = run_guest(backend, code, 64, 0x10000, setup=setup)
+    assert [v for _, _, _, v in port.log] == list(expected), (name, result.reason)
+
+
+def test_same_guest_twice_retires_the_same_instructions():
+    code = assemble("""
+        mov $50000, %ecx
+    1:  imul $31, %eax, %eax
+        add %ecx, %eax
+        loop 1b
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    counts = []
+    for _ in range(2):
+        with Machine(memory_size=2 << 20, backend="emu") as m:
+            from cpu.asmguest import Recorder, entry_for
+            port = Recorder()
+            m.pio.register(0xE0, 4, port, "report")
+            m.memory.write(0x10000, code)
+            m.run(entry_for(m.memory, 32, 0x10000), timeout=30)
+            counts.append((m.backend.stats()["instructions"], port.log, m.backend.clock_ns()))
+    assert counts[0] == counts[1]
+    assert counts[0][0] == 1 + 3 * 50000 + 3   # mov, the loop, out, cli, hlt
