@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from x86vm.machine.boot.state import (
-    LONG64_CODE,
     CR0_PE,
+    LONG64_CODE,
     EntryState,
     TableRegister,
     flat_protected32,
