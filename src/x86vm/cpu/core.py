@@ -75,6 +75,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.halted = False
         self.implicit_access = False
         self.irq_check = True      # something may have made an interrupt pending
+        self.attn = True           # the dispatcher must look at the flags above/below
         self.controller = None     # InterruptController (pending_vector/acknowledge)
         self.stop_reason: str | None = None
         self.stop_flag = False     # set from another thread: return soon
@@ -181,23 +182,17 @@ class Cpu(MmuMixin, InterruptMixin):
         limit = self.icount + budget
         lookup = self.translator.lookup
         sbase = self.sbase
+        pending = self.pending
         poll = IRQ_POLL_BLOCKS
         if self.replay:
             r = self._resume_one()
             if r:
                 return r
         while True:
-            if self.halted:
-                if not self._wake():
-                    return "halt"
-            if self.irq_check or poll <= 0:
-                poll = IRQ_POLL_BLOCKS
-                self._check_interrupts()
-                if self.halted:
-                    continue
-            if self.pending_event is not None:
-                self._deliver_pending()
-            self.shadow = False
+            if self.attn:
+                r = self._attention()
+                if r is not None:
+                    return r
             blk = lookup(sbase[1] + self.rip)
             try:
                 self.icount += blk(self)
@@ -211,13 +206,30 @@ class Cpu(MmuMixin, InterruptMixin):
                 self.rip = blk.rips[self.bi]
                 self.needs_read = exc
                 return "io"
-            if self.pending:
+            if pending:
                 return "io"
             if self.icount >= limit:
                 return "budget"
-            if self.stop_flag:
-                return "stop"
             poll -= 1
+            if poll <= 0:
+                poll = IRQ_POLL_BLOCKS
+                self.irq_check = self.attn = True
+
+    def _attention(self) -> str | None:
+        """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
+        if self.stop_flag:
+            return "stop"
+        if self.halted and not self._wake():
+            return "halt"
+        if self.pending_event is not None:
+            self._deliver_pending()
+        if self.shadow:          # no interrupt right after STI / MOV SS: look again later
+            self.shadow = False
+            return None
+        if self.irq_check:
+            self._check_interrupts()
+        self.attn = self.halted or self.irq_check or self.stop_flag or self.shadow
+        return None
 
     def _resume_one(self) -> str | None:
         """Run the one instruction a completed read stopped, with the value replayed."""
@@ -270,8 +282,6 @@ class Cpu(MmuMixin, InterruptMixin):
 
     def _check_interrupts(self) -> None:
         ctl = self.controller
-        if self.shadow:
-            return
         self.irq_check = False
         if ctl is None or not self.fl & RFLAGS_IF:
             return
@@ -282,7 +292,7 @@ class Cpu(MmuMixin, InterruptMixin):
             return
         self.halted = False
         if not self._fault_external(vector):
-            self.stop_flag = True
+            self.stop_flag = self.attn = True
             self.stop_reason = "triple fault"
 
     def _fault_external(self, vector: int) -> bool:
@@ -297,7 +307,7 @@ class Cpu(MmuMixin, InterruptMixin):
         ctl = self.controller
         if ctl is not None and self.fl & RFLAGS_IF and ctl.pending_vector() is not None:
             self.halted = False
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return True
         return False
 
@@ -350,6 +360,7 @@ class Cpu(MmuMixin, InterruptMixin):
         if s.pending is not None and s.pending.kind == "exception":
             self.pending_event = (s.pending.vector, s.pending.error_code)
         self.halted = False
+        self.attn = True
         self.cpl = -1
         self.flush_tlb()
         self.translator.flush_lookup()

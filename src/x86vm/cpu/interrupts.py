@@ -285,7 +285,7 @@ class InterruptMixin:
             self.rip = ip
             keep = 0xFFFF0000 if size == 2 else 0x1A0000
             self.set_flags((self.flags() & keep) | (fl & ~keep))
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return
         if self.fl & RFLAGS_NT and not self.efer & EFER_LMA:
             raise CpuFault(GP, 0, "task return (IRET with NT) is not implemented")
@@ -305,7 +305,7 @@ class InterruptMixin:
             self.sbase[_CS] = cs_sel << 4
             self.rip = ip & 0xFFFF
             self.update_mode()
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return
         rpl = cs_sel & 3
         cs = self.code_segment(cs_sel)
@@ -329,7 +329,7 @@ class InterruptMixin:
             else:
                 self.load_segment(_SS, ss)
             self.r[4] = sp
-        self.irq_check = True
+        self.irq_check = self.attn = True
 
     def _set_iret_flags(self, fl: int, keep: int, cpl: int) -> None:
         cur = self.flags()

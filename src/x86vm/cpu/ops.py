@@ -394,7 +394,7 @@ def h_pop(cpu, c) -> None:
         cpu.load_segment(dst.num, sel)
         cpu._set_sp((sp + size) & smask)
         if dst.num == 2:
-            cpu.shadow = True
+            cpu.shadow = cpu.attn = True
         return
     sp_before = cpu.r[4]
     v = cpu.pop(size)
@@ -425,7 +425,7 @@ def h_popf(cpu, c) -> None:
     if size == 2:
         mask &= 0xFFFF
     cpu.set_flags((cur & ~mask) | (v & mask))
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
 
 
 def h_lahf(cpu, c) -> None:

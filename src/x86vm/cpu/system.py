@@ -73,7 +73,7 @@ def h_mov(cpu, c) -> None:
             raise CpuFault(UD)
         cpu.load_segment(dst.num, read(cpu, src, 2))
         if dst.num == 2:
-            cpu.shadow = True
+            cpu.shadow = cpu.attn = True
         return
     if type(src) is Reg and src.cls == "seg":
         write(cpu, dst, cpu.seg[src.num].selector, 2 if type(dst) is Mem else None)
@@ -358,7 +358,7 @@ def h_ud2(cpu, c) -> None:
 
 def h_hlt(cpu, c) -> None:
     _need_cpl0(cpu)
-    cpu.halted = True
+    cpu.halted = cpu.attn = True
 
 
 def h_cli(cpu, c) -> None:
@@ -371,9 +371,9 @@ def h_sti(cpu, c) -> None:
     if cpu.cr0 & CR0_PE and cpu.cpl > _iopl(cpu):
         raise CpuFault(GP, 0)
     if not cpu.fl & RFLAGS_IF:
-        cpu.shadow = True
+        cpu.shadow = cpu.attn = True
     cpu.fl |= RFLAGS_IF
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
 
 
 # -- identification, time, MSRs ------------------------------------------------------------------
@@ -470,7 +470,7 @@ def h_sysret(cpu, c) -> None:
     cpu.load_cs(cs)
     cpu.set_segment(2, Segment((base + 8) | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
     cpu.rip = rip
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
 
 
 def h_swapgs(cpu, c) -> None:

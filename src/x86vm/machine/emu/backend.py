@@ -42,7 +42,7 @@ class EmuIrqLine:
         if level and not self.level:
             self.edges += 1
         self.level = bool(level)
-        self._cpu.irq_check = True
+        self._cpu.irq_check = self._cpu.attn = True
 
 
 class _Timer:
@@ -146,7 +146,7 @@ class EmuBackend:
             self.cpu.replay.append(int.from_bytes(exit_.data, "little"))
 
     def interrupt(self) -> None:
-        self.cpu.stop_flag = True
+        self.cpu.stop_flag = self.cpu.attn = True
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -160,7 +160,7 @@ class EmuBackend:
 
     def set_interrupt_controller(self, controller: InterruptController) -> None:
         self.cpu.controller = controller
-        self.cpu.irq_check = True
+        self.cpu.irq_check = self.cpu.attn = True
 
     def clock_ns(self) -> int:
         return self.cpu.clock_ns()
@@ -189,7 +189,7 @@ class EmuBackend:
             if not timer.cancelled:
                 timer.cancelled = True
                 timer.callback()
-                cpu.irq_check = True
+                cpu.irq_check = cpu.attn = True
         if not timers:
             return SLICE
         return max(1, min(SLICE, (timers[0][0] - now) // cpu.ns_per_insn + 1))
