@@ -69,6 +69,9 @@ class Gen:
         self.lines: list[str] = []
         self.k = 0
         self.last_cc: tuple | None = None   # (k, op, bits) of the flags producer in this block
+        self.pending_cc: str | None = None  # its lazy record, not yet stored in cpu.cc
+        self.loop_start: int | None = None  # the block branches back to its start: loop inside
+        self.count = 0                      # instructions in the block
         self.ended = False
         self.writes = False                 # this instruction may write memory/ports
         self.may_fault = False
@@ -207,8 +210,36 @@ class Gen:
 
     def set_cc(self, op: int, bits: int, v: str, a: str = "0", b: str = "0",
                cin: str = "0") -> None:
-        self.emit(f"cpu.cc = ({op}, {bits}, {v}, {a}, {b}, {cin})")
+        self.pending_cc = f"({op}, {bits}, {v}, {a}, {b}, {cin})"
         self.last_cc = (self.k, op, bits)
+
+    def flush_cc(self) -> None:
+        """Store the pending lazy-flags record (before anything reads ``cpu.cc``)."""
+        if self.pending_cc is not None:
+            self.emit(f"cpu.cc = {self.pending_cc}")
+            self.pending_cc = None
+
+    def ret(self, count: int) -> None:
+        """Leave the block with ``count`` instructions of this pass retired."""
+        self.flush_cc()
+        self.emit(f"return {self.retired(count)}")
+
+    def retired(self, count: int) -> str:
+        return f"n + {count}" if self.loop_start is not None else f"{count}"
+
+    def back_edge(self, cond: str | None) -> None:
+        """A branch to the block's own start: run the body again (at most LOOP_CAP
+        instructions per call, so that the dispatcher still looks at interrupts)."""
+        self.flush_cc()
+        pad = ""
+        if cond is not None:
+            self.emit(f"if {cond}:")
+            pad = "    "
+        self.emit(f"{pad}n += {self.count}")
+        self.emit(f"{pad}if n < {LOOP_CAP}:")
+        self.emit(f"{pad}    continue")
+        self.emit(f"{pad}cpu.rip = {self.loop_start:#x}")
+        self.emit(f"{pad}return n")
 
     def carry(self) -> str:
         lc = self.last_cc
@@ -216,8 +247,13 @@ class Gen:
         if lc is not None:
             if lc[1] == F.SUB:
                 return f"(1 if a{k} < b{k} else 0)"
+            if lc[1] == F.ADD:
+                return f"(1 if v{k} < a{k} else 0)"
             if lc[1] == F.LOGIC:
                 return "0"
+            if lc[1] in (F.INC, F.DEC):
+                return f"c{k}"
+        self.flush_cc()
         return "carry(cpu.cc, cpu.fl)"
 
     def cond(self, c: int) -> str:
@@ -241,12 +277,13 @@ class Gen:
                 if op == F.ADD and x == 1:
                     expr = f"{v} < {a}"
         if expr is None:
+            self.flush_cc()
             return f"cond(cpu.cc, cpu.fl, {c})"
         return f"not ({expr})" if neg else f"({expr})"
 
     def jump(self, expr: str) -> None:
         self.emit(f"cpu.rip = {expr}")
-        self.emit(f"return {self.k + 1}")
+        self.ret(self.k + 1)
         self.ended = True
 
 
@@ -366,6 +403,7 @@ def _shift(op_code: int) -> callable:
             return
         la = g.mem_la(dst)
         if n is None:
+            g.flush_cc()
             g.emit(f"n{k} = r[1] & {cmask:#x}")
             if type(dst) is Reg and size == 4:
                 g.emit(f"r[{dst.num}] &= 0xFFFFFFFF")
@@ -385,14 +423,14 @@ def _shift(op_code: int) -> callable:
             s = 1 << (bits - 1)
             inner.emit(f"v{k} = (((a{k} ^ {s:#x}) - {s:#x}) >> n{k}) & {mask:#x}")
         inner.write(dst, f"v{k}", la)
-        inner.emit(f"cpu.cc = ({op_code}, {bits}, v{k}, a{k}, n{k}, 0)")
         if inner is not g:
+            inner.emit(f"cpu.cc = ({op_code}, {bits}, v{k}, a{k}, n{k}, 0)")
             g.lines.extend("    " + line for line in inner.lines)
             g.may_fault |= inner.may_fault
             g.writes |= inner.writes
             g.last_cc = None
         else:
-            g.last_cc = (k, op_code, bits)
+            g.set_cc(op_code, bits, f"v{k}", f"a{k}", f"n{k}")
     return gen
 
 
@@ -409,8 +447,8 @@ def g_imul(g: Gen, insn) -> None:
     g.emit(f"p{k} = a{k} * b{k}")
     g.emit(f"v{k} = p{k} & {mask:#x}")
     g.write(dst, f"v{k}")
-    g.emit(f"cpu.cc = ({F.MUL}, {size * 8}, v{k}, 0, 0, "
-           f"0 if ((v{k} ^ {s:#x}) - {s:#x}) == p{k} else 1)")
+    g.emit(f"o{k} = 0 if ((v{k} ^ {s:#x}) - {s:#x}) == p{k} else 1")
+    g.set_cc(F.MUL, size * 8, f"v{k}", "0", "0", f"o{k}")
     g.last_cc = None
 
 
@@ -457,8 +495,16 @@ def g_jcc(g: Gen, insn) -> None:
     c = cond_index(insn.mnemonic[1:])
     target = insn.operands[0].target & _opmask(insn)
     nxt = (insn.address + insn.length) & g.ipmask
-    g.emit(f"cpu.rip = {target:#x} if {g.cond(c)} else {nxt:#x}")
-    g.emit(f"return {g.k + 1}")
+    _branch(g, g.cond(c), target, nxt)
+
+
+def _branch(g: Gen, cond: str, target: int, nxt: int) -> None:
+    if g.loop_start is not None and target == g.loop_start:
+        g.back_edge(cond)
+        g.emit(f"cpu.rip = {nxt:#x}")
+    else:
+        g.emit(f"cpu.rip = {target:#x} if {cond} else {nxt:#x}")
+    g.ret(g.k + 1)
     g.ended = True
 
 
@@ -469,7 +515,12 @@ def _opmask(insn) -> int:
 def g_jmp(g: Gen, insn) -> None:
     (op,) = insn.operands
     if type(op) is Rel:
-        g.jump(f"{op.target & _opmask(insn):#x}")
+        target = op.target & _opmask(insn)
+        if g.loop_start is not None and target == g.loop_start:
+            g.back_edge(None)
+            g.ended = True
+            return
+        g.jump(f"{target:#x}")
     elif type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2):
         raise _Unsupported("far jmp")
     else:
@@ -527,7 +578,8 @@ def g_loop(g: Gen, insn) -> None:
     target = insn.operands[0].target & _opmask(insn)
     nxt = (insn.address + insn.length) & g.ipmask
     if name in ("jcxz", "jecxz", "jrcxz"):
-        g.emit(f"cpu.rip = {target:#x} if (r[1] & {m:#x}) == 0 else {nxt:#x}")
+        _branch(g, f"(r[1] & {m:#x}) == 0", target, nxt)
+        return
     else:
         g.emit(f"n{k} = (r[1] - 1) & {m:#x}")
         if asize == 16:
@@ -539,9 +591,7 @@ def g_loop(g: Gen, insn) -> None:
             extra = f" and {g.cond(4)}"
         elif name == "loopne":
             extra = f" and {g.cond(5)}"
-        g.emit(f"cpu.rip = {target:#x} if n{k}{extra} else {nxt:#x}")
-    g.emit(f"return {k + 1}")
-    g.ended = True
+        _branch(g, f"(n{k}{extra})", target, nxt)
 
 
 def g_extend_ax(g: Gen, insn) -> None:
@@ -606,42 +656,68 @@ for _c in F.CONDITIONS + tuple(F.ALIASES):
 
 # -- block assembly -------------------------------------------------------------------------
 
+LOOP_CAP = 2000  # instructions a self-looping block runs before it returns
+
+
 def compile_block(insns: list, cpu, ns: dict, ipmask: int):
     g = Gen(cpu, ns, ipmask)
+    g.count = len(insns)
+    last = insns[-1]
+    if last.kind == "insn" and last.spec is not None and last.spec.branch in ("jcc", "jmp", "loop"):
+        op = last.operands[0] if last.operands else None
+        if type(op) is Rel and op.target & _opmask(last) == insns[0].address:
+            g.loop_start = insns[0].address
     body: list[str] = []
     rips = []
+    restore: dict[str, list[int]] = {}   # lazy flags to store if instruction k faults
     for k, insn in enumerate(insns):
         rips.append(insn.address)
         g.k = k
         g.lines = []
         g.ended = g.writes = g.may_fault = False
+        before = g.pending_cc
         nxt = (insn.address + insn.length) & ipmask
         gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" else None
         done = False
         if gen is not None:
+            saved = (g.last_cc, g.pending_cc)
             try:
                 gen(g, insn)
                 done = True
             except _Unsupported:
                 g.lines = []
                 g.ended = g.writes = g.may_fault = False
+                g.last_cc, g.pending_cc = saved
         if not done:
             _helper_call(g, insn, nxt)
         if g.may_fault or g.writes:
             body.append(f"    i = {k}")
+            if before is not None:
+                restore.setdefault(before, []).append(k)
         body.extend(g.lines)
         if g.ended:
             break
         if g.writes:
-            body.append(f"    if pend: cpu.rip = {nxt:#x}; return {k + 1}")
+            store = f"cpu.cc = {g.pending_cc}; " if g.pending_cc is not None else ""
+            body.append(f"    if pend: {store}cpu.rip = {nxt:#x}; return {g.retired(k + 1)}")
     else:
-        last = insns[-1]
-        body.append(f"    cpu.rip = {(last.address + last.length) & ipmask:#x}")
-        body.append(f"    return {len(insns)}")
+        g.lines = []
+        g.emit(f"cpu.rip = {(last.address + last.length) & ipmask:#x}")
+        g.ret(len(insns))
+        body.extend(g.lines)
     src = ["def block(cpu):", "  r = cpu.r", "  sb = cpu.sbase", "  pend = cpu.pending",
-           "  i = 0", "  try:"]
-    src.extend("  " + line for line in body)
+           "  i = 0"]
+    if g.loop_start is not None:
+        src += ["  n = 0", "  try:", "   while True:"]
+        src.extend("   " + line for line in body)
+    else:
+        src.append("  try:")
+        src.extend("  " + line for line in body)
     src.append("  except BaseException:")
+    if g.loop_start is not None:
+        src.append("    cpu.icount += n")
+    for expr, ks in restore.items():
+        src.append(f"    if i in {tuple(ks)!r}: cpu.cc = {expr}")
     src.append("    cpu.bi = i")
     src.append("    raise")
     text = "\n".join(src) + "\n"
@@ -664,11 +740,12 @@ def _helper_call(g: Gen, insn, nxt: int) -> None:
     c = g.const((insn, insn.operands))
     g.may_fault = True
     g.writes = True
+    g.flush_cc()
     g.last_cc = None
     g.emit(f"cpu.rip = {nxt:#x}")
     if ends_block(insn):
         g.emit(f"{h}(cpu, {c})")
-        g.emit(f"return {g.k + 1}")
+        g.ret(g.k + 1)
         g.ended = True
     else:
         g.emit(f"{h}(cpu, {c})")
