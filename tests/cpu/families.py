@@ -296,8 +296,29 @@ def stack(rng: random.Random) -> Case:
     return _case(rng, "leave")
 
 
+def sequence(rng: random.Random) -> Case:
+    """Three to six register instructions in a row (one translated block): flags pass
+    from one to the next (adc/sbb, inc/dec keeping CF, setcc/cmovcc reading them)."""
+    parts = []
+    for _ in range(rng.randrange(3, 7)):
+        kind = rng.random()
+        if kind < 0.45:
+            parts.append(alu(rng).text)
+        elif kind < 0.65:
+            size = rng.choice((1, 2, 4, 8))
+            parts.append(f"{rng.choice(('inc', 'dec', 'neg'))}{SUFFIX[size]} {_reg(rng, size)}")
+        elif kind < 0.8:
+            parts.append(f"set{rng.choice(CONDITIONS)} {_reg(rng, 1)}")
+        else:
+            size = rng.choice((2, 4, 8))
+            parts.append(f"cmov{rng.choice(CONDITIONS)}{SUFFIX[size]} {_reg(rng, size)}, "
+                         f"{_reg(rng, size)}")
+    return _case(rng, "; ".join(parts))
+
+
 FAMILIES = {"alu": alu, "unary": unary, "shift": shift, "muldiv": muldiv, "bits": bits,
-            "moves": moves, "strings": strings, "stack": stack}
+            "moves": moves, "strings": strings, "stack": stack,
+            "sequence": sequence}
 
 
 def generate(family: str, count: int, seed: int) -> list[Case]:
