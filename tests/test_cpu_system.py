@@ -199,3 +199,21 @@ def test_same_guest_twice_retires_the_same_instructions():
             counts.append((m.backend.stats()["instructions"], port.log, m.backend.clock_ns()))
     assert counts[0] == counts[1]
     assert counts[0][0] == 1 + 3 * 50000 + 3   # mov, the loop, out, cli, hlt
+
+
+def test_self_modifying_code_runs_the_new_bytes(backend):
+    # the store patches the immediate of the very next instruction, in the same block
+    code = assemble("""
+        movb $0x42, patch + 1
+    patch:
+        mov $0x00, %al
+        out %al, $0xe0
+        movb $0x43, again + 1
+        jmp again
+    again:
+        mov $0x00, %al
+        out %al, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000)
+    assert [v for _, _, _, v in port.log] == [0x42, 0x43]

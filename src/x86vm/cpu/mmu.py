@@ -175,7 +175,9 @@ class MmuMixin:
             self.tlb_r[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), pa >> 12)
         if size == 1:
             return buf[off]
-        return _UNPACK[size](buf, off)[0]
+        if size in _UNPACK:
+            return _UNPACK[size](buf, off)[0]
+        return int.from_bytes(buf[off:off + size], "little")   # a piece of a split access
 
     def write_slow(self, la: int, size: int, value: int) -> None:
         la = self._lin_mask(la)
@@ -200,8 +202,10 @@ class MmuMixin:
             self.tlb_w[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), ppn)
         if size == 1:
             buf[off] = value
-        else:
+        elif size in _PACK:
             _PACK[size](buf, off, value)
+        else:
+            buf[off:off + size] = value.to_bytes(size, "little")
 
     def mmio_read(self, pa: int, size: int) -> int:
         """A read no RAM backs: the replayed value, or stop the instruction for the monitor."""

@@ -143,7 +143,7 @@ class Gen:
         if t is Reg:
             if op.cls == "gpr":
                 return self.reg(op)
-            if op.cls == "seg":
+            if op.cls == "seg" and op.num < 6:
                 return f"cpu.seg[{op.num}].selector"
             raise _Unsupported(op.cls)
         if t is Imm:

@@ -76,6 +76,8 @@ def h_mov(cpu, c) -> None:
             cpu.shadow = cpu.attn = True
         return
     if type(src) is Reg and src.cls == "seg":
+        if src.num > 5:
+            raise CpuFault(UD)
         write(cpu, dst, cpu.seg[src.num].selector, 2 if type(dst) is Mem else None)
         return
     if type(dst) is Reg and dst.cls == "cr":

@@ -75,6 +75,8 @@ class Translator:
                 keep.append(blk)
         if dropped:
             self.lcache.clear()
+            # the running block may be one of them: stop it after the writing instruction
+            self.cpu.pending.append(("smc", ppn, 0, 0))
         if keep:
             self.cpu.code_pages[ppn] = keep
         else:

@@ -132,6 +132,8 @@ class EmuBackend:
 
     def _queued_writes_first(self, read: Exit | None) -> None:
         for kind, address, size, value in self.cpu.pending:
+            if kind == "smc":   # code was overwritten: the block stopped, nothing to hand out
+                continue
             data = bytearray(value.to_bytes(size, "little"))
             if kind == "io":
                 self._queued.append(IoExit(address, size, True, data))
