@@ -217,3 +217,25 @@ def test_self_modifying_code_runs_the_new_bytes(backend):
         hlt""", 32, 0x10000)
     result, port, _, _ = run_guest(backend, code, 32, 0x10000)
     assert [v for _, _, _, v in port.log] == [0x42, 0x43]
+
+
+def test_access_straddling_ram_and_mmio_exits_for_the_mmio_part():
+    # RAM ends at 16 MiB; the recorder device is placed right after it
+    code = assemble("""
+        mov $0x44332211, %eax
+        movl %eax, 0xfffffe
+        movl 0xfffffe, %ebx
+        mov %ebx, %eax
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    with Machine(memory_size=16 << 20, backend="emu") as m:
+        from cpu.asmguest import Recorder, entry_for
+        port, dev = Recorder(), Recorder([0xAABB])
+        m.pio.register(0xE0, 4, port, "report")
+        m.memory.add_mmio(16 << 20, 0x1000, dev, "after-ram")
+        m.memory.write(0x10000, code)
+        m.run(entry_for(m.memory, 32, 0x10000), timeout=10)
+        assert m.memory.read(0xFFFFFE, 2) == b"\x11\x22"
+    assert dev.log == [("w", 0, 2, 0x4433), ("r", 0, 2, 0xAABB)]
+    assert port.log == [("w", 0, 4, 0xAABB2211)]
