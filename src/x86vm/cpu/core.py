@@ -82,6 +82,9 @@ class Cpu(MmuMixin, InterruptMixin):
         self.ud_count = 0
         self.ud_seen: dict[str, int] = {}
         self.pending_event: tuple | None = None   # (vector, error code) to deliver next
+        self.breakpoints: frozenset[int] = frozenset()  # linear addresses (debugger)
+        self.single_step = False
+        self._resume_at: int | None = None          # a breakpoint we stopped at, to pass
         self._init_mmu(ram)
         self.translator = Translator(self)
         self.on_code_write = self.translator.invalidate
@@ -188,6 +191,8 @@ class Cpu(MmuMixin, InterruptMixin):
             r = self._resume_one()
             if r:
                 return r
+        if self.breakpoints or self.single_step:
+            return self._run_debug(limit)
         while True:
             if self.attn:
                 r = self._attention()
@@ -214,6 +219,40 @@ class Cpu(MmuMixin, InterruptMixin):
             if poll <= 0:
                 poll = IRQ_POLL_BLOCKS
                 self.irq_check = self.attn = True
+
+    def _run_debug(self, limit: int) -> str:
+        """One instruction at a time, stopping at breakpoints or after each instruction
+        (single-step) with the reason "debug"."""
+        single = self.translator.single
+        while True:
+            if self.attn:
+                r = self._attention()
+                if r is not None:
+                    return r
+            la = self.sbase[1] + self.rip
+            if la in self.breakpoints and self._resume_at != la:
+                self._resume_at = la
+                return "debug"
+            self._resume_at = None
+            blk = single(la)
+            try:
+                self.icount += blk(self)
+            except CpuFault as exc:
+                self.rip = blk.rips[0]
+                if not self._fault(exc):
+                    return "shutdown"
+            except NeedsRead as exc:
+                self.rip = blk.rips[0]
+                self.needs_read = exc
+                self._resume_at = la
+                return "io"
+            if self.pending:
+                return "io"
+            if self.single_step:
+                self._resume_at = self.sbase[1] + self.rip
+                return "debug"
+            if self.icount >= limit:
+                return "budget"
 
     def _attention(self) -> str | None:
         """The slow part of a block boundary: stop requests, HLT, events, interrupts."""

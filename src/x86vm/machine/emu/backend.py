@@ -22,7 +22,15 @@ from x86vm.cpu.core import Cpu
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
-from x86vm.machine.exits import Exit, Halt, InternalError, IoExit, MmioExit, Shutdown
+from x86vm.machine.exits import (
+    DebugStop,
+    Exit,
+    Halt,
+    InternalError,
+    IoExit,
+    MmioExit,
+    Shutdown,
+)
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
 
@@ -107,6 +115,8 @@ class EmuBackend:
             elif reason == "halt":
                 if not self._skip_to_next_timer():
                     return Halt()
+            elif reason == "debug":
+                return DebugStop(cpu.rip)
             elif reason == "shutdown":
                 return Shutdown(cpu.stop_reason or "triple fault")
             elif reason == "stop":
@@ -168,7 +178,13 @@ class EmuBackend:
         return self.cpu.clock_ns()
 
     def set_debug(self, control: DebugControl) -> None:
-        self.debug = control   # breakpoints/single-step are not implemented on emu yet
+        """Breakpoints (guest-linear addresses) and single-step; watchpoints are not
+        implemented on emu yet."""
+        self.debug = control
+        cpu = self.cpu
+        cpu.breakpoints = frozenset(control.breakpoints)
+        cpu.single_step = control.single_step
+        cpu._resume_at = None
 
     def close(self) -> None:
         self._timers.clear()
