@@ -239,3 +239,54 @@ def test_access_straddling_ram_and_mmio_exits_for_the_mmio_part():
         assert m.memory.read(0xFFFFFE, 2) == b"\x11\x22"
     assert dev.log == [("w", 0, 2, 0x4433), ("r", 0, 2, 0xAABB)]
     assert port.log == [("w", 0, 4, 0xAABB2211)]
+
+
+_PAGING32 = """
+        mov ${cr4:#x}, %eax
+        mov %eax, %cr4
+        mov ${cr3:#x}, %eax
+        mov %eax, %cr3
+        mov %cr0, %eax
+        or $0x80000000, %eax
+        mov %eax, %cr0
+        movl $0xcafe1234, {alias:#x}
+        mov {phys:#x}, %eax
+        out %eax, $0xe0
+        mov {entry:#x}, %eax
+        out %eax, $0xe0
+        cli
+        hlt"""
+
+
+def _tables(layout: dict[int, int]):
+    def setup(memory, entry):
+        for at, value in layout.items():
+            memory.write_u32(at, value & 0xFFFFFFFF)
+            if value >> 32:
+                memory.write_u32(at + 4, value >> 32)
+    return setup
+
+
+def _pt_identity(pt: int, pages: int, extra: dict[int, int]) -> dict[int, int]:
+    out = {pt + 4 * i: (i << 12) | 3 for i in range(pages)}
+    out.update(extra)
+    return out
+
+
+@pytest.mark.parametrize("mode, cr4, layout, alias, phys, entry, expected_entry", [
+    # 32-bit paging, 4 KiB pages: linear 0x200000 → physical 0x300000
+    ("4k", 0, {0x100000: 0x101003, **_pt_identity(0x101000, 1024, {0x101800: 0x300003})},
+     0x200010, 0x300010, 0x101800, 0x300063),
+    # 32-bit paging with CR4.PSE, 4 MiB pages: linear 4 MiB → physical 8 MiB
+    ("4m", 0x10, {0x100000: 0x83, 0x100004: 0x800083, 0x100008: 0x800083},
+     0x400010, 0x800010, 0x100004, 0x8000E3),
+    # PAE, 2 MiB pages: linear 2 MiB → physical 6 MiB
+    ("pae", 0x20, {0x100000: 0x101001, 0x101000: 0x83, 0x101008: 0x600083,
+                   0x101018: 0x600083}, 0x200010, 0x600010, 0x101008, 0x6000E3),
+])
+def test_paging_modes_translate_and_set_accessed_dirty(backend, mode, cr4, layout, alias, phys,
+                                                        entry, expected_entry):
+    code = assemble(_PAGING32.format(cr4=cr4, cr3=0x100000, alias=alias, phys=phys,
+                                     entry=entry), 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000, setup=_tables(layout))
+    assert [v for _, _, _, v in port.log] == [0xCAFE1234, expected_entry], result.reason

@@ -193,12 +193,18 @@ class Cpu(MmuMixin, InterruptMixin):
                 return r
         if self.breakpoints or self.single_step:
             return self._run_debug(limit)
+        single = self.translator.single
         while True:
             if self.attn:
                 r = self._attention()
-                if r is not None:
+                if r is None:
+                    blk = lookup(sbase[1] + self.rip)
+                elif r == "one":     # the instruction after STI / MOV SS, alone
+                    blk = single(sbase[1] + self.rip)
+                else:
                     return r
-            blk = lookup(sbase[1] + self.rip)
+            else:
+                blk = lookup(sbase[1] + self.rip)
             try:
                 self.icount += blk(self)
             except CpuFault as exc:
@@ -227,7 +233,7 @@ class Cpu(MmuMixin, InterruptMixin):
         while True:
             if self.attn:
                 r = self._attention()
-                if r is not None:
+                if r is not None and r != "one":
                     return r
             la = self.sbase[1] + self.rip
             if la in self.breakpoints and self._resume_at != la:
@@ -262,9 +268,10 @@ class Cpu(MmuMixin, InterruptMixin):
             return "halt"
         if self.pending_event is not None:
             self._deliver_pending()
-        if self.shadow:          # no interrupt right after STI / MOV SS: look again later
+        if self.shadow:          # no interrupt before the instruction after STI / MOV SS
             self.shadow = False
-            return None
+            self.irq_check = True
+            return "one"
         if self.irq_check:
             self._check_interrupts()
         self.attn = self.halted or self.irq_check or self.stop_flag or self.shadow

@@ -475,6 +475,40 @@ def h_sysret(cpu, c) -> None:
     cpu.irq_check = cpu.attn = True
 
 
+def h_sysenter(cpu, c) -> None:
+    """SYSENTER (SDM Vol. 2B): flat CPL-0 CS/SS from IA32_SYSENTER_CS, ESP/EIP from MSRs."""
+    cs_sel = cpu.msrs.get(0x174, 0) & 0xFFFC
+    if not cpu.cr0 & CR0_PE or cs_sel == 0:
+        raise CpuFault(GP, 0)
+    cpu.set_flags(cpu.flags() & ~(RFLAGS_VM | RFLAGS_IF | RFLAGS_RF))
+    long64 = bool(cpu.efer & EFER_LMA)
+    cpu.load_cs(Segment(cs_sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 0 if long64 else 1,
+                        1 if long64 else 0, 1))
+    cpu.set_segment(2, Segment(cs_sel + 8, 0, 0xFFFFFFFF, 0x3, 1, 0, 1, 1, 0, 1))
+    mask = M64 if long64 else 0xFFFFFFFF
+    cpu.r[4] = cpu.msrs.get(0x175, 0) & mask
+    cpu.rip = cpu.msrs.get(0x176, 0) & mask
+
+
+def h_sysexit(cpu, c) -> None:
+    """SYSEXIT: back to CPL 3 at EDX/RDX with ECX/RCX as the stack pointer."""
+    insn = c[0]
+    cs_sel = cpu.msrs.get(0x174, 0) & 0xFFFC
+    if not cpu.cr0 & CR0_PE or cs_sel == 0:
+        raise CpuFault(GP, 0)
+    _need_cpl0(cpu)
+    if insn.operand_size == 64:
+        cs = Segment((cs_sel + 32) | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 0, 1, 1)
+        ss_sel, mask = cs_sel + 40, M64
+    else:
+        cs = Segment((cs_sel + 16) | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 1, 0, 1)
+        ss_sel, mask = cs_sel + 24, 0xFFFFFFFF
+    cpu.load_cs(cs)
+    cpu.set_segment(2, Segment(ss_sel | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
+    cpu.r[4] = cpu.r[1] & mask
+    cpu.rip = cpu.r[2] & mask
+
+
 def h_swapgs(cpu, c) -> None:
     if cpu.code_bits != 64:
         raise CpuFault(UD)
@@ -495,5 +529,5 @@ SYSTEM_HELPERS = {
     "int": h_int, "int3": h_int, "into": h_int, "int1": h_int, "ud2": h_ud2, "hlt": h_hlt,
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
-    "swapgs": h_swapgs,
+    "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
 }
