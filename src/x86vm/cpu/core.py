@@ -184,6 +184,7 @@ class Cpu(MmuMixin, InterruptMixin):
         """
         limit = self.icount + budget
         lookup = self.translator.lookup
+        cached = self.translator.lcache.get
         sbase = self.sbase
         pending = self.pending
         poll = IRQ_POLL_BLOCKS
@@ -204,7 +205,7 @@ class Cpu(MmuMixin, InterruptMixin):
                 else:
                     return r
             else:
-                blk = lookup(sbase[1] + self.rip)
+                blk = cached(sbase[1] + self.rip) or lookup(sbase[1] + self.rip)
             try:
                 self.icount += blk(self)
             except CpuFault as exc:
