@@ -328,8 +328,12 @@ def sequence(rng: random.Random) -> Case:
         elif kind < 0.65:
             size = _size(rng, (1, 2, 4, 8))
             parts.append(f"{rng.choice(('inc', 'dec', 'neg'))}{SUFFIX[size]} {_reg(rng, size)}")
-        elif kind < 0.8:
+        elif kind < 0.72:
             parts.append(f"set{rng.choice(CONDITIONS)} {_reg(rng, 1)}")
+        elif kind < 0.8:   # interpreted in the middle of a block: CF/OF by 1-bit rotates
+            size = _size(rng, (1, 2, 4, 8))
+            parts.append(f"{rng.choice(('rol', 'ror', 'rcl', 'rcr'))}{SUFFIX[size]} "
+                         f"{_reg(rng, size)}")
         else:
             size = _size(rng, (2, 4, 8))
             parts.append(f"cmov{rng.choice(CONDITIONS)}{SUFFIX[size]} {_reg(rng, size)}, "

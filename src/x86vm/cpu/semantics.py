@@ -31,6 +31,15 @@ BLOCK_ENDERS = frozenset((
     "lgs", "pop_seg", "out", "outs", "in", "ins", "cpuid", "xsetbv", "vmcall", "vmmcall"))
 
 
+CONTINUING = frozenset((
+    "mul", "imul", "div", "idiv", "rol", "ror", "rcl", "rcr", "shld", "shrd", "bt", "bts",
+    "btr", "btc", "bsf", "bsr", "tzcnt", "lzcnt", "popcnt", "bswap", "xadd", "cmpxchg",
+    "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
+    "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf"))
+"""Interpreted instructions after which the block goes on (no control transfer, no mode
+change, no I/O, no REP restart)."""
+
+
 def ends_block(insn) -> bool:
     spec = insn.spec
     if spec is None or insn.kind != "insn":
@@ -44,7 +53,7 @@ def ends_block(insn) -> bool:
         for op in insn.operands:
             if type(op) is Reg and op.cls in ("seg", "cr", "dr"):
                 return True
-    return name not in GENERATORS
+    return name not in GENERATORS and name not in CONTINUING
 
 
 def namespace(cpu) -> dict:
