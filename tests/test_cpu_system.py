@@ -290,3 +290,63 @@ def test_paging_modes_translate_and_set_accessed_dirty(backend, mode, cr4, layou
                                      entry=entry), 32, 0x10000)
     result, port, _, _ = run_guest(backend, code, 32, 0x10000, setup=_tables(layout))
     assert [v for _, _, _, v in port.log] == [0xCAFE1234, expected_entry], result.reason
+
+
+def _user_identity_map(memory, entry):
+    """4 MiB identity-mapped with 2 MiB user pages (U/S=1 at every level)."""
+    from dataclasses import replace
+    memory.write_u64(0x100000, 0x101007)
+    memory.write_u64(0x101000, 0x102007)
+    memory.write_u64(0x102000, 0x000087)
+    memory.write_u64(0x102008, 0x200087)
+    return replace(entry, cr3=0x100000)
+
+
+def test_sysret_to_user_mode_and_syscall_back():
+    # expectations from the SDM ("SYSCALL", "SYSRET"): CS/SS from IA32_STAR, RFLAGS from R11
+    # and SFMASK, RCX = the return address; this host's KVM cannot run a user-mode SYSCALL
+    code = assemble("""
+        mov $0xc0000081, %ecx         /* STAR: kernel CS 0x10, SYSRET base 0x20 */
+        xor %eax, %eax
+        mov $0x00200010, %edx
+        wrmsr
+        mov $0xc0000082, %ecx         /* LSTAR */
+        lea handler(%rip), %rax
+        xor %edx, %edx
+        wrmsr
+        mov $0xc0000084, %ecx         /* SFMASK: clear IF */
+        mov $0x200, %eax
+        wrmsr
+        mov $0xc0000080, %ecx         /* EFER.SCE */
+        rdmsr
+        or $1, %eax
+        wrmsr
+        lea user(%rip), %rcx
+        mov $0x202, %r11d
+        sysretq
+    user:
+        mov %cs, %edi
+        mov %ss, %esi
+        syscall
+    after:
+        jmp after
+    handler:
+        pushfq                        /* RFLAGS = R11 & ~SFMASK */
+        pop %rbx
+        mov %edi, %eax
+        out %eax, $0xe0
+        mov %esi, %eax
+        out %eax, $0xe0
+        mov %cs, %eax
+        out %eax, $0xe0
+        mov %r11d, %eax
+        out %eax, $0xe0
+        lea after(%rip), %rax
+        sub %rcx, %rax
+        out %eax, $0xe0
+        mov %ebx, %eax
+        out %eax, $0xe0
+        cli
+        hlt""", 64, 0x10000)
+    result, port, _, _ = run_guest("emu", code, 64, 0x10000, setup=_user_identity_map)
+    assert [v for _, _, _, v in port.log] == [0x33, 0x2B, 0x10, 0x202, 0, 0x2], result.reason
