@@ -276,6 +276,8 @@ def strings(rng: random.Random) -> Case:
     case.regs["rsi"] = MEM_BASE + 0x400 + rng.randrange(0, 0x100)
     case.regs["rdi"] = MEM_BASE + 0x800 + rng.randrange(0, 0x100)
     case.regs["rcx"] = rng.randrange(0, 40)
+    if op == "movs" and rng.random() < 0.25:   # overlapping source and destination
+        case.regs["rdi"] = case.regs["rsi"] + rng.randrange(-12, 13)
     case.rflags = (case.rflags & ~0x400) | (0x400 if rng.random() < 0.3 else 0)
     if case.rflags & 0x400:
         case.regs["rsi"] += 0x300

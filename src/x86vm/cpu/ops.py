@@ -573,6 +573,9 @@ def h_string(cpu, c) -> None:
     delta = -size if cpu.fl & 0x400 else size
     count_left = None
     start = insn.address
+    if rep and name in ("movs", "stos") and delta > 0:
+        _rep_bulk(cpu, name, ops, size, asize, amask, start)
+        return
     for _n in range(REP_CHUNK):
         if rep:
             count = cpu.r[1] & amask
@@ -596,6 +599,67 @@ def h_string(cpu, c) -> None:
             cpu.rip = start
             return
     cpu.rip = start  # yield: the next run continues the REP
+
+
+def _rep_bulk(cpu, name, ops, size, asize, amask, start) -> None:
+    """REP MOVS/STOS upwards: whole runs of elements that stay inside one page of RAM are
+    copied or filled at once; an element that crosses a page, touches MMIO or overlaps its
+    source goes the one-element way. Yields (RIP back at the instruction) after a while."""
+    for _ in range(256):
+        if cpu.r[1] & amask == 0:
+            return
+        if not _bulk_chunk(cpu, name, ops, size, asize, amask):
+            _string_step(cpu, name, ops, size, asize, amask, size)
+            _adv(cpu, 1, asize, -1)
+            if cpu.replay:
+                cpu.replay.clear()
+                cpu.replay_pos = 0
+            if cpu.pending:
+                if cpu.r[1] & amask:
+                    cpu.rip = start
+                return
+    if cpu.r[1] & amask:
+        cpu.rip = start
+
+
+def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
+    count = cpu.r[1] & amask
+    di = cpu.r[7] & amask
+    dst = seg_linear(cpu, 0, di)
+    n = min(count, (4096 - (dst & 0xFFF)) // size, (amask + 1 - di) // size)
+    if name == "movs":
+        si = cpu.r[6] & amask
+        src = linear(cpu, ops[1], si)
+        n = min(n, (4096 - (src & 0xFFF)) // size, (amask + 1 - si) // size)
+    if n <= 0:
+        return False
+    nbytes = n * size
+    if name == "movs":
+        spa, _ = cpu.translate(cpu._lin_mask(src), 0)
+        sfound = cpu.ram.find(spa)
+        if sfound is None or cpu.ram.find(spa + nbytes - 1) is None:
+            return False
+    dpa, _ = cpu.translate(cpu._lin_mask(dst), 2)
+    dfound = cpu.ram.find(dpa)
+    if dfound is None or cpu.ram.find(dpa + nbytes - 1) is None:
+        return False
+    dbuf, doff = dfound
+    if name == "movs":
+        sbuf, soff = sfound
+        if sbuf is dbuf and soff < doff < soff + nbytes:
+            return False          # forward overlap: element by element (byte replication)
+        data = sbuf[soff:soff + nbytes]
+    else:
+        data = (cpu.r[0] & MASK[size]).to_bytes(size, "little") * n
+    ppn = dpa >> 12
+    if ppn in cpu.code_pages:
+        cpu.on_code_write(ppn, dpa & 0xFFF, (dpa & 0xFFF) + nbytes)
+    dbuf[doff:doff + nbytes] = data
+    _adv(cpu, 7, asize, nbytes)
+    if name == "movs":
+        _adv(cpu, 6, asize, nbytes)
+    _adv(cpu, 1, asize, -n)
+    return True
 
 
 def _string_step(cpu, name, ops, size, asize, amask, delta):
