@@ -28,3 +28,14 @@ def test_random_code_never_breaks_the_emulator(seed):
             entry = replace(entry, cr3=0x1000)
         result = m.run(entry, timeout=0.3)
     assert result.status != 126, result.reason
+
+
+def test_a_spinning_guest_stops_at_the_timeout():
+    import time
+
+    with Machine(memory_size=2 << 20, backend="emu") as m:
+        m.memory.write(0x7C00, b"\xeb\xfe")          # 1: jmp 1b
+        t0 = time.monotonic()
+        result = m.run(entry_for(m.memory, 16, 0x7C00), timeout=0.3)
+        elapsed = time.monotonic() - t0
+    assert result.status == 124 and elapsed < 3, (result, elapsed)
