@@ -548,4 +548,11 @@ from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 
 HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
-__all__ = ["HELPERS", "undefined", "seg_index", "ShiftOne"]
+
+
+def register_helpers(helpers: dict) -> None:
+    """The hook for instruction sets implemented elsewhere (x87, MMX, SSE): map operation
+    keys (``translate.op_key``) to ``helper(cpu, (insn, operands))``. An operation with no
+    helper stays #UD; CPUID (cpuid.py) must advertise a set only once it is registered."""
+    HELPERS.update(helpers)
+__all__ = ["HELPERS", "register_helpers", "undefined", "seg_index", "ShiftOne"]
