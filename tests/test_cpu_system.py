@@ -350,3 +350,35 @@ def test_sysret_to_user_mode_and_syscall_back():
         hlt""", 64, 0x10000)
     result, port, _, _ = run_guest("emu", code, 64, 0x10000, setup=_user_identity_map)
     assert [v for _, _, _, v in port.log] == [0x33, 0x2B, 0x10, 0x202, 0, 0x2], result.reason
+
+
+def test_unimplemented_instruction_is_ud_in_the_guest_and_counted():
+    code = assemble("""
+        lidt idtr
+        movl $handler, %eax
+        movw %ax, 0x30000 + 6 * 8
+        movw $0x08, 0x30002 + 6 * 8
+        movw $0x8e00, 0x30004 + 6 * 8
+        shr $16, %eax
+        movw %ax, 0x30006 + 6 * 8
+    fault:
+        fld1                      /* x87: not implemented yet */
+        cli
+        hlt
+    handler:
+        mov (%esp), %eax          /* #UD is a fault: the pushed EIP is the fld1 */
+        out %eax, $0xe0
+        cli
+        hlt
+    idtr: .word 0x7ff
+        .long 0x30000""", 32, 0x10000)
+    with Machine(memory_size=2 << 20, backend="emu") as m:
+        from cpu.asmguest import Recorder, entry_for
+        port = Recorder()
+        m.pio.register(0xE0, 4, port, "report")
+        m.memory.write(0x10000, code)
+        m.run(entry_for(m.memory, 32, 0x10000), timeout=10)
+        stats = m.backend.stats()
+        assert m.backend.cpu.ud_seen == {"fld1": 1}
+    assert stats["undefined"] == 1
+    assert port.log == [("w", 0, 4, 0x10000 + code.index(b"\xd9\xe8"))]
