@@ -215,12 +215,13 @@ class MmuMixin:
             return value
         raise NeedsRead(pa, size)
 
-    def port_read(self, port: int, size: int) -> int:
+    def port_read(self, port: int, size: int, count: int = 1) -> int:
+        """``count`` elements of ``size`` bytes from ``port`` (little-endian, as one int)."""
         if self.replay_pos < len(self.replay):
             value = self.replay[self.replay_pos]
             self.replay_pos += 1
             return value
-        raise NeedsRead(port, size, port=True)
+        raise NeedsRead(port, size, port=True, count=count)
 
     def protect_code_page(self, ppn: int) -> None:
         """Drop write-TLB entries of physical page ``ppn`` (it now holds translated code)."""

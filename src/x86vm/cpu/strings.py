@@ -60,6 +60,11 @@ def h_string(cpu, c) -> None:
     if rep and name in ("movs", "stos") and delta > 0:
         _rep_bulk(cpu, name, ops, size, asize, amask, start)
         return
+    if rep and name == "ins" and delta > 0:
+        # KVM hands REP INS to the monitor as one exit of up to a page of elements and
+        # REP OUTS as one exit per element (tests/test_cpu_exits.py); so does emu
+        _rep_port_run(cpu, name, ops, size, asize, amask, start)
+        return
     for _n in range(REP_CHUNK):
         if rep:
             count = cpu.r[1] & amask
@@ -144,6 +149,47 @@ def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
         _adv(cpu, 6, asize, nbytes)
     _adv(cpu, 1, asize, -n)
     return True
+
+
+def _rep_port_run(cpu, name, ops, size, asize, amask, start) -> None:
+    """REP INS upwards: the elements up to the page end (at most RCX) make one exit with
+    ``count`` elements, as KVM's emulator hands string input to the monitor."""
+    count = cpu.r[1] & amask
+    if count == 0:
+        return
+    port = cpu.r[2] & 0xFFFF
+    cpu.check_io(port, size)
+    reg = 7
+    off = cpu.r[reg] & amask
+    la = seg_linear(cpu, 0, off)
+    n = min(count, (4096 - (la & 0xFFF)) // size, (amask + 1 - off) // size)
+    pa = found = None
+    if n > 1:
+        pa, _ = cpu.translate(cpu._lin_mask(la), 2)
+        found = cpu.ram.find(pa)
+        if found is None or cpu.ram.find(pa + n * size - 1) is None:
+            n = 1
+    if n <= 1:      # one element (page crossing, MMIO): the element path
+        _string_step(cpu, name, ops, size, asize, amask, size)
+        _adv(cpu, 1, asize, -1)
+        cpu.replay.clear()
+        cpu.replay_pos = 0
+        if cpu.r[1] & amask:
+            cpu.rip = start
+        return
+    buf, boff = found
+    nbytes = n * size
+    data = cpu.port_read(port, size, n).to_bytes(nbytes, "little")
+    ppn = pa >> 12
+    if ppn in cpu.code_pages:
+        cpu.on_code_write(ppn, pa & 0xFFF, (pa & 0xFFF) + nbytes)
+    buf[boff:boff + nbytes] = data
+    _adv(cpu, reg, asize, nbytes)
+    _adv(cpu, 1, asize, -n)
+    cpu.replay.clear()
+    cpu.replay_pos = 0
+    if cpu.r[1] & amask:
+        cpu.rip = start
 
 
 def _string_step(cpu, name, ops, size, asize, amask, delta):

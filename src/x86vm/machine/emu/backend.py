@@ -130,8 +130,8 @@ class EmuBackend:
         read = getattr(cpu, "needs_read", None)
         if read is not None:
             cpu.needs_read = None
-            data = bytearray(read.size)
-            ex = IoExit(read.address, read.size, False, data) if read.port else \
+            data = bytearray(read.size * read.count)
+            ex = IoExit(read.address, read.size, False, data, read.count) if read.port else \
                 MmioExit(read.address, read.size, False, data)
             self._queued_writes_first(ex)
             return self._queued.pop(0)
