@@ -14,6 +14,8 @@ the monitor can simply run again.
 
 from __future__ import annotations
 
+import struct
+
 from x86vm.cpu import flags as F
 from x86vm.cpu import ops
 from x86vm.cpu.flags import cond_index
@@ -58,7 +60,11 @@ def ends_block(insn) -> bool:
 
 def namespace(cpu) -> dict:
     """The globals of every block of ``cpu``: its memory fast paths and helpers."""
-    ns = {"M64": M64, "carry": F.carry, "cond": F.cond}
+    ns = {"M64": M64, "carry": F.carry, "cond": F.cond, "tr": cpu.tlb_r.get,
+          "tw": cpu.tlb_w.get}
+    for size, fmt in ((2, "<H"), (4, "<I"), (8, "<Q")):
+        ns[f"U{size}"] = struct.Struct(fmt).unpack_from
+        ns[f"P{size}"] = struct.Struct(fmt).pack_into
     for size, fn in cpu.rd.items():
         ns[f"rd{size}"] = fn
     for size, fn in cpu.wr.items():
@@ -83,6 +89,7 @@ class Gen:
         self.count = 0                      # instructions in the block
         self.ended = False
         self.writes = False                 # this instruction may write memory/ports
+        self.tmp = 0                        # fresh local names within an instruction
         self.may_fault = False
 
     def emit(self, line: str) -> None:
@@ -162,8 +169,41 @@ class Gen:
             size = size or op.size
             if size not in (1, 2, 4, 8):
                 raise _Unsupported(f"memory size {size}")
-            return f"rd{size}({la or self.lin(op)})"
+            return self.load(size, la or self.lin(op))
         raise _Unsupported(t.__name__)
+
+    def _name(self, prefix: str, expr: str) -> str:
+        """``expr`` bound to a fresh local (unless it is a name or a constant already)."""
+        if expr.isidentifier() or _is_constant(expr):
+            return expr
+        self.tmp += 1
+        name = f"{prefix}{self.k}_{self.tmp}"
+        self.emit(f"{name} = {expr}")
+        return name
+
+    def load(self, size: int, la: str) -> str:
+        """A memory read with the TLB lookup inline (the call only on a miss)."""
+        la = self._name("l", la)
+        self.tmp += 1
+        out = f"m{self.k}_{self.tmp}"
+        self.emit(f"e = tr({la} >> 12)")
+        if size == 1:
+            self.emit(f"{out} = e[0][{la} + e[1]] if e is not None else rd1({la})")
+        else:
+            self.emit(f"{out} = U{size}(e[0], {la} + e[1])[0] if e is not None and "
+                      f"{la} & 0xFFF <= {4096 - size} else rd{size}({la})")
+        return out
+
+    def store(self, size: int, la: str, value: str) -> None:
+        la = self._name("l", la)
+        value = self._name("w", value)
+        self.emit(f"e = tw({la} >> 12)")
+        if size == 1:
+            self.emit(f"if e is not None: e[0][{la} + e[1]] = {value}")
+        else:
+            self.emit(f"if e is not None and {la} & 0xFFF <= {4096 - size}: "
+                      f"P{size}(e[0], {la} + e[1], {value})")
+        self.emit(f"else: wr{size}({la}, {value})")
 
     def write(self, op, expr: str, la: str | None = None) -> None:
         t = type(op)
@@ -173,7 +213,7 @@ class Gen:
             if op.size not in (1, 2, 4, 8):
                 raise _Unsupported(f"memory size {op.size}")
             self.may_fault = self.writes = True
-            self.emit(f"wr{op.size}({la or self.lin(op)}, {expr})")
+            self.store(op.size, la or self.lin(op), expr)
         else:
             raise _Unsupported(f"write {op!r}")
 
@@ -197,7 +237,7 @@ class Gen:
         self.emit(f"v{k}p = {expr}")
         self.emit(f"sp{k} = (r[4] - {size}) & {smask:#x}")
         lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
-        self.emit(f"wr{size}({lin}, v{k}p)")
+        self.store(size, lin, f"v{k}p")
         self.set_sp(f"sp{k}")
 
     def pop(self, size: int, name: str) -> None:
@@ -206,7 +246,7 @@ class Gen:
         self.may_fault = True
         self.emit(f"sp{k} = r[4] & {smask:#x}")
         lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
-        self.emit(f"{name} = rd{size}({lin})")
+        self.emit(f"{name} = {self.load(size, lin)}")
         self.set_sp(f"(sp{k} + {size}) & {smask:#x}")
 
     def set_sp(self, expr: str) -> None:
@@ -294,6 +334,14 @@ class Gen:
         self.emit(f"cpu.rip = {expr}")
         self.ret(self.k + 1)
         self.ended = True
+
+
+def _is_constant(expr: str) -> bool:
+    try:
+        int(expr, 0)
+    except ValueError:
+        return False
+    return True
 
 
 class _Unsupported(Exception):
