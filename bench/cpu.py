@@ -2,7 +2,7 @@
 
 The guest (bench/cpu_guest.c, gcc -O2, the long-mode PVH entry of tests/guests) runs one
 workload named on its command line: a sieve, crc32 over a table, a quicksort, a
-memcpy/strlen loop. Each runs on the emu backend twice (the instruction counts must be
+memcpy/strlen loop, and a long-mode loop that takes a page fault per page it touches. Each runs on the emu backend twice (the instruction counts must be
 identical: guest time is virtual) and once on KVM when /dev/kvm can create a VM; both must
 print the same checksum. MIPS = instructions retired on emu / wall-clock seconds; KVM's
 figure uses the emu's instruction count for the same guest.
@@ -31,7 +31,7 @@ from x86vm.machine.boot import load_image  # noqa: E402
 from x86vm.machine.vm import Machine  # noqa: E402
 
 GUEST = "cpu_bench.elf"
-WORKLOADS = {"sieve": 65536, "crc32": 150, "qsort": 16000, "memcpy": 800}
+WORKLOADS = {"sieve": 65536, "crc32": 150, "qsort": 16000, "memcpy": 800, "pagefault": 40}
 
 
 def build(outdir: Path) -> bytes:

@@ -385,3 +385,23 @@ def test_unimplemented_instruction_is_ud_in_the_guest_and_counted():
         assert m.backend.cpu.ud_seen == {"fld1": 1}
     assert stats["undefined"] == 1
     assert port.log == [("w", 0, 4, 0x10000 + code.index(b"\xd9\xe8"))]
+
+
+def test_same_code_under_two_real_mode_code_segments(backend):
+    # the linear address repeats with another CS base: the block must be the one for the RIP
+    code = assemble("""
+        ljmp $0x07c0, $(body - 0x7c00)
+    body:
+        call 1f
+    1:  pop %ax
+        out %ax, $0xe0
+        mov %cs, %bx
+        test %bx, %bx
+        jz done
+        ljmp $0, $body
+    done:
+        cli
+        hlt""", 16, 0x7C00)
+    result, port, _, _ = run_guest(backend, code, 16, 0x7C00)
+    off = code.index(b"\x58")            # pop %ax: the return address pushed by the call
+    assert [v for _, _, _, v in port.log] == [off, 0x7C00 + off], result.reason

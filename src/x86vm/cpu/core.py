@@ -86,6 +86,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.single_step = False
         self._resume_at: int | None = None          # a breakpoint we stopped at, to pass
         self._init_mmu(ram)
+        self._last_mode: tuple | None = None
         self.translator = Translator(self)
         self.on_code_write = self.translator.invalidate
         self.update_mode()
@@ -126,7 +127,10 @@ class Cpu(MmuMixin, InterruptMixin):
         if cpl != self.cpl:
             self.cpl = cpl
             self.flush_tlb()
-        self.translator.mode_changed()
+        key = (self.mode_key, self.sbase[CS])
+        if key != self._last_mode:   # the linear lookup holds blocks of one mode and CS base
+            self._last_mode = key
+            self.translator.mode_changed()
 
     @property
     def mode_key(self) -> tuple:

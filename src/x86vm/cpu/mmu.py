@@ -366,23 +366,37 @@ class MmuMixin:
     # -- helpers for system tables and interpreters -----------------------------------------
 
     def read_sys(self, la: int, size: int) -> int:
-        """An implicit supervisor read (descriptor tables, TSS, IDT)."""
+        """An implicit supervisor read (descriptor tables, TSS, IDT): one page walk per page
+        the access touches (through the TLB at CPL 0, where it is the same access)."""
+        if self.cpl == 0 and not self.cr4 & CR4_SMAP:
+            return self.read_mem(self._lin_mask(la), size)
         self.implicit_access = True
         try:
             value = 0
-            for i in range(size):
-                pa, _ = self.translate(self._lin_mask(la + i), READ, user=False)
-                value |= self.phys_read(pa, 1) << (8 * i)
+            done = 0
+            while done < size:
+                at = self._lin_mask(la + done)
+                n = min(size - done, PAGE - (at & 0xFFF))
+                pa, _ = self.translate(at, READ, user=False)
+                value |= self.phys_read(pa, n) << (8 * done)
+                done += n
             return value
         finally:
             self.implicit_access = False
 
     def write_sys(self, la: int, size: int, value: int) -> None:
+        if self.cpl == 0 and not self.cr4 & CR4_SMAP:
+            self.write_mem(self._lin_mask(la), size, value)
+            return
         self.implicit_access = True
         try:
-            for i in range(size):
-                pa, _ = self.translate(self._lin_mask(la + i), WRITE, user=False)
-                self.phys_write(pa, 1, (value >> (8 * i)) & 0xFF)
+            done = 0
+            while done < size:
+                at = self._lin_mask(la + done)
+                n = min(size - done, PAGE - (at & 0xFFF))
+                pa, _ = self.translate(at, WRITE, user=False)
+                self.phys_write(pa, n, (value >> (8 * done)) & ((1 << (8 * n)) - 1))
+                done += n
         finally:
             self.implicit_access = False
 

@@ -234,8 +234,9 @@ def h_clts(cpu, c) -> None:
 def h_invlpg(cpu, c) -> None:
     insn, (mem,) = c
     _need_cpl0(cpu)
-    cpu.flush_page(linear(cpu, mem))
-    cpu.translator.flush_lookup()
+    la = linear(cpu, mem)
+    cpu.flush_page(la)
+    cpu.translator.flush_page(la)
 
 
 def h_nop_priv(cpu, c) -> None:
