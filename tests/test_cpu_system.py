@@ -405,3 +405,32 @@ def test_same_code_under_two_real_mode_code_segments(backend):
     result, port, _, _ = run_guest(backend, code, 16, 0x7C00)
     off = code.index(b"\x58")            # pop %ax: the return address pushed by the call
     assert [v for _, _, _, v in port.log] == [off, 0x7C00 + off], result.reason
+
+
+def test_compatibility_mode_runs_32_bit_code_under_long_mode(backend):
+    code = assemble("""
+        mov $0x18, %ax
+        mov %ax, %ss
+        lea compat(%rip), %rax
+        pushq $0x08                   /* the 32-bit code segment */
+        push %rax
+        lretq
+        .code32
+    compat:
+        mov $5, %eax
+        .byte 0x48                    /* dec %eax here, a REX prefix in 64-bit code */
+        out %eax, $0xe0
+        push $0x1234
+        pop %eax
+        out %eax, $0xe0
+        mov %esp, %eax
+        out %eax, $0xe0
+        cli
+        hlt""", 64, 0x10000)
+    def setup(memory, entry):
+        for at, value in ((0x100000, 0x101003), (0x101000, 0x102003), (0x102000, 0x83)):
+            memory.write_u64(at, value)
+        from dataclasses import replace
+        return replace(entry, cr3=0x100000)
+    result, port, _, _ = run_guest(backend, code, 64, 0x10000, setup=setup)
+    assert [v for _, _, _, v in port.log] == [4, 0x1234, 0x70000], result.reason
