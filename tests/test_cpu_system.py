@@ -434,3 +434,69 @@ def test_compatibility_mode_runs_32_bit_code_under_long_mode(backend):
         return replace(entry, cr3=0x100000)
     result, port, _, _ = run_guest(backend, code, 64, 0x10000, setup=setup)
     assert [v for _, _, _, v in port.log] == [4, 0x1234, 0x70000], result.reason
+
+
+def test_int_from_user_mode_switches_to_the_tss_stack(backend):
+    # 32-bit protected mode: IRET to CPL 3, INT 0x80 through a DPL-3 gate back to CPL 0 on
+    # the stack of TSS.SS0:ESP0 (SDM Vol. 3A §6.12.1), the user SS:ESP pushed there
+    if backend == "kvm":
+        pytest.skip("this host's KVM fails to emulate the IRET to CPL 3 (emulation failure)")
+    code = assemble("""
+        lgdt gdtr
+        ljmp $0x08, $1f
+    1:  mov $0x10, %ax
+        mov %ax, %ds
+        mov %ax, %es
+        mov %ax, %ss
+        movl $0x60000, 0x20004        /* ESP0 */
+        movl $0x10, 0x20008           /* SS0 */
+        movw $0x68, 0x20066           /* no I/O bitmap */
+        mov $0x28, %ax
+        ltr %ax
+        lidt idtr
+        movl $handler, %eax
+        movw %ax, 0x30000 + 0x80 * 8
+        movw $0x08, 0x30002 + 0x80 * 8
+        movw $0xee00, 0x30004 + 0x80 * 8
+        shr $16, %eax
+        movw %ax, 0x30006 + 0x80 * 8
+        push $0x23
+        push $0x50000
+        push $0x2
+        push $0x1b
+        push $user
+        iret
+    user:
+        mov $0x1234, %eax
+        int $0x80
+    2:  jmp 2b
+    handler:
+        mov %eax, %edi
+        mov %cs, %eax
+        out %eax, $0xe0
+        mov %ss, %eax
+        out %eax, $0xe0
+        mov 4(%esp), %eax
+        out %eax, $0xe0
+        mov 12(%esp), %eax
+        out %eax, $0xe0
+        mov 16(%esp), %eax
+        out %eax, $0xe0
+        mov %esp, %eax
+        out %eax, $0xe0
+        mov %edi, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+        .align 8
+    gdt:
+        .quad 0, 0x00cf9a000000ffff, 0x00cf92000000ffff, 0x00cffa000000ffff
+        .quad 0x00cff2000000ffff
+        .long 0x00000067, 0x00008902   /* 32-bit TSS at 0x20000 */
+    gdtr: .word 6 * 8 - 1
+        .long gdt
+    idtr: .word 0x7ff
+        .long 0x30000""", 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000)
+    assert [v for _, _, _, v in port.log] == [0x08, 0x10, 0x1B, 0x50000, 0x23, 0x5FFEC,
+                                              0x1234], result.reason
