@@ -273,7 +273,7 @@ def _pt_identity(pt: int, pages: int, extra: dict[int, int]) -> dict[int, int]:
     return out
 
 
-@pytest.mark.parametrize("mode, cr4, layout, alias, phys, entry, expected_entry", [
+PAGING_CASES = [
     # 32-bit paging, 4 KiB pages: linear 0x200000 → physical 0x300000
     ("4k", 0, {0x100000: 0x101003, **_pt_identity(0x101000, 1024, {0x101800: 0x300003})},
      0x200010, 0x300010, 0x101800, 0x300063),
@@ -283,12 +283,16 @@ def _pt_identity(pt: int, pages: int, extra: dict[int, int]) -> dict[int, int]:
     # PAE, 2 MiB pages: linear 2 MiB → physical 6 MiB
     ("pae", 0x20, {0x100000: 0x101001, 0x101000: 0x83, 0x101008: 0x600083,
                    0x101018: 0x600083}, 0x200010, 0x600010, 0x101008, 0x6000E3),
-])
+]
+
+
+@pytest.mark.parametrize("mode, cr4, layout, alias, phys, entry, expected_entry",
+                         PAGING_CASES)
 def test_paging_modes_translate_and_set_accessed_dirty(backend, mode, cr4, layout, alias, phys,
                                                         entry, expected_entry):
     if backend == "kvm":
-        pytest.skip("this host's KVM triple-faults as soon as a 32-bit guest sets CR0.PG; "
-                    "the expected values are the SDM's (Vol. 3A §4.3, §4.4, §4.8)")
+        pytest.skip("this host's KVM triple-faults as soon as a 32-bit guest sets CR0.PG "
+                    "(QEMU is the oracle: test_cpu_qemu.py)")
     code = assemble(_PAGING32.format(cr4=cr4, cr3=0x100000, alias=alias, phys=phys,
                                      entry=entry), 32, 0x10000)
     result, port, _, _ = run_guest(backend, code, 32, 0x10000, setup=_tables(layout))
@@ -436,12 +440,8 @@ def test_compatibility_mode_runs_32_bit_code_under_long_mode(backend):
     assert [v for _, _, _, v in port.log] == [4, 0x1234, 0x70000], result.reason
 
 
-def test_int_from_user_mode_switches_to_the_tss_stack(backend):
-    # 32-bit protected mode: IRET to CPL 3, INT 0x80 through a DPL-3 gate back to CPL 0 on
-    # the stack of TSS.SS0:ESP0 (SDM Vol. 3A §6.12.1), the user SS:ESP pushed there
-    if backend == "kvm":
-        pytest.skip("this host's KVM fails to emulate the IRET to CPL 3 (emulation failure)")
-    code = assemble("""
+TSS_GUEST = """
+        mov $0x70000, %esp
         lgdt gdtr
         ljmp $0x08, $1f
     1:  mov $0x10, %ax
@@ -496,7 +496,16 @@ def test_int_from_user_mode_switches_to_the_tss_stack(backend):
     gdtr: .word 6 * 8 - 1
         .long gdt
     idtr: .word 0x7ff
-        .long 0x30000""", 32, 0x10000)
+        .long 0x30000"""
+
+
+def test_int_from_user_mode_switches_to_the_tss_stack(backend):
+    # 32-bit protected mode: IRET to CPL 3, INT 0x80 through a DPL-3 gate back to CPL 0 on
+    # the stack of TSS.SS0:ESP0 (SDM Vol. 3A §6.12.1), the user SS:ESP pushed there
+    if backend == "kvm":
+        pytest.skip("this host's KVM fails to emulate the IRET to CPL 3 "
+                    "(QEMU is the oracle: test_cpu_qemu.py)")
+    code = assemble(TSS_GUEST, 32, 0x10000)
     result, port, _, _ = run_guest(backend, code, 32, 0x10000)
     assert [v for _, _, _, v in port.log] == [0x08, 0x10, 0x1B, 0x50000, 0x23, 0x5FFEC,
                                               0x1234], result.reason
