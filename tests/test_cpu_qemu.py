@@ -12,7 +12,7 @@ import pytest
 
 from cpu.asmguest import assembler_missing
 from guests.oracle import QEMU_BASE, qemu_available
-from test_cpu_system import _PAGING32, PAGING_CASES, TSS_GUEST
+from test_cpu_system import _PAGING32, PAGING_CASES, REAL_INT_GUEST, TSS_GUEST
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import load_image
@@ -107,3 +107,57 @@ def test_paging_modes_match_qemu(case):
         expected = on_qemu(image, Path(tmp))
     assert expected[0] == 33 and expected[1].count("\n") == 2, expected
     assert on_emu(image) == expected
+
+
+REPORT16 = """
+report16:                                 /* AX as four hex digits and a newline on COM1 */
+    push %ax
+    push %bx
+    push %cx
+    push %dx
+    push %si
+    mov %ax, %bx
+    mov $4, %cx
+    mov $0x3f8, %dx
+9:  rol $4, %bx
+    mov %bx, %si
+    and $0xf, %si
+    mov hexdigits16(%si), %al
+    out %al, %dx
+    loop 9b
+    mov $10, %al
+    out %al, %dx
+    pop %si
+    pop %dx
+    pop %cx
+    pop %bx
+    pop %ax
+    ret
+done16:
+    mov $0x10, %al
+    out %al, $0xf4
+    hlt
+hexdigits16: .ascii "0123456789abcdef"
+    .org 510
+    .byte 0x55, 0xaa
+"""
+
+
+def test_real_mode_int_through_the_ivt_matches_qemu():
+    from cpu.asmguest import assemble
+
+    body = REAL_INT_GUEST.replace("out %ax, $0xe0", "call report16").replace(
+        "cli\n        hlt", "jmp done16")
+    image = assemble(body + REPORT16, 16, 0x7C00)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "boot.bin").write_bytes(image)
+        proc = subprocess.run([*QEMU_BASE, "-drive", "file=boot.bin,format=raw,if=floppy",
+                               "-boot", "a"], cwd=tmp, capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        expected = proc.returncode, (Path(tmp) / "serial.out").read_bytes().decode("latin-1")
+    assert expected[0] == 33 and expected[1].count("\n") == 4, expected
+    console = BufferConsole()
+    with Machine(memory_size=128 << 20, backend="emu") as m:
+        attach_pc_devices(m, console, debug_exit_port=0xF4)
+        result = m.run(load_image(m.memory, image, "flat"), timeout=30)
+    assert (result.status, bytes(console.output).decode("latin-1")) == expected

@@ -90,16 +90,20 @@ def test_divide_error_through_the_idt(backend):
     assert len(port.log) == 2 and port.log[0][3] == port.log[1][3], port.log
 
 
-def test_real_mode_software_interrupt_uses_the_ivt(backend):
-    if backend == "kvm":
-        pytest.skip("this host's KVM cannot deliver a software INT in real mode (docs/vmm.md)")
-    code = assemble("""
+REAL_INT_GUEST = """
         xor %ax, %ax
         mov %ax, %ds
+        mov %ax, %ss
+        mov $0x7000, %sp
+        pushw $0x0cd7        /* every arithmetic flag and DF; IF clear */
+        popfw
         movw $handler, 0x80 * 4
         movw $0, 0x80 * 4 + 2
         int $0x80
         mov $0x5678, %ax
+        out %ax, $0xe0
+        pushfw               /* IRET restored FLAGS */
+        pop %ax
         out %ax, $0xe0
         cli
         hlt
@@ -109,9 +113,15 @@ def test_real_mode_software_interrupt_uses_the_ivt(backend):
         out %ax, $0xe0
         mov $0x1234, %ax
         out %ax, $0xe0
-        iret""", 16, 0x7C00)
+        iret"""
+
+
+def test_real_mode_software_interrupt_uses_the_ivt(backend):
+    if backend == "kvm":
+        pytest.skip("this host's KVM cannot deliver a software INT in real mode (docs/vmm.md)")
+    code = assemble(REAL_INT_GUEST, 16, 0x7C00)
     result, port, _, _ = run_guest(backend, code, 16, 0x7C00)
-    assert [v for _, _, _, v in port.log][1:] == [0x1234, 0x5678]
+    assert [v for _, _, _, v in port.log] == [0x0CD7, 0x1234, 0x5678, 0x0CD7]
 
 
 PAGE_TABLES = 0x100000   # PML4, PDPT, PD, PT (4 KiB pages for the first 2 MiB)
