@@ -2,10 +2,11 @@
 
 The guest (bench/cpu_guest.c, gcc -O2, the long-mode PVH entry of tests/guests) runs one
 workload named on its command line: a sieve, crc32 over a table, a quicksort, a
-memcpy/strlen loop, and a long-mode loop that takes a page fault per page it touches. Each runs on the emu backend twice (the instruction counts must be
-identical: guest time is virtual) and once on KVM when /dev/kvm can create a VM; both must
-print the same checksum. MIPS = instructions retired on emu / wall-clock seconds; KVM's
-figure uses the emu's instruction count for the same guest.
+memcpy/strlen loop, and a long-mode loop that takes a page fault per page it touches. Each
+runs on the emu backend twice (the instruction counts must be identical: guest time is
+virtual) and once on KVM when /dev/kvm can create a VM; both must print the same checksum.
+MIPS = instructions retired on emu / seconds (wall clock, and CPU time of this process);
+KVM's figure uses the emu's instruction count for the same guest.
 
 Usage: ``python3 bench/cpu.py [--scale F] [--no-kvm]`` (from the repository root; run it
 under ``flock /tmp/x86vm-heavy.lock`` on a shared machine).
