@@ -519,3 +519,30 @@ def test_int_from_user_mode_switches_to_the_tss_stack(backend):
     result, port, _, _ = run_guest(backend, code, 32, 0x10000)
     assert [v for _, _, _, v in port.log] == [0x08, 0x10, 0x1B, 0x50000, 0x23, 0x5FFEC,
                                               0x1234], result.reason
+
+
+def test_vmcall_is_a_hypercall_exit_with_its_result_in_rax():
+    code = assemble("""
+        mov $12, %eax
+        mov $1, %ebx
+        mov $2, %ecx
+        mov $3, %edx
+        mov $4, %esi
+        vmcall
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    with Machine(memory_size=2 << 20, backend="emu") as m:
+        from cpu.asmguest import Recorder, entry_for
+        from x86vm.machine.exits import Hypercall
+
+        port = Recorder()
+        m.pio.register(0xE0, 4, port, "report")
+        m.memory.write(0x10000, code)
+        m.backend.set_state(entry_for(m.memory, 32, 0x10000))
+        ex = m.backend.run()
+        assert isinstance(ex, Hypercall) and (ex.nr, ex.args) == (12, (1, 2, 3, 4))
+        ex.ret = -1000                      # what the run loop answers: -KVM_ENOSYS
+        m.backend.complete_io(ex)
+        ex = m.backend.run()
+    assert ex.data == bytearray((-1000 & 0xFFFFFFFF).to_bytes(4, "little"))

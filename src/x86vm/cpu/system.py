@@ -510,6 +510,15 @@ def h_sysexit(cpu, c) -> None:
     cpu.rip = cpu.r[2] & mask
 
 
+def h_vmcall(cpu, c) -> None:
+    """VMCALL/VMMCALL: a hypercall to the monitor (KVM's ABI: number in RAX, arguments in
+    RBX, RCX, RDX, RSI; the result comes back in RAX). The instruction retires; the block
+    stops after it and the backend hands out a Hypercall exit."""
+    _need_cpl0(cpu)
+    r = cpu.r
+    cpu.pending.append(("hypercall", r[0], 0, (r[3], r[1], r[2], r[6])))
+
+
 def h_swapgs(cpu, c) -> None:
     if cpu.code_bits != 64:
         raise CpuFault(UD)
@@ -531,4 +540,5 @@ SYSTEM_HELPERS = {
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
+    "vmcall": h_vmcall, "vmmcall": h_vmcall,
 }

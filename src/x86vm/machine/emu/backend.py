@@ -26,6 +26,7 @@ from x86vm.machine.exits import (
     DebugStop,
     Exit,
     Halt,
+    Hypercall,
     InternalError,
     IoExit,
     MmioExit,
@@ -144,6 +145,9 @@ class EmuBackend:
         for kind, address, size, value in self.cpu.pending:
             if kind == "smc":   # code was overwritten: the block stopped, nothing to hand out
                 continue
+            if kind == "hypercall":
+                self._queued.append(Hypercall(address, value))
+                continue
             data = bytearray(value.to_bytes(size, "little"))
             if kind == "io":
                 self._queued.append(IoExit(address, size, True, data))
@@ -156,6 +160,9 @@ class EmuBackend:
     def complete_io(self, exit_: Exit) -> None:
         if isinstance(exit_, (IoExit, MmioExit)) and not exit_.is_write:
             self.cpu.replay.append(int.from_bytes(exit_.data, "little"))
+        elif isinstance(exit_, Hypercall):   # the VMCALL has retired: its result to RAX
+            mask = (1 << 64) - 1 if self.cpu.code_bits == 64 else 0xFFFFFFFF
+            self.cpu.r[0] = exit_.ret & mask
 
     def interrupt(self) -> None:
         self.cpu.stop_flag = self.cpu.attn = True
