@@ -12,7 +12,7 @@ import pytest
 
 from cpu.asmguest import assembler_missing
 from guests.oracle import QEMU_BASE, qemu_available
-from test_cpu_system import _PAGING32, PAGING_CASES, REAL_INT_GUEST, TSS_GUEST
+from test_cpu_system import _PAGING32, PAGING_CASES, REAL_INT_GUEST, TRAP_GUEST, TSS_GUEST
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import load_image
@@ -88,11 +88,13 @@ def on_emu(image: bytes) -> tuple[int, str]:
     return result.status, bytes(console.output).decode("latin-1")
 
 
-def test_user_mode_int_through_the_tss_matches_qemu():
+@pytest.mark.parametrize("guest, lines", [(TSS_GUEST, 7), (TRAP_GUEST, 1)],
+                         ids=["int-from-user-mode", "trap-flag"])
+def test_protected_mode_guest_matches_qemu(guest, lines):
     with tempfile.TemporaryDirectory() as tmp:
-        image = build(TSS_GUEST, Path(tmp))
+        image = build(guest, Path(tmp))
         expected = on_qemu(image, Path(tmp))
-    assert expected[0] == 33 and expected[1].count("\n") == 7, expected
+    assert expected[0] == 33 and expected[1].count("\n") == lines, expected
     assert on_emu(image) == expected
 
 

@@ -546,3 +546,44 @@ def test_vmcall_is_a_hypercall_exit_with_its_result_in_rax():
         m.backend.complete_io(ex)
         ex = m.backend.run()
     assert ex.data == bytearray((-1000 & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+TRAP_GUEST = """
+        mov $0x70000, %esp
+        lidt idtr
+        movl $handler, %eax
+        movw %ax, 0x30000 + 1 * 8
+        mov %cs, %bx
+        movw %bx, 0x30002 + 1 * 8
+        movw $0x8e00, 0x30004 + 1 * 8
+        shr $16, %eax
+        movw %ax, 0x30006 + 1 * 8
+        movl $0, 0x20000
+        pushf
+        orl $0x100, (%esp)
+        popf
+        mov $1, %eax
+        mov $2, %eax
+        pushf
+        andl $~0x100, (%esp)
+        popf
+        mov 0x20000, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+    handler:
+        incl 0x20000
+        iret
+    idtr: .word 0x7ff
+        .long 0x30000"""
+
+
+def test_trap_flag_single_steps_through_the_idt(backend):
+    # a #DB trap after every instruction that starts with TF=1 (SDM Vol. 3B §17.3.1.4):
+    # not after the POPF that sets TF, but after the one that clears it
+    if backend == "kvm":
+        pytest.skip("this host's KVM fails to emulate the handler's IRET "
+                    "(QEMU is the oracle: test_cpu_qemu.py)")
+    code = assemble(TRAP_GUEST, 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000)
+    assert [v for _, _, _, v in port.log] == [5], result.reason

@@ -27,6 +27,7 @@ from x86vm.cpu.state import (
     MSR_IA32_MISC_ENABLE,
     MSR_IA32_PAT,
     RFLAGS_IF,
+    RFLAGS_TF,
     RFLAGS_VM,
     SEGMENT_NAMES,
     STATE_MSRS,
@@ -72,6 +73,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.idle_ns = 0           # guest time skipped while halted (waiting for a timer)
         self.ns_per_insn = 50      # guest time: 20 MHz of retired instructions
         self.shadow = False        # STI / MOV SS interrupt shadow for the next boundary
+        self.tf_armed = False      # the instruction running alone under RFLAGS.TF traps after
         self.halted = False
         self.implicit_access = False
         self.irq_check = True      # something may have made an interrupt pending
@@ -104,6 +106,8 @@ class Cpu(MmuMixin, InterruptMixin):
     def set_flags(self, value: int) -> None:
         self.cc = None
         self.fl = (value & 0x3F7FD7) | 0x2
+        if value & RFLAGS_TF:
+            self.attn = True
 
     # -- modes --------------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class Cpu(MmuMixin, InterruptMixin):
             except CpuFault as exc:
                 self.icount += self.bi
                 self.rip = blk.rips[self.bi]
+                self.tf_armed = False      # a faulting instruction does not single-step
                 if not self._fault(exc):
                     return "shutdown"
             except NeedsRead as exc:
@@ -273,13 +278,23 @@ class Cpu(MmuMixin, InterruptMixin):
             return "halt"
         if self.pending_event is not None:
             self._deliver_pending()
+        if self.tf_armed:        # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4)
+            self.tf_armed = False
+            self.dr[4] |= 0x4000     # DR6.BS
+            if not self._fault(CpuFault(1)):
+                return "shutdown"
+        if self.fl & RFLAGS_TF:  # this instruction runs alone and traps after it
+            self.tf_armed = True
+            self.shadow = False
+            return "one"
         if self.shadow:          # no interrupt before the instruction after STI / MOV SS
             self.shadow = False
             self.irq_check = True
             return "one"
         if self.irq_check:
             self._check_interrupts()
-        self.attn = self.halted or self.irq_check or self.stop_flag or self.shadow
+        self.attn = bool(self.halted or self.irq_check or self.stop_flag or self.shadow
+                         or self.tf_armed or self.fl & RFLAGS_TF)
         return None
 
     def _resume_one(self) -> str | None:
