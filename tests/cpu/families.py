@@ -343,9 +343,37 @@ def sequence(rng: random.Random) -> Case:
     return _case(rng, "; ".join(parts))
 
 
+def bmi(rng: random.Random) -> Case:
+    """BMI1/BMI2/ADX/MOVBE (the host has them; CPUID says the emulator does)."""
+    op = rng.choice(("andn", "bextr", "blsi", "blsmsk", "blsr", "bzhi", "mulx", "pdep",
+                     "pext", "rorx", "sarx", "shlx", "shrx", "adcx", "adox", "movbe"))
+    size = _size(rng, (4, 8))
+    regs3 = [_reg(rng, size) for _ in range(3)]
+    if op in ("blsi", "blsmsk", "blsr", "adcx", "adox"):
+        src = regs3[0] if rng.random() < 0.7 else _mem(rng, size)
+        case = _case(rng, f"{op} {src}, {regs3[1]}")
+    elif op == "rorx":
+        case = _case(rng, f"rorx ${rng.randrange(0, 64)}, {regs3[0]}, {regs3[1]}")
+    elif op == "movbe":
+        mem = _mem(rng, size)
+        text = f"movbe {mem}, {regs3[0]}" if rng.random() < 0.5 else \
+            f"movbe {regs3[0]}, {mem}"
+        case = _case(rng, text)
+    elif op in ("andn", "pdep", "pext", "mulx"):   # AT&T: r/m, vvvv, destination
+        src = regs3[0] if rng.random() < 0.7 else _mem(rng, size)
+        case = _case(rng, f"{op} {src}, {regs3[1]}, {regs3[2]}")
+    else:                                          # AT&T: vvvv, r/m, destination
+        src = regs3[1] if rng.random() < 0.7 else _mem(rng, size)
+        case = _case(rng, f"{op} {regs3[0]}, {src}, {regs3[2]}")
+    if op in ("bextr", "bzhi") and rng.random() < 0.7:   # a control value in range
+        full = _full(regs3[0])
+        case.regs[full] = rng.randrange(0, 72) | (rng.randrange(0, 72) << 8)
+    return case
+
+
 FAMILIES = {"alu": alu, "unary": unary, "shift": shift, "muldiv": muldiv, "bits": bits,
             "moves": moves, "strings": strings, "stack": stack,
-            "sequence": sequence}
+            "sequence": sequence, "bmi": bmi}
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[Case]:

@@ -44,6 +44,8 @@ UNDEFINED_FLAGS = {
     "tzcnt": OF | SF | AF | PF, "lzcnt": OF | SF | AF | PF,
     "daa": OF, "das": OF, "aaa": OF | SF | ZF | PF, "aas": OF | SF | ZF | PF,
     "aam": OF | AF | CF, "aad": OF | AF | CF,
+    "andn": AF | PF, "bextr": AF | SF | PF, "blsi": AF | PF, "blsmsk": AF | PF,
+    "blsr": AF | PF, "bzhi": AF | PF,
 }
 SHIFTS = ("shl", "sal", "shr", "sar")
 ROTATES = ("rol", "ror", "rcl", "rcr")

@@ -543,9 +543,11 @@ HELPERS = {
     "daa": h_bcd, "das": h_bcd, "aaa": h_bcd, "aas": h_bcd, "aam": h_bcd, "aad": h_bcd,
 }
 
+from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 
+HELPERS.update(BMI_HELPERS)
 HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
 

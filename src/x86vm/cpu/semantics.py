@@ -37,7 +37,9 @@ CONTINUING = frozenset((
     "mul", "imul", "div", "idiv", "rol", "ror", "rcl", "rcr", "shld", "shrd", "bt", "bts",
     "btr", "btc", "bsf", "bsr", "tzcnt", "lzcnt", "popcnt", "bswap", "xadd", "cmpxchg",
     "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
-    "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf"))
+    "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf", "andn", "bextr", "blsi",
+    "blsmsk", "blsr", "bzhi", "mulx", "pdep", "pext", "rorx", "sarx", "shlx", "shrx", "adcx",
+    "adox", "movbe"))
 """Interpreted instructions after which the block goes on (no control transfer, no mode
 change, no I/O, no REP restart)."""
 
