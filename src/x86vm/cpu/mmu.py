@@ -44,17 +44,28 @@ _PACK = {2: _U16.pack_into, 4: _U32.pack_into, 8: _U64.pack_into}
 _ADDR = (1 << 52) - 1
 
 
-class Ram:
-    """Guest RAM as (start, end, buffer) regions; the CPU reads the buffers directly."""
+class RamRegion:
+    __slots__ = ("gpa", "end", "buffer")
 
-    def __init__(self, regions: list[tuple[int, int, object]]) -> None:
-        self.regions = sorted(regions, key=lambda r: r[0])
+    def __init__(self, gpa: int, end: int, buffer) -> None:
+        self.gpa, self.end, self.buffer = gpa, end, buffer
+
+
+class Ram:
+    """Guest RAM: regions with ``gpa``, ``end`` and ``buffer`` (the machine's own region
+    list, read live, so RAM added later is seen), or (start, end, buffer) tuples. The CPU
+    reads the buffers directly."""
+
+    def __init__(self, regions: list) -> None:
+        if regions and isinstance(regions[0], tuple):
+            regions = [RamRegion(*r) for r in regions]
+        self.regions = regions
 
     def find(self, pa: int) -> tuple[object, int] | None:
         """(buffer, offset of ``pa`` in it) or None for an address no RAM backs."""
-        for start, end, buf in self.regions:
-            if start <= pa < end:
-                return buf, pa - start
+        for r in self.regions:
+            if r.gpa <= pa < r.end:
+                return r.buffer, pa - r.gpa
         return None
 
 

@@ -71,8 +71,7 @@ class EmuBackend:
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
-        regions = [(r.gpa, r.end, r.buffer) for r in memory.regions]
-        self.cpu = Cpu(Ram(regions))
+        self.cpu = Cpu(Ram(memory.regions))   # the live list: RAM added later is seen
         self.cpu.ns_per_insn = max(1, round(1000 / mhz))
         self.buffered_writes = None
         self._queued: list[Exit] = []
