@@ -587,3 +587,32 @@ def test_trap_flag_single_steps_through_the_idt(backend):
     code = assemble(TRAP_GUEST, 32, 0x10000)
     result, port, _, _ = run_guest(backend, code, 32, 0x10000)
     assert [v for _, _, _, v in port.log] == [5], result.reason
+
+
+def test_device_writes_into_ram_replace_translated_code():
+    # the guest calls a function, a device rewrites it (as DMA would), the guest calls again
+    code = assemble("""
+        call 0x20000
+        out %eax, $0xe0
+        call 0x20000
+        out %eax, $0xe0
+        cli
+        hlt""", 32, 0x10000)
+    with Machine(memory_size=2 << 20, backend="emu") as m:
+        from cpu.asmguest import entry_for
+
+        seen = []
+
+        class Dma:
+            def read(self, offset, size):
+                return 0
+
+            def write(self, offset, size, value):
+                seen.append(value)
+                m.memory.write(0x20000, b"\xb8\x02\x00\x00\x00\xc3")   # mov $2, %eax; ret
+
+        m.pio.register(0xE0, 4, Dma(), "dma")
+        m.memory.write(0x10000, code)
+        m.memory.write(0x20000, b"\xb8\x01\x00\x00\x00\xc3")           # mov $1, %eax; ret
+        m.run(entry_for(m.memory, 32, 0x10000), timeout=10)
+    assert seen == [1, 2]

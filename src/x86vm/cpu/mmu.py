@@ -234,6 +234,19 @@ class MmuMixin:
             return value
         raise NeedsRead(port, size, port=True, count=count)
 
+    def ram_written(self, pa: int, length: int) -> None:
+        """Someone else (a device, a loader) wrote guest-physical ``[pa, pa + length)``:
+        drop the translated code it overwrites."""
+        code_pages = self.code_pages
+        if not code_pages:
+            return
+        end = pa + length
+        for ppn in range(pa >> 12, ((end - 1) >> 12) + 1):
+            if ppn in code_pages:
+                lo = max(pa, ppn << 12) - (ppn << 12)
+                hi = min(end, (ppn + 1) << 12) - (ppn << 12)
+                self.on_code_write(ppn, lo, hi)
+
     def protect_code_page(self, ppn: int) -> None:
         """Drop write-TLB entries of physical page ``ppn`` (it now holds translated code)."""
         for k in [k for k, e in self.tlb_w.items() if e[2] == ppn]:

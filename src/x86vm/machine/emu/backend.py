@@ -72,6 +72,9 @@ class EmuBackend:
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
         self.cpu = Cpu(Ram(memory.regions))   # the live list: RAM added later is seen
+        observers = getattr(memory, "write_observers", None)
+        if observers is not None:      # device writes into RAM drop the code they overwrite
+            observers.append(self.cpu.ram_written)
         self.cpu.ns_per_insn = max(1, round(1000 / mhz))
         self.buffered_writes = None
         self._queued: list[Exit] = []
