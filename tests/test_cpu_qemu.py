@@ -12,7 +12,14 @@ import pytest
 
 from cpu.asmguest import assembler_missing
 from guests.oracle import QEMU_BASE, qemu_available
-from test_cpu_system import _PAGING32, PAGING_CASES, REAL_INT_GUEST, TRAP_GUEST, TSS_GUEST
+from test_cpu_system import (
+    _PAGING32,
+    INSPECT_GUEST,
+    PAGING_CASES,
+    REAL_INT_GUEST,
+    TRAP_GUEST,
+    TSS_GUEST,
+)
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import load_image
@@ -88,8 +95,9 @@ def on_emu(image: bytes) -> tuple[int, str]:
     return result.status, bytes(console.output).decode("latin-1")
 
 
-@pytest.mark.parametrize("guest, lines", [(TSS_GUEST, 7), (TRAP_GUEST, 1)],
-                         ids=["int-from-user-mode", "trap-flag"])
+@pytest.mark.parametrize("guest, lines", [(TSS_GUEST, 7), (TRAP_GUEST, 1),
+                                          (INSPECT_GUEST, 92)],
+                         ids=["int-from-user-mode", "trap-flag", "lar-lsl-verr-verw-arpl"])
 def test_protected_mode_guest_matches_qemu(guest, lines):
     with tempfile.TemporaryDirectory() as tmp:
         image = build(guest, Path(tmp))

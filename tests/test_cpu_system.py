@@ -616,3 +616,50 @@ def test_device_writes_into_ram_replace_translated_code():
         m.memory.write(0x20000, b"\xb8\x01\x00\x00\x00\xc3")           # mov $1, %eax; ret
         m.run(entry_for(m.memory, 32, 0x10000), timeout=10)
     assert seen == [1, 2]
+
+
+# the code descriptor is marked accessed already: QEMU TCG does not set the accessed bit when
+# a far jump loads CS (the SDM says the processor does, and so does the emulator)
+_INSPECT_GDT = (0, 0x00CF9B000000FFFF, 0x00CF92000000FFFF, 0x00CFF2000000FFFF,
+                0x0000890200000067, 0x0000820210000037, 0x0000EC0000081234,
+                0x00CFFE000000FFFF, 0x00CF12000000FFFF, 0x00CF98000000FFFF,
+                0x0041920000002345)
+_INSPECT_SELECTORS = (0x00, 0x08, 0x10, 0x13, 0x18, 0x1B, 0x20, 0x28, 0x30, 0x38, 0x3B,
+                      0x40, 0x48, 0x50, 0x58)
+
+
+def _inspect_guest() -> str:
+    lines = ["mov $0x70000, %esp", "lgdt gdtr", "ljmp $0x08, $1f", "1: mov $0x10, %ax",
+             "mov %ax, %ds", "mov %ax, %ss"]
+    for sel in _INSPECT_SELECTORS:
+        lines += [f"mov ${sel:#x}, %ecx"]
+        for op in ("lar", "lsl"):
+            lines += ["mov $0xdeadbeef, %eax", f"{op} %ecx, %eax", "setz %bl",
+                      "out %eax, $0xe0", "movzbl %bl, %eax", "out %eax, $0xe0"]
+        for op in ("verr", "verw"):
+            lines += [f"{op} %cx", "setz %bl", "movzbl %bl, %eax", "out %eax, $0xe0"]
+    lines += ["mov $0x10, %ax", "mov $0x13, %dx", "arpl %dx, %ax", "setz %bl",
+              "out %eax, $0xe0", "movzbl %bl, %eax", "out %eax, $0xe0", "cli", "hlt",
+              ".align 8", "gdt: .quad " + ", ".join(hex(d) for d in _INSPECT_GDT),
+              f"gdtr: .word {8 * len(_INSPECT_GDT) - 1}", ".long gdt"]
+    return "\n        ".join(lines)
+
+
+INSPECT_GUEST = _inspect_guest()
+
+
+def test_lar_lsl_verr_verw_arpl():
+    # a few values worked out from the SDM (Vol. 2A: LAR, LSL, VERR/VERW, ARPL); QEMU checks
+    # every one of them in test_cpu_qemu.py (this host's KVM cannot emulate LAR)
+    code = assemble(INSPECT_GUEST, 32, 0x10000)
+    result, port, _, _ = run_guest("emu", code, 32, 0x10000)
+    values = [v for _, _, _, v in port.log]
+    assert len(values) == 6 * len(_INSPECT_SELECTORS) + 2, result.reason
+    per = {sel: values[6 * i:6 * i + 6] for i, sel in enumerate(_INSPECT_SELECTORS)}
+    # lar value, ZF, lsl value, ZF, verr ZF, verw ZF; DS=0x10 was loaded: accessed (type 3)
+    assert per[0x10] == [0x00C09300, 1, 0xFFFFFFFF, 1, 1, 1]
+    assert per[0x20] == [0x00008900, 1, 0x67, 1, 0, 0]
+    assert per[0x30][1] == 1 and per[0x30][3] == 0          # a call gate: LAR yes, LSL no
+    assert per[0x50][2:4] == [0x12345, 1]                    # byte-granular limit
+    assert per[0x58][1] == 0 and per[0x00][1] == 0          # beyond the GDT, null
+    assert values[-2:] == [0x13, 1]                          # ARPL raised RPL 0 to 3

@@ -39,7 +39,7 @@ CONTINUING = frozenset((
     "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
     "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf", "andn", "bextr", "blsi",
     "blsmsk", "blsr", "bzhi", "mulx", "pdep", "pext", "rorx", "sarx", "shlx", "shrx", "adcx",
-    "adox", "movbe"))
+    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound"))
 """Interpreted instructions after which the block goes on (no control transfer, no mode
 change, no I/O, no REP restart)."""
 

@@ -519,6 +519,95 @@ def h_vmcall(cpu, c) -> None:
     cpu.pending.append(("hypercall", r[0], 0, (r[3], r[1], r[2], r[6])))
 
 
+# -- descriptor inspection (SDM Vol. 2A "LAR", "LSL", "VERR/VERW"; Vol. 2A "ARPL", "BOUND") --
+
+_LAR_SYSTEM = frozenset((1, 2, 3, 4, 5, 9, 0xB, 0xC))   # TSS, LDT, gates (legacy modes)
+_LSL_SYSTEM = frozenset((1, 2, 3, 9, 0xB))              # TSS and LDT only
+
+
+def _inspect(cpu, selector: int, system_ok: frozenset) -> tuple[int, Segment] | None:
+    """The raw descriptor and its Segment if visible at CPL/RPL, else None (ZF=0)."""
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    selector &= 0xFFFF
+    if selector & ~3 == 0:
+        return None
+    try:
+        raw, _ = cpu.read_descriptor(selector)
+    except CpuFault as exc:
+        if exc.vector == GP and exc.error_code == selector & 0xFFFC:
+            return None                     # beyond the table limit: ZF=0, no fault
+        raise
+    seg = parse_descriptor(raw, selector)
+    if not seg.s:
+        if seg.type not in system_ok or (cpu.efer & EFER_LMA and seg.type not in (2, 9, 0xB)):
+            return None
+    conforming_code = seg.s and seg.type & 0xC == 0xC
+    if not conforming_code and (seg.dpl < cpu.cpl or seg.dpl < (selector & 3)):
+        return None
+    return raw, seg
+
+
+def _set_zf(cpu, ok: bool) -> None:
+    fl = cpu.flags()
+    cpu.fl = (fl | 0x40) if ok else (fl & ~0x40)
+
+
+def h_lar(cpu, c) -> None:
+    insn, (dst, src) = c
+    found = _inspect(cpu, read(cpu, src, 2), _LAR_SYSTEM if insn.mnemonic == "lar"
+                     else _LSL_SYSTEM)
+    if found is not None:
+        raw, seg = found
+        if insn.mnemonic == "lar":
+            value = (raw >> 32) & (0x00F0FF00 if dst.size >= 4 else 0xFF00)
+        else:
+            value = seg.limit & MASK[dst.size] if dst.size < 4 else seg.limit
+        write(cpu, dst, value)
+    _set_zf(cpu, found is not None)
+
+
+def h_verr(cpu, c) -> None:
+    insn, (src,) = c
+    found = _inspect(cpu, read(cpu, src, 2), frozenset())
+    ok = False
+    if found is not None:
+        seg = found[1]
+        if insn.mnemonic == "verr":
+            ok = seg.s and (not seg.type & 8 or seg.type & 2)   # data, or readable code
+        else:
+            ok = seg.s and not seg.type & 8 and bool(seg.type & 2)   # writable data
+    _set_zf(cpu, bool(ok))
+
+
+def h_arpl(cpu, c) -> None:
+    dst, src = c[1]
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    d, s = read(cpu, dst, 2), read(cpu, src, 2)
+    if d & 3 < s & 3:
+        write(cpu, dst, (d & ~3) | (s & 3), 2)
+        _set_zf(cpu, True)
+    else:
+        _set_zf(cpu, False)
+
+
+def h_bound(cpu, c) -> None:
+    dst, mem = c[1]
+    size = dst.size
+    if type(mem) is not Mem:
+        raise CpuFault(UD)
+    la = linear(cpu, mem)
+    bits = size * 8
+    sign = 1 << (bits - 1)
+    lower = cpu.read_mem(la, size)
+    upper = cpu.read_mem(la + size, size)
+    v = read(cpu, dst)
+    signed = [(x ^ sign) - sign for x in (v, lower, upper)]
+    if not signed[1] <= signed[0] <= signed[2]:
+        raise CpuFault(5)                   # #BR
+
+
 def h_swapgs(cpu, c) -> None:
     if cpu.code_bits != 64:
         raise CpuFault(UD)
@@ -540,5 +629,6 @@ SYSTEM_HELPERS = {
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
-    "vmcall": h_vmcall, "vmmcall": h_vmcall,
+    "vmcall": h_vmcall, "vmmcall": h_vmcall, "lar": h_lar, "lsl": h_lar, "verr": h_verr,
+    "verw": h_verr, "arpl": h_arpl, "bound": h_bound,
 }
