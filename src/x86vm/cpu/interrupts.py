@@ -8,6 +8,8 @@ with interrupt and trap gates, stack switches through the TSS (RSP0/SS0, IST), a
 
 from __future__ import annotations
 
+import functools
+
 from x86vm.cpu.errors import GP, NP, SS, TS, CpuFault
 from x86vm.cpu.state import (
     CR0_PE,
@@ -25,8 +27,10 @@ _ES, _CS, _SS, _DS, _FS, _GS = range(6)
 M64 = 0xFFFFFFFFFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_descriptor(raw: int, selector: int) -> Segment:
-    """A Segment from an 8-byte descriptor (its hidden-cache form, limit scaled by G)."""
+    """A Segment from an 8-byte descriptor (its hidden-cache form, limit scaled by G).
+    A pure function of its arguments, memoised: the result is immutable."""
     limit = (raw & 0xFFFF) | ((raw >> 32) & 0xF0000)
     base = ((raw >> 16) & 0xFFFFFF) | (((raw >> 56) & 0xFF) << 24)
     access = (raw >> 40) & 0xFF
