@@ -371,9 +371,39 @@ def bmi(rng: random.Random) -> Case:
     return case
 
 
+def misc(rng: random.Random) -> Case:
+    """CMPXCHG8B/16B, XLAT, ENTER with nesting, and (32-bit code) BCD and PUSHA/POPA."""
+    choices = ["cmpxchg8b", "xlat", "enter"]
+    if _BITS[0] == 64:
+        choices.append("cmpxchg16b")
+    else:
+        choices += ["daa", "das", "aaa", "aas", "aam", "aad", "pusha", "popa"]
+    op = rng.choice(choices)
+    if op in ("cmpxchg8b", "cmpxchg16b"):
+        case = _case(rng, f"{op} {16 * rng.randrange(-32, 32)}({_w('%rbx', '%ebx')})")
+        if rng.random() < 0.5:   # make the comparison succeed
+            mem = bytearray(case.memory)
+            half = 8 if op == "cmpxchg16b" else 4
+            at = 0x800 + int(case.text.split()[1].split("(")[0])
+            lo = case.regs["rax"] & ((1 << (8 * half)) - 1)
+            hi = case.regs["rdx"] & ((1 << (8 * half)) - 1)
+            mem[at:at + 2 * half] = (lo | (hi << (8 * half))).to_bytes(2 * half, "little")
+            case.memory = bytes(mem)
+        return case
+    if op == "xlat":
+        return _case(rng, "xlat")
+    if op == "enter":
+        case = _case(rng, f"enter ${rng.randrange(0, 64)}, ${rng.randrange(0, 4)}")
+        case.regs["rbp"] = MEM_BASE + 0x600 + 8 * rng.randrange(0, 32)
+        return case
+    if op in ("aam", "aad"):
+        return _case(rng, f"{op} ${rng.choice((10, 16, 7, 1, 255))}")
+    return _case(rng, op)
+
+
 FAMILIES = {"alu": alu, "unary": unary, "shift": shift, "muldiv": muldiv, "bits": bits,
             "moves": moves, "strings": strings, "stack": stack,
-            "sequence": sequence, "bmi": bmi}
+            "sequence": sequence, "bmi": bmi, "misc": misc}
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[Case]:

@@ -503,8 +503,9 @@ def h_bcd(cpu, c) -> None:
         if (al & 0xF) > 9 or af:
             if name == "aaa":
                 ax = (cpu.r[0] + 0x106) & 0xFFFF
-            else:
-                ax = ((al - 6) & 0xFF) | (((ah - 1) & 0xFF) << 8)
+            else:   # AX ← AX − 6 (AL's borrow reaches AH), then AH ← AH − 1 (SDM "AAS")
+                ax = ((cpu.r[0] & 0xFFFF) - 6) & 0xFFFF
+                ax = (ax - 0x100) & 0xFFFF
             af = cf = 1
         else:
             ax = cpu.r[0] & 0xFFFF
