@@ -1,6 +1,7 @@
 /* CPU-bound workloads for bench/cpu.py: a bare-metal long-mode guest (the PVH entry of
  * tests/guests/long64), built with gcc -O2. The command line names the workload and its
- * size; the guest prints a checksum on COM1 and leaves through debug-exit. */
+ * size; the guest prints a checksum on COM1 and leaves through debug-exit. The last one takes
+ * a page fault per page it touches (long mode, IDT, CR2, INVLPG). */
 #include <stdint.h>
 #include "../tests/guests/serial.h"
 
@@ -141,6 +142,71 @@ static uint32_t memcpy_strlen(uint32_t rounds)
     return total;
 }
 
+/* Demand paging: a 2 MiB window at 1 GiB mapped through a page table whose entries start
+ * not present; each first touch of a page is a #PF whose handler maps it. */
+#define WINDOW 0x40000000UL
+static uint64_t window_pt[512] __attribute__((aligned(4096)));
+static uint8_t frames[16][4096] __attribute__((aligned(4096)));
+static uint32_t faults;
+
+struct gate {
+    uint16_t offset0, selector;
+    uint8_t ist, type;
+    uint16_t offset1;
+    uint32_t offset2, zero;
+} __attribute__((packed));
+static struct gate idt[32] __attribute__((aligned(16)));
+
+void pf_handler(uint64_t addr)
+{
+    window_pt[(addr >> 12) & 511] = (uint64_t)(uintptr_t)frames[(addr >> 12) & 15] | 3;
+    faults++;
+}
+
+extern void pf_isr(void);
+__asm__(".globl pf_isr\n"
+        "pf_isr:\n"
+        "  push %rax\n push %rcx\n push %rdx\n push %rsi\n push %rdi\n"
+        "  push %r8\n push %r9\n push %r10\n push %r11\n"
+        "  mov %cr2, %rdi\n"
+        "  call pf_handler\n"
+        "  pop %r11\n pop %r10\n pop %r9\n pop %r8\n"
+        "  pop %rdi\n pop %rsi\n pop %rdx\n pop %rcx\n pop %rax\n"
+        "  add $8, %rsp\n"               /* the error code */
+        "  iretq\n");
+
+static uint32_t pagefault(uint32_t rounds)
+{
+    uint64_t cr3, *pml4, *pdpt, *pd;
+    uint16_t cs;
+    uintptr_t isr = (uintptr_t)pf_isr;
+    struct { uint16_t limit; uint64_t base; } __attribute__((packed)) idtr =
+        {sizeof(idt) - 1, (uintptr_t)idt};
+    uint32_t sum = 0;
+
+    __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    pml4 = (uint64_t *)(uintptr_t)(cr3 & ~0xFFFUL);
+    pdpt = (uint64_t *)(uintptr_t)(pml4[0] & ~0xFFFUL);
+    pd = (uint64_t *)(uintptr_t)(pdpt[1] & ~0xFFFUL);
+    pd[0] = (uint64_t)(uintptr_t)window_pt | 3;
+    idt[14] = (struct gate){(uint16_t)isr, cs, 0, 0x8e, (uint16_t)(isr >> 16),
+                            (uint32_t)(isr >> 32), 0};
+    __asm__ volatile("lidt %0; mov %%cr3, %%rax; mov %%rax, %%cr3" :: "m"(idtr) : "rax", "memory");
+    for (uint32_t r = 0; r < rounds; r++) {
+        for (uint32_t i = 0; i < 512; i++) {
+            volatile uint32_t *p = (volatile uint32_t *)(WINDOW + i * 4096UL + (r & 63) * 4);
+            *p = i + r;
+            sum += *p;
+        }
+        for (uint32_t i = 0; i < 512; i++) {
+            window_pt[i] = 0;
+            __asm__ volatile("invlpg (%0)" :: "r"(WINDOW + i * 4096UL) : "memory");
+        }
+    }
+    return sum + faults;
+}
+
 void main64(int kind, uintptr_t info)
 {
     const char *cmdline = (const char *)*(const uint64_t *)(info + 24);
@@ -159,6 +225,8 @@ void main64(int kind, uintptr_t info)
         result = qsort_bench(n);
     else if (starts_with(cmdline, "memcpy"))
         result = memcpy_strlen(n);
+    else if (starts_with(cmdline, "pagefault"))
+        result = pagefault(n);
     puts_(cmdline);
     puts_(": ");
     puthex(result, 8);

@@ -75,7 +75,7 @@ def run_x86vm(name: str, guest_dir, backend: str = "kvm"):  # noqa: F811
         else:  # only the serial port: the guest's shutdown must not rely on the i8042
             uart = uart_mod.Uart16550(m.irq_line(uart_mod.COM1_IRQ), console)
             m.pio.register(uart_mod.COM1_BASE, uart.span, uart, "uart-com1")
-        if backend == "emu" and getattr(m.backend.cpu, "controller", None) is None:
+        if backend == "emu" and standin_pic_pit.needed(m):
             standin_pic_pit.attach(m)   # until the machine has its own PIC/PIT models
         if sc.testdev:
             m.pio.register(IOPORT_BASE, IOPORT_SIZE, port, "pc-testdev")

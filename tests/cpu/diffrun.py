@@ -23,17 +23,18 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--count", type=int, default=10000, help="cases per family")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--bits", type=int, choices=(32, 64), default=64)
     ap.add_argument("families", nargs="*", default=list(FAMILIES))
     args = ap.parse_args(argv)
     total_bad = 0
     total = 0
     for family in args.families:
-        cases = generate(family, args.count, args.seed)
+        cases = generate(family, args.count, args.seed, args.bits)
         bad = []
         for i in range(0, len(cases), args.batch):
             chunk = cases[i:i + args.batch]
-            emu = Emu()
-            for case, host in zip(chunk, run_on_host(chunk), strict=True):
+            emu = Emu(args.bits)
+            for case, host in zip(chunk, run_on_host(chunk, args.bits), strict=True):
                 diffs = compare(case, host, emu.run(case, host.code))
                 if diffs:
                     bad.append(f"  {case.text}: {'; '.join(diffs)}")

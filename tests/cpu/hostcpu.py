@@ -31,6 +31,7 @@ STACK_TOP = MEM_BASE + 0xE00    # inside the compared scratch memory
 CODE_BASE = 0x400000        # where the emulator places case k (k * 32)
 GPRS = ("rax", "rcx", "rdx", "rbx", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
         "r13", "r14", "r15")
+GPRS32 = ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")
 ARITH = 0x8D5
 CF, PF, AF, ZF, SF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x800
 
@@ -43,6 +44,8 @@ UNDEFINED_FLAGS = {
     "tzcnt": OF | SF | AF | PF, "lzcnt": OF | SF | AF | PF,
     "daa": OF, "das": OF, "aaa": OF | SF | ZF | PF, "aas": OF | SF | ZF | PF,
     "aam": OF | AF | CF, "aad": OF | AF | CF,
+    "andn": AF | PF, "bextr": AF | SF | PF, "blsi": AF | PF, "blsmsk": AF | PF,
+    "blsr": AF | PF, "bzhi": AF | PF,
 }
 SHIFTS = ("shl", "sal", "shr", "sar")
 ROTATES = ("rol", "ror", "rcl", "rcr")
@@ -81,8 +84,8 @@ _DRIVER = r"""
 extern unsigned char testmem[];
 extern const unsigned char testmem_init[];
 extern void (*const cases[])(void);
-extern const uint64_t bounds[];
-extern uint64_t outs[];
+extern const uintptr_t bounds[];
+extern uintptr_t outs[];
 extern const long ncases;
 int main(void) {
     for (long k = 0; k < ncases; k++) {
@@ -91,7 +94,7 @@ int main(void) {
         uint64_t len = bounds[2 * k + 1] - bounds[2 * k];
         write(1, &len, 8);
         write(1, (const void *)bounds[2 * k], len);
-        write(1, &outs[17 * k], 17 * 8);
+        write(1, &outs[NREC * k], NREC * sizeof(uintptr_t));
         write(1, testmem, MEMSZ);
     }
     return 0;
@@ -110,22 +113,38 @@ def _case_asm(k: int) -> list[str]:
             "pop %r15", "pop %r14", "pop %r13", "pop %r12", "pop %rbp", "pop %rbx", "ret"]
 
 
-def run_on_host(cases: list[Case]) -> list[Outcome]:
+def _case_asm32(k: int) -> list[str]:
+    load = ["popfl"] + [f"pop %{r}" for r in GPRS32] + ["mov (%esp), %esp"]
+    store = [f"mov %esp, outs+{4 * (9 * k + 8)}", f"lea outs+{4 * (9 * k + 8)}, %esp"]
+    store += [f"push %{r}" for r in reversed(GPRS32)] + ["pushfl"]
+    return [f"case_{k}:", "push %ebx", "push %ebp", "push %esi", "push %edi",
+            "mov %esp, saved_rsp", f"lea ins+{4 * 9 * k}, %esp", *load, f"i_{k}:",
+            "CASE_TEXT", f"e_{k}:", *store, "cld", "mov saved_rsp, %esp", "pop %edi",
+            "pop %esi", "pop %ebp", "pop %ebx", "ret"]
+
+
+def run_on_host(cases: list[Case], bits: int = 64) -> list[Outcome]:
+    """Run ``cases`` natively: 64-bit code, or 32-bit (``gcc -m32``) for ``bits=32``."""
+    word = ".quad" if bits == 64 else ".long"
+    regs = GPRS if bits == 64 else GPRS32
+    nrec = len(regs) + 2
+    template = _case_asm if bits == 64 else _case_asm32
     lines = [".text"]
     for k, case in enumerate(cases):
-        lines += [case.text if line == "CASE_TEXT" else line for line in _case_asm(k)]
+        lines += [case.text if line == "CASE_TEXT" else line for line in template(k)]
     lines += [".section .rodata", ".align 8", ".globl cases, bounds, ncases, testmem_init",
-              "cases:"] + [f".quad case_{k}" for k in range(len(cases))]
-    lines += ["bounds:"] + [f".quad i_{k}, e_{k}" for k in range(len(cases))]
-    lines += [f"ncases: .quad {len(cases)}", "testmem_init:"]
+              "cases:"] + [f"{word} case_{k}" for k in range(len(cases))]
+    lines += ["bounds:"] + [f"{word} i_{k}, e_{k}" for k in range(len(cases))]
+    lines += [f"ncases: {word} {len(cases)}", "testmem_init:"]
     for case in cases:
         lines.append(".byte " + ",".join(str(b) for b in case.memory))
-    lines += [".data", ".align 8", "saved_rsp: .quad 0", "ins:"]
+    lines += [".data", ".align 8", f"saved_rsp: {word} 0", "ins:"]
+    wmask = (1 << bits) - 1
     for case in cases:
-        values = [case.rflags] + [case.regs.get(r, 0) & (2**64 - 1) for r in GPRS]
+        values = [case.rflags] + [case.regs.get(_reg64(r), 0) & wmask for r in regs]
         values.append(case.regs.get("rsp", STACK_TOP))
-        lines.append(".quad " + ",".join(str(v) for v in values))
-    lines += [".globl outs", "outs:", f".skip {17 * 8 * len(cases)}",
+        lines.append(f"{word} " + ",".join(str(v) for v in values))
+    lines += [".globl outs", "outs:", f".skip {nrec * bits // 8 * len(cases)}",
               ".section .testmem, \"aw\"", ".globl testmem", "testmem:",
               f".skip {0x2000}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,35 +152,42 @@ def run_on_host(cases: list[Case]) -> list[Outcome]:
         (t / "cases.S").write_text("\n".join(lines) + "\n")
         (t / "driver.c").write_text(_DRIVER)
         proc = subprocess.run(
-            ["gcc", "-O1", "-no-pie", f"-DMEMSZ={MEM_SIZE}", "-o", str(t / "h"),
+            ["gcc", "-O1", "-no-pie", f"-m{bits}", f"-DMEMSZ={MEM_SIZE}", f"-DNREC={nrec}",
+             "-o", str(t / "h"),
              str(t / "driver.c"), str(t / "cases.S"),
              f"-Wl,--section-start=.testmem={MEM_BASE:#x}"], capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(proc.stderr[-3000:])
-        out = subprocess.run([str(t / "h")], capture_output=True, timeout=120)
-        if out.returncode:
-            raise RuntimeError(f"harness died with status {out.returncode}")
-    data = out.stdout
+        proc = subprocess.run([str(t / "h")], capture_output=True, timeout=120)
+        if proc.returncode:
+            raise RuntimeError(f"harness died with status {proc.returncode}")
+    data = proc.stdout
     pos = 0
     results = []
     for _ in cases:
         (n,) = struct.unpack_from("<Q", data, pos)
         code = data[pos + 8:pos + 8 + n]
         pos += 8 + n
-        vals = struct.unpack_from("<17Q", data, pos)
-        pos += 17 * 8
+        fmt = f"<{nrec}{'Q' if bits == 64 else 'I'}"
+        vals = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
         mem = data[pos:pos + MEM_SIZE]
         pos += MEM_SIZE
-        regs = dict(zip(GPRS, vals[1:16], strict=True))
-        regs["rsp"] = vals[16]
-        results.append(Outcome(code, regs, vals[0], mem))
+        out = {_reg64(r): v for r, v in zip(regs, vals[1:-1], strict=True)}
+        out["rsp"] = vals[-1]
+        results.append(Outcome(code, out, vals[0], mem))
     return results
+
+
+def _reg64(name: str) -> str:
+    return "r" + name[1:] if name.startswith("e") else name
 
 
 class Emu:
     """A 64-bit CPU over scratch RAM at the harness's addresses (paging off, CPL 0)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bits: int = 64) -> None:
+        self.bits = bits
         self.code = bytearray(0x100000)
         self.data = bytearray(0x2000)
         self.cpu = Cpu(Ram([(CODE_BASE, CODE_BASE + len(self.code), self.code),
@@ -173,26 +199,38 @@ class Emu:
         self.next += 32
         self.code[at:at + len(code) + 1] = code + b"\xf4"   # hlt
         self.data[:MEM_SIZE] = case.memory
-        code64 = Segment(selector=8, limit=0xFFFFFFFF, type=0xB, l=1, g=1)
+        if self.bits == 64:
+            cs = Segment(selector=8, limit=0xFFFFFFFF, type=0xB, l=1, g=1)
+            efer = EFER_LME | EFER_LMA
+            wmask = 2**64 - 1
+        else:
+            cs = Segment(selector=8, limit=0xFFFFFFFF, type=0xB, db=1, g=1)
+            efer = 0
+            wmask = 2**32 - 1
         data = Segment(selector=0x10, limit=0xFFFFFFFF, type=0x3, db=1, g=1)
-        gprs = {r: v & (2**64 - 1) for r, v in case.regs.items()}
+        gprs = {r: v & wmask for r, v in case.regs.items()}
         gprs.setdefault("rsp", STACK_TOP)
-        state = RegisterState(rip=CODE_BASE + at, gprs=gprs, rflags=case.rflags, cs=code64,
+        state = RegisterState(rip=CODE_BASE + at, gprs=gprs, rflags=case.rflags, cs=cs,
                               ds=data, es=data, ss=data, fs=data, gs=data, cr0=CR0_PE,
-                              efer=EFER_LME | EFER_LMA)
+                              efer=efer)
         cpu = self.cpu
         cpu.set_state(state)
         reason = cpu.run(1000)
         if reason != "halt" or cpu.rip != CODE_BASE + at + len(code) + 1:
             raise AssertionError(f"{case.text}: emulator stopped ({reason}) at {cpu.rip:#x}")
         s = cpu.get_state()
-        regs = {r: s.gprs[r] for r in GPRS}
-        regs["rsp"] = s.gprs["rsp"]
+        names = GPRS if self.bits == 64 else [_reg64(r) for r in GPRS32]
+        regs = {r: s.gprs[r] & wmask for r in names}
+        regs["rsp"] = s.gprs["rsp"] & wmask
         return Outcome(code, regs, s.rflags, bytes(self.data[:MEM_SIZE]))
 
 
 def undefined_mask(case: Case) -> int:
     """Flags not to compare for ``case`` (its mnemonic and, for shifts, its count)."""
+    if ";" in case.text:   # a sequence: only logic instructions leave a flag (AF) undefined
+        names = [part.split()[0] for part in case.text.split(";")]
+        logic = any(n.rstrip("bwlq") in ("and", "or", "xor", "test") for n in names)
+        return AF if logic else 0
     name = case.text.split()[0].rstrip("bwlq")
     for full in UNDEFINED_FLAGS:
         if case.text.split()[0] in (full, full + "b", full + "w", full + "l", full + "q"):
@@ -226,7 +264,7 @@ def _count(case: Case) -> int | None:
 def compare(case: Case, host: Outcome, emu: Outcome) -> list[str]:
     """Differences between the host's and the emulator's results (empty: they agree)."""
     diffs = []
-    for r in (*GPRS, "rsp"):
+    for r in host.regs:
         if host.regs[r] != emu.regs[r]:
             diffs.append(f"{r}: host {host.regs[r]:#x} emu {emu.regs[r]:#x}")
     mask = (ARITH | 0x400) & ~undefined_mask(case)

@@ -109,6 +109,14 @@ class StandInPit:
         self._arm()
 
 
+def needed(machine) -> bool:
+    """True while the machine has no interrupt controller for the CPU and nothing on the
+    8259A/8254 ports."""
+    backend = machine.backend
+    has_controller = getattr(getattr(backend, "cpu", None), "controller", None) is not None
+    return not has_controller and all(machine.pio.find(p) is None for p in (0x20, 0x40))
+
+
 def attach(machine) -> None:
     """Wire the stand-ins onto an emu-backed Machine (ports 0x20, 0xa0, 0x40)."""
     backend = machine.backend

@@ -27,6 +27,7 @@ from x86vm.cpu.state import (
     MSR_IA32_MISC_ENABLE,
     MSR_IA32_PAT,
     RFLAGS_IF,
+    RFLAGS_TF,
     RFLAGS_VM,
     SEGMENT_NAMES,
     STATE_MSRS,
@@ -72,16 +73,22 @@ class Cpu(MmuMixin, InterruptMixin):
         self.idle_ns = 0           # guest time skipped while halted (waiting for a timer)
         self.ns_per_insn = 50      # guest time: 20 MHz of retired instructions
         self.shadow = False        # STI / MOV SS interrupt shadow for the next boundary
+        self.tf_armed = False      # the instruction running alone under RFLAGS.TF traps after
         self.halted = False
         self.implicit_access = False
         self.irq_check = True      # something may have made an interrupt pending
+        self.attn = True           # the dispatcher must look at the flags above/below
         self.controller = None     # InterruptController (pending_vector/acknowledge)
         self.stop_reason: str | None = None
         self.stop_flag = False     # set from another thread: return soon
         self.ud_count = 0
         self.ud_seen: dict[str, int] = {}
         self.pending_event: tuple | None = None   # (vector, error code) to deliver next
+        self.breakpoints: frozenset[int] = frozenset()  # linear addresses (debugger)
+        self.single_step = False
+        self._resume_at: int | None = None          # a breakpoint we stopped at, to pass
         self._init_mmu(ram)
+        self._last_mode: tuple | None = None
         self.translator = Translator(self)
         self.on_code_write = self.translator.invalidate
         self.update_mode()
@@ -99,6 +106,8 @@ class Cpu(MmuMixin, InterruptMixin):
     def set_flags(self, value: int) -> None:
         self.cc = None
         self.fl = (value & 0x3F7FD7) | 0x2
+        if value & RFLAGS_TF:
+            self.attn = True
 
     # -- modes --------------------------------------------------------------------------
 
@@ -122,7 +131,10 @@ class Cpu(MmuMixin, InterruptMixin):
         if cpl != self.cpl:
             self.cpl = cpl
             self.flush_tlb()
-        self.translator.mode_changed()
+        key = (self.mode_key, self.sbase[CS])
+        if key != self._last_mode:   # the linear lookup holds blocks of one mode and CS base
+            self._last_mode = key
+            self.translator.mode_changed()
 
     @property
     def mode_key(self) -> tuple:
@@ -180,30 +192,34 @@ class Cpu(MmuMixin, InterruptMixin):
         """
         limit = self.icount + budget
         lookup = self.translator.lookup
+        cached = self.translator.lcache.get
         sbase = self.sbase
+        pending = self.pending
         poll = IRQ_POLL_BLOCKS
         if self.replay:
             r = self._resume_one()
             if r:
                 return r
+        if self.breakpoints or self.single_step:
+            return self._run_debug(limit)
+        single = self.translator.single
         while True:
-            if self.halted:
-                if not self._wake():
-                    return "halt"
-            if self.irq_check or poll <= 0:
-                poll = IRQ_POLL_BLOCKS
-                self._check_interrupts()
-                if self.halted:
-                    continue
-            if self.pending_event is not None:
-                self._deliver_pending()
-            self.shadow = False
-            blk = lookup(sbase[1] + self.rip)
+            if self.attn:
+                r = self._attention()
+                if r is None:
+                    blk = lookup(sbase[1] + self.rip)
+                elif r == "one":     # the instruction after STI / MOV SS, alone
+                    blk = single(sbase[1] + self.rip)
+                else:
+                    return r
+            else:
+                blk = cached(sbase[1] + self.rip) or lookup(sbase[1] + self.rip)
             try:
                 self.icount += blk(self)
             except CpuFault as exc:
                 self.icount += self.bi
                 self.rip = blk.rips[self.bi]
+                self.tf_armed = False      # a faulting instruction does not single-step
                 if not self._fault(exc):
                     return "shutdown"
             except NeedsRead as exc:
@@ -211,13 +227,75 @@ class Cpu(MmuMixin, InterruptMixin):
                 self.rip = blk.rips[self.bi]
                 self.needs_read = exc
                 return "io"
-            if self.pending:
+            if pending:
                 return "io"
             if self.icount >= limit:
                 return "budget"
-            if self.stop_flag:
-                return "stop"
             poll -= 1
+            if poll <= 0:
+                poll = IRQ_POLL_BLOCKS
+                self.irq_check = self.attn = True
+
+    def _run_debug(self, limit: int) -> str:
+        """One instruction at a time, stopping at breakpoints or after each instruction
+        (single-step) with the reason "debug"."""
+        single = self.translator.single
+        while True:
+            if self.attn:
+                r = self._attention()
+                if r is not None and r != "one":
+                    return r
+            la = self.sbase[1] + self.rip
+            if la in self.breakpoints and self._resume_at != la:
+                self._resume_at = la
+                return "debug"
+            self._resume_at = None
+            blk = single(la)
+            try:
+                self.icount += blk(self)
+            except CpuFault as exc:
+                self.rip = blk.rips[0]
+                if not self._fault(exc):
+                    return "shutdown"
+            except NeedsRead as exc:
+                self.rip = blk.rips[0]
+                self.needs_read = exc
+                self._resume_at = la
+                return "io"
+            if self.pending:
+                return "io"
+            if self.single_step:
+                self._resume_at = self.sbase[1] + self.rip
+                return "debug"
+            if self.icount >= limit:
+                return "budget"
+
+    def _attention(self) -> str | None:
+        """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
+        if self.stop_flag:
+            return "stop"
+        if self.halted and not self._wake():
+            return "halt"
+        if self.pending_event is not None:
+            self._deliver_pending()
+        if self.tf_armed:        # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4)
+            self.tf_armed = False
+            self.dr[4] |= 0x4000     # DR6.BS
+            if not self._fault(CpuFault(1)):
+                return "shutdown"
+        if self.fl & RFLAGS_TF:  # this instruction runs alone and traps after it
+            self.tf_armed = True
+            self.shadow = False
+            return "one"
+        if self.shadow:          # no interrupt before the instruction after STI / MOV SS
+            self.shadow = False
+            self.irq_check = True
+            return "one"
+        if self.irq_check:
+            self._check_interrupts()
+        self.attn = bool(self.halted or self.irq_check or self.stop_flag or self.shadow
+                         or self.tf_armed or self.fl & RFLAGS_TF)
+        return None
 
     def _resume_one(self) -> str | None:
         """Run the one instruction a completed read stopped, with the value replayed."""
@@ -270,8 +348,6 @@ class Cpu(MmuMixin, InterruptMixin):
 
     def _check_interrupts(self) -> None:
         ctl = self.controller
-        if self.shadow:
-            return
         self.irq_check = False
         if ctl is None or not self.fl & RFLAGS_IF:
             return
@@ -282,7 +358,7 @@ class Cpu(MmuMixin, InterruptMixin):
             return
         self.halted = False
         if not self._fault_external(vector):
-            self.stop_flag = True
+            self.stop_flag = self.attn = True
             self.stop_reason = "triple fault"
 
     def _fault_external(self, vector: int) -> bool:
@@ -297,7 +373,7 @@ class Cpu(MmuMixin, InterruptMixin):
         ctl = self.controller
         if ctl is not None and self.fl & RFLAGS_IF and ctl.pending_vector() is not None:
             self.halted = False
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return True
         return False
 
@@ -350,6 +426,7 @@ class Cpu(MmuMixin, InterruptMixin):
         if s.pending is not None and s.pending.kind == "exception":
             self.pending_event = (s.pending.vector, s.pending.error_code)
         self.halted = False
+        self.attn = True
         self.cpl = -1
         self.flush_tlb()
         self.translator.flush_lookup()

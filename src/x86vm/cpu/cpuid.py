@@ -11,13 +11,13 @@ VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 7
 MAX_EXT_LEAF = 0x80000008
-# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) PGE(13) CMOV(15) PAT(16)
-LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 13) | (1 << 15) | \
-    (1 << 16)
-# leaf 1 ECX: CX16(13) POPCNT(23)
-LEAF1_ECX = (1 << 13) | (1 << 23)
-# leaf 7 EBX: SMEP(7) SMAP(20)
-LEAF7_EBX = (1 << 7) | (1 << 20)
+# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11) PGE(13) CMOV(15) PAT(16)
+LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | (1 << 13) | \
+    (1 << 15) | (1 << 16)
+# leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
+LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)
+# leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)
+LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)
 EXT1_ECX = (1 << 0) | (1 << 5)

@@ -29,9 +29,9 @@ class CpuFault(Exception):
 class NeedsRead(Exception):
     """A read of a port (``port=True``) or of guest-physical ``address`` no RAM backs."""
 
-    def __init__(self, address: int, size: int, port: bool = False) -> None:
-        super().__init__(address, size, port)
-        self.address, self.size, self.port = address, size, port
+    def __init__(self, address: int, size: int, port: bool = False, count: int = 1) -> None:
+        super().__init__(address, size, port, count)
+        self.address, self.size, self.port, self.count = address, size, port, count
 
 
 class TripleFault(Exception):

@@ -8,6 +8,8 @@ with interrupt and trap gates, stack switches through the TSS (RSP0/SS0, IST), a
 
 from __future__ import annotations
 
+import functools
+
 from x86vm.cpu.errors import GP, NP, SS, TS, CpuFault
 from x86vm.cpu.state import (
     CR0_PE,
@@ -25,8 +27,10 @@ _ES, _CS, _SS, _DS, _FS, _GS = range(6)
 M64 = 0xFFFFFFFFFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_descriptor(raw: int, selector: int) -> Segment:
-    """A Segment from an 8-byte descriptor (its hidden-cache form, limit scaled by G)."""
+    """A Segment from an 8-byte descriptor (its hidden-cache form, limit scaled by G).
+    A pure function of its arguments, memoised: the result is immutable."""
     limit = (raw & 0xFFFF) | ((raw >> 32) & 0xF0000)
     base = ((raw >> 16) & 0xFFFFFF) | (((raw >> 56) & 0xFF) << 24)
     access = (raw >> 40) & 0xFF
@@ -285,7 +289,7 @@ class InterruptMixin:
             self.rip = ip
             keep = 0xFFFF0000 if size == 2 else 0x1A0000
             self.set_flags((self.flags() & keep) | (fl & ~keep))
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return
         if self.fl & RFLAGS_NT and not self.efer & EFER_LMA:
             raise CpuFault(GP, 0, "task return (IRET with NT) is not implemented")
@@ -305,7 +309,7 @@ class InterruptMixin:
             self.sbase[_CS] = cs_sel << 4
             self.rip = ip & 0xFFFF
             self.update_mode()
-            self.irq_check = True
+            self.irq_check = self.attn = True
             return
         rpl = cs_sel & 3
         cs = self.code_segment(cs_sel)
@@ -329,7 +333,7 @@ class InterruptMixin:
             else:
                 self.load_segment(_SS, ss)
             self.r[4] = sp
-        self.irq_check = True
+        self.irq_check = self.attn = True
 
     def _set_iret_flags(self, fl: int, keep: int, cpl: int) -> None:
         cur = self.flags()

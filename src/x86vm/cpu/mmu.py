@@ -44,17 +44,28 @@ _PACK = {2: _U16.pack_into, 4: _U32.pack_into, 8: _U64.pack_into}
 _ADDR = (1 << 52) - 1
 
 
-class Ram:
-    """Guest RAM as (start, end, buffer) regions; the CPU reads the buffers directly."""
+class RamRegion:
+    __slots__ = ("gpa", "end", "buffer")
 
-    def __init__(self, regions: list[tuple[int, int, object]]) -> None:
-        self.regions = sorted(regions, key=lambda r: r[0])
+    def __init__(self, gpa: int, end: int, buffer) -> None:
+        self.gpa, self.end, self.buffer = gpa, end, buffer
+
+
+class Ram:
+    """Guest RAM: regions with ``gpa``, ``end`` and ``buffer`` (the machine's own region
+    list, read live, so RAM added later is seen), or (start, end, buffer) tuples. The CPU
+    reads the buffers directly."""
+
+    def __init__(self, regions: list) -> None:
+        if regions and isinstance(regions[0], tuple):
+            regions = [RamRegion(*r) for r in regions]
+        self.regions = regions
 
     def find(self, pa: int) -> tuple[object, int] | None:
         """(buffer, offset of ``pa`` in it) or None for an address no RAM backs."""
-        for start, end, buf in self.regions:
-            if start <= pa < end:
-                return buf, pa - start
+        for r in self.regions:
+            if r.gpa <= pa < r.end:
+                return r.buffer, pa - r.gpa
         return None
 
 
@@ -175,7 +186,9 @@ class MmuMixin:
             self.tlb_r[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), pa >> 12)
         if size == 1:
             return buf[off]
-        return _UNPACK[size](buf, off)[0]
+        if size in _UNPACK:
+            return _UNPACK[size](buf, off)[0]
+        return int.from_bytes(buf[off:off + size], "little")   # a piece of a split access
 
     def write_slow(self, la: int, size: int, value: int) -> None:
         la = self._lin_mask(la)
@@ -200,8 +213,10 @@ class MmuMixin:
             self.tlb_w[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), ppn)
         if size == 1:
             buf[off] = value
-        else:
+        elif size in _PACK:
             _PACK[size](buf, off, value)
+        else:
+            buf[off:off + size] = value.to_bytes(size, "little")
 
     def mmio_read(self, pa: int, size: int) -> int:
         """A read no RAM backs: the replayed value, or stop the instruction for the monitor."""
@@ -211,12 +226,26 @@ class MmuMixin:
             return value
         raise NeedsRead(pa, size)
 
-    def port_read(self, port: int, size: int) -> int:
+    def port_read(self, port: int, size: int, count: int = 1) -> int:
+        """``count`` elements of ``size`` bytes from ``port`` (little-endian, as one int)."""
         if self.replay_pos < len(self.replay):
             value = self.replay[self.replay_pos]
             self.replay_pos += 1
             return value
-        raise NeedsRead(port, size, port=True)
+        raise NeedsRead(port, size, port=True, count=count)
+
+    def ram_written(self, pa: int, length: int) -> None:
+        """Someone else (a device, a loader) wrote guest-physical ``[pa, pa + length)``:
+        drop the translated code it overwrites."""
+        code_pages = self.code_pages
+        if not code_pages:
+            return
+        end = pa + length
+        for ppn in range(pa >> 12, ((end - 1) >> 12) + 1):
+            if ppn in code_pages:
+                lo = max(pa, ppn << 12) - (ppn << 12)
+                hi = min(end, (ppn + 1) << 12) - (ppn << 12)
+                self.on_code_write(ppn, lo, hi)
 
     def protect_code_page(self, ppn: int) -> None:
         """Drop write-TLB entries of physical page ``ppn`` (it now holds translated code)."""
@@ -361,23 +390,37 @@ class MmuMixin:
     # -- helpers for system tables and interpreters -----------------------------------------
 
     def read_sys(self, la: int, size: int) -> int:
-        """An implicit supervisor read (descriptor tables, TSS, IDT)."""
+        """An implicit supervisor read (descriptor tables, TSS, IDT): one page walk per page
+        the access touches (through the TLB at CPL 0, where it is the same access)."""
+        if self.cpl == 0 and not self.cr4 & CR4_SMAP:
+            return self.read_mem(self._lin_mask(la), size)
         self.implicit_access = True
         try:
             value = 0
-            for i in range(size):
-                pa, _ = self.translate(self._lin_mask(la + i), READ, user=False)
-                value |= self.phys_read(pa, 1) << (8 * i)
+            done = 0
+            while done < size:
+                at = self._lin_mask(la + done)
+                n = min(size - done, PAGE - (at & 0xFFF))
+                pa, _ = self.translate(at, READ, user=False)
+                value |= self.phys_read(pa, n) << (8 * done)
+                done += n
             return value
         finally:
             self.implicit_access = False
 
     def write_sys(self, la: int, size: int, value: int) -> None:
+        if self.cpl == 0 and not self.cr4 & CR4_SMAP:
+            self.write_mem(self._lin_mask(la), size, value)
+            return
         self.implicit_access = True
         try:
-            for i in range(size):
-                pa, _ = self.translate(self._lin_mask(la + i), WRITE, user=False)
-                self.phys_write(pa, 1, (value >> (8 * i)) & 0xFF)
+            done = 0
+            while done < size:
+                at = self._lin_mask(la + done)
+                n = min(size - done, PAGE - (at & 0xFFF))
+                pa, _ = self.translate(at, WRITE, user=False)
+                self.phys_write(pa, n, (value >> (8 * done)) & ((1 << (8 * n)) - 1))
+                done += n
         finally:
             self.implicit_access = False
 

@@ -53,7 +53,7 @@ def read_reg(cpu, op: Reg) -> int:
         if op.size == 1 and op.name in HIGH8:
             return (cpu.r[HIGH8[op.name]] >> 8) & 0xFF
         return cpu.r[op.num] & MASK[op.size]
-    if op.cls == "seg":
+    if op.cls == "seg" and op.num < 6:
         return cpu.seg[op.num].selector
     if op.cls == "port":
         return cpu.r[2] & 0xFFFF

@@ -26,7 +26,6 @@ from x86vm.cpu.operand import (
 )
 
 M64 = 0xFFFFFFFFFFFFFFFF
-REP_CHUNK = 4096  # REP iterations before the instruction yields (interrupts, timeouts)
 
 
 def _signed(v: int, bits: int) -> int:
@@ -394,7 +393,7 @@ def h_pop(cpu, c) -> None:
         cpu.load_segment(dst.num, sel)
         cpu._set_sp((sp + size) & smask)
         if dst.num == 2:
-            cpu.shadow = True
+            cpu.shadow = cpu.attn = True
         return
     sp_before = cpu.r[4]
     v = cpu.pop(size)
@@ -425,7 +424,7 @@ def h_popf(cpu, c) -> None:
     if size == 2:
         mask &= 0xFFFF
     cpu.set_flags((cur & ~mask) | (v & mask))
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
 
 
 def h_lahf(cpu, c) -> None:
@@ -504,8 +503,9 @@ def h_bcd(cpu, c) -> None:
         if (al & 0xF) > 9 or af:
             if name == "aaa":
                 ax = (cpu.r[0] + 0x106) & 0xFFFF
-            else:
-                ax = ((al - 6) & 0xFF) | (((ah - 1) & 0xFF) << 8)
+            else:   # AX ← AX − 6 (AL's borrow reaches AH), then AH ← AH − 1 (SDM "AAS")
+                ax = ((cpu.r[0] & 0xFFFF) - 6) & 0xFFFF
+                ax = (ax - 0x100) & 0xFFFF
             af = cf = 1
         else:
             ax = cpu.r[0] & 0xFFFF
@@ -530,139 +530,6 @@ def h_bcd(cpu, c) -> None:
     cpu.fl = (fl & ~F.ARITH) | f | (F.CF if cf else 0) | (F.AF if af else 0)
 
 
-# -- string instructions -------------------------------------------------------------------------
-
-def _index_regs(mem: Mem) -> int:
-    return mem.base.num
-
-
-def _adv(cpu, reg: int, asize: int, delta: int) -> int:
-    m = MASK[asize]
-    v = (cpu.r[reg] + delta) & m
-    if asize == 2:
-        cpu.r[reg] = (cpu.r[reg] & ~0xFFFF) | v
-    else:
-        cpu.r[reg] = v
-    return v
-
-
-def _rep_prefix(insn) -> int:
-    rep = 0
-    for p in insn.prefixes:
-        if p in (0xF2, 0xF3):
-            rep = p
-    return rep
-
-
-def h_string(cpu, c) -> None:
-    insn, ops = c
-    name = insn.mnemonic
-    rep = _rep_prefix(insn)
-    asize = insn.address_size // 8
-    amask = MASK[asize]
-    if name in ("movs", "cmps"):
-        size = ops[0].size
-    elif name in ("stos", "outs"):
-        size = ops[1].size if name == "outs" and type(ops[1]) is Mem else ops[0].size
-    else:
-        size = ops[1].size if type(ops[1]) is Mem else ops[0].size
-    if name in ("ins", "outs"):
-        size = ops[0].size if name == "ins" else ops[1].size
-        if name == "outs" and type(ops[1]) is not Mem:
-            size = ops[1].size
-    delta = -size if cpu.fl & 0x400 else size
-    count_left = None
-    start = insn.address
-    for _n in range(REP_CHUNK):
-        if rep:
-            count = cpu.r[1] & amask
-            if count == 0:
-                return
-        done = _string_step(cpu, name, ops, size, asize, amask, delta)
-        if rep:
-            count_left = _adv(cpu, 1, asize, -1)
-        if cpu.replay:
-            cpu.replay.clear()
-            cpu.replay_pos = 0
-        if not rep:
-            return
-        if name in ("cmps", "scas"):
-            zf = done
-            if (rep == 0xF3 and not zf) or (rep == 0xF2 and zf):
-                return
-        if count_left == 0:
-            return
-        if cpu.pending:
-            cpu.rip = start
-            return
-    cpu.rip = start  # yield: the next run continues the REP
-
-
-def _string_step(cpu, name, ops, size, asize, amask, delta):
-    if name == "movs":
-        dst, src = ops
-        v = cpu.read_mem(linear(cpu, src, cpu.r[6] & amask), size)
-        cpu.write_mem(seg_linear(cpu, 0, cpu.r[7] & amask), size, v)
-        _adv(cpu, 6, asize, delta)
-        _adv(cpu, 7, asize, delta)
-    elif name == "stos":
-        cpu.write_mem(seg_linear(cpu, 0, cpu.r[7] & amask), size, cpu.r[0] & MASK[size])
-        _adv(cpu, 7, asize, delta)
-    elif name == "lods":
-        src = ops[1]
-        v = cpu.read_mem(linear(cpu, src, cpu.r[6] & amask), size)
-        write_reg(cpu, Reg("", "gpr", 0, size), v)
-        _adv(cpu, 6, asize, delta)
-    elif name == "cmps":
-        src1, _ = ops
-        a = cpu.read_mem(linear(cpu, src1, cpu.r[6] & amask), size)
-        b = cpu.read_mem(seg_linear(cpu, 0, cpu.r[7] & amask), size)
-        _adv(cpu, 6, asize, delta)
-        _adv(cpu, 7, asize, delta)
-        cpu.cc = (F.SUB, size * 8, (a - b) & MASK[size], a, b, 0)
-        return a == b
-    elif name == "scas":
-        a = cpu.r[0] & MASK[size]
-        b = cpu.read_mem(seg_linear(cpu, 0, cpu.r[7] & amask), size)
-        _adv(cpu, 7, asize, delta)
-        cpu.cc = (F.SUB, size * 8, (a - b) & MASK[size], a, b, 0)
-        return a == b
-    elif name == "ins":
-        port = cpu.r[2] & 0xFFFF
-        cpu.check_io(port, size)
-        la = seg_linear(cpu, 0, cpu.r[7] & amask)
-        cpu.translate(la, 2)  # a fault on the destination comes before the port read
-        v = cpu.port_read(port, size)
-        cpu.write_mem(la, size, v)
-        _adv(cpu, 7, asize, delta)
-    elif name == "outs":
-        port = cpu.r[2] & 0xFFFF
-        cpu.check_io(port, size)
-        src = ops[1]
-        v = cpu.read_mem(linear(cpu, src, cpu.r[6] & amask), size)
-        cpu.pending.append(("io", port, size, v))
-        _adv(cpu, 6, asize, delta)
-    return None
-
-
-# -- port I/O ----------------------------------------------------------------------------------
-
-def h_in(cpu, c) -> None:
-    dst, port_op = c[1]
-    port = cpu.r[2] & 0xFFFF if type(port_op) is Reg else port_op.value
-    size = dst.size
-    cpu.check_io(port, size)
-    write_reg(cpu, dst, cpu.port_read(port, size))
-
-
-def h_out(cpu, c) -> None:
-    port_op, src = c[1]
-    port = cpu.r[2] & 0xFFFF if type(port_op) is Reg else port_op.value
-    size = src.size
-    cpu.check_io(port, size)
-    cpu.pending.append(("io", port, size, cpu.r[0] & MASK[size]))
-
-
 HELPERS = {
     "mul": h_mul, "imul": h_imul, "div": h_div, "idiv": h_div,
     "rol": h_rotate, "ror": h_rotate, "rcl": h_rotate, "rcr": h_rotate,
@@ -675,11 +542,20 @@ HELPERS = {
     "push": h_push, "pop": h_pop, "pushf": h_pushf, "popf": h_popf, "lahf": h_lahf,
     "sahf": h_sahf, "enter": h_enter, "pusha": h_pusha, "popa": h_popa, "xlat": h_xlat,
     "daa": h_bcd, "das": h_bcd, "aaa": h_bcd, "aas": h_bcd, "aam": h_bcd, "aad": h_bcd,
-    "movs": h_string, "stos": h_string, "lods": h_string, "cmps": h_string,
-    "scas": h_string, "ins": h_string, "outs": h_string, "in": h_in, "out": h_out,
 }
 
+from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
+from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 
+HELPERS.update(BMI_HELPERS)
+HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
-__all__ = ["HELPERS", "undefined", "seg_index", "ShiftOne"]
+
+
+def register_helpers(helpers: dict) -> None:
+    """The hook for instruction sets implemented elsewhere (x87, MMX, SSE): map operation
+    keys (``translate.op_key``) to ``helper(cpu, (insn, operands))``. An operation with no
+    helper stays #UD; CPUID (cpuid.py) must advertise a set only once it is registered."""
+    HELPERS.update(helpers)
+__all__ = ["HELPERS", "register_helpers", "undefined", "seg_index", "ShiftOne"]

@@ -16,19 +16,26 @@ from __future__ import annotations
 
 from x86vm.cpu import flags as F
 from x86vm.cpu import ops
+from x86vm.cpu.codegen import LOOP_CAP, M64, MASK, Gen, _Unsupported, namespace  # noqa: F401
 from x86vm.cpu.flags import cond_index
 from x86vm.isa.operands import Far, Imm, Mem, Reg, Rel, ShiftOne
 
-M64 = 0xFFFFFFFFFFFFFFFF
-MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: M64}
-HIGH8 = {"ah": 0, "ch": 1, "dh": 2, "bh": 3}
-NO_INDEX = frozenset(("eiz", "riz"))  # objdump's name for "no index" (SIB index 100b)
-SEG_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
 BLOCK_ENDERS = frozenset((
     "hlt", "int", "int3", "into", "int1", "iret", "syscall", "sysret", "sysenter", "sysexit",
     "lgdt", "lidt", "lldt", "ltr", "invlpg", "wrmsr", "sti", "popf", "cli", "mov_sys",
     "lmsw", "clts", "swapgs", "ud2", "wbinvd", "invd", "rsm", "lss", "lds", "les", "lfs",
     "lgs", "pop_seg", "out", "outs", "in", "ins", "cpuid", "xsetbv", "vmcall", "vmmcall"))
+
+
+CONTINUING = frozenset((
+    "mul", "imul", "div", "idiv", "rol", "ror", "rcl", "rcr", "shld", "shrd", "bt", "bts",
+    "btr", "btc", "bsf", "bsr", "tzcnt", "lzcnt", "popcnt", "bswap", "xadd", "cmpxchg",
+    "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
+    "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf", "andn", "bextr", "blsi",
+    "blsmsk", "blsr", "bzhi", "mulx", "pdep", "pext", "rorx", "sarx", "shlx", "shrx", "adcx",
+    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound"))
+"""Interpreted instructions after which the block goes on (no control transfer, no mode
+change, no I/O, no REP restart)."""
 
 
 def ends_block(insn) -> bool:
@@ -44,214 +51,7 @@ def ends_block(insn) -> bool:
         for op in insn.operands:
             if type(op) is Reg and op.cls in ("seg", "cr", "dr"):
                 return True
-    return name not in GENERATORS
-
-
-def namespace(cpu) -> dict:
-    """The globals of every block of ``cpu``: its memory fast paths and helpers."""
-    ns = {"M64": M64, "carry": F.carry, "cond": F.cond}
-    for size, fn in cpu.rd.items():
-        ns[f"rd{size}"] = fn
-    for size, fn in cpu.wr.items():
-        ns[f"wr{size}"] = fn
-    return ns
-
-
-class Gen:
-    """Source of one block; ``k`` is the index of the instruction being generated."""
-
-    def __init__(self, cpu, ns: dict, ipmask: int) -> None:
-        self.cpu = cpu
-        self.ns = ns
-        self.ipmask = ipmask
-        self.code_bits = cpu.code_bits
-        self.stack_bits = cpu.stack_bits
-        self.lines: list[str] = []
-        self.k = 0
-        self.last_cc: tuple | None = None   # (k, op, bits) of the flags producer in this block
-        self.ended = False
-        self.writes = False                 # this instruction may write memory/ports
-        self.may_fault = False
-
-    def emit(self, line: str) -> None:
-        self.lines.append("    " + line)
-
-    def const(self, value) -> str:
-        name = f"K{len(self.ns)}"
-        self.ns[name] = value
-        return name
-
-    # -- operands ---------------------------------------------------------------------
-
-    def reg(self, op: Reg) -> str:
-        n, size = op.num, op.size
-        if size == 1 and op.name in HIGH8:
-            return f"((r[{HIGH8[op.name]}] >> 8) & 0xFF)"
-        if size == 8:
-            return f"r[{n}]"
-        return f"(r[{n}] & {MASK[size]:#x})"
-
-    def set_reg(self, op: Reg, expr: str) -> None:
-        n, size = op.num, op.size
-        if size == 1 and op.name in HIGH8:
-            m = HIGH8[op.name]
-            self.emit(f"r[{m}] = (r[{m}] & 0xFFFFFFFFFFFF00FF) | (({expr}) << 8)")
-        elif size >= 4:
-            self.emit(f"r[{n}] = {expr}")
-        else:
-            keep = M64 ^ MASK[size]
-            self.emit(f"r[{n}] = (r[{n}] & {keep:#x}) | ({expr})")
-
-    def ea(self, mem: Mem) -> str:
-        """The effective address (offset in its segment), masked to the address size."""
-        amask = MASK[mem.addr_size // 8]
-        if mem.target is not None:
-            return f"{mem.target & amask:#x}"
-        parts = []
-        if mem.base is not None:
-            parts.append(f"r[{mem.base.num}]")
-        if mem.index is not None and mem.index.name not in NO_INDEX:
-            parts.append(f"r[{mem.index.num}]" + (f" * {mem.scale}" if mem.scale != 1 else ""))
-        if mem.disp or not parts:
-            parts.append(f"{mem.disp}" if mem.disp >= 0 else f"({mem.disp})")
-        if len(parts) == 1 and mem.base is not None and mem.addr_size == 64:
-            return parts[0]
-        return f"(({' + '.join(parts)}) & {amask:#x})"
-
-    def seg_of(self, mem: Mem) -> int:
-        if mem.seg is not None:
-            return SEG_INDEX[mem.seg]
-        base = mem.base
-        if base is not None and base.name in ("rsp", "rbp", "esp", "ebp", "sp", "bp"):
-            return 2
-        return 3
-
-    def lin(self, mem: Mem) -> str:
-        seg = self.seg_of(mem)
-        ea = self.ea(mem)
-        if self.code_bits == 64:
-            if seg >= 4:
-                return f"(({ea} + sb[{seg}]) & M64)"
-            return ea
-        return f"(({ea} + sb[{seg}]) & 0xFFFFFFFF)"
-
-    def read(self, op, size: int | None = None, la: str | None = None) -> str:
-        t = type(op)
-        if t is Reg:
-            if op.cls == "gpr":
-                return self.reg(op)
-            if op.cls == "seg":
-                return f"cpu.seg[{op.num}].selector"
-            raise _Unsupported(op.cls)
-        if t is Imm:
-            return f"{op.value:#x}"
-        if t is Mem:
-            self.may_fault = True
-            size = size or op.size
-            if size not in (1, 2, 4, 8):
-                raise _Unsupported(f"memory size {size}")
-            return f"rd{size}({la or self.lin(op)})"
-        raise _Unsupported(t.__name__)
-
-    def write(self, op, expr: str, la: str | None = None) -> None:
-        t = type(op)
-        if t is Reg and op.cls == "gpr":
-            self.set_reg(op, expr)
-        elif t is Mem:
-            if op.size not in (1, 2, 4, 8):
-                raise _Unsupported(f"memory size {op.size}")
-            self.may_fault = self.writes = True
-            self.emit(f"wr{op.size}({la or self.lin(op)}, {expr})")
-        else:
-            raise _Unsupported(f"write {op!r}")
-
-    def mem_la(self, op) -> str | None:
-        """Bind the linear address of a memory operand to a local (for read-modify-write)."""
-        if type(op) is Mem:
-            self.emit(f"la{self.k} = {self.lin(op)}")
-            return f"la{self.k}"
-        return None
-
-    # -- stack ----------------------------------------------------------------------------
-
-    def stack(self) -> tuple[int, str]:
-        bits = self.stack_bits
-        return MASK[bits // 8], ("" if bits == 64 else "sb[2] + ")
-
-    def push(self, expr: str, size: int) -> None:
-        smask, base = self.stack()
-        k = self.k
-        self.may_fault = True
-        self.emit(f"v{k}p = {expr}")
-        self.emit(f"sp{k} = (r[4] - {size}) & {smask:#x}")
-        lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
-        self.emit(f"wr{size}({lin}, v{k}p)")
-        self.set_sp(f"sp{k}")
-
-    def pop(self, size: int, name: str) -> None:
-        smask, base = self.stack()
-        k = self.k
-        self.may_fault = True
-        self.emit(f"sp{k} = r[4] & {smask:#x}")
-        lin = f"sp{k}" if not base else f"(({base}sp{k}) & 0xFFFFFFFF)"
-        self.emit(f"{name} = rd{size}({lin})")
-        self.set_sp(f"(sp{k} + {size}) & {smask:#x}")
-
-    def set_sp(self, expr: str) -> None:
-        if self.stack_bits == 16:
-            self.emit(f"r[4] = (r[4] & 0xFFFFFFFFFFFF0000) | ({expr})")
-        else:
-            self.emit(f"r[4] = {expr}")
-
-    # -- flags and control flow -------------------------------------------------------------
-
-    def set_cc(self, op: int, bits: int, v: str, a: str = "0", b: str = "0",
-               cin: str = "0") -> None:
-        self.emit(f"cpu.cc = ({op}, {bits}, {v}, {a}, {b}, {cin})")
-        self.last_cc = (self.k, op, bits)
-
-    def carry(self) -> str:
-        lc = self.last_cc
-        k = None if lc is None else lc[0]
-        if lc is not None:
-            if lc[1] == F.SUB:
-                return f"(1 if a{k} < b{k} else 0)"
-            if lc[1] == F.LOGIC:
-                return "0"
-        return "carry(cpu.cc, cpu.fl)"
-
-    def cond(self, c: int) -> str:
-        lc = self.last_cc
-        x, neg = c >> 1, c & 1
-        expr = None
-        if lc is not None:
-            k, op, bits = lc
-            s = 1 << (bits - 1)
-            a, b, v = f"a{k}", f"b{k}", f"v{k}"
-            if op == F.SUB:
-                expr = {1: f"{a} < {b}", 2: f"{v} == 0", 3: f"{a} <= {b}",
-                        4: f"{v} & {s:#x}", 6: f"({a} ^ {s:#x}) < ({b} ^ {s:#x})",
-                        7: f"({a} ^ {s:#x}) <= ({b} ^ {s:#x})"}.get(x)
-            elif op == F.LOGIC:
-                expr = {0: "False", 1: "False", 2: f"{v} == 0", 3: f"{v} == 0",
-                        4: f"{v} & {s:#x}", 6: f"{v} & {s:#x}",
-                        7: f"({v} == 0 or {v} & {s:#x})"}.get(x)
-            elif op in (F.ADD, F.INC, F.DEC):
-                expr = {2: f"{v} == 0", 4: f"{v} & {s:#x}"}.get(x)
-                if op == F.ADD and x == 1:
-                    expr = f"{v} < {a}"
-        if expr is None:
-            return f"cond(cpu.cc, cpu.fl, {c})"
-        return f"not ({expr})" if neg else f"({expr})"
-
-    def jump(self, expr: str) -> None:
-        self.emit(f"cpu.rip = {expr}")
-        self.emit(f"return {self.k + 1}")
-        self.ended = True
-
-
-class _Unsupported(Exception):
-    """An operand form the generator does not handle inline: use the interpreter."""
+    return name not in GENERATORS and name not in CONTINUING
 
 
 # -- generators ---------------------------------------------------------------------------
@@ -366,6 +166,7 @@ def _shift(op_code: int) -> callable:
             return
         la = g.mem_la(dst)
         if n is None:
+            g.flush_cc()
             g.emit(f"n{k} = r[1] & {cmask:#x}")
             if type(dst) is Reg and size == 4:
                 g.emit(f"r[{dst.num}] &= 0xFFFFFFFF")
@@ -385,14 +186,14 @@ def _shift(op_code: int) -> callable:
             s = 1 << (bits - 1)
             inner.emit(f"v{k} = (((a{k} ^ {s:#x}) - {s:#x}) >> n{k}) & {mask:#x}")
         inner.write(dst, f"v{k}", la)
-        inner.emit(f"cpu.cc = ({op_code}, {bits}, v{k}, a{k}, n{k}, 0)")
         if inner is not g:
+            inner.emit(f"cpu.cc = ({op_code}, {bits}, v{k}, a{k}, n{k}, 0)")
             g.lines.extend("    " + line for line in inner.lines)
             g.may_fault |= inner.may_fault
             g.writes |= inner.writes
             g.last_cc = None
         else:
-            g.last_cc = (k, op_code, bits)
+            g.set_cc(op_code, bits, f"v{k}", f"a{k}", f"n{k}")
     return gen
 
 
@@ -409,8 +210,8 @@ def g_imul(g: Gen, insn) -> None:
     g.emit(f"p{k} = a{k} * b{k}")
     g.emit(f"v{k} = p{k} & {mask:#x}")
     g.write(dst, f"v{k}")
-    g.emit(f"cpu.cc = ({F.MUL}, {size * 8}, v{k}, 0, 0, "
-           f"0 if ((v{k} ^ {s:#x}) - {s:#x}) == p{k} else 1)")
+    g.emit(f"o{k} = 0 if ((v{k} ^ {s:#x}) - {s:#x}) == p{k} else 1")
+    g.set_cc(F.MUL, size * 8, f"v{k}", "0", "0", f"o{k}")
     g.last_cc = None
 
 
@@ -457,8 +258,16 @@ def g_jcc(g: Gen, insn) -> None:
     c = cond_index(insn.mnemonic[1:])
     target = insn.operands[0].target & _opmask(insn)
     nxt = (insn.address + insn.length) & g.ipmask
-    g.emit(f"cpu.rip = {target:#x} if {g.cond(c)} else {nxt:#x}")
-    g.emit(f"return {g.k + 1}")
+    _branch(g, g.cond(c), target, nxt)
+
+
+def _branch(g: Gen, cond: str, target: int, nxt: int) -> None:
+    if g.loop_start is not None and target == g.loop_start:
+        g.back_edge(cond)
+        g.emit(f"cpu.rip = {nxt:#x}")
+    else:
+        g.emit(f"cpu.rip = {target:#x} if {cond} else {nxt:#x}")
+    g.ret(g.k + 1)
     g.ended = True
 
 
@@ -469,7 +278,12 @@ def _opmask(insn) -> int:
 def g_jmp(g: Gen, insn) -> None:
     (op,) = insn.operands
     if type(op) is Rel:
-        g.jump(f"{op.target & _opmask(insn):#x}")
+        target = op.target & _opmask(insn)
+        if g.loop_start is not None and target == g.loop_start:
+            g.back_edge(None)
+            g.ended = True
+            return
+        g.jump(f"{target:#x}")
     elif type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2):
         raise _Unsupported("far jmp")
     else:
@@ -527,7 +341,8 @@ def g_loop(g: Gen, insn) -> None:
     target = insn.operands[0].target & _opmask(insn)
     nxt = (insn.address + insn.length) & g.ipmask
     if name in ("jcxz", "jecxz", "jrcxz"):
-        g.emit(f"cpu.rip = {target:#x} if (r[1] & {m:#x}) == 0 else {nxt:#x}")
+        _branch(g, f"(r[1] & {m:#x}) == 0", target, nxt)
+        return
     else:
         g.emit(f"n{k} = (r[1] - 1) & {m:#x}")
         if asize == 16:
@@ -539,9 +354,7 @@ def g_loop(g: Gen, insn) -> None:
             extra = f" and {g.cond(4)}"
         elif name == "loopne":
             extra = f" and {g.cond(5)}"
-        g.emit(f"cpu.rip = {target:#x} if n{k}{extra} else {nxt:#x}")
-    g.emit(f"return {k + 1}")
-    g.ended = True
+        _branch(g, f"(n{k}{extra})", target, nxt)
 
 
 def g_extend_ax(g: Gen, insn) -> None:
@@ -608,40 +421,63 @@ for _c in F.CONDITIONS + tuple(F.ALIASES):
 
 def compile_block(insns: list, cpu, ns: dict, ipmask: int):
     g = Gen(cpu, ns, ipmask)
+    g.count = len(insns)
+    last = insns[-1]
+    if last.kind == "insn" and last.spec is not None and last.spec.branch in ("jcc", "jmp", "loop"):
+        op = last.operands[0] if last.operands else None
+        if type(op) is Rel and op.target & _opmask(last) == insns[0].address:
+            g.loop_start = insns[0].address
     body: list[str] = []
     rips = []
+    restore: dict[str, list[int]] = {}   # lazy flags to store if instruction k faults
     for k, insn in enumerate(insns):
         rips.append(insn.address)
         g.k = k
         g.lines = []
         g.ended = g.writes = g.may_fault = False
+        before = g.pending_cc
         nxt = (insn.address + insn.length) & ipmask
         gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" else None
         done = False
         if gen is not None:
+            saved = (g.last_cc, g.pending_cc)
             try:
                 gen(g, insn)
                 done = True
             except _Unsupported:
                 g.lines = []
                 g.ended = g.writes = g.may_fault = False
+                g.last_cc, g.pending_cc = saved
         if not done:
             _helper_call(g, insn, nxt)
         if g.may_fault or g.writes:
             body.append(f"    i = {k}")
+            if before is not None:
+                restore.setdefault(before, []).append(k)
         body.extend(g.lines)
         if g.ended:
             break
         if g.writes:
-            body.append(f"    if pend: cpu.rip = {nxt:#x}; return {k + 1}")
+            store = f"cpu.cc = {g.pending_cc}; " if g.pending_cc is not None else ""
+            body.append(f"    if pend: {store}cpu.rip = {nxt:#x}; return {g.retired(k + 1)}")
     else:
-        last = insns[-1]
-        body.append(f"    cpu.rip = {(last.address + last.length) & ipmask:#x}")
-        body.append(f"    return {len(insns)}")
+        g.lines = []
+        g.emit(f"cpu.rip = {(last.address + last.length) & ipmask:#x}")
+        g.ret(len(insns))
+        body.extend(g.lines)
     src = ["def block(cpu):", "  r = cpu.r", "  sb = cpu.sbase", "  pend = cpu.pending",
-           "  i = 0", "  try:"]
-    src.extend("  " + line for line in body)
+           "  i = 0"]
+    if g.loop_start is not None:
+        src += ["  n = 0", "  try:", "   while True:"]
+        src.extend("   " + line for line in body)
+    else:
+        src.append("  try:")
+        src.extend("  " + line for line in body)
     src.append("  except BaseException:")
+    if g.loop_start is not None:
+        src.append("    cpu.icount += n")
+    for expr, ks in restore.items():
+        src.append(f"    if i in {tuple(ks)!r}: cpu.cc = {expr}")
     src.append("    cpu.bi = i")
     src.append("    raise")
     text = "\n".join(src) + "\n"
@@ -664,11 +500,12 @@ def _helper_call(g: Gen, insn, nxt: int) -> None:
     c = g.const((insn, insn.operands))
     g.may_fault = True
     g.writes = True
+    g.flush_cc()
     g.last_cc = None
     g.emit(f"cpu.rip = {nxt:#x}")
     if ends_block(insn):
         g.emit(f"{h}(cpu, {c})")
-        g.emit(f"return {g.k + 1}")
+        g.ret(g.k + 1)
         g.ended = True
     else:
         g.emit(f"{h}(cpu, {c})")

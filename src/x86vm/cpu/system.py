@@ -73,9 +73,11 @@ def h_mov(cpu, c) -> None:
             raise CpuFault(UD)
         cpu.load_segment(dst.num, read(cpu, src, 2))
         if dst.num == 2:
-            cpu.shadow = True
+            cpu.shadow = cpu.attn = True
         return
     if type(src) is Reg and src.cls == "seg":
+        if src.num > 5:
+            raise CpuFault(UD)
         write(cpu, dst, cpu.seg[src.num].selector, 2 if type(dst) is Mem else None)
         return
     if type(dst) is Reg and dst.cls == "cr":
@@ -232,8 +234,9 @@ def h_clts(cpu, c) -> None:
 def h_invlpg(cpu, c) -> None:
     insn, (mem,) = c
     _need_cpl0(cpu)
-    cpu.flush_page(linear(cpu, mem))
-    cpu.translator.flush_lookup()
+    la = linear(cpu, mem)
+    cpu.flush_page(la)
+    cpu.translator.flush_page(la)
 
 
 def h_nop_priv(cpu, c) -> None:
@@ -358,7 +361,7 @@ def h_ud2(cpu, c) -> None:
 
 def h_hlt(cpu, c) -> None:
     _need_cpl0(cpu)
-    cpu.halted = True
+    cpu.halted = cpu.attn = True
 
 
 def h_cli(cpu, c) -> None:
@@ -371,9 +374,9 @@ def h_sti(cpu, c) -> None:
     if cpu.cr0 & CR0_PE and cpu.cpl > _iopl(cpu):
         raise CpuFault(GP, 0)
     if not cpu.fl & RFLAGS_IF:
-        cpu.shadow = True
+        cpu.shadow = cpu.attn = True
     cpu.fl |= RFLAGS_IF
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
 
 
 # -- identification, time, MSRs ------------------------------------------------------------------
@@ -470,7 +473,139 @@ def h_sysret(cpu, c) -> None:
     cpu.load_cs(cs)
     cpu.set_segment(2, Segment((base + 8) | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
     cpu.rip = rip
-    cpu.irq_check = True
+    cpu.irq_check = cpu.attn = True
+
+
+def h_sysenter(cpu, c) -> None:
+    """SYSENTER (SDM Vol. 2B): flat CPL-0 CS/SS from IA32_SYSENTER_CS, ESP/EIP from MSRs."""
+    cs_sel = cpu.msrs.get(0x174, 0) & 0xFFFC
+    if not cpu.cr0 & CR0_PE or cs_sel == 0:
+        raise CpuFault(GP, 0)
+    cpu.set_flags(cpu.flags() & ~(RFLAGS_VM | RFLAGS_IF | RFLAGS_RF))
+    long64 = bool(cpu.efer & EFER_LMA)
+    cpu.load_cs(Segment(cs_sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 0 if long64 else 1,
+                        1 if long64 else 0, 1))
+    cpu.set_segment(2, Segment(cs_sel + 8, 0, 0xFFFFFFFF, 0x3, 1, 0, 1, 1, 0, 1))
+    mask = M64 if long64 else 0xFFFFFFFF
+    cpu.r[4] = cpu.msrs.get(0x175, 0) & mask
+    cpu.rip = cpu.msrs.get(0x176, 0) & mask
+
+
+def h_sysexit(cpu, c) -> None:
+    """SYSEXIT: back to CPL 3 at EDX/RDX with ECX/RCX as the stack pointer."""
+    insn = c[0]
+    cs_sel = cpu.msrs.get(0x174, 0) & 0xFFFC
+    if not cpu.cr0 & CR0_PE or cs_sel == 0:
+        raise CpuFault(GP, 0)
+    _need_cpl0(cpu)
+    if insn.operand_size == 64:
+        cs = Segment((cs_sel + 32) | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 0, 1, 1)
+        ss_sel, mask = cs_sel + 40, M64
+    else:
+        cs = Segment((cs_sel + 16) | 3, 0, 0xFFFFFFFF, 0xB, 1, 3, 1, 1, 0, 1)
+        ss_sel, mask = cs_sel + 24, 0xFFFFFFFF
+    cpu.load_cs(cs)
+    cpu.set_segment(2, Segment(ss_sel | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
+    cpu.r[4] = cpu.r[1] & mask
+    cpu.rip = cpu.r[2] & mask
+
+
+def h_vmcall(cpu, c) -> None:
+    """VMCALL/VMMCALL: a hypercall to the monitor (KVM's ABI: number in RAX, arguments in
+    RBX, RCX, RDX, RSI; the result comes back in RAX). The instruction retires; the block
+    stops after it and the backend hands out a Hypercall exit."""
+    _need_cpl0(cpu)
+    r = cpu.r
+    cpu.pending.append(("hypercall", r[0], 0, (r[3], r[1], r[2], r[6])))
+
+
+# -- descriptor inspection (SDM Vol. 2A "LAR", "LSL", "VERR/VERW"; Vol. 2A "ARPL", "BOUND") --
+
+_LAR_SYSTEM = frozenset((1, 2, 3, 4, 5, 9, 0xB, 0xC))   # TSS, LDT, gates (legacy modes)
+_LSL_SYSTEM = frozenset((1, 2, 3, 9, 0xB))              # TSS and LDT only
+
+
+def _inspect(cpu, selector: int, system_ok: frozenset) -> tuple[int, Segment] | None:
+    """The raw descriptor and its Segment if visible at CPL/RPL, else None (ZF=0)."""
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    selector &= 0xFFFF
+    if selector & ~3 == 0:
+        return None
+    try:
+        raw, _ = cpu.read_descriptor(selector)
+    except CpuFault as exc:
+        if exc.vector == GP and exc.error_code == selector & 0xFFFC:
+            return None                     # beyond the table limit: ZF=0, no fault
+        raise
+    seg = parse_descriptor(raw, selector)
+    if not seg.s:
+        if seg.type not in system_ok or (cpu.efer & EFER_LMA and seg.type not in (2, 9, 0xB)):
+            return None
+    conforming_code = seg.s and seg.type & 0xC == 0xC
+    if not conforming_code and (seg.dpl < cpu.cpl or seg.dpl < (selector & 3)):
+        return None
+    return raw, seg
+
+
+def _set_zf(cpu, ok: bool) -> None:
+    fl = cpu.flags()
+    cpu.fl = (fl | 0x40) if ok else (fl & ~0x40)
+
+
+def h_lar(cpu, c) -> None:
+    insn, (dst, src) = c
+    found = _inspect(cpu, read(cpu, src, 2), _LAR_SYSTEM if insn.mnemonic == "lar"
+                     else _LSL_SYSTEM)
+    if found is not None:
+        raw, seg = found
+        if insn.mnemonic == "lar":
+            value = (raw >> 32) & (0x00F0FF00 if dst.size >= 4 else 0xFF00)
+        else:
+            value = seg.limit & MASK[dst.size] if dst.size < 4 else seg.limit
+        write(cpu, dst, value)
+    _set_zf(cpu, found is not None)
+
+
+def h_verr(cpu, c) -> None:
+    insn, (src,) = c
+    found = _inspect(cpu, read(cpu, src, 2), frozenset())
+    ok = False
+    if found is not None:
+        seg = found[1]
+        if insn.mnemonic == "verr":
+            ok = seg.s and (not seg.type & 8 or seg.type & 2)   # data, or readable code
+        else:
+            ok = seg.s and not seg.type & 8 and bool(seg.type & 2)   # writable data
+    _set_zf(cpu, bool(ok))
+
+
+def h_arpl(cpu, c) -> None:
+    dst, src = c[1]
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM:
+        raise CpuFault(UD)
+    d, s = read(cpu, dst, 2), read(cpu, src, 2)
+    if d & 3 < s & 3:
+        write(cpu, dst, (d & ~3) | (s & 3), 2)
+        _set_zf(cpu, True)
+    else:
+        _set_zf(cpu, False)
+
+
+def h_bound(cpu, c) -> None:
+    dst, mem = c[1]
+    size = dst.size
+    if type(mem) is not Mem:
+        raise CpuFault(UD)
+    la = linear(cpu, mem)
+    bits = size * 8
+    sign = 1 << (bits - 1)
+    lower = cpu.read_mem(la, size)
+    upper = cpu.read_mem(la + size, size)
+    v = read(cpu, dst)
+    signed = [(x ^ sign) - sign for x in (v, lower, upper)]
+    if not signed[1] <= signed[0] <= signed[2]:
+        raise CpuFault(5)                   # #BR
 
 
 def h_swapgs(cpu, c) -> None:
@@ -493,5 +628,7 @@ SYSTEM_HELPERS = {
     "int": h_int, "int3": h_int, "into": h_int, "int1": h_int, "ud2": h_ud2, "hlt": h_hlt,
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
-    "swapgs": h_swapgs,
+    "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
+    "vmcall": h_vmcall, "vmmcall": h_vmcall, "lar": h_lar, "lsl": h_lar, "verr": h_verr,
+    "verw": h_verr, "arpl": h_arpl, "bound": h_bound,
 }

@@ -55,6 +55,13 @@ class Translator:
     def flush_lookup(self) -> None:
         self.lcache.clear()
 
+    def flush_page(self, la: int) -> None:
+        """INVLPG: forget the linear lookups of blocks on (or running into) page ``la``."""
+        page = la >> 12
+        lcache = self.lcache
+        for key in [k for k in lcache if (k >> 12) == page or (k >> 12) == page - 1]:
+            del lcache[key]
+
     def mode_changed(self) -> None:
         self.lcache.clear()
 
@@ -75,6 +82,8 @@ class Translator:
                 keep.append(blk)
         if dropped:
             self.lcache.clear()
+            # the running block may be one of them: stop it after the writing instruction
+            self.cpu.pending.append(("smc", ppn, 0, 0))
         if keep:
             self.cpu.code_pages[ppn] = keep
         else:

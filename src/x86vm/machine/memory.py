@@ -47,6 +47,10 @@ class GuestMemory:
         self.regions: list[RamRegion] = []
         self._bases: list[int] = []
         self.mmio = MmioBus()
+        self.write_observers: list = []
+        """Callables ``(gpa, length)`` told after :meth:`write`, :meth:`fill` and
+        :meth:`write_int` change RAM (a CPU that caches translated code drops it); writes
+        through a :meth:`view` are not seen."""
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -108,9 +112,13 @@ class GuestMemory:
 
     def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         self.view(gpa, len(data))[:] = data
+        for observer in self.write_observers:
+            observer(gpa, len(data))
 
     def fill(self, gpa: int, length: int, value: int = 0) -> None:
         self.view(gpa, length)[:] = bytes([value]) * length
+        for observer in self.write_observers:
+            observer(gpa, length)
 
     def read_cstring(self, gpa: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string of at most ``limit`` bytes (bounded: guests lie)."""
@@ -127,6 +135,8 @@ class GuestMemory:
 
     def write_int(self, gpa: int, size: int, value: int) -> None:
         self.view(gpa, size)[:] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        for observer in self.write_observers:
+            observer(gpa, size)
 
     def read_u8(self, gpa: int) -> int:
         return self.read_int(gpa, 1)

@@ -22,7 +22,16 @@ from x86vm.cpu.core import Cpu
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
-from x86vm.machine.exits import Exit, Halt, IoExit, MmioExit, Shutdown
+from x86vm.machine.exits import (
+    DebugStop,
+    Exit,
+    Halt,
+    Hypercall,
+    InternalError,
+    IoExit,
+    MmioExit,
+    Shutdown,
+)
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import NEVER
@@ -43,7 +52,7 @@ class EmuIrqLine:
         if level and not self.level:
             self.edges += 1
         self.level = bool(level)
-        self._cpu.irq_check = True
+        self._cpu.irq_check = self._cpu.attn = True
 
 
 class _Timer:
@@ -65,8 +74,10 @@ class EmuBackend:
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
-        regions = [(r.gpa, r.end, r.buffer) for r in memory.regions]
-        self.cpu = Cpu(Ram(regions))
+        self.cpu = Cpu(Ram(memory.regions))   # the live list: RAM added later is seen
+        observers = getattr(memory, "write_observers", None)
+        if observers is not None:      # device writes into RAM drop the code they overwrite
+            observers.append(self.cpu.ram_written)
         self.cpu.ns_per_insn = max(1, round(1000 / mhz))
         self.buffered_writes = None
         self._queued: list[Exit] = []
@@ -104,7 +115,10 @@ class EmuBackend:
             if self._woken:  # the machine's timers are due: run() returns for them
                 self._woken = False
                 return None
-            reason = cpu.run(budget)
+            try:
+                reason = cpu.run(budget)
+            except Exception as exc:  # an emulator defect: end the run, never the monitor
+                return InternalError(f"emulator error at rip {cpu.rip:#x}: {exc!r}")
             if reason == "io":
                 ex = self._exit_from_cpu()
                 if ex is not None:
@@ -112,6 +126,8 @@ class EmuBackend:
             elif reason == "halt":
                 if not self._skip_to_next_timer():
                     return Halt()
+            elif reason == "debug":
+                return DebugStop(cpu.rip)
             elif reason == "shutdown":
                 return Shutdown(cpu.stop_reason or "triple fault")
             elif reason == "stop":
@@ -125,8 +141,8 @@ class EmuBackend:
         read = getattr(cpu, "needs_read", None)
         if read is not None:
             cpu.needs_read = None
-            data = bytearray(read.size)
-            ex = IoExit(read.address, read.size, False, data) if read.port else \
+            data = bytearray(read.size * read.count)
+            ex = IoExit(read.address, read.size, False, data, read.count) if read.port else \
                 MmioExit(read.address, read.size, False, data)
             self._queued_writes_first(ex)
             return self._queued.pop(0)
@@ -137,6 +153,11 @@ class EmuBackend:
 
     def _queued_writes_first(self, read: Exit | None) -> None:
         for kind, address, size, value in self.cpu.pending:
+            if kind == "smc":   # code was overwritten: the block stopped, nothing to hand out
+                continue
+            if kind == "hypercall":
+                self._queued.append(Hypercall(address, value))
+                continue
             data = bytearray(value.to_bytes(size, "little"))
             if kind == "io":
                 self._queued.append(IoExit(address, size, True, data))
@@ -149,9 +170,12 @@ class EmuBackend:
     def complete_io(self, exit_: Exit) -> None:
         if isinstance(exit_, (IoExit, MmioExit)) and not exit_.is_write:
             self.cpu.replay.append(int.from_bytes(exit_.data, "little"))
+        elif isinstance(exit_, Hypercall):   # the VMCALL has retired: its result to RAX
+            mask = (1 << 64) - 1 if self.cpu.code_bits == 64 else 0xFFFFFFFF
+            self.cpu.r[0] = exit_.ret & mask
 
     def interrupt(self) -> None:
-        self.cpu.stop_flag = True
+        self.cpu.stop_flag = self.cpu.attn = True
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -165,13 +189,19 @@ class EmuBackend:
 
     def set_interrupt_controller(self, controller: InterruptController) -> None:
         self.cpu.controller = controller
-        self.cpu.irq_check = True
+        self.cpu.irq_check = self.cpu.attn = True
 
     def clock_ns(self) -> int:
         return self.cpu.clock_ns()
 
     def set_debug(self, control: DebugControl) -> None:
-        self.debug = control   # breakpoints/single-step are not implemented on emu yet
+        """Breakpoints (guest-linear addresses) and single-step; watchpoints are not
+        implemented on emu yet."""
+        self.debug = control
+        cpu = self.cpu
+        cpu.breakpoints = frozenset(control.breakpoints)
+        cpu.single_step = control.single_step
+        cpu._resume_at = None
 
     def close(self) -> None:
         self._timers.clear()
@@ -204,7 +234,7 @@ class EmuBackend:
             if not timer.cancelled:
                 timer.cancelled = True
                 timer.callback()
-                cpu.irq_check = True
+                cpu.irq_check = cpu.attn = True
         if not timers:
             return SLICE
         return max(1, min(SLICE, (timers[0][0] - now) // cpu.ns_per_insn + 1))

@@ -1,0 +1,103 @@
+"""Tiny guests from assembly text for the CPU system tests: assemble with GNU as, load at an
+address, run on a Machine with a recording port and MMIO device."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from x86vm.machine.boot.state import (
+    CR0_PE,
+    LONG64_CODE,
+    EntryState,
+    TableRegister,
+    flat_protected32,
+    long_mode64,
+    real_mode,
+)
+from x86vm.machine.vm import Machine
+
+REPORT_PORT = 0xE0
+MMIO_BASE = 0xFE000000
+MMIO_SIZE = 0x1000
+GDT_AT = 0x500
+# null, 0x08 32-bit code, 0x10 64-bit code, 0x18 flat data
+GDT = (0, 0x00CF9B000000FFFF, 0x00AF9B000000FFFF, 0x00CF93000000FFFF)
+
+
+def assembler_missing() -> str | None:
+    for tool in ("gcc", "objcopy"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def assemble(text: str, bits: int, origin: int) -> bytes:
+    """Flat machine code of ``text`` (AT&T) as if loaded at ``origin``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "g.S").write_text(f".code{bits}\n.text\n.globl _start\n_start:\n{text}\n")
+        arch = "--32" if bits != 64 else "--64"
+        for cmd in (["as", arch, "-o", str(t / "g.o"), str(t / "g.S")],
+                    ["ld", "-m", "elf_i386" if bits != 64 else "elf_x86_64",
+                     "-Ttext", hex(origin), "-e", "_start", "-o", str(t / "g.elf"),
+                     str(t / "g.o")],
+                    ["objcopy", "-O", "binary", "-j", ".text", str(t / "g.elf"),
+                     str(t / "g.bin")]):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(proc.stderr)
+        return (t / "g.bin").read_bytes()
+
+
+class Recorder:
+    """A port or MMIO device that logs every access; reads return ``values`` in turn."""
+
+    def __init__(self, values=()) -> None:
+        self.log: list[tuple] = []
+        self.values = list(values)
+
+    def read(self, offset: int, size: int) -> int:
+        v = self.values.pop(0) if self.values else 0
+        self.log.append(("r", offset, size, v))
+        return v
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.log.append(("w", offset, size, value))
+
+
+def gdt_entry(memory) -> TableRegister:
+    for i, d in enumerate(GDT):
+        memory.write_u64(GDT_AT + 8 * i, d)
+    return TableRegister(GDT_AT, 8 * len(GDT) - 1)
+
+
+def entry_for(memory, bits: int, rip: int, cr3: int = 0) -> EntryState:
+    gdt = gdt_entry(memory)
+    if bits == 16:
+        return real_mode(0, rip, sp=0x7000)
+    if bits == 32:
+        e = flat_protected32(rip, gdt, rsp=0x70000)
+        return replace(e, cs=replace(e.cs, selector=0x08), cr0=CR0_PE | 0x10)
+    e = long_mode64(rip, gdt, cr3, rsp=0x70000)
+    return replace(e, cs=replace(LONG64_CODE, selector=0x10))
+
+
+def run_guest(backend: str, code: bytes, bits: int, origin: int, *, mmio_values=(),
+              port_values=(), setup=None, memory_size=16 << 20):
+    """Run until the guest halts; returns (RunResult, port recorder, MMIO recorder, machine
+    state after the run)."""
+    port, mmio = Recorder(port_values), Recorder(mmio_values)
+    with Machine(memory_size=memory_size, backend=backend) as m:
+        m.pio.register(REPORT_PORT, 4, port, "report")
+        m.memory.add_mmio(MMIO_BASE, MMIO_SIZE, mmio, "recorder")
+        m.memory.write(origin, code)
+        entry = entry_for(m.memory, bits, origin)
+        if setup is not None:
+            entry = setup(m.memory, entry) or entry
+        result = m.run(entry, timeout=20)
+        state = m.backend.get_state() if hasattr(m.backend, "get_state") else None
+    return result, port, mmio, state
