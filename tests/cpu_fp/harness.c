@@ -213,7 +213,8 @@ int main(void) {
         S32("rcpss", s_rcpss) S32("rsqrtss", s_rsqrtss)
         S64("addsd", s_addsd) S64("subsd", s_subsd) S64("mulsd", s_mulsd) S64("divsd", s_divsd)
         S64("minsd", s_minsd) S64("maxsd", s_maxsd) S64("sqrtsd", s_sqrtsd)
-        S64("cvtss2sd", s_cvtss2sd) S64("cvtsd2ss", s_cvtsd2ss)
+        S64("cvtss2sd", s_cvtss2sd)
+        if (!strcmp(o, "cvtsd2ss")) { uint64_t v; s_cvtsd2ss(mx, a, b, &v, &mo); printf("%llx %x\n", (unsigned long long)(v & 0xffffffffu), mo); continue; }
         if (!strncmp(o, "cmpss", 5)) { int i = atoi(o + 5) & 31; uint32_t v; cmpss_tab[i](mx, (uint32_t)a, (uint32_t)b, &v, &mo); printf("%x %x\n", v, mo); continue; }
         if (!strncmp(o, "cmpsd", 5)) { int i = atoi(o + 5) & 31; uint64_t v; cmpsd_tab[i](mx, a, b, &v, &mo); printf("%llx %x\n", (unsigned long long)v, mo); continue; }
         if (!strncmp(o, "roundss", 7)) { int i = atoi(o + 7) & 15; uint32_t v; roundss_tab[i](mx, (uint32_t)a, 0, &v, &mo); printf("%x %x\n", v, mo); continue; }

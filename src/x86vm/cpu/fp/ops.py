@@ -166,8 +166,8 @@ def div(fmt: Fmt, a: int, b: int, rc: int = RC_NEAREST, prec: int = 0, sse: bool
     if cb == ZERO:
         if ca == ZERO:
             return fmt.indefinite, IE
-        # x87: a denormal dividend is not reported with a zero divide (host behaviour)
-        return fmt.inf(s), (flags | ZE) if sse else ZE
+        # a denormal dividend is not reported with a zero divide (host, x87 and SSE)
+        return fmt.inf(s), ZE
     if ca == ZERO:
         return fmt.zero(s), flags
     k = fmt.prec + 3 + mb.bit_length() - ma.bit_length()
