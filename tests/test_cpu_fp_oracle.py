@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
 @pytest.mark.parametrize("family", sorted(fuzz.FAMILIES))
 def test_sample_matches_host(family: str) -> None:
     out = io.StringIO()
-    res = fuzz.run(150, 20261205, [family], out=out)
+    res = fuzz.run(300, 20261205, [family], out=out)
     bad = {op: m for op, (_, m) in res.items() if m}
     assert not bad, out.getvalue()
 

@@ -78,4 +78,35 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
         if value is None:
             value = _SENTINEL & ((1 << width) - 1)
         return f"{value:x} {x.status_word & SW_MASK:04x}"
+    if op in ("fsave", "fsave16", "fxsave"):
+        X.fld(x, b)
+        X.fld(x, a)
+        if op == "fxsave":
+            return X.fxsave(x, 0x1F80, []).hex()
+        return X.fsave(x, 16 if op == "fsave16" else 32, False).hex()
+    if op in ("mmx", "mmxemms"):
+        if op == "mmx":
+            X.fld_const(x, "one")
+        X.mmx_enter(x)
+        X.mmx_write(x, 0, a)
+        X.mmx_write(x, 3, b)
+        if op == "mmxemms":
+            X.emms(x)
+        return X.fsave(x, 32, False).hex()
+    if op == "fbstp":
+        X.fld(x, a)
+        v, _ = X.fbstp(x)
+        m = (0x5A5A5A5A5A5A5A5A5A5A if v is None else v).to_bytes(10, "little").hex()
+        return f"{m} {x.status_word & SW_MASK:04x}"
+    if op == "fbld":
+        X.fbld(x, a)
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op == "fconst":
+        X.fld_const(x, X._CONST_NAMES[a % 7])
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op == "fxam":
+        if b != 0xE:  # 0xE: examine an empty ST(0) (its stale register holds +0)
+            X.fld(x, a)
+        X.fxam(x)
+        return f"0 {x.status_word & SW_MASK:04x}"
     raise KeyError(op)

@@ -172,7 +172,54 @@ SSE_CIV(s_cvtsi2ss64, uint64_t, uint32_t, "movd", "cvtsi2ssq")
 SSE_CIV(s_cvtsi2sd32, uint32_t, uint64_t, "movq", "cvtsi2sdl")
 SSE_CIV(s_cvtsi2sd64, uint64_t, uint64_t, "movq", "cvtsi2sdq")
 
-typedef struct { const char *name; void *fn; } entry;
+/* zero all eight physical registers, leave the FPU initialised */
+#define CLEAR "fldz; fldz; fldz; fldz; fldz; fldz; fldz; fldz; fninit; "
+/* whole-state images: FNSAVE (32-bit, and 16-bit with an operand-size prefix), FXSAVE */
+static void x_save(uint16_t cw, f80 a, f80 b, int mode, unsigned char *buf) {
+    if (mode == 0)
+        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; fnsave %[m]; fninit"
+                         : [m] "=m"(*(unsigned char (*)[108])buf) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
+    else if (mode == 1)
+        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; .byte 0x66; fnsave %[m]; fninit"
+                         : [m] "=m"(*(unsigned char (*)[94])buf) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
+    else
+        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; fxsave %[m]; fninit"
+                         : [m] "=m"(*(unsigned char (*)[512])buf) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
+}
+/* MMX: write MM0 (and MM1 = A+B with paddq), optionally EMMS, then FNSAVE */
+static void x_mmx(uint64_t a, uint64_t b, int emms, unsigned char *buf) {
+    if (emms)
+        __asm__ volatile("fninit; " CLEAR "movq %[a], %%mm0; movq %[b], %%mm3; emms; fnsave %[m]; fninit"
+                         : [m] "=m"(*(unsigned char (*)[108])buf) : [a] "m"(a), [b] "m"(b));
+    else
+        __asm__ volatile("fninit; " CLEAR "fld1; movq %[a], %%mm0; movq %[b], %%mm3; fnsave %[m]; fninit; emms"
+                         : [m] "=m"(*(unsigned char (*)[108])buf) : [a] "m"(a), [b] "m"(b));
+}
+static void x_fbstp(uint16_t cw, f80 a, unsigned char *m, uint16_t *sw) {
+    __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; fbstp %[m]; fnstsw %[sw]; fninit"
+                     : [m] "+m"(*(unsigned char (*)[10])m), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a));
+}
+static void x_fbld(uint16_t cw, f80 a, f80 *r, uint16_t *sw) {
+    __asm__ volatile("fninit; fldcw %[cw]; fbld %[a]; fnstsw %[sw]; fnclex; fstpt %[r]; fninit"
+                     : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a));
+}
+#define X87_CONST(name, insn) \
+    static void name(uint16_t cw, f80 *r, uint16_t *sw) { \
+        __asm__ volatile("fninit; fldcw %[cw]; " insn "; fnstsw %[sw]; fstpt %[r]; fninit" \
+                         : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw)); }
+X87_CONST(c_fld1, "fld1") X87_CONST(c_fldl2t, "fldl2t") X87_CONST(c_fldl2e, "fldl2e")
+X87_CONST(c_fldpi, "fldpi") X87_CONST(c_fldlg2, "fldlg2") X87_CONST(c_fldln2, "fldln2")
+X87_CONST(c_fldz, "fldz")
+typedef void (*const_fn)(uint16_t, f80 *, uint16_t *);
+static const_fn const_tab[7] = {c_fld1, c_fldl2t, c_fldl2e, c_fldpi, c_fldlg2, c_fldln2, c_fldz};
+static void x_fxam(uint16_t cw, f80 a, int empty, uint16_t *sw) {
+    if (empty)
+        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fxam; fnstsw %[sw]; fninit" : [sw] "=m"(*sw) : [cw] "m"(cw));
+    else
+        __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; fxam; fnstsw %[sw]; fninit"
+                         : [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a));
+}
+static void hex(const unsigned char *b, int n) { for (int i = 0; i < n; i++) printf("%02x", b[i]); }
 
 int main(void) {
     char line[512], op[64], s1[64], s2[64], s3[64];
@@ -205,6 +252,19 @@ int main(void) {
 #define MEM80(nm, fn, T) if (!strcmp(o, nm)) { fn(cw, p80(s2), (T)strtoull(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         MEM80("fadd32", x_fadd32, uint32_t) MEM80("fadd64", x_fadd64, uint64_t)
         MEM80("fmul32", x_fmul32, uint32_t) MEM80("fdiv64", x_fdiv64, uint64_t)
+        if (!strcmp(o, "fsave") || !strcmp(o, "fsave16") || !strcmp(o, "fxsave")) {
+            unsigned char buf[512]; int mode = o[1] == 'x' ? 2 : o[5] ? 1 : 0;
+            memset(buf, 0xa5, sizeof buf);
+            x_save(cw, p80(s2), p80(s3), mode, buf); hex(buf, mode == 0 ? 108 : mode == 1 ? 94 : 160); printf("\n"); continue;
+        }
+        if (!strcmp(o, "mmx") || !strcmp(o, "mmxemms")) {
+            unsigned char buf[108]; memset(buf, 0xa5, sizeof buf);
+            x_mmx(strtoull(s2, 0, 16), strtoull(s3, 0, 16), o[3] == 'e', buf); hex(buf, 108); printf("\n"); continue;
+        }
+        if (!strcmp(o, "fbstp")) { unsigned char m[10]; memset(m, 0x5a, 10); x_fbstp(cw, p80(s2), m, &sw); hex(m, 10); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fbld")) { f80 in = p80(s2); x_fbld(cw, in, &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fconst")) { const_tab[atoi(s2) % 7](cw, &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fxam")) { x_fxam(cw, p80(s2), s3[0] == 'e', &sw); printf("0 %04x\n", sw); continue; }
         uint64_t a = strtoull(s2, 0, 16), b = s3[0] ? strtoull(s3, 0, 16) : 0;
 #define S32(nm, fn) if (!strcmp(o, nm)) { uint32_t v; fn(mx, (uint32_t)a, (uint32_t)b, &v, &mo); printf("%x %x\n", v, mo); continue; }
 #define S64(nm, fn) if (!strcmp(o, nm)) { uint64_t v; fn(mx, a, b, &v, &mo); printf("%llx %x\n", (unsigned long long)v, mo); continue; }

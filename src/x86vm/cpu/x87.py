@@ -11,7 +11,7 @@ underflow exponent wrap for unmasked OE/UE) are applied here. See docs/cpu-fp.md
 
 from __future__ import annotations
 
-from .fp import ops, x87ops
+from .fp import images, ops, x87ops
 from .fp.core import (
     C1,
     DE,
@@ -30,6 +30,7 @@ from .fp.core import (
     ZE,
     ZERO,
     Fmt,
+    round_pack,
     unpack,
 )
 
@@ -509,3 +510,122 @@ __all__ = [
     "fist_mem", "fld", "fld_mem", "fld_st", "fprem", "frndint", "fscale", "fsqrt", "fst_mem",
     "fst_st", "ftst", "fxam", "fxch", "fxtract",
 ]
+
+
+# -- constants (FLD1, FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2, FLDZ) -------------------------------
+def _atanh_inv(n: int, bits: int) -> int:
+    """atanh(1/n) in fixed point with ``bits`` fraction bits (integer series)."""
+    one = 1 << bits
+    total = term = one // n
+    k = 1
+    n2 = n * n
+    while term:
+        term //= n2
+        k += 2
+        total += term // k
+    return total
+
+
+def _constants(bits: int = 256) -> dict[str, int]:
+    one = 1 << bits
+    # Machin: pi = 16 atan(1/5) - 4 atan(1/239)
+    def atan_inv(n: int) -> int:
+        total = term = one // n
+        k, sgn = 1, 1
+        while term:
+            term //= n * n
+            k += 2
+            sgn = -sgn
+            total += sgn * (term // k)
+        return total
+    pi = 16 * atan_inv(5) - 4 * atan_inv(239)
+    ln2 = 2 * _atanh_inv(3, bits)
+    ln10 = 3 * ln2 + 2 * _atanh_inv(9, bits)  # ln 10 = 3 ln 2 + ln 1.25
+    return {"pi": pi, "l2e": (one << bits) // ln2, "l2t": (ln10 << bits) // ln2,
+            "lg2": (ln2 << bits) // ln10, "ln2": ln2}
+
+
+_CONST_FIXED = _constants()
+_CONST_NAMES = ("one", "l2t", "l2e", "pi", "lg2", "ln2", "zero")
+
+
+def constant(name: str, rc: int) -> int:
+    """The 80-bit value FLD1/FLDL2T/FLDL2E/FLDPI/FLDLG2/FLDLN2/FLDZ pushes under rounding
+    control ``rc`` (``name`` one of one, l2t, l2e, pi, lg2, ln2, zero). Precision control
+    does not apply."""
+    if name == "one":
+        return 0x3FFF8000000000000000
+    if name == "zero":
+        return 0
+    # the irrational constants: 256 fraction bits, then a sticky 1 for the infinite tail
+    return round_pack(F80, 0, -257, (_CONST_FIXED[name] << 1) | 1, rc)[0]
+
+
+def fld_const(x: X87, name: str) -> bool:
+    """FLD1 ... FLDZ: push :func:`constant` under the current RC."""
+    return fld(x, constant(name, x.rc))
+
+
+# -- packed BCD ---------------------------------------------------------------------------------
+def fbld(x: X87, value: int) -> bool:
+    """FBLD m80bcd: push the (exact) value of an 18-digit packed BCD integer."""
+    return fld(x, images.bcd_to_f80(value))
+
+
+def fbstp(x: X87) -> tuple[int | None, bool]:
+    """FBSTP m80bcd: ``(packed BCD to store or None, #MF pending)``, then pop."""
+    if x.is_empty(0):
+        flags = x.stack_underflow()
+        value = images.BCD_INDEFINITE
+    else:
+        value, flags = images.f80_to_bcd(x.st(0), x.rc)
+    if x.unmasked(flags & _PRE_OP):
+        return None, x.signal(flags & _PRE_OP)
+    x.pop()
+    return value, x.signal(flags)
+
+
+# -- MMX aliasing (SDM Vol. 1 §9.5) -------------------------------------------------------------
+MMX_EXPONENT = 0xFFFF << 64  # sign and exponent bits of a register written by MMX
+
+
+def mmx_enter(x: X87) -> None:
+    """What every MMX instruction but EMMS does to the x87 state: TOP = 0, all tags valid."""
+    x.top = 0
+    x.empty = 0
+
+
+def mmx_read(x: X87, i: int) -> int:
+    """MMi (physical register i, low 64 bits)."""
+    return x.regs[i] & 0xFFFFFFFFFFFFFFFF
+
+
+def mmx_write(x: X87, i: int, value: int) -> None:
+    """Write MMi: the low 64 bits; bits 64-79 become all ones."""
+    x.regs[i] = MMX_EXPONENT | (value & 0xFFFFFFFFFFFFFFFF)
+
+
+def emms(x: X87) -> None:
+    """EMMS: tag every register empty."""
+    x.empty = 0xFF
+
+
+# -- environment and state images ---------------------------------------------------------------
+def fstenv(x: X87, opsize: int, real: bool) -> bytes:
+    """FNSTENV: the image to store; then all exceptions are masked (SDM Vol. 2A FSTENV)."""
+    data = images.fstenv(x, opsize, real)
+    x.cw |= CW_MASKS
+    return data
+
+
+def fsave(x: X87, opsize: int, real: bool) -> bytes:
+    """FNSAVE: the image to store; then the FPU is reinitialised (FNINIT)."""
+    data = images.fsave(x, opsize, real)
+    x.finit()
+    return data
+
+
+fldenv = images.fldenv
+frstor = images.frstor
+fxsave = images.fxsave
+fxrstor = images.fxrstor
