@@ -207,7 +207,7 @@ _POINTER_BYTES = {"fsave": range(12, 28), "fsave16": range(6, 14), "fxsave": ran
 
 
 def model(op: str, ctl: int, a: int, b: int) -> str:
-    if op[0] in "fm":
+    if op[0] == "f" or op.startswith("mmx"):
         return x87_model.run(op, ctl, a, b)
     return sse_model.run(op, ctl, a, b)
 
@@ -221,7 +221,7 @@ def _canon(op: str, line: str) -> str:
             b[28:32] = bytes(4)
         return b.hex()
     parts = line.split()
-    if op[0] in "fm" and parts:
+    if (op[0] == "f" or op.startswith("mmx")) and parts:
         parts[-1] = f"{int(parts[-1], 16) & x87_model.SW_MASK:04x}"
         if op in ("fld32", "fld64", "fxtract") or op in x87_model._BIN or op in x87_model._MEM \
                 or op in x87_model._UNARY or op in ("fscale", "fprem", "fprem1"):
