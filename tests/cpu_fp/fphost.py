@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,15 +46,20 @@ class Oracle:
                                      stdout=subprocess.PIPE, text=True, bufsize=1 << 16)
 
     def run(self, lines: list[str]) -> list[str]:
-        # write and read in chunks so neither pipe fills up
-        out: list[str] = []
+        # a writer thread feeds the harness while this thread reads, so no pipe fills up
         assert self.proc.stdin and self.proc.stdout
-        for i in range(0, len(lines), 2000):
-            chunk = lines[i:i + 2000]
-            self.proc.stdin.write("".join(line + "\n" for line in chunk) + "flush\n")
-            self.proc.stdin.flush()
-            for _ in chunk:
-                out.append(self.proc.stdout.readline().strip())
+        stdin = self.proc.stdin
+
+        def feed() -> None:
+            for i in range(0, len(lines), 2000):
+                stdin.write("".join(line + "\n" for line in lines[i:i + 2000]))
+            stdin.write("flush\n")
+            stdin.flush()
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        out = [self.proc.stdout.readline().strip() for _ in lines]
+        writer.join()
         return out
 
     def close(self) -> None:

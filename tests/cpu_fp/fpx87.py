@@ -78,6 +78,17 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
         if value is None:
             value = _SENTINEL & ((1 << width) - 1)
         return f"{value:x} {x.status_word & SW_MASK:04x}"
+    if op == "funder":
+        X.fld(x, a)
+        X.arith(x, X.FADD, 0, 1)
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op == "fover":
+        for _ in range(8):
+            X.fld(x, a)
+        X.fld(x, b)
+        sw = x.status_word & SW_MASK
+        r = x.st(0)
+        return f"{_h80(r)} {sw:04x}"
     if op in ("fsave", "fsave16", "fxsave"):
         X.fld(x, b)
         X.fld(x, a)

@@ -199,7 +199,7 @@ def _x87_state(op: str) -> Callable[[random.Random], Case]:
 
 FAMILIES["x87-state"] = [(o, _x87_state(o)) for o in
                          ("fsave", "fsave16", "fxsave", "mmx", "mmxemms", "fbstp", "fbld",
-                          "fconst", "fxam")]
+                          "fconst", "fxam")] + [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
 # bytes of the images that hold the last instruction/data pointers and opcode (set by the
 # core per instruction, not modelled here) and FXSAVE's MXCSR_MASK (the host's has bit 17)
 _POINTER_BYTES = {"fsave": range(12, 28), "fsave16": range(6, 14), "fxsave": range(6, 24),
@@ -210,6 +210,10 @@ def model(op: str, ctl: int, a: int, b: int) -> str:
     if op[0] == "f" or op.startswith("mmx"):
         return x87_model.run(op, ctl, a, b)
     return sse_model.run(op, ctl, a, b)
+
+
+_F80_RESULT = {"fld32", "fld64", "fxtract", "funder", "fover", "fscale", "fprem", "fprem1",
+               "fbld", "fconst"}
 
 
 def _canon(op: str, line: str) -> str:
@@ -223,8 +227,8 @@ def _canon(op: str, line: str) -> str:
     parts = line.split()
     if (op[0] == "f" or op.startswith("mmx")) and parts:
         parts[-1] = f"{int(parts[-1], 16) & x87_model.SW_MASK:04x}"
-        if op in ("fld32", "fld64", "fxtract") or op in x87_model._BIN or op in x87_model._MEM \
-                or op in x87_model._UNARY or op in ("fscale", "fprem", "fprem1"):
+        if op in _F80_RESULT or op in x87_model._BIN or op in x87_model._MEM \
+                or op in x87_model._UNARY:
             parts[:-1] = [f"{int(p, 16):020x}" for p in parts[:-1]]
     return " ".join(parts)
 

@@ -219,6 +219,17 @@ static void x_fxam(uint16_t cw, f80 a, int empty, uint16_t *sw) {
         __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; fxam; fnstsw %[sw]; fninit"
                          : [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a));
 }
+/* stack faults: FADD with an empty ST(1); a ninth push; FST ST(1) from an empty ST(0) */
+static void x_under(uint16_t cw, f80 a, f80 b, f80 *r, uint16_t *sw) {
+    (void)b;
+    __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; fadd %%st(1), %%st; fnstsw %[sw]; fnclex; fstpt %[r]; fninit"
+                     : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a));
+}
+static void x_over(uint16_t cw, f80 a, f80 b, f80 *r, uint16_t *sw) {
+    __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; fldt %[a]; fldt %[a]; fldt %[a]; fldt %[a]; fldt %[a];"
+                     "fldt %[a]; fldt %[a]; fldt %[b]; fnstsw %[sw]; fnclex; fstpt %[r]; fninit"
+                     : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
+}
 static void hex(const unsigned char *b, int n) { for (int i = 0; i < n; i++) printf("%02x", b[i]); }
 
 int main(void) {
@@ -237,6 +248,7 @@ int main(void) {
 #define BIN80(nm, fn) if (!strcmp(o, nm)) { fn(cw, p80(s2), p80(s3), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
 #define UN80(nm, fn) if (!strcmp(o, nm)) { fn(cw, p80(s2), p80("0"), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         BIN80("fadd", x_fadd) BIN80("fsub", x_fsub) BIN80("fmul", x_fmul) BIN80("fdiv", x_fdiv)
+        BIN80("funder", x_under) BIN80("fover", x_over)
         BIN80("fscale", x_fscale) BIN80("fprem", x_fprem) BIN80("fprem1", x_fprem1)
         UN80("fsqrt", x_fsqrt) UN80("frndint", x_frndint) UN80("fabs", x_fabs) UN80("fchs", x_fchs)
         if (!strcmp(o, "fxtract")) { x_fxtract(cw, p80(s2), &r, &r2, &sw); o80(r); printf(" "); o80(r2); printf(" %04x\n", sw); continue; }

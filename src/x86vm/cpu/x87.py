@@ -59,6 +59,7 @@ TAG_EMPTY = 3
 INDEFINITE = F80.indefinite
 _PRECISION = (24, 64, 53, 64)  # PC field → significand bits (01 is reserved; the host uses 64)
 _PRE_OP = IE | DE | ZE  # exceptions detected before the operation: no result when unmasked
+_PRE_KEEP = _PRE_OP | 0x40  # what such a fault still reports (SF with a stack fault)
 
 # arithmetic operation ids for arith()
 FADD, FMUL, FSUB, FSUBR, FDIV, FDIVR = range(6)
@@ -180,7 +181,7 @@ def _store(x: X87, dst: int, bits: int, flags: int, pop: bool) -> bool:
     """Common tail of an arithmetic instruction: write the result unless a pre-operation
     exception is unmasked, pop if asked, signal."""
     if x.unmasked(flags & _PRE_OP):
-        return x.signal(flags & _PRE_OP)
+        return x.signal(flags & _PRE_KEEP)
     x.set_st(dst, bits)
     if pop:
         x.pop()
@@ -295,7 +296,7 @@ def fxtract(x: X87) -> bool:
         return x.signal(flags)
     ex, sig, flags = x87ops.fxtract(x.st(0))
     if x.unmasked(flags & _PRE_OP):
-        return x.signal(flags & _PRE_OP)
+        return x.signal(flags & _PRE_KEEP)
     x.set_st(0, ex)
     x.push(sig)
     return x.signal(flags)
@@ -331,7 +332,7 @@ def fld_mem(x: X87, fmt: Fmt, value: int) -> bool:
         return fld(x, 0)
     bits, flags = ops.convert(fmt, F80, value)
     if x.unmasked(flags & _PRE_OP):
-        return x.signal(flags & _PRE_OP)
+        return x.signal(flags & _PRE_KEEP)
     x.push(bits)
     return x.signal(flags)
 
@@ -357,7 +358,7 @@ def fst_mem(x: X87, fmt: Fmt, pop: bool) -> tuple[int | None, bool]:
         bits, flags = ops.convert(F80, fmt, x.st(0), x.rc, 0, False, False, _wrap(x))
         flags &= ~DE
         if x.unmasked(flags & _PRE_OP):
-            return None, x.signal(flags & _PRE_OP)
+            return None, x.signal(flags & _PRE_KEEP)
         if flags & _wrap(x):
             return None, x.signal(flags & (OE | UE))
     if pop:
@@ -392,7 +393,7 @@ def fist_mem(x: X87, width: int, pop: bool, truncate: bool = False
         value, flags = ops.to_int(F80, x.st(0), width, 3 if truncate else x.rc)
         flags &= ~DE  # not reported by x87 stores (host behaviour)
     if x.unmasked(flags & _PRE_OP):
-        return None, x.signal(flags & _PRE_OP)
+        return None, x.signal(flags & _PRE_KEEP)
     if pop:
         x.pop()
     return value, x.signal(flags)
@@ -467,7 +468,7 @@ def fcom(x: X87, i: int, unordered: bool = False, pops: int = 0,
         rel, flags = _compare(x, x.is_empty(0), x.st(0), x.is_empty(i), x.st(i), unordered)
     x.sw = (x.sw & ~SW_CC) | _CC_OF[rel]  # set even when the exception is unmasked
     if x.unmasked(flags & _PRE_OP):
-        return x.signal(flags & _PRE_OP)
+        return x.signal(flags & _PRE_KEEP)
     for _ in range(pops):
         x.pop()
     return x.signal(flags)
@@ -478,7 +479,7 @@ def fcomi(x: X87, i: int, unordered: bool = False, pop: bool = False
     """FCOMI/FCOMIP/FUCOMI/FUCOMIP: ``(ZF|PF|CF bits for EFLAGS or None, #MF pending)``."""
     rel, flags = _compare(x, x.is_empty(0), x.st(0), x.is_empty(i), x.st(i), unordered)
     if x.unmasked(flags & _PRE_OP):
-        return None, x.signal(flags & _PRE_OP)
+        return None, x.signal(flags & _PRE_KEEP)
     if pop:
         x.pop()
     return _EFL_OF[rel], x.signal(flags)
@@ -580,7 +581,7 @@ def fbstp(x: X87) -> tuple[int | None, bool]:
     else:
         value, flags = images.f80_to_bcd(x.st(0), x.rc)
     if x.unmasked(flags & _PRE_OP):
-        return None, x.signal(flags & _PRE_OP)
+        return None, x.signal(flags & _PRE_KEEP)
     x.pop()
     return value, x.signal(flags)
 
