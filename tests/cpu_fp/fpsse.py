@@ -9,6 +9,21 @@ _ARITH = {"add": S.ADD, "sub": S.SUB, "mul": S.MUL, "div": S.DIV, "min": S.MIN, 
 _FMT = {"ss": F32, "sd": F64}
 
 
+_PACKED = {
+    "haddps": lambda m, a, b: S.horizontal(S.ADD, F32, m, a, b),
+    "hsubps": lambda m, a, b: S.horizontal(S.SUB, F32, m, a, b),
+    "haddpd": lambda m, a, b: S.horizontal(S.ADD, F64, m, a, b),
+    "addsubps": lambda m, a, b: S.addsub(F32, m, a, b),
+    "addsubpd": lambda m, a, b: S.addsub(F64, m, a, b),
+    "addps": lambda m, a, b: S.packed(S.ADD, F32, m, a, b),
+    "dpps_ff": lambda m, a, b: S.dp(F32, m, a, b, 0xFF),
+    "dpps_71": lambda m, a, b: S.dp(F32, m, a, b, 0x71),
+    "dpps_b6": lambda m, a, b: S.dp(F32, m, a, b, 0xB6),
+    "dppd_33": lambda m, a, b: S.dp(F64, m, a, b, 0x33),
+    "dppd_12": lambda m, a, b: S.dp(F64, m, a, b, 0x12),
+}
+
+
 def run(op: str, mx: int, a: int, b: int = 0) -> str:
     if op[:3] in _ARITH and op[3:] in _FMT:
         r, fl = S.arith(_ARITH[op[:3]], _FMT[op[3:]], mx, a, b)
@@ -32,6 +47,9 @@ def run(op: str, mx: int, a: int, b: int = 0) -> str:
         trunc = op[3] == "t"
         s = op[4:6] if trunc else op[3:5]
         r, fl = S.to_int(_FMT[s], mx, a, int(op.split("2si")[1]), trunc)
+    elif op in _PACKED:
+        r, fl = _PACKED[op](mx, a, b)
+        return f"{r:032x} {mx | fl:x}"
     else:
         raise KeyError(op)
     return f"{r:x} {mx | fl:x}"

@@ -78,6 +78,15 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
         if value is None:
             value = _SENTINEL & ((1 << width) - 1)
         return f"{value:x} {x.status_word & SW_MASK:04x}"
+    if op in ("fcomi", "fucomi"):
+        X.fld(x, b)
+        X.fld(x, a)
+        efl, _ = X.fcomi(x, 1, unordered=op == "fucomi")
+        return f"{0 if efl is None else efl:x} {x.status_word & SW_MASK:04x}"
+    if op in ("fiadd16", "fimul32"):
+        X.fld(x, a)
+        X.arith_int(x, X.FADD if op == "fiadd16" else X.FMUL, b, 16 if op == "fiadd16" else 32)
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
     if op == "funder":
         X.fld(x, a)
         X.arith(x, X.FADD, 0, 1)

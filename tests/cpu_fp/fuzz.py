@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import fpgen as gen  # noqa: E402
+import fpsse  # noqa: E402
 import fpsse as sse_model  # noqa: E402
 import fpx87 as x87_model  # noqa: E402
 from fphost import Oracle  # noqa: E402
@@ -86,6 +87,13 @@ def _x87_prem(op: str) -> Callable[[random.Random], Case]:
     return make
 
 
+def _x87_imem(op: str, width: int) -> Callable[[random.Random], Case]:
+    def make(rng: random.Random) -> Case:
+        a = gen.value(rng, F80)
+        return op, _cw(rng), a, rng.getrandbits(rng.randrange(1, width + 1))
+    return make
+
+
 def _x87_ld(op: str, fmt) -> Callable[[random.Random], Case]:
     def make(rng: random.Random) -> Case:
         return op, _cw(rng, False), gen.value(rng, fmt), 0
@@ -149,11 +157,12 @@ FAMILIES: dict[str, list[tuple[str, Callable[[random.Random], Case]]]] = {
     "x87-arith": [(o, _x87_bin(o, k)) for o, k in
                   (("fadd", "add"), ("fsub", "add"), ("fmul", "mul"), ("fdiv", "div"))]
     + [(o, _x87_mem(o, f)) for o, f in
-       (("fadd32", F32), ("fadd64", F64), ("fmul32", F32), ("fdiv64", F64))],
+       (("fadd32", F32), ("fadd64", F64), ("fmul32", F32), ("fdiv64", F64))]
+    + [("fiadd16", _x87_imem("fiadd16", 16)), ("fimul32", _x87_imem("fimul32", 32))],
     "x87-unary": [(o, _x87_un(o)) for o in ("fsqrt", "frndint", "fabs", "fchs", "fxtract")],
     "x87-helpers": [("fscale", _x87_scale), ("fprem", _x87_prem("fprem")),
                     ("fprem1", _x87_prem("fprem1"))],
-    "x87-compare": [(o, _x87_bin(o, "")) for o in ("fcom", "fucom")],
+    "x87-compare": [(o, _x87_bin(o, "")) for o in ("fcom", "fucom", "fcomi", "fucomi")],
     "x87-convert": [("fld32", _x87_ld("fld32", F32)), ("fld64", _x87_ld("fld64", F64)),
                     ("fst32", _x87_un("fst32")), ("fst64", _x87_un("fst64"))]
     + [(o, _x87_fist(o)) for o in ("fist16", "fist32", "fist64", "fisttp16", "fisttp32",
@@ -197,6 +206,23 @@ def _x87_state(op: str) -> Callable[[random.Random], Case]:
     return make
 
 
+def _sse_packed(op: str) -> Callable[[random.Random], Case]:
+    fmt = F64 if op.endswith("pd") or op.startswith("dppd") else F32
+    n = 128 // fmt.width
+
+    def make(rng: random.Random) -> Case:
+        a = b = 0
+        for i in range(n):
+            x, y = gen.pair(rng, fmt, "mul" if op.startswith("dp") else "add")
+            a |= x << (i * fmt.width)
+            b |= y << (i * fmt.width)
+        return op, _mxcsr(rng), a, b
+    return make
+
+
+FAMILIES["sse-packed"] = [(o, _sse_packed(o)) for o in fpsse._PACKED]
+
+
 FAMILIES["x87-state"] = [(o, _x87_state(o)) for o in
                          ("fsave", "fsave16", "fxsave", "mmx", "mmxemms", "fbstp", "fbld",
                           "fconst", "fxam")] + [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
@@ -213,7 +239,7 @@ def model(op: str, ctl: int, a: int, b: int) -> str:
 
 
 _F80_RESULT = {"fld32", "fld64", "fxtract", "funder", "fover", "fscale", "fprem", "fprem1",
-               "fbld", "fconst"}
+               "fbld", "fconst", "fiadd16", "fimul32"}
 
 
 def _canon(op: str, line: str) -> str:

@@ -230,6 +230,44 @@ static void x_over(uint16_t cw, f80 a, f80 b, f80 *r, uint16_t *sw) {
                      "fldt %[a]; fldt %[a]; fldt %[b]; fnstsw %[sw]; fnclex; fstpt %[r]; fninit"
                      : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
 }
+#define X87_COMI(name, insn) \
+    static void name(uint16_t cw, f80 a, f80 b, uint64_t *fl, uint16_t *sw) { \
+        __asm__ volatile("fninit; fldcw %[cw]; fldt %[b]; fldt %[a]; " insn "; pushfq; popq %[fl]; fnstsw %[sw]; fninit" \
+                         : [fl] "=r"(*fl), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b) : "cc"); }
+X87_COMI(x_fcomi, "fcomi %%st(1), %%st")
+X87_COMI(x_fucomi, "fucomi %%st(1), %%st")
+#define X87_IMEM(name, T, insn) \
+    static void name(uint16_t cw, f80 a, T b, f80 *r, uint16_t *sw) { \
+        __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; " insn " %[b]; fnstsw %[sw]; fnclex; fstpt %[r]; fninit" \
+                         : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b)); }
+X87_IMEM(x_fiadd16, uint16_t, "fiadds")
+X87_IMEM(x_fimul32, uint32_t, "fimull")
+/* 128-bit packed operations: xmm0 = op(xmm0=A, xmm1=B) */
+typedef struct { uint64_t lo, hi; } v128;
+static v128 p128(const char *s) {
+    v128 v; size_t n = strlen(s); char hi[17] = {0};
+    v.lo = strtoull(n > 16 ? s + n - 16 : s, 0, 16);
+    if (n > 16) { memcpy(hi, s, n - 16 > 16 ? 16 : n - 16); v.hi = strtoull(hi, 0, 16); } else v.hi = 0;
+    return v;
+}
+#define SSE_PK(name, insn) \
+    static void name(uint32_t m, v128 a, v128 b, v128 *r, uint32_t *mo) { \
+        __asm__ volatile("ldmxcsr %[m]; movdqu %[a], %%xmm0; movdqu %[b], %%xmm1; " insn "; " \
+                         "movdqu %%xmm0, %[r]; stmxcsr %[mo]" \
+                         : [r] "=m"(*r), [mo] "=m"(*mo) : [m] "m"(m), [a] "m"(a), [b] "m"(b) \
+                         : "xmm0", "xmm1"); }
+SSE_PK(p_haddps, "haddps %%xmm1, %%xmm0") SSE_PK(p_hsubps, "hsubps %%xmm1, %%xmm0")
+SSE_PK(p_haddpd, "haddpd %%xmm1, %%xmm0") SSE_PK(p_addsubps, "addsubps %%xmm1, %%xmm0")
+SSE_PK(p_addsubpd, "addsubpd %%xmm1, %%xmm0") SSE_PK(p_addps, "addps %%xmm1, %%xmm0")
+SSE_PK(p_dpps_ff, "dpps $0xff, %%xmm1, %%xmm0") SSE_PK(p_dpps_71, "dpps $0x71, %%xmm1, %%xmm0")
+SSE_PK(p_dpps_b6, "dpps $0xb6, %%xmm1, %%xmm0") SSE_PK(p_dppd_33, "dppd $0x33, %%xmm1, %%xmm0")
+SSE_PK(p_dppd_12, "dppd $0x12, %%xmm1, %%xmm0")
+SSE_PK(p_rcpps, "rcpps %%xmm0, %%xmm0") SSE_PK(p_rsqrtps, "rsqrtps %%xmm0, %%xmm0")
+static const struct { const char *n; void (*f)(uint32_t, v128, v128, v128 *, uint32_t *); } pk_tab[] = {
+    {"haddps", p_haddps}, {"hsubps", p_hsubps}, {"haddpd", p_haddpd}, {"addsubps", p_addsubps},
+    {"addsubpd", p_addsubpd}, {"addps", p_addps}, {"dpps_ff", p_dpps_ff}, {"dpps_71", p_dpps_71},
+    {"dpps_b6", p_dpps_b6}, {"dppd_33", p_dppd_33}, {"dppd_12", p_dppd_12},
+    {"rcpps", p_rcpps}, {"rsqrtps", p_rsqrtps}, {0, 0}};
 static void hex(const unsigned char *b, int n) { for (int i = 0; i < n; i++) printf("%02x", b[i]); }
 
 int main(void) {
@@ -276,7 +314,21 @@ int main(void) {
         if (!strcmp(o, "fbstp")) { unsigned char m[10]; memset(m, 0x5a, 10); x_fbstp(cw, p80(s2), m, &sw); hex(m, 10); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fbld")) { f80 in = p80(s2); x_fbld(cw, in, &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fconst")) { const_tab[atoi(s2) % 7](cw, &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fcomi") || !strcmp(o, "fucomi")) {
+            uint64_t fl; (o[1] == 'c' ? x_fcomi : x_fucomi)(cw, p80(s2), p80(s3), &fl, &sw);
+            printf("%llx %04x\n", (unsigned long long)(fl & 0x8d5), sw); continue;
+        }
+        if (!strcmp(o, "fiadd16")) { x_fiadd16(cw, p80(s2), (uint16_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fimul32")) { x_fimul32(cw, p80(s2), (uint32_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fxam")) { x_fxam(cw, p80(s2), s3[0] == 'e', &sw); printf("0 %04x\n", sw); continue; }
+        int done = 0;
+        for (int i = 0; pk_tab[i].n; i++)
+            if (!strcmp(o, pk_tab[i].n)) {
+                v128 rv; pk_tab[i].f(mx, p128(s2), p128(s3[0] ? s3 : "0"), &rv, &mo);
+                printf("%016llx%016llx %x\n", (unsigned long long)rv.hi, (unsigned long long)rv.lo, mo);
+                done = 1; break;
+            }
+        if (done) continue;
         uint64_t a = strtoull(s2, 0, 16), b = s3[0] ? strtoull(s3, 0, 16) : 0;
 #define S32(nm, fn) if (!strcmp(o, nm)) { uint32_t v; fn(mx, (uint32_t)a, (uint32_t)b, &v, &mo); printf("%x %x\n", v, mo); continue; }
 #define S64(nm, fn) if (!strcmp(o, nm)) { uint64_t v; fn(mx, a, b, &v, &mo); printf("%llx %x\n", (unsigned long long)v, mo); continue; }

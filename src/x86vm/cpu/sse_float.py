@@ -169,6 +169,8 @@ def _approx(fmt: Fmt, mxcsr: int, a: int, rsqrt: bool) -> tuple[int, int]:
         return (a | fmt.qbit if c in (QNAN, SNAN) else fmt.indefinite), 0
     if c == ZERO or c == DENORMAL:
         return fmt.inf(s), 0
+    if rsqrt and s:  # negative, -inf included
+        return fmt.indefinite, 0
     if c == 3:  # infinity
         return fmt.zero(s), 0
     if rsqrt:

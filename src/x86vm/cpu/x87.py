@@ -475,11 +475,13 @@ def fcom(x: X87, i: int, unordered: bool = False, pops: int = 0,
 
 
 def fcomi(x: X87, i: int, unordered: bool = False, pop: bool = False
-          ) -> tuple[int | None, bool]:
-    """FCOMI/FCOMIP/FUCOMI/FUCOMIP: ``(ZF|PF|CF bits for EFLAGS or None, #MF pending)``."""
+          ) -> tuple[int, bool]:
+    """FCOMI/FCOMIP/FUCOMI/FUCOMIP: ``(ZF|PF|CF bits for EFLAGS, #MF pending)``; the core
+    replaces ZF, PF, CF (and clears OF, SF, AF) with them — even when the exception is
+    unmasked, as the host does (then nothing is popped)."""
     rel, flags = _compare(x, x.is_empty(0), x.st(0), x.is_empty(i), x.st(i), unordered)
     if x.unmasked(flags & _PRE_OP):
-        return None, x.signal(flags & _PRE_KEEP)
+        return _EFL_OF[rel], x.signal(flags & _PRE_KEEP)
     if pop:
         x.pop()
     return _EFL_OF[rel], x.signal(flags)
