@@ -96,7 +96,7 @@ def _x87_imem(op: str, width: int) -> Callable[[random.Random], Case]:
 
 def _x87_ld(op: str, fmt) -> Callable[[random.Random], Case]:
     def make(rng: random.Random) -> Case:
-        return op, _cw(rng, False), gen.value(rng, fmt), 0
+        return op, _cw(rng), gen.value(rng, fmt), 0
     return make
 
 

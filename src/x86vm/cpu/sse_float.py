@@ -23,8 +23,10 @@ from .fp.core import (
     F32,
     F64,
     IE,
+    OE,
     QNAN,
     SNAN,
+    UE,
     ZERO,
     Fmt,
     round_pack,
@@ -53,17 +55,24 @@ def _env(mxcsr: int) -> tuple[int, bool, bool]:
     return mxcsr >> MXCSR_RC_SHIFT & 3, bool(mxcsr & MXCSR_DAZ), bool(mxcsr & MXCSR_FTZ)
 
 
+def _unmasked_ou(mxcsr: int) -> int:
+    """OE/UE when unmasked: an exact tiny result must then still raise UE (and fault), and
+    FTZ does not apply (SDM Vol. 1 §10.2.3.3); the returned value is not written anyway."""
+    return (OE | UE) & ~(mxcsr >> MXCSR_MASK_SHIFT)
+
+
 def arith(op: int, fmt: Fmt, mxcsr: int, a: int, b: int) -> tuple[int, int]:
     """One lane of ADD/SUB/MUL/DIV/MIN/MAX: ``a op b`` (``a`` = first source/destination)."""
     rc, daz, ftz = _env(mxcsr)
+    w = _unmasked_ou(mxcsr)
     if op == ADD:
-        return ops.add(fmt, a, b, rc, 0, True, daz, ftz)
+        return ops.add(fmt, a, b, rc, 0, True, daz, ftz, w)
     if op == SUB:
-        return ops.sub(fmt, a, b, rc, 0, True, daz, ftz)
+        return ops.sub(fmt, a, b, rc, 0, True, daz, ftz, w)
     if op == MUL:
-        return ops.mul(fmt, a, b, rc, 0, True, daz, ftz)
+        return ops.mul(fmt, a, b, rc, 0, True, daz, ftz, w)
     if op == DIV:
-        return ops.div(fmt, a, b, rc, 0, True, daz, ftz)
+        return ops.div(fmt, a, b, rc, 0, True, daz, ftz, w)
     return minmax(fmt, mxcsr, a, b, op == MAX)
 
 
@@ -132,7 +141,7 @@ def comi(fmt: Fmt, mxcsr: int, a: int, b: int, signaling: bool) -> tuple[int, in
 def convert(src: Fmt, dst: Fmt, mxcsr: int, a: int) -> tuple[int, int]:
     """CVTSS2SD / CVTSD2SS (and the packed forms, per lane)."""
     rc, daz, ftz = _env(mxcsr)
-    return ops.convert(src, dst, a, rc, 0, daz, ftz)
+    return ops.convert(src, dst, a, rc, 0, daz, ftz, _unmasked_ou(mxcsr))
 
 
 def to_int(fmt: Fmt, mxcsr: int, a: int, width: int, truncate: bool) -> tuple[int, int]:

@@ -235,31 +235,38 @@ def arith_int(x: X87, op: int, value: int, width: int) -> bool:
     return _store(x, 0, bits, flags, False)
 
 
-def unary(x: X87, fn) -> bool:
-    if x.is_empty(0):
-        return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
-    bits, flags = fn(x.st(0))
-    return _store(x, 0, bits, flags, False)
+def _underflow0(x: X87) -> bool:
+    return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
 
 
 def fsqrt(x: X87) -> bool:
     """FSQRT: ST(0) = sqrt(ST(0)), rounded by RC and PC."""
-    return unary(x, lambda a: ops.sqrt(F80, a, x.rc, x.prec))
+    if x.is_empty(0):
+        return _underflow0(x)
+    bits, flags = ops.sqrt(F80, x.st(0), x.rc, x.prec)
+    return _store(x, 0, bits, flags, False)
 
 
 def frndint(x: X87) -> bool:
     """FRNDINT: ST(0) rounded to an integral value by RC."""
-    return unary(x, lambda a: ops.round_integral(F80, a, x.rc))
+    if x.is_empty(0):
+        return _underflow0(x)
+    bits, flags = ops.round_integral(F80, x.st(0), x.rc)
+    return _store(x, 0, bits, flags, False)
 
 
 def fabs(x: X87) -> bool:
     """FABS: clear the sign (no exception but stack underflow; C1 cleared)."""
-    return unary(x, lambda a: (a & ~F80.sign_bit, 0))
+    if x.is_empty(0):
+        return _underflow0(x)
+    return _store(x, 0, x.st(0) & ~F80.sign_bit, 0, False)
 
 
 def fchs(x: X87) -> bool:
     """FCHS: invert the sign."""
-    return unary(x, lambda a: (a ^ F80.sign_bit, 0))
+    if x.is_empty(0):
+        return _underflow0(x)
+    return _store(x, 0, x.st(0) ^ F80.sign_bit, 0, False)
 
 
 def fscale(x: X87) -> bool:
@@ -327,11 +334,12 @@ def fld_st(x: X87, i: int) -> bool:
 
 
 def fld_mem(x: X87, fmt: Fmt, value: int) -> bool:
-    """FLD m32fp/m64fp: convert exactly to 80 bits (DE for a denormal, IE for an SNaN)."""
+    """FLD m32fp/m64fp: convert exactly to 80 bits (DE for a denormal, IE for an SNaN). An
+    unmasked IE loads nothing; an unmasked DE still loads (host behaviour)."""
     if not x.is_empty(7):
         return fld(x, 0)
     bits, flags = ops.convert(fmt, F80, value)
-    if x.unmasked(flags & _PRE_OP):
+    if x.unmasked(flags & IE):
         return x.signal(flags & _PRE_KEEP)
     x.push(bits)
     return x.signal(flags)
