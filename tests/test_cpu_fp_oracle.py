@@ -41,3 +41,14 @@ def test_harness_detects_a_wrong_answer() -> None:
         (line,) = o.run(["fadd 37f 3fff8000000000000000 3fff8000000000000000"])
     assert fuzz._canon("fadd", line) == fuzz._canon("fadd", "40008000000000000000 0000")
     assert fuzz._canon("fadd", line) != fuzz._canon("fadd", "40008000000000000001 0000")
+
+
+def test_transcendentals_within_one_ulp_of_the_host() -> None:
+    """FSIN...FYL2XP1: the host is not correctly rounded; x86vm must stay within 1 ulp of it,
+    with the same IE/DE/ZE/OE/UE and C2 (tests/cpu_fp/trans.py N for a long run)."""
+    import trans
+
+    out = io.StringIO()
+    res = trans.run(150, 20261205, out=out)
+    for op, (_, _, worst, bad) in res.items():
+        assert worst <= 1 and not bad, (op, out.getvalue())

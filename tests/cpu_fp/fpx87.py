@@ -17,6 +17,9 @@ _FIST = {"fist16": (16, False, False), "fist32": (32, False, False),
          "fist64": (64, True, False), "fisttp16": (16, True, True),
          "fisttp32": (32, True, True), "fisttp64": (64, True, True)}
 _SENTINEL = 0x5A5A5A5A5A5A5A5A
+_TRANS1 = {"fsin": X.fsin, "fcos": X.fcos, "f2xm1": X.f2xm1, "fptan": X.fptan,
+           "fsincos": X.fsincos}
+_TRANS2 = {"fpatan": X.fpatan, "fyl2x": X.fyl2x, "fyl2xp1": X.fyl2xp1}
 
 
 def _h80(v: int) -> str:
@@ -88,6 +91,20 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
     if op in ("fiadd16", "fimul32"):
         X.fld(x, a)
         X.arith_int(x, X.FADD if op == "fiadd16" else X.FMUL, b, 16 if op == "fiadd16" else 32)
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op in _TRANS1:
+        X.fld(x, a)
+        _TRANS1[op](x)
+        if op in ("fptan", "fsincos"):
+            r1 = x.st(1)
+            if x.is_empty(1):
+                r1 = 0 if x.unmasked(1) else X.INDEFINITE
+            return f"{_h80(x.st(0))} {_h80(r1)} {x.status_word & SW_MASK:04x}"
+        return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op in _TRANS2:
+        X.fld(x, b)
+        X.fld(x, a)
+        _TRANS2[op](x)
         return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
     if op == "funder":
         X.fld(x, a)

@@ -41,6 +41,14 @@ X87_BIN(x_fprem1, "fprem1")
 X87_BIN(x_fsqrt, "fsqrt")
 X87_BIN(x_frndint, "frndint")
 X87_BIN(x_fabs, "fabs")
+X87_BIN(x_fsin, "fsin") X87_BIN(x_fcos, "fcos") X87_BIN(x_f2xm1, "f2xm1")
+X87_BIN(x_fpatan, "fpatan") X87_BIN(x_fyl2x, "fyl2x") X87_BIN(x_fyl2xp1, "fyl2xp1")
+#define X87_TWO(name, insn) \
+    static void name(uint16_t cw, f80 a, f80 *r, f80 *r2, uint16_t *sw) { \
+        __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; " insn "; fnstsw %[sw]; fnclex;" \
+                         "fstpt %[r]; fstpt %[r2]; fninit" \
+                         : [r] "=m"(*r), [r2] "=m"(*r2), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a)); }
+X87_TWO(x_fptan, "fptan") X87_TWO(x_fsincos, "fsincos")
 X87_BIN(x_fchs, "fchs")
 
 static void x_fxtract(uint16_t cw, f80 a, f80 *r, f80 *r2, uint16_t *sw) {
@@ -288,6 +296,12 @@ int main(void) {
         BIN80("fadd", x_fadd) BIN80("fsub", x_fsub) BIN80("fmul", x_fmul) BIN80("fdiv", x_fdiv)
         BIN80("funder", x_under) BIN80("fover", x_over)
         BIN80("fscale", x_fscale) BIN80("fprem", x_fprem) BIN80("fprem1", x_fprem1)
+        BIN80("fpatan", x_fpatan) BIN80("fyl2x", x_fyl2x) BIN80("fyl2xp1", x_fyl2xp1)
+        UN80("fsin", x_fsin) UN80("fcos", x_fcos) UN80("f2xm1", x_f2xm1)
+        if (!strcmp(o, "fptan") || !strcmp(o, "fsincos")) {
+            (o[2] == 't' ? x_fptan : x_fsincos)(cw, p80(s2), &r, &r2, &sw);
+            o80(r); printf(" "); o80(r2); printf(" %04x\n", sw); continue;
+        }
         UN80("fsqrt", x_fsqrt) UN80("frndint", x_frndint) UN80("fabs", x_fabs) UN80("fchs", x_fchs)
         if (!strcmp(o, "fxtract")) { x_fxtract(cw, p80(s2), &r, &r2, &sw); o80(r); printf(" "); o80(r2); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fcom")) { x_fcom(cw, p80(s2), p80(s3), &sw); printf("0 %04x\n", sw); continue; }

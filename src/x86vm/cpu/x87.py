@@ -11,7 +11,7 @@ underflow exponent wrap for unmasked OE/UE) are applied here. See docs/cpu-fp.md
 
 from __future__ import annotations
 
-from .fp import images, ops, x87ops
+from .fp import images, ops, transcendental, x87ops
 from .fp.core import (
     C1,
     DE,
@@ -640,3 +640,78 @@ fldenv = images.fldenv
 frstor = images.frstor
 fxsave = images.fxsave
 fxrstor = images.fxrstor
+
+
+# -- transcendentals (cpu/fp/transcendental.py; precision control does not apply) ---------------
+def _trig(x: X87, which: str) -> bool:
+    if x.is_empty(0):
+        x.sw &= ~SW_C2
+        return _underflow0(x)
+    r1, r2, flags, out_of_range = transcendental.trig(x.st(0), which, x.rc)
+    if out_of_range:  # |x| >= 2**63: C2=1, nothing else changes
+        x.sw |= SW_C2
+        return x.signal(x.sw & C1)
+    x.sw &= ~SW_C2
+    if which in ("sin", "cos"):
+        return _store(x, 0, r1, flags, False)
+    if x.unmasked(flags & _PRE_OP):
+        return x.signal(flags & _PRE_KEEP)
+    if not x.is_empty(7):
+        flags = x.stack_overflow()
+        if x.unmasked(flags):
+            return x.signal(flags)
+        r1 = r2 = INDEFINITE
+    x.set_st(0, r1)  # FPTAN: tan, then push 1.0; FSINCOS: sin, then push cos
+    x.push(r2)
+    return x.signal(flags)
+
+
+def fsin(x: X87) -> bool:
+    """FSIN: ST(0) = sin ST(0); |ST(0)| >= 2**63 sets C2 and changes nothing."""
+    return _trig(x, "sin")
+
+
+def fcos(x: X87) -> bool:
+    """FCOS: ST(0) = cos ST(0) (C2 as FSIN)."""
+    return _trig(x, "cos")
+
+
+def fsincos(x: X87) -> bool:
+    """FSINCOS: ST(0) = sin, then push cos (C2 as FSIN)."""
+    return _trig(x, "sincos")
+
+
+def fptan(x: X87) -> bool:
+    """FPTAN: ST(0) = tan, then push 1.0 (C2 as FSIN)."""
+    return _trig(x, "tan")
+
+
+def _binary_pop(x: X87, fn) -> bool:
+    """ST(1) = fn(ST(1), ST(0)), then pop (FPATAN, FYL2X, FYL2XP1)."""
+    if x.is_empty(0) or x.is_empty(1):
+        return _store(x, 1, INDEFINITE, x.stack_underflow(), True)
+    bits, flags = fn(x.st(1), x.st(0), x.rc)
+    return _store(x, 1, bits, flags, True)
+
+
+def fpatan(x: X87) -> bool:
+    """FPATAN: ST(1) = arctan(ST(1) / ST(0)) in the quadrant of (ST(0), ST(1)); pop."""
+    return _binary_pop(x, transcendental.fpatan)
+
+
+def fyl2x(x: X87) -> bool:
+    """FYL2X: ST(1) = ST(1) * log2 ST(0); pop."""
+    return _binary_pop(x, transcendental.fyl2x)
+
+
+def fyl2xp1(x: X87) -> bool:
+    """FYL2XP1: ST(1) = ST(1) * log2(ST(0) + 1); pop."""
+    return _binary_pop(x, transcendental.fyl2xp1)
+
+
+def f2xm1(x: X87) -> bool:
+    """F2XM1: ST(0) = 2**ST(0) - 1."""
+    if x.is_empty(0):
+        return _underflow0(x)
+    bits, flags = transcendental.f2xm1(x.st(0), x.rc)
+    return _store(x, 0, bits, flags, False)
