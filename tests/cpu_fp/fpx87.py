@@ -106,6 +106,15 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
         X.fld(x, a)
         _TRANS2[op](x)
         return f"{_h80(x.st(0))} {x.status_word & SW_MASK:04x}"
+    if op in ("fcom32", "fcomp64"):
+        X.fld(x, a)
+        X.fcom(x, 0, pops=1 if op == "fcomp64" else 0, mem=(F32 if op == "fcom32" else F64, b))
+        return f"0 {x.status_word & SW_MASK:04x}"
+    if op == "ftst":
+        X.fld(x, 0)
+        X.fld(x, a)
+        X.ftst(x)
+        return f"0 {x.status_word & SW_MASK:04x}"
     if op == "funder":
         X.fld(x, a)
         X.arith(x, X.FADD, 0, 1)

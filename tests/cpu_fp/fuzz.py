@@ -162,7 +162,9 @@ FAMILIES: dict[str, list[tuple[str, Callable[[random.Random], Case]]]] = {
     "x87-unary": [(o, _x87_un(o)) for o in ("fsqrt", "frndint", "fabs", "fchs", "fxtract")],
     "x87-helpers": [("fscale", _x87_scale), ("fprem", _x87_prem("fprem")),
                     ("fprem1", _x87_prem("fprem1"))],
-    "x87-compare": [(o, _x87_bin(o, "")) for o in ("fcom", "fucom", "fcomi", "fucomi")],
+    "x87-compare": [(o, _x87_bin(o, "")) for o in ("fcom", "fucom", "fcomi", "fucomi")]
+    + [("fcom32", _x87_mem("fcom32", F32)), ("fcomp64", _x87_mem("fcomp64", F64)),
+       ("ftst", _x87_un("ftst"))],
     "x87-convert": [("fld32", _x87_ld("fld32", F32)), ("fld64", _x87_ld("fld64", F64)),
                     ("fst32", _x87_un("fst32")), ("fst64", _x87_un("fst64"))]
     + [(o, _x87_fist(o)) for o in ("fist16", "fist32", "fist64", "fisttp16", "fisttp32",

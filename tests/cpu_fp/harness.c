@@ -249,6 +249,9 @@ X87_COMI(x_fucomi, "fucomi %%st(1), %%st")
         __asm__ volatile("fninit; fldcw %[cw]; fldt %[a]; " insn " %[b]; fnstsw %[sw]; fnclex; fstpt %[r]; fninit" \
                          : [r] "=m"(*r), [sw] "=m"(*sw) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b)); }
 X87_IMEM(x_fiadd16, uint16_t, "fiadds")
+X87_IMEM(x_fcom32, uint32_t, "fcoms")
+X87_IMEM(x_fcomp64, uint64_t, "fcompl")
+X87_BIN(x_ftst, "ftst")
 X87_IMEM(x_fimul32, uint32_t, "fimull")
 /* 128-bit packed operations: xmm0 = op(xmm0=A, xmm1=B) */
 typedef struct { uint64_t lo, hi; } v128;
@@ -332,6 +335,9 @@ int main(void) {
             uint64_t fl; (o[1] == 'c' ? x_fcomi : x_fucomi)(cw, p80(s2), p80(s3), &fl, &sw);
             printf("%llx %04x\n", (unsigned long long)(fl & 0x8d5), sw); continue;
         }
+        if (!strcmp(o, "fcom32")) { x_fcom32(cw, p80(s2), (uint32_t)strtoul(s3, 0, 16), &r, &sw); printf("0 %04x\n", sw); continue; }
+        if (!strcmp(o, "fcomp64")) { x_fcomp64(cw, p80(s2), strtoull(s3, 0, 16), &r, &sw); printf("0 %04x\n", sw); continue; }
+        if (!strcmp(o, "ftst")) { x_ftst(cw, p80(s2), p80("0"), &r, &sw); printf("0 %04x\n", sw); continue; }
         if (!strcmp(o, "fiadd16")) { x_fiadd16(cw, p80(s2), (uint16_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fimul32")) { x_fimul32(cw, p80(s2), (uint32_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fxam")) { x_fxam(cw, p80(s2), s3[0] == 'e', &sw); printf("0 %04x\n", sw); continue; }
