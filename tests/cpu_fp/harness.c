@@ -182,6 +182,7 @@ SSE_CIV(s_cvtsi2sd64, uint64_t, uint64_t, "movq", "cvtsi2sdq")
 
 /* zero all eight physical registers, leave the FPU initialised */
 #define CLEAR "fldz; fldz; fldz; fldz; fldz; fldz; fldz; fldz; fninit; "
+static const uint32_t mx_reset = 0x1f80;
 /* whole-state images: FNSAVE (32-bit, and 16-bit with an operand-size prefix), FXSAVE */
 static void x_save(uint16_t cw, f80 a, f80 b, int mode, unsigned char *buf) {
     if (mode == 0)
@@ -191,8 +192,9 @@ static void x_save(uint16_t cw, f80 a, f80 b, int mode, unsigned char *buf) {
         __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; .byte 0x66; fnsave %[m]; fninit"
                          : [m] "=m"(*(unsigned char (*)[94])buf) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
     else
-        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; fxsave %[m]; fninit"
-                         : [m] "=m"(*(unsigned char (*)[512])buf) : [cw] "m"(cw), [a] "m"(a), [b] "m"(b));
+        __asm__ volatile("fninit; " CLEAR "fldcw %[cw]; fldt %[b]; fldt %[a]; ldmxcsr %[mx]; fxsave %[m]; fninit"
+                         : [m] "=m"(*(unsigned char (*)[512])buf)
+                         : [cw] "m"(cw), [a] "m"(a), [b] "m"(b), [mx] "m"(mx_reset));
 }
 /* MMX: write MM0 (and MM1 = A+B with paddq), optionally EMMS, then FNSAVE */
 static void x_mmx(uint64_t a, uint64_t b, int emms, unsigned char *buf) {

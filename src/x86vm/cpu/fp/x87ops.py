@@ -104,9 +104,10 @@ def fprem(a: int, b: int, ieee: bool, wrap: int = 0) -> tuple[int, int, int]:
         return F80.indefinite, IE, 0
     if ca == ZERO:
         return a, flags, 0
-    if cb == INF:  # the dividend, re-encoded (a pseudo-denormal comes back normalized)
-        bits, _ = round_pack(F80, sa, ea, ma)
-        return bits, flags, 0
+    if cb == INF:  # the dividend, re-encoded (a pseudo-denormal comes back normalized; a
+        # denormal is a tiny result: UE and the exponent wrap when UE is unmasked)
+        bits, fl = round_pack(F80, sa, ea, ma, wrap=wrap)
+        return bits, flags | (fl & ~0x200), 0
     # a = ma * 2**ea, b = mb * 2**eb; exponents of the leading bits
     da = ea + ma.bit_length()
     db = eb + mb.bit_length()
