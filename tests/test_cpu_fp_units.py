@@ -145,3 +145,42 @@ def test_integer_indefinite_and_conversions() -> None:
     assert S.to_int(F32, 0x1F80, 0x4F000000, 32, True) == (0x80000000, core.IE)  # 2**31
     assert S.to_int(F64, 0x1F80, 0xC1E0000000000000, 32, True) == (0x80000000, 0)  # -2**31
     assert ops.from_int(F80, 0xFFFF, 16) == (0xBFFF8000000000000000, 0)
+
+
+ONE = 0x3FFF8000000000000000
+TWO = 0x40008000000000000000
+
+
+def test_fxch_fst_st_ffree_and_stack_pointer_moves() -> None:
+    x = X.X87()
+    X.fld(x, ONE)
+    X.fld(x, TWO)
+    assert X.fxch(x, 1) is False and (x.st(0), x.st(1)) == (ONE, TWO)
+    X.fst_st(x, 1, pop=True)  # FSTP ST(1): ST(1) = ST(0), pop
+    assert x.st(0) == ONE and x.is_empty(1)
+    X.ffree(x, 0)
+    assert x.is_empty(0) and x.top == 7
+    X.fincstp(x)
+    X.fdecstp(x)
+    assert x.top == 7
+    # FXCH with an empty register, IE masked: the empty one reads as the indefinite
+    assert X.fxch(x, 1) is False
+    assert x.st(0) == X.INDEFINITE and x.status_word & 0x41 == 0x41
+
+
+def test_unmasked_exception_sets_es_and_keeps_the_destination() -> None:
+    x = X.X87()
+    X.fldcw(x, 0x037E)  # IE unmasked
+    X.fld(x, 0)
+    X.fld(x, 0)
+    assert X.arith(x, X.FDIV, 0, 1) is True  # 0/0: IE, #MF pending
+    assert x.st(0) == 0 and x.status_word & 0x8081 == 0x8081
+    X.fclex(x)
+    assert x.status_word & 0x80FF == 0
+
+
+def test_fist_out_of_range_stores_the_integer_indefinite() -> None:
+    x = X.X87()
+    X.fld(x, 0x401E8000000000000000)  # 2**31
+    assert X.fist_mem(x, 32, pop=False) == (0x80000000, False)
+    assert x.status_word & 1

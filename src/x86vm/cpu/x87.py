@@ -423,6 +423,16 @@ def fxch(x: X87, i: int) -> bool:
     return x.signal(flags)
 
 
+def fcmov(x: X87, i: int, condition: bool) -> bool:
+    """FCMOVcc ST(0), ST(i): the core evaluates the EFLAGS condition; an empty operand is a
+    stack underflow whether or not the move happens (masked: ST(0) = indefinite)."""
+    if x.is_empty(0) or x.is_empty(i):
+        return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
+    if condition:
+        x.set_st(0, x.st(i))
+    return x.signal(0)
+
+
 def ffree(x: X87, i: int) -> None:
     """FFREE ST(i): tag it empty."""
     x.empty |= 1 << x.phys(i)
