@@ -49,7 +49,11 @@ def run(op: str, mx: int, a: int, b: int = 0) -> str:
         r, fl = S.to_int(_FMT[s], mx, a, int(op.split("2si")[1]), trunc)
     elif op in _PACKED:
         r, fl = _PACKED[op](mx, a, b)
-        return f"{r:032x} {mx | fl:x}"
+        new, fault = S.commit(mx, fl)
+        return f"fault {new:x}" if fault else f"{r:032x} {new:x}"
     else:
         raise KeyError(op)
-    return f"{r:x} {mx | fl:x}"
+    new, fault = S.commit(mx, fl)
+    if fault:
+        return f"fault {new:x}"
+    return f"{r:x} {new:x}"

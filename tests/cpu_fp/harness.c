@@ -7,14 +7,28 @@
  *             -> RESULT MXCSR [EFLAGS]
  * The x87 sequence is FNINIT; FLDCW; loads; the operation; FNSTSW; FNCLEX; stores — the
  * non-waiting FNSTSW/FNCLEX let a case run with exceptions unmasked without a #MF.
- * SSE cases must keep every MXCSR exception masked. A line "flush" flushes the output.
+ * An SSE case with an unmasked exception faults (#XM -> SIGFPE): the harness prints
+ * "fault MXCSR" with the MXCSR the faulting instruction left (from the signal context). A line "flush" flushes the output.
  */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
+#include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct __attribute__((packed)) { uint64_t lo; uint16_t hi; } f80;
+
+static sigjmp_buf fault_jb;
+static volatile uint32_t fault_mxcsr;
+static void on_fpe(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)si;
+    ucontext_t *uc = ctx;
+    fault_mxcsr = uc->uc_mcontext.fpregs->mxcsr;
+    siglongjmp(fault_jb, 1);
+}
 
 static f80 p80(const char *s) {
     f80 v; char hi[5]; size_t n = strlen(s);
@@ -286,6 +300,11 @@ static void hex(const unsigned char *b, int n) { for (int i = 0; i < n; i++) pri
 int main(void) {
     char line[512], op[64], s1[64], s2[64], s3[64];
     setvbuf(stdout, 0, _IOFBF, 1 << 16);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fpe;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGFPE, &sa, 0);
     while (fgets(line, sizeof line, stdin)) {
         s3[0] = 0;
         if (!strncmp(line, "flush", 5)) { fflush(stdout); continue; }
@@ -343,6 +362,12 @@ int main(void) {
         if (!strcmp(o, "fiadd16")) { x_fiadd16(cw, p80(s2), (uint16_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fimul32")) { x_fimul32(cw, p80(s2), (uint32_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fxam")) { x_fxam(cw, p80(s2), s3[0] == 'e', &sw); printf("0 %04x\n", sw); continue; }
+        if (sigsetjmp(fault_jb, 1)) {
+            uint32_t reset = 0x1f80;
+            __asm__ volatile("ldmxcsr %0" : : "m"(reset));
+            printf("fault %x\n", fault_mxcsr);
+            continue;
+        }
         int done = 0;
         for (int i = 0; pk_tab[i].n; i++)
             if (!strcmp(o, pk_tab[i].n)) {

@@ -27,6 +27,8 @@ from .fp.core import (
     QNAN,
     SNAN,
     UE,
+    WRAP_UNBOUNDED,
+    ZE,
     ZERO,
     Fmt,
     round_pack,
@@ -44,11 +46,24 @@ MXCSR_WRITABLE = 0xFFFF  # MXCSR_MASK reported by FXSAVE (DAZ supported)
 ADD, SUB, MUL, DIV, MIN, MAX = range(6)
 
 
+_PRE = IE | DE | ZE  # pre-computation exceptions (SDM Vol. 1 §11.5.1)
+_STAGED = 0x10000  # internal: flags of a multi-stage operation (DPPS) already resolved
+
+
 def commit(mxcsr: int, flags: int) -> tuple[int, bool]:
-    """``(new MXCSR, fault)``: the flags ORed into MXCSR, and whether any of them is unmasked
-    (then raise #XM/#UD and do not write the destination)."""
+    """``(new MXCSR, fault)``: the flags of all lanes ORed into MXCSR, and whether one of them
+    is unmasked (then raise #XM/#UD and do not write the destination). As on the host: an
+    unmasked pre-computation exception (IE, DE, ZE) reports only those; an unmasked OE/UE
+    reports PE only when the exponent-adjusted result is inexact (the lanes computed it with
+    :func:`_unmasked_ou`)."""
+    unmasked = ~(mxcsr >> MXCSR_MASK_SHIFT)
+    if flags & _STAGED:  # a later stage's pre-computation fault keeps earlier stages' flags
+        flags &= MXCSR_FLAGS
+        return mxcsr | flags, bool(flags & unmasked)
     flags &= MXCSR_FLAGS
-    return mxcsr | flags, bool(flags & ~(mxcsr >> MXCSR_MASK_SHIFT))
+    if flags & _PRE & unmasked:
+        return mxcsr | (flags & _PRE), True
+    return mxcsr | flags, bool(flags & unmasked)
 
 
 def _env(mxcsr: int) -> tuple[int, bool, bool]:
@@ -58,7 +73,8 @@ def _env(mxcsr: int) -> tuple[int, bool, bool]:
 def _unmasked_ou(mxcsr: int) -> int:
     """OE/UE when unmasked: an exact tiny result must then still raise UE (and fault), and
     FTZ does not apply (SDM Vol. 1 §10.2.3.3); the returned value is not written anyway."""
-    return (OE | UE) & ~(mxcsr >> MXCSR_MASK_SHIFT)
+    w = (OE | UE) & ~(mxcsr >> MXCSR_MASK_SHIFT)
+    return w | WRAP_UNBOUNDED if w else 0
 
 
 def arith(op: int, fmt: Fmt, mxcsr: int, a: int, b: int) -> tuple[int, int]:
@@ -281,14 +297,23 @@ def dp(fmt: Fmt, mxcsr: int, a: int, b: int, imm: int) -> tuple[int, int]:
         else:
             p = 0
         prods.append(p)
+    if commit(mxcsr, flags)[1]:  # an unmasked exception in the products ends it (host)
+        return 0, flags
+    unmasked = ~(mxcsr >> MXCSR_MASK_SHIFT)
     if n == 4:
         s0, f0 = arith(ADD, fmt, mxcsr, prods[0], prods[1])
         s1, f1 = arith(ADD, fmt, mxcsr, prods[2], prods[3])
-        total, f2 = arith(ADD, fmt, mxcsr, s0, s1)
-        flags |= f0 | f1 | f2
-    else:
-        total, f = arith(ADD, fmt, mxcsr, prods[0], prods[1])
+        f = f0 | f1
+        if f & _PRE & unmasked:  # the first sums fault before rounding
+            return 0, flags | (f & _PRE) | _STAGED
         flags |= f
+        if commit(mxcsr, flags)[1]:
+            return 0, flags
+        prods = [s0, s1]
+    total, f = arith(ADD, fmt, mxcsr, prods[0], prods[1])
+    if f & _PRE & unmasked:
+        return 0, flags | (f & _PRE) | _STAGED
+    flags |= f
     out = [total if imm >> i & 1 else 0 for i in range(n)]
     return join(out, fmt), flags
 

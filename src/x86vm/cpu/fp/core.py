@@ -24,6 +24,7 @@ OE = 0x08  # overflow
 UE = 0x10  # underflow
 PE = 0x20  # precision (inexact)
 C1 = 0x200  # x87: the result was rounded up in magnitude
+WRAP_UNBOUNDED = 0x1000  # round_pack wrap flag: report OE/UE with PE from an unbounded exponent
 
 # -- rounding control (x87 CW.RC and MXCSR.RC share the encoding, SDM Vol. 1 Table 4-8) ----------
 RC_NEAREST = 0
@@ -168,7 +169,9 @@ def round_pack(fmt: Fmt, sign: int, exp: int, sig: int, rc: int = RC_NEAREST,
     ``wrap``: OE and/or UE, the exceptions that are unmasked with an x87 register destination
     (SDM Vol. 1 §4.9.2, §8.5.4, §8.5.5): an overflow (underflow) then returns the result scaled
     by 2**-a (2**a), a = 3 * 2**(ebits-2) (24576 for the 80-bit format), with OE (UE) set; an
-    unmasked underflow is reported on tininess alone.
+    unmasked underflow is reported on tininess alone. With ``WRAP_UNBOUNDED`` (SSE, where no
+    result is delivered) PE is whether rounding to ``prec`` bits with an unbounded exponent is
+    inexact, however far out of range the value is.
     """
     if not prec:
         prec = fmt.prec
@@ -217,6 +220,8 @@ def round_pack(fmt: Fmt, sign: int, exp: int, sig: int, rc: int = RC_NEAREST,
                 tiny = k2.bit_length() + q2 - 1 < emin
         if tiny:
             if wrap & UE:
+                if wrap & WRAP_UNBOUNDED:
+                    return fmt.zero(sign), UE | _inexact_at(sig, prec)
                 adj = 3 << (fmt.ebits - 2)
                 if e + adj < emin:  # still tiny after the wrap: a signed zero (host)
                     return fmt.zero(sign), UE | PE
@@ -236,6 +241,8 @@ def round_pack(fmt: Fmt, sign: int, exp: int, sig: int, rc: int = RC_NEAREST,
     E = kb - 1 + q
     if E > fmt.emax:
         if wrap & OE:
+            if wrap & WRAP_UNBOUNDED:
+                return fmt.inf(sign), OE | _inexact_at(sig, prec)
             adj = 3 << (fmt.ebits - 2)
             if E - adj > fmt.emax:  # still too large after the wrap: infinity (host)
                 return fmt.inf(sign), OE | PE | C1
@@ -252,6 +259,12 @@ def round_pack(fmt: Fmt, sign: int, exp: int, sig: int, rc: int = RC_NEAREST,
             frac &= fmt.fmask
         return fmt.pack_fields(sign, E + fmt.bias, frac), flags
     return fmt.pack_fields(sign, 0, keep << (q - emin + fbits)), flags
+
+
+def _inexact_at(sig: int, prec: int) -> int:
+    """PE when ``sig`` does not fit in ``prec`` significant bits."""
+    shift = sig.bit_length() - prec
+    return PE if shift > 0 and sig & ((1 << shift) - 1) else 0
 
 
 def round_to_int(sign: int, exp: int, sig: int, rc: int) -> tuple[int, bool, bool]:
