@@ -115,6 +115,8 @@ def run(op: str, cw: int, a: int, b: int = 0) -> str:
         X.fld(x, a)
         X.ftst(x)
         return f"0 {x.status_word & SW_MASK:04x}"
+    if op == "fstcw":
+        return f"{x.cw:04x} 0"
     if op == "funder":
         X.fld(x, a)
         X.arith(x, X.FADD, 0, 1)

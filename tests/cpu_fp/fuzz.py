@@ -191,6 +191,8 @@ def _x87_state(op: str) -> Callable[[random.Random], Case]:
     def make(rng: random.Random) -> Case:
         if op in ("mmx", "mmxemms"):
             return op, 0x37F, rng.getrandbits(64), rng.getrandbits(64)
+        if op == "fstcw":
+            return op, rng.getrandbits(16) | 0x3F, 0, 0
         if op == "fconst":
             return op, _cw(rng, False), rng.randrange(7), 0
         if op == "fbld":
@@ -228,7 +230,7 @@ FAMILIES["sse-packed"] = [(o, _sse_packed(o)) for o in fpsse._PACKED]
 
 FAMILIES["x87-state"] = [(o, _x87_state(o)) for o in
                          ("fsave", "fsave16", "fxsave", "mmx", "mmxemms", "fbstp", "fbld",
-                          "fconst", "fxam")] + [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
+                          "fconst", "fxam", "fstcw")] + [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
 # bytes of the images that hold the last instruction/data pointers and opcode (set by the
 # core per instruction, not modelled here) and FXSAVE's MXCSR_MASK (the host's has bit 17)
 _POINTER_BYTES = {"fsave": range(12, 28), "fsave16": range(6, 14), "fxsave": range(6, 24),

@@ -295,6 +295,9 @@ static const struct { const char *n; void (*f)(uint32_t, v128, v128, v128 *, uin
     {"addsubpd", p_addsubpd}, {"addps", p_addps}, {"dpps_ff", p_dpps_ff}, {"dpps_71", p_dpps_71},
     {"dpps_b6", p_dpps_b6}, {"dppd_33", p_dppd_33}, {"dppd_12", p_dppd_12},
     {"rcpps", p_rcpps}, {"rsqrtps", p_rsqrtps}, {0, 0}};
+static void x_fstcw(uint16_t cw, uint16_t *out) {
+    __asm__ volatile("fninit; fldcw %[cw]; fnstcw %[o]; fninit" : [o] "=m"(*out) : [cw] "m"(cw));
+}
 static void hex(const unsigned char *b, int n) { for (int i = 0; i < n; i++) printf("%02x", b[i]); }
 
 int main(void) {
@@ -361,6 +364,7 @@ int main(void) {
         if (!strcmp(o, "ftst")) { x_ftst(cw, p80(s2), p80("0"), &r, &sw); printf("0 %04x\n", sw); continue; }
         if (!strcmp(o, "fiadd16")) { x_fiadd16(cw, p80(s2), (uint16_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
         if (!strcmp(o, "fimul32")) { x_fimul32(cw, p80(s2), (uint32_t)strtoul(s3, 0, 16), &r, &sw); o80(r); printf(" %04x\n", sw); continue; }
+        if (!strcmp(o, "fstcw")) { uint16_t out; x_fstcw(cw, &out); printf("%04x 0\n", out); continue; }
         if (!strcmp(o, "fxam")) { x_fxam(cw, p80(s2), s3[0] == 'e', &sw); printf("0 %04x\n", sw); continue; }
         if (sigsetjmp(fault_jb, 1)) {
             uint32_t reset = 0x1f80;
