@@ -230,7 +230,8 @@ FAMILIES["sse-packed"] = [(o, _sse_packed(o)) for o in fpsse._PACKED]
 
 FAMILIES["x87-state"] = [(o, _x87_state(o)) for o in
                          ("fsave", "fsave16", "fxsave", "mmx", "mmxemms", "fbstp", "fbld",
-                          "fconst", "fxam", "fstcw")] + [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
+                          "fconst", "fxam", "fstcw")]
+FAMILIES["x87-state"] += [(o, _x87_bin(o, "")) for o in ("funder", "fover")]
 # bytes of the images that hold the last instruction/data pointers and opcode (set by the
 # core per instruction, not modelled here) and FXSAVE's MXCSR_MASK (the host's has bit 17)
 _POINTER_BYTES = {"fsave": range(12, 28), "fsave16": range(6, 14), "fxsave": range(6, 24),
