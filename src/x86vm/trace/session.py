@@ -15,7 +15,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              f"events: {', '.join(EVENT_IDS)}")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="write the trace here (*.json: Chrome/Perfetto trace-event JSON; "
-                             "else ftrace-style text); default: text on stderr")
+                             "else ftrace-style text), truncated and written when the run ends; "
+                             "default: text on stderr")
     parser.add_argument("--trace-buffer", type=int, default=DEFAULT_RING_SIZE, metavar="N",
                         help=f"events kept per vCPU, a power of two (default "
                              f"{DEFAULT_RING_SIZE})")

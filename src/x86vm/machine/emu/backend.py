@@ -25,7 +25,7 @@ from x86vm.machine.backend import DebugControl
 from x86vm.machine.exits import Exit, Halt, IoExit, MmioExit, Shutdown
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
-from x86vm.machine.timers import NEVER
+from x86vm.machine.timers import COMPACT_AT, NEVER
 
 DEFAULT_MHZ = 20
 SLICE = 1_000_000  # instructions per cpu.run call at most (between timer checks)
@@ -60,6 +60,7 @@ class EmuBackend:
     """One vCPU emulated in Python over ``memory``'s RAM buffers."""
 
     name = "emu"
+    in_kernel: frozenset[str] = frozenset()  # every platform device is a Python model
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
@@ -70,6 +71,7 @@ class EmuBackend:
         self._queued: list[Exit] = []
         self._timers: list[tuple[int, int, _Timer]] = []
         self._seq = itertools.count()
+        self._live_after_sweep = 0
         self._lines: dict[int, EmuIrqLine] = {}
         self.debug = DebugControl()
         self.exits = 0
@@ -179,7 +181,13 @@ class EmuBackend:
     def at(self, deadline_ns: int, callback: Callable[[], None]) -> _Timer:
         """Run ``callback`` once guest time reaches ``deadline_ns`` (TimerService)."""
         timer = _Timer(deadline_ns, callback)
-        heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
+        timers = self._timers
+        if len(timers) >= COMPACT_AT and len(timers) >= 2 * self._live_after_sweep:
+            # cancelled timers linger until due: sweep them (machine/timers.py COMPACT_AT)
+            timers[:] = [entry for entry in timers if not entry[2].cancelled]
+            heapq.heapify(timers)
+            self._live_after_sweep = len(timers)
+        heapq.heappush(timers, (deadline_ns, next(self._seq), timer))
         return timer
 
     def wake_at(self, deadline_ns: int) -> None:
