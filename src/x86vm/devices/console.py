@@ -200,8 +200,11 @@ class StreamConsole(Console):
         if self._path is None or self._out_fd is not None:
             return
         try:
-            self._out_fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                                   | getattr(os, "O_CLOEXEC", 0), 0o666)
+            # O_NONBLOCK: a FIFO nobody reads fails (ENXIO) instead of blocking the start
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK
+                         | getattr(os, "O_CLOEXEC", 0), 0o666)
+            os.set_blocking(fd, True)
+            self._out_fd = fd
         except OSError as e:
             raise ConsoleError(f"serial file:{self._path}: {e.strerror}") from None
         self._queue = OutputQueue(self._out_fd, self._name)

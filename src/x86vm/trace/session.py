@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from x86vm.trace.output import write_json, write_text
@@ -43,7 +44,10 @@ def finish(tracer: Tracer | None, args: argparse.Namespace) -> None:
         write_text(tracer, sys.stderr)
         return
     try:
-        with open(path, "w", encoding="utf-8") as out:
+        # O_NONBLOCK: a FIFO nobody reads is an error (ENXIO), not a hang after the run
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+        os.set_blocking(fd, True)
+        with open(fd, "w", encoding="utf-8") as out:
             (write_json if path.endswith(".json") else write_text)(tracer, out)
     except OSError as exc:
         print(f"x86vm: cannot write the trace to {path}: {exc.strerror}", file=sys.stderr)
