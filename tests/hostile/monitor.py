@@ -48,12 +48,12 @@ def x86vm(args: list[str], *, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
     return Outcome(proc.returncode, out or b"", err.decode(errors="replace"), seconds, 0)
 
 
-def x86vm_rss(args: list[str], *, deadline: float = 60.0) -> Outcome:
-    """Like :func:`x86vm` with output to /dev/null, and the child's own peak RSS (KiB) from
-    ``os.wait4`` (ru_maxrss of that child alone)."""
+def x86vm_rss(args: list[str], *, deadline: float = 60.0, stdin: str = os.devnull) -> Outcome:
+    """Like :func:`x86vm` with output to /dev/null and input from ``stdin``, and the child's
+    own peak RSS (KiB) from ``os.wait4`` (ru_maxrss of that child alone)."""
     env = dict(os.environ, PYTHONPATH=str(SRC))
     start = time.monotonic()
-    with open(os.devnull, "wb") as null, open(os.devnull, "rb") as nothing:
+    with open(os.devnull, "wb") as null, open(stdin, "rb") as nothing:
         proc = subprocess.Popen([sys.executable, "-m", "x86vm", *args], stdin=nothing,
                                 stdout=null, stderr=subprocess.PIPE, env=env,
                                 preexec_fn=_limit_memory)

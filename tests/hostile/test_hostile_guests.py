@@ -93,6 +93,19 @@ def test_peak_rss_stays_flat_every_guest(built, name, backend):
     _check_rss_flat(built, name, backend)
 
 
+@pytest.mark.parametrize("backend", OUTPUT_BACKENDS)
+def test_host_input_that_never_ends_is_bounded(built, backend):
+    """stdin is /dev/zero and the guest never reads COM1: the UART's host backlog is full
+    and its feeder waits; the monitor does not grow."""
+    _backend(backend)
+    runs = [x86vm_rss(_run_args(built["spin"], backend, t, "stdio"), stdin="/dev/zero")
+            for t in (1, 4)]
+    assert [r.status for r in runs] == [124, 124], [r.stderr for r in runs]
+    print(f"peak RSS with stdin /dev/zero on {backend}: {runs[0].peak_rss_kib} KiB, "
+          f"{runs[1].peak_rss_kib} KiB")
+    assert runs[1].peak_rss_kib - runs[0].peak_rss_kib < RSS_MARGIN_KIB
+
+
 # -- class 3: output that cannot be written ------------------------------------------------
 
 def _blocked_pipe():
