@@ -146,7 +146,10 @@ def test_bad_console_specs(spec):
 
 
 def test_file_console_and_missing_directory(tmp_path):
+    (tmp_path / "out.txt").write_bytes(b"kept until the run starts")
     c = open_console(f"file:{tmp_path / 'out.txt'}")
+    assert (tmp_path / "out.txt").read_bytes() == b"kept until the run starts"
+    c.open_output()
     u = Uart16550(NullIrqLine(), c)
     for b in b"log":
         u.write(0, 1, b)
@@ -200,7 +203,6 @@ def test_tcp_connect_refused_is_one_clear_error():
 
 
 def test_stdio_console_on_a_terminal_passes_keys_and_restores(tmp_path):
-    import io
     import os
     import pty
     import termios
@@ -210,7 +212,7 @@ def test_stdio_console_on_a_terminal_passes_keys_and_restores(tmp_path):
     master, slave = pty.openpty()
     try:
         before = termios.tcgetattr(slave)
-        c = StreamConsole(io.BytesIO(), slave)
+        c = StreamConsole(None, slave)
         got = threading.Event()
         received = []
         c.start(lambda data: (received.append(data), got.set()))

@@ -314,6 +314,17 @@ def test_adjust_vma_near_the_top_of_the_address_space_matches_objdump(tmp_path, 
     assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
 
 
-def test_adjust_vma_past_64_bits_is_one_line(capsys, small_elf):
-    code, _, err = run_cli(["-d", "--adjust-vma=0x1fffffffffffffff0", small_elf], capsys)
-    assert_one_error_line(code, err, "64 bits")
+@pytest.mark.parametrize("option", ["--adjust-vma", "--start-address", "--stop-address"])
+def test_addresses_past_64_bits_read_as_strtoul_does(capsys, small_elf, option):
+    """objdump reads addresses with strtoul: past 64 bits they are 2^64 - 1 (for start/stop
+    its "not given"), status 0; the listing is the one for 0xffffffffffffffff."""
+    if shutil.which("objdump") is None:
+        pytest.skip("needs objdump")
+    huge = subprocess.run(["objdump", "-d", f"{option}=0x1fffffffffffffff0", small_elf],
+                          capture_output=True)
+    top = subprocess.run(["objdump", "-d", f"{option}=0xffffffffffffffff", small_elf],
+                         capture_output=True)
+    assert huge.returncode == top.returncode == 0 and huge.stdout == top.stdout
+    code, out, err = run_cli(["-d", f"{option}=0x1fffffffffffffff0", small_elf], capsys)
+    code_top, out_top, _ = run_cli(["-d", f"{option}=0xffffffffffffffff", small_elf], capsys)
+    assert (code, err) == (0, "") and (code_top, out_top) == (0, out)

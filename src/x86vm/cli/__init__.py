@@ -8,7 +8,9 @@ parser and sets ``func`` to a callable ``(args) -> int``. Errors the user can fi
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = ("disasm", "run", "kvm_probe", "decodecode")  # modules; each registers its command
@@ -48,8 +50,32 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"x86vm: error: {exc}", file=sys.stderr)
         return exc.status
-    except BrokenPipeError:
-        sys.stderr.close()
+    except BrokenPipeError:  # the reader left (``| head``): a clean stop
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        _silence_stdout()
+        if sys.stderr is not None:
+            print(f"x86vm: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG,
+                           errno.EPIPE})
+"""Errors of a standard stream the host cannot take (``> /dev/full``, a closed descriptor):
+one line, not a traceback."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered cannot fail a second time (Python's documented advice for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -9,6 +9,7 @@ Accepts objdump's own spellings for what it shares with it (binutils 2.40 ``objd
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from x86vm.cli import CliError
@@ -23,7 +24,9 @@ from x86vm.disasm.listing import (
     write_listing,
 )
 
-MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-32": 64}
+MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-32": 64,
+            "i386:intel": 32, "i386:x86-64:intel": 64, "i386:x64-32:intel": 64}
+"""BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
@@ -88,22 +91,44 @@ def _fail(message: str):
     raise SystemExit(OBJDUMP_ERROR_STATUS)
 
 
+VMA_MAX = (1 << 64) - 1
+"""strtoul's ULONG_MAX: what a value past 64 bits reads as, and objdump's "not given"."""
+_STRTOUL = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def strtoul(text: str) -> tuple[int, str]:
+    """C ``strtoul(text, &end, 0)`` on an LP64 host: the value (ULONG_MAX past 64 bits, a
+    minus sign negating modulo 2^64) and the unparsed rest."""
+    match = _STRTOUL.match(text)
+    if match is None:
+        return 0, text
+    sign, digits = match.groups()
+    value = int(digits, 16 if digits[:2] in ("0x", "0X") else 8 if digits[0] == "0" else 10)
+    if value > VMA_MAX:
+        return VMA_MAX, text[match.end():]
+    return (-value if sign == "-" else value) & VMA_MAX, text[match.end():]
+
+
 def parse_vma(text: str, option: str) -> int:
-    """An address as objdump's ``bfd_scan_vma`` with base 0 reads it: 0x.. hex, 0.. octal,
-    a leading minus sign taken modulo 2^64."""
-    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
-    try:
-        value = sign * (int(digits, 0) if not (len(digits) > 1 and digits[0] == "0"
-                                               and digits[1].isdigit()) else int(digits, 8))
-    except ValueError:
-        raise CliError(f"{option}: bad number: {text}") from None
-    if not -(1 << 64) < value < 1 << 64:
-        raise CliError(f"{option}: {text} does not fit in 64 bits")
-    return value & (2**64 - 1)  # a negative number wraps, as objdump's bfd_vma does
+    """An address as objdump's ``parse_vma`` reads it (``bfd_scan_vma``, that is strtoul with
+    base 0): 0x.. hex, 0.. octal, a minus sign modulo 2^64, past 64 bits 2^64 - 1; anything
+    after the number is "bad number"."""
+    value, rest = strtoul(text)
+    if rest:
+        raise CliError(f"{option}: bad number: {text}")
+    return value
+
+
+def _address(text: str | None, option: str) -> int | None:
+    """--start-address/--stop-address; 2^64 - 1 is objdump's "not given" (its default)."""
+    if text is None:
+        return None
+    value = parse_vma(text, option)
+    return None if value == VMA_MAX else value
 
 
 def _options(args) -> tuple[ListingOptions, str, int | None]:
-    syntax = "att"
+    syntax = "intel" if (args.architecture or "").endswith(":intel") else "att"
     mode_override = None
     for group in args.disassembler_options:
         for option in filter(None, group.split(",")):
@@ -121,10 +146,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         mode_override = mode_override or MACHINES[args.architecture]
     insn_width = None
     if args.insn_width is not None:
-        try:
-            insn_width = int(args.insn_width)
-        except ValueError:
-            insn_width = 0
+        # objdump: an int from strtoul (trailing text ignored, the low 32 bits, signed)
+        insn_width = strtoul(args.insn_width)[0] & 0xFFFFFFFF
+        insn_width -= (insn_width & 0x80000000) << 1
         if insn_width <= 0:
             raise CliError(f"--insn-width: invalid width '{args.insn_width}'")
         if insn_width > MAX_INSN_WIDTH:
@@ -134,10 +158,8 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         disassemble_all=args.disassemble_all,
         only_sections=args.sections,
         symbol=args.symbol or None,
-        start_address=(parse_vma(args.start_address, "--start-address")
-                       if args.start_address is not None else None),
-        stop_address=(parse_vma(args.stop_address, "--stop-address")
-                      if args.stop_address is not None else None),
+        start_address=_address(args.start_address, "--start-address"),
+        stop_address=_address(args.stop_address, "--stop-address"),
         wide=args.wide,
         insn_width=insn_width,
     )
@@ -213,6 +235,9 @@ def _run(args) -> int:
         raise CliError(f"the x86 decoder is not available ({exc})") from None
 
     stream = sys.stdout
+    if stream is None:  # started with stdout closed (>&-)
+        raise CliError("cannot write the output: standard output is closed",
+                       OBJDUMP_ERROR_STATUS)
     if hasattr(stream, "reconfigure"):  # names are raw bytes in ELF: print them as objdump does
         stream.reconfigure(errors="surrogateescape")
     write = stream.write

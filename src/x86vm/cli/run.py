@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--initrd", metavar="FILE", help="initial ramdisk / first module")
     p.add_argument("--serial", default="stdio", metavar="SPEC",
                    help="COM1: stdio, file:PATH, tcp:HOST:PORT[,server] or none "
-                        "(default stdio)")
+                        "(default stdio); file:PATH is truncated (or created) when the guest "
+                        "starts, never before: a run that fails to start leaves it as it was. "
+                        "Output the host cannot take is dropped, with a note at the end")
     p.add_argument("--backend", default="kvm", metavar="kvm|emu", help="vCPU backend")
     p.add_argument("--timeout", metavar="SECONDS",
                    help="stop the guest after this long (exit status 124)")
@@ -188,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         except BootError as exc:
             raise CliError(str(exc)) from None
         try:
+            console.open_output()  # only now: a failed load above leaves the file alone
+        except ConsoleError as exc:
+            raise CliError(str(exc)) from None
+        try:
             result = machine.run(entry, timeout=timeout)
         except MachineError as exc:
             raise CliError(str(exc)) from None
@@ -203,15 +209,32 @@ def run(args: argparse.Namespace) -> int:
         for device in virtio:
             device.transport.close()
         machine.close()
+    problem = console.problem()
+    if problem is not None:
+        _say(f"x86vm: {problem}")
     if result.status in (STATUS_TIMEOUT, STATUS_INTERNAL_ERROR):
-        sys.stdout.flush()
-        print(f"x86vm: guest stopped: {result.reason}", file=sys.stderr)
+        _say(f"x86vm: guest stopped: {result.reason}")
     if crash is not None:
-        sys.stdout.flush()
-        sys.stderr.write(crash)
+        _say(crash.rstrip("\n"))
     for device in virtio:  # a misbehaving guest driver is counted, and shown here
         if device.transport.errors:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(device.transport.errors.items()))
-            print(f"x86vm: {device.device.name} at {device.base:#x}: guest driver errors: "
-                  f"{counts}", file=sys.stderr)
+            _say(f"x86vm: {device.device.name} at {device.base:#x}: guest driver errors: "
+                 f"{counts}")
     return result.status
+
+
+def _say(text: str) -> None:
+    """A line for the user on stderr, after what the guest wrote; nothing when stderr is
+    closed or broken (the run's status still tells)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    if sys.stderr is None:
+        return
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

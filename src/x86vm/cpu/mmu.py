@@ -31,6 +31,9 @@ from x86vm.cpu.state import (
 )
 
 PAGE = 4096
+TLB_ENTRIES = 4096
+"""Entries each software TLB holds before it is emptied (an x86 TLB may drop any entry at any
+time, SDM Vol. 3 §4.10.2): a guest touching ever new linear pages cannot grow it forever."""
 # page-fault error code bits (SDM Vol. 3A §4.7)
 PF_P, PF_W, PF_U, PF_RSVD, PF_I = 1, 2, 4, 8, 16
 # access kinds (the same bits as the error code)
@@ -183,6 +186,8 @@ class MmuMixin:
             return self.mmio_read(pa, size)
         buf, off = found
         if cacheable and self.ram.find(pa | 0xFFF) is not None:
+            if len(self.tlb_r) >= TLB_ENTRIES:
+                self.tlb_r.clear()
             self.tlb_r[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), pa >> 12)
         if size == 1:
             return buf[off]
@@ -210,6 +215,8 @@ class MmuMixin:
         if ppn in self.code_pages:
             self.on_code_write(ppn, pa & 0xFFF, (pa & 0xFFF) + size)
         elif cacheable and self.ram.find(pa | 0xFFF) is not None:
+            if len(self.tlb_w) >= TLB_ENTRIES:
+                self.tlb_w.clear()
             self.tlb_w[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), ppn)
         if size == 1:
             buf[off] = value

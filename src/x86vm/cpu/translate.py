@@ -29,6 +29,12 @@ def op_key(insn) -> str:
     return insn.mnemonic
 
 
+MAX_BLOCKS = 32768
+"""Translated blocks (and linear-address lookups) kept before the whole cache is flushed, as
+QEMU's tb_flush does when its code buffer is full: a guest that enters code at ever new
+addresses cannot grow the monitor without bound."""
+
+
 class Translator:
     """Per-vCPU block cache and code generator driver."""
 
@@ -61,6 +67,12 @@ class Translator:
         lcache = self.lcache
         for key in [k for k in lcache if (k >> 12) == page or (k >> 12) == page - 1]:
             del lcache[key]
+
+    def flush_all(self) -> None:
+        """Forget every translated block (the cache is full); code pages become plain RAM."""
+        self.blocks.clear()
+        self.lcache.clear()
+        self.cpu.code_pages.clear()
 
     def mode_changed(self) -> None:
         self.lcache.clear()
@@ -96,6 +108,8 @@ class Translator:
     def translate_at(self, la: int):
         blk = self._get(la, single=False)
         if not getattr(blk, "faulting", False):
+            if len(self.lcache) >= MAX_BLOCKS:
+                self.lcache.clear()
             self.lcache[la] = blk
         return blk
 
@@ -114,6 +128,8 @@ class Translator:
             blk = self._translate(la, rip, pa, buf, off, single)
         except CpuFault as exc:
             return _raiser(exc, rip)
+        if len(self.blocks) >= MAX_BLOCKS:
+            self.flush_all()
         blk.key = key
         self.blocks[key] = blk
         for ppn in blk.span:

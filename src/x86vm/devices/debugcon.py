@@ -13,19 +13,29 @@ from x86vm.devices.ports import ByteRegisters
 
 DEBUGCON_PORT = 0xE9
 DEFAULT_READBACK = 0xE9
+OUTPUT_LIMIT = 64 * 1024
+"""Bytes :attr:`DebugCon.output` keeps when no ``write`` is given; later bytes are counted in
+:attr:`DebugCon.dropped` (a guest writing the port forever cannot grow the monitor)."""
 
 
 class DebugCon(ByteRegisters):
     """Bytes written go to ``write`` (any ``bytes -> None`` callable, e.g. a console's write);
-    when none is given they are kept in :attr:`output`."""
+    when none is given the first :data:`OUTPUT_LIMIT` are kept in :attr:`output`."""
 
     span = 1
 
     def __init__(self, write: Callable[[bytes], object] | None = None,
                  readback: int = DEFAULT_READBACK) -> None:
         self.output = bytearray()
-        self._write = write if write is not None else self.output.extend
+        self.dropped = 0
+        self._write = write if write is not None else self._keep
         self.readback = readback & 0xFF
+
+    def _keep(self, data: bytes) -> None:
+        if len(self.output) < OUTPUT_LIMIT:
+            self.output += data
+        else:
+            self.dropped += len(data)
 
     def read_byte(self, offset: int) -> int:
         return self.readback

@@ -36,7 +36,7 @@ from x86vm.devices.fw_cfg import FW_CFG_PORT, FwCfg
 from x86vm.devices.i8042 import I8042, KEYBOARD_IRQ, MOUSE_IRQ, register_i8042
 from x86vm.devices.post import POST_PORT, PostCodePort
 from x86vm.devices.uart import COM1_BASE, COM1_IRQ, Uart16550
-from x86vm.machine.bus import PortBus
+from x86vm.machine.bus import BusError, PortBus
 from x86vm.machine.irq import InterruptController, IrqLine, NullIrqLine, TimerHandle
 
 FOUR_GIB = 1 << 32
@@ -44,6 +44,12 @@ FOUR_GIB = 1 << 32
 
 IRQCHIP = frozenset({"pic", "ioapic"})
 PLATFORM_DEVICES = ("pic", "ioapic", "lapic", "pit")
+IN_KERNEL_PORTS: dict[str, tuple[tuple[int, int, str], ...]] = {
+    "pic": ((0x20, 2, "master PIC"), (0xA0, 2, "slave PIC"), (0x4D0, 2, "ELCR")),
+    "pit": ((0x40, 4, "PIT"), (0x61, 1, "speaker port 0x61")),
+}
+"""Ports a machine's in-kernel device answers without an exit (Linux arch/x86/kvm/i8259.c
+and i8254.c register these): nothing put on the bus there would ever be reached."""
 
 
 class PcMachine(Protocol):
@@ -156,6 +162,15 @@ def _interrupt_lines(machine: PcMachine, board_models: dict[str, Any]
     return lambda irq: NullIrqLine()
 
 
+def in_kernel_port_owner(in_kernel: frozenset[str], base: int, size: int) -> str | None:
+    """The in-kernel device that answers any of ports ``[base, base + size)``, or None."""
+    for device in sorted(in_kernel):
+        for start, length, name in IN_KERNEL_PORTS.get(device, ()):
+            if base < start + length and start < base + size:
+                return name
+    return None
+
+
 def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
                       debug_exit_port: int | None = 0xF4,
                       debug_exit_iosize: int = DEFAULT_IOSIZE,
@@ -187,6 +202,10 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
 
     exit_dev = None
     if debug_exit_port is not None:
+        owner = in_kernel_port_owner(in_kernel, debug_exit_port, debug_exit_iosize)
+        if owner is not None:
+            raise BusError(f"debug-exit port {debug_exit_port:#x} belongs to the in-kernel "
+                           f"{owner}: the guest's writes there never leave the kernel")
         exit_dev = DebugExit(machine.request_stop, debug_exit_iosize)
         pio.register(debug_exit_port, debug_exit_iosize, exit_dev, "debug-exit")
 

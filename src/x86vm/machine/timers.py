@@ -22,6 +22,12 @@ from collections.abc import Callable
 NEVER = 1 << 63
 """A deadline that never comes: what ``wake_at`` gets when no timer is armed."""
 
+COMPACT_AT = 256
+"""Cancelled timers stay in the heap until due; once the heap holds this many entries and
+twice as many as after the last sweep, the cancelled ones are swept out. A guest that re-arms
+a far-off timer in a loop (each re-arm cancels the previous one) thus keeps the heap at about
+twice its live timers, which the devices bound (one each), instead of growing it forever."""
+
 
 class Timer:
     """The handle ``at`` returns."""
@@ -48,13 +54,19 @@ class GuestTimers:
         self.next_deadline = NEVER
         """The earliest armed deadline (a cancelled one may linger until it is due)."""
         self.fired = 0
+        self._compact_at = COMPACT_AT
 
     def at(self, deadline_ns: int, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the vCPU thread once guest time reaches ``deadline_ns`` (at
         the next chance if it has passed already)."""
         timer = Timer(deadline_ns, callback)
         with self._lock:
-            heapq.heappush(self._heap, (deadline_ns, next(self._order), timer))
+            heap = self._heap
+            if len(heap) >= self._compact_at:
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._compact_at = max(COMPACT_AT, 2 * len(heap))
+            heapq.heappush(heap, (deadline_ns, next(self._order), timer))
             earlier = deadline_ns < self.next_deadline
             if earlier:
                 self.next_deadline = deadline_ns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from x86vm.trace.output import write_json, write_text
@@ -15,7 +16,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              f"events: {', '.join(EVENT_IDS)}")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="write the trace here (*.json: Chrome/Perfetto trace-event JSON; "
-                             "else ftrace-style text); default: text on stderr")
+                             "else ftrace-style text), truncated and written when the run ends; "
+                             "default: text on stderr")
     parser.add_argument("--trace-buffer", type=int, default=DEFAULT_RING_SIZE, metavar="N",
                         help=f"events kept per vCPU, a power of two (default "
                              f"{DEFAULT_RING_SIZE})")
@@ -42,7 +44,10 @@ def finish(tracer: Tracer | None, args: argparse.Namespace) -> None:
         write_text(tracer, sys.stderr)
         return
     try:
-        with open(path, "w", encoding="utf-8") as out:
+        # O_NONBLOCK: a FIFO nobody reads is an error (ENXIO), not a hang after the run
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+        os.set_blocking(fd, True)
+        with open(fd, "w", encoding="utf-8") as out:
             (write_json if path.endswith(".json") else write_text)(tracer, out)
     except OSError as exc:
         print(f"x86vm: cannot write the trace to {path}: {exc.strerror}", file=sys.stderr)

@@ -87,6 +87,10 @@ def select_events(patterns: str) -> frozenset[str]:
     return frozenset(chosen)
 
 
+MAX_RING_SIZE = 1 << 22
+"""Events a ring may hold (a slot costs 8 bytes plus the event tuple it keeps)."""
+
+
 class Ring:
     """A fixed-size ring of event tuples for one vCPU; ``head`` counts every record."""
 
@@ -95,6 +99,8 @@ class Ring:
     def __init__(self, size: int, cpu: int) -> None:
         if size < 1 or size & (size - 1):
             raise TraceError(f"ring size {size} is not a power of two")
+        if size > MAX_RING_SIZE:
+            raise TraceError(f"ring size {size} is larger than {MAX_RING_SIZE}")
         self.slots: list[tuple | None] = [None] * size
         self.mask = size - 1
         self.head = 0

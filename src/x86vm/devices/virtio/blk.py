@@ -27,6 +27,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -110,10 +111,16 @@ class DiskImage:
                                  f"{', '.join(CACHE_MODES)}")
         self.path, self.readonly, self.cache = path, readonly, cache
         try:
-            self.fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+            self.fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC
+                              | os.O_NONBLOCK)  # a FIFO must not block the open
         except OSError as exc:
             raise DiskImageError(f"drive {path}: cannot open: {exc.strerror}") from None
         try:
+            mode = os.fstat(self.fd).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):  # QEMU's file driver: the same
+                raise DiskImageError(f"drive {path}: a regular file or block device was "
+                                     "expected, but something else was given")
+            os.set_blocking(self.fd, True)
             self._lock()
             size = os.lseek(self.fd, 0, os.SEEK_END)
             if size % SECTOR_SIZE:

@@ -34,7 +34,7 @@ from x86vm.machine.exits import (
 )
 from x86vm.machine.irq import InterruptController
 from x86vm.machine.memory import GuestMemory
-from x86vm.machine.timers import NEVER
+from x86vm.machine.timers import COMPACT_AT, NEVER
 
 DEFAULT_MHZ = 20
 SLICE = 1_000_000  # instructions per cpu.run call at most (between timer checks)
@@ -83,6 +83,7 @@ class EmuBackend:
         self._queued: list[Exit] = []
         self._timers: list[tuple[int, int, _Timer]] = []
         self._seq = itertools.count()
+        self._live_after_sweep = 0
         self._lines: dict[int, EmuIrqLine] = {}
         self.debug = DebugControl()
         self.exits = 0
@@ -211,7 +212,13 @@ class EmuBackend:
     def at(self, deadline_ns: int, callback: Callable[[], None]) -> _Timer:
         """Run ``callback`` once guest time reaches ``deadline_ns`` (TimerService)."""
         timer = _Timer(deadline_ns, callback)
-        heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
+        timers = self._timers
+        if len(timers) >= COMPACT_AT and len(timers) >= 2 * self._live_after_sweep:
+            # cancelled timers linger until due: sweep them (machine/timers.py COMPACT_AT)
+            timers[:] = [entry for entry in timers if not entry[2].cancelled]
+            heapq.heapify(timers)
+            self._live_after_sweep = len(timers)
+        heapq.heappush(timers, (deadline_ns, next(self._seq), timer))
         return timer
 
     def wake_at(self, deadline_ns: int) -> None:
