@@ -375,7 +375,8 @@ def g_extend_dx(g: Gen, insn) -> None:
 
 def g_flagbit(expr: str) -> callable:
     def gen(g: Gen, insn) -> None:
-        if "cpu.flags()" in expr:
+        if "cpu.flags()" in expr:   # CF changes: the lazy flags become concrete first
+            g.flush_cc()
             g.emit("cpu.flags()")
             g.last_cc = None
         g.emit(expr.replace("cpu.flags(); ", ""))
