@@ -236,8 +236,8 @@ def undefined_mask(case: Case) -> int:
         if word in (full, full + "b", full + "w", full + "l", full + "q"):
             return mask
     base, suffix = word[:-1], word[-1]
-    if base not in SHIFTS + ROTATES + ("shld", "shrd"):
-        return 0
+    if suffix not in "bwlq" or base not in SHIFTS + ROTATES + ("shld", "shrd"):
+        return 0          # (rorx, shlx... leave the flags alone)
     bits = {"b": 8, "w": 16, "l": 32, "q": 64}[suffix]
     count = _count(case, bits)
     if base in ROTATES:
