@@ -33,7 +33,7 @@ CONTINUING = frozenset((
     "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
     "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf", "andn", "bextr", "blsi",
     "blsmsk", "blsr", "bzhi", "mulx", "pdep", "pext", "rorx", "sarx", "shlx", "shrx", "adcx",
-    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound"))
+    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound", "stac", "clac"))
 """Interpreted instructions after which the block goes on (no control transfer, no mode
 change, no I/O, no REP restart)."""
 
