@@ -177,6 +177,9 @@ NX = 1 << 63
     ("smep", "mov $0x52000, %rax; jmp *%rax", {0x52000: 7}, dict(cr4_or=1 << 20),
      (0x11, 0x52000)),
     ("not present", "mov 0x53008, %eax", {0x53000: 0}, {}, (0x0, 0x53008)),
+    ("smap", "mov 0x54000, %eax", {0x54000: 7}, dict(cr4_or=1 << 21), (0x1, 0x54000)),
+    ("smap with stac", "stac; mov 0x54000, %eax; clac", {0x54000: 7}, dict(cr4_or=1 << 21),
+     ()),
 ])
 def test_page_fault_error_code_and_cr2(backend, name, body, flags, regs, expected):
     code = assemble(_PF_GUEST.format(body=body), 64, 0x10000)

@@ -117,7 +117,18 @@ def unary(rng: random.Random) -> Case:
 
 
 def shift(rng: random.Random) -> Case:
-    op = rng.choice(("shl", "shr", "sar", "rol", "ror", "rcl", "rcr"))
+    op = rng.choice(("shl", "shr", "sar", "rol", "ror", "rcl", "rcr", "shld", "shrd"))
+    if op in ("shld", "shrd"):
+        size = _size(rng, (2, 4, 8))
+        src, dst = _reg(rng, size), _reg(rng, size) if rng.random() < 0.8 else _mem(rng, size)
+        if dst in ("%cx", "%ecx", "%rcx") or src in ("%cx", "%ecx", "%rcx"):
+            src, dst = f"%{_regs_of()[size][0]}", _mem(rng, size)
+        # a 16-bit operand shifted by more than 16 is undefined (SDM "SHLD", "SHRD")
+        top = 17 if size == 2 else 64
+        count = f"${rng.randrange(0, top)}" if rng.random() < 0.5 else "%cl"
+        case = _case(rng, f"{op}{SUFFIX[size]} {count}, {src}, {dst}")
+        case.regs["rcx"] = (case.regs["rcx"] & ~0xFF) | rng.randrange(0, top)
+        return case
     size = _size(rng, (1, 2, 4, 8))
     dst = _reg(rng, size) if rng.random() < 0.8 else _mem(rng, size)
     form = rng.random()
@@ -223,6 +234,8 @@ def bits(rng: random.Random) -> Case:
 def moves(rng: random.Random) -> Case:
     kind = rng.choice(("movzx", "movsx", "cmov", "set", "xchg", "xadd", "cmpxchg", "lea",
                        "cwd", "lahf", "sahf", "mov"))
+    if kind == "movsx" and _BITS[0] == 64 and rng.random() < 0.25:
+        return _case(rng, f"movslq {_reg(rng, 4)}, {_reg(rng, 8)}")
     if kind in ("movzx", "movsx"):
         src_size = rng.choice((1, 2))
         dst_size = _size(rng, tuple(s for s in (2, 4, 8) if s > src_size))
@@ -330,8 +343,10 @@ def sequence(rng: random.Random) -> Case:
         elif kind < 0.65:
             size = _size(rng, (1, 2, 4, 8))
             parts.append(f"{rng.choice(('inc', 'dec', 'neg'))}{SUFFIX[size]} {_reg(rng, size)}")
-        elif kind < 0.72:
+        elif kind < 0.68:
             parts.append(f"set{rng.choice(CONDITIONS)} {_reg(rng, 1)}")
+        elif kind < 0.72:
+            parts.append(rng.choice(("clc", "stc", "cmc")))
         elif kind < 0.8:   # interpreted in the middle of a block: CF/OF by 1-bit rotates
             size = _size(rng, (1, 2, 4, 8))
             parts.append(f"{rng.choice(('rol', 'ror', 'rcl', 'rcr'))}{SUFFIX[size]} "

@@ -231,34 +231,37 @@ def undefined_mask(case: Case) -> int:
         names = [part.split()[0] for part in case.text.split(";")]
         logic = any(n.rstrip("bwlq") in ("and", "or", "xor", "test") for n in names)
         return AF if logic else 0
-    name = case.text.split()[0].rstrip("bwlq")
-    for full in UNDEFINED_FLAGS:
-        if case.text.split()[0] in (full, full + "b", full + "w", full + "l", full + "q"):
-            return UNDEFINED_FLAGS[full]
-    count = _count(case)
-    if name in SHIFTS or case.text.split()[0][:3] in SHIFTS:
-        mask = AF
-        if count is None or count != 1:
-            mask |= OF
-        return mask
-    if case.text.split()[0][:3] in ROTATES:
-        return OF if count is None or count != 1 else 0
-    if case.text.split()[0][:4] in ("shld", "shrd"):
-        return AF | OF | CF
-    return 0
+    word = case.text.split()[0]
+    for full, mask in UNDEFINED_FLAGS.items():
+        if word in (full, full + "b", full + "w", full + "l", full + "q"):
+            return mask
+    base, suffix = word[:-1], word[-1]
+    if suffix not in "bwlq" or base not in SHIFTS + ROTATES + ("shld", "shrd"):
+        return 0          # (rorx, shlx... leave the flags alone)
+    bits = {"b": 8, "w": 16, "l": 32, "q": 64}[suffix]
+    count = _count(case, bits)
+    if base in ROTATES:
+        return OF if count != 1 else 0
+    mask = AF if count else 0
+    if count != 1:
+        mask |= OF
+    if base in ("shld", "shrd") and count > bits:
+        mask |= CF
+    return mask
 
 
-def _count(case: Case) -> int | None:
-    text = case.text
-    if "%cl" in text:
-        return None
-    if text.startswith(("shl ", "shr ", "sar ", "sal ", "rol ", "ror ", "rcl ", "rcr ")) or \
-            text.split()[0][:3] in SHIFTS + ROTATES:
-        ops = text.split(None, 1)[1] if " " in text else ""
-        if ops.startswith("$"):
-            return int(ops[1:].split(",")[0], 0)
-        return 1
-    return None
+def _count(case: Case, bits: int) -> int:
+    """The masked shift count of a shift/rotate case (immediate, implicit 1, or CL)."""
+    ops = case.text.split(None, 1)[1] if " " in case.text else ""
+    if "," not in ops:          # the one-operand form shifts by 1
+        raw = 1
+    elif ops.startswith("%cl"):
+        raw = case.regs.get("rcx", 0) & 0xFF
+    elif ops.startswith("$") and ops.count(",") >= 1:
+        raw = int(ops[1:].split(",")[0], 0)
+    else:
+        raw = 1
+    return raw & (0x3F if bits == 64 else 0x1F)
 
 
 def compare(case: Case, host: Outcome, emu: Outcome) -> list[str]:

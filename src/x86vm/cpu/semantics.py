@@ -33,7 +33,7 @@ CONTINUING = frozenset((
     "cmpxchg8b", "cmpxchg16b", "lahf", "sahf", "enter", "pusha", "popa", "xlat", "daa",
     "das", "aaa", "aas", "aam", "aad", "rdtsc", "rdtscp", "pushf", "andn", "bextr", "blsi",
     "blsmsk", "blsr", "bzhi", "mulx", "pdep", "pext", "rorx", "sarx", "shlx", "shrx", "adcx",
-    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound"))
+    "adox", "movbe", "lar", "lsl", "verr", "verw", "arpl", "bound", "stac", "clac"))
 """Interpreted instructions after which the block goes on (no control transfer, no mode
 change, no I/O, no REP restart)."""
 
@@ -375,7 +375,8 @@ def g_extend_dx(g: Gen, insn) -> None:
 
 def g_flagbit(expr: str) -> callable:
     def gen(g: Gen, insn) -> None:
-        if "cpu.flags()" in expr:
+        if "cpu.flags()" in expr:   # CF changes: the lazy flags become concrete first
+            g.flush_cc()
             g.emit("cpu.flags()")
             g.last_cc = None
         g.emit(expr.replace("cpu.flags(); ", ""))

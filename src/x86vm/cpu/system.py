@@ -21,6 +21,7 @@ from x86vm.cpu.state import (
     MSR_SFMASK,
     MSR_STAR,
     MSR_TSC_AUX,
+    RFLAGS_AC,
     RFLAGS_IF,
     RFLAGS_RF,
     RFLAGS_VM,
@@ -355,6 +356,16 @@ def h_int(cpu, c) -> None:
     cpu.deliver(vector, None, soft=name != "int1")
 
 
+def h_stac(cpu, c) -> None:
+    """STAC/CLAC (SMAP): set or clear RFLAGS.AC; CPL 0 only. The TLB keeps supervisor
+    entries of user pages out while SMAP is on, so nothing cached depends on AC."""
+    _need_cpl0(cpu)
+    if c[0].mnemonic == "stac":
+        cpu.fl |= RFLAGS_AC
+    else:
+        cpu.fl &= ~RFLAGS_AC
+
+
 def h_ud2(cpu, c) -> None:
     raise CpuFault(UD)
 
@@ -629,6 +640,7 @@ SYSTEM_HELPERS = {
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
-    "vmcall": h_vmcall, "vmmcall": h_vmcall, "lar": h_lar, "lsl": h_lar, "verr": h_verr,
+    "vmcall": h_vmcall, "vmmcall": h_vmcall, "stac": h_stac, "clac": h_stac,
+    "lar": h_lar, "lsl": h_lar, "verr": h_verr,
     "verw": h_verr, "arpl": h_arpl, "bound": h_bound,
 }
