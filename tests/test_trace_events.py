@@ -207,3 +207,36 @@ def test_a_kvm_run_traces_every_exit(tmp_path) -> None:
         console.close()
     assert result.exits > 10 and sum(tracer.counts().values()) == result.exits
     assert validate_trace_event_json(trace_events(tracer))
+
+
+@pytest.mark.slow
+@runs_guests
+def test_a_linux_boot_traced_on_kvm_counts_what_the_buses_count() -> None:
+    """``exit:*`` on the Linux guest (40 s of its boot on KVM): one event per exit, as many
+    as the buses dispatched (``Machine.exit_stats``, what ``--stats`` prints), and the JSON
+    is the Trace Event Format."""
+    from test_linux_guest import SOFTWARE_KVM_CMDLINE, cached
+    from x86vm.devices.console import open_console
+    from x86vm.devices.pc import attach_pc_devices
+    from x86vm.machine.boot import load_image
+    from x86vm.machine.vm import Machine
+
+    bzimage, initrd = cached("bzImage"), cached("initramfs.cpio")
+    with Machine(memory_size=128 << 20, backend="kvm") as machine:
+        board = attach_pc_devices(machine, console=open_console("none"), debug_exit_port=0xF4)
+        entry = load_image(machine.memory, bzimage.read_bytes(), "linux",
+                           cmdline=f"console=ttyS0 {SOFTWARE_KVM_CMDLINE}",
+                           initrd=initrd.read_bytes(), **board.boot_options())
+        tracer = Tracer("exit:*", ring_size=1 << 20)
+        tracer.attach_exits(machine.backend)
+        result = machine.run(entry, timeout=40)
+        stats = machine.exit_stats()
+        board.close()
+    counts = tracer.counts()
+    dispatched = sum(stats[bus]["reads"] + stats[bus]["writes"] for bus in ("pio", "mmio"))
+    assert "(dropped)" not in counts and result.exits > 1000
+    assert sum(counts.values()) == result.exits
+    assert counts["exit:io"] + counts["exit:mmio"] == dispatched
+    out = io.StringIO()
+    write_json(tracer, out)
+    assert len(validate_trace_event_json(json.loads(out.getvalue()))) == result.exits + 2

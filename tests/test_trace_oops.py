@@ -19,7 +19,7 @@ import pytest
 from guests.build import build, missing_tools
 from oracle.objdump import objdump
 from test_cli_run import x86vm
-from test_kvm_support import runs_guests
+from test_kvm_support import requires_kvm, runs_guests
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_PG,
@@ -278,9 +278,11 @@ def _symbol(elf: Path, name: str) -> int:
     return int(re.search(rf"^([0-9a-f]+) \w {name}$", out, re.M).group(1), 16)
 
 
-@runs_guests
-def test_x86vm_run_reports_a_triple_fault_at_the_faulting_instruction(crash_guest) -> None:
-    done = x86vm("run", crash_guest, "--serial", "none", "--timeout", "30")
+@pytest.mark.parametrize("backend", [pytest.param("kvm", marks=requires_kvm()), "emu"])
+def test_x86vm_run_reports_a_triple_fault_at_the_faulting_instruction(crash_guest,
+                                                                        backend) -> None:
+    done = x86vm("run", crash_guest, "--serial", "none", "--timeout", "30",
+                 "--backend", backend)
     assert done.returncode == 0, done.stderr
     report = done.stderr
     assert report.startswith("x86vm: guest crashed: guest shut down (triple fault)\n"), report
