@@ -62,7 +62,9 @@ def test_guest_ends_with_its_status(built, name, backend):
 RUN_LENGTHS = {"new_code_every_time": (15, 25)}
 """Seconds of the short and the long run. The emu translates about 3,300 new blocks a second
 for this guest (~2.6 KB each), so its block cache reaches its bound (cpu/translate.py
-MAX_BLOCKS, 32,768) after about 10 s and stays there."""
+MAX_BLOCKS, 32,768) after about 10 s and stays there: measured 137.7 MB at 15 s, 144.7 MB at
+25 s (the allocator's fragmentation after a flush), where an unbounded cache grows ~9 MB/s."""
+RSS_MARGINS_KIB = {"new_code_every_time": 16 * 1024}
 
 
 def _rss_pair(built, name: str, backend: str) -> tuple[int, int]:
@@ -78,7 +80,8 @@ def _check_rss_flat(built, name, backend):
     _backend(backend)
     short, long = _rss_pair(built, name, backend)
     print(f"peak RSS {name} on {backend}: short run {short} KiB, long run {long} KiB")
-    assert long - short < RSS_MARGIN_KIB, (name, backend, short, long)
+    assert long - short < RSS_MARGINS_KIB.get(name, RSS_MARGIN_KIB), (name, backend, short,
+                                                                        long)
 
 
 @pytest.mark.parametrize(("name", "backend"), RSS_DEFAULT)
