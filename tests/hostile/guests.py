@@ -99,15 +99,19 @@ SOURCES: dict[str, str] = {
     "spin_cli_hlt": "cli\n1: hlt\njmp 1b",
     # Entering code at ever new addresses: the emu block cache and TLB see a new key each time.
     "new_code_every_time": """
-            mov $0x2000, %ax        /* 0x20000..0x2ffff: 64 KiB of lret instructions */
-            mov %ax, %es
+            mov $0xcbcb, %ax        /* 0x20000..0x7ffff: 384 KiB of lret instructions */
+            mov $0x2000, %dx
+        2:  mov %dx, %es
             xor %di, %di
-            mov $0xcb, %al
             mov $0x8000, %cx
             rep stosw
-            xor %bx, %bx
-        1:  lcall *far_target
-            incw far_target
+            add $0x1000, %dx
+            cmp $0x8000, %dx
+            jb 2b
+        1:  lcall *far_target       /* a far call to seg:off, one more each time: every */
+            incw far_target         /* entry is a new (address, rip) block for the emu */
+            jnz 1b
+            incw far_target + 2
             jmp 1b
         far_target: .word 0, 0x2000
     """,

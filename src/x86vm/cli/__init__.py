@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"x86vm: error: {exc}", file=sys.stderr)
+        if sys.stderr is not None:  # started with stderr closed: the status still tells
+            try:
+                print(f"x86vm: error: {exc}", file=sys.stderr)
+            except OSError:
+                pass
         return exc.status
     except BrokenPipeError:  # the reader left (``| head``): a clean stop
         _silence_stdout()

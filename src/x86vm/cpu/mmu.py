@@ -31,7 +31,7 @@ from x86vm.cpu.state import (
 )
 
 PAGE = 4096
-TLB_ENTRIES = 4096
+TLB_ENTRIES = 16384
 """Entries each software TLB holds before it is emptied (an x86 TLB may drop any entry at any
 time, SDM Vol. 3 §4.10.2): a guest touching ever new linear pages cannot grow it forever."""
 # page-fault error code bits (SDM Vol. 3A §4.7)
