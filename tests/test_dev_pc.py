@@ -28,7 +28,7 @@ def test_attach_registers_the_pc_ports():
     claimed = {(mp.base, mp.size) for mp in m.pio.mappings}
     assert claimed == {(0x3F8, 8), (0xF4, 1), (0x80, 1), (0x70, 2), (0x60, 1), (0x64, 1),
                        (0x510, 2)}
-    assert set(m.lines) == {1, 4, 12}
+    assert set(m.lines) == {1, 4, 8, 12}
     with pytest.raises(BusError):
         attach_pc_devices(m)  # the ports are taken
 

@@ -119,6 +119,24 @@ irq4:                                                  # count every byte receiv
     iret
 """
 
+RTC_GUEST = PROLOGUE + """
+    movw $irq8, 0x28*4
+    movw $0, 0x28*4+2
+""" + PIC_INIT + """
+    mov $0xFB, %al; out %al, $0x21                     # the cascade (IR2) only
+    mov $0xFE, %al; out %al, $0xA1                     # IRQ 8
+    mov $0x0A, %al; out %al, $0x70; mov $0x23, %al; out %al, $0x71   # rate 3: 122 us
+    mov $0x0B, %al; out %al, $0x70; mov $0x42, %al; out %al, $0x71   # PIE, 24 h
+""" + WAIT_AND_EXIT + """
+irq8:
+    push %ax
+    mov $0x0C, %al; out %al, $0x70; in $0x71, %al      # read C: acknowledges the RTC
+    incw %cs:count
+    mov $0x20, %al; out %al, $0xA0; out %al, $0x20     # EOI slave, master
+    pop %ax
+    iret
+"""
+
 
 def assemble(tmp_path, source: str) -> bytes:
     (tmp_path / "g.s").write_text(source)
@@ -158,4 +176,9 @@ def test_emu_x2apic_timer_through_the_lapic_msrs(tmp_path):
 def test_emu_uart_receive_interrupt_from_host_input(tmp_path):
     """Host bytes come in on another thread in real use; the IRQ is raised on the vCPU's."""
     result, board = run_guest(tmp_path, COM1_GUEST, host_input=b"hello")
+    assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")
+
+
+def test_emu_rtc_periodic_interrupt_through_the_slave_8259(tmp_path):
+    result, board = run_guest(tmp_path, RTC_GUEST)
     assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")

@@ -7,7 +7,7 @@ ports     device   IRQ   model
 0x3f8-3ff COM1     4     :class:`~x86vm.devices.uart.Uart16550`
 0xf4      exit     —     :class:`~x86vm.devices.debug_exit.DebugExit`
 0x80      POST     —     :class:`~x86vm.devices.post.PostCodePort`
-0x70-71   CMOS/RTC —     :class:`~x86vm.devices.cmos.Cmos`
+0x70-71   CMOS/RTC 8     :class:`~x86vm.devices.cmos.Cmos`
 0x60,0x64 i8042    1, 12 :class:`~x86vm.devices.i8042.I8042`
 0x510-511 fw_cfg   —     :class:`~x86vm.devices.fw_cfg.FwCfg`
 ========= ======== ===== =============================================
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from x86vm.devices.chipset import Chipset, build_chipset
-from x86vm.devices.cmos import CMOS_PORT, Cmos, pc_cmos_layout
+from x86vm.devices.cmos import CMOS_PORT, RTC_IRQ, Cmos, pc_cmos_layout
 from x86vm.devices.console import Console
 from x86vm.devices.debug_exit import DEFAULT_IOSIZE, DebugExit
 from x86vm.devices.fw_cfg import FW_CFG_PORT, FwCfg
@@ -218,7 +218,8 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     pio.register(POST_PORT, post.span, post, "post")
 
     cmos = Cmos(machine.clock_ns, start_time=rtc_start,
-                ram=pc_cmos_layout(below_4g, above_4g, num_cpus))
+                ram=pc_cmos_layout(below_4g, above_4g, num_cpus), irq=irq(RTC_IRQ),
+                timers=machine)
     pio.register(CMOS_PORT, cmos.span, cmos, "cmos")
 
     kbc = I8042(machine.request_reset, irq(KEYBOARD_IRQ), irq(MOUSE_IRQ))
