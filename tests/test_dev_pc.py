@@ -27,7 +27,7 @@ def test_attach_registers_the_pc_ports():
     assert board.chipset is None  # all of them in the "kernel"
     claimed = {(mp.base, mp.size) for mp in m.pio.mappings}
     assert claimed == {(0x3F8, 8), (0xF4, 1), (0x80, 1), (0x70, 2), (0x60, 1), (0x64, 1),
-                       (0x510, 2)}
+                       (0x510, 2), (0x600, 12)}
     assert set(m.lines) == {1, 4, 8, 12}
     with pytest.raises(BusError):
         attach_pc_devices(m)  # the ports are taken
@@ -67,14 +67,17 @@ def test_the_board_connects_the_console_to_the_uart_and_closes_it():
 
 def test_devices_contribute_kernel_parameters_and_reserved_memory():
     board = attach_pc_devices(FakeMachine())
-    assert board.boot_options() == {"cmdline_fragments": (), "reserved": ()}
+    tables = board.firmware
+    assert tables is not None and tables.pm_base == 0x600
+    assert board.boot_options() == {"cmdline_fragments": (), "reserved": ((0xF0000, 0x1000),),
+                                    "firmware": tables}
     mmio = object()
     board.add(mmio, cmdline="virtio_mmio.device=4K@0xd0000000:5", reserve=(0xD0000000, 4096))
     board.add_cmdline("quiet")
     assert board.extra == [mmio]
     assert board.boot_options() == {
         "cmdline_fragments": ("virtio_mmio.device=4K@0xd0000000:5", "quiet"),
-        "reserved": ((0xD0000000, 4096),)}
+        "reserved": ((0xF0000, 0x1000), (0xD0000000, 4096)), "firmware": tables}
     for bad in ("", " x", "a\0b"):
         with pytest.raises(ValueError):
             board.add_cmdline(bad)

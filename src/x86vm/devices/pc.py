@@ -10,7 +10,14 @@ ports     device   IRQ   model
 0x70-71   CMOS/RTC 8     :class:`~x86vm.devices.cmos.Cmos`
 0x60,0x64 i8042    1, 12 :class:`~x86vm.devices.i8042.I8042`
 0x510-511 fw_cfg   —     :class:`~x86vm.devices.fw_cfg.FwCfg`
+0x600-60b ACPI PM  (9)   :class:`~x86vm.devices.acpi_pm.AcpiPm` (power-off)
 ========= ======== ===== =============================================
+
+Firmware tables: the board describes this platform (``PcBoard.firmware``, a
+:class:`~x86vm.machine.boot.firmware.PlatformTables`) and the boot loaders for kernels
+(Multiboot, Linux, PVH) write the MP table and ACPI tables from it into the BIOS window
+0xF0000-0xF0FFF, which the board reserves. Both irqchips (KVM's in-kernel one and the
+Python chipset) have the devices the tables list, at the same addresses and IDs.
 
 Interrupt controllers and the PIT: when the machine provides them in the kernel
 (``machine.in_kernel``: KVM's irqchip) the devices' lines are the machine's; otherwise the
@@ -32,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from x86vm.devices.acpi_pm import AcpiPm
 from x86vm.devices.chipset import Chipset, build_chipset
 from x86vm.devices.cmos import CMOS_PORT, RTC_IRQ, Cmos, pc_cmos_layout
 from x86vm.devices.console import Console
@@ -40,6 +48,7 @@ from x86vm.devices.fw_cfg import FW_CFG_PORT, FwCfg
 from x86vm.devices.i8042 import I8042, KEYBOARD_IRQ, MOUSE_IRQ, register_i8042
 from x86vm.devices.post import POST_PORT, PostCodePort
 from x86vm.devices.uart import COM1_BASE, COM1_IRQ, Uart16550
+from x86vm.machine.boot.firmware import PM_BASE, TABLES_SIZE, PlatformTables
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import InterruptController, IrqLine, TimerHandle
 
@@ -125,6 +134,9 @@ class PcBoard:
     in_kernel: frozenset[str]
     chipset: Chipset | None = None
     """The Python interrupt controllers and PIT, when the machine has none in the kernel."""
+    acpi_pm: AcpiPm | None = None
+    firmware: PlatformTables | None = None
+    """What the loader's MP and ACPI tables describe (None: no tables)."""
     cmdline_fragments: list[str] = field(default_factory=list)
     reserved: list[tuple[int, int]] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
@@ -155,7 +167,7 @@ class PcBoard:
     def boot_options(self) -> dict[str, Any]:
         """The keyword arguments of ``load_image`` that carry the board's needs."""
         return {"cmdline_fragments": tuple(self.cmdline_fragments),
-                "reserved": tuple(self.reserved)}
+                "reserved": tuple(self.reserved), "firmware": self.firmware}
 
     def close(self) -> None:
         """Stop host input (the console's reader thread) and release the console."""
@@ -228,8 +240,13 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     fw_cfg = FwCfg(ram_size=machine.memory.ram_size, num_cpus=num_cpus)
     pio.register(FW_CFG_PORT, 2, fw_cfg, "fw_cfg")
 
+    acpi_pm = AcpiPm(machine.clock_ns, machine.request_stop)
+    pio.register(PM_BASE, acpi_pm.span, acpi_pm, "acpi-pm")
+
+    firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE)
     board = PcBoard(console=console, uart=uart, post=post, cmos=cmos, i8042=kbc,
                     fw_cfg=fw_cfg, debug_exit=exit_dev, in_kernel=in_kernel,
-                    chipset=chipset)
+                    chipset=chipset, acpi_pm=acpi_pm, firmware=firmware)
+    board.reserve(firmware.base, TABLES_SIZE)
     console.start(uart.feed)  # the console's thread, not the UART's, carries host input
     return board
