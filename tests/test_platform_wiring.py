@@ -182,3 +182,21 @@ def test_emu_uart_receive_interrupt_from_host_input(tmp_path):
 def test_emu_rtc_periodic_interrupt_through_the_slave_8259(tmp_path):
     result, board = run_guest(tmp_path, RTC_GUEST)
     assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")
+
+
+BACKENDS = [pytest.param(("emu", {}), id="emu"),
+            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
+            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
+                         marks=pytest.mark.kvm)]
+
+
+@pytest.mark.parametrize("guest", ["PIT_GUEST", "RTC_GUEST", "COM1_GUEST"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_same_guest_on_every_backend_and_irqchip(tmp_path, backend, guest):
+    """One guest, three platforms: emu + Python chipset, KVM + its in-kernel irqchip, KVM +
+    the Python chipset injected with KVM_INTERRUPT (--irqchip user)."""
+    name, options = backend
+    result, board = run_guest(tmp_path, globals()[guest], name, host_input=b"hello",
+                              timeout=30, **options)
+    assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")
+    assert (board.chipset is None) == (name == "kvm" and options == {})

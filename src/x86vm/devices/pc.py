@@ -46,6 +46,8 @@ from x86vm.devices.console import Console
 from x86vm.devices.debug_exit import DEFAULT_IOSIZE, DebugExit
 from x86vm.devices.fw_cfg import FW_CFG_PORT, FwCfg
 from x86vm.devices.i8042 import I8042, KEYBOARD_IRQ, MOUSE_IRQ, register_i8042
+from x86vm.devices.ioapic import NUM_PINS as IOAPIC_PINS
+from x86vm.devices.pc_testdev import PcTestDev
 from x86vm.devices.post import POST_PORT, PostCodePort
 from x86vm.devices.uart import COM1_BASE, COM1_IRQ, Uart16550
 from x86vm.machine.boot.firmware import PM_BASE, TABLES_SIZE, PlatformTables
@@ -135,6 +137,7 @@ class PcBoard:
     chipset: Chipset | None = None
     """The Python interrupt controllers and PIT, when the machine has none in the kernel."""
     acpi_pm: AcpiPm | None = None
+    testdev: PcTestDev | None = None
     firmware: PlatformTables | None = None
     """What the loader's MP and ACPI tables describe (None: no tables)."""
     cmdline_fragments: list[str] = field(default_factory=list)
@@ -200,9 +203,9 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     input starts flowing to the UART now) and return the :class:`PcBoard`. No debug-exit
     device when ``debug_exit_port`` is None. ``rtc_start`` (seconds since the epoch, UTC)
     pins the RTC for reproducible runs; by default it starts at the host's time.
-    ``testdev`` adds QEMU's pc-testdev to the Python chipset (kvm-unit-tests use its IRQ
-    port); without it the chipset has QEMU's debug console at 0xE9 (written to the console).
-    With an in-kernel irqchip neither is there."""
+    ``testdev`` adds QEMU's pc-testdev (kvm-unit-tests use its IRQ port; its lines are the
+    chipset's or the in-kernel irqchip's); without it the Python chipset has QEMU's debug
+    console at 0xE9 (written to the console)."""
     pio = machine.pio
     num_cpus = int(getattr(machine, "num_cpus", 1))
     in_kernel = frozenset(machine.in_kernel)
@@ -210,10 +213,15 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     console = console if console is not None else Console()
 
     chipset = _python_platform(machine, in_kernel, testdev, console.write)
+    testdev_dev = None
     if chipset is None:
         irq: Callable[[int], IrqLine] = machine.irq_line
+        if testdev:  # the same test device on KVM's in-kernel irqchip
+            testdev_dev = PcTestDev([machine.irq_line(n) for n in range(IOAPIC_PINS)])
+            testdev_dev.register(pio, getattr(machine, "mmio", None))
     else:
         irq = chipset.irq_line
+        testdev_dev = chipset.testdev
 
     uart_line = irq(COM1_IRQ)
     if chipset is not None:  # host input raises the UART's IRQ from the console's thread
@@ -246,7 +254,8 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE)
     board = PcBoard(console=console, uart=uart, post=post, cmos=cmos, i8042=kbc,
                     fw_cfg=fw_cfg, debug_exit=exit_dev, in_kernel=in_kernel,
-                    chipset=chipset, acpi_pm=acpi_pm, firmware=firmware)
+                    chipset=chipset, acpi_pm=acpi_pm, firmware=firmware,
+                    testdev=testdev_dev)
     board.reserve(firmware.base, TABLES_SIZE)
     console.start(uart.feed)  # the console's thread, not the UART's, carries host input
     return board
