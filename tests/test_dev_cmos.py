@@ -160,3 +160,104 @@ def test_12_hour_writes_load_the_right_hour(rtc, clock, written, an_hour_later):
     assert reg(rtc, 4) == written
     clock.ns += 3600 * SECOND
     assert reg(rtc, 4) == an_hour_later
+
+
+class Timers:
+    """A TimerService over the test clock: ``advance`` runs what came due, in order."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.armed = clock, []
+
+    def clock_ns(self) -> int:
+        return self.clock.ns
+
+    def at(self, deadline, callback):
+        entry = [deadline, callback, False]
+        self.armed.append(entry)
+
+        class Handle:
+            def cancel(self_inner):
+                entry[2] = True
+        return Handle()
+
+    def advance(self, ns: int) -> None:
+        end = self.clock.ns + ns
+        while True:
+            due = sorted((e for e in self.armed if not e[2] and e[0] <= end), key=lambda e: e[0])
+            if not due:
+                break
+            entry = due[0]
+            entry[2] = True
+            self.clock.ns = max(self.clock.ns, entry[0])
+            entry[1]()
+        self.clock.ns = end
+        self.armed = [e for e in self.armed if not e[2]]
+
+
+class Line:
+    def __init__(self) -> None:
+        self.level, self.rises = False, 0
+
+    def set_level(self, level: bool) -> None:
+        self.rises += level and not self.level
+        self.level = level
+
+
+@pytest.fixture
+def timed(clock):
+    timers, line = Timers(clock), Line()
+    return Cmos(clock, start_time=T0, irq=line, timers=timers), timers, line
+
+
+@pytest.mark.parametrize("rate,period_ns", [(1, 3_906_250), (2, 7_812_500), (3, 122_070),
+                                            (6, 976_562), (15, 500_000_000)])
+def test_periodic_rate_table(rate, period_ns):
+    """Datasheet Table 5 (32.768 kHz time base): the periods, truncated to ns."""
+    from x86vm.devices.cmos import periodic_ns
+    assert periodic_ns(0x20 | rate) == period_ns
+    assert periodic_ns(0x20) is None and periodic_ns(0x60 | rate) is None  # off / divider reset
+
+
+def test_periodic_interrupt_on_guest_time(timed):
+    rtc, timers, line = timed
+    setreg(rtc, 0x0A, 0x2F)               # 500 ms
+    setreg(rtc, 0x0B, 0x42)               # PIE, 24 h
+    assert not line.level and len(timers.armed) == 1
+    timers.advance(499_000_000)
+    assert not line.level
+    timers.advance(2_000_000)
+    assert line.level and line.rises == 1
+    assert reg(rtc, 0x0C) == 0xC0         # IRQF | PF
+    assert not line.level and reg(rtc, 0x0C) == 0x00
+    timers.advance(2 * SECOND)            # four periods unread: one flag, the line stays up
+    assert line.level and line.rises == 2
+    setreg(rtc, 0x0B, 0x02)               # PIE off: the callback is withdrawn, the line falls
+    assert not line.level and all(e[2] for e in timers.armed)
+
+
+def test_update_and_alarm_interrupts(timed, clock):
+    rtc, timers, line = timed             # the RTC reads 23:59:58
+    setreg(rtc, 0x01, 0x59)               # alarm 23:59:59 (BCD)
+    setreg(rtc, 0x03, 0x59)
+    setreg(rtc, 0x05, 0x23)
+    setreg(rtc, 0x0B, 0x22)               # AIE only
+    timers.advance(SECOND)                # 23:59:59: update ended, the alarm matches
+    assert line.level and reg(rtc, 0x0C) == 0xB0     # IRQF | AF | UF
+    timers.advance(SECOND)                # 00:00:00: no match, UF only (not enabled)
+    assert not line.level and reg(rtc, 0x0C) == 0x10
+    setreg(rtc, 0x01, 0xC0)               # "don't care" seconds: every second of 00:00
+    setreg(rtc, 0x03, 0x00)
+    setreg(rtc, 0x05, 0x00)
+    timers.advance(SECOND)
+    assert line.level and reg(rtc, 0x0C) == 0xB0
+    setreg(rtc, 0x0B, 0x12)               # UIE only
+    timers.advance(SECOND)
+    assert line.level and reg(rtc, 0x0C) & 0x90 == 0x90
+
+
+def test_set_stops_the_update_interrupt(timed):
+    rtc, timers, line = timed
+    setreg(rtc, 0x0B, 0x12)
+    setreg(rtc, 0x0B, 0x92)               # SET clears UIE and freezes the clock
+    timers.advance(3 * SECOND)
+    assert not line.level and reg(rtc, 0x0C) == 0x00

@@ -15,7 +15,7 @@ from x86vm.devices.console import BufferConsole, ConsoleError, open_console
 from x86vm.devices.debug_exit import DebugExit
 from x86vm.devices.pc import PcBoard, attach_pc_devices
 from x86vm.devices.uart import Uart16550
-from x86vm.machine.bus import BusError
+from x86vm.machine.bus import BusError, MmioBus
 from x86vm.machine.irq import NullIrqLine
 
 
@@ -24,11 +24,11 @@ def test_attach_registers_the_pc_ports():
     board = attach_pc_devices(m, BufferConsole())
     assert isinstance(board, PcBoard)
     assert isinstance(board.uart, Uart16550) and isinstance(board.debug_exit, DebugExit)
-    assert board.unmodelled == () and board.pic is None  # all of them in the "kernel"
+    assert board.chipset is None  # all of them in the "kernel"
     claimed = {(mp.base, mp.size) for mp in m.pio.mappings}
     assert claimed == {(0x3F8, 8), (0xF4, 1), (0x80, 1), (0x70, 2), (0x60, 1), (0x64, 1),
-                       (0x510, 2)}
-    assert set(m.lines) == {1, 4, 12}
+                       (0x510, 2), (0x600, 12)}
+    assert set(m.lines) == {1, 4, 8, 12}
     with pytest.raises(BusError):
         attach_pc_devices(m)  # the ports are taken
 
@@ -67,14 +67,17 @@ def test_the_board_connects_the_console_to_the_uart_and_closes_it():
 
 def test_devices_contribute_kernel_parameters_and_reserved_memory():
     board = attach_pc_devices(FakeMachine())
-    assert board.boot_options() == {"cmdline_fragments": (), "reserved": ()}
+    tables = board.firmware
+    assert tables is not None and tables.pm_base == 0x600
+    assert board.boot_options() == {"cmdline_fragments": (), "reserved": ((0xF0000, 0x1000),),
+                                    "firmware": tables}
     mmio = object()
     board.add(mmio, cmdline="virtio_mmio.device=4K@0xd0000000:5", reserve=(0xD0000000, 4096))
     board.add_cmdline("quiet")
     assert board.extra == [mmio]
     assert board.boot_options() == {
         "cmdline_fragments": ("virtio_mmio.device=4K@0xd0000000:5", "quiet"),
-        "reserved": ((0xD0000000, 4096),)}
+        "reserved": ((0xF0000, 0x1000), (0xD0000000, 4096)), "firmware": tables}
     for bad in ("", " x", "a\0b"):
         with pytest.raises(ValueError):
             board.add_cmdline(bad)
@@ -82,41 +85,69 @@ def test_devices_contribute_kernel_parameters_and_reserved_memory():
         board.reserve(0x1000, 0)
 
 
-class FakePic:
-    """A Python PIC model as PLATFORM_MODELS builds it: interrupt inputs by number."""
+class NoIrqchipMachine(FakeMachine):
+    """A fake machine without an in-kernel irqchip: the board must bring the chipset."""
 
-    def __init__(self):
-        self.lines = {}
+    in_kernel = frozenset()
 
-    def line(self, irq):
-        return self.lines.setdefault(irq, NullIrqLine())
+    def __init__(self, takes_interrupts: bool = True) -> None:
+        super().__init__()
+        self.mmio = MmioBus()
+        self.takes_interrupts = takes_interrupts
+        self.controller = self.local_apic = None
+        self.timers: list = []
+        self.pending_calls = 0
 
-    def pending_vector(self):
-        return None
+    def at(self, deadline_ns, callback):
+        self.timers.append((deadline_ns, callback))
+        return self
 
-    def acknowledge(self):
-        return None
+    def cancel(self):
+        pass
+
+    def set_interrupt_controller(self, controller, local_apic=None):
+        self.controller, self.local_apic = controller, local_apic
+        return self.takes_interrupts
+
+    def interrupt_pending(self):
+        self.pending_calls += 1
 
 
-def test_the_board_picks_models_by_what_the_machine_has_in_kernel(monkeypatch):
-    """Without an in-kernel irqchip the devices' lines are the Python PIC's; with one they
-    are the machine's. The backend's name is never asked (the fake machine has none)."""
-    built = []
-    monkeypatch.setitem(pc.PLATFORM_MODELS, "pic", lambda m, irq: built.append("pic") or FakePic())
-    monkeypatch.setitem(pc.PLATFORM_MODELS, "pit",
-                        lambda m, irq: built.append(("pit", irq(0))) or "a pit")
-    m = FakeMachine()
-    m.in_kernel = frozenset()
-    board = attach_pc_devices(m)
-    assert built[0] == "pic" and built[1][0] == "pit"
-    assert isinstance(board.pic, FakePic) and board.pit == "a pit"
-    assert board.unmodelled == ("ioapic", "lapic")
-    assert m.lines == {}  # nothing asked of the machine's (absent) irqchip
-    assert set(board.pic.lines) == {0, 1, 4, 12}
-    assert board.uart.irq is board.pic.lines[4]
-    m = FakeMachine()  # everything in the "kernel": no Python model is built
-    board = attach_pc_devices(m)
-    assert board.pic is None and len(built) == 2 and set(m.lines) == {1, 4, 12}
+def test_the_board_builds_the_chipset_without_an_in_kernel_irqchip():
+    """Devices get their lines from the Python chipset, the vCPU its LAPIC; the machine's
+    own lines are never asked for. The backend's name is never asked (the fake has none)."""
+    m = NoIrqchipMachine()
+    board = attach_pc_devices(m, BufferConsole())
+    chipset = board.chipset
+    assert chipset is not None and m.lines == {}
+    assert type(m.controller) is type(chipset.cpu_interrupts) and m.local_apic is chipset.lapic
+    assert board.i8042.kbd_irq is chipset.irq_line(1)
+    assert board.uart.irq.line is chipset.irq_line(4)  # through the thread-safe deferral
+    names = {mp.name for mp in m.pio.mappings}
+    assert {"debugcon", "uart-com1", "cmos"} <= names
+    assert chipset.lapic.read(0x30, 4) == 0x00050014  # the LAPIC page answers on the MMIO bus
+    assert m.mmio.read(0xFEE00030, 4) == 0x00050014
+    # an off-thread level change is replayed through the timer service
+    board.uart.irq.set_level(True)
+    deadline, replay = m.timers[-1]
+    assert deadline == 0 and not chipset.irq_line(4).level
+    replay()
+    assert chipset.irq_line(4).level and chipset.pic.snapshot()["irr"] & 1 << 4
+
+
+def test_a_partial_in_kernel_platform_or_a_deaf_backend_is_refused():
+    m = NoIrqchipMachine()
+    m.in_kernel = frozenset({"pic", "ioapic"})
+    with pytest.raises(pc.PlatformError):
+        attach_pc_devices(m)
+    with pytest.raises(pc.PlatformError):
+        attach_pc_devices(NoIrqchipMachine(takes_interrupts=False))
+
+
+def test_pc_testdev_replaces_the_debug_console():
+    m = NoIrqchipMachine()
+    board = attach_pc_devices(m, testdev=True)
+    assert board.chipset.testdev is not None and board.chipset.debugcon is None
 
 
 @pytest.mark.parametrize("iosize,size,value,status", [

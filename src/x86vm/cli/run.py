@@ -81,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "starts, never before: a run that fails to start leaves it as it was. "
                         "Output the host cannot take is dropped, with a note at the end")
     p.add_argument("--backend", default="kvm", metavar="kvm|emu", help="vCPU backend")
+    p.add_argument("--irqchip", choices=("kernel", "user"), default=None,
+                   help="interrupt controllers and PIT: KVM's in-kernel models (kvm's "
+                        "default) or x86vm's Python chipset (emu always; KVM injects with "
+                        "KVM_INTERRUPT)")
+    p.add_argument("--testdev", action="store_true",
+                   help="add QEMU's pc-testdev (ports 0xe0-0xeb, IRQ lines at 0x2000; what "
+                        "kvm-unit-tests expect)")
     p.add_argument("--timeout", metavar="SECONDS",
                    help="stop the guest after this long (exit status 124)")
     p.add_argument("--debug-exit-port", default="0xf4", metavar="PORT",
@@ -93,6 +100,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trace_session.add_options(p)
     gdb_stub.add_options(p)
     p.set_defaults(func=run)
+
+
+def irqchip_options(backend: str, irqchip: str | None) -> dict[str, object]:
+    """The backend options ``--irqchip`` stands for (KVM's ``irqchip`` flag)."""
+    if irqchip is None:
+        return {}
+    if backend == "kvm":
+        return {"irqchip": irqchip == "kernel"}
+    if irqchip == "kernel":
+        raise CliError(f"--irqchip kernel: the {backend} backend has no in-kernel irqchip")
+    return {}
 
 
 def parse_timeout(text: str | None) -> float | None:
@@ -156,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
     try:
-        machine = Machine(memory_size=memory_size, backend=args.backend)
+        machine = Machine(memory_size=memory_size, backend=args.backend,
+                          **irqchip_options(args.backend, args.irqchip))
     except MachineError as exc:
         raise CliError(str(exc)) from None
     console = board = tracer = stub = result = None
@@ -174,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
         try:
-            board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port)
+            board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port,
+                                      testdev=args.testdev)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         if drives or args.virtio_rng:

@@ -95,12 +95,19 @@ def h_mov(cpu, c) -> None:
             cpu.set_cr4(v)
         elif n == 8:
             cpu.cr8 = v & 0xF
+            apic = getattr(cpu, "apic", None)  # CR8 is the local APIC's TPR[7:4]
+            if apic is not None:
+                apic.cr8 = cpu.cr8
+                cpu.irq_check = True
         else:
             raise CpuFault(UD)
         return
     if type(src) is Reg and src.cls == "cr":
         _need_cpl0(cpu)
         n = src.num
+        apic = getattr(cpu, "apic", None)
+        if n == 8 and apic is not None:
+            cpu.cr8 = apic.cr8
         values = {0: cpu.cr0, 2: cpu.cr2, 3: cpu.cr3, 4: cpu.cr4, 8: cpu.cr8}
         if n not in values:
             raise CpuFault(UD)
@@ -407,6 +414,11 @@ def h_rdtsc(cpu, c) -> None:
 
 
 def read_msr(cpu, index: int) -> int:
+    apic = getattr(cpu, "apic", None)  # the board's local APIC: its MSRs (CpuFault = #GP)
+    if apic is not None:
+        value = apic.read_msr(index)
+        if value is not None:
+            return value
     if index == MSR_EFER:
         return cpu.efer
     if index == MSR_FS_BASE:
@@ -421,6 +433,10 @@ def read_msr(cpu, index: int) -> int:
 
 
 def write_msr(cpu, index: int, value: int) -> None:
+    apic = getattr(cpu, "apic", None)
+    if apic is not None and apic.write_msr(index, value):
+        cpu.irq_check = True
+        return
     if index == MSR_EFER:
         if value & ~0xD01:
             raise CpuFault(GP, 0)

@@ -13,12 +13,21 @@ and hours are 12-hour with bit 7 = PM unless B's 24/12 bit is set. Time comes fr
 
 * Register A: UIP (bit 7, read only) reads 1 during the last 244 µs before each second ticks
   — the window in which the datasheet says an update may begin; divider and rate bits are
-  stored (the divider does not stop the clock here).
+  stored (the divider does not stop the clock here). RS3-0 select the periodic rate
+  (datasheet Table 5 "Periodic Interrupt Rate"): 0 none, 1 and 2 the 3.90625 and 7.8125 ms
+  of rates 8 and 9 (32.768 kHz time base), n ≥ 3 a period of 2^(n-1) / 32768 s; the
+  periodic flag needs the divider at 010 (32.768 kHz), as in QEMU.
 * Register B: SET (bit 7) freezes the time registers so software can load them; clearing it
   restarts the clock from the loaded values. Setting SET clears UIE (as QEMU does, checked).
-* Register C: interrupt flags, cleared by reading. UF is set once the clock has passed a
-  second boundary since the last read; IRQF = UF and UIE. No IRQ 8 is raised (gap: no
-  periodic, alarm or update interrupts).
+* Register C: interrupt flags, cleared by reading (which lowers IRQ 8). UF is set once the
+  clock has passed a second boundary since the last read; PF once a periodic boundary has
+  passed while PIE is set (QEMU 7.2 runs the divider tap only then; the datasheet sets PF
+  regardless of PIE); AF when an update-ended second matched the alarm bytes (0xC0-0xFF in
+  an alarm byte matches any value). IRQF = (PF and PIE) or (AF and AIE) or (UF and UIE), and IRQ 8
+  follows IRQF. With ``timers`` (the machine's guest-time service) the flags of enabled
+  interrupts are set by ``at()`` callbacks at the periodic boundary or the second, so the
+  interrupt arrives on time; flags of disabled interrupts are found when C is read (AF only
+  while AIE or UIE runs the once-a-second callback).
 * Register D: VRT (bit 7) = RAM and time valid; read only.
 
 Bytes 0x0e-0x7f are battery-backed RAM; the ones QEMU's PC firmware reads are filled in by
@@ -32,8 +41,10 @@ import time
 from collections.abc import Callable
 
 from x86vm.devices.ports import ByteRegisters, from_bcd, to_bcd
+from x86vm.machine.irq import IrqLine, TimerHandle, TimerService
 
 CMOS_PORT = 0x70
+RTC_IRQ = 8
 CMOS_SIZE = 128
 
 SECONDS, SECONDS_ALARM, MINUTES, MINUTES_ALARM, HOURS, HOURS_ALARM = range(6)
@@ -51,6 +62,19 @@ D_VRT = 0x80
 RESET_A = 0x26  # 32.768 kHz time base (DV = 010), 1024 Hz periodic rate (QEMU's value)
 RESET_B = B_24H  # BCD, 24-hour (QEMU's value)
 UIP_WINDOW_NS = 244_000
+A_DIVIDER, A_RATE, DIVIDER_32K = 0x70, 0x0F, 0x20
+ALARM_ANY = 0xC0  # an alarm byte of 11xxxxxx matches every value (datasheet, "Alarm")
+SECOND_NS = 1_000_000_000
+
+
+def periodic_ns(reg_a: int) -> int | None:
+    """The periodic interrupt period of register A (Table 5), None when off."""
+    rate = reg_a & A_RATE
+    if rate == 0 or reg_a & A_DIVIDER != DIVIDER_32K:
+        return None
+    if rate <= 2:
+        rate += 7
+    return (SECOND_NS << (rate - 1)) // 32768
 MIN_YEAR, MAX_YEAR = 1900, 9899  # a guest-written date outside these years is ignored
 TIME_FIELDS = (SECONDS, MINUTES, HOURS, DAY_OF_WEEK, DAY_OF_MONTH, MONTH, YEAR, CENTURY)
 
@@ -92,8 +116,16 @@ class Cmos(ByteRegisters):
     span = 2
 
     def __init__(self, clock_ns: ClockNs, *, start_time: float | None = None,
-                 ram: dict[int, int] | None = None) -> None:
+                 ram: dict[int, int] | None = None, irq: IrqLine | None = None,
+                 timers: TimerService | None = None) -> None:
         self.clock_ns = clock_ns
+        self.irq = irq
+        self.timers = timers
+        self._flags = 0  # C flags set by the timer callbacks, not yet read
+        self._irq_level = False
+        self._periodic: TimerHandle | None = None
+        self._second: TimerHandle | None = None
+        self._last_c_ns = clock_ns()
         self.index = 0
         self.nmi_disabled = False
         self.ram = bytearray(CMOS_SIZE)
@@ -144,6 +176,7 @@ class Cmos(ByteRegisters):
             return
         seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
         self._epoch_ns = seconds * 1_000_000_000 - self.clock_ns()
+        self._arm_second()  # the seconds tick at new instants
 
     def _current_time_registers(self) -> dict[int, int]:
         if self._frozen is not None:
@@ -172,14 +205,7 @@ class Cmos(ByteRegisters):
             uip = self._frozen is None and ns_into_second >= 1_000_000_000 - UIP_WINDOW_NS
             return (self.ram[REG_A] & ~A_UIP) | (A_UIP if uip else 0)
         if index == REG_C:
-            second = self._now_ns() // 1_000_000_000
-            flags = 0
-            if self._frozen is None and second > self._last_c_second:
-                flags |= C_UF
-            self._last_c_second = second
-            if flags & C_UF and self.ram[REG_B] & B_UIE:
-                flags |= C_IRQF
-            return flags
+            return self._read_c()
         return self.ram[index]
 
     def _write_register(self, index: int, value: int) -> None:
@@ -192,6 +218,7 @@ class Cmos(ByteRegisters):
                 self._load_time(regs)
         elif index == REG_A:
             self.ram[REG_A] = value & ~A_UIP
+            self._arm_periodic()
         elif index == REG_B:
             self._write_b(value)
         elif index in (REG_C, REG_D):
@@ -210,3 +237,77 @@ class Cmos(ByteRegisters):
             if self._frozen is not None:
                 frozen, self._frozen = self._frozen, None
                 self._load_time(frozen)
+        self._arm_periodic()
+        self._arm_second()
+        self._update_irq()
+
+    # -- interrupts (IRQ 8) ---------------------------------------------------------------
+
+    def _read_c(self) -> int:
+        now = self.clock_ns()
+        second = self._now_ns() // SECOND_NS
+        flags = self._flags
+        if self._frozen is None and second > self._last_c_second:
+            flags |= C_UF
+        period = periodic_ns(self.ram[REG_A])
+        if period is not None and self.ram[REG_B] & B_PIE \
+                and now // period > self._last_c_ns // period:
+            flags |= C_PF
+        self._last_c_second, self._last_c_ns = second, now
+        self._flags = 0
+        if flags & self._enabled():
+            flags |= C_IRQF
+        self._update_irq()
+        return flags
+
+    def _enabled(self) -> int:
+        """The C flags whose interrupt register B enables (PIE, AIE, UIE have the bit
+        positions of PF, AF, UF)."""
+        return self.ram[REG_B] & (B_PIE | B_AIE | B_UIE)
+
+    def _update_irq(self) -> None:
+        level = bool(self._flags & self._enabled())
+        if level != self._irq_level:
+            self._irq_level = level
+            if self.irq is not None:
+                self.irq.set_level(level)
+
+    def _arm_periodic(self) -> None:
+        if self._periodic is not None:
+            self._periodic.cancel()
+            self._periodic = None
+        period = periodic_ns(self.ram[REG_A])
+        if self.timers is None or period is None or not self.ram[REG_B] & B_PIE:
+            return
+        now = self.clock_ns()
+        self._periodic = self.timers.at((now // period + 1) * period, self._on_periodic)
+
+    def _on_periodic(self) -> None:
+        self._periodic = None
+        self._flags |= C_PF
+        self._last_c_ns = self.clock_ns()  # the flag is set now; C reads report it once
+        self._update_irq()
+        self._arm_periodic()
+
+    def _arm_second(self) -> None:
+        if self._second is not None:
+            self._second.cancel()
+            self._second = None
+        if self.timers is None or self._frozen is not None \
+                or not self.ram[REG_B] & (B_AIE | B_UIE):
+            return
+        into = self._now_ns() % SECOND_NS
+        self._second = self.timers.at(self.clock_ns() + SECOND_NS - into, self._on_second)
+
+    def _on_second(self) -> None:
+        """The update cycle ended: UF, and AF when the new time matches the alarm."""
+        self._second = None
+        self._flags |= C_UF
+        self._last_c_second = self._now_ns() // SECOND_NS
+        now = self._current_time_registers()
+        if all(self.ram[alarm] & ALARM_ANY == ALARM_ANY or self.ram[alarm] == now[field]
+               for alarm, field in ((SECONDS_ALARM, SECONDS), (MINUTES_ALARM, MINUTES),
+                                    (HOURS_ALARM, HOURS))):
+            self._flags |= C_AF
+        self._update_irq()
+        self._arm_second()

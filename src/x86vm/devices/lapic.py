@@ -60,7 +60,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 
-from x86vm.machine.irq import InterruptController, TimerHandle, TimerService
+from x86vm.machine.irq import InterruptController, RegisterFault, TimerHandle, TimerService
 
 APIC_BASE_DEFAULT = 0xFEE00000
 APIC_PAGE_SIZE = 0x1000
@@ -146,7 +146,7 @@ ICR_SHORTHAND_SHIFT = 18
 SHORTHAND_NONE, SHORTHAND_SELF, SHORTHAND_ALL, SHORTHAND_OTHERS = 0, 1, 2, 3
 
 
-class ApicFault(Exception):
+class ApicFault(RegisterFault):
     """The access is a #GP(0) (SDM §11.12.1: reserved MSR, reserved bits, wrong mode)."""
 
 

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.exits import Exit, IoExit, MmioExit
-from x86vm.machine.irq import InterruptController, IrqLine
+from x86vm.machine.irq import InterruptController, IrqLine, LocalApicPort
 
 STATUS_TIMEOUT = 124  # like timeout(1); even, so never a debug-exit status ((v << 1) | 1)
 STATUS_INTERNAL_ERROR = 126
@@ -125,9 +125,18 @@ class WriteCoalescing(Protocol):
 
 
 class InterruptSource(Protocol):
-    """Optional capability: a backend that takes interrupts from a Python controller."""
+    """Optional capability: a backend that takes interrupts from a Python controller (the
+    board's chipset, when the machine has no in-kernel irqchip)."""
 
-    def set_interrupt_controller(self, controller: InterruptController) -> None: ...
+    def set_interrupt_controller(self, controller: InterruptController,
+                                 local_apic: LocalApicPort | None = None) -> None:
+        """Take external interrupts from ``controller`` (emu: at instruction boundaries
+        with IF=1; KVM: injected on an interrupt window); route the APIC MSRs and CR8 to
+        ``local_apic``. Call ``interrupt_pending`` whenever one may have become pending."""
+
+    def interrupt_pending(self) -> None:
+        """Something may have made an interrupt deliverable (callable from the vCPU thread
+        between runs, and from device callbacks)."""
 
 
 class StopRequest:

@@ -51,6 +51,26 @@ class InterruptController(Protocol):
         spurious vector, which the controller returns itself)."""
 
 
+class RegisterFault(Exception):
+    """A guest register access the architecture answers with #GP(0) (an x2APIC MSR outside
+    x2APIC mode, a reserved IA32_APIC_BASE bit…): the CPU side turns it into the fault."""
+
+
+class LocalApicPort(Protocol):
+    """What a CPU that takes interrupts itself needs of its local APIC besides the
+    :class:`InterruptController`: the APIC MSRs (IA32_APIC_BASE 0x1B, IA32_TSC_DEADLINE
+    0x6E0, x2APIC 0x800-0x8FF) and CR8, which is TPR bits 7-4 (SDM Vol. 3A §11.8.6).
+    ``msr_read``/``msr_write`` raise :class:`RegisterFault` where the SDM gives #GP(0)."""
+
+    cr8: int
+
+    def handles_msr(self, msr: int) -> bool: ...
+
+    def msr_read(self, msr: int) -> int: ...
+
+    def msr_write(self, msr: int, value: int) -> None: ...
+
+
 class TimerHandle(Protocol):
     def cancel(self) -> None:
         """The callback will not run (a no-op if it ran already)."""

@@ -18,7 +18,7 @@ from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import Backend, DebugControl, RunResult, StopRequest
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
-from x86vm.machine.irq import IrqLine, TimerHandle
+from x86vm.machine.irq import InterruptController, IrqLine, LocalApicPort, TimerHandle
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory
 from x86vm.machine.runloop import DebugHandler, run_loop
 from x86vm.machine.timers import GuestTimers
@@ -88,6 +88,22 @@ class Machine:
         """Run ``callback`` on the vCPU thread once guest time reaches ``deadline_ns``;
         ``.cancel()`` on the handle withdraws it (the :class:`TimerService` for devices)."""
         return self.timers.at(deadline_ns, callback)
+
+    def set_interrupt_controller(self, controller: InterruptController,
+                                 local_apic: LocalApicPort | None = None) -> bool:
+        """The board's Python chipset feeds the vCPU (the backend's optional
+        ``InterruptSource`` capability); False when the backend cannot take it."""
+        setter = getattr(self.backend, "set_interrupt_controller", None)
+        if setter is None:
+            return False
+        setter(controller, local_apic)
+        return True
+
+    def interrupt_pending(self) -> None:
+        """An interrupt may have become deliverable (the chipset's ``on_pending``)."""
+        notify = getattr(self.backend, "interrupt_pending", None)
+        if notify is not None:
+            notify()
 
     @property
     def in_kernel(self) -> frozenset[str]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from x86vm.machine.boot import elf, flat, linux, multiboot, pvh
 from x86vm.machine.boot.errors import BootError
+from x86vm.machine.boot.firmware import PlatformTables, write_firmware_tables
 from x86vm.machine.boot.layout import BootModule, ModuleSpec, Reservations, as_modules
 from x86vm.machine.boot.state import EntryState
 from x86vm.machine.memory import GuestMemory
@@ -57,7 +58,8 @@ def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
                modules: Sequence[ModuleSpec] = (), flat_load_addr: int = 0x7C00,
                flat_cs_ip: tuple[int, int] = (0, 0x7C00),
                cmdline_fragments: Sequence[str] = (),
-               reserved: Reservations = ()) -> EntryState:
+               reserved: Reservations = (),
+               firmware: PlatformTables | None = None) -> EntryState:
     """Load ``image`` into ``memory`` with the loader ``fmt`` (detected when None).
 
     ``modules`` are bytes, ``(bytes, cmdline)`` pairs or :class:`BootModule`; with Multiboot
@@ -65,8 +67,10 @@ def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
     (``PcBoard.cmdline_fragments``, ``PcBoard.reserved``): the Linux and PVH loaders append
     the fragments to the command line (they are Linux parameters such as
     ``virtio_mmio.device=``), and every loader with a memory map reports the ``reserved``
-    ``(address, size)`` ranges as reserved and places nothing there. Raises
-    :class:`BootError` for any bad image or option.
+    ``(address, size)`` ranges as reserved and places nothing there. With ``firmware``
+    (``PcBoard.firmware``) the Multiboot, Linux and PVH loaders write the MP and ACPI tables
+    (machine/boot/firmware.py) and pass the RSDP where the protocol has a field for it.
+    Raises :class:`BootError` for any bad image or option.
     """
     image = bytes(image)
     fmt = detect_format(image) if fmt is None else fmt
@@ -76,14 +80,18 @@ def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
         if cmdline or initrd is not None or modules:
             raise BootError("a flat binary takes no command line, initrd or modules")
         return flat.load_flat(memory, image, load_addr=flat_load_addr, cs_ip=flat_cs_ip)
+    rsdp = 0
+    if firmware is not None:
+        rsdp = write_firmware_tables(memory, firmware).rsdp
     if fmt == "linux":
         if modules:
             raise BootError("the Linux boot protocol takes no modules (use the initrd)")
         return linux.load_linux(memory, image, cmdline=cmdline, initrd=initrd,
-                                cmdline_fragments=cmdline_fragments, reserved=reserved)
+                                cmdline_fragments=cmdline_fragments, reserved=reserved,
+                                rsdp=rsdp)
     mods = as_modules(list(modules), initrd)
     if fmt == "multiboot":
         return multiboot.load_multiboot(memory, image, cmdline=cmdline, modules=mods,
                                         reserved=reserved)
     return pvh.load_pvh(memory, image, cmdline=cmdline, modules=mods,
-                        cmdline_fragments=cmdline_fragments, reserved=reserved)
+                        cmdline_fragments=cmdline_fragments, reserved=reserved, rsdp=rsdp)

@@ -77,6 +77,7 @@ HEADER = {
     "init_size": (0x260, "I"),
 }
 # struct boot_params fields outside the setup header.
+ACPI_RSDP_ADDR = 0x070
 EXT_RAMDISK_IMAGE = 0x0C0
 EXT_RAMDISK_SIZE = 0x0C4
 EXT_CMD_LINE_PTR = 0x0C8
@@ -165,10 +166,11 @@ def _place_initrd(placement: Placement, initrd: bytes, addr_max: int) -> int:
 
 def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
                initrd: bytes | None = None, cmdline_fragments: Sequence[str] = (),
-               reserved: Reservations = ()) -> EntryState:
+               reserved: Reservations = (), rsdp: int = 0) -> EntryState:
     """Load a bzImage or an ELF64 vmlinux for the 64-bit boot protocol. The board's
     ``cmdline_fragments`` are appended to ``cmdline``; ``reserved`` ranges go into the
-    e820 table as reserved and are kept free of boot data."""
+    e820 table as reserved and are kept free of boot data; ``rsdp`` (if not 0) goes into
+    ``boot_params.acpi_rsdp_addr``."""
     cmdline = join_cmdline(cmdline, cmdline_fragments)
     placement = Placement(memory, reserved)
     zero_page = bytearray(ZERO_PAGE_SIZE)
@@ -216,6 +218,7 @@ def load_linux(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     _set(zero_page, "cmd_line_ptr", cmd & 0xFFFFFFFF)
     struct.pack_into("<I", zero_page, EXT_CMD_LINE_PTR, cmd >> 32)
 
+    struct.pack_into("<Q", zero_page, ACPI_RSDP_ADDR, rsdp)
     e820 = e820_map(memory, placement.reserved)
     if len(e820) > E820_MAX_ENTRIES:
         raise BootError(f"{len(e820)} memory map entries; the zero page holds "

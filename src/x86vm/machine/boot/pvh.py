@@ -57,10 +57,11 @@ def pvh_entry(elf: ElfImage) -> int | None:
 
 def load_pvh(memory: GuestMemory, image: bytes, *, cmdline: str = "",
              modules: list[BootModule] | None = None, cmdline_fragments: Sequence[str] = (),
-             reserved: Reservations = ()) -> EntryState:
+             reserved: Reservations = (), rsdp: int = 0) -> EntryState:
     """Load a PVH ELF and build its ``hvm_start_info``; returns the entry state. As for
     Linux (PVH is one of its entry points), the board's ``cmdline_fragments`` are appended
-    and ``reserved`` ranges are reported reserved and kept free."""
+    and ``reserved`` ranges are reported reserved and kept free; ``rsdp`` is
+    ``hvm_start_info.rsdp_paddr``."""
     cmdline = join_cmdline(cmdline, cmdline_fragments)
     elf = parse_elf(image)
     entry = pvh_entry(elf)
@@ -90,6 +91,6 @@ def load_pvh(memory: GuestMemory, image: bytes, *, cmdline: str = "",
     cmd = write_cstring(placement, cmdline, "kernel command line")
     info = placement.allocate(START_INFO.size, "hvm_start_info", align=8)
     memory.write(info, START_INFO.pack(START_MAGIC, START_INFO_VERSION, 0, len(mods), modlist,
-                                       cmd, 0, memmap, len(e820), 0))
+                                       cmd, rsdp, memmap, len(e820), 0))
     gdt = write_gdt(placement, FLAT32_CODE, FLAT32_DATA, TSS_SEGMENT)
     return flat_protected32(entry, gdt, rbx=info)

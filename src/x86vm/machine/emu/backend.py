@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from x86vm.cpu.core import Cpu
+from x86vm.cpu.errors import GP, CpuFault
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
@@ -32,7 +33,7 @@ from x86vm.machine.exits import (
     MmioExit,
     Shutdown,
 )
-from x86vm.machine.irq import InterruptController
+from x86vm.machine.irq import InterruptController, LocalApicPort, RegisterFault
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import COMPACT_AT, NEVER
 
@@ -55,6 +56,41 @@ class EmuIrqLine:
         self._cpu.irq_check = self._cpu.attn = True
 
 
+class _CpuApic:
+    """The CPU's view of a :class:`LocalApicPort` (``cpu.apic``): ``read_msr`` gives None
+    and ``write_msr`` False for MSRs that are not the APIC's; a RegisterFault is #GP(0)."""
+
+    __slots__ = ("apic",)
+
+    def __init__(self, apic: LocalApicPort) -> None:
+        self.apic = apic
+
+    @property
+    def cr8(self) -> int:
+        return self.apic.cr8
+
+    @cr8.setter
+    def cr8(self, value: int) -> None:
+        self.apic.cr8 = value
+
+    def read_msr(self, index: int) -> int | None:
+        if not self.apic.handles_msr(index):
+            return None
+        try:
+            return self.apic.msr_read(index)
+        except RegisterFault as exc:
+            raise CpuFault(GP, 0, str(exc)) from None
+
+    def write_msr(self, index: int, value: int) -> bool:
+        if not self.apic.handles_msr(index):
+            return False
+        try:
+            self.apic.msr_write(index, value)
+        except RegisterFault as exc:
+            raise CpuFault(GP, 0, str(exc)) from None
+        return True
+
+
 class _Timer:
     __slots__ = ("deadline", "callback", "cancelled")
 
@@ -70,7 +106,7 @@ class EmuBackend:
 
     name = "emu"
     coalescing = None  # Backend capability: every write exits at once
-    in_kernel: frozenset[str] = frozenset()  # no device is emulated below the monitor
+    in_kernel: frozenset[str] = frozenset()  # the board's Python chipset interrupts the CPU
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
         self.memory = memory
@@ -108,6 +144,7 @@ class EmuBackend:
         cpu = self.cpu
         if self._queued:
             return self._queued.pop(0)
+        cpu.irq_check = True  # an exit or a timer since the last run may have raised one
         while True:
             if cpu.stop_flag:
                 cpu.stop_flag = False
@@ -188,8 +225,15 @@ class EmuBackend:
             line = self._lines[irq] = EmuIrqLine(irq, self.cpu)
         return line
 
-    def set_interrupt_controller(self, controller: InterruptController) -> None:
+    def set_interrupt_controller(self, controller: InterruptController,
+                                 local_apic: LocalApicPort | None = None) -> None:
+        """InterruptSource: the CPU asks ``controller`` at instruction boundaries; RDMSR/
+        WRMSR of the APIC MSRs and MOV CR8 reach ``local_apic`` (cpu/system.py ``cpu.apic``)."""
         self.cpu.controller = controller
+        self.cpu.apic = None if local_apic is None else _CpuApic(local_apic)
+        self.cpu.irq_check = self.cpu.attn = True
+
+    def interrupt_pending(self) -> None:
         self.cpu.irq_check = self.cpu.attn = True
 
     def clock_ns(self) -> int:

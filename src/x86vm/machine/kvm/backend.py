@@ -21,8 +21,10 @@ from contextlib import contextmanager
 
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
+from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
+from x86vm.machine.kvm.userirq import UserIrqchip
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import NEVER
@@ -116,7 +118,8 @@ class KvmBackend:
     """One VM with one vCPU on /dev/kvm, running ``memory`` (all RAM regions are mapped).
 
     With ``irqchip`` (the default) KVM emulates the PIC pair, IOAPIC, LAPIC and PIT
-    in the kernel (:attr:`in_kernel`); without it the vCPU halts to userspace on ``hlt``.
+    in the kernel (:attr:`in_kernel`); without it (``--irqchip user``) the board's Python
+    chipset interrupts the vCPU through :meth:`set_interrupt_controller`.
     """
 
     name = "kvm"
@@ -150,6 +153,7 @@ class KvmBackend:
         self.buffered_writes = None
         self.coalescing = KvmCoalescing(self) if self.vcpu.ring_offset is not None else None
         self.in_kernel = self.IRQCHIP_DEVICES if irqchip else frozenset()
+        self.user_irqchip: UserIrqchip | None = None
         self._lines: dict[int, KvmIrqLine] = {}
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(KICK_SIGNAL) == signal.SIG_DFL):
@@ -168,6 +172,8 @@ class KvmBackend:
 
     def set_state(self, state: RegisterState) -> None:
         self.vcpu.set_state(state)
+        if self.user_irqchip is not None:
+            self.user_irqchip.reset()
 
     def set_debug(self, control: DebugControl) -> None:
         """Single step, debug-register breakpoints/watchpoints and ``int3`` interception
@@ -212,6 +218,8 @@ class KvmBackend:
                     signal.pthread_kill(self._vcpu_thread, KICK_SIGNAL)
 
     def interrupt(self) -> None:
+        if self.user_irqchip is not None:
+            self.user_irqchip.notify()  # a vCPU halted in userspace wakes too
         self.vcpu.set_immediate_exit(True)
         with self._kick_lock:
             thread = self._vcpu_thread
@@ -219,6 +227,19 @@ class KvmBackend:
                 signal.pthread_kill(thread, KICK_SIGNAL)
 
     # -- machine services -------------------------------------------------------------------
+
+    def set_interrupt_controller(self, controller: InterruptController,
+                                 local_apic: LocalApicPort | None = None) -> None:
+        """InterruptSource (without the in-kernel irqchip only): ``KVM_INTERRUPT`` injection
+        on interrupt windows, ``hlt`` waits in userspace (machine/kvm/userirq.py)."""
+        if self.irqchip:
+            raise KvmError("the in-kernel irqchip interrupts this vCPU; no Python controller")
+        self.user_irqchip = UserIrqchip(self.vcpu, controller, local_apic)
+        self.run = self.user_irqchip.run
+
+    def interrupt_pending(self) -> None:
+        if self.user_irqchip is not None:
+            self.user_irqchip.notify()
 
     def irq_line(self, irq: int) -> KvmIrqLine:
         if not self.irqchip:

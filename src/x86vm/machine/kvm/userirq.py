@@ -1,0 +1,100 @@
+"""KVM without an in-kernel irqchip (``--irqchip user``): the board's Python controllers
+interrupt the vCPU through ``KVM_INTERRUPT``.
+
+api.rst §4.16 KVM_INTERRUPT and §5 ``kvm_run``: without ``KVM_CREATE_IRQCHIP`` the monitor
+injects an external interrupt when ``ready_for_interrupt_injection`` (and ``if_flag``) say the
+guest can take one; otherwise it sets ``request_interrupt_window`` and KVM exits with
+``KVM_EXIT_IRQ_WINDOW_OPEN`` as soon as the guest can. ``hlt`` exits to userspace
+(``KVM_EXIT_HLT``): the vCPU then stays out of ``KVM_RUN`` (it is halted) until an interrupt
+is pending, guest time (the host clock) passing through the machine's timers meanwhile. The
+LAPIC page is ordinary MMIO (the Python LAPIC on the MMIO bus) and CR8 is exchanged through
+``kvm_run.cr8`` (in before, out after each run) with the LAPIC's TPR.
+
+Limits: the x2APIC MSRs and IA32_TSC_DEADLINE are KVM's (a #GP without its LAPIC), so a guest
+uses the xAPIC page here; NMIs from the LAPIC are not injected (``KVM_NMI`` is not used).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+
+from x86vm.machine.exits import Exit, Halt
+from x86vm.machine.irq import InterruptController, LocalApicPort
+from x86vm.machine.kvm import abi
+from x86vm.machine.kvm.system import ioctl
+
+HALT_POLL_SECONDS = 0.05  # a halted vCPU re-checks its controller at least this often
+
+_REQUEST_WINDOW = abi.KvmRun.request_interrupt_window.offset
+_READY = abi.KvmRun.ready_for_interrupt_injection.offset
+_IF_FLAG = abi.KvmRun.if_flag.offset
+_CR8 = abi.KvmRun.cr8.offset
+
+
+class KvmInterrupt(ctypes.Structure):
+    _fields_ = [("irq", ctypes.c_uint32)]
+
+
+KVM_INTERRUPT = abi._IOW(abi.KVMIO, 0x86, KvmInterrupt)
+
+
+class UserIrqchip:
+    """Wraps a vCPU's ``run`` to take interrupts from ``controller`` (see module doc)."""
+
+    def __init__(self, vcpu, controller: InterruptController,
+                 local_apic: LocalApicPort | None) -> None:
+        self.vcpu = vcpu
+        self.controller = controller
+        self.local_apic = local_apic
+        self.raw_run: Callable[[], Exit | None] = vcpu.run
+        self.wake = threading.Event()
+        self.halted = False
+        self.injected = 0
+        self._irq = KvmInterrupt()
+
+    def notify(self) -> None:
+        """Something may be pending (the chipset's ``on_pending``, or a kick)."""
+        self.wake.set()
+
+    def run(self) -> Exit | None:
+        run_map = self.vcpu.run_map
+        controller = self.controller
+        if self.halted:
+            if controller.pending_vector() is None:
+                self.wake.wait(HALT_POLL_SECONDS)
+                self.wake.clear()
+                return None  # the loop runs due timers, checks stops, and comes back
+            self.halted = False
+        if controller.pending_vector() is not None:
+            if run_map[_READY] and run_map[_IF_FLAG]:
+                vector = controller.acknowledge()
+                if vector is not None:
+                    self._irq.irq = vector
+                    ioctl(self.vcpu.fd, KVM_INTERRUPT, self._irq, "KVM_INTERRUPT")
+                    self.injected += 1
+                run_map[_REQUEST_WINDOW] = int(controller.pending_vector() is not None)
+            else:
+                run_map[_REQUEST_WINDOW] = 1
+        else:
+            run_map[_REQUEST_WINDOW] = 0
+        apic = self.local_apic
+        if apic is not None:
+            run_map[_CR8:_CR8 + 8] = apic.cr8.to_bytes(8, "little")
+        exit_ = self.raw_run()
+        if apic is not None:
+            cr8 = int.from_bytes(run_map[_CR8:_CR8 + 8], "little") & 0xF
+            if cr8 != apic.cr8:
+                apic.cr8 = cr8
+        if exit_.__class__ is Halt:
+            if not run_map[_IF_FLAG]:
+                return exit_  # cli; hlt: nothing but an NMI wakes it
+            self.halted = True
+            self.wake.clear()
+            return None
+        return exit_
+
+    def reset(self) -> None:
+        """New registers were loaded: the vCPU is not halted any more."""
+        self.halted = False
