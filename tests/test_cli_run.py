@@ -123,6 +123,21 @@ def test_main_job_command_boots_the_bundled_guest():
     assert done.stdout.strip() != ""  # the greeting; its text belongs to the guest
 
 
+def test_without_kvm_the_main_job_runs_on_the_python_cpu(tmp_path):
+    """``--backend auto`` (the default) falls back to emu where no VM can be created: the
+    same greeting, status 0, and one line saying which backend and why."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "X86VM_KVM_PATH": str(tmp_path / "no-kvm")}
+    done = subprocess.run([sys.executable, "-m", "x86vm", "run"], env=env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and "Hello from the x86vm guest!" in done.stdout
+    assert done.stderr.startswith("x86vm: using the emu backend (Python CPU): ")
+    assert done.stderr.count("\n") == 1 and "no-kvm" in done.stderr
+    forced = subprocess.run([sys.executable, "-m", "x86vm", "run", "--backend", "kvm"], env=env,
+                            capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert forced.returncode == 2 and forced.stderr.startswith("x86vm: error: ")
+
+
 @runs_guests
 def test_ctrl_c_stops_a_spinning_guest_promptly(tmp_path):
     import select

@@ -8,6 +8,7 @@ The process exit status mirrors the guest's: QEMU isa-debug-exit semantics
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from importlib import resources
@@ -35,6 +36,7 @@ LOADERS = ("flat", "multiboot", "linux", "pvh")
 BUNDLED_GUEST = "hello.bin"
 DEFAULT_MEMORY = "128M"
 MIN_MEMORY = 1 << 20
+KVM_PATH_ENV = "X86VM_KVM_PATH"
 MAX_TIMEOUT = 365 * 24 * 3600  # a year: far below threading.TIMEOUT_MAX (~292 years)
 _SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
@@ -80,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default stdio); file:PATH is truncated (or created) when the guest "
                         "starts, never before: a run that fails to start leaves it as it was. "
                         "Output the host cannot take is dropped, with a note at the end")
-    p.add_argument("--backend", default="kvm", metavar="kvm|emu", help="vCPU backend")
+    p.add_argument("--backend", default="auto", metavar="auto|kvm|emu",
+                   help="vCPU backend (default auto: KVM where a VM can be created, else the "
+                        f"Python CPU; ${KVM_PATH_ENV} names another KVM device)")
     p.add_argument("--irqchip", choices=("kernel", "user"), default=None,
                    help="interrupt controllers and PIT: KVM's in-kernel models (kvm's "
                         "default) or x86vm's Python chipset (emu always; KVM injects with "
@@ -100,6 +104,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trace_session.add_options(p)
     gdb_stub.add_options(p)
     p.set_defaults(func=run)
+
+
+def open_machine(backend: str, memory_size: int, irqchip: str | None) -> Machine:
+    """The machine on ``backend``; ``auto`` is KVM where a VM can be created, else emu —
+    and then one line on stderr says why KVM was not used."""
+    kvm_path = os.environ.get(KVM_PATH_ENV)
+    kvm = {"kvm_path": kvm_path} if kvm_path else {}
+    if backend not in ("auto", "kvm", "emu"):
+        raise CliError(f"unknown backend {backend!r}: choose auto, kvm or emu")
+    if backend in ("auto", "kvm"):
+        try:
+            return Machine(memory_size=memory_size, backend="kvm",
+                           **kvm, **irqchip_options("kvm", irqchip))
+        except MachineError as exc:
+            if backend == "kvm":
+                raise CliError(str(exc)) from None
+            print(f"x86vm: using the emu backend (Python CPU): {exc}", file=sys.stderr)
+    try:
+        return Machine(memory_size=memory_size, backend="emu",
+                       **irqchip_options("emu", irqchip))
+    except MachineError as exc:
+        raise CliError(str(exc)) from None
 
 
 def irqchip_options(backend: str, irqchip: str | None) -> dict[str, object]:
@@ -173,11 +199,7 @@ def run(args: argparse.Namespace) -> int:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
-    try:
-        machine = Machine(memory_size=memory_size, backend=args.backend,
-                          **irqchip_options(args.backend, args.irqchip))
-    except MachineError as exc:
-        raise CliError(str(exc)) from None
+    machine = open_machine(args.backend, memory_size, args.irqchip)
     console = board = tracer = stub = result = None
     virtio = []
     try:
