@@ -190,3 +190,19 @@ def test_multiboot_kernel_written_for_qemu_runs_unchanged_through_the_cli(guest_
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stdout) == (expected["status"], expected["serial"]), \
         f"expected from {oracle}; stderr: {done.stderr}"
+
+
+def test_stats_count_what_the_run_did():
+    """--stats: the exits equal the buses' dispatch counts; on emu two runs of one guest
+    retire the same number of instructions (guest time follows them)."""
+    runs = [x86vm("run", "--backend", "emu", "--stats") for _ in range(2)]
+    figures = []
+    for done in runs:
+        assert done.returncode == 0
+        stats = dict(line.split(": ", 2)[2].rsplit(" ", 1) for line in done.stderr.splitlines()
+                     if line.startswith("x86vm: stats: "))
+        # every exit of this guest is one port access (unclaimed ones are among the reads/writes)
+        assert int(stats["exits"]) == sum(int(stats[f"{bus}.{kind}"]) for bus in ("pio", "mmio")
+                                          for kind in ("reads", "writes"))
+        figures.append((stats["instructions"], stats["exits"]))
+    assert figures[0] == figures[1] and int(figures[0][0]) > 0

@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from importlib import resources
 
 from x86vm.cli import CliError
@@ -25,6 +26,7 @@ from x86vm.devices.virtio import (
     parse_drive,
 )
 from x86vm.gdb import stub as gdb_stub
+from x86vm.machine.backend import RunResult
 from x86vm.machine.boot import BootError, detect_format, load_image
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
@@ -101,6 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "[,cache=writeback|none|unsafe] (repeatable)")
     p.add_argument("--virtio-rng", action="store_true",
                    help="add a virtio-rng device fed from the host's os.urandom")
+    p.add_argument("--stats", action="store_true",
+                   help="after the run, print on stderr: time, exits by kind, and on emu "
+                        "instructions retired and #UDs")
     trace_session.add_options(p)
     gdb_stub.add_options(p)
     p.set_defaults(func=run)
@@ -126,6 +131,18 @@ def open_machine(backend: str, memory_size: int, irqchip: str | None) -> Machine
                        **irqchip_options("emu", irqchip))
     except MachineError as exc:
         raise CliError(str(exc)) from None
+
+
+def run_stats(machine: Machine, result: RunResult, seconds: float) -> str:
+    """``--stats``: one line per figure, ``x86vm: stats: NAME VALUE``."""
+    lines = [f"backend {machine.backend.name}", f"seconds {seconds:.3f}",
+             f"exits {result.exits}"]
+    for bus, kinds in machine.exit_stats().items():
+        lines += [f"{bus}.{kind} {count}" for kind, count in sorted(kinds.items())]
+    backend_stats = getattr(machine.backend, "stats", None)  # the emu backend's counters
+    if backend_stats is not None:
+        lines += [f"{name} {value}" for name, value in backend_stats().items()]
+    return "\n".join(f"x86vm: stats: {line}" for line in lines)
 
 
 def irqchip_options(backend: str, irqchip: str | None) -> dict[str, object]:
@@ -200,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
     machine = open_machine(args.backend, memory_size, args.irqchip)
+    started = time.monotonic()
+    stats = None
     console = board = tracer = stub = result = None
     virtio = []
     try:
@@ -240,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         except MachineError as exc:
             raise CliError(str(exc)) from None
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
+        stats = run_stats(machine, result, time.monotonic() - started) if args.stats else None
         trace_session.finish(tracer, args)
     finally:
         if stub is not None:
@@ -258,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"x86vm: guest stopped: {result.reason}")
     if crash is not None:
         _say(crash.rstrip("\n"))
+    if stats is not None:
+        _say(stats)
     for device in virtio:  # a misbehaving guest driver is counted, and shown here
         if device.transport.errors:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(device.transport.errors.items()))
