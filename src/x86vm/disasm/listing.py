@@ -61,6 +61,10 @@ class ListingOptions:
     stop_address: int | None = None  # --stop-address
     wide: bool = False  # -w
     insn_width: int | None = None  # --insn-width
+    show_raw_insn: int = 0  # --show-raw-insn 1, --no-show-raw-insn -1, objdump's default 0
+    prefix_addresses: bool = False  # --prefix-addresses: <sym+off> before each line
+    no_addresses: bool = False  # --no-addresses
+    disassemble_zeroes: bool = False  # -z: no ``...`` for runs of zeros
 
 
 @dataclass
@@ -126,6 +130,8 @@ def write_listing(
 ) -> None:
     """Write the whole listing of ``image`` (header, then each selected section)."""
     write(f"\n{image.path}:     file format {image.format_name}\n\n")
+    image.symtab.prefix_addresses = options.prefix_addresses
+    image.symtab.no_addresses = options.no_addresses
     lister = _SectionLister(image, formatter, options, write)
     for section in image.sections:
         lister.section(section)
@@ -197,7 +203,7 @@ class _SectionLister:
                             loop_until = "function"
                     else:
                         loop_until = "next"
-            if do_print:
+            if do_print and not opts.prefix_addresses:
                 self.write(f"\n{symbols.label(sym, addr)}:\n")
 
             if sym is not None and sym.value > addr:
@@ -264,10 +270,22 @@ class _SectionLister:
         padding = ["   " * max(0, per_line - n)  # by instruction length: linear in per_line
                    for n in range(min(per_line, MAX_INSN_LENGTH) + 1)]
         limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
+        prefixed, no_addresses = opts.prefix_addresses, opts.no_addresses
+        show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
+        plain = show_raw and not prefixed and not no_addresses  # the default layout
+
+        def line_prefix(address: int) -> str:
+            if no_addresses:
+                return "\t"
+            if prefixed:
+                return print_address(address, True) + " "
+            return _address(address, width) + ":\t"
+
+        skip_zeroes = not opts.disassemble_zeroes
         pieces: list[str] = []
         pos = start
         while pos < stop:
-            if data[pos] == 0:
+            if skip_zeroes and data[pos] == 0:
                 match = _NONZERO.search(data, pos, stop)
                 nonzero = match.start() if match else stop
                 zeros = nonzero - pos
@@ -279,15 +297,15 @@ class _SectionLister:
                     continue
             address = vma + pos
             if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
-                pieces.append(f"{_address(0, width)}:\tAddress 0x0 is out of bounds.\n\n")
+                pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
                 break
             if insns:
                 length, text = formatter(window, pos - start, address, print_address)
                 if length < 1:
-                    pieces.append(f"{_address(address, width)}:\t{text}\n")
+                    pieces.append(f"{line_prefix(address)}{text}\n")
                     break
                 end = pos + length
-                if length <= per_line and end <= stop and address < limit:
+                if plain and length <= per_line and end <= stop and address < limit:
                     # The common line: every byte shown, no continuation.
                     pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
                                   f"{padding[length]}\t{text}\n")
@@ -299,15 +317,19 @@ class _SectionLister:
             else:
                 length = min(per_line, stop - pos)
                 text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
-            shown = length if wide else min(length, per_line)
-            line = [_address(address, width), ":\t", _hex(data, pos, shown, stop)]
-            if shown < per_line:
-                line.append("   " * (per_line - shown))
-            line.append("\t" if insns else "    ")
+            line = [line_prefix(address)]
+            shown = length
+            if show_raw:
+                if length > per_line and not prefixed and not wide:
+                    shown = per_line
+                line.append(_hex(data, pos, shown, stop))
+                if shown < per_line:
+                    line.append("   " * (per_line - shown))
+                line.append("\t" if insns else "    ")
             line.append(text)
             done = shown
             while done < length:
-                line.append(f"\n{_address(address + done, width)}:\t")
+                line.append("\n\t" if no_addresses else f"\n{_address(address + done, width)}:\t")
                 more = min(per_line, length - done)
                 line.append(_hex(data, pos + done, more, stop))
                 done += more
