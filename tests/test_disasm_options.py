@@ -48,14 +48,15 @@ def inputs(tmp_path_factory) -> list[str]:
     source = work / "prog.c"
     source.write_text(SOURCE)
     builds = {"prog.o": ["-c"], "prog-pie": ["-fPIE", "-pie"], "prog-nopie": ["-no-pie"],
-              "prog32.o": ["-m32", "-c"]}
+              "prog-fs.o": ["-c", "-ffunction-sections"], "prog.so": ["-fPIC", "-shared"],
+              "prog32.o": ["-m32", "-c"], "prog32": ["-m32"]}
     paths = []
     for name, flags in builds.items():
         proc = subprocess.run(["gcc", "-O2", *flags, str(source), "-o", str(work / name)],
                               capture_output=True)
         if proc.returncode == 0:
             paths.append(str(work / name))
-        elif name != "prog32.o":  # a missing 32-bit multilib is not a failure
+        elif not name.startswith("prog32"):  # a missing 32-bit multilib is not a failure
             pytest.fail(proc.stderr.decode())
     return [*paths, SYSTEM_BINARY]
 
@@ -96,6 +97,12 @@ def objdump(args: list[str]) -> subprocess.CompletedProcess:
     ["--disas=main"],  # ambiguous: an error, objdump's wording
     ["--disassemble=main", "--no-show"],
     ["-d", "-j", ".text", "--", "FILES"],
+    ["-dr"],
+    ["-dwr"],
+    ["-Dr"],
+    ["-Dr", "--no-addresses", "-z"],
+    ["-dr", "--prefix-addresses"],
+    ["-dr", "-Mintel", "--no-show-raw-insn", "--insn-width=16"],
 ], ids=lambda options: " ".join(options))
 def test_listing_matches_objdump(capsys, inputs, options):
     """Several files in one command: objdump's per-file headers, in order."""
@@ -112,6 +119,8 @@ def test_listing_matches_objdump(capsys, inputs, options):
         diff = [(a, b) for a, b in zip(theirs.stdout.split("\n"), out.split("\n"), strict=False)
                 if a != b]
         assert out == theirs.stdout, diff[:5]
+        if options[0].startswith(("-dr", "-Dr", "-dwr")):
+            assert "R_X86_64_PLT32" in out and "R_386_PC32" in out.replace("R_386_PLT32", "")
     else:
         assert out == ""
         assert err == "x86vm: error: " + theirs.stderr.splitlines()[0].removeprefix("objdump: ") \
@@ -155,3 +164,34 @@ def test_a_missing_file_among_several_is_reported_and_the_rest_listed(capsys, in
     assert code == theirs.returncode == 1
     assert out == theirs.stdout
     assert err.count("\n") == 1 and "/nonexistent/file" in err
+
+
+DYNAMIC = ["prog-pie", "prog-nopie", "prog.so", "prog32", "true"]
+
+
+@pytest.mark.parametrize("options", [
+    ["-dR"], ["-DR"], ["-DwR"], ["-DRw", "--no-addresses"], ["-DR", "--prefix-addresses"],
+    ["-DRr", "-Mintel", "--no-show-raw-insn"],
+], ids=lambda options: " ".join(options))
+def test_dynamic_relocations_match_objdump(capsys, inputs, options):
+    """-R on executables and shared objects (GOT slots of PLT stubs print as *unknown*,
+    as objdump prints them), and on a system library."""
+    files = [p for p in inputs if p.rsplit("/", 1)[-1] in DYNAMIC]
+    files.append("/usr/lib/x86_64-linux-gnu/libz.so.1")
+    require_file(files[-1])
+    args = [*options, *files]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert (code, err) == (theirs.returncode, "") == (0, "")
+    assert "R_X86_64_GLOB_DAT" in out or "-D" not in args[0]
+    assert out == theirs.stdout
+
+
+def test_dynamic_relocations_of_an_object_stop_as_objdump_does(capsys, inputs):
+    """objdump -R on a file without .dynsym: its header, one error, no further files."""
+    args = ["-dR", inputs[1], inputs[0], inputs[2]]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert code == theirs.returncode == 1
+    assert out == theirs.stdout
+    assert err == f"x86vm: error: {inputs[0]}: not a dynamic object\n"

@@ -48,6 +48,7 @@ objdump 2.40's command line (getopt_long: -CdlSw clusters, -Mintel, --dis=SYM pr
   --insn-width=WIDTH           raw bytes per line
   --[no-]show-raw-insn, --prefix-addresses, --no-addresses
   -z, --disassemble-zeroes     do not skip blocks of zeroes
+  -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
 """
 
 
@@ -73,7 +74,7 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H"}
+             "no-addresses", "z", "H", "r", "R"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
 
@@ -88,7 +89,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         disassemble_all=False, disassembler_options=[], sections=None, start_address=None,
         stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
-        disassemble_zeroes=False)
+        disassemble_zeroes=False, reloc=False, dynamic_reloc=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -113,6 +114,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.wide = True
         elif key == "z":
             args.disassemble_zeroes = True
+        elif key in ("r", "R"):
+            setattr(args, "reloc" if key == "r" else "dynamic_reloc", True)
         elif key in ("show-raw-insn", "no-show-raw-insn"):
             args.show_raw_insn = 1 if key == "show-raw-insn" else -1
         elif key in ("prefix-addresses", "no-addresses"):
@@ -202,6 +205,8 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         prefix_addresses=args.prefix_addresses,
         no_addresses=args.no_addresses,
         disassemble_zeroes=args.disassemble_zeroes,
+        reloc=args.reloc,
+        dynamic_reloc=args.dynamic_reloc,
     )
     return options, syntax, mode_override
 
@@ -292,6 +297,11 @@ def _run(args) -> int:
         stream.reconfigure(errors="surrogateescape")
     write = stream.write
     for image in images:
+        if options.dynamic_reloc and not image.has_dynsym:
+            # objdump: the file header, then "not a dynamic object", and it stops (status 1)
+            write(f"\n{image.path}:     file format {image.format_name}\n\n")
+            sys.stdout.flush()
+            raise CliError(f"{image.path}: not a dynamic object")
         try:
             write_listing(image, formatters[(image.mode, syntax)], options, write)
         except ElfFormatError as exc:

@@ -26,7 +26,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section
+from x86vm.disasm.elf import (
+    BSF_FUNCTION,
+    BSF_OBJECT,
+    BSF_SYNTHETIC,
+    DynamicReloc,
+    ElfImage,
+    Section,
+)
+from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
 
 __all__ = [
@@ -65,6 +73,8 @@ class ListingOptions:
     prefix_addresses: bool = False  # --prefix-addresses: <sym+off> before each line
     no_addresses: bool = False  # --no-addresses
     disassemble_zeroes: bool = False  # -z: no ``...`` for runs of zeros
+    reloc: bool = False  # -r: a relocatable object's relocations under their instruction
+    dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
 
 
 @dataclass
@@ -78,6 +88,9 @@ class ListingImage:
     symtab: SymbolTable
     mode: int = 64
     section_names: set[str] = field(default_factory=set)
+    section_relocs: dict[int, list[DynamicReloc]] = field(default_factory=dict)
+    dynamic_relocs: list[DynamicReloc] = field(default_factory=list)
+    has_dynsym: bool = False
 
     def __post_init__(self) -> None:
         self.section_names = {s.name for s in self.sections}
@@ -102,7 +115,12 @@ def elf_image(elf: ElfImage, adjust_vma: int = 0) -> ListingImage:
         exec_or_dynamic=elf.is_exec_or_dynamic,
         address_digits=elf.address_digits,
     )
-    return ListingImage(elf.path, elf.format_name, elf.address_digits, sections, table, elf.mode)
+    image = ListingImage(elf.path, elf.format_name, elf.address_digits, sections, table,
+                         elf.mode)
+    image.section_relocs = elf.section_relocs
+    image.dynamic_relocs = elf.dynamic_relocs
+    image.has_dynsym = elf.has_dynsym
+    return image
 
 
 def binary_image(path: str, data: bytes, mode: int, adjust_vma: int = 0) -> ListingImage:
@@ -172,6 +190,19 @@ class _SectionLister:
         data = section.data()
         symbols = self.image.symtab.for_section(section)
         self.write(f"\nDisassembly of section {section.name}:\n")
+        # objdump: the dynamic relocations (absolute addresses) with -R when the file has
+        # them, else with -r the section's own (section-relative); those below the start skipped
+        self.rel_offset = 0
+        if opts.dynamic_reloc and self.image.dynamic_relocs:
+            self.relocs, self.rel_offset = self.image.dynamic_relocs, vma
+        elif opts.reloc:
+            self.relocs = self.image.section_relocs.get(section.index, [])
+        else:
+            self.relocs = []
+        self.rel_index = 0
+        while (self.rel_index < len(self.relocs)
+               and self.relocs[self.rel_index].address < self.rel_offset + addr_offset):
+            self.rel_index += 1
 
         sym, place = symbols.find(vma + addr_offset, require_section=True)
         sorted_syms = symbols.symbols
@@ -282,6 +313,30 @@ class _SectionLister:
             return _address(address, width) + ":\t"
 
         skip_zeroes = not opts.disassemble_zeroes
+        relocs, rel_offset = self.relocs, self.rel_offset
+        x86_64 = "x86-64" in self.image.format_name
+        symbol_name = self.image.symtab.symbol_name
+
+        def next_reloc() -> float:  # section offset of the next relocation to print
+            if self.rel_index < len(relocs):
+                return relocs[self.rel_index].address - rel_offset
+            return float("inf")
+
+        def emit_relocs(end: int, line_ended: bool) -> None:
+            """Relocations before section offset ``end``; with -w the first one goes on the
+            instruction's own line."""
+            while self.rel_index < len(relocs) and relocs[self.rel_index].address - rel_offset \
+                    < end:
+                if wide and not line_ended and pieces and pieces[-1].endswith("\n"):
+                    pieces[-1] = pieces[-1][:-1]
+                line_ended = True
+                reloc = relocs[self.rel_index]
+                place = vma - rel_offset + reloc.address
+                pieces.append(reloc_text(reloc, place, x86_64, self.digits, wide, no_addresses,
+                                         symbol_name))
+                self.rel_index += 1
+
+        reloc_at = next_reloc()
         pieces: list[str] = []
         pos = start
         while pos < stop:
@@ -294,6 +349,9 @@ class _SectionLister:
                         zeros &= ~3
                     pieces.append("\t...\n")
                     pos += zeros
+                    if pos > reloc_at:
+                        emit_relocs(pos, True)
+                        reloc_at = next_reloc()
                     continue
             address = vma + pos
             if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
@@ -310,6 +368,9 @@ class _SectionLister:
                     pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
                                   f"{padding[length]}\t{text}\n")
                     pos = end
+                    if pos > reloc_at:
+                        emit_relocs(pos, False)
+                        reloc_at = next_reloc()
                     if len(pieces) >= 512:
                         write("".join(pieces))
                         pieces.clear()
@@ -336,6 +397,9 @@ class _SectionLister:
             line.append("\n")
             pieces.append("".join(line))
             pos += length
+            if pos > reloc_at:
+                emit_relocs(pos, False)
+                reloc_at = next_reloc()
             if len(pieces) >= 512:
                 write("".join(pieces))
                 pieces.clear()
