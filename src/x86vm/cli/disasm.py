@@ -48,6 +48,7 @@ objdump 2.40's command line (getopt_long: -CdlSw clusters, -Mintel, --dis=SYM pr
   --insn-width=WIDTH           raw bytes per line
   --[no-]show-raw-insn, --prefix-addresses, --no-addresses
   -z, --disassemble-zeroes     do not skip blocks of zeroes
+  -C, --demangle               C++ names demangled (Itanium ABI)
   -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
 """
 
@@ -74,7 +75,7 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R"}
+             "no-addresses", "z", "H", "r", "R", "C"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
 
@@ -89,7 +90,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         disassemble_all=False, disassembler_options=[], sections=None, start_address=None,
         stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
-        disassemble_zeroes=False, reloc=False, dynamic_reloc=False)
+        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -114,6 +115,10 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.wide = True
         elif key == "z":
             args.disassemble_zeroes = True
+        elif key == "C":  # --demangle[=STYLE]: gnu-v3 (and auto) is what x86vm demangles
+            if value not in (None, "auto", "gnu-v3"):
+                _fail(f"--demangle={value}: only the auto and gnu-v3 styles are supported")
+            args.demangle = True
         elif key in ("r", "R"):
             setattr(args, "reloc" if key == "r" else "dynamic_reloc", True)
         elif key in ("show-raw-insn", "no-show-raw-insn"):
@@ -207,6 +212,7 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         disassemble_zeroes=args.disassemble_zeroes,
         reloc=args.reloc,
         dynamic_reloc=args.dynamic_reloc,
+        demangle=args.demangle,
     )
     return options, syntax, mode_override
 

@@ -75,6 +75,7 @@ class ListingOptions:
     disassemble_zeroes: bool = False  # -z: no ``...`` for runs of zeros
     reloc: bool = False  # -r: a relocatable object's relocations under their instruction
     dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
+    demangle: bool = False  # -C: demangled C++ names
 
 
 @dataclass
@@ -150,6 +151,7 @@ def write_listing(
     write(f"\n{image.path}:     file format {image.format_name}\n\n")
     image.symtab.prefix_addresses = options.prefix_addresses
     image.symtab.no_addresses = options.no_addresses
+    image.symtab.demangle = options.demangle
     lister = _SectionLister(image, formatter, options, write)
     for section in image.sections:
         lister.section(section)

@@ -23,6 +23,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from x86vm.disasm.demangle import demangle_symbol
 from x86vm.disasm.elf import (
     BSF_DEBUGGING,
     BSF_FILE,
@@ -111,6 +112,7 @@ class SymbolTable:
     address_digits: int = 16
     prefix_addresses: bool = False  # --prefix-addresses: full-width addresses
     no_addresses: bool = False  # --no-addresses: no address before <sym>
+    demangle: bool = False  # -C: C++ names as bfd_demangle prints them
 
     @classmethod
     def from_symbols(
@@ -155,7 +157,10 @@ class SymbolTable:
 
     def symbol_name(self, symbol: Symbol) -> str:
         """``objdump_print_symname``: the name with ``@VERSION``/``@@VERSION`` if it has one."""
-        name = sanitize(symbol.name)
+        name = symbol.name
+        if self.demangle and name:
+            name = demangle_symbol(name)
+        name = sanitize(name)
         if symbol.version and not symbol.flags & (BSF_SECTION_SYM | BSF_SYNTHETIC):
             hidden = symbol.hidden or symbol.section == SEC_UNDEF
             name += ("@" if hidden else "@@") + symbol.version
