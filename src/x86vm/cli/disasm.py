@@ -3,7 +3,9 @@
 Accepts objdump's own spellings for what it shares with it (binutils 2.40 ``objdump``):
 ``-d``, ``-D``, ``-M intel``, ``-j SECTION``, ``--disassemble=SYMBOL``,
 ``--start-address=``/``--stop-address=``, ``-b binary -m i8086|i386|i386:x86-64``,
-``--adjust-vma=``, ``-w`` and ``--insn-width=``. The output is laid out like ``objdump -d``.
+``--adjust-vma=``, ``-w``, ``--insn-width=``, ``--[no-]show-raw-insn``, ``--prefix-addresses``,
+``--no-addresses``, ``-z``, ``-r``, ``-R`` and ``-C``, parsed as objdump's getopt_long parses
+them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the same options.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
 USAGE = """\
 usage: x86vm disasm [OPTION...] FILE...
-objdump 2.40's command line (getopt_long: -CdlSw clusters, -Mintel, --dis=SYM prefixes):
+objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefixes):
   -d, --disassemble[=SYMBOL]   code sections (or one symbol)
   -D, --disassemble-all        every section with contents
   -M, --disassembler-options=  intel|att|i8086|i386|x86-64 (comma-separated)
