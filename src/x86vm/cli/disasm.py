@@ -3,7 +3,9 @@
 Accepts objdump's own spellings for what it shares with it (binutils 2.40 ``objdump``):
 ``-d``, ``-D``, ``-M intel``, ``-j SECTION``, ``--disassemble=SYMBOL``,
 ``--start-address=``/``--stop-address=``, ``-b binary -m i8086|i386|i386:x86-64``,
-``--adjust-vma=``, ``-w`` and ``--insn-width=``. The output is laid out like ``objdump -d``.
+``--adjust-vma=``, ``-w``, ``--insn-width=``, ``--[no-]show-raw-insn``, ``--prefix-addresses``,
+``--no-addresses``, ``-z``, ``-r``, ``-R`` and ``-C``, parsed as objdump's getopt_long parses
+them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the same options.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import sys
 
 from x86vm.cli import CliError
+from x86vm.cli import disasm_getopt as getopt
 from x86vm.cli.inputs import open_regular
 from x86vm.disasm.elf import ElfFormatError, load_elf
 from x86vm.disasm.listing import (
@@ -34,56 +37,99 @@ MAX_INSN_WIDTH = 1 << 16  # bytes per line; objdump's own limit is its int (it o
 OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
 
+USAGE = """\
+usage: x86vm disasm [OPTION...] FILE...
+objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefixes):
+  -d, --disassemble[=SYMBOL]   code sections (or one symbol)
+  -D, --disassemble-all        every section with contents
+  -M, --disassembler-options=  intel|att|i8086|i386|x86-64 (comma-separated)
+  -j, --section=NAME           only this section (repeatable)
+  --start-address=ADDR, --stop-address=ADDR, --adjust-vma=OFFSET
+  -b binary -m i8086|i386|i386:x86-64   a raw image
+  -w, --wide                   all raw bytes on one line
+  --insn-width=WIDTH           raw bytes per line
+  --[no-]show-raw-insn, --prefix-addresses, --no-addresses
+  -z, --disassemble-zeroes     do not skip blocks of zeroes
+  -C, --demangle               C++ names demangled (Itanium ABI)
+  -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
+"""
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "disasm",
         help="disassemble ELF files or raw images like objdump -d",
         description=__doc__.splitlines()[0],
+        add_help=False,
     )
-    parser.add_argument("files", nargs="+", metavar="FILE")
-    parser.add_argument("-d", "--disassemble", action="store_true",
-                        help="disassemble code sections; --disassemble=SYMBOL: one symbol")
-    parser.add_argument("--disassemble-symbol", dest="symbol", help=argparse.SUPPRESS)
-    parser.add_argument("-D", "--disassemble-all", action="store_true",
-                        help="disassemble every section with contents")
-    parser.add_argument("-M", "--disassembler-options", action="append", default=[],
-                        metavar="OPT", help="intel | att | i8086 | i386 | x86-64 (comma-separated)")
-    parser.add_argument("-j", "--section", action="append", dest="sections", metavar="SECTION",
-                        help="only this section (repeatable)")
-    parser.add_argument("--start-address", metavar="ADDR", help="from this address")
-    parser.add_argument("--stop-address", metavar="ADDR", help="up to (not including) ADDR")
-    parser.add_argument("-b", "--target", metavar="BFDNAME", help="binary for a raw image")
-    parser.add_argument("-m", "--architecture", metavar="MACHINE",
-                        help="i8086 | i386 | i386:x86-64")
-    parser.add_argument("--adjust-vma", metavar="OFFSET", help="add OFFSET to section addresses")
-    parser.add_argument("-w", "--wide", action="store_true", help="all raw bytes on one line")
-    parser.add_argument("--insn-width", metavar="WIDTH", help="raw bytes per line")
     parser.set_defaults(func=run)
-    _accept_objdump_optional_argument(parser)
+
+    def parse_known_args(args=None, namespace=None):
+        """objdump's getopt_long instead of argparse: its clusters, prefixes and wording."""
+        namespace = namespace if namespace is not None else argparse.Namespace()
+        for key, value in vars(parse_command_line(list(args or []))).items():
+            setattr(namespace, key, value)
+        namespace.func = run
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args
 
 
-def _accept_objdump_optional_argument(parser: argparse.ArgumentParser) -> None:
-    """objdump's ``--disassemble[=SYMBOL]`` takes its argument only after ``=``; argparse
-    would take the next word (the file). Rewrite ``--disassemble=SYMBOL`` before parsing, and
-    report unknown options as one ``x86vm: error:`` line like every other bad input."""
-    parse_known_args = parser.parse_known_args
+SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
+             "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
+             "no-addresses", "z", "H", "r", "R", "C"}
+"""The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
-    def parse(args=None, namespace=None):
-        if args is not None:
-            rewritten = []
-            for arg in args:
-                if arg.startswith("--disassemble="):
-                    rewritten += ["--disassemble-symbol", arg.split("=", 1)[1]]
-                else:
-                    rewritten.append(arg)
-            args = rewritten
-        namespace, extras = parse_known_args(args, namespace)
-        if extras:
-            _fail(f"unrecognized arguments: {' '.join(extras)} (see x86vm disasm --help)")
-        return namespace, extras
 
-    parser.parse_known_args = parse
-    parser.error = lambda message: _fail(f"{message} (see x86vm disasm --help)")
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The disasm options from objdump's command line; a bad one exits with one line, 1."""
+    try:
+        parsed = getopt.parse(argv)
+    except getopt.GetoptError as exc:
+        _fail(str(exc))
+    args = argparse.Namespace(
+        files=parsed.files or ["a.out"], disassemble=False, symbol=None,
+        disassemble_all=False, disassembler_options=[], sections=None, start_address=None,
+        stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
+        insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
+        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False)
+    for key, value in parsed.options:
+        if key not in SUPPORTED:
+            _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
+        if key == "H":
+            sys.stdout.write(USAGE)
+            raise SystemExit(0)
+        if key == "d":
+            args.disassemble = True
+            if value is not None:
+                args.symbol = value
+        elif key == "D":
+            args.disassemble_all = True
+        elif key == "M":
+            args.disassembler_options.append(value)
+        elif key == "j":
+            args.sections = [*(args.sections or []), value]
+        elif key == "b":
+            args.target = value
+        elif key == "m":
+            args.architecture = value
+        elif key == "w":
+            args.wide = True
+        elif key == "z":
+            args.disassemble_zeroes = True
+        elif key == "C":  # --demangle[=STYLE]: gnu-v3 (and auto) is what x86vm demangles
+            if value not in (None, "auto", "gnu-v3"):
+                _fail(f"--demangle={value}: only the auto and gnu-v3 styles are supported")
+            args.demangle = True
+        elif key in ("r", "R"):
+            setattr(args, "reloc" if key == "r" else "dynamic_reloc", True)
+        elif key in ("show-raw-insn", "no-show-raw-insn"):
+            args.show_raw_insn = 1 if key == "show-raw-insn" else -1
+        elif key in ("prefix-addresses", "no-addresses"):
+            setattr(args, key.replace("-", "_"), True)
+        else:  # start-address, stop-address, adjust-vma, insn-width: the last one counts
+            setattr(args, key.replace("-", "_"), value)
+    return args
 
 
 def _fail(message: str):
@@ -162,6 +208,13 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         stop_address=_address(args.stop_address, "--stop-address"),
         wide=args.wide,
         insn_width=insn_width,
+        show_raw_insn=args.show_raw_insn,
+        prefix_addresses=args.prefix_addresses,
+        no_addresses=args.no_addresses,
+        disassemble_zeroes=args.disassemble_zeroes,
+        reloc=args.reloc,
+        dynamic_reloc=args.dynamic_reloc,
+        demangle=args.demangle,
     )
     return options, syntax, mode_override
 
@@ -213,7 +266,17 @@ def _run(args) -> int:
     if target is not None and target != "binary" and target not in ELF_TARGETS:
         raise CliError(f"can't use target '{target}' (known: binary, {', '.join(ELF_TARGETS)})")
     adjust = parse_vma(args.adjust_vma, "--adjust-vma") if args.adjust_vma else 0
-    images = [_load(path, target, mode_override, adjust) for path in args.files]
+    images, status = [], 0
+    for path in args.files:  # objdump reports a bad file and goes on with the next one
+        try:
+            images.append(_load(path, target, mode_override, adjust))
+        except CliError as exc:
+            if len(args.files) == 1:
+                raise
+            print(f"x86vm: error: {exc}", file=sys.stderr)
+            status = OBJDUMP_ERROR_STATUS
+    if not images:
+        return status
 
     if options.only_sections:
         known = set().union(*(image.section_names for image in images))
@@ -242,10 +305,15 @@ def _run(args) -> int:
         stream.reconfigure(errors="surrogateescape")
     write = stream.write
     for image in images:
+        if options.dynamic_reloc and not image.has_dynsym:
+            # objdump: the file header, then "not a dynamic object", and it stops (status 1)
+            write(f"\n{image.path}:     file format {image.format_name}\n\n")
+            sys.stdout.flush()
+            raise CliError(f"{image.path}: not a dynamic object")
         try:
             write_listing(image, formatters[(image.mode, syntax)], options, write)
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None
     sys.stdout.flush()
-    return 0
+    return status

@@ -166,6 +166,7 @@ class DynamicReloc:
     addend: int
     symbol: Symbol | None
     symbol_name: str  # "*ABS*" when there is no symbol
+    plt_used: bool = False  # matched to a PLT stub: BFD then drops its howto (objdump -R)
 
 
 @dataclass
@@ -183,6 +184,10 @@ class ElfImage:
     synthetic_symbols: list[Symbol]
     has_reloc: bool = False  # BFD's HAS_RELOC: some section carries its own relocations
     warnings: list[str] = field(default_factory=list)  # BFD's, for a file it still lists
+    section_relocs: dict[int, list[DynamicReloc]] = field(default_factory=dict)
+    has_dynsym: bool = False  # a .dynsym: BFD can read dynamic relocations (objdump -R)
+    """A relocatable object's relocations by target section index (section-relative
+    addresses, file order), as BFD gives them to ``objdump -r``."""
 
     @property
     def is_relocatable(self) -> bool:
@@ -275,6 +280,7 @@ class _Loader:
         dynamic_syms = self._read_symbols(self.dynsym_index, dynamic=True)
         relocs = self._dynamic_relocs(dynamic_syms) if self.dynsym_index else []
         synthetic = _synthetic_plt_symbols(self, sections, relocs, mode, bool(dynamic_syms))
+        section_relocs = self._section_relocs(static_syms) if self.elf_type == ET_REL else {}
         return ElfImage(
             path=self.path,
             format_name=format_name,
@@ -287,6 +293,8 @@ class _Loader:
             synthetic_symbols=synthetic,
             has_reloc=any(_sh_type(h) in (SHT_REL, SHT_RELA) and self._relocs_of_other_section(h)
                           for h in self.headers),
+            section_relocs=section_relocs,
+            has_dynsym=bool(self.dynsym_index),
         )
 
     def _section_names(self) -> list[str]:
@@ -518,7 +526,17 @@ class _Loader:
             offset += nxt
         return out
 
-    # -- dynamic relocations ---------------------------------------------------------------
+    # -- relocations -------------------------------------------------------------------------
+    def _section_relocs(self, syms: list[Symbol]) -> dict[int, list[DynamicReloc]]:
+        """The REL/RELA sections BFD attaches to their target section, read per target."""
+        out: dict[int, list[DynamicReloc]] = {}
+        for i, hdr in enumerate(self.headers):
+            if _sh_type(hdr) in (SHT_REL, SHT_RELA) and self._relocs_of_other_section(hdr):
+                out.setdefault(hdr["sh_info"], []).extend(self._read_relocs(i, syms))
+        for relocs in out.values():
+            relocs.sort(key=lambda r: r.address)
+        return out
+
     def _dynamic_relocs(self, dynsyms: list[Symbol]) -> list[DynamicReloc]:
         """Relocations of every REL/RELA section linked to .dynsym, sorted by address (stable)."""
         out = []
@@ -528,23 +546,31 @@ class _Loader:
                 continue
             if i not in self.section_by_index:
                 continue
-            raw = self._raw(i)
-            if self.is64:
-                fmt, size = ("<QQq", 24) if sh_type == SHT_RELA else ("<QQ", 16)
-            else:
-                fmt, size = ("<IIi", 12) if sh_type == SHT_RELA else ("<II", 8)
-            for entry in struct.iter_unpack(fmt, raw[: len(raw) // size * size]):
-                offset, info = entry[0], entry[1]
-                addend = entry[2] if len(entry) == 3 else 0
-                if self.is64:
-                    sym_index, rtype = info >> 32, info & 0xFFFFFFFF
-                else:
-                    sym_index, rtype = info >> 8, info & 0xFF
-                sym = dynsyms[sym_index - 1] if 0 < sym_index <= len(dynsyms) else None
-                out.append(
-                    DynamicReloc(offset, rtype, addend, sym, sym.name if sym else "*ABS*")
-                )
+            out.extend(self._read_relocs(i, dynsyms))
         out.sort(key=lambda r: r.address)
+        return out
+
+    def _read_relocs(self, i: int, syms: list[Symbol]) -> list[DynamicReloc]:
+        """The entries of REL/RELA section ``i``; symbol index 0 is BFD's ``*ABS*``."""
+        hdr = self.headers[i]
+        sh_type = _sh_type(hdr)
+        out = []
+        raw = self._raw(i)
+        if self.is64:
+            fmt, size = ("<QQq", 24) if sh_type == SHT_RELA else ("<QQ", 16)
+        else:
+            fmt, size = ("<IIi", 12) if sh_type == SHT_RELA else ("<II", 8)
+        for entry in struct.iter_unpack(fmt, raw[: len(raw) // size * size]):
+            offset, info = entry[0], entry[1]
+            addend = entry[2] if len(entry) == 3 else 0
+            if self.is64:
+                sym_index, rtype = info >> 32, info & 0xFFFFFFFF
+            else:
+                sym_index, rtype = info >> 8, info & 0xFF
+            sym = syms[sym_index - 1] if 0 < sym_index <= len(syms) else None
+            out.append(
+                DynamicReloc(offset, rtype, addend, sym, sym.name if sym else "*ABS*")
+            )
         return out
 
 
@@ -661,6 +687,7 @@ def _synthetic_plt_symbols(
                 continue
             used.add(i)
             rel = relocs[i]
+            rel.plt_used = True
             base = rel.symbol
             name = rel.symbol_name
             if rel.addend:

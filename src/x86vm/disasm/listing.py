@@ -26,7 +26,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from x86vm.disasm.elf import BSF_FUNCTION, BSF_OBJECT, BSF_SYNTHETIC, ElfImage, Section
+from x86vm.disasm.elf import (
+    BSF_FUNCTION,
+    BSF_OBJECT,
+    BSF_SYNTHETIC,
+    DynamicReloc,
+    ElfImage,
+    Section,
+)
+from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
 
 __all__ = [
@@ -61,6 +69,13 @@ class ListingOptions:
     stop_address: int | None = None  # --stop-address
     wide: bool = False  # -w
     insn_width: int | None = None  # --insn-width
+    show_raw_insn: int = 0  # --show-raw-insn 1, --no-show-raw-insn -1, objdump's default 0
+    prefix_addresses: bool = False  # --prefix-addresses: <sym+off> before each line
+    no_addresses: bool = False  # --no-addresses
+    disassemble_zeroes: bool = False  # -z: no ``...`` for runs of zeros
+    reloc: bool = False  # -r: a relocatable object's relocations under their instruction
+    dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
+    demangle: bool = False  # -C: demangled C++ names
 
 
 @dataclass
@@ -74,6 +89,9 @@ class ListingImage:
     symtab: SymbolTable
     mode: int = 64
     section_names: set[str] = field(default_factory=set)
+    section_relocs: dict[int, list[DynamicReloc]] = field(default_factory=dict)
+    dynamic_relocs: list[DynamicReloc] = field(default_factory=list)
+    has_dynsym: bool = False
 
     def __post_init__(self) -> None:
         self.section_names = {s.name for s in self.sections}
@@ -98,7 +116,12 @@ def elf_image(elf: ElfImage, adjust_vma: int = 0) -> ListingImage:
         exec_or_dynamic=elf.is_exec_or_dynamic,
         address_digits=elf.address_digits,
     )
-    return ListingImage(elf.path, elf.format_name, elf.address_digits, sections, table, elf.mode)
+    image = ListingImage(elf.path, elf.format_name, elf.address_digits, sections, table,
+                         elf.mode)
+    image.section_relocs = elf.section_relocs
+    image.dynamic_relocs = elf.dynamic_relocs
+    image.has_dynsym = elf.has_dynsym
+    return image
 
 
 def binary_image(path: str, data: bytes, mode: int, adjust_vma: int = 0) -> ListingImage:
@@ -126,6 +149,9 @@ def write_listing(
 ) -> None:
     """Write the whole listing of ``image`` (header, then each selected section)."""
     write(f"\n{image.path}:     file format {image.format_name}\n\n")
+    image.symtab.prefix_addresses = options.prefix_addresses
+    image.symtab.no_addresses = options.no_addresses
+    image.symtab.demangle = options.demangle
     lister = _SectionLister(image, formatter, options, write)
     for section in image.sections:
         lister.section(section)
@@ -166,6 +192,19 @@ class _SectionLister:
         data = section.data()
         symbols = self.image.symtab.for_section(section)
         self.write(f"\nDisassembly of section {section.name}:\n")
+        # objdump: the dynamic relocations (absolute addresses) with -R when the file has
+        # them, else with -r the section's own (section-relative); those below the start skipped
+        self.rel_offset = 0
+        if opts.dynamic_reloc and self.image.dynamic_relocs:
+            self.relocs, self.rel_offset = self.image.dynamic_relocs, vma
+        elif opts.reloc:
+            self.relocs = self.image.section_relocs.get(section.index, [])
+        else:
+            self.relocs = []
+        self.rel_index = 0
+        while (self.rel_index < len(self.relocs)
+               and self.relocs[self.rel_index].address < self.rel_offset + addr_offset):
+            self.rel_index += 1
 
         sym, place = symbols.find(vma + addr_offset, require_section=True)
         sorted_syms = symbols.symbols
@@ -197,7 +236,7 @@ class _SectionLister:
                             loop_until = "function"
                     else:
                         loop_until = "next"
-            if do_print:
+            if do_print and not opts.prefix_addresses:
                 self.write(f"\n{symbols.label(sym, addr)}:\n")
 
             if sym is not None and sym.value > addr:
@@ -264,10 +303,46 @@ class _SectionLister:
         padding = ["   " * max(0, per_line - n)  # by instruction length: linear in per_line
                    for n in range(min(per_line, MAX_INSN_LENGTH) + 1)]
         limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
+        prefixed, no_addresses = opts.prefix_addresses, opts.no_addresses
+        show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
+        plain = show_raw and not prefixed and not no_addresses  # the default layout
+
+        def line_prefix(address: int) -> str:
+            if no_addresses:
+                return "\t"
+            if prefixed:
+                return print_address(address, True) + " "
+            return _address(address, width) + ":\t"
+
+        skip_zeroes = not opts.disassemble_zeroes
+        relocs, rel_offset = self.relocs, self.rel_offset
+        x86_64 = "x86-64" in self.image.format_name
+        symbol_name = self.image.symtab.symbol_name
+
+        def next_reloc() -> float:  # section offset of the next relocation to print
+            if self.rel_index < len(relocs):
+                return relocs[self.rel_index].address - rel_offset
+            return float("inf")
+
+        def emit_relocs(end: int, line_ended: bool) -> None:
+            """Relocations before section offset ``end``; with -w the first one goes on the
+            instruction's own line."""
+            while self.rel_index < len(relocs) and relocs[self.rel_index].address - rel_offset \
+                    < end:
+                if wide and not line_ended and pieces and pieces[-1].endswith("\n"):
+                    pieces[-1] = pieces[-1][:-1]
+                line_ended = True
+                reloc = relocs[self.rel_index]
+                place = vma - rel_offset + reloc.address
+                pieces.append(reloc_text(reloc, place, x86_64, self.digits, wide, no_addresses,
+                                         symbol_name))
+                self.rel_index += 1
+
+        reloc_at = next_reloc()
         pieces: list[str] = []
         pos = start
         while pos < stop:
-            if data[pos] == 0:
+            if skip_zeroes and data[pos] == 0:
                 match = _NONZERO.search(data, pos, stop)
                 nonzero = match.start() if match else stop
                 zeros = nonzero - pos
@@ -276,22 +351,28 @@ class _SectionLister:
                         zeros &= ~3
                     pieces.append("\t...\n")
                     pos += zeros
+                    if pos > reloc_at:
+                        emit_relocs(pos, True)
+                        reloc_at = next_reloc()
                     continue
             address = vma + pos
             if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
-                pieces.append(f"{_address(0, width)}:\tAddress 0x0 is out of bounds.\n\n")
+                pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
                 break
             if insns:
                 length, text = formatter(window, pos - start, address, print_address)
                 if length < 1:
-                    pieces.append(f"{_address(address, width)}:\t{text}\n")
+                    pieces.append(f"{line_prefix(address)}{text}\n")
                     break
                 end = pos + length
-                if length <= per_line and end <= stop and address < limit:
+                if plain and length <= per_line and end <= stop and address < limit:
                     # The common line: every byte shown, no continuation.
                     pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
                                   f"{padding[length]}\t{text}\n")
                     pos = end
+                    if pos > reloc_at:
+                        emit_relocs(pos, False)
+                        reloc_at = next_reloc()
                     if len(pieces) >= 512:
                         write("".join(pieces))
                         pieces.clear()
@@ -299,21 +380,28 @@ class _SectionLister:
             else:
                 length = min(per_line, stop - pos)
                 text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
-            shown = length if wide else min(length, per_line)
-            line = [_address(address, width), ":\t", _hex(data, pos, shown, stop)]
-            if shown < per_line:
-                line.append("   " * (per_line - shown))
-            line.append("\t" if insns else "    ")
+            line = [line_prefix(address)]
+            shown = length
+            if show_raw:
+                if length > per_line and not prefixed and not wide:
+                    shown = per_line
+                line.append(_hex(data, pos, shown, stop))
+                if shown < per_line:
+                    line.append("   " * (per_line - shown))
+                line.append("\t" if insns else "    ")
             line.append(text)
             done = shown
             while done < length:
-                line.append(f"\n{_address(address + done, width)}:\t")
+                line.append("\n\t" if no_addresses else f"\n{_address(address + done, width)}:\t")
                 more = min(per_line, length - done)
                 line.append(_hex(data, pos + done, more, stop))
                 done += more
             line.append("\n")
             pieces.append("".join(line))
             pos += length
+            if pos > reloc_at:
+                emit_relocs(pos, False)
+                reloc_at = next_reloc()
             if len(pieces) >= 512:
                 write("".join(pieces))
                 pieces.clear()

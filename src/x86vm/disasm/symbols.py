@@ -23,6 +23,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from x86vm.disasm.demangle import demangle_symbol
 from x86vm.disasm.elf import (
     BSF_DEBUGGING,
     BSF_FILE,
@@ -109,6 +110,9 @@ class SymbolTable:
     relocatable: bool = False  # BFD HAS_RELOC: prefer same-section symbols inside a section
     exec_or_dynamic: bool = True  # undefined symbols then get no +offset
     address_digits: int = 16
+    prefix_addresses: bool = False  # --prefix-addresses: full-width addresses
+    no_addresses: bool = False  # --no-addresses: no address before <sym>
+    demangle: bool = False  # -C: C++ names as bfd_demangle prints them
 
     @classmethod
     def from_symbols(
@@ -153,7 +157,10 @@ class SymbolTable:
 
     def symbol_name(self, symbol: Symbol) -> str:
         """``objdump_print_symname``: the name with ``@VERSION``/``@@VERSION`` if it has one."""
-        name = sanitize(symbol.name)
+        name = symbol.name
+        if self.demangle and name:
+            name = demangle_symbol(name)
+        name = sanitize(name)
         if symbol.version and not symbol.flags & (BSF_SECTION_SYM | BSF_SYNTHETIC):
             hidden = symbol.hidden or symbol.section == SEC_UNDEF
             name += ("@" if hidden else "@@") + symbol.version
@@ -261,20 +268,33 @@ class SectionSymbols:
             text += f"+0x{vma - value:x}"
         return text + ">"
 
-    def print_address(self, vma: int) -> str:
-        """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``."""
-        text = self._printed.get(vma)
+    def value(self, vma: int) -> str:
+        """``objdump_print_value``: hex, full width with ``--prefix-addresses``."""
+        if self.table.prefix_addresses:
+            digits = self.table.address_digits
+            return f"{vma & ((1 << 4 * digits) - 1):0{digits}x}"
+        return f"{vma:x}"
+
+    def print_address(self, vma: int, require_section: bool = False) -> str:
+        """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``
+        (``--prefix-addresses``: full width; ``--no-addresses``: the ``<...>`` alone)."""
+        text = self._printed.get(vma) if not require_section else None
         if text is None:
+            no_addresses = self.table.no_addresses
             if not self.symbols:
-                text = f"0x{vma:x}"
+                text = "" if no_addresses else f"0x{self.value(vma)}"
             else:
-                symbol, _ = self.find(vma)
-                text = f"{vma:x} {self.symbolic(symbol, vma)}"
-            self._printed[vma] = text
+                symbol, _ = self.find(vma, require_section)
+                text = self.symbolic(symbol, vma)
+                if not no_addresses:
+                    text = f"{self.value(vma)} {text}"
+            if not require_section:
+                self._printed[vma] = text
         return text
 
     def label(self, symbol: Symbol | None, vma: int) -> str:
         """A ``0000000000001139 <main>`` label (full-width address, no colon)."""
+        if self.table.no_addresses:
+            return self.symbolic(symbol, vma)
         digits = self.table.address_digits  # a 32-bit target prints the low 8 digits
         return f"{vma & ((1 << 4 * digits) - 1):0{digits}x} {self.symbolic(symbol, vma)}"
-

@@ -1,0 +1,830 @@
+"""C++ names (Itanium C++ ABI section 5.1, "Mangling") demangled as objdump -C prints them.
+
+objdump calls libiberty's ``cplus_demangle(name, DMGL_PARAMS | DMGL_ANY)`` on the name without
+its ``@VERSION``/``@plt`` suffix (``bfd_demangle``); this module gives the same text for the
+constructs g++ emits (nested and local names, templates, substitutions, operators, ctors and
+dtors, CV and ref qualifiers, pointers to functions, members and arrays, literals, lambdas,
+ABI tags, special names, clone suffixes) and ``None`` for what it does not know, which the
+caller prints mangled -- exactly what objdump does with a name libiberty cannot read.
+"""
+
+from __future__ import annotations
+
+__all__ = ["demangle", "demangle_symbol"]
+
+BUILTINS = {
+    "v": "void", "w": "wchar_t", "b": "bool", "c": "char", "a": "signed char",
+    "h": "unsigned char", "s": "short", "t": "unsigned short", "i": "int",
+    "j": "unsigned int", "l": "long", "m": "unsigned long", "x": "long long",
+    "y": "unsigned long long", "n": "__int128", "o": "unsigned __int128", "f": "float",
+    "d": "double", "e": "long double", "g": "__float128", "z": "...",
+}
+D_BUILTINS = {
+    "d": "decimal64", "e": "decimal128", "f": "decimal32", "h": "half", "i": "char32_t",
+    "s": "char16_t", "u": "char8_t", "a": "auto", "c": "decltype(auto)",
+    "n": "decltype(nullptr)",
+}
+OPERATORS = {
+    "nw": "new", "na": "new[]", "dl": "delete", "da": "delete[]", "ps": "+", "ng": "-",
+    "ad": "&", "de": "*", "co": "~", "pl": "+", "mi": "-", "ml": "*", "dv": "/", "rm": "%",
+    "an": "&", "or": "|", "eo": "^", "aS": "=", "pL": "+=", "mI": "-=", "mL": "*=",
+    "dV": "/=", "rM": "%=", "aN": "&=", "oR": "|=", "eO": "^=", "ls": "<<", "rs": ">>",
+    "lS": "<<=", "rS": ">>=", "eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=",
+    "ge": ">=", "ss": "<=>", "nt": "!", "aa": "&&", "oo": "||", "pp": "++", "mm": "--",
+    "cm": ",", "pm": "->*", "pt": "->", "cl": "()", "ix": "[]", "qu": "?", "st": "sizeof ",
+    "sz": "sizeof ", "aw": "co_await",
+}
+STD_SUBS = {  # (simple text, full text for a ctor/dtor, the last name for a ctor/dtor)
+    "t": ("std", "std", ""),
+    "a": ("std::allocator", "std::allocator", "allocator"),
+    "b": ("std::basic_string", "std::basic_string", "basic_string"),
+    "s": ("std::string",
+          "std::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+          "basic_string"),
+    "i": ("std::istream", "std::basic_istream<char, std::char_traits<char> >",
+          "basic_istream"),
+    "o": ("std::ostream", "std::basic_ostream<char, std::char_traits<char> >",
+          "basic_ostream"),
+    "d": ("std::iostream", "std::basic_iostream<char, std::char_traits<char> >",
+          "basic_iostream"),
+}
+LITERAL_SUFFIX = {"i": "", "j": "u", "l": "l", "m": "ul", "x": "ll", "y": "ull"}
+SPECIAL = {"V": "vtable for ", "T": "VTT for ", "I": "typeinfo for ",
+           "S": "typeinfo name for ", "H": "TLS init function for ",
+           "W": "TLS wrapper function for "}
+
+
+class Unsupported(Exception):
+    """A construct this demangler does not read (libiberty may): the name stays mangled."""
+
+
+# -- nodes: each prints a left part and a right part (declarators wrap around a name) ------
+
+class Node:
+    def left(self) -> str:
+        raise NotImplementedError
+
+    def right(self) -> str:
+        return ""
+
+    def __str__(self) -> str:
+        return self.left() + self.right()
+
+    def base_name(self) -> str:  # the name a ctor/dtor takes
+        return str(self)
+
+    @property
+    def wraps_declarator(self) -> bool:  # function and array types: (*) goes inside
+        return False
+
+
+class Text(Node):
+    def __init__(self, text: str, base: str | None = None, ctor: bool = False) -> None:
+        self.text, self.base, self.ctor = text, base, ctor
+
+    def left(self) -> str:
+        return self.text
+
+    def base_name(self) -> str:
+        return self.base if self.base is not None else self.text
+
+
+class Qualified(Node):
+    def __init__(self, scope: Node, name: Node) -> None:
+        self.scope, self.name = scope, name
+
+    def left(self) -> str:
+        return f"{self.scope}::{self.name}"
+
+    def base_name(self) -> str:
+        return self.name.base_name()
+
+
+class Template(Node):
+    def __init__(self, name: Node, args: list[Node]) -> None:
+        self.name, self.args = name, args
+
+    def left(self) -> str:
+        name = str(self.name)
+        args, last = _join(self.args)
+        text = name + (" <" if name.endswith("<") else "<") + args
+        if not args:
+            last = text[-1]
+        return text + (" >" if last == ">" else ">")
+
+    def base_name(self) -> str:
+        return self.name.base_name()
+
+
+class Pack(Node):
+    """A template argument pack; inside a pack expansion it stands for one element."""
+
+    def __init__(self, items: list[Node]) -> None:
+        self.items = items
+        self.current: Node | None = None
+
+    def left(self) -> str:
+        if self.current is not None:
+            return self.current.left()
+        return _join(self.items)[0]
+
+    def right(self) -> str:
+        return self.current.right() if self.current is not None else ""
+
+    def resolved(self) -> Node:
+        return self.current if self.current is not None else self
+
+
+class PackExpansion(Node):
+    """``Dp <pattern>``: the pattern once per element of the pack it names."""
+
+    def __init__(self, pattern: Node, pack: Pack | None) -> None:
+        self.pattern, self.pack = pattern, pack
+
+    def texts(self) -> list[str]:
+        pack = self.pack
+        if pack is None:
+            return [str(self.pattern)]
+        texts = []
+        for item in pack.items:
+            pack.current = item
+            try:
+                texts.append(str(self.pattern))
+            finally:
+                pack.current = None
+        return texts
+
+    def left(self) -> str:
+        return ", ".join(self.texts())
+
+
+class Qualifiers(Node):
+    def __init__(self, inner: Node, quals: str) -> None:
+        self.inner, self.quals = inner, quals
+
+    def left(self) -> str:
+        if self.inner.wraps_declarator:
+            return self.inner.left()
+        return self.inner.left() + self.quals
+
+    def right(self) -> str:
+        if self.inner.wraps_declarator:
+            return self.inner.right() + self.quals
+        return self.inner.right()
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return self.inner.wraps_declarator
+
+
+class Declarator(Node):
+    """A pointer, reference or pointer to member around ``inner``."""
+
+    def __init__(self, inner: Node, sign: str) -> None:
+        self.inner, self.sign = inner, sign
+
+    def _collapsed(self) -> tuple[Node, str]:
+        """Reference collapsing (& & -> &, && && -> &&), through a pack element too."""
+        inner, sign = self.inner, self.sign
+        while True:
+            if isinstance(inner, Pack) and inner.current is not None:
+                inner = inner.current
+            elif (sign in ("&", "&&") and isinstance(inner, Declarator)
+                  and inner.sign in ("&", "&&")):
+                sign = "&&" if sign == inner.sign == "&&" else "&"
+                inner = inner.inner
+            else:
+                return inner, sign
+
+    def left(self) -> str:
+        inner, sign = self._collapsed()
+        if inner.wraps_declarator:
+            text = inner.left()
+            return text + ("" if text.endswith(" ") else " ") + "(" + sign
+        if sign.endswith("::*"):
+            return f"{inner.left()} {sign}"
+        return inner.left() + sign
+
+    def right(self) -> str:
+        inner, _ = self._collapsed()
+        if inner.wraps_declarator:
+            return ")" + inner.right()
+        return inner.right()
+
+
+class FunctionType(Node):
+    def __init__(self, ret: Node | None, params: list[Node], quals: str = "") -> None:
+        self.ret, self.params, self.quals = ret, params, quals
+
+    def left(self) -> str:
+        return (self.ret.left() + " ") if self.ret is not None else ""
+
+    def right(self) -> str:
+        ret_right = self.ret.right() if self.ret is not None else ""
+        return f"({params_text(self.params)}){ret_right}{self.quals}"
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return True
+
+
+class ArrayType(Node):
+    def __init__(self, element: Node, dimension: str) -> None:
+        self.element, self.dimension = element, dimension
+
+    def left(self) -> str:
+        return self.element.left()
+
+    def right(self) -> str:
+        return f" [{self.dimension}]" + self.element.right()
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return True
+
+
+class Function(Node):
+    """An encoding: [return type] name(params) qualifiers."""
+
+    def __init__(self, name: Node, ret: Node | None, params: list[Node], quals: str) -> None:
+        self.name, self.ret, self.params, self.quals = name, ret, params, quals
+
+    def left(self) -> str:
+        text = f"{self.name}({params_text(self.params)}){self.quals}"
+        if self.ret is None:
+            return text
+        return self.ret.left() + " " + text + self.ret.right()
+
+
+def _item(node: Node) -> tuple[str, str]:
+    """One list item as libiberty prints it: (text, last character printed)."""
+    if isinstance(node, Pack) and node.current is None:
+        return _join(node.items)
+    if isinstance(node, PackExpansion):
+        text = ", ".join(node.texts())
+        return text, text[-1:]
+    text = str(node)
+    return text, text[-1:]
+
+
+def _join(nodes: list[Node]) -> tuple[str, str]:
+    """libiberty's list printing: ", " between items; an empty item takes its ", " back but
+    leaves the last character a blank (so no "> >" after it). Returns (text, last char)."""
+    text, last = "", ""
+    for n, node in enumerate(nodes):
+        piece, piece_last = _item(node)
+        if piece:
+            text += (", " if n and text else "") + piece
+            last = piece_last
+        elif n:
+            last = " "
+    return text, last
+
+
+def params_text(params: list[Node]) -> str:
+    if len(params) == 1 and str(params[0]) == "void":
+        return ""
+    return _join(params)[0]
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.s, self.i = text, 0
+        self.subs: list[Node] = []
+        self.params: list[Node] = []
+        self.in_args = 0
+        self.naming = False
+
+    def peek(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.s[j] if j < len(self.s) else ""
+
+    def take(self, text: str) -> bool:
+        if self.s.startswith(text, self.i):
+            self.i += len(text)
+            return True
+        return False
+
+    def expect(self, text: str) -> None:
+        if not self.take(text):
+            raise Unsupported(f"expected {text!r} at {self.i}")
+
+    def number(self) -> int:
+        negative = self.take("n")
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        if start == self.i:
+            raise Unsupported("number")
+        value = int(self.s[start:self.i])
+        return -value if negative else value
+
+    def seq_id(self) -> int:
+        """``[<seq-id>] _`` in base 36: ``_`` is 0, ``0_`` is 1."""
+        if self.take("_"):
+            return 0
+        start = self.i
+        while self.peek().isdigit() or self.peek().isupper():
+            self.i += 1
+        if start == self.i:
+            raise Unsupported("seq-id")
+        value = int(self.s[start:self.i], 36)
+        self.expect("_")
+        return value + 1
+
+    # -- encodings -----------------------------------------------------------------------
+    def encoding(self, top: bool = False) -> Node:
+        if self.peek() in ("T", "G"):
+            special = self.special_name()
+            if special is not None:
+                return special
+        self.naming = True
+        name, quals = self.name()
+        self.naming = False
+        if self.peek() in ("", "E") or (top and self.peek() == "."):
+            return name
+        ret = None
+        if _has_return_type(name):
+            ret = self.type()
+        params = [self.type()]
+        while self.peek() not in ("", "E", "."):
+            params.append(self.type())
+        return Function(name, ret, params, quals)
+
+    def special_name(self) -> Node | None:
+        two = self.s[self.i:self.i + 2]
+        if two[:1] == "T" and two[1:] in SPECIAL:
+            self.i += 2
+            return Text(SPECIAL[two[1]] + str(self.type()))
+        if two == "Th":
+            self.i += 2
+            self.number()
+            self.expect("_")
+            return Text("non-virtual thunk to " + str(self.encoding()))
+        if two == "Tv":
+            self.i += 2
+            self.number()
+            self.expect("_")
+            self.number()
+            self.expect("_")
+            return Text("virtual thunk to " + str(self.encoding()))
+        if two == "Tc":
+            raise Unsupported("covariant thunk")
+        if two == "GV":
+            self.i += 2
+            return Text("guard variable for " + str(self.name()[0]))
+        if two == "GR":
+            self.i += 2
+            name = str(self.name()[0])
+            number = self.seq_id()
+            return Text(f"reference temporary #{number} for {name}")
+        if self.take("GTt"):
+            return Text("transaction clone for " + str(self.encoding()))
+        if two == "TC":
+            raise Unsupported("construction vtable")
+        return None
+
+    # -- names ---------------------------------------------------------------------------
+    def name(self) -> tuple[Node, str]:
+        """A <name>: (the name, the CV/ref qualifiers of a member function)."""
+        c = self.peek()
+        if c == "N":
+            return self.nested_name()
+        if c == "Z":
+            return self.local_name()
+        if c == "S" and self.peek(1) != "t":
+            node = self.substitution()
+            if self.peek() != "I":
+                raise Unsupported("substitution as a name")
+            return Template(node, self.template_args()), ""
+        if self.take("St"):
+            node: Node = Qualified(Text("std"), self.unqualified_name(None))
+        else:
+            node = self.unqualified_name(None)
+        if self.peek() == "I":
+            self.subs.append(node)
+            node = Template(node, self.template_args())
+        return node, ""
+
+    def nested_name(self) -> tuple[Node, str]:
+        self.expect("N")
+        quals = self.cv_qualifiers()
+        if self.take("R"):
+            quals += " &"
+        elif self.take("O"):
+            quals += " &&"
+        node: Node | None = None
+        while True:
+            c = self.peek()
+            if c == "E":
+                self.i += 1
+                break
+            was_sub = False
+            if c == "S" and self.peek(1) == "t" and node is None:
+                self.i += 2
+                node = Text("std")
+                continue
+            if c == "S":
+                part = self.substitution()
+                was_sub = True
+                node = part if node is None else Qualified(node, part)
+            elif c == "I":
+                if node is None:
+                    raise Unsupported("template args without a name")
+                node = Template(node, self.template_args())
+            elif c == "T":
+                part = self.template_param()
+                node = part if node is None else Qualified(node, part)
+            elif c == "D" and self.peek(1) in "tT":
+                raise Unsupported("decltype prefix")
+            elif c == "M":
+                self.i += 1
+                continue
+            else:
+                part = self.unqualified_name(node)
+                node = part if node is None else Qualified(node, part)
+            if not was_sub and self.peek() != "E":
+                self.subs.append(node)
+        if node is None:
+            raise Unsupported("empty nested name")
+        return node, quals
+
+    def local_name(self) -> tuple[Node, str]:
+        self.expect("Z")
+        saved_naming = self.naming
+        function = self.encoding()
+        self.naming = saved_naming
+        if isinstance(function, Function):  # libiberty drops the enclosing return type
+            function.ret = None
+        self.expect("E")
+        if self.take("s"):
+            self.discriminator()
+            return Qualified(function, Text("string literal")), ""
+        if self.take("d"):
+            raise Unsupported("default argument scope")
+        entity, quals = self.name()
+        self.discriminator()
+        return Qualified(function, entity), quals
+
+    def discriminator(self) -> None:
+        if self.take("__"):
+            self.number()
+            self.expect("_")
+        elif self.take("_"):
+            start = self.i
+            while self.peek().isdigit():
+                self.i += 1
+            if start == self.i:
+                raise Unsupported("discriminator")
+
+    def unqualified_name(self, scope: Node | None) -> Node:
+        c = self.peek()
+        if c == "L":
+            self.i += 1
+            c = self.peek()
+        if c.isdigit():
+            node: Node = self.source_name()
+        elif c == "C" or (c == "D" and self.peek(1) in "012459"):
+            node = self.ctor_dtor(scope)
+        elif c == "U":
+            node = self.unnamed_type()
+        elif c.islower():
+            node = self.operator_name()
+        else:
+            raise Unsupported(f"unqualified name {c!r}")
+        while self.peek() == "B":  # ABI tags
+            self.i += 1
+            tag = self.source_name()
+            node = Text(f"{node}[abi:{tag}]", node.base_name())
+        return node
+
+    def source_name(self) -> Node:
+        length = self.number()
+        text = self.s[self.i:self.i + length]
+        if length <= 0 or len(text) != length:
+            raise Unsupported("source name")
+        self.i += length
+        if text.startswith("_GLOBAL_") and len(text) > 9 and text[8] in "._$" \
+                and text[9] == "N":
+            return Text("(anonymous namespace)")
+        return Text(text)
+
+    def ctor_dtor(self, scope: Node | None) -> Node:
+        if scope is None:
+            raise Unsupported("ctor without a class")
+        base = getattr(scope, "ctor_name", None) or scope.base_name()
+        if self.take("C"):
+            inheriting = self.take("I")
+            if self.peek() not in "12345":
+                raise Unsupported("ctor kind")
+            self.i += 1
+            if inheriting:  # printed with the name of the class it inherits from
+                base = self.type().base_name()
+            return Text(base, ctor=True)
+        self.expect("D")
+        self.i += 1
+        return Text("~" + base, ctor=True)
+
+    def unnamed_type(self) -> Node:
+        if self.take("Ut"):
+            n = self.seq_id() + 1
+            return Text(f"{{unnamed type#{n}}}")
+        if self.take("Ul"):
+            self.in_args += 1
+            params = [self.type()]
+            while self.peek() != "E":
+                params.append(self.type())
+            self.in_args -= 1
+            self.expect("E")
+            n = self.seq_id() + 1
+            return Text(f"{{lambda({params_text(params)})#{n}}}")
+        raise Unsupported("unnamed type")
+
+    def operator_name(self) -> Node:
+        code = self.s[self.i:self.i + 2]
+        if code == "cv":
+            self.i += 2
+            saved = self.naming
+            self.naming = False
+            target = self.type()
+            self.naming = saved
+            return Text(f"operator {target}")
+        if code == "li":
+            self.i += 2
+            return Text(f'operator"" {self.source_name()}')
+        if code in OPERATORS:
+            self.i += 2
+            op = OPERATORS[code].rstrip()
+            return Text("operator" + (" " if op[0].islower() else "") + op)
+        if code[:1] == "v" and code[1:].isdigit():
+            raise Unsupported("vendor operator")
+        raise Unsupported(f"operator {code!r}")
+
+    # -- substitutions and template parameters -------------------------------------------
+    def substitution(self) -> Node:
+        self.expect("S")
+        c = self.peek()
+        if c in STD_SUBS and c != "t":
+            self.i += 1
+            simple, full, last = STD_SUBS[c]
+            after = self.peek()
+            if after in ("C", "D"):
+                node = Text(full, last)
+            else:
+                node = Text(simple, last)
+            node.ctor_name = last  # type: ignore[attr-defined]
+            return node
+        index = self.seq_id()
+        if index >= len(self.subs):
+            raise Unsupported("substitution out of range")
+        return self.subs[index]
+
+    def template_param(self) -> Node:
+        self.expect("T")
+        index = self.seq_id()
+        if index >= len(self.params):
+            raise Unsupported("template parameter out of range")
+        return self.params[index]
+
+    def template_args(self) -> list[Node]:
+        self.expect("I")
+        naming = self.naming and self.in_args == 0
+        self.in_args += 1
+        saved_naming, self.naming = self.naming, False
+        args = []
+        while not self.take("E"):
+            if self.peek() == "":
+                raise Unsupported("unterminated template args")
+            args.append(self.template_arg())
+        self.in_args -= 1
+        self.naming = saved_naming
+        if naming:
+            self.params = args
+        return args
+
+    def template_arg(self) -> Node:
+        c = self.peek()
+        if c == "L":
+            return self.literal()
+        if c == "X":
+            self.i += 1
+            node = self.expression()
+            self.expect("E")
+            return node
+        if c == "J":
+            self.i += 1
+            items = []
+            while not self.take("E"):
+                if self.peek() == "":
+                    raise Unsupported("unterminated pack")
+                items.append(self.template_arg())
+            return Pack(items)
+        return self.type()
+
+    def expression(self) -> Node:
+        """The few expressions printed as a plain name: a literal, a template parameter,
+        or an unresolved name with template arguments; others are Unsupported."""
+        c = self.peek()
+        if c == "L":
+            return self.literal()
+        if c == "T":
+            return self.template_param()
+        if c.isdigit():
+            node: Node = self.source_name()
+            if self.peek() == "I":
+                node = Template(node, self.template_args())
+            return node
+        raise Unsupported("expression")
+
+    def literal(self) -> Node:
+        self.expect("L")
+        if self.take("_Z"):
+            node = self.encoding()
+            self.expect("E")
+            return node
+        if self.peek() == "Z":
+            raise Unsupported("literal name")
+        kind = self.peek()
+        if kind == "b" and self.peek(1) in "01" and self.peek(2) == "E":
+            self.i += 3
+            return Text("true" if self.s[self.i - 2] == "1" else "false")
+        ty = self.type()
+        negative = self.take("n")
+        start = self.i
+        while self.peek() not in ("E", ""):
+            self.i += 1
+        value = ("-" if negative else "") + self.s[start:self.i]
+        self.expect("E")
+        if kind in LITERAL_SUFFIX and value:
+            return Text(value + LITERAL_SUFFIX[kind])
+        return Text(f"({ty}){value}")
+
+    # -- types ---------------------------------------------------------------------------
+    def cv_qualifiers(self) -> str:
+        quals = ""
+        if self.take("r"):
+            quals += " restrict"
+        if self.take("V"):
+            quals += " volatile"
+        if self.take("K"):
+            quals += " const"
+        return quals
+
+    def type(self) -> Node:
+        c = self.peek()
+        if c in BUILTINS:
+            self.i += 1
+            return Text(BUILTINS[c])
+        if c == "D" and self.peek(1) in D_BUILTINS:
+            self.i += 2
+            return Text(D_BUILTINS[self.s[self.i - 1]])
+        if c == "u":
+            raise Unsupported("vendor type")
+        if c in "rVK":
+            quals = self.cv_qualifiers()
+            inner = self.type()
+            node: Node = Qualifiers(inner, quals)
+            if isinstance(inner, FunctionType):
+                inner.quals += quals
+                node = inner
+        elif c == "P":
+            self.i += 1
+            node = Declarator(self.type(), "*")
+        elif c in "RO":
+            self.i += 1
+            sign = "&" if c == "R" else "&&"
+            node = Declarator(self.type(), sign)
+        elif c == "F":
+            node = self.function_type()
+        elif c == "A":
+            node = self.array_type()
+        elif c == "M":
+            self.i += 1
+            cls = self.type()
+            member = self.type()
+            node = Declarator(member, f"{cls}::*")
+        elif c == "T":
+            node = self.template_param()
+            self.subs.append(node)
+            if self.peek() == "I":
+                node = Template(node, self.template_args())
+            else:
+                return node
+        elif c == "S" and (self.peek(1).isdigit() or self.peek(1) in "_" or
+                           self.peek(1).isupper()):
+            node = self.substitution()
+            if self.peek() != "I":
+                return node
+            node = Template(node, self.template_args())
+        elif c == "S" and self.peek(1) != "t":
+            node = self.substitution()
+            if self.peek() != "I":
+                return node
+            node = Template(node, self.template_args())
+        elif c == "D" and self.peek(1) == "p":
+            self.i += 2
+            pattern = self.type()
+            node = PackExpansion(pattern, _find_pack(pattern))
+        elif c in "NZ" or c.isdigit() or c == "S" or c == "U":
+            node, _ = self.name()
+        elif c == "D" and self.peek(1) == "v":
+            raise Unsupported("vector type")
+        else:
+            raise Unsupported(f"type {c!r}")
+        self.subs.append(node)
+        return node
+
+    def function_type(self) -> Node:
+        self.expect("F")
+        self.take("Y")
+        ret = self.type()
+        params = []
+        quals = ""
+        while True:
+            if self.take("E"):
+                break
+            if self.peek() in "RO" and self.peek(1) == "E":
+                quals += " &" if self.peek() == "R" else " &&"
+                self.i += 1
+                continue
+            if self.peek() == "":
+                raise Unsupported("unterminated function type")
+            params.append(self.type())
+        return FunctionType(ret, params, quals)
+
+    def array_type(self) -> Node:
+        self.expect("A")
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        dimension = self.s[start:self.i]
+        if not dimension and self.peek() != "_":
+            raise Unsupported("array dimension expression")
+        self.expect("_")
+        return ArrayType(self.type(), dimension)
+
+
+def _find_pack(node: Node) -> Pack | None:
+    """The first argument pack inside a pack expansion's pattern."""
+    if isinstance(node, Pack):
+        return node
+    for child in vars(node).values():
+        children = child if isinstance(child, list) else [child]
+        for item in children:
+            if isinstance(item, Node):
+                found = _find_pack(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def _has_return_type(name: Node) -> bool:
+    """Template functions carry their return type, except ctors, dtors and conversions."""
+    if not isinstance(name, Template):
+        if isinstance(name, Qualified):
+            return False
+        return False
+    inner = name.name
+    last = inner.name if isinstance(inner, Qualified) else inner
+    if getattr(last, "ctor", False):
+        return False
+    text = str(last)
+    return not (text.startswith("operator ") and not text.startswith(("operator new",
+                                                                      "operator delete")))
+
+
+def demangle(name: str) -> str | None:
+    """``name`` demangled as libiberty's cplus_demangle (DMGL_PARAMS) prints it, or None."""
+    if not name.startswith("_Z"):
+        return None
+    parser = _Parser(name)
+    parser.i = 2
+    try:
+        node = parser.encoding(top=True)
+        text = str(node)
+        while parser.peek() == "." and (parser.peek(1).islower() or parser.peek(1) == "_"
+                                        or parser.peek(1).isdigit()):
+            start = parser.i
+            parser.i += 2
+            while parser.peek().islower() or parser.peek().isdigit() or parser.peek() == "_":
+                parser.i += 1
+            while parser.peek() == "." and parser.peek(1).isdigit():
+                parser.i += 2
+                while parser.peek().isdigit():
+                    parser.i += 1
+            text += f" [clone {name[start:parser.i]}]"
+    except (Unsupported, RecursionError, IndexError, ValueError):
+        return None
+    if parser.i != len(name):
+        return None
+    return text
+
+
+def demangle_symbol(name: str) -> str:
+    """``bfd_demangle``: the name without its ``@suffix`` demangled, the suffix put back;
+    the name itself when it does not demangle."""
+    base, at, suffix = name.partition("@")
+    text = demangle(base)
+    return name if text is None else text + at + suffix
