@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from x86vm.cpu.core import Cpu
 from x86vm.cpu.errors import GP, CpuFault
 from x86vm.cpu.mmu import Ram
-from x86vm.cpu.state import RegisterState
+from x86vm.cpu.state import RFLAGS_IF, RegisterState
 from x86vm.machine.backend import DebugControl
 from x86vm.machine.exits import (
     DebugStop,
@@ -161,8 +161,8 @@ class EmuBackend:
                 ex = self._exit_from_cpu()
                 if ex is not None:
                     return ex
-            elif reason == "halt":
-                if not self._skip_to_next_timer():
+            elif reason == "halt":  # with IF=0 only an NMI could wake it: none is modelled
+                if not cpu.flags() & RFLAGS_IF or not self._skip_to_next_timer():
                     return Halt()
             elif reason == "debug":
                 return DebugStop(cpu.rip)
