@@ -305,6 +305,11 @@ def strings(rng: random.Random) -> Case:
 def stack(rng: random.Random) -> Case:
     op = rng.choice(("push", "pop", "pushf", "popf", "enter", "leave"))
     w = _w("q", "l")
+    if op in ("push", "pop") and rng.random() < 0.3:   # 16-bit operand size
+        target = rng.choice(("%ax", "%r9w" if _BITS[0] == 64 else "%cx", _mem(rng, 2)))
+        if op == "push" and rng.random() < 0.3:
+            target = f"${rng.randrange(-0x8000, 0x8000)}"
+        return _case(rng, f"{op}w {target}")
     if op == "push":
         src = rng.choice((_w("%rax", "%eax"), _w("%r9", "%ecx"), "$-5", "$0x12345678",
                           _mem(rng, 8 if w == "q" else 4)))
