@@ -24,7 +24,7 @@ from x86vm.machine.backend import DebugControl
 from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
-from x86vm.machine.kvm.userirq import UserIrqchip
+from x86vm.machine.kvm.userirq import UserIrqchip, without_kernel_lapic_features
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import NEVER
@@ -142,7 +142,8 @@ class KvmBackend:
                 self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
                                                region.host_address)
             self.vcpu = KvmVcpu(self.kvm, self.vm, 0)
-            self.vcpu.set_cpuid2(self.kvm.supported_cpuid())
+            cpuid = self.kvm.supported_cpuid()
+            self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(cpuid))
             self.vcpu.set_msrs(BOOT_MSRS)
         except BaseException:
             self.close()

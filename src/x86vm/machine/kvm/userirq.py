@@ -10,8 +10,9 @@ is pending, guest time (the host clock) passing through the machine's timers mea
 LAPIC page is ordinary MMIO (the Python LAPIC on the MMIO bus) and CR8 is exchanged through
 ``kvm_run.cr8`` (in before, out after each run) with the LAPIC's TPR.
 
-Limits: the x2APIC MSRs and IA32_TSC_DEADLINE are KVM's (a #GP without its LAPIC), so a guest
-uses the xAPIC page here; NMIs from the LAPIC are not injected (``KVM_NMI`` is not used).
+Limits: the x2APIC MSRs and IA32_TSC_DEADLINE are KVM's (a #GP without its LAPIC), so CPUID
+does not offer x2APIC or TSC-deadline here and a guest uses the xAPIC page; NMIs from the
+LAPIC are not injected (``KVM_NMI`` is not used).
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import abi
 from x86vm.machine.kvm.system import ioctl
 
-HALT_POLL_SECONDS = 0.05  # a halted vCPU re-checks its controller at least this often
+HALT_POLL_SECONDS = 0.05
+CPUID1_ECX_X2APIC, CPUID1_ECX_TSC_DEADLINE = 1 << 21, 1 << 24
+
+
+def without_kernel_lapic_features(cpuid: ctypes.Structure) -> ctypes.Structure:
+    """KVM's supported CPUID advertises what its in-kernel LAPIC emulates; without it the
+    x2APIC and the TSC-deadline timer are not there (QEMU drops them the same way with
+    ``kernel-irqchip=off``): clear CPUID.1:ECX bits 21 and 24 (SDM Vol. 2A, CPUID)."""
+    for entry in cpuid.entries[:cpuid.nent]:
+        if entry.function == 1:
+            entry.ecx &= ~(CPUID1_ECX_X2APIC | CPUID1_ECX_TSC_DEADLINE)
+    return cpuid  # a halted vCPU re-checks its controller at least this often
 
 _REQUEST_WINDOW = abi.KvmRun.request_interrupt_window.offset
 _READY = abi.KvmRun.ready_for_interrupt_injection.offset
