@@ -11,6 +11,7 @@ them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the sam
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -185,7 +186,7 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
             else:  # objdump 2.40 ignores an unknown x86 option silently; say so, go on
                 print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
                       file=sys.stderr)
-    if args.architecture is not None:
+    if args.architecture:  # objdump ignores an empty -m
         if args.architecture not in MACHINES:
             raise CliError(f"can't use supplied machine {args.architecture} "
                            f"(known: {', '.join(MACHINES)})")
@@ -226,8 +227,11 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
         if target == "binary":
             if mode_override is None:
                 raise CliError("-b binary needs a machine: -m i8086, -m i386 or -m i386:x86-64")
+            size = os.fstat(stream.fileno()).st_size  # objdump's size: /proc files are 0
+            if size == 0:  # objdump -b binary lists nothing and exits 1
+                raise CliError(f"{path}: file is empty", OBJDUMP_ERROR_STATUS)
             stream.seek(0)
-            data = stream.read()
+            data = stream.read(size)
             stream.close()
             return binary_image(path, data, mode_override, adjust)
         if head != b"\x7fELF":
