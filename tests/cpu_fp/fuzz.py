@@ -295,9 +295,14 @@ def iter_families(args: list[str]) -> Iterator[str]:
 
 
 def main(argv: list[str]) -> int:
-    n = int(argv[1]) if len(argv) > 1 else 1000
-    seed = int(argv[2]) if len(argv) > 2 else 1
-    res = run(n, seed, list(iter_families(argv[3:])))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="x87/SSE operations: host FPU vs x86vm")
+    parser.add_argument("count", nargs="?", type=int, default=1000, help="cases per operation")
+    parser.add_argument("seed", nargs="?", type=int, default=1)
+    parser.add_argument("families", nargs="*", help=f"of {', '.join(FAMILIES)} (default all)")
+    args = parser.parse_args(argv[1:])
+    res = run(args.count, args.seed, list(iter_families(args.families)))
     total = sum(c for c, _ in res.values())
     bad = sum(m for _, m in res.values())
     print(f"total {total} cases, {bad} mismatches")
