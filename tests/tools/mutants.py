@@ -44,6 +44,7 @@ class Mutant:
 
 MAP = "src/x86vm/isa/opcodes.map"
 DECODER = "src/x86vm/isa/decoder.py"
+OPERAND_DECODE = "src/x86vm/isa/operand_decode.py"
 ATT = "src/x86vm/disasm/att.py"
 COMMON = "src/x86vm/disasm/common.py"
 INTEL = "src/x86vm/disasm/intel.py"
@@ -53,7 +54,7 @@ ISA_TESTS = ("tests/test_isa_objdump.py", "tests/test_isa_sweep.py", "tests/test
 
 MUTANTS = [
     # -- isa: the opcode map -------------------------------------------------------------------
-    Mutant("isa map", MAP, "c1: xadd Ev,Gv (sfx hle)", "c1: xadd Ev,Gv (sfx)",
+    Mutant("isa map", MAP, "c1: xadd Ev,Gv (sfx hle lock)", "c1: xadd Ev,Gv (sfx lock)",
            "xadd loses its HLE hint: xacquire lock xadd prints repnz lock xadd", ISA_TESTS),
     Mutant("isa map", MAP, "89: mov Ev,Gv (sfx wo hler)", "89: mov Ev,Gv (sfx wo)",
            "mov to memory loses XRELEASE", ISA_TESTS),
@@ -69,13 +70,13 @@ MUTANTS = [
     Mutant("isa map", MAP, "8d: lea Gv,M (wo nomem)", "8d: lea Gv,Ev (wo nomem)",
            "lea accepts a register operand", ISA_TESTS),
     # -- isa: the decoder ----------------------------------------------------------------------
-    Mutant("isa decoder", DECODER, "            if disp & 0x80:\n                disp -= 0x100",
-           "            if disp & 0x100:\n                disp -= 0x100",
+    Mutant("isa decoder", OPERAND_DECODE, "        if disp & 0x80:\n            disp -= 0x100",
+           "        if disp & 0x100:\n            disp -= 0x100",
            "disp8 is not sign-extended", ISA_TESTS),
-    Mutant("isa decoder", DECODER, "                elif idx != 4:",
-           "                elif idx != 5:", "SIB index 4 (none) vs 5 confused", ISA_TESTS),
-    Mutant("isa decoder", DECODER, "            n = 2 if asz == 16 else 4",
-           "            n = 2 if asz == 32 else 4",
+    Mutant("isa decoder", OPERAND_DECODE, "            elif idx != 4:",
+           "            elif idx != 5:", "SIB index 4 (none) vs 5 confused", ISA_TESTS),
+    Mutant("isa decoder", OPERAND_DECODE, "        n = 2 if asz == 16 else 4",
+           "        n = 2 if asz == 32 else 4",
            "mod=2 displacement width by the wrong address size", ISA_TESTS),
     Mutant("isa decoder", "src/x86vm/isa/operands.py",
            'ADDR16 = [("bx", "si"), ("bx", "di"), ("bp", "si"), ("bp", "di"),',
@@ -84,8 +85,8 @@ MUTANTS = [
     # -- disasm: the formatters ----------------------------------------------------------------
     Mutant("disasm", ATT, '        return f"${op.value:#x}"', '        return f"{op.value:#x}"',
            "AT&T immediates lose their $", ISA_TESTS),
-    Mutant("disasm", ATT, "    if not (spec.flags and \"att-noreverse\" in spec.flags):\n"
-           "        order.reverse()", "    if spec.flags and \"att-noreverse\" in spec.flags:\n"
+    Mutant("disasm", ATT, "    if \"att-noreverse\" not in spec.objdump_flags:\n"
+           "        order.reverse()", "    if \"att-noreverse\" in spec.objdump_flags:\n"
            "        order.reverse()", "AT&T operand order not reversed", ISA_TESTS),
     Mutant("disasm", COMMON, 'SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q", 10: "t"}',
            'SUFFIX = {1: "b", 2: "w", 4: "d", 8: "q", 10: "t"}',
@@ -147,14 +148,22 @@ MUTANTS = [
            "            fd = fcntl.ioctl(self.fd, abi.KVM_CREATE_VM, 1)",
            "KVM_CREATE_VM with a bad machine type fails", ("tests/test_support_gates.py",
                                                            "tests/test_kvm_machine.py")),
-    Mutant("run loop", "src/x86vm/machine/runloop.py",
-           "                        m.device.write(port - m.base, size, value)",
-           "                        m.device.write(port % m.size, size, value)",
+    Mutant("run loop", "src/x86vm/machine/bus.py",
+           "            self._unclaimed(addr, size, True)\n            return\n"
+           "        m.device.write(addr - m.base, size, value)\n\n\nclass MmioBus",
+           "            self._unclaimed(addr, size, True)\n            return\n"
+           "        m.device.write(addr % m.size, size, value)\n\n\nclass MmioBus",
            "port writes reach a device at an offset masked by its size (unaligned bases)",
            ("tests/test_unaligned_bases.py", "tests/test_runloop.py")),
-    Mutant("run loop", "src/x86vm/machine/runloop.py",
-           "                        value = m.device.read(port - m.base, size)",
-           "                        value = m.device.read(port & 7, size)",
+    Mutant("run loop", "src/x86vm/machine/bus.py",
+           "            return (1 << (8 * size)) - 1\n"
+           "        return m.device.read(addr - m.base, size)\n\n"
+           "    def write(self, addr: int, size: int, value: int) -> None:\n"
+           "        self.writes += 1\n        try:",
+           "            return (1 << (8 * size)) - 1\n"
+           "        return m.device.read(addr & 7, size)\n\n"
+           "    def write(self, addr: int, size: int, value: int) -> None:\n"
+           "        self.writes += 1\n        try:",
            "port reads offset by the low address bits", ("tests/test_unaligned_bases.py",
                                                          "tests/test_runloop.py")),
     Mutant("run loop", "src/x86vm/machine/runloop.py",
