@@ -128,9 +128,6 @@ class EmuBackend:
 
     # -- the Backend protocol -------------------------------------------------------------
 
-    def set_entry_state(self, entry: RegisterState) -> None:
-        self.set_state(entry)
-
     def get_state(self) -> RegisterState:
         return self.cpu.get_state()
 
