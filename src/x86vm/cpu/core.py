@@ -38,6 +38,7 @@ from x86vm.cpu.state import (
 )
 from x86vm.cpu.system import check_io
 from x86vm.cpu.translate import Translator
+from x86vm.cpu.x87 import X87
 
 ES, CS, SS, DS, FS, GS = range(6)
 M64 = 0xFFFFFFFFFFFFFFFF
@@ -65,6 +66,9 @@ class Cpu(MmuMixin, InterruptMixin):
         self.efer = 0
         self.dr = [0, 0, 0, 0, 0xFFFF0FF0, 0x400]
         self.msrs: dict[int, int] = dict(DEFAULT_MSRS)
+        self.x87 = X87()           # x87 FPU and MMX registers (cpu/x87.py; FNINIT state)
+        self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
+        self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16
