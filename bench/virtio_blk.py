@@ -31,30 +31,26 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.initramfs import guest_initramfs, static_program  # noqa: E402
+
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
 LINE = re.compile(rb"BENCH (\S+) (start|end|failed|done)(?: bytes=(\d+) ops=(\d+) guest_ns=(\d+))?")
-CMDLINE = "console=ttyS0 rdinit=/bench-init panic=-1"
+CMDLINE = "console=ttyS0 rdinit=/x86vm-init panic=-1"
 # what this repository's software KVM needs to get Linux far (docs/linux-guest.md)
 KVM_WORKAROUNDS = " noxsave clearcpuid=308,151"
 
 
 def build_initramfs(work: Path, seq_mib: int, rand_ops: int) -> Path:
-    """The cached busybox initramfs followed by an archive with blkbench and /bench-init
-    (the kernel unpacks concatenated newc archives in order)."""
-    root = work / "extra"
-    (root / "bin").mkdir(parents=True)
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(root / "bin/blkbench"),
-                    str(ROOT / "bench/blkbench.c")], check=True)
-    init = root / "bench-init"
-    init.write_text("#!/bin/sh\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\n"
-                    f"/bin/blkbench {seq_mib} {rand_ops}\nreboot -f\n")
-    init.chmod(0o755)
-    names = "\n".join(["bin", "bin/blkbench", "bench-init"]) + "\n"
-    extra = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=names.encode(),
-                           cwd=root, capture_output=True, check=True).stdout
+    """The cached busybox initramfs followed by an archive with blkbench and the init."""
+    blkbench = static_program(ROOT / "bench/blkbench.c", work / "blkbench")
+    script = ("#!/bin/sh\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\n"
+              f"/bin/blkbench {seq_mib} {rand_ops}\nreboot -f\n")
     out = work / "initramfs-bench.cpio"
-    out.write_bytes((LINUX_DIR / "initramfs.cpio").read_bytes() + extra)
+    out.write_bytes(guest_initramfs(LINUX_DIR / "initramfs.cpio", script,
+                                    {"bin/blkbench": blkbench}))
     return out
 
 
@@ -146,7 +142,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rand-ops", type=int, default=128, help="requests per random phase")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per VMM run")
     args = ap.parse_args(argv)
-    for tool in ("gcc", "cpio", "qemu-system-x86_64"):
+    for tool in ("gcc", "qemu-system-x86_64"):
         if not shutil.which(tool):
             print(f"virtio_blk: {tool} is not installed", file=sys.stderr)
             return 2
