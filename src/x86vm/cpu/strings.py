@@ -129,8 +129,8 @@ def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
         if sfound is None or cpu.ram.find(spa + nbytes - 1) is None:
             return False
     dpa, _ = cpu.translate(cpu._lin_mask(dst), 2)
-    dfound = cpu.ram.find(dpa)
-    if dfound is None or cpu.ram.find(dpa + nbytes - 1) is None:
+    dfound = cpu.ram.find_writable(dpa)
+    if dfound is None or cpu.ram.find_writable(dpa + nbytes - 1) is None:
         return False
     dbuf, doff = dfound
     if name == "movs":
@@ -166,8 +166,8 @@ def _rep_port_run(cpu, name, ops, size, asize, amask, start) -> None:
     pa = found = None
     if n > 1:
         pa, _ = cpu.translate(cpu._lin_mask(la), 2)
-        found = cpu.ram.find(pa)
-        if found is None or cpu.ram.find(pa + n * size - 1) is None:
+        found = cpu.ram.find_writable(pa)
+        if found is None or cpu.ram.find_writable(pa + n * size - 1) is None:
             n = 1
     if n <= 1:      # one element (page crossing, MMIO): the element path
         _string_step(cpu, name, ops, size, asize, amask, size)
