@@ -163,8 +163,7 @@ def h_unary(cpu, c) -> None:
     name = insn.mnemonic
     bits = _bits(dst)
     if name in S.PMOVX:
-        v = S.pmovx(name, get(cpu, src, S.pmovx_source_bytes(name)) if type(src) is Mem
-                    else S.pmovx(name, get(cpu, src)))
+        v = S.pmovx(name, get(cpu, src, S.pmovx_source_bytes(name)))
     elif name == "phminposuw":
         v = S.minposuw(get(cpu, src, 16, aligned=True))
     else:
