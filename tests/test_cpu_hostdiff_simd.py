@@ -13,7 +13,7 @@ from cpu.hostsimd import Emu, SimdCase, compare, run_on_host
 from cpu.simd_families import FAMILIES, generate
 from x86vm.cpu.state import CR0_EM, CR0_MP, CR0_NE, CR0_PE, CR0_TS, CR4_OSFXSR, CR4_OSXMMEXCPT
 
-SAMPLE = 150  # cases per class and code size in the default suite
+SAMPLE = 120  # cases per class and code size in the default suite
 
 
 @pytest.fixture(scope="module", params=[64, 32])

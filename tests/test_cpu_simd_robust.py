@@ -13,7 +13,7 @@ from x86vm.isa import decode
 
 PREFIXES = (b"", b"\x66", b"\xf2", b"\xf3", b"\x66\x48", b"\x48", b"\xf2\x48", b"\xf3\x48")
 ESCAPES = (b"\x0f", b"\x0f\x38", b"\x0f\x3a")
-MODRMS = (0xC1, 0xCA, 0x01, 0x41, 0x0E)
+MODRMS = (0xCA, 0x01, 0x41)     # register, [rcx], [rcx+disp8]
 
 
 def test_every_simd_encoding_ends_cleanly():
