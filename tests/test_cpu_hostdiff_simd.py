@@ -133,3 +133,22 @@ def test_rcp_rsqrt_within_bound_of_host():
             assert finite and abs(ev - hv) <= abs(hv) * 3 * 2**-12, \
                 f"{case.text} lane {lane}: host {h:#x} emu {e:#x}"
         assert out.mxcsr == host.mxcsr and out.fault == host.fault
+
+
+@pytest.mark.parametrize("offset", [0xFF0, 0xFF1, 0xFF8, 0xFFF])
+def test_unaligned_16_byte_access_across_a_page(offset):
+    """MOVDQU load and store where the 16 bytes straddle two pages (the quadword fast path
+    only serves accesses inside one page)."""
+    emu = Emu(64)
+    case = SimdCase("", {"rbx": 0x10000000 + offset}, 0x202, bytes(0x1000), [0] * 16, [0] * 8)
+    pattern = bytes(range(1, 17))
+
+    def place(cpu):
+        emu.data[offset:offset + 16] = pattern
+
+    out = emu.run(case, bytes.fromhex("f30f6f03"), setup=place)   # movdqu (%rbx), %xmm0
+    assert out.xmm[0] == int.from_bytes(pattern, "little")
+    case.xmm = [int.from_bytes(pattern[::-1], "little")] + [0] * 15
+    emu.data[:] = bytes(len(emu.data))
+    emu.run(case, bytes.fromhex("f30f7f03"))                      # movdqu %xmm0, (%rbx)
+    assert bytes(emu.data[offset:offset + 16]) == pattern[::-1]

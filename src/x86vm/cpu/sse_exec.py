@@ -71,8 +71,13 @@ def get(cpu, op, size: int = 0, aligned: bool = False) -> int:
     if t is Mem:
         la = linear(cpu, op)
         size = size or op.size or 16
-        if aligned and size == 16 and la & 15:
-            raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+        if size == 16:
+            if aligned and la & 15:
+                raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+            if la & 0xFFF <= 0xFF0:   # within a page: two TLB-fast quadword reads
+                rd8 = cpu.rd[8]
+                lo = rd8(la)
+                return lo | (rd8(la + 8) << 64)
         return cpu.read_mem(la, size)
     if t is Imm:
         return op.value
@@ -95,9 +100,18 @@ def put(cpu, op, value: int, size: int = 0, aligned: bool = False) -> None:
     if t is Mem:
         la = linear(cpu, op)
         size = size or op.size or 16
-        if aligned and size == 16 and la & 15:
-            raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
-        cpu.write_mem(la, size, value & ((1 << (8 * size)) - 1))
+        value &= (1 << (8 * size)) - 1
+        if size == 16:
+            if aligned and la & 15:
+                raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+            if la & 0xFFF <= 0xFF0:
+                wr8 = cpu.wr[8]
+                wr8(la, value & M64)
+                wr8(la + 8, value >> 64)
+            else:    # across a page: both pages are checked before either is written
+                cpu.write_slow(la, 16, value)
+            return
+        cpu.write_mem(la, size, value)
         return
     raise cpu.undefined(f"SIMD destination {t.__name__}")
 
