@@ -190,3 +190,33 @@ def test_nmi_blocking_and_latching_match_qemu():
         expected = on_qemu(image, Path(tmp))
     assert expected == (33, "00000001\n00000002\n00000000\n"), expected
     assert on_emu(image) == expected
+
+
+@pytest.mark.kvm
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
+def test_nmi_injection_under_user_irqchip_matches_qemu():
+    # --irqchip user: the Python LAPIC's NMI reaches the vCPU through KVM_NMI
+    from test_cpu_qemu import build, on_qemu
+    from x86vm.devices.console import BufferConsole
+    from x86vm.devices.pc import attach_pc_devices
+    from x86vm.machine.boot import load_image
+
+    try:
+        Machine(memory_size=2 << 20, backend="kvm", irqchip=False).close()
+    except Exception as exc:
+        pytest.skip(f"KVM is not usable here: {exc}")
+    with tempfile.TemporaryDirectory() as tmp:
+        image = build(NMI_GUEST, Path(tmp))
+        expected = on_qemu(image, Path(tmp))
+    console = BufferConsole()
+    with Machine(memory_size=128 << 20, backend="kvm", irqchip=False) as m:
+        attach_pc_devices(m, console, debug_exit_port=0xF4)
+        result = m.run(load_image(m.memory, image, "multiboot", cmdline="k.elf"), timeout=30)
+    output = bytes(console.output).decode("latin-1")
+    if result.status == 126 and "emulation failure" in result.reason:
+        # this host's software KVM cannot emulate the handler's IRET (as in
+        # test_cpu_system's trap-flag guest): up to it, the NMI was taken with IF=0 and the
+        # two sent from its handler were held
+        assert output == expected[1].splitlines(keepends=True)[0], result.reason
+        return
+    assert (result.status, output) == expected, result.reason
