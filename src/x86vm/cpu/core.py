@@ -353,7 +353,7 @@ class Cpu(MmuMixin, InterruptMixin):
     def _check_interrupts(self) -> None:
         ctl = self.controller
         self.irq_check = False
-        if ctl is None or not self.fl & RFLAGS_IF:
+        if ctl is None or self.deliver_nmi() or not self.fl & RFLAGS_IF:
             return
         if ctl.pending_vector() is None:
             return
@@ -375,7 +375,8 @@ class Cpu(MmuMixin, InterruptMixin):
     def _wake(self) -> bool:
         """A halted CPU wakes for an interrupt it can take."""
         ctl = self.controller
-        if ctl is not None and self.fl & RFLAGS_IF and ctl.pending_vector() is not None:
+        if ctl is not None and (self.nmi_ready() or self.fl & RFLAGS_IF
+                                and ctl.pending_vector() is not None):
             self.halted = False
             self.irq_check = self.attn = True
             return True
