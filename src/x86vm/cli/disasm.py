@@ -238,21 +238,30 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
             raise CliError(f"{path}: file format not recognized")
         stream.seek(0)
         elf = load_elf(path, stream)
-        for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
-            print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+        for warning in elf.warnings:  # BFD's lines, e.g. "warning: FILE has a corrupt ..."
+            print(f"x86vm: {warning}", file=sys.stderr)
         image = elf_image(elf, adjust)
         if mode_override is not None:
             image.mode = mode_override
         return image
     except ElfFormatError as exc:
         stream.close()
-        raise CliError(f"{path}: {exc}") from None
+        raise _elf_error(path, exc) from None
     except OSError as exc:
         stream.close()
         raise CliError(f"'{path}': {exc.strerror or exc}") from None
     except CliError:
         stream.close()
         raise
+
+
+def _elf_error(path: str, exc: ElfFormatError) -> CliError:
+    """objdump's lines for a refused ELF file: BFD's messages, then the error itself."""
+    lines = [*exc.messages, *(exc.lines or [])]
+    for line in lines[:-1] if exc.lines else lines:
+        print(f"x86vm: {line}", file=sys.stderr)
+    return CliError(exc.lines[-1] if exc.lines else str(exc) if exc.whole_line
+                    else f"{path}: {exc}")
 
 
 def run(args) -> int:
