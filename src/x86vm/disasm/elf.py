@@ -241,6 +241,14 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
     if view.fatal:  # objdump: its header, then a fatal error reading the symbols
         raise ElfFormatError(view.fatal[-1], view.messages, lines=view.fatal)
     stream.seek(0)
+    if view.segments is not None:  # a core file: BFD's sections are its segments
+        image = _without_sections(path, view.ehdr, view.messages)
+        image.sections = [
+            Section(index=n, name=seg.name, vma=seg.vma, size=seg.size, file_offset=seg.offset,
+                    has_contents=seg.has_contents, is_code=seg.is_code, _file=stream,
+                    _file_size=size, _path=path)
+            for n, seg in enumerate(view.segments, 1)]
+        return image
     if view.no_sections:  # BFD makes no sections, objdump lists none
         return _without_sections(path, view.ehdr, view.messages)
     try:

@@ -113,6 +113,104 @@ class BfdView:
     fatal: list[str] | None = None  # objdump's lines when reading the symbols fails
     shdrs: list[Shdr] = field(default_factory=list)
     ehdr: bytes = b""
+    segments: list[Segment] | None = None  # a core file: BFD's sections are its segments
+
+
+@dataclass
+class Segment:
+    """A section BFD makes of a core file's program header (_bfd_elf_make_section_from_phdr):
+    ``load3``, or ``load5a``/``load5b`` for the file and memory-only parts."""
+
+    name: str
+    vma: int
+    size: int
+    offset: int
+    has_contents: bool
+    is_code: bool
+
+
+# bfd_section_from_phdr: the name of a segment's section, by p_type ("proc" for the others)
+PT_NAMES = {0: "null", 1: "load", 2: "dynamic", 3: "interp", 4: "note", 5: "shlib", 6: "phdr",
+            7: "tls", 0x6474E550: "eh_frame_hdr", 0x6474E551: "stack", 0x6474E552: "relro",
+            0x6474E554: "sframe"}
+PT_LOAD, PT_NOTE, PF_X = 1, 4, 1
+SEGMENT_PAST_END = "warning: {path} has a segment extending past end of file"
+
+
+def _core_view(file: _File, layout: _Layout, header: tuple, data: bytes, ei_data: int) -> BfdView:
+    """elf_core_file_p (bfd/elfcore.h) with the x86 vector, else the generic one."""
+    e_machine, e_phoff, e_shoff, e_phentsize, e_phnum = (header[i] for i in (2, 5, 6, 9, 10))
+    if e_phoff == 0 or e_phentsize != layout.phdr_size:
+        return BfdView(UNRECOGNIZED)
+    if e_shoff != 0 and e_phnum == PN_XNUM:
+        first = file.read(e_shoff, layout.shdr.size)
+        if first is None:
+            return BfdView(UNRECOGNIZED)
+        e_phnum = layout.shdr.unpack(first)[7]
+    if file.size and e_phnum > file.size // layout.phdr_size:
+        return BfdView(UNRECOGNIZED)
+    phdr = struct.Struct(layout.e + ("IIQQQQQQ" if layout.is64 else "IIIIIIII"))
+    phdrs = []
+    for index in range(e_phnum):
+        raw = file.read(e_phoff + index * layout.phdr_size, layout.phdr_size)
+        if raw is None:
+            return BfdView(UNRECOGNIZED)
+        fields = phdr.unpack(raw)
+        if layout.is64:
+            p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
+        else:
+            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, _align = fields
+        phdrs.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz))
+    segments = []
+    for index, (p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz) in enumerate(phdrs):
+        kind = PT_NAMES.get(p_type, "proc")
+        split = p_memsz > 0 and p_filesz > 0 and p_memsz > p_filesz
+        code = p_type == PT_LOAD and bool(p_flags & PF_X)
+        if p_filesz > 0:
+            segments.append(Segment(f"{kind}{index}{'a' if split else ''}", p_vaddr, p_filesz,
+                                    p_offset, True, code))
+        if p_memsz > p_filesz:
+            segments.append(Segment(f"{kind}{index}{'b' if split else ''}",
+                                    (p_vaddr + p_filesz) & ((1 << 64) - 1),
+                                    p_memsz - p_filesz, p_offset + p_filesz, False, code))
+        if p_type == PT_NOTE and p_filesz and not _notes_parse(file, layout, p_offset,
+                                                               p_filesz, _align):
+            return BfdView(UNRECOGNIZED)
+    messages = []
+    for _type, _flags, p_offset, _vaddr, p_filesz, _memsz in phdrs:
+        if p_filesz and file.size and (p_offset >= file.size
+                                       or p_filesz > file.size - p_offset):
+            messages.append(SEGMENT_PAST_END.format(path=file.path))
+            break
+    x86_name = None if ei_data == ELFDATA2MSB else X86_VECTORS[layout.is64 + 1].get(e_machine)
+    if x86_name is None:
+        return BfdView(UNKNOWN_ARCH, messages)
+    return BfdView(None, messages, x86_name, ehdr=bytes(data[:layout.ehdr.size]),
+                   segments=segments)
+
+
+def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: int) -> bool:
+    """elf_read_notes and the structure checks of elf_parse_notes (a core file's notes)."""
+    if size + 1 >= 1 << 64:
+        return True
+    buf = file.read(offset, size)
+    if buf is None:
+        return False
+    align = 4 if align < 4 else align
+    if align not in (4, 8):
+        return False
+    at = 0
+    while at < size:
+        if 12 > size - at:
+            return False
+        namesz, descsz, _type = struct.unpack_from(layout.e + "III", buf, at)
+        if namesz > size - at - 12:
+            return False
+        desc_at = at + ((12 + namesz + align - 1) & -align)
+        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
+            return False
+        at = desc_at + ((descsz + align - 1) & -align)
+    return True
 
 
 class _File:
@@ -670,8 +768,7 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
     if len(data) < 16 or bytes(data[:4]) != b"\x7fELF":
         return BfdView(UNRECOGNIZED)
     ei_class, ei_data, ei_version = data[4], data[5], data[6]
-    if ei_class not in (ELFCLASS32, ELFCLASS64) or ei_version != EV_CURRENT \
-            or ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
+    if ei_class not in (ELFCLASS32, ELFCLASS64) or ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
         return BfdView(UNRECOGNIZED)
     layout = _Layout(ei_class == ELFCLASS64, big_endian=ei_data == ELFDATA2MSB)
     if len(data) < layout.ehdr.size:
@@ -679,10 +776,14 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
     header = layout.ehdr.unpack_from(data, 0)
     e_type, e_machine, e_shoff, e_shentsize, e_shnum = (header[i] for i in (1, 2, 6, 11, 12))
     ehdr_size = layout.ehdr.size
-    if e_type == ET_CORE or (e_shoff < ehdr_size and (e_type == ET_REL or e_shnum != 0)) \
+    file = _File(path, read_at, file_size)
+    if ei_version != EV_CURRENT and e_type != ET_CORE:  # elf_core_file_p does not check it
+        return BfdView(UNRECOGNIZED)
+    if e_type == ET_CORE:  # not an object: objdump then tries the core-file formats
+        return _core_view(file, layout, header, data, ei_data)
+    if (e_shoff < ehdr_size and (e_type == ET_REL or e_shnum != 0)) \
             or (e_shentsize != layout.shdr.size and e_shnum != 0):
         return BfdView(UNRECOGNIZED)
-    file = _File(path, read_at, file_size)
     vectors = []
     # only elf64-big/elf32-big take a big-endian file: no x86 vector
     x86_name = None if ei_data == ELFDATA2MSB else X86_VECTORS[ei_class].get(e_machine)
