@@ -23,6 +23,7 @@ Output goes to a ``write`` callable piece by piece, so long listings stream.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from x86vm.disasm.elf import (
     DynamicReloc,
     ElfImage,
     Section,
+    SectionUnreadable,
 )
 from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
@@ -157,6 +159,13 @@ def write_listing(
         lister.section(section)
 
 
+def _warn(lines: list[str]) -> None:
+    """objdump's messages on standard error, after what the listing wrote so far."""
+    sys.stdout.flush()
+    for line in lines:
+        print(f"x86vm: {line}", file=sys.stderr)
+
+
 class _SectionLister:
     """``disassemble_section`` and ``disassemble_bytes`` for one image."""
 
@@ -189,7 +198,11 @@ class _SectionLister:
             stop_offset = 0 if stop < vma else min(stop - vma, size)
         if addr_offset >= stop_offset:
             return
-        data = section.data()
+        try:
+            data = section.data()
+        except SectionUnreadable as exc:  # objdump: two lines, the section skipped, status 0
+            _warn(exc.lines)
+            return
         symbols = self.image.symtab.for_section(section)
         self.write(f"\nDisassembly of section {section.name}:\n")
         # objdump: the dynamic relocations (absolute addresses) with -R when the file has
