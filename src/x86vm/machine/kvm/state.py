@@ -140,6 +140,8 @@ DR7_LE = 1 << 8  # "exact breakpoint" enable, recommended set (§18.2.4)
 def guest_debug(control: DebugControl) -> tuple[int, tuple[int, ...]]:
     """The ``kvm_guest_debug`` for ``control``: its ``control`` flags and ``debugreg[0..7]``
     (DR0-DR3 = breakpoint then watchpoint addresses, DR7 = their enables)."""
+    if control.unpatched_breakpoints:
+        raise ValueError("KVM has no breakpoints beyond the debug registers: use int3")
     slots = [(address, 1, "x") for address in control.breakpoints]
     for address, length, kind in control.watchpoints:
         if length not in DR7_LEN or address % length:
