@@ -530,7 +530,10 @@ class GdbStub:
             return "no tracer: start x86vm run with --trace EVENTS\n"
         if on:
             attached = tracer.attach_exits(self.inner)
-            return "tracing exits\n" if attached else "no exit events enabled\n"
+            hooked = tracer.attach_backend(self.backend)
+            if not attached and not hooked:
+                return "no exit events enabled\n"
+            return "tracing exits\n" if attached else "tracing the backend's events\n"
         tracer.detach()
         return "tracing stopped\n"
 
