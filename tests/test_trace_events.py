@@ -298,3 +298,19 @@ def test_an_emu_run_traces_what_its_stats_count(tmp_path) -> None:
             and e["args"]["insn"].startswith("mov    $0x")
             and e["args"]["insn"].endswith(",%edi")]
     assert movs and all(m["regs"].startswith("rdi=0x") for m in movs), movs[:3]
+
+
+def test_emu_hooks_are_none_unless_their_event_is_on_and_detach_clears_them() -> None:
+    from x86vm.machine.vm import Machine
+
+    with Machine(memory_size=1 << 20, backend="emu") as machine:
+        cpu = machine.backend.cpu
+        tracer = Tracer("exit:*,exception")
+        assert tracer.attach_backend(machine.backend)
+        assert cpu.trace_exception is not None
+        assert (cpu.trace_irq, cpu.trace_cr, cpu.trace_block, cpu.trace_insn) == (None,) * 4
+        assert not cpu.debugging  # the fast dispatcher still runs
+        tracer.detach()
+        assert cpu.trace_exception is None
+        Tracer("insn").attach_backend(machine.backend)
+        assert cpu.trace_insn is not None and cpu.debugging
