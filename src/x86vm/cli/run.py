@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             stub = gdb_stub.start(args, machine)
-            tracer = trace_session.start(args, stub.inner if stub else machine.backend)
+            tracer = trace_session.start(args, stub.inner if stub else machine.backend,
+                                         machine.backend)
         except (ValueError, OSError) as exc:  # TraceError is a ValueError
             raise CliError(str(exc)) from None
         if stub is not None:

@@ -188,6 +188,9 @@ class MmuMixin:
             lo = self.read_slow(la, first)
             return lo | (self.read_slow(la + first, size - first) << (8 * first))
         pa, cacheable = self.translate(la, READ)
+        if self.watch_pages and la >> 12 in self.watch_pages:   # a debugger watches it
+            self.watch_access(la, size, False)
+            cacheable = False
         found = self.ram.find(pa)
         if found is None:
             return self.mmio_read(pa, size)
@@ -213,9 +216,14 @@ class MmuMixin:
             self.write_slow(la + first, size - first, value >> (8 * first))
             return
         pa, cacheable = self.translate(la, WRITE)
+        watched = self.watch_pages and la >> 12 in self.watch_pages
+        if watched:
+            cacheable = False
         found = self.ram.find_writable(pa)
         if found is None:
             self.pending.append(("mmio", pa, size, value))
+            if watched:
+                self.watch_access(la, size, True)
             return
         buf, off = found
         ppn = pa >> 12
@@ -231,6 +239,8 @@ class MmuMixin:
             _PACK[size](buf, off, value)
         else:
             buf[off:off + size] = value.to_bytes(size, "little")
+        if watched:   # a data breakpoint is a trap: after the write (SDM Vol. 3B §18.2.4)
+            self.watch_access(la, size, True)
 
     def mmio_read(self, pa: int, size: int) -> int:
         """A read no RAM backs: the replayed value, or stop the instruction for the monitor."""

@@ -122,6 +122,8 @@ def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
         n = min(n, (4096 - (src & 0xFFF)) // size, (amask + 1 - si) // size)
     if n <= 0:
         return False
+    if cpu.watch_pages:   # a debugger watches memory: element by element through the MMU
+        return False
     nbytes = n * size
     if name == "movs":
         spa, _ = cpu.translate(cpu._lin_mask(src), 0)
@@ -164,7 +166,7 @@ def _rep_port_run(cpu, name, ops, size, asize, amask, start) -> None:
     la = seg_linear(cpu, 0, off)
     n = min(count, (4096 - (la & 0xFFF)) // size, (amask + 1 - off) // size)
     pa = found = None
-    if n > 1:
+    if n > 1 and not cpu.watch_pages:
         pa, _ = cpu.translate(cpu._lin_mask(la), 2)
         found = cpu.ram.find_writable(pa)
         if found is None or cpu.ram.find_writable(pa + n * size - 1) is None:
