@@ -255,6 +255,17 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
         raise
 
 
+def _jobs() -> int:
+    """Processes for one listing: the CPUs this process may use, or ``X86VM_DISASM_JOBS``."""
+    setting = os.environ.get("X86VM_DISASM_JOBS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def run(args) -> int:
     """List every file as objdump does; errors exit with objdump's status (1)."""
     try:
@@ -315,7 +326,7 @@ def _run(args) -> int:
             sys.stdout.flush()
             raise CliError(f"{image.path}: not a dynamic object")
         try:
-            write_listing(image, formatters[(image.mode, syntax)], options, write)
+            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs())
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None
