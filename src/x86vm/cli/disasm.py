@@ -276,6 +276,17 @@ def _elf_error(path: str, exc: ElfFormatError) -> CliError:
                     else f"{path}: {exc}")
 
 
+def _jobs() -> int:
+    """Processes for one listing: the CPUs this process may use, or ``X86VM_DISASM_JOBS``."""
+    setting = os.environ.get("X86VM_DISASM_JOBS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def run(args) -> int:
     """List every file as objdump does; errors exit with objdump's status (1)."""
     try:
@@ -337,7 +348,7 @@ def _run(args) -> int:
             sys.stdout.flush()
             raise CliError(f"{image.path}: not a dynamic object")
         try:
-            write_listing(image, formatters[(image.mode, syntax)], options, write)
+            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs())
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None

@@ -23,7 +23,7 @@ from .maploader import (
     OpcodeMap,
     parse_map,
 )
-from .ops import OpIds, make_op_enum, map_op_names, op_name
+from .ops import OpIds, make_op_enum, op_name
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
@@ -576,12 +576,12 @@ MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
 
 def load_tables(path: str = MAP_PATH, extra: str = "") -> dict[int, Tables]:
     """Load opcodes.map (plus optional extra map text appended); compile it per mode."""
-    if path == MAP_PATH and not extra:
-        omap = _shipped_map()
-    else:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
+    if path == MAP_PATH and not extra:      # each mode on first use, from a cache file
+        from .table_cache import shipped_tables
+        return shipped_tables()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
     op_ids = OpIds(op_enum())
     return {mode: Tables(omap, mode, op_ids) for mode in (16, 32, 64)}
 
@@ -595,4 +595,5 @@ def _shipped_map() -> OpcodeMap:
 @functools.cache
 def op_enum():
     """`Op`: the operation ids of the shipped map (see ops.py)."""
-    return make_op_enum(map_op_names(_shipped_map()))
+    from .table_cache import op_names  # the names cached with the tables
+    return make_op_enum(op_names())
