@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid", "prefix_ignored")
+                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -121,6 +121,9 @@ class Spec:
                                if op[0] in (K_IMM, K_REL, K_MOFFS, K_FAR, K_IS4))
         self.string_op = any(op[0] in (K_STR_X, K_STR_Y) for op in self.ops)
         self.is4 = any(op[0] == K_IS4 for op in self.ops)
+        # the memo may read its values from a family member's bytes (no immediate names the
+        # mnemonic, no /is4 register)
+        self.plannable = self.imm_list is None and not self.is4
         self.cpuid: tuple | None = None     # (Tables) the CPUID feature by operand size
         self.register_sizes = tuple(
             op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
