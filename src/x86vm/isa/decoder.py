@@ -66,6 +66,7 @@ _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
 _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
+_new = object.__new__
 _ESCAPES = frozenset((0x62, 0xC4, 0xC5, 0x8F))     # EVEX, VEX, XOP (or BOUND, LES, LDS, POP)
 
 
@@ -80,6 +81,9 @@ class Decoding:
 
     Prefix positions are indices into `prefixes` (-1: absent); `rex` holds the REX bits in
     force (a VEX/XOP/EVEX prefix replaces them); `pos` is the next byte to read.
+    `decode_uncached` fills in what a phase may read before another writes it (no __init__:
+    its call would cost a tenth of a decode); `_vex`/`_evex` set the fields only VEX/EVEX
+    forms read.
     """
 
     __slots__ = (
@@ -98,36 +102,30 @@ class Decoding:
         "rex_byte_reg", "lock_cr8", "disp_at", "disp_signed", "values", "fields", "rel",
         "unheld")
 
-    def __init__(self, data, offset: int, address: int, mode: int) -> None:
-        # only what a phase may read before another sets it (the VEX/EVEX fields a legacy
-        # form never reads are set by _vex/_evex)
-        self.data = data
-        self.offset = offset
-        self.end = len(data)    # (an instruction longer than MAX_LENGTH is checked last)
-        self.address = address
-        self.mode = mode
-        self.tables = _TABLES[mode]
-        self.pos = offset
-        self.prefixes: list[int] = []
-        self.seg_i = self.osz_i = self.asz_i = self.rep_i = self.lock_i = -1
-        self.rex_i = self.fwait_i = -1
-        self.rex = self.fsgs = 0
-        # set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits
-        # it kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
-        self.rex_replaced = False
-        self.vex = False        # (_vex/_evex set vl, vvvv, vraw, rhi, xhi, lookahead...)
-        self.evex = None        # EVEX: [mask k, zeroing, broadcast, rounding]
-        self.consumed = -1      # the mandatory prefix that selected the form
-        self.late = False       # objdump rejects this form only after reading its operands
-        self.rel = None         # a relative branch operand
-        self.unheld = False     # bytes were read that no operand holds
-        self.lock_cr8 = False   # LOCK made MOV CRn CR(n+8)
-
 
 def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
     """Decode one instruction from scratch (never raises for any bytes): the phases in
     order, each of which may end the decoding with a result."""
-    d = Decoding(data, offset, address, mode)
+    d = _new(Decoding)
+    d.data = data
+    d.offset = d.pos = offset
+    d.end = len(data)       # (an instruction longer than MAX_LENGTH is checked last)
+    d.address = address
+    d.mode = mode
+    d.tables = _TABLES[mode]
+    d.prefixes = []
+    d.seg_i = d.osz_i = d.asz_i = d.rep_i = d.lock_i = d.rex_i = d.fwait_i = -1
+    d.rex = d.fsgs = 0
+    # set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits it
+    # kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
+    d.rex_replaced = False
+    d.vex = False           # (_vex/_evex set vl, vvvv, vraw, rhi, xhi, lookahead...)
+    d.evex = None           # EVEX: [mask k, zeroing, broadcast, rounding]
+    d.consumed = -1         # the mandatory prefix that selected the form
+    d.late = False          # objdump rejects this form only after reading its operands
+    d.rel = None            # a relative branch operand
+    d.unheld = False        # bytes were read that no operand holds
+    d.lock_cr8 = False      # LOCK made MOV CRn CR(n+8)
     try:
         b = d.opcode = data[offset]
         if (PREFIX_KIND64 if mode == 64 else PREFIX_KIND)[b]:
@@ -381,10 +379,9 @@ def _select_form(d: Decoding, slot):
     data, offset, pos, end, mode = d.data, d.offset, d.pos, d.end, d.mode
     prefixes = d.prefixes
     vex, evex = d.vex, d.evex
-    vraw = d.vraw if vex else 0
-    fwait_i = d.fwait_i
-    nobad = -2 if vex and vraw else -1      # (bad) without prefix words (objdump)
+    nobad = -2 if vex and d.vraw else -1    # (bad) without prefix words (objdump)
     if slot is None:
+        fwait_i = d.fwait_i
         if (vex or pos - offset - len(prefixes) == 3) and sib_missing(data, pos, end, mode,
                                                                       d.asz_i):
             raise Truncated         # 0F 38/3A, VEX: objdump fetches the ModRM of any opcode
@@ -406,7 +403,7 @@ def _select_form(d: Decoding, slot):
         choice = slot.rexb_choice
     if choice is None:          # (FWAITs before an invalid x87 form are part of the (bad))
         return bad(data, offset, pos + slot.modrm_opcode, d.address, mode, prefixes,
-                   tuple(i for i, p in enumerate(prefixes) if p == 0x9B) if fwait_i >= 0
+                   tuple(i for i, p in enumerate(prefixes) if p == 0x9B) if d.fwait_i >= 0
                    else nobad)
 
     d.opcode_end = pos

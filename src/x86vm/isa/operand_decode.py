@@ -50,7 +50,7 @@ from .operands import (
     Reg,
     Rel,
 )
-from .readers import MAX_LENGTH, OSI, VEC, Truncated, gpr, read
+from .readers import MAX_LENGTH, VEC, Truncated, gpr, read
 from .tables import (
     C_BND,
     C_CR,
@@ -90,6 +90,7 @@ _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG
 _SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
 _RIZ = {64: RIZ, 32: EIZ}
 _from_bytes = int.from_bytes
+_new = object.__new__
 
 
 # ---- phase 4: sizes and segment ----
@@ -230,10 +231,19 @@ def decode_address(d: Decoding, spec: Spec) -> None:
         disp_size = n
         pos += n
     seg = d.seg
+    mem = _new(Mem)             # Mem.__init__ inlined (the hot path; same fields)
     # (default_segment inlined: SS with an rBP/rSP base, else DS; RIP has no base)
-    mem = Mem(0, seg or ("ss" if base is not None and base.num in (4, 5) else "ds"), base,
-              index, scale, disp, disp_size, asz, True if rip else None, False,
-              seg is not None)
+    mem.segment = seg or ("ss" if base is not None and base.num in (4, 5) else "ds")
+    mem.size = 0
+    mem.base = base
+    mem.index = index
+    mem.scale = scale
+    mem.disp = disp
+    mem.disp_size = disp_size
+    mem.addr_size = asz
+    mem.target = True if rip else None
+    mem.moffs = mem.implicit = False
+    mem.override = seg is not None
     d.seg_used = seg is not None
     d.disp_at = pos - d.offset - disp_size
     d.disp_signed = not (asz == 16 and mod == 0)
@@ -508,12 +518,10 @@ def build_result(d: Decoding, spec: Spec, operands: list) -> Decoded:
         mem.base = RIP if asz == 64 else EIP
 
     # mnemonic
-    size_i = OSI[asz] if spec.asz_names else osi
-    name, att_name = spec.names[size_i], spec.att_names[size_i]
+    name, att_name, op = spec.naming[asz >> 5 if spec.asz_names else osi]  # (asz >> 5: OSI)
     if vex and spec.vex_w is not None and spec.vex_w != d.rex >> 3 & 1 and spec.wbad >= 0:
         name = _bad_letter(name, spec.wbad)     # EVEX.W of the other form: objdump marks
         att_name = _bad_letter(att_name, spec.wbad)     # one letter {bad}
-    op = spec.op_ids[size_i]
     imm_template = None
     imm_list = spec.imm_list
     if imm_list is not None:
@@ -539,10 +547,27 @@ def build_result(d: Decoding, spec: Spec, operands: list) -> Decoded:
     # what the memo needs: the bytes that fix the length, and where the values sit (no
     # plan: an immediate names the mnemonic, an /is4 register, or bytes no field holds --
     # a displacement read for a "(bad)" operand)
-    insn = Decoded(address, length, raw, name, att_name, tuple(operands),
-                   tuple(prefixes) if prefixes else (), unused, osz, asz, spec, mode, "insn",
-                   None, None, op, imm_template, d.shape - offset,
-                   tuple(d.fields) if spec.plannable and not d.unheld else None)
+    insn = _new(Decoded)        # Decoded.__init__ inlined (the hot path; same fields)
+    insn.address = address
+    insn.length = length
+    insn.bytes = raw
+    insn.mnemonic = name
+    insn.att_mnemonic = att_name
+    insn.operands = tuple(operands)
+    insn.prefixes = tuple(prefixes) if prefixes else ()
+    insn.unused_prefixes = unused
+    insn.operand_size = osz
+    insn.address_size = asz
+    insn.spec = spec
+    insn.mode = mode
+    insn.kind = "insn"
+    insn.evex = insn.pseudo_prefix = insn.reloc = insn.target = None
+    insn.op = op
+    insn.imm_template = imm_template
+    insn.shape = d.shape - offset
+    insn.plan = tuple(d.fields) if spec.plannable and not d.unheld else None
+    insn.fields = insn.values = insn.readers = None
+    insn.reloc_mem = False
     if rel is not None:
         insn.reloc = operands.index(rel)
         insn.target = rel.target

@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable")
+                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable", "naming")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -112,6 +112,8 @@ class Spec:
         self.imm_op_names = tuple(op_name(n) if n != "-" else "" for n in self.imm_list) \
             if self.imm_opcode else ()
         self.op_ids: tuple = (0, 0, 0)      # (Tables: by operand size, like `names`)
+        # (Tables) (name, AT&T name, operation id) by size index: the decoder's one lookup
+        self.naming: tuple = tuple(zip(self.names, self.att_names, self.op_ids, strict=True))
         self.imm_op_ids: tuple = ()
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         # per operand (as decoded: "F" operands are not), a register's size in bytes by
@@ -378,6 +380,7 @@ class Tables:
         for spec in self._spec_cache.values():
             spec.op_ids = tuple(self.op_ids.id(n) for n in spec.op_names)
             spec.imm_op_ids = tuple(self.op_ids.id(n) for n in spec.imm_op_names)
+            spec.naming = tuple(zip(spec.names, spec.att_names, spec.op_ids, strict=True))
         vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
                      if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():
