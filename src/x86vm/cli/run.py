@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         try:
             board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port,
-                                      testdev=args.testdev)
+                                      testdev=args.testdev, firmware_handoff=rom is None)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         if drives or args.virtio_rng:

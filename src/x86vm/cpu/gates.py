@@ -32,19 +32,6 @@ def _target_code(cpu, selector: int) -> tuple[Segment, int, int]:
     return seg, raw, la
 
 
-def tss_stack(cpu, cpl: int) -> tuple[int, int]:
-    """(SS, ESP) for privilege level ``cpl`` from the current TSS (32- or 16-bit), #TS if the
-    TSS is too short to hold them (SDM Vol. 3A §8.2.1, Figures 8-2 and 8-11)."""
-    tss32 = cpu.tr.type & 0x8
-    at = 4 + cpl * 8 if tss32 else 2 + cpl * 4
-    width = 4 if tss32 else 2
-    if at + width + 1 + (2 if tss32 else 0) > cpu.tr.limit:
-        raise CpuFault(TS, cpu.tr.selector & 0xFFFC)
-    sp = cpu.read_sys(cpu.tr.base + at, width)
-    ss = cpu.read_sys(cpu.tr.base + at + width, 2)
-    return ss, sp
-
-
 def through_call_gate(cpu, selector: int, raw: int, call: bool) -> None:
     """A far CALL or JMP whose selector names a call gate (``raw``, legacy modes)."""
     gate = parse_descriptor(raw, selector)
@@ -81,7 +68,7 @@ def _call_inward(cpu, cs: Segment, offset: int, size: int, count: int, old_cs: i
     """CALL to a more privileged level: new stack from the TSS, the caller's SS:ESP and
     ``count`` parameters on it, then the return address (SDM Vol. 3A Figure 5-13)."""
     new_cpl = cs.dpl
-    new_ss, new_sp = tss_stack(cpu, new_cpl)
+    new_ss, new_sp = cpu.tss_stack(new_cpl)
     old_ss, old_sp, old_bits = cpu.seg[_SS].selector, cpu.r[4], cpu.stack_bits
     old_mask = 0xFFFF if old_bits == 16 else 0xFFFFFFFF
     old_base = cpu.sbase[_SS]

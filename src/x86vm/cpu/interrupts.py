@@ -63,8 +63,7 @@ class InterruptMixin:
     def set_segment(self, index: int, seg: Segment) -> None:
         self.seg[index] = seg
         self.sbase[index] = seg.base
-        if index == _CS or index == _SS:
-            self.update_mode()
+        self.update_mode()       # sizes, CPL, and which segments need access checks
 
     def load_segment(self, index: int, selector: int) -> None:
         """MOV/POP to a segment register (not CS), with the protected-mode checks."""
@@ -225,6 +224,10 @@ class InterruptMixin:
     def _deliver_protected(self, vector, error_code, soft, external) -> None:
         lo, hi = self._gate(vector, 8, soft, external)
         gtype = hi >> 64
+        if gtype == 0x5:              # a task gate: the handler is another task
+            from x86vm.cpu import tasks
+            tasks.switch(self, (lo >> 16) & 0xFFFF, "int", error_code)
+            return
         if gtype not in (0x6, 0x7, 0xE, 0xF):
             raise CpuFault(GP, vector * 8 + 2)
         offset = (lo & 0xFFFF) | ((lo >> 32) & 0xFFFF0000)
@@ -242,7 +245,7 @@ class InterruptMixin:
         old_cs, old_ss, old_sp = self.seg[_CS].selector, self.seg[_SS].selector, self.r[4]
         new_cpl = cs.dpl if not cs.type & 4 else self.cpl
         if new_cpl < self.cpl or fl & RFLAGS_VM:
-            sel, sp = self._tss_stack32(new_cpl)
+            sel, sp = self.tss_stack(new_cpl)
             old_ss_seg = self.seg[_SS]
             self.fl &= ~RFLAGS_VM     # out of virtual-8086 mode before SS is loaded
             self.cpl_switch(cs, new_cpl)
@@ -282,11 +285,17 @@ class InterruptMixin:
     def cpl_switch(self, cs: Segment, cpl: int) -> None:
         self.load_cs(cs, cpl)
 
-    def _tss_stack32(self, cpl: int) -> tuple[int, int]:
-        base = self.tr.base
-        esp = self.read_sys(base + 4 + cpl * 8, 4)
-        ss = self.read_sys(base + 8 + cpl * 8, 2)
-        return ss, esp
+    def tss_stack(self, cpl: int) -> tuple[int, int]:
+        """(SS, ESP) for privilege level ``cpl`` from the current TSS, 32- or 16-bit; #TS
+        if the TSS is too short to hold them (SDM Vol. 3A Figures 8-2 and 8-11)."""
+        tss32 = self.tr.type & 0x8
+        at = 4 + cpl * 8 if tss32 else 2 + cpl * 4
+        width = 4 if tss32 else 2
+        if at + width + 1 > self.tr.limit:
+            raise CpuFault(TS, self.tr.selector & 0xFFFC)
+        sp = self.read_sys(self.tr.base + at, width)
+        ss = self.read_sys(self.tr.base + at + width, 2)
+        return ss, sp
 
     def _deliver_long(self, vector, error_code, soft, external) -> None:
         lo, hi = self._gate(vector, 16, soft, external)
@@ -342,7 +351,10 @@ class InterruptMixin:
             self._iret_vm86(size)
             return
         if self.fl & RFLAGS_NT and not self.efer & EFER_LMA:
-            raise CpuFault(GP, 0, "task return (IRET with NT) is not implemented")
+            from x86vm.cpu import tasks  # return to the task in the back link
+            tasks.switch(self, self.read_sys(self.tr.base, 2), "iret")
+            self.irq_check = self.attn = True
+            return
         ip = self.pop(size)
         cs_sel = self.pop(size) & 0xFFFF
         fl = self.pop(size)

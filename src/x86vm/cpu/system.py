@@ -3,7 +3,7 @@ tables, far transfers, software interrupts, HLT/CLI/STI, CPUID, MSRs, SYSCALL/SY
 
 from __future__ import annotations
 
-from x86vm.cpu import gates
+from x86vm.cpu import gates, tasks
 from x86vm.cpu.cpuid import cpuid
 from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
@@ -299,6 +299,9 @@ def _through_system(cpu, sel: int, raw: int, call: bool) -> None:
     kind = (raw >> 40) & 0xF
     if kind in (gates.CALL_GATE16, gates.CALL_GATE32) and not cpu.efer & EFER_LMA:
         gates.through_call_gate(cpu, sel, raw, call)
+    elif kind in (tasks.TSS16_AVAILABLE, tasks.TSS32_AVAILABLE, tasks.TASK_GATE) \
+            and not cpu.efer & EFER_LMA:
+        tasks.through_gate_or_tss(cpu, sel, raw, call)
     else:
         raise CpuFault(GP, sel & 0xFFFC, f"far transfer to system descriptor type {kind:#x}")
 
