@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from x86vm.cpu import flags as F
 from x86vm.cpu.errors import DE, GP, CpuFault
+from x86vm.cpu.mmu import WRITE
 from x86vm.cpu.operand import (
     MASK,
     Imm,
@@ -453,8 +454,15 @@ def h_enter(cpu, c) -> None:
     size = insn.operand_size // 8
     bits = cpu.stack_bits
     smask = MASK[bits // 8]
+    # the write at the final stack pointer is checked first: ENTER faults (#PF, #SS) before
+    # it changes anything if that byte could not be written (SDM Vol. 2A "ENTER")
+    pushes = level + 1 if level else 1
+    final = (cpu.r[4] - size * pushes - alloc) & smask
+    cpu.translate(cpu._lin_mask(seg_linear(cpu, 2, final)), WRITE)
     cpu.push(cpu.r[5], size)
-    frame = cpu.r[4] & smask
+    # FrameTemp is the whole (E)SP at the operand size, even on a 16-bit stack: a 32-bit
+    # ENTER on a 16-bit SS keeps ESP's upper half in EBP (test386.asm POST 1A, as the 386)
+    frame = cpu.r[4] & MASK[size]
     bp = cpu.r[5]
     for _ in range(1, level):
         bp = (bp - size) & smask
