@@ -162,11 +162,13 @@ def h_rotate(cpu, c) -> None:
         of = ((v >> (bits - 1)) ^ cf) & 1
     else:  # rcr
         k = n % (bits + 1)
-        of = ((a >> (bits - 1)) ^ cf) & 1
         wide = (cf << bits) | a
         for _ in range(k):
             wide = ((wide >> 1) | ((wide & 1) << bits)) & ((1 << (bits + 1)) - 1)
         v, cf = wide & mask, (wide >> bits) & 1
+        # the two top bits of the result: the SDM's MSB(DEST) XOR CF for one bit, and what
+        # the 386 (test386.asm's reference) leaves for a multi-bit count, undefined in the SDM
+        of = ((v >> (bits - 1)) ^ (v >> (bits - 2))) & 1
     write(cpu, dst, v)
     cpu.fl = (cpu.fl & ~(F.CF | F.OF)) | cf | (F.OF if of else 0)
 
