@@ -177,3 +177,16 @@ def test_store_that_faults_leaves_the_x87_state_alone():
 def test_cpuid_advertises_fpu_and_fxsr():
     edx = cpuid(1, 0)[3]
     assert edx & 1 and edx & (1 << 24)
+
+
+def test_fpu_reset_is_fninit_and_init_keeps_the_sse_state():
+    cpu = make_cpu(bytes.fromhex("d9e8" "d9eb"))
+    step(cpu)
+    step(cpu)
+    cpu.xmm[3], cpu.mxcsr = 5, 0x1F00
+    cpu.fpu_reset(init=True)
+    x = cpu.x87
+    assert (x.cw, x.status_word, x.tag_word, x.regs) == (0x37F, 0, 0xFFFF, [0] * 8)
+    assert (cpu.xmm[3], cpu.mxcsr) == (5, 0x1F00)
+    cpu.fpu_reset()
+    assert (cpu.xmm[3], cpu.mxcsr) == (0, 0x1F80)

@@ -176,6 +176,15 @@ class Cpu(MmuMixin, InterruptMixin):
         self.flush_tlb()
         self.update_mode()
 
+    def fpu_reset(self, init: bool = False) -> None:
+        """The x87 and SSE state after RESET (``init=False``) or INIT: FNINIT with every data
+        register cleared; RESET also clears XMM0-15 and sets MXCSR to 1F80H, INIT leaves them
+        (SDM Vol. 1 §11.6.4: INIT does not change the SSE state)."""
+        self.x87 = X87()
+        if not init:
+            self.xmm[:] = [0] * 16
+            self.mxcsr = 0x1F80
+
     # -- time ---------------------------------------------------------------------------
 
     def clock_ns(self) -> int:
