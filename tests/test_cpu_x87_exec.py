@@ -6,6 +6,10 @@ paths the host harness cannot reach from user mode (SDM Vol. 3A §2.5 Table 2-2,
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import pytest
 
 from x86vm.cpu.core import Cpu
@@ -190,3 +194,43 @@ def test_fpu_reset_is_fninit_and_init_keeps_the_sse_state():
     assert (cpu.xmm[3], cpu.mxcsr) == (5, 0x1F00)
     cpu.fpu_reset()
     assert (cpu.xmm[3], cpu.mxcsr) == (0, 0x1F80)
+
+
+def test_get_state_carries_the_fpu_and_set_state_loads_it():
+    cpu = make_cpu(bytes.fromhex("d9e8" "d9eb"))
+    step(cpu)
+    step(cpu)
+    cpu.xmm[7], cpu.mxcsr = 1 << 127 | 5, 0x1FA0
+    state = cpu.get_state()
+    fpu = state.fpu
+    assert (fpu.fcw, fpu.fsw, fpu.ftw) == (0x37F, 0x3000, 0x0FFF)
+    assert fpu.st[:2] == (cpu.x87.st(0), 0x3FFF8000000000000000)
+    assert (fpu.xmm[7], fpu.mxcsr) == (1 << 127 | 5, 0x1FA0)
+    other = make_cpu(b"")
+    other.set_state(state)
+    assert other.get_state().fpu == fpu
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed")
+def test_gdb_reads_the_x87_registers_on_emu(tmp_path):
+    """The real gdb shows the x87 stack of the emu backend (``info registers`` st0, fctrl...)."""
+    from test_gdb_stub import free_port, start_vm
+
+    image = tmp_path / "fpu.bin"
+    # 7c00: fninit; fld1; fldpi; jmp .
+    image.write_bytes(bytes.fromhex("dbe3" "d9e8" "d9eb" "ebfe"))
+    port = free_port()
+    vm = start_vm(image, "--loader", "flat", "--backend", "emu", "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "30", "--serial", "none")
+    script = ["set pagination off", "set confirm off", f"target remote :{port}",
+              "stepi", "stepi", "stepi", "info registers st0 st1 st2 fctrl fstat ftag fop",
+              "kill"]
+    args = ["gdb", "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    vm.kill()
+    vm.communicate(timeout=30)
+    out = done.stdout + done.stderr
+    assert re.search(r"st0 +3\.14159265358979323\d* +\(raw 0x4000c90fdaa22168c235\)", out), out
+    assert re.search(r"st1 +1 +\(raw 0x3fff8000000000000000\)", out), out
+    assert re.search(r"fctrl +0x37f", out) and re.search(r"fstat +0x3000", out), out
+    assert re.search(r"ftag +0xfff\b", out) and re.search(r"fop +0x1eb", out), out

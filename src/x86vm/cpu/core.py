@@ -31,6 +31,7 @@ from x86vm.cpu.state import (
     RFLAGS_VM,
     SEGMENT_NAMES,
     STATE_MSRS,
+    FpuState,
     PendingEvent,
     RegisterState,
     Segment,
@@ -414,7 +415,23 @@ class Cpu(MmuMixin, InterruptMixin):
             gs=self.seg[GS], ss=self.seg[SS], tr=self.tr, ldt=self.ldtr, gdt=self.gdtr,
             idt=self.idtr, cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4,
             cr8=self.cr8, efer=self.efer, dr=tuple(self.dr), msrs=msrs, pending=pending,
-            interrupt_shadow=self.shadow)
+            interrupt_shadow=self.shadow, fpu=self._fpu_state())
+
+    def _fpu_state(self) -> FpuState:
+        x = self.x87
+        return FpuState(fcw=x.cw, fsw=x.status_word, ftw=x.tag_word, fop=x.fop, fip=x.fip,
+                        fcs=x.fcs, fdp=x.fdp, fds=x.fds, st=tuple(x.st(i) for i in range(8)),
+                        xmm=tuple(self.xmm), mxcsr=self.mxcsr)
+
+    def _set_fpu_state(self, f: FpuState) -> None:
+        x = self.x87
+        x.cw, x.status_word, x.fop = f.fcw & 0xFFFF, f.fsw & 0xFFFF, f.fop & 0x7FF
+        x.fip, x.fcs, x.fdp, x.fds = f.fip, f.fcs & 0xFFFF, f.fdp, f.fds & 0xFFFF
+        x.tag_word = f.ftw
+        for i, v in enumerate(f.st[:8]):
+            x.regs[(x.top + i) & 7] = v & ((1 << 80) - 1)
+        self.xmm[:len(f.xmm[:16])] = [v & ((1 << 128) - 1) for v in f.xmm[:16]]
+        self.mxcsr = f.mxcsr & 0xFFFF
 
     def set_state(self, s: RegisterState) -> None:
         self.r[:] = [s.gprs.get(n, 0) & M64 for n in GPR_NAMES]
@@ -435,6 +452,8 @@ class Cpu(MmuMixin, InterruptMixin):
             else:
                 self.msrs[m] = v
         self.shadow = s.interrupt_shadow
+        if s.fpu is not None:
+            self._set_fpu_state(s.fpu)
         self.pending_event = None
         if s.pending is not None and s.pending.kind == "exception":
             self.pending_event = (s.pending.vector, s.pending.error_code)
