@@ -23,6 +23,7 @@ from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
     CR4_OSFXSR,
+    CR4_OSXSAVE,
     EFER_LMA,
     EFER_LME,
     RegisterState,
@@ -234,3 +235,42 @@ def test_gdb_reads_the_x87_registers_on_emu(tmp_path):
     assert re.search(r"st1 +1 +\(raw 0x3fff8000000000000000\)", out), out
     assert re.search(r"fctrl +0x37f", out) and re.search(r"fstat +0x3000", out), out
     assert re.search(r"ftag +0xfff\b", out) and re.search(r"fop +0x1eb", out), out
+
+
+XGETBV = bytes.fromhex("0f01d0")
+XSETBV = bytes.fromhex("0f01d1")
+XSAVE_RBX = bytes.fromhex("0fae23")
+
+
+@pytest.mark.parametrize("insn, cr4, rcx, value, expect", [
+    (XGETBV, 0, 0, 0, 6), (XSETBV, 0, 0, 3, 6), (XSAVE_RBX, 0, 0, 3, 6),
+    (XSETBV, CR4_OSXSAVE, 0, 3, None), (XSETBV, CR4_OSXSAVE, 1, 3, 13),
+    (XSETBV, CR4_OSXSAVE, 0, 2, 13), (XSETBV, CR4_OSXSAVE, 0, 7, 13),
+    (XGETBV, CR4_OSXSAVE, 0, 0, None), (XGETBV, CR4_OSXSAVE, 1, 0, 13),
+])
+def test_xgetbv_xsetbv_rules(insn, cr4, rcx, value, expect):
+    cpu = make_cpu(insn, cr4=CR4_OSFXSR | cr4)
+    cpu.r[0], cpu.r[1], cpu.r[2] = value, rcx, 0
+    assert vector(cpu) == expect
+    if expect is None and insn == XSETBV:
+        assert cpu.xcr0 == value
+    if expect is None and insn == XGETBV:
+        assert (cpu.r[0], cpu.r[2]) == (1, 0)     # XCR0 after reset: x87 only
+
+
+def test_xsave_needs_a_64_byte_aligned_area_and_cr0_ts_clear():
+    cpu = make_cpu(XSAVE_RBX, cr4=CR4_OSFXSR | CR4_OSXSAVE)
+    cpu.r[3] = DATA + 16
+    assert vector(cpu) == 13
+    cpu = make_cpu(XSAVE_RBX, CR0_PE | CR0_TS, cr4=CR4_OSFXSR | CR4_OSXSAVE)
+    assert vector(cpu) == 7
+
+
+def test_cpuid_osxsave_mirrors_cr4_and_leaf_0d_reports_x87_sse():
+    cpuid_insn = bytes.fromhex("0fa2")
+    for cr4, bit in ((0, 0), (CR4_OSXSAVE, 1 << 27)):
+        cpu = make_cpu(cpuid_insn, cr4=cr4)
+        cpu.r[0], cpu.r[1] = 1, 0
+        step(cpu)
+        assert cpu.r[1] & (1 << 27) == bit and cpu.r[1] & (1 << 26)
+    assert cpuid(0xD, 0) == (3, 576, 576, 0) and cpuid(0xD, 1) == (0, 0, 0, 0)

@@ -24,6 +24,7 @@ OUT_IMAGE = 0x280       # FNSAVE's image after the case
 MXCSR_DEFAULT = 0x300   # 0x1F80, loaded last by cases that change MXCSR
 AUX = 0x340             # 16-aligned: FXSAVE/FNSTENV/FNSAVE images, STMXCSR (up to 0x540)
 FX_IN = -0x600          # 16-aligned: FXRSTOR's image (512 bytes)
+XS_IN = -0x380          # 64-aligned: XRSTOR's image (576 bytes)
 OPERAND = 0x0           # memory operands at OPERAND + 16*k, k in -8..7
 _ARITH = ("fadd", "fmul", "fsub", "fsubr", "fdiv", "fdivr")
 _CONSTS = ("fld1", "fldl2t", "fldl2e", "fldpi", "fldlg2", "fldln2", "fldz")
@@ -371,6 +372,56 @@ def x87control(rng) -> X87Case:
     return _finish(rng, mem, body, ignore=ignore, mxcsr=mxcsr)
 
 
+def _fx_image(rng, zero_sse: bool = False) -> bytearray:
+    """A valid FXRSTOR image: a random x87 state, MXCSR and XMM registers (all zero and
+    MXCSR 1F80H with ``zero_sse``: the SSE component in its initial configuration)."""
+    image = bytearray(rng.randbytes(512))
+    fs = fsave_image(rng, control_word(rng, False))
+    cw2, sw2, tw2 = (struct.unpack_from("<I", fs, 4 * j)[0] & 0xFFFF for j in range(3))
+    ftw = sum(1 << j for j in range(8) if (tw2 >> (2 * j) & 3) != 3)
+    struct.pack_into("<HHBB", image, 0, cw2, sw2, ftw, 0)
+    image[6:24] = bytes(18)
+    struct.pack_into("<II", image, 24, 0x1F80 if zero_sse else rng.getrandbits(16), 0xFFFF)
+    for j in range(8):
+        image[32 + 16 * j:42 + 16 * j] = fs[28 + 10 * j:38 + 10 * j]
+    if zero_sse:
+        image[160:416] = bytes(256)
+    return image
+
+
+def x87xsave(rng) -> X87Case:
+    """XSAVE/XRSTOR(64) of the x87 and SSE components with a random requested-feature
+    bitmap in EAX (EDX 0: the host's XCR0 has more components than the emulator's); the
+    state starts from an FXRSTOR image, sometimes with either component initial."""
+    cw, mem = _state(rng)
+    at = 0x800 + FX_IN
+    mem[at:at + 512] = _fx_image(rng, zero_sse=rng.random() < 0.3)
+    wide = _BITS[0] == 64 and rng.random() < 0.5
+    body = [f"fxrstor {_at(FX_IN)}"]
+    if rng.random() < 0.25:            # x87 initial again only if R0-R7 are also 0
+        body.append("fninit")
+        if rng.random() < 0.5:
+            for j in range(8):
+                mem[at + 32 + 16 * j:at + 42 + 16 * j] = bytes(10)
+    rfbm = rng.randrange(4)
+    nxmm = 16 if _BITS[0] == 64 else 8
+    if rng.random() < 0.5:
+        body.append(f"{'xsave64' if wide else 'xsave'} {_at(AUX)}")
+        ignore = [(AUX + 6, 18), (AUX + 28, 4)]
+    else:
+        image = _fx_image(rng, zero_sse=rng.random() < 0.2)
+        header = bytearray(64)
+        header[0] = rng.randrange(4)           # XSTATE_BV
+        at = 0x800 + XS_IN
+        mem[at:at + 576] = image + header
+        body += [f"{'xrstor64' if wide else 'xrstor'} {_at(XS_IN)}",
+                 f"{'fxsave64' if wide else 'fxsave'} {_at(AUX)}"]
+        ignore = [(AUX + 6, 18), (AUX + 28, 4), (AUX + 160 + 16 * nxmm, 512 - 160 - 16 * nxmm)]
+    case = _finish(rng, mem, body, ignore=ignore, mxcsr=True)
+    case.regs["rax"], case.regs["rdx"] = rfbm, 0
+    return case
+
+
 def x87seq(rng) -> X87Case:
     """Two to six x87 instructions in a row, every exception masked (one would fault the
     next waiting instruction)."""
@@ -385,7 +436,7 @@ def x87seq(rng) -> X87Case:
 
 X87_FAMILIES = {"x87arith": x87arith, "x87ldst": x87ldst, "x87unary": x87unary,
                 "x87cmp": x87compare, "x87trans": x87trans, "x87ctl": x87control,
-                "x87seq": x87seq}
+                "x87seq": x87seq, "xsave": x87xsave}
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[X87Case]:

@@ -70,6 +70,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.x87 = X87()           # x87 FPU and MMX registers (cpu/x87.py; FNINIT state)
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
+        self.xcr0 = 1              # XSAVE feature mask: x87 only after reset (cpu/xsave.py)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16
@@ -185,6 +186,7 @@ class Cpu(MmuMixin, InterruptMixin):
         if not init:
             self.xmm[:] = [0] * 16
             self.mxcsr = 0x1F80
+            self.xcr0 = 1
 
     # -- time ---------------------------------------------------------------------------
 

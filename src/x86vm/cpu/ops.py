@@ -548,6 +548,7 @@ from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
+from x86vm.cpu.xsave import XSAVE_HELPERS  # noqa: E402
 
 HELPERS.update(BMI_HELPERS)
 HELPERS.update(STRING_HELPERS)
@@ -568,4 +569,5 @@ def register_helpers(helpers: dict, continuing: bool = False) -> None:
 
 
 register_helpers(X87_HELPERS, continuing=True)
+register_helpers(XSAVE_HELPERS, continuing=True)
 __all__ = ["HELPERS", "register_helpers", "undefined", "seg_index", "ShiftOne"]
