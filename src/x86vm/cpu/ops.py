@@ -390,8 +390,10 @@ def h_pop(cpu, c) -> None:
         sp = cpu.r[4] & smask
         la = sp if bits == 64 else (cpu.sbase[2] + sp) & 0xFFFFFFFF
         sel = cpu.read_mem(la, 2)
+        # the increment uses the stack size before the load: POP SS may change SS.B
+        rsp = (cpu.r[4] & ~smask) | ((sp + size) & smask) if bits == 16 else (sp + size) & smask
         cpu.load_segment(dst.num, sel)
-        cpu._set_sp((sp + size) & smask)
+        cpu.r[4] = rsp
         if dst.num == 2:
             cpu.shadow = cpu.attn = True
         return
@@ -570,4 +572,7 @@ def register_helpers(helpers: dict, continuing: bool = False) -> None:
 
 register_helpers(X87_HELPERS, continuing=True)
 register_helpers(XSAVE_HELPERS, continuing=True)
+
+from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
+
 __all__ = ["HELPERS", "register_helpers", "undefined", "seg_index", "ShiftOne"]
