@@ -301,8 +301,9 @@ def x87trans(rng) -> X87Case:
 
 
 def x87control(rng) -> X87Case:
-    """FLDCW, FNSTCW, FNSTSW, FNCLEX, FNINIT, FNSTENV/FLDENV/FNSAVE/FRSTOR (32- and 16-bit
-    images), FXSAVE/FXRSTOR(64), LDMXCSR/STMXCSR, FWAIT."""
+    """FLDCW, FNSTCW, FNSTSW, FNCLEX, FNINIT (and with FWAIT), FNENI/FNDISI/FNSETPM (no-ops),
+    FNSTENV/FLDENV/FNSAVE/FRSTOR (32- and 16-bit images), FXSAVE/FXRSTOR(64), LDMXCSR/STMXCSR,
+    FWAIT."""
     cw, mem = _state(rng)
     k = rng.randrange(12)
     aux = _at(AUX)
@@ -314,7 +315,8 @@ def x87control(rng) -> X87Case:
     elif k == 1:
         body = [rng.choice((f"fnstcw {aux}", f"fnstsw {aux}", "fnstsw %ax"))]
     elif k == 2:
-        body = [rng.choice(("fnclex", "fninit", "fwait", "fnop"))]
+        body = [rng.choice(("fnclex", "fninit", "fwait", "fnop", "fclex", "finit",
+                            ".byte 0xdb, 0xe0", ".byte 0xdb, 0xe1", ".byte 0xdb, 0xe4"))]
     elif k in (3, 4):
         op = rng.choice(("fnstenv", "fnsave"))
         wide = rng.random() < 0.7
