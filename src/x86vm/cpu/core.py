@@ -33,6 +33,7 @@ from x86vm.cpu.state import (
     RFLAGS_VM,
     SEGMENT_NAMES,
     STATE_MSRS,
+    FpuState,
     PendingEvent,
     RegisterState,
     Segment,
@@ -72,6 +73,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.x87 = X87()           # x87 FPU and MMX registers (cpu/x87.py; FNINIT state)
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
+        self.xcr0 = 1              # XSAVE feature mask: x87 only after reset (cpu/xsave.py)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16
@@ -185,6 +187,16 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.efer = value
         self.flush_tlb()
         self.update_mode()
+
+    def fpu_reset(self, init: bool = False) -> None:
+        """The x87 and SSE state after RESET (``init=False``) or INIT: FNINIT with every data
+        register cleared; RESET also clears XMM0-15 and sets MXCSR to 1F80H, INIT leaves them
+        (SDM Vol. 1 §11.6.4: INIT does not change the SSE state)."""
+        self.x87 = X87()
+        if not init:
+            self.xmm[:] = [0] * 16
+            self.mxcsr = 0x1F80
+            self.xcr0 = 1
 
     # -- time ---------------------------------------------------------------------------
 
@@ -397,7 +409,23 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
             gs=self.seg[GS], ss=self.seg[SS], tr=self.tr, ldt=self.ldtr, gdt=self.gdtr,
             idt=self.idtr, cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4,
             cr8=self.cr8, efer=self.efer, dr=tuple(self.dr), msrs=msrs, pending=pending,
-            interrupt_shadow=self.shadow)
+            interrupt_shadow=self.shadow, fpu=self._fpu_state())
+
+    def _fpu_state(self) -> FpuState:
+        x = self.x87
+        return FpuState(fcw=x.cw, fsw=x.status_word, ftw=x.tag_word, fop=x.fop, fip=x.fip,
+                        fcs=x.fcs, fdp=x.fdp, fds=x.fds, st=tuple(x.st(i) for i in range(8)),
+                        xmm=tuple(self.xmm), mxcsr=self.mxcsr)
+
+    def _set_fpu_state(self, f: FpuState) -> None:
+        x = self.x87
+        x.cw, x.status_word, x.fop = f.fcw & 0xFFFF, f.fsw & 0xFFFF, f.fop & 0x7FF
+        x.fip, x.fcs, x.fdp, x.fds = f.fip, f.fcs & 0xFFFF, f.fdp, f.fds & 0xFFFF
+        x.tag_word = f.ftw
+        for i, v in enumerate(f.st[:8]):
+            x.regs[(x.top + i) & 7] = v & ((1 << 80) - 1)
+        self.xmm[:len(f.xmm[:16])] = [v & ((1 << 128) - 1) for v in f.xmm[:16]]
+        self.mxcsr = f.mxcsr & 0xFFFF
 
     def set_state(self, s: RegisterState) -> None:
         self.r[:] = [s.gprs.get(n, 0) & M64 for n in GPR_NAMES]
@@ -418,6 +446,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
             else:
                 self.msrs[m] = v
         self.shadow = s.interrupt_shadow
+        if s.fpu is not None:
+            self._set_fpu_state(s.fpu)
         self.pending_event = None
         if s.pending is not None and s.pending.kind == "exception":
             self.pending_event = (s.pending.vector, s.pending.error_code)

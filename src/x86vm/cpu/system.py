@@ -11,6 +11,7 @@ from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_re
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
+    CR4_OSXSAVE,
     EFER_LMA,
     EFER_SCE,
     MSR_EFER,
@@ -442,6 +443,8 @@ def h_sti(cpu, c) -> None:
 
 def h_cpuid(cpu, c) -> None:
     a, b, cc, d = cpuid(cpu.r[0] & 0xFFFFFFFF, cpu.r[1] & 0xFFFFFFFF)
+    if cpu.r[0] & 0xFFFFFFFF == 1 and cpu.cr4 & CR4_OSXSAVE:
+        cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
