@@ -16,6 +16,7 @@ from importlib import resources
 
 from x86vm.cli import CliError
 from x86vm.cli.inputs import read_regular
+from x86vm.cpu.system import check_vendor
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.devices.virtio import (
@@ -91,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="interrupt controllers and PIT: KVM's in-kernel models (kvm's "
                         "default) or x86vm's Python chipset (emu always; KVM injects with "
                         "KVM_INTERRUPT)")
+    p.add_argument("--cpu-vendor", metavar="GenuineIntel|AuthenticAMD", default=None,
+                   help="the vCPU's CPUID vendor and the vendor-specific behaviour that goes "
+                        "with it, e.g. SYSCALL outside 64-bit mode (default: the backend's)")
     p.add_argument("--testdev", action="store_true",
                    help="add QEMU's pc-testdev (ports 0xe0-0xeb, IRQ lines at 0x2000; what "
                         "kvm-unit-tests expect)")
@@ -111,24 +115,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def open_machine(backend: str, memory_size: int, irqchip: str | None) -> Machine:
+def open_machine(backend: str, memory_size: int, irqchip: str | None,
+                 cpu_vendor: str | None = None) -> Machine:
     """The machine on ``backend``; ``auto`` is KVM where a VM can be created, else emu —
     and then one line on stderr says why KVM was not used."""
     kvm_path = os.environ.get(KVM_PATH_ENV)
     kvm = {"kvm_path": kvm_path} if kvm_path else {}
     if backend not in ("auto", "kvm", "emu"):
         raise CliError(f"unknown backend {backend!r}: choose auto, kvm or emu")
+    vendor = {} if cpu_vendor is None else {"cpu_vendor": cpu_vendor}
+    if cpu_vendor is not None:
+        try:
+            check_vendor(cpu_vendor)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if backend in ("auto", "kvm"):
         try:
             return Machine(memory_size=memory_size, backend="kvm",
-                           **kvm, **irqchip_options("kvm", irqchip))
+                           **kvm, **irqchip_options("kvm", irqchip), **vendor)
         except MachineError as exc:
             if backend == "kvm":
                 raise CliError(str(exc)) from None
             print(f"x86vm: using the emu backend (Python CPU): {exc}", file=sys.stderr)
     try:
         return Machine(memory_size=memory_size, backend="emu",
-                       **irqchip_options("emu", irqchip))
+                       **irqchip_options("emu", irqchip), **vendor)
     except MachineError as exc:
         raise CliError(str(exc)) from None
 
@@ -216,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
-    machine = open_machine(args.backend, memory_size, args.irqchip)
+    machine = open_machine(args.backend, memory_size, args.irqchip, args.cpu_vendor)
     started = time.monotonic()
     stats = None
     console = board = tracer = stub = result = None
