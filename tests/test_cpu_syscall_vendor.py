@@ -1,4 +1,4 @@
-"""SYSCALL outside 64-bit mode follows the CPUID vendor (``--cpu-vendor``): AMD enters the
+"""Vendor-specific 64-bit behaviour (``--cpu-vendor``). SYSCALL outside 64-bit mode: AMD enters the
 kernel from compatibility mode at CSTAR (APM Vol. 3 "SYSCALL"), Intel raises #UD (SDM Vol. 2B
 "SYSCALL": "IF (CS.L ≠ 1) or (IA32_EFER.LMA ≠ 1) ... THEN #UD"). kvm-unit-tests' syscall test
 runs its compatibility-mode SYSCALL under ``-cpu Opteron_G1,vendor=AuthenticAMD``.
@@ -25,7 +25,8 @@ from x86vm.machine.vm import Machine
 
 pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
 
-GUEST = r"""
+# Multiboot -> long mode at CPL 0 with #UD and #GP reported; a body, then EPILOGUE
+PROLOGUE = r"""
     .text
     .code32
     .align 4
@@ -74,6 +75,14 @@ long64:
     movw $0x8e00, idt + 6 * 16 + 4
     shr $16, %rax
     mov %ax, idt + 6 * 16 + 6
+    lea gp_handler(%rip), %rax                /* #GP: report 0x0bad000d, error code */
+    mov %ax, idt + 13 * 16
+    movw $0x08, idt + 13 * 16 + 2
+    movw $0x8e00, idt + 13 * 16 + 4
+    shr $16, %rax
+    mov %ax, idt + 13 * 16 + 6
+"""
+SYSCALL_BODY = r"""
     mov $0xc0000081, %ecx                     /* STAR: SYSCALL CS 0x08, SYSRET base 0x18 */
     xor %eax, %eax
     mov $0x00180008, %edx
@@ -124,8 +133,16 @@ compat_target:
     and $0xfd5, %eax
     call report
     jmp done
+"""
+EPILOGUE = r"""
 wrong_target:
     mov $0x0bad0001, %eax
+    call report
+    jmp done
+gp_handler:
+    mov $0x0bad000d, %eax
+    call report
+    mov (%rsp), %eax                          /* the error code */
     call report
     jmp done
 ud_handler:
@@ -178,13 +195,14 @@ idt_ptr:
 idt: .skip 16 * 32
 tss: .skip 104
 """
+GUEST = PROLOGUE + SYSCALL_BODY + EPILOGUE
 # CS, SS at CPL 3; CS, SS after SYSCALL; RCX - after32, RCX >> 32; R11 & mask; RFLAGS & mask
 AMD_EXPECTED = "0000001b\n00000023\n00000008\n00000010\n00000000\n00000000\n00000400\n" \
     "00000000\n"
 
 
-def build(tmp: Path) -> bytes:
-    (tmp / "g.S").write_text(GUEST)
+def build(tmp: Path, guest: str = GUEST) -> bytes:
+    (tmp / "g.S").write_text(guest)
     for cmd in (["as", "--64", "-o", "g.o", "g.S"],
                 ["ld", "-N", "-m", "elf_x86_64", "-Ttext", "0x100000", "-e", "_start", "-o", "g64",
                  "g.o"],
@@ -220,3 +238,34 @@ def test_intel_compatibility_mode_syscall_is_ud():
         image = build(Path(tmp))
     # #UD at CPL 3 in the 32-bit code segment, delivered to the 64-bit handler
     assert on_emu(image, "GenuineIntel") == (33, "0bad0006\n0000001b\n")
+
+
+FAR_JMP_BODY = r"""
+    lea target(%rip), %rax                    /* m16:64: an 8-byte offset, then CS */
+    mov %rax, farptr(%rip)
+    movw $0x08, farptr + 8(%rip)
+    rex.W ljmp *farptr(%rip)                  /* FF /5 with REX.W (Intel: m16:64) */
+    mov $0x0bad0000, %eax
+    call report
+    jmp done
+target:
+    mov $0x600d, %eax
+    call report
+    jmp done
+    .align 8
+farptr: .quad 0, 0
+"""
+
+
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
+def test_intel_rex_w_far_jump_takes_a_64_bit_offset_as_qemu():
+    # kvm-unit-tests emulator "ljmp"; AMD ignores REX.W there (m16:32), so the oracle is
+    # QEMU TCG with vendor=GenuineIntel, not this AMD host
+    with tempfile.TemporaryDirectory() as tmp:
+        image = build(Path(tmp), PROLOGUE + FAR_JMP_BODY + EPILOGUE)
+        proc = subprocess.run([*QEMU_BASE, "-cpu", "qemu64,vendor=GenuineIntel", "-kernel",
+                               "k.elf"], cwd=tmp, capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        expected = proc.returncode, (Path(tmp) / "serial.out").read_bytes().decode("latin-1")
+    assert expected == (33, "0000600d\n"), expected
+    assert on_emu(image, "GenuineIntel") == expected

@@ -270,16 +270,20 @@ def is_far(insn, op) -> bool:
     return type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2)
 
 
-def _far_target(cpu, insn, op) -> tuple[int, int]:
+def _far_target(cpu, insn, op) -> tuple[int, int, int]:
+    """(selector, offset, operand size in bytes) of a far JMP/CALL."""
     if type(op) is Far:
-        return op.seg, op.offset
+        return op.seg, op.offset, insn.operand_size // 8
     if type(op) is not Mem:
         raise CpuFault(UD)
     la = linear(cpu, op)
     size = op.size - 2
+    if size == 4 and cpu.code_bits == 64 and cpu.vendor != VENDOR_AMD and any(
+            p & 0xF8 == 0x48 for p in insn.unused_prefixes):
+        size = 8  # Intel's REX.W JMP/CALL m16:64 (SDM Vol. 2A); AMD ignores REX.W here
     offset = cpu.read_mem(la, size)
     sel = cpu.read_mem(la + size, 2)
-    return sel, offset
+    return sel, offset, size
 
 
 def _check_far_code(cpu, seg: Segment) -> None:
@@ -294,11 +298,11 @@ def _check_far_code(cpu, seg: Segment) -> None:
 
 def h_ljmp(cpu, c) -> None:
     insn, (op,) = c
-    sel, offset = _far_target(cpu, insn, op)
+    sel, offset, size = _far_target(cpu, insn, op)
     seg = cpu.code_segment(sel)
     _check_far_code(cpu, seg)
     cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
-    cpu.rip = offset & MASK[insn.operand_size // 8]
+    cpu.rip = offset & MASK[size]
 
 
 def h_jmp(cpu, c) -> None:
@@ -312,7 +316,7 @@ def h_call(cpu, c) -> None:
     insn, (op,) = c
     size = insn.operand_size // 8
     if is_far(insn, op):
-        sel, offset = _far_target(cpu, insn, op)
+        sel, offset, size = _far_target(cpu, insn, op)
         seg = cpu.code_segment(sel)
         _check_far_code(cpu, seg)
         cpu.push(cpu.seg[1].selector, size)
