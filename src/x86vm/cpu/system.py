@@ -365,6 +365,10 @@ def h_int(cpu, c) -> None:
     insn, ops = c
     name = insn.mnemonic
     if name == "int3":
+        if cpu.int3_stops:   # a debugger's breakpoint: stop at the int3, deliver nothing
+            cpu.rip = insn.address
+            cpu.pending.append(("int3", 0, 0, 0))
+            return
         vector = BP
     elif name == "into":
         if not cpu.flags() & 0x800:
