@@ -706,6 +706,12 @@ def h_bound(cpu, c) -> None:
         raise CpuFault(5)                   # #BR
 
 
+def h_salc(cpu, c) -> None:
+    """SALC (D6, outside 64-bit mode; undocumented by Intel, executed by every x86 and by
+    QEMU): AL = CF ? 0xFF : 0, flags unchanged. kvm-unit-tests realmode "salc"."""
+    cpu.r[0] = (cpu.r[0] & ~0xFF) | (0xFF if cpu.flags() & 1 else 0)
+
+
 def h_swapgs(cpu, c) -> None:
     if cpu.code_bits != 64:
         raise CpuFault(UD)
@@ -726,6 +732,7 @@ SYSTEM_HELPERS = {
     "int": h_int, "int3": h_int, "into": h_int, "int1": h_int, "ud2": h_ud2, "hlt": h_hlt,
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
+    "salc": h_salc,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
     "vmcall": h_vmcall, "vmmcall": h_vmcall, "stac": h_stac, "clac": h_stac,
     "lar": h_lar, "lsl": h_lar, "verr": h_verr,
