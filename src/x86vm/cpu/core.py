@@ -13,6 +13,7 @@ shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reaso
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
+from x86vm.cpu.cpuid import VENDOR
 from x86vm.cpu.debug import DebugMixin
 from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
 from x86vm.cpu.interrupts import InterruptMixin
@@ -52,6 +53,8 @@ IRQ_POLL_BLOCKS = 1024  # poll the interrupt controller at least this often (in 
 
 class Cpu(MmuMixin, InterruptMixin, DebugMixin):
     """One x86-64 vCPU over guest RAM ``ram`` (a :class:`~x86vm.cpu.mmu.Ram`)."""
+
+    vendor: bytes = VENDOR  # CPUID leaf 0; AMD's also selects AMD's SYSCALL (cpu/system.py)
 
     def __init__(self, ram: Ram) -> None:
         self.r = [0] * 16

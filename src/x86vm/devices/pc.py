@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from x86vm.devices.acpi_pm import AcpiPm
-from x86vm.devices.chipset import Chipset, build_chipset
+from x86vm.devices.chipset import Chipset, build_chipset, seabios_writes
 from x86vm.devices.cmos import CMOS_PORT, RTC_IRQ, Cmos, pc_cmos_layout
 from x86vm.devices.console import Console
 from x86vm.devices.debug_exit import DEFAULT_IOSIZE, DebugExit
@@ -274,7 +274,10 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     acpi_pm = AcpiPm(machine.clock_ns, machine.request_stop)
     pio.register(PM_BASE, acpi_pm.span, acpi_pm, "acpi-pm")
 
-    firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE)
+    # a Python chipset starts as firmware leaves it (seabios_handoff); the in-kernel one is
+    # programmed by the guest: the Multiboot loader's stub makes the same writes
+    firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE,
+                              init_writes=seabios_writes() if chipset is None else ())
     board = PcBoard(console=console, uart=uart, post=post, cmos=cmos, i8042=kbc,
                     fw_cfg=fw_cfg, debug_exit=exit_dev, in_kernel=in_kernel,
                     chipset=chipset, acpi_pm=acpi_pm, firmware=firmware,
