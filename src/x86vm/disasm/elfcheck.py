@@ -189,6 +189,50 @@ def _core_view(file: _File, layout: _Layout, header: tuple, data: bytes, ei_data
                    segments=segments)
 
 
+NT_GNU_PROPERTY_TYPE_0 = 5
+GNU_PROPERTY_LOPROC, GNU_PROPERTY_LOUSER = 0xC0000000, 0xE0000000
+X86_NUMBER_PROPERTIES = range(0xC0000000, 0xC0018000)  # x86 ISA/feature AND/OR words
+
+
+def _property_problem(kind: int, datasz: int, step: int, generic: bool) -> str | None:
+    """What BFD says of one GNU property (None: nothing), ``{path}`` left to fill."""
+    if kind >= GNU_PROPERTY_LOPROC:
+        if generic or kind >= GNU_PROPERTY_LOUSER:
+            return None if generic else ("warning: {path}: unsupported GNU_PROPERTY_TYPE (5) "
+                                         "type: {kind:#x}")
+        if kind in X86_NUMBER_PROPERTIES and datasz != 4:
+            return "error: {path}: <corrupt x86 property ({kind:#x}) size: {datasz:#x}>"
+        return None
+    if kind == 1:  # GNU_PROPERTY_STACK_SIZE
+        return None if datasz == step else "warning: {path}: corrupt stack size: {datasz:#x}"
+    if kind == 2:  # GNU_PROPERTY_NO_COPY_ON_PROTECTED
+        return None if datasz == 0 else ("warning: {path}: corrupt no copy on protected "
+                                         "size: {datasz:#x}")
+    if 0xB0000000 <= kind <= 0xB000FFFF:  # GNU_PROPERTY_UINT32_AND/OR ranges
+        return None if datasz == 4 else ("error: {path}: <corrupt property ({kind:#x}) "
+                                         "size: {datasz:#x}>")
+    return "warning: {path}: unsupported GNU_PROPERTY_TYPE (5) type: {kind:#x}"
+
+
+def _notes(buf: bytes, align: int, endian: str):
+    """(name, type, desc) of each note elf_parse_notes reaches, until one is malformed."""
+    align = 4 if align < 4 else align
+    if align not in (4, 8):
+        return
+    at, size = 0, len(buf)
+    while at < size:
+        if 12 > size - at:
+            return
+        namesz, descsz, note_type = struct.unpack_from(endian + "III", buf, at)
+        if namesz > size - at - 12:
+            return
+        desc_at = at + ((12 + namesz + align - 1) & -align)
+        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
+            return
+        yield buf[at + 12:at + 12 + namesz], note_type, buf[desc_at:desc_at + descsz]
+        at = desc_at + ((descsz + align - 1) & -align)
+
+
 def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: int) -> bool:
     """elf_read_notes and the structure checks of elf_parse_notes (a core file's notes)."""
     if size + 1 >= 1 << 64:
@@ -251,6 +295,8 @@ class _Vector:
         self.groups: list[Shdr | None] = []
         self.no_sections = False
         self.verdef: Shdr | None = None
+        self.relocs_read: set[int] = set()
+        self.reloc_error = self.symbol_error = ""
         self.verneed: Shdr | None = None
         self.versym: Shdr | None = None
 
@@ -521,9 +567,45 @@ class _Vector:
             if self._past_end(hdr):
                 self.say(f"error: {{path}}({name}) is too large ({hdr.size:#x} bytes)")
                 return False
-            if self.file.read(hdr.offset, hdr.size) is None:
+            contents = self.file.read(hdr.offset, hdr.size)
+            if contents is None:
                 return False
+            self._object_notes(contents, hdr.addralign)
         return True
+
+    def _object_notes(self, buf: bytes, align: int) -> None:
+        """elf_parse_notes on an object's SHT_NOTE section: the GNU property notes are
+        parsed (elf-properties.c), their complaints said; its result is not used."""
+        for name, note_type, desc in _notes(buf, align, self.layout.e):
+            if name == b"GNU\0" and note_type == NT_GNU_PROPERTY_TYPE_0:
+                self._gnu_properties(desc)
+
+    def _gnu_properties(self, desc: bytes) -> None:
+        """_bfd_elf_parse_gnu_properties, with the x86 backend's sizes."""
+        step = 8 if self.layout.is64 else 4
+        if len(desc) < 8 or len(desc) % step:
+            self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) size: {len(desc):#x}")
+            return
+        at = 0
+        while at != len(desc):
+            if len(desc) - at < 8:
+                self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) size: "
+                         f"{len(desc):#x}")
+                return
+            kind, datasz = struct.unpack_from(self.layout.e + "II", desc, at)
+            at += 8
+            if datasz > len(desc) - at:
+                self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) type ({kind:#x}) "
+                         f"datasz: {datasz:#x}")
+                return
+            problem = _property_problem(kind, datasz, step, generic=not self.x86)
+            if problem == "corrupt":
+                return
+            if problem is not None:
+                self.say(problem.format(kind=kind, datasz=datasz, path="{path}"))
+                if problem.startswith(("error", "warning: {path}: corrupt")):
+                    return
+            at += (datasz + step - 1) & -step
 
     def _past_end(self, hdr: Shdr) -> bool:
         """_bfd_section_size_insane: contents that extend past the end of the file."""
@@ -615,7 +697,7 @@ class _Vector:
                 return [f"failed to read symbol table from: {path}",
                         "error message was: file truncated"]
             if count and not self._symbols(self.shdrs[self.onesymtab], count, None):
-                return [f"{path}: file truncated"]
+                return [f"{path}: {self.symbol_error}"]
         if not self.dynsymtab:
             return None
         dynsym = self.shdrs[self.dynsymtab]
@@ -626,7 +708,7 @@ class _Vector:
         if error is not None:
             return [f"{path}: {error}"]
         if count and not self._symbols(dynsym, count, self.versym):
-            return [f"{path}: file truncated"]
+            return [f"{path}: {self.symbol_error}"]
         return self._dynamic_relocs(max(count - 1, 0))
 
     PLT_NAMES = (".plt", ".plt.got", ".plt.sec", ".plt.bnd")  # elf_x86_64_get_synthetic_symtab
@@ -642,7 +724,11 @@ class _Vector:
             return None  # the upper bound is not positive: objdump reads none
         if not self.x86:  # objdump stops at "can't disassemble" before it reads them
             return None
-        if self.e_type in (ET_EXEC, ET_DYN) and dynsymcount > 0 and self.x86_64_backend:
+        # elf_i386_get_synthetic_symtab reads the relocations whatever its PLTs hold (and
+        # says nothing of a PLT it cannot read); the x86-64 one reads them after its PLTs
+        synthetic = self.e_type in (ET_EXEC, ET_DYN) and dynsymcount > 0
+        synthetic_reads = synthetic and not self.x86_64_backend
+        if synthetic and self.x86_64_backend:
             for plt_name in self.PLT_NAMES:
                 plt = next((h for h in self.made if h.section == plt_name), None)
                 if plt is None or plt.size == 0 or plt.type == SHT_NOBITS:
@@ -650,11 +736,30 @@ class _Vector:
                 if self._past_end(plt):
                     self.say(f"error: {{path}}({plt_name}) is too large ({plt.size:#x} bytes)")
                     break
+                synthetic_reads = True
+        if synthetic_reads and not self._read_relocs(relsecs, dynsymcount):
+            pass  # the synthetic symbols are given up; disassemble_data reads them again
+        if not self._read_relocs(relsecs, dynsymcount):
+            return [f"{self.file.path}: {self.reloc_error}"]
+        return None
+
+    # R_X86_64_* and R_386_* types BFD has a howto for (elf_x86_64_rtype_to_howto,
+    # elf_i386_rtype_to_howto); others are "unsupported relocation type"
+    RELOC_TYPES = {True: frozenset([*range(0, 43), 250, 251]),
+                   False: frozenset([*range(0, 12), *range(14, 44), 250, 251])}
+
+    def _read_relocs(self, relsecs: list[Shdr], dynsymcount: int) -> bool:
+        """elf_slurp_reloc_table on each dynamic relocation section; False when one fails
+        (``self.reloc_error`` says why). Relocations read once are not read again."""
         is64 = self.layout.is64
+        valid = self.RELOC_TYPES[self.x86_64_backend]
         for hdr in relsecs:
+            if hdr.index in self.relocs_read:
+                continue
             raw = self.file.read(hdr.offset, hdr.size)
             if raw is None:
-                return [f"{self.file.path}: file truncated"]
+                self.reloc_error = "file truncated"
+                return False
             if hdr.entsize not in (self.layout.reloc_sizes[SHT_REL],
                                    self.layout.reloc_sizes[SHT_RELA]):
                 continue
@@ -662,23 +767,43 @@ class _Vector:
                 info, = struct.unpack_from(self.layout.e + self.layout.word, raw,
                                            n * hdr.entsize + (8 if is64 else 4))
                 sym = info >> 32 if is64 else info >> 8
+                rtype = info & 0xFF  # ELF32_R_TYPE, also for x86-64 (elf_x86_64_info_to_howto)
                 if sym > dynsymcount:
                     self.say(f"{{path}}({hdr.section}): relocation {n} has invalid symbol "
                              f"index {sym}")
-        return None
+                if rtype not in valid:
+                    self.say(f"{{path}}: unsupported relocation type {rtype:#x}")
+                    self.reloc_error = "bad value"
+                    return False
+            self.relocs_read.add(hdr.index)
+        return True
 
     def _symbols(self, hdr: Shdr, count: int, versym: Shdr | None) -> bool:
         """elf_slurp_symbol_table: False if the table cannot be read; names looked up."""
         size = self.layout.sym_size
         raw = self.file.read(hdr.offset, count * size)
         if raw is None:
+            self.symbol_error = "file truncated"
             return False
+        shndx_at = 6 if self.layout.is64 else 14
+        if not any(entry.size for entry in self.shndx_list):  # elf_swap_symbol_in
+            for n in range(count):
+                if struct.unpack_from(self.layout.e + "H", raw, n * size + shndx_at)[0] \
+                        == SHN_XINDEX:
+                    self.say(f"{{path}} symbol number {n} references nonexistent "
+                             "SHT_SYMTAB_SHNDX section")
+                    # BFD sets no error here: objdump prints the last one, left by the
+                    # format probing (the default vector elf64-x86-64 matches at once)
+                    self.symbol_error = "file format not recognized" if self.layout.is64 \
+                        and self.x86_64_backend else "file in wrong format"
+                    return False
         if versym is not None and versym.size // 2 != count:
             self.say(f"{{path}}: version count ({_signed64(versym.size // 2)}) does not match "
                      f"symbol count ({count})")
             versym = None
         if versym is not None and versym.size and self.file.read(versym.offset,
                                                                  versym.size) is None:
+            self.symbol_error = "file truncated"
             return False
         info_at, shndx_at = (4, 6) if self.layout.is64 else (12, 14)
         for n in range(1, count):
