@@ -16,258 +16,68 @@ table's size, sections that extend past the end of the file).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-ReadAt = Callable[[int, int], bytes]  # (offset, size) -> the bytes there (short at the end)
+from x86vm.disasm.elfformat import (
+    BAD_ALIGNMENT,
+    CORRUPT_SHSTRNDX,
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFDATA2MSB,
+    EM_X86_64,
+    ET_CORE,
+    ET_DYN,
+    ET_EXEC,
+    ET_REL,
+    EV_CURRENT,
+    GRP_ENTRY_SIZE,
+    PAST_END,
+    PLAIN_TYPES,
+    PN_XNUM,
+    SHF_ALLOC,
+    SHF_GROUP,
+    SHF_INFO_LINK,
+    SHF_LINK_ORDER,
+    SHF_OS_NONCONFORMING,
+    SHN_AFTER,
+    SHN_BEFORE,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHN_XINDEX,
+    SHT_DYNAMIC,
+    SHT_DYNSYM,
+    SHT_GNU_ATTRIBUTES,
+    SHT_GNU_VERDEF,
+    SHT_GNU_VERNEED,
+    SHT_GNU_VERSYM,
+    SHT_GROUP,
+    SHT_HIOS,
+    SHT_HIUSER,
+    SHT_LOOS,
+    SHT_LOUSER,
+    SHT_NOBITS,
+    SHT_NOTE,
+    SHT_NULL,
+    SHT_REL,
+    SHT_RELA,
+    SHT_RELR,
+    SHT_SHLIB,
+    SHT_STRTAB,
+    SHT_SYMTAB,
+    SHT_SYMTAB_SHNDX,
+    SHT_X86_64_UNWIND,
+    UNKNOWN_ARCH,
+    UNRECOGNIZED,
+    X86_VECTORS,
+    BfdView,
+    ReadAt,
+    Shdr,
+    _File,
+    _Layout,
+)
+from x86vm.disasm.elfnotes import NT_GNU_PROPERTY_TYPE_0, core_view, notes, property_problem
 
-EV_CURRENT = 1
-ELFCLASS32, ELFCLASS64 = 1, 2
-ELFDATA2LSB, ELFDATA2MSB = 1, 2
-ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
-EM_386, EM_486, EM_X86_64, EM_IAMCU = 3, 6, 62, 180
-SHN_UNDEF, SHN_LORESERVE, SHN_XINDEX = 0, 0xFF00, 0xFFFF
-SHN_BEFORE, SHN_AFTER = 0xFF00, 0xFF01
-PN_XNUM = 0xFFFF
-# gABI section types (and the GNU/x86-64 ones BFD knows)
-SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_HASH, SHT_DYNAMIC = range(7)
-SHT_NOTE, SHT_NOBITS, SHT_REL, SHT_SHLIB, SHT_DYNSYM = 7, 8, 9, 10, 11
-SHT_INIT_ARRAY, SHT_FINI_ARRAY, SHT_PREINIT_ARRAY, SHT_GROUP, SHT_SYMTAB_SHNDX = 14, 15, 16, 17, 18
-SHT_RELR = 19
-SHT_LOOS, SHT_GNU_ATTRIBUTES, SHT_GNU_HASH, SHT_GNU_LIBLIST = 0x60000000, 0x6FFFFFF5, 0x6FFFFFF6, \
-    0x6FFFFFF7
-SHT_GNU_VERDEF, SHT_GNU_VERNEED, SHT_GNU_VERSYM, SHT_HIOS = 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF, \
-    0x6FFFFFFF
-SHT_LOPROC, SHT_X86_64_UNWIND, SHT_HIPROC = 0x70000000, 0x70000001, 0x7FFFFFFF
-SHT_LOUSER, SHT_HIUSER = 0x80000000, 0xFFFFFFFF
-SHF_ALLOC, SHF_INFO_LINK, SHF_LINK_ORDER, SHF_OS_NONCONFORMING, SHF_GROUP = 0x2, 0x40, 0x80, \
-    0x100, 0x200
-GRP_ENTRY_SIZE = 4
-
-UNRECOGNIZED = "file format not recognized"
-UNKNOWN_ARCH = "can't disassemble for architecture UNKNOWN!"
-CORRUPT_SHSTRNDX = "warning: {path} has a corrupt string table index"
-PAST_END = "warning: {path} has a section extending past end of file"
-BAD_ALIGNMENT = "warning: {path} has a program header with invalid alignment"
-
-# Section types bfd_section_from_shdr makes a plain section of, whatever their fields.
-PLAIN_TYPES = frozenset({SHT_PROGBITS, SHT_NOBITS, SHT_HASH, SHT_NOTE, SHT_INIT_ARRAY,
-                         SHT_FINI_ARRAY, SHT_PREINIT_ARRAY, SHT_GNU_LIBLIST, SHT_GNU_HASH})
-# (ELF class) -> {machine: x86 vector} of Debian's objdump: elf64-x86-64; elf32-i386 (which
-# takes EM_486 too), elf32-iamcu, elf32-x86-64 (x32)
-X86_VECTORS = {ELFCLASS64: {EM_X86_64: "elf64-x86-64"},
-               ELFCLASS32: {EM_386: "elf32-i386", EM_486: "elf32-i386",
-                            EM_IAMCU: "elf32-iamcu", EM_X86_64: "elf32-x86-64"}}
-X86_MACHINES = {cls: tuple(vectors) for cls, vectors in X86_VECTORS.items()}
-
-
-class _Layout:
-    """Header layouts of one ELF class (gABI "ELF Header", "Sections", "Program Header")."""
-
-    def __init__(self, is64: bool, big_endian: bool = False) -> None:
-        self.is64 = is64
-        self.e = e = ">" if big_endian else "<"
-        self.ehdr = struct.Struct(e + ("16sHHIQQQIHHHHHH" if is64 else "16sHHIIIIIHHHHHH"))
-        self.shdr = struct.Struct(e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"))
-        self.phdr_size = 56 if is64 else 32
-        self.phdr_align = 48 if is64 else 28  # offset of p_align
-        self.word = "Q" if is64 else "I"
-        self.sym_size = 24 if is64 else 16
-        self.reloc_sizes = {SHT_REL: 16 if is64 else 8, SHT_RELA: 24 if is64 else 12,
-                            SHT_RELR: 8 if is64 else 4}
-
-
-@dataclass
-class Shdr:
-    """One section header as BFD keeps it (``Elf_Internal_Shdr``)."""
-
-    index: int
-    name: int
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    addralign: int
-    entsize: int
-    contents: bytes | None = None  # a string table BFD has read
-    section: str | None = None  # the name of the BFD section made of it
-    group: list | None = None  # SHT_GROUP: [flags, member Shdr or None, ...]
-    group_name: str | None = None
-    next_in_group: bool = False
-
-
-@dataclass
-class BfdView:
-    """objdump's verdict on one file: refused (``refusal``) or its format and sections."""
-
-    refusal: str | None = None  # objdump's reason, printed as "FILE: reason"
-    messages: list[str] = field(default_factory=list)  # BFD's lines for this file
-    format_name: str = ""
-    no_sections: bool = False  # e_shstrndx unusable: BFD makes no sections (PR 2257)
-    sections: list[int] = field(default_factory=list)  # header indexes, in creation order
-    symtab: int = 0
-    dynsym: int = 0
-    fatal: list[str] | None = None  # objdump's lines when reading the symbols fails
-    shdrs: list[Shdr] = field(default_factory=list)
-    ehdr: bytes = b""
-    segments: list[Segment] | None = None  # a core file: BFD's sections are its segments
-
-
-@dataclass
-class Segment:
-    """A section BFD makes of a core file's program header (_bfd_elf_make_section_from_phdr):
-    ``load3``, or ``load5a``/``load5b`` for the file and memory-only parts."""
-
-    name: str
-    vma: int
-    size: int
-    offset: int
-    has_contents: bool
-    is_code: bool
-
-
-# bfd_section_from_phdr: the name of a segment's section, by p_type ("proc" for the others)
-PT_NAMES = {0: "null", 1: "load", 2: "dynamic", 3: "interp", 4: "note", 5: "shlib", 6: "phdr",
-            7: "tls", 0x6474E550: "eh_frame_hdr", 0x6474E551: "stack", 0x6474E552: "relro",
-            0x6474E554: "sframe"}
-PT_LOAD, PT_NOTE, PF_X = 1, 4, 1
-SEGMENT_PAST_END = "warning: {path} has a segment extending past end of file"
-
-
-def _core_view(file: _File, layout: _Layout, header: tuple, data: bytes, ei_data: int) -> BfdView:
-    """elf_core_file_p (bfd/elfcore.h) with the x86 vector, else the generic one."""
-    e_machine, e_phoff, e_shoff, e_phentsize, e_phnum = (header[i] for i in (2, 5, 6, 9, 10))
-    if e_phoff == 0 or e_phentsize != layout.phdr_size:
-        return BfdView(UNRECOGNIZED)
-    if e_shoff != 0 and e_phnum == PN_XNUM:
-        first = file.read(e_shoff, layout.shdr.size)
-        if first is None:
-            return BfdView(UNRECOGNIZED)
-        e_phnum = layout.shdr.unpack(first)[7]
-    if file.size and e_phnum > file.size // layout.phdr_size:
-        return BfdView(UNRECOGNIZED)
-    phdr = struct.Struct(layout.e + ("IIQQQQQQ" if layout.is64 else "IIIIIIII"))
-    phdrs = []
-    for index in range(e_phnum):
-        raw = file.read(e_phoff + index * layout.phdr_size, layout.phdr_size)
-        if raw is None:
-            return BfdView(UNRECOGNIZED)
-        fields = phdr.unpack(raw)
-        if layout.is64:
-            p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
-        else:
-            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, _align = fields
-        phdrs.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz))
-    segments = []
-    for index, (p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz) in enumerate(phdrs):
-        kind = PT_NAMES.get(p_type, "proc")
-        split = p_memsz > 0 and p_filesz > 0 and p_memsz > p_filesz
-        code = p_type == PT_LOAD and bool(p_flags & PF_X)
-        if p_filesz > 0:
-            segments.append(Segment(f"{kind}{index}{'a' if split else ''}", p_vaddr, p_filesz,
-                                    p_offset, True, code))
-        if p_memsz > p_filesz:
-            segments.append(Segment(f"{kind}{index}{'b' if split else ''}",
-                                    (p_vaddr + p_filesz) & ((1 << 64) - 1),
-                                    p_memsz - p_filesz, p_offset + p_filesz, False, code))
-        if p_type == PT_NOTE and p_filesz and not _notes_parse(file, layout, p_offset,
-                                                               p_filesz, _align):
-            return BfdView(UNRECOGNIZED)
-    messages = []
-    for _type, _flags, p_offset, _vaddr, p_filesz, _memsz in phdrs:
-        if p_filesz and file.size and (p_offset >= file.size
-                                       or p_filesz > file.size - p_offset):
-            messages.append(SEGMENT_PAST_END.format(path=file.path))
-            break
-    x86_name = None if ei_data == ELFDATA2MSB else X86_VECTORS[layout.is64 + 1].get(e_machine)
-    if x86_name is None:
-        return BfdView(UNKNOWN_ARCH, messages)
-    return BfdView(None, messages, x86_name, ehdr=bytes(data[:layout.ehdr.size]),
-                   segments=segments)
-
-
-NT_GNU_PROPERTY_TYPE_0 = 5
-GNU_PROPERTY_LOPROC, GNU_PROPERTY_LOUSER = 0xC0000000, 0xE0000000
-X86_NUMBER_PROPERTIES = range(0xC0000000, 0xC0018000)  # x86 ISA/feature AND/OR words
-
-
-def _property_problem(kind: int, datasz: int, step: int, generic: bool) -> str | None:
-    """What BFD says of one GNU property (None: nothing), ``{path}`` left to fill."""
-    if kind >= GNU_PROPERTY_LOPROC:
-        if generic or kind >= GNU_PROPERTY_LOUSER:
-            return None if generic else ("warning: {path}: unsupported GNU_PROPERTY_TYPE (5) "
-                                         "type: {kind:#x}")
-        if kind in X86_NUMBER_PROPERTIES and datasz != 4:
-            return "error: {path}: <corrupt x86 property ({kind:#x}) size: {datasz:#x}>"
-        return None
-    if kind == 1:  # GNU_PROPERTY_STACK_SIZE
-        return None if datasz == step else "warning: {path}: corrupt stack size: {datasz:#x}"
-    if kind == 2:  # GNU_PROPERTY_NO_COPY_ON_PROTECTED
-        return None if datasz == 0 else ("warning: {path}: corrupt no copy on protected "
-                                         "size: {datasz:#x}")
-    if 0xB0000000 <= kind <= 0xB000FFFF:  # GNU_PROPERTY_UINT32_AND/OR ranges
-        return None if datasz == 4 else ("error: {path}: <corrupt property ({kind:#x}) "
-                                         "size: {datasz:#x}>")
-    return "warning: {path}: unsupported GNU_PROPERTY_TYPE (5) type: {kind:#x}"
-
-
-def _notes(buf: bytes, align: int, endian: str):
-    """(name, type, desc) of each note elf_parse_notes reaches, until one is malformed."""
-    align = 4 if align < 4 else align
-    if align not in (4, 8):
-        return
-    at, size = 0, len(buf)
-    while at < size:
-        if 12 > size - at:
-            return
-        namesz, descsz, note_type = struct.unpack_from(endian + "III", buf, at)
-        if namesz > size - at - 12:
-            return
-        desc_at = at + ((12 + namesz + align - 1) & -align)
-        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
-            return
-        yield buf[at + 12:at + 12 + namesz], note_type, buf[desc_at:desc_at + descsz]
-        at = desc_at + ((descsz + align - 1) & -align)
-
-
-def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: int) -> bool:
-    """elf_read_notes and the structure checks of elf_parse_notes (a core file's notes)."""
-    if size + 1 >= 1 << 64:
-        return True
-    buf = file.read(offset, size)
-    if buf is None:
-        return False
-    align = 4 if align < 4 else align
-    if align not in (4, 8):
-        return False
-    at = 0
-    while at < size:
-        if 12 > size - at:
-            return False
-        namesz, descsz, _type = struct.unpack_from(layout.e + "III", buf, at)
-        if namesz > size - at - 12:
-            return False
-        desc_at = at + ((12 + namesz + align - 1) & -align)
-        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
-            return False
-        at = desc_at + ((descsz + align - 1) & -align)
-    return True
-
-
-class _File:
-    def __init__(self, path: str, read_at: ReadAt, size: int) -> None:
-        self.path, self.read_at, self.size = path, read_at, size
-        self.read_only = False  # set by BFD's first "warning: FILE has ..." (one per file)
-
-    def read(self, offset: int, size: int) -> bytes | None:
-        """``size`` bytes at ``offset``, or None past the end (a short bfd_bread)."""
-        if offset < 0 or size < 0 or offset >= 1 << 63 or offset + size > self.size:
-            return None
-        data = self.read_at(offset, size)
-        return data if len(data) == size else None
+__all__ = ["UNKNOWN_ARCH", "UNRECOGNIZED", "BfdView", "ReadAt", "Shdr", "bfd_view"]
 
 
 class _Refused(Exception):
@@ -576,7 +386,7 @@ class _Vector:
     def _object_notes(self, buf: bytes, align: int) -> None:
         """elf_parse_notes on an object's SHT_NOTE section: the GNU property notes are
         parsed (elf-properties.c), their complaints said; its result is not used."""
-        for name, note_type, desc in _notes(buf, align, self.layout.e):
+        for name, note_type, desc in notes(buf, align, self.layout.e):
             if name == b"GNU\0" and note_type == NT_GNU_PROPERTY_TYPE_0:
                 self._gnu_properties(desc)
 
@@ -598,7 +408,7 @@ class _Vector:
                 self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) type ({kind:#x}) "
                          f"datasz: {datasz:#x}")
                 return
-            problem = _property_problem(kind, datasz, step, generic=not self.x86)
+            problem = property_problem(kind, datasz, step, generic=not self.x86)
             if problem == "corrupt":
                 return
             if problem is not None:
@@ -905,7 +715,7 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
     if ei_version != EV_CURRENT and e_type != ET_CORE:  # elf_core_file_p does not check it
         return BfdView(UNRECOGNIZED)
     if e_type == ET_CORE:  # not an object: objdump then tries the core-file formats
-        return _core_view(file, layout, header, data, ei_data)
+        return core_view(file, layout, header, data, ei_data)
     if (e_shoff < ehdr_size and (e_type == ET_REL or e_shnum != 0)) \
             or (e_shentsize != layout.shdr.size and e_shnum != 0):
         return BfdView(UNRECOGNIZED)
