@@ -27,9 +27,28 @@ int counter;
 static int helper(int x) { return x * 3 + counter; }
 int main(int argc, char **argv) { counter = argc; return helper(argc) + (argv[0][0] == 'x'); }
 """
-# (name, gcc flags): an executable, a PIE, a relocatable object, 32-bit when multilib is here
-VARIANTS = (("exec", ["-O2", "-no-pie", "-fno-pie"]), ("pie", ["-O2", "-fpie", "-pie"]),
-            ("object", ["-O2", "-c"]), ("exec32", ["-O2", "-m32", "-no-pie", "-fno-pie"]))
+LIBRARY = """
+int counter;
+int api(int x) { return x * 3 + counter; }
+int api2(int x) { return api(x) + 1; }
+"""
+VERSIONS = "VERS_1 { global: api; local: *; }; VERS_2 { global: api2; } VERS_1;\n"
+TEMPLATES = """
+template <typename T> T twice(T v) { return v + v; }
+inline int shared_inline(int a) { static int n; return a + ++n; }
+int use(int a) { return twice(a) + twice<long>(a) + shared_inline(a); }
+"""
+# (name, compiler, source, flags): an executable, a PIE, a relocatable object, 32-bit when
+# multilib is here; a shared library with version definitions (.gnu.version_d); C++ objects
+# with COMDAT section groups (SHT_GROUP), 64- and 32-bit
+VARIANTS = (("exec", "gcc", "seed.c", ["-O2", "-no-pie", "-fno-pie"]),
+            ("pie", "gcc", "seed.c", ["-O2", "-fpie", "-pie"]),
+            ("object", "gcc", "seed.c", ["-O2", "-c"]),
+            ("exec32", "gcc", "seed.c", ["-O2", "-m32", "-no-pie", "-fno-pie"]),
+            ("library", "gcc", "lib.c", ["-O2", "-shared", "-fPIC",
+                                         "-Wl,--version-script=versions.map"]),
+            ("groups", "g++", "groups.cpp", ["-O2", "-c"]),
+            ("groups32", "g++", "groups.cpp", ["-O2", "-m32", "-c"]))
 
 
 @dataclass
@@ -54,13 +73,15 @@ def error_lines(stderr: str, program: str) -> tuple[str, ...]:
 
 
 def build_seeds(workdir: Path) -> dict[str, bytes]:
-    """The unmutated ELF files (those gcc can build here)."""
-    src = workdir / "seed.c"
-    src.write_text(SOURCE)
+    """The unmutated ELF files (those gcc and g++ can build here)."""
+    for name, text in (("seed.c", SOURCE), ("lib.c", LIBRARY), ("versions.map", VERSIONS),
+                       ("groups.cpp", TEMPLATES)):
+        (workdir / name).write_text(text)
     seeds = {}
-    for name, flags in VARIANTS:
+    for name, compiler, source, flags in VARIANTS:
         out = workdir / name
-        done = subprocess.run(["gcc", *flags, "-o", str(out), str(src)], capture_output=True)
+        done = subprocess.run([compiler, *flags, "-o", str(out), source], capture_output=True,
+                              cwd=workdir)
         if done.returncode == 0:
             seeds[name] = out.read_bytes()
     return seeds

@@ -97,9 +97,10 @@ class SectionUnreadable(ElfFormatError):
     lines (``bfd_get_full_section_contents``, then ``disassemble_section``), skips it and
     goes on with status 0."""
 
-    def __init__(self, path: str, name: str, size: int) -> None:
+    def __init__(self, path: str, name: str, size: int, group: str = "") -> None:
+        label = f"{name}[{group}]" if group else name  # BFD's %pA
         super().__init__(f"section {name} extends past the end of the file",
-                         lines=[f"error: {path}({name}) is too large ({size:#x} bytes)",
+                         lines=[f"error: {path}({label}) is too large ({size:#x} bytes)",
                                 f"Reading section {name} failed because: file truncated"])
 
 
@@ -121,6 +122,7 @@ class Section:
     _compression: int = field(default=0, repr=False)  # ELFCOMPRESS_ZLIB / _ZSTD, 0: none
     _header_size: int = field(default=0, repr=False)  # Elf_Chdr before compressed data
     _path: str = field(default="", repr=False)  # the file's name, for objdump's messages
+    _group: str = field(default="", repr=False)  # its section group's signature, if any
 
     def data(self) -> bytes:
         """The section's bytes (zeros for NOBITS, decompressed for SHF_COMPRESSED, as BFD
@@ -133,11 +135,11 @@ class Section:
                 return bytes(self.size)  # not kept: many large NOBITS sections add up
             stored = self.size if self._stored_size < 0 else self._stored_size
             if self.file_offset + stored > self._file_size:  # checked before allocating
-                raise SectionUnreadable(self._path, self.name, self.size)
+                raise SectionUnreadable(self._path, self.name, self.size, self._group)
             self._file.seek(self.file_offset)
             raw = self._file.read(stored)
             if len(raw) != stored:
-                raise SectionUnreadable(self._path, self.name, self.size)
+                raise SectionUnreadable(self._path, self.name, self.size, self._group)
             self._data = self._decompress(raw) if self._compression else raw
         return self._data
 
@@ -260,6 +262,11 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
     if image is None:  # BFD takes what pyelftools cannot parse: its sections, no symbols
         image = _from_view(path, stream, size, view)
     image.warnings = view.messages
+    for section in image.sections:  # BFD's names (raw bytes kept), "name[group]" in messages
+        shdr = view.shdrs[section.index] if section.index < len(view.shdrs) else None
+        if shdr is not None and shdr.section is not None:
+            section.name = shdr.section
+        section._group = view.group_names.get(section.index, "")
     return image
 
 

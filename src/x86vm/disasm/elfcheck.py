@@ -312,9 +312,10 @@ class _Vector:
         if kind == SHT_GNU_ATTRIBUTES:
             return self.make(hdr, name)
         # elf_backend_section_from_shdr: the x86-64 vectors take SHT_X86_64_UNWIND only; the
-        # others (elf32-i386, elf32-iamcu, generic) keep BFD's default, which makes a section
-        if not self.x86_64_backend or kind == SHT_X86_64_UNWIND:
-            return self.make(hdr, name)
+        # others (elf32-i386, elf32-iamcu, generic) keep BFD's default, which makes a section;
+        # when that fails, the type ranges below still decide (and a made section stays)
+        if (kind == SHT_X86_64_UNWIND or not self.x86_64_backend) and self.make(hdr, name):
+            return True
         if SHT_LOUSER <= kind <= SHT_HIUSER and not hdr.flags & SHF_ALLOC:
             return self.make(hdr, name)
         if SHT_LOOS <= kind <= SHT_HIOS and not hdr.flags & SHF_OS_NONCONFORMING:
@@ -362,7 +363,16 @@ class _Vector:
         if self.shdrs[hdr.info].section is None:
             return False
         key = (hdr.info, hdr.type)
-        self.rel_targets.add(key)  # a second one is a secondary reloc section: kept aside
+        if key in self.rel_targets:  # a secondary relocation section: RELA ones are kept
+            if hdr.type == SHT_RELA:
+                return self.make(hdr, name)
+            target = self.shdrs[hdr.info]
+            label = f"{target.section}[{target.group_name}]" if target.group_name \
+                and target.type != SHT_GROUP else target.section
+            self.say(f"{{path}}: warning: secondary relocation section '{name}' for section "
+                     f"{label} found - ignoring")
+            return True
+        self.rel_targets.add(key)
         return True
 
     # -- _bfd_elf_make_section_from_shdr -----------------------------------------------------
@@ -449,6 +459,9 @@ class _Vector:
                         member = None
                     members.append(member)
                 shdr.group = members
+                # BFD keeps the translated group in the header's contents, where a string
+                # lookup in this section would find it (its last byte is 0 on x86-64 hosts)
+                shdr.contents = bytes(shdr.size + 1)
                 self.groups.append(shdr)
             if self.num_group != -1 and not self.groups:
                 self.num_group = -1
@@ -458,11 +471,39 @@ class _Vector:
                 self.say(f"{{path}}: group section '{group.section}' has no contents")
                 return False
             if any(member is hdr for member in group.group[1:]):
-                hdr.group_name = "?"
+                named = next((m for m in group.group[1:] if m is not None and m is not hdr
+                              and m.group_name is not None), None)
+                name = named.group_name if named is not None else self._signature(group)
+                if name is None:
+                    return False
+                hdr.group_name = name
                 group.next_in_group = True
                 return True
         self.say(f"{{path}}: no group info for section '{hdr.section}'")
         return True
+
+    def _signature(self, group: Shdr) -> str | None:
+        """group_signature: the name of the symbol sh_info of the group's symbol table."""
+        if group.link >= len(self.shdrs) or self.shdrs[group.link].type != SHT_SYMTAB \
+                or not self.from_shdr(group.link):
+            return None
+        symtab = self.shdrs[self.onesymtab]
+        size = self.layout.sym_size
+        raw = self.file.read(symtab.offset + group.info * size, size)
+        if raw is None:
+            return None
+        st_name, = struct.unpack_from(self.layout.e + "I", raw, 0)
+        info_at, shndx_at = (4, 6) if self.layout.is64 else (12, 14)
+        st_shndx, = struct.unpack_from(self.layout.e + "H", raw, shndx_at)
+        if st_shndx == SHN_XINDEX and not any(entry.size for entry in self.shndx_list):
+            self.say(f"{{path}} symbol number {group.info} references nonexistent "
+                     "SHT_SYMTAB_SHNDX section")
+            return None
+        table = symtab.link
+        if st_name == 0 and raw[info_at] & 0xF == 3 and st_shndx < len(self.shdrs):
+            st_name, table = self.shdrs[st_shndx].name, self.e_shstrndx
+        name = self.string(table, st_name)
+        return "(null)" if name is None else name
 
     def _setup_sections(self) -> bool:
         """_bfd_elf_setup_sections: SHF_LINK_ORDER links and group membership."""
@@ -634,12 +675,53 @@ class _Vector:
             if error is not None:
                 return error
         if self.verdef is not None and self.verdef.info:
-            hdr = self.verdef
-            if hdr.size < 20:
-                self.say("{path}: .gnu.version_d invalid entry")
+            return self._verdef(self.verdef)
+        return None
+
+    def _verdef(self, hdr: Shdr) -> str | None:
+        """The .gnu.version_d walk of _bfd_elf_slurp_version_tables: its error, or None."""
+        bad = "{path}: .gnu.version_d invalid entry"
+        if hdr.size < 20:
+            self.say(bad)
+            return "bad value"
+        data = self.file.read(hdr.offset, hdr.size)
+        if data is None:
+            return "file truncated"
+        end_def, end_aux = hdr.size - 20, hdr.size - 8
+        verdef, verdaux = self.layout.e + "HHHHIII", self.layout.e + "II"
+        at = 0
+        for _i in range(hdr.info):  # first pass: the version indexes and the links
+            _v, _f, ndx, _cnt, _hash, _aux, vd_next = struct.unpack_from(verdef, data, at)
+            if ndx & 0x7FFF == 0:
+                self.say(bad)
                 return "bad value"
-            if self.file.read(hdr.offset, hdr.size) is None:
-                return "file truncated"
+            if vd_next == 0:
+                break
+            if vd_next > end_def - at:
+                self.say(bad)
+                return "bad value"
+            at += vd_next
+        at = 0
+        for _i in range(hdr.info):  # second pass: the names
+            _v, _f, ndx, cnt, _hash, vd_aux, vd_next = struct.unpack_from(verdef, data, at)
+            if ndx & 0x7FFF == 0 or vd_aux > end_aux - at:
+                self.say(bad)
+                return "bad value"
+            aux = at + vd_aux
+            for _j in range(cnt):
+                vda_name, vda_next = struct.unpack_from(verdaux, data, aux)
+                if self.string(hdr.link, vda_name) is None:
+                    self.say(bad)
+                    return "bad value"
+                if vda_next == 0:
+                    break
+                if vda_next > end_aux - aux:
+                    self.say(bad)
+                    return "bad value"
+                aux += vda_next
+            if vd_next == 0:
+                break
+            at += vd_next
         return None
 
     def _verneed(self, hdr: Shdr) -> str | None:
@@ -741,9 +823,12 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
 
 def _accepted(vector: _Vector, format_name: str) -> BfdView:
     made = [] if vector.no_sections else [h.index for h in vector.made]
+    groups = {h.index: h.group_name for h in vector.made
+              if h.group_name is not None and h.type != SHT_GROUP}
     fatal = vector.read_symbols()
     return BfdView(None, vector.messages, format_name, vector.no_sections, made,
-                   vector.onesymtab, vector.dynsymtab, fatal, vector.shdrs, vector.ehdr)
+                   vector.onesymtab, vector.dynsymtab, fatal, vector.shdrs, vector.ehdr,
+                   group_names=groups)
 
 
 def bfd_refusal(read_at: ReadAt, file_size: int, warnings: list[str] | None = None) -> str | None:

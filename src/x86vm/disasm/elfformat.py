@@ -103,6 +103,7 @@ class BfdView:
     shdrs: list[Shdr] = field(default_factory=list)
     ehdr: bytes = b""
     segments: list[Segment] | None = None  # a core file: BFD's sections are its segments
+    group_names: dict[int, str] = field(default_factory=dict)  # section index -> group
 
 
 @dataclass
