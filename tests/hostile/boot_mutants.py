@@ -2,12 +2,14 @@
 
     python3 tests/hostile/boot_mutants.py [COUNT] [--seed N] [--backend emu|kvm]
                                           [--formats multiboot,bzimage,pvh] [--timeout S]
+                                          [--reasons]
 
 Each seed is a guest built at run time with gcc (tests/guests: multiboot.elf, long64.bzImage,
 long64_pvh.elf); each mutant changes one to three of its boot-protocol fields (the Multiboot
 header, the bzImage setup header, ELF and program headers, the PVH note), flips bytes,
-truncates or extends the file. Every mutant is run with ``x86vm run --backend B --timeout S``
-in a worker process (in-process ``main``, so that thousands of runs fit in minutes); the
+truncates or extends the file; it is booted with a random guest RAM size (2 MiB to 128 MiB),
+often a long command line and an initrd of up to 3 MiB. Every mutant is run with
+``x86vm run --backend B --timeout S`` in a worker process (in-process ``main``, so that thousands of runs fit in minutes); the
 parent watches the worker, and a mutant whose run does not end within ``S + 5`` seconds is a
 hang (the worker is killed and restarted after it). A run must end with either
 
@@ -141,6 +143,21 @@ def mutate(kind: str, data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+MEMORY_SIZES = ("32M", "32M", "32M", "2M", "8M", "17M", "128M")
+
+
+def boot_options(rng: random.Random, initrd_path: str) -> list[str]:
+    """Guest RAM, a command line and an initrd (the loaders place them next to the image):
+    mostly the defaults a kernel fits in, sometimes small RAM, long lines, big initrds."""
+    options = ["-m", rng.choice(MEMORY_SIZES)]
+    if rng.random() < 0.3:
+        options += ["--cmdline", "x" * rng.choice((1, 100, 2047, 2048, 4096, 70000))]
+    if rng.random() < 0.3:
+        Path(initrd_path).write_bytes(bytes(rng.choice((1, 4096, 1 << 20, 3 << 20))))
+        options += ["--initrd", initrd_path]
+    return options
+
+
 def judge(status: int, stderr: str) -> str | None:
     """What is wrong with a run's outcome, or None."""
     if "Traceback" in stderr:
@@ -168,12 +185,13 @@ def worker(args: argparse.Namespace) -> int:
         kind = sorted(seeds)[index % len(seeds)]
         rng = random.Random(f"{args.seed}:{index}")
         Path(path).write_bytes(mutate(kind, seeds[kind], rng))
+        extra = boot_options(rng, path + ".initrd")
         report.write(json.dumps({"start": index}) + "\n")
         err = io.StringIO()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             try:
                 status = main(["run", "--backend", args.backend, "--timeout", args.timeout,
-                               "-m", "32M", "--serial", "none", path])
+                               "--serial", "none", *extra, path])
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else 2
             except BaseException as exc:  # noqa: BLE001 - exactly what must never happen
