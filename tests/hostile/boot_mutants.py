@@ -9,9 +9,10 @@ long64_pvh.elf); each mutant changes one to three of its boot-protocol fields (t
 header, the bzImage setup header, ELF and program headers, the PVH note), flips bytes,
 truncates or extends the file; it is booted with a random guest RAM size (2 MiB to 128 MiB),
 often a long command line and an initrd of up to 3 MiB. Every mutant is run with
-``x86vm run --backend B --timeout S`` in a worker process (in-process ``main``, so that thousands of runs fit in minutes); the
-parent watches the worker, and a mutant whose run does not end within ``S + 5`` seconds is a
-hang (the worker is killed and restarted after it). A run must end with either
+``x86vm run --backend B --timeout S`` in a worker process (in-process ``main``, so that
+thousands of runs fit in minutes); the parent watches the worker, and a mutant whose run does
+not end within ``S + 5`` seconds is a hang (the worker is killed and restarted after it).
+A run must end with either
 
 * a rejection: status 2 and exactly one line on standard error, ``x86vm: error: ...``; or
 * a run: the guest's status (0, a debug-exit status, 124 for the timeout, 126 when the vCPU
