@@ -8,10 +8,11 @@ Each seed is a guest built at run time with gcc (tests/guests: multiboot.elf, lo
 long64_pvh.elf); each mutant changes one to three of its boot-protocol fields (the Multiboot
 header, the bzImage setup header, ELF and program headers, the PVH note), flips bytes,
 truncates or extends the file; it is booted with a random guest RAM size (2 MiB to 128 MiB),
-often a long command line and an initrd of up to 3 MiB. Every mutant is run with
-``x86vm run --backend B --timeout S`` in a worker process (in-process ``main``, so that
-thousands of runs fit in minutes); the parent watches the worker, and a mutant whose run does
-not end within ``S + 5`` seconds is a hang (the worker is killed and restarted after it).
+often a long command line and an initrd of up to 3 MiB, sometimes with ``--loader`` forced.
+Every mutant is run with ``x86vm run --backend B --timeout S`` in a worker process (in-process
+``main``, so that thousands of runs fit in minutes); the parent watches the worker, and a
+mutant whose run does not end within ``S + 5`` seconds is a hang (the worker is killed and
+restarted after it).
 A run must end with either
 
 * a rejection: status 2 and exactly one line on standard error, ``x86vm: error: ...``; or
@@ -151,6 +152,8 @@ def boot_options(rng: random.Random, initrd_path: str) -> list[str]:
     """Guest RAM, a command line and an initrd (the loaders place them next to the image):
     mostly the defaults a kernel fits in, sometimes small RAM, long lines, big initrds."""
     options = ["-m", rng.choice(MEMORY_SIZES)]
+    if rng.random() < 0.15:  # a loader chosen by hand, often not the image's
+        options += ["--loader", rng.choice(("flat", "multiboot", "linux", "pvh"))]
     if rng.random() < 0.3:
         options += ["--cmdline", "x" * rng.choice((1, 100, 2047, 2048, 4096, 70000))]
     if rng.random() < 0.3:
