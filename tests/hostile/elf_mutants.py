@@ -40,7 +40,7 @@ int use(int a) { return twice(a) + twice<long>(a) + shared_inline(a); }
 """
 # (name, compiler, source, flags): an executable, a PIE, a relocatable object, 32-bit when
 # multilib is here; a shared library with version definitions (.gnu.version_d); C++ objects
-# with COMDAT section groups (SHT_GROUP), 64- and 32-bit
+# with COMDAT section groups (SHT_GROUP), 64- and 32-bit; an object with compressed DWARF
 VARIANTS = (("exec", "gcc", "seed.c", ["-O2", "-no-pie", "-fno-pie"]),
             ("pie", "gcc", "seed.c", ["-O2", "-fpie", "-pie"]),
             ("object", "gcc", "seed.c", ["-O2", "-c"]),
@@ -48,7 +48,8 @@ VARIANTS = (("exec", "gcc", "seed.c", ["-O2", "-no-pie", "-fno-pie"]),
             ("library", "gcc", "lib.c", ["-O2", "-shared", "-fPIC",
                                          "-Wl,--version-script=versions.map"]),
             ("groups", "g++", "groups.cpp", ["-O2", "-c"]),
-            ("groups32", "g++", "groups.cpp", ["-O2", "-m32", "-c"]))
+            ("groups32", "g++", "groups.cpp", ["-O2", "-m32", "-c"]),
+            ("debug", "gcc", "seed.c", ["-O2", "-g", "-gz", "-ffunction-sections", "-c"]))
 
 
 @dataclass

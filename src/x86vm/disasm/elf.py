@@ -29,6 +29,7 @@ from typing import BinaryIO
 from elftools.elf.elffile import ELFFile
 
 from x86vm.disasm.elfcheck import UNKNOWN_ARCH, BfdView, bfd_view
+from x86vm.disasm.elfformat import DEBUG_PREFIXES
 
 __all__ = [
     "ElfFormatError",
@@ -632,9 +633,6 @@ class _Loader:
                 DynamicReloc(offset, rtype, addend, sym, sym.name if sym else "*ABS*")
             )
         return out
-
-
-DEBUG_PREFIXES = (".debug", ".gnu.debuglto_.debug_", ".gnu.linkonce.wi.", ".zdebug")
 
 
 def _debugging(name: str, flags: int) -> bool:

@@ -32,6 +32,9 @@ SHT_LOUSER, SHT_HIUSER = 0x80000000, 0xFFFFFFFF
 SHF_ALLOC, SHF_INFO_LINK, SHF_LINK_ORDER, SHF_OS_NONCONFORMING, SHF_GROUP = 0x2, 0x40, 0x80, \
     0x100, 0x200
 GRP_ENTRY_SIZE = 4
+SHF_COMPRESSED = 0x800
+# the sections BFD treats as debugging information, by name (SEC_DEBUGGING, SEC_ELF_OCTETS)
+DEBUG_PREFIXES = (".debug", ".gnu.debuglto_.debug_", ".gnu.linkonce.wi.", ".zdebug")
 
 UNRECOGNIZED = "file format not recognized"
 UNKNOWN_ARCH = "can't disassemble for architecture UNKNOWN!"
