@@ -81,8 +81,9 @@ def build_seeds(workdir: Path) -> dict[str, bytes]:
     seeds = {}
     for name, compiler, source, flags in VARIANTS:
         out = workdir / name
-        done = subprocess.run([compiler, *flags, "-o", str(out), source], capture_output=True,
-                              cwd=workdir)
+        # the same bytes whatever the directory (DWARF names it otherwise)
+        done = subprocess.run([compiler, *flags, f"-ffile-prefix-map={workdir}=.", "-o",
+                               str(out), source], capture_output=True, cwd=workdir)
         if done.returncode == 0:
             seeds[name] = out.read_bytes()
     return seeds
@@ -189,7 +190,10 @@ def run_x86vm(path: str) -> Verdict:
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except Exception:  # noqa: BLE001 - exactly what must never happen
+            import traceback as tb
+
             status, traceback = -1, True
+            err.write("Traceback: " + tb.format_exc().replace("\n", " | ")[-600:] + "\n")
     text = err.getvalue()
     return Verdict(status, traceback or "Traceback" in text, error_lines(text, "x86vm"))
 

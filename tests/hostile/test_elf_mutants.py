@@ -92,3 +92,25 @@ def test_a_core_file_is_listed_by_its_segments(seeds, tmp_path):
                                                                    "PYTHONPATH": SRC})
         assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
         assert "Disassembly of section load" in ours.stdout
+
+
+def test_braces_in_a_section_name_are_just_bytes(seeds, tmp_path):
+    """A name BFD quotes in a message ("no group info for section '.d{t}'") is printed as it
+    is, never taken for a format string (it once raised ValueError)."""
+    data = bytearray(seeds["object"])
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shnum, shstrndx = struct.unpack_from("<HH", data, 60)
+    strtab_at = struct.unpack_from("<Q", data, shoff + shstrndx * 64 + 24)[0]
+    for index in range(1, shnum):
+        header = shoff + index * 64
+        name_at = strtab_at + struct.unpack_from("<I", data, header)[0]
+        if data[name_at:name_at + 6] == b".data\0":
+            data[name_at:name_at + 5] = b".d{t}"
+            flags, = struct.unpack_from("<Q", data, header + 8)
+            struct.pack_into("<Q", data, header + 8, flags | 0x200)  # SHF_GROUP
+    path = tmp_path / "braces.o"
+    path.write_bytes(bytes(data))
+    ours, theirs = run_x86vm(str(path)), run_objdump(str(path))
+    assert not ours.traceback
+    assert (ours.status, ours.lines) == (theirs.status, theirs.lines)
+    assert any("'.d{t}'" in line for line in ours.lines)

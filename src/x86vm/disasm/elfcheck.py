@@ -113,7 +113,8 @@ class _Vector:
         self.versym: Shdr | None = None
 
     def say(self, text: str) -> None:
-        self.messages.append(text.format(path=self.file.path))
+        # not str.format: the names in a message are the file's bytes, "{" and "}" included
+        self.messages.append(text.replace("{path}", self.file.path))
 
     def warn_once(self, text: str) -> None:
         if not self.file.read_only:
