@@ -421,7 +421,7 @@ class _Vector:
     def _object_notes(self, buf: bytes, align: int) -> None:
         """elf_parse_notes on an object's SHT_NOTE section: the GNU property notes are
         parsed (elf-properties.c), their complaints said; its result is not used."""
-        for name, note_type, desc in notes(buf, align, self.layout.e):
+        for name, note_type, desc in notes(buf, align, self.layout.e)[0]:
             if name == b"GNU\0" and note_type == NT_GNU_PROPERTY_TYPE_0:
                 self._gnu_properties(desc)
 
@@ -854,12 +854,3 @@ def _accepted(vector: _Vector, format_name: str) -> BfdView:
     return BfdView(None, vector.messages, format_name, vector.no_sections, made,
                    vector.onesymtab, vector.dynsymtab, fatal, vector.shdrs, vector.ehdr,
                    group_names=groups)
-
-
-def bfd_refusal(read_at: ReadAt, file_size: int, warnings: list[str] | None = None) -> str | None:
-    """Why objdump would not list the file as an x86 ELF object, in objdump's words; None if
-    it would (BFD's messages for it appended to ``warnings``, with the path left as FILE)."""
-    view = bfd_view("FILE", read_at, file_size)
-    if warnings is not None:
-        warnings += view.messages
-    return view.refusal

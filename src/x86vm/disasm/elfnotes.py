@@ -103,23 +103,25 @@ def property_problem(kind: int, datasz: int, step: int, generic: bool) -> str | 
     return "warning: {path}: unsupported GNU_PROPERTY_TYPE (5) type: {kind:#x}"
 
 
-def notes(buf: bytes, align: int, endian: str):
-    """(name, type, desc) of each note elf_parse_notes reaches, until one is malformed."""
+def notes(buf: bytes, align: int, endian: str) -> tuple[list[tuple[bytes, int, bytes]], bool]:
+    """The (name, type, desc) of each note elf_parse_notes reaches in ``buf``, and whether it
+    reached the end (False: a malformed note, or an alignment other than 4 or 8, stopped it)."""
     align = 4 if align < 4 else align
     if align not in (4, 8):
-        return
-    at, size = 0, len(buf)
+        return [], False
+    found, at, size = [], 0, len(buf)
     while at < size:
         if 12 > size - at:
-            return
+            return found, False
         namesz, descsz, note_type = struct.unpack_from(endian + "III", buf, at)
         if namesz > size - at - 12:
-            return
+            return found, False
         desc_at = at + ((12 + namesz + align - 1) & -align)
         if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
-            return
-        yield buf[at + 12:at + 12 + namesz], note_type, buf[desc_at:desc_at + descsz]
+            return found, False
+        found.append((buf[at + 12:at + 12 + namesz], note_type, buf[desc_at:desc_at + descsz]))
         at = desc_at + ((descsz + align - 1) & -align)
+    return found, True
 
 
 def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: int) -> bool:
@@ -127,20 +129,4 @@ def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: in
     if size + 1 >= 1 << 64:
         return True
     buf = file.read(offset, size)
-    if buf is None:
-        return False
-    align = 4 if align < 4 else align
-    if align not in (4, 8):
-        return False
-    at = 0
-    while at < size:
-        if 12 > size - at:
-            return False
-        namesz, descsz, _type = struct.unpack_from(layout.e + "III", buf, at)
-        if namesz > size - at - 12:
-            return False
-        desc_at = at + ((12 + namesz + align - 1) & -align)
-        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
-            return False
-        at = desc_at + ((descsz + align - 1) & -align)
-    return True
+    return buf is not None and notes(buf, align, layout.e)[1]
