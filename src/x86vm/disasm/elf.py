@@ -466,7 +466,9 @@ class _Loader:
                 st_name, st_info, _other, st_shndx, st_value, st_size = entry
             else:
                 st_name, st_value, st_size, st_info, _other, st_shndx = entry
-            name = _cstring(strtab, st_name)
+            # bfd_elf_sym_name: a name past the string table is "(null)"
+            name = _cstring(strtab, st_name) if st_name < len(strtab) or not st_name \
+                else "(null)"
             bind, stype = st_info >> 4, st_info & 0xF
             flags = 0
             if st_shndx == SHN_UNDEF:
