@@ -1,6 +1,6 @@
 """Seeded mutants of real ELF files, listed by ``x86vm disasm -d`` and by objdump 2.40.
 
-    python3 tests/hostile/elf_mutants.py [COUNT] [--seed N] [--show K] [--kind KIND]
+    python3 tests/hostile/elf_mutants.py [COUNT] [--seed N] [--show K] [--kind KIND] [-D]
 
 Each mutant is a small ELF file (built at run time with gcc) with a few header fields or bytes
 changed: the ELF header, program and section headers, the symbol/string/relocation/version
@@ -178,15 +178,15 @@ def mutate(data: bytes, rng: random.Random, header_only: bool = False,
     return bytes(out)
 
 
-def run_x86vm(path: str) -> Verdict:
-    """``x86vm disasm -d PATH`` in-process (standard streams captured)."""
+def run_x86vm(path: str, option: str = "-d") -> Verdict:
+    """``x86vm disasm -d PATH`` (or ``option``) in-process (standard streams captured)."""
     from x86vm.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     traceback = False
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            status = main(["disasm", "-d", path])
+            status = main(["disasm", option, path])
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except Exception:  # noqa: BLE001 - exactly what must never happen
@@ -198,14 +198,14 @@ def run_x86vm(path: str) -> Verdict:
     return Verdict(status, traceback or "Traceback" in text, error_lines(text, "x86vm"))
 
 
-def run_objdump(path: str) -> Verdict:
-    done = subprocess.run(["objdump", "-d", path], capture_output=True, timeout=60,
+def run_objdump(path: str, option: str = "-d") -> Verdict:
+    done = subprocess.run(["objdump", option, path], capture_output=True, timeout=60,
                           text=True, errors="surrogateescape")
     return Verdict(done.returncode, False, error_lines(done.stderr, "objdump"))
 
 
 def compare(count: int, seed: int = 1, show: int = 10, out=sys.stdout,
-            header_only: bool = False, kind: str = "any") -> dict[str, int]:
+            header_only: bool = False, kind: str = "any", option: str = "-d") -> dict[str, int]:
     """Run ``count`` mutants; return the tallies (and print the disagreements)."""
     rng = random.Random(seed)
     tally = {"mutants": 0, "both accept": 0, "both refuse": 0, "tracebacks": 0,
@@ -221,7 +221,7 @@ def compare(count: int, seed: int = 1, show: int = 10, out=sys.stdout,
             name = names[i % len(names)]
             data = mutate(seeds[name], rng, header_only, kind)
             Path(path).write_bytes(data)
-            ours, theirs = run_x86vm(path), run_objdump(path)
+            ours, theirs = run_x86vm(path, option), run_objdump(path, option)
             tally["mutants"] += 1
             if ours.traceback:
                 tally["tracebacks"] += 1
@@ -256,9 +256,11 @@ def main(argv: list[str]) -> int:
                         help="mutate the ELF header only (e_ident and its fields)")
     parser.add_argument("--kind", default="any", choices=KINDS,
                         help="one sort of mutation (default: any of them)")
+    parser.add_argument("-D", dest="option", action="store_const", const="-D", default="-d",
+                        help="list with -D (every section) instead of -d")
     args = parser.parse_args(argv)
     tally = compare(args.count, args.seed, args.show, header_only=args.header_only,
-                    kind=args.kind)
+                    kind=args.kind, option=args.option)
     for key, value in tally.items():
         print(f"{key:>34}: {value}")
     bad = tally["tracebacks"] + tally["x86vm accepts, objdump refuses"] + \

@@ -35,7 +35,8 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
     return build_seeds(tmp_path_factory.mktemp("elf-seeds"))
 
 
-def _compare(seeds, tmp_path, seed: int, count: int, header_only: bool) -> None:
+def _compare(seeds, tmp_path, seed: int, count: int, header_only: bool,
+             option: str = "-d") -> None:
     rng = random.Random(seed)
     path = str(tmp_path / "mutant")
     names = sorted(seeds)
@@ -43,7 +44,7 @@ def _compare(seeds, tmp_path, seed: int, count: int, header_only: bool) -> None:
     for i in range(count):
         data = mutate(seeds[names[i % len(names)]], rng, header_only=header_only)
         Path(path).write_bytes(data)
-        ours, theirs = run_x86vm(path), run_objdump(path)
+        ours, theirs = run_x86vm(path, option), run_objdump(path, option)
         assert not ours.traceback, f"mutant {i}: traceback"
         if ((ours.status == 0) != (theirs.status == 0)) or ours.lines != theirs.lines:
             disagree.append((i, ours, theirs))
@@ -74,6 +75,12 @@ def test_any_mutant_gives_a_listing_or_one_error_line(seeds, tmp_path):
             assert done.returncode in (0, 1) and len(errors) <= 1, done.stderr
         else:
             assert not run_x86vm(path).traceback, f"mutant {i} of {name}"
+
+
+def test_every_section_listed_with_D_gets_objdumps_status_and_lines(seeds, tmp_path):
+    """-D reads every section: NOBITS ones too large to allocate, compressed debugging
+    sections whose data does not decompress ("bad value"), each skipped as objdump does."""
+    _compare(seeds, tmp_path, 11, 160, header_only=False, option="-D")
 
 
 def test_a_core_file_is_listed_by_its_segments(seeds, tmp_path):
