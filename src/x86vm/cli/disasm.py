@@ -297,6 +297,8 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if hasattr(sys.stderr, "reconfigure"):  # BFD's messages name sections by their raw bytes
+        sys.stderr.reconfigure(errors="surrogateescape")
     options, syntax, mode_override = _options(args)
     target = args.target
     if target is not None and target != "binary" and target not in ELF_TARGETS | \
