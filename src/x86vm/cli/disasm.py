@@ -53,6 +53,9 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -z, --disassemble-zeroes     do not skip blocks of zeroes
   -C, --demangle               C++ names demangled (Itanium ABI)
   -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
+  -f, --file-headers / -h, --section-headers   the file header, the section table
+  -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
+Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
 
 
@@ -78,8 +81,12 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R", "C"}
+             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
+
+
+HEADER_OPTIONS = {"f": "file_headers", "h": "section_headers", "t": "syms", "T": "dynamic_syms"}
+"""objdump's header dumps (headers.py): -f, -h, -t, -T."""
 
 
 def parse_command_line(argv: list[str]) -> argparse.Namespace:
@@ -93,7 +100,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         disassemble_all=False, disassembler_options=[], sections=None, start_address=None,
         stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
-        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False)
+        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
+        file_headers=False, section_headers=False, syms=False, dynamic_syms=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -122,6 +130,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             if value not in (None, "auto", "gnu-v3"):
                 _fail(f"--demangle={value}: only the auto and gnu-v3 styles are supported")
             args.demangle = True
+        elif key in HEADER_OPTIONS:
+            setattr(args, HEADER_OPTIONS[key], True)
         elif key in ("r", "R"):
             setattr(args, "reloc" if key == "r" else "dynamic_reloc", True)
         elif key in ("show-raw-insn", "no-show-raw-insn"):
@@ -255,6 +265,41 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
         raise
 
 
+def _header_dumps(args, options: ListingOptions, image: ListingImage,
+                  header: str) -> tuple[str, int]:
+    """The file-format line followed by the -f, -h, -t and -T dumps objdump prints before a
+    listing, and the exit status they leave (1 for -T of a file without dynamic symbols)."""
+    from x86vm.disasm.demangle import demangle_symbol
+    from x86vm.disasm.headers import (
+        file_header_text,
+        read_headers,
+        section_headers_text,
+        symbols_text,
+    )
+
+    with open_regular(image.path) as stream:
+        try:
+            info = read_headers(image.path, stream)
+        except ElfFormatError as exc:
+            raise CliError(f"{image.path}: {exc}") from None
+    status = 0
+    parts = [header]
+    if args.file_headers:
+        parts.append(file_header_text(info))
+    parts.append("\n")
+    if args.section_headers:
+        parts.append(section_headers_text(info, options.wide, options.only_sections))
+    demangle = demangle_symbol if options.demangle else None
+    if args.syms:
+        parts.append(symbols_text(info, False, demangle, options.only_sections))
+    if args.dynamic_syms:
+        if not info.has_dynsym:
+            print(f"x86vm: {image.path}: not a dynamic object", file=sys.stderr)
+            status = OBJDUMP_ERROR_STATUS
+        parts.append(symbols_text(info, True, demangle, options.only_sections))
+    return "".join(parts), status
+
+
 def _jobs() -> int:
     """Processes for one listing: the CPUs this process may use, or ``X86VM_DISASM_JOBS``."""
     setting = os.environ.get("X86VM_DISASM_JOBS", "")
@@ -319,14 +364,28 @@ def _run(args) -> int:
     if hasattr(stream, "reconfigure"):  # names are raw bytes in ELF: print them as objdump does
         stream.reconfigure(errors="surrogateescape")
     write = stream.write
+    dumps = args.file_headers or args.section_headers or args.syms or args.dynamic_syms
+    disassemble = args.disassemble or args.disassemble_all or options.symbol or not dumps
     for image in images:
+        header = f"\n{image.path}:     file format {image.format_name}\n"
+        if dumps and image.format_name != "binary":
+            header, dump_status = _header_dumps(args, options, image, header)
+            status = status or dump_status
+        elif dumps:
+            header += "\n"
+        else:
+            header = None
+        if not disassemble:
+            write(header)
+            continue
         if options.dynamic_reloc and not image.has_dynsym:
             # objdump: the file header, then "not a dynamic object", and it stops (status 1)
             write(f"\n{image.path}:     file format {image.format_name}\n\n")
             sys.stdout.flush()
             raise CliError(f"{image.path}: not a dynamic object")
         try:
-            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs())
+            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs(),
+                          header=header)
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None

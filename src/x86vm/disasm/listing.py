@@ -152,8 +152,11 @@ def write_listing(
     options: ListingOptions,
     write: Callable[[str], object],
     jobs: int = 1,
+    header: str | None = None,
 ) -> None:
-    """Write the whole listing of ``image`` (header, then each selected section).
+    """Write the whole listing of ``image`` (header, then each selected section); ``header``
+    replaces the file-format line and blank line objdump starts with (the CLI puts its
+    header dumps there).
 
     With ``jobs`` > 1 a large listing is cut at symbols into that many parts listed by forked
     processes at once (`parallel`), written in order: the same text, sooner."""
@@ -169,10 +172,10 @@ def write_listing(
         cuts = [total * k // jobs for k in range(jobs + 1)]
         parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
         parts[-1] = (parts[-1][0], total + 1)
-        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part),
-                  write)
+        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part,
+                                                       header), write)
         return
-    _write_part(image, formatter, options, write, None)
+    _write_part(image, formatter, options, write, None, header)
 
 
 def _preload(sections: list[Section]) -> bool:
@@ -202,11 +205,13 @@ def _selected(options: ListingOptions, section: Section) -> bool:
 
 
 def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptions,
-                write: Callable[[str], object], part: tuple[int, int] | None) -> None:
+                write: Callable[[str], object], part: tuple[int, int] | None,
+                header: str | None = None) -> None:
     """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
     section bytes lo..hi-1 (counted over the selected sections in order) print."""
     if part is None or part[0] == 0:
-        write(f"\n{image.path}:     file format {image.format_name}\n\n")
+        write(f"\n{image.path}:     file format {image.format_name}\n\n" if header is None
+              else header)
     lister = _SectionLister(image, formatter, options, write)
     lister.part = part
     for section in image.sections:
