@@ -23,6 +23,8 @@ Output goes to a ``write`` callable piece by piece, so long listings stream.
 from __future__ import annotations
 
 import re
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -580,3 +582,16 @@ class DecoderFormatter:
 def decoder_formatter(mode: int, syntax: str = "att") -> DecoderFormatter:
     """The product formatter for one CPU mode and syntax (see `DecoderFormatter`)."""
     return DecoderFormatter(mode, syntax)
+
+
+class _CallableModule(types.ModuleType):
+    """``x86vm.disasm.listing`` is this module and, called, the library listing:
+    ``x86vm.disasm.listing(path, **options)`` is `x86vm.disasm.api.listing`."""
+
+    def __call__(self, path: str, **options):
+        from x86vm.disasm.api import listing
+
+        return listing(path, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
