@@ -55,6 +55,7 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
   -f, --file-headers / -h, --section-headers   the file header, the section table
   -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
+  -l, --line-numbers           function names and file:line from DWARF (or the symbols)
 Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
 
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T"}
+             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
 
@@ -101,7 +102,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
         disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
-        file_headers=False, section_headers=False, syms=False, dynamic_syms=False)
+        file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
+        line_numbers=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -130,6 +132,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             if value not in (None, "auto", "gnu-v3"):
                 _fail(f"--demangle={value}: only the auto and gnu-v3 styles are supported")
             args.demangle = True
+        elif key == "l":
+            args.line_numbers = True
         elif key in HEADER_OPTIONS:
             setattr(args, HEADER_OPTIONS[key], True)
         elif key in ("r", "R"):
@@ -230,7 +234,8 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
     return options, syntax, mode_override
 
 
-def _load(path: str, target: str | None, mode_override: int | None, adjust: int) -> ListingImage:
+def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
+          line_numbers: bool = False, demangle: bool = False) -> ListingImage:
     stream = open_regular(path)  # kept open: section bytes are read on demand
     try:
         head = stream.read(4)
@@ -251,6 +256,12 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
         for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
             print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
         image = elf_image(elf, adjust)
+        if line_numbers:
+            from x86vm.disasm.demangle import demangle_symbol
+            from x86vm.disasm.source import LineNumbers
+
+            stream.seek(0)
+            image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None)
         if mode_override is not None:
             image.mode = mode_override
         return image
@@ -329,7 +340,8 @@ def _run(args) -> int:
     images, status = [], 0
     for path in args.files:  # objdump reports a bad file and goes on with the next one
         try:
-            images.append(_load(path, target, mode_override, adjust))
+            images.append(_load(path, target, mode_override, adjust, args.line_numbers,
+                                options.demangle))
         except CliError as exc:
             if len(args.files) == 1:
                 raise

@@ -134,14 +134,15 @@ def listing(path: str, *, syntax: Syntax = "att", disassemble_all: bool = False,
                 image.mode = mode
         if dynamic_reloc and not image.has_dynsym:
             raise ValueError(f"{path}: not a dynamic object")
-        text = io.StringIO()
-        if line_numbers:
-            from x86vm.disasm.source import line_number_listing
+        if line_numbers and not binary:
+            from x86vm.disasm.demangle import demangle_symbol
+            from x86vm.disasm.source import LineNumbers
 
-            line_number_listing(image, decoder_formatter(image.mode, syntax), options,
-                                text.write)
-        else:
-            write_listing(image, decoder_formatter(image.mode, syntax), options, text.write)
+            stream.seek(0)
+            image.line_numbers = LineNumbers(path, stream,
+                                             demangle_symbol if demangle else None)
+        text = io.StringIO()
+        write_listing(image, decoder_formatter(image.mode, syntax), options, text.write)
     yield from parse_wide_listing(text.getvalue(), image.mode, syntax)
 
 
@@ -190,8 +191,8 @@ def parse_wide_listing(text: str, mode: int = 64, syntax: str = "att") -> Iterat
         head = _ADDRESS.match(parts[0])
         if head is None:                            # -l: "function():" or "file:line"
             yield from flush()
-            if row.endswith("():"):
-                function = row[:-3]
+            if row.endswith(":"):                   # (demangled: "ns::f(int):")
+                function = row[:-3] if row.endswith("():") else row[:-1]
             else:
                 file, _, number = row.rpartition(":")
                 number = number.split(" ", 1)[0]

@@ -99,6 +99,7 @@ class ListingImage:
     section_relocs: dict[int, list[DynamicReloc]] = field(default_factory=dict)
     dynamic_relocs: list[DynamicReloc] = field(default_factory=list)
     has_dynsym: bool = False
+    line_numbers: object | None = None  # -l: a source.LineNumbers (its text(section, offset))
 
     def __post_init__(self) -> None:
         self.section_names = {s.name for s in self.sections}
@@ -168,7 +169,7 @@ def write_listing(
     selected = [s for s in image.sections if _selected(options, s)]
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
-            and _preload(selected):
+            and image.line_numbers is None and _preload(selected):
         from x86vm.disasm.parallel import run_parts
 
         cuts = [total * k // jobs for k in range(jobs + 1)]
@@ -450,7 +451,9 @@ class _SectionLister:
         pieces: list[str] = []
         pos = start
         decode_all = getattr(formatter, "decode_all", None)
-        if decode_all is not None and insns and plain and vma + stop <= limit:
+        line_numbers = self.image.line_numbers
+        if decode_all is not None and insns and plain and vma + stop <= limit and \
+                line_numbers is None:
             # The default layout from a linear sweep (decode_all, restarted after a zero
             # skip); an instruction whose text depends on its bytes alone (no address in
             # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
@@ -510,6 +513,8 @@ class _SectionLister:
                         reloc_at = next_reloc()
                     continue
             address = vma + pos
+            if line_numbers is not None:  # -l: function and file:line when they change
+                pieces.append(line_numbers.text(section, pos))
             if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
                 pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
                 break
