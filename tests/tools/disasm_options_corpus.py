@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import difflib
+import functools
 import os
 import random
 import shlex
@@ -89,8 +90,8 @@ def main() -> int:
         options = shlex.split(option_text)
         same = different = lines = 0
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            for path, count, first in pool.map(lambda p: compare(p, options, args.timeout),
-                                               files):
+            job = functools.partial(compare, options=options, timeout=args.timeout)
+            for path, count, first in pool.map(job, files):
                 if count == 0:
                     same += 1
                     continue

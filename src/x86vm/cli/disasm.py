@@ -11,6 +11,7 @@ them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the sam
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ import sys
 from x86vm.cli import CliError
 from x86vm.cli import disasm_getopt as getopt
 from x86vm.cli.inputs import open_regular
+from x86vm.disasm.archive import ArchiveError, is_archive, members
 from x86vm.disasm.elf import ElfFormatError, load_elf
 from x86vm.disasm.listing import (
     ListingImage,
@@ -235,10 +237,12 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
 
 
 def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
-          line_numbers: bool = False, demangle: bool = False) -> ListingImage:
+          line_numbers: bool = False, demangle: bool = False) -> list[ListingImage | str]:
+    """The image of a file, or the archive's path (for objdump's ``In archive`` line) and
+    the image of each of its members."""
     stream = open_regular(path)  # kept open: section bytes are read on demand
     try:
-        head = stream.read(4)
+        head = stream.read(8)
         if target == "binary":
             if mode_override is None:
                 raise CliError("-b binary needs a machine: -m i8086, -m i386 or -m i386:x86-64")
@@ -248,23 +252,33 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
             stream.seek(0)
             data = stream.read(size)
             stream.close()
-            return binary_image(path, data, mode_override, adjust)
-        if head != b"\x7fELF":
+            return [binary_image(path, data, mode_override, adjust)]
+        if is_archive(head):
+            stream.seek(0)
+            data = stream.read()
+            stream.close()
+            try:
+                parts = members(data)
+            except ArchiveError as exc:
+                raise CliError(f"{path}: {exc}") from None
+            images: list[ListingImage | str] = [path]
+            for member in parts:
+                if not member.data.startswith(b"\x7fELF"):
+                    print(f"x86vm: error: {member.name}: file format not recognized",
+                          file=sys.stderr)
+                    continue
+                try:
+                    image = _elf_image(member.name, io.BytesIO(member.data), mode_override,
+                                       adjust, line_numbers, demangle)
+                except ElfFormatError as exc:
+                    raise CliError(f"{member.name}: {exc}") from None
+                image.source = member.data
+                images.append(image)
+            return images
+        if head[:4] != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
         stream.seek(0)
-        elf = load_elf(path, stream)
-        for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
-            print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
-        image = elf_image(elf, adjust)
-        if line_numbers:
-            from x86vm.disasm.demangle import demangle_symbol
-            from x86vm.disasm.source import LineNumbers
-
-            stream.seek(0)
-            image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None)
-        if mode_override is not None:
-            image.mode = mode_override
-        return image
+        return [_elf_image(path, stream, mode_override, adjust, line_numbers, demangle)]
     except ElfFormatError as exc:
         stream.close()
         raise CliError(f"{path}: {exc}") from None
@@ -274,6 +288,23 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
     except CliError:
         stream.close()
         raise
+
+
+def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
+               line_numbers: bool, demangle: bool) -> ListingImage:
+    elf = load_elf(path, stream)
+    for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
+        print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+    image = elf_image(elf, adjust)
+    if line_numbers:
+        from x86vm.disasm.demangle import demangle_symbol
+        from x86vm.disasm.source import LineNumbers
+
+        stream.seek(0)
+        image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None)
+    if mode_override is not None:
+        image.mode = mode_override
+    return image
 
 
 def _header_dumps(args, options: ListingOptions, image: ListingImage,
@@ -288,7 +319,8 @@ def _header_dumps(args, options: ListingOptions, image: ListingImage,
         symbols_text,
     )
 
-    with open_regular(image.path) as stream:
+    source = image.source
+    with io.BytesIO(source) if source is not None else open_regular(image.path) as stream:
         try:
             info = read_headers(image.path, stream)
         except ElfFormatError as exc:
@@ -340,29 +372,30 @@ def _run(args) -> int:
     images, status = [], 0
     for path in args.files:  # objdump reports a bad file and goes on with the next one
         try:
-            images.append(_load(path, target, mode_override, adjust, args.line_numbers,
+            images.extend(_load(path, target, mode_override, adjust, args.line_numbers,
                                 options.demangle))
         except CliError as exc:
             if len(args.files) == 1:
                 raise
             print(f"x86vm: error: {exc}", file=sys.stderr)
             status = OBJDUMP_ERROR_STATUS
+    listed = [image for image in images if not isinstance(image, str)]
     if not images:
         return status
 
     if options.only_sections:
-        known = set().union(*(image.section_names for image in images))
+        known = set().union(*(image.section_names for image in listed))
         for name in options.only_sections:
             if name not in known:
                 raise CliError(f"section '{name}' mentioned in a -j option, "
                                "but not found in any input file")
     if options.symbol is not None:  # objdump lists the section headings only, status 0
-        if not any(options.symbol in image.symtab.names() for image in images):
+        if not any(options.symbol in image.symtab.names() for image in listed):
             print(f"x86vm: warning: symbol '{options.symbol}' not found", file=sys.stderr)
 
     formatters = {}
     try:
-        for image in images:
+        for image in listed:
             key = (image.mode, syntax)
             if key not in formatters:
                 formatters[key] = decoder_formatter(image.mode, syntax)
@@ -379,6 +412,9 @@ def _run(args) -> int:
     dumps = args.file_headers or args.section_headers or args.syms or args.dynamic_syms
     disassemble = args.disassemble or args.disassemble_all or options.symbol or not dumps
     for image in images:
+        if isinstance(image, str):
+            write(f"In archive {image}:\n")
+            continue
         header = f"\n{image.path}:     file format {image.format_name}\n"
         if dumps and image.format_name != "binary":
             header, dump_status = _header_dumps(args, options, image, header)

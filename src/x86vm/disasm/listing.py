@@ -100,6 +100,7 @@ class ListingImage:
     dynamic_relocs: list[DynamicReloc] = field(default_factory=list)
     has_dynsym: bool = False
     line_numbers: object | None = None  # -l: a source.LineNumbers (its text(section, offset))
+    source: bytes | None = None  # an archive member's bytes (a file is read by its path)
 
     def __post_init__(self) -> None:
         self.section_names = {s.name for s in self.sections}
