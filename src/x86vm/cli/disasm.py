@@ -58,6 +58,7 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -f, --file-headers / -h, --section-headers   the file header, the section table
   -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
   -l, --line-numbers           function names and file:line from DWARF (or the symbols)
+  --visualize-jumps            ASCII art of the jumps inside each function
 Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
 
@@ -84,7 +85,8 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l"}
+             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l",
+             "visualize-jumps"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
 
@@ -105,7 +107,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
         disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
         file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
-        line_numbers=False)
+        line_numbers=False, visualize_jumps=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -136,6 +138,11 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.demangle = True
         elif key == "l":
             args.line_numbers = True
+        elif key == "visualize-jumps":  # plain ASCII; objdump's colours are not reproduced
+            if value not in (None, "off"):
+                _fail(f"--visualize-jumps={value}: only the plain (uncoloured) form is "
+                      "supported")
+            args.visualize_jumps = value is None
         elif key in HEADER_OPTIONS:
             setattr(args, HEADER_OPTIONS[key], True)
         elif key in ("r", "R"):
@@ -232,6 +239,7 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         reloc=args.reloc,
         dynamic_reloc=args.dynamic_reloc,
         demangle=args.demangle,
+        visualize_jumps=args.visualize_jumps,
     )
     return options, syntax, mode_override
 

@@ -83,6 +83,7 @@ class ListingOptions:
     reloc: bool = False  # -r: a relocatable object's relocations under their instruction
     dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
     demangle: bool = False  # -C: demangled C++ names
+    visualize_jumps: bool = False  # --visualize-jumps: ASCII art of the jumps in a function
 
 
 @dataclass
@@ -170,7 +171,7 @@ def write_listing(
     selected = [s for s in image.sections if _selected(options, s)]
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
-            and image.line_numbers is None and _preload(selected):
+            and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
         from x86vm.disasm.parallel import run_parts
 
         cuts = [total * k // jobs for k in range(jobs + 1)]
@@ -350,9 +351,27 @@ class _SectionLister:
                 or bool(sym.flags & BSF_FUNCTION)
             )
             if do_print and mine:
-                self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads)
+                self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads,
+                           sym is not None)
             addr_offset = next_stop
             sym = next_sym
+
+    def jump_art(self, data: bytes, start: int, stop: int, window_end: int, vma: int):
+        """--visualize-jumps: the jumps of this piece (objdump's disassemble_jumps), or None."""
+        decode_all = getattr(self.formatter, "decode_all", None)
+        if decode_all is None:
+            return None
+        from x86vm.disasm.jumps import levelled
+
+        low, high = vma + start, vma + stop
+        branches = []
+        for insn in decode_all(data[start:window_end], low):
+            if insn.address >= high:
+                break
+            target = insn.target if insn.core.kind == "insn" else None
+            if target is not None and low <= target < high:
+                branches.append((insn.address, target))
+        return levelled(branches)
 
     def address_width(self, section: Section) -> int:
         """Characters of the address column: leading zero nibbles of the end dropped by 4s."""
@@ -366,7 +385,7 @@ class _SectionLister:
         return len(text) - skip
 
     def chunk(self, section: Section, symbols: SectionSymbols, data: bytes, insns: bool,
-              start: int, stop: int, limit_reads: bool) -> None:
+              start: int, stop: int, limit_reads: bool, has_symbol: bool = True) -> None:
         """``disassemble_bytes`` from section offset ``start`` to ``stop``."""
         write = self.write
         opts = self.options
@@ -387,12 +406,17 @@ class _SectionLister:
         show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
         plain = show_raw and not prefixed and not no_addresses  # the default layout
 
+        art = self.jump_art(data, start, stop, window_end, vma) if \
+            opts.visualize_jumps and has_symbol else None
+
         def line_prefix(address: int) -> str:
             if no_addresses:
-                return "\t"
-            if prefixed:
-                return print_address(address, True) + " "
-            return _address(address, width) + ":\t"
+                head = "\t"
+            elif prefixed:
+                head = print_address(address, True) + " "
+            else:
+                head = _address(address, width) + ":\t"
+            return head if art is None else head + art.column(address)
 
         skip_zeroes = not opts.disassemble_zeroes
         relocs, rel_offset = self.relocs, self.rel_offset
@@ -433,6 +457,8 @@ class _SectionLister:
             done = shown
             while done < length:
                 line.append("\n\t" if no_addresses else f"\n{_address(address + done, width)}:\t")
+                if art is not None:
+                    line.append(art.column(address + done))
                 more = min(per_line, length - done)
                 line.append(_hex(data, pos + done, more, stop))
                 done += more
@@ -454,7 +480,7 @@ class _SectionLister:
         decode_all = getattr(formatter, "decode_all", None)
         line_numbers = self.image.line_numbers
         if decode_all is not None and insns and plain and vma + stop <= limit and \
-                line_numbers is None:
+                line_numbers is None and art is None:
             # The default layout from a linear sweep (decode_all, restarted after a zero
             # skip); an instruction whose text depends on its bytes alone (no address in
             # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
