@@ -1,4 +1,5 @@
-"""``x86vm disasm -l``: function names and ``file:line`` from DWARF line programs (versions
+"""``x86vm disasm -l`` and ``-S``: function names and ``file:line`` (and the source lines
+themselves) from DWARF line programs (versions
 2 to 5) and .debug_info (inlined calls, abstract origins, ranges), or from the symbol table
 without DWARF, compared byte for byte with objdump 2.40 on programs gcc/g++ build here with
 -g -O2 in several DWARF versions, as objects (sections laid out as BFD lays them), PIE and
@@ -82,7 +83,8 @@ def programs(tmp_path_factory) -> list[str]:
 
 
 @pytest.mark.parametrize("options", [["-dl"], ["-dlw", "-Mintel"], ["-dlr"], ["-dlC"],
-                                     ["--line-numbers", "-d", "--no-show-raw-insn"]],
+                                     ["--line-numbers", "-d", "--no-show-raw-insn"],
+                                     ["-S"], ["-lS"], ["-dSw", "-Mintel"]],
                          ids=lambda options: " ".join(options))
 def test_line_numbers_match_objdump(capsys, programs, options):
     args = [*options, *programs]
@@ -92,7 +94,12 @@ def test_line_numbers_match_objdump(capsys, programs, options):
     diff = [(a, b) for a, b in zip(theirs.stdout.split("\n"), out.split("\n"), strict=False)
             if a != b]
     assert out == theirs.stdout, diff[:5]
+    if options[0] in ("-S", "-dSw"):                        # source lines, no names
+        assert "square():" not in out and "s += square(i) ^ a;" in out
+        return
     assert "square():" in out and "helper():" in out        # inlined calls by name
+    if "S" in options[0]:
+        assert "static inline int square(int x) { return x * x; }" in out
     if "-dlC" in options:
         assert "ns::Box<long>::get() const:" in out         # demangled: no "()" added
     assert "/prog.c:" in out

@@ -152,9 +152,9 @@ def test_options_after_files_and_abbreviations_list_as_objdump(capsys, inputs):
 
 
 def test_known_but_unsupported_option_is_one_line(capsys, inputs):
-    code, out, err = run_cli(["-dS", inputs[0]], capsys)
+    code, out, err = run_cli(["-dx", inputs[0]], capsys)
     assert (code, out) == (1, "")
-    assert err == "x86vm: error: option -S (--source) is not supported by x86vm disasm\n"
+    assert err == "x86vm: error: option -x (--all-headers) is not supported by x86vm disasm\n"
 
 
 def test_a_missing_file_among_several_is_reported_and_the_rest_listed(capsys, inputs):

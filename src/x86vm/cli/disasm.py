@@ -58,6 +58,7 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -f, --file-headers / -h, --section-headers   the file header, the section table
   -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
   -l, --line-numbers           function names and file:line from DWARF (or the symbols)
+  -S, --source                 source lines before their code (implies -d)
   --visualize-jumps            ASCII art of the jumps inside each function
 Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
@@ -85,7 +86,7 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l",
+             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l", "S",
              "visualize-jumps"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
@@ -107,7 +108,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
         disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
         file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
-        line_numbers=False, visualize_jumps=False)
+        line_numbers=False, source=False, visualize_jumps=False)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -138,6 +139,8 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.demangle = True
         elif key == "l":
             args.line_numbers = True
+        elif key == "S":  # objdump: -S disassembles too
+            args.source = args.disassemble = True
         elif key == "visualize-jumps":  # plain ASCII; objdump's colours are not reproduced
             if value not in (None, "off"):
                 _fail(f"--visualize-jumps={value}: only the plain (uncoloured) form is "
@@ -245,7 +248,8 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
 
 
 def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
-          line_numbers: bool = False, demangle: bool = False) -> list[ListingImage | str]:
+          line_numbers: tuple[bool, bool] = (False, False),
+          demangle: bool = False) -> list[ListingImage | str]:
     """The image of a file, or the archive's path (for objdump's ``In archive`` line) and
     the image of each of its members."""
     stream = open_regular(path)  # kept open: section bytes are read on demand
@@ -299,17 +303,20 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
 
 
 def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
-               line_numbers: bool, demangle: bool) -> ListingImage:
+               line_numbers: tuple[bool, bool], demangle: bool) -> ListingImage:
+    """An ELF file's image; ``line_numbers``: (-l, -S)."""
     elf = load_elf(path, stream)
     for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
         print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
     image = elf_image(elf, adjust)
-    if line_numbers:
+    if any(line_numbers):
         from x86vm.disasm.demangle import demangle_symbol
         from x86vm.disasm.source import LineNumbers
 
         stream.seek(0)
-        image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None)
+        image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None,
+                                         line_numbers=line_numbers[0],
+                                         source=line_numbers[1])
     if mode_override is not None:
         image.mode = mode_override
     return image
@@ -380,8 +387,8 @@ def _run(args) -> int:
     images, status = [], 0
     for path in args.files:  # objdump reports a bad file and goes on with the next one
         try:
-            images.extend(_load(path, target, mode_override, adjust, args.line_numbers,
-                                options.demangle))
+            images.extend(_load(path, target, mode_override, adjust,
+                                (args.line_numbers, args.source), options.demangle))
         except CliError as exc:
             if len(args.files) == 1:
                 raise

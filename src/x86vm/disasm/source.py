@@ -52,7 +52,10 @@ class LineNumbers:
     """``show_line`` for one file: call `text` for each listed line, in order."""
 
     def __init__(self, path: str, stream: BinaryIO, demangle: Callable[[str], str] | None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, line_numbers: bool = True,
+                 source: bool = False) -> None:
+        self.with_line_numbers, self.with_source = line_numbers, source
+        self.files: dict[str, _SourceFile] = {}     # objdump's print_files
         loader = elfmod._Loader(path, stream)
         image = loader.load()
         self.demangle = demangle
@@ -145,23 +148,82 @@ class LineNumbers:
         filename = found.filename or None
         function = found.function or None
         out = []
-        if function is not None and function != self.prev_function:
+        if not self.with_line_numbers:
+            pass
+        elif function is not None and function != self.prev_function:
             shown = self.demangle(function) if self.demangle is not None else function
             # a demangled name has its parameters' parentheses already
             out.append(f"{_sanitize(shown)}:\n" if shown != function
                        else f"{_sanitize(function)}():\n")
             self.prev_line = -1
         line, disc = found.line, found.discriminator
-        if line > 0 and (line != self.prev_line or disc != self.prev_discriminator):
+        if not self.with_line_numbers:
+            pass
+        elif line > 0 and (line != self.prev_line or disc != self.prev_discriminator):
             where = _sanitize(filename) if filename is not None else "???"
             out.append(f"{where}:{line} (discriminator {disc})\n" if disc > 0
                        else f"{where}:{line}\n")
+        if self.with_source and filename is not None and line > 0:
+            out.append(self._source_lines(filename, line))
         if function is not None and function != self.prev_function:
             self.prev_function = function
         if line > 0 and line != self.prev_line:
             self.prev_line = line
         if disc != self.prev_discriminator:
             self.prev_discriminator = disc
+        return "".join(out)
+
+
+    def _source_lines(self, filename: str, line: int) -> str:
+        """-S: the source lines up to ``line`` not printed yet (at most 5 before it)."""
+        source = self.files.get(filename)
+        if source is None:
+            source = _SourceFile.open(filename)
+            if source is None:
+                return ""                   # (tried again at the next line, as objdump does)
+            self.files[filename] = source
+        if line == source.last_line:
+            return ""
+        first = max(line - CONTEXT_LINES, 1)
+        if source.max_printed >= first:
+            first = source.max_printed + 1 if source.max_printed < line else line
+        text = source.lines_text(first, line)
+        source.max_printed = max(source.max_printed, line)
+        source.last_line = line
+        return text
+
+
+CONTEXT_LINES = 5       # objdump's SHOW_PRECEDING_CONTEXT_LINES
+
+
+@dataclass
+class _SourceFile:
+    """A source file -S prints from: its lines and what was printed of them."""
+
+    lines: list[bytes]
+    last_line: int = 0
+    max_printed: int = 0
+
+    @classmethod
+    def open(cls, filename: str) -> _SourceFile | None:
+        try:
+            with open(filename, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        return cls(lines)
+
+    def lines_text(self, first: int, last: int) -> str:
+        """objdump's dump_lines: lines first..last, each to its first CR or LF."""
+        out = []
+        for number in range(max(first, 1), last + 1):
+            if number > len(self.lines):
+                break
+            text = self.lines[number - 1].split(b"\r", 1)[0]
+            out.append(text.decode("utf-8", "surrogateescape") + "\n")
         return "".join(out)
 
 
