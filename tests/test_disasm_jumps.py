@@ -47,6 +47,7 @@ def jumpy(tmp_path_factory) -> list[str]:
     ["-d", "--visualize-jumps", "--no-show-raw-insn"], ["-dr", "--visualize-jumps"],
     ["-d", "--visualize-jumps", "--prefix-addresses"], ["-d", "--visualize-jumps=off"],
     ["-D", "--visualize-jumps", "--no-addresses"], ["-d", "--visualize-jumps", "--insn-width=3"],
+    ["-d", "--visualize-jumps=color"], ["-dw", "--visualize-jumps=extended-color"],
 ], ids=lambda options: " ".join(options))
 def test_jump_art_matches_objdump(capsys, inputs, jumpy, options):  # noqa: F811
     args = [*options, *jumpy, *inputs]

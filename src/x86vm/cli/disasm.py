@@ -59,7 +59,7 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
   -l, --line-numbers           function names and file:line from DWARF (or the symbols)
   -S, --source                 source lines before their code (implies -d)
-  --visualize-jumps            ASCII art of the jumps inside each function
+  --visualize-jumps[=color|extended-color]   ASCII art of the jumps in each function
 Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
 
@@ -108,7 +108,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
         disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
         file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
-        line_numbers=False, source=False, visualize_jumps=False)
+        line_numbers=False, source=False, visualize_jumps="")
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -141,11 +141,10 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.line_numbers = True
         elif key == "S":  # objdump: -S disassembles too
             args.source = args.disassemble = True
-        elif key == "visualize-jumps":  # plain ASCII; objdump's colours are not reproduced
-            if value not in (None, "off"):
-                _fail(f"--visualize-jumps={value}: only the plain (uncoloured) form is "
-                      "supported")
-            args.visualize_jumps = value is None
+        elif key == "visualize-jumps":  # [=color|extended-color|off]
+            if value not in (None, "off", "color", "extended-color"):
+                _fail("unrecognized argument to --visualize-option")
+            args.visualize_jumps = "" if value == "off" else value or "plain"
         elif key in HEADER_OPTIONS:
             setattr(args, HEADER_OPTIONS[key], True)
         elif key in ("r", "R"):

@@ -26,9 +26,11 @@ class Jump:
     level: int = -1
     low: int = field(init=False)
     high: int = field(init=False)
+    color: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.update()
+        self.color = iterative_hash(self.end.to_bytes(8, "little")) & 0xFF
 
     def update(self) -> None:
         self.low = min(self.end, *self.starts)
@@ -41,6 +43,9 @@ class Jump:
 class JumpArt:
     """The jumps of one piece, levelled; `column(address)` is the text for a line."""
 
+    colored = False      # --visualize-jumps=color
+    extended = False     # --visualize-jumps=extended-color
+
     def __init__(self, jumps: list[Jump]) -> None:
         self.jumps = jumps
         self.max_level = max(j.level for j in jumps)
@@ -51,9 +56,11 @@ class JumpArt:
         self._active: list[int] = []
 
     def column(self, address: int) -> str:
-        """jump_info_visualize_address, plus print_jump_visualisation's trailing blank."""
+        """jump_info_visualize_address, plus print_jump_visualisation's trailing blank (and,
+        with colours, its escape sequences)."""
         width = self.width
         line = [" "] * width
+        colors = [0] * width
         jumps, waiting, active = self.jumps, self._waiting, self._active
         while waiting and jumps[waiting[-1]].low <= address:
             bisect.insort(active, waiting.pop())
@@ -62,6 +69,8 @@ class JumpArt:
             ji = jumps[i]
             if ji.low > address:
                 continue
+            color = ji.color
+            before = line[:]
             offset = (self.max_level - ji.level) * 3
             if address in ji.starts:
                 for i in range(offset + 1, width - 1):
@@ -93,7 +102,67 @@ class JumpArt:
                         line[offset] = "/"
             elif line[offset] == " ":
                 line[offset] = "|"
-        return "".join(line) + " "
+            if self.colored:
+                for k in range(width):
+                    if line[k] != before[k]:
+                        colors[k] = color
+        if not self.colored:
+            return "".join(line) + " "
+        return _colored(line + [" "], colors + [0], self.extended)
+
+
+def _colored(chars: list[str], colors: list[int], extended: bool) -> str:
+    """print_jump_visualisation with colours: an escape sequence where the colour changes
+    (objdump keeps the last colour in a signed char: colours of 128 and up never compare
+    equal to it, so each such character gets its own sequence)."""
+    out = []
+    last = 0
+    for char, color in zip(chars, colors, strict=True):
+        if color != last:
+            if color:
+                out.append(f"\033[38;5;{124 + color % 108}m" if extended
+                           else f"\033[{31 + color % 7}m")
+            else:
+                out.append("\033[0m")
+            last = color - 256 if color >= 128 else color
+        out.append(char)
+    return "".join(out)
+
+
+def _mix(a: int, b: int, c: int) -> tuple[int, int, int]:
+    """The mixing step of Bob Jenkins' lookup2 hash, on 32-bit unsigned words."""
+    m = 0xFFFFFFFF
+    a = (a - b - c) & m ^ (c >> 13)
+    b = (b - c - a) & m ^ (a << 8) & m
+    c = (c - a - b) & m ^ (b >> 13)
+    a = (a - b - c) & m ^ (c >> 12)
+    b = (b - c - a) & m ^ (a << 16) & m
+    c = (c - a - b) & m ^ (b >> 5)
+    a = (a - b - c) & m ^ (c >> 3)
+    b = (b - c - a) & m ^ (a << 10) & m
+    c = (c - a - b) & m ^ (b >> 15)
+    return a, b, c
+
+
+def iterative_hash(key: bytes, initval: int = 0) -> int:
+    """libiberty's iterative_hash (lookup2): objdump hashes a jump's target with it to pick
+    the jump's colour."""
+    m = 0xFFFFFFFF
+    a = b = 0x9E3779B9
+    c = initval
+    k = key
+    while len(k) >= 12:
+        a = (a + int.from_bytes(k[0:4], "little")) & m
+        b = (b + int.from_bytes(k[4:8], "little")) & m
+        c = (c + int.from_bytes(k[8:12], "little")) & m
+        a, b, c = _mix(a, b, c)
+        k = k[12:]
+    c = (c + len(key)) & m
+    rest = k + bytes(11 - len(k))
+    c = (c + (int.from_bytes(rest[8:11], "little") << 8)) & m
+    b = (b + int.from_bytes(rest[4:8], "little")) & m
+    a = (a + int.from_bytes(rest[0:4], "little")) & m
+    return _mix(a, b, c)[2]
 
 
 def levelled(branches: Iterable[tuple[int, int]]) -> JumpArt | None:

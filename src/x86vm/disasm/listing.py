@@ -83,7 +83,7 @@ class ListingOptions:
     reloc: bool = False  # -r: a relocatable object's relocations under their instruction
     dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
     demangle: bool = False  # -C: demangled C++ names
-    visualize_jumps: bool = False  # --visualize-jumps: ASCII art of the jumps in a function
+    visualize_jumps: str = ""  # --visualize-jumps: "plain", "color" or "extended-color"
 
 
 @dataclass
@@ -371,7 +371,11 @@ class _SectionLister:
             target = insn.target if insn.core.kind == "insn" else None
             if target is not None and low <= target < high:
                 branches.append((insn.address, target))
-        return levelled(branches)
+        art = levelled(branches)
+        if art is not None and self.options.visualize_jumps != "plain":
+            art.colored = True
+            art.extended = self.options.visualize_jumps == "extended-color"
+        return art
 
     def address_width(self, section: Section) -> int:
         """Characters of the address column: leading zero nibbles of the end dropped by 4s."""
