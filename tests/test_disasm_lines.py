@@ -84,7 +84,9 @@ def programs(tmp_path_factory) -> list[str]:
 
 @pytest.mark.parametrize("options", [["-dl"], ["-dlw", "-Mintel"], ["-dlr"], ["-dlC"],
                                      ["--line-numbers", "-d", "--no-show-raw-insn"],
-                                     ["-S"], ["-lS"], ["-dSw", "-Mintel"]],
+                                     ["-S"], ["-lS"], ["-dSw", "-Mintel"],
+                                     ["-dl", "--prefix=/elsewhere/", "--prefix-strip=2"],
+                                     ["-lS", "--prefix=/nowhere", "--prefix-strip=1"]],
                          ids=lambda options: " ".join(options))
 def test_line_numbers_match_objdump(capsys, programs, options):
     args = [*options, *programs]
@@ -94,6 +96,12 @@ def test_line_numbers_match_objdump(capsys, programs, options):
     diff = [(a, b) for a, b in zip(theirs.stdout.split("\n"), out.split("\n"), strict=False)
             if a != b]
     assert out == theirs.stdout, diff[:5]
+    if "--prefix=/elsewhere/" in options:                   # relocated names
+        assert "\n/elsewhere/" in out and "/prog.c:" in out
+        return
+    if "--prefix=/nowhere" in options:                      # no source where they point
+        assert "/nowhere/" in out and "x * x" not in out
+        return
     if options[0] in ("-S", "-dSw"):                        # source lines, no names
         assert "square():" not in out and "s += square(i) ^ a;" in out
         return

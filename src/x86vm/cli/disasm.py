@@ -59,6 +59,7 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
   -l, --line-numbers           function names and file:line from DWARF (or the symbols)
   -S, --source                 source lines before their code (implies -d)
+  --prefix=DIR, --prefix-strip=N   with -l/-S: DIR before absolute source names, less N dirs
   --visualize-jumps[=color|extended-color]   ASCII art of the jumps in each function
 Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
@@ -87,6 +88,7 @@ def register(subparsers) -> None:
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
              "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l", "S",
+             "prefix", "prefix-strip",
              "visualize-jumps"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
 
@@ -108,7 +110,7 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
         disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
         file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
-        line_numbers=False, source=False, visualize_jumps="")
+        line_numbers=False, source=False, visualize_jumps="", prefix=None, prefix_strip=0)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -139,6 +141,13 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             args.demangle = True
         elif key == "l":
             args.line_numbers = True
+        elif key == "prefix":  # objdump drops the trailing separators
+            args.prefix = value.rstrip("/")
+        elif key == "prefix-strip":  # atoi
+            args.prefix_strip = int(re.match(r"\s*([+-]?\d*)", value).group(1) or 0) \
+                if re.match(r"\s*[+-]?\d", value) else 0
+            if args.prefix_strip < 0:
+                _fail("error: prefix strip must be non-negative")
         elif key == "S":  # objdump: -S disassembles too
             args.source = args.disassemble = True
         elif key == "visualize-jumps":  # [=color|extended-color|off]
@@ -247,7 +256,7 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
 
 
 def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
-          line_numbers: tuple[bool, bool] = (False, False),
+          line_numbers: tuple = (False, False, None, 0),
           demangle: bool = False) -> list[ListingImage | str]:
     """The image of a file, or the archive's path (for objdump's ``In archive`` line) and
     the image of each of its members."""
@@ -302,20 +311,21 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
 
 
 def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
-               line_numbers: tuple[bool, bool], demangle: bool) -> ListingImage:
-    """An ELF file's image; ``line_numbers``: (-l, -S)."""
+               line_numbers: tuple, demangle: bool) -> ListingImage:
+    """An ELF file's image; ``line_numbers``: (-l, -S, --prefix, --prefix-strip)."""
     elf = load_elf(path, stream)
     for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
         print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
     image = elf_image(elf, adjust)
-    if any(line_numbers):
+    if line_numbers[0] or line_numbers[1]:
         from x86vm.disasm.demangle import demangle_symbol
         from x86vm.disasm.source import LineNumbers
 
         stream.seek(0)
         image.line_numbers = LineNumbers(path, stream, demangle_symbol if demangle else None,
                                          line_numbers=line_numbers[0],
-                                         source=line_numbers[1])
+                                         source=line_numbers[1], prefix=line_numbers[2],
+                                         prefix_strip=line_numbers[3])
     if mode_override is not None:
         image.mode = mode_override
     return image
@@ -387,7 +397,8 @@ def _run(args) -> int:
     for path in args.files:  # objdump reports a bad file and goes on with the next one
         try:
             images.extend(_load(path, target, mode_override, adjust,
-                                (args.line_numbers, args.source), options.demangle))
+                                (args.line_numbers, args.source, args.prefix,
+                                 args.prefix_strip), options.demangle))
         except CliError as exc:
             if len(args.files) == 1:
                 raise

@@ -16,6 +16,7 @@ debug sections to those addresses, so code of different sections does not overla
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,8 +54,11 @@ class LineNumbers:
 
     def __init__(self, path: str, stream: BinaryIO, demangle: Callable[[str], str] | None,
                  warn: Callable[[str], None] | None = None, line_numbers: bool = True,
-                 source: bool = False) -> None:
+                 source: bool = False, prefix: str | None = None,
+                 prefix_strip: int = 0) -> None:
         self.with_line_numbers, self.with_source = line_numbers, source
+        self.prefix, self.prefix_strip = prefix, prefix_strip
+        self.path, self.warn = path, warn
         self.files: dict[str, _SourceFile] = {}     # objdump's print_files
         loader = elfmod._Loader(path, stream)
         image = loader.load()
@@ -146,6 +150,8 @@ class LineNumbers:
         if found is None:
             return ""
         filename = found.filename or None
+        if filename is not None and filename.startswith("/") and self.prefix is not None:
+            filename = self.prefix + _strip_dirs(filename, self.prefix_strip)
         function = found.function or None
         out = []
         if not self.with_line_numbers:
@@ -182,6 +188,9 @@ class LineNumbers:
             if source is None:
                 return ""                   # (tried again at the next line, as objdump does)
             self.files[filename] = source
+            if source.mtime > _mtime(self.path):
+                print(f"x86vm: Warning: source file {filename} is more recent than object "
+                      "file", file=sys.stderr)
         if line == source.last_line:
             return ""
         first = max(line - CONTEXT_LINES, 1)
@@ -201,6 +210,7 @@ class _SourceFile:
     """A source file -S prints from: its lines and what was printed of them."""
 
     lines: list[bytes]
+    mtime: float = 0.0
     last_line: int = 0
     max_printed: int = 0
 
@@ -209,12 +219,13 @@ class _SourceFile:
         try:
             with open(filename, "rb") as f:
                 data = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
         except OSError:
             return None
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
-        return cls(lines)
+        return cls(lines, int(mtime))
 
     def lines_text(self, first: int, last: int) -> str:
         """objdump's dump_lines: lines first..last, each to its first CR or LF."""
@@ -225,6 +236,27 @@ class _SourceFile:
             text = self.lines[number - 1].split(b"\r", 1)[0]
             out.append(text.decode("utf-8", "surrogateescape") + "\n")
         return "".join(out)
+
+
+def _mtime(path: str) -> float:
+    """The object file's modification time in whole seconds (an archive member: never)."""
+    try:
+        return int(os.stat(path).st_mtime)
+    except OSError:
+        return float("inf")
+
+
+def _strip_dirs(filename: str, levels: int) -> str:
+    """--prefix-strip: the absolute name from its LEVELS-th separator on (objdump walks the
+    name from its second character)."""
+    at = 0
+    for i in range(1, len(filename)):
+        if levels <= 0:
+            break
+        if filename[i] == "/":
+            at = i
+            levels -= 1
+    return filename[at:]
 
 
 def _sanitize(text: str) -> str:
