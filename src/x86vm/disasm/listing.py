@@ -198,6 +198,7 @@ def _preload(sections: list[Section]) -> bool:
 
 PARALLEL_MIN_BYTES = 1 << 18
 _TAILS_LIMIT = 1 << 20  # line tails kept per listing
+_FLUSH_BYTES = 1 << 14  # code listed between writes of the fast path
 """Selected section bytes below which a listing is not worth splitting between processes."""
 
 
@@ -490,6 +491,7 @@ class _SectionLister:
             # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
             # BadOp form shorter than the bytes read) reuses its first line's tail.
             line_head = f"%{width}x:\t"
+            flush_at = pos + _FLUSH_BYTES
             format_text = formatter.format_text
             tails = self.tails
             tails_get = tails.get
@@ -507,9 +509,10 @@ class _SectionLister:
                 for insn in decode_all(data[pos:window_end], vma + pos):
                     raw = insn.bytes
                     tail = tails_get(raw)
-                    if tail is not None and pos + len(raw) <= stop:
-                        append(line_head % (vma + pos) + tail)
-                        pos += len(raw)
+                    end = pos + len(raw)
+                    if tail is not None and end <= stop:
+                        append(line_head % insn.address + tail)
+                        pos = end
                     else:
                         core = insn.core
                         length = core.length
@@ -530,9 +533,10 @@ class _SectionLister:
                         reloc_at = next_reloc()
                     if pos >= stop or skip_zeroes and data[pos] == 0:
                         break
-                    if len(pieces) >= 512:
+                    if pos >= flush_at:     # output streams: a piece every 16 KiB of code
                         write("".join(pieces))
                         pieces.clear()
+                        flush_at = pos + _FLUSH_BYTES
         while pos < stop:
             if skip_zeroes and data[pos] == 0:
                 zeros = zeros_to_skip(pos)
