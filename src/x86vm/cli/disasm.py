@@ -21,6 +21,7 @@ from x86vm.cli import disasm_getopt as getopt
 from x86vm.cli.inputs import open_regular
 from x86vm.disasm.archive import ArchiveError, is_archive, members
 from x86vm.disasm.elf import ElfFormatError, load_elf
+from x86vm.disasm.elfcheck import UNKNOWN_ARCH
 from x86vm.disasm.listing import (
     ListingImage,
     ListingOptions,
@@ -36,6 +37,14 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
+# objdump 2.40's other targets (objdump --help): -b with one that does not take the file falls
+# back to trying every target (bfd/format.c), so an ELF file is still listed; the generic
+# ELF vectors take an ELF file of their class and byte order, and then know no architecture
+GENERIC_ELF_TARGETS = {"elf64-little": (2, 1), "elf64-big": (2, 2), "elf32-little": (1, 1),
+                       "elf32-big": (1, 2)}
+FALLBACK_TARGETS = {"elf32-iamcu", "pei-i386", "pe-x86-64", "pei-x86-64", "pe-bigobj-x86-64",
+                    "pe-i386", "pdb", "srec", "symbolsrec", "verilog", "tekhex", "ihex",
+                    "plugin", *GENERIC_ELF_TARGETS}
 MAX_INSN_WIDTH = 1 << 16  # bytes per line; objdump's own limit is its int (it overflows)
 OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
@@ -220,11 +229,12 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
             else:  # objdump 2.40 ignores an unknown x86 option silently; say so, go on
                 print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
                       file=sys.stderr)
-    if args.architecture:  # objdump ignores an empty -m
-        if args.architecture not in MACHINES:
-            raise CliError(f"can't use supplied machine {args.architecture} "
+    if args.architecture is not None:  # objdump: bfd_scan_arch ("") is plain i386
+        machine = args.architecture or "i386"
+        if machine not in MACHINES:
+            raise CliError(f"can't use supplied machine {machine} "
                            f"(known: {', '.join(MACHINES)})")
-        mode_override = mode_override or MACHINES[args.architecture]
+        mode_override = mode_override or MACHINES[machine]
     insn_width = None
     if args.insn_width is not None:
         # objdump: an int from strtoul (trailing text ignored, the low 32 bits, signed)
@@ -291,17 +301,19 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
                     image = _elf_image(member.name, io.BytesIO(member.data), mode_override,
                                        adjust, line_numbers, demangle)
                 except ElfFormatError as exc:
-                    raise CliError(f"{member.name}: {exc}") from None
+                    raise _elf_error(member.name, exc) from None
                 image.source = member.data
                 images.append(image)
             return images
         if head[:4] != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
+        if target in GENERIC_ELF_TARGETS and tuple(head[4:6]) == GENERIC_ELF_TARGETS[target]:
+            raise CliError(UNKNOWN_ARCH)
         stream.seek(0)
         return [_elf_image(path, stream, mode_override, adjust, line_numbers, demangle)]
     except ElfFormatError as exc:
         stream.close()
-        raise CliError(f"{path}: {exc}") from None
+        raise _elf_error(path, exc) from None
     except OSError as exc:
         stream.close()
         raise CliError(f"'{path}': {exc.strerror or exc}") from None
@@ -314,8 +326,8 @@ def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
                line_numbers: tuple, demangle: bool) -> ListingImage:
     """An ELF file's image; ``line_numbers``: (-l, -S, --prefix, --prefix-strip)."""
     elf = load_elf(path, stream)
-    for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
-        print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+    for warning in elf.warnings:  # BFD's lines, e.g. "warning: FILE has a corrupt ..."
+        print(f"x86vm: {warning}", file=sys.stderr)
     image = elf_image(elf, adjust)
     if line_numbers[0] or line_numbers[1]:
         from x86vm.disasm.demangle import demangle_symbol
@@ -348,7 +360,7 @@ def _header_dumps(args, options: ListingOptions, image: ListingImage,
         try:
             info = read_headers(image.path, stream)
         except ElfFormatError as exc:
-            raise CliError(f"{image.path}: {exc}") from None
+            raise _elf_error(image.path, exc) from None
     status = 0
     parts = [header]
     if args.file_headers:
@@ -365,6 +377,15 @@ def _header_dumps(args, options: ListingOptions, image: ListingImage,
             status = OBJDUMP_ERROR_STATUS
         parts.append(symbols_text(info, True, demangle, options.only_sections))
     return "".join(parts), status
+
+
+def _elf_error(path: str, exc: ElfFormatError) -> CliError:
+    """objdump's lines for a refused ELF file: BFD's messages, then the error itself."""
+    lines = [*exc.messages, *(exc.lines or [])]
+    for line in lines[:-1] if exc.lines else lines:
+        print(f"x86vm: {line}", file=sys.stderr)
+    return CliError(exc.lines[-1] if exc.lines else str(exc) if exc.whole_line
+                    else f"{path}: {exc}")
 
 
 def _jobs() -> int:
@@ -390,7 +411,8 @@ def run(args) -> int:
 def _run(args) -> int:
     options, syntax, mode_override = _options(args)
     target = args.target
-    if target is not None and target != "binary" and target not in ELF_TARGETS:
+    if target is not None and target != "binary" and target not in ELF_TARGETS | \
+            FALLBACK_TARGETS:
         raise CliError(f"can't use target '{target}' (known: binary, {', '.join(ELF_TARGETS)})")
     adjust = parse_vma(args.adjust_vma, "--adjust-vma") if args.adjust_vma else 0
     images, status = [], 0

@@ -2,7 +2,9 @@
 
 Leaves (SDM Vol. 2A "CPUID", Tables 3-8 to 3-20): 0 (vendor, max leaf), 1 (family/model,
 features), 7 (extended features), 0x80000000-0x80000008 (extended features, brand, address
-sizes). No x87, MMX or SSE yet: they raise #UD, so their feature bits are clear.
+sizes). The x87 FPU and FXSAVE/FXRSTOR are implemented (cpu/x87_exec.py); MMX, SSE, SSE2,
+SSE3, SSSE3, SSE4.1 and SSE4.2 are executed (cpu/sse_exec.py, cpu/sse_fexec.py,
+cpu/sse42.py); a feature bit is set only once its instructions are.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 7
 MAX_EXT_LEAF = 0x80000008
-# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11) PGE(13) CMOV(15) PAT(16)
-LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | (1 << 13) | \
-    (1 << 15) | (1 << 16)
+# leaf 1 EDX: FPU(0) PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11) PGE(13) CMOV(15) PAT(16)
+# FXSR(24)
+LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | \
+    (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
+LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
 # leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
 LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)
+LEAF1_ECX |= (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20)   # SSE3 SSSE3 SSE4.1 SSE4.2
 # leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)
 LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)

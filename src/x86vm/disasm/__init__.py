@@ -12,12 +12,10 @@ __all__ = ["Line", "Relocation", "SourceLine", "listing"]
 
 def __getattr__(name: str):
     """Load on first use: importing the package stays cheap for the formatters' users."""
+    import importlib
+
     if name in ("Line", "Relocation", "SourceLine"):
-        from x86vm.disasm import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module("x86vm.disasm.api"), name)
     if name == "listing":
-        import importlib
-
         return importlib.import_module("x86vm.disasm.listing")
     raise AttributeError(f"module 'x86vm.disasm' has no attribute {name!r}")

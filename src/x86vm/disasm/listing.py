@@ -37,6 +37,7 @@ from x86vm.disasm.elf import (
     ElfFormatError,
     ElfImage,
     Section,
+    SectionUnreadable,
 )
 from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
@@ -224,6 +225,13 @@ def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptio
         lister.section(section)
 
 
+def _warn(lines: list[str]) -> None:
+    """objdump's messages on standard error, after what the listing wrote so far."""
+    sys.stdout.flush()
+    for line in lines:
+        print(f"x86vm: {line}", file=sys.stderr)
+
+
 class _SectionLister:
     """``disassemble_section`` and ``disassemble_bytes`` for one image."""
 
@@ -269,7 +277,11 @@ class _SectionLister:
             stop_offset = 0 if stop < vma else min(stop - vma, size)
         if addr_offset >= stop_offset:
             return
-        data = section.data()
+        try:
+            data = section.data()
+        except SectionUnreadable as exc:  # objdump: two lines, the section skipped, status 0
+            _warn(exc.lines)
+            return
         symbols = self.image.symtab.for_section(section)
         if self.inside(addr_offset):
             self.write(f"\nDisassembly of section {section.name}:\n")

@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid")
+                 "string_op", "is4", "cpuid", "prefix_ignored")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -204,6 +204,9 @@ class Spec:
         self.norip = "norip" in f       # no RIP-relative memory form (MPX)
         self.noa16 = "noa16" in f       # MPX: 16-bit addressing "(bad)"; 64-bit ignores 67
         self.mod_ignored = "mod-ignored" in f
+        # objdump's PREFIX_IGNORED: the F2/F3 column that selected this form, and any
+        # 66/F2/F3, still print as prefix words (66 still sets the operand size)
+        self.prefix_ignored = "pfxignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
         # "Mw/Rv": only the register form depends on the operand size (SDM MOV Sreg)
@@ -449,7 +452,7 @@ class Tables:
                 if forms[0].kind == "escape":
                     slot.escape = forms[0].target
                     continue
-                if forms[0].kind == "group":
+                if forms[0].kind == "group" and len(forms) == 1:
                     slot.modrm = True
                     slot.by_modrm = self._group_table(forms[0], entry.line)
                     slot.modrm_opcode = "modrm-opcode" in self.omap.group_options.get(
