@@ -121,3 +121,19 @@ def test_library_listing_carries_source_lines(programs):
              if line.source is not None]
     assert lines and all(line.source.file.endswith("prog.c") for line in lines)
     assert {line.source.function for line in lines} >= {"main", "walk", "square"}
+
+
+@pytest.mark.parametrize("name", ["libutil.so.1", "libdl.so.2"])
+def test_separate_debug_file_by_build_id(capsys, name):
+    """A glibc library whose DWARF and full symbol table live in /usr/lib/debug/.build-id
+    (libc6-dbg): objdump follows the build-id note, and so does x86vm."""
+    import glob
+
+    path = f"/usr/lib/x86_64-linux-gnu/{name}"
+    if not glob.glob("/usr/lib/debug/.build-id/*/*.debug") or not \
+            __import__("os").path.exists(path):
+        pytest.skip("needs libc6-dbg's separate debug files")
+    theirs = objdump(["-dl", path])
+    code, out, err = run_cli(["-dl", path], capsys)
+    assert (code, err, out) == (theirs.returncode, "", theirs.stdout)
+    assert "crti.S:" in out and "deregister_tm_clones():" in out

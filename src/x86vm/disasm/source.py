@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -68,8 +69,15 @@ class LineNumbers:
         self.placed = _place_sections(loader, image.sections) if self.relocatable else {}
         self.units: list[Unit] = []
         self.tables: dict[int, LineTable | None] = {}
+        # DWARF's own symbols and sections: a separate debug file's when the DWARF is there
+        self.dwarf_symbols = self.symbols
+        self.dwarf_sections: dict[int, elfmod.Section] = {}
+        self.has_dwarf = False
         try:
             sections = _debug_sections(loader, image, self.placed)
+            if not sections.info and image.elf_type != elfmod.ET_REL:
+                sections = self._separate_debug(loader, image, sections)
+            self.has_dwarf = bool(sections.info)
             if sections.info:
                 self.units = read_units(sections, warn)
                 for unit in self.units:
@@ -81,6 +89,26 @@ class LineNumbers:
         self.prev_function: str | None = None
         self.prev_line = -1
         self.prev_discriminator = 0
+
+    def _separate_debug(self, loader, image, sections: DebugSections) -> DebugSections:
+        """The DWARF of the file's separate debug file (build-id, then .gnu_debuglink), as
+        BFD follows them; its symbols then name functions, its sections matched to this
+        file's by position and name (dwarf2.c _bfd_dwarf2_stash_syms)."""
+        path = _debug_file_path(loader, image, self.path)
+        if path is None:
+            return sections
+        with open(path, "rb") as stream:
+            debug_loader = elfmod._Loader(path, stream)
+            debug_image = debug_loader.load()
+            found = _debug_sections(debug_loader, debug_image, {})
+            self.dwarf_symbols = debug_loader._read_symbols(debug_loader.symtab_index,
+                                                            dynamic=False)
+        for ours, theirs in zip(image.sections, debug_image.sections, strict=False):
+            if theirs.name.startswith(_DEBUG_PREFIXES):
+                break
+            if ours.name == theirs.name:
+                self.dwarf_sections[ours.index] = theirs
+        return found
 
     # -- BFD ---------------------------------------------------------------------------
     def find(self, section: elfmod.Section, offset: int) -> Found | None:
@@ -106,8 +134,9 @@ class LineNumbers:
         if function is not None and function.is_linkage:
             name = function.name
             found = True
-        elif function is not None or found:
-            fun = self._find_function(section, offset, want_file=filename is None)
+        elif self.has_dwarf:        # dwarf2.c "done:": the symbols name what DWARF does not
+            fun = self._find_function(self.dwarf_sections.get(section.index, section), offset,
+                                      self.dwarf_symbols)
             if fun is not None:
                 symbol, file = fun
                 name = symbol.name
@@ -125,20 +154,21 @@ class LineNumbers:
             return Found(filename, name, line, disc)
         if not self.symbols:
             return None
-        fun = self._find_function(section, offset, want_file=True)
+        fun = self._find_function(section, offset, self.symbols)
         if fun is None:
             return None
         return Found(fun[1], fun[0].name, 0, 0)
 
-    def _find_function(self, section: elfmod.Section, offset: int, want_file: bool):
+    def _find_function(self, section: elfmod.Section, offset: int,
+                       symbols: list[elfmod.Symbol]):
         """elf.c elf_find_function with its one-entry cache: (symbol, file name) or None."""
-        if not self.symbols:
+        if not symbols:
             return None
         cache = self.cache
         func = cache.func
         if cache.section is not section or func is None or offset < cache.value or \
                 offset >= cache.value + cache.size:
-            cache.fill(self.symbols, section, offset)
+            cache.fill(symbols, section, offset)
         if cache.func is None:
             return None
         return cache.func, cache.filename
@@ -350,6 +380,47 @@ def _maybe_function(sym: elfmod.Symbol, section: elfmod.Section) -> int:
             st_other & 3 == STV_HIDDEN:
         return 0
     return size or 1
+
+
+DEBUG_DIR = "/usr/lib/debug"            # BFD's DEBUGDIR on Debian
+_DEBUG_PREFIXES = (".debug", ".zdebug", ".gnu.debuglto_")
+
+
+def _debug_file_path(loader, image, path: str) -> str | None:
+    """The separate debug file BFD would read: by build-id under DEBUG_DIR, else the
+    .gnu_debuglink name beside the file, in its .debug directory, or under DEBUG_DIR."""
+    by_name = {s.name: s for s in image.sections}
+    note = by_name.get(".note.gnu.build-id")
+    if note is not None and note.has_contents:
+        data = note.data()
+        if len(data) >= 16:
+            namesz, descsz, kind = (int.from_bytes(data[i:i + 4], "little") for i in (0, 4, 8))
+            start = 12 + (namesz + 3 & ~3)
+            build_id = data[start:start + descsz]
+            if kind == 3 and data[12:12 + namesz].rstrip(b"\0") == b"GNU" and len(build_id) > 1:
+                hexid = build_id.hex()
+                candidate = f"{DEBUG_DIR}/.build-id/{hexid[:2]}/{hexid[2:]}.debug"
+                if os.path.isfile(candidate):
+                    return candidate
+    link = by_name.get(".gnu_debuglink")
+    if link is None or not link.has_contents:
+        return None
+    data = link.data()
+    name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if not name or "/" in name:
+        return None
+    crc_at = (len(name) + 1 + 3) & ~3
+    crc = int.from_bytes(data[crc_at:crc_at + 4], "little")
+    directory = os.path.dirname(os.path.abspath(path))
+    for candidate in (os.path.join(directory, name), os.path.join(directory, ".debug", name),
+                      f"{DEBUG_DIR}{directory}/{name}"):
+        if os.path.abspath(candidate) == os.path.abspath(path) or \
+                not os.path.isfile(candidate):
+            continue
+        with open(candidate, "rb") as f:
+            if zlib.crc32(f.read()) == crc:
+                return candidate
+    return None
 
 
 def _place_sections(loader, sections: list[elfmod.Section]) -> dict[int, int]:
