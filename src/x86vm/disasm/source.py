@@ -16,6 +16,7 @@ debug sections to those addresses, so code of different sections does not overla
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import zlib
@@ -73,6 +74,8 @@ class LineNumbers:
         self.dwarf_symbols = self.symbols
         self.dwarf_sections: dict[int, elfmod.Section] = {}
         self.has_dwarf = False
+        self.unit_index = _Intervals(())
+        self.function_index: list[_Intervals] = []
         try:
             sections = _debug_sections(loader, image, self.placed)
             if not sections.info and image.elf_type != elfmod.ET_REL:
@@ -82,6 +85,13 @@ class LineNumbers:
                 self.units = read_units(sections, warn)
                 for unit in self.units:
                     self.tables[unit.offset] = _line_table(sections, unit)
+                self.unit_index = _Intervals(
+                    (low, high, n) for n, unit in enumerate(self.units)
+                    if self.tables.get(unit.offset) is not None
+                    for low, high in (*unit.ranges, *self.tables[unit.offset].ranges))
+                self.function_index = [_Intervals(
+                    (low, high, k) for k, function in enumerate(unit.functions)
+                    for low, high in function.ranges) for unit in self.units]
         except (DwarfError, elfmod.ElfFormatError, IndexError, UnicodeDecodeError) as exc:
             if warn is not None:
                 warn(str(exc))
@@ -110,6 +120,9 @@ class LineNumbers:
                 self.dwarf_sections[ours.index] = theirs
         return found
 
+    def _best_fit(self, n: int, address: int) -> Function | None:
+        return _best_fit_in(self.units[n].functions, self.function_index[n], address)
+
     # -- BFD ---------------------------------------------------------------------------
     def find(self, section: elfmod.Section, offset: int) -> Found | None:
         """bfd_find_nearest_line_discriminator for ``offset`` in ``section``."""
@@ -117,14 +130,14 @@ class LineNumbers:
         address = base + offset
         function: Function | None = None
         row = None
-        for unit in self.units:
-            table = self.tables.get(unit.offset)
-            if table is None or not _contains(unit, table, address):
-                continue
-            function = _best_fit(unit.functions, address) or function
+        for n in sorted(set(self.unit_index.holding(address))):
+            unit = self.units[n]
+            table = self.tables[unit.offset]
+            fit = self._best_fit(n, address)
+            function = fit or function
             row = table.lookup(address)
             if row is not None:
-                function = _best_fit(unit.functions, address)
+                function = fit
                 break
         filename = row.file if row is not None else None
         line = row.line if row is not None else 0
@@ -295,20 +308,38 @@ def _sanitize(text: str) -> str:
     return sanitize(text)
 
 
-def _contains(unit: Unit, table: LineTable, address: int) -> bool:
-    return any(low <= address < high for low, high in unit.ranges) or \
-        any(low <= address < high for low, high in table.ranges)
+class _Intervals:
+    """Address ranges (low, high, payload), with the payloads of those holding an address
+    found by bisection (ranges sorted by start, with the running maximum of their ends)."""
+
+    def __init__(self, ranges) -> None:
+        items = sorted((r for r in ranges if r[0] < r[1]), key=lambda r: r[0])
+        self.lows = [r[0] for r in items]
+        self.items = items
+        reach, top = [], -1
+        for _low, high, _payload in items:
+            top = max(top, high)
+            reach.append(top)
+        self.reach = reach
+
+    def holding(self, address: int) -> list:
+        stop = bisect.bisect_right(self.lows, address)
+        start = bisect.bisect_right(self.reach, address, 0, stop)
+        items = self.items
+        return [items[i][2] for i in range(start, stop) if items[i][1] > address]
 
 
-def _best_fit(functions: list[Function], address: int) -> Function | None:
+def _best_fit_in(functions: list[Function], index: _Intervals, address: int):
     """lookup_address_in_function_table: the smallest range holding the address (the later
     function on a tie)."""
     best, best_len = None, None
-    for function in functions:
+    for k in index.holding(address):
+        function = functions[k]
         for low, high in function.ranges:
-            if low <= address < high and (best_len is None or high - low <= best_len):
-                best, best_len = function, high - low
-    return best
+            if low <= address < high and (best_len is None or high - low < best_len or
+                                          high - low == best_len and k > best[0]):
+                best, best_len = (k, function), high - low
+    return best[1] if best is not None else None
 
 
 class _FunctionCache:
