@@ -33,6 +33,9 @@ DEFAULT_OPTIONS = ["-dCr -M intel --no-show-raw-insn", "-dl"]
 def elf_files(dirs: list[str], max_bytes: int) -> list[str]:
     out = []
     for directory in dirs:
+        if not os.path.isdir(directory):        # a file named on the command line
+            out.append(directory)
+            continue
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
             if not entry.is_file(follow_symlinks=False):
                 continue
@@ -72,7 +75,7 @@ def compare(path: str, options: list[str], timeout: float) -> tuple[str, int, li
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="*", default=DEFAULT_DIRS)
+    parser.add_argument("dirs", nargs="*", default=DEFAULT_DIRS, help="directories or files")
     parser.add_argument("--options", action="append", help="an objdump option string")
     parser.add_argument("--sample", type=int, help="a seeded random sample of N files")
     parser.add_argument("--seed", type=int, default=14)
