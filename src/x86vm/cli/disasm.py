@@ -36,6 +36,9 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 """BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
+UNSUPPORTED_X86_OPTIONS = ("amd64", "intel64", "intel-mnemonic", "addr", "data", "suffix")
+"""-M options objdump 2.40 reads (i386-dis.c: by prefix) and x86vm does not: refused in one
+line rather than listed otherwise than objdump lists them."""
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
 # objdump 2.40's other targets (objdump --help): -b with one that does not take the file falls
 # back to trying every target (bfd/format.c), so an ELF file is still listed; the generic
@@ -222,6 +225,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
     mode_override = None
     for group in args.disassembler_options:
         for option in filter(None, group.split(",")):
+            if option.startswith(UNSUPPORTED_X86_OPTIONS):
+                raise CliError(f"disassembler option '{option}' is not supported by x86vm "
+                               "disasm (objdump's i386-dis.c reads it)")
             if option in SYNTAX_OPTIONS:
                 syntax = SYNTAX_OPTIONS[option]
             elif option in MODE_OPTIONS:
