@@ -81,8 +81,15 @@ class FileHeaders:
 
 def read_headers(path: str, stream: BinaryIO) -> FileHeaders:
     """Read the ELF headers, section headers, program headers and both symbol tables."""
-    loader = elfmod._Loader(path, stream)
-    image = loader.load()
+    try:
+        loader = elfmod._Loader(path, stream)
+        image = loader.load()
+    except elfmod.ElfFormatError:
+        raise
+    except Exception as exc:  # pyelftools raises many types on malformed input
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise elfmod.ElfFormatError(f"malformed ELF file, headers not listed ({reason})") \
+            from None
     ehdr = loader.elf.header
     phdrs = [seg.header for seg in loader.elf.iter_segments()] if ehdr["e_phnum"] else []
     reloc_targets = {hdr["sh_info"] for hdr in loader.headers

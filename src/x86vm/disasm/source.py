@@ -62,20 +62,31 @@ class LineNumbers:
         self.prefix, self.prefix_strip = prefix, prefix_strip
         self.path, self.warn = path, warn
         self.files: dict[str, _SourceFile] = {}     # objdump's print_files
-        loader = elfmod._Loader(path, stream)
-        image = loader.load()
         self.demangle = demangle
-        self.relocatable = image.elf_type == elfmod.ET_REL
-        self.symbols = loader._read_symbols(loader.symtab_index, dynamic=False)
-        self.placed = _place_sections(loader, image.sections) if self.relocatable else {}
+        self.symbols: list[elfmod.Symbol] = []
         self.units: list[Unit] = []
         self.tables: dict[int, LineTable | None] = {}
-        # DWARF's own symbols and sections: a separate debug file's when the DWARF is there
         self.dwarf_symbols = self.symbols
         self.dwarf_sections: dict[int, elfmod.Section] = {}
         self.has_dwarf = False
         self.unit_index = _Intervals(())
         self.function_index: list[_Intervals] = []
+        self.placed: dict[int, int] = {}
+        self.cache = _FunctionCache()
+        self.prev_function: str | None = None
+        self.prev_line = -1
+        self.prev_discriminator = 0
+        try:
+            loader = elfmod._Loader(path, stream)
+            image = loader.load()
+        except Exception:  # pyelftools refuses what BFD reads: no line information then
+            self.relocatable = False
+            return
+        self.relocatable = image.elf_type == elfmod.ET_REL
+        self.symbols = loader._read_symbols(loader.symtab_index, dynamic=False)
+        self.placed = _place_sections(loader, image.sections) if self.relocatable else {}
+        # DWARF's own symbols and sections: a separate debug file's when the DWARF is there
+        self.dwarf_symbols = self.symbols
         try:
             sections = _debug_sections(loader, image, self.placed)
             if not sections.info and image.elf_type != elfmod.ET_REL:
@@ -92,13 +103,10 @@ class LineNumbers:
                 self.function_index = [_Intervals(
                     (low, high, k) for k, function in enumerate(unit.functions)
                     for low, high in function.ranges) for unit in self.units]
-        except (DwarfError, elfmod.ElfFormatError, IndexError, UnicodeDecodeError) as exc:
+        except Exception as exc:  # corrupt DWARF, or a debug file pyelftools refuses
             if warn is not None:
                 warn(str(exc))
-        self.cache = _FunctionCache()
-        self.prev_function: str | None = None
-        self.prev_line = -1
-        self.prev_discriminator = 0
+            self.units, self.tables, self.has_dwarf = [], {}, False
 
     def _separate_debug(self, loader, image, sections: DebugSections) -> DebugSections:
         """The DWARF of the file's separate debug file (build-id, then .gnu_debuglink), as
