@@ -10,7 +10,7 @@ replayed values after each, so a REP instruction stopped in its middle resumes w
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
-from x86vm.cpu.errors import DE, CpuFault
+from x86vm.cpu.errors import DE, GP, CpuFault
 from x86vm.cpu.operand import (
     MASK,
     Imm,
@@ -406,15 +406,23 @@ def h_pop(cpu, c) -> None:
         raise
 
 
+def _vm86_iopl_check(cpu) -> None:
+    """PUSHF/POPF in virtual-8086 mode need IOPL 3 (SDM Vol. 3B §20.2.7), else #GP(0)."""
+    if cpu.fl & 0x20000 and (cpu.fl >> 12) & 3 != 3:
+        raise CpuFault(GP, 0)
+
+
 def h_pushf(cpu, c) -> None:
     insn = c[0]
     size = insn.operand_size // 8
+    _vm86_iopl_check(cpu)
     cpu.push(cpu.flags() & 0xFCFFFF, size)   # VM and RF read as 0
 
 
 def h_popf(cpu, c) -> None:
     insn = c[0]
     size = insn.operand_size // 8
+    _vm86_iopl_check(cpu)
     v = cpu.pop(size)
     cur = cpu.flags()
     mask = 0x247FD5   # CF PF AF ZF SF TF DF OF NT AC ID

@@ -3,6 +3,7 @@ tables, far transfers, software interrupts, HLT/CLI/STI, CPUID, MSRs, SYSCALL/SY
 
 from __future__ import annotations
 
+from x86vm.cpu import gates
 from x86vm.cpu.cpuid import cpuid
 from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
@@ -285,9 +286,29 @@ def _check_far_code(cpu, seg: Segment) -> None:
         raise CpuFault(GP, seg.selector & 0xFFFC)
 
 
+def _system_target(cpu, sel: int) -> int | None:
+    """The raw descriptor when a far JMP/CALL in protected mode names a system descriptor
+    (a gate or a TSS), else None (a code segment: the direct transfer)."""
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM or sel & ~3 == 0:
+        return None
+    raw, _ = cpu.read_descriptor(sel)
+    return None if raw >> 44 & 1 else raw
+
+
+def _through_system(cpu, sel: int, raw: int, call: bool) -> None:
+    kind = (raw >> 40) & 0xF
+    if kind in (gates.CALL_GATE16, gates.CALL_GATE32) and not cpu.efer & EFER_LMA:
+        gates.through_call_gate(cpu, sel, raw, call)
+    else:
+        raise CpuFault(GP, sel & 0xFFFC, f"far transfer to system descriptor type {kind:#x}")
+
+
 def h_ljmp(cpu, c) -> None:
     insn, (op,) = c
     sel, offset = _far_target(cpu, insn, op)
+    raw = _system_target(cpu, sel)
+    if raw is not None:
+        return _through_system(cpu, sel, raw, call=False)
     seg = cpu.code_segment(sel)
     _check_far_code(cpu, seg)
     cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
@@ -306,6 +327,9 @@ def h_call(cpu, c) -> None:
     size = insn.operand_size // 8
     if is_far(insn, op):
         sel, offset = _far_target(cpu, insn, op)
+        raw = _system_target(cpu, sel)
+        if raw is not None:
+            return _through_system(cpu, sel, raw, call=True)
         seg = cpu.code_segment(sel)
         _check_far_code(cpu, seg)
         cpu.push(cpu.seg[1].selector, size)
@@ -323,9 +347,14 @@ def h_retf(cpu, c) -> None:
     size = insn.operand_size // 8
     offset = cpu.pop(size)
     sel = cpu.pop(size) & 0xFFFF
-    seg = cpu.code_segment(sel)
     if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM and (sel & 3) != cpu.cpl:
-        raise CpuFault(GP, sel & 0xFFFC, "far return to another privilege level")
+        if (sel & 3) < cpu.cpl:
+            raise CpuFault(GP, sel & 0xFFFC, "far return to a more privileged level")
+        if cpu.code_bits == 64:
+            raise CpuFault(GP, sel & 0xFFFC, "64-bit far return to an outer level: not "
+                                             "implemented")
+        return gates.return_outward(cpu, sel, offset, size, ops[0].value if ops else 0)
+    seg = cpu.code_segment(sel)
     cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
     cpu.rip = offset & MASK[size]
     if ops:
