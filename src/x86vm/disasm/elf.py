@@ -200,6 +200,7 @@ class Symbol:
     version: str = ""  # version name, "" if none
     hidden: bool = False  # printed as name@VER rather than name@@VER
     section_vma: int = 0  # BFD keeps value - section_vma as the symbol's own value
+    elf: tuple[int, int, int, int] = (0, 0, 0, 0)  # st_info, st_other, st_shndx, st_value
 
 
 @dataclass(slots=True)
@@ -530,7 +531,8 @@ class _Loader:
             elif stype in (STT_OBJECT, STT_COMMON):
                 flags |= BSF_OBJECT
             base = self.headers[section]["sh_addr"] if section >= 0 else 0
-            sym = Symbol(name, st_value, st_size, flags, section, section_name, section_vma=base)
+            sym = Symbol(name, st_value, st_size, flags, section, section_name, section_vma=base,
+                         elf=(st_info, _other, st_shndx, entry[4] if self.is64 else entry[1]))
             if versions is not None:
                 sym.version, sym.hidden = versions(n)
             out.append(sym)
