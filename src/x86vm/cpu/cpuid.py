@@ -11,9 +11,11 @@ VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 7
 MAX_EXT_LEAF = 0x80000008
-# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11) PGE(13) CMOV(15) PAT(16)
-LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | (1 << 13) | \
-    (1 << 15) | (1 << 16)
+# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) APIC(9) SEP(11) PGE(13) CMOV(15) PAT(16).
+# APIC: the board's local APIC (devices/lapic.py) at IA32_APIC_BASE; without the bit Linux
+# keeps the 8259 alone ("APIC disabled by BIOS") even when the MP/ACPI tables list it.
+LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | \
+    (1 << 13) | (1 << 15) | (1 << 16)
 # leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
 LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)
 # leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)
