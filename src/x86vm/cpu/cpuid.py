@@ -2,7 +2,8 @@
 
 Leaves (SDM Vol. 2A "CPUID", Tables 3-8 to 3-20): 0 (vendor, max leaf), 1 (family/model,
 features), 7 (extended features), 0x80000000-0x80000008 (extended features, brand, address
-sizes). No x87, MMX or SSE yet: they raise #UD, so their feature bits are clear.
+sizes). MMX, SSE and SSE2 are executed (cpu/sse_exec.py, cpu/sse_fexec.py); a feature bit
+is set only once its instructions are.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ MAX_EXT_LEAF = 0x80000008
 # keeps the 8259 alone ("APIC disabled by BIOS") even when the MP/ACPI tables list it.
 LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | \
     (1 << 13) | (1 << 15) | (1 << 16)
+LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
 # leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
 LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)
 # leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)

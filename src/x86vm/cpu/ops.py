@@ -553,9 +553,18 @@ HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
 
 
-def register_helpers(helpers: dict) -> None:
+def register_helpers(helpers: dict, continuing: bool = False) -> None:
     """The hook for instruction sets implemented elsewhere (x87, MMX, SSE): map operation
     keys (``translate.op_key``) to ``helper(cpu, (insn, operands))``. An operation with no
     helper stays #UD; CPUID (cpuid.py) must advertise a set only once it is registered."""
     HELPERS.update(helpers)
+    if continuing:
+        CONTINUING_HELPERS.update(helpers)
+
+
+CONTINUING_HELPERS: set[str] = set()
+"""Registered operations after which a block goes on (no control transfer or mode change)."""
+
+from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
+
 __all__ = ["HELPERS", "register_helpers", "undefined", "seg_index", "ShiftOne"]

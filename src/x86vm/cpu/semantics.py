@@ -51,7 +51,8 @@ def ends_block(insn) -> bool:
         for op in insn.operands:
             if type(op) is Reg and op.cls in ("seg", "cr", "dr"):
                 return True
-    return name not in GENERATORS and name not in CONTINUING
+    return name not in GENERATORS and name not in CONTINUING and \
+        name not in ops.CONTINUING_HELPERS
 
 
 # -- generators ---------------------------------------------------------------------------
