@@ -382,11 +382,11 @@ def test_unimplemented_instruction_is_ud_in_the_guest_and_counted():
         shr $16, %eax
         movw %ax, 0x30006 + 6 * 8
     fault:
-        fld1                      /* x87: not implemented yet */
+        vzeroupper                /* AVX: not implemented */
         cli
         hlt
     handler:
-        mov (%esp), %eax          /* #UD is a fault: the pushed EIP is the fld1 */
+        mov (%esp), %eax          /* #UD is a fault: the pushed EIP is the vzeroupper */
         out %eax, $0xe0
         cli
         hlt
@@ -399,9 +399,9 @@ def test_unimplemented_instruction_is_ud_in_the_guest_and_counted():
         m.memory.write(0x10000, code)
         m.run(entry_for(m.memory, 32, 0x10000), timeout=10)
         stats = m.backend.stats()
-        assert m.backend.cpu.ud_seen == {"fld1": 1}
+        assert m.backend.cpu.ud_seen == {"vzeroupper": 1}
     assert stats["undefined"] == 1
-    assert port.log == [("w", 0, 4, 0x10000 + code.index(b"\xd9\xe8"))]
+    assert port.log == [("w", 0, 4, 0x10000 + code.index(b"\xc5\xf8\x77"))]
 
 
 def test_same_code_under_two_real_mode_code_segments(backend):

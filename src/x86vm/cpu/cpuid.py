@@ -2,8 +2,9 @@
 
 Leaves (SDM Vol. 2A "CPUID", Tables 3-8 to 3-20): 0 (vendor, max leaf), 1 (family/model,
 features), 7 (extended features), 0x80000000-0x80000008 (extended features, brand, address
-sizes). MMX, SSE and SSE2 are executed (cpu/sse_exec.py, cpu/sse_fexec.py); a feature bit
-is set only once its instructions are.
+sizes). The x87 FPU and FXSAVE/FXRSTOR are implemented (cpu/x87_exec.py); MMX, SSE and
+SSE2 are executed (cpu/sse_exec.py, cpu/sse_fexec.py); a feature bit is set only once its
+instructions are.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 7
 MAX_EXT_LEAF = 0x80000008
-# leaf 1 EDX: PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) APIC(9) SEP(11) PGE(13) CMOV(15) PAT(16).
-# APIC: the board's local APIC (devices/lapic.py) at IA32_APIC_BASE; without the bit Linux
-# keeps the 8259 alone ("APIC disabled by BIOS") even when the MP/ACPI tables list it.
-LEAF1_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | \
-    (1 << 13) | (1 << 15) | (1 << 16)
+# leaf 1 EDX: FPU(0) PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) APIC(9) SEP(11) PGE(13) CMOV(15)
+# PAT(16) FXSR(24). APIC: the board's local APIC (devices/lapic.py) at IA32_APIC_BASE;
+# without the bit Linux keeps the 8259 alone ("APIC disabled by BIOS") even when the MP/ACPI
+# tables list it.
+LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | \
+    (1 << 11) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
 LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
 # leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
 LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)

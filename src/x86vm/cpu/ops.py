@@ -547,10 +547,12 @@ HELPERS = {
 from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
+from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
 
 HELPERS.update(BMI_HELPERS)
 HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
+HELPERS.update(X87_HELPERS)
 
 
 def register_helpers(helpers: dict, continuing: bool = False) -> None:
