@@ -20,8 +20,10 @@ MAX_EXT_LEAF = 0x80000008
 LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | \
     (1 << 11) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
 LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
-# leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23)
-LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23)
+# leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23) TSC-DEADLINE(24): the local APIC timer's
+# TSC-deadline mode (devices/lapic.py, IA32_TSC_DEADLINE); Linux then skips calibrating
+# the APIC timer against the PIT (200 ms of guest time spent spinning)
+LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 24)
 # leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)
 LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
