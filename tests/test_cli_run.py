@@ -26,7 +26,7 @@ def x86vm(*args, timeout=60, stdin=subprocess.DEVNULL):
 @pytest.mark.parametrize("args, message", [
     (["--memory", "12Q"], "bad memory size '12Q'"),
     (["--memory", "512K"], "at least 1M"),
-    (["--loader", "elf"], "unknown loader 'elf': choose one of flat, multiboot, linux, pvh"),
+    (["--loader", "elf"], "unknown loader 'elf': choose one of flat, multiboot, linux, pvh, rom"),
     (["/nonexistent.img"], "cannot read image /nonexistent.img: No such file or directory"),
     (["--timeout", "0"], "bad --timeout '0'"),
     (["--debug-exit-port", "70000"], "bad --debug-exit-port '70000'"),

@@ -666,3 +666,35 @@ def test_lar_lsl_verr_verw_arpl():
     assert per[0x50][2:4] == [0x12345, 1]                    # byte-granular limit
     assert per[0x58][1] == 0 and per[0x00][1] == 0          # beyond the GDT, null
     assert values[-2:] == [0x13, 1]                          # ARPL raised RPL 0 to 3
+
+
+def test_pop_ss_steps_the_stack_pointer_with_the_old_stack_size(backend):
+    """POP SS from a 16-bit stack (SS.B=0) into a 32-bit one: SP wraps as a 16-bit pointer
+    and ESP's upper half stays (SDM Vol. 2B POP: the increment uses the stack address size
+    in force when the pop starts). test386.asm's POST 09 checks the same."""
+    code = assemble("""
+        lgdt gdtr
+        ljmp $0x08, $1f
+    1:  mov $0x10, %ax
+        mov %ax, %ds
+        mov $0x18, %ax                /* a 16-bit stack segment (B=0) */
+        mov %ax, %ss
+        mov $0x20000, %esp
+        push %ss                      /* 32-bit push: SP 0000 -> FFFC, ESP 0002FFFC */
+        movl $0x10, 0xfffc            /* pop loads the 32-bit data segment */
+        pop %ss
+        mov %esp, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+        .p2align 3
+    gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff      /* 0x08: flat 32-bit code */
+        .quad 0x00cf92000000ffff      /* 0x10: flat 32-bit data (B=1) */
+        .quad 0x000092000000ffff      /* 0x18: 64 KiB 16-bit data (B=0) */
+    gdtr:
+        .word gdtr - gdt - 1
+        .long gdt""", 32, 0x10000)
+    result, port, _, _ = run_guest(backend, code, 32, 0x10000)
+    assert [v for _, _, _, v in port.log] == [0x20000], result.reason

@@ -6,6 +6,10 @@ paths the host harness cannot reach from user mode (SDM Vol. 3A §2.5 Table 2-2,
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import pytest
 
 from x86vm.cpu.core import Cpu
@@ -19,6 +23,7 @@ from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
     CR4_OSFXSR,
+    CR4_OSXSAVE,
     EFER_LMA,
     EFER_LME,
     RegisterState,
@@ -177,3 +182,95 @@ def test_store_that_faults_leaves_the_x87_state_alone():
 def test_cpuid_advertises_fpu_and_fxsr():
     edx = cpuid(1, 0)[3]
     assert edx & 1 and edx & (1 << 24)
+
+
+def test_fpu_reset_is_fninit_and_init_keeps_the_sse_state():
+    cpu = make_cpu(bytes.fromhex("d9e8" "d9eb"))
+    step(cpu)
+    step(cpu)
+    cpu.xmm[3], cpu.mxcsr = 5, 0x1F00
+    cpu.fpu_reset(init=True)
+    x = cpu.x87
+    assert (x.cw, x.status_word, x.tag_word, x.regs) == (0x37F, 0, 0xFFFF, [0] * 8)
+    assert (cpu.xmm[3], cpu.mxcsr) == (5, 0x1F00)
+    cpu.fpu_reset()
+    assert (cpu.xmm[3], cpu.mxcsr) == (0, 0x1F80)
+
+
+def test_get_state_carries_the_fpu_and_set_state_loads_it():
+    cpu = make_cpu(bytes.fromhex("d9e8" "d9eb"))
+    step(cpu)
+    step(cpu)
+    cpu.xmm[7], cpu.mxcsr = 1 << 127 | 5, 0x1FA0
+    state = cpu.get_state()
+    fpu = state.fpu
+    assert (fpu.fcw, fpu.fsw, fpu.ftw) == (0x37F, 0x3000, 0x0FFF)
+    assert fpu.st[:2] == (cpu.x87.st(0), 0x3FFF8000000000000000)
+    assert (fpu.xmm[7], fpu.mxcsr) == (1 << 127 | 5, 0x1FA0)
+    other = make_cpu(b"")
+    other.set_state(state)
+    assert other.get_state().fpu == fpu
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed")
+def test_gdb_reads_the_x87_registers_on_emu(tmp_path):
+    """The real gdb shows the x87 stack of the emu backend (``info registers`` st0, fctrl...)."""
+    from test_gdb_stub import free_port, start_vm
+
+    image = tmp_path / "fpu.bin"
+    # 7c00: fninit; fld1; fldpi; jmp .
+    image.write_bytes(bytes.fromhex("dbe3" "d9e8" "d9eb" "ebfe"))
+    port = free_port()
+    vm = start_vm(image, "--loader", "flat", "--backend", "emu", "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "30", "--serial", "none")
+    script = ["set pagination off", "set confirm off", f"target remote :{port}",
+              "stepi", "stepi", "stepi", "info registers st0 st1 st2 fctrl fstat ftag fop",
+              "kill"]
+    args = ["gdb", "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    vm.kill()
+    vm.communicate(timeout=30)
+    out = done.stdout + done.stderr
+    assert re.search(r"st0 +3\.14159265358979323\d* +\(raw 0x4000c90fdaa22168c235\)", out), out
+    assert re.search(r"st1 +1 +\(raw 0x3fff8000000000000000\)", out), out
+    assert re.search(r"fctrl +0x37f", out) and re.search(r"fstat +0x3000", out), out
+    assert re.search(r"ftag +0xfff\b", out) and re.search(r"fop +0x1eb", out), out
+
+
+XGETBV = bytes.fromhex("0f01d0")
+XSETBV = bytes.fromhex("0f01d1")
+XSAVE_RBX = bytes.fromhex("0fae23")
+
+
+@pytest.mark.parametrize("insn, cr4, rcx, value, expect", [
+    (XGETBV, 0, 0, 0, 6), (XSETBV, 0, 0, 3, 6), (XSAVE_RBX, 0, 0, 3, 6),
+    (XSETBV, CR4_OSXSAVE, 0, 3, None), (XSETBV, CR4_OSXSAVE, 1, 3, 13),
+    (XSETBV, CR4_OSXSAVE, 0, 2, 13), (XSETBV, CR4_OSXSAVE, 0, 7, 13),
+    (XGETBV, CR4_OSXSAVE, 0, 0, None), (XGETBV, CR4_OSXSAVE, 1, 0, 13),
+])
+def test_xgetbv_xsetbv_rules(insn, cr4, rcx, value, expect):
+    cpu = make_cpu(insn, cr4=CR4_OSFXSR | cr4)
+    cpu.r[0], cpu.r[1], cpu.r[2] = value, rcx, 0
+    assert vector(cpu) == expect
+    if expect is None and insn == XSETBV:
+        assert cpu.xcr0 == value
+    if expect is None and insn == XGETBV:
+        assert (cpu.r[0], cpu.r[2]) == (1, 0)     # XCR0 after reset: x87 only
+
+
+def test_xsave_needs_a_64_byte_aligned_area_and_cr0_ts_clear():
+    cpu = make_cpu(XSAVE_RBX, cr4=CR4_OSFXSR | CR4_OSXSAVE)
+    cpu.r[3] = DATA + 16
+    assert vector(cpu) == 13
+    cpu = make_cpu(XSAVE_RBX, CR0_PE | CR0_TS, cr4=CR4_OSFXSR | CR4_OSXSAVE)
+    assert vector(cpu) == 7
+
+
+def test_cpuid_osxsave_mirrors_cr4_and_leaf_0d_reports_x87_sse():
+    cpuid_insn = bytes.fromhex("0fa2")
+    for cr4, bit in ((0, 0), (CR4_OSXSAVE, 1 << 27)):
+        cpu = make_cpu(cpuid_insn, cr4=cr4)
+        cpu.r[0], cpu.r[1] = 1, 0
+        step(cpu)
+        assert cpu.r[1] & (1 << 27) == bit and cpu.r[1] & (1 << 26)
+    assert cpuid(0xD, 0) == (3, 576, 576, 0) and cpuid(0xD, 1) == (0, 0, 0, 0)

@@ -23,7 +23,7 @@ import pytest
 
 from guests.build import build, missing_tools
 from oracle.objdump import objdump
-from test_kvm_support import runs_guests
+from test_kvm_support import requires_kvm, runs_guests
 from x86vm.gdb import protocol
 from x86vm.gdb.registers import layout, target_xml
 from x86vm.gdb.stub import parse_address
@@ -92,13 +92,18 @@ def _symbol(elf: Path, name: str) -> int:
     return int(re.search(rf"^([0-9a-f]+) \w {name}$", out, re.M).group(1), 16)
 
 
-@runs_guests
+BACKENDS = [pytest.param("kvm", marks=requires_kvm()), "emu"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.skipif(GDB is None, reason="gdb not installed")
-def test_real_gdb_session(guest: Path) -> None:
+def test_real_gdb_session(guest: Path, backend: str) -> None:
+    """On emu the software breakpoint (``break``) leaves guest memory alone and the
+    watchpoint is a data breakpoint of the CPU; on KVM they are an ``int3`` and steps."""
     elf = guest.parent / "gdb64.bzImage.obj" / "linked.elf"
     port = free_port()
-    vm = start_vm(guest, "--gdb", f"tcp::{port}", "--wait-gdb", "--timeout", "120",
-                  "--serial", "none")
+    vm = start_vm(guest, "--backend", backend, "--gdb", f"tcp::{port}", "--wait-gdb",
+                  "--timeout", "120", "--serial", "none")
     script = ["set pagination off", "set confirm off", f"file {elf}",
               f"target remote :{port}",
               "info registers rip", "hbreak main64", "continue", "info registers rip",
@@ -174,15 +179,15 @@ class Client:
         return self.receive()
 
 
-@runs_guests
-def test_ctrl_c_interrupts_a_spinning_guest_and_detach_lets_it_run(tmp_path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_interrupts_a_spinning_guest_and_detach_lets_it_run(tmp_path, backend) -> None:
     image = tmp_path / "spin.bin"
     # 7c00: inc %eax; cmp $0x10000000, %eax; jne 7c00; mov $0x21, %al; out %al, $0xf4; hlt
     # (spins until the client sets eax just below the limit)
     image.write_bytes(bytes.fromhex("6640" "663d00000010" "75f6" "b021" "e6f4" "f4"))
     port = free_port()
-    vm = start_vm(image, "--loader", "flat", "--gdb", f"tcp::{port}", "--wait-gdb",
-                  "--timeout", "60",
+    vm = start_vm(image, "--loader", "flat", "--backend", backend, "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "60",
                   "--serial", "none")
     client = Client(port)
     assert b"QStartNoAckMode+" in client.ask(b"qSupported:swbreak+")
@@ -236,3 +241,87 @@ def test_real_gdb_on_the_linux_guest() -> None:
     assert "in secondary_startup_64 ()" in out, out
     assert re.search(r"Old value = 0 '\\000'\nNew value = 1 '\\001'", out), out
     assert "in rest_init ()" in out and "in arch_call_rest_init ()" in out, out
+
+
+WATCHED = """
+    mov $0x1234, %ax
+    mov %ax, 0x500
+    mov 0x502, %bx
+    mov $0x21, %al
+    out %al, $0xf4
+    hlt"""
+
+
+def _eip(client: Client) -> int:
+    return int.from_bytes(bytes.fromhex(client.ask(b"p8").decode()), "little")
+
+
+def test_emu_breaks_without_patching_memory_and_watches_with_data_breakpoints(tmp_path):
+    """Protocol-level on emu: ``Z0`` leaves the guest's bytes alone (x86vm's own disassembly
+    reads them raw), a write watchpoint stops after the store (``watch:``, RIP past it), the
+    breakpoint at that RIP then stops, a read watchpoint stops after the load (``rwatch:``),
+    ``s`` steps one instruction."""
+    from test_kvm_support import assemble
+
+    image = tmp_path / "watched.bin"
+    image.write_bytes(assemble(WATCHED, 0x7C00))
+    port = free_port()
+    vm = start_vm(image, "--loader", "flat", "--backend", "emu", "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "60", "--serial", "none")
+    client = Client(port)
+    assert client.ask(b"QStartNoAckMode") == b"OK"
+    assert client.ask(b"?") == b"S05"
+    load = 0x7C06  # mov 0x502,%bx (8b 1e 02 05, objdump -M i8086)
+    assert client.ask(b"Z0,%x,1" % load) == b"OK"
+    assert client.ask(b"Z2,500,2") == b"OK"
+    assert client.ask(b"Z3,502,2") == b"OK"
+    disas = client.ask(b"qRcmd," + f"disas {load:x} 1".encode().hex().encode())
+    assert "8b 1e 02 05" in bytes.fromhex(disas[1:].decode()).decode(), disas
+    assert client.receive() == b"OK"
+    assert client.ask(b"c") == b"T05watch:500;"
+    assert _eip(client) == load  # a data breakpoint is a trap: after the store
+    assert client.ask(b"m500,2") == b"3412"
+    assert client.ask(b"c") == b"T05swbreak:;"
+    assert _eip(client) == load
+    assert client.ask(b"c") == b"T05rwatch:502;"
+    assert _eip(client) == load + 4
+    assert client.ask(b"s") == b"S05"
+    assert _eip(client) == load + 6
+    for packet in (b"z0,%x,1" % load, b"z2,500,2", b"z3,502,2"):
+        assert client.ask(packet) == b"OK"
+    assert client.ask(b"D") == b"OK"
+    vm.communicate(timeout=60)
+    assert vm.returncode == (0x21 << 1) | 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(GDB is None, reason="gdb not installed")
+def test_real_gdb_on_the_linux_guest_on_emu() -> None:
+    """The issue's gdb script on emu: a software breakpoint on ``start_kernel`` set while
+    the kernel is still compressed (emu stops there without touching memory), a
+    backtrace, registers, steps, a watchpoint on a kernel variable caught as a data
+    breakpoint of the CPU, then on as far as Linux gets on emu (to the run's timeout, at
+    worst). The bzImage, entered in 64-bit mode: at a PVH entry the guest is in 32-bit mode
+    when gdb connects, and gdb refuses the i386 description for a 64-bit vmlinux."""
+    from test_linux_guest import UNATTENDED_CMDLINE, cached
+
+    vmlinux, bzimage, initrd = cached("vmlinux"), cached("bzImage"), cached("initramfs.cpio")
+    port = free_port()
+    vm = start_vm(bzimage, "--backend", "emu", "--initrd", initrd, "--cmdline",
+                  UNATTENDED_CMDLINE, "--gdb", f"tcp::{port}", "--wait-gdb",
+                  "--timeout", "150", "--serial", "none")
+    script = ["set pagination off", "set confirm off", f"file {vmlinux}",
+              f"target remote :{port}", "break start_kernel", "continue", "bt",
+              "info registers rip cr3", "stepi", "stepi", "info registers rip", "delete",
+              "watch *(char *)&early_boot_irqs_disabled", "continue",
+              "print *(char *)&early_boot_irqs_disabled", "delete", "continue"]
+    args = [GDB, "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    vm.communicate(timeout=60)
+    start = _symbol(vmlinux, "start_kernel")
+    assert re.search(rf"Breakpoint 1, 0x{start:016x} in start_kernel \(\)", out), out
+    assert "in secondary_startup_64 ()" in out, out
+    assert re.search(r"Old value = 0 '\\000'\nNew value = 1 '\\001'", out), out
+    assert "$1 = 1 '\\001'" in out, out
+    assert "[Inferior 1 (Remote target) exited with code" in out, out

@@ -300,6 +300,29 @@ def test_timers_run_in_deadline_order_and_cancel():
     assert timers.pending() == 0 and timers.fired == 5
 
 
+def test_run_due_ends_when_a_timer_period_is_shorter_than_its_callback():
+    # on the host clock (KVM) a periodic device timer re-arms at now + its minimum period;
+    # when its callback takes longer than that, the next deadline has passed before the
+    # check: run_due must stop at the deadlines due when it began, or it never returns
+    from x86vm.machine.timers import GuestTimers
+
+    clock = FakeClock()
+    timers = GuestTimers(clock, lambda deadline: None)
+    fired = []
+
+    def storm():
+        fired.append(clock.now)
+        assert len(fired) < 100, "run_due does not return"
+        timers.at(clock.now + 10_000, storm)  # the next period: 10 us from now
+        clock.now += 20_000  # the rest of the callback: 20 us of host time
+
+    timers.at(0, storm)
+    timers.run_due()
+    assert fired == [0]
+    timers.run_due()  # the next call (the vCPU ran meanwhile) takes the next one
+    assert fired == [0, 20_000]
+
+
 class TimedBackend(ScriptedBackend):
     """Guest time advances 1 ms per run(); run() returns None at the wake-up deadline."""
 

@@ -13,11 +13,13 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from support import oracles
+from support.initramfs import guest_initramfs
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.devices.virtio import DriveSpec, attach_virtio, cmdline_fragment
@@ -162,7 +164,6 @@ def test_x86vm_run_tells_linux_where_the_devices_are(tmp_path):
     device to the kernel's command line, which the kernel prints back."""
     oracles.require("linux-guest")
     vmlinux = LINUX_DIR / "vmlinux"
-    import sys
     image = tmp_path / "d.img"
     image.write_bytes(bytes(1 << 20))
     src = Path(__file__).resolve().parents[1] / "src"
@@ -173,3 +174,59 @@ def test_x86vm_run_tells_linux_where_the_devices_are(tmp_path):
         timeout=120, stdin=subprocess.DEVNULL)
     assert (f"Command line: {CMDLINE} virtio_mmio.device=0x200@0xd0000000:5 "
             "virtio_mmio.device=0x200@0xd0000200:9") in done.stdout, done.stdout[-2000:]
+
+
+EMU_SCRIPT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /mnt
+mount -t ext2 /dev/vda /mnt || echo "x86vm-test: mount failed"
+cat /mnt/hello.txt
+cp /payload.bin /mnt/payload.bin
+seq 1 3000 > /mnt/numbers.txt
+mkdir /mnt/dir && echo "written in the guest" > /mnt/dir/note.txt
+sync
+umount /mnt && echo "x86vm-test: done"
+reboot -f
+"""
+
+
+def test_linux_user_space_writes_files_to_an_ext2_image_on_emu(tmp_path):
+    """Issue 12: the guest's busybox mounts an ext2 image made on the host (mke2fs + debugfs),
+    copies a payload into it, writes files, syncs and unmounts; the host then reads the same
+    bytes back with debugfs. On emu: this host's KVM stops Linux at its first system call
+    (the KVM half is test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image)."""
+    oracles.require("linux-guest")
+    kernel_with(EXT2_OPTIONS)
+    if not (shutil.which("mke2fs") and shutil.which("debugfs")):
+        pytest.skip("e2fsprogs not installed")
+    image = tmp_path / "disk.ext2"
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"written on the host\n")
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext2", "-b", "1024", str(image), "8M"],
+                   check=True)
+    subprocess.run(["debugfs", "-w", "-R", f"write {hello} hello.txt", str(image)],
+                   check=True, capture_output=True)
+    payload = os.urandom(300_000)
+    initrd = tmp_path / "initrd.cpio"
+    initrd.write_bytes(guest_initramfs(LINUX_DIR / "initramfs.cpio", EMU_SCRIPT,
+                                       {"payload.bin": payload}))
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "x86vm", "run", "--backend", "emu", "--initrd", str(initrd),
+         "--cmdline", "console=ttyS0 rdinit=/x86vm-init panic=-1",
+         "--drive", f"file={image},cache=writeback", "--timeout", "900",
+         str(LINUX_DIR / "bzImage")],
+        env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+        timeout=1000, stdin=subprocess.DEVNULL)
+    assert "written on the host" in done.stdout, done.stdout[-3000:]
+    assert "x86vm-test: done" in done.stdout, done.stdout[-3000:]
+
+    def cat(name: str) -> bytes:
+        return subprocess.run(["debugfs", "-R", f"cat {name}", str(image)],
+                              capture_output=True, check=True).stdout
+    assert cat("payload.bin") == payload
+    assert cat("numbers.txt") == b"".join(b"%d\n" % i for i in range(1, 3001))
+    assert cat("dir/note.txt") == b"written in the guest\n"
+    fsck = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout   # unmounted cleanly: nothing to repair

@@ -23,7 +23,16 @@ from pathlib import Path
 
 from x86vm.cpu.core import Cpu
 from x86vm.cpu.mmu import Ram
-from x86vm.cpu.state import CR0_PE, EFER_LMA, EFER_LME, RegisterState, Segment
+from x86vm.cpu.state import (
+    CR0_PE,
+    CR4_OSFXSR,
+    CR4_OSXMMEXCPT,
+    CR4_OSXSAVE,
+    EFER_LMA,
+    EFER_LME,
+    RegisterState,
+    Segment,
+)
 
 MEM_BASE = 0x10000000       # scratch memory the cases may address
 MEM_SIZE = 0x1000
@@ -184,7 +193,8 @@ def _reg64(name: str) -> str:
 
 
 class Emu:
-    """A 64-bit CPU over scratch RAM at the harness's addresses (paging off, CPL 0)."""
+    """A 64-bit CPU over scratch RAM at the harness's addresses (paging off, CPL 0; CR4 and
+    XCR0 as Linux sets them for user mode: OSFXSR, OSXMMEXCPT, OSXSAVE; x87|SSE)."""
 
     def __init__(self, bits: int = 64) -> None:
         self.bits = bits
@@ -212,9 +222,10 @@ class Emu:
         gprs.setdefault("rsp", STACK_TOP)
         state = RegisterState(rip=CODE_BASE + at, gprs=gprs, rflags=case.rflags, cs=cs,
                               ds=data, es=data, ss=data, fs=data, gs=data, cr0=CR0_PE,
-                              efer=efer)
+                              cr4=CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE, efer=efer)
         cpu = self.cpu
         cpu.set_state(state)
+        cpu.xcr0 = 3        # x87 | SSE enabled, as Linux does (cpu/xsave.py)
         reason = cpu.run(1000)
         if reason != "halt" or cpu.rip != CODE_BASE + at + len(code) + 1:
             raise AssertionError(f"{case.text}: emulator stopped ({reason}) at {cpu.rip:#x}")

@@ -274,7 +274,7 @@ class Emu:
         return False
 
     def run(self, case: SimdCase, code: bytes, cr0: int = CR0_PE | CR0_MP | CR0_NE,
-            cr4: int = CR4_OSFXSR | CR4_OSXMMEXCPT) -> SimdOutcome:
+            cr4: int = CR4_OSFXSR | CR4_OSXMMEXCPT, setup=None) -> SimdOutcome:
         at = self.next
         self.next += 32
         if self.next + 32 > len(self.code):
@@ -304,6 +304,8 @@ class Emu:
             mmx_write(cpu.x87, i, m)
         mmx_enter(cpu.x87)
         cpu.mxcsr = case.mxcsr
+        if setup is not None:      # a test's change to the state before the instruction
+            setup(cpu)
         self.fault = NO_FAULT
         reason = cpu.run(1000)
         end = CODE_BASE + at + len(code) + 1

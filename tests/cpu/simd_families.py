@@ -258,7 +258,8 @@ def sse_fp(rng: random.Random) -> SimdCase:
         text = f"{op} {_fp_src(rng, op)}, {xmm(rng)}"
     elif r < 0.82:
         op = "cmp" + rng.choice(("ss", "sd", "ps", "pd"))
-        text = f"{op} ${rng.randrange(8)}, {_fp_src(rng, op)}, {xmm(rng)}"
+        imm = rng.randrange(8) if rng.random() < 0.9 else rng.randrange(256)  # [7:3] ignored
+        text = f"{op} ${imm}, {_fp_src(rng, op)}, {xmm(rng)}"
     else:
         op = rng.choice(COMI)
         text = f"{op} {_fp_src(rng, op)}, {xmm(rng)}"
@@ -303,8 +304,130 @@ def sse_cvt(rng: random.Random) -> SimdCase:
     return _case(rng, text, fp_mxcsr(rng))
 
 
+# -- SSE3, SSSE3, SSE4.1 ----------------------------------------------------------------------
+
+def sse3(rng: random.Random) -> SimdCase:
+    r = rng.random()
+    if r < 0.6:
+        op = rng.choice(("addsubps", "addsubpd", "haddps", "haddpd", "hsubps", "hsubpd"))
+        return _case(rng, f"{op} {_src(rng, xmm)}, {xmm(rng)}", fp_mxcsr(rng))
+    op = rng.choice(("movddup", "movshdup", "movsldup", "lddqu"))
+    if op == "lddqu":
+        src = mem(rng, 1)
+    elif rng.random() < 0.3:
+        src = mem(rng, 8 if op == "movddup" else 16)
+    else:
+        src = xmm(rng)
+    return _case(rng, f"{op} {src}, {xmm(rng)}")
+
+
+SSSE3_BINARY = ("pshufb phaddw phaddd phaddsw phsubw phsubd phsubsw pmaddubsw pmulhrsw "
+                "psignb psignw psignd pabsb pabsw pabsd").split()
+
+
+def ssse3(rng: random.Random) -> SimdCase:
+    reg = xmm if rng.random() < 0.7 else mmx
+    if rng.random() < 0.8:
+        return _case(rng, f"{rng.choice(SSSE3_BINARY)} {_src(rng, reg)}, {reg(rng)}")
+    imm = rng.choice((0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 200, rng.randrange(40)))
+    return _case(rng, f"palignr ${imm}, {_src(rng, reg)}, {reg(rng)}")
+
+
+SSE41_BINARY = ("pmulld pminsb pminsd pminuw pminud pmaxsb pmaxsd pmaxuw pmaxud pcmpeqq "
+                "packusdw pmuldq phminposuw").split()
+PMOVX = [f"pmov{s}x{t}" for s in "sz" for t in ("bw", "bd", "bq", "wd", "wq", "dq")]
+PMOVX_BYTES = {"bw": 8, "bd": 4, "bq": 2, "wd": 8, "wq": 4, "dq": 8}
+
+
+def sse41(rng: random.Random) -> SimdCase:
+    r = rng.random()
+    mx = 0x1F80
+    if r < 0.3:
+        text = f"{rng.choice(SSE41_BINARY)} {_src(rng, xmm)}, {xmm(rng)}"
+    elif r < 0.4:
+        op = rng.choice(PMOVX)
+        src = mem(rng, PMOVX_BYTES[op[-2:]]) if rng.random() < 0.3 else xmm(rng)
+        text = f"{op} {src}, {xmm(rng)}"
+    elif r < 0.45:
+        text = f"ptest {_src(rng, xmm)}, {xmm(rng)}"
+    elif r < 0.55:
+        op = rng.choice(("pblendw", "blendps", "blendpd", "mpsadbw"))
+        text = f"{op} ${rng.randrange(256)}, {_src(rng, xmm)}, {xmm(rng)}"
+    elif r < 0.6:
+        op = rng.choice(("pblendvb", "blendvps", "blendvpd"))
+        text = f"{op} %xmm0, {_src(rng, xmm)}, {xmm(rng)}"
+    elif r < 0.7:
+        op, w = rng.choice((("pextrb", 1), ("pextrw", 2), ("pextrd", 4), ("pextrq", 8),
+                            ("extractps", 4)))
+        if op == "pextrq" and _BITS[0] == 32:
+            op, w = "pextrd", 4
+        dst = mem(rng, w) if rng.random() < 0.3 else gpr(rng, 8 if op == "pextrq" else 4)
+        text = f"{op} ${rng.randrange(16)}, {xmm(rng)}, {dst}"
+    elif r < 0.78:
+        op, w = rng.choice((("pinsrb", 1), ("pinsrd", 4), ("pinsrq", 8)))
+        if op == "pinsrq" and _BITS[0] == 32:
+            op, w = "pinsrd", 4
+        src = mem(rng, w) if rng.random() < 0.3 else gpr(rng, 8 if op == "pinsrq" else 4)
+        text = f"{op} ${rng.randrange(16)}, {src}, {xmm(rng)}"
+    elif r < 0.82:
+        src = mem(rng, 4) if rng.random() < 0.3 else xmm(rng)
+        text = f"insertps ${rng.randrange(256)}, {src}, {xmm(rng)}"
+    elif r < 0.84:
+        text = f"movntdqa {mem(rng)}, {xmm(rng)}"
+    else:
+        mx = fp_mxcsr(rng)
+        op = rng.choice(("roundps", "roundpd", "roundss", "roundsd", "dpps", "dppd"))
+        imm = rng.randrange(16) if op.startswith("round") else rng.randrange(256)
+        if op.startswith("round") and op[-2] == "s" and rng.random() < 0.3:
+            src = mem(rng, 4)
+        else:
+            src = _src(rng, xmm)
+        text = f"{op} ${imm}, {src}, {xmm(rng)}"
+    return _case(rng, text, mx)
+
+
+def _string_vec(rng: random.Random, imm: int) -> int:
+    """Characters from a small alphabet (so that matches happen), sometimes a NUL."""
+    w = 2 if imm & 1 else 1
+    alphabet = (0, 1, 0x41, 0x42, 0x43, 0x7F, 0x80, 0xFF, 0xFFFF, 0x8000)
+    out = 0
+    for i in range(16 // w):
+        ch = rng.choice(alphabet[1:6]) if rng.random() < 0.9 else rng.choice(alphabet)
+        out |= (ch & ((1 << (8 * w)) - 1)) << (8 * w * i)
+    return out
+
+
+def sse42(rng: random.Random) -> SimdCase:
+    r = rng.random()
+    if r < 0.1:
+        return _case(rng, f"pcmpgtq {_src(rng, xmm)}, {xmm(rng)}")
+    if r < 0.25:
+        size = rng.choice((1, 2, 4, 8) if _BITS[0] == 64 else (1, 2, 4))
+        sfx = {1: "b", 2: "w", 4: "l", 8: "q"}[size]
+        dst = gpr(rng, 8 if size == 8 else 4)
+        src = mem(rng, 1) if rng.random() < 0.3 else {1: "%cl", 2: "%cx", 4: "%ecx",
+                                                       8: "%rcx"}[size]
+        return _case(rng, f"crc32{sfx} {src}, {dst}")
+    op = rng.choice(("pcmpestri", "pcmpestrm", "pcmpistri", "pcmpistrm"))
+    imm = rng.randrange(128)
+    a, b = xmm(rng), xmm(rng)
+    src = mem(rng, 1) if rng.random() < 0.3 else b
+    case = _case(rng, f"{op} ${imm}, {src}, {a}")
+    nx = 16 if _BITS[0] == 64 else 8
+    case.xmm = [_string_vec(rng, imm) for _ in range(nx)] + [0] * (16 - nx)
+    case.memory = b"".join(_string_vec(rng, imm).to_bytes(16, "little")
+                           for _ in range(MEM_SIZE // 16))
+    for r_ in ("rax", "rdx"):
+        case.regs[r_] = rng.choice((0, 1, 3, 8, 15, 16, 17, 100, -1, -5, -16, -17, 2**31,
+                                    -2**31, 2**63)) & (2**64 - 1)
+    if _BITS[0] == 64 and op.startswith("pcmpe") and rng.random() < 0.3:
+        case.text = case.text.replace(op, op + "q")     # REX.W: RAX and RDX are the lengths
+    return case
+
+
 FAMILIES = {"sse_int": sse_int, "mmx": mmx_class, "sse_mov": sse_mov, "sse_fp": sse_fp,
-            "sse_cvt": sse_cvt}
+            "sse_cvt": sse_cvt, "sse3": sse3, "ssse3": ssse3, "sse41": sse41,
+            "sse42": sse42}
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[SimdCase]:

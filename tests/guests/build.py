@@ -35,6 +35,7 @@ class Recipe:
     entry: str
     binary: bool = False  # objcopy -O binary (a flat image) instead of an ELF
     bzimage: bool = False  # section .setup, then the rest as a flat binary
+    sections: tuple[str, ...] = (".text",)  # what a binary image holds
 
     @property
     def tools(self) -> tuple[str, ...]:
@@ -44,6 +45,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "realmode_hello.bin": Recipe(("realmode/hello.S",), 32, "realmode/link.ld", "_start",
                                  binary=True),
+    "rom64k.bin": Recipe(("rom/reset.S",), 32, "rom/link.ld", "rom_start", binary=True,
+                         sections=(".text", ".reset")),
     "multiboot.elf": Recipe(("multiboot/entry.S", "multiboot/main.c"), 32,
                             "multiboot/link.ld", "_start"),
     "long64_pvh.elf": Recipe(("long64/pvh_entry.S", "long64/common.S", "long64/main.c"), 64,
@@ -92,7 +95,8 @@ def build(name: str, outdir: Path) -> Path:
           str(GUEST_DIR / recipe.linker_script), "-e", recipe.entry, "-o", str(elf), *objects])
     out = outdir / name
     if recipe.binary:
-        _run(["objcopy", "-O", "binary", "-j", ".text", str(elf), str(out)])
+        sections = [a for s in recipe.sections for a in ("-j", s)]
+        _run(["objcopy", "-O", "binary", *sections, str(elf), str(out)])
     elif recipe.bzimage:
         _run(["objcopy", "-O", "binary", "-j", ".setup", str(elf), str(work / "setup.bin")])
         _run(["objcopy", "-O", "binary", "-R", ".setup", str(elf), str(work / "kernel.bin")])

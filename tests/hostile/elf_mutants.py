@@ -34,6 +34,21 @@ VARIANTS = (("exec", ["-O2", "-no-pie", "-fno-pie"]), ("pie", ["-O2", "-fpie", "
 class Verdict:
     status: int
     traceback: bool
+    lines: tuple[str, ...] = ()  # standard error, normalised by :func:`error_lines`
+
+
+def error_lines(stderr: str, program: str) -> tuple[str, ...]:
+    """The lines of ``stderr`` as compared: the program's name and a leading ``error: ``
+    (x86vm's mark for its final error line) removed, blank lines dropped."""
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith(program + ": "):
+            line = line[len(program) + 2:]
+        if line.startswith("error: "):
+            line = line[len("error: "):]
+        if line.strip():
+            out.append(line)
+    return tuple(out)
 
 
 def build_seeds(workdir: Path) -> dict[str, bytes]:
@@ -128,11 +143,14 @@ def run_x86vm(path: str) -> Verdict:
             status = exc.code if isinstance(exc.code, int) else 1
         except Exception:  # noqa: BLE001 - exactly what must never happen
             status, traceback = -1, True
-    return Verdict(status, traceback or "Traceback" in err.getvalue())
+    text = err.getvalue()
+    return Verdict(status, traceback or "Traceback" in text, error_lines(text, "x86vm"))
 
 
-def run_objdump(path: str) -> int:
-    return subprocess.run(["objdump", "-d", path], capture_output=True, timeout=60).returncode
+def run_objdump(path: str) -> Verdict:
+    done = subprocess.run(["objdump", "-d", path], capture_output=True, timeout=60,
+                          text=True, errors="surrogateescape")
+    return Verdict(done.returncode, False, error_lines(done.stderr, "objdump"))
 
 
 def compare(count: int, seed: int = 1, show: int = 10, out=sys.stdout,
@@ -140,7 +158,8 @@ def compare(count: int, seed: int = 1, show: int = 10, out=sys.stdout,
     """Run ``count`` mutants; return the tallies (and print the disagreements)."""
     rng = random.Random(seed)
     tally = {"mutants": 0, "both accept": 0, "both refuse": 0, "tracebacks": 0,
-             "x86vm accepts, objdump refuses": 0, "x86vm refuses, objdump accepts": 0}
+             "x86vm accepts, objdump refuses": 0, "x86vm refuses, objdump accepts": 0,
+             "same status, other error lines": 0}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         seeds = build_seeds(work)
@@ -155,17 +174,23 @@ def compare(count: int, seed: int = 1, show: int = 10, out=sys.stdout,
             tally["mutants"] += 1
             if ours.traceback:
                 tally["tracebacks"] += 1
-            ok_ours, ok_theirs = ours.status == 0, theirs == 0
+            ok_ours, ok_theirs = ours.status == 0, theirs.status == 0
             if ok_ours:
                 key = "both accept" if ok_theirs else "x86vm accepts, objdump refuses"
             else:
                 key = "x86vm refuses, objdump accepts" if ok_theirs else "both refuse"
             tally[key] += 1
-            if (ok_ours != ok_theirs or ours.traceback) and shown < show:
+            other_lines = ok_ours == ok_theirs and ours.lines != theirs.lines
+            tally["same status, other error lines"] += other_lines
+            if (ok_ours != ok_theirs or ours.traceback or other_lines) and shown < show:
                 shown += 1
                 keep = work / f"disagree-{i}-{name}"
                 keep.write_bytes(data)
-                print(f"mutant {i} of {name}: x86vm {ours.status}, objdump {theirs}", file=out)
+                print(f"mutant {i} of {name}: x86vm {ours.status}, objdump {theirs.status}",
+                      file=out)
+                for who, lines in (("objdump", theirs.lines), ("x86vm", ours.lines)):
+                    for line in lines[:6]:
+                        print(f"    {who}: {line.replace(str(path), 'FILE')[:160]}", file=out)
     return tally
 
 

@@ -111,6 +111,7 @@ ORACLES: dict[str, Oracle] = {o.name: o for o in [
     Oracle("binutils", _programs("as", "ld", "objcopy", "readelf"), "apt-get install binutils"),
     Oracle("gcc", _programs("gcc"), "apt-get install gcc"),
     Oracle("iasl", _programs("iasl"), "apt-get install acpica-tools"),
+    Oracle("cpio", _programs("cpio"), "apt-get install cpio"),
     Oracle("gcc-m32", _gcc_m32, "apt-get install gcc-multilib"),
     Oracle("testdata", _testdata, "the instruction corpora (set X86VM_TESTDATA)"),
     Oracle("linux-guest", _linux_guest, "run scripts/build-linux-guest"),

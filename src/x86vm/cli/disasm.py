@@ -19,6 +19,7 @@ from x86vm.cli import CliError
 from x86vm.cli import disasm_getopt as getopt
 from x86vm.cli.inputs import open_regular
 from x86vm.disasm.elf import ElfFormatError, load_elf
+from x86vm.disasm.elfcheck import UNKNOWN_ARCH
 from x86vm.disasm.listing import (
     ListingImage,
     ListingOptions,
@@ -34,6 +35,14 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
+# objdump 2.40's other targets (objdump --help): -b with one that does not take the file falls
+# back to trying every target (bfd/format.c), so an ELF file is still listed; the generic
+# ELF vectors take an ELF file of their class and byte order, and then know no architecture
+GENERIC_ELF_TARGETS = {"elf64-little": (2, 1), "elf64-big": (2, 2), "elf32-little": (1, 1),
+                       "elf32-big": (1, 2)}
+FALLBACK_TARGETS = {"elf32-iamcu", "pei-i386", "pe-x86-64", "pei-x86-64", "pe-bigobj-x86-64",
+                    "pe-i386", "pdb", "srec", "symbolsrec", "verilog", "tekhex", "ihex",
+                    "plugin", *GENERIC_ELF_TARGETS}
 MAX_INSN_WIDTH = 1 << 16  # bytes per line; objdump's own limit is its int (it overflows)
 OBJDUMP_ERROR_STATUS = 1  # objdump's exit status for a bad option or input file
 
@@ -186,11 +195,12 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
             else:  # objdump 2.40 ignores an unknown x86 option silently; say so, go on
                 print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
                       file=sys.stderr)
-    if args.architecture:  # objdump ignores an empty -m
-        if args.architecture not in MACHINES:
-            raise CliError(f"can't use supplied machine {args.architecture} "
+    if args.architecture is not None:  # objdump: bfd_scan_arch ("") is plain i386
+        machine = args.architecture or "i386"
+        if machine not in MACHINES:
+            raise CliError(f"can't use supplied machine {machine} "
                            f"(known: {', '.join(MACHINES)})")
-        mode_override = mode_override or MACHINES[args.architecture]
+        mode_override = mode_override or MACHINES[machine]
     insn_width = None
     if args.insn_width is not None:
         # objdump: an int from strtoul (trailing text ignored, the low 32 bits, signed)
@@ -236,23 +246,45 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
             return binary_image(path, data, mode_override, adjust)
         if head != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
+        if target in GENERIC_ELF_TARGETS and tuple(stream.read(2)) == GENERIC_ELF_TARGETS[target]:
+            raise CliError(UNKNOWN_ARCH)
         stream.seek(0)
         elf = load_elf(path, stream)
-        for warning in elf.warnings:  # objdump: "warning: FILE has a corrupt ..."
-            print(f"x86vm: warning: {path} {warning}", file=sys.stderr)
+        for warning in elf.warnings:  # BFD's lines, e.g. "warning: FILE has a corrupt ..."
+            print(f"x86vm: {warning}", file=sys.stderr)
         image = elf_image(elf, adjust)
         if mode_override is not None:
             image.mode = mode_override
         return image
     except ElfFormatError as exc:
         stream.close()
-        raise CliError(f"{path}: {exc}") from None
+        raise _elf_error(path, exc) from None
     except OSError as exc:
         stream.close()
         raise CliError(f"'{path}': {exc.strerror or exc}") from None
     except CliError:
         stream.close()
         raise
+
+
+def _elf_error(path: str, exc: ElfFormatError) -> CliError:
+    """objdump's lines for a refused ELF file: BFD's messages, then the error itself."""
+    lines = [*exc.messages, *(exc.lines or [])]
+    for line in lines[:-1] if exc.lines else lines:
+        print(f"x86vm: {line}", file=sys.stderr)
+    return CliError(exc.lines[-1] if exc.lines else str(exc) if exc.whole_line
+                    else f"{path}: {exc}")
+
+
+def _jobs() -> int:
+    """Processes for one listing: the CPUs this process may use, or ``X86VM_DISASM_JOBS``."""
+    setting = os.environ.get("X86VM_DISASM_JOBS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def run(args) -> int:
@@ -267,7 +299,8 @@ def run(args) -> int:
 def _run(args) -> int:
     options, syntax, mode_override = _options(args)
     target = args.target
-    if target is not None and target != "binary" and target not in ELF_TARGETS:
+    if target is not None and target != "binary" and target not in ELF_TARGETS | \
+            FALLBACK_TARGETS:
         raise CliError(f"can't use target '{target}' (known: binary, {', '.join(ELF_TARGETS)})")
     adjust = parse_vma(args.adjust_vma, "--adjust-vma") if args.adjust_vma else 0
     images, status = [], 0
@@ -315,7 +348,7 @@ def _run(args) -> int:
             sys.stdout.flush()
             raise CliError(f"{image.path}: not a dynamic object")
         try:
-            write_listing(image, formatters[(image.mode, syntax)], options, write)
+            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs())
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None

@@ -29,13 +29,14 @@ from x86vm.devices.virtio import (
 from x86vm.gdb import stub as gdb_stub
 from x86vm.machine.backend import RunResult
 from x86vm.machine.boot import BootError, detect_format, load_image
+from x86vm.machine.boot.rom import MAX_ROM, reset_state, rom_regions
 from x86vm.machine.bus import BusError
 from x86vm.machine.runloop import STATUS_INTERNAL_ERROR, STATUS_TIMEOUT
 from x86vm.machine.vm import Machine, MachineError
 from x86vm.trace import session as trace_session
 from x86vm.trace.oops import report_for_run
 
-LOADERS = ("flat", "multiboot", "linux", "pvh")
+LOADERS = ("flat", "multiboot", "linux", "pvh", "rom")
 BUNDLED_GUEST = "hello.bin"
 DEFAULT_MEMORY = "128M"
 MIN_MEMORY = 1 << 20
@@ -77,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="kernel or flat binary (default: the bundled hello guest)")
     p.add_argument("--loader", metavar="|".join(LOADERS),
                    help="boot protocol (default: detected from the image)")
+    p.add_argument("--bios", metavar="ROM",
+                   help="start from the reset vector in this firmware ROM, mapped to end at "
+                        "4 GiB with its last 128 KiB also below 1 MiB (the same as "
+                        "--loader rom ROM)")
     p.add_argument("-m", "--memory", default=DEFAULT_MEMORY, metavar="SIZE",
                    help=f"guest RAM, e.g. 128M or 1G (default {DEFAULT_MEMORY})")
     p.add_argument("--cmdline", default="", metavar="S", help="kernel command line")
@@ -119,23 +124,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def open_machine(backend: str, memory_size: int, irqchip: str | None) -> Machine:
+def open_machine(backend: str, memory_size: int, irqchip: str | None,
+                 rom: list[tuple[int, bytes]] | None = None) -> Machine:
     """The machine on ``backend``; ``auto`` is KVM where a VM can be created, else emu —
     and then one line on stderr says why KVM was not used."""
+    rom_option = {"rom": rom} if rom else {}
     kvm_path = os.environ.get(KVM_PATH_ENV)
     kvm = {"kvm_path": kvm_path} if kvm_path else {}
     if backend not in ("auto", "kvm", "emu"):
         raise CliError(f"unknown backend {backend!r}: choose auto, kvm or emu")
     if backend in ("auto", "kvm"):
         try:
-            return Machine(memory_size=memory_size, backend="kvm",
+            return Machine(memory_size=memory_size, backend="kvm", **rom_option,
                            **kvm, **irqchip_options("kvm", irqchip))
         except MachineError as exc:
             if backend == "kvm":
                 raise CliError(str(exc)) from None
             print(f"x86vm: using the emu backend (Python CPU): {exc}", file=sys.stderr)
     try:
-        return Machine(memory_size=memory_size, backend="emu",
+        return Machine(memory_size=memory_size, backend="emu", **rom_option,
                        **irqchip_options("emu", irqchip))
     except MachineError as exc:
         raise CliError(str(exc)) from None
@@ -193,6 +200,20 @@ def _read(path: str, what: str, limit: int) -> bytes:
     return read_regular(path, what, limit)
 
 
+def _rom_option(args: argparse.Namespace) -> bytes | None:
+    """The firmware ROM of ``--bios ROM`` or ``--loader rom IMAGE`` (None without)."""
+    if args.bios is None and args.loader != "rom":
+        return None
+    if args.bios is not None and args.image:
+        raise CliError("--bios starts the machine from its ROM: give no IMAGE as well")
+    path = args.bios if args.bios is not None else args.image
+    if path is None:
+        raise CliError("--loader rom needs the ROM image as IMAGE")
+    if args.cmdline or args.initrd:
+        raise CliError("a ROM boots itself: --cmdline and --initrd do not apply")
+    return _read(path, "ROM", MAX_ROM)
+
+
 def _bundled_guest() -> bytes:
     """``x86vm/guests/hello.bin``, shipped as package data."""
     try:
@@ -208,7 +229,11 @@ def run(args: argparse.Namespace) -> int:
     memory_size = parse_memory_size(args.memory)
     exit_port = parse_port(args.debug_exit_port)
     timeout = parse_timeout(args.timeout)
-    image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
+    rom = _rom_option(args)
+    if rom is not None:
+        image = rom
+    else:
+        image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
     initrd = _read(args.initrd, "initrd", memory_size) if args.initrd else None
     script = _read(args.serial_input, "serial input", MAX_SERIAL_INPUT) \
         if args.serial_input else None
@@ -218,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
     try:
-        fmt = args.loader or detect_format(image)
+        fmt = "rom" if rom is not None else args.loader or detect_format(image)
+        rom_map = rom_regions(rom) if rom is not None else None
     except BootError as exc:
         raise CliError(str(exc)) from None
     cmdline = parse_cmdline(args.cmdline)
@@ -226,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
-    machine = open_machine(args.backend, memory_size, args.irqchip)
+    machine = open_machine(args.backend, memory_size, args.irqchip, rom_map)
     started = time.monotonic()
     stats = None
     console = board = tracer = stub = result = None
@@ -234,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             stub = gdb_stub.start(args, machine)
-            tracer = trace_session.start(args, stub.inner if stub else machine.backend)
+            tracer = trace_session.start(args, stub.inner if stub else machine.backend,
+                                         machine.backend)
         except (ValueError, OSError) as exc:  # TraceError is a ValueError
             raise CliError(str(exc)) from None
         if stub is not None:
@@ -258,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
             # Linux finds virtio-mmio devices on its command line (the loaders append it)
             board.add_cmdline(cmdline_fragment(virtio))
         try:
-            entry = load_image(machine.memory, image, fmt, cmdline=cmdline,
-                               initrd=initrd, **board.boot_options())
+            entry = reset_state() if rom is not None else load_image(
+                machine.memory, image, fmt, cmdline=cmdline, initrd=initrd,
+                **board.boot_options())
         except BootError as exc:
             raise CliError(str(exc)) from None
         try:

@@ -13,6 +13,7 @@ shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reaso
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
+from x86vm.cpu.debug import DebugMixin
 from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
 from x86vm.cpu.interrupts import InterruptMixin
 from x86vm.cpu.mmu import MmuMixin, Ram
@@ -31,6 +32,7 @@ from x86vm.cpu.state import (
     RFLAGS_VM,
     SEGMENT_NAMES,
     STATE_MSRS,
+    FpuState,
     PendingEvent,
     RegisterState,
     Segment,
@@ -47,7 +49,7 @@ DEFAULT_MSRS = {MSR_IA32_APIC_BASE: 0xFEE00900, MSR_IA32_PAT: 0x0007040600070406
 IRQ_POLL_BLOCKS = 1024  # poll the interrupt controller at least this often (in blocks)
 
 
-class Cpu(MmuMixin, InterruptMixin):
+class Cpu(MmuMixin, InterruptMixin, DebugMixin):
     """One x86-64 vCPU over guest RAM ``ram`` (a :class:`~x86vm.cpu.mmu.Ram`)."""
 
     def __init__(self, ram: Ram) -> None:
@@ -69,6 +71,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.x87 = X87()           # x87 FPU and MMX registers (cpu/x87.py; FNINIT state)
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
+        self.xcr0 = 1              # XSAVE feature mask: x87 only after reset (cpu/xsave.py)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16
@@ -88,9 +91,7 @@ class Cpu(MmuMixin, InterruptMixin):
         self.ud_count = 0
         self.ud_seen: dict[str, int] = {}
         self.pending_event: tuple | None = None   # (vector, error code) to deliver next
-        self.breakpoints: frozenset[int] = frozenset()  # linear addresses (debugger)
-        self.single_step = False
-        self._resume_at: int | None = None          # a breakpoint we stopped at, to pass
+        self._init_debug()         # breakpoints, watchpoints, trace hooks (cpu/debug.py)
         self._init_mmu(ram)
         self._last_mode: tuple | None = None
         self.translator = Translator(self)
@@ -155,26 +156,44 @@ class Cpu(MmuMixin, InterruptMixin):
             else:
                 self.efer &= ~EFER_LMA
         self.cr0 = value
+        if self.trace_cr is not None:
+            self.trace_cr("cr0", old, value)
         if (value ^ old) & 0xE0000001 | ((value ^ old) & (1 << 16)):
             self.flush_tlb()
             self.translator.flush_lookup()
         self.update_mode()
 
     def set_cr3(self, value: int) -> None:
+        if self.trace_cr is not None:
+            self.trace_cr("cr3", self.cr3, value)
         self.cr3 = value
         self.flush_tlb()
         self.translator.flush_lookup()
 
     def set_cr4(self, value: int) -> None:
+        if self.trace_cr is not None:
+            self.trace_cr("cr4", self.cr4, value)
         self.cr4 = value
         self.flush_tlb()
         self.translator.flush_lookup()
 
     def set_efer(self, value: int) -> None:
         value = (value & ~EFER_LMA) | (self.efer & EFER_LMA)
+        if self.trace_cr is not None:
+            self.trace_cr("efer", self.efer, value)
         self.efer = value
         self.flush_tlb()
         self.update_mode()
+
+    def fpu_reset(self, init: bool = False) -> None:
+        """The x87 and SSE state after RESET (``init=False``) or INIT: FNINIT with every data
+        register cleared; RESET also clears XMM0-15 and sets MXCSR to 1F80H, INIT leaves them
+        (SDM Vol. 1 §11.6.4: INIT does not change the SSE state)."""
+        self.x87 = X87()
+        if not init:
+            self.xmm[:] = [0] * 16
+            self.mxcsr = 0x1F80
+            self.xcr0 = 1
 
     # -- time ---------------------------------------------------------------------------
 
@@ -204,7 +223,9 @@ class Cpu(MmuMixin, InterruptMixin):
             r = self._resume_one()
             if r:
                 return r
-        if self.breakpoints or self.single_step:
+            if self.debugging and self.stop_after_io():
+                return "debug"
+        if self.debugging:
             return self._run_debug(limit)
         single = self.translator.single
         while True:
@@ -240,40 +261,6 @@ class Cpu(MmuMixin, InterruptMixin):
                 poll = IRQ_POLL_BLOCKS
                 self.irq_check = self.attn = True
 
-    def _run_debug(self, limit: int) -> str:
-        """One instruction at a time, stopping at breakpoints or after each instruction
-        (single-step) with the reason "debug"."""
-        single = self.translator.single
-        while True:
-            if self.attn:
-                r = self._attention()
-                if r is not None and r != "one":
-                    return r
-            la = self.sbase[1] + self.rip
-            if la in self.breakpoints and self._resume_at != la:
-                self._resume_at = la
-                return "debug"
-            self._resume_at = None
-            blk = single(la)
-            try:
-                self.icount += blk(self)
-            except CpuFault as exc:
-                self.rip = blk.rips[0]
-                if not self._fault(exc):
-                    return "shutdown"
-            except NeedsRead as exc:
-                self.rip = blk.rips[0]
-                self.needs_read = exc
-                self._resume_at = la
-                return "io"
-            if self.pending:
-                return "io"
-            if self.single_step:
-                self._resume_at = self.sbase[1] + self.rip
-                return "debug"
-            if self.icount >= limit:
-                return "budget"
-
     def _attention(self) -> str | None:
         """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
         if self.stop_flag:
@@ -303,8 +290,13 @@ class Cpu(MmuMixin, InterruptMixin):
 
     def _resume_one(self) -> str | None:
         """Run the one instruction a completed read stopped, with the value replayed."""
-        blk = self.translator.single(self.sbase[1] + self.rip)
+        la = self.sbase[1] + self.rip
+        blk = self.translator.single(la)
         self.replay_pos = 0
+        record = self.trace_insn
+        if record is not None:   # instruction tracing: nothing is written yet
+            before, flags_before = self.r[:], self.flags()
+        self.watch_reads_pass = True
         try:
             self.icount += blk(self)
         except CpuFault as exc:
@@ -317,6 +309,10 @@ class Cpu(MmuMixin, InterruptMixin):
             self.rip = blk.rips[0]
             self.needs_read = exc
             return "io"
+        finally:
+            self.watch_reads_pass = False
+        if record is not None:
+            self._record_insn(record, blk, la, before, flags_before)
         self.replay.clear()
         if self.pending:
             return "io"
@@ -324,6 +320,8 @@ class Cpu(MmuMixin, InterruptMixin):
 
     def _fault(self, exc: CpuFault) -> bool:
         """Deliver ``exc``; False when it ends in a triple fault."""
+        if self.trace_exception is not None:
+            self.trace_exception(exc.vector, exc.error_code, self.rip)
         try:
             self.deliver(exc.vector, exc.error_code, soft=False)
             return True
@@ -353,13 +351,15 @@ class Cpu(MmuMixin, InterruptMixin):
     def _check_interrupts(self) -> None:
         ctl = self.controller
         self.irq_check = False
-        if ctl is None or not self.fl & RFLAGS_IF:
+        if ctl is None or self.deliver_nmi() or not self.fl & RFLAGS_IF:
             return
         if ctl.pending_vector() is None:
             return
         vector = ctl.acknowledge()
         if vector is None:
             return
+        if self.trace_irq is not None:
+            self.trace_irq(vector)
         self.halted = False
         if not self._fault_external(vector):
             self.stop_flag = self.attn = True
@@ -375,7 +375,8 @@ class Cpu(MmuMixin, InterruptMixin):
     def _wake(self) -> bool:
         """A halted CPU wakes for an interrupt it can take."""
         ctl = self.controller
-        if ctl is not None and self.fl & RFLAGS_IF and ctl.pending_vector() is not None:
+        if ctl is not None and (self.nmi_ready() or self.fl & RFLAGS_IF
+                                and ctl.pending_vector() is not None):
             self.halted = False
             self.irq_check = self.attn = True
             return True
@@ -405,7 +406,23 @@ class Cpu(MmuMixin, InterruptMixin):
             gs=self.seg[GS], ss=self.seg[SS], tr=self.tr, ldt=self.ldtr, gdt=self.gdtr,
             idt=self.idtr, cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4,
             cr8=self.cr8, efer=self.efer, dr=tuple(self.dr), msrs=msrs, pending=pending,
-            interrupt_shadow=self.shadow)
+            interrupt_shadow=self.shadow, fpu=self._fpu_state())
+
+    def _fpu_state(self) -> FpuState:
+        x = self.x87
+        return FpuState(fcw=x.cw, fsw=x.status_word, ftw=x.tag_word, fop=x.fop, fip=x.fip,
+                        fcs=x.fcs, fdp=x.fdp, fds=x.fds, st=tuple(x.st(i) for i in range(8)),
+                        xmm=tuple(self.xmm), mxcsr=self.mxcsr)
+
+    def _set_fpu_state(self, f: FpuState) -> None:
+        x = self.x87
+        x.cw, x.status_word, x.fop = f.fcw & 0xFFFF, f.fsw & 0xFFFF, f.fop & 0x7FF
+        x.fip, x.fcs, x.fdp, x.fds = f.fip, f.fcs & 0xFFFF, f.fdp, f.fds & 0xFFFF
+        x.tag_word = f.ftw
+        for i, v in enumerate(f.st[:8]):
+            x.regs[(x.top + i) & 7] = v & ((1 << 80) - 1)
+        self.xmm[:len(f.xmm[:16])] = [v & ((1 << 128) - 1) for v in f.xmm[:16]]
+        self.mxcsr = f.mxcsr & 0xFFFF
 
     def set_state(self, s: RegisterState) -> None:
         self.r[:] = [s.gprs.get(n, 0) & M64 for n in GPR_NAMES]
@@ -426,6 +443,8 @@ class Cpu(MmuMixin, InterruptMixin):
             else:
                 self.msrs[m] = v
         self.shadow = s.interrupt_shadow
+        if s.fpu is not None:
+            self._set_fpu_state(s.fpu)
         self.pending_event = None
         if s.pending is not None and s.pending.kind == "exception":
             self.pending_event = (s.pending.vector, s.pending.error_code)

@@ -155,6 +155,34 @@ class InterruptMixin:
         else:
             self.r[4] = sp
 
+    # -- NMI (SDM Vol. 3A §6.7.1 "Handling Multiple NMIs", §6.8.1) -------------------------
+
+    nmi_latched = False   # one NMI received and not yet delivered (more collapse into it)
+    nmi_blocked = False   # an NMI handler runs: NMIs wait until the next IRET
+
+    def nmi_ready(self) -> bool:
+        """Latch the NMIs the controller offers (``take_nmi``): one pending NMI at most, an
+        NMI arriving while one is pending is lost. True if one is latched and not blocked.
+        RFLAGS.IF does not mask NMIs."""
+        take = getattr(self.controller, "take_nmi", None)
+        if take is not None and take():
+            self.nmi_latched = True
+        return self.nmi_latched and not self.nmi_blocked
+
+    def deliver_nmi(self) -> bool:
+        """Deliver a latched, unblocked NMI through vector 2 and block further NMIs until
+        an IRET; True when one was delivered (or its delivery ended in a triple fault)."""
+        if not self.nmi_ready():
+            return False
+        self.nmi_latched = False
+        self.nmi_blocked = True
+        self.halted = False
+        if not self._fault_external(2):
+            self.stop_flag = self.attn = True
+            self.stop_reason = "triple fault"
+        self.irq_check = self.attn = True  # a maskable interrupt may follow at once
+        return True
+
     # -- interrupt and exception delivery -------------------------------------------------
 
     def deliver(self, vector: int, error_code: int | None, soft: bool = False,
@@ -280,7 +308,11 @@ class InterruptMixin:
             self.fl &= ~RFLAGS_IF
 
     def iret(self, size: int) -> None:
-        """IRET/IRETD/IRETQ (SDM Vol. 2A "IRET"): same level, to outer level, to VM86."""
+        """IRET/IRETD/IRETQ (SDM Vol. 2A "IRET"): same level, to outer level, to VM86.
+        It unblocks NMIs, even when it faults (SDM Vol. 3A §6.7.1)."""
+        if self.nmi_blocked:
+            self.nmi_blocked = False
+            self.irq_check = self.attn = True
         if not self.cr0 & CR0_PE:
             ip = self.pop(size)
             cs = self.pop(size)

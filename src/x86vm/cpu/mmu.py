@@ -48,10 +48,10 @@ _ADDR = (1 << 52) - 1
 
 
 class RamRegion:
-    __slots__ = ("gpa", "end", "buffer")
+    __slots__ = ("gpa", "end", "buffer", "readonly")
 
-    def __init__(self, gpa: int, end: int, buffer) -> None:
-        self.gpa, self.end, self.buffer = gpa, end, buffer
+    def __init__(self, gpa: int, end: int, buffer, readonly: bool = False) -> None:
+        self.gpa, self.end, self.buffer, self.readonly = gpa, end, buffer, readonly
 
 
 class Ram:
@@ -69,6 +69,13 @@ class Ram:
         for r in self.regions:
             if r.gpa <= pa < r.end:
                 return r.buffer, pa - r.gpa
+        return None
+
+    def find_writable(self, pa: int) -> tuple[object, int] | None:
+        """Like :meth:`find`, but None for ROM too: a guest write there leaves as MMIO."""
+        for r in self.regions:
+            if r.gpa <= pa < r.end:
+                return None if r.readonly else (r.buffer, pa - r.gpa)
         return None
 
 
@@ -181,6 +188,9 @@ class MmuMixin:
             lo = self.read_slow(la, first)
             return lo | (self.read_slow(la + first, size - first) << (8 * first))
         pa, cacheable = self.translate(la, READ)
+        if self.watch_pages and la >> 12 in self.watch_pages:   # a debugger watches it
+            self.watch_access(la, size, False)
+            cacheable = False
         found = self.ram.find(pa)
         if found is None:
             return self.mmio_read(pa, size)
@@ -206,15 +216,20 @@ class MmuMixin:
             self.write_slow(la + first, size - first, value >> (8 * first))
             return
         pa, cacheable = self.translate(la, WRITE)
-        found = self.ram.find(pa)
+        watched = self.watch_pages and la >> 12 in self.watch_pages
+        if watched:
+            cacheable = False
+        found = self.ram.find_writable(pa)
         if found is None:
             self.pending.append(("mmio", pa, size, value))
+            if watched:
+                self.watch_access(la, size, True)
             return
         buf, off = found
         ppn = pa >> 12
         if ppn in self.code_pages:
             self.on_code_write(ppn, pa & 0xFFF, (pa & 0xFFF) + size)
-        elif cacheable and self.ram.find(pa | 0xFFF) is not None:
+        elif cacheable and self.ram.find_writable(pa | 0xFFF) is not None:
             if len(self.tlb_w) >= TLB_ENTRIES:
                 self.tlb_w.clear()
             self.tlb_w[la >> 12] = (buf, (off & ~0xFFF) - (la & ~0xFFF), ppn)
@@ -224,6 +239,8 @@ class MmuMixin:
             _PACK[size](buf, off, value)
         else:
             buf[off:off + size] = value.to_bytes(size, "little")
+        if watched:   # a data breakpoint is a trap: after the write (SDM Vol. 3B §18.2.4)
+            self.watch_access(la, size, True)
 
     def mmio_read(self, pa: int, size: int) -> int:
         """A read no RAM backs: the replayed value, or stop the instruction for the monitor."""
@@ -277,8 +294,8 @@ class MmuMixin:
         return int.from_bytes(buf[off:off + size], "little")
 
     def phys_write(self, pa: int, size: int, value: int) -> None:
-        found = self.ram.find(pa)
-        if found is None or self.ram.find(pa + size - 1) is None:
+        found = self.ram.find_writable(pa)
+        if found is None or self.ram.find_writable(pa + size - 1) is None:
             return
         buf, off = found
         buf[off:off + size] = value.to_bytes(size, "little")

@@ -390,8 +390,10 @@ def h_pop(cpu, c) -> None:
         sp = cpu.r[4] & smask
         la = sp if bits == 64 else (cpu.sbase[2] + sp) & 0xFFFFFFFF
         sel = cpu.read_mem(la, 2)
+        # the increment uses the stack size before the load: POP SS may change SS.B
+        rsp = (cpu.r[4] & ~smask) | ((sp + size) & smask) if bits == 16 else (sp + size) & smask
         cpu.load_segment(dst.num, sel)
-        cpu._set_sp((sp + size) & smask)
+        cpu.r[4] = rsp
         if dst.num == 2:
             cpu.shadow = cpu.attn = True
         return
@@ -548,24 +550,28 @@ from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
+from x86vm.cpu.xsave import XSAVE_HELPERS  # noqa: E402
 
 HELPERS.update(BMI_HELPERS)
 HELPERS.update(STRING_HELPERS)
 HELPERS.update(SYSTEM_HELPERS)
-HELPERS.update(X87_HELPERS)
+CONTINUING_HELPERS: set[str] = set()
+"""Registered operations after which a translated block goes on (no control transfer, mode
+change or I/O): see ``semantics.ends_block``."""
 
 
 def register_helpers(helpers: dict, continuing: bool = False) -> None:
     """The hook for instruction sets implemented elsewhere (x87, MMX, SSE): map operation
     keys (``translate.op_key``) to ``helper(cpu, (insn, operands))``. An operation with no
-    helper stays #UD; CPUID (cpuid.py) must advertise a set only once it is registered."""
+    helper stays #UD; CPUID (cpuid.py) must advertise a set only once it is registered.
+    ``continuing``: the block does not end after these operations."""
     HELPERS.update(helpers)
     if continuing:
         CONTINUING_HELPERS.update(helpers)
 
 
-CONTINUING_HELPERS: set[str] = set()
-"""Registered operations after which a block goes on (no control transfer or mode change)."""
+register_helpers(X87_HELPERS, continuing=True)
+register_helpers(XSAVE_HELPERS, continuing=True)
 
 from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
 

@@ -107,7 +107,55 @@ for _p in ("p", ""):
         BITWISE[_p + "xor" + _t] = lambda a, b, m: a ^ b
 
 
+def _repeat(lane: int, w: int) -> int:
+    return int.from_bytes(lane.to_bytes(w, "little") * (16 // w), "little")
+
+
+# SWAR forms (whole-register integer arithmetic, no lane split) of the hottest lane ops:
+# lane-wise add/sub without carries across lanes, and equality as "a ^ b has a zero lane".
+_LOW = {w: _repeat((1 << (8 * w - 1)) - 1, w) for w in (1, 2, 4, 8)}   # 0x7F7F…
+_HIGH = {w: _repeat(1 << (8 * w - 1), w) for w in (1, 2, 4, 8)}       # 0x8080…
+_SWAR = {"padd": 0, "psub": 1, "pcmpeq": 2, "pminu": 3, "pmaxu": 4, "pmins": 5, "pmaxs": 6,
+         "pcmpgt": 7}
+
+
+def _below(a: int, b: int, lo: int, hi: int) -> int:
+    """The top bit of each lane where a < b (unsigned): the borrow out of a - b, from the
+    borrow-free difference of the low bits and the top bits themselves."""
+    low_ge = (a | hi) - (b & lo)              # top bit: low(a) >= low(b)
+    return ((~a & b) | (~(a ^ b) & ~low_ge)) & hi
+
+
+def _swar(kind: int, w: int, a: int, b: int, bits: int) -> int:
+    m = (1 << bits) - 1
+    lo, hi = _LOW[w] & m, _HIGH[w] & m
+    ones = (1 << (8 * w)) - 1
+    if kind == 0:
+        return ((a & lo) + (b & lo)) ^ ((a ^ b) & hi)
+    if kind == 1:
+        return ((a | hi) - (b & lo)) ^ ((a ^ ~b) & hi)
+    if kind == 2:
+        v = a ^ b
+        t = ~(((v & lo) + lo) | v | lo) & hi       # the top bit of each zero lane
+        return (t >> (8 * w - 1)) * ones
+    flip = hi if kind >= 5 else 0                  # signed: compare with the sign flipped
+    if kind == 7:                                  # a > b  ⇔  b < a
+        return (_below(b ^ flip, a ^ flip, lo, hi) >> (8 * w - 1)) * ones
+    lt = (_below(a ^ flip, b ^ flip, lo, hi) >> (8 * w - 1)) * ones
+    if kind in (3, 5):                             # min: a where a < b
+        return (a & lt) | (b & ~lt & m)
+    return (b & lt) | (a & ~lt & m)
+
+
 def lanewise(name: str, a: int, b: int, bits: int) -> int:
+    kind = _SWAR.get(name[:-1])
+    if kind is not None:
+        return _swar(kind, LANEWISE[name][0], a, b, bits)
+    return lanewise_by_lanes(name, a, b, bits)
+
+
+def lanewise_by_lanes(name: str, a: int, b: int, bits: int) -> int:
+    """The :data:`LANEWISE` row applied lane by lane (the reference the SWAR forms match)."""
     w, signed, fn, sat = LANEWISE[name]
     la, lb = split(a, w, bits, signed), split(b, w, bits, signed)
     if sat == WRAP:
@@ -266,6 +314,11 @@ def horizontal(name: str, a: int, b: int, bits: int) -> int:
 def movmsk(v: int, w: int, bits: int) -> int:
     """PMOVMSKB (w=1), MOVMSKPS (4), MOVMSKPD (8): the top bit of each lane."""
     out = 0
+    if w == 1:   # gather the eight top bits of each quadword with one multiply
+        for q in range(bits // 64):
+            x = (v >> (64 * q)) & 0x8080808080808080
+            out |= ((x * 0x0002040810204081) >> 56 & 0xFF) << (8 * q)
+        return out
     for i in range(bits // (8 * w)):
         out |= ((v >> (8 * w * (i + 1) - 1)) & 1) << i
     return out

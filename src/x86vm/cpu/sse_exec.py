@@ -71,8 +71,13 @@ def get(cpu, op, size: int = 0, aligned: bool = False) -> int:
     if t is Mem:
         la = linear(cpu, op)
         size = size or op.size or 16
-        if aligned and size == 16 and la & 15:
-            raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+        if size == 16:
+            if aligned and la & 15:
+                raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+            if la & 0xFFF <= 0xFF0:   # within a page: two TLB-fast quadword reads
+                rd8 = cpu.rd[8]
+                lo = rd8(la)
+                return lo | (rd8(la + 8) << 64)
         return cpu.read_mem(la, size)
     if t is Imm:
         return op.value
@@ -95,9 +100,18 @@ def put(cpu, op, value: int, size: int = 0, aligned: bool = False) -> None:
     if t is Mem:
         la = linear(cpu, op)
         size = size or op.size or 16
-        if aligned and size == 16 and la & 15:
-            raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
-        cpu.write_mem(la, size, value & ((1 << (8 * size)) - 1))
+        value &= (1 << (8 * size)) - 1
+        if size == 16:
+            if aligned and la & 15:
+                raise CpuFault(GP, 0, "misaligned 16-byte SSE operand")
+            if la & 0xFFF <= 0xFF0:
+                wr8 = cpu.wr[8]
+                wr8(la, value & M64)
+                wr8(la + 8, value >> 64)
+            else:    # across a page: both pages are checked before either is written
+                cpu.write_slow(la, 16, value)
+            return
+        cpu.write_mem(la, size, value)
         return
     raise cpu.undefined(f"SIMD destination {t.__name__}")
 
@@ -114,6 +128,7 @@ def _bits(op) -> int:
 
 
 def _mmx_done(cpu, mmx: bool) -> None:
+    """The MMX state change, after the last write that could fault (a store)."""
     if mmx:
         mmx_enter(cpu.x87)
 
@@ -152,8 +167,8 @@ def h_binary(cpu, c) -> None:
     a = get(cpu, dst)
     b = get(cpu, src, bits // 8, aligned=True)
     v = BINARY[insn.mnemonic](a, b, bits)
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v)
+    _mmx_done(cpu, mmx)
 
 
 def h_unary(cpu, c) -> None:
@@ -163,14 +178,13 @@ def h_unary(cpu, c) -> None:
     name = insn.mnemonic
     bits = _bits(dst)
     if name in S.PMOVX:
-        v = S.pmovx(name, get(cpu, src, S.pmovx_source_bytes(name)) if type(src) is Mem
-                    else S.pmovx(name, get(cpu, src)))
+        v = S.pmovx(name, get(cpu, src, S.pmovx_source_bytes(name)))
     elif name == "phminposuw":
         v = S.minposuw(get(cpu, src, 16, aligned=True))
     else:
         v = S.unary(name, get(cpu, src, bits // 8, aligned=True), bits)
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v)
+    _mmx_done(cpu, mmx)
 
 
 def h_shift(cpu, c) -> None:
@@ -181,8 +195,8 @@ def h_shift(cpu, c) -> None:
     a = get(cpu, dst)
     n = src.value if type(src) is Imm else get(cpu, src, bits // 8, aligned=True) & M64
     v = S.shift(insn.mnemonic, a, n, bits)
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v)
+    _mmx_done(cpu, mmx)
 
 
 def h_byte_shift(cpu, c) -> None:
@@ -217,8 +231,8 @@ def h_with_imm(cpu, c) -> None:
     a = get(cpu, dst)
     b = get(cpu, src, bits // 8, aligned=True)
     v = WITH_IMM[insn.mnemonic](a, b, imm.value, bits)
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v)
+    _mmx_done(cpu, mmx)
 
 
 def h_blendv(cpu, c) -> None:
@@ -244,8 +258,8 @@ def h_movmsk(cpu, c) -> None:
     mmx = enter(cpu, c[1])
     w = {"pmovmskb": 1, "movmskps": 4, "movmskpd": 8}[insn.mnemonic]
     v = S.movmsk(get(cpu, src), w, _bits(src))
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v)
+    _mmx_done(cpu, mmx)
 
 
 def h_emms(cpu, c) -> None:
@@ -279,8 +293,8 @@ def h_movdq(cpu, c) -> None:
     elif type(src) is Reg and src.cls == "gpr":
         size = src.size
     v = get(cpu, src, size) & ((1 << (8 * size)) - 1)
-    _mmx_done(cpu, mmx)
     put(cpu, dst, v, size)
+    _mmx_done(cpu, mmx)
 
 
 def h_movnti(cpu, c) -> None:
@@ -293,8 +307,8 @@ def h_movq2dq(cpu, c) -> None:
     dst, src = c[1]
     simd_available(cpu, True, True)
     v = get(cpu, src) & M64
-    mmx_enter(cpu.x87)
     put(cpu, dst, v)
+    mmx_enter(cpu.x87)
 
 
 def h_movs_scalar(cpu, c) -> None:
@@ -361,11 +375,11 @@ def h_maskmov(cpu, c) -> None:
     asize = insn.address_size // 8
     base = cpu.r[7] & ((1 << (8 * asize)) - 1)
     seg = _seg_override(insn)
-    _mmx_done(cpu, mmx)
     for i, m in enumerate(mask):
         if m & 0x80:
             cpu.write_mem(_seg_la(cpu, seg, (base + i) & ((1 << (8 * asize)) - 1)), 1,
                           data[i])
+    _mmx_done(cpu, mmx)
 
 
 _SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
@@ -398,11 +412,11 @@ def h_extract(cpu, c) -> None:
     bits = _bits(src)
     n = bits // (8 * w)
     v = (get(cpu, src) >> (8 * w * (imm.value % n))) & ((1 << (8 * w)) - 1)
-    _mmx_done(cpu, mmx)
     if type(dst) is Mem:
         put(cpu, dst, v, w)
     else:
         put(cpu, dst, v)     # a GPR destination is zero-extended
+    _mmx_done(cpu, mmx)
 
 
 def h_insert(cpu, c) -> None:
@@ -414,8 +428,8 @@ def h_insert(cpu, c) -> None:
     v = get(cpu, src, w) & m
     d = get(cpu, dst)
     sh = 8 * w * (imm.value % (bits // (8 * w)))
-    _mmx_done(cpu, mmx)
     put(cpu, dst, (d & ~(m << sh)) | (v << sh))
+    _mmx_done(cpu, mmx)
 
 
 def h_insertps(cpu, c) -> None:

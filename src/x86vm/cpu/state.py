@@ -138,6 +138,26 @@ class PendingEvent:
     error_code: int | None = None
 
 
+@dataclass(frozen=True)
+class FpuState:
+    """x87 and SSE registers, as FXSAVE holds them and gdb names them (SDM Vol. 2A FXSAVE,
+    Vol. 1 §8.1): ``fsw`` with TOP, ``ftw`` the full 2-bit-per-register tag word, ``st``
+    ST(0)..ST(7) as 80-bit patterns (stack order), ``xmm`` 128-bit ints. Only the emu backend
+    fills it; elsewhere :attr:`RegisterState.fpu` is None ("not held")."""
+
+    fcw: int = 0x037F
+    fsw: int = 0
+    ftw: int = 0xFFFF
+    fop: int = 0
+    fip: int = 0
+    fcs: int = 0
+    fdp: int = 0
+    fds: int = 0
+    st: tuple[int, ...] = (0,) * 8
+    xmm: tuple[int, ...] = (0,) * 16
+    mxcsr: int = 0x1F80
+
+
 @dataclass
 class RegisterState:
     """Registers of one vCPU. Unset general registers are zero; rflags bit 1 is always set.
@@ -169,6 +189,7 @@ class RegisterState:
     msrs: dict[int, int] = field(default_factory=dict)
     pending: PendingEvent | None = None
     interrupt_shadow: bool = False
+    fpu: FpuState | None = None  # x87/SSE registers, when the backend holds them (emu)
 
     @property
     def mode(self) -> str:

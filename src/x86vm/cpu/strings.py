@@ -122,6 +122,8 @@ def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
         n = min(n, (4096 - (src & 0xFFF)) // size, (amask + 1 - si) // size)
     if n <= 0:
         return False
+    if cpu.watch_pages:   # a debugger watches memory: element by element through the MMU
+        return False
     nbytes = n * size
     if name == "movs":
         spa, _ = cpu.translate(cpu._lin_mask(src), 0)
@@ -129,8 +131,8 @@ def _bulk_chunk(cpu, name, ops, size, asize, amask) -> bool:
         if sfound is None or cpu.ram.find(spa + nbytes - 1) is None:
             return False
     dpa, _ = cpu.translate(cpu._lin_mask(dst), 2)
-    dfound = cpu.ram.find(dpa)
-    if dfound is None or cpu.ram.find(dpa + nbytes - 1) is None:
+    dfound = cpu.ram.find_writable(dpa)
+    if dfound is None or cpu.ram.find_writable(dpa + nbytes - 1) is None:
         return False
     dbuf, doff = dfound
     if name == "movs":
@@ -164,10 +166,10 @@ def _rep_port_run(cpu, name, ops, size, asize, amask, start) -> None:
     la = seg_linear(cpu, 0, off)
     n = min(count, (4096 - (la & 0xFFF)) // size, (amask + 1 - off) // size)
     pa = found = None
-    if n > 1:
+    if n > 1 and not cpu.watch_pages:
         pa, _ = cpu.translate(cpu._lin_mask(la), 2)
-        found = cpu.ram.find(pa)
-        if found is None or cpu.ram.find(pa + n * size - 1) is None:
+        found = cpu.ram.find_writable(pa)
+        if found is None or cpu.ram.find_writable(pa + n * size - 1) is None:
             n = 1
     if n <= 1:      # one element (page crossing, MMIO): the element path
         _string_step(cpu, name, ops, size, asize, amask, size)

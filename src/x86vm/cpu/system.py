@@ -10,6 +10,7 @@ from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_re
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
+    CR4_OSXSAVE,
     EFER_LMA,
     EFER_SCE,
     MSR_EFER,
@@ -33,9 +34,14 @@ from x86vm.cpu.state import (
 M64 = 0xFFFFFFFFFFFFFFFF
 FS, GS = 4, 5
 KNOWN_MSRS = frozenset(STATE_MSRS) | {MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, 0x8B, 0x3A, 0xFE,
-                                      0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x48, 0x49, 0x9E,
+                                      0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x9E,
                                       0xC0011029, 0xC0010015}
 MTRRS = range(0x200, 0x270)
+MSR_IA32_MCG_CAP = 0x179   # machine-check capabilities: read-only; 0 = no error-reporting banks
+# WRMSR of a non-canonical address to these is #GP(0) (SDM Vol. 2B "WRMSR"; AMD APM Vol. 2
+# §6.1.2 adds CSTAR): FS/GS base, KERNEL_GS_BASE, LSTAR, CSTAR, SYSENTER_ESP/EIP
+CANONICAL_MSRS = frozenset((MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR,
+                            0xC0000083, 0x175, 0x176))
 
 
 def _iopl(cpu) -> int:
@@ -349,6 +355,10 @@ def h_int(cpu, c) -> None:
     insn, ops = c
     name = insn.mnemonic
     if name == "int3":
+        if cpu.int3_stops:   # a debugger's breakpoint: stop at the int3, deliver nothing
+            cpu.rip = insn.address
+            cpu.pending.append(("int3", 0, 0, 0))
+            return
         vector = BP
     elif name == "into":
         if not cpu.flags() & 0x800:
@@ -401,6 +411,8 @@ def h_sti(cpu, c) -> None:
 
 def h_cpuid(cpu, c) -> None:
     a, b, cc, d = cpuid(cpu.r[0] & 0xFFFFFFFF, cpu.r[1] & 0xFFFFFFFF)
+    if cpu.r[0] & 0xFFFFFFFF == 1 and cpu.cr4 & CR4_OSXSAVE:
+        cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -429,6 +441,8 @@ def read_msr(cpu, index: int) -> int:
         return cpu.tsc()
     if index in KNOWN_MSRS or index in MTRRS:
         return cpu.msrs.get(index, 0)
+    if index == MSR_IA32_MCG_CAP:
+        return 0
     raise CpuFault(GP, 0, f"rdmsr {index:#x}")
 
 
@@ -437,6 +451,8 @@ def write_msr(cpu, index: int, value: int) -> None:
     if apic is not None and apic.write_msr(index, value):
         cpu.irq_check = True
         return
+    if index in CANONICAL_MSRS and not _canonical(value):
+        raise CpuFault(GP, 0)
     if index == MSR_EFER:
         if value & ~0xD01:
             raise CpuFault(GP, 0)
@@ -453,6 +469,12 @@ def write_msr(cpu, index: int, value: int) -> None:
         cpu.msrs[index] = value
     else:
         raise CpuFault(GP, 0, f"wrmsr {index:#x}")
+
+
+def _canonical(address: int) -> bool:
+    """Bits 63-47 all equal (48-bit linear addresses, CPUID.80000008H:EAX[15:8])."""
+    top = address >> 47
+    return top == 0 or top == 0x1FFFF
 
 
 def h_rdmsr(cpu, c) -> None:

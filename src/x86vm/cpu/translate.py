@@ -179,6 +179,9 @@ class Translator:
             span[next_ppn] = (0, pos - in_page)
         blk = self.semantics.compile_block(insns, cpu, self.namespace, ipmask)
         blk.span = span
+        blk.code = code[:pos]          # its bytes (instruction tracing shows them)
+        if cpu.trace_block is not None:
+            cpu.trace_block(la, pos, len(insns))
         self.translated += 1
         return blk
 

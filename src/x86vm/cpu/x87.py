@@ -152,6 +152,13 @@ class X87:
         self.sw = sw
         return bool(sw & SW_ES)
 
+    def update_es(self) -> bool:
+        """Set ES and B when an exception flag is unmasked (FLDCW, FLDENV, FRSTOR, FXRSTOR);
+        C1 and the other condition codes are left alone, as on the host."""
+        if self.sw & ~self.cw & 0x3F:
+            self.sw |= SW_ES | SW_B
+        return bool(self.sw & SW_ES)
+
     def unmasked(self, flags: int) -> int:
         return flags & ~self.cw & 0x3F
 
@@ -284,6 +291,10 @@ def fprem(x: X87, ieee: bool = False) -> bool:
         x.sw &= ~SW_C2
         return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
     bits, flags, cbits = x87ops.fprem(x.st(0), x.st(1), ieee, _wrap(x))
+    if flags & IE or unpack(F80, bits)[0] >= QNAN:
+        # a NaN result: C0 and C3 keep their values, C1 and C2 are cleared (host behaviour)
+        x.sw &= ~SW_C2
+        return _store(x, 0, bits, flags & ~C1, False)
     if not x.unmasked(flags & _PRE_OP):
         x.sw = (x.sw & ~SW_CC) | (cbits & ~SW_C1)
         flags = (flags & ~C1) | (cbits & C1)
@@ -292,8 +303,13 @@ def fprem(x: X87, ieee: bool = False) -> bool:
 
 def fxtract(x: X87) -> bool:
     """FXTRACT: ST(0) = exponent, then push the significand."""
-    if x.is_empty(0):
-        return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
+    if x.is_empty(0):   # masked: ST(0) and the pushed significand are both indefinite (host)
+        flags = x.stack_underflow()
+        if x.unmasked(flags):
+            return x.signal(flags)
+        x.set_st(0, INDEFINITE)
+        x.push(INDEFINITE)
+        return x.signal(flags)
     if not x.is_empty(7):
         flags = x.stack_overflow()
         if x.unmasked(flags):
@@ -323,11 +339,9 @@ def fld(x: X87, bits: int) -> bool:
 
 def fld_st(x: X87, i: int) -> bool:
     """FLD ST(i)."""
-    if x.is_empty(i):
+    if x.is_empty(i):   # an underflow (C1=0) even when ST(7) is in use too (host)
         flags = x.stack_underflow()
         if not x.unmasked(flags):
-            if not x.is_empty(7):
-                flags = x.stack_overflow()
             x.push(INDEFINITE)
         return x.signal(flags)
     return fld(x, x.st(i))
@@ -430,12 +444,13 @@ def fcmov(x: X87, i: int, condition: bool) -> bool:
         return _store(x, 0, INDEFINITE, x.stack_underflow(), False)
     if condition:
         x.set_st(0, x.st(i))
-    return x.signal(0)
+    return x.signal(x.sw & C1)  # C1 unchanged (host behaviour)
 
 
 def ffree(x: X87, i: int) -> None:
-    """FFREE ST(i): tag it empty."""
+    """FFREE ST(i): tag it empty (C1 cleared, as on the host)."""
     x.empty |= 1 << x.phys(i)
+    x.sw &= ~SW_C1
 
 
 def fincstp(x: X87) -> None:
@@ -457,7 +472,7 @@ def fldcw(x: X87, cw: int) -> bool:
     """FLDCW: a load that unmasks a pending exception sets ES (SDM Vol. 1 §8.6)."""
     x.cw = cw & 0x1F7F | 0x40
     x.sw &= ~(SW_ES | SW_B)
-    return x.signal(0)
+    return x.update_es()
 
 
 # -- comparisons --------------------------------------------------------------------------------
@@ -498,8 +513,10 @@ def fcomi(x: X87, i: int, unordered: bool = False, pop: bool = False
     replaces ZF, PF, CF (and clears OF, SF, AF) with them — even when the exception is
     unmasked, as the host does (then nothing is popped)."""
     rel, flags = _compare(x, x.is_empty(0), x.st(0), x.is_empty(i), x.st(i), unordered)
+    if not flags & SW_SF:   # C1 is left alone unless the stack underflows (host behaviour)
+        flags |= x.sw & C1
     if x.unmasked(flags & _PRE_OP):
-        return _EFL_OF[rel], x.signal(flags & _PRE_KEEP)
+        return _EFL_OF[rel], x.signal(flags & (_PRE_KEEP | C1))
     if pop:
         x.pop()
     return _EFL_OF[rel], x.signal(flags)
@@ -657,7 +674,15 @@ def _trig(x: X87, which: str) -> bool:
     if x.is_empty(0):
         x.sw &= ~SW_C2
         return _underflow0(x)
-    r1, r2, flags, out_of_range = transcendental.trig(x.st(0), which, x.rc)
+    if which in ("tan", "sincos") and not x.is_empty(7):   # before the range check (host)
+        x.sw &= ~SW_C2
+        flags = x.stack_overflow()
+        if x.unmasked(flags):
+            return x.signal(flags)
+        x.set_st(0, INDEFINITE)
+        x.push(INDEFINITE)
+        return x.signal(flags)
+    r1, r2, flags, out_of_range = transcendental.trig(x.st(0), which, x.rc, _wrap(x))
     if out_of_range:  # |x| >= 2**63: C2=1, nothing else changes
         x.sw |= SW_C2
         return x.signal(x.sw & C1)

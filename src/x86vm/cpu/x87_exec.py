@@ -100,19 +100,35 @@ def _fop(insn) -> int:
     return (data[i] & 7) << 8 | data[i + 1]
 
 
+def _wait_bytes(insn) -> int:
+    """Leading FWAIT (9B) bytes the decoder folded into ``insn``: FWAIT is an instruction of
+    its own, so FIP points past them (QEMU TCG agrees, tests/test_cpu_x87_guest.py)."""
+    if not insn.wait:
+        return 0
+    data = insn.bytes
+    n = 0
+    for i, b in enumerate(data):
+        if b == 0x9B:
+            n = i + 1
+        elif b not in _PREFIXES:
+            break
+    return n
+
+
 def _record(cpu, insn, mem: Mem | None = None) -> None:
     """FIP/FCS/FOP, and FDP/FDS for a memory operand (real and virtual-8086 mode: linear
     20-bit addresses)."""
     x = cpu.x87
     x.fop = _fop(insn)
+    ip = insn.address + _wait_bytes(insn)
     if _real(cpu):
-        x.fip = (cpu.sbase[1] + insn.address) & 0xFFFFF
+        x.fip = (cpu.sbase[1] + ip) & 0xFFFFF
         x.fcs = 0
         if mem is not None:
             x.fdp = linear(cpu, mem) & 0xFFFFF
             x.fds = 0
         return
-    x.fip = insn.address
+    x.fip = ip & MASK[8 if cpu.code_bits == 64 else 4]
     x.fcs = cpu.seg[1].selector
     if mem is not None:
         x.fdp = ea(cpu, mem)

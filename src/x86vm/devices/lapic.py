@@ -283,6 +283,7 @@ class LocalApic:
             return
         if mode == Delivery.NMI:
             self.nmi_pending += 1
+            self.notify_pending()
             return
         if mode in (Delivery.INIT, Delivery.STARTUP, Delivery.SMI):
             self.init_requests += mode == Delivery.INIT
@@ -379,11 +380,11 @@ class LocalApic:
         return None
 
     def take_nmi(self) -> bool:
-        """The CPU takes one pending NMI (from LINT1, an NMI IPI or the IOAPIC)."""
-        if self.nmi_pending:
-            self.nmi_pending -= 1
-            return True
-        return False
+        """The CPU takes the NMIs received since it last asked (from LINT1, an NMI IPI or
+        the IOAPIC): its NMI latch holds one, so they collapse (SDM Vol. 3A §6.7.1)."""
+        taken = self.nmi_pending > 0
+        self.nmi_pending = 0
+        return taken
 
     def set_lint(self, pin: int, level: bool) -> None:
         """LINT0/LINT1 input (edge-triggered use: NMI or fixed on a rising edge)."""

@@ -94,9 +94,12 @@ def _frame(insn, pa: PrintAddress) -> Frame:
             del words[segs[-1]]
             hint = _HINTS[hints.pop()]
     if 0x67 in insn.unused_prefixes and "asfx" in spec.objdump_flags:
-        words.remove("addr32" if insn.mode != 32 else "addr16")
+        word = "addr32" if insn.mode != 32 else "addr16"     # (the last 67 is the one used)
+        del words[len(words) - 1 - words[::-1].index(word)]
         mnemonic += SUFFIX[insn.address_size >> 3]
     mnemonic += hint
+    if "pad6" in spec.objdump_flags:        # objdump's PREFETCHI_Fixup writes "nopl  "
+        mnemonic = mnemonic.ljust(6)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
     words.append(mnemonic)

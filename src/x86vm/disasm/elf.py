@@ -28,10 +28,11 @@ from typing import BinaryIO
 
 from elftools.elf.elffile import ELFFile
 
-from x86vm.disasm.elfcheck import CORRUPT_SHSTRNDX, bfd_refusal
+from x86vm.disasm.elfcheck import UNKNOWN_ARCH, BfdView, bfd_view
 
 __all__ = [
     "ElfFormatError",
+    "SectionUnreadable",
     "ElfImage",
     "Section",
     "Symbol",
@@ -77,7 +78,29 @@ ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD = 1, 2
 
 
 class ElfFormatError(ValueError):
-    """The file is not an ELF file objdump-style listings can be made of (one-line reason)."""
+    """The file is not an ELF file objdump-style listings can be made of (one-line reason).
+
+    ``messages``: BFD's lines printed before the error (path included); ``whole_line``: the
+    reason is objdump's whole line, not prefixed by the path; ``lines``: objdump's exact
+    lines for the error itself, when it prints more than one."""
+
+    def __init__(self, reason: str, messages: list[str] | None = None, *,
+                 whole_line: bool = False, lines: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.messages = list(messages or [])
+        self.whole_line = whole_line
+        self.lines = lines
+
+
+class SectionUnreadable(ElfFormatError):
+    """A section whose contents extend past the end of the file: objdump says so in two
+    lines (``bfd_get_full_section_contents``, then ``disassemble_section``), skips it and
+    goes on with status 0."""
+
+    def __init__(self, path: str, name: str, size: int) -> None:
+        super().__init__(f"section {name} extends past the end of the file",
+                         lines=[f"error: {path}({name}) is too large ({size:#x} bytes)",
+                                f"Reading section {name} failed because: file truncated"])
 
 
 @dataclass(slots=True)
@@ -97,6 +120,7 @@ class Section:
     _stored_size: int = field(default=-1, repr=False)  # bytes in the file if compressed
     _compression: int = field(default=0, repr=False)  # ELFCOMPRESS_ZLIB / _ZSTD, 0: none
     _header_size: int = field(default=0, repr=False)  # Elf_Chdr before compressed data
+    _path: str = field(default="", repr=False)  # the file's name, for objdump's messages
 
     def data(self) -> bytes:
         """The section's bytes (zeros for NOBITS, decompressed for SHF_COMPRESSED, as BFD
@@ -109,11 +133,11 @@ class Section:
                 return bytes(self.size)  # not kept: many large NOBITS sections add up
             stored = self.size if self._stored_size < 0 else self._stored_size
             if self.file_offset + stored > self._file_size:  # checked before allocating
-                raise ElfFormatError(f"section {self.name} extends past the end of the file")
+                raise SectionUnreadable(self._path, self.name, self.size)
             self._file.seek(self.file_offset)
             raw = self._file.read(stored)
             if len(raw) != stored:
-                raise ElfFormatError(f"section {self.name} extends past the end of the file")
+                raise SectionUnreadable(self._path, self.name, self.size)
             self._data = self._decompress(raw) if self._compression else raw
         return self._data
 
@@ -210,20 +234,33 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
         stream.seek(offset)
         return stream.read(count)
 
-    warnings: list[str] = []
-    refusal = bfd_refusal(read_at, size, warnings)
-    if refusal is not None:  # what objdump's BFD would refuse, refused the same way
-        raise ElfFormatError(refusal)
+    view = bfd_view(path, read_at, size)
+    if view.refusal is not None:  # what objdump's BFD would refuse, refused the same way
+        raise ElfFormatError(view.refusal, view.messages, lines=view.fatal,
+                             whole_line=view.refusal == UNKNOWN_ARCH)
+    if view.fatal:  # objdump: its header, then a fatal error reading the symbols
+        raise ElfFormatError(view.fatal[-1], view.messages, lines=view.fatal)
     stream.seek(0)
-    if CORRUPT_SHSTRNDX in warnings:  # BFD makes no sections, objdump lists none
-        return _without_sections(path, read_at(0, 64), warnings)
+    if view.segments is not None:  # a core file: BFD's sections are its segments
+        image = _without_sections(path, view.ehdr, view.messages)
+        image.sections = [
+            Section(index=n, name=seg.name, vma=seg.vma, size=seg.size, file_offset=seg.offset,
+                    has_contents=seg.has_contents, is_code=seg.is_code, _file=stream,
+                    _file_size=size, _path=path)
+            for n, seg in enumerate(view.segments, 1)]
+        return image
+    if view.no_sections:  # BFD makes no sections, objdump lists none
+        return _without_sections(path, view.ehdr, view.messages)
     try:
-        return _Loader(path, stream).load()
+        image = _Loader(path, stream).load()
     except ElfFormatError:
-        raise
-    except Exception as exc:  # pyelftools raises many types on malformed input
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ElfFormatError(f"truncated or malformed ELF file ({reason})") from None
+        image = None
+    except Exception:  # pyelftools raises many types on malformed input
+        image = None
+    if image is None:  # BFD takes what pyelftools cannot parse: its sections, no symbols
+        image = _from_view(path, stream, size, view)
+    image.warnings = view.messages
+    return image
 
 
 def _without_sections(path: str, ehdr: bytes, warnings: list[str]) -> ElfImage:
@@ -238,6 +275,20 @@ def _without_sections(path: str, ehdr: bytes, warnings: list[str]) -> ElfImage:
                     address_digits=16 if is64 else 8,
                     elf_type=int.from_bytes(ehdr[16:18], "little"), sections=[], symbols=[],
                     dynamic_relocs=[], synthetic_symbols=[], warnings=warnings)
+
+
+def _from_view(path: str, stream: BinaryIO, size: int, view: BfdView) -> ElfImage:
+    """A listing of the sections BFD made (``view``), without symbols: for a file BFD
+    accepts but whose symbol or relocation tables pyelftools refuses to parse."""
+    image = _without_sections(path, view.ehdr, [])
+    for index in view.sections:
+        shdr = view.shdrs[index]
+        image.sections.append(Section(
+            index=index, name=shdr.section or "", vma=shdr.addr, size=shdr.size,
+            file_offset=shdr.offset, has_contents=shdr.type != SHT_NOBITS,
+            is_code=bool(shdr.flags & SHF_EXECINSTR), _file=stream, _file_size=size,
+            _path=path))
+    return image
 
 
 class _Loader:
@@ -335,8 +386,10 @@ class _Loader:
                 is_code=bool(hdr["sh_flags"] & SHF_EXECINSTR),
                 _file=self.stream,
                 _file_size=self.file_size,
+                _path=self.path,
             )
-            if hdr["sh_flags"] & SHF_COMPRESSED and section.has_contents:
+            if hdr["sh_flags"] & SHF_COMPRESSED and section.has_contents \
+                    and _debugging(section.name, hdr["sh_flags"]):
                 self._compressed(section)
             out.append(section)
         return out
@@ -572,6 +625,15 @@ class _Loader:
                 DynamicReloc(offset, rtype, addend, sym, sym.name if sym else "*ABS*")
             )
         return out
+
+
+DEBUG_PREFIXES = (".debug", ".gnu.debuglto_.debug_", ".gnu.linkonce.wi.", ".zdebug")
+
+
+def _debugging(name: str, flags: int) -> bool:
+    """SEC_DEBUGGING with SEC_ELF_OCTETS: the only sections BFD decompresses
+    (_bfd_elf_make_section_from_shdr: by name, and only when not SHF_ALLOC)."""
+    return not flags & SHF_ALLOC and name.startswith(DEBUG_PREFIXES)
 
 
 def _sh_type(hdr) -> int:

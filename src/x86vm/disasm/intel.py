@@ -103,7 +103,10 @@ def _frame(insn, pa: PrintAddress) -> Frame:
         words = prefix_words(insn, False, unused[:i] + unused[i + 1:])
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
-    words.append(insn.mnemonic + size_suffix(insn, True))
+    mnemonic = insn.mnemonic + size_suffix(insn, True)
+    if "pad6" in insn.spec.objdump_flags:   # objdump's PREFETCHI_Fixup writes "nop   "
+        mnemonic = mnemonic.ljust(6)
+    words.append(mnemonic)
     bcst = insn.evex is not None and insn.evex[2] > 0
     texts = [_oword(insn, _op_text(op, bcst, pa)) for op in insn.operands]
     core = insn.core

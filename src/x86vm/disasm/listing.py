@@ -23,19 +23,26 @@ Output goes to a ``write`` callable piece by piece, so long listings stream.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from x86vm.disasm.elf import (
     BSF_FUNCTION,
     BSF_OBJECT,
     BSF_SYNTHETIC,
     DynamicReloc,
+    ElfFormatError,
     ElfImage,
     Section,
+    SectionUnreadable,
 )
 from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
+
+if TYPE_CHECKING:
+    from x86vm.isa import Instruction
 
 __all__ = [
     "Formatter",
@@ -146,15 +153,73 @@ def write_listing(
     formatter: Formatter,
     options: ListingOptions,
     write: Callable[[str], object],
+    jobs: int = 1,
 ) -> None:
-    """Write the whole listing of ``image`` (header, then each selected section)."""
-    write(f"\n{image.path}:     file format {image.format_name}\n\n")
+    """Write the whole listing of ``image`` (header, then each selected section).
+
+    With ``jobs`` > 1 a large listing is cut at symbols into that many parts listed by forked
+    processes at once (`parallel`), written in order: the same text, sooner."""
     image.symtab.prefix_addresses = options.prefix_addresses
     image.symtab.no_addresses = options.no_addresses
     image.symtab.demangle = options.demangle
+    selected = [s for s in image.sections if _selected(options, s)]
+    total = sum(s.size for s in selected)
+    if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
+            and _preload(selected):
+        from x86vm.disasm.parallel import run_parts
+
+        cuts = [total * k // jobs for k in range(jobs + 1)]
+        parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
+        parts[-1] = (parts[-1][0], total + 1)
+        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part),
+                  write)
+        return
+    _write_part(image, formatter, options, write, None)
+
+
+def _preload(sections: list[Section]) -> bool:
+    """Read the sections' bytes before forking (the processes share the file offset);
+    False if one cannot be read: the listing then runs in one process, reporting it in
+    its place."""
+    try:
+        for section in sections:
+            if section.has_contents:
+                section.data()
+    except ElfFormatError:
+        return False
+    return True
+
+
+PARALLEL_MIN_BYTES = 1 << 18
+_TAILS_LIMIT = 1 << 20  # line tails kept per listing
+"""Selected section bytes below which a listing is not worth splitting between processes."""
+
+
+def _selected(options: ListingOptions, section: Section) -> bool:
+    only = options.only_sections
+    if only is not None:
+        return section.name in only
+    # binutils 2.40: -D takes every section, even NOBITS ones (listed as zeros).
+    return options.disassemble_all or (section.is_code and section.has_contents)
+
+
+def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptions,
+                write: Callable[[str], object], part: tuple[int, int] | None) -> None:
+    """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
+    section bytes lo..hi-1 (counted over the selected sections in order) print."""
+    if part is None or part[0] == 0:
+        write(f"\n{image.path}:     file format {image.format_name}\n\n")
     lister = _SectionLister(image, formatter, options, write)
+    lister.part = part
     for section in image.sections:
         lister.section(section)
+
+
+def _warn(lines: list[str]) -> None:
+    """objdump's messages on standard error, after what the listing wrote so far."""
+    sys.stdout.flush()
+    for line in lines:
+        print(f"x86vm: {line}", file=sys.stderr)
 
 
 class _SectionLister:
@@ -167,17 +232,30 @@ class _SectionLister:
         self.options = options
         self.write = write
         self.digits = image.address_digits
+        self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address (see chunk)
+
+    part: tuple[int, int] | None = None     # see _write_part
+    base = 0                                # selected bytes in the sections before this one
 
     def selected(self, section: Section) -> bool:
-        only = self.options.only_sections
-        if only is not None:
-            return section.name in only
-        # binutils 2.40: -D takes every section, even NOBITS ones (listed as zeros).
-        return self.options.disassemble_all or (section.is_code and section.has_contents)
+        return _selected(self.options, section)
+
+    def inside(self, offset: int) -> bool:
+        """Whether the piece at this offset of the current section is this part's."""
+        part = self.part
+        return part is None or part[0] <= self.base + offset < part[1]
 
     def section(self, section: Section) -> None:
         if not self.selected(section) or section.size == 0:
             return
+        part = self.part
+        try:
+            if part is None or part[0] < self.base + section.size and self.base < part[1]:
+                self._section(section)
+        finally:
+            self.base += section.size
+
+    def _section(self, section: Section) -> None:
         opts = self.options
         vma, size = section.vma, section.size
         start = opts.start_address
@@ -189,9 +267,14 @@ class _SectionLister:
             stop_offset = 0 if stop < vma else min(stop - vma, size)
         if addr_offset >= stop_offset:
             return
-        data = section.data()
+        try:
+            data = section.data()
+        except SectionUnreadable as exc:  # objdump: two lines, the section skipped, status 0
+            _warn(exc.lines)
+            return
         symbols = self.image.symtab.for_section(section)
-        self.write(f"\nDisassembly of section {section.name}:\n")
+        if self.inside(addr_offset):
+            self.write(f"\nDisassembly of section {section.name}:\n")
         # objdump: the dynamic relocations (absolute addresses) with -R when the file has
         # them, else with -r the section's own (section-relative); those below the start skipped
         self.rel_offset = 0
@@ -236,7 +319,8 @@ class _SectionLister:
                             loop_until = "function"
                     else:
                         loop_until = "next"
-            if do_print and not opts.prefix_addresses:
+            mine = self.inside(addr_offset)
+            if do_print and mine and not opts.prefix_addresses:
                 self.write(f"\n{symbols.label(sym, addr)}:\n")
 
             if sym is not None and sym.value > addr:
@@ -269,7 +353,7 @@ class _SectionLister:
                         or "gcc2_compiled" in sym.name)
                 or bool(sym.flags & BSF_FUNCTION)
             )
-            if do_print:
+            if do_print and mine:
                 self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads)
             addr_offset = next_stop
             sym = next_sym
@@ -338,48 +422,8 @@ class _SectionLister:
                                          symbol_name))
                 self.rel_index += 1
 
-        reloc_at = next_reloc()
-        pieces: list[str] = []
-        pos = start
-        while pos < stop:
-            if skip_zeroes and data[pos] == 0:
-                match = _NONZERO.search(data, pos, stop)
-                nonzero = match.start() if match else stop
-                zeros = nonzero - pos
-                if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
-                    if nonzero != stop:
-                        zeros &= ~3
-                    pieces.append("\t...\n")
-                    pos += zeros
-                    if pos > reloc_at:
-                        emit_relocs(pos, True)
-                        reloc_at = next_reloc()
-                    continue
-            address = vma + pos
-            if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
-                pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
-                break
-            if insns:
-                length, text = formatter(window, pos - start, address, print_address)
-                if length < 1:
-                    pieces.append(f"{line_prefix(address)}{text}\n")
-                    break
-                end = pos + length
-                if plain and length <= per_line and end <= stop and address < limit:
-                    # The common line: every byte shown, no continuation.
-                    pieces.append(f"{address:{width}x}:\t{data[pos:end].hex(' ')} "
-                                  f"{padding[length]}\t{text}\n")
-                    pos = end
-                    if pos > reloc_at:
-                        emit_relocs(pos, False)
-                        reloc_at = next_reloc()
-                    if len(pieces) >= 512:
-                        write("".join(pieces))
-                        pieces.clear()
-                    continue
-            else:
-                length = min(per_line, stop - pos)
-                text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
+        def wrapped_line(address: int, pos: int, length: int, text: str) -> str:
+            """A line in any layout: prefix, raw bytes (maybe continued), text."""
             line = [line_prefix(address)]
             shown = length
             if show_raw:
@@ -397,7 +441,93 @@ class _SectionLister:
                 line.append(_hex(data, pos + done, more, stop))
                 done += more
             line.append("\n")
-            pieces.append("".join(line))
+            return "".join(line)
+
+        def zeros_to_skip(pos: int) -> int:
+            """objdump's skip of a run of zeros at ``pos`` (0: list them as code)."""
+            match = _NONZERO.search(data, pos, stop)
+            nonzero = match.start() if match else stop
+            zeros = nonzero - pos
+            if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
+                return zeros & ~3 if nonzero != stop else zeros
+            return 0
+
+        reloc_at = next_reloc()
+        pieces: list[str] = []
+        pos = start
+        decode_all = getattr(formatter, "decode_all", None)
+        if decode_all is not None and insns and plain and vma + stop <= limit:
+            # The default layout from a linear sweep (decode_all, restarted after a zero
+            # skip); an instruction whose text depends on its bytes alone (no address in
+            # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
+            # BadOp form shorter than the bytes read) reuses its first line's tail.
+            line_head = f"%{width}x:\t"
+            format_text = formatter.format_text
+            tails = self.tails
+            tails_get = tails.get
+            append = pieces.append
+            while pos < stop:
+                if skip_zeroes and data[pos] == 0:
+                    zeros = zeros_to_skip(pos)
+                    if zeros:
+                        append("\t...\n")
+                        pos += zeros
+                        if pos > reloc_at:
+                            emit_relocs(pos, True)
+                            reloc_at = next_reloc()
+                        continue
+                for insn in decode_all(data[pos:window_end], vma + pos):
+                    raw = insn.bytes
+                    tail = tails_get(raw)
+                    if tail is not None and pos + len(raw) <= stop:
+                        append(line_head % (vma + pos) + tail)
+                        pos += len(raw)
+                    else:
+                        core = insn.core
+                        length = core.length
+                        text = format_text(insn, print_address)
+                        end = pos + length
+                        if length <= per_line and end <= stop:
+                            tail = f"{raw.hex(' ')} {padding[length]}\t{text}\n"
+                            if core.reloc is None and core.kind == "insn" and \
+                                    0 < core.shape <= length == len(raw) and \
+                                    len(tails) < _TAILS_LIMIT:
+                                tails[raw] = tail
+                            append(line_head % (vma + pos) + tail)
+                        else:
+                            append(wrapped_line(vma + pos, pos, length, text))
+                        pos = end
+                    if pos > reloc_at:
+                        emit_relocs(pos, False)
+                        reloc_at = next_reloc()
+                    if pos >= stop or skip_zeroes and data[pos] == 0:
+                        break
+                    if len(pieces) >= 512:
+                        write("".join(pieces))
+                        pieces.clear()
+        while pos < stop:
+            if skip_zeroes and data[pos] == 0:
+                zeros = zeros_to_skip(pos)
+                if zeros:
+                    pieces.append("\t...\n")
+                    pos += zeros
+                    if pos > reloc_at:
+                        emit_relocs(pos, True)
+                        reloc_at = next_reloc()
+                    continue
+            address = vma + pos
+            if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
+                pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
+                break
+            if insns:
+                length, text = formatter(window, pos - start, address, print_address)
+                if length < 1:
+                    pieces.append(f"{line_prefix(address)}{text}\n")
+                    break
+            else:
+                length = min(per_line, stop - pos)
+                text = data[pos:pos + length].translate(_PRINTABLE).decode("ascii")
+            pieces.append(wrapped_line(address, pos, length, text))
             pos += length
             if pos > reloc_at:
                 emit_relocs(pos, False)
@@ -428,18 +558,33 @@ def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
     return text + " " * (count - shown)
 
 
-def decoder_formatter(mode: int, syntax: str = "att") -> Formatter:
-    """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter."""
-    from x86vm.isa import decode
+class DecoderFormatter:
+    """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter.
 
-    if syntax == "intel":
-        from x86vm.disasm.intel import format_intel as format_text
-    else:
-        from x86vm.disasm.att import format_att as format_text
+    Called as a `Formatter`; the listing also uses `decode_all` and `format_text` directly
+    to list consecutive instructions faster (one sweep instead of a lookup each)."""
 
-    def disassemble_one(data: bytes, offset: int, address: int,
-                        print_address: PrintAddress) -> tuple[int, str]:
-        insn = decode(data, offset, address, mode)
-        return insn.length, format_text(insn, print_address)
+    def __init__(self, mode: int, syntax: str = "att") -> None:
+        from x86vm.isa import decode, decode_all
 
-    return disassemble_one
+        if syntax == "intel":
+            from x86vm.disasm.intel import format_intel as format_text
+        else:
+            from x86vm.disasm.att import format_att as format_text
+        self.mode = mode
+        self.format_text = format_text
+        self._decode, self._decode_all = decode, decode_all
+
+    def __call__(self, data: bytes, offset: int, address: int,
+                 print_address: PrintAddress) -> tuple[int, str]:
+        insn = self._decode(data, offset, address, self.mode)
+        return insn.length, self.format_text(insn, print_address)
+
+    def decode_all(self, data: bytes, address: int) -> Iterator[Instruction]:
+        """The instructions from the start of ``data`` at ``address`` (linear sweep)."""
+        return self._decode_all(data, address, self.mode)
+
+
+def decoder_formatter(mode: int, syntax: str = "att") -> DecoderFormatter:
+    """The product formatter for one CPU mode and syntax (see `DecoderFormatter`)."""
+    return DecoderFormatter(mode, syntax)

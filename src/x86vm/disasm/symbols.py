@@ -190,21 +190,11 @@ class SectionSymbols:
         count = len(symbols)
         if count == 0:
             return None, -1
-        low, high = 0, count
-        while low + 1 < high:  # objdump's search over (low, high]
-            mid = (low + high) // 2
-            value = values[mid]
-            if value > vma:
-                high = mid
-            elif value < vma:
-                low = mid
-            else:
-                low = mid
-                break
-        place = low
-        group_value = values[place]
-        while place > 0 and values[place - 1] == group_value:
-            place -= 1
+        # objdump's binary search over (low, high]: the first symbol of the highest value
+        # not above vma, else the very first symbol (and then only it is probed)
+        high = bisect.bisect_right(values, vma)
+        place = bisect.bisect_left(values, values[high - 1]) if high else 0
+        high = max(high, 1)
         probe = place
         while probe < high and values[probe] == values[place]:
             if self._ok(symbols[probe], True):

@@ -6,7 +6,8 @@ control registers, in that order), ``org.gnu.gdb.i386.sse`` (xmm, ``mxcsr``) and
 ``org.gnu.gdb.i386.segments`` (``fs_base``, ``gs_base``); a last feature ``x86vm.control``
 adds CR0, CR2, CR3, CR4, CR8 and EFER. The description follows the mode the guest is in when
 gdb connects: amd64 in long mode, i386 in protected mode, i8086 in real mode (i386 registers).
-A :class:`RegisterState` holds no x87/SSE state: those registers read as unavailable (``x``).
+The x87/SSE registers come from :attr:`RegisterState.fpu` (the emu backend fills it); where it
+is None (KVM) they read as unavailable (``x``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ I386_GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 SELECTORS = ("cs", "ss", "ds", "es", "fs", "gs")
 X87 = (*(f"st{i}" for i in range(8)), "fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg",
        "fooff", "fop")
+_FPU_FIELDS = {"fctrl": "fcw", "fstat": "fsw", "ftag": "ftw", "fiseg": "fcs", "fioff": "fip",
+               "foseg": "fds", "fooff": "fdp", "fop": "fop", "mxcsr": "mxcsr"}
 CONTROL = ("cr0", "cr2", "cr3", "cr4", "cr8", "efer")
 
 
@@ -120,6 +123,14 @@ def read_register(state: RegisterState, reg: Reg) -> int | None:
         return getattr(state, name)
     if reg.feature == "org.gnu.gdb.i386.core" and reg.group == "general":
         return state.gpr(_gpr_key(name))
+    fpu = state.fpu
+    if fpu is not None:
+        if name in _FPU_FIELDS:
+            return getattr(fpu, _FPU_FIELDS[name])
+        if name.startswith("st"):
+            return fpu.st[int(name[2:])]
+        if name.startswith("xmm"):
+            return fpu.xmm[int(name[3:])]
     return None
 
 
@@ -142,6 +153,15 @@ def write_register(state: RegisterState, reg: Reg, value: int) -> RegisterState:
         if reg.bits == 32:  # a 32-bit write keeps nothing above (as the CPU does)
             value &= 0xFFFFFFFF
         return state.with_gprs(**{key: value})
+    fpu = state.fpu
+    if fpu is not None:
+        if name in _FPU_FIELDS:
+            return replace(state, fpu=replace(fpu, **{_FPU_FIELDS[name]: value}))
+        if name.startswith("st") or name.startswith("xmm"):
+            field, i = ("st", int(name[2:])) if name.startswith("st") else ("xmm", int(name[3:]))
+            values = list(getattr(fpu, field))
+            values[i] = value
+            return replace(state, fpu=replace(fpu, **{field: tuple(values)}))
     return state
 
 

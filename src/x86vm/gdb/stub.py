@@ -10,11 +10,14 @@ connection interrupts the backend; a wrapper swapped in for the backend's ``run`
 tracer's) pauses there. A reader thread owns the socket: it acknowledges packets, queues them
 for the paused vCPU and turns a 0x03 byte into an interrupt of the running guest.
 
-Breakpoints: ``Z1`` and ``Z2``-``Z4`` take the four debug-register slots; ``Z0`` writes an
-``int3`` into guest memory (through the page tables) and restores the byte on ``z0``, with
-``DebugControl.software_breakpoints`` so that the ``int3`` stops the run; an ``int3`` of the
-guest's own is delivered to it as #BP. Where the host's KVM does not deliver data breakpoints
-(probed: :mod:`x86vm.gdb.kvmdebug`), write watchpoints are kept by single-stepping.
+Breakpoints: ``Z1`` and ``Z2``-``Z4`` take the four debug-register slots. ``Z0`` on a backend
+that stops at any number of addresses without touching memory (emu:
+``DebugControl.unpatched_breakpoints``) is one of those, at an address that need not even be
+mapped yet; elsewhere it writes an ``int3`` into guest memory (through the page tables) and
+restores the byte on ``z0``, with ``DebugControl.software_breakpoints`` so that the ``int3``
+stops the run; an ``int3`` of the guest's own is delivered to it as #BP. Where the host's KVM
+does not deliver data breakpoints (probed: :mod:`x86vm.gdb.kvmdebug`), write watchpoints are
+kept by single-stepping; emu's CPU has data breakpoints of its own (cpu/debug.py).
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class GdbStub:
         self.arch = "amd64"
         self.hw_breakpoints: list[int] = []
         self.watchpoints: list[tuple[int, int, str, str]] = []  # address, len, kind, Z type
-        self.sw_breakpoints: dict[int, int] = {}  # address -> original byte
+        self.sw_breakpoints: dict[int, int | None] = {}  # address -> patched-over byte
+        self.unpatched = bool(getattr(backend, "unpatched_breakpoints", False))
         self.single_step = False
         self.stepped_watches: dict[tuple[int, int], bytes | None] = {}  # (address, len): value
         self.tracer = None  # a Tracer, for "monitor trace on|off"
@@ -265,7 +269,10 @@ class GdbStub:
         control = DebugControl(single_step=self.single_step or bool(self.stepped_watches),
                                breakpoints=tuple(self.hw_breakpoints),
                                watchpoints=tuple((a, n, k) for a, n, k, _ in self.watchpoints),
-                               software_breakpoints=bool(self.sw_breakpoints))
+                               software_breakpoints=any(
+                                   byte is not None for byte in self.sw_breakpoints.values()),
+                               unpatched_breakpoints=tuple(
+                                   a for a, byte in self.sw_breakpoints.items() if byte is None))
         self.target.set_debug(control)  # type: ignore[attr-defined]
 
     def _detach(self) -> None:
@@ -393,7 +400,7 @@ class GdbStub:
             if not data:
                 return "E14"  # EFAULT
         for bp, original in self.sw_breakpoints.items():  # show the guest's own bytes
-            if address <= bp < address + len(data):
+            if original is not None and address <= bp < address + len(data):
                 data = data[:bp - address] + bytes((original,)) + data[bp - address + 1:]
         return data.hex()
 
@@ -449,6 +456,10 @@ class GdbStub:
     def _insert_sw_breakpoint(self, address: int) -> str:
         assert self.state is not None
         if address in self.sw_breakpoints:
+            return "OK"
+        if self.unpatched:   # the backend stops there itself: guest memory stays as it is
+            self.sw_breakpoints[address] = None
+            self._apply_debug()
             return "OK"
         try:
             original = read_linear(self.memory, self.state, address, 1)[0]
@@ -519,7 +530,10 @@ class GdbStub:
             return "no tracer: start x86vm run with --trace EVENTS\n"
         if on:
             attached = tracer.attach_exits(self.inner)
-            return "tracing exits\n" if attached else "no exit events enabled\n"
+            hooked = tracer.attach_backend(self.backend)
+            if not attached and not hooked:
+                return "no exit events enabled\n"
+            return "tracing exits\n" if attached else "tracing the backend's events\n"
         tracer.detach()
         return "tracing stopped\n"
 

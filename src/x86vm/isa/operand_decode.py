@@ -143,8 +143,10 @@ def _sizes(d: Decoding, spec: Spec) -> None:
     d.seg_used = False
     if d.seg_i >= 0:
         s = _SEG_PREFIX[d.prefixes[d.seg_i]]
-        if spec.notrack and s == 3 and not (mode == 64 and d.osz_i >= 0):
-            d.seg_i = -1            # 3E on an indirect branch is NOTRACK (CET)
+        if spec.notrack and (s == 3 or 0x3E in d.prefixes) and not (
+                mode == 64 and d.osz_i >= 0):
+            d.seg_i = -1            # 3E on an indirect branch is NOTRACK (CET); objdump: any
+                                    # 3E, the last segment prefix prints "notrack", no override
         elif mode != 64 or s >= 4:
             seg = SEG[s].name
         elif d.fsgs:                # 64-bit: CS/DS/ES/SS do not override an FS/GS
@@ -562,6 +564,9 @@ def _unused_prefixes(d: Decoding, spec: Spec) -> tuple:
     """The prefixes this instruction did not consume (objdump prints them as words)."""
     prefixes, mem, mode = d.prefixes, d.mem, d.mode
     consumed, fwait_i = d.consumed, d.fwait_i
+    rep_shown = spec.prefix_ignored
+    if rep_shown:
+        consumed = -1
     asz_used = mem is not None or spec.string_op or spec.uses_asz or (spec.asz_names and
                                                               not spec.moffs)
     if mem is not None and _addr32_shown(mem, mode):
@@ -581,7 +586,7 @@ def _unused_prefixes(d: Decoding, spec: Spec) -> tuple:
             continue
         if i == d.seg_i and d.seg_used:
             continue
-        if i == d.osz_i and (d.reg_form and spec.uses_66 and d.osz != 64 or
+        if i == d.osz_i and not rep_shown and (d.reg_form and spec.uses_66 and d.osz != 64 or
                              d.modrm >= 0xC0 and "movsxd" in spec.flags):
             continue            # (objdump's MOVSXD_Fixup: with REX.W, in register form)
         if i == d.asz_i and asz_used:

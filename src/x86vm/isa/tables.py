@@ -23,7 +23,7 @@ from .maploader import (
     OpcodeMap,
     parse_map,
 )
-from .ops import OpIds, make_op_enum, map_op_names, op_name
+from .ops import OpIds, make_op_enum, op_name
 
 # operand plan kinds
 K_RM, K_REG, K_Z, K_IMM, K_REL, K_MOFFS, K_FAR, K_STR_X, K_STR_Y, K_FIXED, K_ONE, K_SEGREG, \
@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid")
+                 "string_op", "is4", "cpuid", "prefix_ignored")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -204,6 +204,9 @@ class Spec:
         self.norip = "norip" in f       # no RIP-relative memory form (MPX)
         self.noa16 = "noa16" in f       # MPX: 16-bit addressing "(bad)"; 64-bit ignores 67
         self.mod_ignored = "mod-ignored" in f
+        # objdump's PREFIX_IGNORED: the F2/F3 column that selected this form, and any
+        # 66/F2/F3, still print as prefix words (66 still sets the operand size)
+        self.prefix_ignored = "pfxignored" in f
         self.hle = "hle!" if "hle!" in f else "hle" if "hle" in f else \
             "hler" if "hler" in f else None
         # "Mw/Rv": only the register form depends on the operand size (SDM MOV Sreg)
@@ -449,7 +452,7 @@ class Tables:
                 if forms[0].kind == "escape":
                     slot.escape = forms[0].target
                     continue
-                if forms[0].kind == "group":
+                if forms[0].kind == "group" and len(forms) == 1:
                     slot.modrm = True
                     slot.by_modrm = self._group_table(forms[0], entry.line)
                     slot.modrm_opcode = "modrm-opcode" in self.omap.group_options.get(
@@ -573,12 +576,12 @@ MAP_PATH = os.path.join(os.path.dirname(__file__), "opcodes.map")
 
 def load_tables(path: str = MAP_PATH, extra: str = "") -> dict[int, Tables]:
     """Load opcodes.map (plus optional extra map text appended); compile it per mode."""
-    if path == MAP_PATH and not extra:
-        omap = _shipped_map()
-    else:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
+    if path == MAP_PATH and not extra:      # each mode on first use, from a cache file
+        from .table_cache import shipped_tables
+        return shipped_tables()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    omap = parse_map(text + ("\n" + extra if extra else ""), os.path.basename(path))
     op_ids = OpIds(op_enum())
     return {mode: Tables(omap, mode, op_ids) for mode in (16, 32, 64)}
 
@@ -592,4 +595,5 @@ def _shipped_map() -> OpcodeMap:
 @functools.cache
 def op_enum():
     """`Op`: the operation ids of the shipped map (see ops.py)."""
-    return make_op_enum(map_op_names(_shipped_map()))
+    from .table_cache import op_names  # the names cached with the tables
+    return make_op_enum(op_names())

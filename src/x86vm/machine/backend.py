@@ -60,9 +60,33 @@ class DebugControl:
     breakpoints: tuple[int, ...] = ()
     watchpoints: tuple[tuple[int, int, str], ...] = ()
     software_breakpoints: bool = False
+    unpatched_breakpoints: tuple[int, ...] = ()
+    """Stop before these addresses too, without a debug-register slot and without touching
+    guest memory (``DebugStop`` with ``dr6`` 0, like an ``int3``): only for a backend whose
+    ``unpatched_breakpoints`` attribute is True (emu); others refuse them (ValueError)."""
 
 
 HW_BREAKPOINT_SLOTS = 4  # DR0-DR3 (SDM Vol. 3B §18.2)
+DR_LENGTHS = (1, 2, 4, 8)
+
+
+def debug_slots(control: DebugControl) -> list[tuple[int, int, str]]:
+    """The debug-register slots ``control`` takes, DR0 first: (address, length, kind) with
+    kind "x" for a breakpoint, then the watchpoints (SDM Vol. 3B §18.2.4: lengths 1, 2, 4,
+    8, the address aligned to it; write or read/write). ValueError when they do not fit."""
+    slots = [(address, 1, "x") for address in control.breakpoints]
+    for address, length, kind in control.watchpoints:
+        if length not in DR_LENGTHS or address % length:
+            raise ValueError(f"watchpoint at {address:#x}: length {length} must be 1, 2, 4 "
+                             "or 8 and the address aligned to it")
+        if kind not in ("w", "rw"):
+            raise ValueError(f"watchpoint kind {kind!r}: x86 debug registers watch writes "
+                             "('w') or reads and writes ('rw')")
+        slots.append((address, length, kind))
+    if len(slots) > HW_BREAKPOINT_SLOTS:
+        raise ValueError(f"{len(slots)} breakpoints and watchpoints: the debug registers "
+                         f"hold {HW_BREAKPOINT_SLOTS}")
+    return slots
 
 
 class Backend(Protocol):

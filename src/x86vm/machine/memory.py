@@ -29,6 +29,9 @@ class RamRegion:
     size: int
     slot: int
     buffer: mmap.mmap = field(repr=False)
+    readonly: bool = False
+    """ROM: the guest reads it like RAM; its writes leave as MMIO writes no device claims
+    (dropped and counted by the bus). The monitor itself may still write it."""
 
     @property
     def end(self) -> int:
@@ -65,6 +68,16 @@ class GuestMemory:
         i = bisect.bisect_right(self._bases, gpa)
         self._bases.insert(i, gpa)
         self.regions.insert(i, region)
+        return region
+
+    def add_rom(self, gpa: int, data: bytes) -> RamRegion:
+        """Map ``data`` read-only at ``[gpa, gpa + len(data))`` (page aligned), as a
+        chipset maps a firmware ROM."""
+        if not data or len(data) % PAGE_SIZE:
+            raise GuestMemoryError(f"ROM of {len(data):#x} bytes is not a multiple of 4 KiB")
+        region = self.add_ram(gpa, len(data))
+        region.buffer[:] = data
+        region.readonly = True
         return region
 
     def add_mmio(self, gpa: int, size: int, device: Device, name: str | None = None) -> None:

@@ -75,15 +75,19 @@ class GuestTimers:
         return timer
 
     def run_due(self) -> None:
-        """Run every callback whose deadline has come (in deadline order; one armed by a
-        callback for a time already past runs too), then tell the backend the next one."""
-        clock = self.clock_ns
+        """Run every callback whose deadline has come by the time this call started (in
+        deadline order; one armed by a callback for a time already past runs too), then tell
+        the backend the next one. Deadlines that come due while the callbacks run wait for
+        the next call: on the host clock, a timer whose period is shorter than its callback
+        (a guest's timer storm on a loaded host) would otherwise keep this loop running
+        forever, and with it the vCPU thread past any ``--timeout``."""
+        now = self.clock_ns()
         while True:
             with self._lock:
                 heap = self._heap
                 while heap and heap[0][2].cancelled:
                     heapq.heappop(heap)
-                if not heap or heap[0][0] > clock():
+                if not heap or heap[0][0] > now:
                     self.next_deadline = heap[0][0] if heap else NEVER
                     deadline = self.next_deadline
                     break

@@ -12,14 +12,14 @@ machine or the backend itself.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import Backend, DebugControl, RunResult, StopRequest
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
 from x86vm.machine.irq import InterruptController, IrqLine, LocalApicPort, TimerHandle
-from x86vm.machine.memory import PAGE_SIZE, GuestMemory
+from x86vm.machine.memory import PAGE_SIZE, GuestMemory, GuestMemoryError
 from x86vm.machine.runloop import DebugHandler, run_loop
 from x86vm.machine.timers import GuestTimers
 
@@ -38,7 +38,10 @@ class Machine:
     num_cpus = 1
 
     def __init__(self, memory_size: int = 128 << 20, backend: str = "kvm",
-                 **backend_options: object) -> None:
+                 rom: Sequence[tuple[int, bytes]] = (), **backend_options: object) -> None:
+        """``rom``: read-only (address, bytes) copies mapped over RAM before the vCPU
+        exists (``machine.boot.rom.rom_regions`` for a reset-vector boot): RAM leaves
+        holes where they sit."""
         if memory_size <= 0 or memory_size % PAGE_SIZE or memory_size > MAX_MEMORY:
             raise MachineError(f"memory size {memory_size:#x} must be a positive multiple of "
                                f"4 KiB, at most {MAX_MEMORY >> 30} GiB")
@@ -51,9 +54,15 @@ class Machine:
         """Called when the guest stops for the debugger (see ``runloop.DebugHandler``)."""
         try:
             low = min(memory_size, LOW_RAM_LIMIT)
-            self.memory.add_ram(0, low)
+            for start, end in _ram_pieces(0, low, rom):
+                self.memory.add_ram(start, end - start)
             if memory_size > low:
                 self.memory.add_ram(HIGH_RAM_BASE, memory_size - low)
+            for gpa, data in rom:
+                self.memory.add_rom(gpa, data)
+        except GuestMemoryError as exc:
+            self.memory.close()
+            raise MachineError(str(exc)) from None
         except OSError as exc:
             self.memory.close()
             raise MachineError(f"cannot allocate {memory_size >> 20} MiB of guest RAM: "
@@ -176,3 +185,14 @@ def _backend_class(name: str) -> type:
             raise
         raise MachineError(f"the {name} backend is not available in this version") from None
     return getattr(module, class_name)
+
+
+def _ram_pieces(start: int, end: int, holes: Sequence[tuple[int, bytes]]
+                ) -> list[tuple[int, int]]:
+    """``[start, end)`` minus the ranges of ``holes`` ((address, bytes) pairs)."""
+    pieces = [(start, end)]
+    for gpa, data in holes:
+        hole_end = gpa + len(data)
+        pieces = [p for lo, hi in pieces
+                  for p in ((lo, min(hi, gpa)), (max(lo, hole_end), hi)) if p[0] < p[1]]
+    return pieces

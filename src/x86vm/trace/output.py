@@ -11,10 +11,13 @@ the vCPU threads. Perfetto's UI and chrome://tracing open it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import IO
 
+from x86vm.cpu.state import GPR_NAMES
+from x86vm.disasm.listing import decoder_formatter
 from x86vm.machine.exits import DebugStop, Hypercall, InternalError, IoExit, MmioExit, Shutdown
 from x86vm.trace.tracer import EVENTS, Tracer
 
@@ -51,6 +54,28 @@ def event_args(payload: object, fields: tuple[str, ...]) -> dict[str, object]:
     return {}
 
 
+REGISTER_NAMES = (*GPR_NAMES, "rflags")
+
+
+@functools.cache
+def _formatter(bits: int):
+    return decoder_formatter(bits)
+
+
+def insn_args(payload: tuple) -> dict[str, object]:
+    """An ``insn`` event: its address, bytes, x86vm's disassembly (made now, when the
+    trace is read) and the registers the instruction changed, with their new values."""
+    address, code, bits, changes = payload
+    length, text = _formatter(bits)(code, 0, address, lambda a: f"{a:#x}") if code else (0, "")
+    regs = " ".join(f"{REGISTER_NAMES[i]}={value:#x}" for i, value in changes)
+    return {"address": address, "bits": bits, "bytes": bytes(code[:max(length, 0)]).hex(" "),
+            "insn": text, "regs": regs}
+
+
+ARGS_OF = {"insn": insn_args}
+"""Events whose payload needs more than naming its fields."""
+
+
 def _field_text(name: str, value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and name not in ("size", "count"):
         return f"{name}={value:#x}"
@@ -65,7 +90,9 @@ def records(tracer: Tracer) -> Iterator[tuple[int, int, str, dict[str, object]]]
     for cpu in sorted(tracer.rings):
         for event, stamp, payload in tracer.rings[cpu].events():
             kind = EVENTS[event]
-            yield cpu, stamp - tracer.start_ns, kind.name, event_args(payload, kind.fields)
+            special = ARGS_OF.get(kind.name)
+            args = special(payload) if special else event_args(payload, kind.fields)
+            yield cpu, stamp - tracer.start_ns, kind.name, args
 
 
 def write_text(tracer: Tracer, out: IO[str]) -> None:

@@ -12,7 +12,8 @@ from x86vm.trace.tracer import DEFAULT_RING_SIZE, EVENT_IDS, TraceError, Tracer
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", metavar="EVENTS",
-                        help="record events, comma-separated globs (e.g. 'exit:*,irq:*'); "
+                        help="record events, comma-separated globs (e.g. 'exit:*,irq:*'; "
+                             "'insn', instruction tracing on emu, only by its name); "
                              f"events: {', '.join(EVENT_IDS)}")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="write the trace here (*.json: Chrome/Perfetto trace-event JSON; "
@@ -23,13 +24,17 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_RING_SIZE})")
 
 
-def start(args: argparse.Namespace, backend: object) -> Tracer | None:
-    """A tracer for ``--trace`` with its exit hook on ``backend``; None without ``--trace``.
-    Raises TraceError for a pattern that matches nothing."""
+def start(args: argparse.Namespace, backend: object,
+          events_from: object | None = None) -> Tracer | None:
+    """A tracer for ``--trace`` with its exit hook on ``backend`` (whose ``run`` the loop
+    calls) and the events ``events_from`` records itself (the backend proper, default
+    ``backend``); None without ``--trace``. Raises TraceError for a pattern that matches
+    nothing."""
     if not args.trace:
         return None
     tracer = Tracer(args.trace, args.trace_buffer)
     tracer.attach_exits(backend)
+    tracer.attach_backend(backend if events_from is None else events_from)
     return tracer
 
 

@@ -40,11 +40,13 @@ DEFAULT_RING_SIZE = 1 << 16
 
 @dataclass(frozen=True)
 class EventType:
-    """A traceable event: its name and the names of its payload fields (for tuples)."""
+    """A traceable event: its name and the names of its payload fields (for tuples).
+    An ``explicit`` event is enabled only by its own name, never by a glob (``*``)."""
 
     name: str
     fields: tuple[str, ...] = ()
     doc: str = ""
+    explicit: bool = False
 
 
 EXIT_EVENTS: dict[type, EventType] = {
@@ -64,6 +66,10 @@ OTHER_EVENTS = (
     EventType("dev:read", ("address", "size", "value"), "a device register read"),
     EventType("dev:write", ("address", "size", "value"), "a device register write"),
     EventType("virtio:queue", ("queue", "head", "length"), "a virtqueue buffer processed"),
+    EventType("emu:block", ("address", "length", "insns"), "a block translated (emu)"),
+    EventType("insn", ("address", "bytes", "bits", "regs"),
+              "an instruction retired, with the registers it changed (emu; slow: runs one "
+              "instruction at a time)", explicit=True),
 )
 EVENTS: tuple[EventType, ...] = (*EXIT_EVENTS.values(), *OTHER_EVENTS)
 EVENT_IDS: dict[str, int] = {e.name: i for i, e in enumerate(EVENTS)}
@@ -79,7 +85,8 @@ def select_events(patterns: str) -> frozenset[str]:
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
             continue
-        matched = fnmatch.filter(EVENT_IDS, pattern)
+        matched = [name for name in fnmatch.filter(EVENT_IDS, pattern)
+                   if name == pattern or not EVENTS[EVENT_IDS[name]].explicit]
         if not matched:
             raise TraceError(f"trace pattern {pattern!r} matches no event (events: "
                              f"{', '.join(EVENT_IDS)})")
@@ -131,6 +138,7 @@ class Tracer:
         self.pid = os.getpid()
         self.rings: dict[int, Ring] = {}
         self._swapped: list[tuple[object, object]] = []
+        self._hooked: list[Callable[..., None]] = []
 
     def ring(self, cpu: int = 0) -> Ring:
         ring = self.rings.get(cpu)
@@ -178,11 +186,24 @@ class Tracer:
         backend.run = traced_run  # type: ignore[attr-defined]
         return True
 
+    def attach_backend(self, backend: object, cpu: int = 0) -> bool:
+        """Hand the enabled events a backend records itself (emu: ``irq:inject``,
+        ``exception``, ``mode:cr``, ``emu:block``, ``insn``) to its ``set_trace``; the
+        backend asks for each and keeps None for those that are off. True if it has any."""
+        set_trace = getattr(backend, "set_trace", None)
+        if set_trace is None:
+            return False
+        set_trace(lambda name: self.recorder(name, cpu))
+        self._hooked.append(set_trace)
+        return True
+
     def detach(self) -> None:
-        """Put back what :meth:`attach_exits` swapped."""
+        """Put back what :meth:`attach_exits` swapped and unhook :meth:`attach_backend`."""
         while self._swapped:
             backend, run = self._swapped.pop()
             backend.run = run  # type: ignore[attr-defined]
+        while self._hooked:
+            self._hooked.pop()(lambda name: None)
 
     def counts(self) -> Counter[str]:
         """Recorded events by name (overwritten ones included)."""

@@ -61,7 +61,7 @@ def fldenv(x: Any, data: bytes, opsize: int, real: bool) -> None:
     x.cw = cw
     x.status_word = sw
     x.tag_word = tw
-    x.signal(0)  # ES follows the loaded flags and masks
+    x.update_es()  # ES follows the loaded flags and masks
 
 
 def fsave(x: Any, opsize: int, real: bool) -> bytes:
@@ -115,7 +115,7 @@ def fxrstor(x: Any, data: bytes, nxmm: int, rex_w: bool = False) -> tuple[int, l
     x.empty = ~ftw & 0xFF
     for i in range(8):
         x.regs[(x.top + i) & 7] = int.from_bytes(data[32 + 16 * i:42 + 16 * i], "little")
-    x.signal(0)
+    x.update_es()
     xmm = [int.from_bytes(data[160 + 16 * i:176 + 16 * i], "little") for i in range(nxmm)]
     return fxrstor_mxcsr(data), xmm
 

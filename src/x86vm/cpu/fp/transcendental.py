@@ -140,18 +140,21 @@ TRIG_LIMIT_EXP = 63  # |x| >= 2**63: out of range, C2=1, operand unchanged
 TINY_LEAD = -60  # below 2**-60 the series' second term is far below the last bit
 
 
-def _near(sign: int, e: int, m: int, below: bool, rc: int) -> tuple[int, int]:
-    """Round a value a hair below (or above) the exact ``m * 2**e`` in magnitude."""
+def _near(sign: int, e: int, m: int, below: bool, rc: int, wrap: int = 0
+          ) -> tuple[int, int]:
+    """Round a value a hair below (or above) the exact ``m * 2**e`` in magnitude (``wrap``:
+    the unmasked OE/UE, as for :func:`round_pack`)."""
     sig = (m << 66) - 1 if below else (m << 66) + 1
-    bits, fl = round_pack(F80, sign, e - 66, sig, rc)
+    bits, fl = round_pack(F80, sign, e - 66, sig, rc, 0, False, wrap)
     return bits, fl | PE
 
 
-def trig(a: int, which: str, rc: int = RC_NEAREST
+def trig(a: int, which: str, rc: int = RC_NEAREST, wrap: int = 0
          ) -> tuple[int, int, int, bool]:
     """FSIN (``which='sin'``), FCOS ('cos'), FPTAN ('tan'): ``(result, result2, flags,
     out_of_range)``; for 'sincos' result = sin, result2 = cos. ``out_of_range`` (|x| >= 2**63):
-    C2 is set and ST(0) is left unchanged."""
+    C2 is set and ST(0) is left unchanged. ``wrap``: an unmasked UE scales a tiny sine or
+    tangent by 2**24576, as the host does."""
     c, s, e, m = unpack(F80, a)
     if c >= QNAN or c == INF:
         if c == INF or c == UNSUPPORTED:
@@ -165,10 +168,10 @@ def trig(a: int, which: str, rc: int = RC_NEAREST
     if e + m.bit_length() > TRIG_LIMIT_EXP:
         return a, a, flags, True
     if e + m.bit_length() < TINY_LEAD:  # sin x < x < tan x, cos x < 1 (magnitudes)
-        r_sin, f_sin = _near(s, e, m, True, rc)
+        r_sin, f_sin = _near(s, e, m, True, rc, wrap)
         r_cos, f_cos = _near(0, 0, 1, True, rc)
         if which == "tan":
-            r1, f1 = _near(s, e, m, False, rc)
+            r1, f1 = _near(s, e, m, False, rc, wrap)
             return r1, 0x3FFF8000000000000000, flags | f1, False
         if which == "sin":
             return r_sin, 0, flags | f_sin, False

@@ -22,7 +22,7 @@ from x86vm.cpu.core import Cpu
 from x86vm.cpu.errors import GP, CpuFault
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RFLAGS_IF, RegisterState
-from x86vm.machine.backend import DebugControl
+from x86vm.machine.backend import DebugControl, debug_slots
 from x86vm.machine.exits import (
     DebugStop,
     Exit,
@@ -106,6 +106,7 @@ class EmuBackend:
 
     name = "emu"
     coalescing = None  # Backend capability: every write exits at once
+    unpatched_breakpoints = True  # DebugControl.unpatched_breakpoints: as many as asked
     in_kernel: frozenset[str] = frozenset()  # the board's Python chipset interrupts the CPU
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
@@ -162,7 +163,7 @@ class EmuBackend:
                 if not cpu.flags() & RFLAGS_IF or not self._skip_to_next_timer():
                     return Halt()
             elif reason == "debug":
-                return DebugStop(cpu.rip)
+                return DebugStop(cpu.rip, cpu.debug_dr6)
             elif reason == "shutdown":
                 return Shutdown(cpu.stop_reason or "triple fault")
             elif reason == "stop":
@@ -187,8 +188,13 @@ class EmuBackend:
         return None
 
     def _queued_writes_first(self, read: Exit | None) -> None:
+        stop = None
         for kind, address, size, value in self.cpu.pending:
-            if kind == "smc":   # code was overwritten: the block stopped, nothing to hand out
+            if kind == "smc" or kind == "watch":   # the block stopped: nothing to hand out
+                continue
+            if kind == "int3":   # DebugControl.software_breakpoints: stop at the int3
+                stop = DebugStop(self.cpu.rip)
+                self.cpu.icount -= 1   # the block counted the int3 as retired: it is not
                 continue
             if kind == "hypercall":
                 self._queued.append(Hypercall(address, value))
@@ -201,6 +207,10 @@ class EmuBackend:
         self.cpu.pending.clear()
         if read is not None:
             self._queued.append(read)
+        elif stop is None and self.cpu.debugging and self.cpu.stop_after_io():
+            stop = DebugStop(self.cpu.rip, self.cpu.debug_dr6)   # a watchpoint hit, a step
+        if stop is not None:
+            self._queued.append(stop)
 
     def complete_io(self, exit_: Exit) -> None:
         if isinstance(exit_, (IoExit, MmioExit)) and not exit_.is_write:
@@ -237,13 +247,31 @@ class EmuBackend:
         return self.cpu.clock_ns()
 
     def set_debug(self, control: DebugControl) -> None:
-        """Breakpoints (guest-linear addresses) and single-step; watchpoints are not
-        implemented on emu yet."""
+        """Breakpoints, watchpoints (DR0-DR3 semantics, slots in order: ``breakpoints`` then
+        ``watchpoints``, as KVM's debug registers), single step, ``int3`` interception and the
+        breakpoints no slot limits (``unpatched_breakpoints``); cpu/debug.py does the work,
+        without touching guest memory. Raises ValueError as KVM's ``set_debug`` does."""
+        slots = debug_slots(control)
+        breakpoints = dict.fromkeys(control.unpatched_breakpoints, 0)
+        watches = []
+        for slot, (address, length, kind) in enumerate(slots):
+            if kind == "x":
+                breakpoints[address] = breakpoints.get(address, 0) | 1 << slot
+            else:
+                watches.append((address, length, slot, kind == "rw"))
         self.debug = control
+        self.cpu.set_debug(breakpoints, control.single_step, tuple(watches),
+                           control.software_breakpoints)
+
+    def set_trace(self, recorder: Callable[[str], Callable[..., None] | None]) -> None:
+        """Trace hooks: the CPU records ``irq:inject``, ``exception``, ``mode:cr``,
+        ``emu:block`` and ``insn`` through ``recorder(name)`` (None: the event is off)."""
         cpu = self.cpu
-        cpu.breakpoints = frozenset(control.breakpoints)
-        cpu.single_step = control.single_step
-        cpu._resume_at = None
+        cpu.trace_irq = recorder("irq:inject")
+        cpu.trace_exception = recorder("exception")
+        cpu.trace_cr = recorder("mode:cr")
+        cpu.trace_block = recorder("emu:block")
+        cpu.set_trace_insn(recorder("insn"))
 
     def close(self) -> None:
         self._timers.clear()

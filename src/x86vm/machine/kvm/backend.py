@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from x86vm.cpu.state import RegisterState
 from x86vm.machine.backend import DebugControl
 from x86vm.machine.irq import InterruptController, LocalApicPort
+from x86vm.machine.kvm import abi
 from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
 from x86vm.machine.kvm.userirq import UserIrqchip, without_kernel_lapic_features
@@ -139,8 +140,14 @@ class KvmBackend:
                 self.vm.create_irqchip()
                 self.vm.create_pit2()
             for region in memory.regions:
+                flags = 0
+                if region.readonly:
+                    if not self.kvm.check_extension(abi.KVM_CAP_READONLY_MEM):
+                        raise KvmError("this KVM cannot map read-only memory (no "
+                                           "KVM_CAP_READONLY_MEM) for the ROM")
+                    flags = abi.KVM_MEM_READONLY
                 self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
-                                               region.host_address)
+                                               region.host_address, flags)
             self.vcpu = KvmVcpu(self.kvm, self.vm, 0)
             cpuid = self.kvm.supported_cpuid()
             self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(cpuid))

@@ -18,7 +18,7 @@ from x86vm.cpu.state import (
     Segment,
     TableRegister,
 )
-from x86vm.machine.backend import HW_BREAKPOINT_SLOTS, DebugControl
+from x86vm.machine.backend import DebugControl, debug_slots
 from x86vm.machine.kvm import abi
 
 NMI_VECTOR = 2
@@ -140,18 +140,9 @@ DR7_LE = 1 << 8  # "exact breakpoint" enable, recommended set (§18.2.4)
 def guest_debug(control: DebugControl) -> tuple[int, tuple[int, ...]]:
     """The ``kvm_guest_debug`` for ``control``: its ``control`` flags and ``debugreg[0..7]``
     (DR0-DR3 = breakpoint then watchpoint addresses, DR7 = their enables)."""
-    slots = [(address, 1, "x") for address in control.breakpoints]
-    for address, length, kind in control.watchpoints:
-        if length not in DR7_LEN or address % length:
-            raise ValueError(f"watchpoint at {address:#x}: length {length} must be 1, 2, 4 "
-                             "or 8 and the address aligned to it")
-        if kind not in ("w", "rw"):
-            raise ValueError(f"watchpoint kind {kind!r}: x86 debug registers watch writes "
-                             "('w') or reads and writes ('rw')")
-        slots.append((address, length, kind))
-    if len(slots) > HW_BREAKPOINT_SLOTS:
-        raise ValueError(f"{len(slots)} breakpoints and watchpoints: the debug registers "
-                         f"hold {HW_BREAKPOINT_SLOTS}")
+    if control.unpatched_breakpoints:
+        raise ValueError("KVM has no breakpoints beyond the debug registers: use int3")
+    slots = debug_slots(control)
     flags = 0
     if control.single_step:
         flags |= abi.KVM_GUESTDBG_SINGLESTEP

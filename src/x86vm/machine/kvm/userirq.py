@@ -12,7 +12,9 @@ LAPIC page is ordinary MMIO (the Python LAPIC on the MMIO bus) and CR8 is exchan
 
 Limits: the x2APIC MSRs and IA32_TSC_DEADLINE are KVM's (a #GP without its LAPIC), so CPUID
 does not offer x2APIC or TSC-deadline here and a guest uses the xAPIC page; NMIs from the
-LAPIC are not injected (``KVM_NMI`` is not used).
+LAPIC (an NMI IPI, LINT1, an IOAPIC entry in NMI mode) are queued with ``KVM_NMI`` (api.rst
+§4.97): KVM itself holds one pending, waits for the guest to unblock NMIs (its IRET) and
+opens an NMI window, as for the in-kernel LAPIC.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class KvmInterrupt(ctypes.Structure):
 
 
 KVM_INTERRUPT = abi._IOW(abi.KVMIO, 0x86, KvmInterrupt)
+KVM_NMI = abi._IO(abi.KVMIO, 0x9A)
 
 
 class UserIrqchip:
@@ -64,7 +67,9 @@ class UserIrqchip:
         self.wake = threading.Event()
         self.halted = False
         self.injected = 0
+        self.nmis = 0
         self._irq = KvmInterrupt()
+        self._take_nmi: Callable[[], bool] | None = getattr(controller, "take_nmi", None)
 
     def notify(self) -> None:
         """Something may be pending (the chipset's ``on_pending``, or a kick)."""
@@ -73,6 +78,11 @@ class UserIrqchip:
     def run(self) -> Exit | None:
         run_map = self.vcpu.run_map
         controller = self.controller
+        take_nmi = self._take_nmi
+        if take_nmi is not None and take_nmi():
+            ioctl(self.vcpu.fd, KVM_NMI, 0, "KVM_NMI")  # an NMI also wakes a halted vCPU
+            self.nmis += 1
+            self.halted = False
         if self.halted:
             if controller.pending_vector() is None:
                 self.wake.wait(HALT_POLL_SECONDS)

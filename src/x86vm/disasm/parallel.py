@@ -1,0 +1,81 @@
+"""A listing cut into parts listed by forked processes at once, written in order.
+
+The parent lists the first part straight to its output while each other part is listed by a
+child process (``os.fork``: it shares the parsed file, copy on write) into an unlinked
+temporary file; the parent then copies the children's files after its own part, in order.
+Each part is the whole listing walk with only its own pieces printed (see
+`listing._write_part`), so the text is the same as one process would print.  A child that
+fails (or a platform without fork) gets its part listed by the parent instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+
+Part = tuple[int, int]
+Write = Callable[[str], object]
+_ENCODING = ("utf-8", "surrogateescape")   # names are raw ELF bytes: round-trip them
+_COPY_CHUNK = 1 << 20
+
+
+def run_parts(parts: Sequence[Part], list_part: Callable[[Part, Write], None],
+              write: Write) -> None:
+    """``list_part(part, write)`` for every part, the output in the order of ``parts``."""
+    if not hasattr(os, "fork") or len(parts) < 2:
+        for part in parts:
+            list_part(part, write)
+        return
+    flush = getattr(getattr(write, "__self__", None), "flush", None)
+    if flush is not None:
+        flush()                   # nothing buffered may be written twice (parent and child)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children: list[tuple[int, object]] = []
+    try:
+        for part in parts[1:]:
+            spool = tempfile.TemporaryFile()
+            pid = os.fork()
+            if pid == 0:          # the child: list its part into the spool, then leave
+                os._exit(_child(part, list_part, spool))
+            children.append((pid, spool))
+        list_part(parts[0], write)
+        for (pid, spool), part in zip(children, parts[1:], strict=True):
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) == 0:
+                _copy(spool, write)
+            else:                 # the child failed: list its part here
+                list_part(part, write)
+            spool.close()
+        children.clear()
+    finally:
+        for pid, spool in children:   # (the parent's output failed: stop its children)
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            spool.close()
+
+
+def _child(part: Part, list_part: Callable[[Part, Write], None], spool) -> int:
+    try:
+        with open(spool.fileno(), "w", encoding=_ENCODING[0], errors=_ENCODING[1],
+                  buffering=_COPY_CHUNK, closefd=False) as out:
+            list_part(part, out.write)
+        return 0
+    except BaseException:         # the parent lists this part again and reports any error
+        return 1
+
+
+def _copy(spool, write: Write) -> None:
+    spool.seek(0)
+    with open(spool.fileno(), encoding=_ENCODING[0], errors=_ENCODING[1], newline="",
+              closefd=False) as text:
+        while True:
+            block = text.read(_COPY_CHUNK)
+            if not block:
+                return
+            write(block)

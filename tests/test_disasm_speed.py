@@ -1,0 +1,128 @@
+"""The fast paths of the listing give the text the plain paths give (and objdump's).
+
+* the linear sweep (``DecoderFormatter.decode_all``, line tails reused by bytes) against the
+  one-instruction-at-a-time `Formatter` call, on objdump's test snippets (truncated and BadOp
+  forms whose text depends on the bytes after them) and random bytes, in every mode;
+* a listing split between forked processes (`parallel`) against the same listing in one
+  process and against objdump, and a child that fails being replaced by its parent.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+
+import pytest
+
+from oracle.elfwriter import write_snippets_elf
+from oracle.testdata import snippets_by_mode
+from support.oracles import require_file
+from x86vm.disasm import listing, parallel
+from x86vm.disasm.elf import load_elf
+from x86vm.disasm.listing import (
+    ListingOptions,
+    binary_image,
+    decoder_formatter,
+    elf_image,
+    write_listing,
+)
+
+SYSTEM_BINARY = "/usr/bin/true"
+
+
+def _one_at_a_time(mode: int, syntax: str):
+    formatter = decoder_formatter(mode, syntax)
+    return lambda data, offset, address, pa: formatter(data, offset, address, pa)
+
+
+def _listing(image, formatter, options, jobs: int = 1) -> str:
+    out = io.StringIO()
+    write_listing(image, formatter, options, out.write, jobs)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode", [16, 32, 64])
+def test_sweep_lists_snippets_as_one_instruction_at_a_time(tmp_path, mode) -> None:
+    snippets = snippets_by_mode()[mode]
+    sample = random.Random(mode).sample(snippets, min(600, len(snippets)))
+    path = str(tmp_path / "snippets.o")
+    write_snippets_elf(path, sample, 64 if mode == 64 else 32)
+    for syntax in ("att", "intel"):
+        for options in (ListingOptions(), ListingOptions(wide=True),
+                        ListingOptions(insn_width=3)):
+            texts = []
+            for formatter in (decoder_formatter(mode, syntax), _one_at_a_time(mode, syntax)):
+                with open(path, "rb") as stream:
+                    image = elf_image(load_elf(path, stream))
+                    image.mode = mode
+                    texts.append(_listing(image, formatter, options))
+            assert texts[0] == texts[1]
+            assert texts[0].count("\n") > len(sample)
+
+
+@pytest.mark.parametrize("mode", [16, 32, 64])
+def test_sweep_lists_random_bytes_as_one_instruction_at_a_time(mode) -> None:
+    rng = random.Random(mode + 100)
+    # runs of zeros among the random bytes: the sweep restarts after each skipped run
+    data = b"".join(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+                    + bytes(rng.choice([0, 2, 7, 8, 9, 16])) for _ in range(60))
+    options = ListingOptions(disassemble_all=True)
+    texts = [_listing(binary_image("random.bin", data, mode, 0x1000), formatter, options)
+             for formatter in (decoder_formatter(mode, "att"), _one_at_a_time(mode, "att"))]
+    assert texts[0] == texts[1]
+    assert "\t...\n" in texts[0]
+
+
+@pytest.fixture(scope="module")
+def program() -> str:
+    require_file(SYSTEM_BINARY)
+    return SYSTEM_BINARY
+
+
+@pytest.mark.oracle("objdump-2.40")
+@pytest.mark.parametrize("args", [
+    ["-d"], ["-D"], ["-d", "-M", "intel", "--no-show-raw-insn"], ["-d", "-j", ".text"],
+    ["-d", "--start-address=0x3000", "--stop-address=0x3800"], ["-d", "--prefix-addresses"],
+])
+def test_listing_in_parts_equals_one_process_and_objdump(monkeypatch, capsys, program,
+                                                         args) -> None:
+    from x86vm.cli import main
+
+    monkeypatch.setattr(listing, "PARALLEL_MIN_BYTES", 0)
+    outputs = []
+    for jobs in ("1", "3", "7"):
+        monkeypatch.setenv("X86VM_DISASM_JOBS", jobs)
+        assert main(["disasm", *args, program]) == 0
+        outputs.append(capsys.readouterr().out)
+    expected = subprocess.run(["objdump", *args, program], capture_output=True, text=True,
+                              errors="surrogateescape", check=True).stdout
+    assert outputs[0] == expected
+    assert outputs[1] == expected
+    assert outputs[2] == expected
+
+
+def test_a_failing_child_has_its_part_listed_by_the_parent() -> None:
+    parent = os.getpid()
+    pieces: list[str] = []
+
+    def list_part(part, write) -> None:
+        if os.getpid() != parent and part[0] == 20:
+            raise RuntimeError("child failure")
+        for n in range(*part):
+            write(f"{n}\n")
+
+    parallel.run_parts([(0, 10), (10, 20), (20, 30), (30, 45)], list_part, pieces.append)
+    assert "".join(pieces) == "".join(f"{n}\n" for n in range(45))
+
+
+def test_names_that_are_not_utf8_survive_the_spool() -> None:
+    pieces: list[str] = []
+    name = b"sym\xff\xfe".decode("utf-8", "surrogateescape")
+
+    def list_part(part, write) -> None:
+        write(f"{part[0]} <{name}>\n")
+
+    parallel.run_parts([(0, 1), (1, 2)], list_part, pieces.append)
+    assert "".join(pieces) == f"0 <{name}>\n1 <{name}>\n"
