@@ -19,6 +19,7 @@ from x86vm.cli.inputs import read_regular
 from x86vm.cpu.system import check_vendor
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
+from x86vm.devices.serial_script import ScriptedInput
 from x86vm.devices.virtio import (
     DiskImageError,
     DriveSpecError,
@@ -41,6 +42,7 @@ BUNDLED_GUEST = "hello.bin"
 DEFAULT_MEMORY = "128M"
 MIN_MEMORY = 1 << 20
 KVM_PATH_ENV = "X86VM_KVM_PATH"
+MAX_SERIAL_INPUT = 16 << 20
 MAX_TIMEOUT = 365 * 24 * 3600  # a year: far below threading.TIMEOUT_MAX (~292 years)
 _SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
@@ -90,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default stdio); file:PATH is truncated (or created) when the guest "
                         "starts, never before: a run that fails to start leaves it as it was. "
                         "Output the host cannot take is dropped, with a note at the end")
+    p.add_argument("--serial-input", metavar="FILE",
+                   help="type FILE into COM1 instead of the terminal's keys: one line at a "
+                        "time, each once the guest waits for input (its UART receive "
+                        "interrupt on, the previous line read, no serial output for 50 ms of "
+                        "guest time); then the line stays idle. E.g. a shell session ending in "
+                        "'poweroff -f'")
     p.add_argument("--backend", default="auto", metavar="auto|kvm|emu",
                    help="vCPU backend (default auto: KVM where a VM can be created, else the "
                         f"Python CPU; ${KVM_PATH_ENV} names another KVM device)")
@@ -238,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         image = _read(args.image, "image", memory_size) if args.image else _bundled_guest()
     initrd = _read(args.initrd, "initrd", memory_size) if args.initrd else None
+    script = _read(args.serial_input, "serial input", MAX_SERIAL_INPUT) \
+        if args.serial_input else None
     try:
         drives = [parse_drive(text) for text in args.drive]
     except DriveSpecError as exc:
@@ -268,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         if stub is not None:
             stub.tracer = tracer
         try:
-            console = open_console(args.serial)
+            console = open_console(args.serial, read_stdin=script is None)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
         try:
@@ -276,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
                                       testdev=args.testdev, firmware_handoff=rom is None)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
+        if script is not None:
+            ScriptedInput(board.uart, script, machine.at, machine.clock_ns).start()
         if drives or args.virtio_rng:
             try:
                 virtio = attach_virtio(machine, drives, rng=args.virtio_rng)
