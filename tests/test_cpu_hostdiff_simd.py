@@ -2,7 +2,7 @@
 harness of cpu/hostsimd.py) and on the emulator from the same general, XMM and MMX registers,
 MXCSR, flags and memory; registers, MXCSR, flags, memory, the x87 tags and the exception
 vector (#GP for a misaligned MOVDQA, #XM for an unmasked SIMD exception) must agree. 64-bit
-and 32-bit code. ``python3 tests/cpu/simdrun.py --count N`` runs more."""
+and 32-bit code. ``python3 tests/cpu/diffrun.py --simd --count N`` runs more."""
 
 from __future__ import annotations
 

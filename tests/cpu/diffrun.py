@@ -1,62 +1,90 @@
-"""The full host-CPU differential run (the default suite runs a sample):
+"""The full host-CPU differential run (the default suite runs a sample of each class):
 
-    python3 tests/cpu/diffrun.py [--count N] [--seed S] [--batch B] [--bits 32|64] [FAMILY…]
-    python3 tests/cpu/diffrun.py --x87 [--count N]     # the x87 classes only
+    python3 tests/cpu/diffrun.py [--count N | --total N] [--seed S] [--batch B]
+                                 [--bits 32|64] [--integer] [--x87] [--simd] [CLASS…]
 
-Prints, per instruction family, the cases and instructions under test run and the mismatches
-(with the first few), then the totals and the time taken.
+Every class — the integer families (cpu/families.py), x87 (cpu/x87families.py) and MMX/SSE
+(cpu/simd_families.py) — runs its random cases natively in a gcc-built harness and on the
+emulator from the same state and compares what the SDM defines. ``--total N`` picks the
+cases per class so the instructions run reach N. Prints, per class, the cases, instructions
+and mismatches (with the first few), then the totals and the time; exits 1 on a mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from cpu import families, x87families  # noqa: E402
-from cpu.hostcpu import Emu, compare, run_on_host  # noqa: E402
+from cpu import families, hostcpu, hostsimd, simd_families, x87families  # noqa: E402
 
-KINDS = {name: (families.generate, compare) for name in families.FAMILIES}
-KINDS.update({name: (x87families.generate, x87families.compare)
-              for name in x87families.X87_FAMILIES})
+
+class Kind(NamedTuple):
+    group: str
+    generate: object      # (class, count, seed, bits) -> cases
+    compare: object       # (case, host result, emu result) -> differences
+    emu: type             # runs a case on the emulator
+    run_on_host: object   # (cases, bits) -> host results
+
+
+KINDS = {name: Kind("integer", families.generate, hostcpu.compare, hostcpu.Emu,
+                    hostcpu.run_on_host) for name in families.FAMILIES}
+KINDS.update({name: Kind("x87", x87families.generate, x87families.compare, hostcpu.Emu,
+                         hostcpu.run_on_host) for name in x87families.X87_FAMILIES})
+KINDS.update({name: Kind("simd", simd_families.generate, hostsimd.compare, hostsimd.Emu,
+                         hostsimd.run_on_host) for name in simd_families.FAMILIES})
+
+
+def run_class(name: str, count: int, seed: int, bits: int, batch: int
+              ) -> tuple[int, int, list[str]]:
+    """(cases, instructions, mismatch lines) of ``count`` cases of class ``name``."""
+    kind = KINDS[name]
+    cases = kind.generate(name, count, seed, bits)
+    bad = []
+    for i in range(0, len(cases), batch):
+        chunk = cases[i:i + batch]
+        emu = kind.emu(bits)
+        for case, host in zip(chunk, kind.run_on_host(chunk, bits), strict=True):
+            diffs = kind.compare(case, host, emu.run(case, host.code))
+            if diffs:
+                bad.append(f"  {case.text}: {'; '.join(diffs)}")
+    return len(cases), sum(getattr(c, "n", 1) for c in cases), bad
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=10000, help="cases per family")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=10000, help="cases per class")
+    ap.add_argument("--total", type=int, help="instructions to reach over all classes")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--bits", type=int, choices=(32, 64), default=64)
-    ap.add_argument("--x87", action="store_true", help="run the x87 classes only")
-    ap.add_argument("families", nargs="*")
+    for group in ("integer", "x87", "simd"):
+        ap.add_argument(f"--{group}", action="store_true", help=f"the {group} classes")
+    ap.add_argument("classes", nargs="*")
     args = ap.parse_args(argv)
-    names = args.families or (list(x87families.X87_FAMILIES) if args.x87 else list(KINDS))
-    total_bad = total = insns = 0
+    groups = {g for g in ("integer", "x87", "simd") if getattr(args, g)}
+    names = args.classes or [n for n, k in KINDS.items() if not groups or k.group in groups]
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        ap.error(f"unknown class {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    count = math.ceil(args.total / len(names)) if args.total else args.count
+    total = insns = total_bad = 0
     start = time.monotonic()
-    for family in names:
-        generate, check = KINDS[family]
-        cases = generate(family, args.count, args.seed, args.bits)
-        bad = []
-        for i in range(0, len(cases), args.batch):
-            chunk = cases[i:i + args.batch]
-            emu = Emu(args.bits)
-            for case, host in zip(chunk, run_on_host(chunk, args.bits), strict=True):
-                diffs = check(case, host, emu.run(case, host.code))
-                if diffs:
-                    bad.append(f"  {case.text}: {'; '.join(diffs)}")
-        n = sum(getattr(c, "n", 1) for c in cases)
-        total += len(cases)
-        insns += n
-        total_bad += len(bad)
-        print(f"{family:9} {len(cases):8} cases {n:8} insns {len(bad):6} mismatches", flush=True)
+    print(f"{'class':10} {'group':8} {'cases':>9} {'insns':>9} {'mismatches':>10}")
+    for name in names:
+        cases, n, bad = run_class(name, count, args.seed, args.bits, args.batch)
+        total, insns, total_bad = total + cases, insns + n, total_bad + len(bad)
+        print(f"{name:10} {KINDS[name].group:8} {cases:9,} {n:9,} {len(bad):10}", flush=True)
         for line in bad[:8]:
             print(line)
-    print(f"total     {total:8} cases {insns:8} insns {total_bad:6} mismatches "
-          f"({args.bits}-bit, {time.monotonic() - start:.0f} s)")
+    print(f"{'total':10} {'':8} {total:9,} {insns:9,} {total_bad:10}   ({args.bits}-bit, "
+          f"{time.monotonic() - start:.0f} s)")
     return 1 if total_bad else 0
 
 
