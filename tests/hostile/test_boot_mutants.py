@@ -1,8 +1,9 @@
 """Corrupt guest images: ``x86vm run`` rejects a Multiboot, bzImage or PVH mutant in one
 ``x86vm: error:`` line with status 2, or runs it to the guest's own end, never a traceback or a
 hang (the loaders in machine/boot/ check every field they read). A seeded sample of
-``tests/hostile/boot_mutants.py``, which is the full pass; its figures are in
-docs/hostile-input.md."""
+``tests/hostile/boot_mutants.py``, which is the full pass: 10,000 mutants of each format on
+emu (two seeds of 5,000) and 300 of each on KVM, 0 failures and 0 hangs (figures and commands
+in docs/hostile-input.md)."""
 
 from __future__ import annotations
 
