@@ -129,9 +129,9 @@ def test_cli_documents_serial_input_and_refuses_a_missing_file(tmp_path):
     assert done.returncode == 2 and str(missing) in done.stderr
 
 
-def test_cli_runs_a_guest_with_serial_input_and_leaves_stdin_alone(tmp_path):
-    """The bundled guest never listens on COM1: the script waits, the run ends as usual, and
-    stdin (here a pipe with bytes in it) is not read by the console."""
+def test_cli_runs_a_guest_with_serial_input(tmp_path):
+    """The bundled guest never listens on COM1: the script waits, the run ends as usual
+    (stdin, a pipe with bytes in it, is not the input then)."""
     script = tmp_path / "session"
     script.write_bytes(b"echo never typed\n")
     env = {"PYTHONPATH": str(REPO / "src")}
