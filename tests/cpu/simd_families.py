@@ -177,10 +177,12 @@ def mmx_class(rng: random.Random) -> SimdCase:
     elif r < 0.7:
         text = f"pshufw ${rng.randrange(256)}, {msrc(rng)}, {mmx(rng)}"
     elif r < 0.78:
-        form = rng.randrange(6)
-        text = ("movq {m}, {a}", "movq {a}, {mem}", "movq {mem}, {a}", "movd {g4}, {a}",
-                "movd {a}, {g4}", "movd {mem}, {a}")[form]
-        text = text.format(m=mmx(rng), a=mmx(rng), mem=mem(rng, 8), g4=gpr(rng, 4))
+        forms = ["movq {m}, {a}", "movq {a}, {mem}", "movq {mem}, {a}", "movd {g4}, {a}",
+                 "movd {a}, {g4}", "movd {mem}, {a}", "movd {a}, {mem}"]
+        if _BITS[0] == 64:
+            forms += ["movq {g8}, {a}", "movq {a}, {g8}"]
+        text = rng.choice(forms).format(m=mmx(rng), a=mmx(rng), mem=mem(rng, 8),
+                                        g4=gpr(rng, 4), g8=gpr(rng, 8))
     elif r < 0.84:
         text = rng.choice((f"pmovmskb {mmx(rng)}, {gpr(rng, 4)}",
                            f"pextrw ${rng.randrange(8)}, {mmx(rng)}, {gpr(rng, 4)}",

@@ -14,13 +14,17 @@ VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 0xD
 MAX_EXT_LEAF = 0x80000008
-# leaf 1 EDX: FPU(0) PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11) PGE(13) CMOV(15) PAT(16)
-# FXSR(24)
-LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | \
-    (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
+# leaf 1 EDX: FPU(0) PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) APIC(9) SEP(11) PGE(13) CMOV(15)
+# PAT(16) FXSR(24). APIC: the board's local APIC (devices/lapic.py) at IA32_APIC_BASE;
+# without the bit Linux keeps the 8259 alone ("APIC disabled by BIOS") even when the MP/ACPI
+# tables list it.
+LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | \
+    (1 << 11) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
 LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
-# leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23) XSAVE(26) (OSXSAVE(27) from CR4: system.py)
-LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 26)
+# leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23) TSC-DEADLINE(24) XSAVE(26) (OSXSAVE(27) from CR4:
+# system.py). TSC-deadline: the local APIC timer's mode (devices/lapic.py, IA32_TSC_DEADLINE);
+# Linux then skips calibrating the APIC timer against the PIT (200 ms of guest time spinning)
+LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 26)
 LEAF1_ECX |= (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20)   # SSE3 SSSE3 SSE4.1 SSE4.2
 # leaf 0DH sub-leaf 0: XCR0 may hold x87|SSE; 576 bytes for them (cpu/xsave.py)
 XSAVE_LEAF0 = (0x3, 576, 576, 0)

@@ -376,16 +376,16 @@ def _check_output_path(path: str) -> None:
         raise ConsoleError(f"serial file:{path}: {problem}")
 
 
-def open_console(spec: str) -> Console:
+def open_console(spec: str, *, read_stdin: bool = True) -> Console:
     """Build a console from ``stdio | file:PATH | tcp:HOST:PORT[,server] | none``. Nothing
     is created on the host yet: call ``open_output()`` (when the console has it) as the
-    run starts."""
-    """Build a console from ``stdio | file:PATH | tcp:HOST:PORT[,server] | none``."""
+    run starts. ``read_stdin`` False: ``stdio`` only writes (the input comes from elsewhere,
+    e.g. ``--serial-input``)."""
     kind, _, arg = spec.partition(":")
     if spec == "none":
         return Console()
     if spec == "stdio":
-        return StreamConsole(_open_fd(sys.stdout), _open_fd(sys.stdin))
+        return StreamConsole(_open_fd(sys.stdout), _open_fd(sys.stdin) if read_stdin else None)
     if kind == "file" and arg:
         _check_output_path(arg)
         return StreamConsole(None, path=arg, name=arg)
