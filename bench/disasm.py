@@ -12,6 +12,12 @@ Figures (instructions per second; median of --runs by wall and by CPU time, and 
   x86vm disasm (process)     the same for `python3 -m x86vm disasm -d -j .text FILE`: a whole
                              cold process writing the full listing, like for like with objdump
   capstone Cs.disasm         mnemonic + op_str of every instruction (skipdata on)
+Whole processes (``--whole [FILE...]``, default python3.11, libc and the kernel's vmlinux when
+present): wall and CPU time of ``x86vm disasm -d FILE``, ``objdump -d FILE`` and a Capstone
+listing script (``--capstone-listing FILE``: pyelftools for the code sections, Capstone for
+``ADDR: BYTES MNEMONIC OPERANDS`` lines), each writing its whole listing to /dev/null, median
+of --runs (default 5), and the ratios: x86vm's speed over the others'.
+
 Each x86vm figure runs in a fresh process: the first run starts with cold caches (the decoder
 and formatters memoise), the median includes warm runs; both are printed. Not a test: numbers
 depend on the machine. Ratios (medians) against Capstone and objdump follow, then the cold
@@ -173,13 +179,93 @@ def bench_capstone(data: bytes, address: int, runs: int):
     return median_rate(capstone_workload(data, address), runs)
 
 
+def capstone_listing(path: str) -> int:
+    """A listing script as people write it with Capstone: every executable section, one
+    line per instruction (address, bytes, mnemonic, operands), to standard output."""
+    import capstone
+    from elftools.elf.elffile import ELFFile
+
+    out = sys.stdout
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        mode = capstone.CS_MODE_64 if elf.elfclass == 64 else capstone.CS_MODE_32
+        cs = capstone.Cs(capstone.CS_ARCH_X86, mode)
+        cs.skipdata = True
+        out.write(f"\n{path}:     file format elf{elf.elfclass}-x86-64\n\n")
+        for section in elf.iter_sections():
+            if not section["sh_flags"] & 0x4 or section["sh_type"] == "SHT_NOBITS":
+                continue
+            out.write(f"\nDisassembly of section {section.name}:\n")
+            pieces = []
+            for insn in cs.disasm(section.data(), section["sh_addr"]):
+                pieces.append(f"{insn.address:8x}:\t{insn.bytes.hex(' '):21} \t"
+                              f"{insn.mnemonic} {insn.op_str}\n")
+                if len(pieces) >= 4096:
+                    out.write("".join(pieces))
+                    pieces.clear()
+            out.write("".join(pieces))
+    return 0
+
+
+WHOLE_FILES = ["/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+               os.path.expanduser("~/.cache/x86vm/linux/vmlinux")]
+
+
+def _timed(args: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall, CPU of the child and its children) of one run, output to /dev/null."""
+    before = _children_cpu()
+    start = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        subprocess.run(args, stdout=sink, check=True, env=env)
+    return time.perf_counter() - start, _children_cpu() - before
+
+
+def bench_whole(files: list[str], runs: int) -> None:
+    """x86vm disasm -d, objdump -d and the Capstone listing script as whole processes."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    print(f"whole processes, median of {runs} runs (wall s / CPU s); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    for path in files:
+        if not os.path.exists(path):
+            print(f"  {path}: missing, skipped")
+            continue
+        commands = {
+            "x86vm disasm -d": [sys.executable, "-m", "x86vm", "disasm", "-d", path],
+            "objdump -d": ["objdump", "-d", path],
+            "capstone script": [sys.executable, __file__, "--capstone-listing", path],
+        }
+        _timed(commands["x86vm disasm -d"], env)          # the table cache, warm files
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for _ in range(runs):                               # interleaved: same load for all
+            for name, args in commands.items():
+                times[name].append(_timed(args, env))
+        medians = {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+                   for name, t in times.items()}
+        print(f"  {path}:")
+        for name, (wall, cpu) in medians.items():
+            print(f"    {name:18} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+        ours = medians["x86vm disasm -d"]
+        for other in ("objdump -d", "capstone script"):
+            theirs = medians[other]
+            print(f"    x86vm speed / {other}: {theirs[0] / ours[0]:.2f} (wall), "
+                  f"{theirs[1] / ours[1]:.2f} (CPU)")
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--capstone-listing"]:
+        return capstone_listing(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", default="/usr/bin/python3.11")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--whole", nargs="*", metavar="FILE",
+                        help="whole-process figures (default files: python3.11, libc, vmlinux)")
+    parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--bytes", type=int, help="only the first N bytes of .text")
     parser.add_argument("--measure", choices=X86VM_FIGURES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.whole is not None:
+        bench_whole(args.whole or WHOLE_FILES, args.runs or 5)
+        return 0
+    args.runs = args.runs or 3
     with open(args.file, "rb") as stream:
         elf = load_elf(args.file, stream)
         text = next(s for s in elf.sections if s.name == ".text")

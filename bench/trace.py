@@ -106,7 +106,7 @@ def report(title: str, unit: str, results: dict[str, list[tuple[float, float]]])
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exits", type=int, default=5000, help="exits per KVM round")
-    parser.add_argument("--emu-exits", type=int, default=400, help="exits per emu round")
+    parser.add_argument("--emu-exits", type=int, default=4000, help="exits per emu round")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-kvm", action="store_true", help="emu only")
     args = parser.parse_args(argv)

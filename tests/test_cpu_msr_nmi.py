@@ -1,5 +1,6 @@
-"""What kvm-unit-tests' msr and eventinj check of the CPU, as small guests with oracles:
-WRMSR of a non-canonical address to an address MSR is #GP(0) and the speculation-control
+"""What kvm-unit-tests' msr, emulator and eventinj check of the CPU, as small guests with
+oracles: WRMSR of a non-canonical address to an address MSR, and a data access to a
+non-canonical address, are #GP(0); the speculation-control
 MSRs fault exactly when CPUID lacks them (KVM on this host runs the same guest); NMIs are
 not masked by IF, block further NMIs until IRET and collapse into one pending NMI (QEMU TCG
 runs the same Multiboot image: equal serial output)."""
@@ -132,6 +133,13 @@ def test_mcg_cap_reads_without_fault(backend):
     # msr.c test_mce_msrs reads IA32_MCG_CAP unguarded; the bank count is the model's own
     values, reason = _run64(backend, "mov $0x179, %ecx; rdmsr")
     assert values == [0x600D], reason
+
+
+def test_non_canonical_data_access_is_gp0(backend):
+    # kvm-unit-tests emulator "non-canonical memory access, should #GP(0)" (SDM Vol. 3A
+    # §3.3.7.1); KVM here runs the same guest
+    values, reason = _run64(backend, "movabs $0xaaaaaaaaaaaaaaaa, %rax; mov (%rax), %eax")
+    assert values == [0xBAD, 0], reason
 
 
 NMI_GUEST = """

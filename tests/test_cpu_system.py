@@ -485,6 +485,9 @@ TSS_GUEST = """
     2:  jmp 2b
     handler:
         mov %eax, %edi
+        mov $0x10, %ax                /* IRET to CPL 3 nulled DS and ES (DPL 0 < CPL 3) */
+        mov %ax, %ds
+        mov %ax, %es
         mov %cs, %eax
         out %eax, $0xe0
         mov %ss, %eax

@@ -214,3 +214,17 @@ def test_cpuid_lines_name_real_operations() -> None:
     assert not sorted(set(omap.cpuid_names) - names)
     sections = set(omap.maps) | set(omap.groups)
     assert not sorted(set(omap.cpuid_sections) - sections)
+
+
+@pytest.mark.parametrize("hexa, mode", [
+    ("c3", 64), ("488b4510", 64), ("8b0425e0ff0000", 64), ("f3a4", 32), ("e8aabbccdd", 64),
+    ("c5f877", 64), ("62f17c48580c91", 64), ("26", 16), ("0f0b", 32), ("c4", 64),
+    ("f30f1c00", 64), ("678b00", 16),
+])
+def test_decoder_sets_every_field(hexa: str, mode: int) -> None:
+    """The decoder builds `Decoded` and `Mem` without their __init__ (the hot path): every
+    slot must still be set, whatever the kind of result."""
+    insn = decode_uncached(bytes.fromhex(hexa), 0, 0x1000, mode)
+    for obj in (insn, *(o for o in insn.operands if isinstance(o, Mem))):
+        for name in type(obj).__slots__:
+            assert hasattr(obj, name), f"{hexa}: {type(obj).__name__}.{name} not set"

@@ -135,3 +135,19 @@ def test_a_process_using_the_cache_lists_as_one_compiling(tmp_path) -> None:
     assert kind == "Tables" and first == compiled           # compiled and written
     cached, kind = run(str(tmp_path))
     assert kind == "CachedTables" and cached == compiled    # read from the files
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pickle ran code",))
+
+
+def test_a_file_naming_other_callables_is_not_loaded(tmp_path, monkeypatch, capsys) -> None:
+    import pickle
+
+    monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(table_cache, "_KEY", "2" * 20)
+    (tmp_path / f"x86vm_tables-{'2' * 20}-64.pickle").write_bytes(
+        pickle.dumps({"mode": 64, "maps": _Payload()}))
+    assert type(table_cache.load_mode(64, OpIds(tables.op_enum()))) is tables.Tables
+    assert "pickle ran code" not in capsys.readouterr().out

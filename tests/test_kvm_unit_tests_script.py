@@ -81,3 +81,14 @@ def test_command_lines(tmp_path):
     assert x86vm[x86vm.index("--irqchip") + 1] == "user" and "--testdev" in x86vm
     assert x86vm[x86vm.index("-m", 3) + 1] == "2048M" and x86vm[-3:] == ["--cmdline", "cpuid",
                                                                         str(kernel)]
+
+
+def test_the_cpu_vendor_of_qemu_params_is_passed_to_x86vm(tmp_path):
+    # syscall's cfg entry: compatibility-mode SYSCALL is AMD's (x86vm --cpu-vendor)
+    kut = load()
+    t = kut.UnitTest(name="syscall", file="syscall.flat",
+                     qemu_params="-cpu Opteron_G1,vendor=AuthenticAMD")
+    cmd = kut.x86vm_command(t, tmp_path / "syscall.flat", "emu", 30)
+    assert cmd[cmd.index("--cpu-vendor") + 1] == "AuthenticAMD"
+    plain = kut.UnitTest(name="umip", file="umip.flat", qemu_params="-cpu qemu64,+umip")
+    assert "--cpu-vendor" not in kut.x86vm_command(plain, tmp_path / "umip.flat", "kvm", 30)

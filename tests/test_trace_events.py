@@ -314,3 +314,42 @@ def test_emu_hooks_are_none_unless_their_event_is_on_and_detach_clears_them() ->
         assert cpu.trace_exception is None
         Tracer("insn").attach_backend(machine.backend)
         assert cpu.trace_insn is not None and cpu.debugging
+
+
+@pytest.mark.slow
+def test_a_linux_boot_traced_on_emu_counts_what_its_stats_count(tmp_path) -> None:
+    """Every emu event but ``insn`` over 60 s of the Linux guest's boot on emu: the counts
+    are ``--stats``'s (exits by bus and direction, blocks translated), the kernel's own CR
+    writes and interrupts are there, the JSON is the Trace Event Format and the text has
+    one ftrace line per event."""
+    from test_cli_run import x86vm
+    from test_linux_guest import UNATTENDED_CMDLINE, cached
+
+    path, text = tmp_path / "linux.json", tmp_path / "linux.txt"
+    runs = {}
+    for out in (path, text):
+        runs[out] = x86vm("run", cached("bzImage"), "--initrd", cached("initramfs.cpio"),
+                          "--cmdline", UNATTENDED_CMDLINE, "--backend", "emu", "--trace",
+                          "exit:*,irq:*,exception,mode:cr,emu:block", "--trace-buffer",
+                          1 << 21, "--trace-file", out, "--stats", "--timeout", "60",
+                          "--serial", "none", timeout=240)
+    stats = _stats(runs[path].stderr)
+    events = [e for e in validate_trace_event_json(json.loads(path.read_text()))
+              if e["ph"] != "M"]
+    counts = Counter(e["name"] for e in events)
+    assert counts["emu:block"] == stats["blocks"] > 10000
+    assert sum(v for k, v in counts.items() if k.startswith("exit:")) == stats["exits"]
+    for (bus, stat), (name, direction) in {
+            ("pio", "reads"): ("exit:io", "in"), ("pio", "writes"): ("exit:io", "out"),
+            ("mmio", "reads"): ("exit:mmio", "read"),
+            ("mmio", "writes"): ("exit:mmio", "write")}.items():
+        elements = sum(e["args"].get("count", 1) for e in events
+                       if e["name"] == name and e["args"]["dir"] == direction)
+        assert elements == stats[f"{bus}.{stat}"], (bus, stat)
+    assert counts["irq:inject"] > 0 and counts["exception"] > 0
+    assert {e["args"]["register"] for e in events if e["name"] == "mode:cr"} >= {"cr3", "cr4"}
+    text_stats = _stats(runs[text].stderr)  # another run: the timeout is wall-clock time
+    names = Counter(TEXT_LINE.match(line).group(5)
+                    for line in text.read_text().splitlines() if not line.startswith("#"))
+    assert names["emu:block"] == text_stats["blocks"]
+    assert sum(v for k, v in names.items() if k.startswith("exit:")) == text_stats["exits"]

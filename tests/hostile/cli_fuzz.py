@@ -128,6 +128,10 @@ def _past_width_limit(value: str) -> bool:
     return MAX_INSN_WIDTH < width < 0x80000000
 
 
+# -M options objdump reads and x86vm refuses in one line (issue 14): status 1, not objdump's 0
+_REFUSED_X86_OPTIONS = ("amd64", "intel64", "intel-mnemonic", "addr", "data", "suffix")
+
+
 def disasm_cases(p: dict[str, str]) -> list[Case]:
     """``x86vm disasm``: options objdump shares are compared with objdump's exit status."""
     files = [p[k] for k in ("elf", "empty", "junk", "fifo", "dir", "missing", "dev-zero",
@@ -149,7 +153,8 @@ def disasm_cases(p: dict[str, str]) -> list[Case]:
         for value in values:
             for target in (("-d", p["elf"]), (*raw, p["junk"])):
                 args = (*target[:-1], option, value, target[-1])
-                compare = not (option == "--insn-width" and _past_width_limit(value))
+                compare = not (option == "--insn-width" and _past_width_limit(value)) and \
+                    not (option == "-M" and value.startswith(_REFUSED_X86_OPTIONS))
                 cases.append(Case(("disasm", *args), objdump=args if compare else None))
     for value in ("main", "", "nosuch"):
         args = ("--disassemble=" + value, p["elf"]) if value else ("--disassemble", p["elf"])

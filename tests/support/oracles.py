@@ -92,6 +92,15 @@ def _linux_guest() -> str | None:
     return f"{', '.join(absent)} missing in {LINUX_CACHE}" if absent else None
 
 
+TEST386 = Path(os.environ.get("X86VM_TEST386", Path.home() / "src" / "test386.asm"))
+
+
+def _test386() -> str | None:
+    if not (TEST386 / "src" / "test386.asm").is_file():
+        return f"no test386.asm checkout at {TEST386} (set X86VM_TEST386)"
+    return None if shutil.which("nasm") else "nasm is not installed"
+
+
 def _testdata() -> str | None:
     return None if TESTDATA.is_dir() else f"{TESTDATA} is not a directory"
 
@@ -112,6 +121,8 @@ ORACLES: dict[str, Oracle] = {o.name: o for o in [
     Oracle("gcc", _programs("gcc"), "apt-get install gcc"),
     Oracle("iasl", _programs("iasl"), "apt-get install acpica-tools"),
     Oracle("cpio", _programs("cpio"), "apt-get install cpio"),
+    Oracle("test386", _test386, "git clone https://github.com/barotto/test386.asm; "
+           "X86VM_TEST386=that directory; apt-get install nasm"),
     Oracle("gcc-m32", _gcc_m32, "apt-get install gcc-multilib"),
     Oracle("testdata", _testdata, "the instruction corpora (set X86VM_TESTDATA)"),
     Oracle("linux-guest", _linux_guest, "run scripts/build-linux-guest"),

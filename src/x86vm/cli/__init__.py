@@ -25,10 +25,13 @@ class CliError(Exception):
         self.status = status
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or only of ``command`` when it names one (its
+    modules alone are imported: ``x86vm disasm`` starts without the machine's)."""
     parser = argparse.ArgumentParser(prog="x86vm", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    names = [n for n in SUBCOMMANDS if n.replace("_", "-") == command] or SUBCOMMANDS
+    for name in names:
         try:
             module = importlib.import_module(f"x86vm.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words[0] if words else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

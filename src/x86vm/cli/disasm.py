@@ -11,6 +11,7 @@ them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the sam
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ import sys
 from x86vm.cli import CliError
 from x86vm.cli import disasm_getopt as getopt
 from x86vm.cli.inputs import open_regular
+from x86vm.disasm.archive import ArchiveError, is_archive, members
 from x86vm.disasm.elf import ElfFormatError, load_elf
 from x86vm.disasm.elfcheck import UNKNOWN_ARCH
 from x86vm.disasm.listing import (
@@ -34,6 +36,9 @@ MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-
 """BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
 MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
 SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
+UNSUPPORTED_X86_OPTIONS = ("amd64", "intel64", "intel-mnemonic", "addr", "data", "suffix")
+"""-M options objdump 2.40 reads (i386-dis.c: by prefix) and x86vm does not: refused in one
+line rather than listed otherwise than objdump lists them."""
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
 # objdump 2.40's other targets (objdump --help): -b with one that does not take the file falls
 # back to trying every target (bfd/format.c), so an ELF file is still listed; the generic
@@ -62,6 +67,13 @@ objdump 2.40's command line (getopt_long: -dw clusters, -Mintel, --no-show prefi
   -z, --disassemble-zeroes     do not skip blocks of zeroes
   -C, --demangle               C++ names demangled (Itanium ABI)
   -r, --reloc / -R, --dynamic-reloc   relocations under their instruction (with -d/-D)
+  -f, --file-headers / -h, --section-headers   the file header, the section table
+  -t, --syms / -T, --dynamic-syms      the symbol table, the dynamic symbol table
+  -l, --line-numbers           function names and file:line from DWARF (or the symbols)
+  -S, --source                 source lines before their code (implies -d)
+  --prefix=DIR, --prefix-strip=N   with -l/-S: DIR before absolute source names, less N dirs
+  --visualize-jumps[=color|extended-color]   ASCII art of the jumps in each function
+Without -d, -D, -f, -h, -t or -T the code sections are disassembled (-d).
 """
 
 
@@ -87,8 +99,14 @@ def register(subparsers) -> None:
 
 SUPPORTED = {"d", "D", "M", "j", "start-address", "stop-address", "b", "m", "adjust-vma",
              "w", "insn-width", "show-raw-insn", "no-show-raw-insn", "prefix-addresses",
-             "no-addresses", "z", "H", "r", "R", "C"}
+             "no-addresses", "z", "H", "r", "R", "C", "f", "h", "t", "T", "l", "S",
+             "prefix", "prefix-strip",
+             "visualize-jumps"}
 """The option keys of ``disasm_getopt`` that x86vm lists; the others are refused by name."""
+
+
+HEADER_OPTIONS = {"f": "file_headers", "h": "section_headers", "t": "syms", "T": "dynamic_syms"}
+"""objdump's header dumps (headers.py): -f, -h, -t, -T."""
 
 
 def parse_command_line(argv: list[str]) -> argparse.Namespace:
@@ -102,7 +120,9 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
         disassemble_all=False, disassembler_options=[], sections=None, start_address=None,
         stop_address=None, target=None, architecture=None, adjust_vma=None, wide=False,
         insn_width=None, show_raw_insn=0, prefix_addresses=False, no_addresses=False,
-        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False)
+        disassemble_zeroes=False, reloc=False, dynamic_reloc=False, demangle=False,
+        file_headers=False, section_headers=False, syms=False, dynamic_syms=False,
+        line_numbers=False, source=False, visualize_jumps="", prefix=None, prefix_strip=0)
     for key, value in parsed.options:
         if key not in SUPPORTED:
             _fail(f"option {getopt.spelling(key)} is not supported by x86vm disasm")
@@ -131,6 +151,23 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
             if value not in (None, "auto", "gnu-v3"):
                 _fail(f"--demangle={value}: only the auto and gnu-v3 styles are supported")
             args.demangle = True
+        elif key == "l":
+            args.line_numbers = True
+        elif key == "prefix":  # objdump drops the trailing separators
+            args.prefix = value.rstrip("/")
+        elif key == "prefix-strip":  # atoi
+            args.prefix_strip = int(re.match(r"\s*([+-]?\d*)", value).group(1) or 0) \
+                if re.match(r"\s*[+-]?\d", value) else 0
+            if args.prefix_strip < 0:
+                _fail("error: prefix strip must be non-negative")
+        elif key == "S":  # objdump: -S disassembles too
+            args.source = args.disassemble = True
+        elif key == "visualize-jumps":  # [=color|extended-color|off]
+            if value not in (None, "off", "color", "extended-color"):
+                _fail("unrecognized argument to --visualize-option")
+            args.visualize_jumps = "" if value == "off" else value or "plain"
+        elif key in HEADER_OPTIONS:
+            setattr(args, HEADER_OPTIONS[key], True)
         elif key in ("r", "R"):
             setattr(args, "reloc" if key == "r" else "dynamic_reloc", True)
         elif key in ("show-raw-insn", "no-show-raw-insn"):
@@ -188,6 +225,9 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
     mode_override = None
     for group in args.disassembler_options:
         for option in filter(None, group.split(",")):
+            if option.startswith(UNSUPPORTED_X86_OPTIONS):
+                raise CliError(f"disassembler option '{option}' is not supported by x86vm "
+                               "disasm (objdump's i386-dis.c reads it)")
             if option in SYNTAX_OPTIONS:
                 syntax = SYNTAX_OPTIONS[option]
             elif option in MODE_OPTIONS:
@@ -226,14 +266,19 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
         reloc=args.reloc,
         dynamic_reloc=args.dynamic_reloc,
         demangle=args.demangle,
+        visualize_jumps=args.visualize_jumps,
     )
     return options, syntax, mode_override
 
 
-def _load(path: str, target: str | None, mode_override: int | None, adjust: int) -> ListingImage:
+def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
+          line_numbers: tuple = (False, False, None, 0),
+          demangle: bool = False) -> list[ListingImage | str]:
+    """The image of a file, or the archive's path (for objdump's ``In archive`` line) and
+    the image of each of its members."""
     stream = open_regular(path)  # kept open: section bytes are read on demand
     try:
-        head = stream.read(4)
+        head = stream.read(8)
         if target == "binary":
             if mode_override is None:
                 raise CliError("-b binary needs a machine: -m i8086, -m i386 or -m i386:x86-64")
@@ -243,19 +288,35 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
             stream.seek(0)
             data = stream.read(size)
             stream.close()
-            return binary_image(path, data, mode_override, adjust)
-        if head != b"\x7fELF":
+            return [binary_image(path, data, mode_override, adjust)]
+        if is_archive(head):
+            stream.seek(0)
+            data = stream.read()
+            stream.close()
+            try:
+                parts = members(data)
+            except ArchiveError as exc:
+                raise CliError(f"{path}: {exc}") from None
+            images: list[ListingImage | str] = [path]
+            for member in parts:
+                if not member.data.startswith(b"\x7fELF"):
+                    print(f"x86vm: error: {member.name}: file format not recognized",
+                          file=sys.stderr)
+                    continue
+                try:
+                    image = _elf_image(member.name, io.BytesIO(member.data), mode_override,
+                                       adjust, line_numbers, demangle)
+                except ElfFormatError as exc:
+                    raise _elf_error(member.name, exc) from None
+                image.source = member.data
+                images.append(image)
+            return images
+        if head[:4] != b"\x7fELF":
             raise CliError(f"{path}: file format not recognized")
-        if target in GENERIC_ELF_TARGETS and tuple(stream.read(2)) == GENERIC_ELF_TARGETS[target]:
+        if target in GENERIC_ELF_TARGETS and tuple(head[4:6]) == GENERIC_ELF_TARGETS[target]:
             raise CliError(UNKNOWN_ARCH)
         stream.seek(0)
-        elf = load_elf(path, stream)
-        for warning in elf.warnings:  # BFD's lines, e.g. "warning: FILE has a corrupt ..."
-            print(f"x86vm: {warning}", file=sys.stderr)
-        image = elf_image(elf, adjust)
-        if mode_override is not None:
-            image.mode = mode_override
-        return image
+        return [_elf_image(path, stream, mode_override, adjust, line_numbers, demangle)]
     except ElfFormatError as exc:
         stream.close()
         raise _elf_error(path, exc) from None
@@ -265,6 +326,64 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int)
     except CliError:
         stream.close()
         raise
+
+
+def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
+               line_numbers: tuple, demangle: bool) -> ListingImage:
+    """An ELF file's image; ``line_numbers``: (-l, -S, --prefix, --prefix-strip)."""
+    elf = load_elf(path, stream)
+    for warning in elf.warnings:  # BFD's lines, e.g. "warning: FILE has a corrupt ..."
+        print(f"x86vm: {warning}", file=sys.stderr)
+    image = elf_image(elf, adjust)
+    if line_numbers[0] or line_numbers[1]:
+        from x86vm.disasm.demangle import demangle_symbol
+        from x86vm.disasm.source import LineNumbers
+
+        stream.seek(0)
+        lines = LineNumbers(path, stream, demangle_symbol if demangle else None,
+                            line_numbers=line_numbers[0], source=line_numbers[1],
+                            prefix=line_numbers[2], prefix_strip=line_numbers[3])
+        if lines.has_dwarf or lines.symbols:  # (else it never prints: the fast listing)
+            image.line_numbers = lines
+    if mode_override is not None:
+        image.mode = mode_override
+    return image
+
+
+def _header_dumps(args, options: ListingOptions, image: ListingImage,
+                  header: str) -> tuple[str, int]:
+    """The file-format line followed by the -f, -h, -t and -T dumps objdump prints before a
+    listing, and the exit status they leave (1 for -T of a file without dynamic symbols)."""
+    from x86vm.disasm.demangle import demangle_symbol
+    from x86vm.disasm.headers import (
+        file_header_text,
+        read_headers,
+        section_headers_text,
+        symbols_text,
+    )
+
+    source = image.source
+    with io.BytesIO(source) if source is not None else open_regular(image.path) as stream:
+        try:
+            info = read_headers(image.path, stream)
+        except ElfFormatError as exc:
+            raise _elf_error(image.path, exc) from None
+    status = 0
+    parts = [header]
+    if args.file_headers:
+        parts.append(file_header_text(info))
+    parts.append("\n")
+    if args.section_headers:
+        parts.append(section_headers_text(info, options.wide, options.only_sections))
+    demangle = demangle_symbol if options.demangle else None
+    if args.syms:
+        parts.append(symbols_text(info, False, demangle, options.only_sections))
+    if args.dynamic_syms:
+        if not info.has_dynsym:
+            print(f"x86vm: {image.path}: not a dynamic object", file=sys.stderr)
+            status = OBJDUMP_ERROR_STATUS
+        parts.append(symbols_text(info, True, demangle, options.only_sections))
+    return "".join(parts), status
 
 
 def _elf_error(path: str, exc: ElfFormatError) -> CliError:
@@ -297,6 +416,8 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if hasattr(sys.stderr, "reconfigure"):  # BFD's messages name sections by their raw bytes
+        sys.stderr.reconfigure(errors="surrogateescape")
     options, syntax, mode_override = _options(args)
     target = args.target
     if target is not None and target != "binary" and target not in ELF_TARGETS | \
@@ -306,28 +427,31 @@ def _run(args) -> int:
     images, status = [], 0
     for path in args.files:  # objdump reports a bad file and goes on with the next one
         try:
-            images.append(_load(path, target, mode_override, adjust))
+            images.extend(_load(path, target, mode_override, adjust,
+                                (args.line_numbers, args.source, args.prefix,
+                                 args.prefix_strip), options.demangle))
         except CliError as exc:
             if len(args.files) == 1:
                 raise
             print(f"x86vm: error: {exc}", file=sys.stderr)
             status = OBJDUMP_ERROR_STATUS
+    listed = [image for image in images if not isinstance(image, str)]
     if not images:
         return status
 
     if options.only_sections:
-        known = set().union(*(image.section_names for image in images))
+        known = set().union(*(image.section_names for image in listed))
         for name in options.only_sections:
             if name not in known:
                 raise CliError(f"section '{name}' mentioned in a -j option, "
                                "but not found in any input file")
     if options.symbol is not None:  # objdump lists the section headings only, status 0
-        if not any(options.symbol in image.symtab.names() for image in images):
+        if not any(options.symbol in image.symtab.names() for image in listed):
             print(f"x86vm: warning: symbol '{options.symbol}' not found", file=sys.stderr)
 
     formatters = {}
     try:
-        for image in images:
+        for image in listed:
             key = (image.mode, syntax)
             if key not in formatters:
                 formatters[key] = decoder_formatter(image.mode, syntax)
@@ -341,14 +465,31 @@ def _run(args) -> int:
     if hasattr(stream, "reconfigure"):  # names are raw bytes in ELF: print them as objdump does
         stream.reconfigure(errors="surrogateescape")
     write = stream.write
+    dumps = args.file_headers or args.section_headers or args.syms or args.dynamic_syms
+    disassemble = args.disassemble or args.disassemble_all or options.symbol or not dumps
     for image in images:
+        if isinstance(image, str):
+            write(f"In archive {image}:\n")
+            continue
+        header = f"\n{image.path}:     file format {image.format_name}\n"
+        if dumps and image.format_name != "binary":
+            header, dump_status = _header_dumps(args, options, image, header)
+            status = status or dump_status
+        elif dumps:
+            header += "\n"
+        else:
+            header = None
+        if not disassemble:
+            write(header)
+            continue
         if options.dynamic_reloc and not image.has_dynsym:
             # objdump: the file header, then "not a dynamic object", and it stops (status 1)
             write(f"\n{image.path}:     file format {image.format_name}\n\n")
             sys.stdout.flush()
             raise CliError(f"{image.path}: not a dynamic object")
         try:
-            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs())
+            write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs(),
+                          header=header)
         except ElfFormatError as exc:
             sys.stdout.flush()
             raise CliError(f"{image.path}: {exc}") from None

@@ -16,6 +16,7 @@ from importlib import resources
 
 from x86vm.cli import CliError
 from x86vm.cli.inputs import read_regular
+from x86vm.cpu.system import check_vendor
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.devices.serial_script import ScriptedInput
@@ -104,6 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="interrupt controllers and PIT: KVM's in-kernel models (kvm's "
                         "default) or x86vm's Python chipset (emu always; KVM injects with "
                         "KVM_INTERRUPT)")
+    p.add_argument("--cpu-vendor", metavar="GenuineIntel|AuthenticAMD", default=None,
+                   help="the vCPU's CPUID vendor and the vendor-specific behaviour that goes "
+                        "with it, e.g. SYSCALL outside 64-bit mode (default: the backend's)")
     p.add_argument("--testdev", action="store_true",
                    help="add QEMU's pc-testdev (ports 0xe0-0xeb, IRQ lines at 0x2000; what "
                         "kvm-unit-tests expect)")
@@ -125,7 +129,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def open_machine(backend: str, memory_size: int, irqchip: str | None,
-                 rom: list[tuple[int, bytes]] | None = None) -> Machine:
+                 rom: list[tuple[int, bytes]] | None = None,
+                 cpu_vendor: str | None = None) -> Machine:
     """The machine on ``backend``; ``auto`` is KVM where a VM can be created, else emu —
     and then one line on stderr says why KVM was not used."""
     rom_option = {"rom": rom} if rom else {}
@@ -133,17 +138,23 @@ def open_machine(backend: str, memory_size: int, irqchip: str | None,
     kvm = {"kvm_path": kvm_path} if kvm_path else {}
     if backend not in ("auto", "kvm", "emu"):
         raise CliError(f"unknown backend {backend!r}: choose auto, kvm or emu")
+    vendor = {} if cpu_vendor is None else {"cpu_vendor": cpu_vendor}
+    if cpu_vendor is not None:
+        try:
+            check_vendor(cpu_vendor)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if backend in ("auto", "kvm"):
         try:
             return Machine(memory_size=memory_size, backend="kvm", **rom_option,
-                           **kvm, **irqchip_options("kvm", irqchip))
+                           **kvm, **irqchip_options("kvm", irqchip), **vendor)
         except MachineError as exc:
             if backend == "kvm":
                 raise CliError(str(exc)) from None
             print(f"x86vm: using the emu backend (Python CPU): {exc}", file=sys.stderr)
     try:
         return Machine(memory_size=memory_size, backend="emu", **rom_option,
-                       **irqchip_options("emu", irqchip))
+                       **irqchip_options("emu", irqchip), **vendor)
     except MachineError as exc:
         raise CliError(str(exc)) from None
 
@@ -252,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
-    machine = open_machine(args.backend, memory_size, args.irqchip, rom_map)
+    machine = open_machine(args.backend, memory_size, args.irqchip, rom_map, args.cpu_vendor)
     started = time.monotonic()
     stats = None
     console = board = tracer = stub = result = None
@@ -272,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         try:
             board = attach_pc_devices(machine, console=console, debug_exit_port=exit_port,
-                                      testdev=args.testdev)
+                                      testdev=args.testdev, firmware_handoff=rom is None)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
         if script is not None:

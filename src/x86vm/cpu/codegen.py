@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from x86vm.cpu import flags as F
+from x86vm.cpu.segcheck import check_access
 from x86vm.isa.operands import Imm, Mem, Reg
 
 M64 = 0xFFFFFFFFFFFFFFFF
@@ -23,7 +24,7 @@ LOOP_CAP = 2000  # instructions a self-looping block runs before it returns
 def namespace(cpu) -> dict:
     """The globals of every block of ``cpu``: its memory fast paths and helpers."""
     ns = {"M64": M64, "carry": F.carry, "cond": F.cond, "tr": cpu.tlb_r.get,
-          "tw": cpu.tlb_w.get}
+          "tw": cpu.tlb_w.get, "segcheck": check_access}
     for size, fmt in ((2, "<H"), (4, "<I"), (8, "<Q")):
         ns[f"U{size}"] = struct.Struct(fmt).unpack_from
         ns[f"P{size}"] = struct.Struct(fmt).pack_into
@@ -43,6 +44,7 @@ class Gen:
         self.ipmask = ipmask
         self.code_bits = cpu.code_bits
         self.stack_bits = cpu.stack_bits
+        self.seg_checks = cpu.seg_checks
         self.lines: list[str] = []
         self.k = 0
         self.last_cc: tuple | None = None   # (k, op, bits) of the flags producer in this block
@@ -107,9 +109,12 @@ class Gen:
             return 2
         return 3
 
-    def lin(self, mem: Mem) -> str:
+    def lin(self, mem: Mem, size: int = 1, write: bool = False) -> str:
         seg = self.seg_of(mem)
         ea = self.ea(mem)
+        if self.seg_checks >> seg & 1:      # a segment that is not flat: check its limit/type
+            ea = self._name("o", ea)
+            self.emit(f"segcheck(cpu, {seg}, {ea}, {size}, {write})")
         if self.code_bits == 64:
             if seg >= 4:
                 return f"(({ea} + sb[{seg}]) & M64)"
@@ -131,7 +136,7 @@ class Gen:
             size = size or op.size
             if size not in (1, 2, 4, 8):
                 raise _Unsupported(f"memory size {size}")
-            return self.load(size, la or self.lin(op))
+            return self.load(size, la or self.lin(op, size))
         raise _Unsupported(t.__name__)
 
     def _name(self, prefix: str, expr: str) -> str:
@@ -175,14 +180,14 @@ class Gen:
             if op.size not in (1, 2, 4, 8):
                 raise _Unsupported(f"memory size {op.size}")
             self.may_fault = self.writes = True
-            self.store(op.size, la or self.lin(op), expr)
+            self.store(op.size, la or self.lin(op, op.size, True), expr)
         else:
             raise _Unsupported(f"write {op!r}")
 
     def mem_la(self, op) -> str | None:
         """Bind the linear address of a memory operand to a local (for read-modify-write)."""
         if type(op) is Mem:
-            self.emit(f"la{self.k} = {self.lin(op)}")
+            self.emit(f"la{self.k} = {self.lin(op, op.size, True)}")
             return f"la{self.k}"
         return None
 

@@ -13,10 +13,12 @@ shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reaso
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
+from x86vm.cpu.cpuid import VENDOR
 from x86vm.cpu.debug import DebugMixin
 from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
 from x86vm.cpu.interrupts import InterruptMixin
 from x86vm.cpu.mmu import MmuMixin, Ram
+from x86vm.cpu.segcheck import segment_check_mask
 from x86vm.cpu.state import (
     CR0_ET,
     CR0_PE,
@@ -52,6 +54,8 @@ IRQ_POLL_BLOCKS = 1024  # poll the interrupt controller at least this often (in 
 class Cpu(MmuMixin, InterruptMixin, DebugMixin):
     """One x86-64 vCPU over guest RAM ``ram`` (a :class:`~x86vm.cpu.mmu.Ram`)."""
 
+    vendor: bytes = VENDOR  # CPUID leaf 0; AMD's also selects AMD's SYSCALL (cpu/system.py)
+
     def __init__(self, ram: Ram) -> None:
         self.r = [0] * 16
         self.rip = 0xFFF0
@@ -68,6 +72,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.efer = 0
         self.dr = [0, 0, 0, 0, 0xFFFF0FF0, 0x400]
         self.msrs: dict[int, int] = dict(DEFAULT_MSRS)
+        self.seg_checks = 0        # segments whose accesses are checked (segcheck.py)
         self.x87 = X87()           # x87 FPU and MMX registers (cpu/x87.py; FNINIT state)
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
@@ -136,6 +141,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         if cpl != self.cpl:
             self.cpl = cpl
             self.flush_tlb()
+        self.seg_checks = segment_check_mask(self)
         key = (self.mode_key, self.sbase[CS])
         if key != self._last_mode:   # the linear lookup holds blocks of one mode and CS base
             self._last_mode = key
@@ -143,7 +149,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
 
     @property
     def mode_key(self) -> tuple:
-        return (self.code_bits, self.stack_bits, self.cpl, self.cr0 & CR0_PE)
+        return (self.code_bits, self.stack_bits, self.cpl, self.cr0 & CR0_PE, self.seg_checks)
 
     def set_cr0(self, value: int) -> None:
         old = self.cr0

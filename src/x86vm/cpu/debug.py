@@ -26,6 +26,8 @@ The dispatcher here (:meth:`DebugMixin._run_debug`) is used only while one of th
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress
+from operator import ne
 
 from x86vm.cpu.errors import CpuFault, NeedsRead
 
@@ -183,8 +185,7 @@ class DebugMixin:
 
     def _record_insn(self, record, blk, la: int, before: list[int], flags_before: int) -> None:
         r = self.r
-        changes = tuple((i, v) for i, (old, v) in enumerate(zip(before, r, strict=True))
-                        if old != v)
+        changes = tuple(compress(enumerate(r), map(ne, before, r))) if before != r else ()
         flags = self.flags()
         if flags != flags_before:
             changes += ((16, flags),)

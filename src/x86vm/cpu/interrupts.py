@@ -63,8 +63,7 @@ class InterruptMixin:
     def set_segment(self, index: int, seg: Segment) -> None:
         self.seg[index] = seg
         self.sbase[index] = seg.base
-        if index == _CS or index == _SS:
-            self.update_mode()
+        self.update_mode()       # sizes, CPL, and which segments need access checks
 
     def load_segment(self, index: int, selector: int) -> None:
         """MOV/POP to a segment register (not CS), with the protected-mode checks."""
@@ -225,19 +224,30 @@ class InterruptMixin:
     def _deliver_protected(self, vector, error_code, soft, external) -> None:
         lo, hi = self._gate(vector, 8, soft, external)
         gtype = hi >> 64
+        if gtype == 0x5:              # a task gate: the handler is another task
+            from x86vm.cpu import tasks
+            tasks.switch(self, (lo >> 16) & 0xFFFF, "int", error_code)
+            return
         if gtype not in (0x6, 0x7, 0xE, 0xF):
             raise CpuFault(GP, vector * 8 + 2)
         offset = (lo & 0xFFFF) | ((lo >> 32) & 0xFFFF0000)
         selector = (lo >> 16) & 0xFFFF
-        cs = self.code_segment(selector)
+        fl = self.flags()
+        self.fl &= ~RFLAGS_VM        # the handler's CS is a descriptor even from VM86
+        try:
+            cs = self.code_segment(selector)
+            self._check_handler_level(cs, selector, soft, fl & RFLAGS_VM)
+        except CpuFault:
+            self.fl = fl
+            raise
         gate32 = gtype & 8
         size = 4 if gate32 else 2
-        fl = self.flags()
         old_cs, old_ss, old_sp = self.seg[_CS].selector, self.seg[_SS].selector, self.r[4]
         new_cpl = cs.dpl if not cs.type & 4 else self.cpl
         if new_cpl < self.cpl or fl & RFLAGS_VM:
-            sel, sp = self._tss_stack32(new_cpl)
+            sel, sp = self.tss_stack(new_cpl)
             old_ss_seg = self.seg[_SS]
+            self.fl &= ~RFLAGS_VM     # out of virtual-8086 mode before SS is loaded
             self.cpl_switch(cs, new_cpl)
             try:
                 self.load_segment(_SS, sel)
@@ -265,14 +275,27 @@ class InterruptMixin:
             self.fl &= ~RFLAGS_IF
         self.update_mode()
 
+    def _check_handler_level(self, cs: Segment, selector: int, soft: bool, vm86: int) -> None:
+        """A handler never runs less privileged than the interrupted code, and from
+        virtual-8086 mode only in a non-conforming ring-0 segment (SDM Vol. 2A "INT n":
+        #GP(selector + EXT))."""
+        if cs.dpl > self.cpl or vm86 and (cs.type & 0x4 or cs.dpl):
+            raise CpuFault(GP, (selector & 0xFFFC) | (0 if soft else 1))
+
     def cpl_switch(self, cs: Segment, cpl: int) -> None:
         self.load_cs(cs, cpl)
 
-    def _tss_stack32(self, cpl: int) -> tuple[int, int]:
-        base = self.tr.base
-        esp = self.read_sys(base + 4 + cpl * 8, 4)
-        ss = self.read_sys(base + 8 + cpl * 8, 2)
-        return ss, esp
+    def tss_stack(self, cpl: int) -> tuple[int, int]:
+        """(SS, ESP) for privilege level ``cpl`` from the current TSS, 32- or 16-bit; #TS
+        if the TSS is too short to hold them (SDM Vol. 3A Figures 8-2 and 8-11)."""
+        tss32 = self.tr.type & 0x8
+        at = 4 + cpl * 8 if tss32 else 2 + cpl * 4
+        width = 4 if tss32 else 2
+        if at + width + 1 > self.tr.limit:
+            raise CpuFault(TS, self.tr.selector & 0xFFFC)
+        sp = self.read_sys(self.tr.base + at, width)
+        ss = self.read_sys(self.tr.base + at + width, 2)
+        return ss, sp
 
     def _deliver_long(self, vector, error_code, soft, external) -> None:
         lo, hi = self._gate(vector, 16, soft, external)
@@ -285,6 +308,7 @@ class InterruptMixin:
         cs = self.code_segment(selector)
         if not cs.l or cs.db:
             raise CpuFault(GP, selector & 0xFFFC)
+        self._check_handler_level(cs, selector, soft, False)
         fl = self.flags()
         old_cs, old_ss, old_sp = self.seg[_CS].selector, self.seg[_SS].selector, self.r[4]
         new_cpl = cs.dpl if not cs.type & 4 else self.cpl
@@ -323,8 +347,14 @@ class InterruptMixin:
             self.set_flags((self.flags() & keep) | (fl & ~keep))
             self.irq_check = self.attn = True
             return
+        if self.fl & RFLAGS_VM:
+            self._iret_vm86(size)
+            return
         if self.fl & RFLAGS_NT and not self.efer & EFER_LMA:
-            raise CpuFault(GP, 0, "task return (IRET with NT) is not implemented")
+            from x86vm.cpu import tasks  # return to the task in the back link
+            tasks.switch(self, self.read_sys(self.tr.base, 2), "iret")
+            self.irq_check = self.attn = True
+            return
         ip = self.pop(size)
         cs_sel = self.pop(size) & 0xFFFF
         fl = self.pop(size)
@@ -365,6 +395,35 @@ class InterruptMixin:
             else:
                 self.load_segment(_SS, ss)
             self.r[4] = sp
+            if rpl > old_cpl:
+                self.null_outer_data_segments()
+        self.irq_check = self.attn = True
+
+    def null_outer_data_segments(self) -> None:
+        """After a return to an outer level: ES, DS, FS and GS holding a data or
+        non-conforming code segment more privileged than the new CPL become null (SDM Vol.
+        2A "IRET", Vol. 2B "RET")."""
+        for index in (_ES, _DS, _FS, _GS):
+            seg = self.seg[index]
+            if seg.selector & ~3 == 0 or not seg.s:
+                continue
+            if seg.type & 0xC != 0xC and seg.dpl < self.cpl:
+                self.set_segment(index, Segment(0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1))
+
+    def _iret_vm86(self, size: int) -> None:
+        """IRET inside virtual-8086 mode: as in real mode with IOPL 3 (VM and IOPL kept),
+        else #GP(0) for the monitor (SDM Vol. 2A "IRET", RETURN-FROM-VIRTUAL-8086-MODE)."""
+        if (self.fl >> 12) & 3 != 3:
+            raise CpuFault(GP, 0)
+        ip = self.pop(size)
+        cs = self.pop(size) & 0xFFFF
+        fl = self.pop(size)
+        if ip > 0xFFFF:
+            raise CpuFault(GP, 0)
+        self.load_cs(self.code_segment(cs))
+        self.rip = ip
+        keep = 0xFFFF3000 if size == 2 else 0x1A3000    # VM, VIF, VIP, IOPL stay
+        self.set_flags((self.flags() & keep) | (fl & ~keep))
         self.irq_check = self.attn = True
 
     def _set_iret_flags(self, fl: int, keep: int, cpl: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 
-from x86vm.cpu.errors import PF, CpuFault, NeedsRead
+from x86vm.cpu.errors import GP, PF, CpuFault, NeedsRead
 from x86vm.cpu.state import (
     CR0_PG,
     CR0_WP,
@@ -316,6 +316,8 @@ class MmuMixin:
         nx = 0
         entries = []          # (physical address of the entry, entry, size)
         if efer & EFER_LMA:
+            if (la >> 47) not in (0, 0x1FFFF):  # non-canonical: #GP(0) (SDM Vol. 3A §3.3.7.1)
+                raise CpuFault(GP, 0, f"non-canonical address {la:#x}")
             table = self.cr3 & 0x000FFFFFFFFFF000
             levels = ((39, 8), (30, 8), (21, 8), (12, 8))
         elif cr4 & CR4_PAE:

@@ -10,7 +10,8 @@ replayed values after each, so a REP instruction stopped in its middle resumes w
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
-from x86vm.cpu.errors import DE, CpuFault
+from x86vm.cpu.errors import DE, GP, CpuFault
+from x86vm.cpu.mmu import WRITE
 from x86vm.cpu.operand import (
     MASK,
     Imm,
@@ -161,11 +162,13 @@ def h_rotate(cpu, c) -> None:
         of = ((v >> (bits - 1)) ^ cf) & 1
     else:  # rcr
         k = n % (bits + 1)
-        of = ((a >> (bits - 1)) ^ cf) & 1
         wide = (cf << bits) | a
         for _ in range(k):
             wide = ((wide >> 1) | ((wide & 1) << bits)) & ((1 << (bits + 1)) - 1)
         v, cf = wide & mask, (wide >> bits) & 1
+        # the two top bits of the result: the SDM's MSB(DEST) XOR CF for one bit, and what
+        # the 386 (test386.asm's reference) leaves for a multi-bit count, undefined in the SDM
+        of = ((v >> (bits - 1)) ^ (v >> (bits - 2))) & 1
     write(cpu, dst, v)
     cpu.fl = (cpu.fl & ~(F.CF | F.OF)) | cf | (F.OF if of else 0)
 
@@ -406,15 +409,23 @@ def h_pop(cpu, c) -> None:
         raise
 
 
+def _vm86_iopl_check(cpu) -> None:
+    """PUSHF/POPF in virtual-8086 mode need IOPL 3 (SDM Vol. 3B §20.2.7), else #GP(0)."""
+    if cpu.fl & 0x20000 and (cpu.fl >> 12) & 3 != 3:
+        raise CpuFault(GP, 0)
+
+
 def h_pushf(cpu, c) -> None:
     insn = c[0]
     size = insn.operand_size // 8
+    _vm86_iopl_check(cpu)
     cpu.push(cpu.flags() & 0xFCFFFF, size)   # VM and RF read as 0
 
 
 def h_popf(cpu, c) -> None:
     insn = c[0]
     size = insn.operand_size // 8
+    _vm86_iopl_check(cpu)
     v = cpu.pop(size)
     cur = cpu.flags()
     mask = 0x247FD5   # CF PF AF ZF SF TF DF OF NT AC ID
@@ -445,8 +456,15 @@ def h_enter(cpu, c) -> None:
     size = insn.operand_size // 8
     bits = cpu.stack_bits
     smask = MASK[bits // 8]
+    # the write at the final stack pointer is checked first: ENTER faults (#PF, #SS) before
+    # it changes anything if that byte could not be written (SDM Vol. 2A "ENTER")
+    pushes = level + 1 if level else 1
+    final = (cpu.r[4] - size * pushes - alloc) & smask
+    cpu.translate(cpu._lin_mask(seg_linear(cpu, 2, final)), WRITE)
     cpu.push(cpu.r[5], size)
-    frame = cpu.r[4] & smask
+    # FrameTemp is the whole (E)SP at the operand size, even on a 16-bit stack: a 32-bit
+    # ENTER on a 16-bit SS keeps ESP's upper half in EBP (test386.asm POST 1A, as the 386)
+    frame = cpu.r[4] & MASK[size]
     bp = cpu.r[5]
     for _ in range(1, level):
         bp = (bp - size) & smask

@@ -439,7 +439,8 @@ def compile_block(insns: list, cpu, ns: dict, ipmask: int):
         g.ended = g.writes = g.may_fault = False
         before = g.pending_cc
         nxt = (insn.address + insn.length) & ipmask
-        gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" else None
+        gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" and not _bad_lock(insn) \
+            else None
         done = False
         if gen is not None:
             saved = (g.last_cc, g.pending_cc)
@@ -492,11 +493,16 @@ def compile_block(insns: list, cpu, ns: dict, ipmask: int):
     return blk
 
 
+def _bad_lock(insn) -> bool:
+    """LOCK on an instruction or form that cannot be locked: #UD (SDM Vol. 2A "LOCK")."""
+    return 0xF0 in insn.prefixes and not insn.lock_allowed
+
+
 def _helper_call(g: Gen, insn, nxt: int) -> None:
     """Call the interpreter for ``insn``; it sets ``cpu.rip`` when it transfers control."""
     name = op_key(insn) if insn.kind == "insn" else "(bad)"
     helper = ops.HELPERS.get(name)
-    if helper is None:
+    if helper is None or _bad_lock(insn):
         helper = ops.undefined
     h = g.const(helper)
     c = g.const((insn, insn.operands))

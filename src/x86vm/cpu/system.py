@@ -3,7 +3,8 @@ tables, far transfers, software interrupts, HLT/CLI/STI, CPUID, MSRs, SYSCALL/SY
 
 from __future__ import annotations
 
-from x86vm.cpu.cpuid import cpuid
+from x86vm.cpu import gates, tasks
+from x86vm.cpu.cpuid import VENDOR, cpuid
 from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
 from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_reg
@@ -13,6 +14,7 @@ from x86vm.cpu.state import (
     CR4_OSXSAVE,
     EFER_LMA,
     EFER_SCE,
+    MSR_CSTAR,
     MSR_EFER,
     MSR_FS_BASE,
     MSR_GS_BASE,
@@ -25,6 +27,7 @@ from x86vm.cpu.state import (
     RFLAGS_AC,
     RFLAGS_IF,
     RFLAGS_RF,
+    RFLAGS_TF,
     RFLAGS_VM,
     STATE_MSRS,
     Segment,
@@ -33,15 +36,20 @@ from x86vm.cpu.state import (
 
 M64 = 0xFFFFFFFFFFFFFFFF
 FS, GS = 4, 5
+VENDOR_AMD = b"AuthenticAMD"
+VENDORS = (VENDOR, VENDOR_AMD)
 KNOWN_MSRS = frozenset(STATE_MSRS) | {MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, 0x8B, 0x3A, 0xFE,
                                       0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x9E,
                                       0xC0011029, 0xC0010015}
 MTRRS = range(0x200, 0x270)
+# AMD's four legacy performance counters and their event selects (APM Vol. 2 §13.2.1), there
+# on every AMD CPU without a CPUID bit; here they hold what is written and never count
+AMD_LEGACY_PERF = range(0xC0010000, 0xC0010008)
 MSR_IA32_MCG_CAP = 0x179   # machine-check capabilities: read-only; 0 = no error-reporting banks
 # WRMSR of a non-canonical address to these is #GP(0) (SDM Vol. 2B "WRMSR"; AMD APM Vol. 2
 # §6.1.2 adds CSTAR): FS/GS base, KERNEL_GS_BASE, LSTAR, CSTAR, SYSENTER_ESP/EIP
 CANONICAL_MSRS = frozenset((MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR,
-                            0xC0000083, 0x175, 0x176))
+                            MSR_CSTAR, 0x175, 0x176))
 
 
 def _iopl(cpu) -> int:
@@ -264,16 +272,20 @@ def is_far(insn, op) -> bool:
     return type(op) is Far or (type(op) is Mem and op.size == insn.operand_size // 8 + 2)
 
 
-def _far_target(cpu, insn, op) -> tuple[int, int]:
+def _far_target(cpu, insn, op) -> tuple[int, int, int]:
+    """(selector, offset, operand size in bytes) of a far JMP/CALL."""
     if type(op) is Far:
-        return op.seg, op.offset
+        return op.seg, op.offset, insn.operand_size // 8
     if type(op) is not Mem:
         raise CpuFault(UD)
     la = linear(cpu, op)
     size = op.size - 2
+    if size == 4 and cpu.code_bits == 64 and cpu.vendor != VENDOR_AMD and any(
+            p & 0xF8 == 0x48 for p in insn.unused_prefixes):
+        size = 8  # Intel's REX.W JMP/CALL m16:64 (SDM Vol. 2A); AMD ignores REX.W here
     offset = cpu.read_mem(la, size)
     sel = cpu.read_mem(la + size, 2)
-    return sel, offset
+    return sel, offset, size
 
 
 def _check_far_code(cpu, seg: Segment) -> None:
@@ -286,13 +298,36 @@ def _check_far_code(cpu, seg: Segment) -> None:
         raise CpuFault(GP, seg.selector & 0xFFFC)
 
 
+def _system_target(cpu, sel: int) -> int | None:
+    """The raw descriptor when a far JMP/CALL in protected mode names a system descriptor
+    (a gate or a TSS), else None (a code segment: the direct transfer)."""
+    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM or sel & ~3 == 0:
+        return None
+    raw, _ = cpu.read_descriptor(sel)
+    return None if raw >> 44 & 1 else raw
+
+
+def _through_system(cpu, sel: int, raw: int, call: bool) -> None:
+    kind = (raw >> 40) & 0xF
+    if kind in (gates.CALL_GATE16, gates.CALL_GATE32) and not cpu.efer & EFER_LMA:
+        gates.through_call_gate(cpu, sel, raw, call)
+    elif kind in (tasks.TSS16_AVAILABLE, tasks.TSS32_AVAILABLE, tasks.TASK_GATE) \
+            and not cpu.efer & EFER_LMA:
+        tasks.through_gate_or_tss(cpu, sel, raw, call)
+    else:
+        raise CpuFault(GP, sel & 0xFFFC, f"far transfer to system descriptor type {kind:#x}")
+
+
 def h_ljmp(cpu, c) -> None:
     insn, (op,) = c
-    sel, offset = _far_target(cpu, insn, op)
+    sel, offset, size = _far_target(cpu, insn, op)
+    raw = _system_target(cpu, sel)
+    if raw is not None:
+        return _through_system(cpu, sel, raw, call=False)
     seg = cpu.code_segment(sel)
     _check_far_code(cpu, seg)
     cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
-    cpu.rip = offset & MASK[insn.operand_size // 8]
+    cpu.rip = offset & MASK[size]
 
 
 def h_jmp(cpu, c) -> None:
@@ -306,7 +341,10 @@ def h_call(cpu, c) -> None:
     insn, (op,) = c
     size = insn.operand_size // 8
     if is_far(insn, op):
-        sel, offset = _far_target(cpu, insn, op)
+        sel, offset, size = _far_target(cpu, insn, op)
+        raw = _system_target(cpu, sel)
+        if raw is not None:
+            return _through_system(cpu, sel, raw, call=True)
         seg = cpu.code_segment(sel)
         _check_far_code(cpu, seg)
         cpu.push(cpu.seg[1].selector, size)
@@ -324,9 +362,14 @@ def h_retf(cpu, c) -> None:
     size = insn.operand_size // 8
     offset = cpu.pop(size)
     sel = cpu.pop(size) & 0xFFFF
-    seg = cpu.code_segment(sel)
     if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM and (sel & 3) != cpu.cpl:
-        raise CpuFault(GP, sel & 0xFFFC, "far return to another privilege level")
+        if (sel & 3) < cpu.cpl:
+            raise CpuFault(GP, sel & 0xFFFC, "far return to a more privileged level")
+        if cpu.code_bits == 64:
+            raise CpuFault(GP, sel & 0xFFFC, "64-bit far return to an outer level: not "
+                                             "implemented")
+        return gates.return_outward(cpu, sel, offset, size, ops[0].value if ops else 0)
+    seg = cpu.code_segment(sel)
     cpu.load_cs(seg, cpu.cpl if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM else None)
     cpu.rip = offset & MASK[size]
     if ops:
@@ -409,9 +452,29 @@ def h_sti(cpu, c) -> None:
 
 # -- identification, time, MSRs ------------------------------------------------------------------
 
+
+
+def check_vendor(name: str) -> bytes:
+    """The vendor string of ``--cpu-vendor``: one the CPU models (GenuineIntel, AuthenticAMD)."""
+    vendor = name.encode("ascii", "replace")
+    if vendor not in VENDORS:
+        raise ValueError(f"unknown CPU vendor {name!r}: choose "
+                         f"{' or '.join(v.decode() for v in VENDORS)}")
+    return vendor
+
+
+def vendor_regs(vendor: bytes) -> tuple[int, int, int]:
+    """EBX, EDX, ECX of CPUID leaf 0 (and AMD's 0x80000000) for a 12-byte vendor string."""
+    b, d, c = (int.from_bytes(vendor[i:i + 4], "little") for i in (0, 4, 8))
+    return b, d, c
+
+
 def h_cpuid(cpu, c) -> None:
-    a, b, cc, d = cpuid(cpu.r[0] & 0xFFFFFFFF, cpu.r[1] & 0xFFFFFFFF)
-    if cpu.r[0] & 0xFFFFFFFF == 1 and cpu.cr4 & CR4_OSXSAVE:
+    leaf = cpu.r[0] & 0xFFFFFFFF
+    a, b, cc, d = cpuid(leaf, cpu.r[1] & 0xFFFFFFFF)
+    if leaf == 0 and cpu.vendor != VENDOR:   # the model's vendor (``--cpu-vendor``)
+        b, d, cc = vendor_regs(cpu.vendor)
+    if leaf == 1 and cpu.cr4 & CR4_OSXSAVE:
         cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
@@ -443,6 +506,8 @@ def read_msr(cpu, index: int) -> int:
         return cpu.msrs.get(index, 0)
     if index == MSR_IA32_MCG_CAP:
         return 0
+    if index in AMD_LEGACY_PERF and cpu.vendor == VENDOR_AMD:
+        return cpu.msrs.get(index, 0)
     raise CpuFault(GP, 0, f"rdmsr {index:#x}")
 
 
@@ -466,6 +531,8 @@ def write_msr(cpu, index: int, value: int) -> None:
     elif index == MSR_IA32_TSC:
         cpu.tsc_offset = value - cpu.clock_ns()
     elif index in KNOWN_MSRS or index in MTRRS:
+        cpu.msrs[index] = value
+    elif index in AMD_LEGACY_PERF and cpu.vendor == VENDOR_AMD:
         cpu.msrs[index] = value
     else:
         raise CpuFault(GP, 0, f"wrmsr {index:#x}")
@@ -492,17 +559,33 @@ def h_wrmsr(cpu, c) -> None:
 # -- fast system calls (long mode) ----------------------------------------------------------------
 
 def h_syscall(cpu, c) -> None:
-    if not cpu.efer & EFER_SCE or not cpu.efer & EFER_LMA or cpu.code_bits != 64:
+    """SYSCALL. 64-bit mode: SDM Vol. 2B and AMD APM Vol. 3 agree. Compatibility and legacy
+    mode differ by vendor: Intel raises #UD (SDM: "IF (CS.L ≠ 1) or (IA32_EFER.LMA ≠ 1)"),
+    AMD enters the kernel — from compatibility mode at CSTAR in 64-bit mode with R11 and
+    SFMASK as in 64-bit mode, from legacy mode at STAR[31:0] with ECX = the return EIP and
+    IF, VM, RF cleared (APM Vol. 3 "SYSCALL"). RFLAGS.TF traps after it only if it is still
+    set at its end (kvm-unit-tests syscall "syscall TF handling")."""
+    long_mode = cpu.efer & EFER_LMA
+    if not cpu.efer & EFER_SCE or (cpu.code_bits != 64 and (
+            cpu.vendor != VENDOR_AMD or not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM)):
         raise CpuFault(UD)
     star = cpu.msrs.get(MSR_STAR, 0)
     sel = (star >> 32) & 0xFFFC
-    cpu.r[1] = cpu.rip
     fl = cpu.flags()
-    cpu.r[11] = fl & ~RFLAGS_RF
-    cpu.set_flags(fl & ~cpu.msrs.get(MSR_SFMASK, 0) & ~RFLAGS_RF)
-    cpu.load_cs(Segment(sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 0, 1, 1))
+    if long_mode:
+        target = cpu.msrs.get(MSR_LSTAR if cpu.code_bits == 64 else MSR_CSTAR, 0)
+        cpu.r[1] = cpu.rip
+        cpu.r[11] = fl & ~RFLAGS_RF
+        cpu.set_flags(fl & ~cpu.msrs.get(MSR_SFMASK, 0) & ~RFLAGS_RF)
+        cpu.load_cs(Segment(sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 0, 1, 1))
+    else:
+        cpu.r[1] = cpu.rip & 0xFFFFFFFF
+        cpu.set_flags(fl & ~(RFLAGS_IF | RFLAGS_VM | RFLAGS_RF))
+        cpu.load_cs(Segment(sel, 0, 0xFFFFFFFF, 0xB, 1, 0, 1, 1, 0, 1))
+        target = star & 0xFFFFFFFF
     cpu.set_segment(2, Segment(sel + 8, 0, 0xFFFFFFFF, 0x3, 1, 0, 1, 1, 0, 1))
-    cpu.rip = cpu.msrs.get(MSR_LSTAR, 0)
+    cpu.rip = target
+    cpu.tf_armed = bool(cpu.fl & RFLAGS_TF)
 
 
 def h_sysret(cpu, c) -> None:
@@ -522,6 +605,7 @@ def h_sysret(cpu, c) -> None:
     cpu.load_cs(cs)
     cpu.set_segment(2, Segment((base + 8) | 3, 0, 0xFFFFFFFF, 0x3, 1, 3, 1, 1, 0, 1))
     cpu.rip = rip
+    cpu.tf_armed = bool(cpu.fl & RFLAGS_TF)   # TF set at its end traps right after it
     cpu.irq_check = cpu.attn = True
 
 
@@ -657,6 +741,12 @@ def h_bound(cpu, c) -> None:
         raise CpuFault(5)                   # #BR
 
 
+def h_salc(cpu, c) -> None:
+    """SALC (D6, outside 64-bit mode; undocumented by Intel, executed by every x86 and by
+    QEMU): AL = CF ? 0xFF : 0, flags unchanged. kvm-unit-tests realmode "salc"."""
+    cpu.r[0] = (cpu.r[0] & ~0xFF) | (0xFF if cpu.flags() & 1 else 0)
+
+
 def h_swapgs(cpu, c) -> None:
     if cpu.code_bits != 64:
         raise CpuFault(UD)
@@ -677,6 +767,7 @@ SYSTEM_HELPERS = {
     "int": h_int, "int3": h_int, "into": h_int, "int1": h_int, "ud2": h_ud2, "hlt": h_hlt,
     "cli": h_cli, "sti": h_sti, "cpuid": h_cpuid, "rdtsc": h_rdtsc, "rdtscp": h_rdtsc,
     "rdmsr": h_rdmsr, "wrmsr": h_wrmsr, "syscall": h_syscall, "sysret": h_sysret,
+    "salc": h_salc,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
     "vmcall": h_vmcall, "vmmcall": h_vmcall, "stac": h_stac, "clac": h_stac,
     "lar": h_lar, "lsl": h_lar, "verr": h_verr,

@@ -725,7 +725,7 @@ def _binary_pop(x: X87, fn) -> bool:
     """ST(1) = fn(ST(1), ST(0)), then pop (FPATAN, FYL2X, FYL2XP1)."""
     if x.is_empty(0) or x.is_empty(1):
         return _store(x, 1, INDEFINITE, x.stack_underflow(), True)
-    bits, flags = fn(x.st(1), x.st(0), x.rc)
+    bits, flags = fn(x.st(1), x.st(0), x.rc, wrap=_wrap(x))
     return _store(x, 1, bits, flags, True)
 
 
@@ -748,5 +748,5 @@ def f2xm1(x: X87) -> bool:
     """F2XM1: ST(0) = 2**ST(0) - 1."""
     if x.is_empty(0):
         return _underflow0(x)
-    bits, flags = transcendental.f2xm1(x.st(0), x.rc)
+    bits, flags = transcendental.f2xm1(x.st(0), x.rc, _wrap(x))
     return _store(x, 0, bits, flags, False)

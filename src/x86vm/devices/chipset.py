@@ -41,7 +41,15 @@ from x86vm.devices.debugcon import DEBUGCON_PORT, DebugCon
 from x86vm.devices.i8254 import PIT_PORT, PORT_61, Pit8254
 from x86vm.devices.i8259 import CASCADE_IR, ELCR_PORT, MASTER_PORT, SLAVE_PORT, Pic8259Pair
 from x86vm.devices.ioapic import IOAPIC_BASE, IOAPIC_SIZE, NUM_PINS, IoApic
-from x86vm.devices.lapic import APIC_BASE_DEFAULT, APIC_PAGE_SIZE, LocalApic
+from x86vm.devices.lapic import (
+    APIC_BASE_DEFAULT,
+    APIC_PAGE_SIZE,
+    LVT_LEVEL,
+    SVR_ENABLE,
+    Delivery,
+    LocalApic,
+    Reg,
+)
 from x86vm.devices.pc_testdev import PcTestDev
 from x86vm.machine.bus import BusError
 from x86vm.machine.irq import TimerHandle, TimerService
@@ -327,3 +335,16 @@ def seabios_handoff(chipset: Chipset) -> None:
         for port, value in SEABIOS_PIT:
             chipset.pit.write(port - PIT_PORT, 1, value)
         chipset.lapic.virtual_wire()
+
+
+def seabios_writes() -> tuple[tuple[str, int, int], ...]:
+    """:func:`seabios_handoff` as the guest's port and MMIO writes, for controllers only the
+    guest can program (KVM's in-kernel irqchip): the Multiboot loader runs them in a stub
+    before the kernel (``PlatformTables.init_writes``, machine/boot/bios.py)."""
+    writes = [("io", port, value) for port, value in SEABIOS_PIC_INIT]
+    writes += [("io", ELCR_PORT + i, value) for i, value in enumerate(SEABIOS_ELCR)]
+    writes += [("io", port, value) for port, value in SEABIOS_PIT]
+    writes += [("mmio", APIC_BASE_DEFAULT + Reg.SVR, 0xFF | SVR_ENABLE),
+               ("mmio", APIC_BASE_DEFAULT + Reg.LVT_LINT0, LVT_LEVEL | Delivery.EXTINT << 8),
+               ("mmio", APIC_BASE_DEFAULT + Reg.LVT_LINT1, LVT_LEVEL | Delivery.NMI << 8)]
+    return tuple(writes)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from x86vm.devices.acpi_pm import AcpiPm
-from x86vm.devices.chipset import Chipset, build_chipset
+from x86vm.devices.chipset import Chipset, build_chipset, seabios_writes
 from x86vm.devices.cmos import CMOS_PORT, RTC_IRQ, Cmos, pc_cmos_layout
 from x86vm.devices.console import Console
 from x86vm.devices.debug_exit import DEFAULT_IOSIZE, DebugExit
@@ -185,7 +185,8 @@ class PcBoard:
 
 
 def _python_platform(machine: PcMachine, in_kernel: frozenset[str], testdev: bool,
-                     debugcon_write: Callable[[bytes], object] | None) -> Chipset | None:
+                     debugcon_write: Callable[[bytes], object] | None,
+                     firmware: bool = True) -> Chipset | None:
     """The chipset the board builds when the machine has no in-kernel irqchip."""
     have = in_kernel & PLATFORM_DEVICES
     if have == PLATFORM_DEVICES:
@@ -195,7 +196,7 @@ def _python_platform(machine: PcMachine, in_kernel: frozenset[str], testdev: boo
                             f"models all of {sorted(PLATFORM_DEVICES)} or none")
     chipset = build_chipset(machine, pio=machine.pio, mmio=machine.mmio,
                             on_pending=machine.interrupt_pending, testdev=testdev,
-                            debugcon_write=debugcon_write)
+                            debugcon_write=debugcon_write, firmware=firmware)
     if not machine.set_interrupt_controller(chipset.cpu_interrupts, chipset.lapic):
         raise PlatformError("the backend takes no interrupts from a Python controller")
     return chipset
@@ -213,21 +214,24 @@ def in_kernel_port_owner(in_kernel: frozenset[str], base: int, size: int) -> str
 def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
                       debug_exit_port: int | None = 0xF4,
                       debug_exit_iosize: int = DEFAULT_IOSIZE,
-                      rtc_start: float | None = None, testdev: bool = False) -> PcBoard:
+                      rtc_start: float | None = None, testdev: bool = False,
+                      firmware_handoff: bool = True) -> PcBoard:
     """Create the PC devices, register them on ``machine.pio``, connect ``console`` (host
     input starts flowing to the UART now) and return the :class:`PcBoard`. No debug-exit
     device when ``debug_exit_port`` is None. ``rtc_start`` (seconds since the epoch, UTC)
     pins the RTC for reproducible runs; by default it starts at the host's time.
     ``testdev`` adds QEMU's pc-testdev (kvm-unit-tests use its IRQ port; its lines are the
     chipset's or the in-kernel irqchip's); without it the Python chipset has QEMU's debug
-    console at 0xE9 (written to the console)."""
+    console at 0xE9 (written to the console). ``firmware_handoff`` leaves the Python
+    chipset as SeaBIOS hands it to a kernel; False keeps the power-on state (PIC not
+    initialised, PIT not counting) for a guest that is its own firmware (``--bios``)."""
     pio = machine.pio
     num_cpus = int(getattr(machine, "num_cpus", 1))
     in_kernel = frozenset(machine.in_kernel)
     below_4g, above_4g = split_ram(machine.memory)
     console = console if console is not None else Console()
 
-    chipset = _python_platform(machine, in_kernel, testdev, console.write)
+    chipset = _python_platform(machine, in_kernel, testdev, console.write, firmware_handoff)
     testdev_dev = None
     if chipset is None:
         irq: Callable[[int], IrqLine] = machine.irq_line
@@ -270,7 +274,10 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     acpi_pm = AcpiPm(machine.clock_ns, machine.request_stop)
     pio.register(PM_BASE, acpi_pm.span, acpi_pm, "acpi-pm")
 
-    firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE)
+    # a Python chipset starts as firmware leaves it (seabios_handoff); the in-kernel one is
+    # programmed by the guest: the Multiboot loader's stub makes the same writes
+    firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE,
+                              init_writes=seabios_writes() if chipset is None else ())
     board = PcBoard(console=console, uart=uart, post=post, cmos=cmos, i8042=kbc,
                     fw_cfg=fw_cfg, debug_exit=exit_dev, in_kernel=in_kernel,
                     chipset=chipset, acpi_pm=acpi_pm, firmware=firmware,

@@ -463,6 +463,8 @@ class Syntax:
     def render(self, insn: Instruction, pa: PrintAddress) -> str:
         """The full text of one instruction (also (bad), prefixes alone, truncated)."""
         kind = insn.kind
+        if kind == "insn" and "objdump-bad" in insn.core.spec.objdump_flags:
+            return " ".join(prefix_words(insn, self.att) + ["(bad)"])  # e.g. SALC (D6)
         if kind == "insn":
             insn = objdump_view(insn)
             frame = self.frame(insn, pa)

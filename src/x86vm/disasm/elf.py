@@ -29,6 +29,7 @@ from typing import BinaryIO
 from elftools.elf.elffile import ELFFile
 
 from x86vm.disasm.elfcheck import UNKNOWN_ARCH, BfdView, bfd_view
+from x86vm.disasm.elfformat import DEBUG_PREFIXES
 
 __all__ = [
     "ElfFormatError",
@@ -72,6 +73,7 @@ SPECIAL_SECTION_NAMES = {SEC_UNDEF: "*UND*", SEC_ABS: "*ABS*", SEC_COMMON: "*COM
 
 
 MAX_NOBITS_LISTED = 1 << 28  # a NOBITS section is listed as zeros; its size is untrusted
+NOBITS_MALLOC_FAILS = 1 << 35  # objdump 2.40 on this 24 GiB machine: 64 GiB fails, 4 GiB not
 MAX_DECOMPRESSED = 1 << 30  # an SHF_COMPRESSED section's stated size is untrusted too
 SHF_COMPRESSED = 0x800
 ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD = 1, 2
@@ -93,14 +95,17 @@ class ElfFormatError(ValueError):
 
 
 class SectionUnreadable(ElfFormatError):
-    """A section whose contents extend past the end of the file: objdump says so in two
-    lines (``bfd_get_full_section_contents``, then ``disassemble_section``), skips it and
-    goes on with status 0."""
+    """A section whose contents objdump cannot read — past the end of the file (two lines:
+    ``bfd_get_full_section_contents``, then ``disassemble_section``), or compressed data that
+    does not decompress ("bad value"): it says so, skips the section and goes on, status 0."""
 
-    def __init__(self, path: str, name: str, size: int) -> None:
-        super().__init__(f"section {name} extends past the end of the file",
-                         lines=[f"error: {path}({name}) is too large ({size:#x} bytes)",
-                                f"Reading section {name} failed because: file truncated"])
+    def __init__(self, path: str, name: str, size: int, group: str = "", *,
+                 reason: str = "", lines: list[str] | None = None) -> None:
+        label = f"{name}[{group}]" if group else name  # BFD's %pA
+        super().__init__(reason or f"section {name} extends past the end of the file",
+                         lines=lines or [
+                             f"error: {path}({label}) is too large ({size:#x} bytes)",
+                             f"Reading section {name} failed because: file truncated"])
 
 
 @dataclass(slots=True)
@@ -121,35 +126,52 @@ class Section:
     _compression: int = field(default=0, repr=False)  # ELFCOMPRESS_ZLIB / _ZSTD, 0: none
     _header_size: int = field(default=0, repr=False)  # Elf_Chdr before compressed data
     _path: str = field(default="", repr=False)  # the file's name, for objdump's messages
+    _group: str = field(default="", repr=False)  # its section group's signature, if any
 
     def data(self) -> bytes:
         """The section's bytes (zeros for NOBITS, decompressed for SHF_COMPRESSED, as BFD
         gives them to objdump); raises ElfFormatError if the file is short or corrupt."""
         if self._data is None:
             if not self.has_contents or self._file is None:
+                if self.size >= NOBITS_MALLOC_FAILS:  # objdump: malloc fails, section skipped
+                    label = f"{self.name}[{self._group}]" if self._group else self.name
+                    raise SectionUnreadable(self._path, self.name, self.size, lines=[
+                        f"error: {self._path}({label}) is too large ({self.size:#x} bytes)",
+                        f"Reading section {self.name} failed because: memory exhausted"])
                 if self.size > MAX_NOBITS_LISTED:
                     raise ElfFormatError(f"section {self.name} is too large to list "
                                          f"({self.size} bytes of zeros)")
                 return bytes(self.size)  # not kept: many large NOBITS sections add up
             stored = self.size if self._stored_size < 0 else self._stored_size
             if self.file_offset + stored > self._file_size:  # checked before allocating
-                raise SectionUnreadable(self._path, self.name, self.size)
+                raise SectionUnreadable(self._path, self.name, self.size, self._group)
             self._file.seek(self.file_offset)
             raw = self._file.read(stored)
             if len(raw) != stored:
-                raise SectionUnreadable(self._path, self.name, self.size)
+                raise SectionUnreadable(self._path, self.name, self.size, self._group)
             self._data = self._decompress(raw) if self._compression else raw
         return self._data
 
     def _decompress(self, raw: bytes) -> bytes:
-        """gABI "Section Compression": an Elf_Chdr, then zlib (1) or zstd (2) data."""
+        """gABI "Section Compression": an Elf_Chdr, then zlib (1) or zstd (2) data. As BFD's
+        decompress_contents: zlib streams one after another, each to its end, filling
+        exactly the stated size; anything else is "bad value" and the section is skipped."""
         payload = raw[self._header_size:]
+        bad = SectionUnreadable(self._path, self.name, self.size,
+                                reason=f"section {self.name}: bad compressed data",
+                                lines=[f"Reading section {self.name} failed because: bad value"])
         if self._compression == ELFCOMPRESS_ZLIB:
+            data = bytearray()
             try:
-                inflater = zlib.decompressobj()
-                data = inflater.decompress(payload, self.size)
-            except zlib.error as exc:
-                raise ElfFormatError(f"section {self.name}: bad zlib data ({exc})") from None
+                while payload and len(data) < self.size:
+                    inflater = zlib.decompressobj()
+                    data += inflater.decompress(payload, self.size - len(data) + 1)
+                    if not inflater.eof or len(data) > self.size:
+                        raise bad
+                    payload = inflater.unused_data
+            except zlib.error:
+                raise bad from None
+            data = bytes(data)
         else:
             try:
                 import zstandard
@@ -158,11 +180,10 @@ class Section:
                                      "install the zstandard module to list it") from None
             try:
                 data = zstandard.ZstdDecompressor().decompress(payload, self.size)
-            except zstandard.ZstdError as exc:
-                raise ElfFormatError(f"section {self.name}: bad zstd data ({exc})") from None
+            except zstandard.ZstdError:
+                raise bad from None
         if len(data) != self.size:
-            raise ElfFormatError(f"section {self.name}: decompresses to {len(data)} bytes, "
-                                 f"not {self.size}")
+            raise bad
         return data
 
 
@@ -179,6 +200,7 @@ class Symbol:
     version: str = ""  # version name, "" if none
     hidden: bool = False  # printed as name@VER rather than name@@VER
     section_vma: int = 0  # BFD keeps value - section_vma as the symbol's own value
+    elf: tuple[int, int, int, int] = (0, 0, 0, 0)  # st_info, st_other, st_shndx, st_value
 
 
 @dataclass(slots=True)
@@ -260,6 +282,11 @@ def load_elf(path: str, stream: BinaryIO) -> ElfImage:
     if image is None:  # BFD takes what pyelftools cannot parse: its sections, no symbols
         image = _from_view(path, stream, size, view)
     image.warnings = view.messages
+    for section in image.sections:  # BFD's names (raw bytes kept), "name[group]" in messages
+        shdr = view.shdrs[section.index] if section.index < len(view.shdrs) else None
+        if shdr is not None and shdr.section is not None:
+            section.name = shdr.section
+        section._group = view.group_names.get(section.index, "")
     return image
 
 
@@ -288,7 +315,31 @@ def _from_view(path: str, stream: BinaryIO, size: int, view: BfdView) -> ElfImag
             file_offset=shdr.offset, has_contents=shdr.type != SHT_NOBITS,
             is_code=bool(shdr.flags & SHF_EXECINSTR), _file=stream, _file_size=size,
             _path=path))
+        if shdr.flags & SHF_COMPRESSED and shdr.type != SHT_NOBITS \
+                and _debugging(image.sections[-1].name, shdr.flags):
+            _present_compressed(image.sections[-1], stream, view.ehdr[4] == 2, "<", size)
     return image
+
+
+def _present_compressed(section: Section, stream: BinaryIO, is64: bool, endian: str,
+                        file_size: int) -> None:
+    """Present an SHF_COMPRESSED section by its uncompressed size, as BFD does (one too
+    short for its Elf_Chdr, or of a type BFD does not know, stays as it is)."""
+    header_size = 24 if is64 else 12
+    if section.size < header_size or section.file_offset + header_size > file_size:
+        return
+    stream.seek(section.file_offset)
+    raw = stream.read(header_size)
+    if is64:
+        ch_type, _reserved, ch_size, _align = struct.unpack(endian + "IIQQ", raw)
+    else:
+        ch_type, ch_size, _align = struct.unpack(endian + "III", raw)
+    if ch_type not in (ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD) or ch_size > MAX_DECOMPRESSED:
+        return
+    section._stored_size = section.size
+    section.size = ch_size
+    section._compression = ch_type
+    section._header_size = header_size
 
 
 class _Loader:
@@ -395,22 +446,7 @@ class _Loader:
         return out
 
     def _compressed(self, section: Section) -> None:
-        """Present an SHF_COMPRESSED section by its uncompressed size, as BFD does."""
-        header_size = 24 if self.is64 else 12
-        if section.size < header_size or section.file_offset + header_size > self.file_size:
-            raise ElfFormatError(f"section {section.name}: truncated compression header")
-        self.stream.seek(section.file_offset)
-        raw = self.stream.read(header_size)
-        if self.is64:
-            ch_type, _reserved, ch_size, _align = struct.unpack(self.endian + "IIQQ", raw)
-        else:
-            ch_type, ch_size, _align = struct.unpack(self.endian + "III", raw)
-        if ch_type not in (ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD) or ch_size > MAX_DECOMPRESSED:
-            return  # BFD leaves such a section as it is
-        section._stored_size = section.size
-        section.size = ch_size
-        section._compression = ch_type
-        section._header_size = header_size
+        _present_compressed(section, self.stream, self.is64, self.endian, self.file_size)
 
     def _relocs_of_other_section(self, hdr) -> bool:
         """A REL/RELA section that BFD attaches to its target instead of listing it."""
@@ -458,7 +494,9 @@ class _Loader:
                 st_name, st_info, _other, st_shndx, st_value, st_size = entry
             else:
                 st_name, st_value, st_size, st_info, _other, st_shndx = entry
-            name = _cstring(strtab, st_name)
+            # bfd_elf_sym_name: a name past the string table is "(null)"
+            name = _cstring(strtab, st_name) if st_name < len(strtab) or not st_name \
+                else "(null)"
             bind, stype = st_info >> 4, st_info & 0xF
             flags = 0
             if st_shndx == SHN_UNDEF:
@@ -493,7 +531,8 @@ class _Loader:
             elif stype in (STT_OBJECT, STT_COMMON):
                 flags |= BSF_OBJECT
             base = self.headers[section]["sh_addr"] if section >= 0 else 0
-            sym = Symbol(name, st_value, st_size, flags, section, section_name, section_vma=base)
+            sym = Symbol(name, st_value, st_size, flags, section, section_name, section_vma=base,
+                         elf=(st_info, _other, st_shndx, entry[4] if self.is64 else entry[1]))
             if versions is not None:
                 sym.version, sym.hidden = versions(n)
             out.append(sym)
@@ -625,9 +664,6 @@ class _Loader:
                 DynamicReloc(offset, rtype, addend, sym, sym.name if sym else "*ABS*")
             )
         return out
-
-
-DEBUG_PREFIXES = (".debug", ".gnu.debuglto_.debug_", ".gnu.linkonce.wi.", ".zdebug")
 
 
 def _debugging(name: str, flags: int) -> bool:

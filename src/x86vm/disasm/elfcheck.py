@@ -16,214 +16,70 @@ table's size, sections that extend past the end of the file).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-ReadAt = Callable[[int, int], bytes]  # (offset, size) -> the bytes there (short at the end)
+from x86vm.disasm.elfformat import (
+    BAD_ALIGNMENT,
+    CORRUPT_SHSTRNDX,
+    DEBUG_PREFIXES,
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFDATA2MSB,
+    EM_X86_64,
+    ET_CORE,
+    ET_DYN,
+    ET_EXEC,
+    ET_REL,
+    EV_CURRENT,
+    GRP_ENTRY_SIZE,
+    PAST_END,
+    PLAIN_TYPES,
+    PN_XNUM,
+    SHF_ALLOC,
+    SHF_COMPRESSED,
+    SHF_GROUP,
+    SHF_INFO_LINK,
+    SHF_LINK_ORDER,
+    SHF_OS_NONCONFORMING,
+    SHN_AFTER,
+    SHN_BEFORE,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHN_XINDEX,
+    SHT_DYNAMIC,
+    SHT_DYNSYM,
+    SHT_GNU_ATTRIBUTES,
+    SHT_GNU_VERDEF,
+    SHT_GNU_VERNEED,
+    SHT_GNU_VERSYM,
+    SHT_GROUP,
+    SHT_HIOS,
+    SHT_HIUSER,
+    SHT_LOOS,
+    SHT_LOUSER,
+    SHT_NOBITS,
+    SHT_NOTE,
+    SHT_NULL,
+    SHT_REL,
+    SHT_RELA,
+    SHT_RELR,
+    SHT_SHLIB,
+    SHT_STRTAB,
+    SHT_SYMTAB,
+    SHT_SYMTAB_SHNDX,
+    SHT_X86_64_UNWIND,
+    UNKNOWN_ARCH,
+    UNRECOGNIZED,
+    X86_VECTORS,
+    BfdView,
+    ReadAt,
+    Shdr,
+    _File,
+    _Layout,
+)
+from x86vm.disasm.elfnotes import NT_GNU_PROPERTY_TYPE_0, core_view, notes, property_problem
 
-EV_CURRENT = 1
-ELFCLASS32, ELFCLASS64 = 1, 2
-ELFDATA2LSB, ELFDATA2MSB = 1, 2
-ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
-EM_386, EM_486, EM_X86_64, EM_IAMCU = 3, 6, 62, 180
-SHN_UNDEF, SHN_LORESERVE, SHN_XINDEX = 0, 0xFF00, 0xFFFF
-SHN_BEFORE, SHN_AFTER = 0xFF00, 0xFF01
-PN_XNUM = 0xFFFF
-# gABI section types (and the GNU/x86-64 ones BFD knows)
-SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_HASH, SHT_DYNAMIC = range(7)
-SHT_NOTE, SHT_NOBITS, SHT_REL, SHT_SHLIB, SHT_DYNSYM = 7, 8, 9, 10, 11
-SHT_INIT_ARRAY, SHT_FINI_ARRAY, SHT_PREINIT_ARRAY, SHT_GROUP, SHT_SYMTAB_SHNDX = 14, 15, 16, 17, 18
-SHT_RELR = 19
-SHT_LOOS, SHT_GNU_ATTRIBUTES, SHT_GNU_HASH, SHT_GNU_LIBLIST = 0x60000000, 0x6FFFFFF5, 0x6FFFFFF6, \
-    0x6FFFFFF7
-SHT_GNU_VERDEF, SHT_GNU_VERNEED, SHT_GNU_VERSYM, SHT_HIOS = 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF, \
-    0x6FFFFFFF
-SHT_LOPROC, SHT_X86_64_UNWIND, SHT_HIPROC = 0x70000000, 0x70000001, 0x7FFFFFFF
-SHT_LOUSER, SHT_HIUSER = 0x80000000, 0xFFFFFFFF
-SHF_ALLOC, SHF_INFO_LINK, SHF_LINK_ORDER, SHF_OS_NONCONFORMING, SHF_GROUP = 0x2, 0x40, 0x80, \
-    0x100, 0x200
-GRP_ENTRY_SIZE = 4
-
-UNRECOGNIZED = "file format not recognized"
-UNKNOWN_ARCH = "can't disassemble for architecture UNKNOWN!"
-CORRUPT_SHSTRNDX = "warning: {path} has a corrupt string table index"
-PAST_END = "warning: {path} has a section extending past end of file"
-BAD_ALIGNMENT = "warning: {path} has a program header with invalid alignment"
-
-# Section types bfd_section_from_shdr makes a plain section of, whatever their fields.
-PLAIN_TYPES = frozenset({SHT_PROGBITS, SHT_NOBITS, SHT_HASH, SHT_NOTE, SHT_INIT_ARRAY,
-                         SHT_FINI_ARRAY, SHT_PREINIT_ARRAY, SHT_GNU_LIBLIST, SHT_GNU_HASH})
-# (ELF class) -> {machine: x86 vector} of Debian's objdump: elf64-x86-64; elf32-i386 (which
-# takes EM_486 too), elf32-iamcu, elf32-x86-64 (x32)
-X86_VECTORS = {ELFCLASS64: {EM_X86_64: "elf64-x86-64"},
-               ELFCLASS32: {EM_386: "elf32-i386", EM_486: "elf32-i386",
-                            EM_IAMCU: "elf32-iamcu", EM_X86_64: "elf32-x86-64"}}
-X86_MACHINES = {cls: tuple(vectors) for cls, vectors in X86_VECTORS.items()}
-
-
-class _Layout:
-    """Header layouts of one ELF class (gABI "ELF Header", "Sections", "Program Header")."""
-
-    def __init__(self, is64: bool, big_endian: bool = False) -> None:
-        self.is64 = is64
-        self.e = e = ">" if big_endian else "<"
-        self.ehdr = struct.Struct(e + ("16sHHIQQQIHHHHHH" if is64 else "16sHHIIIIIHHHHHH"))
-        self.shdr = struct.Struct(e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"))
-        self.phdr_size = 56 if is64 else 32
-        self.phdr_align = 48 if is64 else 28  # offset of p_align
-        self.word = "Q" if is64 else "I"
-        self.sym_size = 24 if is64 else 16
-        self.reloc_sizes = {SHT_REL: 16 if is64 else 8, SHT_RELA: 24 if is64 else 12,
-                            SHT_RELR: 8 if is64 else 4}
-
-
-@dataclass
-class Shdr:
-    """One section header as BFD keeps it (``Elf_Internal_Shdr``)."""
-
-    index: int
-    name: int
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    addralign: int
-    entsize: int
-    contents: bytes | None = None  # a string table BFD has read
-    section: str | None = None  # the name of the BFD section made of it
-    group: list | None = None  # SHT_GROUP: [flags, member Shdr or None, ...]
-    group_name: str | None = None
-    next_in_group: bool = False
-
-
-@dataclass
-class BfdView:
-    """objdump's verdict on one file: refused (``refusal``) or its format and sections."""
-
-    refusal: str | None = None  # objdump's reason, printed as "FILE: reason"
-    messages: list[str] = field(default_factory=list)  # BFD's lines for this file
-    format_name: str = ""
-    no_sections: bool = False  # e_shstrndx unusable: BFD makes no sections (PR 2257)
-    sections: list[int] = field(default_factory=list)  # header indexes, in creation order
-    symtab: int = 0
-    dynsym: int = 0
-    fatal: list[str] | None = None  # objdump's lines when reading the symbols fails
-    shdrs: list[Shdr] = field(default_factory=list)
-    ehdr: bytes = b""
-    segments: list[Segment] | None = None  # a core file: BFD's sections are its segments
-
-
-@dataclass
-class Segment:
-    """A section BFD makes of a core file's program header (_bfd_elf_make_section_from_phdr):
-    ``load3``, or ``load5a``/``load5b`` for the file and memory-only parts."""
-
-    name: str
-    vma: int
-    size: int
-    offset: int
-    has_contents: bool
-    is_code: bool
-
-
-# bfd_section_from_phdr: the name of a segment's section, by p_type ("proc" for the others)
-PT_NAMES = {0: "null", 1: "load", 2: "dynamic", 3: "interp", 4: "note", 5: "shlib", 6: "phdr",
-            7: "tls", 0x6474E550: "eh_frame_hdr", 0x6474E551: "stack", 0x6474E552: "relro",
-            0x6474E554: "sframe"}
-PT_LOAD, PT_NOTE, PF_X = 1, 4, 1
-SEGMENT_PAST_END = "warning: {path} has a segment extending past end of file"
-
-
-def _core_view(file: _File, layout: _Layout, header: tuple, data: bytes, ei_data: int) -> BfdView:
-    """elf_core_file_p (bfd/elfcore.h) with the x86 vector, else the generic one."""
-    e_machine, e_phoff, e_shoff, e_phentsize, e_phnum = (header[i] for i in (2, 5, 6, 9, 10))
-    if e_phoff == 0 or e_phentsize != layout.phdr_size:
-        return BfdView(UNRECOGNIZED)
-    if e_shoff != 0 and e_phnum == PN_XNUM:
-        first = file.read(e_shoff, layout.shdr.size)
-        if first is None:
-            return BfdView(UNRECOGNIZED)
-        e_phnum = layout.shdr.unpack(first)[7]
-    if file.size and e_phnum > file.size // layout.phdr_size:
-        return BfdView(UNRECOGNIZED)
-    phdr = struct.Struct(layout.e + ("IIQQQQQQ" if layout.is64 else "IIIIIIII"))
-    phdrs = []
-    for index in range(e_phnum):
-        raw = file.read(e_phoff + index * layout.phdr_size, layout.phdr_size)
-        if raw is None:
-            return BfdView(UNRECOGNIZED)
-        fields = phdr.unpack(raw)
-        if layout.is64:
-            p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = fields
-        else:
-            p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, _align = fields
-        phdrs.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz))
-    segments = []
-    for index, (p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz) in enumerate(phdrs):
-        kind = PT_NAMES.get(p_type, "proc")
-        split = p_memsz > 0 and p_filesz > 0 and p_memsz > p_filesz
-        code = p_type == PT_LOAD and bool(p_flags & PF_X)
-        if p_filesz > 0:
-            segments.append(Segment(f"{kind}{index}{'a' if split else ''}", p_vaddr, p_filesz,
-                                    p_offset, True, code))
-        if p_memsz > p_filesz:
-            segments.append(Segment(f"{kind}{index}{'b' if split else ''}",
-                                    (p_vaddr + p_filesz) & ((1 << 64) - 1),
-                                    p_memsz - p_filesz, p_offset + p_filesz, False, code))
-        if p_type == PT_NOTE and p_filesz and not _notes_parse(file, layout, p_offset,
-                                                               p_filesz, _align):
-            return BfdView(UNRECOGNIZED)
-    messages = []
-    for _type, _flags, p_offset, _vaddr, p_filesz, _memsz in phdrs:
-        if p_filesz and file.size and (p_offset >= file.size
-                                       or p_filesz > file.size - p_offset):
-            messages.append(SEGMENT_PAST_END.format(path=file.path))
-            break
-    x86_name = None if ei_data == ELFDATA2MSB else X86_VECTORS[layout.is64 + 1].get(e_machine)
-    if x86_name is None:
-        return BfdView(UNKNOWN_ARCH, messages)
-    return BfdView(None, messages, x86_name, ehdr=bytes(data[:layout.ehdr.size]),
-                   segments=segments)
-
-
-def _notes_parse(file: _File, layout: _Layout, offset: int, size: int, align: int) -> bool:
-    """elf_read_notes and the structure checks of elf_parse_notes (a core file's notes)."""
-    if size + 1 >= 1 << 64:
-        return True
-    buf = file.read(offset, size)
-    if buf is None:
-        return False
-    align = 4 if align < 4 else align
-    if align not in (4, 8):
-        return False
-    at = 0
-    while at < size:
-        if 12 > size - at:
-            return False
-        namesz, descsz, _type = struct.unpack_from(layout.e + "III", buf, at)
-        if namesz > size - at - 12:
-            return False
-        desc_at = at + ((12 + namesz + align - 1) & -align)
-        if descsz != 0 and (desc_at >= size or descsz > size - desc_at):
-            return False
-        at = desc_at + ((descsz + align - 1) & -align)
-    return True
-
-
-class _File:
-    def __init__(self, path: str, read_at: ReadAt, size: int) -> None:
-        self.path, self.read_at, self.size = path, read_at, size
-        self.read_only = False  # set by BFD's first "warning: FILE has ..." (one per file)
-
-    def read(self, offset: int, size: int) -> bytes | None:
-        """``size`` bytes at ``offset``, or None past the end (a short bfd_bread)."""
-        if offset < 0 or size < 0 or offset >= 1 << 63 or offset + size > self.size:
-            return None
-        data = self.read_at(offset, size)
-        return data if len(data) == size else None
+__all__ = ["UNKNOWN_ARCH", "UNRECOGNIZED", "BfdView", "ReadAt", "Shdr", "bfd_view"]
 
 
 class _Refused(Exception):
@@ -251,11 +107,14 @@ class _Vector:
         self.groups: list[Shdr | None] = []
         self.no_sections = False
         self.verdef: Shdr | None = None
+        self.relocs_read: set[int] = set()
+        self.reloc_error = self.symbol_error = ""
         self.verneed: Shdr | None = None
         self.versym: Shdr | None = None
 
     def say(self, text: str) -> None:
-        self.messages.append(text.format(path=self.file.path))
+        # not str.format: the names in a message are the file's bytes, "{" and "}" included
+        self.messages.append(text.replace("{path}", self.file.path))
 
     def warn_once(self, text: str) -> None:
         if not self.file.read_only:
@@ -456,9 +315,10 @@ class _Vector:
         if kind == SHT_GNU_ATTRIBUTES:
             return self.make(hdr, name)
         # elf_backend_section_from_shdr: the x86-64 vectors take SHT_X86_64_UNWIND only; the
-        # others (elf32-i386, elf32-iamcu, generic) keep BFD's default, which makes a section
-        if not self.x86_64_backend or kind == SHT_X86_64_UNWIND:
-            return self.make(hdr, name)
+        # others (elf32-i386, elf32-iamcu, generic) keep BFD's default, which makes a section;
+        # when that fails, the type ranges below still decide (and a made section stays)
+        if (kind == SHT_X86_64_UNWIND or not self.x86_64_backend) and self.make(hdr, name):
+            return True
         if SHT_LOUSER <= kind <= SHT_HIUSER and not hdr.flags & SHF_ALLOC:
             return self.make(hdr, name)
         if SHT_LOOS <= kind <= SHT_HIOS and not hdr.flags & SHF_OS_NONCONFORMING:
@@ -506,7 +366,16 @@ class _Vector:
         if self.shdrs[hdr.info].section is None:
             return False
         key = (hdr.info, hdr.type)
-        self.rel_targets.add(key)  # a second one is a secondary reloc section: kept aside
+        if key in self.rel_targets:  # a secondary relocation section: RELA ones are kept
+            if hdr.type == SHT_RELA:
+                return self.make(hdr, name)
+            target = self.shdrs[hdr.info]
+            label = f"{target.section}[{target.group_name}]" if target.group_name \
+                and target.type != SHT_GROUP else target.section
+            self.say(f"{{path}}: warning: secondary relocation section '{name}' for section "
+                     f"{label} found - ignoring")
+            return True
+        self.rel_targets.add(key)
         return True
 
     # -- _bfd_elf_make_section_from_shdr -----------------------------------------------------
@@ -517,13 +386,71 @@ class _Vector:
         self.made.append(hdr)
         if hdr.flags & SHF_GROUP and not self._setup_group(hdr):
             return False
+        if not self._decompressible(hdr, name):
+            return False
         if hdr.type == SHT_NOTE and hdr.size != 0:
             if self._past_end(hdr):
                 self.say(f"error: {{path}}({name}) is too large ({hdr.size:#x} bytes)")
                 return False
-            if self.file.read(hdr.offset, hdr.size) is None:
+            contents = self.file.read(hdr.offset, hdr.size)
+            if contents is None:
                 return False
+            self._object_notes(contents, hdr.addralign)
         return True
+
+    def _decompressible(self, hdr: Shdr, name: str) -> bool:
+        """objdump opens files with BFD_DECOMPRESS: a compressed debugging section (by name,
+        not SHF_ALLOC) whose compression header BFD cannot take fails the section (its
+        type, a power-of-two alignment, both sizes below 4 GiB: measured with objdump 2.40)."""
+        if not hdr.flags & SHF_COMPRESSED or hdr.type == SHT_NOBITS \
+                or hdr.flags & SHF_ALLOC or not name.startswith(DEBUG_PREFIXES):
+            return True
+        chdr = struct.Struct(self.layout.e + ("IIQQ" if self.layout.is64 else "III"))
+        raw = self.file.read(hdr.offset, chdr.size) if hdr.size >= chdr.size else None
+        if raw is None:
+            return True  # no header to read: BFD does not see it as compressed
+        fields = chdr.unpack(raw)
+        ch_type, ch_size, ch_align = (fields[0], fields[2], fields[3]) if self.layout.is64 \
+            else fields
+        if ch_type in (1, 2) and ch_align & (ch_align - 1) == 0 \
+                and ch_size <= 0xFFFFFFFF and hdr.size <= 0xFFFFFFFF:
+            return True
+        self.say(f"{{path}}: unable to decompress section {name}")
+        return False
+
+    def _object_notes(self, buf: bytes, align: int) -> None:
+        """elf_parse_notes on an object's SHT_NOTE section: the GNU property notes are
+        parsed (elf-properties.c), their complaints said; its result is not used."""
+        for name, note_type, desc in notes(buf, align, self.layout.e)[0]:
+            if name == b"GNU\0" and note_type == NT_GNU_PROPERTY_TYPE_0:
+                self._gnu_properties(desc)
+
+    def _gnu_properties(self, desc: bytes) -> None:
+        """_bfd_elf_parse_gnu_properties, with the x86 backend's sizes."""
+        step = 8 if self.layout.is64 else 4
+        if len(desc) < 8 or len(desc) % step:
+            self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) size: {len(desc):#x}")
+            return
+        at = 0
+        while at != len(desc):
+            if len(desc) - at < 8:
+                self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) size: "
+                         f"{len(desc):#x}")
+                return
+            kind, datasz = struct.unpack_from(self.layout.e + "II", desc, at)
+            at += 8
+            if datasz > len(desc) - at:
+                self.say(f"warning: {{path}}: corrupt GNU_PROPERTY_TYPE (5) type ({kind:#x}) "
+                         f"datasz: {datasz:#x}")
+                return
+            problem = property_problem(kind, datasz, step, generic=not self.x86)
+            if problem == "corrupt":
+                return
+            if problem is not None:
+                self.say(problem.format(kind=kind, datasz=datasz, path="{path}"))
+                if problem.startswith(("error", "warning: {path}: corrupt")):
+                    return
+            at += (datasz + step - 1) & -step
 
     def _past_end(self, hdr: Shdr) -> bool:
         """_bfd_section_size_insane: contents that extend past the end of the file."""
@@ -557,6 +484,9 @@ class _Vector:
                         member = None
                     members.append(member)
                 shdr.group = members
+                # BFD keeps the translated group in the header's contents, where a string
+                # lookup in this section would find it (its last byte is 0 on x86-64 hosts)
+                shdr.contents = bytes(shdr.size + 1)
                 self.groups.append(shdr)
             if self.num_group != -1 and not self.groups:
                 self.num_group = -1
@@ -566,11 +496,39 @@ class _Vector:
                 self.say(f"{{path}}: group section '{group.section}' has no contents")
                 return False
             if any(member is hdr for member in group.group[1:]):
-                hdr.group_name = "?"
+                named = next((m for m in group.group[1:] if m is not None and m is not hdr
+                              and m.group_name is not None), None)
+                name = named.group_name if named is not None else self._signature(group)
+                if name is None:
+                    return False
+                hdr.group_name = name
                 group.next_in_group = True
                 return True
         self.say(f"{{path}}: no group info for section '{hdr.section}'")
         return True
+
+    def _signature(self, group: Shdr) -> str | None:
+        """group_signature: the name of the symbol sh_info of the group's symbol table."""
+        if group.link >= len(self.shdrs) or self.shdrs[group.link].type != SHT_SYMTAB \
+                or not self.from_shdr(group.link):
+            return None
+        symtab = self.shdrs[self.onesymtab]
+        size = self.layout.sym_size
+        raw = self.file.read(symtab.offset + group.info * size, size)
+        if raw is None:
+            return None
+        st_name, = struct.unpack_from(self.layout.e + "I", raw, 0)
+        info_at, shndx_at = (4, 6) if self.layout.is64 else (12, 14)
+        st_shndx, = struct.unpack_from(self.layout.e + "H", raw, shndx_at)
+        if st_shndx == SHN_XINDEX and not any(entry.size for entry in self.shndx_list):
+            self.say(f"{{path}} symbol number {group.info} references nonexistent "
+                     "SHT_SYMTAB_SHNDX section")
+            return None
+        table = symtab.link
+        if st_name == 0 and raw[info_at] & 0xF == 3 and st_shndx < len(self.shdrs):
+            st_name, table = self.shdrs[st_shndx].name, self.e_shstrndx
+        name = self.string(table, st_name)
+        return "(null)" if name is None else name
 
     def _setup_sections(self) -> bool:
         """_bfd_elf_setup_sections: SHF_LINK_ORDER links and group membership."""
@@ -615,7 +573,7 @@ class _Vector:
                 return [f"failed to read symbol table from: {path}",
                         "error message was: file truncated"]
             if count and not self._symbols(self.shdrs[self.onesymtab], count, None):
-                return [f"{path}: file truncated"]
+                return [f"{path}: {self.symbol_error}"]
         if not self.dynsymtab:
             return None
         dynsym = self.shdrs[self.dynsymtab]
@@ -626,7 +584,7 @@ class _Vector:
         if error is not None:
             return [f"{path}: {error}"]
         if count and not self._symbols(dynsym, count, self.versym):
-            return [f"{path}: file truncated"]
+            return [f"{path}: {self.symbol_error}"]
         return self._dynamic_relocs(max(count - 1, 0))
 
     PLT_NAMES = (".plt", ".plt.got", ".plt.sec", ".plt.bnd")  # elf_x86_64_get_synthetic_symtab
@@ -642,7 +600,11 @@ class _Vector:
             return None  # the upper bound is not positive: objdump reads none
         if not self.x86:  # objdump stops at "can't disassemble" before it reads them
             return None
-        if self.e_type in (ET_EXEC, ET_DYN) and dynsymcount > 0 and self.x86_64_backend:
+        # elf_i386_get_synthetic_symtab reads the relocations whatever its PLTs hold (and
+        # says nothing of a PLT it cannot read); the x86-64 one reads them after its PLTs
+        synthetic = self.e_type in (ET_EXEC, ET_DYN) and dynsymcount > 0
+        synthetic_reads = synthetic and not self.x86_64_backend
+        if synthetic and self.x86_64_backend:
             for plt_name in self.PLT_NAMES:
                 plt = next((h for h in self.made if h.section == plt_name), None)
                 if plt is None or plt.size == 0 or plt.type == SHT_NOBITS:
@@ -650,11 +612,30 @@ class _Vector:
                 if self._past_end(plt):
                     self.say(f"error: {{path}}({plt_name}) is too large ({plt.size:#x} bytes)")
                     break
+                synthetic_reads = True
+        if synthetic_reads and not self._read_relocs(relsecs, dynsymcount):
+            pass  # the synthetic symbols are given up; disassemble_data reads them again
+        if not self._read_relocs(relsecs, dynsymcount):
+            return [f"{self.file.path}: {self.reloc_error}"]
+        return None
+
+    # R_X86_64_* and R_386_* types BFD has a howto for (elf_x86_64_rtype_to_howto,
+    # elf_i386_rtype_to_howto); others are "unsupported relocation type"
+    RELOC_TYPES = {True: frozenset([*range(0, 43), 250, 251]),
+                   False: frozenset([*range(0, 12), *range(14, 44), 250, 251])}
+
+    def _read_relocs(self, relsecs: list[Shdr], dynsymcount: int) -> bool:
+        """elf_slurp_reloc_table on each dynamic relocation section; False when one fails
+        (``self.reloc_error`` says why). Relocations read once are not read again."""
         is64 = self.layout.is64
+        valid = self.RELOC_TYPES[self.x86_64_backend]
         for hdr in relsecs:
+            if hdr.index in self.relocs_read:
+                continue
             raw = self.file.read(hdr.offset, hdr.size)
             if raw is None:
-                return [f"{self.file.path}: file truncated"]
+                self.reloc_error = "file truncated"
+                return False
             if hdr.entsize not in (self.layout.reloc_sizes[SHT_REL],
                                    self.layout.reloc_sizes[SHT_RELA]):
                 continue
@@ -662,23 +643,43 @@ class _Vector:
                 info, = struct.unpack_from(self.layout.e + self.layout.word, raw,
                                            n * hdr.entsize + (8 if is64 else 4))
                 sym = info >> 32 if is64 else info >> 8
+                rtype = info & 0xFF  # ELF32_R_TYPE, also for x86-64 (elf_x86_64_info_to_howto)
                 if sym > dynsymcount:
                     self.say(f"{{path}}({hdr.section}): relocation {n} has invalid symbol "
                              f"index {sym}")
-        return None
+                if rtype not in valid:
+                    self.say(f"{{path}}: unsupported relocation type {rtype:#x}")
+                    self.reloc_error = "bad value"
+                    return False
+            self.relocs_read.add(hdr.index)
+        return True
 
     def _symbols(self, hdr: Shdr, count: int, versym: Shdr | None) -> bool:
         """elf_slurp_symbol_table: False if the table cannot be read; names looked up."""
         size = self.layout.sym_size
         raw = self.file.read(hdr.offset, count * size)
         if raw is None:
+            self.symbol_error = "file truncated"
             return False
+        shndx_at = 6 if self.layout.is64 else 14
+        if not any(entry.size for entry in self.shndx_list):  # elf_swap_symbol_in
+            for n in range(count):
+                if struct.unpack_from(self.layout.e + "H", raw, n * size + shndx_at)[0] \
+                        == SHN_XINDEX:
+                    self.say(f"{{path}} symbol number {n} references nonexistent "
+                             "SHT_SYMTAB_SHNDX section")
+                    # BFD sets no error here: objdump prints the last one, left by the
+                    # format probing (the default vector elf64-x86-64 matches at once)
+                    self.symbol_error = "file format not recognized" if self.layout.is64 \
+                        and self.x86_64_backend else "file in wrong format"
+                    return False
         if versym is not None and versym.size // 2 != count:
             self.say(f"{{path}}: version count ({_signed64(versym.size // 2)}) does not match "
                      f"symbol count ({count})")
             versym = None
         if versym is not None and versym.size and self.file.read(versym.offset,
                                                                  versym.size) is None:
+            self.symbol_error = "file truncated"
             return False
         info_at, shndx_at = (4, 6) if self.layout.is64 else (12, 14)
         for n in range(1, count):
@@ -699,12 +700,53 @@ class _Vector:
             if error is not None:
                 return error
         if self.verdef is not None and self.verdef.info:
-            hdr = self.verdef
-            if hdr.size < 20:
-                self.say("{path}: .gnu.version_d invalid entry")
+            return self._verdef(self.verdef)
+        return None
+
+    def _verdef(self, hdr: Shdr) -> str | None:
+        """The .gnu.version_d walk of _bfd_elf_slurp_version_tables: its error, or None."""
+        bad = "{path}: .gnu.version_d invalid entry"
+        if hdr.size < 20:
+            self.say(bad)
+            return "bad value"
+        data = self.file.read(hdr.offset, hdr.size)
+        if data is None:
+            return "file truncated"
+        end_def, end_aux = hdr.size - 20, hdr.size - 8
+        verdef, verdaux = self.layout.e + "HHHHIII", self.layout.e + "II"
+        at = 0
+        for _i in range(hdr.info):  # first pass: the version indexes and the links
+            _v, _f, ndx, _cnt, _hash, _aux, vd_next = struct.unpack_from(verdef, data, at)
+            if ndx & 0x7FFF == 0:
+                self.say(bad)
                 return "bad value"
-            if self.file.read(hdr.offset, hdr.size) is None:
-                return "file truncated"
+            if vd_next == 0:
+                break
+            if vd_next > end_def - at:
+                self.say(bad)
+                return "bad value"
+            at += vd_next
+        at = 0
+        for _i in range(hdr.info):  # second pass: the names
+            _v, _f, ndx, cnt, _hash, vd_aux, vd_next = struct.unpack_from(verdef, data, at)
+            if ndx & 0x7FFF == 0 or vd_aux > end_aux - at:
+                self.say(bad)
+                return "bad value"
+            aux = at + vd_aux
+            for _j in range(cnt):
+                vda_name, vda_next = struct.unpack_from(verdaux, data, aux)
+                if self.string(hdr.link, vda_name) is None:
+                    self.say(bad)
+                    return "bad value"
+                if vda_next == 0:
+                    break
+                if vda_next > end_aux - aux:
+                    self.say(bad)
+                    return "bad value"
+                aux += vda_next
+            if vd_next == 0:
+                break
+            at += vd_next
         return None
 
     def _verneed(self, hdr: Shdr) -> str | None:
@@ -780,7 +822,7 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
     if ei_version != EV_CURRENT and e_type != ET_CORE:  # elf_core_file_p does not check it
         return BfdView(UNRECOGNIZED)
     if e_type == ET_CORE:  # not an object: objdump then tries the core-file formats
-        return _core_view(file, layout, header, data, ei_data)
+        return core_view(file, layout, header, data, ei_data)
     if (e_shoff < ehdr_size and (e_type == ET_REL or e_shnum != 0)) \
             or (e_shentsize != layout.shdr.size and e_shnum != 0):
         return BfdView(UNRECOGNIZED)
@@ -806,15 +848,9 @@ def bfd_view(path: str, read_at: ReadAt, file_size: int) -> BfdView:
 
 def _accepted(vector: _Vector, format_name: str) -> BfdView:
     made = [] if vector.no_sections else [h.index for h in vector.made]
+    groups = {h.index: h.group_name for h in vector.made
+              if h.group_name is not None and h.type != SHT_GROUP}
     fatal = vector.read_symbols()
     return BfdView(None, vector.messages, format_name, vector.no_sections, made,
-                   vector.onesymtab, vector.dynsymtab, fatal, vector.shdrs, vector.ehdr)
-
-
-def bfd_refusal(read_at: ReadAt, file_size: int, warnings: list[str] | None = None) -> str | None:
-    """Why objdump would not list the file as an x86 ELF object, in objdump's words; None if
-    it would (BFD's messages for it appended to ``warnings``, with the path left as FILE)."""
-    view = bfd_view("FILE", read_at, file_size)
-    if warnings is not None:
-        warnings += view.messages
-    return view.refusal
+                   vector.onesymtab, vector.dynsymtab, fatal, vector.shdrs, vector.ehdr,
+                   group_names=groups)

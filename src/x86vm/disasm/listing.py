@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -83,6 +84,7 @@ class ListingOptions:
     reloc: bool = False  # -r: a relocatable object's relocations under their instruction
     dynamic_reloc: bool = False  # -R: the dynamic relocations, likewise
     demangle: bool = False  # -C: demangled C++ names
+    visualize_jumps: str = ""  # --visualize-jumps: "plain", "color" or "extended-color"
 
 
 @dataclass
@@ -99,6 +101,8 @@ class ListingImage:
     section_relocs: dict[int, list[DynamicReloc]] = field(default_factory=dict)
     dynamic_relocs: list[DynamicReloc] = field(default_factory=list)
     has_dynsym: bool = False
+    line_numbers: object | None = None  # -l: a source.LineNumbers (its text(section, offset))
+    source: bytes | None = None  # an archive member's bytes (a file is read by its path)
 
     def __post_init__(self) -> None:
         self.section_names = {s.name for s in self.sections}
@@ -154,8 +158,11 @@ def write_listing(
     options: ListingOptions,
     write: Callable[[str], object],
     jobs: int = 1,
+    header: str | None = None,
 ) -> None:
-    """Write the whole listing of ``image`` (header, then each selected section).
+    """Write the whole listing of ``image`` (header, then each selected section); ``header``
+    replaces the file-format line and blank line objdump starts with (the CLI puts its
+    header dumps there).
 
     With ``jobs`` > 1 a large listing is cut at symbols into that many parts listed by forked
     processes at once (`parallel`), written in order: the same text, sooner."""
@@ -165,16 +172,16 @@ def write_listing(
     selected = [s for s in image.sections if _selected(options, s)]
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
-            and _preload(selected):
+            and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
         from x86vm.disasm.parallel import run_parts
 
         cuts = [total * k // jobs for k in range(jobs + 1)]
         parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
         parts[-1] = (parts[-1][0], total + 1)
-        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part),
-                  write)
+        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part,
+                                                       header), write)
         return
-    _write_part(image, formatter, options, write, None)
+    _write_part(image, formatter, options, write, None, header)
 
 
 def _preload(sections: list[Section]) -> bool:
@@ -192,6 +199,7 @@ def _preload(sections: list[Section]) -> bool:
 
 PARALLEL_MIN_BYTES = 1 << 18
 _TAILS_LIMIT = 1 << 20  # line tails kept per listing
+_FLUSH_BYTES = 1 << 14  # code listed between writes of the fast path
 """Selected section bytes below which a listing is not worth splitting between processes."""
 
 
@@ -204,11 +212,13 @@ def _selected(options: ListingOptions, section: Section) -> bool:
 
 
 def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptions,
-                write: Callable[[str], object], part: tuple[int, int] | None) -> None:
+                write: Callable[[str], object], part: tuple[int, int] | None,
+                header: str | None = None) -> None:
     """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
     section bytes lo..hi-1 (counted over the selected sections in order) print."""
     if part is None or part[0] == 0:
-        write(f"\n{image.path}:     file format {image.format_name}\n\n")
+        write(f"\n{image.path}:     file format {image.format_name}\n\n" if header is None
+              else header)
     lister = _SectionLister(image, formatter, options, write)
     lister.part = part
     for section in image.sections:
@@ -354,9 +364,31 @@ class _SectionLister:
                 or bool(sym.flags & BSF_FUNCTION)
             )
             if do_print and mine:
-                self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads)
+                self.chunk(section, symbols, data, insns, addr_offset, next_stop, limit_reads,
+                           sym is not None)
             addr_offset = next_stop
             sym = next_sym
+
+    def jump_art(self, data: bytes, start: int, stop: int, window_end: int, vma: int):
+        """--visualize-jumps: the jumps of this piece (objdump's disassemble_jumps), or None."""
+        decode_all = getattr(self.formatter, "decode_all", None)
+        if decode_all is None:
+            return None
+        from x86vm.disasm.jumps import levelled
+
+        low, high = vma + start, vma + stop
+        branches = []
+        for insn in decode_all(data[start:window_end], low):
+            if insn.address >= high:
+                break
+            target = insn.target if insn.core.kind == "insn" else None
+            if target is not None and low <= target < high:
+                branches.append((insn.address, target))
+        art = levelled(branches)
+        if art is not None and self.options.visualize_jumps != "plain":
+            art.colored = True
+            art.extended = self.options.visualize_jumps == "extended-color"
+        return art
 
     def address_width(self, section: Section) -> int:
         """Characters of the address column: leading zero nibbles of the end dropped by 4s."""
@@ -370,7 +402,7 @@ class _SectionLister:
         return len(text) - skip
 
     def chunk(self, section: Section, symbols: SectionSymbols, data: bytes, insns: bool,
-              start: int, stop: int, limit_reads: bool) -> None:
+              start: int, stop: int, limit_reads: bool, has_symbol: bool = True) -> None:
         """``disassemble_bytes`` from section offset ``start`` to ``stop``."""
         write = self.write
         opts = self.options
@@ -391,12 +423,17 @@ class _SectionLister:
         show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
         plain = show_raw and not prefixed and not no_addresses  # the default layout
 
+        art = self.jump_art(data, start, stop, window_end, vma) if \
+            opts.visualize_jumps and has_symbol else None
+
         def line_prefix(address: int) -> str:
             if no_addresses:
-                return "\t"
-            if prefixed:
-                return print_address(address, True) + " "
-            return _address(address, width) + ":\t"
+                head = "\t"
+            elif prefixed:
+                head = print_address(address, True) + " "
+            else:
+                head = _address(address, width) + ":\t"
+            return head if art is None else head + art.column(address)
 
         skip_zeroes = not opts.disassemble_zeroes
         relocs, rel_offset = self.relocs, self.rel_offset
@@ -437,6 +474,8 @@ class _SectionLister:
             done = shown
             while done < length:
                 line.append("\n\t" if no_addresses else f"\n{_address(address + done, width)}:\t")
+                if art is not None:
+                    line.append(art.column(address + done))
                 more = min(per_line, length - done)
                 line.append(_hex(data, pos + done, more, stop))
                 done += more
@@ -456,12 +495,15 @@ class _SectionLister:
         pieces: list[str] = []
         pos = start
         decode_all = getattr(formatter, "decode_all", None)
-        if decode_all is not None and insns and plain and vma + stop <= limit:
+        line_numbers = self.image.line_numbers
+        if decode_all is not None and insns and plain and vma + stop <= limit and \
+                line_numbers is None and art is None:
             # The default layout from a linear sweep (decode_all, restarted after a zero
             # skip); an instruction whose text depends on its bytes alone (no address in
             # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
             # BadOp form shorter than the bytes read) reuses its first line's tail.
             line_head = f"%{width}x:\t"
+            flush_at = pos + _FLUSH_BYTES
             format_text = formatter.format_text
             tails = self.tails
             tails_get = tails.get
@@ -479,9 +521,10 @@ class _SectionLister:
                 for insn in decode_all(data[pos:window_end], vma + pos):
                     raw = insn.bytes
                     tail = tails_get(raw)
-                    if tail is not None and pos + len(raw) <= stop:
-                        append(line_head % (vma + pos) + tail)
-                        pos += len(raw)
+                    end = pos + len(raw)
+                    if tail is not None and end <= stop:
+                        append(line_head % insn.address + tail)
+                        pos = end
                     else:
                         core = insn.core
                         length = core.length
@@ -502,9 +545,10 @@ class _SectionLister:
                         reloc_at = next_reloc()
                     if pos >= stop or skip_zeroes and data[pos] == 0:
                         break
-                    if len(pieces) >= 512:
+                    if pos >= flush_at:     # output streams: a piece every 16 KiB of code
                         write("".join(pieces))
                         pieces.clear()
+                        flush_at = pos + _FLUSH_BYTES
         while pos < stop:
             if skip_zeroes and data[pos] == 0:
                 zeros = zeros_to_skip(pos)
@@ -516,6 +560,8 @@ class _SectionLister:
                         reloc_at = next_reloc()
                     continue
             address = vma + pos
+            if line_numbers is not None:  # -l: function and file:line when they change
+                pieces.append(line_numbers.text(section, pos))
             if address >> 64:  # bfd_vma wrapped past 2^64: objdump cannot read address 0
                 pieces.append(f"{line_prefix(0)}Address 0x0 is out of bounds.\n\n")
                 break
@@ -588,3 +634,16 @@ class DecoderFormatter:
 def decoder_formatter(mode: int, syntax: str = "att") -> DecoderFormatter:
     """The product formatter for one CPU mode and syntax (see `DecoderFormatter`)."""
     return DecoderFormatter(mode, syntax)
+
+
+class _CallableModule(types.ModuleType):
+    """``x86vm.disasm.listing`` is this module and, called, the library listing:
+    ``x86vm.disasm.listing(path, **options)`` is `x86vm.disasm.api.listing`."""
+
+    def __call__(self, path: str, **options):
+        from x86vm.disasm.api import listing
+
+        return listing(path, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

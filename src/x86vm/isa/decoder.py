@@ -11,9 +11,10 @@ only implements the encoding rules shared by all instructions, in phases over on
 2. `_vex_escape` / `_opcode`: a VEX/XOP (§2.3.5) or EVEX (§2.7.1) prefix and its opcode,
    or the opcode bytes and escapes (0F, 0F 38, 0F 3A) -- the table slot;
 3. `_select_form`: the ModRM cell, the mandatory prefix / VEX.pp column, the W/L
-   alternative, EVEX.b; early (bad) (operand_decode.py continues);
-4. sizes (§2.2.1.2), 5. ModRM/SIB/displacement (§2.1.5), 6. immediates (§2.1.4),
-7. operands in map order, 8. the result: mnemonic, prefixes used, `Decoded`.
+   alternative, EVEX.b; early (bad);
+4-8 in operand_decode.py: sizes (§2.2.1.2), ModRM/SIB/displacement (§2.1.5), immediates
+(§2.1.4), operands in map order, the result: mnemonic, prefixes used, `Decoded`.
+`decode_uncached` runs them in order.
 
 Invalid encodings decode to objdump's ``(bad)``; bytes running past the buffer to objdump's
 truncated form (``.byte 0x..``); nothing raises.  No state outlives a call.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import operand_decode
 from .badforms import (
     _bad,
     _bad_sib_missing,
@@ -38,6 +38,13 @@ from .badforms import (
     _rex_unshown,
 )
 from .instruction import Decoded
+from .operand_decode import (
+    build_result,
+    decode_address,
+    decode_immediates,
+    decode_operands,
+    decode_sizes,
+)
 from .readers import MAX_LENGTH, ROUNDING, Truncated, sib_missing
 from .tables import FALLTHROUGH, LATE, W_LATE, Tables, load_tables
 
@@ -59,6 +66,8 @@ _TABLES: dict[int, Tables] = load_tables()
 _VEX_MAPS = {1: "vex0f", 2: "vex0f38", 3: "vex0f3a"}
 _XOP_MAPS = {8: "xop8", 9: "xop9", 10: "xopa"}
 _EVEX_MAPS = {1: "evex0f", 2: "evex0f38", 3: "evex0f3a", 5: "evex-map5", 6: "evex-map6"}
+_new = object.__new__
+_ESCAPES = frozenset((0x62, 0xC4, 0xC5, 0x8F))     # EVEX, VEX, XOP (or BOUND, LES, LDS, POP)
 
 
 def set_tables(tables: dict[int, Tables]) -> None:
@@ -72,6 +81,9 @@ class Decoding:
 
     Prefix positions are indices into `prefixes` (-1: absent); `rex` holds the REX bits in
     force (a VEX/XOP/EVEX prefix replaces them); `pos` is the next byte to read.
+    `decode_uncached` fills in what a phase may read before another writes it (no __init__:
+    its call would cost a tenth of a decode); `_vex`/`_evex` set the fields only VEX/EVEX
+    forms read.
     """
 
     __slots__ = (
@@ -80,7 +92,9 @@ class Decoding:
         "rex_replaced",
         # VEX/XOP/EVEX
         "vex", "evex", "vl", "vvvv", "vraw", "rhi", "xhi", "vbad", "lookahead", "pp",
-        "ebit", "vvvv_set", "rc", "w", "bcst_n", "nobad",
+        "ebit", "vvvv_set", "rc", "w", "bcst_n",   # vraw: the 4 vvvv bits objdump checks in
+                                                # any mode; lookahead: bytes past the opcode
+                                                # objdump reads though not its own
         # opcode and form
         "opcode", "modrm", "bad", "consumed", "opcode_end", "late", "shape",
         # sizes, memory, operands
@@ -88,62 +102,57 @@ class Decoding:
         "rex_byte_reg", "lock_cr8", "disp_at", "disp_signed", "values", "fields", "rel",
         "unheld")
 
-    def __init__(self, data, offset: int, address: int, mode: int) -> None:
-        self.data = data
-        self.offset = offset
-        self.end = len(data)    # (an instruction longer than MAX_LENGTH is checked last)
-        self.address = address
-        self.mode = mode
-        self.tables = _TABLES[mode]
-        self.pos = offset
-        self.prefixes: list[int] = []
-        self.seg_i = self.osz_i = self.asz_i = self.rep_i = self.lock_i = -1
-        self.rex = 0
-        self.rex_i = self.fwait_i = -1
-        self.fsgs = 0
-        # set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits
-        # it kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
-        self.rex_replaced = False
-        self.vex = False
-        self.evex = None        # EVEX: [mask k, zeroing, broadcast, rounding]
-        self.vl = 0
-        self.vvvv = self.vraw = 0   # vraw: the 4 vvvv bits objdump checks in any mode
-        self.rhi = self.xhi = 0
-        self.vbad = False       # EVEX.V' clear outside 64-bit mode: objdump's (bad) register
-        self.lookahead = 0      # bytes past the opcode objdump reads though not its own
-        self.pp = 0
-        self.ebit = 0
-        self.vvvv_set = 0
-        self.rc = 0
-        self.w = 0
-        self.bcst_n = 0
-        self.modrm = -1
-        self.consumed = -1      # the mandatory prefix that selected the form
-        self.late = False       # objdump rejects this form only after reading its operands
-        self.rel = None         # a relative branch operand
-        self.unheld = False     # bytes were read that no operand holds
-
 
 def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> Decoded:
-    """Decode one instruction from scratch (never raises for any bytes)."""
-    d = Decoding(data, offset, address, mode)
+    """Decode one instruction from scratch (never raises for any bytes): the phases in
+    order, each of which may end the decoding with a result."""
+    d = _new(Decoding)
+    d.data = data
+    d.offset = d.pos = offset
+    d.end = len(data)       # (an instruction longer than MAX_LENGTH is checked last)
+    d.address = address
+    d.mode = mode
+    d.tables = _TABLES[mode]
+    d.prefixes = []
+    d.seg_i = d.osz_i = d.asz_i = d.rep_i = d.lock_i = d.rex_i = d.fwait_i = -1
+    d.rex = d.fsgs = 0
+    # set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits it
+    # kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
+    d.rex_replaced = False
+    d.vex = False           # (_vex/_evex set vl, vvvv, vraw, rhi, xhi, lookahead...)
+    d.evex = None           # EVEX: [mask k, zeroing, broadcast, rounding]
+    d.consumed = -1         # the mandatory prefix that selected the form
+    d.late = False          # objdump rejects this form only after reading its operands
+    d.rel = None            # a relative branch operand
+    d.unheld = False        # bytes were read that no operand holds
+    d.lock_cr8 = False      # LOCK made MOV CRn CR(n+8)
     try:
-        return _decode(d)
+        b = d.opcode = data[offset]
+        if (PREFIX_KIND64 if mode == 64 else PREFIX_KIND)[b]:
+            done = _prefixes(d)                                             # 1
+            if done is not None:
+                return done
+        slot = _vex_escape(d) if d.opcode in _ESCAPES else _opcode(d)       # 2
+        if type(slot) is Decoded:
+            return slot
+        spec = _select_form(d, slot)                                        # 3
+        if type(spec) is Decoded:
+            return spec
+        decode_sizes(d, spec)                                               # 4
+        if 0 <= d.modrm < 0xC0 and spec.has_mem_op:
+            decode_address(d, spec)                                         # 5
+        else:
+            d.mem = None
+        if spec.value_ops:
+            decode_immediates(d, spec)                                      # 6
+        else:
+            d.values = ()
+        operands = decode_operands(d, spec)                                 # 7
+        if type(operands) is Decoded:
+            return operands
+        return build_result(d, spec, operands)                              # 8
     except (Truncated, IndexError):
         return _truncated(d)
-
-
-def _decode(d: Decoding) -> Decoded:
-    done = _prefixes(d)
-    if done is not None:
-        return done
-    slot = _vex_escape(d) if d.opcode in (0x62, 0xC4, 0xC5, 0x8F) else _opcode(d)
-    if type(slot) is Decoded:
-        return slot
-    spec = _select_form(d, slot)
-    if type(spec) is Decoded:
-        return spec
-    return operand_decode.finish(d, spec)
 
 
 def _truncated(d: Decoding) -> Decoded:
@@ -158,14 +167,15 @@ def _truncated(d: Decoding) -> Decoded:
 # ---- phase 1: prefixes ----
 
 def _prefixes(d: Decoding) -> Decoded | None:
-    """Legacy prefixes and REX; `d.opcode` is the first byte after them.  Returns a result
-    when the prefixes are all there is (objdump's prefix-only lines, FWAIT alone)."""
+    """Legacy prefixes and REX (decode_uncached calls this when the first byte is one);
+    `d.opcode` is the first byte after them.  Returns a result when the prefixes are all
+    there is (objdump's prefix-only lines, FWAIT alone)."""
     data, offset, end, mode = d.data, d.offset, d.end, d.mode
     kinds = PREFIX_KIND64 if mode == 64 else PREFIX_KIND
     pos = offset
     prefixes = d.prefixes
-    rex = 0
-    fwait_i = -1
+    rex = fsgs = 0
+    seg_i = osz_i = asz_i = rep_i = lock_i = rex_i = fwait_i = -1
     while True:
         b = data[pos]
         k = kinds[b]
@@ -177,21 +187,21 @@ def _prefixes(d: Decoding) -> Decoded | None:
             if fwait_i < 0:
                 fwait_i = len(prefixes)
         elif k == P_REX:
-            rex, d.rex_i = b, len(prefixes)
+            rex, rex_i = b, len(prefixes)
         else:
             rex = 0
             if k == P_SEG:
-                d.seg_i = len(prefixes)
+                seg_i = len(prefixes)
                 if b >= 0x64:
-                    d.fsgs = b
+                    fsgs = b
             elif k == P_OSZ:
-                d.osz_i = len(prefixes)
+                osz_i = len(prefixes)
             elif k == P_ASZ:
-                d.asz_i = len(prefixes)
+                asz_i = len(prefixes)
             elif k == P_REP:
-                d.rep_i = len(prefixes)
+                rep_i = len(prefixes)
             elif k == P_LOCK:
-                d.lock_i = len(prefixes)
+                lock_i = len(prefixes)
         prefixes.append(b)
         pos += 1
         if pos >= end:
@@ -205,6 +215,8 @@ def _prefixes(d: Decoding) -> Decoded | None:
         if pos - offset == MAX_LENGTH - 1 and fwait_i < 0:   # objdump: 14 prefixes end it
             return _prefix_only(data, offset, pos, d.address, mode, prefixes)
     d.rex, d.fwait_i, d.pos, d.opcode = rex, fwait_i, pos, b
+    d.seg_i, d.osz_i, d.asz_i, d.rep_i, d.lock_i, d.rex_i, d.fsgs = \
+        seg_i, osz_i, asz_i, rep_i, lock_i, rex_i, fsgs
     if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
         return _fwait(data, offset, fwait_i, d.address, mode, prefixes, d.tables)
     return None
@@ -250,6 +262,8 @@ def _evex(d: Decoding):
     xhi = (~p0 >> 2) & 0x10          # EVEX.X  -> bit 4 of a vector r/m register
     d.vraw = (~p1 >> 3) & 0xF
     vvvv = d.vraw | ((~p2 << 1) & 0x10)
+    d.vbad = False
+    d.bcst_n = d.lookahead = 0
     if mode != 64:
         d.vbad = not p2 & 8
         vvvv &= 7
@@ -326,6 +340,8 @@ def _vex(d: Decoding):
         vvvv &= 7
         rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
     d.rex, d.vvvv = rex, vvvv
+    d.vbad = False
+    d.rhi = d.xhi = d.lookahead = 0
     d.vl = (b2 >> 2) & 1
     d.pp = b2 & 3
     b = d.opcode = data[pos]
@@ -362,10 +378,10 @@ def _select_form(d: Decoding, slot):
     alternative; EVEX.b as rounding or broadcast.  Returns the Spec, or a (bad) result."""
     data, offset, pos, end, mode = d.data, d.offset, d.pos, d.end, d.mode
     prefixes = d.prefixes
-    vex, evex, vraw = d.vex, d.evex, d.vraw
-    fwait_i = d.fwait_i
-    nobad = d.nobad = -2 if vex and vraw else -1      # (bad) without prefix words (objdump)
+    vex, evex = d.vex, d.evex
+    nobad = -2 if vex and d.vraw else -1    # (bad) without prefix words (objdump)
     if slot is None:
+        fwait_i = d.fwait_i
         if (vex or pos - offset - len(prefixes) == 3) and sib_missing(data, pos, end, mode,
                                                                       d.asz_i):
             raise Truncated         # 0F 38/3A, VEX: objdump fetches the ModRM of any opcode
@@ -378,7 +394,8 @@ def _select_form(d: Decoding, slot):
     if slot.modrm:
         modrm = data[pos]
         choice = slot.by_modrm[modrm]
-        if sib_missing(data, pos, end, mode, d.asz_i):
+        if modrm < 0xC0 and modrm & 7 == 4 and pos + 1 >= end and (
+                mode == 64 or (mode == 32) == (d.asz_i < 0)):     # (sib_missing inlined)
             bad = _bad_sib_missing  # objdump reads the SIB byte before it decides (bad)
     else:
         choice = slot.choice
@@ -386,7 +403,7 @@ def _select_form(d: Decoding, slot):
         choice = slot.rexb_choice
     if choice is None:          # (FWAITs before an invalid x87 form are part of the (bad))
         return bad(data, offset, pos + slot.modrm_opcode, d.address, mode, prefixes,
-                   tuple(i for i, p in enumerate(prefixes) if p == 0x9B) if fwait_i >= 0
+                   tuple(i for i, p in enumerate(prefixes) if p == 0x9B) if d.fwait_i >= 0
                    else nobad)
 
     d.opcode_end = pos
@@ -412,14 +429,16 @@ def _select_form(d: Decoding, slot):
                 if d.late:          # objdump prints the operand as "(bad)", then rejects
                     return _bad(data, offset, d.opcode_end, d.address, mode, prefixes, -2)
                 return _badop(data, offset, d.address, mode, prefixes, d.consumed, spec,
-                              modrm, d.rex, d.osz_i, end, d.vvvv, d.vl,
+                              modrm, d.rex, d.osz_i, end, d.vvvv if vex else 0,
+                              d.vl if vex else 0,
                               evex and (evex, d.ebit and modrm >= 0xC0 and d.rc + 1, d.rhi,
                                         d.vbad, d.ebit))
             return bad(data, offset, pos, d.address, mode, prefixes,
                        d.consumed if not vex else nobad)
         pos += 1
     d.pos = pos
-    d.shape = pos + d.lookahead     # bytes that fix the length: prefixes, opcode, ModRM
+    # the bytes that fix the length: prefixes, opcode, ModRM (and what objdump looks ahead)
+    d.shape = pos + d.lookahead if vex else pos
     return spec
 
 
@@ -464,8 +483,8 @@ def _vex_form(d: Decoding, choice, modrm: int):
     elif spec is FALLTHROUGH:   # objdump ignores VEX.pp for this form
         spec = _fallback_form(choice)
     rc = d.rc = vl = d.vl
-    ebit = d.ebit
-    if evex is not None and ebit and modrm >= 0xC0:
+    ebit = d.ebit if evex is not None else 0
+    if ebit and modrm >= 0xC0:
         vl = 2                  # EVEX.b with registers: L'L is rounding; 512 bits
     w = d.w = d.rex >> 3 & 1
     if type(spec) is tuple:

@@ -52,7 +52,8 @@ class Decoded:
 
     def __init__(self, address, length, raw, mnemonic, att_mnemonic, operands, prefixes,
                  unused_prefixes, operand_size, address_size, spec, mode, kind="insn",
-                 evex=None, pseudo_prefix=None):
+                 evex=None, pseudo_prefix=None, op=_INVALID, imm_template=None, shape=0,
+                 plan=None):
         self.address = address
         self.length = length
         self.bytes = raw
@@ -69,10 +70,10 @@ class Decoded:
         self.evex = evex            # EVEX: (mask k, zeroing, broadcast N, rounding text)
         self.pseudo_prefix = pseudo_prefix  # "{evex}" when VEX would encode it (objdump)
         self.reloc = None
-        self.op = _INVALID      # the operation id (ops.py)
-        self.imm_template = None    # (intel, att) name with "{}" for objdump's predicate
-        self.shape = 0          # memo: bytes that fix its length (0: do not memoise)
-        self.plan = None        # ... and where its values sit (None: exact bytes only)
+        self.op = op           # the operation id (ops.py)
+        self.imm_template = imm_template    # (intel, att) name with "{}" for objdump's
+        self.shape = shape      # memo: bytes that fix its length (0: do not memoise)
+        self.plan = plan        # ... and where its values sit (None: exact bytes only)
         self.fields = None      # family heads: (kind, operand index, ...) per value
         self.values = None      # ... the displacement/immediate/target values
         self.readers = None     # ... and how to read them (see `read`)

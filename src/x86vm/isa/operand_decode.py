@@ -1,16 +1,16 @@
 """The decoder's later phases: sizes, ModRM/SIB/displacement, immediates, operands, result.
 
 decoder.py reads the prefixes, the VEX/XOP/EVEX prefix and the opcode, and selects the map
-form; `finish` continues on the same `Decoding` record:
+form; its `decode_uncached` then runs these phases on the same `Decoding` record:
 
-4. `_sizes`: operand and address size (SDM §2.2.1.2, Table 2-4; VEX.W), the segment
+4. `decode_sizes`: operand and address size (SDM §2.2.1.2, Table 2-4; VEX.W), the segment
    override in force (§3.7.4.1; 64-bit mode keeps only FS/GS);
-5. `_address`: the memory operand of ModRM/SIB/displacement (§2.1.5, Tables 2-1..2-3; EVEX
+5. `decode_address`: the memory operand of ModRM/SIB/displacement (§2.1.5, Tables 2-1..2-3; EVEX
    disp8*N is applied with the operand, §2.7.5);
-6. `_immediates`: immediates, relative offsets, moffs, far pointers, the /is4 byte
+6. `decode_immediates`: immediates, relative offsets, moffs, far pointers, the /is4 byte
    (§2.1.4: they follow the displacement), in map order;
-7. `_operands`: the operand objects in map (Intel) order;
-8. `_result`: the mnemonic, the prefixes the instruction used (objdump prints the others
+7. `decode_operands`: the operand objects in map (Intel) order;
+8. `build_result`: the mnemonic, the prefixes the instruction used (objdump prints the others
    as words), and the `Decoded` with what the memo needs (`shape`, `plan`).
 """
 
@@ -31,6 +31,7 @@ from .operands import (
     EIZ,
     EIZ_ABSOLUTE,
     GPR,
+    GPR8_LEGACY,
     KREG,
     MMX,
     PORT_DX,
@@ -48,9 +49,8 @@ from .operands import (
     Mem,
     Reg,
     Rel,
-    default_segment,
 )
-from .readers import MAX_LENGTH, OSI, VEC, Truncated, gpr, read
+from .readers import MAX_LENGTH, VEC, Truncated, gpr, read
 from .tables import (
     C_BND,
     C_CR,
@@ -89,37 +89,28 @@ _CLASS_REGS = {C_SEG: SEG, C_CR: CR, C_DR: DR, C_MMX: MMX, C_XMM: XMM, C_K: KREG
                C_BND: BND, C_TMM: TMM}
 _SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}
 _RIZ = {64: RIZ, 32: EIZ}
-
-
-def finish(d: Decoding, spec: Spec) -> Decoded:
-    """Phases 4-8 for the form `spec` (see the module docstring)."""
-    _sizes(d, spec)
-    _address(d, spec)
-    _immediates(d, spec)
-    operands = _operands(d, spec)
-    if type(operands) is Decoded:
-        return operands
-    return _result(d, spec, operands)
+_from_bytes = int.from_bytes
+_new = object.__new__
 
 
 # ---- phase 4: sizes and segment ----
 
-def _sizes(d: Decoding, spec: Spec) -> None:
-    mode, rex, osz_i, asz_i = d.mode, d.rex, d.osz_i, d.asz_i
-    d.rex_used = 0
-    d.reg_form = d.modrm >= 0xC0 or not spec.osz_reg_only
-    if d.vex:
+def decode_sizes(d: Decoding, spec: Spec) -> None:
+    mode, rex, osz_i, asz_i, vex = d.mode, d.rex, d.osz_i, d.asz_i, d.vex
+    rex_used = 0
+    reg_form = d.reg_form = d.modrm >= 0xC0 or not spec.osz_reg_only
+    if vex:
         # VEX.W selects W-named forms in every mode; general registers stay 32-bit outside
         # 64-bit mode
         osz = 64 if rex & 8 and spec.uses_w and (mode == 64 or "gpr" not in spec.classes) \
             else 32
         asz = (32 if asz_i >= 0 else 64) if mode == 64 else (
             (16 if asz_i >= 0 else 32) if mode == 32 else (32 if asz_i >= 0 else 16))
-        d.rex_used = rex & 0xF
+        rex_used = rex & 0xF
     elif mode == 64:
-        if rex & 8 and spec.uses_w and d.reg_form:
+        if rex & 8 and spec.uses_w and reg_form:
             osz = 64
-            d.rex_used = 8
+            rex_used = 8
         elif rex & 8 and spec.d64:      # REX.W beats 66 for near branches, stack ops
             osz = 64
         elif rex & 8 and spec.rexw_z:   # ... and makes z-sized operands 32-bit (objdump:
@@ -136,38 +127,35 @@ def _sizes(d: Decoding, spec: Spec) -> None:
     else:
         osz = 32 if osz_i >= 0 else 16
         asz = 32 if asz_i >= 0 else 16
-    d.osz, d.asz = osz, asz
-    d.osi = OSI[osz]
-    d.si = d.osi + 3 * d.vl
-    seg = None
+    osi = osz >> 5                      # OSI[osz]: 16, 32, 64 -> 0, 1, 2
+    d.osz, d.asz, d.osi, d.rex_used = osz, asz, osi, rex_used
+    d.si = osi + 3 * d.vl if vex else osi
     d.seg_used = False
-    if d.seg_i >= 0:
-        s = _SEG_PREFIX[d.prefixes[d.seg_i]]
-        if spec.notrack and (s == 3 or 0x3E in d.prefixes) and not (
-                mode == 64 and d.osz_i >= 0):
-            d.seg_i = -1            # 3E on an indirect branch is NOTRACK (CET); objdump: any
-                                    # 3E, the last segment prefix prints "notrack", no override
-        elif mode != 64 or s >= 4:
-            seg = SEG[s].name
-        elif d.fsgs:                # 64-bit: CS/DS/ES/SS do not override an FS/GS
-            seg = SEG[_SEG_PREFIX[d.fsgs]].name
+    if d.seg_i < 0:
+        d.seg = None
+        return
+    seg = None
+    s = _SEG_PREFIX[d.prefixes[d.seg_i]]
+    if spec.notrack and (s == 3 or 0x3E in d.prefixes) and not (mode == 64 and d.osz_i >= 0):
+        d.seg_i = -1            # 3E on an indirect branch is NOTRACK (CET); objdump: any 3E,
+                                # the last segment prefix prints "notrack", no override
+    elif mode != 64 or s >= 4:
+        seg = SEG[s].name
+    elif d.fsgs:                # 64-bit: CS/DS/ES/SS do not override an FS/GS
+        seg = SEG[_SEG_PREFIX[d.fsgs]].name
     d.seg = seg
 
 
 # ---- phase 5: ModRM, SIB, displacement ----
 
-def _address(d: Decoding, spec: Spec) -> None:
-    """The memory operand of the ModRM byte (size and EVEX scaling come with the operand)."""
+def decode_address(d: Decoding, spec: Spec) -> None:
+    """The memory operand of a ModRM byte with mod != 11 (decode_uncached calls this only
+    then, for a form with a memory operand; its size and EVEX scaling come with the
+    operand)."""
     modrm, asz, mode = d.modrm, d.asz, d.mode
-    d.mem = None
-    d.rex_byte_reg = False
-    d.lock_cr8 = False
-    if spec.needs_sib and 0 <= modrm < 0xC0 and (asz == 16 or modrm & 7 != 4):
-        return      # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more
-    if spec.noa16 and asz == 16 and 0 <= modrm < 0xC0:
-        return      # MPX has no 16-bit addressing: objdump's "(bad)", no displacement read
-    if not (0 <= modrm < 0xC0 and spec.has_mem_op):
-        return
+    if spec.needs_sib and (asz == 16 or modrm & 7 != 4) or spec.noa16 and asz == 16:
+        d.mem = None    # VSIB/AMX need a SIB byte: objdump prints "(bad)" and reads no more;
+        return          # MPX has no 16-bit addressing: its "(bad)", no displacement read
     data, pos, end, rex = d.data, d.pos, d.end, d.rex
     mod = modrm >> 6
     rm = modrm & 7
@@ -225,26 +213,37 @@ def _address(d: Decoding, spec: Spec) -> None:
             if rex & 1:
                 rex_used |= 1
         if disp_size == 4:
-            disp = read(data, pos, 4, end)
+            if pos + 4 > end:
+                raise Truncated
+            disp = _from_bytes(data[pos:pos + 4], "little", signed=True)
             pos += 4
-            if disp & 0x80000000:
-                disp -= 1 << 32
     if mod == 1:
-        disp = read(data, pos, 1, end)
+        disp = data[pos]        # (IndexError past the end: truncated)
         if disp & 0x80:
             disp -= 0x100
         disp_size = 1
         pos += 1
     elif mod == 2:
         n = 2 if asz == 16 else 4
-        disp = read(data, pos, n, end)
-        if disp >= 1 << (8 * n - 1):
-            disp -= 1 << (8 * n)
+        if pos + n > end:
+            raise Truncated
+        disp = _from_bytes(data[pos:pos + n], "little", signed=True)
         disp_size = n
         pos += n
     seg = d.seg
-    mem = Mem(0, seg or ("ds" if rip else default_segment(base)), base, index, scale, disp,
-              disp_size, asz, True if rip else None, False, seg is not None)
+    mem = _new(Mem)             # Mem.__init__ inlined (the hot path; same fields)
+    # (default_segment inlined: SS with an rBP/rSP base, else DS; RIP has no base)
+    mem.segment = seg or ("ss" if base is not None and base.num in (4, 5) else "ds")
+    mem.size = 0
+    mem.base = base
+    mem.index = index
+    mem.scale = scale
+    mem.disp = disp
+    mem.disp_size = disp_size
+    mem.addr_size = asz
+    mem.target = True if rip else None
+    mem.moffs = mem.implicit = False
+    mem.override = seg is not None
     d.seg_used = seg is not None
     d.disp_at = pos - d.offset - disp_size
     d.disp_signed = not (asz == 16 and mod == 0)
@@ -253,14 +252,15 @@ def _address(d: Decoding, spec: Spec) -> None:
     if not (rip and spec.norip):
         d.mem = mem
     else:                       # MPX: no RIP-relative form, objdump's "(bad)" (and the
-        d.unheld = True         # displacement it read is in no operand)
+        d.mem = None            # displacement it read is in no operand)
+        d.unheld = True
 
 
 # ---- phase 6: immediates ----
 
-def _immediates(d: Decoding, spec: Spec) -> None:
+def decode_immediates(d: Decoding, spec: Spec) -> None:
     """The value fields after the displacement, in map order: (value, byte offset, size)."""
-    data, pos, end, si = d.data, d.pos, d.end, d.si
+    data, pos, end, si, offset = d.data, d.pos, d.end, d.si, d.offset
     values = []
     for op in spec.value_ops:
         k = op[0]
@@ -271,12 +271,14 @@ def _immediates(d: Decoding, spec: Spec) -> None:
         elif k == K_FAR:                # offset, then the 16-bit selector
             n = 2 if d.osz == 16 else 4
             values.append((read(data, pos, n, end), pos - d.offset, n,
-                           read(data, pos + n, 2, end)))
+                           read(data, pos + n, 2, end)))    # (rare: the call is fine)
             pos += n + 2
             continue
         else:                           # the /is4 byte: a register in imm8[7:4]
             n = 1
-        values.append((read(data, pos, n, end), pos - d.offset, n, 0))
+        if pos + n > end:               # (readers.read inlined)
+            raise Truncated
+        values.append((_from_bytes(data[pos:pos + n], "little"), pos - offset, n, 0))
         pos += n
     d.values = values
     d.pos = pos
@@ -284,11 +286,19 @@ def _immediates(d: Decoding, spec: Spec) -> None:
 
 # ---- phase 7: operands ----
 
-def _operands(d: Decoding, spec: Spec):
+def decode_operands(d: Decoding, spec: Spec):
     """The operands in map (Intel) order, and the fields a family reads its values from;
     a 3DNow! suffix naming no instruction is objdump's BadOp (a result)."""
+    if not spec.ops:
+        d.fields = ()
+        d.rex_byte_reg = False
+        return []
     modrm, rex, si, asz, osz, mode = d.modrm, d.rex, d.si, d.asz, d.osz, d.mode
     evex, mem, seg = d.evex, d.mem, d.seg
+    if d.vex:
+        rhi, xhi = d.rhi, d.xhi     # EVEX.R' and EVEX.X: register bit 4
+    else:
+        rhi = xhi = 0
     rex_used = d.rex_used
     rex_byte_reg = False
     values = iter(d.values)
@@ -306,9 +316,10 @@ def _operands(d: Decoding, spec: Spec):
                     size = op[2][si] or asz >> 3        # "as": the address size
                     if size == 1 and rex and 4 <= num < 8:
                         rex_byte_reg = True
-                    operands.append(gpr(size, num, rex))
+                    operands.append(GPR8_LEGACY[num] if size == 1 and not rex  # (gpr())
+                                    else GPR[size][num])
                 elif cls == C_XMM:
-                    operands.append(VEC[op[2][si]][num | d.xhi])
+                    operands.append(VEC[op[2][si]][num | xhi])
                 else:
                     regs = _CLASS_REGS[cls]
                     operands.append(regs[num & (len(regs) - 1)])    # k8+, bnd4+: (bad)
@@ -344,7 +355,8 @@ def _operands(d: Decoding, spec: Spec):
                 size = op[2][si] or asz >> 3        # "as": the address size
                 if size == 1 and rex and 4 <= num < 8:
                     rex_byte_reg = True
-                operands.append(BAD_OPERAND if d.rhi else gpr(size, num, rex))  # EVEX.R'
+                operands.append(BAD_OPERAND if rhi else GPR8_LEGACY[num]      # EVEX.R'
+                                if size == 1 and not rex else GPR[size][num])
                 if rex & 4:
                     rex_used |= 4
             elif cls == C_SEG:
@@ -352,12 +364,12 @@ def _operands(d: Decoding, spec: Spec):
             elif cls == C_MMX:
                 operands.append(MMX[num])
             elif cls == C_XMM:
-                num |= ((rex & 4) << 1) | d.rhi
+                num |= ((rex & 4) << 1) | rhi
                 if rex & 4:
                     rex_used |= 4
                 operands.append(VEC[op[2][si]][num])
             elif cls == C_K:
-                operands.append(KREG[num | (rex & 4) << 1 | d.rhi])      # k8+: (bad)
+                operands.append(KREG[num | (rex & 4) << 1 | rhi])      # k8+: (bad)
             else:
                 num |= (rex & 4) << 1
                 if rex & 4:
@@ -400,13 +412,13 @@ def _operands(d: Decoding, spec: Spec):
                 rex_byte_reg = True
             if rex & 1:
                 rex_used |= 1
-            operands.append(gpr(size, num, rex))
+            operands.append(GPR8_LEGACY[num] if size == 1 and not rex else GPR[size][num])
         elif k == K_REL:
             disp, at, n, _ = next(values)
             if disp >= 1 << (8 * n - 1) and not (n == 2 and mode == 16):
                 disp -= 1 << (8 * n)    # (objdump zero-extends rel16 in 16-bit code)
             fields.append((F_REL, len(operands), at, n, 0))
-            d.rel = Rel(disp)           # (made absolute in _result)
+            d.rel = Rel(disp)           # (made absolute in build_result)
             operands.append(d.rel)
         elif k == K_ONE:
             operands.append(SHIFT_ONE)
@@ -481,7 +493,7 @@ def _unknown_suffix(d: Decoding) -> Decoded:
 
 # ---- phase 8: the result ----
 
-def _result(d: Decoding, spec: Spec, operands: list) -> Decoded:
+def build_result(d: Decoding, spec: Spec, operands: list) -> Decoded:
     data, offset, address, mode = d.data, d.offset, d.address, d.mode
     prefixes, mem, evex, osz, asz, osi = d.prefixes, d.mem, d.evex, d.osz, d.asz, d.osi
     vex = d.vex
@@ -506,12 +518,10 @@ def _result(d: Decoding, spec: Spec, operands: list) -> Decoded:
         mem.base = RIP if asz == 64 else EIP
 
     # mnemonic
-    size_i = OSI[asz] if spec.asz_names else osi
-    name, att_name = spec.names[size_i], spec.att_names[size_i]
+    name, att_name, op = spec.naming[asz >> 5 if spec.asz_names else osi]  # (asz >> 5: OSI)
     if vex and spec.vex_w is not None and spec.vex_w != d.rex >> 3 & 1 and spec.wbad >= 0:
         name = _bad_letter(name, spec.wbad)     # EVEX.W of the other form: objdump marks
         att_name = _bad_letter(att_name, spec.wbad)     # one letter {bad}
-    op = spec.op_ids[size_i]
     imm_template = None
     imm_list = spec.imm_list
     if imm_list is not None:
@@ -525,16 +535,39 @@ def _result(d: Decoding, spec: Spec, operands: list) -> Decoded:
             name = name.replace("{}", spec.imm_default)
             att_name = att_name.replace("{}", spec.imm_default)
 
-    unused = _unused_prefixes(d, spec)
+    unused = _unused_prefixes(d, spec) if prefixes else ()
     if length > MAX_LENGTH:     # SDM §2.3.11: at most 15 bytes; objdump's (bad) at 15
         return Decoded.bad(address, bytes(data[offset:offset + MAX_LENGTH]), tuple(prefixes),
                            unused, mode)
     if d.late:
         return _bad(data, offset, d.opcode_end, address, mode, prefixes, -2)
-    insn = Decoded(address, length, bytes(data[offset:pos]), name, att_name,
-                   tuple(operands), tuple(prefixes), unused, osz, asz, spec, mode)
+    raw = data[offset:pos]
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    # what the memo needs: the bytes that fix the length, and where the values sit (no
+    # plan: an immediate names the mnemonic, an /is4 register, or bytes no field holds --
+    # a displacement read for a "(bad)" operand)
+    insn = _new(Decoded)        # Decoded.__init__ inlined (the hot path; same fields)
+    insn.address = address
+    insn.length = length
+    insn.bytes = raw
+    insn.mnemonic = name
+    insn.att_mnemonic = att_name
+    insn.operands = tuple(operands)
+    insn.prefixes = tuple(prefixes) if prefixes else ()
+    insn.unused_prefixes = unused
+    insn.operand_size = osz
+    insn.address_size = asz
+    insn.spec = spec
+    insn.mode = mode
+    insn.kind = "insn"
+    insn.evex = insn.pseudo_prefix = insn.reloc = insn.target = None
     insn.op = op
     insn.imm_template = imm_template
+    insn.shape = d.shape - offset
+    insn.plan = tuple(d.fields) if spec.plannable and not d.unheld else None
+    insn.fields = insn.values = insn.readers = None
+    insn.reloc_mem = False
     if rel is not None:
         insn.reloc = operands.index(rel)
         insn.target = rel.target
@@ -542,13 +575,9 @@ def _result(d: Decoding, spec: Spec, operands: list) -> Decoded:
         insn.reloc = operands.index(mem)
         insn.target = mem.target
         insn.reloc_mem = True
-    # what the memo needs: the bytes that fix the length, and where the values sit (no
-    # plan: an immediate names the mnemonic, an /is4 register, or bytes no field holds --
-    # a displacement read for a "(bad)" operand)
-    insn.shape = d.shape - offset
-    if imm_list is None and not spec.is4 and not d.unheld:
-        insn.plan = tuple(d.fields)
-    if spec.vex_pseudo and evex is None and vex:
+    if not vex:
+        return insn
+    if spec.vex_pseudo and evex is None:
         insn.pseudo_prefix = "{vex}"
     if evex is not None:
         if spec.evex_pseudo[osi] and not (evex[0] or evex[2] or evex[3] or d.vl == 2 or
@@ -563,22 +592,28 @@ def _result(d: Decoding, spec: Spec, operands: list) -> Decoded:
 def _unused_prefixes(d: Decoding, spec: Spec) -> tuple:
     """The prefixes this instruction did not consume (objdump prints them as words)."""
     prefixes, mem, mode = d.prefixes, d.mem, d.mode
-    consumed, fwait_i = d.consumed, d.fwait_i
+    consumed, fwait_i, rex_i, asz_i = d.consumed, d.fwait_i, d.rex_i, d.asz_i
+    if rex_i == 0 and len(prefixes) == 1 and not d.vex:     # a REX alone (the common case)
+        p = prefixes[0]
+        return (p,) if (p & 0xF) != d.rex_used or (
+            (p & 0xF) == 0 and not d.rex_byte_reg) else ()
     rep_shown = spec.prefix_ignored
     if rep_shown:
         consumed = -1
-    asz_used = mem is not None or spec.string_op or spec.uses_asz or (spec.asz_names and
-                                                              not spec.moffs)
-    if mem is not None and _addr32_shown(mem, mode):
-        asz_used = False
+    asz_used = False            # (worked out only when there is a 67)
+    if asz_i < 0 or mem is not None and _addr32_shown(mem, mode):
+        pass
     elif spec.noa16 and mode == 64:
-        asz_used = False        # MPX addresses are 64-bit: a 67 prints as addr32
+        pass                    # MPX addresses are 64-bit: a 67 prints as addr32
+    else:
+        asz_used = mem is not None or spec.string_op or spec.uses_asz or (
+            spec.asz_names and not spec.moffs)
     unused = []
     last = len(prefixes) - 1
     for i, p in enumerate(prefixes):
         if i == consumed or fwait_i >= 0 and (i == fwait_i or p == 0x9B):
             continue            # (an FWAIT before an x87 form: `Instruction.wait`)
-        if i == d.rex_i and i == last and not d.vex:
+        if i == rex_i and i == last and not d.vex:
             if (p & 0xF) != d.rex_used or ((p & 0xF) == 0 and not d.rex_byte_reg):
                 unused.append(p)
             continue
@@ -587,12 +622,12 @@ def _unused_prefixes(d: Decoding, spec: Spec) -> tuple:
         if i == d.seg_i and d.seg_used:
             continue
         if i == d.osz_i and not rep_shown and (d.reg_form and spec.uses_66 and d.osz != 64 or
-                             d.modrm >= 0xC0 and "movsxd" in spec.flags):
+                                              d.modrm >= 0xC0 and "movsxd" in spec.flags):
             continue            # (objdump's MOVSXD_Fixup: with REX.W, in register form)
-        if i == d.asz_i and asz_used:
+        if i == asz_i and asz_used:
             continue
         unused.append(p)
-    return tuple(unused)
+    return tuple(unused) if unused else ()
 
 
 def _addr32_shown(mem: Mem, mode: int) -> bool:

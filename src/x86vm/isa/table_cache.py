@@ -96,9 +96,15 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
     def find_class(self, module: str, name: str):
-        if not module.startswith("x86vm.isa.") and module not in ("builtins", "copyreg"):
+        """Only the tables' own classes and plain containers (a cache file is trusted like
+        a .pyc, but nothing else needs loading)."""
+        if not (module.startswith("x86vm.isa.") and name[:1].isupper()) and \
+                (module, name) not in _BUILTINS:
             raise pickle.UnpicklingError(f"{module}.{name} is not part of the tables")
         return super().find_class(module, name)
+
+
+_BUILTINS = {("builtins", "frozenset"), ("builtins", "set"), ("builtins", "slice")}
 
 
 def _read(path: str, load):

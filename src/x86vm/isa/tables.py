@@ -82,7 +82,7 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid", "prefix_ignored")
+                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable", "naming")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -112,6 +112,8 @@ class Spec:
         self.imm_op_names = tuple(op_name(n) if n != "-" else "" for n in self.imm_list) \
             if self.imm_opcode else ()
         self.op_ids: tuple = (0, 0, 0)      # (Tables: by operand size, like `names`)
+        # (Tables) (name, AT&T name, operation id) by size index: the decoder's one lookup
+        self.naming: tuple = tuple(zip(self.names, self.att_names, self.op_ids, strict=True))
         self.imm_op_ids: tuple = ()
         self.ops = tuple(_compile_operand(op) for op in form.operands)
         # per operand (as decoded: "F" operands are not), a register's size in bytes by
@@ -121,6 +123,9 @@ class Spec:
                                if op[0] in (K_IMM, K_REL, K_MOFFS, K_FAR, K_IS4))
         self.string_op = any(op[0] in (K_STR_X, K_STR_Y) for op in self.ops)
         self.is4 = any(op[0] == K_IS4 for op in self.ops)
+        # the memo may read its values from a family member's bytes (no immediate names the
+        # mnemonic, no /is4 register)
+        self.plannable = self.imm_list is None and not self.is4
         self.cpuid: tuple | None = None     # (Tables) the CPUID feature by operand size
         self.register_sizes = tuple(
             op[2] if op[0] in (K_REG, K_RM, K_VVVV, K_IS4) else None
@@ -375,6 +380,7 @@ class Tables:
         for spec in self._spec_cache.values():
             spec.op_ids = tuple(self.op_ids.id(n) for n in spec.op_names)
             spec.imm_op_ids = tuple(self.op_ids.id(n) for n in spec.imm_op_names)
+            spec.naming = tuple(zip(spec.names, spec.att_names, spec.op_ids, strict=True))
         vex_names = {(n, s.classes) for k, s in self._spec_cache.items()
                      if k[-1] in self._vex_lines and not s.vex_pseudo for n in s.names}
         for key, spec in self._spec_cache.items():

@@ -221,8 +221,10 @@ def _atan_fixed(t: int, p: int) -> int:
     return total << halvings
 
 
-def fpatan(y: int, x: int, rc: int = RC_NEAREST) -> tuple[int, int]:
-    """FPATAN: atan2(y, x) = the angle of (x, y), in [-pi, pi] (ST(1) = y, ST(0) = x)."""
+def fpatan(y: int, x: int, rc: int = RC_NEAREST, wrap: int = 0) -> tuple[int, int]:
+    """FPATAN: atan2(y, x) = the angle of (x, y), in [-pi, pi] (ST(1) = y, ST(0) = x).
+    ``wrap`` (here and in f2xm1, fyl2x, fyl2xp1): the unmasked OE/UE of :func:`round_pack`,
+    so a tiny or huge result is scaled by 2**∓24576 as the host does."""
     cy, sy, ey, my = unpack(F80, y)
     cx, sx, ex, mx = unpack(F80, x)
     if cy >= QNAN or cx >= QNAN:
@@ -247,7 +249,8 @@ def fpatan(y: int, x: int, rc: int = RC_NEAREST) -> tuple[int, int]:
     if ly - lx < TINY_LEAD and not sx:  # atan t < t: y/x rounded a hair low
         k = 140
         q, rem = divmod(my << k, mx)
-        bits, fl = round_pack(F80, sy, ey - ex - k - 2, (q << 2) - (0 if rem else 1), rc)
+        bits, fl = round_pack(F80, sy, ey - ex - k - 2, (q << 2) - (0 if rem else 1), rc, 0,
+                              False, wrap)
         return bits, flags | fl | PE
     if ly <= lx:
         p = max(256, 200 - (ly - lx))
@@ -258,11 +261,11 @@ def fpatan(y: int, x: int, rc: int = RC_NEAREST) -> tuple[int, int]:
         theta = (_pi(p) >> 1) - _atan_fixed(t, p)
     if sx:
         theta = _pi(p) - theta
-    r, f = _result(sy, theta, p, rc)
+    r, f = _result(sy, theta, p, rc, wrap)
     return r, flags | f
 
 
-def f2xm1(a: int, rc: int = RC_NEAREST) -> tuple[int, int]:
+def f2xm1(a: int, rc: int = RC_NEAREST, wrap: int = 0) -> tuple[int, int]:
     """F2XM1: 2**x - 1 for -1 <= x <= 1; outside that range (undefined in the SDM) x is
     returned unchanged with PE, as the host does."""
     c, s, e, m = unpack(F80, a)
@@ -303,9 +306,9 @@ def f2xm1(a: int, rc: int = RC_NEAREST) -> tuple[int, int]:
     if exact:
         v = (1 << (p + n)) - (1 << p) if n >= 0 else (1 << p >> -n) - (1 << p)
         sgn = 1 if v < 0 else 0
-        bits, fl = round_pack(F80, sgn, -p, abs(v), rc)
+        bits, fl = round_pack(F80, sgn, -p, abs(v), rc, 0, False, wrap)
         return bits, flags | fl
-    r, fl = _result(0, v, p, rc)
+    r, fl = _result(0, v, p, rc, wrap)
     return r, flags | fl
 
 
@@ -321,7 +324,8 @@ def _log2_fixed(e: int, m: int, p: int) -> tuple[int, bool]:
     return (lead << p) + (ln << p) // _ln2(p), False
 
 
-def fyl2x(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0) -> tuple[int, int]:
+def fyl2x(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0, wrap: int = 0
+          ) -> tuple[int, int]:
     """FYL2X: y * log2(x) (ST(1) = y, ST(0) = x)."""
     cy, sy, ey, my = unpack(F80, y)
     cx, sx, ex, mx = unpack(F80, x)
@@ -356,15 +360,16 @@ def fyl2x(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0) -> tuple[int, int
     sign = sy ^ (1 if lg < 0 else 0)
     lg = abs(lg)
     if exact:  # x a power of two: the host still reports PE, and UE for a tiny result
-        bits, fl = round_pack(F80, sign, ey - p, my * lg, rc, prec)
+        bits, fl = round_pack(F80, sign, ey - p, my * lg, rc, prec, False, wrap)
         if bits & 0x7FFF << 64 == 0:
             fl |= UE
         return bits, flags | fl | PE
-    bits, fl = round_pack(F80, sign, ey - p - 1, (my * lg << 1) | 1, rc, prec)
+    bits, fl = round_pack(F80, sign, ey - p - 1, (my * lg << 1) | 1, rc, prec, False, wrap)
     return bits, flags | fl | PE
 
 
-def fyl2xp1(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0) -> tuple[int, int]:
+def fyl2xp1(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0, wrap: int = 0
+            ) -> tuple[int, int]:
     """FYL2XP1: y * log2(x + 1) (the SDM defines |x| < 1 - sqrt(2)/2; x86vm computes it for
     any x > -1)."""
     cy, sy, ey, my = unpack(F80, y)
@@ -393,5 +398,6 @@ def fyl2xp1(y: int, x: int, rc: int = RC_NEAREST, prec: int = 0) -> tuple[int, i
         n = _fixed(0, 1, p) + xf
         lg, _ = _log2_fixed(-p, n, p)
     sign = sy ^ (1 if lg < 0 else 0)
-    bits, fl = round_pack(F80, sign, ey - p - 1, (my * abs(lg) << 1) | 1, rc, prec)
+    bits, fl = round_pack(F80, sign, ey - p - 1, (my * abs(lg) << 1) | 1, rc, prec, False,
+                          wrap)
     return bits, flags | fl | PE

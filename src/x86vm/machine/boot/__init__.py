@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from x86vm.machine.boot import elf, flat, linux, multiboot, pvh
+from x86vm.machine.boot import bios, elf, flat, linux, multiboot, pvh
 from x86vm.machine.boot.errors import BootError
 from x86vm.machine.boot.firmware import PlatformTables, write_firmware_tables
 from x86vm.machine.boot.layout import BootModule, ModuleSpec, Reservations, as_modules
@@ -91,7 +91,11 @@ def load_image(memory: GuestMemory, image: bytes, fmt: str | None = None, *,
                                 rsdp=rsdp)
     mods = as_modules(list(modules), initrd)
     if fmt == "multiboot":
-        return multiboot.load_multiboot(memory, image, cmdline=cmdline, modules=mods,
-                                        reserved=reserved)
+        entry = multiboot.load_multiboot(memory, image, cmdline=cmdline, modules=mods,
+                                         reserved=reserved)
+        if firmware is not None and firmware.bios_ivt:  # what SeaBIOS leaves (qemu -kernel)
+            bios.write_ivt(memory)
+            entry = bios.chipset_init_stub(memory, entry, firmware.init_writes)
+        return entry
     return pvh.load_pvh(memory, image, cmdline=cmdline, modules=mods,
                         cmdline_fragments=cmdline_fragments, reserved=reserved, rsdp=rsdp)

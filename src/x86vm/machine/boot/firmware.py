@@ -61,6 +61,11 @@ class PlatformTables:
     """The PM1 block's port (FADT), or None for no ACPI power management."""
     sci_irq: int = SCI_IRQ
     base: int = TABLES_BASE
+    bios_ivt: bool = True
+    """Multiboot: also leave a BIOS's real-mode IVT (machine/boot/bios.py)."""
+    init_writes: tuple[tuple[str, int, int], ...] = ()
+    """Multiboot: port/MMIO writes firmware makes to controllers the loader cannot program
+    itself (KVM's in-kernel irqchip), run by a stub before the kernel (bios.py)."""
 
 
 def checksum(data: bytes) -> int:

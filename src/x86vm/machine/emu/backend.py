@@ -22,6 +22,7 @@ from x86vm.cpu.core import Cpu
 from x86vm.cpu.errors import GP, CpuFault
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RFLAGS_IF, RegisterState
+from x86vm.cpu.system import check_vendor
 from x86vm.machine.backend import DebugControl, debug_slots
 from x86vm.machine.exits import (
     DebugStop,
@@ -109,9 +110,12 @@ class EmuBackend:
     unpatched_breakpoints = True  # DebugControl.unpatched_breakpoints: as many as asked
     in_kernel: frozenset[str] = frozenset()  # the board's Python chipset interrupts the CPU
 
-    def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ) -> None:
+    def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ,
+                 cpu_vendor: str | None = None) -> None:
         self.memory = memory
         self.cpu = Cpu(Ram(memory.regions))   # the live list: RAM added later is seen
+        if cpu_vendor is not None:  # CPUID's vendor and the vendor-specific semantics
+            self.cpu.vendor = check_vendor(cpu_vendor)
         observers = getattr(memory, "write_observers", None)
         if observers is not None:      # device writes into RAM drop the code they overwrite
             observers.append(self.cpu.ram_written)

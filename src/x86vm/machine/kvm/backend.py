@@ -12,6 +12,7 @@ signal has a no-op handler, installed for the duration of a run.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from x86vm.cpu.state import RegisterState
+from x86vm.cpu.system import check_vendor, vendor_regs
 from x86vm.machine.backend import DebugControl
 from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import abi
@@ -59,6 +61,15 @@ class KvmIrqLine:
             if level != self.level:
                 self._vm.irq_line(self.irq, level)
                 self.level = level
+
+
+def with_vendor(cpuid: ctypes.Structure, vendor: bytes) -> None:
+    """Put ``vendor`` in CPUID leaves 0 and 0x80000000 (EBX, EDX, ECX): KVM's own emulator
+    follows the guest's vendor too (e.g. SYSCALL outside 64-bit mode)."""
+    b, d, c = vendor_regs(vendor)
+    for entry in cpuid.entries[:cpuid.nent]:
+        if entry.function in (0, 0x80000000):
+            entry.ebx, entry.edx, entry.ecx = b, d, c
 
 
 class HostClockWaker:
@@ -127,7 +138,7 @@ class KvmBackend:
     IRQCHIP_DEVICES = frozenset({"pic", "ioapic", "lapic", "pit"})
 
     def __init__(self, memory: GuestMemory, *, kvm_path: str = DEFAULT_KVM_PATH,
-                 irqchip: bool = True) -> None:
+                 irqchip: bool = True, cpu_vendor: str | None = None) -> None:
         self.kvm = Kvm(kvm_path)
         self.vm: KvmVm | None = None
         self.vcpu: KvmVcpu | None = None
@@ -150,6 +161,8 @@ class KvmBackend:
                                                region.host_address, flags)
             self.vcpu = KvmVcpu(self.kvm, self.vm, 0)
             cpuid = self.kvm.supported_cpuid()
+            if cpu_vendor is not None:
+                with_vendor(cpuid, check_vendor(cpu_vendor))
             self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(cpuid))
             self.vcpu.set_msrs(BOOT_MSRS)
         except BaseException:
