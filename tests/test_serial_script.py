@@ -127,3 +127,16 @@ def test_cli_documents_serial_input_and_refuses_a_missing_file(tmp_path):
                            "--serial-input", str(missing)], env=env, capture_output=True,
                           text=True)
     assert done.returncode == 2 and str(missing) in done.stderr
+
+
+def test_cli_runs_a_guest_with_serial_input(tmp_path):
+    """The bundled guest never listens on COM1: the script waits, the run ends as usual
+    (stdin, a pipe with bytes in it, is not the input then)."""
+    script = tmp_path / "session"
+    script.write_bytes(b"echo never typed\n")
+    env = {"PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "x86vm", "run", "--backend", "emu",
+                           "--serial-input", str(script), "--timeout", "60"], env=env,
+                          input=b"from stdin\n", capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert b"Hello from the x86vm guest!" in done.stdout
