@@ -116,16 +116,15 @@ def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> 
     d.prefixes = []
     d.seg_i = d.osz_i = d.asz_i = d.rep_i = d.lock_i = d.rex_i = d.fwait_i = -1
     d.rex = d.fsgs = 0
-    # set once a VEX/XOP/EVEX prefix has been read: objdump then replaces the REX bits it
-    # kept, so a truncated instruction behind a REX byte prints ".byte 0x4."
-    d.rex_replaced = False
+    # (rex_replaced is set once a VEX/XOP/EVEX prefix has been read: objdump then replaces
+    # the REX bits it kept, so a truncated instruction behind a REX byte prints ".byte 0x4.";
+    # only _truncated reads it, unset means False)
     d.vex = False           # (_vex/_evex set vl, vvvv, vraw, rhi, xhi, lookahead...)
     d.evex = None           # EVEX: [mask k, zeroing, broadcast, rounding]
     d.consumed = -1         # the mandatory prefix that selected the form
     d.late = False          # objdump rejects this form only after reading its operands
     d.rel = None            # a relative branch operand
     d.unheld = False        # bytes were read that no operand holds
-    d.lock_cr8 = False      # LOCK made MOV CRn CR(n+8)
     try:
         b = d.opcode = data[offset]
         if (PREFIX_KIND64 if mode == 64 else PREFIX_KIND)[b]:
@@ -159,7 +158,7 @@ def _truncated(d: Decoding) -> Decoded:
     """The code ends inside the instruction: objdump prints its first byte alone."""
     b = d.data[d.offset]
     kinds = PREFIX_KIND64 if d.mode == 64 else PREFIX_KIND
-    if kinds[b] and not (kinds[b] == P_REX and d.rex_replaced):
+    if kinds[b] and not (kinds[b] == P_REX and getattr(d, "rex_replaced", False)):
         return Decoded.prefix_only(d.address, bytes((b,)), (b,), d.mode)
     return Decoded.truncated(d.address, b, d.mode)
 
@@ -217,6 +216,7 @@ def _prefixes(d: Decoding) -> Decoded | None:
     d.rex, d.fwait_i, d.pos, d.opcode = rex, fwait_i, pos, b
     d.seg_i, d.osz_i, d.asz_i, d.rep_i, d.lock_i, d.rex_i, d.fsgs = \
         seg_i, osz_i, asz_i, rep_i, lock_i, rex_i, fsgs
+    d.lock_cr8 = False      # LOCK made MOV CRn CR(n+8) (read only with a LOCK prefix)
     if fwait_i >= 0 and not 0xD8 <= b <= 0xDF:     # FWAIT prefixes only x87 escapes
         return _fwait(data, offset, fwait_i, d.address, mode, prefixes, d.tables)
     return None
