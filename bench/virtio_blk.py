@@ -37,7 +37,8 @@ from support.initramfs import guest_initramfs, static_program  # noqa: E402
 
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
-LINE = re.compile(rb"BENCH (\S+) (start|end|failed|done)(?: bytes=(\d+) ops=(\d+) guest_ns=(\d+))?")
+LINE = re.compile(rb"BENCH (?:(\S+) )?(start|end|failed|done)"
+                  rb"(?: bytes=(\d+) ops=(\d+) guest_ns=(\d+))?")
 CMDLINE = "console=ttyS0 rdinit=/x86vm-init panic=-1"
 # what this repository's software KVM needs to get Linux far (docs/linux-guest.md)
 KVM_WORKAROUNDS = " noxsave clearcpuid=308,151"

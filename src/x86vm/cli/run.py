@@ -290,7 +290,10 @@ def run(args: argparse.Namespace) -> int:
             ScriptedInput(board.uart, script, machine.at, machine.clock_ns).start()
         if drives or args.virtio_rng:
             try:
-                virtio = attach_virtio(machine, drives, rng=args.virtio_rng)
+                # the interrupt inputs are the Python chipset's when the board built one
+                # (emu, --irqchip user), else the machine's (KVM's in-kernel irqchip)
+                lines = board.chipset.irq_line if board.chipset is not None else None
+                virtio = attach_virtio(machine, drives, rng=args.virtio_rng, irq_line=lines)
             except DiskImageError as exc:  # missing, locked, odd-sized: before the guest runs
                 raise CliError(str(exc)) from None
             # Linux finds virtio-mmio devices on its command line (the loaders append it)
