@@ -99,3 +99,26 @@ def test_rom_option_errors_are_one_line(tmp_path, rom, args, message):
     done = x86vm("run", "--backend", "emu", *args)
     assert done.returncode == 2
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.kvm
+def test_rom_exit_sequence_equals_kvm(rom, monkeypatch):
+    """The ROM guest makes the same port-I/O and MMIO exits, in the same order with the same
+    data, on emu as on KVM (the recorder of test_cpu_exits)."""
+    from test_cpu_exits import _recording
+    from x86vm.devices.console import BufferConsole
+    from x86vm.devices.pc import attach_pc_devices
+    oracles.require("kvm")
+    runs = {}
+    for backend in ("kvm", "emu"):
+        log: list = []
+        with monkeypatch.context() as mp:
+            _recording(mp, log)
+            console = BufferConsole()
+            with Machine(memory_size=16 << 20, backend=backend,
+                         rom=rom_regions(rom.read_bytes())) as m:
+                attach_pc_devices(m, console, debug_exit_port=0xF4, firmware_handoff=False)
+                result = m.run(reset_state(), timeout=30)
+        runs[backend] = (result.status, bytes(console.output), log)
+    assert runs["emu"] == runs["kvm"]
+    assert len(runs["emu"][2]) > 40 and runs["emu"][0] == 1   # the checks' output, then exit
