@@ -43,6 +43,11 @@ def parse_descriptor(raw: int, selector: int) -> Segment:
                    avl=flags & 1, l=(flags >> 1) & 1, db=(flags >> 2) & 1, g=g)
 
 
+def null_segment(selector: int) -> Segment:
+    """The hidden cache after a null selector is loaded: unusable (SDM Vol. 3A §3.4.2)."""
+    return Segment(selector, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1)
+
+
 class InterruptMixin:
     """Segment and interrupt machinery of :class:`x86vm.cpu.core.Cpu`."""
 
@@ -78,7 +83,7 @@ class InterruptMixin:
         if selector & ~3 == 0:
             if index == _SS and not (self.code_bits == 64 and rpl == self.cpl):
                 raise CpuFault(GP, 0)
-            self.set_segment(index, Segment(selector, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1))
+            self.set_segment(index, null_segment(selector))
             return
         raw, la = self.read_descriptor(selector)
         seg = parse_descriptor(raw, selector)
@@ -408,7 +413,7 @@ class InterruptMixin:
             if seg.selector & ~3 == 0 or not seg.s:
                 continue
             if seg.type & 0xC != 0xC and seg.dpl < self.cpl:
-                self.set_segment(index, Segment(0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1))
+                self.set_segment(index, null_segment(0))
 
     def _iret_vm86(self, size: int) -> None:
         """IRET inside virtual-8086 mode: as in real mode with IOPL 3 (VM and IOPL kept),

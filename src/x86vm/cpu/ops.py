@@ -25,6 +25,7 @@ from x86vm.cpu.operand import (
     write,
     write_reg,
 )
+from x86vm.cpu.state import RFLAGS_VM
 
 M64 = 0xFFFFFFFFFFFFFFFF
 
@@ -411,7 +412,7 @@ def h_pop(cpu, c) -> None:
 
 def _vm86_iopl_check(cpu) -> None:
     """PUSHF/POPF in virtual-8086 mode need IOPL 3 (SDM Vol. 3B §20.2.7), else #GP(0)."""
-    if cpu.fl & 0x20000 and (cpu.fl >> 12) & 3 != 3:
+    if cpu.fl & RFLAGS_VM and (cpu.fl >> 12) & 3 != 3:
         raise CpuFault(GP, 0)
 
 
