@@ -370,6 +370,7 @@ def test_a_linux_boot_traced_on_emu_counts_what_its_stats_count(tmp_path) -> Non
         assert elements == stats[f"{bus}.{stat}"], (bus, stat)
     assert counts["irq:inject"] > 0 and counts["exception"] > 0
     assert_irq_events_match_stats(events, stats)
+    print(f"emu Linux trace: {dict(counts)}; --stats {stats}; JSON {path.stat().st_size} bytes")
     assert {e["args"]["register"] for e in events if e["name"] == "mode:cr"} >= {"cr3", "cr4"}
     text_stats = _stats(runs[text].stderr)  # another run: the timeout is wall-clock time
     names = Counter(TEXT_LINE.match(line).group(5)
