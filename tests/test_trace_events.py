@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections import Counter
 from importlib import resources
 
@@ -322,6 +323,29 @@ def test_an_emu_run_traces_what_its_stats_count(tmp_path) -> None:
     assert movs and all(m["regs"].startswith("rdi=0x") for m in movs), movs[:3]
 
 
+@runs_guests
+def test_kvm_with_the_user_irqchip_traces_exits_and_interrupts(tmp_path) -> None:
+    """KVM with x86vm's chipset (``--irqchip user``): the board swaps the backend's ``run``
+    for the user irqchip's, so the tracer attaches after it — every exit is recorded, and
+    ``irq:raise``/``irq:inject`` (the ``KVM_INTERRUPT`` injections) are ``--stats``'s."""
+    from guests.build import build, missing_tools
+    from test_cli_run import x86vm
+
+    if missing_tools():
+        pytest.skip("cannot build the guest: gcc/ld missing")
+    guest = build("long64_pvh.elf", tmp_path)
+    path = tmp_path / "trace.json"
+    done = x86vm("run", guest, "--backend", "kvm", "--irqchip", "user", "--trace",
+                 "exit:*,irq:*", "--trace-file", path, "--stats", "--serial", "none")
+    assert done.returncode == 0x43, done.stderr
+    stats = _stats(done.stderr)
+    events = [e for e in validate_trace_event_json(json.loads(path.read_text()))
+              if e["ph"] != "M"]
+    assert sum(1 for e in events if e["name"].startswith("exit:")) == stats["exits"] > 100
+    assert [e["args"]["vector"] for e in events if e["name"] == "irq:inject"] == [0x20]
+    assert_irq_events_match_stats(events, stats)
+
+
 def test_emu_hooks_are_none_unless_their_event_is_on_and_detach_clears_them() -> None:
     from x86vm.machine.vm import Machine
 
@@ -340,21 +364,30 @@ def test_emu_hooks_are_none_unless_their_event_is_on_and_detach_clears_them() ->
 
 @pytest.mark.slow
 def test_a_linux_boot_traced_on_emu_counts_what_its_stats_count(tmp_path) -> None:
-    """Every emu event but ``insn`` over 60 s of the Linux guest's boot on emu: the counts
-    are ``--stats``'s (exits by bus and direction, blocks translated), the kernel's own CR
-    writes and interrupts are there, the JSON is the Trace Event Format and the text has
-    one ftrace line per event."""
+    """Every emu event but ``insn`` over a whole Linux boot on emu, to the busybox prompt and
+    ``poweroff -f``: the counts are ``--stats``'s (exits by bus and direction, blocks
+    translated, interrupt lines' rising edges, interrupts taken), the kernel's own CR
+    writes are there, the JSON is the Trace Event Format, and the text output of another
+    boot of it has one ftrace line per event, its counts its own --stats's."""
     from test_cli_run import x86vm
-    from test_linux_guest import UNATTENDED_CMDLINE, cached
+    from test_linux_guest import EMU_CMDLINE, PROMPT, cached
 
     path, text = tmp_path / "linux.json", tmp_path / "linux.txt"
-    runs = {}
+    session = tmp_path / "session"
+    session.write_bytes(b"poweroff -f\n")
+    runs, consoles = {}, {}
     for out in (path, text):
+        consoles[out] = tmp_path / f"{out.name}.serial"
+        started = time.monotonic()
         runs[out] = x86vm("run", cached("bzImage"), "--initrd", cached("initramfs.cpio"),
-                          "--cmdline", UNATTENDED_CMDLINE, "--backend", "emu", "--trace",
+                          "--cmdline", EMU_CMDLINE, "--backend", "emu", "--trace",
                           "exit:*,irq:*,exception,mode:cr,emu:block", "--trace-buffer",
-                          1 << 21, "--trace-file", out, "--stats", "--timeout", "60",
-                          "--serial", "none", timeout=240)
+                          1 << 21, "--trace-file", out, "--stats", "--timeout", "900",
+                          "--serial", f"file:{consoles[out]}", "--serial-input", session,
+                          timeout=1000)
+        print(f"{out.name}: {time.monotonic() - started:.0f} s wall")
+        assert runs[out].returncode == 0, runs[out].stderr[-3000:]
+        assert PROMPT in consoles[out].read_text(errors="replace")
     stats = _stats(runs[path].stderr)
     events = [e for e in validate_trace_event_json(json.loads(path.read_text()))
               if e["ph"] != "M"]
@@ -370,13 +403,17 @@ def test_a_linux_boot_traced_on_emu_counts_what_its_stats_count(tmp_path) -> Non
         assert elements == stats[f"{bus}.{stat}"], (bus, stat)
     assert counts["irq:inject"] > 0 and counts["exception"] > 0
     assert_irq_events_match_stats(events, stats)
-    print(f"emu Linux trace: {dict(counts)}; --stats {stats}; JSON {path.stat().st_size} bytes")
     assert {e["args"]["register"] for e in events if e["name"] == "mode:cr"} >= {"cr3", "cr4"}
-    text_stats = _stats(runs[text].stderr)  # another run: the timeout is wall-clock time
+    print(f"emu Linux trace: {dict(counts)}; --stats {stats}; JSON {path.stat().st_size} bytes")
+    text_stats = _stats(runs[text].stderr)
     names = Counter(TEXT_LINE.match(line).group(5)
                     for line in text.read_text().splitlines() if not line.startswith("#"))
     assert names["emu:block"] == text_stats["blocks"]
     assert sum(v for k, v in names.items() if k.startswith("exit:")) == text_stats["exits"]
+    raised = sum(1 for line in text.read_text().splitlines()
+                 if ": irq:raise: " in line and line.endswith("level=0x1"))
+    assert raised == text_stats["irq.raised"] and names["irq:inject"] == text_stats["irq.taken"]
+    print(f"text: {dict(names)}; {text.stat().st_size} bytes")
 
 
 def test_irq_raise_records_level_changes_of_the_chipset_lines_only_while_on() -> None:

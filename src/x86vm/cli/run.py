@@ -274,14 +274,6 @@ def run(args: argparse.Namespace) -> int:
     virtio = []
     try:
         try:
-            stub = gdb_stub.start(args, machine)
-            tracer = trace_session.start(args, stub.inner if stub else machine.backend,
-                                         machine.backend)
-        except (ValueError, OSError) as exc:  # TraceError is a ValueError
-            raise CliError(str(exc)) from None
-        if stub is not None:
-            stub.tracer = tracer
-        try:
             console = open_console(args.serial, read_stdin=script is None)
         except ConsoleError as exc:
             raise CliError(str(exc)) from None
@@ -290,7 +282,6 @@ def run(args: argparse.Namespace) -> int:
                                       testdev=args.testdev, firmware_handoff=rom is None)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
-        trace_session.attach_board(tracer, board)
         if script is not None:
             ScriptedInput(board.uart, script, machine.at, machine.clock_ns).start()
         if drives or args.virtio_rng:
@@ -303,6 +294,15 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError(str(exc)) from None
             # Linux finds virtio-mmio devices on its command line (the loaders append it)
             board.add_cmdline(cmdline_fragment(virtio))
+        try:  # after the board: it may swap the backend's run (KVM's user irqchip)
+            stub = gdb_stub.start(args, machine)
+            tracer = trace_session.start(args, stub.inner if stub else machine.backend,
+                                         machine.backend)
+        except (ValueError, OSError) as exc:  # TraceError is a ValueError
+            raise CliError(str(exc)) from None
+        if stub is not None:
+            stub.tracer = tracer
+        trace_session.attach_board(tracer, board)
         try:
             entry = reset_state() if rom is not None else load_image(
                 machine.memory, image, fmt, cmdline=cmdline, initrd=initrd,

@@ -531,6 +531,7 @@ class GdbStub:
         if on:
             attached = tracer.attach_exits(self.inner)
             hooked = tracer.attach_backend(self.backend)
+            hooked = tracer.attach_lines(tracer.line_sources) or hooked
             if not attached and not hooked:
                 return "no exit events enabled\n"
             return "tracing exits\n" if attached else "tracing the backend's events\n"

@@ -140,6 +140,7 @@ class Tracer:
         self._swapped: list[tuple[object, object]] = []
         self._hooked: list[Callable[..., None]] = []
         self._lines: list[object] = []
+        self.line_sources: list[object] = []
 
     def ring(self, cpu: int = 0) -> Ring:
         ring = self.rings.get(cpu)
@@ -205,10 +206,11 @@ class Tracer:
         record = self.recorder("irq:raise", cpu)
         if record is None:
             return False
+        self.line_sources = lines = list(lines)  # for a later re-attach (gdb's monitor)
         for line in lines:
             line.trace = record  # type: ignore[attr-defined]
             self._lines.append(line)
-        return True
+        return bool(lines)
 
     def detach(self) -> None:
         """Put back what :meth:`attach_exits` swapped and unhook :meth:`attach_backend`

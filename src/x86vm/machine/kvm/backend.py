@@ -258,6 +258,13 @@ class KvmBackend:
         self.user_irqchip = UserIrqchip(self.vcpu, controller, local_apic)
         self.run = self.user_irqchip.run
 
+    def set_trace(self, recorder: Callable[[str], Callable[..., None] | None]) -> None:
+        """Trace hooks: ``irq:inject`` when the user irqchip injects (``KVM_INTERRUPT``);
+        ``recorder(name)`` is None for an event that is off. Call it after
+        :meth:`set_interrupt_controller`; with the in-kernel irqchip there is nothing to hook."""
+        if self.user_irqchip is not None:
+            self.user_irqchip.trace_inject = recorder("irq:inject")
+
     def interrupt_pending(self) -> None:
         if self.user_irqchip is not None:
             self.user_irqchip.notify()

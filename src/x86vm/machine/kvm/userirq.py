@@ -68,6 +68,7 @@ class UserIrqchip:
         self.halted = False
         self.injected = 0
         self.nmis = 0
+        self.trace_inject: Callable[[int], None] | None = None  # irq:inject, when traced
         self._irq = KvmInterrupt()
         self._take_nmi: Callable[[], bool] | None = getattr(controller, "take_nmi", None)
 
@@ -96,6 +97,8 @@ class UserIrqchip:
                     self._irq.irq = vector
                     ioctl(self.vcpu.fd, KVM_INTERRUPT, self._irq, "KVM_INTERRUPT")
                     self.injected += 1
+                    if self.trace_inject is not None:
+                        self.trace_inject(vector)
                 run_map[_REQUEST_WINDOW] = int(controller.pending_vector() is not None)
             else:
                 run_map[_REQUEST_WINDOW] = 1
