@@ -30,6 +30,9 @@ def test_verdict_reads_the_last_summary_and_the_exit_status():
     assert kut.verdict(None, b"") == "TIMEOUT"
     assert kut.verdict(kut.STATUS_SKIP, b"") == "SKIP"
     assert kut.verdict(127, b"no summary") == "FAIL (127)"
+    # QEMU's exit status 1 on a configuration error equals debug-exit(0)'s (0 << 1) | 1
+    bad_cpu = b"qemu-system-x86_64: CPU model 'host' requires KVM or HVF\n"
+    assert kut.verdict(1, bad_cpu) == "QEMU error"
 
 
 def test_merge_joins_columns_and_a_later_file_wins(tmp_path):
