@@ -33,6 +33,8 @@ def test_verdict_reads_the_last_summary_and_the_exit_status():
     # QEMU's exit status 1 on a configuration error equals debug-exit(0)'s (0 << 1) | 1
     bad_cpu = b"qemu-system-x86_64: CPU model 'host' requires KVM or HVF\n"
     assert kut.verdict(1, bad_cpu) == "QEMU error"
+    warned = b"qemu-system-x86_64: warning: host doesn't support requested feature\ncpuid 28625\n"
+    assert kut.verdict(1, warned) == "PASS"
 
 
 def test_merge_joins_columns_and_a_later_file_wins(tmp_path):
