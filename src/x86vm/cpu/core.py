@@ -77,6 +77,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
         self.xcr0 = 1              # XSAVE feature mask: x87 only after reset (cpu/xsave.py)
+        self.pkru = 0              # protection keys for user pages (RDPKRU/WRPKRU, mmu.py)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16

@@ -12,12 +12,14 @@ from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
     CR4_OSXSAVE,
+    CR4_PKE,
     EFER_LMA,
     EFER_SCE,
     MSR_CSTAR,
     MSR_EFER,
     MSR_FS_BASE,
     MSR_GS_BASE,
+    MSR_IA32_PKRS,
     MSR_IA32_TSC,
     MSR_KERNEL_GS_BASE,
     MSR_LSTAR,
@@ -40,7 +42,7 @@ VENDOR_AMD = b"AuthenticAMD"
 VENDORS = (VENDOR, VENDOR_AMD)
 KNOWN_MSRS = frozenset(STATE_MSRS) | {MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, 0x8B, 0x3A, 0xFE,
                                       0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x9E,
-                                      0xC0011029, 0xC0010015}
+                                      0xC0011029, 0xC0010015, MSR_IA32_PKRS}
 MTRRS = range(0x200, 0x270)
 # AMD's four legacy performance counters and their event selects (APM Vol. 2 §13.2.1), there
 # on every AMD CPU without a CPUID bit; here they hold what is written and never count
@@ -416,6 +418,23 @@ def h_int(cpu, c) -> None:
     cpu.deliver(vector, None, soft=name != "int1")
 
 
+def h_rdpkru(cpu, c) -> None:
+    """RDPKRU/WRPKRU (SDM Vol. 2B): #UD unless CR4.PKE; #GP(0) if ECX (WRPKRU: or EDX) is
+    not 0; any CPL. WRPKRU empties the software TLB, which holds accesses the old PKRU
+    allowed (the SDM's TLBs hold no rights from PKRU, so no INVLPG is needed after it)."""
+    if not cpu.cr4 & CR4_PKE:
+        raise CpuFault(UD)
+    if cpu.r[1] & 0xFFFFFFFF:
+        raise CpuFault(GP, 0)
+    if c[0].mnemonic == "rdpkru":
+        cpu.r[0], cpu.r[2] = cpu.pkru, 0
+        return
+    if cpu.r[2] & 0xFFFFFFFF:
+        raise CpuFault(GP, 0)
+    cpu.pkru = cpu.r[0] & 0xFFFFFFFF
+    cpu.flush_tlb()
+
+
 def h_stac(cpu, c) -> None:
     """STAC/CLAC (SMAP): set or clear RFLAGS.AC; CPL 0 only. The TLB keeps supervisor
     entries of user pages out while SMAP is on, so nothing cached depends on AC."""
@@ -476,6 +495,8 @@ def h_cpuid(cpu, c) -> None:
         b, d, cc = vendor_regs(cpu.vendor)
     if leaf == 1 and cpu.cr4 & CR4_OSXSAVE:
         cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
+    if leaf == 7 and cpu.r[1] & 0xFFFFFFFF == 0 and cpu.cr4 & CR4_PKE:
+        cc |= 1 << 4        # OSPKE mirrors CR4.PKE (Table 3-8)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -530,6 +551,11 @@ def write_msr(cpu, index: int, value: int) -> None:
         cpu.sbase[i] = value
     elif index == MSR_IA32_TSC:
         cpu.tsc_offset = value - cpu.clock_ns()
+    elif index == MSR_IA32_PKRS:
+        if value >> 32:     # bits 63:32 are reserved (SDM Vol. 3A §4.6.2)
+            raise CpuFault(GP, 0)
+        cpu.msrs[index] = value
+        cpu.flush_tlb()     # the software TLB holds accesses the old rights allowed
     elif index in KNOWN_MSRS or index in MTRRS:
         cpu.msrs[index] = value
     elif index in AMD_LEGACY_PERF and cpu.vendor == VENDOR_AMD:
@@ -770,6 +796,7 @@ SYSTEM_HELPERS = {
     "salc": h_salc,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
     "vmcall": h_vmcall, "vmmcall": h_vmcall, "stac": h_stac, "clac": h_stac,
+    "rdpkru": h_rdpkru, "wrpkru": h_rdpkru,
     "lar": h_lar, "lsl": h_lar, "verr": h_verr,
     "verw": h_verr, "arpl": h_arpl, "bound": h_bound,
 }
