@@ -12,6 +12,7 @@ from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
     CR4_OSXSAVE,
+    CR4_PAE,
     CR4_PKE,
     EFER_LMA,
     EFER_SCE,
@@ -108,6 +109,7 @@ def h_mov(cpu, c) -> None:
         elif n == 3:
             cpu.set_cr3(v)
         elif n == 4:
+            _check_cr4(cpu, v)
             cpu.set_cr4(v)
         elif n == 8:
             cpu.cr8 = v & 0xF
@@ -147,6 +149,18 @@ def h_mov(cpu, c) -> None:
     write(cpu, dst, read(cpu, src, size) & MASK[size])
 
 
+# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), OSXSAVE, SMEP,
+# SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not report (UMIP, LA57,
+# VMXE, SMXE, FSGSBASE, PCIDE, ...) — is #GP(0) on MOV to CR4 (Vol. 2B "MOV—Move to/from
+# Control Registers"), as is clearing PAE in IA-32e mode.
+CR4_IMPLEMENTED = 0x7FF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
+
+
+def _check_cr4(cpu, value: int) -> None:
+    if value & ~CR4_IMPLEMENTED or (cpu.efer & EFER_LMA and not value & CR4_PAE):
+        raise CpuFault(GP, 0)
+
+
 # -- descriptor tables ---------------------------------------------------------------------
 
 def _table_operand(cpu, insn, mem) -> tuple[int, int]:
@@ -167,6 +181,8 @@ def h_lgdt(cpu, c) -> None:
     insn, (mem,) = c
     _need_cpl0(cpu)
     base, limit = _table_operand(cpu, insn, mem)
+    if cpu.code_bits == 64 and not _canonical(base):
+        raise CpuFault(GP, 0)   # a non-canonical base (KVM's emulator and hardware agree)
     if insn.mnemonic == "lgdt":
         cpu.gdtr = TableRegister(base, limit)
     else:
@@ -210,13 +226,23 @@ def h_ltr(cpu, c) -> None:
             raise CpuFault(GP, sel & 0xFFFC)
         if not seg.present:
             raise CpuFault(11, sel & 0xFFFC)
+        _check_canonical_base(cpu, seg, sel)
         cpu.write_sys(la + 5, 1, cpu.read_sys(la + 5, 1) | 2)   # busy
         cpu.tr = Segment(sel, seg.base, seg.limit, seg.type | 2, 0, seg.dpl, 1, seg.db, 0,
                          seg.g)
     else:
         if seg.s or seg.type != 2:
             raise CpuFault(GP, sel & 0xFFFC)
+        if seg.present:
+            _check_canonical_base(cpu, seg, sel)
         cpu.ldtr = seg
+
+
+def _check_canonical_base(cpu, seg: Segment, sel: int) -> None:
+    """In IA-32e mode the 16-byte TSS/LDT descriptor's base must be canonical, else
+    #GP(selector) (as KVM's emulator loads it; kvm-unit-tests la57 expects the fault)."""
+    if cpu.efer & EFER_LMA and not _canonical(seg.base):
+        raise CpuFault(GP, sel & 0xFFFC)
 
 
 def h_lldt(cpu, c) -> None:
