@@ -566,6 +566,7 @@ HELPERS = {
 }
 
 from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
+from x86vm.cpu.cacheline import CACHE_LINE_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
@@ -591,6 +592,7 @@ def register_helpers(helpers: dict, continuing: bool = False) -> None:
 
 register_helpers(X87_HELPERS, continuing=True)
 register_helpers(XSAVE_HELPERS, continuing=True)
+register_helpers(CACHE_LINE_HELPERS, continuing=True)
 
 from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
 
