@@ -15,7 +15,15 @@ from __future__ import annotations
 from x86vm.cpu import flags as F
 from x86vm.cpu.cpuid import VENDOR
 from x86vm.cpu.debug import DebugMixin
-from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
+from x86vm.cpu.errors import (
+    CONTRIBUTORY,
+    DF,
+    FAULT_CLASS,
+    PF,
+    CpuFault,
+    NeedsRead,
+    TripleFault,
+)
 from x86vm.cpu.interrupts import InterruptMixin
 from x86vm.cpu.mmu import MmuMixin, Ram
 from x86vm.cpu.segcheck import segment_check_mask
@@ -30,6 +38,7 @@ from x86vm.cpu.state import (
     MSR_IA32_MISC_ENABLE,
     MSR_IA32_PAT,
     RFLAGS_IF,
+    RFLAGS_RF,
     RFLAGS_TF,
     RFLAGS_VM,
     SEGMENT_NAMES,
@@ -272,6 +281,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
         if self.stop_flag:
             return "stop"
+        if self.fl & RFLAGS_RF:  # an IRET loaded it: it lasts one instruction (§17.3.1.1)
+            self.fl &= ~RFLAGS_RF
         if self.halted and not self._wake():
             return "halt"
         if self.pending_event is not None:
@@ -329,6 +340,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         """Deliver ``exc``; False when it ends in a triple fault."""
         if self.trace_exception is not None:
             self.trace_exception(exc.vector, exc.error_code, self.rip)
+        if exc.vector in FAULT_CLASS:
+            self.fl |= RFLAGS_RF     # pushed with the flags; delivery clears it again
         try:
             self.deliver(exc.vector, exc.error_code, soft=False)
             return True
