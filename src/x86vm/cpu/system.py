@@ -11,6 +11,7 @@ from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_re
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
+    CR4_DE,
     CR4_OSXSAVE,
     CR4_PAE,
     CR4_PKE,
@@ -132,21 +133,34 @@ def h_mov(cpu, c) -> None:
         cpu.r[dst.num] = values[n] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
         return
     if type(dst) is Reg and dst.cls == "dr":
-        _need_cpl0(cpu)
-        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(dst.num)
-        if idx is None:
-            raise CpuFault(UD)
-        cpu.dr[idx] = cpu.r[src.num]
+        idx = _debug_register(cpu, dst.num)
+        v = cpu.r[src.num] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
+        if idx >= 4:
+            if v >> 32:            # DR6/DR7 bits 63:32 must be 0
+                raise CpuFault(GP, 0)
+            # DR6: B0-B3, BD, BS, BT writable, the rest reads 1 (bit 12: 0); DR7: bit 10
+            # reads 1, bits 11, 12, 14, 15 read 0 (SDM Vol. 3B §18.2.3, §18.2.4)
+            v = DR6_FIXED_1 | (v & 0xE00F) if idx == 4 else DR7_FIXED_1 | (v & 0xFFFF23FF)
+        cpu.dr[idx] = v
         return
     if type(src) is Reg and src.cls == "dr":
-        _need_cpl0(cpu)
-        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(src.num)
-        if idx is None:
-            raise CpuFault(UD)
-        cpu.r[dst.num] = cpu.dr[idx]
+        idx = _debug_register(cpu, src.num)
+        cpu.r[dst.num] = cpu.dr[idx] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
         return
     size = dst.size
     write(cpu, dst, read(cpu, src, size) & MASK[size])
+
+
+DR6_FIXED_1, DR7_FIXED_1 = 0xFFFF0FF0, 0x400
+
+
+def _debug_register(cpu, num: int) -> int:
+    """Index in ``cpu.dr`` (DR0-3, DR6, DR7) of MOV DRn: CPL 0 only (#GP(0)); DR4/DR5 alias
+    DR6/DR7 unless CR4.DE = 1, where they are #UD (SDM Vol. 3B §18.2.2), as DR8-15 are."""
+    _need_cpl0(cpu)
+    if num in (4, 5) and cpu.cr4 & CR4_DE or num > 7:
+        raise CpuFault(UD)
+    return {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}[num]
 
 
 # CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), OSXSAVE, SMEP,
