@@ -75,3 +75,81 @@ CR4_DE_ON = "mov %cr4, %rax; or $8, %rax; mov %rax, %cr4;"
 ])
 def test_debug_register_moves(backend, body, expected):
     assert _run(backend, body) == expected
+
+
+_DB_GUEST = """
+        lidt idtr(%rip)
+        lea db(%rip), %rax
+        movw %ax, 0x30000 + 16
+        movw $0x10, 0x30002 + 16
+        movw $0x8e00, 0x30004 + 16
+        shr $16, %rax
+        movw %ax, 0x30006 + 16
+        movl $0, 0x30008 + 16
+        movl $0, 0x3000c + 16
+        movl $0, 0x5000
+        xor %eax, %eax
+        mov %rax, %dr6
+        {body}
+        mov 0x5000, %eax              /* the #DBs taken */
+        out %eax, $0xe0
+        mov 0x5004, %eax              /* DR6 and DR7 in the first */
+        out %eax, $0xe0
+        mov 0x5008, %eax
+        out %eax, $0xe0
+        mov 0x500c, %eax              /* its return RIP minus %rbx */
+        out %eax, $0xe0
+        cli
+        hlt
+    db: cmpl $0, 0x5000
+        jne 1f
+        mov %dr6, %rax
+        mov %eax, 0x5004
+        mov %dr7, %rax
+        mov %eax, 0x5008
+        mov (%rsp), %rax
+        sub %rbx, %rax
+        mov %eax, 0x500c
+    1:  incl 0x5000
+        andq $~0x100, 16(%rsp)        /* no more single steps */
+        iretq
+    idtr: .word 0xfff
+        .quad 0x30000
+"""
+_TF_ON = "pushf; pop %rax; or $0x100, %rax; push %rax; mov %ss, %cx;"
+
+
+def _db(backend: str, body: str) -> list[int]:
+    code = assemble(_DB_GUEST.format(body=body), 64, 0x10000)
+    _, port, _, _ = run_guest(backend, code, 64, 0x10000, setup=_identity_map)
+    return [v for _, _, _, v in port.log]
+
+
+def _no_kvm(backend: str) -> None:
+    if backend == "kvm":
+        pytest.skip("this host's software KVM single-steps MOV SS without the blocking and "
+                    "stops at ICEBP under TF; the SDM and QEMU TCG (which passes kvm-unit-"
+                    "tests debug's MOVSS-blocking subtests here) are the oracle")
+
+
+def test_single_step_after_mov_ss_waits_one_more_instruction(backend):
+    # SDM Vol. 3A §6.8.3: MOV SS holds back the debug exceptions of its instruction; the
+    # single-step trap comes after the next one (kvm-unit-tests debug "MOVSS blocking")
+    _no_kvm(backend)
+    body = _TF_ON + "lea 1f(%rip), %rbx; popf; mov %cx, %ss; nop; 1: nop"
+    assert _db(backend, body) == [1, 0xFFFF4FF0, 0x400, 0]
+
+
+def test_icebp_under_single_step_is_one_db_without_bs(backend):
+    # ICEBP's #DB is a trap of its own: no single-step #DB after it, DR6.BS clear
+    _no_kvm(backend)
+    body = _TF_ON + "lea 1f(%rip), %rbx; popf; .byte 0xf1; 1: nop"
+    assert _db(backend, body) == [1, 0xFFFF0FF0, 0x400, 0]
+
+
+def test_general_detect_faults_the_mov_dr_and_clears_gd(backend):
+    # DR7.GD: the next MOV DR is a #DB fault (RIP of the MOV), DR6.BD set, GD cleared for
+    # the handler; the MOV then runs (SDM Vol. 3B §18.2.4, §18.3.1.2)
+    body = ("mov $0x2400, %eax; mov %rax, %dr7; lea 1f(%rip), %rbx;"
+            "1: mov %dr0, %rax")
+    assert _db(backend, body) == [1, 0xFFFF2FF0, 0x400, 0]

@@ -95,6 +95,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.idle_ns = 0           # guest time skipped while halted (waiting for a timer)
         self.ns_per_insn = 50      # guest time: 20 MHz of retired instructions
         self.shadow = False        # STI / MOV SS interrupt shadow for the next boundary
+        self.movss_shadow = False  # MOV SS / POP SS: debug traps wait one instruction too
         self.tf_armed = False      # the instruction running alone under RFLAGS.TF traps after
         self.halted = False
         self.implicit_access = False
@@ -288,16 +289,19 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         if self.pending_event is not None:
             self._deliver_pending()
         if self.tf_armed:        # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4)
-            self.tf_armed = False
-            self.dr[4] |= 0x4000     # DR6.BS
-            if not self._fault(CpuFault(1)):
-                return "shutdown"
+            if self.movss_shadow:    # after MOV SS / POP SS it waits for the next instruction
+                self.movss_shadow = False   # (SDM Vol. 3A §6.8.3)
+            else:
+                self.tf_armed = False
+                self.dr[4] |= 0x4000     # DR6.BS
+                if not self._fault(CpuFault(1)):
+                    return "shutdown"
         if self.fl & RFLAGS_TF:  # this instruction runs alone and traps after it
             self.tf_armed = True
             self.shadow = False
             return "one"
         if self.shadow:          # no interrupt before the instruction after STI / MOV SS
-            self.shadow = False
+            self.shadow = self.movss_shadow = False
             self.irq_check = True
             return "one"
         if self.irq_check:
@@ -463,6 +467,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
             else:
                 self.msrs[m] = v
         self.shadow = s.interrupt_shadow
+        self.movss_shadow = False
         if s.fpu is not None:
             self._set_fpu_state(s.fpu)
         self.pending_event = None

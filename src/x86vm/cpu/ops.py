@@ -399,7 +399,7 @@ def h_pop(cpu, c) -> None:
         cpu.load_segment(dst.num, sel)
         cpu.r[4] = rsp
         if dst.num == 2:
-            cpu.shadow = cpu.attn = True
+            cpu.shadow = cpu.movss_shadow = cpu.attn = True
         return
     sp_before = cpu.r[4]
     v = cpu.pop(size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from x86vm.cpu import gates, tasks
 from x86vm.cpu.cpuid import VENDOR, cpuid
-from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
+from x86vm.cpu.errors import BP, DB, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
 from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_reg
 from x86vm.cpu.state import (
@@ -92,7 +92,7 @@ def h_mov(cpu, c) -> None:
             raise CpuFault(UD)
         cpu.load_segment(dst.num, read(cpu, src, 2))
         if dst.num == 2:
-            cpu.shadow = cpu.attn = True
+            cpu.shadow = cpu.movss_shadow = cpu.attn = True
         return
     if type(src) is Reg and src.cls == "seg":
         if src.num > 5:
@@ -152,14 +152,21 @@ def h_mov(cpu, c) -> None:
 
 
 DR6_FIXED_1, DR7_FIXED_1 = 0xFFFF0FF0, 0x400
+DR6_BD, DR7_GD = 1 << 13, 1 << 13
 
 
 def _debug_register(cpu, num: int) -> int:
     """Index in ``cpu.dr`` (DR0-3, DR6, DR7) of MOV DRn: CPL 0 only (#GP(0)); DR4/DR5 alias
-    DR6/DR7 unless CR4.DE = 1, where they are #UD (SDM Vol. 3B §18.2.2), as DR8-15 are."""
+    DR6/DR7 unless CR4.DE = 1, where they are #UD (SDM Vol. 3B §18.2.2), as DR8-15 are.
+    With DR7.GD set the access is a general-detect #DB fault instead: DR6.BD set, GD
+    cleared for the handler (§18.2.4)."""
     _need_cpl0(cpu)
     if num in (4, 5) and cpu.cr4 & CR4_DE or num > 7:
         raise CpuFault(UD)
+    if cpu.dr[5] & DR7_GD:
+        cpu.dr[5] &= ~DR7_GD
+        cpu.dr[4] = (cpu.dr[4] & ~0xF) | DR6_BD
+        raise CpuFault(DB)
     return {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}[num]
 
 
@@ -450,7 +457,11 @@ def h_int(cpu, c) -> None:
             return
         vector = OF
     elif name == "int1":
+        # ICEBP's trap-like #DB is the instruction's own: no single-step #DB after it (nor
+        # the one a MOV SS before it held back), DR6.BS unset (kvm-unit-tests debug
+        # "Single-Step + ICEBP #DB w/ MOVSS blocking", written on hardware)
         vector = 1
+        cpu.tf_armed = cpu.movss_shadow = False
     else:
         vector = ops[0].value & 0xFF
         if cpu.fl & RFLAGS_VM and _iopl(cpu) < 3:
