@@ -112,6 +112,7 @@ _DB_GUEST = """
         mov %eax, 0x500c
     1:  incl 0x5000
         andq $~0x100, 16(%rsp)        /* no more single steps */
+        orq $0x10000, 16(%rsp)        /* RF: pass an instruction breakpoint once */
         iretq
     idtr: .word 0xfff
         .quad 0x30000
@@ -153,3 +154,37 @@ def test_general_detect_faults_the_mov_dr_and_clears_gd(backend):
     body = ("mov $0x2400, %eax; mov %rax, %dr7; lea 1f(%rip), %rbx;"
             "1: mov %dr0, %rax")
     assert _db(backend, body) == [1, 0xFFFF2FF0, 0x400, 0]
+
+
+def _no_data_breakpoints(backend: str) -> None:
+    if backend == "kvm":
+        pytest.skip("this host's software KVM raises no #DB for data breakpoints; the SDM "
+                    "and kvm-unit-tests debug's watchpoint subtests are the oracle")
+
+
+def _arm(slot: int, address: str, dr7: int) -> str:
+    return f"lea {address}(%rip), %rax; mov %rax, %dr{slot}; mov ${dr7:#x}, %eax; mov %rax, %dr7;"
+
+
+def test_instruction_breakpoint_faults_before_the_instruction_once_with_rf(backend):
+    # DR0 execute breakpoint (DR7 L0, R/W0 = LEN0 = 0): #DB before the instruction, DR6 B0;
+    # RF in the IRET image lets it run (SDM Vol. 3B §18.2.4, §18.3.1.1)
+    body = _arm(0, "1f", 0x401) + "lea 1f(%rip), %rbx; nop; 1: movl $7, 0x5100"
+    assert _db(backend, body) == [1, 0xFFFF0FF1, 0x401, 0]
+
+
+def test_write_breakpoint_traps_after_the_write(backend):
+    # DR1 data write breakpoint, 4 bytes (R/W1 = 01, LEN1 = 11): a trap, RIP after the
+    # writing instruction, DR6 B1
+    _no_data_breakpoints(backend)
+    body = ("mov $0x5100, %eax; mov %rax, %dr1; mov $0x00d00408, %eax; mov %rax, %dr7;"
+            "lea 1f(%rip), %rbx; movl $1, 0x5100; 1: nop")
+    assert _db(backend, body) == [1, 0xFFFF0FF2, 0x00D00408, 0]
+
+
+def test_read_write_breakpoint_traps_on_a_read_and_a_write_breakpoint_does_not(backend):
+    # R/W 11 traps on a read; R/W 01 on the same address does not
+    _no_data_breakpoints(backend)
+    body = ("mov $0x5100, %eax; mov %rax, %dr2; mov %rax, %dr3; mov $0xdf0004a0, %eax;"
+            "mov %rax, %dr7; lea 1f(%rip), %rbx; mov 0x5100, %ecx; 1: nop")
+    assert _db(backend, body) == [1, 0xFFFF0FF4, 0xDF0004A0, 0]

@@ -247,6 +247,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         single = self.translator.single
         while True:
             if self.attn:
+                if self.debugging:   # the guest armed DR7 in this run: the debug dispatcher
+                    return "budget"
                 r = self._attention()
                 if r is None:
                     blk = lookup(sbase[1] + self.rip)
@@ -282,18 +284,30 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
         if self.stop_flag:
             return "stop"
-        if self.fl & RFLAGS_RF:  # an IRET loaded it: it lasts one instruction (§17.3.1.1)
-            self.fl &= ~RFLAGS_RF
+        rf_one = False
+        if self.fl & RFLAGS_RF:  # an IRET loaded it: it lasts one instruction (§17.3.1.1),
+            if self.rf_armed or not self.guest_bps:   # which only guest breakpoints see
+                self.fl &= ~RFLAGS_RF
+                self.rf_armed = False
+            else:
+                self.rf_armed = rf_one = True
         if self.halted and not self._wake():
             return "halt"
         if self.pending_event is not None:
             self._deliver_pending()
-        if self.tf_armed:        # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4)
+        if self.tf_armed or self.guest_watch_hits:
+            # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4) and data
+            # breakpoints (§17.3.1.2): one #DB, DR6 B0-B3 the slots hit
             if self.movss_shadow:    # after MOV SS / POP SS it waits for the next instruction
                 self.movss_shadow = False   # (SDM Vol. 3A §6.8.3)
+                if not self.tf_armed and not self.fl & RFLAGS_TF:
+                    self.shadow = False      # that instruction runs alone, no interrupt
+                    return "one"             # before it; the data breakpoint follows it
             else:
+                self.dr[4] = (self.dr[4] & ~0xF) | self.guest_watch_hits \
+                    | (0x4000 if self.tf_armed else 0)   # DR6.BS
                 self.tf_armed = False
-                self.dr[4] |= 0x4000     # DR6.BS
+                self.guest_watch_hits = 0
                 if not self._fault(CpuFault(1)):
                     return "shutdown"
         if self.fl & RFLAGS_TF:  # this instruction runs alone and traps after it
@@ -307,8 +321,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         if self.irq_check:
             self._check_interrupts()
         self.attn = bool(self.halted or self.irq_check or self.stop_flag or self.shadow
-                         or self.tf_armed or self.fl & RFLAGS_TF)
-        return None
+                         or self.tf_armed or self.fl & (RFLAGS_TF | RFLAGS_RF))
+        return "one" if rf_one and self.fl & RFLAGS_RF else None
 
     def _resume_one(self) -> str | None:
         """Run the one instruction a completed read stopped, with the value replayed."""

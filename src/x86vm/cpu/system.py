@@ -142,6 +142,8 @@ def h_mov(cpu, c) -> None:
             # reads 1, bits 11, 12, 14, 15 read 0 (SDM Vol. 3B §18.2.3, §18.2.4)
             v = DR6_FIXED_1 | (v & 0xE00F) if idx == 4 else DR7_FIXED_1 | (v & 0xFFFF23FF)
         cpu.dr[idx] = v
+        if idx != 4:
+            cpu.set_guest_breakpoints()
         return
     if type(src) is Reg and src.cls == "dr":
         idx = _debug_register(cpu, src.num)
@@ -458,10 +460,13 @@ def h_int(cpu, c) -> None:
         vector = OF
     elif name == "int1":
         # ICEBP's trap-like #DB is the instruction's own: no single-step #DB after it (nor
-        # the one a MOV SS before it held back), DR6.BS unset (kvm-unit-tests debug
-        # "Single-Step + ICEBP #DB w/ MOVSS blocking", written on hardware)
+        # the one a MOV SS before it held back), DR6.BS unset; a data breakpoint a MOV SS
+        # held back is reported in the same #DB (kvm-unit-tests debug "Single-Step + ICEBP
+        # #DB w/ MOVSS blocking", "MOV SS + watchpoint + ICEBP", written on hardware)
         vector = 1
         cpu.tf_armed = cpu.movss_shadow = False
+        cpu.dr[4] = (cpu.dr[4] & ~0xF) | cpu.guest_watch_hits
+        cpu.guest_watch_hits = 0
     else:
         vector = ops[0].value & 0xFF
         if cpu.fl & RFLAGS_VM and _iopl(cpu) < 3:
