@@ -5,16 +5,25 @@ Every kick is an MMIO exit to the monitor, so this checks the whole exit path ag
 misbehaving driver on each backend that runs here: the run must end by the guest's own
 debug-exit (no monitor error, no hang), no device access may leave guest RAM (the machine's
 ``GuestMemory.view`` is watched), and the error counters show which checks fired.
-Default: 3,000 operations per backend; ``-m slow``: 100,000.
+Default: 3,000 operations per backend; ``-m slow``: 150,000 (``X86VM_FUZZ_OPS``), of which
+more than 100,000 on descriptors and rings — the guest counts each kind of operation it
+makes; ``X86VM_FUZZ_REPORT`` appends the counters of a long run to a JSON-lines file.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from dataclasses import dataclass
 
 import pytest
 
 from support import oracles
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
+from x86vm.machine.backend import RunResult
 from x86vm.machine.boot.state import real_mode
 from x86vm.machine.vm import Machine
 
@@ -22,6 +31,11 @@ WINDOW = 0xD000_0000
 RAM = 2 << 20
 SCRATCH = 0x10_0000  # [1 MiB, 2 MiB): where the guest lets buffers point; code/rings stay below
 DESC, AVAIL, USED = 0x1000, 0x2000, 0x3000
+COUNTS = 0x4000  # the guest's operation counters, one u32 per kind (OPERATIONS' order)
+OPERATIONS = ("desc", "avail", "kick", "chain", "indirect", "reinit", "regwrite", "regread")
+"""What each operation does (the guest's labels ``op_<name>``)."""
+RING_OPERATIONS = ("desc", "avail", "kick", "chain", "indirect")
+"""The descriptor and ring operations (the rest are register accesses and resets)."""
 
 GUEST = f"""
     cli
@@ -73,6 +87,7 @@ next:
 # -- operations ---------------------------------------------------------------------------
 
 op_desc:                            # a random descriptor at a random index 0..15
+    incl {COUNTS + 0:#x}
     call rand
     mov %eax, %edi
     and $15, %edi
@@ -93,6 +108,7 @@ op_desc:                            # a random descriptor at a random index 0..1
     jmp next
 
 op_avail:                           # a random head in the next slot, idx += 1 (or garbage)
+    incl {COUNTS + 4:#x}
     call rand
     movzwl availidx, %edi
     and $7, %edi
@@ -111,6 +127,7 @@ op_avail:                           # a random head in the next slot, idx += 1 (
     jmp next
 
 op_kick:
+    incl {COUNTS + 8:#x}
     testl $0x40, %fs:0x070(%ebx)    # DEVICE_NEEDS_RESET: a driver would start over
     jz 1f
     test $0x100, %eax
@@ -120,6 +137,7 @@ op_kick:
     jmp next
 
 op_chain:                           # a plausible request at descriptors 0-2, rarely one defect
+    incl {COUNTS + 12:#x}
     call rand
     mov %eax, %edi
     and $0xffff0, %edi
@@ -175,6 +193,7 @@ op_chain:                           # a plausible request at descriptors 0-2, ra
     jmp next
 
 op_indirect:                        # an indirect table in scratch, referenced from descriptor 0
+    incl {COUNTS + 16:#x}
     call rand
     mov %eax, %esi
     and $0xffff0, %esi
@@ -196,10 +215,12 @@ op_indirect:                        # an indirect table in scratch, referenced f
     jmp next
 
 op_reinit:
+    incl {COUNTS + 20:#x}
     call init
     jmp next
 
 op_regwrite:                        # a random register of the window, a random value
+    incl {COUNTS + 24:#x}
     call rand
     mov %eax, %edi
     and $0xfc, %edi
@@ -210,6 +231,7 @@ op_regwrite:                        # a random register of the window, a random 
     jmp next
 
 op_regread:
+    incl {COUNTS + 28:#x}
     call rand
     and $0x1fc, %eax
     movl %fs:(%ebx,%eax), %ecx
@@ -323,7 +345,23 @@ def make_machine(backend: str) -> Machine:
     return Machine(memory_size=RAM, backend=backend)
 
 
-def run_guest_fuzz(tmp_path, backend: str, operations: int, seed: int = 0):
+@dataclass
+class FuzzRun:
+    backend: str
+    result: RunResult
+    errors: dict[str, int]  # the device's check counters: check name -> times it fired
+    operations: dict[str, int]  # the guest's own count of each operation it made
+    kicks: int
+    requests: int  # requests the device took off the ring (every type)
+    outside: list[tuple[int, int]]  # device accesses outside guest RAM: must stay empty
+    seconds: float
+
+    @property
+    def ring_operations(self) -> int:
+        return sum(self.operations[k] for k in RING_OPERATIONS)
+
+
+def run_guest_fuzz(tmp_path, backend: str, operations: int, seed: int = 0) -> FuzzRun:
     image = tmp_path / "fuzz.img"
     with open(image, "wb") as f:
         f.truncate(128 * 512)
@@ -343,34 +381,59 @@ def run_guest_fuzz(tmp_path, backend: str, operations: int, seed: int = 0):
         transport = attached[0].transport
         m.memory.write(0x7C00, assemble(GUEST, 0x7C00))
         m.memory.view = watched_view  # every device access to guest RAM goes through here
-        result = m.run(real_mode(0, 0x7C00).with_gprs(rbp=operations, rsi=seed), timeout=600)
-        return result, dict(transport.errors), transport, outside
+        t0 = time.monotonic()
+        result = m.run(real_mode(0, 0x7C00).with_gprs(rbp=operations, rsi=seed), timeout=1800)
+        seconds = time.monotonic() - t0
+        m.memory.view = view
+        counts = struct.unpack(f"<{len(OPERATIONS)}I",
+                               m.memory.read(COUNTS, 4 * len(OPERATIONS)))
+        return FuzzRun(backend, result, dict(transport.errors),
+                       dict(zip(OPERATIONS, counts, strict=True)),
+                       transport.notifications, sum(transport.device.requests.values()),
+                       outside, seconds)
     finally:
         for a in attached:
             a.transport.close()
         m.close()
 
 
-def check(result, errors, transport, outside):
-    assert result.status == (0x2A << 1) | 1, result.reason  # the guest finished its loop
-    assert outside == []
-    assert transport.notifications > 0
-    fired = set(errors)
+def check(run: FuzzRun, operations: int) -> None:
+    assert run.result.status == (0x2A << 1) | 1, run.result.reason  # the guest's own exit
+    assert run.outside == []
+    assert sum(run.operations.values()) == operations
+    assert run.kicks > 0
     for name in ("desc_not_ram", "desc_mmio", "notify_needs_reset", "indirect_bad_length",
                  "desc_index_out_of_range"):
-        assert name in fired, errors
+        assert name in run.errors, run.errors
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_guest_fuzz(tmp_path, backend):
-    check(*run_guest_fuzz(tmp_path, backend, 3000))
+    check(run_guest_fuzz(tmp_path, backend, 3000), 3000)
+
+
+LONG_OPERATIONS = int(os.environ.get("X86VM_FUZZ_OPS", "150000"))
+"""About 12/16 of them are descriptor/ring operations: 150,000 gives more than 100,000."""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_guest_fuzz_long(tmp_path, backend):
-    result, errors, transport, outside = run_guest_fuzz(tmp_path, backend, 100_000)
-    print(f"\n{backend}: {result.exits} exits, {transport.notifications} kicks, "
-          f"{sum(transport.device.requests.values())} requests completed")
-    print("checks fired:", dict(sorted(errors.items())))
-    check(result, errors, transport, outside)
+    run = run_guest_fuzz(tmp_path, backend, LONG_OPERATIONS,
+                         int(os.environ.get("X86VM_FUZZ_SEED", "0")))
+    print(f"\n{backend}: {sum(run.operations.values())} operations "
+          f"({run.ring_operations} on descriptors and rings) in {run.seconds:.1f} s; "
+          f"{run.result.exits} exits, {run.kicks} kicks, {run.requests} requests; "
+          f"{len(run.outside)} accesses outside RAM; {run.result.reason}")
+    print("operations:", run.operations)
+    print("checks fired:", dict(sorted(run.errors.items())))
+    if report := os.environ.get("X86VM_FUZZ_REPORT"):
+        with open(report, "a") as f:
+            f.write(json.dumps({"backend": backend, "operations": run.operations,
+                                "errors": dict(sorted(run.errors.items())),
+                                "exits": run.result.exits, "kicks": run.kicks,
+                                "requests": run.requests, "outside": len(run.outside),
+                                "seconds": round(run.seconds, 1),
+                                "reason": run.result.reason}) + "\n")
+    check(run, LONG_OPERATIONS)
+    assert run.ring_operations >= 100_000 or LONG_OPERATIONS < 150_000
