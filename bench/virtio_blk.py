@@ -390,9 +390,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--guest", choices=("linux", "bare", "both"), default="linux",
                     help="Linux with blkbench.c, or the bare-metal firmware (default linux)")
     ap.add_argument("--seq-mib", type=int,
-                    help="MiB per sequential phase (default: linux 4, bare 64)")
+                    help="MiB per sequential phase (default: linux 4, bare 256)")
     ap.add_argument("--rand-ops", type=int,
-                    help="requests per random phase (default: linux 128, bare 2048)")
+                    help="requests per random phase (default: linux 128, bare 16384)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per VMM run")
     args = ap.parse_args(argv)
     guests = ("linux", "bare") if args.guest == "both" else (args.guest,)
@@ -409,8 +409,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for guest in guests:
-            seq_mib = args.seq_mib or {"linux": 4, "bare": 64}[guest]
-            rand_ops = args.rand_ops or {"linux": 128, "bare": 2048}[guest]
+            seq_mib = args.seq_mib or {"linux": 4, "bare": 256}[guest]
+            rand_ops = args.rand_ops or {"linux": 128, "bare": 16384}[guest]
             size_mib = 1 << max(4, (2 * seq_mib - 1).bit_length())  # a power of two >= 16
             boot = (build_initramfs(work, seq_mib, rand_ops) if guest == "linux" else
                     build_firmware(work, seq_mib, rand_ops, size_mib))
