@@ -1,4 +1,4 @@
-"""Random MMX/SSE cases per instruction class for the host-CPU differential (cpu/hostsimd.py).
+"""Random MMX/SSE cases per instruction class for the host-CPU differential (cpu/hostcpu.py).
 
 Registers and memory mix integer edge lanes, random bits and floating-point specials (zeros,
 infinities, quiet and signalling NaNs, denormals, extremes); memory operands address the
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 
-from cpu.hostcpu import MEM_BASE, MEM_SIZE
-from cpu.hostsimd import SimdCase
+from cpu.hostcpu import MEM_BASE, MEM_SIZE, SimdCase
 
 F32_SPECIAL = (0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001,
                0x7FA00000, 1, 0x807FFFFF, 0x00800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import struct
+from dataclasses import replace
 
 from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case, Outcome
 from cpu.hostcpu import compare as compare_gp
@@ -491,8 +492,7 @@ def compare(case: X87Case, host: Outcome, emu: Outcome) -> list[str]:
         for m in (hm, em):
             m[at + 4] &= ~0x20
             m[at + 5] &= ~0x02
-    diffs += compare_gp(case, Outcome(host.code, host.regs, host.rflags, bytes(hm)),
-                        Outcome(emu.code, emu.regs, emu.rflags, bytes(em)))
+    diffs += compare_gp(case, replace(host, memory=bytes(hm)), replace(emu, memory=bytes(em)))
     if any(d.startswith("memory") for d in diffs):
         at = next(i for i in range(MEM_SIZE) if hm[i] != em[i])
         diffs.append(_explain(at, hm, em))
