@@ -10,7 +10,6 @@ import pytest
 from cpu.hostcpu import LINUX_CR0, LINUX_CR4, Emu, SimdCase, harness_available, run_on_host
 from x86vm.cpu.state import CR0_EM, CR0_TS, CR4_OSFXSR, CR4_OSXMMEXCPT
 
-
 # -- availability (SDM Vol. 3A §13.1, Table 13-? "Action taken for combinations of EM, MP, TS")
 # This host's user space cannot change CR0/CR4, so the expected vectors are the SDM's.
 PADDB_XMM = bytes.fromhex("660ffcc1")     # paddb %xmm1, %xmm0

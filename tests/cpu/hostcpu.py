@@ -21,11 +21,12 @@ undefined flags differ from Intel's).
 
 from __future__ import annotations
 
+import random
 import shutil
 import struct
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,19 @@ class SimdOutcome(Outcome):
     mm: list[int]
     mxcsr: int
     tags: int        # abridged: bit i set = physical register i not empty
+
+
+def draw_cases(classes: Mapping[str, Callable[[random.Random], Case]], size: list[int],
+               name: str, count: int, seed: int, bits: int) -> list[Case]:
+    """``count`` cases of class ``name`` for ``bits``-bit code, from one random stream per
+    class, seed and code size (the same cases every run); meanwhile the generators read the
+    code size from the one-item list ``size``."""
+    rng = random.Random(f"{name}-{seed}-{bits}")
+    size[0] = bits
+    try:
+        return [classes[name](rng) for _ in range(count)]
+    finally:
+        size[0] = 64
 
 
 def harness_available() -> str | None:
