@@ -10,7 +10,10 @@ fails (or a platform without fork) gets its part listed by the parent instead.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -71,7 +74,16 @@ def _child(part: Part, list_part: Callable[[Part, Write], None], spool) -> int:
 
 
 def _copy(spool, write: Write) -> None:
+    """A child's spool after what ``write`` wrote: as bytes when ``write`` is a UTF-8 text
+    stream's (the CLI's standard output: the spool holds the very bytes it would write),
+    else decoded and written as text."""
     spool.seek(0)
+    stream = getattr(write, "__self__", None)
+    if _utf8_stream(stream):
+        stream.flush()
+        shutil.copyfileobj(spool, stream.buffer, _COPY_CHUNK)
+        stream.buffer.flush()
+        return
     with open(spool.fileno(), encoding=_ENCODING[0], errors=_ENCODING[1], newline="",
               closefd=False) as text:
         while True:
@@ -79,3 +91,14 @@ def _copy(spool, write: Write) -> None:
             if not block:
                 return
             write(block)
+
+
+def _utf8_stream(stream) -> bool:
+    """A text stream over a byte buffer that encodes as the spool does."""
+    if not isinstance(stream, io.TextIOWrapper) or stream.errors != _ENCODING[1] or \
+            os.linesep != "\n":
+        return False
+    try:
+        return codecs.lookup(stream.encoding).name == _ENCODING[0]
+    except LookupError:
+        return False
