@@ -164,8 +164,9 @@ def write_listing(
     replaces the file-format line and blank line objdump starts with (the CLI puts its
     header dumps there).
 
-    With ``jobs`` > 1 a large listing is cut at symbols into that many parts listed by forked
-    processes at once (`parallel`), written in order: the same text, sooner."""
+    With ``jobs`` > 1 a large listing is cut at symbols into that many parts of about equal
+    work (padding counts little) listed by forked processes at once (`parallel`), written
+    in order: the same text, sooner."""
     image.symtab.prefix_addresses = options.prefix_addresses
     image.symtab.no_addresses = options.no_addresses
     image.symtab.demangle = options.demangle
@@ -173,9 +174,11 @@ def write_listing(
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
             and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
-        from x86vm.disasm.parallel import run_parts
+        from x86vm.disasm.parallel import balanced_cuts, run_parts
 
-        cuts = [total * k // jobs for k in range(jobs + 1)]
+        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
+                              for s in selected], jobs,
+                             b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")
         parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
         parts[-1] = (parts[-1][0], total + 1)
         run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part,

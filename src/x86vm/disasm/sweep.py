@@ -22,6 +22,7 @@ formatter gives (tests/test_disasm_speed.py checks it).
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ _FLUSH_BYTES = 1 << 15          # code listed between writes
 _REL_READERS = {1: struct.Struct("<b").unpack_from, 2: struct.Struct("<h").unpack_from,
                 4: struct.Struct("<i").unpack_from}
 _new_instruction = object.__new__
+_OTHER_BYTE: dict[int, re.Pattern] = {}  # byte -> a pattern for any other byte
 
 
 def _mark(_address: int) -> str:
@@ -54,6 +56,7 @@ class PlainSweep:
         self.padding = ["   " * max(0, per_line - n) for n in range(min(per_line, 15) + 1)]
         self.trie: dict = {}                # shape bytes -> plan leaf (see the docstring)
         self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
+        self.endings: dict[str, list[str]] = {}     # see `run`
 
     def learn(self, data: bytes, pos: int) -> tuple:
         """The leaf for the instruction at ``data[pos:]`` from the decoder's memo, added to
@@ -100,6 +103,35 @@ class PlainSweep:
             return OTHER, length
         return (BRANCH, length, f" {self.padding[length]}\t{before}", after + "\n",
                 _REL_READERS[end - start], start)
+
+    def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
+            reloc_at: float, append: Callable[[str], object]) -> int:
+        """The lines of a run of one 1-byte instruction at ``pos`` (``int3`` or ``nop``
+        padding: two megabytes of it in a kernel's .text), up to the next relocation;
+        returns where the run ends.  Lines whose addresses share all but the last three
+        hex digits are joined from the 4096 possible endings, made once per tail."""
+        byte = data[pos]
+        other = _OTHER_BYTE.get(byte)
+        if other is None:
+            other = _OTHER_BYTE[byte] = re.compile(b"[^%s]" % re.escape(bytes((byte,))))
+        found = other.search(data, pos, stop)
+        end = found.start() if found is not None else stop
+        if end - 1 > reloc_at:          # the relocations are printed after their line
+            end = max(pos + 1, int(reloc_at) + 1)
+        endings = self.endings.get(tail)
+        if endings is None:
+            endings = self.endings[tail] = [f"{low:03x}:\t{tail}" for low in range(4096)]
+        address, last = vma + pos, vma + end
+        while address < last:
+            base = address & ~0xFFF
+            upto = min(base + 0x1000, last)
+            if base == 0:               # (fewer than four digits: padded differently)
+                append("".join(f"{a:{width}x}:\t{tail}" for a in range(address, upto)))
+            else:
+                head = f"{base:{width}x}"[:-3]
+                append(head + head.join(endings[address - base:upto - base]))
+            address = upto
+        return end
 
     def sweep(self, data: bytes, window: bytes, start: int, pos: int, stop: int, vma: int,
               width: int, symbols, pieces: list[str], write: Callable[[str], object],
@@ -150,8 +182,11 @@ class PlainSweep:
             if end > stop:
                 insn = decode(window, pos - start, vma + pos)
             elif kind == FIXED:
-                append(line_head % (vma + pos) + leaf[2])
-                pos = end
+                if end < stop and leaf[1] == 1 and data[end] == data[pos]:
+                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
+                else:
+                    append(line_head % (vma + pos) + leaf[2])
+                    pos = end
             elif kind == BRANCH:
                 _, _, before, after, read, at = leaf
                 target = (vma + end + read(data, pos + at)[0]) & mask
