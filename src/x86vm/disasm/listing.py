@@ -500,7 +500,7 @@ class _SectionLister:
             if sweep is None:
                 from x86vm.disasm.sweep import PlainSweep
 
-                sweep = self.sweeps[per_line] = PlainSweep(formatter, per_line)
+                sweep = self.sweeps[per_line] = PlainSweep(formatter, per_line, wide)
 
             def emit_relocs_at(end: int, line_ended: bool) -> float:
                 emit_relocs(end, line_ended)

@@ -10,10 +10,13 @@ meets them), whose leaves are *plans* for the line of any instruction that reach
   (bytes, padding, text) for all;
 * `BRANCH`: a relative branch (one rel value; the text ``before + <target> + after``): the
   target is read from the instruction's own bytes and printed as objdump prints addresses;
-* `BY_BYTES`: a family with immediates or displacements: the line tail kept by raw bytes,
-  else the core formatted with these bytes;
-* `OTHER`: anything else (RIP-relative operands, forms known by their exact bytes): line
-  tails by raw bytes, else the general path: `decode`, the formatter, the layout.
+* `BY_BYTES`: any other family (immediates, displacements, RIP-relative operands): the
+  line tail kept by raw bytes (where it does not depend on the address), else the core
+  formatted with these bytes;
+* `OTHER`: a form known by its exact bytes only: line tails by raw bytes, else the general
+  path: `decode`, the formatter, the layout;
+* `LONG`: an instruction longer than a line (its bytes continue on lines of their own):
+  the lines kept by raw bytes, else the general path.
 
 An instruction longer than a line, one crossing the piece's end and bytes neither trie knows
 yet take the general path too, so the text is the one the one-instruction-at-a-time
@@ -30,7 +33,7 @@ from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
 from x86vm.isa.instruction import ADDRESS_MASK, F_REL
 
-FIXED, BRANCH, BY_BYTES, OTHER = range(4)
+FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)
 _UNKNOWN = (OTHER, 1 << 62)     # a leaf for bytes no trie knows: the general path
 _TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
 _FLUSH_BYTES = 1 << 15          # code listed between writes
@@ -47,16 +50,18 @@ def _mark(_address: int) -> str:
 class PlainSweep:
     """One listing's plan trie and line tails (`sweep` runs it over a piece of a section)."""
 
-    def __init__(self, formatter, per_line: int) -> None:
+    def __init__(self, formatter, per_line: int, wide: bool = False) -> None:
         self.formatter = formatter
         self.format_text = formatter.format_text
         self.mode = formatter.mode
         self.decoder_trie = trie_root(self.mode)
         self.per_line = per_line
+        self.wide = wide                    # -w: a long instruction's bytes on one line
         self.padding = ["   " * max(0, per_line - n) for n in range(min(per_line, 15) + 1)]
         self.trie: dict = {}                # shape bytes -> plan leaf (see the docstring)
         self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
         self.endings: dict[str, list[str]] = {}     # see `run`
+        self.long_lines: dict[bytes, tuple] = {}    # raw bytes -> (first, continuations)
 
     def learn(self, data: bytes, pos: int) -> tuple:
         """The leaf for the instruction at ``data[pos:]`` from the decoder's memo, added to
@@ -85,6 +90,8 @@ class PlainSweep:
         """The leaf of a decoded core: (kind, length, ...)."""
         length = core.length
         readers = core.readers
+        if length > self.per_line and not self.wide:
+            return LONG, length, core if readers is not None else None
         if readers is None:
             return OTHER, length
         if core.kind != "insn" or not 0 < core.shape <= length or length > self.per_line:
@@ -96,11 +103,11 @@ class PlainSweep:
             return FIXED, length, f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
         kind, start, end = readers[0][:3]
         if len(readers) != 1 or kind != F_REL or end - start not in _REL_READERS:
-            return OTHER, length
+            return BY_BYTES, length, core
         text = self.format_text(Instruction(core.address, core, core.bytes), _mark)
         before, mark, after = text.partition("\0")
         if not mark or "\0" in after:
-            return OTHER, length
+            return BY_BYTES, length, core
         return (BRANCH, length, f" {self.padding[length]}\t{before}", after + "\n",
                 _REL_READERS[end - start], start)
 
@@ -148,6 +155,7 @@ class PlainSweep:
         learn = self.learn
         tails = self.tails
         tails_get = tails.get
+        long_lines = self.long_lines
         print_address = symbols.print_address
         printed_get = symbols.printed.get
         mask = ADDRESS_MASK[self.mode]
@@ -193,6 +201,22 @@ class PlainSweep:
                 text = printed_get(target) or print_address(target)
                 append(f"{line_head % (vma + pos)}{data[pos:end].hex(' ')}{before}{text}{after}")
                 pos = end
+            elif kind == LONG:
+                raw = data[pos:end]
+                lines = long_lines.get(raw)
+                address = vma + pos
+                if lines is not None:
+                    append(line_head % address + lines[0])
+                    for offset, rest in lines[1]:
+                        append(line_head % (address + offset) + rest)
+                    pos = end
+                elif leaf[2] is not None:   # a new member of a family
+                    insn = new(Instruction)
+                    insn.address = address
+                    insn.core = leaf[2]
+                    insn.bytes = raw
+                else:
+                    insn = decode(window, pos - start, address)
             else:
                 raw = data[pos:end]
                 tail = tails_get(raw)
@@ -220,6 +244,18 @@ class PlainSweep:
                             len(tails) < _TAILS_LIMIT:
                         tails[raw] = tail
                     append(line_head % address + tail)
+                elif end <= stop and not self.wide:     # on lines of their own
+                    raw = insn.bytes
+                    lines = (f"{raw[:per_line].hex(' ')} \t{text}\n",
+                             [(offset, raw[offset:offset + per_line].hex(" ") + " \n")
+                              for offset in range(per_line, length, per_line)])
+                    if core.reloc is None and core.kind == "insn" and \
+                            0 < core.shape <= length == len(raw) and \
+                            len(long_lines) < _TAILS_LIMIT:
+                        long_lines[raw] = lines
+                    append(line_head % address + lines[0])
+                    for offset, rest in lines[1]:
+                        append(line_head % (address + offset) + rest)
                 else:
                     append(wrapped_line(address, pos, length, text))
                 pos = end
