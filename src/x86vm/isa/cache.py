@@ -32,6 +32,14 @@ def use_tables(tables: dict[int, Tables]) -> None:
     _forget()
 
 
+def trie_root(mode: int) -> dict:
+    """The memo trie of a mode (shape bytes -> `Decoded` core), for a caller that walks it
+    itself (the listing's sweep); the dict stays the same object when the memo starts over.
+    A core it reaches heads a family when its `readers` are set (its bytes are then
+    ``data[offset:offset + core.length]``), else it stands for its exact bytes only."""
+    return _TRIES[mode]
+
+
 def _forget() -> None:
     for mode in (16, 32, 64):
         _TRIES[mode].clear()
