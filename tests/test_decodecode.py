@@ -26,7 +26,8 @@ LOGS = sorted(DATA.glob("*.txt"))
 KERNEL_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 SCRIPT_MEMBER = "linux-source-6.1/scripts/decodecode"
 MODE_OVERRIDES = {"code-words-parenthesized.txt": 32, "code-robbie-cao-i386-no-ip.txt": 32}
-EXPECTED_MODE = {"linux-2.6.9-i386-kobject-add.txt": 32}
+EXPECTED_MODE = {"linux-2.6.9-i386-kobject-add.txt": 32, "code-openzfs-594-i386-xattr.txt": 32,
+                 "linux-7.1-cachyos-iomap-bug.txt": 64}
 
 
 def _script() -> Path | None:

@@ -218,34 +218,53 @@ def test_ctrl_c_interrupts_a_spinning_guest_and_detach_lets_it_run(tmp_path, bac
 @pytest.mark.slow
 @runs_guests
 @pytest.mark.skipif(GDB is None, reason="gdb not installed")
-def test_real_gdb_on_the_linux_guest() -> None:
-    """The issue's gdb script on KVM, as far as this host allows: hardware breakpoints (the
-    kernel is not mapped at its virtual address when gdb connects, so no int3 can be placed),
-    a backtrace, steps, a write watchpoint on a kernel variable (by stepping: this host's KVM
-    does not deliver data breakpoints), then on to ``rest_init`` and kill."""
-    from test_linux_guest import SOFTWARE_KVM_CMDLINE, cached
+def test_real_gdb_on_the_linux_guest(tmp_path) -> None:
+    """The issue's gdb script on KVM, as far as this host allows. ``break start_kernel``
+    cannot be inserted when gdb connects (the stub writes an ``int3`` through the guest's
+    page tables, and the kernel is not mapped at its virtual address yet), so hardware
+    breakpoints stand in: ``hbreak start_kernel``, a backtrace, registers, steps, a write
+    watchpoint on a kernel variable (by stepping: this host's KVM does not deliver data
+    breakpoints), ``hbreak rest_init``, then ``continue``: Linux starts /init, whose first
+    ``syscall`` this host's KVM runs at CPL3 (docs/linux-guest.md), so init segfaults,
+    the kernel panics and (``panic=-1``) the run ends; gdb is told."""
+    from test_linux_guest import SOFTWARE_KVM_CMDLINE, UNATTENDED_CMDLINE, cached
 
     vmlinux, bzimage, initrd = cached("vmlinux"), cached("bzImage"), cached("initramfs.cpio")
+    serial = tmp_path / "serial.txt"
     port = free_port()
     vm = start_vm(bzimage, "--initrd", initrd, "--cmdline",
-                  f"console=ttyS0 {SOFTWARE_KVM_CMDLINE}", "--gdb", f"tcp::{port}",
-                  "--wait-gdb", "--timeout", "300", "--serial", "none")
+                  f"{UNATTENDED_CMDLINE} {SOFTWARE_KVM_CMDLINE}", "--gdb", f"tcp::{port}",
+                  "--wait-gdb", "--timeout", "600", "--serial", f"file:{serial}")
     script = ["set pagination off", "set confirm off", f"file {vmlinux}",
-              f"target remote :{port}", "hbreak start_kernel", "continue", "bt",
-              "info registers rip cr3", "stepi", "stepi", "delete",
+              f"target remote :{port}", "break start_kernel", "continue", "delete",
+              "hbreak start_kernel", "continue", "bt",
+              "info registers rip cr3", "stepi", "stepi", "info registers rip", "delete",
               "watch *(char *)&early_boot_irqs_disabled", "continue",
               "print *(char *)&early_boot_irqs_disabled", "delete", "hbreak rest_init",
-              "continue", "bt 3", "kill"]
+              "continue", "bt 3", "delete", "continue"]
     args = [GDB, "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    started = time.monotonic()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=700)
+    seconds = time.monotonic() - started
     out = done.stdout + done.stderr
-    vm.communicate(timeout=60)
-    assert vm.returncode == 128 + 9, out  # killed by gdb
+    _, vm_err = vm.communicate(timeout=60)
+    console = serial.read_text(errors="replace")
     start = _symbol(vmlinux, "start_kernel")
-    assert re.search(rf"Breakpoint 1, 0x{start:016x} in start_kernel \(\)", out), out
+    assert re.search(rf"Cannot insert breakpoint 1\.\nCannot access memory at address "
+                     rf"0x{start:x}", out), out
+    assert re.search(rf"Breakpoint 2, 0x{start:016x} in start_kernel \(\)", out), out
     assert "in secondary_startup_64 ()" in out, out
+    assert re.search(rf"rip +0x{start:x} +0x{start:x} <start_kernel>", out), out
     assert re.search(r"Old value = 0 '\\000'\nNew value = 1 '\\001'", out), out
     assert "in rest_init ()" in out and "in arch_call_rest_init ()" in out, out
+    # where this host stops Linux: the first system call of /init
+    assert "Run /init as init process" in console, console[-3000:]
+    assert re.search(r"init\[1\]: segfault at ffffffff[0-9a-f]+ ip ffffffff", console), \
+        console[-3000:]
+    assert "Attempted to kill init" in console, console[-3000:]
+    assert vm.returncode == 0, vm_err[-3000:]  # panic=-1: the reboot ends the run
+    assert "[Inferior 1 (Remote target) exited normally]" in out, out
+    print(f"gdb script on KVM to the init panic: {seconds:.0f} s wall")
 
 
 WATCHED = """
@@ -301,32 +320,48 @@ def test_emu_breaks_without_patching_memory_and_watches_with_data_breakpoints(tm
 
 @pytest.mark.slow
 @pytest.mark.skipif(GDB is None, reason="gdb not installed")
-def test_real_gdb_on_the_linux_guest_on_emu() -> None:
-    """The issue's gdb script on emu: a software breakpoint on ``start_kernel`` set while
-    the kernel is still compressed (emu stops there without touching memory), a
-    backtrace, registers, steps, a watchpoint on a kernel variable caught as a data
-    breakpoint of the CPU, then on as far as Linux gets on emu (to the run's timeout, at
-    worst). The bzImage, entered in 64-bit mode: at a PVH entry the guest is in 32-bit mode
-    when gdb connects, and gdb refuses the i386 description for a 64-bit vmlinux."""
-    from test_linux_guest import UNATTENDED_CMDLINE, cached
+def test_real_gdb_on_the_linux_guest_on_emu(tmp_path) -> None:
+    """The issue's gdb script on emu, to the busybox prompt: a software breakpoint on
+    ``start_kernel`` set while the kernel is still compressed (emu stops there without
+    touching memory), a backtrace, registers, steps, a watchpoint on a kernel variable
+    caught as a data breakpoint of the CPU, then ``continue``: the kernel boots to the
+    shell, whose prompt is on the serial output, runs the typed ``echo`` and powers off
+    (``poweroff -f``, status 0), which gdb is told. The bzImage, entered in 64-bit mode:
+    at a PVH entry the guest is in 32-bit mode when gdb connects, and gdb refuses the
+    i386 description for a 64-bit vmlinux."""
+    from test_linux_guest import EMU_CMDLINE, PROMPT, cached
 
     vmlinux, bzimage, initrd = cached("vmlinux"), cached("bzImage"), cached("initramfs.cpio")
+    serial, session = tmp_path / "serial.txt", tmp_path / "session"
+    session.write_bytes(b"echo gdb-reached-the-$((6*7))-prompt\npoweroff -f\n")
     port = free_port()
-    vm = start_vm(bzimage, "--backend", "emu", "--initrd", initrd, "--cmdline",
-                  UNATTENDED_CMDLINE, "--gdb", f"tcp::{port}", "--wait-gdb",
-                  "--timeout", "150", "--serial", "none")
+    vm = start_vm(bzimage, "--backend", "emu", "--initrd", initrd, "--cmdline", EMU_CMDLINE,
+                  "--gdb", f"tcp::{port}", "--wait-gdb", "--timeout", "900",
+                  "--serial", f"file:{serial}", "--serial-input", session)
     script = ["set pagination off", "set confirm off", f"file {vmlinux}",
               f"target remote :{port}", "break start_kernel", "continue", "bt",
               "info registers rip cr3", "stepi", "stepi", "info registers rip", "delete",
               "watch *(char *)&early_boot_irqs_disabled", "continue",
               "print *(char *)&early_boot_irqs_disabled", "delete", "continue"]
     args = [GDB, "-batch", "-nx"] + [a for cmd in script for a in ("-ex", cmd)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    started = time.monotonic()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1000)
+    seconds = time.monotonic() - started
     out = done.stdout + done.stderr
-    vm.communicate(timeout=60)
+    _, vm_err = vm.communicate(timeout=60)
+    console = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", serial.read_text(errors="replace"))
+    console = console.replace("\r", "")
     start = _symbol(vmlinux, "start_kernel")
     assert re.search(rf"Breakpoint 1, 0x{start:016x} in start_kernel \(\)", out), out
     assert "in secondary_startup_64 ()" in out, out
+    assert re.search(rf"rip +0x{start:x} +0x{start:x} <start_kernel>", out), out
+    assert re.search(r"cr3 +0x[0-9a-f]+", out), out
     assert re.search(r"Old value = 0 '\\000'\nNew value = 1 '\\001'", out), out
     assert "$1 = 1 '\\001'" in out, out
-    assert "[Inferior 1 (Remote target) exited with code" in out, out
+    # the continue after the watchpoint: Linux boots to the busybox prompt and powers off
+    assert PROMPT + "echo gdb-reached-the-$((6*7))-prompt" in console, console[-3000:]
+    assert "\ngdb-reached-the-42-prompt\n" in console, console[-3000:]
+    assert "reboot: Power down" in console, console[-3000:]
+    assert vm.returncode == 0, vm_err[-3000:]
+    assert "[Inferior 1 (Remote target) exited normally]" in out, out
+    print(f"gdb script to the prompt and power-off: {seconds:.0f} s wall")

@@ -249,6 +249,25 @@ def _stats(stderr: str) -> dict[str, int]:
             for m in re.finditer(r"^x86vm: stats: (\S+) (\d+)$", stderr, re.M)}
 
 
+def assert_irq_events_match_stats(events: list[dict], stats: dict[str, int]) -> None:
+    """``irq:raise`` with level 1 = the chipset's rising edges, line by line (``--stats``
+    ``irq.raised``, ``irq.raised.N``); ``irq:inject`` = the interrupts the CPU acknowledged
+    (``irq.taken``); every line's levels alternate, starting from the level it had."""
+    raised = Counter(e["args"]["irq"] for e in events
+                     if e["name"] == "irq:raise" and e["args"]["level"] == 1)
+    assert sum(raised.values()) == stats["irq.raised"] > 0
+    assert {f"irq.raised.{irq}": n for irq, n in raised.items()} == {
+        k: v for k, v in stats.items() if k.startswith("irq.raised.")}
+    injected = [e["args"]["vector"] for e in events if e["name"] == "irq:inject"]
+    assert len(injected) == stats["irq.taken"] > 0
+    levels: dict[int, list[int]] = {}
+    for e in events:
+        if e["name"] == "irq:raise":
+            levels.setdefault(e["args"]["irq"], []).append(e["args"]["level"])
+    for irq, seen in levels.items():
+        assert all(a != b for a, b in zip(seen, seen[1:], strict=False)), (irq, seen)
+
+
 def test_an_emu_run_traces_what_its_stats_count(tmp_path) -> None:
     """``--trace`` with every emu event, instruction tracing included, on the long-mode PVH
     guest (paging and long mode switched on: CR and EFER writes; a timer interrupt; port and
@@ -281,6 +300,9 @@ def test_an_emu_run_traces_what_its_stats_count(tmp_path) -> None:
     assert [e["args"]["register"] for e in events if e["name"] == "mode:cr"] == [
         "cr4", "cr3", "efer", "cr0"]
     assert [e["args"]["vector"] for e in events if e["name"] == "irq:inject"] == [0x20]
+    assert [(e["args"]["irq"], e["args"]["level"]) for e in events
+            if e["name"] == "irq:raise"] == [(0, 0), (0, 1)]  # the PIT's OUT (mode 2)
+    assert_irq_events_match_stats(events, stats)
     # x86vm's disassembly of the bytes the guest ran is objdump's (a sample of each mode)
     from oracle.objdump import objdump
 
@@ -347,9 +369,35 @@ def test_a_linux_boot_traced_on_emu_counts_what_its_stats_count(tmp_path) -> Non
                        if e["name"] == name and e["args"]["dir"] == direction)
         assert elements == stats[f"{bus}.{stat}"], (bus, stat)
     assert counts["irq:inject"] > 0 and counts["exception"] > 0
+    assert_irq_events_match_stats(events, stats)
     assert {e["args"]["register"] for e in events if e["name"] == "mode:cr"} >= {"cr3", "cr4"}
     text_stats = _stats(runs[text].stderr)  # another run: the timeout is wall-clock time
     names = Counter(TEXT_LINE.match(line).group(5)
                     for line in text.read_text().splitlines() if not line.startswith("#"))
     assert names["emu:block"] == text_stats["blocks"]
     assert sum(v for k, v in names.items() if k.startswith("exit:")) == text_stats["exits"]
+
+
+def test_irq_raise_records_level_changes_of_the_chipset_lines_only_while_on() -> None:
+    """``irq:raise`` hooks the Python chipset's IRQ lines (None when off, cleared by
+    ``detach``): one event per level change, not per call; ``--stats``' rising edges are
+    counted either way."""
+    from x86vm.devices.chipset import build_chipset
+    from x86vm.machine.timers import GuestTimers
+
+    chipset = build_chipset(GuestTimers(lambda: 0, lambda deadline: None), firmware=False)
+    line = chipset.irq_line(4)
+    assert Tracer("exit:*").attach_lines(chipset.lines) is False
+    assert line.trace is None
+    tracer = Tracer("irq:raise", clock=iter(range(1000)).__next__)
+    assert tracer.attach_lines(chipset.lines)
+    for level in (True, True, False, False, True):
+        line.set_level(level)
+    chipset.irq_line(9).set_level(True)
+    tracer.detach()
+    assert line.trace is None
+    line.set_level(False)  # off again: not recorded, still counted
+    line.set_level(True)
+    assert [e[2] for e in tracer.rings[0].events()] == [(4, 1), (4, 0), (4, 1), (9, 1)]
+    assert chipset.interrupt_stats() == {"irq.raised": 4, "irq.raised.4": 3,
+                                         "irq.raised.9": 1, "irq.taken": 0}

@@ -159,8 +159,10 @@ def open_machine(backend: str, memory_size: int, irqchip: str | None,
         raise CliError(str(exc)) from None
 
 
-def run_stats(machine: Machine, result: RunResult, seconds: float) -> str:
-    """``--stats``: one line per figure, ``x86vm: stats: NAME VALUE``."""
+def run_stats(machine: Machine, result: RunResult, seconds: float,
+              chipset: object | None = None) -> str:
+    """``--stats``: one line per figure, ``x86vm: stats: NAME VALUE``; the Python
+    chipset's interrupt counts when the board built one."""
     lines = [f"backend {machine.backend.name}", f"seconds {seconds:.3f}",
              f"exits {result.exits}"]
     for bus, kinds in machine.exit_stats().items():
@@ -168,6 +170,8 @@ def run_stats(machine: Machine, result: RunResult, seconds: float) -> str:
     backend_stats = getattr(machine.backend, "stats", None)  # the emu backend's counters
     if backend_stats is not None:
         lines += [f"{name} {value}" for name, value in backend_stats().items()]
+    if chipset is not None:
+        lines += [f"{name} {value}" for name, value in chipset.interrupt_stats().items()]
     return "\n".join(f"x86vm: stats: {line}" for line in lines)
 
 
@@ -286,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
                                       testdev=args.testdev, firmware_handoff=rom is None)
         except BusError as exc:  # e.g. --debug-exit-port on a port a PC device owns
             raise CliError(str(exc)) from None
+        trace_session.attach_board(tracer, board)
         if script is not None:
             ScriptedInput(board.uart, script, machine.at, machine.clock_ns).start()
         if drives or args.virtio_rng:
@@ -313,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
         except MachineError as exc:
             raise CliError(str(exc)) from None
         crash = report_for_run(machine.backend, machine.memory, result)  # before close()
-        stats = run_stats(machine, result, time.monotonic() - started) if args.stats else None
+        stats = run_stats(machine, result, time.monotonic() - started,
+                          board.chipset) if args.stats else None
         trace_session.finish(tracer, args)
     finally:
         if stub is not None:

@@ -73,19 +73,28 @@ class IsaIrq:
 
     Pin 2 of the IOAPIC hears IRQ 0 only (IRQ 2 is the cascade, never an IOAPIC input).
     Devices may drive it from any thread (the UART's host input does): it takes the
-    chipset's lock.
+    chipset's lock. ``raised`` counts its rising edges (``--stats``); ``trace``, None unless
+    the ``irq:raise`` event is on, records each level change as ``(irq, level)``.
     """
+
+    trace: Callable[[int, int], None] | None = None
 
     def __init__(self, pic: Pic8259Pair, ioapic: IoApic, irq: int,
                  lock: threading.RLock) -> None:
         self.pic, self.ioapic, self.irq = pic, ioapic, irq
         self.pin = ioapic_pin(irq)
         self.level = False
+        self.raised = 0
         self._lock = lock
 
     def set_level(self, level: bool) -> None:
+        level = bool(level)
         with self._lock:
-            self.level = bool(level)
+            if level != self.level:
+                self.raised += level
+                if self.trace is not None:
+                    self.trace(self.irq, int(level))
+            self.level = level
             if self.irq < ISA_IRQS:
                 self.pic.set_irq(self.irq, self.level)
             if self.pin is not None:
@@ -172,6 +181,7 @@ class CpuInterrupts:
 
     def __init__(self, lapic: LocalApic, lock: threading.RLock) -> None:
         self.lapic, self._lock = lapic, lock
+        self.taken = 0  # interrupts the CPU acknowledged (--stats' irq.taken)
 
     def pending_vector(self) -> int | None:
         with self._lock:
@@ -179,7 +189,10 @@ class CpuInterrupts:
 
     def acknowledge(self) -> int | None:
         with self._lock:
-            return self.lapic.acknowledge()
+            vector = self.lapic.acknowledge()
+        if vector is not None:
+            self.taken += 1
+        return vector
 
     def take_nmi(self) -> bool:
         with self._lock:
@@ -237,6 +250,7 @@ class Chipset:
     apic_windows: ApicWindows | None = None
     testdev: PcTestDev | None = None
     debugcon: DebugCon | None = None
+    _cpu_interrupts: CpuInterrupts | None = field(default=None, repr=False)
 
     def irq_line(self, irq: int) -> IsaIrq:
         """The line for ISA IRQ ``irq`` (0-15) or GSI 16-23."""
@@ -246,7 +260,17 @@ class Chipset:
     def cpu_interrupts(self) -> CpuInterrupts:
         """What the vCPU asks at instruction boundaries / interrupt windows (an
         :class:`~x86vm.machine.irq.InterruptController`), plus NMIs, CR8 and the LAPIC MSRs."""
-        return CpuInterrupts(self.lapic, self.lock)
+        if self._cpu_interrupts is None:
+            self._cpu_interrupts = CpuInterrupts(self.lapic, self.lock)
+        return self._cpu_interrupts
+
+    def interrupt_stats(self) -> dict[str, int]:
+        """``--stats``: rising edges of the IRQ lines (in all, and by line) and the
+        interrupts the CPU took (acknowledged: from the IOAPIC, the 8259s or the LAPIC)."""
+        raised = {line.irq: line.raised for line in self.lines if line.raised}
+        return {"irq.raised": sum(raised.values()),
+                **{f"irq.raised.{irq}": count for irq, count in raised.items()},
+                "irq.taken": self.cpu_interrupts.taken}
 
     def snapshot(self) -> dict[str, object]:
         with self.lock:
@@ -303,6 +327,8 @@ def build_chipset(timers: TimerService, *, pio=None, mmio=None, apic_id: int = 0
             pio.register(DEBUGCON_PORT, 1, chipset.debugcon, "debugcon")
     if firmware:
         seabios_handoff(chipset)
+    for line in lines:  # --stats counts from the guest's start (the PIT's OUT is up now)
+        line.raised = 0
     if mmio is not None:
         mmio.register(IOAPIC_BASE, IOAPIC_SIZE, _Serialized(ioapic, lock), "ioapic")
         chipset.apic_windows = windows = ApicWindows(lapic, mmio, lock)

@@ -38,6 +38,14 @@ def start(args: argparse.Namespace, backend: object,
     return tracer
 
 
+def attach_board(tracer: Tracer | None, board: object) -> None:
+    """Once the board is built: ``irq:raise`` from its Python chipset's IRQ lines (with
+    KVM's in-kernel irqchip the lines are the kernel's, and nothing is recorded)."""
+    chipset = getattr(board, "chipset", None)
+    if tracer is not None and chipset is not None:
+        tracer.attach_lines(chipset.lines)
+
+
 def finish(tracer: Tracer | None, args: argparse.Namespace) -> None:
     """Format and write the trace (after the run: the recording path formats nothing)."""
     if tracer is None:
@@ -58,4 +66,4 @@ def finish(tracer: Tracer | None, args: argparse.Namespace) -> None:
         print(f"x86vm: cannot write the trace to {path}: {exc.strerror}", file=sys.stderr)
 
 
-__all__ = ["add_options", "start", "finish", "TraceError"]
+__all__ = ["add_options", "start", "attach_board", "finish", "TraceError"]

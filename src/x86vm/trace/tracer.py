@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from x86vm.machine.exits import (
@@ -139,6 +139,7 @@ class Tracer:
         self.rings: dict[int, Ring] = {}
         self._swapped: list[tuple[object, object]] = []
         self._hooked: list[Callable[..., None]] = []
+        self._lines: list[object] = []
 
     def ring(self, cpu: int = 0) -> Ring:
         ring = self.rings.get(cpu)
@@ -197,13 +198,28 @@ class Tracer:
         self._hooked.append(set_trace)
         return True
 
+    def attach_lines(self, lines: Iterable[object], cpu: int = 0) -> bool:
+        """Record ``irq:raise`` from interrupt lines that have a ``trace`` hook (the Python
+        chipset's IRQ lines: each level change, ``(irq, level)``) if it is enabled. The
+        lines are driven on the vCPU's thread, the writer of ``cpu``'s ring. True if it did."""
+        record = self.recorder("irq:raise", cpu)
+        if record is None:
+            return False
+        for line in lines:
+            line.trace = record  # type: ignore[attr-defined]
+            self._lines.append(line)
+        return True
+
     def detach(self) -> None:
-        """Put back what :meth:`attach_exits` swapped and unhook :meth:`attach_backend`."""
+        """Put back what :meth:`attach_exits` swapped and unhook :meth:`attach_backend`
+        and :meth:`attach_lines`."""
         while self._swapped:
             backend, run = self._swapped.pop()
             backend.run = run  # type: ignore[attr-defined]
         while self._hooked:
             self._hooked.pop()(lambda name: None)
+        while self._lines:
+            self._lines.pop().trace = None  # type: ignore[attr-defined]
 
     def counts(self) -> Counter[str]:
         """Recorded events by name (overwritten ones included)."""
