@@ -503,7 +503,8 @@ def _run(args) -> int:
             # objdump: the file header, then "not a dynamic object", and it stops (status 1)
             write(f"\n{image.path}:     file format {image.format_name}\n\n")
             sys.stdout.flush()
-            raise CliError(f"{image.path}: not a dynamic object")
+            print(f"x86vm: {image.path}: not a dynamic object", file=sys.stderr)
+            raise CliError(f"{image.path}: invalid operation")   # (BFD's error, objdump's)
         try:
             write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs(),
                           header=header)

@@ -625,18 +625,27 @@ class _Parser:
 
     def expression(self) -> Node:
         """The few expressions printed as a plain name: a literal, a template parameter,
-        or an unresolved name with template arguments; others are Unsupported."""
+        an unresolved name with template arguments, ``sr`` <type> <name>; others are
+        Unsupported."""
         c = self.peek()
         if c == "L":
             return self.literal()
         if c == "T":
             return self.template_param()
         if c.isdigit():
-            node: Node = self.source_name()
-            if self.peek() == "I":
-                node = Template(node, self.template_args())
-            return node
+            return self.simple_id()
+        if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
+            self.i += 2             # sr <type> <simple-id>: T::name (an unresolved name,
+            scope = self.type()     # e.g. std::__is_scalar<int>::__value)
+            return Qualified(scope, self.simple_id())
         raise Unsupported("expression")
+
+    def simple_id(self) -> Node:
+        """<source-name> [<template-args>]: a name in an unresolved expression."""
+        node: Node = self.source_name()
+        if self.peek() == "I":
+            node = Template(node, self.template_args())
+        return node
 
     def literal(self) -> Node:
         self.expect("L")
