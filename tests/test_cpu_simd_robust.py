@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import random
 
-from cpu.hostcpu import MEM_BASE
-from cpu.hostsimd import Emu, SimdCase
+from cpu.hostcpu import MEM_BASE, Emu, SimdCase
 from x86vm.isa import decode
 
 PREFIXES = (b"", b"\x66", b"\xf2", b"\xf3", b"\x66\x48", b"\x48", b"\xf2\x48", b"\xf3\x48")

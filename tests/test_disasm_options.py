@@ -194,7 +194,9 @@ def test_dynamic_relocations_of_an_object_stop_as_objdump_does(capsys, inputs):
     code, out, err = run_cli(args, capsys)
     assert code == theirs.returncode == 1
     assert out == theirs.stdout
-    assert err == f"x86vm: error: {inputs[0]}: not a dynamic object\n"
+    # BFD's two lines ("not a dynamic object", "invalid operation"), as objdump prints them
+    assert err.replace("x86vm: error: ", "x86vm: ") == theirs.stderr.replace(
+        "objdump: ", "x86vm: ")
 
 
 # -- -C: C++ names -----------------------------------------------------------------------------
@@ -314,7 +316,7 @@ def test_demangler_against_cxxfilt(cxx_inputs):
     assert len(mangled) <= len(names) // 200, mangled[:5]
 
 
-@pytest.mark.parametrize("option", ["suffix", "addr16", "data32", "amd64", "intel-mnemonic"])
+@pytest.mark.parametrize("option", ["suffix", "amd64", "intel64", "suffixes"])
 def test_disassembler_options_objdump_reads_and_x86vm_does_not_are_one_line(capsys, inputs,
                                                                              option):
     """objdump changes its listing for these; x86vm says it cannot rather than differ."""

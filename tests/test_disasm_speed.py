@@ -126,3 +126,32 @@ def test_names_that_are_not_utf8_survive_the_spool() -> None:
 
     parallel.run_parts([(0, 1), (1, 2)], list_part, pieces.append)
     assert "".join(pieces) == f"0 <{name}>\n1 <{name}>\n"
+
+
+@pytest.mark.parametrize("vma", [0, 0xF80, 0x7FFFF000])
+def test_runs_of_padding_list_as_one_instruction_at_a_time(vma) -> None:
+    # int3 and nop runs are joined at once (sweep.PlainSweep.run): across 4096-address
+    # blocks, from address 0 (narrower addresses), and next to other code
+    rng = random.Random(vma)
+    data = b"".join(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+                    + bytes([rng.choice([0xCC, 0x90])]) * rng.choice([2, 9, 300, 5000])
+                    for _ in range(12))
+    options = ListingOptions(disassemble_all=True)
+    texts = [_listing(binary_image("pad.bin", data, 64, vma), formatter, options)
+             for formatter in (decoder_formatter(64, "att"), _one_at_a_time(64, "att"))]
+    assert texts[0] == texts[1]
+    assert texts[0].count("\tint3\n") > 2000
+
+
+def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
+    # bytes of code cost 1, runs of >= PADDING_RUN cheap bytes PADDING_COST each
+    assert parallel.balanced_cuts([(1000, b"a" * 1000)], 2, b"\x00") == [0, 500, 1000]
+    # 500 code + 500 int3 (cost 25): half of 525 is 262.5
+    assert parallel.balanced_cuts([(1000, b"a" * 500 + b"\xcc" * 500)], 2, b"\xcc") == \
+        [0, 262, 1000]
+    # int3 (25), code (500), a NOBITS section of zeros (15): thirds of 540 at 180, 360
+    assert parallel.balanced_cuts([(1000, b"\xcc" * 500 + b"a" * 500), (300, None)], 3,
+                                  b"\xcc\x00") == [0, 655, 835, 1300]
+    # a short run is code
+    assert parallel.balanced_cuts([(1000, b"a" * 900 + b"\xcc" * 100)], 2, b"\xcc") == \
+        [0, 500, 1000]

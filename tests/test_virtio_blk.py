@@ -295,6 +295,41 @@ def test_cache_unsafe_never_syncs(image, journal):
         blk.close()
 
 
+def test_a_failed_sync_fails_every_later_flush(image, monkeypatch):
+    """After fdatasync failed, Linux may have dropped the dirty pages' error and marked them
+    clean, so a later fdatasync can succeed although the data never reached the disk
+    (the "fsyncgate" of 2018). A FLUSH after a failed one must not report those writes
+    stable: every later sync of the image fails (IOERR), with cache=none every write too."""
+    real_sync = os.fdatasync
+    failures = [OSError(5, "Input/output error")]
+
+    def fdatasync(fd):
+        if failures:
+            raise failures.pop()
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    blk = Blk(image)
+    try:
+        assert blk.request(VIRTIO_BLK_T_OUT, sector=0, out=b"a" * 512)[0] == VIRTIO_BLK_S_OK
+        assert blk.request(VIRTIO_BLK_T_FLUSH)[0] == VIRTIO_BLK_S_IOERR
+        assert failures == []  # the host's fdatasync would now succeed
+        assert blk.request(VIRTIO_BLK_T_FLUSH)[0] == VIRTIO_BLK_S_IOERR
+        assert blk.request(VIRTIO_BLK_T_OUT, sector=1, out=b"b" * 512)[0] == VIRTIO_BLK_S_OK
+        assert blk.request(VIRTIO_BLK_T_FLUSH)[0] == VIRTIO_BLK_S_IOERR
+        assert blk.dev.errors["blk_host_io_error"] == 3
+        assert blk.request(VIRTIO_BLK_T_IN, sector=0, in_len=512)[1] == b"a" * 512  # reads go on
+    finally:
+        blk.close()
+    failures.append(OSError(5, "Input/output error"))
+    blk = Blk(image, cache="none")
+    try:
+        assert blk.request(VIRTIO_BLK_T_OUT, sector=2, out=b"c" * 512)[0] == VIRTIO_BLK_S_IOERR
+        assert blk.request(VIRTIO_BLK_T_OUT, sector=3, out=b"d" * 512)[0] == VIRTIO_BLK_S_IOERR
+    finally:
+        blk.close()
+
+
 # -- images --------------------------------------------------------------------------------
 
 def test_sparse_image(tmp_path):

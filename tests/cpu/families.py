@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case
+from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case, draw_cases
 
 EDGE = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000,
         0xFFFFFFFF, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 0xFFFFFFFFFFFFFFFF)
@@ -428,9 +428,4 @@ FAMILIES = {"alu": alu, "unary": unary, "shift": shift, "muldiv": muldiv, "bits"
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[Case]:
     """``count`` cases of ``family`` for 64-bit or 32-bit code."""
-    rng = random.Random(f"{family}-{seed}-{bits}")
-    _BITS[0] = bits
-    try:
-        return [FAMILIES[family](rng) for _ in range(count)]
-    finally:
-        _BITS[0] = 64
+    return draw_cases(FAMILIES, _BITS, family, count, seed, bits)

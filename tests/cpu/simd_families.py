@@ -1,4 +1,4 @@
-"""Random MMX/SSE cases per instruction class for the host-CPU differential (cpu/hostsimd.py).
+"""Random MMX/SSE cases per instruction class for the host-CPU differential (cpu/hostcpu.py).
 
 Registers and memory mix integer edge lanes, random bits and floating-point specials (zeros,
 infinities, quiet and signalling NaNs, denormals, extremes); memory operands address the
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 
-from cpu.hostcpu import MEM_BASE, MEM_SIZE
-from cpu.hostsimd import SimdCase
+from cpu.hostcpu import MEM_BASE, MEM_SIZE, SimdCase, draw_cases
 
 F32_SPECIAL = (0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001,
                0x7FA00000, 1, 0x807FFFFF, 0x00800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF,
@@ -28,24 +27,20 @@ INT_EDGE = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x800000
 _BITS = [64]
 
 
-def _f32(rng: random.Random) -> int:
-    r = rng.random()
-    if r < 0.5:
-        return rng.choice(F32_SPECIAL)
-    if r < 0.8:   # a random value of moderate exponent
-        return (rng.getrandbits(1) << 31) | (rng.randrange(100, 160) << 23) | \
-            rng.getrandbits(23)
-    return rng.getrandbits(32)
+# per float width: its special values, exponent range of the moderate values, fraction bits
+_FLOAT = {32: (F32_SPECIAL, (100, 160), 23), 64: (F64_SPECIAL, (990, 1060), 52)}
 
 
-def _f64(rng: random.Random) -> int:
+def _float(rng: random.Random, width: int) -> int:
+    """A float lane: a special value, a random value of moderate exponent, or random bits."""
+    specials, exponents, fraction = _FLOAT[width]
     r = rng.random()
     if r < 0.5:
-        return rng.choice(F64_SPECIAL)
+        return rng.choice(specials)
     if r < 0.8:
-        return (rng.getrandbits(1) << 63) | (rng.randrange(990, 1060) << 52) | \
-            rng.getrandbits(52)
-    return rng.getrandbits(64)
+        return (rng.getrandbits(1) << (width - 1)) | (rng.randrange(*exponents) << fraction) \
+            | rng.getrandbits(fraction)
+    return rng.getrandbits(width)
 
 
 def vec(rng: random.Random) -> int:
@@ -62,8 +57,8 @@ def vec(rng: random.Random) -> int:
     if kind < 0.45:
         return rng.getrandbits(128)
     if kind < 0.75:
-        return sum(_f32(rng) << (32 * i) for i in range(4))
-    return sum(_f64(rng) << (64 * i) for i in range(2))
+        return sum(_float(rng, 32) << (32 * i) for i in range(4))
+    return sum(_float(rng, 64) << (64 * i) for i in range(2))
 
 
 def memory(rng: random.Random) -> bytes:
@@ -433,9 +428,5 @@ FAMILIES = {"sse_int": sse_int, "mmx": mmx_class, "sse_mov": sse_mov, "sse_fp": 
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[SimdCase]:
-    rng = random.Random(f"{family}-{seed}-{bits}")
-    _BITS[0] = bits
-    try:
-        return [FAMILIES[family](rng) for _ in range(count)]
-    finally:
-        _BITS[0] = 64
+    """``count`` cases of ``family`` for 64-bit or 32-bit code."""
+    return draw_cases(FAMILIES, _BITS, family, count, seed, bits)

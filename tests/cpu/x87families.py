@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import struct
+from dataclasses import replace
 
-from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case, Outcome
+from cpu.hostcpu import MEM_BASE, MEM_SIZE, Case, Outcome, draw_cases
 from cpu.hostcpu import compare as compare_gp
 from cpu_fp import fpgen
 from x86vm.cpu.fp.core import F32, F64, F80
@@ -111,10 +112,24 @@ def _memory(rng: random.Random, image: bytes) -> bytearray:
     return mem
 
 
+_SIZE = {"f32": 4, "f64": 8, "f80": 10, "bcd": 10, "i16": 2, "i32": 4, "i64": 8}
+
+
+def _slot(rng: random.Random) -> str:
+    """One of the 16 memory operand slots around %rbx."""
+    return _at(OPERAND + 16 * rng.randrange(-8, 8))
+
+
 def _operand(rng: random.Random, mem: bytearray, size: int, value: int) -> str:
+    """A memory operand slot holding ``value``."""
     off = OPERAND + 16 * rng.randrange(-8, 8)
     mem[0x800 + off:0x800 + off + size] = value.to_bytes(size, "little")
     return _at(off)
+
+
+def _load(rng: random.Random, mem: bytearray, kind: str) -> str:
+    """A memory operand slot holding a random value of ``kind`` (f32 … i64, bcd)."""
+    return _operand(rng, mem, _SIZE[kind], _mem_value(rng, kind))
 
 
 def _mem_value(rng: random.Random, kind: str) -> int:
@@ -158,57 +173,52 @@ def _state(rng, masked: bool = False, empties: float = 0.2):
 
 # -- instruction texts per class ----------------------------------------------------------------
 
+# (text, kind of its memory operand) per form: {op} the operation, {i} a register
+_ARITH_FORMS = (("{op} %st({i}), %st", None), ("{op} %st, %st({i})", None),
+                ("{op}p %st, %st({i})", None), ("{op}s", "f32"), ("{op}l", "f64"),
+                ("fi{iop}s", "i16"), ("fi{iop}l", "i32"))
+
+
 def _arith_text(rng, mem) -> str:
     op = rng.choice(_ARITH)
     i = rng.randrange(8)
-    form = rng.randrange(7)
-    if form == 0:
-        return f"{op} %st({i}), %st"
-    if form == 1:
-        return f"{op} %st, %st({i})"
-    if form == 2:
-        return f"{op}p %st, %st({i})"
-    if form == 3:
-        return f"{op}s {_operand(rng, mem, 4, _mem_value(rng, 'f32'))}"
-    if form == 4:
-        return f"{op}l {_operand(rng, mem, 8, _mem_value(rng, 'f64'))}"
-    if form == 5:
-        return f"fi{op[1:]}s {_operand(rng, mem, 2, _mem_value(rng, 'i16'))}"
-    return f"fi{op[1:]}l {_operand(rng, mem, 4, _mem_value(rng, 'i32'))}"
+    form, kind = _ARITH_FORMS[rng.randrange(len(_ARITH_FORMS))]
+    text = form.format(op=op, iop=op[1:], i=i)
+    return f"{text} {_load(rng, mem, kind)}" if kind else text
 
 
 def _ldst_text(rng, mem) -> str:
     i = rng.randrange(8)
     k = rng.randrange(17)
     if k == 0:
-        return f"flds {_operand(rng, mem, 4, _mem_value(rng, 'f32'))}"
+        return f"flds {_load(rng, mem, 'f32')}"
     if k == 1:
-        return f"fldl {_operand(rng, mem, 8, _mem_value(rng, 'f64'))}"
+        return f"fldl {_load(rng, mem, 'f64')}"
     if k == 2:
-        return f"fldt {_operand(rng, mem, 10, _mem_value(rng, 'f80'))}"
+        return f"fldt {_load(rng, mem, 'f80')}"
     if k == 3:
         return f"fld %st({i})"
     if k == 4:
         w, sfx = rng.choice(((16, "s"), (32, "l"), (64, "ll")))
-        return f"fild{sfx} {_operand(rng, mem, w // 8, _mem_value(rng, f'i{w}'))}"
+        return f"fild{sfx} {_load(rng, mem, f'i{w}')}"
     if k == 5:
-        return f"fbld {_operand(rng, mem, 10, _mem_value(rng, 'bcd'))}"
+        return f"fbld {_load(rng, mem, 'bcd')}"
     if k == 6:
         return rng.choice(_CONSTS)
     if k == 7:
-        return f"{rng.choice(('fsts', 'fstps'))} {_at(OPERAND + 16 * rng.randrange(-8, 8))}"
+        return f"{rng.choice(('fsts', 'fstps'))} {_slot(rng)}"
     if k == 8:
-        return f"{rng.choice(('fstl', 'fstpl'))} {_at(OPERAND + 16 * rng.randrange(-8, 8))}"
+        return f"{rng.choice(('fstl', 'fstpl'))} {_slot(rng)}"
     if k == 9:
-        return f"fstpt {_at(OPERAND + 16 * rng.randrange(-8, 8))}"
+        return f"fstpt {_slot(rng)}"
     if k == 10:
         return f"{rng.choice(('fst', 'fstp'))} %st({i})"
     if k in (11, 12):
         op = rng.choice(("fist", "fistp", "fisttp"))
         sfx = rng.choice(("s", "l") if op == "fist" else ("s", "l", "ll"))
-        return f"{op}{sfx} {_at(OPERAND + 16 * rng.randrange(-8, 8))}"
+        return f"{op}{sfx} {_slot(rng)}"
     if k == 13:
-        return f"fbstp {_at(OPERAND + 16 * rng.randrange(-8, 8))}"
+        return f"fbstp {_slot(rng)}"
     if k == 14:
         return f"fxch %st({i})"
     if k == 15:
@@ -226,10 +236,10 @@ def _compare_text(rng, mem) -> str:
     k = rng.randrange(9)
     if k == 0:
         op = rng.choice(("fcoms", "fcomps"))
-        return f"{op} {_operand(rng, mem, 4, _mem_value(rng, 'f32'))}"
+        return f"{op} {_load(rng, mem, 'f32')}"
     if k == 1:
         op = rng.choice(("fcoml", "fcompl"))
-        return f"{op} {_operand(rng, mem, 8, _mem_value(rng, 'f64'))}"
+        return f"{op} {_load(rng, mem, 'f64')}"
     if k == 2:
         return f"{rng.choice(('fcom', 'fcomp', 'fucom', 'fucomp'))} %st({i})"
     if k == 3:
@@ -237,7 +247,7 @@ def _compare_text(rng, mem) -> str:
     if k == 4:
         op, w = rng.choice((("ficoms", 16), ("ficomps", 16), ("ficoml", 32),
                             ("ficompl", 32)))
-        return f"{op} {_operand(rng, mem, w // 8, _mem_value(rng, f'i{w}'))}"
+        return f"{op} {_load(rng, mem, f'i{w}')}"
     if k in (5, 6):
         return f"{rng.choice(('fcomi', 'fcomip', 'fucomi', 'fucomip'))} %st({i}), %st"
     cc = rng.choice(("b", "e", "be", "u", "nb", "ne", "nbe", "nu"))
@@ -442,12 +452,8 @@ X87_FAMILIES = {"x87arith": x87arith, "x87ldst": x87ldst, "x87unary": x87unary,
 
 
 def generate(family: str, count: int, seed: int, bits: int = 64) -> list[X87Case]:
-    rng = random.Random(f"{family}-{seed}-{bits}")
-    _BITS[0] = bits
-    try:
-        return [X87_FAMILIES[family](rng) for _ in range(count)]
-    finally:
-        _BITS[0] = 64
+    """``count`` cases of ``family`` for 64-bit or 32-bit code."""
+    return draw_cases(X87_FAMILIES, _BITS, family, count, seed, bits)
 
 
 # -- comparison -------------------------------------------------------------------------------
@@ -491,8 +497,7 @@ def compare(case: X87Case, host: Outcome, emu: Outcome) -> list[str]:
         for m in (hm, em):
             m[at + 4] &= ~0x20
             m[at + 5] &= ~0x02
-    diffs += compare_gp(case, Outcome(host.code, host.regs, host.rflags, bytes(hm)),
-                        Outcome(emu.code, emu.regs, emu.rflags, bytes(em)))
+    diffs += compare_gp(case, replace(host, memory=bytes(hm)), replace(emu, memory=bytes(em)))
     if any(d.startswith("memory") for d in diffs):
         at = next(i for i in range(MEM_SIZE) if hm[i] != em[i])
         diffs.append(_explain(at, hm, em))

@@ -11,6 +11,7 @@ them (``disasm_getopt``). The output is byte for byte ``objdump``'s with the sam
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import re
@@ -30,13 +31,12 @@ from x86vm.disasm.listing import (
     elf_image,
     write_listing,
 )
+from x86vm.disasm.x86_options import KNOWN_PREFIXES, parse_x86_options, split_items
 
 MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-32": 64,
             "i386:intel": 32, "i386:x86-64:intel": 64, "i386:x64-32:intel": 64}
 """BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
-MODE_OPTIONS = {"i8086": 16, "i386": 32, "x86-64": 64, "x86_64": 64}
-SYNTAX_OPTIONS = {"intel": "intel", "att": "att"}
-UNSUPPORTED_X86_OPTIONS = ("amd64", "intel64", "intel-mnemonic", "addr", "data", "suffix")
+UNSUPPORTED_X86_OPTIONS = ("amd64", "intel64", "suffix")
 """-M options objdump 2.40 reads (i386-dis.c: by prefix) and x86vm does not: refused in one
 line rather than listed otherwise than objdump lists them."""
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
@@ -222,19 +222,15 @@ def _address(text: str | None, option: str) -> int | None:
 
 def _options(args) -> tuple[ListingOptions, str, int | None]:
     syntax = "intel" if (args.architecture or "").endswith(":intel") else "att"
-    mode_override = None
-    for group in args.disassembler_options:
-        for option in filter(None, group.split(",")):
-            if option.startswith(UNSUPPORTED_X86_OPTIONS):
-                raise CliError(f"disassembler option '{option}' is not supported by x86vm "
-                               "disasm (objdump's i386-dis.c reads it)")
-            if option in SYNTAX_OPTIONS:
-                syntax = SYNTAX_OPTIONS[option]
-            elif option in MODE_OPTIONS:
-                mode_override = MODE_OPTIONS[option]
-            else:  # objdump 2.40 ignores an unknown x86 option silently; say so, go on
-                print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
-                      file=sys.stderr)
+    for option in split_items(args.disassembler_options):
+        if option.startswith(UNSUPPORTED_X86_OPTIONS):
+            raise CliError(f"disassembler option '{option}' is not supported by x86vm "
+                           "disasm (objdump's i386-dis.c reads it)")
+        if not option.startswith(KNOWN_PREFIXES):  # objdump ignores it silently; say so
+            print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
+                  file=sys.stderr)
+    # (the known items are read per file, from the file's mode: parse_x86_options)
+    mode_override = parse_x86_options(args.disassembler_options, 0).mode or None
     if args.architecture is not None:  # objdump: bfd_scan_arch ("") is plain i386
         machine = args.architecture or "i386"
         if machine not in MACHINES:
@@ -273,7 +269,8 @@ def _options(args) -> tuple[ListingOptions, str, int | None]:
 
 def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
           line_numbers: tuple = (False, False, None, 0),
-          demangle: bool = False) -> list[ListingImage | str]:
+          demangle: bool = False, machine_mode: int | None = None
+          ) -> list[ListingImage | str]:
     """The image of a file, or the archive's path (for objdump's ``In archive`` line) and
     the image of each of its members."""
     stream = open_regular(path)  # kept open: section bytes are read on demand
@@ -288,7 +285,10 @@ def _load(path: str, target: str | None, mode_override: int | None, adjust: int,
             stream.seek(0)
             data = stream.read(size)
             stream.close()
-            return [binary_image(path, data, mode_override, adjust)]
+            # (the address width is the -m machine's; -M i8086 & co. change the decoding)
+            image = binary_image(path, data, machine_mode or mode_override, adjust)
+            image.mode = mode_override
+            return [image]
         if is_archive(head):
             stream.seek(0)
             data = stream.read()
@@ -350,6 +350,22 @@ def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
     return image
 
 
+def _formatter(x86_options: list[str], mode: int, syntax: str):
+    """The decoder and formatter for a file of ``mode`` with objdump's ``-M`` items: the
+    syntax, the default operand/address sizes, the x87 mnemonics (x86_options.py)."""
+    from x86vm.isa import decoder_mode
+
+    options = parse_x86_options(x86_options, mode, syntax)
+    formatter = decoder_formatter(
+        decoder_mode(options.mode, options.operand_size, options.address_size),
+        options.syntax)
+    if options.intel_mnemonic and options.syntax == "att":
+        from x86vm.disasm.att import format_att_intel_mnemonic
+
+        formatter.format_text = format_att_intel_mnemonic
+    return formatter
+
+
 def _header_dumps(args, options: ListingOptions, image: ListingImage,
                   header: str) -> tuple[str, int]:
     """The file-format line followed by the -f, -h, -t and -T dumps objdump prints before a
@@ -407,12 +423,21 @@ def _jobs() -> int:
 
 
 def run(args) -> int:
-    """List every file as objdump does; errors exit with objdump's status (1)."""
+    """List every file as objdump does; errors exit with objdump's status (1).
+
+    The cyclic garbage collector is off meanwhile: a listing makes hundreds of thousands of
+    objects that live to the end (the decoder's and formatter's memos) and almost no cycles,
+    and the collector's passes over them cost more than a tenth of the run."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         return _run(args)
     except CliError as exc:
         exc.status = OBJDUMP_ERROR_STATUS
         raise
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _run(args) -> int:
@@ -429,7 +454,9 @@ def _run(args) -> int:
         try:
             images.extend(_load(path, target, mode_override, adjust,
                                 (args.line_numbers, args.source, args.prefix,
-                                 args.prefix_strip), options.demangle))
+                                 args.prefix_strip), options.demangle,
+                                MACHINES.get(args.architecture or "i386")
+                                if args.architecture is not None else None))
         except CliError as exc:
             if len(args.files) == 1:
                 raise
@@ -454,7 +481,7 @@ def _run(args) -> int:
         for image in listed:
             key = (image.mode, syntax)
             if key not in formatters:
-                formatters[key] = decoder_formatter(image.mode, syntax)
+                formatters[key] = _formatter(args.disassembler_options, image.mode, syntax)
     except ImportError as exc:
         raise CliError(f"the x86 decoder is not available ({exc})") from None
 
@@ -486,7 +513,8 @@ def _run(args) -> int:
             # objdump: the file header, then "not a dynamic object", and it stops (status 1)
             write(f"\n{image.path}:     file format {image.format_name}\n\n")
             sys.stdout.flush()
-            raise CliError(f"{image.path}: not a dynamic object")
+            print(f"x86vm: {image.path}: not a dynamic object", file=sys.stderr)
+            raise CliError(f"{image.path}: invalid operation")   # (BFD's error, objdump's)
         try:
             write_listing(image, formatters[(image.mode, syntax)], options, write, _jobs(),
                           header=header)

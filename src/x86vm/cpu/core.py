@@ -15,7 +15,15 @@ from __future__ import annotations
 from x86vm.cpu import flags as F
 from x86vm.cpu.cpuid import VENDOR
 from x86vm.cpu.debug import DebugMixin
-from x86vm.cpu.errors import CONTRIBUTORY, DF, PF, CpuFault, NeedsRead, TripleFault
+from x86vm.cpu.errors import (
+    CONTRIBUTORY,
+    DF,
+    FAULT_CLASS,
+    PF,
+    CpuFault,
+    NeedsRead,
+    TripleFault,
+)
 from x86vm.cpu.interrupts import InterruptMixin
 from x86vm.cpu.mmu import MmuMixin, Ram
 from x86vm.cpu.segcheck import segment_check_mask
@@ -30,6 +38,7 @@ from x86vm.cpu.state import (
     MSR_IA32_MISC_ENABLE,
     MSR_IA32_PAT,
     RFLAGS_IF,
+    RFLAGS_RF,
     RFLAGS_TF,
     RFLAGS_VM,
     SEGMENT_NAMES,
@@ -77,6 +86,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.xmm = [0] * 16        # XMM0-15 as 128-bit ints (SDM Vol. 1 §10.2)
         self.mxcsr = 0x1F80        # SSE control/status, power-up value (SDM Vol. 1 §10.2.3)
         self.xcr0 = 1              # XSAVE feature mask: x87 only after reset (cpu/xsave.py)
+        self.pkru = 0              # protection keys for user pages (RDPKRU/WRPKRU, mmu.py)
         self.cpl = 0
         self.code_bits = 16
         self.stack_bits = 16
@@ -85,6 +95,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.idle_ns = 0           # guest time skipped while halted (waiting for a timer)
         self.ns_per_insn = 50      # guest time: 20 MHz of retired instructions
         self.shadow = False        # STI / MOV SS interrupt shadow for the next boundary
+        self.movss_shadow = False  # MOV SS / POP SS: debug traps wait one instruction too
         self.tf_armed = False      # the instruction running alone under RFLAGS.TF traps after
         self.halted = False
         self.implicit_access = False
@@ -236,6 +247,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         single = self.translator.single
         while True:
             if self.attn:
+                if self.debugging:   # the guest armed DR7 in this run: the debug dispatcher
+                    return "budget"
                 r = self._attention()
                 if r is None:
                     blk = lookup(sbase[1] + self.rip)
@@ -271,28 +284,45 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         """The slow part of a block boundary: stop requests, HLT, events, interrupts."""
         if self.stop_flag:
             return "stop"
+        rf_one = False
+        if self.fl & RFLAGS_RF:  # an IRET loaded it: it lasts one instruction (§17.3.1.1),
+            if self.rf_armed or not self.guest_bps:   # which only guest breakpoints see
+                self.fl &= ~RFLAGS_RF
+                self.rf_armed = False
+            else:
+                self.rf_armed = rf_one = True
         if self.halted and not self._wake():
             return "halt"
         if self.pending_event is not None:
             self._deliver_pending()
-        if self.tf_armed:        # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4)
-            self.tf_armed = False
-            self.dr[4] |= 0x4000     # DR6.BS
-            if not self._fault(CpuFault(1)):
-                return "shutdown"
+        if self.tf_armed or self.guest_watch_hits:
+            # single-step trap after the instruction (SDM Vol. 3B §17.3.1.4) and data
+            # breakpoints (§17.3.1.2): one #DB, DR6 B0-B3 the slots hit
+            if self.movss_shadow:    # after MOV SS / POP SS it waits for the next instruction
+                self.movss_shadow = False   # (SDM Vol. 3A §6.8.3)
+                if not self.tf_armed and not self.fl & RFLAGS_TF:
+                    self.shadow = False      # that instruction runs alone, no interrupt
+                    return "one"             # before it; the data breakpoint follows it
+            else:
+                self.dr[4] = (self.dr[4] & ~0xF) | self.guest_watch_hits \
+                    | (0x4000 if self.tf_armed else 0)   # DR6.BS
+                self.tf_armed = False
+                self.guest_watch_hits = 0
+                if not self._fault(CpuFault(1)):
+                    return "shutdown"
         if self.fl & RFLAGS_TF:  # this instruction runs alone and traps after it
             self.tf_armed = True
             self.shadow = False
             return "one"
         if self.shadow:          # no interrupt before the instruction after STI / MOV SS
-            self.shadow = False
+            self.shadow = self.movss_shadow = False
             self.irq_check = True
             return "one"
         if self.irq_check:
             self._check_interrupts()
         self.attn = bool(self.halted or self.irq_check or self.stop_flag or self.shadow
-                         or self.tf_armed or self.fl & RFLAGS_TF)
-        return None
+                         or self.tf_armed or self.fl & (RFLAGS_TF | RFLAGS_RF))
+        return "one" if rf_one and self.fl & RFLAGS_RF else None
 
     def _resume_one(self) -> str | None:
         """Run the one instruction a completed read stopped, with the value replayed."""
@@ -328,6 +358,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         """Deliver ``exc``; False when it ends in a triple fault."""
         if self.trace_exception is not None:
             self.trace_exception(exc.vector, exc.error_code, self.rip)
+        if exc.vector in FAULT_CLASS:
+            self.fl |= RFLAGS_RF     # pushed with the flags; delivery clears it again
         try:
             self.deliver(exc.vector, exc.error_code, soft=False)
             return True
@@ -449,6 +481,7 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
             else:
                 self.msrs[m] = v
         self.shadow = s.interrupt_shadow
+        self.movss_shadow = False
         if s.fpu is not None:
             self._set_fpu_state(s.fpu)
         self.pending_event = None

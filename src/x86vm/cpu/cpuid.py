@@ -21,6 +21,8 @@ MAX_EXT_LEAF = 0x80000008
 LEAF1_EDX = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | \
     (1 << 11) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24)
 LEAF1_EDX |= (1 << 23) | (1 << 25) | (1 << 26)      # MMX(23) SSE(25) SSE2(26)
+LEAF1_EDX |= 1 << 19    # CLFSH: CLFLUSH (cpu/cacheline.py), a 64-byte line (EBX[15:8] = 8)
+LEAF1_EBX = (1 << 16) | (8 << 8)   # 1 logical processor; CLFLUSH line size in 8-byte units
 # leaf 1 ECX: CX16(13) MOVBE(22) POPCNT(23) TSC-DEADLINE(24) XSAVE(26) (OSXSAVE(27) from CR4:
 # system.py). TSC-deadline: the local APIC timer's mode (devices/lapic.py, IA32_TSC_DEADLINE);
 # Linux then skips calibrating the APIC timer against the PIT (200 ms of guest time spinning)
@@ -28,8 +30,11 @@ LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 26)
 LEAF1_ECX |= (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20)   # SSE3 SSSE3 SSE4.1 SSE4.2
 # leaf 0DH sub-leaf 0: XCR0 may hold x87|SSE; 576 bytes for them (cpu/xsave.py)
 XSAVE_LEAF0 = (0x3, 576, 576, 0)
-# leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20)
-LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20)
+# leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20) CLFLUSHOPT(23) CLWB(24)
+LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24)
+# leaf 7 ECX: PKU(3) PKS(31): protection keys (cpu/mmu.py; OSPKE(4) from CR4: system.py);
+# XSAVE does not manage PKRU here (XCR0 bit 9 stays reserved, so a kernel drops PKU)
+LEAF7_ECX = (1 << 3) | (1 << 31)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)
 EXT1_ECX = (1 << 0) | (1 << 5)
@@ -47,9 +52,9 @@ def cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         b, d, c = _regs(VENDOR)
         return MAX_LEAF, b, c, d
     if leaf == 1:
-        return FAMILY_MODEL, 0x00010000, LEAF1_ECX, LEAF1_EDX   # 1 logical processor
+        return FAMILY_MODEL, LEAF1_EBX, LEAF1_ECX, LEAF1_EDX
     if leaf == 7:
-        return (0, LEAF7_EBX, 0, 0) if subleaf == 0 else (0, 0, 0, 0)
+        return (0, LEAF7_EBX, LEAF7_ECX, 0) if subleaf == 0 else (0, 0, 0, 0)
     if leaf == 0xD:
         return XSAVE_LEAF0 if subleaf == 0 else (0, 0, 0, 0)
     if leaf == 0x80000000:

@@ -29,10 +29,18 @@ from collections.abc import Callable
 from itertools import compress
 from operator import ne
 
-from x86vm.cpu.errors import CpuFault, NeedsRead
+from x86vm.cpu.cpuid import VENDOR
+from x86vm.cpu.errors import DB, CpuFault, NeedsRead
+from x86vm.cpu.state import RFLAGS_RF
 
 DR6_BS = 1 << 14  # single step (SDM Vol. 3B §18.2.3)
 PAGE_SHIFT = 12
+
+
+def _pages(watches) -> frozenset[int]:
+    """The linear pages ``(address, length, ...)`` watches touch."""
+    return frozenset(a >> PAGE_SHIFT for a, n, *_ in watches) | frozenset(
+        (a + n - 1) >> PAGE_SHIFT for a, n, *_ in watches)
 
 
 class WatchRead(Exception):
@@ -52,6 +60,11 @@ class DebugMixin:
         self.watch_hits = 0            # DR6 bits of watchpoints hit, not reported yet
         self.debug_dr6 = 0             # why the last "debug" stop happened
         self.debugging = False
+        self.guest_bps: dict[int, int] = {}   # the guest's DR0-3 execute breakpoints
+        self.guest_watches: tuple[tuple[int, int, int, bool], ...] = ()  # and data ones
+        self.guest_watch_hits = 0      # DR6 B0-B3 of guest data breakpoints hit
+        self.rf_armed = False          # RFLAGS.RF passed one instruction boundary
+        self._debugger_watch_pages: frozenset[int] = frozenset()
         self._resume_at: int | None = None          # a breakpoint we stopped at, to pass
         self.trace_exception: Callable[..., None] | None = None  # (vector, error, rip)
         self.trace_irq: Callable[..., None] | None = None        # (vector,)
@@ -67,9 +80,36 @@ class DebugMixin:
         self.single_step = single_step
         self.int3_stops = int3_stops
         self.watches = tuple(watches)
-        self.watch_pages = frozenset(a >> PAGE_SHIFT for a, n, _, _ in watches) | frozenset(
-            (a + n - 1) >> PAGE_SHIFT for a, n, _, _ in watches)
+        self._debugger_watch_pages = _pages(watches)
+        self._set_watch_pages()
+
+    def _set_watch_pages(self) -> None:
+        self.watch_pages = self._debugger_watch_pages | _pages(self.guest_watches)
         self.flush_tlb()   # watched pages leave the TLB (the slow path checks them)
+        self._update_debugging()
+
+    def set_guest_breakpoints(self) -> None:
+        """The guest's own breakpoints, from DR0-DR3 as DR7 enables them (SDM Vol. 3B
+        §18.2.4, either its L or G bit): R/W 00 an execute breakpoint, a #DB fault before
+        the instruction at the address unless RFLAGS.RF; 01 (write) and 11 (read or write)
+        data breakpoints of 1, 2, 4 or 8 bytes (LEN), a #DB trap after the access. I/O
+        breakpoints (R/W 10) are not modelled."""
+        dr7 = self.dr[5]
+        bps: dict[int, int] = {}
+        watches = []
+        for n in range(4):
+            if not (dr7 >> (2 * n)) & 3:
+                continue
+            kind = (dr7 >> (16 + 4 * n)) & 3
+            length = (1, 2, 8, 4)[(dr7 >> (18 + 4 * n)) & 3]
+            if kind == 0:
+                bps[self.dr[n]] = bps.get(self.dr[n], 0) | 1 << n
+            elif kind != 2:
+                watches.append((self.dr[n] & ~(length - 1), length, n, kind == 3))
+        self.guest_bps = bps
+        if tuple(watches) != self.guest_watches:
+            self.guest_watches = tuple(watches)
+            self._set_watch_pages()
         self._update_debugging()
 
     def set_trace_insn(self, record: Callable[..., None] | None) -> None:
@@ -78,13 +118,18 @@ class DebugMixin:
 
     def _update_debugging(self) -> None:
         self.debugging = bool(self.breakpoints or self.single_step or self.watches
-                              or self.trace_insn is not None)
+                              or self.trace_insn is not None or self.guest_bps
+                              or self.guest_watches)
         self.attn = True
 
     # -- watchpoints (called from the MMU's slow paths) ------------------------------------
 
     def watch_access(self, la: int, size: int, write: bool) -> None:
         """An access to ``[la, la + size)`` on a watched page."""
+        for address, length, slot, reads in self.guest_watches:
+            if la < address + length and address < la + size and (write or reads):
+                self.guest_watch_hits |= 1 << slot   # the guest's #DB after the instruction
+                self.attn = True
         hits = 0
         for address, length, slot, reads in self.watches:
             if la < address + length and address < la + size and (write or reads):
@@ -104,11 +149,15 @@ class DebugMixin:
         with "debug" (``debug_dr6`` says why) or any reason of ``Cpu.run``."""
         single, lookup = self.translator.single, self.translator.lookup
         bps = self.breakpoints
+        guest_bps = self.guest_bps
         record = self.trace_insn
-        alone = record is not None or self.single_step
+        alone = record is not None or self.single_step or bool(self.guest_watches)
         rerun = False     # the instruction after a WatchRead, reads let through
         while True:
             one = alone or rerun
+            # Intel inhibits an execute breakpoint on the instruction after MOV SS / POP SS;
+            # AMD delivers it (kvm-unit-tests emulator "#DB suppressed/occurred after MOV SS")
+            movss_blocked = self.movss_shadow and self.vendor == VENDOR
             if self.attn and not rerun:
                 r = self._attention()
                 if r == "one":
@@ -121,11 +170,20 @@ class DebugMixin:
                 self.debug_dr6 = bps[la]
                 return "debug"
             self._resume_at = None
+            if la in guest_bps and not self.fl & RFLAGS_RF and not movss_blocked:
+                # the guest's own execute breakpoint: a #DB fault
+                self.dr[4] = (self.dr[4] & ~0xF) | guest_bps[la]
+                if not self._fault(CpuFault(DB)):
+                    return "shutdown"
+                continue
+            if guest_bps is not self.guest_bps:   # the guest changed DR7: start again
+                return "budget"
             if one:
                 blk = single(la)
             else:
                 blk = lookup(la)
-                if bps and len(blk.rips) > 1 and self._breakpoint_inside(blk.rips):
+                if (bps or guest_bps) and len(blk.rips) > 1 \
+                        and self._breakpoint_inside(blk.rips):
                     blk = single(la)
             if record is not None:
                 before = self.r[:]
@@ -165,8 +223,8 @@ class DebugMixin:
                 return "budget"
 
     def _breakpoint_inside(self, rips: list[int]) -> bool:
-        base, bps = self.sbase[1], self.breakpoints
-        return any(base + rip in bps for rip in rips[1:])
+        base, bps, guest = self.sbase[1], self.breakpoints, self.guest_bps
+        return any(base + rip in bps or base + rip in guest for rip in rips[1:])
 
     def _stop_after_instruction(self) -> str:
         """A watchpoint hit or a step: "debug", with DR6 saying which."""

@@ -14,6 +14,10 @@ DE, DB, NMI, BP, OF, BR, UD, NM, DF, TS, NP, SS, GP, PF, MF, AC, MC, XM = (
     0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19)
 WITH_ERROR_CODE = frozenset((DF, TS, NP, SS, GP, PF, AC))
 CONTRIBUTORY = frozenset((DE, TS, NP, SS, GP))
+# fault-class exceptions (Table 6-1; #VE 20, #CP 21): their RFLAGS image has RF set (SDM
+# Vol. 3B §17.3.1.1), so the IRET back does not re-trigger an instruction breakpoint. #DB is
+# left out: the CPU raises it here as a trap (single step, data breakpoints).
+FAULT_CLASS = frozenset((DE, BR, UD, NM, TS, NP, SS, GP, PF, MF, AC, XM, 20, 21))
 
 
 class CpuFault(Exception):

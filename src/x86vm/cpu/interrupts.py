@@ -9,6 +9,7 @@ with interrupt and trap gates, stack switches through the TSS (RSP0/SS0, IST), a
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 from x86vm.cpu.errors import GP, NP, SS, TS, CpuFault
 from x86vm.cpu.state import (
@@ -407,13 +408,15 @@ class InterruptMixin:
     def null_outer_data_segments(self) -> None:
         """After a return to an outer level: ES, DS, FS and GS holding a data or
         non-conforming code segment more privileged than the new CPL become null (SDM Vol.
-        2A "IRET", Vol. 2B "RET")."""
+        2A "IRET", Vol. 2B "RET": "SegmentSelector ← 0"). Only the selector: the hidden
+        base and limit stay (not present, unusable), so in 64-bit mode FS and GS still
+        address memory through their bases — QEMU's validate_seg does the same."""
         for index in (_ES, _DS, _FS, _GS):
             seg = self.seg[index]
             if seg.selector & ~3 == 0 or not seg.s:
                 continue
             if seg.type & 0xC != 0xC and seg.dpl < self.cpl:
-                self.set_segment(index, null_segment(0))
+                self.set_segment(index, replace(seg, selector=0, present=0, unusable=1))
 
     def _iret_vm86(self, size: int) -> None:
         """IRET inside virtual-8086 mode: as in real mode with IOPL 3 (VM and IOPL kept),

@@ -1,8 +1,9 @@
 """Linear → physical translation, the software TLB, and guest memory access.
 
 Paging (SDM Vol. 3A ch. 4): 32-bit (4 KiB / 4 MiB pages), PAE (4 KiB / 2 MiB) and 4-level
-(4 KiB / 2 MiB / 1 GiB), with U/S, R/W (CR0.WP), NX (EFER.NXE), SMEP/SMAP, accessed/dirty bits,
-and #PF with the architectural error code (§4.7) and CR2.
+(4 KiB / 2 MiB / 1 GiB), with U/S, R/W (CR0.WP), NX (EFER.NXE), SMEP/SMAP, protection keys
+(PKRU for user pages, IA32_PKRS for supervisor pages; 4-level paging only, §4.6.2),
+accessed/dirty bits, and #PF with the architectural error code (§4.7) and CR2.
 
 The TLB maps a linear page to ``(buffer, delta, physical page)`` so that the host offset of a
 linear address ``la`` is ``la + delta``: a hit costs one dict lookup. There are separate TLBs
@@ -22,11 +23,14 @@ from x86vm.cpu.state import (
     CR0_PG,
     CR0_WP,
     CR4_PAE,
+    CR4_PKE,
+    CR4_PKS,
     CR4_PSE,
     CR4_SMAP,
     CR4_SMEP,
     EFER_LMA,
     EFER_NXE,
+    MSR_IA32_PKRS,
     RFLAGS_AC,
 )
 
@@ -35,7 +39,7 @@ TLB_ENTRIES = 16384
 """Entries each software TLB holds before it is emptied (an x86 TLB may drop any entry at any
 time, SDM Vol. 3 §4.10.2): a guest touching ever new linear pages cannot grow it forever."""
 # page-fault error code bits (SDM Vol. 3A §4.7)
-PF_P, PF_W, PF_U, PF_RSVD, PF_I = 1, 2, 4, 8, 16
+PF_P, PF_W, PF_U, PF_RSVD, PF_I, PF_PK = 1, 2, 4, 8, 16, 32
 # access kinds (the same bits as the error code)
 READ, WRITE, FETCH = 0, PF_W, PF_I
 
@@ -384,6 +388,8 @@ class MmuMixin:
             if access == FETCH and not (nxe or cr4 & CR4_SMEP):
                 err &= ~PF_I
             self._page_fault(la, err)
+        if access != FETCH and cr4 & (CR4_PKE | CR4_PKS) and efer & EFER_LMA:
+            self._check_protection_key(la, code, user, us, entries[-1][1])
         # accessed and dirty bits
         for i, (at, e, esize) in enumerate(entries):
             new = e | 0x20
@@ -407,11 +413,31 @@ class MmuMixin:
         # a read-TLB entry must not allow a later write; writes only use tlb_w
         return pa, cacheable
 
+    def _check_protection_key(self, la: int, code: int, user: bool, us: int,
+                              leaf: int) -> None:
+        """Protection keys (SDM Vol. 3A §4.6.2): the key is bits 62:59 of the leaf entry;
+        PKRU (CR4.PKE) governs user pages, IA32_PKRS (CR4.PKS) supervisor pages. AD forbids
+        every data access; WD forbids user-mode writes, and supervisor-mode writes when
+        CR0.WP = 1. Instruction fetches are not checked. A fault is #PF with PK (bit 5)."""
+        if us:
+            if not self.cr4 & CR4_PKE:
+                return
+            rights = self.pkru
+        else:
+            if not self.cr4 & CR4_PKS:
+                return
+            rights = self.msrs.get(MSR_IA32_PKRS, 0)
+        rights = (rights >> (((leaf >> 59) & 0xF) * 2)) & 3
+        if not rights:
+            return
+        if rights & 1 or (code & PF_W and (user or self.cr0 & CR0_WP)):
+            self._page_fault(la, code | PF_P | PF_PK)
+
     def _page_fault(self, la: int, code: int) -> None:
         if not self.efer & EFER_NXE and not self.cr4 & CR4_SMEP:
             code &= ~PF_I
         self.cr2 = la
-        raise CpuFault(PF, code & 0x1F)
+        raise CpuFault(PF, code & 0x3F)
 
     # -- helpers for system tables and interpreters -----------------------------------------
 

@@ -399,7 +399,7 @@ def h_pop(cpu, c) -> None:
         cpu.load_segment(dst.num, sel)
         cpu.r[4] = rsp
         if dst.num == 2:
-            cpu.shadow = cpu.attn = True
+            cpu.shadow = cpu.movss_shadow = cpu.attn = True
         return
     sp_before = cpu.r[4]
     v = cpu.pop(size)
@@ -566,6 +566,7 @@ HELPERS = {
 }
 
 from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
+from x86vm.cpu.cacheline import CACHE_LINE_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
@@ -591,6 +592,7 @@ def register_helpers(helpers: dict, continuing: bool = False) -> None:
 
 register_helpers(X87_HELPERS, continuing=True)
 register_helpers(XSAVE_HELPERS, continuing=True)
+register_helpers(CACHE_LINE_HELPERS, continuing=True)
 
 from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from x86vm.cpu import gates, tasks
 from x86vm.cpu.cpuid import VENDOR, cpuid
-from x86vm.cpu.errors import BP, GP, OF, UD, CpuFault
+from x86vm.cpu.errors import BP, DB, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
 from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_reg
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
+    CR4_DE,
     CR4_OSXSAVE,
+    CR4_PAE,
+    CR4_PKE,
     EFER_LMA,
     EFER_SCE,
     MSR_CSTAR,
     MSR_EFER,
     MSR_FS_BASE,
     MSR_GS_BASE,
+    MSR_IA32_PKRS,
     MSR_IA32_TSC,
     MSR_KERNEL_GS_BASE,
     MSR_LSTAR,
@@ -40,7 +44,7 @@ VENDOR_AMD = b"AuthenticAMD"
 VENDORS = (VENDOR, VENDOR_AMD)
 KNOWN_MSRS = frozenset(STATE_MSRS) | {MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, 0x8B, 0x3A, 0xFE,
                                       0x2FF, 0x17, 0xCE, 0x140, 0x1D9, 0x9E,
-                                      0xC0011029, 0xC0010015}
+                                      0xC0011029, 0xC0010015, MSR_IA32_PKRS}
 MTRRS = range(0x200, 0x270)
 # AMD's four legacy performance counters and their event selects (APM Vol. 2 §13.2.1), there
 # on every AMD CPU without a CPUID bit; here they hold what is written and never count
@@ -88,7 +92,7 @@ def h_mov(cpu, c) -> None:
             raise CpuFault(UD)
         cpu.load_segment(dst.num, read(cpu, src, 2))
         if dst.num == 2:
-            cpu.shadow = cpu.attn = True
+            cpu.shadow = cpu.movss_shadow = cpu.attn = True
         return
     if type(src) is Reg and src.cls == "seg":
         if src.num > 5:
@@ -106,6 +110,7 @@ def h_mov(cpu, c) -> None:
         elif n == 3:
             cpu.set_cr3(v)
         elif n == 4:
+            _check_cr4(cpu, v)
             cpu.set_cr4(v)
         elif n == 8:
             cpu.cr8 = v & 0xF
@@ -128,21 +133,55 @@ def h_mov(cpu, c) -> None:
         cpu.r[dst.num] = values[n] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
         return
     if type(dst) is Reg and dst.cls == "dr":
-        _need_cpl0(cpu)
-        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(dst.num)
-        if idx is None:
-            raise CpuFault(UD)
-        cpu.dr[idx] = cpu.r[src.num]
+        idx = _debug_register(cpu, dst.num)
+        v = cpu.r[src.num] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
+        if idx >= 4:
+            if v >> 32:            # DR6/DR7 bits 63:32 must be 0
+                raise CpuFault(GP, 0)
+            # DR6: B0-B3, BD, BS, BT writable, the rest reads 1 (bit 12: 0); DR7: bit 10
+            # reads 1, bits 11, 12, 14, 15 read 0 (SDM Vol. 3B §18.2.3, §18.2.4)
+            v = DR6_FIXED_1 | (v & 0xE00F) if idx == 4 else DR7_FIXED_1 | (v & 0xFFFF23FF)
+        cpu.dr[idx] = v
+        if idx != 4:
+            cpu.set_guest_breakpoints()
         return
     if type(src) is Reg and src.cls == "dr":
-        _need_cpl0(cpu)
-        idx = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}.get(src.num)
-        if idx is None:
-            raise CpuFault(UD)
-        cpu.r[dst.num] = cpu.dr[idx]
+        idx = _debug_register(cpu, src.num)
+        cpu.r[dst.num] = cpu.dr[idx] & (M64 if cpu.code_bits == 64 else 0xFFFFFFFF)
         return
     size = dst.size
     write(cpu, dst, read(cpu, src, size) & MASK[size])
+
+
+DR6_FIXED_1, DR7_FIXED_1 = 0xFFFF0FF0, 0x400
+DR6_BD, DR7_GD = 1 << 13, 1 << 13
+
+
+def _debug_register(cpu, num: int) -> int:
+    """Index in ``cpu.dr`` (DR0-3, DR6, DR7) of MOV DRn: CPL 0 only (#GP(0)); DR4/DR5 alias
+    DR6/DR7 unless CR4.DE = 1, where they are #UD (SDM Vol. 3B §18.2.2), as DR8-15 are.
+    With DR7.GD set the access is a general-detect #DB fault instead: DR6.BD set, GD
+    cleared for the handler (§18.2.4)."""
+    _need_cpl0(cpu)
+    if num in (4, 5) and cpu.cr4 & CR4_DE or num > 7:
+        raise CpuFault(UD)
+    if cpu.dr[5] & DR7_GD:
+        cpu.dr[5] &= ~DR7_GD
+        cpu.dr[4] = (cpu.dr[4] & ~0xF) | DR6_BD
+        raise CpuFault(DB)
+    return {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}[num]
+
+
+# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), OSXSAVE, SMEP,
+# SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not report (UMIP, LA57,
+# VMXE, SMXE, FSGSBASE, PCIDE, ...) — is #GP(0) on MOV to CR4 (Vol. 2B "MOV—Move to/from
+# Control Registers"), as is clearing PAE in IA-32e mode.
+CR4_IMPLEMENTED = 0x7FF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
+
+
+def _check_cr4(cpu, value: int) -> None:
+    if value & ~CR4_IMPLEMENTED or (cpu.efer & EFER_LMA and not value & CR4_PAE):
+        raise CpuFault(GP, 0)
 
 
 # -- descriptor tables ---------------------------------------------------------------------
@@ -165,6 +204,8 @@ def h_lgdt(cpu, c) -> None:
     insn, (mem,) = c
     _need_cpl0(cpu)
     base, limit = _table_operand(cpu, insn, mem)
+    if cpu.code_bits == 64 and not _canonical(base):
+        raise CpuFault(GP, 0)   # a non-canonical base (KVM's emulator and hardware agree)
     if insn.mnemonic == "lgdt":
         cpu.gdtr = TableRegister(base, limit)
     else:
@@ -208,13 +249,23 @@ def h_ltr(cpu, c) -> None:
             raise CpuFault(GP, sel & 0xFFFC)
         if not seg.present:
             raise CpuFault(11, sel & 0xFFFC)
+        _check_canonical_base(cpu, seg, sel)
         cpu.write_sys(la + 5, 1, cpu.read_sys(la + 5, 1) | 2)   # busy
         cpu.tr = Segment(sel, seg.base, seg.limit, seg.type | 2, 0, seg.dpl, 1, seg.db, 0,
                          seg.g)
     else:
         if seg.s or seg.type != 2:
             raise CpuFault(GP, sel & 0xFFFC)
+        if seg.present:
+            _check_canonical_base(cpu, seg, sel)
         cpu.ldtr = seg
+
+
+def _check_canonical_base(cpu, seg: Segment, sel: int) -> None:
+    """In IA-32e mode the 16-byte TSS/LDT descriptor's base must be canonical, else
+    #GP(selector) (as KVM's emulator loads it; kvm-unit-tests la57 expects the fault)."""
+    if cpu.efer & EFER_LMA and not _canonical(seg.base):
+        raise CpuFault(GP, sel & 0xFFFC)
 
 
 def h_lldt(cpu, c) -> None:
@@ -408,12 +459,36 @@ def h_int(cpu, c) -> None:
             return
         vector = OF
     elif name == "int1":
+        # ICEBP's trap-like #DB is the instruction's own: no single-step #DB after it (nor
+        # the one a MOV SS before it held back), DR6.BS unset; a data breakpoint a MOV SS
+        # held back is reported in the same #DB (kvm-unit-tests debug "Single-Step + ICEBP
+        # #DB w/ MOVSS blocking", "MOV SS + watchpoint + ICEBP", written on hardware)
         vector = 1
+        cpu.tf_armed = cpu.movss_shadow = False
+        cpu.dr[4] = (cpu.dr[4] & ~0xF) | cpu.guest_watch_hits
+        cpu.guest_watch_hits = 0
     else:
         vector = ops[0].value & 0xFF
         if cpu.fl & RFLAGS_VM and _iopl(cpu) < 3:
             raise CpuFault(GP, 0)
     cpu.deliver(vector, None, soft=name != "int1")
+
+
+def h_rdpkru(cpu, c) -> None:
+    """RDPKRU/WRPKRU (SDM Vol. 2B): #UD unless CR4.PKE; #GP(0) if ECX (WRPKRU: or EDX) is
+    not 0; any CPL. WRPKRU empties the software TLB, which holds accesses the old PKRU
+    allowed (the SDM's TLBs hold no rights from PKRU, so no INVLPG is needed after it)."""
+    if not cpu.cr4 & CR4_PKE:
+        raise CpuFault(UD)
+    if cpu.r[1] & 0xFFFFFFFF:
+        raise CpuFault(GP, 0)
+    if c[0].mnemonic == "rdpkru":
+        cpu.r[0], cpu.r[2] = cpu.pkru, 0
+        return
+    if cpu.r[2] & 0xFFFFFFFF:
+        raise CpuFault(GP, 0)
+    cpu.pkru = cpu.r[0] & 0xFFFFFFFF
+    cpu.flush_tlb()
 
 
 def h_stac(cpu, c) -> None:
@@ -476,6 +551,8 @@ def h_cpuid(cpu, c) -> None:
         b, d, cc = vendor_regs(cpu.vendor)
     if leaf == 1 and cpu.cr4 & CR4_OSXSAVE:
         cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
+    if leaf == 7 and cpu.r[1] & 0xFFFFFFFF == 0 and cpu.cr4 & CR4_PKE:
+        cc |= 1 << 4        # OSPKE mirrors CR4.PKE (Table 3-8)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -530,6 +607,11 @@ def write_msr(cpu, index: int, value: int) -> None:
         cpu.sbase[i] = value
     elif index == MSR_IA32_TSC:
         cpu.tsc_offset = value - cpu.clock_ns()
+    elif index == MSR_IA32_PKRS:
+        if value >> 32:     # bits 63:32 are reserved (SDM Vol. 3A §4.6.2)
+            raise CpuFault(GP, 0)
+        cpu.msrs[index] = value
+        cpu.flush_tlb()     # the software TLB holds accesses the old rights allowed
     elif index in KNOWN_MSRS or index in MTRRS:
         cpu.msrs[index] = value
     elif index in AMD_LEGACY_PERF and cpu.vendor == VENDOR_AMD:
@@ -770,6 +852,7 @@ SYSTEM_HELPERS = {
     "salc": h_salc,
     "swapgs": h_swapgs, "sysenter": h_sysenter, "sysexit": h_sysexit,
     "vmcall": h_vmcall, "vmmcall": h_vmcall, "stac": h_stac, "clac": h_stac,
+    "rdpkru": h_rdpkru, "wrpkru": h_rdpkru,
     "lar": h_lar, "lsl": h_lar, "verr": h_verr,
     "verw": h_verr, "arpl": h_arpl, "bound": h_bound,
 }

@@ -121,6 +121,7 @@ class Cmos(ByteRegisters):
         self.clock_ns = clock_ns
         self.irq = irq
         self.timers = timers
+        self.on_alarm: Callable[[], None] | None = None  # the ACPI wake (RTC_STS)
         self._flags = 0  # C flags set by the timer callbacks, not yet read
         self._irq_level = False
         self._periodic: TimerHandle | None = None
@@ -309,5 +310,7 @@ class Cmos(ByteRegisters):
                for alarm, field in ((SECONDS_ALARM, SECONDS), (MINUTES_ALARM, MINUTES),
                                     (HOURS_ALARM, HOURS))):
             self._flags |= C_AF
+            if self.on_alarm is not None:
+                self.on_alarm()
         self._update_irq()
         self._arm_second()

@@ -50,7 +50,7 @@ from x86vm.devices.ioapic import NUM_PINS as IOAPIC_PINS
 from x86vm.devices.pc_testdev import PcTestDev
 from x86vm.devices.post import POST_PORT, PostCodePort
 from x86vm.devices.uart import COM1_BASE, COM1_IRQ, Uart16550
-from x86vm.machine.boot.firmware import PM_BASE, TABLES_SIZE, PlatformTables
+from x86vm.machine.boot.firmware import PM_BASE, TABLES_SIZE, PlatformTables, build_tables
 from x86vm.machine.bus import BusError, PortBus
 from x86vm.machine.irq import InterruptController, IrqLine, TimerHandle
 
@@ -211,6 +211,21 @@ def in_kernel_port_owner(in_kernel: frozenset[str], base: int, size: int) -> str
     return None
 
 
+def _s3_suspend(machine: PcMachine, firmware: PlatformTables) -> Callable[[], None] | None:
+    """ACPI S3 for the PM1 block: the machine suspends (``request_suspend``, if it can) and
+    resumes at the FACS's firmware waking vector (ACPI 6.4 Table 5.14, offset 12) as the
+    guest left it there."""
+    request_suspend = getattr(machine, "request_suspend", None)
+    if request_suspend is None:
+        return None
+    facs = build_tables(firmware).tables["FACS"]
+
+    def waking_vector() -> int:
+        return int.from_bytes(machine.memory.read(facs + 12, 4), "little")
+
+    return lambda: request_suspend(waking_vector)
+
+
 def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
                       debug_exit_port: int | None = 0xF4,
                       debug_exit_iosize: int = DEFAULT_IOSIZE,
@@ -271,13 +286,16 @@ def attach_pc_devices(machine: PcMachine, console: Console | None = None, *,
     fw_cfg = FwCfg(ram_size=machine.memory.ram_size, num_cpus=num_cpus)
     pio.register(FW_CFG_PORT, 2, fw_cfg, "fw_cfg")
 
-    acpi_pm = AcpiPm(machine.clock_ns, machine.request_stop)
-    pio.register(PM_BASE, acpi_pm.span, acpi_pm, "acpi-pm")
-
     # a Python chipset starts as firmware leaves it (seabios_handoff); the in-kernel one is
     # programmed by the guest: the Multiboot loader's stub makes the same writes
     firmware = PlatformTables(num_cpus=num_cpus, pm_base=PM_BASE,
                               init_writes=seabios_writes() if chipset is None else ())
+
+    acpi_pm = AcpiPm(machine.clock_ns, machine.request_stop,
+                     suspend=_s3_suspend(machine, firmware),
+                     wake=getattr(machine, "wake", None))
+    cmos.on_alarm = acpi_pm.rtc_alarm
+    pio.register(PM_BASE, acpi_pm.span, acpi_pm, "acpi-pm")
     board = PcBoard(console=console, uart=uart, post=post, cmos=cmos, i8042=kbc,
                     fw_cfg=fw_cfg, debug_exit=exit_dev, in_kernel=in_kernel,
                     chipset=chipset, acpi_pm=acpi_pm, firmware=firmware,

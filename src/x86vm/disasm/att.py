@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
+from functools import partial
+
+from x86vm.isa import (
+    EIZ_ABSOLUTE,
+    SFX_NODEFAULT,
+    BadMemory,
+    BadOperand,
+    Far,
+    Imm,
+    Instruction,
+    Mem,
+    Reg,
+    Rel,
+    SizedMode,
+)
 
 from .common import (
     H_ABS16,
@@ -18,6 +32,7 @@ from .common import (
     mem_text,
     prefix_words,
     shown_segment,
+    size_prefix_name,
     size_suffix,
     value_holes,
     vsib_marks,
@@ -78,11 +93,23 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
 
-def _frame(insn, pa: PrintAddress) -> Frame:
-    """Prefix words + mnemonic, and each operand's text (in Intel order)."""
+def _frame(insn, pa: PrintAddress, intel_mnemonic: bool = False) -> Frame:
+    """Prefix words + mnemonic, and each operand's text (in Intel order); with
+    `intel_mnemonic` (objdump -M intel-mnemonic) the x87 forms flagged ``sysv386`` keep the
+    Intel name."""
     spec = insn.spec
     words = prefix_words(insn, True)
-    mnemonic = insn.att_mnemonic + size_suffix(insn, False)
+    name = insn.mnemonic if intel_mnemonic and "sysv386" in spec.objdump_flags \
+        else insn.att_mnemonic
+    mnemonic = name + size_suffix(insn, False)
+    if words and type(insn.mode) is SizedMode and insn.mode == 64 and spec.branch and \
+            spec.sfx == SFX_NODEFAULT and insn.memory_operand is not None and \
+            "data32" in words and insn.operand_size == 64 and \
+            not any(0x48 <= p <= 0x4F for p in insn.prefixes):
+        # -M data16, 66 on an indirect call/jmp through memory: objdump's AT&T "calll"
+        # uses the 66 (its Intel listing shows "data32" and the QWORD operand)
+        del words[len(words) - 1 - words[::-1].index("data32")]
+        mnemonic += "l"
     hint = ""
     if (spec.branch == "jcc" or spec.branch == "loop") and words:
         # objdump: CS alone is ",pn", DS alone ",pt" (both: no hint); the hint takes the
@@ -94,7 +121,7 @@ def _frame(insn, pa: PrintAddress) -> Frame:
             del words[segs[-1]]
             hint = _HINTS[hints.pop()]
     if 0x67 in insn.unused_prefixes and "asfx" in spec.objdump_flags:
-        word = "addr32" if insn.mode != 32 else "addr16"     # (the last 67 is the one used)
+        word = size_prefix_name(0x67, insn.mode)     # (the last 67 is the one used)
         del words[len(words) - 1 - words[::-1].index(word)]
         mnemonic += SUFFIX[insn.address_size >> 3]
     mnemonic += hint
@@ -153,3 +180,17 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
 
 _ATT = Syntax(True, _frame, _operands)
 _TEXTS_GET = _ATT.texts.get
+_ATT_INTEL_MNEMONIC = Syntax(True, partial(_frame, intel_mnemonic=True), _operands)
+
+
+def format_att_intel_mnemonic(insn: Instruction, print_address: PrintAddress | None = None
+                              ) -> str:
+    """`format_att` with objdump's ``-M intel-mnemonic`` (then ``att``): the x87
+    ``fsub``/``fsubr`` (``fdiv``/``fdivr``) of the ST(i),ST forms by their Intel names, not
+    the SysV386 swap objdump prints by default (i386-dis.c's SYSV386_COMPAT)."""
+    memo = _ATT_INTEL_MNEMONIC.texts.get(insn.core)
+    if type(memo) is dict:
+        text = memo.get(insn.bytes) or _ATT_INTEL_MNEMONIC.remember(insn, memo)
+    else:
+        text = memo or _ATT_INTEL_MNEMONIC.remember(insn)
+    return text if type(text) is str else at_address(text, insn.address, print_address)

@@ -22,6 +22,7 @@ from x86vm.isa import (
     Mem,
     Reg,
     Rel,
+    default_sizes,
 )
 
 _REX_BITS = (("W", 8), ("R", 4), ("X", 2), ("B", 1))
@@ -115,10 +116,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
             words.append("fwait")
         elif 0x40 <= p <= 0x4F and insn.mode == 64:
             words.append(_REX_NAMES[p & 0xF])
-        elif p == 0x66:
-            words.append("data32" if insn.mode == 16 else "data16")
-        elif p == 0x67:
-            words.append("addr32" if insn.mode != 32 else "addr16")
+        elif p == 0x66 or p == 0x67:
+            words.append(size_prefix_name(p, insn.mode))
         elif (p == 0xF3 or p == 0xF2) and i != last_f3 and i != last_f2:
             words.append("repz" if p == 0xF3 else "repnz")
         elif p == 0xF3 or p == 0xF2:
@@ -139,14 +138,26 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     return words
 
 
+def size_prefix_name(prefix: int, mode: int) -> str:
+    """objdump's word for an unused 66/67: the size it would switch to from the mode's
+    default (i386-dis.c prefix_name with the default sizes, ``-M data16`` & co. included)."""
+    osz, asz = default_sizes(mode)
+    if prefix == 0x66:
+        return "data16" if osz == 32 else "data32"
+    if mode == 64:
+        return "addr32" if asz == 64 else "addr64"
+    return "addr16" if asz == 32 else "addr32"
+
+
 def size_suffix(insn: Instruction, intel: bool) -> str:
     """The AT&T size suffix (b/w/l/q) objdump appends, or ''; Intel only for push/call family."""
     spec = insn.spec
     sfx = spec.sfx
     if sfx == SFX_NODEFAULT:
         mode = insn.mode
-        default = 64 if mode == 64 and spec.d64 else (16 if mode == 16 else 32)
-        if insn.operand_size == default:
+        default = default_sizes(mode)[0]
+        if insn.operand_size == default or mode == 64 and spec.d64 and \
+                insn.operand_size == 64:    # (objdump: REX.W on push & co. shows nothing)
             return ""
         ops = insn.operands
         for i in spec.size_ops:         # a general register already shows the size

@@ -159,22 +159,46 @@ class PackExpansion(Node):
 
 
 class Qualifiers(Node):
+    """``inner`` with CV-qualifiers: after a type (``char const``), on an array's element
+    (``char const (&) [3]``), after a function type's parameters; a qualifier the type
+    already ends with (a template argument ``char const`` made const again) is not
+    repeated, as libiberty prints it."""
+
     def __init__(self, inner: Node, quals: str) -> None:
         self.inner, self.quals = inner, quals
 
+    def _target(self) -> Node:
+        inner = self.inner
+        while isinstance(inner, Pack) and inner.current is not None:
+            inner = inner.current
+        return inner
+
     def left(self) -> str:
-        if self.inner.wraps_declarator:
-            return self.inner.left()
-        return self.inner.left() + self.quals
+        inner = self._target()
+        if isinstance(inner, ArrayType):
+            return _qualified(inner.element.left(), self.quals)
+        if inner.wraps_declarator:
+            return inner.left()
+        return _qualified(inner.left(), self.quals)
 
     def right(self) -> str:
-        if self.inner.wraps_declarator:
-            return self.inner.right() + self.quals
-        return self.inner.right()
+        inner = self._target()
+        if inner.wraps_declarator and not isinstance(inner, ArrayType):
+            return inner.right() + self.quals
+        return inner.right()
 
     @property
     def wraps_declarator(self) -> bool:
-        return self.inner.wraps_declarator
+        return self._target().wraps_declarator
+
+
+def _qualified(text: str, quals: str) -> str:
+    """``text`` followed by the qualifiers it does not already end with."""
+    words = text.split(" ")
+    tail = set()
+    while words and words[-1] in ("const", "volatile", "restrict"):
+        tail.add(words.pop())
+    return text + "".join(f" {q}" for q in quals.split() if q not in tail)
 
 
 class Declarator(Node):
@@ -625,18 +649,34 @@ class _Parser:
 
     def expression(self) -> Node:
         """The few expressions printed as a plain name: a literal, a template parameter,
-        or an unresolved name with template arguments; others are Unsupported."""
+        an unresolved name with template arguments, ``sr`` <type> <name>; others are
+        Unsupported."""
         c = self.peek()
         if c == "L":
             return self.literal()
         if c == "T":
             return self.template_param()
         if c.isdigit():
-            node: Node = self.source_name()
-            if self.peek() == "I":
-                node = Template(node, self.template_args())
-            return node
+            return self.simple_id()
+        if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
+            self.i += 2             # an unresolved name: sr <type> <simple-id> (e.g.
+            if self.peek().isdigit():   # std::__is_scalar<int>::__value), or sr, levels
+                scope = self.simple_id()    # of <simple-id>, E, <simple-id>
+                while not self.take("E"):
+                    if self.peek() == "":
+                        raise Unsupported("unterminated unresolved name")
+                    scope = Qualified(scope, self.simple_id())
+            else:
+                scope = self.type()
+            return Qualified(scope, self.simple_id())
         raise Unsupported("expression")
+
+    def simple_id(self) -> Node:
+        """<source-name> [<template-args>]: a name in an unresolved expression."""
+        node: Node = self.source_name()
+        if self.peek() == "I":
+            node = Template(node, self.template_args())
+        return node
 
     def literal(self) -> Node:
         self.expect("L")
@@ -663,14 +703,9 @@ class _Parser:
 
     # -- types ---------------------------------------------------------------------------
     def cv_qualifiers(self) -> str:
-        quals = ""
-        if self.take("r"):
-            quals += " restrict"
-        if self.take("V"):
-            quals += " volatile"
-        if self.take("K"):
-            quals += " const"
-        return quals
+        restrict, volatile, const = self.take("r"), self.take("V"), self.take("K")
+        # (mangled r V K; libiberty prints them const volatile restrict)
+        return " const" * const + " volatile" * volatile + " restrict" * restrict
 
     def type(self) -> Node:
         c = self.peek()

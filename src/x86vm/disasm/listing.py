@@ -164,8 +164,9 @@ def write_listing(
     replaces the file-format line and blank line objdump starts with (the CLI puts its
     header dumps there).
 
-    With ``jobs`` > 1 a large listing is cut at symbols into that many parts listed by forked
-    processes at once (`parallel`), written in order: the same text, sooner."""
+    With ``jobs`` > 1 a large listing is cut at symbols into that many parts of about equal
+    work (padding counts little) listed by forked processes at once (`parallel`), written
+    in order: the same text, sooner."""
     image.symtab.prefix_addresses = options.prefix_addresses
     image.symtab.no_addresses = options.no_addresses
     image.symtab.demangle = options.demangle
@@ -173,9 +174,11 @@ def write_listing(
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
             and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
-        from x86vm.disasm.parallel import run_parts
+        from x86vm.disasm.parallel import balanced_cuts, run_parts
 
-        cuts = [total * k // jobs for k in range(jobs + 1)]
+        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
+                              for s in selected], jobs,
+                             b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")
         parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
         parts[-1] = (parts[-1][0], total + 1)
         run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part,
@@ -198,8 +201,6 @@ def _preload(sections: list[Section]) -> bool:
 
 
 PARALLEL_MIN_BYTES = 1 << 18
-_TAILS_LIMIT = 1 << 20  # line tails kept per listing
-_FLUSH_BYTES = 1 << 14  # code listed between writes of the fast path
 """Selected section bytes below which a listing is not worth splitting between processes."""
 
 
@@ -242,7 +243,7 @@ class _SectionLister:
         self.options = options
         self.write = write
         self.digits = image.address_digits
-        self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address (see chunk)
+        self.sweeps: dict = {}              # per line width: the fast layout's PlainSweep
 
     part: tuple[int, int] | None = None     # see _write_part
     base = 0                                # selected bytes in the sections before this one
@@ -416,8 +417,6 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
-        padding = ["   " * max(0, per_line - n)  # by instruction length: linear in per_line
-                   for n in range(min(per_line, MAX_INSN_LENGTH) + 1)]
         limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         prefixed, no_addresses = opts.prefix_addresses, opts.no_addresses
         show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
@@ -494,61 +493,23 @@ class _SectionLister:
         reloc_at = next_reloc()
         pieces: list[str] = []
         pos = start
-        decode_all = getattr(formatter, "decode_all", None)
         line_numbers = self.image.line_numbers
-        if decode_all is not None and insns and plain and vma + stop <= limit and \
-                line_numbers is None and art is None:
-            # The default layout from a linear sweep (decode_all, restarted after a zero
-            # skip); an instruction whose text depends on its bytes alone (no address in
-            # it; complete, decoded from its own bytes: not (bad), truncated or an objdump
-            # BadOp form shorter than the bytes read) reuses its first line's tail.
-            line_head = f"%{width}x:\t"
-            flush_at = pos + _FLUSH_BYTES
-            format_text = formatter.format_text
-            tails = self.tails
-            tails_get = tails.get
-            append = pieces.append
-            while pos < stop:
-                if skip_zeroes and data[pos] == 0:
-                    zeros = zeros_to_skip(pos)
-                    if zeros:
-                        append("\t...\n")
-                        pos += zeros
-                        if pos > reloc_at:
-                            emit_relocs(pos, True)
-                            reloc_at = next_reloc()
-                        continue
-                for insn in decode_all(data[pos:window_end], vma + pos):
-                    raw = insn.bytes
-                    tail = tails_get(raw)
-                    end = pos + len(raw)
-                    if tail is not None and end <= stop:
-                        append(line_head % insn.address + tail)
-                        pos = end
-                    else:
-                        core = insn.core
-                        length = core.length
-                        text = format_text(insn, print_address)
-                        end = pos + length
-                        if length <= per_line and end <= stop:
-                            tail = f"{raw.hex(' ')} {padding[length]}\t{text}\n"
-                            if core.reloc is None and core.kind == "insn" and \
-                                    0 < core.shape <= length == len(raw) and \
-                                    len(tails) < _TAILS_LIMIT:
-                                tails[raw] = tail
-                            append(line_head % (vma + pos) + tail)
-                        else:
-                            append(wrapped_line(vma + pos, pos, length, text))
-                        pos = end
-                    if pos > reloc_at:
-                        emit_relocs(pos, False)
-                        reloc_at = next_reloc()
-                    if pos >= stop or skip_zeroes and data[pos] == 0:
-                        break
-                    if pos >= flush_at:     # output streams: a piece every 16 KiB of code
-                        write("".join(pieces))
-                        pieces.clear()
-                        flush_at = pos + _FLUSH_BYTES
+        if insns and plain and vma + stop <= limit and line_numbers is None and art is None \
+                and hasattr(formatter, "format_text") and type(data) is bytes:
+            sweep = self.sweeps.get(per_line)
+            if sweep is None:
+                from x86vm.disasm.sweep import PlainSweep
+
+                sweep = self.sweeps[per_line] = PlainSweep(formatter, per_line, wide)
+
+            def emit_relocs_at(end: int, line_ended: bool) -> float:
+                emit_relocs(end, line_ended)
+                return next_reloc()
+
+            sweep.sweep(data, window, start, pos, stop, vma, width, symbols, pieces, write,
+                        zeros_to_skip if skip_zeroes else None, reloc_at, emit_relocs_at,
+                        wrapped_line)
+            pos = stop
         while pos < stop:
             if skip_zeroes and data[pos] == 0:
                 zeros = zeros_to_skip(pos)
@@ -625,6 +586,10 @@ class DecoderFormatter:
                  print_address: PrintAddress) -> tuple[int, str]:
         insn = self._decode(data, offset, address, self.mode)
         return insn.length, self.format_text(insn, print_address)
+
+    def decode(self, data: bytes, offset: int, address: int) -> Instruction:
+        """The instruction at ``data[offset:]``, at ``address``."""
+        return self._decode(data, offset, address, self.mode)
 
     def decode_all(self, data: bytes, address: int) -> Iterator[Instruction]:
         """The instructions from the start of ``data`` at ``address`` (linear sweep)."""

@@ -10,7 +10,11 @@ fails (or a platform without fork) gets its part listed by the parent instead.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
+import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,6 +23,60 @@ Part = tuple[int, int]
 Write = Callable[[str], object]
 _ENCODING = ("utf-8", "surrogateescape")   # names are raw ELF bytes: round-trip them
 _COPY_CHUNK = 1 << 20
+PADDING_RUN = 256       # a run of one byte at least this long is padding ...
+PADDING_COST = 0.05     # ... and costs this much per byte next to code's 1
+
+
+def balanced_cuts(contents: Sequence[tuple[int, bytes | None]], jobs: int,
+                  cheap: bytes) -> list[int]:
+    """Where to cut the listing of these sections (size and bytes, or None for zeros, in
+    order) into ``jobs`` parts of about equal work: the offsets into their bytes, counted
+    together, 0 first and the total last.  Work is the bytes, except that runs of one of
+    the ``cheap`` bytes (zeros objdump skips, ``int3``/``nop`` padding the listing joins
+    at once) count `PADDING_COST` per byte: a kernel's .text is half int3."""
+    runs: list[tuple[int, int]] = []
+    base = 0
+    for size, data in contents:
+        if data is None:
+            if 0 in cheap:
+                runs.append((base, base + size))
+        else:
+            for byte in cheap:
+                needle = bytes((byte,)) * PADDING_RUN
+                other = re.compile(b"[^%s]" % re.escape(bytes((byte,))))
+                start = data.find(needle)
+                while start >= 0:
+                    found = other.search(data, start)
+                    end = found.start() if found is not None else len(data)
+                    runs.append((base + start, base + end))
+                    start = data.find(needle, end)
+        base += size
+    runs.sort()
+    total = base
+    cost_total = total - (1 - PADDING_COST) * sum(end - start for start, end in runs)
+    cuts = [0]
+    position = cost = 0.0
+    runs.append((total, total))
+    for k in range(1, jobs):
+        target = cost_total * k / jobs
+        for start, end in runs:
+            if end <= position:
+                continue
+            start = max(start, position)
+            if cost + (start - position) >= target:     # in the code before this run
+                position, cost = position + (target - cost), target
+                break
+            cost += start - position
+            position = start
+            if cost + (end - start) * PADDING_COST >= target:     # inside the run
+                position = start + (target - cost) / PADDING_COST
+                cost = target
+                break
+            cost += (end - start) * PADDING_COST
+            position = end
+        cuts.append(min(total, max(cuts[-1], int(position))))
+    cuts.append(total)
+    return cuts
 
 
 def run_parts(parts: Sequence[Part], list_part: Callable[[Part, Write], None],
@@ -71,7 +129,16 @@ def _child(part: Part, list_part: Callable[[Part, Write], None], spool) -> int:
 
 
 def _copy(spool, write: Write) -> None:
+    """A child's spool after what ``write`` wrote: as bytes when ``write`` is a UTF-8 text
+    stream's (the CLI's standard output: the spool holds the very bytes it would write),
+    else decoded and written as text."""
     spool.seek(0)
+    stream = getattr(write, "__self__", None)
+    if _utf8_stream(stream):
+        stream.flush()
+        shutil.copyfileobj(spool, stream.buffer, _COPY_CHUNK)
+        stream.buffer.flush()
+        return
     with open(spool.fileno(), encoding=_ENCODING[0], errors=_ENCODING[1], newline="",
               closefd=False) as text:
         while True:
@@ -79,3 +146,14 @@ def _copy(spool, write: Write) -> None:
             if not block:
                 return
             write(block)
+
+
+def _utf8_stream(stream) -> bool:
+    """A text stream over a byte buffer that encodes as the spool does."""
+    if not isinstance(stream, io.TextIOWrapper) or stream.errors != _ENCODING[1] or \
+            os.linesep != "\n":
+        return False
+    try:
+        return codecs.lookup(stream.encoding).name == _ENCODING[0]
+    except LookupError:
+        return False

@@ -175,7 +175,9 @@ class SectionSymbols:
         self.section = section
         self.symbols = sorted(table.symbols, key=lambda s: _sort_key(s, section.name))
         self.values = [s.value for s in self.symbols]
-        self._printed: dict[int, str] = {}  # branch targets repeat: call sites of one function
+        self.printed: dict[int, str] = {}  # print_address texts: call sites of one function
+        self._found: dict[int, tuple] = {}  # see find
+        self._names: dict[int, str] = {}    # id(symbol), -C -> its printed name
 
     # -- lookup ----------------------------------------------------------------------------
     def _ok(self, symbol: Symbol, want_section: bool) -> bool:
@@ -186,25 +188,49 @@ class SectionSymbols:
 
     def find(self, vma: int, require_section: bool = False) -> tuple[Symbol | None, int]:
         """``find_symbol_for_address``: (symbol, its index in the sorted list) or (None, -1)."""
+        values = self.values
+        if not values:
+            return None, -1
+        # everything but the dynamic relocation check depends on where vma falls among the
+        # values and whether only this section's symbols will do: memoised on that
+        high = bisect.bisect_right(values, vma)
+        section = self.section
+        want_section = require_section or (
+            self.table.relocatable and section.vma <= vma < section.vma + section.size
+        )
+        key = high + high + want_section
+        hit = self._found.get(key)
+        if hit is None:
+            hit = self._found[key] = self._find(high, want_section)
+        found, place, checked = hit
+        if (
+            checked
+            and not want_section
+            and self.table.dynamic_relocs
+            and found.value - found.section_vma != vma
+            and not found.flags & BSF_SYNTHETIC
+            and self.table._reloc_addresses[0] <= vma <= self.table._reloc_addresses[-1]
+        ):
+            by_reloc = self.table.reloc_symbol_at(vma)
+            if by_reloc is not None:
+                return by_reloc, place
+        return found, place
+
+    def _find(self, high: int, want_section: bool) -> tuple[Symbol | None, int, bool]:
+        """`find` for the addresses with ``high`` values at or below them: (symbol, index,
+        whether a dynamic relocation at the address may name it instead)."""
         symbols, values = self.symbols, self.values
         count = len(symbols)
-        if count == 0:
-            return None, -1
         # objdump's binary search over (low, high]: the first symbol of the highest value
         # not above vma, else the very first symbol (and then only it is probed)
-        high = bisect.bisect_right(values, vma)
         place = bisect.bisect_left(values, values[high - 1]) if high else 0
         high = max(high, 1)
         probe = place
         while probe < high and values[probe] == values[place]:
             if self._ok(symbols[probe], True):
-                return symbols[probe], probe
+                return symbols[probe], probe, False
             probe += 1
 
-        section = self.section
-        want_section = require_section or (
-            self.table.relocatable and section.vma <= vma < section.vma + section.size
-        )
         if not self._ok(symbols[place], want_section):
             new_place = count
             for i in range(probe - 1, -1, -1):
@@ -222,20 +248,8 @@ class SectionSymbols:
                         place = i
                         break
             if not self._ok(symbols[place], want_section):
-                return None, -1
-
-        found = symbols[place]
-        if (
-            not want_section
-            and self.table.dynamic_relocs
-            and found.value - found.section_vma != vma
-            and not found.flags & BSF_SYNTHETIC
-            and self.table._reloc_addresses[0] <= vma <= self.table._reloc_addresses[-1]
-        ):
-            by_reloc = self.table.reloc_symbol_at(vma)
-            if by_reloc is not None:
-                return by_reloc, place
-        return found, place
+                return None, -1, False
+        return symbols[place], place, True
 
     # -- text ------------------------------------------------------------------------------
     def symbolic(self, symbol: Symbol | None, vma: int) -> str:
@@ -248,7 +262,11 @@ class SectionSymbols:
             elif vma > base:
                 text += f"+0x{vma - base:x}"
             return text + ">"
-        text = "<" + self.table.symbol_name(symbol)
+        key = id(symbol) * 2 + self.table.demangle
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = self.table.symbol_name(symbol)
+        text = "<" + name
         value = symbol.value
         if value == vma or (self.table.exec_or_dynamic and symbol.section == SEC_UNDEF):
             pass
@@ -268,7 +286,7 @@ class SectionSymbols:
     def print_address(self, vma: int, require_section: bool = False) -> str:
         """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``
         (``--prefix-addresses``: full width; ``--no-addresses``: the ``<...>`` alone)."""
-        text = self._printed.get(vma) if not require_section else None
+        text = self.printed.get(vma) if not require_section else None
         if text is None:
             no_addresses = self.table.no_addresses
             if not self.symbols:
@@ -279,7 +297,7 @@ class SectionSymbols:
                 if not no_addresses:
                     text = f"{self.value(vma)} {text}"
             if not require_section:
-                self._printed[vma] = text
+                self.printed[vma] = text
         return text
 
     def label(self, symbol: Symbol | None, vma: int) -> str:

@@ -11,6 +11,7 @@ here; the other modules of the package are its internals.  docs/isa.md describes
 from .cache import decode, decode_all
 from .instruction import ADDRESS_MASK, Decoded, Instruction
 from .maploader import ARCHITECTURE_FLAGS, EXECUTION_FLAGS, OBJDUMP_FLAGS
+from .modes import SizedMode, decoder_mode, default_sizes
 from .operands import (
     EIZ_ABSOLUTE,
     SHIFT_ONE,
@@ -46,5 +47,6 @@ __all__ = [
     "Reg", "Mem", "Imm", "Rel", "Far", "ShiftOne", "SHIFT_ONE", "BadOperand", "BadMemory",
     "EIZ_ABSOLUTE", "ARCHITECTURE_FLAGS", "EXECUTION_FLAGS", "OBJDUMP_FLAGS",
     "SFX_ALWAYS", "SFX_DATA", "SFX_LEGACY", "SFX_LONG", "SFX_NODEFAULT", "SFX_NOREG",
-    "SFX_RMMEM", "SFX_RMMEM64", "SFX_XY", "SFX_XYZ",
+    "SFX_RMMEM", "SFX_RMMEM64", "SFX_XY", "SFX_XYZ", "SizedMode", "decoder_mode",
+    "default_sizes",
 ]

@@ -24,6 +24,7 @@ _counts = [0, 0]            # shapes, exact-bytes cores kept
 _TRIES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
 #: per mode: exact bytes -> their core, for shapes whose core heads no family
 _CORES: dict[int, dict] = {16: {}, 32: {}, 64: {}}
+#: (a mode with other default sizes, modes.decoder_mode, gets its own on first use)
 
 
 def use_tables(tables: dict[int, Tables]) -> None:
@@ -32,10 +33,26 @@ def use_tables(tables: dict[int, Tables]) -> None:
     _forget()
 
 
+def trie_root(mode: int) -> dict:
+    """The memo trie of a mode (shape bytes -> `Decoded` core), for a caller that walks it
+    itself (the listing's sweep); the dict stays the same object when the memo starts over.
+    A core it reaches heads a family when its `readers` are set (its bytes are then
+    ``data[offset:offset + core.length]``), else it stands for its exact bytes only."""
+    return _TRIES[mode]
+
+
 def _forget() -> None:
-    for mode in (16, 32, 64):
+    for mode in list(_TRIES):
         _TRIES[mode].clear()
         _CORES[mode].clear()
+
+
+def _new_mode(mode: int) -> dict:
+    """The trie of a mode with other default sizes (modes.decoder_mode), made on first use."""
+    if not (mode & 0xFF in (16, 32, 64) and mode >> 10 == 0):
+        raise ValueError(f"unknown decoder mode {mode:#x}")
+    _CORES.setdefault(mode, {})
+    return _TRIES.setdefault(mode, {})
     _counts[:] = [0, 0]
 
 
@@ -48,7 +65,7 @@ def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> In
     """
     if type(data) is not bytes:     # bytearray, memoryview: decode without the caches
         return Instruction(address, decoder.decode_uncached(data, offset, address, mode))
-    node = _TRIES[mode]
+    node = _TRIES.get(mode) or _new_mode(mode)
     i = offset
     try:
         while type(node) is dict:
@@ -70,7 +87,7 @@ def decode_all(data: bytes, address: int = 0, mode: int = 64) -> Iterator[Instru
     """
     if type(data) is not bytes:
         data = bytes(data)
-    root = _TRIES[mode]
+    root = _TRIES.get(mode) or _new_mode(mode)
     new = _new_object
     dict_type = dict
     offset, end = 0, len(data)
@@ -117,7 +134,7 @@ def _decode_and_remember(data: bytes, offset: int, address: int, mode: int) -> D
 
 def _remember(shape: bytes, insn: Decoded, mode: int) -> None:
     """Add a decoded instruction to the per-mode trie (or the exact-bytes cores)."""
-    if insn.reloc is not None and (mode == 16 or insn.operand_size == 16):
+    if insn.reloc is not None and (mode & 0xFF == 16 or insn.operand_size == 16):
         return                      # objdump's 16-bit wrap rules: always decode afresh
     _counts[0] += 1
     if _counts[0] > _SHAPE_LIMIT:

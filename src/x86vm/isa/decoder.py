@@ -38,6 +38,7 @@ from .badforms import (
     _rex_unshown,
 )
 from .instruction import Decoded
+from .modes import sized_mode
 from .operand_decode import (
     build_result,
     decode_address,
@@ -89,7 +90,7 @@ class Decoding:
     __slots__ = (
         "data", "offset", "end", "address", "mode", "tables", "pos", "prefixes",
         "seg_i", "osz_i", "asz_i", "rep_i", "lock_i", "rex", "rex_i", "fwait_i", "fsgs",
-        "rex_replaced",
+        "rex_replaced", "dflip", "aflip",   # dflip/aflip: other default sizes (modes.py)
         # VEX/XOP/EVEX
         "vex", "evex", "vl", "vvvv", "vraw", "rhi", "xhi", "vbad", "lookahead", "pp",
         "ebit", "vvvv_set", "rc", "w", "bcst_n",   # vraw: the 4 vvvv bits objdump checks in
@@ -111,8 +112,14 @@ def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> 
     d.offset = d.pos = offset
     d.end = len(data)       # (an instruction longer than MAX_LENGTH is checked last)
     d.address = address
+    if mode > 64:           # other default sizes (modes.decoder_mode): a SizedMode
+        d.dflip, d.aflip = mode & 0x100 != 0, mode & 0x200 != 0
+        d.tables = _TABLES[mode & 0xFF]
+        mode = sized_mode(mode)
+    else:
+        d.dflip = d.aflip = False
+        d.tables = _TABLES[mode]
     d.mode = mode
-    d.tables = _TABLES[mode]
     d.prefixes = []
     d.seg_i = d.osz_i = d.asz_i = d.rep_i = d.lock_i = d.rex_i = d.fwait_i = -1
     d.rex = d.fsgs = 0
@@ -161,6 +168,17 @@ def _truncated(d: Decoding) -> Decoded:
     if kinds[b] and not (kinds[b] == P_REX and getattr(d, "rex_replaced", False)):
         return Decoded.prefix_only(d.address, bytes((b,)), (b,), d.mode)
     return Decoded.truncated(d.address, b, d.mode)
+
+
+def asz_toggle(d: Decoding) -> int:
+    """0 if the address size is the mode's other one (a 67 prefix, or none with the
+    default flipped: modes.ADDR_FLIP), else -1 -- what `d.asz_i` says in the plain modes."""
+    return 0 if (d.asz_i >= 0) != d.aflip else -1
+
+
+def osz_toggle(d: Decoding) -> int:
+    """0 if the operand size is the mode's other one (66, or none with DATA_FLIP), else -1."""
+    return 0 if (d.osz_i >= 0) != d.dflip else -1
 
 
 # ---- phase 1: prefixes ----
@@ -278,7 +296,7 @@ def _evex(d: Decoding):
     pos = d.pos = pos + 5
     table = d.tables.maps.get(_EVEX_MAPS[mm])
     slot = table[b] if table is not None else None
-    if sib_missing(data, pos, end, mode, d.asz_i):
+    if sib_missing(data, pos, end, mode, asz_toggle(d)):
         raise Truncated         # objdump reads the SIB byte before it decides (bad)
     vvvv_set = d.vvvv_set = ~p1 & 0x78  # EVEX.vvvv in any mode (V' aside) decides objdump's
     if slot is None:                    # prefix words and mask on a (bad)
@@ -297,7 +315,7 @@ def _vex(d: Decoding):
     b = d.opcode
     if b == 0x8F:
         if data[pos + 1] & 0x18 != 0x08:    # map outside 8..15: decided by the ModRM
-            if sib_missing(data, pos + 1, end, mode, d.asz_i):
+            if sib_missing(data, pos + 1, end, mode, asz_toggle(d)):
                 raise Truncated
             return _bad(data, offset, pos + 1, d.address, mode, prefixes, -1)
         if pos + 3 >= end:      # objdump reads 8F, both XOP bytes and the opcode
@@ -308,7 +326,7 @@ def _vex(d: Decoding):
         d.rex_replaced = True
         if pos + 4 >= end:      # ... and then the ModRM
             raise Truncated
-        if sib_missing(data, pos + 4, end, mode, d.asz_i):
+        if sib_missing(data, pos + 4, end, mode, asz_toggle(d)):
             raise Truncated    # objdump reads the SIB byte before it decides (bad)
         if data[pos + 2] & 3:           # no XOP encoding uses an implied prefix
             return _bad(data, offset, pos + 4, d.address, mode, prefixes,
@@ -338,7 +356,8 @@ def _vex(d: Decoding):
     vvvv = d.vraw = (~b2 >> 3) & 0xF
     if mode != 64:
         vvvv &= 7
-        rex &= ~3               # objdump keeps VEX/XOP.R outside 64-bit mode (xmm8+)
+        rex &= ~1               # objdump keeps XOP.R and XOP.X outside 64-bit mode (xmm8+,
+                                # an index %r11d); a VEX there has R and X clear anyway
     d.rex, d.vvvv = rex, vvvv
     d.vbad = False
     d.rhi = d.xhi = d.lookahead = 0
@@ -383,7 +402,7 @@ def _select_form(d: Decoding, slot):
     if slot is None:
         fwait_i = d.fwait_i
         if (vex or pos - offset - len(prefixes) == 3) and sib_missing(data, pos, end, mode,
-                                                                      d.asz_i):
+                                                                      asz_toggle(d)):
             raise Truncated         # 0F 38/3A, VEX: objdump fetches the ModRM of any opcode
         if fwait_i >= 0:
             return _fwait(data, offset, fwait_i, d.address, mode, prefixes, d.tables)
@@ -395,7 +414,7 @@ def _select_form(d: Decoding, slot):
         modrm = data[pos]
         choice = slot.by_modrm[modrm]
         if modrm < 0xC0 and modrm & 7 == 4 and pos + 1 >= end and (
-                mode == 64 or (mode == 32) == (d.asz_i < 0)):     # (sib_missing inlined)
+                mode == 64 or (mode == 32) == (asz_toggle(d) < 0)):   # (sib_missing inlined)
             bad = _bad_sib_missing  # objdump reads the SIB byte before it decides (bad)
     else:
         choice = slot.choice
@@ -429,7 +448,7 @@ def _select_form(d: Decoding, slot):
                 if d.late:          # objdump prints the operand as "(bad)", then rejects
                     return _bad(data, offset, d.opcode_end, d.address, mode, prefixes, -2)
                 return _badop(data, offset, d.address, mode, prefixes, d.consumed, spec,
-                              modrm, d.rex, d.osz_i, end, d.vvvv if vex else 0,
+                              modrm, d.rex, osz_toggle(d), end, d.vvvv if vex else 0,
                               d.vl if vex else 0,
                               evex and (evex, d.ebit and modrm >= 0xC0 and d.rc + 1, d.rhi,
                                         d.vbad, d.ebit))

@@ -30,7 +30,7 @@ EXECUTION_FLAGS = frozenset("""
 OBJDUMP_FLAGS = frozenset("""
     sfx sfx! sfxm sfxw sfx32 sfxl sfxC sfxxy sfxxyz sfxm64 asfx att-noreverse att-rc1
     intel-noops badop vex-pseudo evex-pseudo noevex oword Wlate Wany ptable nobcst bcstw
-    movsxd pfxignored pad6 objdump-bad
+    movsxd pfxignored pad6 objdump-bad sysv386
 """.split())
 KNOWN_FLAGS = ARCHITECTURE_FLAGS | EXECUTION_FLAGS | OBJDUMP_FLAGS
 

@@ -79,6 +79,7 @@ from .tables import (
     K_STR_Y,
     K_VVVV,
     K_Z,
+    SFX_NODEFAULT,
     Spec,
 )
 
@@ -97,6 +98,10 @@ _new = object.__new__
 
 def decode_sizes(d: Decoding, spec: Spec) -> None:
     mode, rex, osz_i, asz_i, vex = d.mode, d.rex, d.osz_i, d.asz_i, d.vex
+    if d.dflip:             # other default sizes (modes.py): as if 66/67 were toggled
+        osz_i = -1 if osz_i >= 0 else 0
+    if d.aflip:
+        asz_i = -1 if asz_i >= 0 else 0
     rex_used = 0
     reg_form = d.reg_form = d.modrm >= 0xC0 or not spec.osz_reg_only
     if vex:
@@ -120,7 +125,17 @@ def decode_sizes(d: Decoding, spec: Spec) -> None:
             osz = 16
         else:
             osz = 64 if spec.d64 else 32
+        if d.dflip and osz == 64 and d.osz_i >= 0 and not rex & 8 and spec.d64 and (
+                spec.rel_z or spec.sfx == SFX_NODEFAULT and not spec.indirect
+                and not _size_shown(d, spec)):
+            osz = 32    # -M data16 and 66: objdump's near branch takes rel32 ("calll"),
+                        # pushf/leave/enter print "l" and use the 66
+        elif d.dflip and osz == 16 and d.osz_i < 0 and "f64" in spec.flags and \
+                not spec.branch:
+            osz = 64    # -M data16 alone: vmread/vmwrite & co. stay 64-bit
         asz = 32 if asz_i >= 0 and not spec.noa16 else 64   # MPX: 67 ignored (objdump)
+        if d.aflip and spec.moffs:      # objdump: a moffs is 64-bit unless a 67 is there
+            asz = 32 if d.asz_i >= 0 else 64
     elif mode == 32:
         osz = 16 if osz_i >= 0 else 32
         asz = 16 if asz_i >= 0 else 32
@@ -144,6 +159,12 @@ def decode_sizes(d: Decoding, spec: Spec) -> None:
     elif d.fsgs:                # 64-bit: CS/DS/ES/SS do not override an FS/GS
         seg = SEG[_SEG_PREFIX[d.fsgs]].name
     d.seg = seg
+
+
+def _size_shown(d: Decoding, spec: Spec) -> bool:
+    """A general register of the operand size is among the operands (push %rax)."""
+    return any(op[0] == K_Z or op[0] == K_RM and op[1] == C_GPR and d.modrm >= 0xC0
+               for op in spec.ops)
 
 
 # ---- phase 5: ModRM, SIB, displacement ----
@@ -380,8 +401,11 @@ def decode_operands(d: Decoding, spec: Spec):
                 operands.append(_CLASS_REGS[cls][num])
         elif k == K_IMM:
             value, at, n, _ = next(values)
+            wide = osz == 64 or d.dflip and osz == 32 and spec.d64 and mode == 64
+            # (-M data16 + 66: objdump's "pushl" shows its immediate sign-extended to 64)
             fields.append((F_IMM, len(operands), at, n,
-                           osz >> 3 if op[2] == 1 else 8 if op[2] == 2 and osz == 64 else 0))
+                           (8 if wide else osz >> 3) if op[2] == 1 else 8 if op[2] == 2
+                           and wide else 0))
             if spec.imm_opcode:     # 3DNow!: the byte after the operands is an opcode
                 imm_list = spec.imm_list
                 if value < len(imm_list) and imm_list[value] != "-":
@@ -392,11 +416,11 @@ def decode_operands(d: Decoding, spec: Spec):
                 operands.append(Imm(value, n))
                 continue
             if op[2] == 1:       # Ibs: sign-extend to the operand size
-                size = osz >> 3
+                size = 8 if wide else osz >> 3
                 if value & 0x80:
                     value = (value - 0x100) & ((1 << (8 * size)) - 1)
                 operands.append(Imm(value, size))
-            elif op[2] == 2 and osz == 64:
+            elif op[2] == 2 and wide:
                 if value & 0x80000000:
                     value |= 0xFFFFFFFF00000000
                 operands.append(Imm(value, 8))
@@ -506,7 +530,7 @@ def build_result(d: Decoding, spec: Spec, operands: list) -> Decoded:
     length = pos - offset
     rel = d.rel
     if rel is not None:
-        if osz == 16 and spec.rel_z and mode != 16:     # rel16 via 66: IP wraps at 64K
+        if osz == 16 and spec.rel_z and d.osz_i >= 0:   # rel16 via 66: IP wraps at 64K
             rel.target = (address + length + rel.target) & 0xFFFF
         elif osz == 16 and spec.rel_z:      # objdump: wrap within the next insn's 64K
             rel.target = ((address + length + rel.target) & 0xFFFF) | (
@@ -631,5 +655,8 @@ def _unused_prefixes(d: Decoding, spec: Spec) -> tuple:
 
 
 def _addr32_shown(mem: Mem, mode: int) -> bool:
-    """objdump: a 32-bit displacement-only address in 16-bit code still prints addr32."""
-    return mode == 16 and mem.base is None and (mem.index is None or mem.index is EIZ)
+    """objdump: a 32-bit displacement-only address outside 64-bit code (a 67 in 16-bit code,
+    or in 32-bit code with ``-M addr16``) still prints addr32; in 32-bit code a SIB
+    without base or index uses it."""
+    return mem.addr_size == 32 and mode != 64 and mem.base is None and (
+        mem.index is None or mode == 16 and mem.index is EIZ)

@@ -12,16 +12,24 @@ machine or the backend itself.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
-from x86vm.cpu.state import RegisterState
-from x86vm.machine.backend import Backend, DebugControl, RunResult, StopRequest
+from x86vm.cpu.state import REAL_CODE, REAL_DATA, RegisterState
+from x86vm.machine.backend import (
+    STATUS_TIMEOUT,
+    Backend,
+    DebugControl,
+    RunResult,
+    StopRequest,
+)
 from x86vm.machine.bus import MmioBus, PortBus
 from x86vm.machine.errors import MachineError
 from x86vm.machine.irq import InterruptController, IrqLine, LocalApicPort, TimerHandle
 from x86vm.machine.memory import PAGE_SIZE, GuestMemory, GuestMemoryError
 from x86vm.machine.runloop import DebugHandler, run_loop
-from x86vm.machine.timers import GuestTimers
+from x86vm.machine.timers import NEVER, GuestTimers
 
 __all__ = ["Machine", "MachineError", "RunResult", "BACKENDS", "LOW_RAM_LIMIT", "HIGH_RAM_BASE"]
 
@@ -73,6 +81,8 @@ class Machine:
             self.memory.close()
             raise
         self.timers = GuestTimers(self.backend.clock_ns, self.backend.wake_at)
+        self._waking_vector: Callable[[], int] | None = None   # set while suspended (S3)
+        self._woken = False
 
     # -- services for devices -----------------------------------------------------------------
 
@@ -88,6 +98,19 @@ class Machine:
     def request_reset(self, reason: str) -> None:
         """A reset line (i8042 pulse, triple fault) ends the run cleanly: status 0."""
         self.request_stop(0, f"reset: {reason}")
+
+    def request_suspend(self, waking_vector: Callable[[], int]) -> None:
+        """ACPI S3 (suspend to RAM): the vCPU stops, RAM and the devices stay; guest time goes
+        on until a device calls :meth:`wake` (the RTC alarm), then the vCPU starts again in
+        real mode at ``waking_vector()`` (the FACS firmware waking vector, read at wake-up),
+        as SeaBIOS resumes a QEMU guest (CS = vector >> 4, IP = vector & 0xF)."""
+        if self._stop.request(0, "suspended to RAM (S3) with no wake event"):
+            self._waking_vector, self._woken = waking_vector, False
+            self.backend.interrupt()
+
+    def wake(self) -> None:
+        """A wake event (ACPI WAK_STS) for a suspended machine; ignored otherwise."""
+        self._woken = True
 
     def clock_ns(self) -> int:
         """Guest time in ns (the backend's: host monotonic on KVM, virtual on emu)."""
@@ -156,8 +179,45 @@ class Machine:
         self._stop.clear()
         if entry is not None:
             self.backend.set_state(entry)
-        return run_loop(self.backend, self.pio, self.mmio, self._stop, timeout,
-                        on_debug_stop=self.on_debug_stop, timers=self.timers)
+        total = timeout
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = run_loop(self.backend, self.pio, self.mmio, self._stop, timeout,
+                              on_debug_stop=self.on_debug_stop, timers=self.timers)
+            if self._waking_vector is None:
+                return result
+            woken = self._sleep_until_woken(end)
+            vector = self._waking_vector() & 0xFFFFF
+            self._waking_vector = None
+            if end is not None:
+                timeout = end - time.monotonic()
+                if timeout <= 0:
+                    return RunResult(STATUS_TIMEOUT, f"timeout after {total:g} s (in S3)",
+                                     result.exits)
+            if not woken:
+                return result
+            self._stop.clear()
+            self.backend.set_state(resume_state(vector))
+
+    def _sleep_until_woken(self, end: float | None) -> bool:
+        """Let guest time pass with the vCPU stopped, running the device timers, until a
+        wake event (True) or no timer is left or the run's time is up (False). The emu
+        backend skips its virtual clock ahead (``idle_until``); on KVM guest time is the
+        host's, so this sleeps."""
+        idle_until = getattr(self.backend, "idle_until", None)
+        while not self._woken:
+            deadline = self.timers.next_deadline
+            if deadline >= NEVER or (end is not None and time.monotonic() >= end):
+                return False
+            if idle_until is not None:
+                idle_until(deadline)
+            else:
+                gap = (deadline - self.clock_ns()) / 1e9
+                if end is not None:
+                    gap = min(gap, end - time.monotonic())
+                time.sleep(max(0.0, gap))
+            self.timers.run_due()
+        return True
 
     def close(self) -> None:
         if self.backend is not None:
@@ -170,6 +230,15 @@ class Machine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def resume_state(vector: int) -> RegisterState:
+    """The vCPU after an S3 wake-up: RESET's real-mode state (SDM Vol. 3A Table 10-1) at
+    ``vector >> 4``:``vector & 0xF`` (ACPI 6.4 §5.2.10 "Firmware Waking Vector")."""
+    code = replace(REAL_CODE, selector=vector >> 4, base=vector & ~0xF)
+    data = replace(REAL_DATA, selector=0, base=0)
+    return RegisterState(rip=vector & 0xF, cs=code, ds=data, es=data, fs=data, gs=data,
+                         ss=data)
 
 
 def _backend_class(name: str) -> type:

@@ -15,6 +15,9 @@ VIRTIO_BLK_F_FLUSH (we offer it), or once a later FLUSH completed. So:
   (writethrough); FLUSH syncs too.
 * ``cache=unsafe``: nothing is ever synced (FLUSH completes at once) — for throwaway images.
 
+A failed ``fdatasync`` fails every later FLUSH of the image (and, with ``cache=none``, every
+later write) with VIRTIO_BLK_S_IOERR: see :meth:`DiskImage.sync`.
+
 Read-only images (``readonly=on``) offer VIRTIO_BLK_F_RO; a write gets VIRTIO_BLK_S_IOERR and
 writes nothing (§5.2.6.2). An image is locked with ``flock`` — exclusive for writing, shared
 for reading — so two monitors cannot open one image for writing.
@@ -132,6 +135,7 @@ class DiskImage:
         self.size = size
         self.sectors = size // SECTOR_SIZE
         self.syncs = 0
+        self.sync_failed: str | None = None  # why the first failed fdatasync failed, for ever
 
     def _lock(self) -> None:
         try:
@@ -183,10 +187,20 @@ class DiskImage:
         _punch_hole(self.fd, offset, length)
 
     def sync(self) -> None:
-        """Make every completed write durable on the host (``fdatasync``)."""
+        """Make every completed write durable on the host (``fdatasync``); OSError if not.
+
+        Once an fdatasync failed, every later one fails too (EIO): the host kernel may have
+        marked the pages it could not write clean and forgotten the error, so a later
+        fdatasync that succeeds would not mean that the earlier writes are on disk."""
         if self.cache == "unsafe":
             return
-        os.fdatasync(self.fd)
+        if self.sync_failed is not None:
+            raise OSError(errno.EIO, f"an earlier sync failed: {self.sync_failed}")
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            self.sync_failed = exc.strerror or str(exc)  # not exc: its traceback pins frames
+            raise
         self.syncs += 1
 
     def close(self) -> None:

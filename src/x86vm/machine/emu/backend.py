@@ -301,6 +301,14 @@ class EmuBackend:
             self._wake.cancel()
         self._wake = None if deadline_ns >= NEVER else self.at(deadline_ns, self._wake_up)
 
+    def idle_until(self, deadline_ns: int) -> None:
+        """Let guest time pass to ``deadline_ns`` with the vCPU stopped (a suspended
+        machine, ``Machine.request_suspend``): the virtual clock skips ahead."""
+        gap = deadline_ns - self.cpu.clock_ns()
+        if gap > 0:
+            self.cpu.idle_ns += gap
+        self._fire_timers()
+
     def _wake_up(self) -> None:
         self._woken = True
 

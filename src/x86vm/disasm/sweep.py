@@ -1,0 +1,267 @@
+"""The default listing layout (``ADDR:\\tBYTES\\tTEXT``) of a run of code, fast.
+
+The listing's general loop decodes one instruction, makes its text and lays out its line;
+this sweep does the same for the common case with as little Python per instruction as it
+can.  It keeps its own trie over the bytes that fix an instruction's length and meaning,
+the same paths as the decoder's memo (`x86vm.isa.cache`, learnt from it as the listing
+meets them), whose leaves are *plans* for the line of any instruction that reaches them:
+
+* `FIXED`: the decoded core's bytes hold no values (a third of real code): one line tail
+  (bytes, padding, text) for all;
+* `BRANCH`: a relative branch (one rel value; the text ``before + <target> + after``): the
+  target is read from the instruction's own bytes and printed as objdump prints addresses;
+* `BY_BYTES`: any other family (immediates, displacements, RIP-relative operands): the
+  line tail kept by raw bytes (where it does not depend on the address), else the core
+  formatted with these bytes;
+* `OTHER`: a form known by its exact bytes only: line tails by raw bytes, else the general
+  path: `decode`, the formatter, the layout;
+* `LONG`: an instruction longer than a line (its bytes continue on lines of their own):
+  the lines kept by raw bytes, else the general path.
+
+An instruction longer than a line, one crossing the piece's end and bytes neither trie knows
+yet take the general path too, so the text is the one the one-instruction-at-a-time
+formatter gives (tests/test_disasm_speed.py checks it).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+
+from x86vm.isa import Instruction
+from x86vm.isa.cache import trie_root
+from x86vm.isa.instruction import ADDRESS_MASK, F_REL
+
+FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)
+_UNKNOWN = (OTHER, 1 << 62)     # a leaf for bytes no trie knows: the general path
+_TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
+_FLUSH_BYTES = 1 << 15          # code listed between writes
+_REL_READERS = {1: struct.Struct("<b").unpack_from, 2: struct.Struct("<h").unpack_from,
+                4: struct.Struct("<i").unpack_from}
+_new_instruction = object.__new__
+_OTHER_BYTE: dict[int, re.Pattern] = {}  # byte -> a pattern for any other byte
+
+
+def _mark(_address: int) -> str:
+    return "\0"
+
+
+class PlainSweep:
+    """One listing's plan trie and line tails (`sweep` runs it over a piece of a section)."""
+
+    def __init__(self, formatter, per_line: int, wide: bool = False) -> None:
+        self.formatter = formatter
+        self.format_text = formatter.format_text
+        self.mode = formatter.mode
+        self.decoder_trie = trie_root(self.mode)
+        self.per_line = per_line
+        self.wide = wide                    # -w: a long instruction's bytes on one line
+        self.padding = ["   " * max(0, per_line - n) for n in range(min(per_line, 15) + 1)]
+        self.trie: dict = {}                # shape bytes -> plan leaf (see the docstring)
+        self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
+        self.endings: dict[str, list[str]] = {}     # see `run`
+        self.long_lines: dict[bytes, tuple] = {}    # raw bytes -> (first, continuations)
+
+    def learn(self, data: bytes, pos: int) -> tuple:
+        """The leaf for the instruction at ``data[pos:]`` from the decoder's memo, added to
+        this trie; `_UNKNOWN` if the memo does not know its bytes yet."""
+        node = self.decoder_trie
+        i = pos
+        try:
+            while type(node) is dict:
+                node = node[data[i]]
+                i += 1
+        except (KeyError, IndexError):
+            return _UNKNOWN
+        leaf = self.plan(node)
+        branch = self.trie
+        for b in data[pos:i - 1]:
+            nxt = branch.get(b)
+            if nxt is None:
+                nxt = branch[b] = {}
+            elif type(nxt) is not dict:     # (not the decoder's paths: never mind)
+                return leaf
+            branch = nxt
+        branch[data[i - 1]] = leaf
+        return leaf
+
+    def plan(self, core) -> tuple:
+        """The leaf of a decoded core: (kind, length, ...)."""
+        length = core.length
+        readers = core.readers
+        if length > self.per_line and not self.wide:
+            return LONG, length, core if readers is not None else None
+        if readers is None:
+            return OTHER, length
+        if core.kind != "insn" or not 0 < core.shape <= length or length > self.per_line:
+            return BY_BYTES, length, core
+        if core.reloc is None:
+            if readers:
+                return BY_BYTES, length, core
+            text = self.format_text(Instruction(core.address, core, core.bytes), None)
+            return FIXED, length, f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
+        kind, start, end = readers[0][:3]
+        if len(readers) != 1 or kind != F_REL or end - start not in _REL_READERS:
+            return BY_BYTES, length, core
+        text = self.format_text(Instruction(core.address, core, core.bytes), _mark)
+        before, mark, after = text.partition("\0")
+        if not mark or "\0" in after:
+            return BY_BYTES, length, core
+        return (BRANCH, length, f" {self.padding[length]}\t{before}", after + "\n",
+                _REL_READERS[end - start], start)
+
+    def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
+            reloc_at: float, append: Callable[[str], object]) -> int:
+        """The lines of a run of one 1-byte instruction at ``pos`` (``int3`` or ``nop``
+        padding: two megabytes of it in a kernel's .text), up to the next relocation;
+        returns where the run ends.  Lines whose addresses share all but the last three
+        hex digits are joined from the 4096 possible endings, made once per tail."""
+        byte = data[pos]
+        other = _OTHER_BYTE.get(byte)
+        if other is None:
+            other = _OTHER_BYTE[byte] = re.compile(b"[^%s]" % re.escape(bytes((byte,))))
+        found = other.search(data, pos, stop)
+        end = found.start() if found is not None else stop
+        if end - 1 > reloc_at:          # the relocations are printed after their line
+            end = max(pos + 1, int(reloc_at) + 1)
+        endings = self.endings.get(tail)
+        if endings is None:
+            endings = self.endings[tail] = [f"{low:03x}:\t{tail}" for low in range(4096)]
+        address, last = vma + pos, vma + end
+        while address < last:
+            base = address & ~0xFFF
+            upto = min(base + 0x1000, last)
+            if base == 0:               # (fewer than four digits: padded differently)
+                append("".join(f"{a:{width}x}:\t{tail}" for a in range(address, upto)))
+            else:
+                head = f"{base:{width}x}"[:-3]
+                append(head + head.join(endings[address - base:upto - base]))
+            address = upto
+        return end
+
+    def sweep(self, data: bytes, window: bytes, start: int, pos: int, stop: int, vma: int,
+              width: int, symbols, pieces: list[str], write: Callable[[str], object],
+              zeros_to_skip: Callable[[int], int] | None, reloc_at: float,
+              emit_relocs: Callable[[int, bool], float],
+              wrapped_line: Callable[[int, int, int, str], str]) -> None:
+        """List ``data[pos:stop]`` (``window`` = ``data[start:...]``, what the decoder may
+        read) into ``pieces``, writing them out every `_FLUSH_BYTES` of code.
+        ``zeros_to_skip`` (None with -z) says how many zeros at a position objdump skips;
+        ``emit_relocs(pos, line_ended)`` prints the relocations before ``pos`` and returns
+        where the next one is."""
+        line_head = f"%{width}x:\t"
+        trie = self.trie
+        learn = self.learn
+        tails = self.tails
+        tails_get = tails.get
+        long_lines = self.long_lines
+        print_address = symbols.print_address
+        printed_get = symbols.printed.get
+        mask = ADDRESS_MASK[self.mode]
+        per_line = self.per_line
+        padding = self.padding
+        format_text = self.format_text
+        decode = self.formatter.decode
+        append = pieces.append
+        dict_type = dict
+        new = _new_instruction
+        flush_at = pos + _FLUSH_BYTES
+        while pos < stop:
+            if zeros_to_skip is not None and data[pos] == 0:
+                zeros = zeros_to_skip(pos)
+                if zeros:
+                    append("\t...\n")
+                    pos += zeros
+                    if pos > reloc_at:
+                        reloc_at = emit_relocs(pos, True)
+                    continue
+            try:
+                leaf = trie[data[pos]]
+                i = pos + 1
+                while type(leaf) is dict_type:
+                    leaf = leaf[data[i]]
+                    i += 1
+            except (KeyError, IndexError):     # bytes this trie has not met yet
+                leaf = learn(data, pos)
+            kind = leaf[0]
+            end = pos + leaf[1]
+            insn = None
+            if end > stop:
+                insn = decode(window, pos - start, vma + pos)
+            elif kind == FIXED:
+                if end < stop and leaf[1] == 1 and data[end] == data[pos]:
+                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
+                else:
+                    append(line_head % (vma + pos) + leaf[2])
+                    pos = end
+            elif kind == BRANCH:
+                _, _, before, after, read, at = leaf
+                target = (vma + end + read(data, pos + at)[0]) & mask
+                text = printed_get(target) or print_address(target)
+                append(f"{line_head % (vma + pos)}{data[pos:end].hex(' ')}{before}{text}{after}")
+                pos = end
+            elif kind == LONG:
+                raw = data[pos:end]
+                lines = long_lines.get(raw)
+                address = vma + pos
+                if lines is not None:
+                    append(line_head % address + lines[0])
+                    for offset, rest in lines[1]:
+                        append(line_head % (address + offset) + rest)
+                    pos = end
+                elif leaf[2] is not None:   # a new member of a family
+                    insn = new(Instruction)
+                    insn.address = address
+                    insn.core = leaf[2]
+                    insn.bytes = raw
+                else:
+                    insn = decode(window, pos - start, address)
+            else:
+                raw = data[pos:end]
+                tail = tails_get(raw)
+                if tail is not None:
+                    append(line_head % (vma + pos) + tail)
+                    pos = end
+                elif kind == BY_BYTES:      # a new member of a family: its core, its bytes
+                    insn = new(Instruction)
+                    insn.address = vma + pos
+                    insn.core = leaf[2]
+                    insn.bytes = raw
+                else:
+                    insn = decode(window, pos - start, vma + pos)
+            if insn is not None:        # the general path: format, lay out, keep the tail
+                address = vma + pos
+                text = format_text(insn, print_address)
+                core = insn.core
+                length = core.length
+                end = pos + length
+                if length <= per_line and end <= stop:
+                    raw = insn.bytes
+                    tail = f"{raw.hex(' ')} {padding[length]}\t{text}\n"
+                    if core.reloc is None and core.kind == "insn" and \
+                            0 < core.shape <= length == len(raw) and \
+                            len(tails) < _TAILS_LIMIT:
+                        tails[raw] = tail
+                    append(line_head % address + tail)
+                elif end <= stop and not self.wide:     # on lines of their own
+                    raw = insn.bytes
+                    lines = (f"{raw[:per_line].hex(' ')} \t{text}\n",
+                             [(offset, raw[offset:offset + per_line].hex(" ") + " \n")
+                              for offset in range(per_line, length, per_line)])
+                    if core.reloc is None and core.kind == "insn" and \
+                            0 < core.shape <= length == len(raw) and \
+                            len(long_lines) < _TAILS_LIMIT:
+                        long_lines[raw] = lines
+                    append(line_head % address + lines[0])
+                    for offset, rest in lines[1]:
+                        append(line_head % (address + offset) + rest)
+                else:
+                    append(wrapped_line(address, pos, length, text))
+                pos = end
+            if pos > reloc_at:
+                reloc_at = emit_relocs(pos, False)
+            if pos >= flush_at:         # output streams: a piece every 32 KiB of code
+                write("".join(pieces))
+                pieces.clear()
+                flush_at = pos + _FLUSH_BYTES

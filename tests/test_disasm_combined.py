@@ -1,0 +1,100 @@
+"""The command lines people type, against objdump 2.40 run here: combined short options
+(``-CdlSw``), several files at once (an executable, objects, a shared library, a system
+binary), ``-dCr -M intel --no-show-raw-insn`` and ``-dl`` (the bulk run's option sets,
+scripts/disasm-bulk) and a compiler-explorer style ``-d -l --insn-width=16 -C -M intel -r``,
+on C++ and C built here with -g -O2 -- byte for byte, with the same exit status."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from support.oracles import require_file
+from x86vm.cli import main
+
+pytestmark = pytest.mark.oracle("objdump-2.40")
+
+CXX = r"""
+#include <vector>
+#include <string>
+#include <cstdio>
+namespace ns { template <class T> struct Box { T v; T get() const { return v * 2; } }; }
+int counter;
+__attribute__((noinline)) long total(const std::vector<int>& v) {
+    long s = 0; for (int x : v) s += x; return s; }
+int main(int argc, char** argv) {
+    std::vector<int> v(argc, 3); ns::Box<double> b{1.5};
+    std::string s(argv[0]); counter += s.size();
+    printf("%ld %f %d\n", total(v), b.get(), counter);
+}
+"""
+C = "static int sq(int x) { return x * x; }\n" \
+    "int api(int n) { int s = 0; for (int i = 0; i < n; i++) s += sq(i) ^ n; return s; }\n"
+
+OPTIONS = [["-CdlSw"], ["-M", "intel", "-CdlSw", "--no-show-raw-insn"],
+           ["-dCr", "-M", "intel", "--no-show-raw-insn"], ["-dl"], ["-dCrR", "-M", "intel"],
+           ["-d", "-l", "--insn-width=16", "-C", "-M", "intel", "-r"]]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[str, str]:
+    if not (shutil.which("g++") and shutil.which("gcc") and shutil.which("objdump")):
+        pytest.skip("needs g++, gcc and objdump")
+    require_file("/usr/bin/true")
+    work = tmp_path_factory.mktemp("combined")
+    (work / "a.cc").write_text(CXX)
+    (work / "b.c").write_text(C)
+    commands = {"a.out": ["g++", "-g", "-O2", "a.cc", "-o", "a.out"],
+                "a.o": ["g++", "-g", "-O2", "-c", "a.cc", "-o", "a.o"],
+                "b.o": ["gcc", "-g", "-O2", "-c", "b.c", "-o", "b.o"],
+                "libb.so": ["gcc", "-gdwarf-4", "-O2", "-fPIC", "-shared", "b.c", "-o",
+                            "libb.so"]}
+    for command in commands.values():
+        subprocess.run(command, cwd=work, check=True, capture_output=True)
+    return {name: str(work / name) for name in commands}
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=" ".join)
+@pytest.mark.parametrize("files", [["a.out"], ["a.o", "b.o", "libb.so"],
+                                   ["b.o", "/usr/bin/true", "a.o"]], ids=" ".join)
+def test_command_line_matches_objdump(capsys, builds, options, files):
+    paths = [builds.get(name, name) for name in files]
+    want = subprocess.run(["objdump", *options, *paths], capture_output=True, text=True,
+                          errors="surrogateescape")
+    try:
+        code = main(["disasm", *options, *paths])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    # (x86vm's own errors say "error:" where objdump names only itself)
+    assert (code, err.replace("x86vm: error: ", "x86vm: ")) == (
+        want.returncode, want.stderr.replace("objdump: ", "x86vm: "))
+    assert out == want.stdout
+
+
+#: names the bulk run (scripts/disasm-bulk) and system libraries' symbols showed wrong or
+#: mangled: ``sr <type> <name>`` and ``sr <levels> E <name>`` in a template argument
+#: (libstdc++'s __fill_a1 named by -l from DWARF; llvm::yaml::yamlize), CV-qualifiers in
+#: libiberty's order (const volatile restrict), a const template argument made const again,
+#: a qualified array through a reference or pointer (``char const (&) [3]``, also from a pack)
+NAMES = [
+    "_ZSt9__fill_a1IPiiEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6"
+    "__typeET_S8_RKS4_",
+    "_ZN4llvm4yaml7yamlizeIlEENSt9enable_ifIXsr16has_ScalarTraitsIT_EE5valueEvE4typeERNS0_"
+    "2IOERS3_bRNS0_12EmptyContextE",
+    "_Z1fPrVKc", "_Z1fPVKc", "_ZNVK1A1fEv", "_Z1fIKcEvPKT_", "_Z1fIKcEvRKT_",
+    "_Z1fIJA3_cEEvDpRKT_", "_Z1fIA3_cEvRKT_", "_Z1fIA3_cEvPKT_",
+    "_ZN2v88internal15SearchStringRawIKhKtEElPNS0_7IsolateEPKT_iPKT0_ii",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_names_are_demangled_as_cxxfilt_does(name):
+    from x86vm.disasm.demangle import demangle
+
+    if shutil.which("c++filt") is None:
+        pytest.skip("needs c++filt")
+    want = subprocess.run(["c++filt"], input=name, capture_output=True, text=True).stdout
+    assert demangle(name) == want.strip()
