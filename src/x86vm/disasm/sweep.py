@@ -158,7 +158,7 @@ class PlainSweep:
         long_lines = self.long_lines
         print_address = symbols.print_address
         printed_get = symbols.printed.get
-        mask = ADDRESS_MASK[self.mode]
+        mask = ADDRESS_MASK[self.mode & 0xFF]
         per_line = self.per_line
         padding = self.padding
         format_text = self.format_text
