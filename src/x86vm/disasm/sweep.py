@@ -168,7 +168,8 @@ class PlainSweep:
         new = _new_instruction
         flush_at = pos + _FLUSH_BYTES
         while pos < stop:
-            if zeros_to_skip is not None and data[pos] == 0:
+            byte = data[pos]
+            if not byte and zeros_to_skip is not None:
                 zeros = zeros_to_skip(pos)
                 if zeros:
                     append("\t...\n")
@@ -177,7 +178,7 @@ class PlainSweep:
                         reloc_at = emit_relocs(pos, True)
                     continue
             try:
-                leaf = trie[data[pos]]
+                leaf = trie[byte]
                 i = pos + 1
                 while type(leaf) is dict_type:
                     leaf = leaf[data[i]]
@@ -190,7 +191,7 @@ class PlainSweep:
             if end > stop:
                 insn = decode(window, pos - start, vma + pos)
             elif kind == FIXED:
-                if end < stop and leaf[1] == 1 and data[end] == data[pos]:
+                if end < stop and leaf[1] == 1 and data[end] == byte:
                     pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
                 else:
                     append(line_head % (vma + pos) + leaf[2])

@@ -87,12 +87,16 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file, op_enum, op_ids) -> None:
         super().__init__(file)
         self.op_enum, self.op_ids = op_enum, op_ids
+        self.members = {int(member): member for member in op_enum}  # (faster than a call)
 
     def persistent_load(self, pid):
+        member = self.members.get(pid) if type(pid) is int else None
+        if member is not None:
+            return member
         if pid == "op_ids":
             return self.op_ids
         if type(pid) is int:
-            return self.op_enum(pid)
+            return self.op_enum(pid)        # (raises the enum's ValueError)
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
     def find_class(self, module: str, name: str):
