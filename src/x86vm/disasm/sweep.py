@@ -33,7 +33,7 @@ from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
 from x86vm.isa.instruction import ADDRESS_MASK, F_REL
 
-FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)
+FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)    # (the sweep tests them as literals)
 _UNKNOWN = (OTHER, 1 << 62)     # a leaf for bytes no trie knows: the general path
 _TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
 _FLUSH_BYTES = 1 << 15          # code listed between writes
@@ -165,6 +165,7 @@ class PlainSweep:
         decode = self.formatter.decode
         append = pieces.append
         dict_type = dict
+        type_ = type
         new = _new_instruction
         flush_at = pos + _FLUSH_BYTES
         while pos < stop:
@@ -179,30 +180,32 @@ class PlainSweep:
                     continue
             try:
                 leaf = trie[byte]
-                i = pos + 1
-                while type(leaf) is dict_type:
-                    leaf = leaf[data[i]]
-                    i += 1
+                if type_(leaf) is dict_type:
+                    leaf = leaf[data[pos + 1]]
+                    i = pos + 2
+                    while type_(leaf) is dict_type:
+                        leaf = leaf[data[i]]
+                        i += 1
             except (KeyError, IndexError):     # bytes this trie has not met yet
                 leaf = learn(data, pos)
-            kind = leaf[0]
-            end = pos + leaf[1]
+            kind, length = leaf[0], leaf[1]
+            end = pos + length
             insn = None
             if end > stop:
                 insn = decode(window, pos - start, vma + pos)
-            elif kind == FIXED:
-                if end < stop and leaf[1] == 1 and data[end] == byte:
+            elif kind == 0:             # FIXED
+                if length == 1 and end < stop and data[end] == byte:
                     pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
                 else:
                     append(line_head % (vma + pos) + leaf[2])
                     pos = end
-            elif kind == BRANCH:
+            elif kind == 1:             # BRANCH
                 _, _, before, after, read, at = leaf
                 target = (vma + end + read(data, pos + at)[0]) & mask
                 text = printed_get(target) or print_address(target)
                 append(f"{line_head % (vma + pos)}{data[pos:end].hex(' ')}{before}{text}{after}")
                 pos = end
-            elif kind == LONG:
+            elif kind == 4:             # LONG
                 raw = data[pos:end]
                 lines = long_lines.get(raw)
                 address = vma + pos
@@ -224,7 +227,7 @@ class PlainSweep:
                 if tail is not None:
                     append(line_head % (vma + pos) + tail)
                     pos = end
-                elif kind == BY_BYTES:      # a new member of a family: its core, its bytes
+                elif kind == 2:     # BY_BYTES: a new member of a family: its core, its bytes
                     insn = new(Instruction)
                     insn.address = vma + pos
                     insn.core = leaf[2]
