@@ -176,6 +176,8 @@ def write_listing(
             and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
         from x86vm.disasm.parallel import balanced_cuts, run_parts
 
+        for section in selected:    # sorted once, before the processes part
+            image.symtab.for_section(section)
         cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
                               for s in selected], jobs,
                              b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")

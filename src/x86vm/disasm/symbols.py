@@ -79,14 +79,14 @@ def _is_file_like(symbol: Symbol) -> bool:
     )
 
 
-def _sort_key(symbol: Symbol, section_name: str) -> tuple:
-    """``compare_symbols`` as a sort key, for one section being disassembled."""
+def _sort_key(symbol: Symbol) -> tuple:
+    """``compare_symbols`` as a sort key, but for its second test (symbols of the section
+    being disassembled first: `SectionSymbols` sorts by value and that, stably, after)."""
     flags = symbol.flags
     name = symbol.name
     size = 0 if flags & (BSF_SECTION_SYM | BSF_SYNTHETIC) else symbol.size
     return (
         symbol.value,
-        symbol.section_name != section_name,
         "gnu_compiled" in name or "gcc2_compiled" in name,
         _is_file_like(symbol),
         bool(flags & BSF_DEBUGGING),
@@ -128,10 +128,17 @@ class SymbolTable:
 
     def __post_init__(self) -> None:
         self._views: dict[str, SectionSymbols] = {}
+        self._sorted: list[Symbol] | None = None    # by `_sort_key`, made once
         self._reloc_addresses = [r.address for r in self.dynamic_relocs]
 
     def __bool__(self) -> bool:
         return bool(self.symbols)
+
+    def sorted_symbols(self) -> list[Symbol]:
+        """The symbols in objdump's order but for the section test (see `_sort_key`)."""
+        if self._sorted is None:
+            self._sorted = sorted(self.symbols, key=_sort_key)
+        return self._sorted
 
     def for_section(self, section: Section) -> SectionSymbols:
         """The symbols sorted as objdump sorts them while disassembling ``section``."""
@@ -173,7 +180,9 @@ class SectionSymbols:
     def __init__(self, table: SymbolTable, section: Section) -> None:
         self.table = table
         self.section = section
-        self.symbols = sorted(table.symbols, key=lambda s: _sort_key(s, section.name))
+        name = section.name     # compare_symbols: by value, then this section's first, ...
+        self.symbols = sorted(table.sorted_symbols(),
+                              key=lambda s: (s.value, s.section_name != name))
         self.values = [s.value for s in self.symbols]
         self.printed: dict[int, str] = {}  # print_address texts: call sites of one function
         self._found: dict[int, tuple] = {}  # see find
