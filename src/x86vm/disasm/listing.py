@@ -219,13 +219,45 @@ def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptio
                 header: str | None = None) -> None:
     """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
     section bytes lo..hi-1 (counted over the selected sections in order) print."""
-    if part is None or part[0] == 0:
-        write(f"\n{image.path}:     file format {image.format_name}\n\n" if header is None
-              else header)
-    lister = _SectionLister(image, formatter, options, write)
-    lister.part = part
-    for section in image.sections:
-        lister.section(section)
+    out = _Batched(write)
+    try:
+        if part is None or part[0] == 0:
+            out.write(f"\n{image.path}:     file format {image.format_name}\n\n"
+                      if header is None else header)
+        lister = _SectionLister(image, formatter, options, out.write)
+        lister.part = part
+        lister.flush = out.flush
+        for section in image.sections:
+            lister.section(section)
+    finally:
+        out.flush()
+
+
+class _Batched:
+    """The listing's output gathered into blocks of about `_BATCH` characters: one write
+    per block, not two per symbol (a kernel has 15k of them; an unbuffered standard output
+    makes each write a system call)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.out = write
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            text = "".join(self.parts)
+            self.parts.clear()
+            self.size = 0
+            self.out(text)
+
+
+_BATCH = 1 << 18
 
 
 def _warn(lines: list[str]) -> None:
@@ -248,6 +280,7 @@ class _SectionLister:
         self.sweeps: dict = {}              # per line width: the fast layout's PlainSweep
 
     part: tuple[int, int] | None = None     # see _write_part
+    flush: Callable[[], None] = staticmethod(lambda: None)  # the output written so far
     base = 0                                # selected bytes in the sections before this one
 
     def selected(self, section: Section) -> bool:
@@ -283,6 +316,7 @@ class _SectionLister:
         try:
             data = section.data()
         except SectionUnreadable as exc:  # objdump: two lines, the section skipped, status 0
+            self.flush()
             _warn(exc.lines)
             return
         symbols = self.image.symtab.for_section(section)
