@@ -277,7 +277,18 @@ class _SectionLister:
         self.options = options
         self.write = write
         self.digits = image.address_digits
-        self.sweeps: dict = {}              # per line width: the fast layout's PlainSweep
+        self.widths: dict[int, int] = {}    # section index -> address column width
+        # the default layout of code: listed by sweep.PlainSweep
+        self.sweep = None
+        shown = options.show_raw_insn > 0 if options.prefix_addresses else \
+            options.show_raw_insn >= 0
+        if shown and not options.prefix_addresses and not options.no_addresses and \
+                image.line_numbers is None and not options.visualize_jumps and \
+                hasattr(formatter, "format_text"):
+            from x86vm.disasm.sweep import PlainSweep
+
+            self.sweep = PlainSweep(formatter, options.insn_width or X86_BYTES_PER_LINE,
+                                    options.wide, _plain_wrapped)
 
     part: tuple[int, int] | None = None     # see _write_part
     flush: Callable[[], None] = staticmethod(lambda: None)  # the output written so far
@@ -406,6 +417,50 @@ class _SectionLister:
             addr_offset = next_stop
             sym = next_sym
 
+    def sweep_piece(self, section: Section, symbols: SectionSymbols, data: bytes, start: int,
+                    stop: int, limit_reads: bool) -> bool:
+        """`chunk` of code in the default layout by the sweep; False where it does not
+        apply (addresses wider than their column)."""
+        width = self.widths.get(section.index)
+        if width is None:
+            width = self.widths[section.index] = self.address_width(section)
+        vma = section.vma
+        if vma + stop > 16 ** width:
+            return False
+        window_end = stop if limit_reads else min(len(data), stop + MAX_INSN_LENGTH)
+        pieces: list[str] = []
+        relocs = self.relocs
+        if self.rel_index < len(relocs):        # -r, -R: relocations under their lines
+            rel_offset = self.rel_offset
+            x86_64 = "x86-64" in self.image.format_name
+            symbol_name = self.image.symtab.symbol_name
+            wide, no_addresses = self.options.wide, self.options.no_addresses
+
+            def emit_relocs(end: int, line_ended: bool) -> float:
+                while self.rel_index < len(relocs) and \
+                        relocs[self.rel_index].address - rel_offset < end:
+                    if wide and not line_ended and pieces and pieces[-1].endswith("\n"):
+                        pieces[-1] = pieces[-1][:-1]
+                    line_ended = True
+                    reloc = relocs[self.rel_index]
+                    place = vma - rel_offset + reloc.address
+                    pieces.append(reloc_text(reloc, place, x86_64, self.digits, wide,
+                                             no_addresses, symbol_name))
+                    self.rel_index += 1
+                if self.rel_index < len(relocs):
+                    return relocs[self.rel_index].address - rel_offset
+                return float("inf")
+
+            reloc_at = relocs[self.rel_index].address - rel_offset
+        else:
+            emit_relocs, reloc_at = None, float("inf")
+        self.sweep.sweep(data, data[start:window_end], start, start, stop, vma, width, symbols,
+                         pieces, self.write, not self.options.disassemble_zeroes, reloc_at,
+                         emit_relocs)
+        if pieces:
+            self.write("".join(pieces))
+        return True
+
     def jump_art(self, data: bytes, start: int, stop: int, window_end: int, vma: int):
         """--visualize-jumps: the jumps of this piece (objdump's disassemble_jumps), or None."""
         decode_all = getattr(self.formatter, "decode_all", None)
@@ -441,6 +496,9 @@ class _SectionLister:
     def chunk(self, section: Section, symbols: SectionSymbols, data: bytes, insns: bool,
               start: int, stop: int, limit_reads: bool, has_symbol: bool = True) -> None:
         """``disassemble_bytes`` from section offset ``start`` to ``stop``."""
+        if insns and self.sweep is not None and type(data) is bytes and \
+                self.sweep_piece(section, symbols, data, start, stop, limit_reads):
+            return
         write = self.write
         opts = self.options
         width = self.address_width(section)
@@ -453,10 +511,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
-        limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         prefixed, no_addresses = opts.prefix_addresses, opts.no_addresses
         show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
-        plain = show_raw and not prefixed and not no_addresses  # the default layout
 
         art = self.jump_art(data, start, stop, window_end, vma) if \
             opts.visualize_jumps and has_symbol else None
@@ -517,38 +573,14 @@ class _SectionLister:
             line.append("\n")
             return "".join(line)
 
-        def zeros_to_skip(pos: int) -> int:
-            """objdump's skip of a run of zeros at ``pos`` (0: list them as code)."""
-            match = _NONZERO.search(data, pos, stop)
-            nonzero = match.start() if match else stop
-            zeros = nonzero - pos
-            if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
-                return zeros & ~3 if nonzero != stop else zeros
-            return 0
 
         reloc_at = next_reloc()
         pieces: list[str] = []
         pos = start
         line_numbers = self.image.line_numbers
-        if insns and plain and vma + stop <= limit and line_numbers is None and art is None \
-                and hasattr(formatter, "format_text") and type(data) is bytes:
-            sweep = self.sweeps.get(per_line)
-            if sweep is None:
-                from x86vm.disasm.sweep import PlainSweep
-
-                sweep = self.sweeps[per_line] = PlainSweep(formatter, per_line, wide)
-
-            def emit_relocs_at(end: int, line_ended: bool) -> float:
-                emit_relocs(end, line_ended)
-                return next_reloc()
-
-            sweep.sweep(data, window, start, pos, stop, vma, width, symbols, pieces, write,
-                        zeros_to_skip if skip_zeroes else None, reloc_at, emit_relocs_at,
-                        wrapped_line)
-            pos = stop
         while pos < stop:
             if skip_zeroes and data[pos] == 0:
-                zeros = zeros_to_skip(pos)
+                zeros = zeros_to_skip(data, pos, stop)
                 if zeros:
                     pieces.append("\t...\n")
                     pos += zeros
@@ -580,6 +612,36 @@ class _SectionLister:
                 pieces.clear()
         if pieces:
             write("".join(pieces))
+
+
+def zeros_to_skip(data: bytes, pos: int, stop: int) -> int:
+    """objdump's skip of a run of zeros at ``pos`` (0: list them as code)."""
+    match = _NONZERO.search(data, pos, stop)
+    nonzero = match.start() if match else stop
+    zeros = nonzero - pos
+    if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
+        return zeros & ~3 if nonzero != stop else zeros
+    return 0
+
+
+def _plain_wrapped(data: bytes, pos: int, stop: int, address: int, length: int, text: str,
+                   width: int, per_line: int, wide: bool) -> str:
+    """`chunk`'s wrapped_line in the default layout: the raw bytes after the first
+    ``per_line`` on lines of their own (all on one with -w), blanks for bytes past ``stop``."""
+    shown = per_line if length > per_line and not wide else length
+    line = [_address(address, width), ":\t", _hex(data, pos, shown, stop)]
+    if shown < per_line:
+        line.append("   " * (per_line - shown))
+    line.append("\t")
+    line.append(text)
+    done = shown
+    while done < length:
+        line.append(f"\n{_address(address + done, width)}:\t")
+        more = min(per_line, length - done)
+        line.append(_hex(data, pos + done, more, stop))
+        done += more
+    line.append("\n")
+    return "".join(line)
 
 
 def _address(address: int, width: int) -> str:

@@ -50,13 +50,15 @@ def _mark(_address: int) -> str:
 class PlainSweep:
     """One listing's plan trie and line tails (`sweep` runs it over a piece of a section)."""
 
-    def __init__(self, formatter, per_line: int, wide: bool = False) -> None:
+    def __init__(self, formatter, per_line: int, wide: bool, wrapped: Callable) -> None:
         self.formatter = formatter
         self.format_text = formatter.format_text
         self.mode = formatter.mode
         self.decoder_trie = trie_root(self.mode)
         self.per_line = per_line
         self.wide = wide                    # -w: a long instruction's bytes on one line
+        self.wrapped = wrapped              # (data, pos, stop, address, length, text, width,
+        #                                      per_line, wide) -> the lines of any instruction
         self.padding = ["   " * max(0, per_line - n) for n in range(min(per_line, 15) + 1)]
         self.trie: dict = {}                # shape bytes -> plan leaf (see the docstring)
         self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
@@ -142,14 +144,15 @@ class PlainSweep:
 
     def sweep(self, data: bytes, window: bytes, start: int, pos: int, stop: int, vma: int,
               width: int, symbols, pieces: list[str], write: Callable[[str], object],
-              zeros_to_skip: Callable[[int], int] | None, reloc_at: float,
-              emit_relocs: Callable[[int, bool], float],
-              wrapped_line: Callable[[int, int, int, str], str]) -> None:
+              skip_zeroes: bool, reloc_at: float,
+              emit_relocs: Callable[[int, bool], float] | None) -> None:
         """List ``data[pos:stop]`` (``window`` = ``data[start:...]``, what the decoder may
         read) into ``pieces``, writing them out every `_FLUSH_BYTES` of code.
-        ``zeros_to_skip`` (None with -z) says how many zeros at a position objdump skips;
+        ``skip_zeroes``: runs of zeros as objdump skips them (not with -z);
         ``emit_relocs(pos, line_ended)`` prints the relocations before ``pos`` and returns
-        where the next one is."""
+        where the next one is (``reloc_at``; None and infinity without relocations)."""
+        from x86vm.disasm.listing import zeros_to_skip
+
         line_head = f"%{width}x:\t"
         trie = self.trie
         learn = self.learn
@@ -170,8 +173,8 @@ class PlainSweep:
         flush_at = pos + _FLUSH_BYTES
         while pos < stop:
             byte = data[pos]
-            if not byte and zeros_to_skip is not None:
-                zeros = zeros_to_skip(pos)
+            if not byte and skip_zeroes:
+                zeros = zeros_to_skip(data, pos, stop)
                 if zeros:
                     append("\t...\n")
                     pos += zeros
@@ -261,7 +264,8 @@ class PlainSweep:
                     for offset, rest in lines[1]:
                         append(line_head % (address + offset) + rest)
                 else:
-                    append(wrapped_line(address, pos, length, text))
+                    append(self.wrapped(data, pos, stop, address, length, text, width,
+                                        per_line, self.wide))
                 pos = end
             if pos > reloc_at:
                 reloc_at = emit_relocs(pos, False)
