@@ -24,7 +24,7 @@ Write = Callable[[str], object]
 _ENCODING = ("utf-8", "surrogateescape")   # names are raw ELF bytes: round-trip them
 _COPY_CHUNK = 1 << 20
 PADDING_RUN = 256       # a run of one byte at least this long is padding ...
-PADDING_COST = 0.05     # ... and costs this much per byte next to code's 1
+PADDING_COST = 0.15     # ... and costs this much per byte next to code's 1
 
 
 def balanced_cuts(contents: Sequence[tuple[int, bytes | None]], jobs: int,
