@@ -162,3 +162,19 @@ def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
     # a short run is code
     assert parallel.balanced_cuts([(1000, b"a" * 900 + b"\xcc" * 100)], 2, b"\xcc") == \
         [0, 500, 1000]
+
+
+@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 1), (0, 1)])
+def test_parts_go_only_to_cpus_that_were_idle(monkeypatch, idle, expected) -> None:
+    # 2 CPUs, 200 ticks of them since the start: `idle` of those were idle (this process
+    # kept one CPU busy, so 200 idle ticks would be an idle machine but for us)
+    from x86vm.cli import disasm
+
+    monkeypatch.delenv("X86VM_DISASM_JOBS", raising=False)
+    monkeypatch.setattr(disasm.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(disasm.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(disasm, "_STARTED", (1000, 5000))
+    monkeypatch.setattr(disasm, "_cpu_times", lambda: (1000 + idle, 5200))
+    assert disasm._jobs() == expected
+    monkeypatch.setenv("X86VM_DISASM_JOBS", "3")
+    assert disasm._jobs() == 3
