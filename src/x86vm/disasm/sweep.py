@@ -200,7 +200,8 @@ class PlainSweep:
                 if length == 1 and end < stop and data[end] == byte:
                     pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
                 else:
-                    append(line_head % (vma + pos) + leaf[2])
+                    append(line_head % (vma + pos))     # (two appends: no concatenation)
+                    append(leaf[2])
                     pos = end
             elif kind == 1:             # BRANCH
                 _, _, before, after, read, at = leaf
@@ -228,7 +229,8 @@ class PlainSweep:
                 raw = data[pos:end]
                 tail = tails_get(raw)
                 if tail is not None:
-                    append(line_head % (vma + pos) + tail)
+                    append(line_head % (vma + pos))
+                    append(tail)
                     pos = end
                 elif kind == 2:     # BY_BYTES: a new member of a family: its core, its bytes
                     insn = new(Instruction)
