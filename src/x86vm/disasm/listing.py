@@ -203,6 +203,7 @@ def _preload(sections: list[Section]) -> bool:
 
 
 PARALLEL_MIN_BYTES = 1 << 18
+_NO_RELOC = 1 << 62     # "the next relocation" when there is none (an int: faster to compare)
 """Selected section bytes below which a listing is not worth splitting between processes."""
 
 
@@ -449,11 +450,11 @@ class _SectionLister:
                     self.rel_index += 1
                 if self.rel_index < len(relocs):
                     return relocs[self.rel_index].address - rel_offset
-                return float("inf")
+                return _NO_RELOC
 
             reloc_at = relocs[self.rel_index].address - rel_offset
         else:
-            emit_relocs, reloc_at = None, float("inf")
+            emit_relocs, reloc_at = None, _NO_RELOC
         self.sweep.sweep(data, data[start:window_end], start, start, stop, vma, width, symbols,
                          pieces, self.write, not self.options.disassemble_zeroes, reloc_at,
                          emit_relocs)

@@ -103,9 +103,10 @@ class PlainSweep:
                 return BY_BYTES, length, core
             text = self.format_text(Instruction(core.address, core, core.bytes), None)
             return FIXED, length, f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
-        kind, start, end = readers[0][:3]
-        if len(readers) != 1 or kind != F_REL or end - start not in _REL_READERS:
+        if len(readers) != 1 or readers[0][0] != F_REL or \
+                readers[0][2] - readers[0][1] not in _REL_READERS:
             return BY_BYTES, length, core
+        start, end = readers[0][1], readers[0][2]
         text = self.format_text(Instruction(core.address, core, core.bytes), _mark)
         before, mark, after = text.partition("\0")
         if not mark or "\0" in after:
