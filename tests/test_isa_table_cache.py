@@ -106,6 +106,33 @@ def test_maps_are_read_on_first_use(tmp_path, monkeypatch) -> None:
         maps["nonesuch"]
 
 
+def test_threads_reading_the_same_maps_at_once(tmp_path, monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
+    op_ids = OpIds(tables.op_enum())
+    written = table_cache.load_mode(64, op_ids)
+    for _ in range(5):
+        maps = table_cache.load_mode(64, op_ids).maps
+        names = list(maps._blobs)
+        errors: list[str] = []
+
+        def read_all(maps=maps, names=names, errors=errors) -> None:
+            try:
+                for name in names:
+                    assert maps[name] is maps.get(name)
+            except Exception as exc:    # noqa: BLE001 -- reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=read_all) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert dict.__len__(maps) == len(written.maps)
+
+
 def test_a_map_that_cannot_be_read_is_compiled(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
     op_ids = OpIds(tables.op_enum())

@@ -158,6 +158,7 @@ def _write(directory: str, name: str, dump) -> None:
 
 _KEY = _key()
 _LOCK = threading.Lock()
+_MAP_LOCK = threading.RLock()
 
 
 def op_names() -> list[str]:
@@ -184,18 +185,22 @@ class LazyMaps(dict):
         self._blobs, self._mode, self._op_ids = blobs, mode, op_ids
 
     def __missing__(self, name: str):
-        blob = self._blobs.pop(name, None)
-        if blob is None:
-            raise KeyError(name)
-        table = _read_bytes(blob, self._op_ids)
-        if type(table) is not list:
-            compiled = tables.Tables(tables._shipped_map(), self._mode, self._op_ids)
-            for other in list(self._blobs):
-                self._blobs.pop(other)
-                dict.__setitem__(self, other, compiled.maps[other])
-            table = compiled.maps[name]
-        dict.__setitem__(self, name, table)
-        return table
+        with _MAP_LOCK:             # (another thread may be reading this very map)
+            if dict.__contains__(self, name):
+                return dict.__getitem__(self, name)
+            blob = self._blobs.get(name)
+            if blob is None:
+                raise KeyError(name)
+            table = _read_bytes(blob, self._op_ids)
+            if type(table) is not list:
+                compiled = tables.Tables(tables._shipped_map(), self._mode, self._op_ids)
+                for other in list(self._blobs):
+                    dict.__setitem__(self, other, compiled.maps[other])
+                    del self._blobs[other]
+                table = compiled.maps[name]
+            dict.__setitem__(self, name, table)
+            self._blobs.pop(name, None)
+            return table
 
     def get(self, name: str, default=None):
         return self[name] if name in self else default
