@@ -115,11 +115,13 @@ class PlainSweep:
                 _REL_READERS[end - start], start)
 
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
-            reloc_at: float, append: Callable[[str], object]) -> int:
+            reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
         """The lines of a run of one 1-byte instruction at ``pos`` (``int3`` or ``nop``
-        padding: two megabytes of it in a kernel's .text), up to the next relocation;
-        returns where the run ends.  Lines whose addresses share all but the last three
-        hex digits are joined from the 4096 possible endings, made once per tail."""
+        padding: two megabytes of it in a kernel's .text), up to the next relocation,
+        written out block by block; returns where the run ends.  Lines whose addresses
+        share all but the last three hex digits are joined from the 4096 possible endings,
+        made once per tail."""
+        append = pieces.append
         byte = data[pos]
         other = _OTHER_BYTE.get(byte)
         if other is None:
@@ -141,6 +143,8 @@ class PlainSweep:
                 head = f"{base:{width}x}"[:-3]
                 append(head + head.join(endings[address - base:upto - base]))
             address = upto
+            write("".join(pieces))
+            pieces.clear()
         return end
 
     def sweep(self, data: bytes, window: bytes, start: int, pos: int, stop: int, vma: int,
@@ -199,7 +203,8 @@ class PlainSweep:
                 insn = decode(window, pos - start, vma + pos)
             elif kind == 0:             # FIXED
                 if length == 1 and end < stop and data[end] == byte:
-                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
+                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, pieces,
+                                   write)
                 else:
                     append(line_head % (vma + pos))     # (two appends: no concatenation)
                     append(leaf[2])
