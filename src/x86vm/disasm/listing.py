@@ -667,8 +667,8 @@ def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
 class DecoderFormatter:
     """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter.
 
-    Called as a `Formatter`; the listing also uses `decode_all` and `format_text` directly
-    to list consecutive instructions faster (one sweep instead of a lookup each)."""
+    Called as a `Formatter`; the default layout's sweep (`sweep.PlainSweep`) uses `decode`,
+    `format_text` and `mode` directly, --visualize-jumps `decode_all`."""
 
     def __init__(self, mode: int, syntax: str = "att") -> None:
         from x86vm.isa import decode, decode_all
