@@ -145,13 +145,36 @@ def test_runs_of_padding_list_as_one_instruction_at_a_time(vma) -> None:
 
 def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
     # bytes of code cost 1, runs of >= PADDING_RUN cheap bytes PADDING_COST each
+    c = parallel.PADDING_COST
     assert parallel.balanced_cuts([(1000, b"a" * 1000)], 2, b"\x00") == [0, 500, 1000]
-    # 500 code + 500 int3 (cost 25): half of 525 is 262.5
+    # 500 code + 500 int3 (cost 500c): the half falls in the code, at 250 + 250c
     assert parallel.balanced_cuts([(1000, b"a" * 500 + b"\xcc" * 500)], 2, b"\xcc") == \
-        [0, 262, 1000]
-    # int3 (25), code (500), a NOBITS section of zeros (15): thirds of 540 at 180, 360
+        [0, int(250 + 250 * c), 1000]
+    # the other way round: the int3 cost 500c < half, the cut in the code after it
+    assert 0 < c < 1
+    assert parallel.balanced_cuts([(1000, b"\xcc" * 500 + b"a" * 500)], 2, b"\xcc") == \
+        [0, int(500 + 250 + 250 * c - 500 * c), 1000]
+    # int3 (500c), code (500), a NOBITS section of zeros (300c): thirds
+    third = (500 * c + 500 + 300 * c) / 3
     assert parallel.balanced_cuts([(1000, b"\xcc" * 500 + b"a" * 500), (300, None)], 3,
-                                  b"\xcc\x00") == [0, 655, 835, 1300]
+                                  b"\xcc\x00") == \
+        [0, int(500 + third - 500 * c), int(500 + 2 * third - 500 * c), 1300]
     # a short run is code
     assert parallel.balanced_cuts([(1000, b"a" * 900 + b"\xcc" * 100)], 2, b"\xcc") == \
         [0, 500, 1000]
+
+
+@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 1), (0, 1)])
+def test_parts_go_only_to_cpus_that_were_idle(monkeypatch, idle, expected) -> None:
+    # 2 CPUs, 200 ticks of them since the start: `idle` of those were idle (this process
+    # kept one CPU busy, so 200 idle ticks would be an idle machine but for us)
+    from x86vm.cli import disasm
+
+    monkeypatch.delenv("X86VM_DISASM_JOBS", raising=False)
+    monkeypatch.setattr(disasm.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(disasm.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(disasm, "_STARTED", (1000, 5000))
+    monkeypatch.setattr(disasm, "_cpu_times", lambda: (1000 + idle, 5200))
+    assert disasm._jobs() == expected
+    monkeypatch.setenv("X86VM_DISASM_JOBS", "3")
+    assert disasm._jobs() == 3

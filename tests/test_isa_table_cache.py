@@ -27,7 +27,8 @@ def _same(a, b, seen: set, path: str) -> None:
         return
     seen.add((id(a), id(b)))
     assert type(a) is type(b) or {type(a), type(b)} <= {tables.Tables,
-                                                        table_cache.CachedTables}, path
+                                                        table_cache.CachedTables} \
+        or {type(a), type(b)} == {dict, table_cache.LazyMaps}, path
     if isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -86,6 +87,67 @@ def test_stale_key_and_corrupt_file_are_rebuilt(tmp_path, monkeypatch) -> None:
     assert type(table_cache.load_mode(32, op_ids)) is table_cache.CachedTables
     cached.write_bytes(b"\x80\x05garbage")
     assert type(table_cache.load_mode(32, op_ids)) is tables.Tables
+
+
+def test_maps_are_read_on_first_use(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
+    op_ids = OpIds(tables.op_enum())
+    written = table_cache.load_mode(64, op_ids)
+    loaded = table_cache.load_mode(64, op_ids)
+    maps = loaded.maps
+    assert type(maps) is table_cache.LazyMaps and len(maps) == len(written.maps)
+    assert "vex0f38" in maps and "nonesuch" not in maps and maps.get("nonesuch") is None
+    assert dict.__len__(maps) == 0                          # nothing unpickled yet
+    _same(written.maps["one-byte"], maps["one-byte"], set(), "one-byte")
+    assert list(dict.keys(maps)) == ["one-byte"]
+    _same(written.maps["evex0f"], maps.get("evex0f"), set(), "evex0f")
+    assert dict.__len__(maps) == 2
+    with pytest.raises(KeyError):
+        maps["nonesuch"]
+
+
+def test_threads_reading_the_same_maps_at_once(tmp_path, monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
+    op_ids = OpIds(tables.op_enum())
+    written = table_cache.load_mode(64, op_ids)
+    for _ in range(5):
+        maps = table_cache.load_mode(64, op_ids).maps
+        names = list(maps._blobs)
+        errors: list[str] = []
+
+        def read_all(maps=maps, names=names, errors=errors) -> None:
+            try:
+                for name in names:
+                    assert maps[name] is maps.get(name)
+            except Exception as exc:    # noqa: BLE001 -- reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=read_all) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert dict.__len__(maps) == len(written.maps)
+
+
+def test_a_map_that_cannot_be_read_is_compiled(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("X86VM_TABLE_CACHE", str(tmp_path))
+    op_ids = OpIds(tables.op_enum())
+    written = table_cache.load_mode(64, op_ids)
+    [cached] = tmp_path.glob("x86vm_tables-*-64.pickle")
+    data = bytearray(cached.read_bytes())
+    loaded = table_cache.load_mode(64, op_ids)
+    last = list(loaded.maps._blobs)[-1]
+    size = len(loaded.maps._blobs[last])
+    data[-size:] = b"\x80\x05garbage".ljust(size, b"\0")  # the last map's pickle spoilt
+    cached.write_bytes(bytes(data))
+    spoilt = table_cache.load_mode(64, op_ids)
+    assert type(spoilt) is table_cache.CachedTables         # the rest still reads
+    _same(written.maps[last], spoilt.maps[last], set(), last)     # compiled instead
+    _same(written.maps, spoilt.maps, set(), "maps")
 
 
 def test_unwritable_directory_still_compiles(tmp_path, monkeypatch) -> None:

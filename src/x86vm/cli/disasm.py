@@ -411,15 +411,39 @@ def _elf_error(path: str, exc: ElfFormatError) -> CliError:
                     else f"{path}: {exc}")
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) time of all CPUs so far, from Linux's /proc/stat (None elsewhere)."""
+    try:
+        with open("/proc/stat", "rb") as stream:
+            fields = stream.readline().split()
+        values = [int(v) for v in fields[1:9]]      # user nice system idle iowait ... steal
+    except (OSError, ValueError):
+        return None
+    if fields[:1] != [b"cpu"] or len(values) < 5:
+        return None
+    return values[3] + values[4], sum(values)
+
+
+_STARTED = _cpu_times()     # (this module is imported as the command starts)
+
+
 def _jobs() -> int:
-    """Processes for one listing: the CPUs this process may use, or ``X86VM_DISASM_JOBS``."""
+    """Processes for one listing: ``X86VM_DISASM_JOBS``, else the CPUs this process may use
+    that were idle since the command started (it kept one busy itself): a part given to a
+    CPU that other work keeps busy only adds the cost of a second cold start (each process
+    decodes and formats its own distinct instructions afresh)."""
     setting = os.environ.get("X86VM_DISASM_JOBS", "")
     if setting.isdigit() and int(setting) > 0:
         return int(setting)
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    now = _cpu_times()
+    if cpus < 2 or _STARTED is None or now is None or now[1] - _STARTED[1] < 4:
+        return cpus
+    idle = (now[0] - _STARTED[0]) / (now[1] - _STARTED[1]) * (os.cpu_count() or cpus)
+    return max(1, min(cpus, 1 + round(idle)))
 
 
 def run(args) -> int:

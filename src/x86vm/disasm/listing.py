@@ -176,6 +176,8 @@ def write_listing(
             and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
         from x86vm.disasm.parallel import balanced_cuts, run_parts
 
+        for section in selected:    # sorted once, before the processes part
+            image.symtab.for_section(section)
         cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
                               for s in selected], jobs,
                              b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")
@@ -201,6 +203,7 @@ def _preload(sections: list[Section]) -> bool:
 
 
 PARALLEL_MIN_BYTES = 1 << 18
+_NO_RELOC = 1 << 62     # "the next relocation" when there is none (an int: faster to compare)
 """Selected section bytes below which a listing is not worth splitting between processes."""
 
 
@@ -217,13 +220,45 @@ def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptio
                 header: str | None = None) -> None:
     """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
     section bytes lo..hi-1 (counted over the selected sections in order) print."""
-    if part is None or part[0] == 0:
-        write(f"\n{image.path}:     file format {image.format_name}\n\n" if header is None
-              else header)
-    lister = _SectionLister(image, formatter, options, write)
-    lister.part = part
-    for section in image.sections:
-        lister.section(section)
+    out = _Batched(write)
+    try:
+        if part is None or part[0] == 0:
+            out.write(f"\n{image.path}:     file format {image.format_name}\n\n"
+                      if header is None else header)
+        lister = _SectionLister(image, formatter, options, out.write)
+        lister.part = part
+        lister.flush = out.flush
+        for section in image.sections:
+            lister.section(section)
+    finally:
+        out.flush()
+
+
+class _Batched:
+    """The listing's output gathered into blocks of about `_BATCH` characters: one write
+    per block, not two per symbol (a kernel has 15k of them; an unbuffered standard output
+    makes each write a system call)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.out = write
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            text = "".join(self.parts)
+            self.parts.clear()
+            self.size = 0
+            self.out(text)
+
+
+_BATCH = 1 << 18
 
 
 def _warn(lines: list[str]) -> None:
@@ -243,9 +278,21 @@ class _SectionLister:
         self.options = options
         self.write = write
         self.digits = image.address_digits
-        self.sweeps: dict = {}              # per line width: the fast layout's PlainSweep
+        self.widths: dict[int, int] = {}    # section index -> address column width
+        # the default layout of code: listed by sweep.PlainSweep
+        self.sweep = None
+        shown = options.show_raw_insn > 0 if options.prefix_addresses else \
+            options.show_raw_insn >= 0
+        if shown and not options.prefix_addresses and not options.no_addresses and \
+                image.line_numbers is None and not options.visualize_jumps and \
+                hasattr(formatter, "format_text"):
+            from x86vm.disasm.sweep import PlainSweep
+
+            self.sweep = PlainSweep(formatter, options.insn_width or X86_BYTES_PER_LINE,
+                                    options.wide, _plain_wrapped)
 
     part: tuple[int, int] | None = None     # see _write_part
+    flush: Callable[[], None] = staticmethod(lambda: None)  # the output written so far
     base = 0                                # selected bytes in the sections before this one
 
     def selected(self, section: Section) -> bool:
@@ -281,6 +328,7 @@ class _SectionLister:
         try:
             data = section.data()
         except SectionUnreadable as exc:  # objdump: two lines, the section skipped, status 0
+            self.flush()
             _warn(exc.lines)
             return
         symbols = self.image.symtab.for_section(section)
@@ -370,6 +418,50 @@ class _SectionLister:
             addr_offset = next_stop
             sym = next_sym
 
+    def sweep_piece(self, section: Section, symbols: SectionSymbols, data: bytes, start: int,
+                    stop: int, limit_reads: bool) -> bool:
+        """`chunk` of code in the default layout by the sweep; False where it does not
+        apply (addresses wider than their column)."""
+        width = self.widths.get(section.index)
+        if width is None:
+            width = self.widths[section.index] = self.address_width(section)
+        vma = section.vma
+        if vma + stop > 16 ** width:
+            return False
+        window_end = stop if limit_reads else min(len(data), stop + MAX_INSN_LENGTH)
+        pieces: list[str] = []
+        relocs = self.relocs
+        if self.rel_index < len(relocs):        # -r, -R: relocations under their lines
+            rel_offset = self.rel_offset
+            x86_64 = "x86-64" in self.image.format_name
+            symbol_name = self.image.symtab.symbol_name
+            wide, no_addresses = self.options.wide, self.options.no_addresses
+
+            def emit_relocs(end: int, line_ended: bool) -> float:
+                while self.rel_index < len(relocs) and \
+                        relocs[self.rel_index].address - rel_offset < end:
+                    if wide and not line_ended and pieces and pieces[-1].endswith("\n"):
+                        pieces[-1] = pieces[-1][:-1]
+                    line_ended = True
+                    reloc = relocs[self.rel_index]
+                    place = vma - rel_offset + reloc.address
+                    pieces.append(reloc_text(reloc, place, x86_64, self.digits, wide,
+                                             no_addresses, symbol_name))
+                    self.rel_index += 1
+                if self.rel_index < len(relocs):
+                    return relocs[self.rel_index].address - rel_offset
+                return _NO_RELOC
+
+            reloc_at = relocs[self.rel_index].address - rel_offset
+        else:
+            emit_relocs, reloc_at = None, _NO_RELOC
+        self.sweep.sweep(data, data[start:window_end], start, start, stop, vma, width, symbols,
+                         pieces, self.write, not self.options.disassemble_zeroes, reloc_at,
+                         emit_relocs)
+        if pieces:
+            self.write("".join(pieces))
+        return True
+
     def jump_art(self, data: bytes, start: int, stop: int, window_end: int, vma: int):
         """--visualize-jumps: the jumps of this piece (objdump's disassemble_jumps), or None."""
         decode_all = getattr(self.formatter, "decode_all", None)
@@ -405,6 +497,9 @@ class _SectionLister:
     def chunk(self, section: Section, symbols: SectionSymbols, data: bytes, insns: bool,
               start: int, stop: int, limit_reads: bool, has_symbol: bool = True) -> None:
         """``disassemble_bytes`` from section offset ``start`` to ``stop``."""
+        if insns and self.sweep is not None and type(data) is bytes and \
+                self.sweep_piece(section, symbols, data, start, stop, limit_reads):
+            return
         write = self.write
         opts = self.options
         width = self.address_width(section)
@@ -417,10 +512,8 @@ class _SectionLister:
         window = data[start:window_end]
         print_address = symbols.print_address
         formatter = self.formatter
-        limit = 16 ** width  # addresses that fit the column (wider ones are cut, as objdump does)
         prefixed, no_addresses = opts.prefix_addresses, opts.no_addresses
         show_raw = opts.show_raw_insn > 0 if prefixed else opts.show_raw_insn >= 0
-        plain = show_raw and not prefixed and not no_addresses  # the default layout
 
         art = self.jump_art(data, start, stop, window_end, vma) if \
             opts.visualize_jumps and has_symbol else None
@@ -481,38 +574,14 @@ class _SectionLister:
             line.append("\n")
             return "".join(line)
 
-        def zeros_to_skip(pos: int) -> int:
-            """objdump's skip of a run of zeros at ``pos`` (0: list them as code)."""
-            match = _NONZERO.search(data, pos, stop)
-            nonzero = match.start() if match else stop
-            zeros = nonzero - pos
-            if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
-                return zeros & ~3 if nonzero != stop else zeros
-            return 0
 
         reloc_at = next_reloc()
         pieces: list[str] = []
         pos = start
         line_numbers = self.image.line_numbers
-        if insns and plain and vma + stop <= limit and line_numbers is None and art is None \
-                and hasattr(formatter, "format_text") and type(data) is bytes:
-            sweep = self.sweeps.get(per_line)
-            if sweep is None:
-                from x86vm.disasm.sweep import PlainSweep
-
-                sweep = self.sweeps[per_line] = PlainSweep(formatter, per_line, wide)
-
-            def emit_relocs_at(end: int, line_ended: bool) -> float:
-                emit_relocs(end, line_ended)
-                return next_reloc()
-
-            sweep.sweep(data, window, start, pos, stop, vma, width, symbols, pieces, write,
-                        zeros_to_skip if skip_zeroes else None, reloc_at, emit_relocs_at,
-                        wrapped_line)
-            pos = stop
         while pos < stop:
             if skip_zeroes and data[pos] == 0:
-                zeros = zeros_to_skip(pos)
+                zeros = zeros_to_skip(data, pos, stop)
                 if zeros:
                     pieces.append("\t...\n")
                     pos += zeros
@@ -546,6 +615,36 @@ class _SectionLister:
             write("".join(pieces))
 
 
+def zeros_to_skip(data: bytes, pos: int, stop: int) -> int:
+    """objdump's skip of a run of zeros at ``pos`` (0: list them as code)."""
+    match = _NONZERO.search(data, pos, stop)
+    nonzero = match.start() if match else stop
+    zeros = nonzero - pos
+    if zeros >= SKIP_ZEROES or (nonzero == stop and zeros < SKIP_ZEROES_AT_END):
+        return zeros & ~3 if nonzero != stop else zeros
+    return 0
+
+
+def _plain_wrapped(data: bytes, pos: int, stop: int, address: int, length: int, text: str,
+                   width: int, per_line: int, wide: bool) -> str:
+    """`chunk`'s wrapped_line in the default layout: the raw bytes after the first
+    ``per_line`` on lines of their own (all on one with -w), blanks for bytes past ``stop``."""
+    shown = per_line if length > per_line and not wide else length
+    line = [_address(address, width), ":\t", _hex(data, pos, shown, stop)]
+    if shown < per_line:
+        line.append("   " * (per_line - shown))
+    line.append("\t")
+    line.append(text)
+    done = shown
+    while done < length:
+        line.append(f"\n{_address(address + done, width)}:\t")
+        more = min(per_line, length - done)
+        line.append(_hex(data, pos + done, more, stop))
+        done += more
+    line.append("\n")
+    return "".join(line)
+
+
 def _address(address: int, width: int) -> str:
     """The address column: the last ``width`` hex digits, leading zeros as blanks (objdump
     blanks the zeros after the skipped address characters)."""
@@ -568,8 +667,8 @@ def _hex(data: bytes, pos: int, count: int, stop: int) -> str:
 class DecoderFormatter:
     """The product formatter: ``x86vm.isa.decode`` then the AT&T or Intel formatter.
 
-    Called as a `Formatter`; the listing also uses `decode_all` and `format_text` directly
-    to list consecutive instructions faster (one sweep instead of a lookup each)."""
+    Called as a `Formatter`; the default layout's sweep (`sweep.PlainSweep`) uses `decode`,
+    `format_text` and `mode` directly, --visualize-jumps `decode_all`."""
 
     def __init__(self, mode: int, syntax: str = "att") -> None:
         from x86vm.isa import decode, decode_all

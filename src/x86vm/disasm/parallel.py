@@ -11,6 +11,7 @@ fails (or a platform without fork) gets its part listed by the parent instead.
 from __future__ import annotations
 
 import codecs
+import errno
 import io
 import os
 import re
@@ -24,7 +25,7 @@ Write = Callable[[str], object]
 _ENCODING = ("utf-8", "surrogateescape")   # names are raw ELF bytes: round-trip them
 _COPY_CHUNK = 1 << 20
 PADDING_RUN = 256       # a run of one byte at least this long is padding ...
-PADDING_COST = 0.05     # ... and costs this much per byte next to code's 1
+PADDING_COST = 0.15     # ... and costs this much per byte next to code's 1
 
 
 def balanced_cuts(contents: Sequence[tuple[int, bytes | None]], jobs: int,
@@ -136,8 +137,11 @@ def _copy(spool, write: Write) -> None:
     stream = getattr(write, "__self__", None)
     if _utf8_stream(stream):
         stream.flush()
-        shutil.copyfileobj(spool, stream.buffer, _COPY_CHUNK)
-        stream.buffer.flush()
+        buffer = stream.buffer
+        buffer.flush()
+        if not _sendfile(spool, buffer):
+            shutil.copyfileobj(spool, buffer, _COPY_CHUNK)
+            buffer.flush()
         return
     with open(spool.fileno(), encoding=_ENCODING[0], errors=_ENCODING[1], newline="",
               closefd=False) as text:
@@ -146,6 +150,29 @@ def _copy(spool, write: Write) -> None:
             if not block:
                 return
             write(block)
+
+
+def _sendfile(spool, buffer) -> bool:
+    """The spool from its position to ``buffer``'s file by ``os.sendfile`` (no copy
+    through Python); False, with the spool where it stopped, if that cannot be done."""
+    try:
+        out = buffer.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    source = spool.fileno()
+    offset = spool.tell()
+    end = os.fstat(source).st_size
+    try:
+        while offset < end:
+            sent = os.sendfile(out, source, offset, end - offset)
+            if sent == 0:
+                break
+            offset += sent
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise                   # (EPIPE, ENOSPC: the output's own errors)
+    spool.seek(offset)
+    return offset >= end
 
 
 def _utf8_stream(stream) -> bool:

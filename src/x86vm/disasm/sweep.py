@@ -33,7 +33,7 @@ from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
 from x86vm.isa.instruction import ADDRESS_MASK, F_REL
 
-FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)
+FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)    # (the sweep tests them as literals)
 _UNKNOWN = (OTHER, 1 << 62)     # a leaf for bytes no trie knows: the general path
 _TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
 _FLUSH_BYTES = 1 << 15          # code listed between writes
@@ -50,13 +50,15 @@ def _mark(_address: int) -> str:
 class PlainSweep:
     """One listing's plan trie and line tails (`sweep` runs it over a piece of a section)."""
 
-    def __init__(self, formatter, per_line: int, wide: bool = False) -> None:
+    def __init__(self, formatter, per_line: int, wide: bool, wrapped: Callable) -> None:
         self.formatter = formatter
         self.format_text = formatter.format_text
         self.mode = formatter.mode
         self.decoder_trie = trie_root(self.mode)
         self.per_line = per_line
         self.wide = wide                    # -w: a long instruction's bytes on one line
+        self.wrapped = wrapped              # (data, pos, stop, address, length, text, width,
+        #                                      per_line, wide) -> the lines of any instruction
         self.padding = ["   " * max(0, per_line - n) for n in range(min(per_line, 15) + 1)]
         self.trie: dict = {}                # shape bytes -> plan leaf (see the docstring)
         self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
@@ -101,9 +103,10 @@ class PlainSweep:
                 return BY_BYTES, length, core
             text = self.format_text(Instruction(core.address, core, core.bytes), None)
             return FIXED, length, f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
-        kind, start, end = readers[0][:3]
-        if len(readers) != 1 or kind != F_REL or end - start not in _REL_READERS:
+        if len(readers) != 1 or readers[0][0] != F_REL or \
+                readers[0][2] - readers[0][1] not in _REL_READERS:
             return BY_BYTES, length, core
+        start, end = readers[0][1], readers[0][2]
         text = self.format_text(Instruction(core.address, core, core.bytes), _mark)
         before, mark, after = text.partition("\0")
         if not mark or "\0" in after:
@@ -112,11 +115,13 @@ class PlainSweep:
                 _REL_READERS[end - start], start)
 
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
-            reloc_at: float, append: Callable[[str], object]) -> int:
+            reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
         """The lines of a run of one 1-byte instruction at ``pos`` (``int3`` or ``nop``
-        padding: two megabytes of it in a kernel's .text), up to the next relocation;
-        returns where the run ends.  Lines whose addresses share all but the last three
-        hex digits are joined from the 4096 possible endings, made once per tail."""
+        padding: two megabytes of it in a kernel's .text), up to the next relocation,
+        written out block by block; returns where the run ends.  Lines whose addresses
+        share all but the last three hex digits are joined from the 4096 possible endings,
+        made once per tail."""
+        append = pieces.append
         byte = data[pos]
         other = _OTHER_BYTE.get(byte)
         if other is None:
@@ -138,18 +143,21 @@ class PlainSweep:
                 head = f"{base:{width}x}"[:-3]
                 append(head + head.join(endings[address - base:upto - base]))
             address = upto
+            write("".join(pieces))
+            pieces.clear()
         return end
 
     def sweep(self, data: bytes, window: bytes, start: int, pos: int, stop: int, vma: int,
               width: int, symbols, pieces: list[str], write: Callable[[str], object],
-              zeros_to_skip: Callable[[int], int] | None, reloc_at: float,
-              emit_relocs: Callable[[int, bool], float],
-              wrapped_line: Callable[[int, int, int, str], str]) -> None:
+              skip_zeroes: bool, reloc_at: float,
+              emit_relocs: Callable[[int, bool], float] | None) -> None:
         """List ``data[pos:stop]`` (``window`` = ``data[start:...]``, what the decoder may
         read) into ``pieces``, writing them out every `_FLUSH_BYTES` of code.
-        ``zeros_to_skip`` (None with -z) says how many zeros at a position objdump skips;
+        ``skip_zeroes``: runs of zeros as objdump skips them (not with -z);
         ``emit_relocs(pos, line_ended)`` prints the relocations before ``pos`` and returns
-        where the next one is."""
+        where the next one is (``reloc_at``; None and infinity without relocations)."""
+        from x86vm.disasm.listing import zeros_to_skip
+
         line_head = f"%{width}x:\t"
         trie = self.trie
         learn = self.learn
@@ -158,18 +166,20 @@ class PlainSweep:
         long_lines = self.long_lines
         print_address = symbols.print_address
         printed_get = symbols.printed.get
-        mask = ADDRESS_MASK[self.mode]
+        mask = ADDRESS_MASK[self.mode & 0xFF]
         per_line = self.per_line
         padding = self.padding
         format_text = self.format_text
         decode = self.formatter.decode
         append = pieces.append
         dict_type = dict
+        type_ = type
         new = _new_instruction
         flush_at = pos + _FLUSH_BYTES
         while pos < stop:
-            if zeros_to_skip is not None and data[pos] == 0:
-                zeros = zeros_to_skip(pos)
+            byte = data[pos]
+            if not byte and skip_zeroes:
+                zeros = zeros_to_skip(data, pos, stop)
                 if zeros:
                     append("\t...\n")
                     pos += zeros
@@ -177,31 +187,35 @@ class PlainSweep:
                         reloc_at = emit_relocs(pos, True)
                     continue
             try:
-                leaf = trie[data[pos]]
-                i = pos + 1
-                while type(leaf) is dict_type:
-                    leaf = leaf[data[i]]
-                    i += 1
+                leaf = trie[byte]
+                if type_(leaf) is dict_type:
+                    leaf = leaf[data[pos + 1]]
+                    i = pos + 2
+                    while type_(leaf) is dict_type:
+                        leaf = leaf[data[i]]
+                        i += 1
             except (KeyError, IndexError):     # bytes this trie has not met yet
                 leaf = learn(data, pos)
-            kind = leaf[0]
-            end = pos + leaf[1]
+            kind, length = leaf[0], leaf[1]
+            end = pos + length
             insn = None
             if end > stop:
                 insn = decode(window, pos - start, vma + pos)
-            elif kind == FIXED:
-                if end < stop and leaf[1] == 1 and data[end] == data[pos]:
-                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, append)
+            elif kind == 0:             # FIXED
+                if length == 1 and end < stop and data[end] == byte:
+                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, pieces,
+                                   write)
                 else:
-                    append(line_head % (vma + pos) + leaf[2])
+                    append(line_head % (vma + pos))     # (two appends: no concatenation)
+                    append(leaf[2])
                     pos = end
-            elif kind == BRANCH:
+            elif kind == 1:             # BRANCH
                 _, _, before, after, read, at = leaf
                 target = (vma + end + read(data, pos + at)[0]) & mask
                 text = printed_get(target) or print_address(target)
                 append(f"{line_head % (vma + pos)}{data[pos:end].hex(' ')}{before}{text}{after}")
                 pos = end
-            elif kind == LONG:
+            elif kind == 4:             # LONG
                 raw = data[pos:end]
                 lines = long_lines.get(raw)
                 address = vma + pos
@@ -221,9 +235,10 @@ class PlainSweep:
                 raw = data[pos:end]
                 tail = tails_get(raw)
                 if tail is not None:
-                    append(line_head % (vma + pos) + tail)
+                    append(line_head % (vma + pos))
+                    append(tail)
                     pos = end
-                elif kind == BY_BYTES:      # a new member of a family: its core, its bytes
+                elif kind == 2:     # BY_BYTES: a new member of a family: its core, its bytes
                     insn = new(Instruction)
                     insn.address = vma + pos
                     insn.core = leaf[2]
@@ -257,7 +272,8 @@ class PlainSweep:
                     for offset, rest in lines[1]:
                         append(line_head % (address + offset) + rest)
                 else:
-                    append(wrapped_line(address, pos, length, text))
+                    append(self.wrapped(data, pos, stop, address, length, text, width,
+                                        per_line, self.wide))
                 pos = end
             if pos > reloc_at:
                 reloc_at = emit_relocs(pos, False)

@@ -79,14 +79,14 @@ def _is_file_like(symbol: Symbol) -> bool:
     )
 
 
-def _sort_key(symbol: Symbol, section_name: str) -> tuple:
-    """``compare_symbols`` as a sort key, for one section being disassembled."""
+def _sort_key(symbol: Symbol) -> tuple:
+    """``compare_symbols`` as a sort key, but for its second test (symbols of the section
+    being disassembled first: `SectionSymbols` sorts by value and that, stably, after)."""
     flags = symbol.flags
     name = symbol.name
     size = 0 if flags & (BSF_SECTION_SYM | BSF_SYNTHETIC) else symbol.size
     return (
         symbol.value,
-        symbol.section_name != section_name,
         "gnu_compiled" in name or "gcc2_compiled" in name,
         _is_file_like(symbol),
         bool(flags & BSF_DEBUGGING),
@@ -128,10 +128,17 @@ class SymbolTable:
 
     def __post_init__(self) -> None:
         self._views: dict[str, SectionSymbols] = {}
+        self._sorted: list[Symbol] | None = None    # by `_sort_key`, made once
         self._reloc_addresses = [r.address for r in self.dynamic_relocs]
 
     def __bool__(self) -> bool:
         return bool(self.symbols)
+
+    def sorted_symbols(self) -> list[Symbol]:
+        """The symbols in objdump's order but for the section test (see `_sort_key`)."""
+        if self._sorted is None:
+            self._sorted = sorted(self.symbols, key=_sort_key)
+        return self._sorted
 
     def for_section(self, section: Section) -> SectionSymbols:
         """The symbols sorted as objdump sorts them while disassembling ``section``."""
@@ -173,7 +180,9 @@ class SectionSymbols:
     def __init__(self, table: SymbolTable, section: Section) -> None:
         self.table = table
         self.section = section
-        self.symbols = sorted(table.symbols, key=lambda s: _sort_key(s, section.name))
+        name = section.name     # compare_symbols: by value, then this section's first, ...
+        self.symbols = sorted(table.sorted_symbols(),
+                              key=lambda s: (s.value, s.section_name != name))
         self.values = [s.value for s in self.symbols]
         self.printed: dict[int, str] = {}  # print_address texts: call sites of one function
         self._found: dict[int, tuple] = {}  # see find
@@ -287,6 +296,9 @@ class SectionSymbols:
         """objdump's ``print_address_func`` for this section: ``1139 <main+0x10>``
         (``--prefix-addresses``: full width; ``--no-addresses``: the ``<...>`` alone)."""
         text = self.printed.get(vma) if not require_section else None
+        if text is None and not require_section and self.values and not (
+                self.table.prefix_addresses or self.table.no_addresses):
+            text = self.printed[vma] = self._plain_text(vma)
         if text is None:
             no_addresses = self.table.no_addresses
             if not self.symbols:
@@ -299,6 +311,38 @@ class SectionSymbols:
             if not require_section:
                 self.printed[vma] = text
         return text
+
+    def _plain_text(self, vma: int) -> str:
+        """`print_address` in the default layout: `find` and `symbolic` in one for a
+        branch target's symbol of this section (most of them), else by them."""
+        high = bisect.bisect_right(self.values, vma)
+        table = self.table
+        section = self.section
+        want_section = table.relocatable and section.vma <= vma < section.vma + section.size
+        key = high + high + want_section
+        hit = self._found.get(key)
+        if hit is None:
+            hit = self._found[key] = self._find(high, want_section)
+        found, _place, checked = hit
+        if found is None:
+            return f"{vma:x} {self.symbolic(None, vma)}"
+        if checked and not want_section and table.dynamic_relocs:     # as `find` does
+            by_reloc = None
+            if found.value - found.section_vma != vma and \
+                    not found.flags & BSF_SYNTHETIC and \
+                    table._reloc_addresses[0] <= vma <= table._reloc_addresses[-1]:
+                by_reloc = table.reloc_symbol_at(vma)
+            found = by_reloc or found
+        key = id(found) * 2 + table.demangle
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = table.symbol_name(found)
+        value = found.value
+        if value == vma or table.exec_or_dynamic and found.section == SEC_UNDEF:
+            return f"{vma:x} <{name}>"
+        if value > vma:
+            return f"{vma:x} <{name}-0x{value - vma:x}>"
+        return f"{vma:x} <{name}+0x{vma - value:x}>"
 
     def label(self, symbol: Symbol | None, vma: int) -> str:
         """A ``0000000000001139 <main>`` label (full-width address, no colon)."""

@@ -38,13 +38,14 @@ def trie_root(mode: int) -> dict:
     itself (the listing's sweep); the dict stays the same object when the memo starts over.
     A core it reaches heads a family when its `readers` are set (its bytes are then
     ``data[offset:offset + core.length]``), else it stands for its exact bytes only."""
-    return _TRIES[mode]
+    return _TRIES.get(mode) or _new_mode(mode)
 
 
 def _forget() -> None:
     for mode in list(_TRIES):
         _TRIES[mode].clear()
         _CORES[mode].clear()
+    _counts[:] = [0, 0]
 
 
 def _new_mode(mode: int) -> dict:
@@ -53,7 +54,6 @@ def _new_mode(mode: int) -> dict:
         raise ValueError(f"unknown decoder mode {mode:#x}")
     _CORES.setdefault(mode, {})
     return _TRIES.setdefault(mode, {})
-    _counts[:] = [0, 0]
 
 
 def decode(data: bytes, offset: int = 0, address: int = 0, mode: int = 64) -> Instruction:

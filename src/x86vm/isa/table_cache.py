@@ -12,6 +12,9 @@ one is written).  A file holds one mode's tables without the build-time scratch 
 `_cells`, `_spec_cache`); the parsed map (`omap`, `lists`) is left out too and parsed again
 only if someone reads it.  The `Op` enum cannot be pickled (it is made at run time), so its
 members are stored as ints and the enum is rebuilt from the cached name list (`op_names`).
+Each opcode map (one-byte, 0f, vex0f38, evex0f...) is a pickle of its own after the rest,
+unpickled when the decoder first looks into it (`LazyMaps`): most code needs two of the
+fifteen, and loading them all took half of a small listing's start-up.
 
 Where: ``__pycache__`` beside opcodes.map, else ``$XDG_CACHE_HOME/x86vm`` (``~/.cache``);
 ``X86VM_TABLE_CACHE=0`` turns the cache off, ``X86VM_TABLE_CACHE=DIR`` puts it in DIR.  A
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import os
 import pickle
 import sys
@@ -32,7 +36,7 @@ from collections.abc import Iterator, Mapping
 
 from . import maploader, ops, tables
 
-_FORMAT = 1            # bump when the file layout changes
+_FORMAT = 2            # bump when the file layout changes
 _SCRATCH = ("_merged", "_cells", "_spec_cache")
 _LAZY = ("omap", "lists")
 
@@ -87,12 +91,16 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file, op_enum, op_ids) -> None:
         super().__init__(file)
         self.op_enum, self.op_ids = op_enum, op_ids
+        self.members = {int(member): member for member in op_enum}  # (faster than a call)
 
     def persistent_load(self, pid):
+        member = self.members.get(pid) if type(pid) is int else None
+        if member is not None:
+            return member
         if pid == "op_ids":
             return self.op_ids
         if type(pid) is int:
-            return self.op_enum(pid)
+            return self.op_enum(pid)        # (raises the enum's ValueError)
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
     def find_class(self, module: str, name: str):
@@ -150,6 +158,7 @@ def _write(directory: str, name: str, dump) -> None:
 
 _KEY = _key()
 _LOCK = threading.Lock()
+_MAP_LOCK = threading.RLock()
 
 
 def op_names() -> list[str]:
@@ -166,14 +175,124 @@ def op_names() -> list[str]:
     return names
 
 
+class LazyMaps(dict):
+    """A Tables' ``maps`` whose opcode maps are unpickled on first use from the cache file's
+    bytes.  A map that cannot be read makes the mode's tables compiled afresh (and their
+    maps used): the decoder never sees a half-read cache."""
+
+    def __init__(self, blobs: dict[str, bytes], mode: int, op_ids: ops.OpIds) -> None:
+        super().__init__()
+        self._blobs, self._mode, self._op_ids = blobs, mode, op_ids
+
+    def __missing__(self, name: str):
+        with _MAP_LOCK:             # (another thread may be reading this very map)
+            if dict.__contains__(self, name):
+                return dict.__getitem__(self, name)
+            blob = self._blobs.get(name)
+            if blob is None:
+                raise KeyError(name)
+            table = _read_bytes(blob, self._op_ids)
+            if type(table) is not list:
+                compiled = tables.Tables(tables._shipped_map(), self._mode, self._op_ids)
+                for other in list(self._blobs):
+                    dict.__setitem__(self, other, compiled.maps[other])
+                    del self._blobs[other]
+                table = compiled.maps[name]
+            dict.__setitem__(self, name, table)
+            self._blobs.pop(name, None)
+            return table
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self else default
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self._blobs
+
+    def _all(self) -> None:
+        for name in list(self._blobs):
+            self[name]
+
+    def __iter__(self):
+        self._all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + len(self._blobs)
+
+    def keys(self):
+        self._all()
+        return dict.keys(self)
+
+    def values(self):
+        self._all()
+        return dict.values(self)
+
+    def items(self):
+        self._all()
+        return dict.items(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._all()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+    def __reduce__(self):
+        self._all()
+        return dict, (dict(self),)
+
+
+def _read_bytes(blob: bytes, op_ids: ops.OpIds):
+    """One pickled map (None if it cannot be read)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Unpickler(io.BytesIO(blob), op_ids.enum, op_ids).load()
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            pickle.UnpicklingError):
+        return None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_state(f, op_ids: ops.OpIds):
+    """A cache file: the state without its maps, then each map's pickle (see LazyMaps)."""
+    data = f.read()
+    stream = io.BytesIO(data)
+    header = _Unpickler(stream, op_ids.enum, op_ids).load()
+    if type(header) is not tuple or len(header) != 2 or type(header[0]) is not dict:
+        return None
+    state, sizes = header
+    at = stream.tell()
+    blobs = {}
+    for name, size in sizes:
+        blobs[name] = data[at:at + size]
+        at += size
+    if at != len(data):
+        return None
+    state["maps"] = LazyMaps(blobs, state.get("mode"), op_ids)
+    return state
+
+
+def _dump_state(f, state: dict, op_ids: ops.OpIds) -> None:
+    blobs = []
+    for name, table in state["maps"].items():
+        out = io.BytesIO()
+        _Pickler(out, op_ids.enum, op_ids).dump(table)
+        blobs.append((name, out.getvalue()))
+    rest = {k: v for k, v in state.items() if k != "maps"}
+    _Pickler(f, op_ids.enum, op_ids).dump((rest, [(name, len(b)) for name, b in blobs]))
+    for _name, blob in blobs:
+        f.write(blob)
+
+
 def load_mode(mode: int, op_ids: ops.OpIds) -> tables.Tables:
     """One mode's tables of the shipped map: from the cache file, else compiled (and cached)."""
-    op_enum = op_ids.enum
     directory = cache_dir()
     name = f"x86vm_tables-{_KEY}-{mode}.pickle"
     if directory is not None:
-        state = _read(os.path.join(directory, name),
-                      lambda f: _Unpickler(f, op_enum, op_ids).load())
+        state = _read(os.path.join(directory, name), lambda f: _load_state(f, op_ids))
         if type(state) is dict and state.get("mode") == mode:
             compiled = object.__new__(CachedTables)
             compiled.__dict__.update(state)
@@ -182,7 +301,7 @@ def load_mode(mode: int, op_ids: ops.OpIds) -> tables.Tables:
     compiled = tables.Tables(tables._shipped_map(), mode, op_ids)
     if directory is not None:
         state = {k: v for k, v in vars(compiled).items() if k not in _SCRATCH + _LAZY}
-        _write(directory, name, lambda f: _Pickler(f, op_enum, op_ids).dump(state))
+        _write(directory, name, lambda f: _dump_state(f, state, op_ids))
     return compiled
 
 
