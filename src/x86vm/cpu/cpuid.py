@@ -32,9 +32,10 @@ LEAF1_ECX |= (1 << 0) | (1 << 9) | (1 << 19) | (1 << 20)   # SSE3 SSSE3 SSE4.1 S
 XSAVE_LEAF0 = (0x3, 576, 576, 0)
 # leaf 7 EBX: BMI1(3) SMEP(7) BMI2(8) ADX(19) SMAP(20) CLFLUSHOPT(23) CLWB(24)
 LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24)
-# leaf 7 ECX: PKU(3) PKS(31): protection keys (cpu/mmu.py; OSPKE(4) from CR4: system.py);
-# XSAVE does not manage PKRU here (XCR0 bit 9 stays reserved, so a kernel drops PKU)
-LEAF7_ECX = (1 << 3) | (1 << 31)
+# leaf 7 ECX: UMIP(2) (cpu/system.py), PKU(3) PKS(31): protection keys (cpu/mmu.py; OSPKE(4)
+# from CR4: system.py); XSAVE does not manage PKRU here (XCR0 bit 9 stays reserved, so a
+# kernel drops PKU)
+LEAF7_ECX = (1 << 2) | (1 << 3) | (1 << 31)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)
 EXT1_ECX = (1 << 0) | (1 << 5)

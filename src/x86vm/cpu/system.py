@@ -15,6 +15,7 @@ from x86vm.cpu.state import (
     CR4_OSXSAVE,
     CR4_PAE,
     CR4_PKE,
+    CR4_UMIP,
     EFER_LMA,
     EFER_SCE,
     MSR_CSTAR,
@@ -172,11 +173,11 @@ def _debug_register(cpu, num: int) -> int:
     return {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}[num]
 
 
-# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), OSXSAVE, SMEP,
-# SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not report (UMIP, LA57,
+# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), UMIP, OSXSAVE,
+# SMEP, SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not report (LA57,
 # VMXE, SMXE, FSGSBASE, PCIDE, ...) — is #GP(0) on MOV to CR4 (Vol. 2B "MOV—Move to/from
 # Control Registers"), as is clearing PAE in IA-32e mode.
-CR4_IMPLEMENTED = 0x7FF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
+CR4_IMPLEMENTED = 0xFFF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
 
 
 def _check_cr4(cpu, value: int) -> None:
@@ -212,10 +213,17 @@ def h_lgdt(cpu, c) -> None:
         cpu.idtr = TableRegister(base, limit)
 
 
+def _umip(cpu) -> None:
+    """CR4.UMIP: SGDT, SIDT, SLDT, SMSW and STR are #GP(0) at CPL > 0 (SDM Vol. 3A §2.5)."""
+    if cpu.cr4 & CR4_UMIP and cpu.cpl > 0:
+        raise CpuFault(GP, 0)
+
+
 def h_sgdt(cpu, c) -> None:
     insn, (mem,) = c
     if type(mem) is not Mem:
         raise CpuFault(UD)
+    _umip(cpu)
     t = cpu.gdtr if insn.mnemonic == "sgdt" else cpu.idtr
     la = linear(cpu, mem)
     cpu.write_mem(la, 2, t.limit)
@@ -282,12 +290,15 @@ def h_lldt(cpu, c) -> None:
 
 def h_sldt(cpu, c) -> None:
     insn, (dst,) = c
+    if cpu.cr0 & CR0_PE and not cpu.fl & RFLAGS_VM:   # real and VM86 mode: #UD
+        _umip(cpu)
     v = cpu.ldtr.selector if insn.mnemonic == "sldt" else cpu.tr.selector
     write(cpu, dst, v, 2 if type(dst) is Mem else None)
 
 
 def h_smsw(cpu, c) -> None:
     insn, (dst,) = c
+    _umip(cpu)
     write(cpu, dst, cpu.cr0 & (0xFFFF if type(dst) is Mem else M64),
           2 if type(dst) is Mem else None)
 
