@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpu.asmguest import Recorder, assemble, assembler_missing, entry_for
+from cpu.asmguest import Recorder, assemble, assembler_missing, entry_for, idt_gate
 from x86vm.machine.irq import PendingInterrupt
 from x86vm.machine.vm import Machine
 
@@ -14,12 +14,7 @@ pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(asse
 
 GUEST = """
     lidt idtr
-    movl $handler, %eax
-    movw %ax, 0x30000 + 0x30 * 8
-    movw $0x08, 0x30002 + 0x30 * 8
-    movw $0x8e00, 0x30004 + 0x30 * 8
-    shr $16, %eax
-    movw %ax, 0x30006 + 0x30 * 8
+""" + idt_gate(0x30, "handler", 32) + """
     mov $1, %eax
     out %eax, $0xe0          /* IF=0: the pending interrupt waits */
     sti
@@ -63,12 +58,7 @@ def test_interrupt_after_the_sti_shadow_then_halt():
 def test_halt_wakes_for_a_timer_and_guest_time_jumps_ahead():
     code = assemble("""
         lidt idtr
-        movl $handler, %eax
-        movw %ax, 0x30000 + 0x30 * 8
-        movw $0x08, 0x30002 + 0x30 * 8
-        movw $0x8e00, 0x30004 + 0x30 * 8
-        shr $16, %eax
-        movw %ax, 0x30006 + 0x30 * 8
+""" + idt_gate(0x30, "handler", 32) + """
         sti
         hlt
         mov $7, %eax

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assemble, assembler_missing, run_guest
+from cpu.asmguest import assemble, assembler_missing, idt_gate, run_guest
 from guests.oracle import qemu_available
 from x86vm.machine.vm import Machine
 
@@ -31,14 +31,7 @@ def backend(request) -> str:
 
 _GP_GUEST = """
         lidt idtr(%rip)
-        lea handler(%rip), %rax
-        movw %ax, 0x30000 + 13 * 16
-        movw $0x10, 0x30002 + 13 * 16
-        movw $0x8e00, 0x30004 + 13 * 16
-        shr $16, %rax
-        movw %ax, 0x30006 + 13 * 16
-        movl $0, 0x30008 + 13 * 16
-        movl $0, 0x3000c + 13 * 16
+""" + idt_gate(13, "handler", 64) + """
         {body}
         mov $0x600d, %eax             /* no fault */
         out %eax, $0xe0
@@ -145,13 +138,8 @@ def test_non_canonical_data_access_is_gp0(backend):
 NMI_GUEST = """
         mov $0x70000, %esp
         lidt idtr
-        movl $nmi, %eax
-        movw %ax, 0x30000 + 2 * 8
         mov %cs, %bx
-        movw %bx, 0x30002 + 2 * 8
-        movw $0x8e00, 0x30004 + 2 * 8
-        shr $16, %eax
-        movw %ax, 0x30006 + 2 * 8
+""" + idt_gate(2, "nmi", 32, selector="%bx") + """
         movl $0, 0x20000
         cli                           /* IF does not mask an NMI */
         movl $0, 0xfee00310

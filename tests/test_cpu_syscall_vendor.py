@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
+from cpu.asmguest import assembler_missing, idt_gate
 from guests.oracle import QEMU_BASE, qemu_available
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -69,19 +69,8 @@ long64:
     mov $0x30, %ax
     ltr %ax
     lidt idt_ptr
-    lea ud_handler(%rip), %rax                /* #UD: report 0x0bad0006 */
-    mov %ax, idt + 6 * 16
-    movw $0x08, idt + 6 * 16 + 2
-    movw $0x8e00, idt + 6 * 16 + 4
-    shr $16, %rax
-    mov %ax, idt + 6 * 16 + 6
-    lea gp_handler(%rip), %rax                /* #GP: report 0x0bad000d, error code */
-    mov %ax, idt + 13 * 16
-    movw $0x08, idt + 13 * 16 + 2
-    movw $0x8e00, idt + 13 * 16 + 4
-    shr $16, %rax
-    mov %ax, idt + 13 * 16 + 6
-"""
+""" + idt_gate(6, "ud_handler", 64, idt="idt", selector="$0x08") \
+    + idt_gate(13, "gp_handler", 64, idt="idt", selector="$0x08")
 SYSCALL_BODY = r"""
     mov $0xc0000081, %ecx                     /* STAR: SYSCALL CS 0x08, SYSRET base 0x18 */
     xor %eax, %eax

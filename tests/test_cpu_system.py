@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpu.asmguest import MMIO_BASE, assemble, assembler_missing, run_guest
+from cpu.asmguest import MMIO_BASE, assemble, assembler_missing, idt_gate, run_guest
 from x86vm.machine.vm import Machine
 
 pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
@@ -64,12 +64,7 @@ def test_divide_error_through_the_idt(backend):
     # IDT at 0x30000 with #DE's gate → handler reports the faulting EIP (pushed at 0(%esp))
     code = assemble("""
         lidt idtr
-        movl $handler, %eax
-        movw %ax, 0x30000
-        movw $0x08, 0x30002
-        movw $0x8e00, 0x30004
-        shr $16, %eax
-        movw %ax, 0x30006
+""" + idt_gate(0, "handler", 32) + """
         xor %edx, %edx
         mov $7, %eax
         xor %ecx, %ecx
@@ -146,14 +141,7 @@ def _paging_setup(target_flags: dict[int, int], cr0_or=0, cr4_or=0, efer_or=0):
 
 _PF_GUEST = """
         lidt idtr(%rip)
-        lea handler(%rip), %rax
-        movw %ax, 0x30000 + 14 * 16
-        movw $0x10, 0x30002 + 14 * 16
-        movw $0x8e00, 0x30004 + 14 * 16
-        shr $16, %rax
-        movw %ax, 0x30006 + 14 * 16
-        movl $0, 0x30008 + 14 * 16
-        movl $0, 0x3000c + 14 * 16
+""" + idt_gate(14, "handler", 64) + """
         {body}
         cli
         hlt
@@ -375,12 +363,7 @@ def test_sysret_to_user_mode_and_syscall_back():
 def test_unimplemented_instruction_is_ud_in_the_guest_and_counted():
     code = assemble("""
         lidt idtr
-        movl $handler, %eax
-        movw %ax, 0x30000 + 6 * 8
-        movw $0x08, 0x30002 + 6 * 8
-        movw $0x8e00, 0x30004 + 6 * 8
-        shr $16, %eax
-        movw %ax, 0x30006 + 6 * 8
+""" + idt_gate(6, "handler", 32) + """
     fault:
         vzeroupper                /* AVX: not implemented */
         cli
@@ -557,13 +540,8 @@ def test_vmcall_is_a_hypercall_exit_with_its_result_in_rax():
 TRAP_GUEST = """
         mov $0x70000, %esp
         lidt idtr
-        movl $handler, %eax
-        movw %ax, 0x30000 + 1 * 8
         mov %cs, %bx
-        movw %bx, 0x30002 + 1 * 8
-        movw $0x8e00, 0x30004 + 1 * 8
-        shr $16, %eax
-        movw %ax, 0x30006 + 1 * 8
+""" + idt_gate(1, "handler", 32, selector="%bx") + """
         movl $0, 0x20000
         pushf
         orl $0x100, (%esp)

@@ -53,6 +53,22 @@ def assemble(text: str, bits: int, origin: int) -> bytes:
         return (t / "g.bin").read_bytes()
 
 
+def idt_gate(vector: int, handler: str, bits: int, idt: str = "0x30000",
+             selector: str | None = None) -> str:
+    """Guest code pointing the interrupt gate (present, DPL 0) of ``vector`` in the IDT at
+    ``idt`` at label ``handler`` through code segment ``selector`` (an immediate or a 16-bit
+    register; by default this module's GDT's code segment): 8-byte gates in 32-bit code,
+    16-byte gates in 64-bit code (SDM Vol. 3A §6.11, §6.14.1). Clobbers EAX/RAX."""
+    selector = selector or ("$0x10" if bits == 64 else "$0x08")
+    at = f"{idt} + {vector} * {16 if bits == 64 else 8}"
+    lines = [f"lea {handler}(%rip), %rax" if bits == 64 else f"movl ${handler}, %eax",
+             f"movw %ax, {at}", f"movw {selector}, {at} + 2", f"movw $0x8e00, {at} + 4",
+             f"shr $16, {'%rax' if bits == 64 else '%eax'}", f"movw %ax, {at} + 6"]
+    if bits == 64:
+        lines += [f"movl $0, {at} + 8", f"movl $0, {at} + 12"]
+    return "".join(f"        {line}\n" for line in lines)
+
+
 class Recorder:
     """A port or MMIO device that logs every access; reads return ``values`` in turn."""
 

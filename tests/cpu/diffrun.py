@@ -1,4 +1,5 @@
-"""The full host-CPU differential run (the default suite runs a sample of each class):
+"""The host-CPU differential run: the full run from the command line, and the default suite's
+sample (tests/test_cpu_hostdiff.py) through the same :func:`run_classes`:
 
     python3 tests/cpu/diffrun.py [--count N | --total N] [--seed S] [--batch B]
                                  [--bits 32|64] [--integer] [--x87] [--simd] [CLASS…]

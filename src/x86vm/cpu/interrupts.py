@@ -12,6 +12,7 @@ import functools
 from dataclasses import replace
 
 from x86vm.cpu.errors import GP, NP, SS, TS, CpuFault
+from x86vm.cpu.segcheck import segment_check_bit
 from x86vm.cpu.state import (
     CR0_PE,
     EFER_LMA,
@@ -67,9 +68,15 @@ class InterruptMixin:
         return self.read_sys(la, 8), la
 
     def set_segment(self, index: int, seg: Segment) -> None:
+        """Load a segment register; the mode (sizes, CPL, which segments need access checks)
+        is recomputed only if the load can change it: always for CS, for SS when its size
+        or check bit changes, for a data segment when its check bit does."""
+        old_db = self.seg[index].db
         self.seg[index] = seg
         self.sbase[index] = seg.base
-        self.update_mode()       # sizes, CPL, and which segments need access checks
+        if index == _CS or (index == _SS and seg.db != old_db) or \
+                (self.seg_checks ^ segment_check_bit(self, index, seg)) >> index & 1:
+            self.update_mode()
 
     def load_segment(self, index: int, selector: int) -> None:
         """MOV/POP to a segment register (not CS), with the protected-mode checks."""

@@ -26,16 +26,26 @@ def _needs_checks(index: int, seg) -> bool:
     return not (writable_data and not seg.type & 0x4 and seg.limit == FLAT)
 
 
+def _checks_apply(cpu) -> bool:
+    """Not in real mode, virtual-8086 mode (limits of 64 KiB wrap-checks are not modelled)
+    or 64-bit mode."""
+    return bool(cpu.cr0 & CR0_PE) and not cpu.fl & RFLAGS_VM and cpu.code_bits != 64
+
+
 def segment_check_mask(cpu) -> int:
-    """Bit i set: accesses through segment register i are checked. None in real mode,
-    virtual-8086 mode (limits of 64 KiB wrap-checks are not modelled) and 64-bit mode."""
-    if not cpu.cr0 & CR0_PE or cpu.fl & RFLAGS_VM or cpu.code_bits == 64:
+    """Bit i set: accesses through segment register i are checked."""
+    if not _checks_apply(cpu):
         return 0
     mask = 0
     for i, seg in enumerate(cpu.seg):
         if _needs_checks(i, seg):
             mask |= 1 << i
     return mask
+
+
+def segment_check_bit(cpu, index: int, seg) -> int:
+    """The bit of :func:`segment_check_mask` that ``seg`` in register ``index`` gives."""
+    return 1 << index if _checks_apply(cpu) and _needs_checks(index, seg) else 0
 
 
 def check_access(cpu, index: int, offset: int, size: int, write: bool) -> None:

@@ -303,15 +303,9 @@ def fprem(x: X87, ieee: bool = False) -> bool:
 
 def fxtract(x: X87) -> bool:
     """FXTRACT: ST(0) = exponent, then push the significand."""
-    if x.is_empty(0):   # masked: ST(0) and the pushed significand are both indefinite (host)
-        flags = x.stack_underflow()
-        if x.unmasked(flags):
-            return x.signal(flags)
-        x.set_st(0, INDEFINITE)
-        x.push(INDEFINITE)
-        return x.signal(flags)
-    if not x.is_empty(7):
-        flags = x.stack_overflow()
+    if x.is_empty(0) or not x.is_empty(7):
+        # masked: ST(0) and the pushed significand are both indefinite (host)
+        flags = x.stack_underflow() if x.is_empty(0) else x.stack_overflow()
         if x.unmasked(flags):
             return x.signal(flags)
         x.set_st(0, INDEFINITE)
