@@ -114,9 +114,10 @@ class PlainSweep:
         before, mark, after = text.partition("\0")
         if not mark or "\0" in after:
             return BY_BYTES, length, core
-        line = "%*x:\t%s " + self.padding[length].replace("%", "%%") + "\t" + \
+        line = "%s " + self.padding[length].replace("%", "%%") + "\t" + \
             before.replace("%", "%%") + "%s" + after.replace("%", "%%") + "\n"
-        return BRANCH, length, (line, _REL_READERS[end - start], start)
+        return BRANCH, length, ("%x:\t" + line, _REL_READERS[end - start], start,
+                                "%*x:\t" + line)
 
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
             reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
@@ -162,7 +163,8 @@ class PlainSweep:
         where the next one is (``reloc_at``; None and infinity without relocations)."""
         from x86vm.disasm.listing import zeros_to_skip
 
-        line_head = f"%{width}x:\t"
+        padded = width > 1 and vma + pos < 1 << 4 * (width - 1)  # (else each address fills
+        line_head = f"%{width}x:\t" if padded else "%x:\t"     # the width: "%x", faster)
         trie = self.trie
         learn = self.learn
         tails_get = self.tails.get
@@ -203,7 +205,7 @@ class PlainSweep:
             end = pos + length
             if end > stop:
                 pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
-                              line_head, print_address, pieces)
+                              line_head, width, print_address, pieces)
             elif kind == 0:             # FIXED
                 append(line_head % (vma + pos))     # (two appends: no concatenation)
                 append(payload)
@@ -220,15 +222,19 @@ class PlainSweep:
                     insn.address = vma + pos
                     insn.core = payload
                     insn.bytes = raw
-                    pos = general(insn, data, pos, stop, line_head, print_address, pieces)
+                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
                 else:
                     pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
-                                  line_head, print_address, pieces)
+                                  line_head, width, print_address, pieces)
             elif kind == 3:             # BRANCH
-                line, read, at = payload
+                line, read, at, padded_line = payload
                 target = (vma + end + read(data, pos + at)[0]) & mask
-                append(line % (width, vma + pos, data[pos:end].hex(" "),
-                               printed_get(target) or print_address(target)))
+                if padded:
+                    append(padded_line % (width, vma + pos, data[pos:end].hex(" "),
+                                          printed_get(target) or print_address(target)))
+                else:
+                    append(line % (vma + pos, data[pos:end].hex(" "),
+                                   printed_get(target) or print_address(target)))
                 pos = end
             elif kind == 4:             # FIXED1
                 if end < stop and data[end] == byte:
@@ -255,7 +261,7 @@ class PlainSweep:
                         insn.bytes = raw
                     else:
                         insn = decode(window, pos - start, address)
-                    pos = general(insn, data, pos, stop, line_head, print_address, pieces)
+                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
             if pos >= next_event:
                 if pos > reloc_at:
                     reloc_at = emit_relocs(pos, False)
@@ -266,7 +272,7 @@ class PlainSweep:
                 next_event = min(flush_at, reloc_at + 1)
 
     def general(self, insn: Instruction, data: bytes, pos: int, stop: int, line_head: str,
-                print_address: Callable[[int], str], pieces: list[str]) -> int:
+                width: int, print_address: Callable[[int], str], pieces: list[str]) -> int:
         """The general path for the instruction ``insn`` at ``pos``: format it, lay out its
         lines into ``pieces`` and keep its line tail by raw bytes; returns where it ends."""
         append = pieces.append
@@ -297,7 +303,6 @@ class PlainSweep:
             for offset, rest in lines[1]:
                 append(line_head % (address + offset) + rest)
         else:
-            width = len(line_head % 0) - 2
             append(self.wrapped(data, pos, stop, address, length, text, width, per_line,
                                 self.wide))
         return end
