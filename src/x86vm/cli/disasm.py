@@ -84,7 +84,7 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
         add_help=False,
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, exit_at_once=True)   # (see cli._exit_at_once)
 
     def parse_known_args(args=None, namespace=None):
         """objdump's getopt_long instead of argparse: its clusters, prefixes and wording."""

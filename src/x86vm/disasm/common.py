@@ -100,6 +100,8 @@ def prefix_words(insn: Instruction, att: bool, prefixes=None) -> list[str]:
     words = []
     if prefixes is None:
         prefixes = insn.unused_prefixes
+    if not prefixes:
+        return words
     # objdump names only the last F3 and the last F2 by their role (rep, xrelease, xacquire,
     # bnd); earlier ones read "repz"/"repnz", and a mov's xrelease needs F3 after any F2
     last_f3 = max((i for i, p in enumerate(prefixes) if p == 0xF3), default=-1)

@@ -7,9 +7,11 @@ the same paths as the decoder's memo (`x86vm.isa.cache`, learnt from it as the l
 meets them), whose leaves are *plans* for the line of any instruction that reaches them:
 
 * `FIXED`: the decoded core's bytes hold no values (a third of real code): one line tail
-  (bytes, padding, text) for all;
+  (bytes, padding, text) for all (`FIXED1` when it is one byte long: runs of it, such as
+  ``int3`` padding, are listed in blocks);
 * `BRANCH`: a relative branch (one rel value; the text ``before + <target> + after``): the
-  target is read from the instruction's own bytes and printed as objdump prints addresses;
+  target is read from the instruction's own bytes and printed as objdump prints addresses,
+  the line made by one %-format;
 * `BY_BYTES`: any other family (immediates, displacements, RIP-relative operands): the
   line tail kept by raw bytes (where it does not depend on the address), else the core
   formatted with these bytes;
@@ -33,8 +35,8 @@ from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
 from x86vm.isa.instruction import ADDRESS_MASK, F_REL
 
-FIXED, BRANCH, BY_BYTES, OTHER, LONG = range(5)    # (the sweep tests them as literals)
-_UNKNOWN = (OTHER, 1 << 62)     # a leaf for bytes no trie knows: the general path
+FIXED, BY_BYTES, OTHER, BRANCH, FIXED1, LONG = range(6)  # (the sweep tests them as literals)
+_UNKNOWN = (OTHER, 1 << 62, None)     # a leaf for bytes no trie knows: the general path
 _TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
 _FLUSH_BYTES = 1 << 15          # code listed between writes
 _REL_READERS = {1: struct.Struct("<b").unpack_from, 2: struct.Struct("<h").unpack_from,
@@ -89,20 +91,21 @@ class PlainSweep:
         return leaf
 
     def plan(self, core) -> tuple:
-        """The leaf of a decoded core: (kind, length, ...)."""
+        """The leaf of a decoded core: (kind, length, payload)."""
         length = core.length
         readers = core.readers
         if length > self.per_line and not self.wide:
             return LONG, length, core if readers is not None else None
         if readers is None:
-            return OTHER, length
+            return OTHER, length, None
         if core.kind != "insn" or not 0 < core.shape <= length or length > self.per_line:
             return BY_BYTES, length, core
         if core.reloc is None:
             if readers:
                 return BY_BYTES, length, core
             text = self.format_text(Instruction(core.address, core, core.bytes), None)
-            return FIXED, length, f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
+            tail = f"{core.bytes.hex(' ')} {self.padding[length]}\t{text}\n"
+            return FIXED if length > 1 else FIXED1, length, tail
         if len(readers) != 1 or readers[0][0] != F_REL or \
                 readers[0][2] - readers[0][1] not in _REL_READERS:
             return BY_BYTES, length, core
@@ -111,8 +114,10 @@ class PlainSweep:
         before, mark, after = text.partition("\0")
         if not mark or "\0" in after:
             return BY_BYTES, length, core
-        return (BRANCH, length, f" {self.padding[length]}\t{before}", after + "\n",
-                _REL_READERS[end - start], start)
+        line = "%s " + self.padding[length].replace("%", "%%") + "\t" + \
+            before.replace("%", "%%") + "%s" + after.replace("%", "%%") + "\n"
+        return BRANCH, length, ("%x:\t" + line, _REL_READERS[end - start], start,
+                                "%*x:\t" + line)
 
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
             reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
@@ -158,24 +163,23 @@ class PlainSweep:
         where the next one is (``reloc_at``; None and infinity without relocations)."""
         from x86vm.disasm.listing import zeros_to_skip
 
-        line_head = f"%{width}x:\t"
+        padded = width > 1 and vma + pos < 1 << 4 * (width - 1)  # (else each address fills
+        line_head = f"%{width}x:\t" if padded else "%x:\t"     # the width: "%x", faster)
         trie = self.trie
         learn = self.learn
-        tails = self.tails
-        tails_get = tails.get
-        long_lines = self.long_lines
+        tails_get = self.tails.get
+        long_lines_get = self.long_lines.get
         print_address = symbols.print_address
         printed_get = symbols.printed.get
         mask = ADDRESS_MASK[self.mode & 0xFF]
-        per_line = self.per_line
-        padding = self.padding
-        format_text = self.format_text
         decode = self.formatter.decode
+        general = self.general
         append = pieces.append
         dict_type = dict
         type_ = type
         new = _new_instruction
         flush_at = pos + _FLUSH_BYTES
+        next_event = min(flush_at, reloc_at + 1)    # (reloc_at is an int or infinity)
         while pos < stop:
             byte = data[pos]
             if not byte and skip_zeroes:
@@ -185,6 +189,7 @@ class PlainSweep:
                     pos += zeros
                     if pos > reloc_at:
                         reloc_at = emit_relocs(pos, True)
+                        next_event = min(flush_at, reloc_at + 1)
                     continue
             try:
                 leaf = trie[byte]
@@ -196,88 +201,108 @@ class PlainSweep:
                         i += 1
             except (KeyError, IndexError):     # bytes this trie has not met yet
                 leaf = learn(data, pos)
-            kind, length = leaf[0], leaf[1]
+            kind, length, payload = leaf
             end = pos + length
-            insn = None
             if end > stop:
-                insn = decode(window, pos - start, vma + pos)
+                pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
+                              line_head, width, print_address, pieces)
             elif kind == 0:             # FIXED
-                if length == 1 and end < stop and data[end] == byte:
-                    pos = self.run(data, pos, stop, vma, width, leaf[2], reloc_at, pieces,
-                                   write)
-                else:
-                    append(line_head % (vma + pos))     # (two appends: no concatenation)
-                    append(leaf[2])
-                    pos = end
-            elif kind == 1:             # BRANCH
-                _, _, before, after, read, at = leaf
-                target = (vma + end + read(data, pos + at)[0]) & mask
-                text = printed_get(target) or print_address(target)
-                append(f"{line_head % (vma + pos)}{data[pos:end].hex(' ')}{before}{text}{after}")
+                append(line_head % (vma + pos))     # (two appends: no concatenation)
+                append(payload)
                 pos = end
-            elif kind == 4:             # LONG
-                raw = data[pos:end]
-                lines = long_lines.get(raw)
-                address = vma + pos
-                if lines is not None:
-                    append(line_head % address + lines[0])
-                    for offset, rest in lines[1]:
-                        append(line_head % (address + offset) + rest)
-                    pos = end
-                elif leaf[2] is not None:   # a new member of a family
-                    insn = new(Instruction)
-                    insn.address = address
-                    insn.core = leaf[2]
-                    insn.bytes = raw
-                else:
-                    insn = decode(window, pos - start, address)
-            else:
+            elif kind < 3:              # BY_BYTES, OTHER: line tails by raw bytes
                 raw = data[pos:end]
                 tail = tails_get(raw)
                 if tail is not None:
                     append(line_head % (vma + pos))
                     append(tail)
                     pos = end
-                elif kind == 2:     # BY_BYTES: a new member of a family: its core, its bytes
+                elif kind == 1:     # BY_BYTES: a new member of a family: its core, its bytes
                     insn = new(Instruction)
                     insn.address = vma + pos
-                    insn.core = leaf[2]
+                    insn.core = payload
                     insn.bytes = raw
+                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
                 else:
-                    insn = decode(window, pos - start, vma + pos)
-            if insn is not None:        # the general path: format, lay out, keep the tail
+                    pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
+                                  line_head, width, print_address, pieces)
+            elif kind == 3:             # BRANCH
+                line, read, at, padded_line = payload
+                target = (vma + end + read(data, pos + at)[0]) & mask
+                if padded:
+                    append(padded_line % (width, vma + pos, data[pos:end].hex(" "),
+                                          printed_get(target) or print_address(target)))
+                else:
+                    append(line % (vma + pos, data[pos:end].hex(" "),
+                                   printed_get(target) or print_address(target)))
+                pos = end
+            elif kind == 4:             # FIXED1
+                if end < stop and data[end] == byte:
+                    pos = self.run(data, pos, stop, vma, width, payload, reloc_at, pieces,
+                                   write)
+                else:
+                    append(line_head % (vma + pos))
+                    append(payload)
+                    pos = end
+            else:                       # LONG
+                raw = data[pos:end]
+                lines = long_lines_get(raw)
                 address = vma + pos
-                text = format_text(insn, print_address)
-                core = insn.core
-                length = core.length
-                end = pos + length
-                if length <= per_line and end <= stop:
-                    raw = insn.bytes
-                    tail = f"{raw.hex(' ')} {padding[length]}\t{text}\n"
-                    if core.reloc is None and core.kind == "insn" and \
-                            0 < core.shape <= length == len(raw) and \
-                            len(tails) < _TAILS_LIMIT:
-                        tails[raw] = tail
-                    append(line_head % address + tail)
-                elif end <= stop and not self.wide:     # on lines of their own
-                    raw = insn.bytes
-                    lines = (f"{raw[:per_line].hex(' ')} \t{text}\n",
-                             [(offset, raw[offset:offset + per_line].hex(" ") + " \n")
-                              for offset in range(per_line, length, per_line)])
-                    if core.reloc is None and core.kind == "insn" and \
-                            0 < core.shape <= length == len(raw) and \
-                            len(long_lines) < _TAILS_LIMIT:
-                        long_lines[raw] = lines
+                if lines is not None:
                     append(line_head % address + lines[0])
                     for offset, rest in lines[1]:
                         append(line_head % (address + offset) + rest)
+                    pos = end
                 else:
-                    append(self.wrapped(data, pos, stop, address, length, text, width,
-                                        per_line, self.wide))
-                pos = end
-            if pos > reloc_at:
-                reloc_at = emit_relocs(pos, False)
-            if pos >= flush_at:         # output streams: a piece every 32 KiB of code
-                write("".join(pieces))
-                pieces.clear()
-                flush_at = pos + _FLUSH_BYTES
+                    if payload is not None:     # a new member of a family
+                        insn = new(Instruction)
+                        insn.address = address
+                        insn.core = payload
+                        insn.bytes = raw
+                    else:
+                        insn = decode(window, pos - start, address)
+                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
+            if pos >= next_event:
+                if pos > reloc_at:
+                    reloc_at = emit_relocs(pos, False)
+                if pos >= flush_at:     # output streams: a piece every 32 KiB of code
+                    write("".join(pieces))
+                    pieces.clear()
+                    flush_at = pos + _FLUSH_BYTES
+                next_event = min(flush_at, reloc_at + 1)
+
+    def general(self, insn: Instruction, data: bytes, pos: int, stop: int, line_head: str,
+                width: int, print_address: Callable[[int], str], pieces: list[str]) -> int:
+        """The general path for the instruction ``insn`` at ``pos``: format it, lay out its
+        lines into ``pieces`` and keep its line tail by raw bytes; returns where it ends."""
+        append = pieces.append
+        address = insn.address
+        text = self.format_text(insn, print_address)
+        core = insn.core
+        length = core.length
+        per_line = self.per_line
+        end = pos + length
+        if length <= per_line and end <= stop:
+            raw = insn.bytes
+            tail = f"{raw.hex(' ')} {self.padding[length]}\t{text}\n"
+            if core.reloc is None and core.kind == "insn" and \
+                    0 < core.shape <= length == len(raw) and \
+                    len(self.tails) < _TAILS_LIMIT:
+                self.tails[raw] = tail
+            append(line_head % address + tail)
+        elif end <= stop and not self.wide:     # on lines of their own
+            raw = insn.bytes
+            lines = (f"{raw[:per_line].hex(' ')} \t{text}\n",
+                     [(offset, raw[offset:offset + per_line].hex(" ") + " \n")
+                      for offset in range(per_line, length, per_line)])
+            if core.reloc is None and core.kind == "insn" and \
+                    0 < core.shape <= length == len(raw) and \
+                    len(self.long_lines) < _TAILS_LIMIT:
+                self.long_lines[raw] = lines
+            append(line_head % address + lines[0])
+            for offset, rest in lines[1]:
+                append(line_head % (address + offset) + rest)
+        else:
+            append(self.wrapped(data, pos, stop, address, length, text, width, per_line,
+                                self.wide))
+        return end
