@@ -320,6 +320,10 @@ class _Parser:
         self.params: list[Node] = []
         self.in_args = 0
         self.naming = False
+        self.local_depth = 0        # inside how many local names' encodings (Z...E)
+        self.params_read = 0        # template parameters read so far
+        self.scoped: list[tuple[int, int, int]] = []   # (first, end, depth) of subs made
+                                    # inside a local encoding from its own T_ parameters
 
     def peek(self, k: int = 0) -> str:
         j = self.i + k
@@ -477,9 +481,15 @@ class _Parser:
 
     def local_name(self) -> tuple[Node, str]:
         self.expect("Z")
-        saved_naming = self.naming
+        saved_naming, saved_in_args, saved_params = self.naming, self.in_args, self.params
+        self.in_args = 0        # (its own template arguments are what its T_ name, even
+        self.local_depth += 1   # inside an enclosing template argument list)
+        first, params_read = len(self.subs), self.params_read
         function = self.encoding()
-        self.naming = saved_naming
+        self.local_depth -= 1
+        if self.params_read != params_read:     # libiberty resolves a T_ where it prints
+            self.scoped.append((first, len(self.subs), self.local_depth + 1))   # it
+        self.naming, self.in_args, self.params = saved_naming, saved_in_args, saved_params
         if isinstance(function, Function):  # libiberty drops the enclosing return type
             function.ret = None
         self.expect("E")
@@ -603,6 +613,9 @@ class _Parser:
         index = self.seq_id()
         if index >= len(self.subs):
             raise Unsupported("substitution out of range")
+        for first, end, depth in self.scoped:
+            if first <= index < end and self.local_depth < depth:
+                raise Unsupported("a local encoding's substitution used outside it")
         return self.subs[index]
 
     def template_param(self) -> Node:
@@ -610,6 +623,7 @@ class _Parser:
         index = self.seq_id()
         if index >= len(self.params):
             raise Unsupported("template parameter out of range")
+        self.params_read += 1
         return self.params[index]
 
     def template_args(self) -> list[Node]:
