@@ -87,6 +87,12 @@ NAMES = [
     "_Z1fPrVKc", "_Z1fPVKc", "_ZNVK1A1fEv", "_Z1fIKcEvPKT_", "_Z1fIKcEvRKT_",
     "_Z1fIJA3_cEEvDpRKT_", "_Z1fIA3_cEvRKT_", "_Z1fIA3_cEvPKT_",
     "_ZN2v88internal15SearchStringRawIKhKtEElPNS0_7IsolateEPKT_iPKT0_ii",
+    # an empty pack before a printed argument keeps its ", "; multi-dimensional arrays; a
+    # function returning a function pointer (std::_Bind<void (*(std::_Placeholder<1>))...>)
+    "_ZNSt17_Function_handlerIFvvEZN2v84base8CallOnceIJEvEEvPSt6atomicIhENS2_16FunctionWith"
+    "ArgsIJDpT_EE4typeES9_EUlvE_E9_M_invokeERKSt9_Any_data",
+    "_ZNK6icu_788Calendar13resolveFieldsEPA12_A8_Ki",
+    "_Z1fISt5_BindIFPFvcESt12_PlaceholderILi1EEEEEvT_",
 ]
 
 

@@ -241,7 +241,10 @@ class FunctionType(Node):
         self.ret, self.params, self.quals = ret, params, quals
 
     def left(self) -> str:
-        return (self.ret.left() + " ") if self.ret is not None else ""
+        if self.ret is None:
+            return ""
+        text = self.ret.left()      # (a function returning a function pointer:
+        return text if text.endswith(("(*", "(&")) else text + " "  # void (*(int))(char))
 
     def right(self) -> str:
         ret_right = self.ret.right() if self.ret is not None else ""
@@ -260,7 +263,10 @@ class ArrayType(Node):
         return self.element.left()
 
     def right(self) -> str:
-        return f" [{self.dimension}]" + self.element.right()
+        inner = self.element.right()        # (int [12][8]: no blank between dimensions)
+        if isinstance(self.element, ArrayType):
+            inner = inner.lstrip(" ")
+        return f" [{self.dimension}]" + inner
 
     @property
     def wraps_declarator(self) -> bool:
@@ -292,17 +298,17 @@ def _item(node: Node) -> tuple[str, str]:
 
 
 def _join(nodes: list[Node]) -> tuple[str, str]:
-    """libiberty's list printing: ", " between items; an empty item takes its ", " back but
-    leaves the last character a blank (so no "> >" after it). Returns (text, last char)."""
-    text, last = "", ""
-    for n, node in enumerate(nodes):
-        piece, piece_last = _item(node)
-        if piece:
-            text += (", " if n and text else "") + piece
-            last = piece_last
-        elif n:
-            last = " "
-    return text, last
+    """libiberty's list printing: ", " between items; the ", " before a run of empty items
+    (empty packs) that ends the list is taken back, leaving the last character a blank (so
+    no "> >" after it) -- an empty item before a printed one keeps its separators
+    (``CallOnce<, void>``). Returns (text, last char)."""
+    pieces = [_item(node) for node in nodes]
+    printed = [n for n, (piece, _) in enumerate(pieces) if piece]
+    if not printed:
+        return "", " " if len(nodes) > 1 else ""
+    end = printed[-1]
+    text = ", ".join(piece for piece, _ in pieces[:end + 1])
+    return text, " " if end < len(nodes) - 1 else pieces[end][1]
 
 
 def params_text(params: list[Node]) -> str:
