@@ -93,6 +93,15 @@ NAMES = [
     "ArgsIJDpT_EE4typeES9_EUlvE_E9_M_invokeERKSt9_Any_data",
     "_ZNK6icu_788Calendar13resolveFieldsEPA12_A8_Ki",
     "_Z1fISt5_BindIFPFvcESt12_PlaceholderILi1EEEEEvT_",
+    # the address of a function as a template argument: the plain name, or a const or
+    # template function whole in parentheses; a construction vtable
+    "_ZN12v8_inspector9V8Console4callIXadL_ZNS0_10ProfileEndERKN2v85debug20ConsoleCall"
+    "ArgumentsERKNS3_14ConsoleContextEEEEEvRKNS2_20FunctionCallbackInfoINS2_5ValueEEE",
+    "_ZN4node10BaseObject16InternalFieldSetILi3EXadL_ZNK2v85Value10IsFunctionEvEEEEvNS2_5"
+    "LocalINS2_6StringEEENS4_IS3_EERKNS2_20PropertyCallbackInfoIvEE",
+    "_ZN4node10StreamBase8JSMethodIXadL_ZNS0_11WriteStringILNS_8encodingE0EEEiRKN2v820FunctionCallbackInfoINS4_5ValueEEEEEEEvS9_",
+    "_ZTCN2v84base18CheckMessageStreamE0_NSt7__cxx1119basic_ostringstreamIcSt11char_traits"
+    "IcESaIcEEE",
 ]
 
 

@@ -416,8 +416,15 @@ class _Parser:
             return Text(f"reference temporary #{number} for {name}")
         if self.take("GTt"):
             return Text("transaction clone for " + str(self.encoding()))
-        if two == "TC":
-            raise Unsupported("construction vtable")
+        if two == "TC":             # TC <derived> <offset> _ <base>
+            self.i += 2
+            derived = self.type()
+            if self.peek() == "n":
+                self.i += 1
+            self.number()
+            self.expect("_")
+            base = self.type()
+            return Text(f"construction vtable for {base}-in-{derived}")
         return None
 
     # -- names ---------------------------------------------------------------------------
@@ -678,6 +685,14 @@ class _Parser:
             return self.template_param()
         if c.isdigit():
             return self.simple_id()
+        if c == "a" and self.peek(1) == "d" and self.peek(2) == "L":
+            self.i += 2             # ad L_Z <encoding> E: the address of a function or
+            node = self.literal()   # object; libiberty names a plain function without its
+            if isinstance(node, Function):  # parameters (&ns::f), prints a template or
+                if node.quals or node.ret is not None:  # const one whole in parentheses
+                    return Text(f"&({node})")
+                node = node.name
+            return Text(f"&{node}")
         if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
             self.i += 2             # an unresolved name: sr <type> <simple-id> (e.g.
             if self.peek().isdigit():   # std::__is_scalar<int>::__value), or sr, levels
