@@ -102,6 +102,12 @@ NAMES = [
     "_ZN4node10StreamBase8JSMethodIXadL_ZNS0_11WriteStringILNS_8encodingE0EEEiRKN2v820FunctionCallbackInfoINS4_5ValueEEEEEEEvS9_",
     "_ZTCN2v84base18CheckMessageStreamE0_NSt7__cxx1119basic_ostringstreamIcSt11char_traits"
     "IcESaIcEEE",
+    # GCC's sr <template-id> <name> (its type a substitution candidate) beside clang's
+    # sr <levels> E <name> (lto-dump's poly_int, llvm::checkedAdd)
+    "_Z10multiple_pILj1ElilEN10if_nonpolyIT1_bXsr15poly_int_traitsIS1_E7is_polyEE4typeERK"
+    "12poly_int_podIXT_ET0_ES1_PS6_IXT_ET2_E",
+    "_ZN4llvm10checkedAddIiEENSt9enable_ifIXsr3std9is_signedIT_EE5valueENS_8OptionalIS2_EE"
+    "E4typeES2_S2_",
 ]
 
 

@@ -695,14 +695,23 @@ class _Parser:
             return Text(f"&{node}")
         if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
             self.i += 2             # an unresolved name: sr <type> <simple-id> (e.g.
-            if self.peek().isdigit():   # std::__is_scalar<int>::__value), or sr, levels
-                scope = self.simple_id()    # of <simple-id>, E, <simple-id>
-                while not self.take("E"):
-                    if self.peek() == "":
-                        raise Unsupported("unterminated unresolved name")
-                    scope = Qualified(scope, self.simple_id())
-            else:
-                scope = self.type()
+            if not self.peek().isdigit():   # std::__is_scalar<int>::__value), sr, a
+                return Qualified(self.type(), self.simple_id())   # template-id, <name>
+            start, subs = self.i, len(self.subs)    # (GCC), or sr, levels of
+            ids = [self.simple_id()]        # <simple-id>, E, <name> (clang)
+            while self.peek().isdigit():
+                ids.append(self.simple_id())
+            if self.peek() == "E" and self.peek(1).isdigit():
+                self.i += 1
+                scope = ids[0]
+                for level in ids[1:]:
+                    scope = Qualified(scope, level)
+                return Qualified(scope, self.simple_id())
+            if len(ids) != 2:
+                raise Unsupported("unresolved name")
+            self.i = start          # GCC's sr <type> <name>: the type is a substitution
+            del self.subs[subs:]    # candidate, as libiberty reads it
+            scope = self.type()
             return Qualified(scope, self.simple_id())
         raise Unsupported("expression")
 
