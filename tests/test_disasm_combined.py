@@ -108,6 +108,16 @@ NAMES = [
     "12poly_int_podIXT_ET0_ES1_PS6_IXT_ET2_E",
     "_ZN4llvm10checkedAddIiEENSt9enable_ifIXsr3std9is_signedIT_EE5valueENS_8OptionalIS2_EE"
     "E4typeES2_S2_",
+    # an encoding inside a template argument names its own template parameters: a local
+    # name (std::call_once's lambda, heaptrack_print) and an L_Z literal (v8's liftoff);
+    # the address of a free function is printed whole in parentheses (gcc's hash_table)
+    "_ZZNSt9once_flag18_Prepare_executionC4IZSt9call_onceIMSt6threadFvvEJPS3_EEvRS_OT_DpOT0"
+    "_EUlvE_EERS8_ENUlvE_4_FUNEv",
+    "_ZN2v88internal4wasm7liftoff16EmitFloatSetCondIXadL_ZNS0_24SharedMacroAssemblerBase7"
+    "UcomisdINS0_11XMMRegisterES6_JEEEvT_T0_DpT1_EEEEvPNS1_16LiftoffAssemblerENS0_9Condition"
+    "ENS0_8RegisterES6_S6_",
+    "_ZN10hash_tableI13cselib_hasherLb0E11xcallocatorE8traverseIP8_IO_FILEXadL_Z15dump_"
+    "cselib_valPP10cselib_valS5_EEEEvT_",
 ]
 
 

@@ -326,10 +326,6 @@ class _Parser:
         self.params: list[Node] = []
         self.in_args = 0
         self.naming = False
-        self.local_depth = 0        # inside how many local names' encodings (Z...E)
-        self.params_read = 0        # template parameters read so far
-        self.scoped: list[tuple[int, int, int]] = []   # (first, end, depth) of subs made
-                                    # inside a local encoding from its own T_ parameters
 
     def peek(self, k: int = 0) -> str:
         j = self.i + k
@@ -492,17 +488,20 @@ class _Parser:
             raise Unsupported("empty nested name")
         return node, quals
 
+    def nested_encoding(self) -> Node:
+        """An encoding inside a name (a local name's function, an ``L_Z`` literal): its own
+        template arguments are what its T_ name, even inside an enclosing template
+        argument list.  (libiberty resolves a T_ where it prints it, so a substitution of
+        one used outside its encoding may print otherwise there: rare, see the tests.)"""
+        saved_naming, saved_in_args, saved_params = self.naming, self.in_args, self.params
+        self.in_args = 0
+        function = self.encoding()
+        self.naming, self.in_args, self.params = saved_naming, saved_in_args, saved_params
+        return function
+
     def local_name(self) -> tuple[Node, str]:
         self.expect("Z")
-        saved_naming, saved_in_args, saved_params = self.naming, self.in_args, self.params
-        self.in_args = 0        # (its own template arguments are what its T_ name, even
-        self.local_depth += 1   # inside an enclosing template argument list)
-        first, params_read = len(self.subs), self.params_read
-        function = self.encoding()
-        self.local_depth -= 1
-        if self.params_read != params_read:     # libiberty resolves a T_ where it prints
-            self.scoped.append((first, len(self.subs), self.local_depth + 1))   # it
-        self.naming, self.in_args, self.params = saved_naming, saved_in_args, saved_params
+        function = self.nested_encoding()
         if isinstance(function, Function):  # libiberty drops the enclosing return type
             function.ret = None
         self.expect("E")
@@ -626,9 +625,6 @@ class _Parser:
         index = self.seq_id()
         if index >= len(self.subs):
             raise Unsupported("substitution out of range")
-        for first, end, depth in self.scoped:
-            if first <= index < end and self.local_depth < depth:
-                raise Unsupported("a local encoding's substitution used outside it")
         return self.subs[index]
 
     def template_param(self) -> Node:
@@ -636,7 +632,6 @@ class _Parser:
         index = self.seq_id()
         if index >= len(self.params):
             raise Unsupported("template parameter out of range")
-        self.params_read += 1
         return self.params[index]
 
     def template_args(self) -> list[Node]:
@@ -689,8 +684,8 @@ class _Parser:
             self.i += 2             # ad L_Z <encoding> E: the address of a function or
             node = self.literal()   # object; libiberty names a plain function without its
             if isinstance(node, Function):  # parameters (&ns::f), prints a template or
-                if node.quals or node.ret is not None:  # const one whole in parentheses
-                    return Text(f"&({node})")
+                if node.quals or node.ret is not None or not isinstance(node.name, Qualified):
+                    return Text(f"&({node})")   # (a member function: &X::f)
                 node = node.name
             return Text(f"&{node}")
         if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
@@ -725,7 +720,7 @@ class _Parser:
     def literal(self) -> Node:
         self.expect("L")
         if self.take("_Z"):
-            node = self.encoding()
+            node = self.nested_encoding()
             self.expect("E")
             return node
         if self.peek() == "Z":
