@@ -118,6 +118,11 @@ NAMES = [
     "ENS0_8RegisterES6_S6_",
     "_ZN10hash_tableI13cselib_hasherLb0E11xcallocatorE8traverseIP8_IO_FILEXadL_Z15dump_"
     "cselib_valPP10cselib_valS5_EEEEvT_",
+    # srN <unresolved-type> <template-args> levels E <name>, its parts substitution
+    # candidates (gcc's wide-int)
+    "_ZN2wi11bit_and_notI16generic_wide_intI16wide_int_storageES3_EENS_13binary_traitsIT_T0"
+    "_XsrNS_10int_traitsIS5_EE14precision_typeEXsrNS7_IS6_EE14precision_typeEE11result_"
+    "typeERKS5_RKS6_",
 ]
 
 

@@ -688,6 +688,26 @@ class _Parser:
                     return Text(f"&({node})")   # (a member function: &X::f)
                 node = node.name
             return Text(f"&{node}")
+        if c == "s" and self.peek(1) == "r" and self.peek(2) == "N":
+            self.i += 3             # srN <unresolved-type> [<template-args>] levels E name
+            if self.peek() == "T":
+                scope: Node = self.template_param()
+            elif self.peek() == "S":
+                scope = self.substitution()
+            else:
+                scope = self.simple_id()
+            if self.peek() == "I":
+                scope = Template(scope, self.template_args())
+                self.subs.append(scope)
+            while not self.take("E"):   # (each level a substitution candidate, as in a
+                if not self.peek().isdigit():   # nested name)
+                    raise Unsupported("unresolved qualifier")
+                scope = Qualified(scope, self.source_name())
+                self.subs.append(scope)
+                if self.peek() == "I":
+                    scope = Template(scope, self.template_args())
+                    self.subs.append(scope)
+            return Qualified(scope, self.simple_id())
         if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
             self.i += 2             # an unresolved name: sr <type> <simple-id> (e.g.
             if not self.peek().isdigit():   # std::__is_scalar<int>::__value), sr, a
