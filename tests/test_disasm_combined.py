@@ -123,6 +123,8 @@ NAMES = [
     "_ZN2wi11bit_and_notI16generic_wide_intI16wide_int_storageES3_EENS_13binary_traitsIT_T0"
     "_XsrNS_10int_traitsIS5_EE14precision_typeEXsrNS7_IS6_EE14precision_typeEE11result_"
     "typeERKS5_RKS6_",
+    # a constructor/destructor of an unnamed type takes its enclosing class's name (icu)
+    "_ZN6icu_726number4impl10MicroPropsUt_D1Ev",
 ]
 
 

@@ -561,6 +561,8 @@ class _Parser:
         if scope is None:
             raise Unsupported("ctor without a class")
         base = getattr(scope, "ctor_name", None) or scope.base_name()
+        if base.startswith("{unnamed type#") and isinstance(scope, Qualified):
+            base = scope.scope.base_name()  # libiberty: the enclosing class's name
         if self.take("C"):
             inheriting = self.take("I")
             if self.peek() not in "12345":
