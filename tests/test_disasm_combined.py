@@ -125,6 +125,12 @@ NAMES = [
     "typeERKS5_RKS6_",
     # a constructor/destructor of an unnamed type takes its enclosing class's name (icu)
     "_ZN6icu_726number4impl10MicroPropsUt_D1Ev",
+    # operators in a template argument: each operand in parentheses unless a name (v8)
+    "_ZN2v84base17PrintCheckOperandIPKaEENSt9enable_ifIXaaaantsrSt11is_functionINSt14"
+    "remove_pointerIT_E4typeEE5valuentsrSt7is_enumIS7_E5valuesrNS0_19has_output_opera"
+    "torIS7_NS0_18CheckMessageStreamEvEE5valueENSt7__cxx1112basic_stringIcSt11char_tr"
+    "aitsIcESaIcEEEE4typeES7_",
+    "_Z1fIiEN9enable_ifIXntntsr1AIT_E1vEvE4typeEv",
 ]
 
 

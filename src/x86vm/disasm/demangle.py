@@ -286,6 +286,20 @@ class Function(Node):
         return self.ret.left() + " " + text + self.ret.right()
 
 
+BINARY_OPERATORS = {"aa": "&&", "oo": "||", "eq": "==", "ne": "!=", "pl": "+", "mi": "-",
+                    "ml": "*", "dv": "/", "rm": "%", "an": "&", "or": "|", "eo": "^",
+                    "ls": "<<", "rs": ">>", "le": "<=", "ge": ">="}
+"""Binary operators of template-argument expressions (Itanium ABI <operator-name>)."""
+UNARY_OPERATORS = {"nt": "!", "ng": "-", "co": "~"}
+
+
+def _operand(node: Node) -> str:
+    """An operator's operand as libiberty prints it: a name bare, anything else in ()."""
+    if isinstance(node, Qualified) or getattr(node, "is_name", False):
+        return str(node)
+    return f"({node})"
+
+
 def _item(node: Node) -> tuple[str, str]:
     """One list item as libiberty prints it: (text, last character printed)."""
     if isinstance(node, Pack) and node.current is None:
@@ -690,6 +704,14 @@ class _Parser:
                     return Text(f"&({node})")   # (a member function: &X::f)
                 node = node.name
             return Text(f"&{node}")
+        two = self.s[self.i:self.i + 2]
+        if two in BINARY_OPERATORS:         # libiberty: each operand in parentheses
+            self.i += 2                     # unless it is a (qualified) name
+            left, right = self.expression(), self.expression()
+            return Text(f"{_operand(left)}{BINARY_OPERATORS[two]}{_operand(right)}")
+        if two in UNARY_OPERATORS:
+            self.i += 2
+            return Text(UNARY_OPERATORS[two] + _operand(self.expression()))
         if c == "s" and self.peek(1) == "r" and self.peek(2) == "N":
             self.i += 3             # srN <unresolved-type> [<template-args>] levels E name
             if self.peek() == "T":
@@ -736,7 +758,8 @@ class _Parser:
         """<source-name> [<template-args>]: a name in an unresolved expression."""
         node: Node = self.source_name()
         if self.peek() == "I":
-            node = Template(node, self.template_args())
+            return Template(node, self.template_args())
+        node.is_name = True     # type: ignore[attr-defined]    # (_operand: printed bare)
         return node
 
     def literal(self) -> Node:
