@@ -142,3 +142,35 @@ def test_names_are_demangled_as_cxxfilt_does(name):
         pytest.skip("needs c++filt")
     want = subprocess.run(["c++filt"], input=name, capture_output=True, text=True).stdout
     assert demangle(name) == want.strip()
+
+
+SAME_ADDRESS = """\
+\t.text
+\t.type\tzero_sized,@function
+\t.type\tsized,@function
+zero_sized:
+sized:
+\tnop
+\tnop
+\tud2
+\t.size\tsized, 4
+\t.size\tzero_sized, 0
+\t.type\tafter,@function
+after:
+\tret
+\t.size\tafter, 1
+"""
+
+
+def test_line_numbers_name_the_larger_of_two_functions_at_one_address(capsys, tmp_path):
+    """-l without DWARF (BFD 2.40's _bfd_elf_find_function): of two function symbols at
+    one address the larger is named (node's .cold parts: a zero-sized alias first)."""
+    if shutil.which("as") is None or shutil.which("objdump") is None:
+        pytest.skip("needs as and objdump")
+    (tmp_path / "t.s").write_text(SAME_ADDRESS)
+    subprocess.run(["as", str(tmp_path / "t.s"), "-o", str(tmp_path / "t.o")], check=True)
+    want = subprocess.run(["objdump", "-dl", str(tmp_path / "t.o")], capture_output=True,
+                          text=True).stdout
+    assert "sized():" in want
+    main(["disasm", "-dl", str(tmp_path / "t.o")])
+    assert capsys.readouterr().out == want

@@ -384,27 +384,11 @@ class _FunctionCache:
                 self.func, self.value, self.size = sym, code_off, size
 
     def _better(self, sym: elfmod.Symbol, code_off: int, size: int, offset: int) -> bool:
-        if code_off > offset or code_off < self.value:
-            return False
-        if code_off > self.value:
-            return True
-        if self.value + self.size <= offset:
-            return size > self.size
-        if code_off + size <= offset:
-            return False
-        cached = self.func
-        if cached is None:
-            return True
-        if cached.flags & elfmod.BSF_FUNCTION and not sym.flags & elfmod.BSF_FUNCTION:
-            return False
-        if sym.flags & elfmod.BSF_FUNCTION and not cached.flags & elfmod.BSF_FUNCTION:
-            return True
-        cached_type, sym_type = cached.elf[0] & 0xF, sym.elf[0] & 0xF
-        if cached_type == STT_NOTYPE and sym_type != STT_NOTYPE:
-            return True
-        if cached_type != STT_NOTYPE and sym_type == STT_NOTYPE:
-            return False
-        return size < self.size
+        """binutils 2.40's rule (dwarf2.c _bfd_elf_find_function): the symbol starting
+        closest below ``offset``; of several at that address the largest (its later
+        better_fit, preferring the smallest that covers the offset, is not in 2.40)."""
+        return code_off <= offset and (code_off > self.value or (
+            code_off == self.value and size > self.size))
 
 
 def _maybe_function(sym: elfmod.Symbol, section: elfmod.Section) -> int:
