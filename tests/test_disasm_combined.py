@@ -131,6 +131,9 @@ NAMES = [
     "torIS7_NS0_18CheckMessageStreamEvEE5valueENSt7__cxx1112basic_stringIcSt11char_tr"
     "aitsIcESaIcEEEE4typeES7_",
     "_Z1fIiEN9enable_ifIXntntsr1AIT_E1vEvE4typeEv",
+    # a closure's number is decimal (the 12th lambda is E10_, not base 36)
+    "_ZZN12v8_inspector8protocol7Runtime12_GLOBAL__N_114evaluateParams23deserializer_"
+    "descriptorEvENUlPN8v8_crdtp17DeserializerStateEPvE10_4_FUNES6_S7_",
 ]
 
 

@@ -589,9 +589,18 @@ class _Parser:
         self.i += 1
         return Text("~" + base, ctor=True)
 
+    def discriminator_number(self) -> int:
+        """[<number>] _ of a closure or unnamed type: 1 for none, else the decimal + 2."""
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        digits = self.s[start:self.i]
+        self.expect("_")
+        return int(digits) + 2 if digits else 1
+
     def unnamed_type(self) -> Node:
         if self.take("Ut"):
-            n = self.seq_id() + 1
+            n = self.discriminator_number()
             return Text(f"{{unnamed type#{n}}}")
         if self.take("Ul"):
             self.in_args += 1
@@ -600,7 +609,7 @@ class _Parser:
                 params.append(self.type())
             self.in_args -= 1
             self.expect("E")
-            n = self.seq_id() + 1
+            n = self.discriminator_number()
             return Text(f"{{lambda({params_text(params)})#{n}}}")
         raise Unsupported("unnamed type")
 
