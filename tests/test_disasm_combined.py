@@ -134,6 +134,10 @@ NAMES = [
     # a closure's number is decimal (the 12th lambda is E10_, not base 36)
     "_ZZN12v8_inspector8protocol7Runtime12_GLOBAL__N_114evaluateParams23deserializer_"
     "descriptorEvENUlPN8v8_crdtp17DeserializerStateEPvE10_4_FUNES6_S7_",
+    # a const member function type: only the qualified type is a substitution candidate
+    "_ZNK6icu_7225RelativeDateTimeFormatter8doFormatIMS0_KFv14UDateDirection17UDateAbsolute"
+    "UnitRNS_29FormattedRelativeDateTimeDataER10UErrorCodeEJS2_S3_EEERNS_13UnicodeStringET_"
+    "SB_S7_DpT0_",
 ]
 
 

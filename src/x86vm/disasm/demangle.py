@@ -815,8 +815,10 @@ class _Parser:
             inner = self.type()
             node: Node = Qualifiers(inner, quals)
             if isinstance(inner, FunctionType):
-                inner.quals += quals
-                node = inner
+                inner.quals += quals        # a member function's qualifiers: only the
+                node = inner                # qualified type is a substitution candidate
+                if self.subs and self.subs[-1] is inner:
+                    self.subs.pop()
         elif c == "P":
             self.i += 1
             node = Declarator(self.type(), "*")
