@@ -138,6 +138,10 @@ NAMES = [
     "_ZNK6icu_7225RelativeDateTimeFormatter8doFormatIMS0_KFv14UDateDirection17UDateAbsolute"
     "UnitRNS_29FormattedRelativeDateTimeDataER10UErrorCodeEJS2_S3_EEERNS_13UnicodeStringET_"
     "SB_S7_DpT0_",
+    # decltype of a call with function parameters (gcc's splay tree, lto-dump)
+    "_ZN19rootless_splay_treeI40default_splay_tree_accessors_with_parentIPN7rtl_ssa9insn_"
+    "info10order_nodeEEE16splay_and_searchIiZNS6_21compare_nodes_one_wayES4_S4_EUlS4_jE_EE"
+    "DTclfp1_fp_Li0EEES4_T_T0_",
 ]
 
 

@@ -295,9 +295,10 @@ UNARY_OPERATORS = {"nt": "!", "ng": "-", "co": "~"}
 
 def _operand(node: Node) -> str:
     """An operator's operand as libiberty prints it: a name bare, anything else in ()."""
-    if isinstance(node, Qualified) or getattr(node, "is_name", False):
+    if isinstance(node, Qualified) and not isinstance(node.name, Template) or \
+            getattr(node, "is_name", False):
         return str(node)
-    return f"({node})"
+    return f"({node})"      # (a template-id too: (std::declval<T&>)())
 
 
 def _item(node: Node) -> tuple[str, str]:
@@ -714,6 +715,21 @@ class _Parser:
                 node = node.name
             return Text(f"&{node}")
         two = self.s[self.i:self.i + 2]
+        if two == "fp":                     # a function parameter: {parm#N}
+            self.i += 2
+            self.cv_qualifiers()
+            node = Text(f"{{parm#{self.discriminator_number()}}}")
+            node.is_name = True             # type: ignore[attr-defined]
+            return node
+        if two == "cl":                     # a call: callee(arguments)
+            self.i += 2
+            callee = self.expression()
+            args = []
+            while not self.take("E"):
+                if self.peek() == "":
+                    raise Unsupported("unterminated call")
+                args.append(str(self.expression()))
+            return Text(f"{_operand(callee)}({', '.join(args)})")
         if two in BINARY_OPERATORS:         # libiberty: each operand in parentheses
             self.i += 2                     # unless it is a (qualified) name
             left, right = self.expression(), self.expression()
@@ -859,6 +875,10 @@ class _Parser:
             node = PackExpansion(pattern, _find_pack(pattern))
         elif c in "NZ" or c.isdigit() or c == "S" or c == "U":
             node, _ = self.name()
+        elif c == "D" and self.peek(1) in ("T", "t"):   # decltype (expression)
+            self.i += 2
+            node = Text(f"decltype ({self.expression()})")
+            self.expect("E")
         elif c == "D" and self.peek(1) == "v":
             raise Unsupported("vector type")
         else:
