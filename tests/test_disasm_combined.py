@@ -142,6 +142,10 @@ NAMES = [
     "_ZN19rootless_splay_treeI40default_splay_tree_accessors_with_parentIPN7rtl_ssa9insn_"
     "info10order_nodeEEE16splay_and_searchIiZNS6_21compare_nodes_one_wayES4_S4_EUlS4_jE_EE"
     "DTclfp1_fp_Li0EEES4_T_T0_",
+    # a generic lambda's parameters are auto:N; substituted outside, the template's (node)
+    "_ZSt13__adjust_heapIPSt4pairISt17basic_string_viewIcSt11char_traitsIcEES4_ElS5_N9__gnu"
+    "_cxx5__ops15_Iter_comp_iterIZN4nodeL11SetVersionsEPN2v87IsolateENSB_5LocalINSB_6Object"
+    "EEEEUlRT_RT0_E_EEEvSH_SJ_SJ_T1_T2_",
 ]
 
 

@@ -89,6 +89,30 @@ class Text(Node):
         return self.base if self.base is not None else self.text
 
 
+class _LaterParam(Node):
+    """A template parameter resolved when printed, against the template arguments the
+    parse ended with (a generic lambda's ``auto:N`` substituted outside the lambda)."""
+
+    def __init__(self, parser, index: int) -> None:
+        self.parser, self.index = parser, index
+
+    def _target(self) -> Node:
+        params = self.parser.params
+        if self.index >= len(params):
+            raise Unsupported("template parameter out of range")
+        return params[self.index]
+
+    def left(self) -> str:
+        return self._target().left()
+
+    def right(self) -> str:
+        return self._target().right()
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return self._target().wraps_declarator
+
+
 class Qualified(Node):
     def __init__(self, scope: Node, name: Node) -> None:
         self.scope, self.name = scope, name
@@ -340,6 +364,7 @@ class _Parser:
         self.subs: list[Node] = []
         self.params: list[Node] = []
         self.in_args = 0
+        self.in_lambda = 0
         self.naming = False
 
     def peek(self, k: int = 0) -> str:
@@ -605,9 +630,11 @@ class _Parser:
             return Text(f"{{unnamed type#{n}}}")
         if self.take("Ul"):
             self.in_args += 1
-            params = [self.type()]
+            self.in_lambda += 1     # (a template parameter there is a generic lambda's
+            params = [self.type()]  # auto:N, as libiberty prints it)
             while self.peek() != "E":
                 params.append(self.type())
+            self.in_lambda -= 1
             self.in_args -= 1
             self.expect("E")
             n = self.discriminator_number()
@@ -656,6 +683,10 @@ class _Parser:
     def template_param(self) -> Node:
         self.expect("T")
         index = self.seq_id()
+        if self.in_lambda:
+            node = Text(f"auto:{index + 1}")
+            node.param_index = index        # type: ignore[attr-defined]
+            return node
         if index >= len(self.params):
             raise Unsupported("template parameter out of range")
         return self.params[index]
@@ -853,7 +884,10 @@ class _Parser:
             node = Declarator(member, f"{cls}::*")
         elif c == "T":
             node = self.template_param()
-            self.subs.append(node)
+            index = getattr(node, "param_index", None)
+            # (a generic lambda's auto:N: the substitution names the template parameter,
+            # which libiberty prints where it is used -- outside, the enclosing template's)
+            self.subs.append(node if index is None else _LaterParam(self, index))
             if self.peek() == "I":
                 node = Template(node, self.template_args())
             else:
