@@ -1,6 +1,7 @@
 """objdump 2.40's x86 ``-M`` options beyond the syntax: ``data16``/``data32``/``addr16``/
 ``addr32``/``addr64`` (the decoder's default operand and address size), ``intel-mnemonic``
-/ ``att-mnemonic`` (the x87 names), read by prefix and in order as i386-dis.c reads them.
+/ ``att-mnemonic`` (the x87 names), ``intel64``/``amd64`` (the 64-bit ISA), read by prefix
+and in order as i386-dis.c reads them.
 
 Each listing is compared byte for byte with objdump run here on the same command line: on
 random bytes (``-D -b binary``) in 16-, 32- and 64-bit code, each option set also with
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.oracle("objdump-2.40")
 
 MACHINES = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
 SIZE_OPTIONS = ["data16", "data32", "addr16", "addr32", "addr64", "data16,addr32",
-                "addr16,data16", "i8086,data32,addr32", "i386,data16,addr16"]
+                "addr16,data16", "i8086,data32,addr32", "i386,data16,addr16", "intel64",
+                "amd64", "intel64,data16", "amd64,addr32"]
 RANDOM_BYTES = 12 * 1024
 
 #: what the random listings found first: with -M data16 in 64-bit code a 66 makes a near
@@ -38,7 +40,16 @@ PINNED = ["66e800006690", "a10000000000000000", "66a100000000", "669c", "489c", 
           "66c9", "48c9", "66c8010002", "666aff", "6668b66a6c99", "0f78da", "ffd4",
           "66ff1500000000", "66ff20", "ff1c24", "66ff1c24", "67f735e23b0fc6", "67210504030201",
           "8f89789a84d90f", "e3fe", "67e3fe", "e2fe", "67e2fe", "66cf", "48cf", "dce1", "def9",
-          "dee1", "dcf9", "66e9fdff", "e9fdffffff", "0f20c0", "67a000000000", "6750", "6650"]
+          "dee1", "dcf9", "66e9fdff", "e9fdffffff", "0f20c0", "67a000000000", "6750", "6650",
+          "66ff36", "66ff10", "66ff20", "48ff18", "49ffa9f7ff4371", "4cffaf199c591d",
+          "6663c0", "666300", "664863c0", "66c3", "66c20800", "660f8400000000", "0f34",
+          "0f35", "480f35", "660f34", "f2f30fc51d", "f3660fc5c1", "65f20fc51d",
+          "f2f30f50c1", "66f30f50c1"]
+#: and with -M intel64 in 64-bit code: near branches ignore 66 ("data16 call", rel32, a
+#: 64-bit indirect target), REX.W far pointers are m16:64 ("lcallq"; objdump's Intel text
+#: keeps "rex.W" and the FWORD/DWORD of the pointer without it), movsxd with a 16-bit
+#: operand size reads a word; -M amd64: sysenter/sysexit are "(bad)"; and in any mode
+#: pextrw/movmskps with F2/F3 are "(bad)" without prefix words (objdump's PREFIX_OPCODE)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -90,7 +101,9 @@ def test_size_options_on_random_bytes_match_objdump(capsys, random_files, mode, 
 @pytest.mark.parametrize("mode", [16, 32, 64])
 @pytest.mark.parametrize("options", ["data16", "addr32", "data16,addr32", "intel,data16",
                                      "intel,addr16", "intel-mnemonic,att", "intel-mnemonic",
-                                     "att-mnemonic", "data32,addr64", "intel,i8086"])
+                                     "att-mnemonic", "data32,addr64", "intel,i8086",
+                                     "intel64", "intel,intel64", "intel,intel64,data16",
+                                     "amd64", "intel,amd64", "intel64,amd64"])
 def test_pinned_cases_match_objdump(capsys, tmp_path, mode, options):
     if shutil.which("objdump") is None:
         pytest.skip("needs objdump")

@@ -36,7 +36,7 @@ from x86vm.disasm.x86_options import KNOWN_PREFIXES, parse_x86_options, split_it
 MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-32": 64,
             "i386:intel": 32, "i386:x86-64:intel": 64, "i386:x64-32:intel": 64}
 """BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
-UNSUPPORTED_X86_OPTIONS = ("amd64", "intel64", "suffix")
+UNSUPPORTED_X86_OPTIONS = ("suffix",)
 """-M options objdump 2.40 reads (i386-dis.c: by prefix) and x86vm does not: refused in one
 line rather than listed otherwise than objdump lists them."""
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
@@ -357,12 +357,18 @@ def _formatter(x86_options: list[str], mode: int, syntax: str):
 
     options = parse_x86_options(x86_options, mode, syntax)
     formatter = decoder_formatter(
-        decoder_mode(options.mode, options.operand_size, options.address_size),
+        decoder_mode(options.mode, options.operand_size, options.address_size,
+                     options.isa64 == "intel64"),
         options.syntax)
-    if options.intel_mnemonic and options.syntax == "att":
-        from x86vm.disasm.att import format_att_intel_mnemonic
+    amd64 = options.isa64 == "amd64"
+    if options.syntax == "att" and (options.intel_mnemonic or amd64):
+        from x86vm.disasm.att import att_formatter
 
-        formatter.format_text = format_att_intel_mnemonic
+        formatter.format_text = att_formatter(options.intel_mnemonic, amd64)
+    elif options.syntax == "intel" and amd64:
+        from x86vm.disasm.intel import format_intel_amd64
+
+        formatter.format_text = format_intel_amd64
     return formatter
 
 

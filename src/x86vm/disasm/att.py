@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import cache, partial
 
 from x86vm.isa import (
     EIZ_ABSOLUTE,
@@ -102,12 +103,13 @@ def _frame(insn, pa: PrintAddress, intel_mnemonic: bool = False) -> Frame:
     name = insn.mnemonic if intel_mnemonic and "sysv386" in spec.objdump_flags \
         else insn.att_mnemonic
     mnemonic = name + size_suffix(insn, False)
-    if words and type(insn.mode) is SizedMode and insn.mode == 64 and spec.branch and \
+    if words and type(insn.mode) is SizedMode and insn.mode == 64 and \
+            not (insn.mode.intel64 and "near64" in spec.flags) and \
             spec.sfx == SFX_NODEFAULT and insn.memory_operand is not None and \
             "data32" in words and insn.operand_size == 64 and \
             not any(0x48 <= p <= 0x4F for p in insn.prefixes):
-        # -M data16, 66 on an indirect call/jmp through memory: objdump's AT&T "calll"
-        # uses the 66 (its Intel listing shows "data32" and the QWORD operand)
+        # -M data16, 66 on push/pop/call/jmp through memory: objdump's AT&T "pushl" uses
+        # the 66 (its Intel listing shows "data32" and the QWORD operand)
         del words[len(words) - 1 - words[::-1].index("data32")]
         mnemonic += "l"
     hint = ""
@@ -180,17 +182,27 @@ def _decorate(insn: Instruction, ops: list[str], evex: tuple) -> None:
 
 _ATT = Syntax(True, _frame, _operands)
 _TEXTS_GET = _ATT.texts.get
-_ATT_INTEL_MNEMONIC = Syntax(True, partial(_frame, intel_mnemonic=True), _operands)
 
 
-def format_att_intel_mnemonic(insn: Instruction, print_address: PrintAddress | None = None
-                              ) -> str:
-    """`format_att` with objdump's ``-M intel-mnemonic`` (then ``att``): the x87
-    ``fsub``/``fsubr`` (``fdiv``/``fdivr``) of the ST(i),ST forms by their Intel names, not
-    the SysV386 swap objdump prints by default (i386-dis.c's SYSV386_COMPAT)."""
-    memo = _ATT_INTEL_MNEMONIC.texts.get(insn.core)
-    if type(memo) is dict:
-        text = memo.get(insn.bytes) or _ATT_INTEL_MNEMONIC.remember(insn, memo)
-    else:
-        text = memo or _ATT_INTEL_MNEMONIC.remember(insn)
-    return text if type(text) is str else at_address(text, insn.address, print_address)
+@cache
+def att_formatter(intel_mnemonic: bool = False, amd64: bool = False
+                  ) -> Callable[[Instruction, PrintAddress | None], str]:
+    """`format_att` with objdump's ``-M`` choices, each with its own text cache:
+    `intel_mnemonic` (``-M intel-mnemonic`` then ``att``) names the x87 ``fsub``/``fsubr``
+    (``fdiv``/``fdivr``) of the ST(i),ST forms as Intel does, not by the SysV386 swap
+    objdump prints by default (its SYSV386_COMPAT); `amd64` (``-M amd64``) prints the forms
+    AMD64 lacks (sysenter, sysexit: flag ``amd64-bad``) as ``(bad)``."""
+    if not intel_mnemonic and not amd64:
+        return format_att
+    syntax = Syntax(True, partial(_frame, intel_mnemonic=intel_mnemonic), _operands, amd64)
+    texts_get = syntax.texts.get
+
+    def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+        memo = texts_get(insn.core)
+        if type(memo) is dict:
+            text = memo.get(insn.bytes) or syntax.remember(insn, memo)
+        else:
+            text = memo or syntax.remember(insn)
+        return text if type(text) is str else at_address(text, insn.address, print_address)
+
+    return format_text

@@ -426,8 +426,10 @@ class Syntax:
     """
 
     def __init__(self, att: bool, frame: Callable[[Instruction, PrintAddress], Frame],
-                 operands: Callable[[Instruction, list], list[str]]) -> None:
+                 operands: Callable[[Instruction, list], list[str]], amd64: bool = False
+                 ) -> None:
         self.att = att
+        self.amd64 = amd64          # objdump -M amd64: forms flagged amd64-bad are (bad)
         self.frame = frame
         self.operands = operands
         self.register_prefix = "%" if att else ""
@@ -476,7 +478,8 @@ class Syntax:
     def render(self, insn: Instruction, pa: PrintAddress) -> str:
         """The full text of one instruction (also (bad), prefixes alone, truncated)."""
         kind = insn.kind
-        if kind == "insn" and "objdump-bad" in insn.core.spec.objdump_flags:
+        if kind == "insn" and ("objdump-bad" in insn.core.spec.objdump_flags or self.amd64
+                               and "amd64-bad" in insn.core.spec.objdump_flags):
             return " ".join(prefix_words(insn, self.att) + ["(bad)"])  # e.g. SALC (D6)
         if kind == "insn":
             insn = objdump_view(insn)

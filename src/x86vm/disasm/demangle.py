@@ -89,6 +89,30 @@ class Text(Node):
         return self.base if self.base is not None else self.text
 
 
+class _LaterParam(Node):
+    """A template parameter resolved when printed, against the template arguments the
+    parse ended with (a generic lambda's ``auto:N`` substituted outside the lambda)."""
+
+    def __init__(self, parser, index: int) -> None:
+        self.parser, self.index = parser, index
+
+    def _target(self) -> Node:
+        params = self.parser.params
+        if self.index >= len(params):
+            raise Unsupported("template parameter out of range")
+        return params[self.index]
+
+    def left(self) -> str:
+        return self._target().left()
+
+    def right(self) -> str:
+        return self._target().right()
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return self._target().wraps_declarator
+
+
 class Qualified(Node):
     def __init__(self, scope: Node, name: Node) -> None:
         self.scope, self.name = scope, name
@@ -241,7 +265,10 @@ class FunctionType(Node):
         self.ret, self.params, self.quals = ret, params, quals
 
     def left(self) -> str:
-        return (self.ret.left() + " ") if self.ret is not None else ""
+        if self.ret is None:
+            return ""
+        text = self.ret.left()      # (a function returning a function pointer:
+        return text if text.endswith(("(*", "(&")) else text + " "  # void (*(int))(char))
 
     def right(self) -> str:
         ret_right = self.ret.right() if self.ret is not None else ""
@@ -260,7 +287,10 @@ class ArrayType(Node):
         return self.element.left()
 
     def right(self) -> str:
-        return f" [{self.dimension}]" + self.element.right()
+        inner = self.element.right()        # (int [12][8]: no blank between dimensions)
+        if isinstance(self.element, ArrayType):
+            inner = inner.lstrip(" ")
+        return f" [{self.dimension}]" + inner
 
     @property
     def wraps_declarator(self) -> bool:
@@ -280,6 +310,21 @@ class Function(Node):
         return self.ret.left() + " " + text + self.ret.right()
 
 
+BINARY_OPERATORS = {"aa": "&&", "oo": "||", "eq": "==", "ne": "!=", "pl": "+", "mi": "-",
+                    "ml": "*", "dv": "/", "rm": "%", "an": "&", "or": "|", "eo": "^",
+                    "ls": "<<", "rs": ">>", "le": "<=", "ge": ">="}
+"""Binary operators of template-argument expressions (Itanium ABI <operator-name>)."""
+UNARY_OPERATORS = {"nt": "!", "ng": "-", "co": "~"}
+
+
+def _operand(node: Node) -> str:
+    """An operator's operand as libiberty prints it: a name bare, anything else in ()."""
+    if isinstance(node, Qualified) and not isinstance(node.name, Template) or \
+            getattr(node, "is_name", False):
+        return str(node)
+    return f"({node})"      # (a template-id too: (std::declval<T&>)())
+
+
 def _item(node: Node) -> tuple[str, str]:
     """One list item as libiberty prints it: (text, last character printed)."""
     if isinstance(node, Pack) and node.current is None:
@@ -292,17 +337,17 @@ def _item(node: Node) -> tuple[str, str]:
 
 
 def _join(nodes: list[Node]) -> tuple[str, str]:
-    """libiberty's list printing: ", " between items; an empty item takes its ", " back but
-    leaves the last character a blank (so no "> >" after it). Returns (text, last char)."""
-    text, last = "", ""
-    for n, node in enumerate(nodes):
-        piece, piece_last = _item(node)
-        if piece:
-            text += (", " if n and text else "") + piece
-            last = piece_last
-        elif n:
-            last = " "
-    return text, last
+    """libiberty's list printing: ", " between items; the ", " before a run of empty items
+    (empty packs) that ends the list is taken back, leaving the last character a blank (so
+    no "> >" after it) -- an empty item before a printed one keeps its separators
+    (``CallOnce<, void>``). Returns (text, last char)."""
+    pieces = [_item(node) for node in nodes]
+    printed = [n for n, (piece, _) in enumerate(pieces) if piece]
+    if not printed:
+        return "", " " if len(nodes) > 1 else ""
+    end = printed[-1]
+    text = ", ".join(piece for piece, _ in pieces[:end + 1])
+    return text, " " if end < len(nodes) - 1 else pieces[end][1]
 
 
 def params_text(params: list[Node]) -> str:
@@ -319,6 +364,7 @@ class _Parser:
         self.subs: list[Node] = []
         self.params: list[Node] = []
         self.in_args = 0
+        self.in_lambda = 0
         self.naming = False
 
     def peek(self, k: int = 0) -> str:
@@ -406,8 +452,15 @@ class _Parser:
             return Text(f"reference temporary #{number} for {name}")
         if self.take("GTt"):
             return Text("transaction clone for " + str(self.encoding()))
-        if two == "TC":
-            raise Unsupported("construction vtable")
+        if two == "TC":             # TC <derived> <offset> _ <base>
+            self.i += 2
+            derived = self.type()
+            if self.peek() == "n":
+                self.i += 1
+            self.number()
+            self.expect("_")
+            base = self.type()
+            return Text(f"construction vtable for {base}-in-{derived}")
         return None
 
     # -- names ---------------------------------------------------------------------------
@@ -475,11 +528,20 @@ class _Parser:
             raise Unsupported("empty nested name")
         return node, quals
 
+    def nested_encoding(self) -> Node:
+        """An encoding inside a name (a local name's function, an ``L_Z`` literal): its own
+        template arguments are what its T_ name, even inside an enclosing template
+        argument list.  (libiberty resolves a T_ where it prints it, so a substitution of
+        one used outside its encoding may print otherwise there: rare, see the tests.)"""
+        saved_naming, saved_in_args, saved_params = self.naming, self.in_args, self.params
+        self.in_args = 0
+        function = self.encoding()
+        self.naming, self.in_args, self.params = saved_naming, saved_in_args, saved_params
+        return function
+
     def local_name(self) -> tuple[Node, str]:
         self.expect("Z")
-        saved_naming = self.naming
-        function = self.encoding()
-        self.naming = saved_naming
+        function = self.nested_encoding()
         if isinstance(function, Function):  # libiberty drops the enclosing return type
             function.ret = None
         self.expect("E")
@@ -539,6 +601,8 @@ class _Parser:
         if scope is None:
             raise Unsupported("ctor without a class")
         base = getattr(scope, "ctor_name", None) or scope.base_name()
+        if base.startswith("{unnamed type#") and isinstance(scope, Qualified):
+            base = scope.scope.base_name()  # libiberty: the enclosing class's name
         if self.take("C"):
             inheriting = self.take("I")
             if self.peek() not in "12345":
@@ -551,18 +615,29 @@ class _Parser:
         self.i += 1
         return Text("~" + base, ctor=True)
 
+    def discriminator_number(self) -> int:
+        """[<number>] _ of a closure or unnamed type: 1 for none, else the decimal + 2."""
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        digits = self.s[start:self.i]
+        self.expect("_")
+        return int(digits) + 2 if digits else 1
+
     def unnamed_type(self) -> Node:
         if self.take("Ut"):
-            n = self.seq_id() + 1
+            n = self.discriminator_number()
             return Text(f"{{unnamed type#{n}}}")
         if self.take("Ul"):
             self.in_args += 1
-            params = [self.type()]
+            self.in_lambda += 1     # (a template parameter there is a generic lambda's
+            params = [self.type()]  # auto:N, as libiberty prints it)
             while self.peek() != "E":
                 params.append(self.type())
+            self.in_lambda -= 1
             self.in_args -= 1
             self.expect("E")
-            n = self.seq_id() + 1
+            n = self.discriminator_number()
             return Text(f"{{lambda({params_text(params)})#{n}}}")
         raise Unsupported("unnamed type")
 
@@ -608,6 +683,10 @@ class _Parser:
     def template_param(self) -> Node:
         self.expect("T")
         index = self.seq_id()
+        if self.in_lambda:
+            node = Text(f"auto:{index + 1}")
+            node.param_index = index        # type: ignore[attr-defined]
+            return node
         if index >= len(self.params):
             raise Unsupported("template parameter out of range")
         return self.params[index]
@@ -658,16 +737,76 @@ class _Parser:
             return self.template_param()
         if c.isdigit():
             return self.simple_id()
+        if c == "a" and self.peek(1) == "d" and self.peek(2) == "L":
+            self.i += 2             # ad L_Z <encoding> E: the address of a function or
+            node = self.literal()   # object; libiberty names a plain function without its
+            if isinstance(node, Function):  # parameters (&ns::f), prints a template or
+                if node.quals or node.ret is not None or not isinstance(node.name, Qualified):
+                    return Text(f"&({node})")   # (a member function: &X::f)
+                node = node.name
+            return Text(f"&{node}")
+        two = self.s[self.i:self.i + 2]
+        if two == "fp":                     # a function parameter: {parm#N}
+            self.i += 2
+            self.cv_qualifiers()
+            node = Text(f"{{parm#{self.discriminator_number()}}}")
+            node.is_name = True             # type: ignore[attr-defined]
+            return node
+        if two == "cl":                     # a call: callee(arguments)
+            self.i += 2
+            callee = self.expression()
+            args = []
+            while not self.take("E"):
+                if self.peek() == "":
+                    raise Unsupported("unterminated call")
+                args.append(str(self.expression()))
+            return Text(f"{_operand(callee)}({', '.join(args)})")
+        if two in BINARY_OPERATORS:         # libiberty: each operand in parentheses
+            self.i += 2                     # unless it is a (qualified) name
+            left, right = self.expression(), self.expression()
+            return Text(f"{_operand(left)}{BINARY_OPERATORS[two]}{_operand(right)}")
+        if two in UNARY_OPERATORS:
+            self.i += 2
+            return Text(UNARY_OPERATORS[two] + _operand(self.expression()))
+        if c == "s" and self.peek(1) == "r" and self.peek(2) == "N":
+            self.i += 3             # srN <unresolved-type> [<template-args>] levels E name
+            if self.peek() == "T":
+                scope: Node = self.template_param()
+            elif self.peek() == "S":
+                scope = self.substitution()
+            else:
+                scope = self.simple_id()
+            if self.peek() == "I":
+                scope = Template(scope, self.template_args())
+                self.subs.append(scope)
+            while not self.take("E"):   # (each level a substitution candidate, as in a
+                if not self.peek().isdigit():   # nested name)
+                    raise Unsupported("unresolved qualifier")
+                scope = Qualified(scope, self.source_name())
+                self.subs.append(scope)
+                if self.peek() == "I":
+                    scope = Template(scope, self.template_args())
+                    self.subs.append(scope)
+            return Qualified(scope, self.simple_id())
         if c == "s" and self.peek(1) == "r" and self.peek(2) not in ("N", ""):
             self.i += 2             # an unresolved name: sr <type> <simple-id> (e.g.
-            if self.peek().isdigit():   # std::__is_scalar<int>::__value), or sr, levels
-                scope = self.simple_id()    # of <simple-id>, E, <simple-id>
-                while not self.take("E"):
-                    if self.peek() == "":
-                        raise Unsupported("unterminated unresolved name")
-                    scope = Qualified(scope, self.simple_id())
-            else:
-                scope = self.type()
+            if not self.peek().isdigit():   # std::__is_scalar<int>::__value), sr, a
+                return Qualified(self.type(), self.simple_id())   # template-id, <name>
+            start, subs = self.i, len(self.subs)    # (GCC), or sr, levels of
+            ids = [self.simple_id()]        # <simple-id>, E, <name> (clang)
+            while self.peek().isdigit():
+                ids.append(self.simple_id())
+            if self.peek() == "E" and self.peek(1).isdigit():
+                self.i += 1
+                scope = ids[0]
+                for level in ids[1:]:
+                    scope = Qualified(scope, level)
+                return Qualified(scope, self.simple_id())
+            if len(ids) != 2:
+                raise Unsupported("unresolved name")
+            self.i = start          # GCC's sr <type> <name>: the type is a substitution
+            del self.subs[subs:]    # candidate, as libiberty reads it
+            scope = self.type()
             return Qualified(scope, self.simple_id())
         raise Unsupported("expression")
 
@@ -675,13 +814,14 @@ class _Parser:
         """<source-name> [<template-args>]: a name in an unresolved expression."""
         node: Node = self.source_name()
         if self.peek() == "I":
-            node = Template(node, self.template_args())
+            return Template(node, self.template_args())
+        node.is_name = True     # type: ignore[attr-defined]    # (_operand: printed bare)
         return node
 
     def literal(self) -> Node:
         self.expect("L")
         if self.take("_Z"):
-            node = self.encoding()
+            node = self.nested_encoding()
             self.expect("E")
             return node
         if self.peek() == "Z":
@@ -722,8 +862,10 @@ class _Parser:
             inner = self.type()
             node: Node = Qualifiers(inner, quals)
             if isinstance(inner, FunctionType):
-                inner.quals += quals
-                node = inner
+                inner.quals += quals        # a member function's qualifiers: only the
+                node = inner                # qualified type is a substitution candidate
+                if self.subs and self.subs[-1] is inner:
+                    self.subs.pop()
         elif c == "P":
             self.i += 1
             node = Declarator(self.type(), "*")
@@ -742,7 +884,10 @@ class _Parser:
             node = Declarator(member, f"{cls}::*")
         elif c == "T":
             node = self.template_param()
-            self.subs.append(node)
+            index = getattr(node, "param_index", None)
+            # (a generic lambda's auto:N: the substitution names the template parameter,
+            # which libiberty prints where it is used -- outside, the enclosing template's)
+            self.subs.append(node if index is None else _LaterParam(self, index))
             if self.peek() == "I":
                 node = Template(node, self.template_args())
             else:
@@ -764,6 +909,10 @@ class _Parser:
             node = PackExpansion(pattern, _find_pack(pattern))
         elif c in "NZ" or c.isdigit() or c == "S" or c == "U":
             node, _ = self.name()
+        elif c == "D" and self.peek(1) in ("T", "t"):   # decltype (expression)
+            self.i += 2
+            node = Text(f"decltype ({self.expression()})")
+            self.expect("E")
         elif c == "D" and self.peek(1) == "v":
             raise Unsupported("vector type")
         else:

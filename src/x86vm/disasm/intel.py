@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from x86vm.isa import EIZ_ABSOLUTE, BadMemory, BadOperand, Far, Imm, Instruction, Mem, Reg, Rel
+from x86vm.isa import (
+    EIZ_ABSOLUTE,
+    BadMemory,
+    BadOperand,
+    Far,
+    Imm,
+    Instruction,
+    Mem,
+    Reg,
+    Rel,
+    default_sizes,
+)
 
 from .common import (
     H_FAR_INTEL,
@@ -101,9 +112,14 @@ def _frame(insn, pa: PrintAddress) -> Frame:
             insn.memory_operand is not None:    # REX.W: the decoder left the (last) 66
         i = len(unused) - 1 - unused[::-1].index(0x66)      # unused in memory forms only
         words = prefix_words(insn, False, unused[:i] + unused[i + 1:])
+    far64 = "farw" in insn.spec.flags and insn.operand_size == 64
+    if far64:       # Intel64's REX.W far pointer: objdump's Intel text still shows "rex.W"
+        rex = [p for p in insn.prefixes if 0x40 <= p <= 0x4F][-1:]    # and an FWORD
+        if rex and rex[0] not in insn.unused_prefixes:
+            words = prefix_words(insn, False, (*insn.unused_prefixes, *rex))
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
-    mnemonic = insn.mnemonic + size_suffix(insn, True)
+    mnemonic = insn.mnemonic + ("" if far64 else size_suffix(insn, True))
     if "pad6" in insn.spec.objdump_flags:   # objdump's PREFETCHI_Fixup writes "nop   "
         mnemonic = mnemonic.ljust(6)
     words.append(mnemonic)
@@ -113,6 +129,14 @@ def _frame(insn, pa: PrintAddress) -> Frame:
     comment = core.reloc is not None and core.reloc_mem
     holes = [(j, _oword(insn, pre), style, arg, post)
              for j, pre, style, arg, post in value_holes(core, _mem_parts, "", "", H_FAR_INTEL)]
+    if far64:       # (the size the pointer has without REX.W: m16:32, or m16:16)
+        data32 = (default_sizes(insn.mode)[0] == 32) != (0x66 in insn.prefixes)
+        size = "FWORD PTR" if data32 else "DWORD PTR"
+
+        def resized(text):
+            return text.replace("TBYTE PTR", size).replace("FWORD PTR", size)
+        texts = [resized(t) if t is not None else t for t in texts]
+        holes = [(j, resized(pre), style, arg, post) for j, pre, style, arg, post in holes]
     return Frame(words, texts, list(range(len(texts))), comment,
                  insn.evex is None and insn.spec.vsib is None, holes)   # (gathers: /(bad))
 
@@ -162,3 +186,15 @@ def _operands(insn: Instruction, ops: list[str]) -> list[str]:
 
 _INTEL = Syntax(False, _frame, _operands)
 _TEXTS_GET = _INTEL.texts.get
+_INTEL_AMD64 = Syntax(False, _frame, _operands, amd64=True)
+
+
+def format_intel_amd64(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+    """`format_intel` with objdump's ``-M amd64``: sysenter/sysexit (flag ``amd64-bad``)
+    print ``(bad)``."""
+    memo = _INTEL_AMD64.texts.get(insn.core)
+    if type(memo) is dict:
+        text = memo.get(insn.bytes) or _INTEL_AMD64.remember(insn, memo)
+    else:
+        text = memo or _INTEL_AMD64.remember(insn)
+    return text if type(text) is str else at_address(text, insn.address, print_address)

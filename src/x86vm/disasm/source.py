@@ -351,60 +351,58 @@ def _best_fit_in(functions: list[Function], index: _Intervals, address: int):
 
 
 class _FunctionCache:
-    """elf_find_function's cache and its better_fit choice (binutils 2.40 elf.c)."""
+    """elf_find_function and its one-entry cache (binutils 2.40 dwarf2.c
+    _bfd_elf_find_function): the symbol starting closest below the offset, of several at
+    one address the largest (the first of equal ones), with the file symbol before it.
+    BFD scans every symbol on each cache miss; the choice depends only on the offset, so
+    it is made here from a per-section table of the candidates sorted by address (a scan
+    per function boundary of node's 200,000 symbols took hours)."""
 
     def __init__(self) -> None:
         self.section = None
         self.func: elfmod.Symbol | None = None
         self.value = self.size = 0
         self.filename: str | None = None
+        self.tables: dict[int, tuple[list[int], list[tuple]]] = {}
 
     def fill(self, symbols: list[elfmod.Symbol], section: elfmod.Section, offset: int) -> None:
         self.section, self.func, self.filename = section, None, None
         self.value = self.size = 0
-        file = None
-        state = 0           # 0 nothing seen, 1 a symbol seen, 2 a file after a symbol
-        for sym in symbols:
-            if sym.flags & elfmod.BSF_FILE:
-                file = sym
-                if state == 1:
-                    state = 2
-                continue
-            if state == 0:
-                state = 1
-            size = _maybe_function(sym, section)
-            if size == 0:
-                continue
-            code_off = sym.value - sym.section_vma
-            if self._better(sym, code_off, size, offset):
-                if file is not None and (sym.flags & elfmod.BSF_LOCAL or state != 2):
-                    self.filename = file.name
-                else:
-                    self.filename = None
-                self.func, self.value, self.size = sym, code_off, size
+        table = self.tables.get(section.index)
+        if table is None:
+            table = self.tables[section.index] = _candidates(symbols, section)
+        starts, winners = table
+        k = bisect.bisect_right(starts, offset) - 1
+        if k >= 0:
+            self.func, self.value, self.size, self.filename = winners[k]
 
-    def _better(self, sym: elfmod.Symbol, code_off: int, size: int, offset: int) -> bool:
-        if code_off > offset or code_off < self.value:
-            return False
-        if code_off > self.value:
-            return True
-        if self.value + self.size <= offset:
-            return size > self.size
-        if code_off + size <= offset:
-            return False
-        cached = self.func
-        if cached is None:
-            return True
-        if cached.flags & elfmod.BSF_FUNCTION and not sym.flags & elfmod.BSF_FUNCTION:
-            return False
-        if sym.flags & elfmod.BSF_FUNCTION and not cached.flags & elfmod.BSF_FUNCTION:
-            return True
-        cached_type, sym_type = cached.elf[0] & 0xF, sym.elf[0] & 0xF
-        if cached_type == STT_NOTYPE and sym_type != STT_NOTYPE:
-            return True
-        if cached_type != STT_NOTYPE and sym_type == STT_NOTYPE:
-            return False
-        return size < self.size
+
+def _candidates(symbols: list[elfmod.Symbol], section: elfmod.Section
+                ) -> tuple[list[int], list[tuple]]:
+    """The function symbols of a section by address: the addresses, sorted, and for each
+    the one BFD's scan keeps there -- (symbol, address, size, file name)."""
+    best: dict[int, tuple] = {}
+    file = None
+    state = 0           # 0 nothing seen, 1 a symbol seen, 2 a file after a symbol
+    for sym in symbols:
+        if sym.flags & elfmod.BSF_FILE:
+            file = sym
+            if state == 1:
+                state = 2
+            continue
+        if state == 0:
+            state = 1
+        size = _maybe_function(sym, section)
+        if size == 0:
+            continue
+        code_off = sym.value - sym.section_vma
+        kept = best.get(code_off)
+        if kept is None or size > kept[2]:
+            filename = file.name if file is not None and (
+                sym.flags & elfmod.BSF_LOCAL or state != 2) else None
+            best[code_off] = (sym, code_off, size, filename)
+    starts = sorted(best)
+    return starts, [best[start] for start in starts]
 
 
 def _maybe_function(sym: elfmod.Symbol, section: elfmod.Section) -> int:

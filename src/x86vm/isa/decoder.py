@@ -90,7 +90,8 @@ class Decoding:
     __slots__ = (
         "data", "offset", "end", "address", "mode", "tables", "pos", "prefixes",
         "seg_i", "osz_i", "asz_i", "rep_i", "lock_i", "rex", "rex_i", "fwait_i", "fsgs",
-        "rex_replaced", "dflip", "aflip",   # dflip/aflip: other default sizes (modes.py)
+        "rex_replaced", "dflip", "aflip", "intel64",    # other default sizes, Intel64
+                                                        # (modes.py)
         # VEX/XOP/EVEX
         "vex", "evex", "vl", "vvvv", "vraw", "rhi", "xhi", "vbad", "lookahead", "pp",
         "ebit", "vvvv_set", "rc", "w", "bcst_n",   # vraw: the 4 vvvv bits objdump checks in
@@ -112,12 +113,12 @@ def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> 
     d.offset = d.pos = offset
     d.end = len(data)       # (an instruction longer than MAX_LENGTH is checked last)
     d.address = address
-    if mode > 64:           # other default sizes (modes.decoder_mode): a SizedMode
-        d.dflip, d.aflip = mode & 0x100 != 0, mode & 0x200 != 0
+    if mode > 64:           # other default sizes, Intel64 (modes.decoder_mode): SizedMode
+        d.dflip, d.aflip, d.intel64 = mode & 0x100 != 0, mode & 0x200 != 0, mode & 0x400 != 0
         d.tables = _TABLES[mode & 0xFF]
         mode = sized_mode(mode)
     else:
-        d.dflip = d.aflip = False
+        d.dflip = d.aflip = d.intel64 = False
         d.tables = _TABLES[mode]
     d.mode = mode
     d.prefixes = []

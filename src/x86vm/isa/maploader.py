@@ -18,7 +18,7 @@ PREFIX_COLUMNS = ("66", "F3", "F2")
 #: constraints, broadcast and disp8*N, addressing restrictions).
 ARCHITECTURE_FLAGS = frozenset("""
     i64 o64 d64 f64 W0 W1 L0 L1 L1+ L2 asz rexw-name mod-ignored b2 b4 b8 bw er sae
-    n1 n2 n4 n8 sib norip noa16 distinct
+    n1 n2 n4 n8 sib norip noa16 distinct near64 farw
 """.split())
 #: Execution: what the instruction does with its operands and prefixes (branch kind,
 #: privilege, memory access, LOCK/REP/HLE/BND/NOTRACK acceptance, FWAIT twin).
@@ -30,7 +30,7 @@ EXECUTION_FLAGS = frozenset("""
 OBJDUMP_FLAGS = frozenset("""
     sfx sfx! sfxm sfxw sfx32 sfxl sfxC sfxxy sfxxyz sfxm64 asfx att-noreverse att-rc1
     intel-noops badop vex-pseudo evex-pseudo noevex oword Wlate Wany ptable nobcst bcstw
-    movsxd pfxignored pad6 objdump-bad sysv386
+    movsxd pfxignored pad6 objdump-bad sysv386 amd64-bad
 """.split())
 KNOWN_FLAGS = ARCHITECTURE_FLAGS | EXECUTION_FLAGS | OBJDUMP_FLAGS
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 DATA_FLIP = 0x100   # the default operand size is the other one (66 toggles it back)
 ADDR_FLIP = 0x200   # the default address size is the other one (67 toggles it back)
+INTEL64 = 0x400     # 64-bit code as Intel64 decodes it (objdump -M intel64): near branches
+                    # ignore 66 (map flag near64), REX.W makes far pointers m16:64 (farw)
 DEFAULT_SIZES = {16: (16, 16), 32: (32, 32), 64: (32, 64)}
 _OTHER_ADDRESS_SIZE = {16: 32, 32: 16, 64: 32}
 
 
 class SizedMode(int):
     """A CPU mode (equal to 16, 32 or 64) decoded with the default `operand_size` and
-    `address_size` given (bits)."""
+    `address_size` given (bits), and as Intel64 (`intel64`) or AMD64 decodes it."""
 
     operand_size: int
     address_size: int
+    intel64: bool
 
     def __new__(cls, key: int) -> SizedMode:
         mode = key & 0xFF
@@ -30,17 +33,20 @@ class SizedMode(int):
         osz, asz = DEFAULT_SIZES[mode]
         self.operand_size = (48 - osz) if key & DATA_FLIP else osz
         self.address_size = _OTHER_ADDRESS_SIZE[mode] if key & ADDR_FLIP else asz
+        self.intel64 = bool(key & INTEL64)
         return self
 
     def __repr__(self) -> str:
-        return f"SizedMode({int(self)}, data{self.operand_size}, addr{self.address_size})"
+        return (f"SizedMode({int(self)}, data{self.operand_size}, addr{self.address_size}"
+                + (", intel64)" if self.intel64 else ")"))
 
 
 def decoder_mode(mode: int, operand_size: int | None = None,
-                 address_size: int | None = None) -> int:
-    """The `decode` mode for CPU `mode` with these default sizes (None: the mode's own)."""
+                 address_size: int | None = None, intel64: bool = False) -> int:
+    """The `decode` mode for CPU `mode` with these default sizes (None: the mode's own),
+    in 64-bit mode as Intel64 (`intel64`) rather than AMD64 decodes it."""
     osz, asz = DEFAULT_SIZES[mode]
-    key = mode
+    key = mode | (INTEL64 if intel64 and mode == 64 else 0)
     if operand_size is not None and operand_size != osz:
         if operand_size not in (16, 32):
             raise ValueError(f"default operand size {operand_size} in {mode}-bit mode")

@@ -125,7 +125,11 @@ def decode_sizes(d: Decoding, spec: Spec) -> None:
             osz = 16
         else:
             osz = 64 if spec.d64 else 32
-        if d.dflip and osz == 64 and d.osz_i >= 0 and not rex & 8 and spec.d64 and (
+        if d.intel64 and ("near64" in spec.flags or rex & 8 and "farw" in spec.flags):
+            osz = 64    # Intel64: near branches ignore 66, REX.W far pointers are m16:64
+            if rex & 8 and "farw" in spec.flags:
+                rex_used = 8
+        elif d.dflip and osz == 64 and d.osz_i >= 0 and not rex & 8 and spec.d64 and (
                 spec.rel_z or spec.sfx == SFX_NODEFAULT and not spec.indirect
                 and not _size_shown(d, spec)):
             osz = 32    # -M data16 and 66: objdump's near branch takes rel32 ("calll"),
@@ -162,9 +166,10 @@ def decode_sizes(d: Decoding, spec: Spec) -> None:
 
 
 def _size_shown(d: Decoding, spec: Spec) -> bool:
-    """A general register of the operand size is among the operands (push %rax)."""
-    return any(op[0] == K_Z or op[0] == K_RM and op[1] == C_GPR and d.modrm >= 0xC0
-               for op in spec.ops)
+    """A general register or memory operand of the operand size is among the operands
+    (push %rax, push (%rsi): objdump sizes them 64-bit; its AT&T text names the 66 by a
+    suffix, att.py)."""
+    return any(op[0] == K_Z or op[0] == K_RM and op[1] == C_GPR for op in spec.ops)
 
 
 # ---- phase 5: ModRM, SIB, displacement ----
@@ -526,6 +531,13 @@ def build_result(d: Decoding, spec: Spec, operands: list) -> Decoded:
         operands[0] = BAD_OPERAND   # objdump: the destination must differ from the sources
         if evex[2] == -1 and d.w:   # ... and the scalar one did not stop EVEX.b's {1toN}
             evex[2] = -(2 << d.vl)
+    if d.intel64 and (d.osz_i >= 0) != d.dflip and "movsxd" in spec.flags:
+        source = operands[1]    # Intel64 (objdump -M intel64): 16-bit operand size (66,
+                                # or none with -M data16): a word source
+        if type(source) is Reg:
+            operands[1] = GPR[2][source.num]
+        else:
+            source.size = 2
     pos = d.pos
     length = pos - offset
     rel = d.rel
