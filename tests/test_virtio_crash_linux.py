@@ -10,7 +10,8 @@ record; every printed record must then be in the image, byte for byte. (SIGKILL 
 host's page cache intact: this shows that no acknowledged write waits in the monitor's
 memory; FLUSH → fdatasync ordering is tests/test_virtio_blk.py's.)
 
-Each run is a Linux boot on the Python CPU (~60-90 s here), so all runs are slow:
+Each run is a Linux boot on the Python CPU (15-35 s to the first record here), so all runs are
+slow:
 ``python3 -m pytest -m slow -s tests/test_virtio_crash_linux.py`` (20 runs, one at a time).
 ``X86VM_CRASH_RUNS`` / ``X86VM_CRASH_FIRST`` pick runs ``FIRST .. FIRST+RUNS-1`` (each run's
 kill delay comes from its own index, so pieces run apart add up to the same 20 runs),
