@@ -15,20 +15,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from oracle.objdump import OracleFormatter, parse_wide_listing, run_objdump
+from support.disasm_cli import run_cli
 from support.oracles import require_file
 from x86vm.cli import main
 
 PYTHON = "/usr/bin/python3.11"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(["disasm", *args])
-    except SystemExit as exc:  # argparse-level errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 OBJDUMP_ERROR_STATUS = 1  # objdump 2.40's status for a bad file or option (checked below)

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from support.disasm_cli import objdump, run_cli
 from support.oracles import require_file
-from x86vm.cli import main
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 
@@ -59,20 +59,6 @@ def inputs(tmp_path_factory) -> list[str]:
         elif not name.startswith("prog32"):  # a missing 32-bit multilib is not a failure
             pytest.fail(proc.stderr.decode())
     return [*paths, SYSTEM_BINARY]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(["disasm", *args])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def objdump(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["objdump", *args], capture_output=True, text=True,
-                          errors="surrogateescape", timeout=120)
 
 
 @pytest.mark.parametrize("options", [

@@ -17,8 +17,8 @@ import subprocess
 
 import pytest
 
+from support.disasm_cli import objdump, run_cli
 from support.oracles import require_file
-from x86vm.cli import main
 from x86vm.disasm.x86_options import parse_x86_options, split_items
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
@@ -50,20 +50,6 @@ PINNED = ["66e800006690", "a10000000000000000", "66a100000000", "669c", "489c", 
 #: keeps "rex.W" and the FWORD/DWORD of the pointer without it), movsxd with a 16-bit
 #: operand size reads a word; -M amd64: sysenter/sysexit are "(bad)"; and in any mode
 #: pextrw/movmskps with F2/F3 are "(bad)" without prefix words (objdump's PREFIX_OPCODE)
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(["disasm", *args])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def objdump(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["objdump", *args], capture_output=True, text=True,
-                          errors="surrogateescape", timeout=120)
 
 
 def differing(args: list[str], capsys) -> list[tuple[str, str]]:
