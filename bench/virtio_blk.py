@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # this tree, not an installed x86vm
 
 from support.initramfs import guest_initramfs, static_program  # noqa: E402
+from support.virtio_guest import blk_driver_setup  # noqa: E402
 
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
@@ -239,26 +240,7 @@ start:
     mov $0x7f, %al
     out %al, $0xf4
 found:
-    movl $0, %fs:0x070(%ebx)        # reset, ACKNOWLEDGE, DRIVER
-    movl $1, %fs:0x070(%ebx)
-    movl $3, %fs:0x070(%ebx)
-    movl $1, %fs:0x024(%ebx)
-    movl $1, %fs:0x020(%ebx)        # VIRTIO_F_VERSION_1
-    movl $0, %fs:0x024(%ebx)
-    movl $0x200, %fs:0x020(%ebx)    # VIRTIO_BLK_F_FLUSH
-    movl $11, %fs:0x070(%ebx)
-    testl $8, %fs:0x070(%ebx)
-    jz fail
-    movl $0, %fs:0x030(%ebx)
-    movl $8, %fs:0x038(%ebx)
-    movl ${d:#x}, %fs:0x080(%ebx)
-    movl $0, %fs:0x084(%ebx)
-    movl ${a:#x}, %fs:0x090(%ebx)
-    movl $0, %fs:0x094(%ebx)
-    movl ${u:#x}, %fs:0x0a0(%ebx)
-    movl $0, %fs:0x0a4(%ebx)
-    movl $1, %fs:0x044(%ebx)
-    movl $15, %fs:0x070(%ebx)
+{blk_driver_setup(d, a, u)}
     movw $0, %fs:{a + 2:#x}
     movw $0, %fs:{v:#x}             # our avail idx
     movl $0x2545f491, %fs:{v + 4:#x}  # xorshift32 seed

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from support.virtio_guest import blk_driver_setup
 from test_kvm_support import assemble
 
 BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
@@ -61,26 +62,7 @@ GUEST = f"""
     mov %eax, %cr0
     jmp 2f
 2:  mov ${WINDOW:#x}, %ebx
-    movl $0, %fs:0x070(%ebx)
-    movl $1, %fs:0x070(%ebx)
-    movl $3, %fs:0x070(%ebx)
-    movl $1, %fs:0x024(%ebx)
-    movl $1, %fs:0x020(%ebx)         # VIRTIO_F_VERSION_1
-    movl $0, %fs:0x024(%ebx)
-    movl $0x200, %fs:0x020(%ebx)     # VIRTIO_BLK_F_FLUSH
-    movl $11, %fs:0x070(%ebx)
-    testl $8, %fs:0x070(%ebx)
-    jz fail
-    movl $0, %fs:0x030(%ebx)
-    movl $8, %fs:0x038(%ebx)
-    movl ${DESC:#x}, %fs:0x080(%ebx)
-    movl $0, %fs:0x084(%ebx)
-    movl ${AVAIL:#x}, %fs:0x090(%ebx)
-    movl $0, %fs:0x094(%ebx)
-    movl ${USED:#x}, %fs:0x0a0(%ebx)
-    movl $0, %fs:0x0a4(%ebx)
-    movl $1, %fs:0x044(%ebx)
-    movl $15, %fs:0x070(%ebx)
+{blk_driver_setup(DESC, AVAIL, USED)}
     # descriptors: 0 header -> 1 data -> 2 status (OUT); FLUSH uses 0 -> 2
     movl ${HEADER:#x}, {DESC:#x}
     movl $16, {DESC + 8:#x}
