@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # this tree, not an installed x86vm
 
 from support.initramfs import guest_initramfs, static_program  # noqa: E402
-from support.virtio_guest import blk_driver_setup  # noqa: E402
+from support.virtio_guest import blk_driver_setup, unreal_mode, xorshift32  # noqa: E402
 
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
@@ -216,16 +216,7 @@ start:
     xor %ax, %ax
     mov %ax, %ss
     mov $0x7000, %sp
-    lgdtl %cs:gdtr
-    mov %cr0, %eax
-    or $1, %al
-    mov %eax, %cr0
-    jmp 1f
-1:  mov $0x08, %dx
-    mov %dx, %fs
-    and $0xfe, %al
-    mov %eax, %cr0
-    jmp 2f
+{unreal_mode('fs')}
 2:  mov %cs, %ax                    # DS = CS: the messages live in the ROM
     mov %ax, %ds
     xor %si, %si                    # find the virtio-blk window (magic "virt", device 2)
@@ -299,19 +290,7 @@ request:                            # eax type, edx sector, ecx data bytes, edi 
     jne fail
     ret
 
-rand:                               # xorshift32 -> %eax
-    movl %fs:{v + 4:#x}, %eax
-    mov %eax, %edx
-    shl $13, %edx
-    xor %edx, %eax
-    mov %eax, %edx
-    shr $17, %edx
-    xor %edx, %eax
-    mov %eax, %edx
-    shl $5, %edx
-    xor %edx, %eax
-    movl %eax, %fs:{v + 4:#x}
-    ret
+{xorshift32(f'%fs:{v + 4:#x}')}
 
 puts:                               # DS:SI, NUL-terminated, to COM1
     lodsb

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support.virtio_guest import blk_driver_setup
+from support.virtio_guest import blk_driver_setup, unreal_mode
 from test_kvm_support import assemble
 
 BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
@@ -50,17 +50,7 @@ GUEST = f"""
     xor %ax, %ax
     mov %ax, %ss
     mov $0x7000, %sp
-    lgdtl %cs:gdtr
-    mov %cr0, %eax
-    or $1, %al
-    mov %eax, %cr0
-    jmp 1f
-1:  mov $0x08, %dx
-    mov %dx, %ds
-    mov %dx, %fs
-    and $0xfe, %al
-    mov %eax, %cr0
-    jmp 2f
+{unreal_mode('ds', 'fs')}
 2:  mov ${WINDOW:#x}, %ebx
 {blk_driver_setup(DESC, AVAIL, USED)}
     # descriptors: 0 header -> 1 data -> 2 status (OUT); FLUSH uses 0 -> 2

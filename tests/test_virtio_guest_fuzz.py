@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from support import oracles
+from support.virtio_guest import xorshift32
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.devices.virtio.blk import BLK_CHECKS
@@ -329,19 +330,7 @@ init:                               # reset and set the queue up (mostly validly
     movw $0, {AVAIL + 2:#x}
     ret
 
-rand:                               # xorshift32 -> %eax
-    movl seed, %eax
-    mov %eax, %edx
-    shl $13, %edx
-    xor %edx, %eax
-    mov %eax, %edx
-    shr $17, %edx
-    xor %edx, %eax
-    mov %eax, %edx
-    shl $5, %edx
-    xor %edx, %eax
-    movl %eax, seed
-    ret
+{xorshift32('seed')}
 
 pick_addr:                          # -> %eax (low), %edx (high)
     call rand

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from support import oracles
+from support.virtio_guest import unreal_mode
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
@@ -192,16 +193,7 @@ start:
     xor %ax, %ax
     mov %ax, %ss
     mov $0x7000, %sp
-    lgdtl %cs:gdtr
-    mov %cr0, %eax
-    or $1, %al
-    mov %eax, %cr0
-    jmp 1f
-1:  mov $0x08, %dx
-    mov %dx, %fs
-    and $0xfe, %al
-    mov %eax, %cr0
-    jmp 2f
+{unreal_mode('fs')}
 2:  xor %si, %si                     # find the virtio-blk window
 3:  movl %cs:windows(%si), %ebx
     cmpl $0x74726976, %fs:(%ebx)

@@ -29,3 +29,39 @@ def blk_driver_setup(desc: int, avail: int, used: int, queue_size: int = 8) -> s
     movl $0, %fs:0x0a4(%ebx)
     movl $1, %fs:0x044(%ebx)
     movl $15, %fs:0x070(%ebx)"""
+
+
+def unreal_mode(*segments: str) -> str:
+    """Real mode with `segments` (e.g. "fs") reaching all 4 GiB: load them from the flat data
+    descriptor 0x08 of `gdtr` in protected mode and return to real mode, where their hidden
+    base and limit stay (SDM Vol. 3A §9.9.2). Ends at label 2, in real mode."""
+    loads = "".join(f"    mov %dx, %{s}\n" for s in segments)
+    return f"""\
+    lgdtl %cs:gdtr
+    mov %cr0, %eax
+    or $1, %al
+    mov %eax, %cr0
+    jmp 1f
+1:  mov $0x08, %dx
+{loads}    and $0xfe, %al
+    mov %eax, %cr0
+    jmp 2f"""
+
+
+def xorshift32(seed: str) -> str:
+    """A `rand` routine: the next xorshift32 value (Marsaglia 2003: 13, 17, 5) of the 32-bit
+    `seed` operand, stored back and returned in %eax (%edx clobbered)."""
+    return f"""\
+rand:                               # xorshift32 -> %eax
+    movl {seed}, %eax
+    mov %eax, %edx
+    shl $13, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shr $17, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shl $5, %edx
+    xor %edx, %eax
+    movl %eax, {seed}
+    ret"""
