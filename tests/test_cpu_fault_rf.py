@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from cpu.asmguest import assemble, run_guest
+from cpu.asmguest import assemble, idt_gate, run_guest
 from test_cpu_msr_nmi import _identity_map, backend  # noqa: F401
 
 _GUEST = """
         lidt idtr(%rip)
-        lea handler(%rip), %rax
-        mov $0x30000 + {vector} * 16, %rbx
-        movw %ax, (%rbx)
-        movw $0x10, 2(%rbx)
-        movw $0x8e00, 4(%rbx)
-        shr $16, %rax
-        movw %ax, 6(%rbx)
-        movl $0, 8(%rbx)
-        movl $0, 12(%rbx)
-        {body}
+{gate}        {body}
         mov $0x600d, %eax
         out %eax, $0xe0
         cli
@@ -45,7 +36,8 @@ _GUEST = """
 
 
 def _rf(backend: str, vector: int, body: str, error_code: bool) -> list[int]:
-    source = _GUEST.format(vector=vector, body=body, flags_at=24 if error_code else 16)
+    source = _GUEST.format(gate=idt_gate(vector, "handler", 64), body=body,
+                           flags_at=24 if error_code else 16)
     code = assemble(source, 64, 0x10000)
     _, port, _, _ = run_guest(backend, code, 64, 0x10000, setup=_identity_map)
     return [v for _, _, _, v in port.log]
