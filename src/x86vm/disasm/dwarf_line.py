@@ -61,22 +61,20 @@ class Reader:
         return struct.unpack("<b", self.take(1))[0]
 
     def uleb(self) -> int:
-        value = shift = 0
-        while True:
-            byte = self.u(1)
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
+        return self._leb128(signed=False)
 
     def sleb(self) -> int:
+        return self._leb128(signed=True)
+
+    def _leb128(self, signed: bool) -> int:
+        """DWARF 5 §7.6: 7 bits a byte, low first; a signed value extends its last bit 6."""
         value = shift = 0
         while True:
             byte = self.u(1)
             value |= (byte & 0x7F) << shift
             shift += 7
             if byte < 0x80:
-                return value - (1 << shift) if byte & 0x40 else value
+                return value - (1 << shift) if signed and byte & 0x40 else value
 
     def cstring(self) -> bytes:
         nul = self.data.find(b"\0", self.pos, self.end)
