@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # this tree, not an installed x86vm
 
 from support.initramfs import guest_initramfs, static_program  # noqa: E402
-from support.virtio_guest import blk_driver_setup, unreal_mode, xorshift32  # noqa: E402
+from support.virtio_guest import blk_driver_setup, flat_gdt, unreal_mode, xorshift32  # noqa: E402
 
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
@@ -310,11 +310,8 @@ puts:                               # DS:SI, NUL-terminated, to COM1
 {messages}
 msg_done: .asciz "BENCH done\\n"
 msg_failed: .asciz "BENCH failed\\n"
-    .p2align 3
-gdt: .quad 0
-    .quad 0x00cf93000000ffff        # accessed already: loading FS must not write the ROM
-gdtr: .word 15
-    .long gdt + 0xf0000
+    # the descriptor is accessed already: loading FS must not write the ROM
+{flat_gdt(0xf0000, accessed=True)}
 windows:
 {windows}
     .org 0xfff0

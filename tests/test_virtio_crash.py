@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support.virtio_guest import blk_driver_setup, unreal_mode
+from support.virtio_guest import blk_driver_setup, flat_gdt, unreal_mode
 from test_kvm_support import assemble
 
 BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
@@ -129,11 +129,7 @@ submit:                              # head 0 in the next avail slot; kick; it i
     jne fail
     ret
 
-    .p2align 3
-gdt:    .quad 0
-        .quad 0x00cf92000000ffff
-gdtr:   .word 15
-        .long gdt
+{flat_gdt()}
 availidx: .word 0
 """
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from support import oracles
-from support.virtio_guest import unreal_mode
+from support.virtio_guest import flat_gdt, unreal_mode
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
@@ -219,11 +219,7 @@ emitn:
     jnz emitn
     ret
 
-    .p2align 3
-gdt: .quad 0
-    .quad 0x00cf92000000ffff
-gdtr: .word 15
-    .long gdt + 0xf0000
+{flat_gdt(0xf0000)}
 windows:
 {windows}
     .org 0xfff0

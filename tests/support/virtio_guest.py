@@ -48,6 +48,21 @@ def unreal_mode(*segments: str) -> str:
     jmp 2f"""
 
 
+def flat_gdt(link_base: int = 0, accessed: bool = False) -> str:
+    """The `gdt`/`gdtr` pair unreal_mode() loads: a null descriptor and, at selector 0x08, a
+    flat 4 GiB read/write data segment (SDM Vol. 3A §3.4.5). `link_base` is added to the
+    table's address in `gdtr` (0xf0000 for a ROM linked at 0). `accessed` sets the type's A
+    bit already, so that loading the selector need not write it (a descriptor in ROM)."""
+    data_type = 0x93 if accessed else 0x92
+    table = f"gdt + {link_base:#x}" if link_base else "gdt"
+    return f"""\
+    .p2align 3
+gdt: .quad 0
+    .quad 0x00cf{data_type:02x}000000ffff
+gdtr: .word 15
+    .long {table}"""
+
+
 def xorshift32(seed: str) -> str:
     """A `rand` routine: the next xorshift32 value (Marsaglia 2003: 13, 17, 5) of the 32-bit
     `seed` operand, stored back and returned in %eax (%edx clobbered)."""
