@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
+from cpu.asmguest import assembler_missing, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -76,26 +76,7 @@ real:
 2:  hlt
     jmp 2b
     .code32
-report:                                       /* EAX as eight hex digits and a newline */
-    push %ebx
-    push %ecx
-    push %edx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-3:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%eax), %al
-    out %al, %dx
-    loop 3b
-    mov $10, %al
-    out %al, %dx
-    pop %edx
-    pop %ecx
-    pop %ebx
-    ret
-hexdigits: .ascii "0123456789abcdef"
+""" + serial_hex_report(32) + r"""
     .align 8
 gdt:
     .quad 0

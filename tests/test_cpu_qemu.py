@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
+from cpu.asmguest import assembler_missing, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
 from test_cpu_system import (
     _PAGING32,
@@ -37,33 +37,11 @@ PRELUDE = """
     .globl _start
 _start:
 """
-REPORT = """
-report:                                   /* EAX as eight hex digits and a newline on COM1 */
-    push %eax
-    push %ecx
-    push %edx
-    push %ebx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-9:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%eax), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %ebx
-    pop %edx
-    pop %ecx
-    pop %eax
-    ret
+REPORT = serial_hex_report(32) + """
 done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-hexdigits: .ascii "0123456789abcdef"
 """
 
 
@@ -119,35 +97,11 @@ def test_paging_modes_match_qemu(case):
     assert on_emu(image) == expected
 
 
-REPORT16 = """
-report16:                                 /* AX as four hex digits and a newline on COM1 */
-    push %ax
-    push %bx
-    push %cx
-    push %dx
-    push %si
-    mov %ax, %bx
-    mov $4, %cx
-    mov $0x3f8, %dx
-9:  rol $4, %bx
-    mov %bx, %si
-    and $0xf, %si
-    mov hexdigits16(%si), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %si
-    pop %dx
-    pop %cx
-    pop %bx
-    pop %ax
-    ret
+REPORT16 = serial_hex_report(16, "report16") + """
 done16:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-hexdigits16: .ascii "0123456789abcdef"
     .org 510
     .byte 0x55, 0xaa
 """

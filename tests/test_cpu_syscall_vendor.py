@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing, idt_gate
+from cpu.asmguest import assembler_missing, idt_gate, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -143,28 +143,7 @@ done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-report:                                       /* EAX as eight hex digits and a newline */
-    push %rbx
-    push %rcx
-    push %rdx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-1:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    lea hexdigits(%rip), %rdx
-    mov (%rdx, %rax), %al
-    mov $0x3f8, %dx
-    out %al, %dx
-    loop 1b
-    mov $10, %al
-    out %al, %dx
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    ret
-hexdigits: .ascii "0123456789abcdef"
+""" + serial_hex_report(64) + r"""
     .align 8
 gdt:
     .quad 0

@@ -69,6 +69,43 @@ def idt_gate(vector: int, handler: str, bits: int, idt: str = "0x30000",
     return "".join(f"        {line}\n" for line in lines)
 
 
+_REPORT_REGISTERS = {  # bits: saved, value, shifted copy, counter, digit index, table load
+    16: (("ax", "bx", "cx", "dx", "si"), "ax", "bx", "cx", "si", "mov {t}(%si), %al"),
+    32: (("eax", "ebx", "ecx", "edx"), "eax", "ebx", "ecx", "eax", "mov {t}(%eax), %al"),
+    64: (("rax", "rbx", "rcx", "rdx", "rsi"), "eax", "ebx", "ecx", "eax",
+         "lea {t}(%rip), %rsi\n    mov (%rsi, %rax), %al"),
+}
+
+
+def serial_hex_report(bits: int, label: str = "report") -> str:
+    """Guest routine ``label``: EAX (AX in 16-bit code) as eight (four) lowercase hex digits
+    and a newline on COM1 (port 0x3f8, written without polling LSR: QEMU and the emulated
+    UART take every byte), every register preserved. For guests whose serial output is
+    compared with QEMU's."""
+    saved, value, shifted, counter, index, load = _REPORT_REGISTERS[bits]
+    digits = 4 if bits == 16 else 8
+    table = f"{label}_digits"
+    pushes = "".join(f"    push %{r}\n" for r in saved)
+    pops = "".join(f"    pop %{r}\n" for r in reversed(saved))
+    return f"""
+{label}:
+{pushes}    mov %{value}, %{shifted}
+    mov ${digits}, %{counter}
+    mov $0x3f8, %dx
+{label}_digit:
+    rol $4, %{shifted}
+    mov %{shifted}, %{index}
+    and $0xf, %{index}
+    {load.format(t=table)}
+    out %al, %dx
+    loop {label}_digit
+    mov $10, %al
+    out %al, %dx
+{pops}    ret
+{table}: .ascii "0123456789abcdef"
+"""
+
+
 class Recorder:
     """A port or MMIO device that logs every access; reads return ``values`` in turn."""
 
