@@ -1,6 +1,5 @@
 """End to end: every test guest boots on the Machine through x86vm's loaders and must produce
-the same serial output and exit status as under QEMU TCG — on KVM, and on the emulator backend
-once it exists (skipped with the reason until then).
+the same serial output and exit status as under QEMU TCG, on KVM and on the emulator backend.
 
 The expectation for each scenario comes from running QEMU in this test when
 ``qemu-system-x86_64`` is installed (QEMU 7.2 TCG, see guests/oracle.py for the command
@@ -18,8 +17,6 @@ lines replaced by what the Linux entry prints.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from cpu import standin_pic_pit
@@ -34,6 +31,7 @@ from guests.testdev import (
     PcTestDevPort,
 )
 from support import oracles
+from support.backends import backend_fixture
 from x86vm.devices import console as console_mod
 from x86vm.devices import pc
 from x86vm.devices import uart as uart_mod
@@ -44,14 +42,7 @@ MEMORY = 128 << 20  # QEMU's -m 128
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module", params=[pytest.param("kvm", marks=pytest.mark.kvm), "emu"])
-def backend(request) -> str:
-    """Each backend: KVM (the ``kvm`` mark: tests/conftest.py probes /dev/kvm itself), and the
-    emulator once its package is in this tree. Failing to create a VM is a failure."""
-    module = vm.BACKENDS[request.param].partition(":")[0]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"the {request.param} backend ({module}) is not in this tree yet")
-    return request.param
+backend = backend_fixture()
 
 
 def expectation(name: str, guest_dir) -> tuple[dict, str]:  # noqa: F811

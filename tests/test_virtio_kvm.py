@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import pytest
 
+from support.backends import BACKENDS
 from support.virtio_guest import blk_driver_setup, flat_gdt, unreal_mode
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot.state import real_mode
 from x86vm.machine.vm import Machine
-
-BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
 
 WINDOW = 0xD000_0000
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000

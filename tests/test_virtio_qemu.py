@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from support import oracles
+from support.backends import BACKENDS
 from support.virtio_guest import flat_gdt, unreal_mode
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
@@ -34,9 +35,6 @@ from x86vm.machine.boot import load_image
 from x86vm.machine.vm import Machine
 
 QEMU = shutil.which("qemu-system-x86_64")
-BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
-"""Both backends: the guest only polls, so it needs no interrupt controller (the emu board
-has no Python PIC yet)."""
 WINDOWS = [0xFEB0_0000 + 0x200 * i for i in range(24)] + [0xD000_0000]
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
 SECTOR0 = bytes(range(0x40, 0x50)) * 32
@@ -307,7 +305,7 @@ def run_x86vm(firmware: bytes, tmp_path: Path, backend: str = "kvm") -> bytes:
         machine.close()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)  # the guest polls: needs no interrupt controller
 def test_virtio_blk_registers_match_qemu(firmware, tmp_path, backend):
     qemu = run_qemu(firmware, tmp_path / "q")
     ours, errors = run_x86vm(firmware, tmp_path / "x", backend)

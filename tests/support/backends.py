@@ -1,0 +1,23 @@
+"""The backends a test runs a guest on: KVM under the ``kvm`` mark (tests/conftest.py probes
+/dev/kvm before the test and skips, or fails under ``X86VM_REQUIRE``), and the emulator,
+which is always there. Creating a VM on a backend that passed its gate is never skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+BACKENDS = (pytest.param("kvm", marks=pytest.mark.kvm), "emu")
+"""For ``@pytest.mark.parametrize("backend", BACKENDS)``."""
+
+
+def backend_fixture() -> Callable[..., str]:
+    """A module-scoped ``backend`` fixture over :data:`BACKENDS`, so a module's tests run per
+    backend in two groups: ``backend = backend_fixture()`` at module level."""
+
+    @pytest.fixture(scope="module", params=BACKENDS, name="backend")
+    def backend(request: pytest.FixtureRequest) -> str:
+        return request.param
+
+    return backend
