@@ -28,7 +28,7 @@ import pytest
 
 from support import oracles
 from support.backends import BACKENDS
-from support.virtio_guest import flat_gdt, unreal_mode
+from support.virtio_guest import find_blk_window, flat_gdt, unreal_mode, window_table
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
@@ -184,7 +184,6 @@ def probe_source(ops: list[tuple]) -> str:
             lines += ["mov $0x2000000, %ecx", "1:", f"cmpw ${op[1]}, %fs:{USED + 2:#x}",
                       "je 2f", "dec %ecx", "jnz 1b", "2:"]
     body = "\n    ".join(lines)
-    windows = "\n".join(f"    .long {a:#x}" for a in WINDOWS)
     return f"""
 start:
     cli
@@ -192,17 +191,8 @@ start:
     mov %ax, %ss
     mov $0x7000, %sp
 {unreal_mode('fs')}
-2:  xor %si, %si                     # find the virtio-blk window
-3:  movl %cs:windows(%si), %ebx
-    cmpl $0x74726976, %fs:(%ebx)
-    jne 4f
-    cmpl $2, %fs:8(%ebx)
-    je found
-4:  add $4, %si
-    cmp ${4 * len(WINDOWS)}, %si
-    jb 3b
-    mov $0x7f, %al
-    out %al, $0xf4
+2:
+{find_blk_window(WINDOWS)}
 found:
     {body}
     mov $1, %al
@@ -218,8 +208,7 @@ emitn:
     ret
 
 {flat_gdt(0xf0000)}
-windows:
-{windows}
+{window_table(WINDOWS)}
     .org 0xfff0
     ljmp $0xf000, $start
     .org 0x10000

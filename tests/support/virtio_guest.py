@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def blk_driver_setup(desc: int, avail: int, used: int, queue_size: int = 8) -> str:
     """The driver's initialisation of a modern virtio-mmio block device (virtio 1.2 §3.1.1,
@@ -29,6 +31,30 @@ def blk_driver_setup(desc: int, avail: int, used: int, queue_size: int = 8) -> s
     movl $0, %fs:0x0a4(%ebx)
     movl $1, %fs:0x044(%ebx)
     movl $15, %fs:0x070(%ebx)"""
+
+
+def find_blk_window(windows: Sequence[int]) -> str:
+    """Code that probes the virtio-mmio windows at `windows` (virtio 1.2 §4.2.2: MagicValue
+    "virt" at 0x000, DeviceID 2 at 0x008) through the 4 GiB %fs of unreal_mode() and goes to
+    label `found` with the block device's base in %ebx, or exits through debug-exit (port
+    0xf4) with 0x7f when there is none. The table: window_table(windows). Clobbers %si."""
+    return f"""\
+    xor %si, %si                    # find the virtio-blk window
+3:  movl %cs:windows(%si), %ebx
+    cmpl $0x74726976, %fs:(%ebx)
+    jne 4f
+    cmpl $2, %fs:8(%ebx)
+    je found
+4:  add $4, %si
+    cmp ${4 * len(windows)}, %si
+    jb 3b
+    mov $0x7f, %al
+    out %al, $0xf4"""
+
+
+def window_table(windows: Sequence[int]) -> str:
+    """The `windows` table find_blk_window() reads (in the code segment)."""
+    return "windows:\n" + "\n".join(f"    .long {a:#x}" for a in windows)
 
 
 def unreal_mode(*segments: str) -> str:
