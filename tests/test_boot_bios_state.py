@@ -15,6 +15,7 @@ import pytest
 
 from cpu.asmguest import assembler_missing, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
+from support.backends import PLATFORMS
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import load_image
@@ -89,10 +90,6 @@ ivt_ptr:
     .word 0x3ff
     .long 0
 """
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +111,7 @@ def image_and_expected():
     return image, expected
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_bios_ivt_and_controllers_as_seabios_leaves_them(image_and_expected, backend):
     image, expected = image_and_expected
     name, options = backend

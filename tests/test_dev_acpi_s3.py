@@ -16,6 +16,7 @@ import pytest
 
 from cpu.asmguest import assembler_missing
 from guests.oracle import QEMU_BASE, qemu_available
+from support.backends import PLATFORMS
 from x86vm.devices.acpi_pm import AcpiPm
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -123,10 +124,6 @@ resume:                                       /* real mode, CS:IP = 0100:0000 */
 resume_end:
 """
 RESUMED = (0x42 << 1) | 1
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +145,7 @@ def image():
         return (t / "k.elf").read_bytes()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_s3_resumes_at_the_facs_waking_vector(image, backend):
     name, options = backend
     try:

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from support.backends import PLATFORMS
 from x86vm.devices.chipset import Chipset
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -184,14 +185,8 @@ def test_emu_rtc_periodic_interrupt_through_the_slave_8259(tmp_path):
     assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")
 
 
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
-
-
 @pytest.mark.parametrize("guest", ["PIT_GUEST", "RTC_GUEST", "COM1_GUEST"])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_the_same_guest_on_every_backend_and_irqchip(tmp_path, backend, guest):
     """One guest, three platforms: emu + Python chipset, KVM + its in-kernel irqchip, KVM +
     the Python chipset injected with KVM_INTERRUPT (--irqchip user)."""

@@ -11,6 +11,14 @@ import pytest
 BACKENDS = (pytest.param("kvm", marks=pytest.mark.kvm), "emu")
 """For ``@pytest.mark.parametrize("backend", BACKENDS)``."""
 
+PLATFORMS = (
+    pytest.param(("emu", {}), id="emu"),
+    pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
+    pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip", marks=pytest.mark.kvm),
+)
+"""(backend, Machine options) for a guest that needs interrupt controllers: emu with the
+Python chipset, KVM with its in-kernel irqchip, KVM with the Python chipset (--irqchip user)."""
+
 
 def backend_fixture() -> Callable[..., str]:
     """A module-scoped ``backend`` fixture over :data:`BACKENDS`, so a module's tests run per
