@@ -9,6 +9,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from x86vm.devices.console import BufferConsole
+from x86vm.devices.pc import attach_pc_devices
+from x86vm.machine.boot import load_image
 from x86vm.machine.boot.state import (
     CR0_PE,
     LONG64_CODE,
@@ -51,6 +54,44 @@ def assemble(text: str, bits: int, origin: int) -> bytes:
             if proc.returncode:
                 raise RuntimeError(proc.stderr)
         return (t / "g.bin").read_bytes()
+
+
+def multiboot_elf(text: str, tmp: Path, link_at: int, bits: int = 32) -> bytes:
+    """``text`` (AT&T, with its own Multiboot header and ``_start``) assembled and linked at
+    ``link_at`` into ``tmp``/k.elf; 64-bit code is linked as ELF64 and converted to the ELF32
+    a Multiboot loader takes. Returns the ELF's bytes."""
+    (tmp / "g.S").write_text(text)
+    if bits == 64:
+        cmds = [["as", "--64", "-o", "g.o", "g.S"],
+                ["ld", "-N", "-m", "elf_x86_64", "-Ttext", hex(link_at), "-e", "_start", "-o",
+                 "g64", "g.o"],
+                ["objcopy", "-O", "elf32-i386", "g64", "k.elf"]]
+    else:
+        cmds = [["as", "--32", "-o", "g.o", "g.S"],
+                ["ld", "-m", "elf_i386", "-Ttext", hex(link_at), "-e", "_start", "-o", "k.elf",
+                 "g.o"]]
+    for cmd in cmds:
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr)
+    return (tmp / "k.elf").read_bytes()
+
+
+def multiboot_serial(image: bytes, backend: str = "emu", *, firmware: bool = False,
+                     **machine_options) -> tuple[int, str]:
+    """Boot Multiboot ``image`` (command line "k.elf", as QEMU's -kernel gives it) on a PC
+    board with debug-exit at 0xf4: the exit status and the serial output, to compare with
+    guests.oracle.qemu_serial(). ``firmware``: with the board's boot options (BIOS tables,
+    IVT) as ``x86vm run`` passes them. The run's reason is printed (shown on a failure)."""
+    console = BufferConsole()
+    with Machine(memory_size=128 << 20, backend=backend, **machine_options) as m:
+        board = attach_pc_devices(m, console, debug_exit_port=0xF4)
+        options = board.boot_options() if firmware else {}
+        result = m.run(load_image(m.memory, image, "multiboot", cmdline="k.elf", **options),
+                       timeout=30)
+        board.close()
+    print(f"{backend} run ended: {result.reason}")
+    return result.status, bytes(console.output).decode("latin-1")
 
 
 def idt_gate(vector: int, handler: str, bits: int, idt: str = "0x30000",
