@@ -11,6 +11,7 @@ from pathlib import Path
 
 from support import dev_probe
 from support.dev_probe import Op, inp, out, run_on_bus
+from support.virtio_guest import flat_gdt, unreal_mode
 from x86vm.devices.i8254 import Pit8254
 from x86vm.devices.i8259 import Pic8259Pair
 from x86vm.devices.pc_testdev import PcTestDev
@@ -139,19 +140,9 @@ def delay(ns: int) -> Op:
     return ("delay", ns)
 
 
-_PROLOGUE = """
+_PROLOGUE = f"""
   cli
-  lgdtl %cs:gdtr
-  mov %cr0, %eax
-  or $1, %al
-  mov %eax, %cr0
-  jmp 1f
-1:
-  mov $8, %bx
-  mov %bx, %fs
-  and $0xfe, %al
-  mov %eax, %cr0
-  jmp 2f
+{unreal_mode('fs')}
 2:
   xor %ax, %ax
   mov %ax, %ds
@@ -168,14 +159,7 @@ _PROLOGUE = """
 _EPILOGUE = """
 handler:
   iret
-  .p2align 3
-gdt:
-  .quad 0
-  .quad 0x00cf92000000ffff
-gdtr:
-  .word 15
-  .long 0xf0000 + gdt
-"""
+""" + flat_gdt(0xf0000)
 
 
 def _platform_asm(ops: list[Op], debugcon: int) -> str:

@@ -1,4 +1,5 @@
-"""Assembly pieces shared by the bare-metal virtio guests (tests and bench/virtio_blk.py)."""
+"""Assembly pieces shared by the bare-metal guests: the virtio tests, bench/virtio_blk.py and
+the device probes of tests/dev_platform.py."""
 
 from __future__ import annotations
 
