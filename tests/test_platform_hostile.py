@@ -133,7 +133,7 @@ seed:   .long SEED
 
 
 def run(tmp_path, name, options, source, timeout):
-    image = assemble(tmp_path, source)
+    image = assemble(source)
     with vm.Machine(memory_size=16 << 20, backend=name, **options) as machine:
         board = attach_pc_devices(machine, BufferConsole(), rtc_start=0)
         machine.memory.write(LOAD, image)
@@ -161,7 +161,7 @@ def test_timeout_ends_a_storm_on_time(tmp_path, backend):
 @pytest.mark.parametrize("backend", PLATFORMS)
 def test_garbage_and_a_timer_storm_end_in_a_guest_visible_state(tmp_path, backend, seed):
     name, options = backend
-    image = assemble(tmp_path, GUEST.replace("SEED", hex(seed)))
+    image = assemble(GUEST.replace("SEED", hex(seed)))
     with vm.Machine(memory_size=16 << 20, backend=name, **options) as machine:
         board = attach_pc_devices(machine, BufferConsole(), rtc_start=0)
         machine.memory.write(LOAD, image)
