@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from support.guest_asm import assemble_flat
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
 from x86vm.machine.boot import load_image
@@ -39,21 +39,9 @@ def assembler_missing() -> str | None:
 
 
 def assemble(text: str, bits: int, origin: int) -> bytes:
-    """Flat machine code of ``text`` (AT&T) as if loaded at ``origin``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        (t / "g.S").write_text(f".code{bits}\n.text\n.globl _start\n_start:\n{text}\n")
-        arch = "--32" if bits != 64 else "--64"
-        for cmd in (["as", arch, "-o", str(t / "g.o"), str(t / "g.S")],
-                    ["ld", "-m", "elf_i386" if bits != 64 else "elf_x86_64",
-                     "-Ttext", hex(origin), "-e", "_start", "-o", str(t / "g.elf"),
-                     str(t / "g.o")],
-                    ["objcopy", "-O", "binary", "-j", ".text", str(t / "g.elf"),
-                     str(t / "g.bin")]):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                raise RuntimeError(proc.stderr)
-        return (t / "g.bin").read_bytes()
+    """Flat machine code of ``text`` (AT&T, entered at its start, label ``_start``) as if
+    loaded at ``origin``."""
+    return assemble_flat(f".globl _start\n_start:\n{text}", origin, bits)
 
 
 def multiboot_elf(text: str, tmp: Path, link_at: int, bits: int = 32) -> bytes:
