@@ -4,8 +4,8 @@ the CPU does not implement is #GP(0) (SDM Vol. 2B "MOV—Move to/from Control Re
 bit), as are clearing CR4.PAE and setting CR4.LA57 in IA-32e mode (LA57 changes only outside
 it: test_cpu_la57.py; KVM here has no LA57, so the bit is reserved there); in 64-bit mode
 LGDT/LIDT of a non-canonical base is #GP(0) and LTR/LLDT of a 16-byte descriptor with a
-non-canonical base is #GP(selector). This host's KVM runs the same guests (the oracle; QEMU 7.2 TCG takes the
-non-canonical bases: la57 FAILs there)."""
+non-canonical base is #GP(selector). This host's KVM runs the same guests (the oracle; QEMU
+7.2 TCG takes the non-canonical bases: la57 FAILs there)."""
 
 # ruff: noqa: F811  (the tests take the imported ``backend`` fixture by its name)
 from __future__ import annotations
