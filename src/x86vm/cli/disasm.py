@@ -352,7 +352,7 @@ def _formatter(x86_options: list[str], mode: int, syntax: str):
     options = parse_x86_options(x86_options, mode, syntax)
     formatter = decoder_formatter(
         decoder_mode(options.mode, options.operand_size, options.address_size,
-                     options.isa64 == "intel64"),
+                     options.isa64 == "intel64", options.suffix and options.syntax == "att"),
         options.syntax)
     amd64 = options.isa64 == "amd64"
     if options.syntax == "att" and (options.intel_mnemonic or amd64 or options.suffix):
