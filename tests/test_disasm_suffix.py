@@ -37,7 +37,8 @@ OPTIONS = ["suffix", "intel,suffix", "suffix,data16", "suffix,addr32", "intel,su
 #: with 67 ("loopl"); lcall/ljmp (^); ret/call/jmp (@) with 66 and REX.W; push/pop (P);
 #: mov to/from CR/DR (Z); fnstenv/frstor (C, also in Intel); sysret/sysexit (%LQ); movabs
 #: and moffs (%LB/%LS, Intel's DWORD PTR ds:); in/out (G); str/sldt/smsw (D); cvtsi2sd
-#: (%LQ); x/y/z of the narrowing converts in register form; a duplicate 66 stays "data32"
+#: (%LQ); x/y/z of the narrowing converts in register form; a duplicate 66 stays "data32";
+#: blsr/blsi (VEX group 17) and TBM bextr (XOP)
 PINNED = ["498c6937", "498e057ea4e11a", "4c8c00", "660f3a61c000", "66480f3a61c000",
           "c4e379610001", "c4e2595000", "62f2654850c1", "c4e22153f8", "8bc1", "028bc1",
           "0f11c1", "660fd6c1", "0f29c1", "c5f811c1", "62f17c4811c1", "e2fe", "67e2fe",
@@ -52,7 +53,8 @@ PINNED = ["498c6937", "498e057ea4e11a", "4c8c00", "660f3a61c000", "66480f3a61c00
           "66ca0400", "48cb", "0fb7c0", "480fbec0", "0fc3", "0fc300", "480fc300",
           "660fc300", "f30fb8c0", "66f30fb8c0", "0fa0", "0fa1", "660fa8", "9a000000000000",
           "ea000000000000", "0f0d00", "0f1f00", "660f1f00", "f3480f1ec8", "c4e2f8f2c1",
-          "c4e278f2c1", "8c00", "668c00", "8cc0", "668cc0", "488cc0", "8ec0", "e3fe", "67e3fe"]
+          "c4e278f2c1", "8c00", "668c00", "8cc0", "668cc0", "488cc0", "8ec0", "e3fe", "67e3fe",
+          "c4e278f308", "c4e2f8f318", "8fea781000010203", "8feaf81000010203"]
 
 
 def listings(args: list[str], capsys) -> tuple[dict, dict]:
@@ -94,7 +96,7 @@ def needs_objdump() -> None:
 def every_opcode(mode: int, share: int = 1, part: int = 0) -> bytes:
     """Each opcode of the one-byte, 0F, 0F38 and 0F3A maps with a few prefixes (66, F3,
     F2, 67, REX.W...) and ModRM bytes (each reg field, memory and register form), then
-    VEX and EVEX ones (every map, W, L and pp) in 32/64-bit code, each followed by NOPs;
+    VEX, XOP and EVEX ones (every map, W, L and pp) in 32/64-bit code, each followed by NOPs;
     with `share` > 1 only every share-th of them (from `part`)."""
     pad = b"\x90" * 6
     out = []
@@ -109,14 +111,14 @@ def every_opcode(mode: int, share: int = 1, part: int = 0) -> bytes:
                     out.append(prefix + escape + bytes([op, modrm]) + b"\x01\x02\x03\x04" + pad)
     if mode != 16:
         high = 0xE0 if mode == 64 else 0xC0
-        for mm in (1, 2, 3):
+        for escape, mm in [(0xC4, 1), (0xC4, 2), (0xC4, 3), (0x8F, 8), (0x8F, 9), (0x8F, 10)]:
             for op in range(256):
                 for w in (0, 0x80):
                     for vex_l in (0, 4):
                         for pp in range(4):
-                            for modrm in (0x00, 0xC1, 0x10, 0xD2):
-                                out.append(bytes([0xC4, high | mm, w | 0x78 | vex_l | pp, op,
-                                                  modrm, 1, 2, 3, 4]) + pad)
+                            for modrm in modrms:
+                                out.append(bytes([escape, high | mm, w | 0x78 | vex_l | pp,
+                                                  op, modrm, 1, 2, 3, 4]) + pad)
         for mm in (1, 2, 3, 5, 6):
             for op in range(256):
                 for w in (0, 0x80):
