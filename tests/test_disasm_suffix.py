@@ -225,3 +225,28 @@ def test_suffix_changes_the_listing(capsys, real_inputs):
 def test_map_rejects_an_unknown_suffix_macro() -> None:
     with pytest.raises(MapError, match="unknown flag 'suffix=Y'"):
         parse_map("[map one-byte]\n00: add Eb,Gb (suffix=Y)\n", "t.map")
+
+
+def test_suffix_formatters_keep_their_own_caches(tmp_path) -> None:
+    """One decoded core formatted plain, with -M suffix and back: each formatter's text
+    (their Syntax caches and templates are their own), as objdump prints each."""
+    needs_objdump()
+    from x86vm.disasm.att import att_formatter, format_att
+    from x86vm.disasm.intel import format_intel, intel_formatter
+    from x86vm.isa import decode, decoder_mode
+
+    raw = bytes.fromhex("89c8")         # mov %ecx,%eax
+    path = tmp_path / "mov.bin"
+    path.write_bytes(raw)
+
+    def oracle(options: str) -> str:
+        out = objdump(["-D", "-b", "binary", "-m", "i386:x86-64", "-M", options, str(path)])
+        return out.stdout.splitlines()[-1].split("\t")[-1]
+
+    insn = decode(raw, 0, 0, 64)
+    suffixed = decode(raw, 0, 0, decoder_mode(64, att_suffix=True))
+    texts = [format_att(insn), att_formatter(suffix=True)(suffixed), format_att(insn),
+             format_intel(insn), intel_formatter(suffix=True)(insn)]
+    assert texts == [oracle("att"), oracle("suffix"), oracle("att"), oracle("intel"),
+                     oracle("intel,suffix")]
+    assert texts[0] != texts[1]
