@@ -300,14 +300,3 @@ def test_demangler_against_cxxfilt(cxx_inputs):
             wrong.append((name, expected, got))
     assert wrong == []
     assert len(mangled) <= len(names) // 200, mangled[:5]
-
-
-@pytest.mark.parametrize("option", ["suffix", "suffixes"])
-def test_disassembler_options_objdump_reads_and_x86vm_does_not_are_one_line(capsys, inputs,
-                                                                             option):
-    """objdump changes its listing for these; x86vm says it cannot rather than differ."""
-    assert objdump(["-d", "-M", option, inputs[0]]).returncode == 0
-    code, out, err = run_cli(["-d", "-M", f"intel,{option}", inputs[0]], capsys)
-    assert (code, out) == (1, "")
-    assert err == (f"x86vm: error: disassembler option '{option}' is not supported by x86vm "
-                   "disasm (objdump's i386-dis.c reads it)\n")

@@ -36,9 +36,6 @@ from x86vm.disasm.x86_options import KNOWN_PREFIXES, parse_x86_options, split_it
 MACHINES = {"i8086": 16, "i386": 32, "i386:x86-64": 64, "x86-64": 64, "i386:x64-32": 64,
             "i386:intel": 32, "i386:x86-64:intel": 64, "i386:x64-32:intel": 64}
 """BFD's x86 machine names (bfd/cpu-i386.c); a ``:intel`` one defaults to Intel syntax."""
-UNSUPPORTED_X86_OPTIONS = ("suffix",)
-"""-M options objdump 2.40 reads (i386-dis.c: by prefix) and x86vm does not: refused in one
-line rather than listed otherwise than objdump lists them."""
 ELF_TARGETS = {"elf64-x86-64", "elf32-i386", "elf32-x86-64"}
 # objdump 2.40's other targets (objdump --help): -b with one that does not take the file falls
 # back to trying every target (bfd/format.c), so an ELF file is still listed; the generic
@@ -223,9 +220,6 @@ def _address(text: str | None, option: str) -> int | None:
 def _options(args) -> tuple[ListingOptions, str, int | None]:
     syntax = "intel" if (args.architecture or "").endswith(":intel") else "att"
     for option in split_items(args.disassembler_options):
-        if option.startswith(UNSUPPORTED_X86_OPTIONS):
-            raise CliError(f"disassembler option '{option}' is not supported by x86vm "
-                           "disasm (objdump's i386-dis.c reads it)")
         if not option.startswith(KNOWN_PREFIXES):  # objdump ignores it silently; say so
             print(f"x86vm: warning: unrecognised disassembler option '{option}' ignored",
                   file=sys.stderr)
@@ -358,17 +352,17 @@ def _formatter(x86_options: list[str], mode: int, syntax: str):
     options = parse_x86_options(x86_options, mode, syntax)
     formatter = decoder_formatter(
         decoder_mode(options.mode, options.operand_size, options.address_size,
-                     options.isa64 == "intel64"),
+                     options.isa64 == "intel64", options.suffix and options.syntax == "att"),
         options.syntax)
     amd64 = options.isa64 == "amd64"
-    if options.syntax == "att" and (options.intel_mnemonic or amd64):
+    if options.syntax == "att" and (options.intel_mnemonic or amd64 or options.suffix):
         from x86vm.disasm.att import att_formatter
 
-        formatter.format_text = att_formatter(options.intel_mnemonic, amd64)
-    elif options.syntax == "intel" and amd64:
-        from x86vm.disasm.intel import format_intel_amd64
+        formatter.format_text = att_formatter(options.intel_mnemonic, amd64, options.suffix)
+    elif options.syntax == "intel" and (amd64 or options.suffix):
+        from x86vm.disasm.intel import intel_formatter
 
-        formatter.format_text = format_intel_amd64
+        formatter.format_text = intel_formatter(amd64, options.suffix)
     return formatter
 
 

@@ -30,11 +30,13 @@ from .common import (
     PrintAddress,
     Syntax,
     at_address,
+    drop_used_prefix_words,
     mem_text,
     prefix_words,
     shown_segment,
     size_prefix_name,
     size_suffix,
+    suffix_always,
     value_holes,
     vsib_marks,
 )
@@ -94,14 +96,20 @@ def _op_text(op, star: str, pa: PrintAddress) -> str | None:
     return None         # the implicit 1 of D0/D1 shifts is not printed
 
 
-def _frame(insn, pa: PrintAddress, intel_mnemonic: bool = False) -> Frame:
+def _frame(insn, pa: PrintAddress, intel_mnemonic: bool = False, suffix: bool = False
+           ) -> Frame:
     """Prefix words + mnemonic, and each operand's text (in Intel order); with
     `intel_mnemonic` (objdump -M intel-mnemonic) the x87 forms flagged ``sysv386`` keep the
-    Intel name."""
+    Intel name; with `suffix` (-M suffix) the size letter of the form's ``suffix=`` macro."""
     spec = insn.spec
     words = prefix_words(insn, True)
     name = insn.mnemonic if intel_mnemonic and "sysv386" in spec.objdump_flags \
         else insn.att_mnemonic
+    macro = spec.suffix_macro if suffix else None
+    if macro is not None:
+        if "rexw-name" in spec.flags:       # the macro's letter replaces the REX.W name's
+            name = spec.att_names[1]
+        return _suffixed_frame(insn, pa, words, name, macro)
     mnemonic = name + size_suffix(insn, False)
     if words and type(insn.mode) is SizedMode and insn.mode == 64 and \
             not (insn.mode.intel64 and "near64" in spec.flags) and \
@@ -112,25 +120,56 @@ def _frame(insn, pa: PrintAddress, intel_mnemonic: bool = False) -> Frame:
         # the 66 (its Intel listing shows "data32" and the QWORD operand)
         del words[len(words) - 1 - words[::-1].index("data32")]
         mnemonic += "l"
-    hint = ""
-    if (spec.branch == "jcc" or spec.branch == "loop") and words:
-        # objdump: CS alone is ",pn", DS alone ",pt" (both: no hint); the hint takes the
-        # place of the last segment prefix, whichever it is
-        unused = insn.unused_prefixes
-        segs = [i for i, p in enumerate(unused) if p in _SEG_PREFIXES]
-        hints = {p for p in unused if p in _HINTS}
-        if segs and len(hints) == 1 and len(words) == len(unused):
-            del words[segs[-1]]
-            hint = _HINTS[hints.pop()]
+    hint = _hint(insn, words)
     if 0x67 in insn.unused_prefixes and "asfx" in spec.objdump_flags:
         word = size_prefix_name(0x67, insn.mode)     # (the last 67 is the one used)
         del words[len(words) - 1 - words[::-1].index(word)]
         mnemonic += SUFFIX[insn.address_size >> 3]
     mnemonic += hint
+    if suffix and spec.swap_s and insn.memory_operand is None:
+        mnemonic += ".s"
+    return _finish_frame(insn, pa, words, mnemonic, suffix)
+
+
+def _suffixed_frame(insn, pa: PrintAddress, words: list[str], name: str, macro: str
+                    ) -> Frame:
+    """The frame under -M suffix of a form whose template has a size-letter macro: the
+    letter objdump's putop prints with SUFFIX_ALWAYS, then the branch hint, then ".s"."""
+    hint = _hint(insn, words)
+    letter, used = suffix_always(insn, macro, False)
+    drop_used_prefix_words(insn, words, used)
+    mnemonic = name + letter + hint
+    if insn.spec.swap_s and insn.memory_operand is None:
+        mnemonic += ".s"
+    return _finish_frame(insn, pa, words, mnemonic, True)
+
+
+def _hint(insn, words: list[str]) -> str:
+    """A conditional branch's ",pn"/",pt" (its segment prefix word dropped from `words`):
+    objdump prints CS alone as ",pn", DS alone as ",pt" (both: no hint), in place of the
+    last segment prefix, whichever it is."""
+    spec = insn.spec
+    if (spec.branch == "jcc" or spec.branch == "loop") and words:
+        unused = insn.unused_prefixes
+        segs = [i for i, p in enumerate(unused) if p in _SEG_PREFIXES]
+        hints = {p for p in unused if p in _HINTS}
+        if segs and len(hints) == 1 and len(words) == len(unused):
+            del words[segs[-1]]
+            return _HINTS[hints.pop()]
+    return ""
+
+
+def _finish_frame(insn, pa: PrintAddress, words: list[str], mnemonic: str,
+                  suffix: bool = False) -> Frame:
+    spec = insn.spec
     if "pad6" in spec.objdump_flags:        # objdump's PREFETCHI_Fixup writes "nopl  "
         mnemonic = mnemonic.ljust(6)
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
+    if suffix and "pre-suffix" in spec.objdump_flags:
+        # objdump's %XV macro ("{vex} " on VEX) goes on into its S macro: -M suffix puts
+        # the operand size's letter before the mnemonic ("{vex} lvpdpbusd", "lvpdpbusd")
+        mnemonic = suffix_always(insn, "S", False)[0] + mnemonic
     words.append(mnemonic)
     star = "*" if spec.indirect else ""
     texts = [_op_text(op, star, pa) for op in insn.operands]
@@ -185,16 +224,18 @@ _TEXTS_GET = _ATT.texts.get
 
 
 @cache
-def att_formatter(intel_mnemonic: bool = False, amd64: bool = False
+def att_formatter(intel_mnemonic: bool = False, amd64: bool = False, suffix: bool = False
                   ) -> Callable[[Instruction, PrintAddress | None], str]:
     """`format_att` with objdump's ``-M`` choices, each with its own text cache:
     `intel_mnemonic` (``-M intel-mnemonic`` then ``att``) names the x87 ``fsub``/``fsubr``
     (``fdiv``/``fdivr``) of the ST(i),ST forms as Intel does, not by the SysV386 swap
     objdump prints by default (its SYSV386_COMPAT); `amd64` (``-M amd64``) prints the forms
-    AMD64 lacks (sysenter, sysexit: flag ``amd64-bad``) as ``(bad)``."""
-    if not intel_mnemonic and not amd64:
+    AMD64 lacks (sysenter, sysexit: flag ``amd64-bad``) as ``(bad)``; `suffix`
+    (``-M suffix``) prints every size letter of objdump's templates (map flag ``suffix=``)."""
+    if not intel_mnemonic and not amd64 and not suffix:
         return format_att
-    syntax = Syntax(True, partial(_frame, intel_mnemonic=intel_mnemonic), _operands, amd64)
+    syntax = Syntax(True, partial(_frame, intel_mnemonic=intel_mnemonic, suffix=suffix),
+                    _operands, amd64)
     texts_get = syntax.texts.get
 
     def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:

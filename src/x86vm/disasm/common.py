@@ -22,6 +22,7 @@ from x86vm.isa import (
     Mem,
     Reg,
     Rel,
+    decode,
     default_sizes,
 )
 
@@ -207,6 +208,123 @@ def size_suffix(insn: Instruction, intel: bool) -> str:
             return ""
         return {16: "x", 32: "y", 64: "z" if sfx == SFX_XYZ else ""}.get(mem.size, "")
     return ""
+
+
+REX_W_USED = 0x48    # suffix_always: the letter consumed REX.W (objdump's USED_REX (REX_W))
+
+
+def suffix_always(insn: Instruction, macro: str, intel: bool) -> tuple[str, tuple]:
+    """What objdump -M suffix (SUFFIX_ALWAYS) prints for the form's size-letter `macro`
+    (map flags ``suffix=``/``intel-suffix=``; i386-dis.c putop), and what the letter
+    consumes: 0x66, 0x67 (objdump's used_prefixes: no ``data16`` word) or REX_W_USED.
+
+    REX.W is the REX prefix right before the opcode (VEX/XOP/EVEX.W in 64-bit code);
+    DFLAG/AFLAG are the default operand/address size toggled by 66/67."""
+    mode = insn.mode
+    prefixes = insn.prefixes
+    osz, asz = default_sizes(mode)
+    has66 = 0x66 in prefixes
+    dflag = (osz == 32) != has66
+    rexw = mode == 64 and _rex_w(insn)
+    intel64 = type(mode) is not int and mode.intel64
+    long = "d" if intel else "l"
+    sized = (long if dflag else "w"), (0x66,)      # by the operand size, 66 consumed
+    if macro == "B":
+        return "b", ()
+    if macro == "S":
+        return ("q", ()) if rexw else sized
+    if macro == "D":            # (USED_REX before the ModRM test)
+        if insn.memory_operand is not None:
+            return "w", (REX_W_USED,)
+        return ("q", (REX_W_USED,)) if rexw else (sized[0], (0x66, REX_W_USED))
+    if macro == "@" and mode == 64 and (intel64 or rexw or not has66):
+        return "q", ()
+    if macro == "P" or macro == "@":
+        if (not rexw and has66) or mode != 64:
+            return sized
+        return "q", ()
+    if macro == "Z":
+        return ("q" if mode == 64 else "l"), ()
+    if macro == "F":
+        aflag = (asz != 16 if mode != 64 else asz == 64) != (0x67 in prefixes)
+        if mode == 64:
+            return ("q" if aflag else "l"), (0x67,)
+        return ("l" if aflag else "w"), (0x67,)
+    if macro == "G":
+        return ("l", ()) if rexw else ("l" if dflag else "w", (0x66,))
+    if macro == "C":
+        return (long if dflag else ("w" if intel else "s")), (0x66,)
+    if macro == "^":
+        if intel64 and rexw:
+            return "q", (REX_W_USED,)
+        return ("l" if dflag else "w"), (0x66,)
+    if macro == "LQ" or macro == "!LQ":
+        if macro == "!LQ" and mode != 64:
+            return "", ()
+        return ("q", (REX_W_USED,)) if rexw else (long, ())
+    if macro == "XY" or macro == "XZ":
+        return {16: "x", 32: "y", 64: "z" if macro == "XZ" else ""}.get(
+            vector_length(insn), ""), ()
+    return "", ()
+
+
+def drop_used_prefix_words(insn: Instruction, words: list[str], used: tuple) -> None:
+    """Take out of `words` the prefix words of what a -M suffix letter consumed: the word
+    of the active (last) 66 or 67 when the decoder left it unused, and a REX prefix left
+    unused that holds nothing but W."""
+    unused = insn.unused_prefixes
+    for p in used:
+        if p == REX_W_USED:
+            rex = insn.prefixes[-1] if insn.prefixes else 0
+            word = _REX_NAMES[rex & 0xF]
+            if 0x48 <= rex <= 0x4F and rex in unused and word in words and (
+                    rex == 0x48 or _rex_used_without_w(insn)):
+                del words[len(words) - 1 - words[::-1].index(word)]
+        elif unused.count(p) == insn.prefixes.count(p) and unused.count(p):
+            word = size_prefix_name(p, insn.mode)
+            if word in words:
+                del words[len(words) - 1 - words[::-1].index(word)]
+
+
+def _rex_used_without_w(insn: Instruction) -> bool:
+    """Whether the operands use the REX prefix's other bits (R, X, B): the same bytes with
+    REX.W clear decode with that REX used.  (objdump prints a REX prefix unless every bit
+    of it is used.)"""
+    raw = bytearray(insn.bytes)
+    raw[len(insn.prefixes) - 1] &= ~0x08
+    return raw[len(insn.prefixes) - 1] not in decode(bytes(raw), 0, 0, int(insn.mode)
+                                                     ).unused_prefixes
+
+
+def _rex_w(insn: Instruction) -> bool:
+    """objdump's REX_W in 64-bit code: a REX.W right before the opcode, or VEX/XOP/EVEX.W."""
+    prefixes = insn.prefixes
+    if prefixes and 0x48 <= prefixes[-1] <= 0x4F:
+        return True
+    raw = insn.bytes
+    n = len(prefixes)
+    if n + 2 >= len(raw):
+        return False
+    b = raw[n]
+    if b == 0xC4 or b == 0x62 or (b == 0x8F and raw[n + 1] & 0x1F >= 8):
+        return raw[n + 2] & 0x80 != 0
+    return False
+
+
+def vector_length(insn: Instruction) -> int:
+    """The vector length in bytes (VEX.L / EVEX.L'L) as the widest vector operand shows it
+    (the converts objdump marks with x/y/z narrow: the source is the wide one)."""
+    length = 0
+    bcst = insn.evex[2] if insn.evex is not None else 0
+    for op in insn.operands:
+        if type(op) is Reg and op.cls in ("xmm", "ymm", "zmm"):
+            length = max(length, _VECTOR_BYTES[op.cls])
+        elif type(op) is Mem:       # (a broadcast element, {1toN}: N of them)
+            length = max(length, op.size * bcst if bcst > 0 else op.size)
+    return length
+
+
+_VECTOR_BYTES = {"xmm": 16, "ymm": 32, "zmm": 64}
 
 
 def vsib_marks(insn: Instruction, att: bool) -> tuple[list[int], bool]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache, partial
+
 from x86vm.isa import (
     EIZ_ABSOLUTE,
     BadMemory,
@@ -25,10 +28,12 @@ from .common import (
     PrintAddress,
     Syntax,
     at_address,
+    drop_used_prefix_words,
     mem_text,
     prefix_words,
     shown_segment,
     size_suffix,
+    suffix_always,
     value_holes,
     vsib_marks,
 )
@@ -37,9 +42,10 @@ PTR = {1: "BYTE PTR ", 2: "WORD PTR ", 4: "DWORD PTR ", 6: "FWORD PTR ", 8: "QWO
        10: "TBYTE PTR ", 16: "XMMWORD PTR ", 32: "YMMWORD PTR ", 64: "ZMMWORD PTR "}
 
 
-def _mem_parts(m: Mem) -> MemParts:
-    """Memory operand as (text before, value style, style arg, text after) its disp."""
-    ptr = PTR.get(m.size, "") if not m.moffs else ""
+def _mem_parts(m: Mem, sized_moffs: bool = False) -> MemParts:
+    """Memory operand as (text before, value style, style arg, text after) its disp; a
+    moffs operand shows its size only with `sized_moffs` (-M suffix: objdump's OP_OFF)."""
+    ptr = PTR.get(m.size, "") if not m.moffs or sized_moffs else ""
     base, index = m.base, m.index
     mask = (1 << m.addr_size) - 1
     shown = shown_segment(m)
@@ -71,14 +77,14 @@ def format_intel(insn: Instruction, print_address: PrintAddress | None = None) -
     return text if type(text) is str else at_address(text, insn.address, print_address)
 
 
-def _op_text(op, bcst, pa: PrintAddress) -> str:
+def _op_text(op, bcst, pa: PrintAddress, sized_moffs: bool = False) -> str:
     t = type(op)
     if t is Reg:
         return op.name if op.cls != "dr" else "dr" + op.name[2:]
     if t is Imm:
         return f"{op.value:#x}"
     if t is Mem:
-        text = mem_text(_mem_parts(op), op.disp)
+        text = mem_text(_mem_parts(op, sized_moffs), op.disp)
         return text.replace(" PTR ", " BCST ", 1) if bcst else text
     if t is Rel:
         return pa(op.target)
@@ -98,8 +104,9 @@ def _oword(insn, text: str) -> str:
     return text
 
 
-def _frame(insn, pa: PrintAddress) -> Frame:
-    """Prefix words + mnemonic, and each operand's text."""
+def _frame(insn, pa: PrintAddress, suffix: bool = False) -> Frame:
+    """Prefix words + mnemonic, and each operand's text; with `suffix` (-M suffix) the
+    letter of the form's ``intel-suffix=`` macro, ".s" and sized moffs operands."""
     words = prefix_words(insn, False)
     if "intel-noops" in insn.spec.objdump_flags:      # objdump -M intel omits implicit operands,
         unused = set(insn.unused_prefixes)     # so an address-size prefix shows as a word
@@ -119,16 +126,26 @@ def _frame(insn, pa: PrintAddress) -> Frame:
             words = prefix_words(insn, False, (*insn.unused_prefixes, *rex))
     if insn.pseudo_prefix:
         words.append(insn.pseudo_prefix)
-    mnemonic = insn.mnemonic + ("" if far64 else size_suffix(insn, True))
+    macro = insn.spec.intel_suffix_macro if suffix else None
+    if macro is not None:
+        letter, used = suffix_always(insn, macro, True)
+        drop_used_prefix_words(insn, words, used)
+        name = insn.spec.names[1] if "rexw-name" in insn.spec.flags else insn.mnemonic
+        mnemonic = name + letter
+    else:
+        mnemonic = insn.mnemonic + ("" if far64 else size_suffix(insn, True))
+    if suffix and insn.spec.swap_s and insn.memory_operand is None:
+        mnemonic += ".s"
     if "pad6" in insn.spec.objdump_flags:   # objdump's PREFETCHI_Fixup writes "nop   "
         mnemonic = mnemonic.ljust(6)
     words.append(mnemonic)
     bcst = insn.evex is not None and insn.evex[2] > 0
-    texts = [_oword(insn, _op_text(op, bcst, pa)) for op in insn.operands]
+    texts = [_oword(insn, _op_text(op, bcst, pa, suffix)) for op in insn.operands]
     core = insn.core
     comment = core.reloc is not None and core.reloc_mem
     holes = [(j, _oword(insn, pre), style, arg, post)
-             for j, pre, style, arg, post in value_holes(core, _mem_parts, "", "", H_FAR_INTEL)]
+             for j, pre, style, arg, post in value_holes(
+                 core, partial(_mem_parts, sized_moffs=suffix), "", "", H_FAR_INTEL)]
     if far64:       # (the size the pointer has without REX.W: m16:32, or m16:16)
         data32 = (default_sizes(insn.mode)[0] == 32) != (0x66 in insn.prefixes)
         size = "FWORD PTR" if data32 else "DWORD PTR"
@@ -198,3 +215,26 @@ def format_intel_amd64(insn: Instruction, print_address: PrintAddress | None = N
     else:
         text = memo or _INTEL_AMD64.remember(insn)
     return text if type(text) is str else at_address(text, insn.address, print_address)
+
+
+@cache
+def intel_formatter(amd64: bool = False, suffix: bool = False
+                    ) -> Callable[[Instruction, PrintAddress | None], str]:
+    """`format_intel` with objdump's ``-M`` choices, each with its own text cache: `amd64`
+    as in `format_intel_amd64`, `suffix` (``-M suffix``): the size letters objdump's Intel
+    templates print then (map flag ``intel-suffix=``: ``retq``, ``pushw``...), ".s" on the
+    swapped register encodings and the size of a moffs operand (``DWORD PTR ds:0x0``)."""
+    if not suffix:
+        return format_intel_amd64 if amd64 else format_intel
+    syntax = Syntax(False, partial(_frame, suffix=True), _operands, amd64)
+    texts_get = syntax.texts.get
+
+    def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+        memo = texts_get(insn.core)
+        if type(memo) is dict:
+            text = memo.get(insn.bytes) or syntax.remember(insn, memo)
+        else:
+            text = memo or syntax.remember(insn)
+        return text if type(text) is str else at_address(text, insn.address, print_address)
+
+    return format_text

@@ -41,6 +41,17 @@ def _only66(choice) -> bool:
         choice.pf2 is None
 
 
+def suffix_takes_66(form, rex_w: int, modrm: int) -> bool:
+    """Whether, with objdump -M suffix in AT&T syntax, the size letter of `form`'s template
+    (its ``suffix=`` macro) reads a 66 prefix, which then counts as used: i386-dis.c putop's
+    S, P, @, G, ^ without REX.W, D on a register, C always."""
+    if form is None or type(form) is tuple or form.suffix_macro is None:
+        return False
+    macro = form.suffix_macro
+    return macro == "C" or not rex_w and (macro in ("S", "P", "@", "G", "^")
+                                          or macro == "D" and modrm >= 0xC0)
+
+
 def _ptable(form) -> bool:
     """A 66 form (or W alternatives) objdump selects through a prefix table."""
     return (form[0] if type(form) is tuple else form).ptable

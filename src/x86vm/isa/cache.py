@@ -50,7 +50,7 @@ def _forget() -> None:
 
 def _new_mode(mode: int) -> dict:
     """The trie of a mode with other default sizes (modes.decoder_mode), made on first use."""
-    if not (mode & 0xFF in (16, 32, 64) and mode >> 11 == 0):
+    if not (mode & 0xFF in (16, 32, 64) and mode >> 12 == 0):
         raise ValueError(f"unknown decoder mode {mode:#x}")
     _CORES.setdefault(mode, {})
     return _TRIES.setdefault(mode, {})

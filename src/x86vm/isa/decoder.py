@@ -36,6 +36,7 @@ from .badforms import (
     _prefix_only,
     _ptable,
     _rex_unshown,
+    suffix_takes_66,
 )
 from .instruction import Decoded
 from .modes import sized_mode
@@ -91,7 +92,7 @@ class Decoding:
         "data", "offset", "end", "address", "mode", "tables", "pos", "prefixes",
         "seg_i", "osz_i", "asz_i", "rep_i", "lock_i", "rex", "rex_i", "fwait_i", "fsgs",
         "rex_replaced", "dflip", "aflip", "intel64",    # other default sizes, Intel64
-                                                        # (modes.py)
+        "att_suffix",                                   # objdump -M suffix (modes.py)
         # VEX/XOP/EVEX
         "vex", "evex", "vl", "vvvv", "vraw", "rhi", "xhi", "vbad", "lookahead", "pp",
         "ebit", "vvvv_set", "rc", "w", "bcst_n",   # vraw: the 4 vvvv bits objdump checks in
@@ -115,10 +116,11 @@ def decode_uncached(data, offset: int = 0, address: int = 0, mode: int = 64) -> 
     d.address = address
     if mode > 64:           # other default sizes, Intel64 (modes.decoder_mode): SizedMode
         d.dflip, d.aflip, d.intel64 = mode & 0x100 != 0, mode & 0x200 != 0, mode & 0x400 != 0
+        d.att_suffix = mode & 0x800 != 0
         d.tables = _TABLES[mode & 0xFF]
         mode = sized_mode(mode)
     else:
-        d.dflip = d.aflip = d.intel64 = False
+        d.dflip = d.aflip = d.intel64 = d.att_suffix = False
         d.tables = _TABLES[mode]
     d.mode = mode
     d.prefixes = []
@@ -432,7 +434,7 @@ def _select_form(d: Decoding, slot):
         if spec is None:
             return bad(data, offset, pos, d.address, mode, prefixes, nobad)
     elif choice.columns:
-        spec = _prefix_column(d, choice)
+        spec = _prefix_column(d, choice, modrm)
         if spec is None:
             return bad(data, offset, pos, d.address, mode, prefixes, d.consumed)
     else:
@@ -462,7 +464,7 @@ def _select_form(d: Decoding, slot):
     return spec
 
 
-def _prefix_column(d: Decoding, choice):
+def _prefix_column(d: Decoding, choice, modrm: int):
     """A legacy form by mandatory prefix: the last F2/F3, else 66, else none (objdump)."""
     spec = None
     prefixes = d.prefixes
@@ -481,6 +483,9 @@ def _prefix_column(d: Decoding, choice):
                 d.consumed = d.osz_i
         else:
             spec = choice.plain
+    if spec is LATE and d.att_suffix and d.consumed == d.osz_i >= 0 and \
+            suffix_takes_66(choice.plain, d.rex & 8, modrm):
+        return choice.plain     # (its size letter reads the 66: a used prefix)
     if spec is LATE or (spec is None or spec is FALLTHROUGH) and _only66(choice):
         d.late = True
         return _fallback_form(choice)

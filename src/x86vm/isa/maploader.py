@@ -30,9 +30,13 @@ EXECUTION_FLAGS = frozenset("""
 OBJDUMP_FLAGS = frozenset("""
     sfx sfx! sfxm sfxw sfx32 sfxl sfxC sfxxy sfxxyz sfxm64 asfx att-noreverse att-rc1
     intel-noops badop vex-pseudo evex-pseudo noevex oword Wlate Wany ptable nobcst bcstw
-    movsxd pfxignored pad6 objdump-bad sysv386 amd64-bad
+    movsxd pfxignored pad6 objdump-bad sysv386 amd64-bad swap-s pre-suffix
 """.split())
+#: objdump's size-letter macros under ``-M suffix`` (i386-dis.c putop with SUFFIX_ALWAYS),
+#: a form's ``suffix=M`` (AT&T) and ``intel-suffix=M`` (Intel syntax) flags; docs/isa.md.
+SUFFIX_MACROS = frozenset("B S D P @ Z F G C ^ LQ !LQ XY XZ".split())
 KNOWN_FLAGS = ARCHITECTURE_FLAGS | EXECUTION_FLAGS | OBJDUMP_FLAGS
+_SUFFIX_FLAGS = frozenset((name, m) for name in ("suffix", "intel-suffix") for m in SUFFIX_MACROS)
 
 #: Fixed operands: registers named outright, and the constant 1 of the shift group.
 FIXED_OPERANDS = frozenset("""
@@ -132,7 +136,8 @@ def _parse_form(text: str, where: str, line: int, lists: dict[str, list[str]]) -
     if m:
         flags = frozenset(m.group(1).split())
         unknown = sorted(f for f in flags - KNOWN_FLAGS
-                         if not (f.startswith("cpuid=") and _FEATURE_RE.match(f[6:])))
+                         if not (f.startswith("cpuid=") and _FEATURE_RE.match(f[6:]))
+                         and f.partition("=")[::2] not in _SUFFIX_FLAGS)
         if unknown:
             raise MapError(f"{where}: unknown flag {unknown[0]!r}")
         text = text[: m.start()].strip()

@@ -15,6 +15,9 @@ DATA_FLIP = 0x100   # the default operand size is the other one (66 toggles it b
 ADDR_FLIP = 0x200   # the default address size is the other one (67 toggles it back)
 INTEL64 = 0x400     # 64-bit code as Intel64 decodes it (objdump -M intel64): near branches
                     # ignore 66 (map flag near64), REX.W makes far pointers m16:64 (farw)
+ATT_SUFFIX = 0x800  # objdump -M suffix in AT&T syntax: a size letter that reads the 66 makes it
+                    # a used prefix, so a form its prefix table rejects with 66 is valid
+                    # (66 0F C3: movntiw; badforms.suffix_takes_66)
 DEFAULT_SIZES = {16: (16, 16), 32: (32, 32), 64: (32, 64)}
 _OTHER_ADDRESS_SIZE = {16: 32, 32: 16, 64: 32}
 
@@ -26,6 +29,7 @@ class SizedMode(int):
     operand_size: int
     address_size: int
     intel64: bool
+    att_suffix: bool
 
     def __new__(cls, key: int) -> SizedMode:
         mode = key & 0xFF
@@ -34,19 +38,23 @@ class SizedMode(int):
         self.operand_size = (48 - osz) if key & DATA_FLIP else osz
         self.address_size = _OTHER_ADDRESS_SIZE[mode] if key & ADDR_FLIP else asz
         self.intel64 = bool(key & INTEL64)
+        self.att_suffix = bool(key & ATT_SUFFIX)
         return self
 
     def __repr__(self) -> str:
         return (f"SizedMode({int(self)}, data{self.operand_size}, addr{self.address_size}"
-                + (", intel64)" if self.intel64 else ")"))
+                + (", intel64" if self.intel64 else "") + (", att-suffix" if self.att_suffix
+                                                           else "") + ")")
 
 
 def decoder_mode(mode: int, operand_size: int | None = None,
-                 address_size: int | None = None, intel64: bool = False) -> int:
+                 address_size: int | None = None, intel64: bool = False,
+                 att_suffix: bool = False) -> int:
     """The `decode` mode for CPU `mode` with these default sizes (None: the mode's own),
-    in 64-bit mode as Intel64 (`intel64`) rather than AMD64 decodes it."""
+    in 64-bit mode as Intel64 (`intel64`) rather than AMD64 decodes it, and with the forms
+    objdump -M suffix accepts in AT&T syntax (`att_suffix`, see ATT_SUFFIX)."""
     osz, asz = DEFAULT_SIZES[mode]
-    key = mode | (INTEL64 if intel64 and mode == 64 else 0)
+    key = mode | (INTEL64 if intel64 and mode == 64 else 0) | (ATT_SUFFIX if att_suffix else 0)
     if operand_size is not None and operand_size != osz:
         if operand_size not in (16, 32):
             raise ValueError(f"default operand size {operand_size} in {mode}-bit mode")

@@ -69,6 +69,11 @@ SFX_NONE, SFX_NOREG, SFX_ALWAYS, SFX_RMMEM, SFX_NODEFAULT, SFX_LEGACY, SFX_XY, S
 W_EARLY, W_LATE, W_ANY = 0, 1, 2     # Spec.w_rule
 
 
+def _flag_value(flags: frozenset[str], name: str) -> str | None:
+    """The value of a ``name=value`` flag, or None."""
+    return next((f[len(name):] for f in flags if f.startswith(name)), None)
+
+
 class Spec:
     """Decode plan of one instruction form (one column of one map line)."""
 
@@ -82,7 +87,8 @@ class Spec:
                  "ptable", "bcst_vl", "nobcst", "bcst_q", "distinct", "rexw_z", "op_names",
                  "op_ids", "imm_opcode", "imm_op_names", "imm_op_ids", "architecture_flags",
                  "execution_flags", "objdump_flags", "lock", "register_sizes", "value_ops",
-                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable", "naming")
+                 "string_op", "is4", "cpuid", "prefix_ignored", "plannable", "naming",
+                 "suffix_macro", "intel_suffix_macro", "swap_s")
 
     def __init__(self, form: Form, lists: dict[str, list[str]]) -> None:
         f = form.flags
@@ -137,6 +143,12 @@ class Spec:
                     else SFX_XYZ if "sfxxyz" in f else SFX_RMMEM64 if "sfxm64" in f
                     else SFX_LONG if "sfxl" in f else SFX_DATA if "sfxC" in f
                     else SFX_NONE)
+        # objdump -M suffix (its SUFFIX_ALWAYS): the size-letter macro of the form's template
+        # in AT&T and in Intel syntax (i386-dis.c putop; None: no letter), and whether its
+        # register form is the swapped encoding objdump marks ".s" (its *_swap_mode operands)
+        self.suffix_macro = _flag_value(f, "suffix=")
+        self.intel_suffix_macro = _flag_value(f, "intel-suffix=")
+        self.swap_s = "swap-s" in f
         self.d64 = "d64" in f or "f64" in f
         self.i64 = "i64" in f
         self.o64 = "o64" in f
