@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from support.fake_timers import FakeTimers
 from support.guest_asm import write_flat
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine
@@ -141,7 +142,7 @@ class FakeMachine:
         self.pio = PortBus()
         self.memory = FakeMemory(below, above)
         self.num_cpus = num_cpus
-        self.now_ns = clock_ns
+        self.guest_timers = FakeTimers(clock_ns)
         self.lines: dict[int, NullIrqLine] = {}
         self.stops: list[tuple[int, str]] = []
         self.resets: list[str] = []
@@ -156,4 +157,8 @@ class FakeMachine:
         self.resets.append(reason)
 
     def clock_ns(self) -> int:
-        return self.now_ns
+        return self.guest_timers.now
+
+    def at(self, deadline_ns: int, callback):
+        """The RTC's periodic and update timers (TimerService.at), run by ``guest_timers.advance``."""
+        return self.guest_timers.at(deadline_ns, callback)
