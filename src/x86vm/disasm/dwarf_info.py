@@ -295,7 +295,7 @@ def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_
         if tag not in FUNCTION_TAGS:
             continue
         function = Function(tag, [])
-        low = high = None
+        low, high = 0, None
         high_relative = False
         for name, form, value in attrs:
             if name in (DW_AT_abstract_origin, DW_AT_specification) and form in _REF_FORMS:
@@ -313,12 +313,29 @@ def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_
             elif name == DW_AT_high_pc:
                 high, high_relative = reader.address(form, value), form in _CONSTANT_FORMS
             elif name == DW_AT_ranges:
-                function.ranges.extend(_ranges(reader, form, value, base))
-        if low is not None and high is not None:
+                for range_low, range_high in _ranges(reader, form, value, base):
+                    _add_range(function.ranges, range_low, range_high)
+        if high is not None:        # (after DW_AT_ranges, with low_pc 0 when absent)
             high = low + high if high_relative else high
-            if high != low:
-                function.ranges.insert(0, (low, high))
+            if high != 0:
+                _add_range(function.ranges, low, high)
         unit.functions.append(function)
+
+
+def _add_range(ranges: list[tuple[int, int]], low: int, high: int) -> None:
+    """dwarf2.c arange_add: an empty range is dropped, one that meets an existing range
+    extends it, any other goes in after the first -- the first's start is the address BFD
+    compares with the function's symbol, and best fits are measured on merged ranges."""
+    if low == high:
+        return
+    for n, (start, end) in enumerate(ranges):
+        if low == end:
+            ranges[n] = (start, high)
+            return
+        if high == start:
+            ranges[n] = (low, end)
+            return
+    ranges.insert(1, (low, high))
 
 
 def _abstract_name(reader: _UnitReader, function: Function, form: int, value: int,
