@@ -124,6 +124,8 @@ parameter (emptied at each demangle; the node is kept so its id stays its own)."
 _LAMBDA_PARAMS: list[bool] = []
 """Not empty while a closure's parameters print: a template parameter there is ``auto:N``
 (libiberty's is_lambda_arg), even one reused from outside through a substitution."""
+_PACK_INDEX: list[int] = []
+"""The element of the pack a pack expansion is printing, innermost last."""
 _PRINTING: list[Node] = []
 """The references printing with a saved scope (one is not restored beneath itself)."""
 
@@ -138,15 +140,22 @@ class _ContextParam(Node):
     def __init__(self, index: int, target: Node, owner: list[Node] | None) -> None:
         self.index, self.target, self.owner = index, target, owner
 
-    def resolved(self) -> Node:
+    def resolved(self, element: bool = True) -> Node:
+        """The argument; inside a pack expansion, of a pack, the element being printed
+        (libiberty's pack_index -- one past the pack's end fails the whole name)."""
         if _LAMBDA_PARAMS:
             return Text(f"auto:{self.index + 1}")
+        target = self.target
         if _TEMPLATES and _TEMPLATES[-1] is not self.owner:
             args = _TEMPLATES[-1]
             if self.index >= len(args):
                 raise Unsupported("template parameter out of range")
-            return args[self.index]
-        return self.target
+            target = args[self.index]
+        if element and _PACK_INDEX and isinstance(target, Pack):
+            if _PACK_INDEX[-1] >= len(target.items):
+                raise Unsupported("pack index out of range")
+            return target.items[_PACK_INDEX[-1]]
+        return target
 
     def _printed(self, side: str) -> str:
         target = self.resolved()
@@ -235,16 +244,18 @@ class PackExpansion(Node):
         self.pattern, self.pack = pattern, pack
 
     def texts(self) -> list[str]:
-        pack = self.pack
-        if pack is None:
-            return [str(self.pattern)]
+        pack = _find_pack(self.pattern, printing=True) or self.pack
+        if pack is None:            # (only function parameter packs: the pattern and ...)
+            return [_operand(self.pattern) + "..."]
         texts = []
-        for item in pack.items:
+        for n, item in enumerate(pack.items):
             pack.current = item
+            _PACK_INDEX.append(n)
             try:
                 texts.append(str(self.pattern))
             finally:
                 pack.current = None
+                _PACK_INDEX.pop()
         return texts
 
     def left(self) -> str:
@@ -371,7 +382,7 @@ class FunctionType(Node):
 
 
 class ArrayType(Node):
-    def __init__(self, element: Node, dimension: str) -> None:
+    def __init__(self, element: Node, dimension: str | Node) -> None:
         self.element, self.dimension = element, dimension
 
     def left(self) -> str:
@@ -553,11 +564,10 @@ class _Parser:
         if two == "GV":
             self.i += 2
             return Text("guard variable for " + str(self.name()[0]))
-        if two == "GR":
-            self.i += 2
+        if two == "GR":             # GR <name> <number>: libiberty reads a bare number
+            self.i += 2             # after the name (which took its discriminator)
             name = str(self.name()[0])
-            number = self.seq_id()
-            return Text(f"reference temporary #{number} for {name}")
+            return Text(f"reference temporary #{self.d_number()} for {name}")
         if self.take("GTt"):
             return Text("transaction clone for " + str(self.encoding()))
         if two == "TC":             # TC <derived> <offset> _ <base>
@@ -668,15 +678,25 @@ class _Parser:
         return Qualified(function, entity), quals
 
     def discriminator(self) -> None:
-        if self.take("__"):
-            self.number()
+        """libiberty's d_discriminator: ``_`` or ``__``, a number (none: 0), and after
+        ``__`` a number of two digits or more ends with ``_``."""
+        if not self.take("_"):
+            return
+        two = self.take("_")
+        number = self.d_number()
+        if number < 0:
+            raise Unsupported("negative discriminator")
+        if number >= 10 and two:
             self.expect("_")
-        elif self.take("_"):
-            start = self.i
-            while self.peek().isdigit():
-                self.i += 1
-            if start == self.i:
-                raise Unsupported("discriminator")
+
+    def d_number(self) -> int:
+        """libiberty's d_number: [n] digits, 0 for no digits."""
+        negative = self.take("n")
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        value = int(self.s[start:self.i] or "0")
+        return -value if negative else value
 
     def unqualified_name(self, scope: Node | None) -> Node:
         c = self.peek()
@@ -864,6 +884,14 @@ class _Parser:
                 node = node.name
             return Text(f"&{node}")
         two = self.s[self.i:self.i + 2]
+        if two == "sZ" and self.peek(2) == "T":     # sizeof...(pack): printed as the
+            self.i += 2                             # pack's length (libiberty)
+            pack = self.template_param()
+            return Text(str(len(pack.items) if isinstance(pack, Pack) else 0))
+        if two == "sp":                     # a pack expansion in an expression
+            self.i += 2
+            pattern = self.expression()
+            return PackExpansion(pattern, _find_pack(pattern))
         if two == "fp":                     # a function parameter: {parm#N}
             self.i += 2
             self.cv_qualifiers()
@@ -960,10 +988,13 @@ class _Parser:
         return Text(f"({ty}){value}")
 
     # -- types ---------------------------------------------------------------------------
-    def cv_qualifiers(self) -> str:
+    def cv_qualifiers(self, function: bool = False) -> str:
         restrict, volatile, const = self.take("r"), self.take("V"), self.take("K")
-        # (mangled r V K; libiberty prints them const volatile restrict)
-        return " const" * const + " volatile" * volatile + " restrict" * restrict
+        safe = function and self.take("Dx")     # a function type's transaction_safe and
+        noexcept = function and self.take("Do")  # noexcept
+        # (libiberty prints them in the reverse of their mangled order)
+        return (" noexcept" * noexcept + " transaction_safe" * safe + " const" * const
+                + " volatile" * volatile + " restrict" * restrict)
 
     def type(self) -> Node:
         c = self.peek()
@@ -975,8 +1006,8 @@ class _Parser:
             return Text(D_BUILTINS[self.s[self.i - 1]])
         if c == "u":
             raise Unsupported("vendor type")
-        if c in "rVK":
-            quals = self.cv_qualifiers()
+        if c in "rVK" or c == "D" and self.peek(1) in "xo":
+            quals = self.cv_qualifiers(function=True)
             inner = self.type()
             node: Node = Qualifiers(inner, quals)
             if isinstance(inner, FunctionType):
@@ -1067,24 +1098,26 @@ class _Parser:
         start = self.i
         while self.peek().isdigit():
             self.i += 1
-        dimension = self.s[start:self.i]
+        dimension: str | Node = self.s[start:self.i]
         if not dimension and self.peek() != "_":
-            raise Unsupported("array dimension expression")
+            dimension = self.expression()       # (a template argument: A T_ _)
         self.expect("_")
         return ArrayType(self.type(), dimension)
 
 
-def _find_pack(node: Node) -> Pack | None:
-    """The first argument pack inside a pack expansion's pattern."""
+def _find_pack(node: Node, printing: bool = False) -> Pack | None:
+    """The first argument pack inside a pack expansion's pattern: its template parameters
+    read as parsed, or (``printing``) resolved where the expansion prints (d_find_pack)."""
     if isinstance(node, Pack):
         return node
     if isinstance(node, _ContextParam):
-        return _find_pack(node.target)
+        target = node.resolved(element=False) if printing else node.target
+        return target if isinstance(target, Pack) else None
     for child in vars(node).values():
         children = child if isinstance(child, list) else [child]
         for item in children:
             if isinstance(item, Node):
-                found = _find_pack(item)
+                found = _find_pack(item, printing)
                 if found is not None:
                     return found
     return None
@@ -1113,6 +1146,7 @@ def demangle(name: str) -> str | None:
     parser.i = 2
     _SAVED_SCOPES.clear()
     _TEMPLATES.clear()
+    _PACK_INDEX.clear()
     try:
         node = parser.encoding(top=True)
         text = str(node)
