@@ -1,11 +1,16 @@
-"""Address ranges of functions in .debug_info read as BFD 2.40 reads them (dwarf2.c
+"""DWARF read as BFD 2.40 reads it where the bulk run found x86vm reading it otherwise.
+
+Address ranges of functions in .debug_info (dwarf2.c
 arange_add): an empty range is dropped, so the first range's start -- the address BFD
 compares with the symbol of the function -- is the first non-empty one, and ranges that
 meet are merged before the smallest range around an address is chosen.  The DWARF 5 below
 is written by hand (gas makes the line table from its .loc lines): an inlined ``inner``
 whose range list starts with an empty range at the function's entry (libasan's
 ``char_is_one_of``), and a ``second`` that only wins against a split range once the halves
-are merged.  Objects and an executable are built here; objdump -dl is the oracle."""
+are merged.  Objects and an executable are built here; objdump -dl is the oracle.
+
+A compressed .debug_info over ten times the size of its file (libmvec.so.1's separate debug
+file): BFD refuses it with one "DWARF error" line and lists without line numbers."""
 
 from __future__ import annotations
 
@@ -212,3 +217,34 @@ def test_libasan_inlined_call_matches_objdump(capsys):
     assert (code, err) == (0, "")
     assert "char_is_one_of():" in theirs.stdout
     assert out == theirs.stdout
+
+
+def test_compressed_debug_info_too_big_is_refused_as_objdump_does(capsys, tmp_path):
+    """An executable given a 2 MB .debug_info of zeros, compressed to a few KB."""
+    if shutil.which("gcc") is None or shutil.which("objcopy") is None:
+        pytest.skip("needs gcc and objcopy")
+    (tmp_path / "small.c").write_text("int f(int x) { return x * 3; }\n"
+                                      "int main(int c, char **v) { return f(c); }\n")
+    (tmp_path / "zeros").write_bytes(bytes(2_000_000))
+    subprocess.run(["gcc", "-O2", str(tmp_path / "small.c"), "-o", str(tmp_path / "plain")],
+                   check=True)
+    subprocess.run(["objcopy", "--add-section", f".debug_info={tmp_path / 'zeros'}",
+                    str(tmp_path / "plain"), str(tmp_path / "added")], check=True)
+    subprocess.run(["objcopy", "--compress-debug-sections=zlib", str(tmp_path / "added"),
+                    str(tmp_path / "big")], check=True)
+    args = ["-dl", str(tmp_path / "big")]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert theirs.stderr == "objdump: DWARF error: section .debug_info is too big\n"
+    assert (code, out) == (theirs.returncode, theirs.stdout)
+    assert err == theirs.stderr.replace("objdump:", "x86vm:")
+
+
+def test_libmvec_separate_debug_info_too_big_matches_objdump(capsys):
+    path = "/usr/lib/x86_64-linux-gnu/libmvec.so.1"
+    require_file(path)
+    args = ["-dl", "--stop-address=0x6100", path]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert (code, out) == (theirs.returncode, theirs.stdout)
+    assert err == theirs.stderr.replace("objdump:", "x86vm:")
