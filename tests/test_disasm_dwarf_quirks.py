@@ -9,6 +9,9 @@ whose range list starts with an empty range at the function's entry (libasan's
 ``char_is_one_of``), and a ``second`` that only wins against a split range once the halves
 are merged.  Objects and an executable are built here; objdump -dl is the oracle.
 
+Inlined calls whose abstract origin is a DW_FORM_ref_addr into another unit (gcc -flto puts
+the abstract instances in the early-debug unit: libsframe.so.0): named from that unit.
+
 A compressed .debug_info over ten times the size of its file (libmvec.so.1's separate debug
 file): BFD refuses it with one "DWARF error" line and lists without line numbers."""
 
@@ -248,3 +251,51 @@ def test_libmvec_separate_debug_info_too_big_matches_objdump(capsys):
     code, out, err = run_cli(args, capsys)
     assert (code, out) == (theirs.returncode, theirs.stdout)
     assert err == theirs.stderr.replace("objdump:", "x86vm:")
+
+
+LTO_SOURCES = {
+    "a.c": r"""
+static inline int check(const unsigned char *p) { return (p[0] >> 5) != 3 && !(p[0] & 12); }
+static inline int size_of(const unsigned char *p) { return (p[0] >> 5) & 3; }
+extern int other(int);
+__attribute__((noinline)) int offset_of(const unsigned char *p) {
+  if (!p || !check(p)) return -1;
+  return size_of(p) * 4 + other(p[1]);
+}
+int main(int c, char **v) { return offset_of((const unsigned char *)v[0]) + c; }
+""",
+    "b.c": r"""
+static inline int twice(int x) { return x + x; }
+__attribute__((noinline)) int other(int x) { return twice(x) ^ 7; }
+""",
+}
+
+
+@pytest.mark.parametrize("flags", [["-gdwarf-5"], ["-gdwarf-4", "-fPIC", "-shared"]],
+                         ids=lambda flags: " ".join(flags))
+def test_lto_abstract_origins_in_other_units_match_objdump(capsys, tmp_path, flags):
+    if shutil.which("gcc") is None or shutil.which("objdump") is None:
+        pytest.skip("needs gcc and objdump")
+    for name, text in LTO_SOURCES.items():
+        (tmp_path / name).write_text(text)
+    built = subprocess.run(["gcc", "-O2", "-flto", *flags, str(tmp_path / "a.c"),
+                            str(tmp_path / "b.c"), "-o", str(tmp_path / "lto")],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.skip(f"gcc -flto failed: {built.stderr[:200]}")
+    args = ["-dl", str(tmp_path / "lto")]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert (code, err) == (0, "")
+    assert "\ncheck():\n" in out or "\ntwice():\n" in out    # inlined, named across units
+    assert out == theirs.stdout
+
+
+def test_libsframe_lto_listing_matches_objdump(capsys):
+    path = "/usr/lib/x86_64-linux-gnu/libsframe.so.0"
+    require_file(path)
+    args = ["-dl", "--start-address=0x22c0", "--stop-address=0x2340", path]
+    theirs = objdump(args)
+    code, out, err = run_cli(args, capsys)
+    assert (code, err) == (0, "")
+    assert out == theirs.stdout
