@@ -337,7 +337,8 @@ def _elf_image(path: str, stream, mode_override: int | None, adjust: int,
         lines = LineNumbers(path, stream, demangle_symbol if demangle else None,
                             line_numbers=line_numbers[0], source=line_numbers[1],
                             prefix=line_numbers[2], prefix_strip=line_numbers[3])
-        if lines.has_dwarf or lines.symbols:  # (else it never prints: the fast listing)
+        if lines.has_dwarf or lines.symbols or lines.pending_error:  # (else it never
+            # prints: the fast listing)
             image.line_numbers = lines
     if mode_override is not None:
         image.mode = mode_override

@@ -113,6 +113,84 @@ class _LaterParam(Node):
         return self._target().wraps_declarator
 
 
+_TEMPLATES: list[list[Node]] = []
+"""The template argument lists in force while printing, innermost last: libiberty's
+``d_print_info.templates``.  A function template's arguments are pushed while its return
+and parameter types print (not its name), and a template parameter prints its argument with
+the innermost list taken off (cp-demangle.c, d_print_comp: TYPED_NAME, TEMPLATE_PARAM)."""
+_SAVED_SCOPES: dict[int, tuple[Node, list[list[Node]]]] = {}
+"""The templates in force when a reference to a template parameter first printed, by the
+parameter (emptied at each demangle; the node is kept so its id stays its own)."""
+_LAMBDA_PARAMS: list[bool] = []
+"""Not empty while a closure's parameters print: a template parameter there is ``auto:N``
+(libiberty's is_lambda_arg), even one reused from outside through a substitution."""
+_PACK_INDEX: list[int] = []
+"""The element of the pack a pack expansion is printing, innermost last."""
+_PRINTING: list[Node] = []
+"""The references printing with a saved scope (one is not restored beneath itself)."""
+
+
+class _ContextParam(Node):
+    """A template parameter ``T_`` in a type, resolved where it is printed, as libiberty
+    does: against the argument list it was read with while that list is the innermost one
+    in force, else against the innermost one -- a ``T_`` read inside a local name's
+    function and reused through a substitution outside it names the outer template's
+    argument (``f<A*>(...)::{lambda}`` ... ``S_`` for ``T_``: ``A*``)."""
+
+    def __init__(self, index: int, target: Node, owner: list[Node] | None) -> None:
+        self.index, self.target, self.owner = index, target, owner
+
+    def resolved(self, element: bool = True) -> Node:
+        """The argument; inside a pack expansion, of a pack, the element being printed
+        (libiberty's pack_index -- one past the pack's end fails the whole name)."""
+        if _LAMBDA_PARAMS:
+            return Text(f"auto:{self.index + 1}")
+        target = self.target
+        if _TEMPLATES and _TEMPLATES[-1] is not self.owner:
+            args = _TEMPLATES[-1]
+            if self.index >= len(args):
+                raise Unsupported("template parameter out of range")
+            target = args[self.index]
+        if element and _PACK_INDEX and isinstance(target, Pack):
+            if _PACK_INDEX[-1] >= len(target.items):
+                raise Unsupported("pack index out of range")
+            return target.items[_PACK_INDEX[-1]]
+        return target
+
+    def _printed(self, side: str) -> str:
+        target = self.resolved()
+        held = _TEMPLATES.pop() if _TEMPLATES else None
+        try:
+            return getattr(target, side)()
+        finally:
+            if held is not None:
+                _TEMPLATES.append(held)
+
+    def left(self) -> str:
+        return self._printed("left")
+
+    def right(self) -> str:
+        return self._printed("right")
+
+    def base_name(self) -> str:
+        return self.resolved().base_name()
+
+    @property
+    def wraps_declarator(self) -> bool:
+        return self.resolved().wraps_declarator
+
+
+def _through(node: Node) -> Node:
+    """A template parameter's argument or a pack's current element for ``node``."""
+    while True:
+        if isinstance(node, _ContextParam):
+            node = node.resolved()
+        elif isinstance(node, Pack) and node.current is not None:
+            node = node.current
+        else:
+            return node
+
+
 class Qualified(Node):
     def __init__(self, scope: Node, name: Node) -> None:
         self.scope, self.name = scope, name
@@ -166,16 +244,18 @@ class PackExpansion(Node):
         self.pattern, self.pack = pattern, pack
 
     def texts(self) -> list[str]:
-        pack = self.pack
-        if pack is None:
-            return [str(self.pattern)]
+        pack = _find_pack(self.pattern, printing=True) or self.pack
+        if pack is None:            # (only function parameter packs: the pattern and ...)
+            return [_operand(self.pattern) + "..."]
         texts = []
-        for item in pack.items:
+        for n, item in enumerate(pack.items):
             pack.current = item
+            _PACK_INDEX.append(n)
             try:
                 texts.append(str(self.pattern))
             finally:
                 pack.current = None
+                _PACK_INDEX.pop()
         return texts
 
     def left(self) -> str:
@@ -192,10 +272,7 @@ class Qualifiers(Node):
         self.inner, self.quals = inner, quals
 
     def _target(self) -> Node:
-        inner = self.inner
-        while isinstance(inner, Pack) and inner.current is not None:
-            inner = inner.current
-        return inner
+        return _through(self.inner)
 
     def left(self) -> str:
         inner = self._target()
@@ -235,8 +312,8 @@ class Declarator(Node):
         """Reference collapsing (& & -> &, && && -> &&), through a pack element too."""
         inner, sign = self.inner, self.sign
         while True:
-            if isinstance(inner, Pack) and inner.current is not None:
-                inner = inner.current
+            if isinstance(inner, (Pack, _ContextParam)) and _through(inner) is not inner:
+                inner = _through(inner)
             elif (sign in ("&", "&&") and isinstance(inner, Declarator)
                   and inner.sign in ("&", "&&")):
                 sign = "&&" if sign == inner.sign == "&&" else "&"
@@ -245,6 +322,31 @@ class Declarator(Node):
                 return inner, sign
 
     def left(self) -> str:
+        return self._in_scope(self._left)
+
+    def right(self) -> str:
+        return self._in_scope(self._right)
+
+    def _in_scope(self, side) -> str:
+        """A reference to a template parameter prints with the templates in force the first
+        time it printed when it comes back through a substitution (libiberty's saved
+        scopes, d_save_scope: ``OT0_`` read inside a local name's function names that
+        function's argument wherever it is reused)."""
+        if self.sign not in ("&", "&&") or not isinstance(self.inner, _ContextParam) \
+                or self in _PRINTING:
+            return side()
+        key = id(self.inner)
+        saved = _SAVED_SCOPES.setdefault(key, (self.inner, list(_TEMPLATES)))[1]
+        held = _TEMPLATES[:]
+        _TEMPLATES[:] = saved
+        _PRINTING.append(self)
+        try:
+            return side()
+        finally:
+            _PRINTING.pop()
+            _TEMPLATES[:] = held
+
+    def _left(self) -> str:
         inner, sign = self._collapsed()
         if inner.wraps_declarator:
             text = inner.left()
@@ -253,7 +355,7 @@ class Declarator(Node):
             return f"{inner.left()} {sign}"
         return inner.left() + sign
 
-    def right(self) -> str:
+    def _right(self) -> str:
         inner, _ = self._collapsed()
         if inner.wraps_declarator:
             return ")" + inner.right()
@@ -280,7 +382,7 @@ class FunctionType(Node):
 
 
 class ArrayType(Node):
-    def __init__(self, element: Node, dimension: str) -> None:
+    def __init__(self, element: Node, dimension: str | Node) -> None:
         self.element, self.dimension = element, dimension
 
     def left(self) -> str:
@@ -298,16 +400,33 @@ class ArrayType(Node):
 
 
 class Function(Node):
-    """An encoding: [return type] name(params) qualifiers."""
+    """An encoding: [return type] name(params) qualifiers; the name prints in the
+    enclosing template context, the types with the function template's arguments."""
 
     def __init__(self, name: Node, ret: Node | None, params: list[Node], quals: str) -> None:
         self.name, self.ret, self.params, self.quals = name, ret, params, quals
+        self.context = _template_args(name)
 
     def left(self) -> str:
-        text = f"{self.name}({params_text(self.params)}){self.quals}"
-        if self.ret is None:
-            return text
-        return self.ret.left() + " " + text + self.ret.right()
+        name = str(self.name)
+        if self.context is not None:
+            _TEMPLATES.append(self.context)
+        try:
+            text = f"{name}({params_text(self.params)}){self.quals}"
+            if self.ret is None:
+                return text
+            return self.ret.left() + " " + text + self.ret.right()
+        finally:
+            if self.context is not None:
+                _TEMPLATES.pop()
+
+
+def _template_args(name: Node) -> list[Node] | None:
+    """The template arguments a function's types are printed with: its name's, or for a
+    local name (``f()::g<int>``) the local entity's (libiberty: the typed name)."""
+    if isinstance(name, Qualified) and isinstance(name.scope, Function):
+        name = name.name
+    return name.args if isinstance(name, Template) else None
 
 
 BINARY_OPERATORS = {"aa": "&&", "oo": "||", "eq": "==", "ne": "!=", "pl": "+", "mi": "-",
@@ -445,11 +564,10 @@ class _Parser:
         if two == "GV":
             self.i += 2
             return Text("guard variable for " + str(self.name()[0]))
-        if two == "GR":
-            self.i += 2
+        if two == "GR":             # GR <name> <number>: libiberty reads a bare number
+            self.i += 2             # after the name (which took its discriminator)
             name = str(self.name()[0])
-            number = self.seq_id()
-            return Text(f"reference temporary #{number} for {name}")
+            return Text(f"reference temporary #{self.d_number()} for {name}")
         if self.take("GTt"):
             return Text("transaction clone for " + str(self.encoding()))
         if two == "TC":             # TC <derived> <offset> _ <base>
@@ -548,22 +666,37 @@ class _Parser:
         if self.take("s"):
             self.discriminator()
             return Qualified(function, Text("string literal")), ""
-        if self.take("d"):
-            raise Unsupported("default argument scope")
+        default_arg = ""
+        if self.take("d"):          # d [<number>] _: a default argument's scope, #1 for none
+            default_arg = f"{{default arg#{self.discriminator_number()}}}::"
+        start = self.i
         entity, quals = self.name()
-        self.discriminator()
+        if not self.s.startswith(("Ul", "Ut"), start):  # (a closure or unnamed type has its
+            self.discriminator()                        # number; libiberty reads no more)
+        if default_arg:
+            entity = Qualified(Text(default_arg[:-2]), entity)
         return Qualified(function, entity), quals
 
     def discriminator(self) -> None:
-        if self.take("__"):
-            self.number()
+        """libiberty's d_discriminator: ``_`` or ``__``, a number (none: 0), and after
+        ``__`` a number of two digits or more ends with ``_``."""
+        if not self.take("_"):
+            return
+        two = self.take("_")
+        number = self.d_number()
+        if number < 0:
+            raise Unsupported("negative discriminator")
+        if number >= 10 and two:
             self.expect("_")
-        elif self.take("_"):
-            start = self.i
-            while self.peek().isdigit():
-                self.i += 1
-            if start == self.i:
-                raise Unsupported("discriminator")
+
+    def d_number(self) -> int:
+        """libiberty's d_number: [n] digits, 0 for no digits."""
+        negative = self.take("n")
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        value = int(self.s[start:self.i] or "0")
+        return -value if negative else value
 
     def unqualified_name(self, scope: Node | None) -> Node:
         c = self.peek()
@@ -638,7 +771,12 @@ class _Parser:
             self.in_args -= 1
             self.expect("E")
             n = self.discriminator_number()
-            return Text(f"{{lambda({params_text(params)})#{n}}}")
+            _LAMBDA_PARAMS.append(True)
+            try:
+                text = params_text(params)
+            finally:
+                _LAMBDA_PARAMS.pop()
+            return Text(f"{{lambda({text})#{n}}}")
         raise Unsupported("unnamed type")
 
     def operator_name(self) -> Node:
@@ -746,6 +884,14 @@ class _Parser:
                 node = node.name
             return Text(f"&{node}")
         two = self.s[self.i:self.i + 2]
+        if two == "sZ" and self.peek(2) == "T":     # sizeof...(pack): printed as the
+            self.i += 2                             # pack's length (libiberty)
+            pack = self.template_param()
+            return Text(str(len(pack.items) if isinstance(pack, Pack) else 0))
+        if two == "sp":                     # a pack expansion in an expression
+            self.i += 2
+            pattern = self.expression()
+            return PackExpansion(pattern, _find_pack(pattern))
         if two == "fp":                     # a function parameter: {parm#N}
             self.i += 2
             self.cv_qualifiers()
@@ -842,10 +988,13 @@ class _Parser:
         return Text(f"({ty}){value}")
 
     # -- types ---------------------------------------------------------------------------
-    def cv_qualifiers(self) -> str:
+    def cv_qualifiers(self, function: bool = False) -> str:
         restrict, volatile, const = self.take("r"), self.take("V"), self.take("K")
-        # (mangled r V K; libiberty prints them const volatile restrict)
-        return " const" * const + " volatile" * volatile + " restrict" * restrict
+        safe = function and self.take("Dx")     # a function type's transaction_safe and
+        noexcept = function and self.take("Do")  # noexcept
+        # (libiberty prints them in the reverse of their mangled order)
+        return (" noexcept" * noexcept + " transaction_safe" * safe + " const" * const
+                + " volatile" * volatile + " restrict" * restrict)
 
     def type(self) -> Node:
         c = self.peek()
@@ -857,8 +1006,8 @@ class _Parser:
             return Text(D_BUILTINS[self.s[self.i - 1]])
         if c == "u":
             raise Unsupported("vendor type")
-        if c in "rVK":
-            quals = self.cv_qualifiers()
+        if c in "rVK" or c == "D" and self.peek(1) in "xo":
+            quals = self.cv_qualifiers(function=True)
             inner = self.type()
             node: Node = Qualifiers(inner, quals)
             if isinstance(inner, FunctionType):
@@ -883,11 +1032,17 @@ class _Parser:
             member = self.type()
             node = Declarator(member, f"{cls}::*")
         elif c == "T":
+            start = self.i
             node = self.template_param()
             index = getattr(node, "param_index", None)
             # (a generic lambda's auto:N: the substitution names the template parameter,
             # which libiberty prints where it is used -- outside, the enclosing template's)
-            self.subs.append(node if index is None else _LaterParam(self, index))
+            self.i = start + 1
+            if index is None:
+                node = _ContextParam(self.seq_id(), node, self.params)
+            else:               # (in a closure's parameters: printed auto:N there)
+                node = _ContextParam(self.seq_id(), _LaterParam(self, index), None)
+            self.subs.append(node)
             if self.peek() == "I":
                 node = Template(node, self.template_args())
             else:
@@ -943,22 +1098,26 @@ class _Parser:
         start = self.i
         while self.peek().isdigit():
             self.i += 1
-        dimension = self.s[start:self.i]
+        dimension: str | Node = self.s[start:self.i]
         if not dimension and self.peek() != "_":
-            raise Unsupported("array dimension expression")
+            dimension = self.expression()       # (a template argument: A T_ _)
         self.expect("_")
         return ArrayType(self.type(), dimension)
 
 
-def _find_pack(node: Node) -> Pack | None:
-    """The first argument pack inside a pack expansion's pattern."""
+def _find_pack(node: Node, printing: bool = False) -> Pack | None:
+    """The first argument pack inside a pack expansion's pattern: its template parameters
+    read as parsed, or (``printing``) resolved where the expansion prints (d_find_pack)."""
     if isinstance(node, Pack):
         return node
+    if isinstance(node, _ContextParam):
+        target = node.resolved(element=False) if printing else node.target
+        return target if isinstance(target, Pack) else None
     for child in vars(node).values():
         children = child if isinstance(child, list) else [child]
         for item in children:
             if isinstance(item, Node):
-                found = _find_pack(item)
+                found = _find_pack(item, printing)
                 if found is not None:
                     return found
     return None
@@ -966,9 +1125,9 @@ def _find_pack(node: Node) -> Pack | None:
 
 def _has_return_type(name: Node) -> bool:
     """Template functions carry their return type, except ctors, dtors and conversions."""
+    if isinstance(name, Qualified) and isinstance(name.scope, Function):
+        return _has_return_type(name.name)      # (a local name: its entity's)
     if not isinstance(name, Template):
-        if isinstance(name, Qualified):
-            return False
         return False
     inner = name.name
     last = inner.name if isinstance(inner, Qualified) else inner
@@ -985,6 +1144,9 @@ def demangle(name: str) -> str | None:
         return None
     parser = _Parser(name)
     parser.i = 2
+    _SAVED_SCOPES.clear()
+    _TEMPLATES.clear()
+    _PACK_INDEX.clear()
     try:
         node = parser.encoding(top=True)
         text = str(node)

@@ -12,6 +12,7 @@ linkage name, or any name in a C-family unit).  Attribute forms: DWARF 5 table 7
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -88,17 +89,51 @@ class DebugSections:
     line: bytes = b""
 
 
+@dataclass
+class _Header:
+    """A unit's header in .debug_info: where its DIEs are and how to read them."""
+
+    offset: int
+    end: int
+    version: int
+    address_size: int
+    abbrev_offset: int
+    offset_size: int
+    first_die: int
+
+
 class _UnitReader:
     """DIEs of one unit: abbreviations, attribute values, references."""
 
     def __init__(self, sections: DebugSections, unit: Unit, start: int, end: int,
-                 abbrev_offset: int, offset_size: int) -> None:
+                 abbrev_offset: int, offset_size: int,
+                 units: _Headers | None = None) -> None:
         self.s, self.unit, self.start, self.end = sections, unit, start, end
         self.offset_size = offset_size
         self.abbrevs = _abbrevs(sections.abbrev, abbrev_offset)
         self.str_offsets_base = 8 if unit.version >= 5 else 0
         self.addr_base = 8
         self.rnglists_base = 12 if unit.version >= 5 else 0
+        self.units = units
+
+    def reader_for(self, offset: int) -> _UnitReader | None:
+        """The reader of the unit holding ``offset`` of .debug_info (a DW_FORM_ref_addr
+        into another unit: BFD's find_abstract_instance reads it there)."""
+        if self.start <= offset < self.end:
+            return self
+        return self.units.reader_for(offset) if self.units is not None else None
+
+    def read_bases(self, attrs) -> None:
+        """The unit DIE's bases that other attributes use (DWARF 5 section 7.5)."""
+        for name, form, value in attrs:
+            if name == DW_AT_str_offsets_base:
+                self.str_offsets_base = value
+            elif name == DW_AT_addr_base:
+                self.addr_base = value
+            elif name == DW_AT_rnglists_base:
+                self.rnglists_base = value
+            elif name == DW_AT_language and form in _CONSTANT_FORMS:
+                self.unit.language = value
 
     def value(self, r: Reader, form: int, implicit: int = 0):
         size = self.unit.address_size
@@ -181,11 +216,66 @@ class _UnitReader:
         return tag, attrs, children
 
     def die_at(self, offset: int):
-        """The DIE at an offset of .debug_info in this unit (None elsewhere: x86vm does not
-        follow references into other units)."""
+        """The DIE at an offset of .debug_info in this unit (None elsewhere)."""
         if not self.start <= offset < self.end:
             return None
         return self.attributes(Reader(self.s.info, offset, self.end))
+
+
+class _Headers:
+    """Every unit header of .debug_info, and readers of the units a reference reaches."""
+
+    def __init__(self, sections: DebugSections, headers: list[_Header]) -> None:
+        self.s, self.headers = sections, headers
+        self.starts = [h.offset for h in headers]
+        self.readers: dict[int, _UnitReader | None] = {}
+
+    def reader_for(self, offset: int) -> _UnitReader | None:
+        k = bisect.bisect_right(self.starts, offset) - 1
+        if k < 0 or offset >= self.headers[k].end:
+            return None
+        if k not in self.readers:
+            h = self.headers[k]
+            unit = Unit(h.offset, h.version, h.address_size)
+            reader = _UnitReader(self.s, unit, h.offset, h.end, h.abbrev_offset,
+                                 h.offset_size, self)
+            top = reader.attributes(Reader(self.s.info, h.first_die, h.end))
+            if top is not None:
+                reader.read_bases(top[1])
+            self.readers[k] = reader
+        return self.readers[k]
+
+
+def _headers(info: bytes) -> tuple[list[_Header], str | None]:
+    """The unit headers up to the first that cannot be read (and why it cannot)."""
+    headers: list[_Header] = []
+    pos = 0
+    while pos + 11 <= len(info):
+        r = Reader(info, pos)
+        length = r.u(4)
+        offset_size = 4
+        if length == 0xFFFFFFFF:
+            length, offset_size = r.u(8), 8
+        end = r.pos + length
+        if length == 0 or end > len(info):
+            break
+        try:
+            version = r.u(2)
+            if version >= 5:
+                unit_type, address_size, abbrev_offset = r.u(1), r.u(1), r.u(offset_size)
+                if unit_type in (4, 5):         # skeleton, split_compile: a dwo_id
+                    r.u(8)
+                elif unit_type in (2, 6):       # type units: signature and type offset
+                    r.u(8)
+                    r.u(offset_size)
+            else:
+                abbrev_offset, address_size = r.u(offset_size), r.u(1)
+        except (DwarfError, IndexError) as exc:
+            return headers, str(exc)
+        headers.append(_Header(pos, end, version, address_size, abbrev_offset, offset_size,
+                               r.pos))
+        pos = end
+    return headers, None
 
 
 def _abbrevs(data: bytes, offset: int) -> dict[int, tuple[int, bool, list]]:
@@ -209,42 +299,26 @@ def read_units(sections: DebugSections,
                on_error: Callable[[str], None] | None = None) -> list[Unit]:
     """Every compilation unit of .debug_info with its functions (errors end the scan)."""
     units: list[Unit] = []
-    info = sections.info
-    pos = 0
-    while pos + 11 <= len(info):
-        r = Reader(info, pos)
-        length = r.u(4)
-        offset_size = 4
-        if length == 0xFFFFFFFF:
-            length, offset_size = r.u(8), 8
-        end = r.pos + length
-        if length == 0 or end > len(info):
-            break
+    headers, error = _headers(sections.info)
+    registry = _Headers(sections, headers)
+    for h in headers:
         try:
-            version = r.u(2)
-            if version >= 5:
-                unit_type, address_size, abbrev_offset = r.u(1), r.u(1), r.u(offset_size)
-                if unit_type in (4, 5):         # skeleton, split_compile: a dwo_id
-                    r.u(8)
-                elif unit_type in (2, 6):       # type units: signature and type offset
-                    r.u(8)
-                    r.u(offset_size)
-            else:
-                abbrev_offset, address_size = r.u(offset_size), r.u(1)
-            unit = Unit(pos, version, address_size)
-            _scan_unit(sections, unit, r, end, abbrev_offset, offset_size)
+            unit = Unit(h.offset, h.version, h.address_size)
+            r = Reader(sections.info, h.first_die, h.end)
+            _scan_unit(sections, unit, r, h.end, h.abbrev_offset, h.offset_size, registry)
             units.append(unit)
         except (DwarfError, IndexError, KeyError, UnicodeDecodeError) as exc:
-            if on_error is not None:
-                on_error(str(exc))
+            error = str(exc)
             break
-        pos = end
+    if error is not None and on_error is not None:
+        on_error(error)
     return units
 
 
 def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_offset: int,
-               offset_size: int) -> None:
-    reader = _UnitReader(sections, unit, unit.offset, end, abbrev_offset, offset_size)
+               offset_size: int, registry: _Headers | None = None) -> None:
+    reader = _UnitReader(sections, unit, unit.offset, end, abbrev_offset, offset_size,
+                         registry)
     r.end = end
     top = reader.attributes(r)
     if top is None:
@@ -253,20 +327,12 @@ def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_
     low = high = None
     high_relative = False
     ranges_value = None
-    for name, _form, value in attrs:    # the bases first: other attributes use them
-        if name == DW_AT_str_offsets_base:
-            reader.str_offsets_base = value
-        elif name == DW_AT_addr_base:
-            reader.addr_base = value
-        elif name == DW_AT_rnglists_base:
-            reader.rnglists_base = value
+    reader.read_bases(attrs)            # the bases first: other attributes use them
     for name, form, value in attrs:
         if name == DW_AT_name:
             unit.name = reader.string(form, value)
         elif name == DW_AT_comp_dir:
             unit.comp_dir = reader.string(form, value)
-        elif name == DW_AT_language and form in _CONSTANT_FORMS:
-            unit.language = value
         elif name == DW_AT_stmt_list:
             unit.stmt_list = value
         elif name == DW_AT_low_pc:
@@ -295,7 +361,7 @@ def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_
         if tag not in FUNCTION_TAGS:
             continue
         function = Function(tag, [])
-        low = high = None
+        low, high = 0, None
         high_relative = False
         for name, form, value in attrs:
             if name in (DW_AT_abstract_origin, DW_AT_specification) and form in _REF_FORMS:
@@ -313,20 +379,45 @@ def _scan_unit(sections: DebugSections, unit: Unit, r: Reader, end: int, abbrev_
             elif name == DW_AT_high_pc:
                 high, high_relative = reader.address(form, value), form in _CONSTANT_FORMS
             elif name == DW_AT_ranges:
-                function.ranges.extend(_ranges(reader, form, value, base))
-        if low is not None and high is not None:
+                for range_low, range_high in _ranges(reader, form, value, base):
+                    _add_range(function.ranges, range_low, range_high)
+        if high is not None:        # (after DW_AT_ranges, with low_pc 0 when absent)
             high = low + high if high_relative else high
-            if high != low:
-                function.ranges.insert(0, (low, high))
+            if high != 0:
+                _add_range(function.ranges, low, high)
         unit.functions.append(function)
+
+
+def _add_range(ranges: list[tuple[int, int]], low: int, high: int) -> None:
+    """dwarf2.c arange_add: an empty range is dropped, one that meets an existing range
+    extends it, any other goes in after the first -- the first's start is the address BFD
+    compares with the function's symbol, and best fits are measured on merged ranges."""
+    if low == high:
+        return
+    for n, (start, end) in enumerate(ranges):
+        if low == end:
+            ranges[n] = (start, high)
+            return
+        if high == start:
+            ranges[n] = (low, end)
+            return
+    ranges.insert(1, (low, high))
 
 
 def _abstract_name(reader: _UnitReader, function: Function, form: int, value: int,
                    depth: int, c_names: bool) -> None:
-    """find_abstract_instance: the name of the DIE a reference points to."""
+    """find_abstract_instance: the name of the DIE a reference points to -- in another
+    unit for a DW_FORM_ref_addr there (LTO's abstract instances), named as that unit's
+    language names it."""
     if depth >= 100:
         raise DwarfError("abstract instance recursion")
     offset = value if form == F_REF_ADDR else reader.start + value
+    if form == F_REF_ADDR:
+        target = reader.reader_for(offset)
+        if target is None:
+            return
+        if target is not reader:
+            reader, c_names = target, target.unit.language in C_LANGUAGES
     die = reader.die_at(offset)
     if die is None:
         return

@@ -76,6 +76,7 @@ class LineNumbers:
         self.prev_function: str | None = None
         self.prev_line = -1
         self.prev_discriminator = 0
+        self.pending_error: str | None = None
         try:
             loader = elfmod._Loader(path, stream)
             image = loader.load()
@@ -103,6 +104,9 @@ class LineNumbers:
                 self.function_index = [_Intervals(
                     (low, high, k) for k, function in enumerate(unit.functions)
                     for low, high in function.ranges) for unit in self.units]
+        except SectionTooBig as exc:    # (objdump says it at the first line looked up)
+            self.pending_error = str(exc)
+            self.units, self.tables, self.has_dwarf = [], {}, False
         except Exception as exc:  # corrupt DWARF, or a debug file pyelftools refuses
             if warn is not None:
                 warn(str(exc))
@@ -134,6 +138,9 @@ class LineNumbers:
     # -- BFD ---------------------------------------------------------------------------
     def find(self, section: elfmod.Section, offset: int) -> Found | None:
         """bfd_find_nearest_line_discriminator for ``offset`` in ``section``."""
+        if self.pending_error is not None:
+            print(f"x86vm: {self.pending_error}", file=sys.stderr)
+            self.pending_error = None
         base = self.placed.get(section.index, section.vma)
         address = base + offset
         function: Function | None = None
@@ -482,14 +489,23 @@ def _place_sections(loader, sections: list[elfmod.Section]) -> dict[int, int]:
     return placed
 
 
+class SectionTooBig(DwarfError):
+    """BFD's _bfd_section_size_insane refused a debug section: its DWARF is not read."""
+
+
 def _debug_sections(loader, image, placed: dict[int, int]) -> DebugSections:
-    """The debug sections' bytes, relocated for a relocatable object as BFD does."""
+    """The debug sections' bytes, relocated for a relocatable object as BFD does.  A
+    compressed .debug_info whose size is over ten times the file's is refused, as BFD 2.40
+    refuses it (section.c _bfd_section_size_insane; dwarf2.c read_section's message)."""
     out = DebugSections()
     by_name = {s.name: s for s in image.sections}
     for name, field_name in _DEBUG_NAMES.items():
         section = by_name.get(name)
         if section is None or not section.has_contents:
             continue
+        if name == ".debug_info" and section._compression and \
+                section.size // 10 > section._file_size:
+            raise SectionTooBig(f"DWARF error: section {name} is too big")
         data = section.data()
         if image.elf_type == elfmod.ET_REL:
             data = _relocated(loader, section, data, placed, image.format_name)
