@@ -160,5 +160,5 @@ class FakeMachine:
         return self.guest_timers.now
 
     def at(self, deadline_ns: int, callback):
-        """The RTC's periodic and update timers (TimerService.at), run by ``guest_timers.advance``."""
+        """The RTC's periodic and update timers (TimerService.at); ``guest_timers.advance``."""
         return self.guest_timers.at(deadline_ns, callback)
