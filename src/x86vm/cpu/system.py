@@ -38,6 +38,7 @@ from x86vm.cpu.state import (
     Segment,
     TableRegister,
 )
+from x86vm.cpu.svm import SVM_MSRS
 
 M64 = 0xFFFFFFFFFFFFFFFF
 FS, GS = 4, 5
@@ -182,6 +183,8 @@ CR4_IMPLEMENTED = 0xFFF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 
 
 def _check_cr4(cpu, value: int) -> None:
     if value & ~CR4_IMPLEMENTED or (cpu.efer & EFER_LMA and not value & CR4_PAE):
+        raise CpuFault(GP, 0)
+    if value & CR4_OSXSAVE and "XSAVE" in cpu.absent_features:   # a model without XSAVE
         raise CpuFault(GP, 0)
 
 
@@ -564,6 +567,7 @@ def h_cpuid(cpu, c) -> None:
         cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
     if leaf == 7 and cpu.r[1] & 0xFFFFFFFF == 0 and cpu.cr4 & CR4_PKE:
         cc |= 1 << 4        # OSPKE mirrors CR4.PKE (Table 3-8)
+    a, b, cc, d = cpu.features.adjust(leaf, cpu.r[1] & 0xFFFFFFFF, (a, b, cc, d))
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -582,6 +586,8 @@ def read_msr(cpu, index: int) -> int:
         value = apic.read_msr(index)
         if value is not None:
             return value
+    if index in SVM_MSRS and cpu.svm is not None:
+        return cpu.svm.read_msr(index)
     if index == MSR_EFER:
         return cpu.efer
     if index == MSR_FS_BASE:
@@ -606,8 +612,10 @@ def write_msr(cpu, index: int, value: int) -> None:
         return
     if index in CANONICAL_MSRS and not _canonical(value):
         raise CpuFault(GP, 0)
-    if index == MSR_EFER:
-        if value & ~0xD01:
+    if index in SVM_MSRS and cpu.svm is not None:
+        cpu.svm.write_msr(cpu, index, value)
+    elif index == MSR_EFER:
+        if value & ~(0xD01 | (cpu.svm.efer_writable() if cpu.svm is not None else 0)):
             raise CpuFault(GP, 0)
         cpu.set_efer(value)
     elif index in (MSR_FS_BASE, MSR_GS_BASE):
