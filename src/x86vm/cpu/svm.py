@@ -354,7 +354,7 @@ def vmexit(cpu, code: int, info1: int = 0, info2: int = 0,
     v.put(C_EXIT_INFO1, info1)
     v.put(C_EXIT_INFO2, info2)
     v.put(C_EXIT_INT_INFO, 0)
-    v.put(C_EVENT_INJ, v.q(C_EVENT_INJ, 4) & ~EVENT_VALID, 4)
+    v.put(C_EVENT_INJ, 0)             # EVENTINJ consumed (QEMU and KVM clear it whole)
     v.put(C_NEXT_RIP, next_rip or 0)
     v.write_back()
     svm.guest = svm.injecting = False
