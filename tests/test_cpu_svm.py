@@ -295,6 +295,27 @@ NO_SVM_BODY = r"""
     jmp done
 """
 
+# a model without RDTSCP and XSAVE (QEMU: -cpu max,-rdtscp,-xsave): no CPUID bits, RDTSCP and
+# XSETBV #UD
+NO_RDTSCP_XSAVE_BODY = r"""
+    mov $0x80000001, %eax
+    cpuid
+    mov %edx, %eax
+    shr $27, %eax
+    and $1, %eax
+    call report
+    mov $1, %eax
+    cpuid
+    mov %ecx, %eax
+    shr $26, %eax
+    and $1, %eax
+    call report
+    rdtscp
+    xor %ecx, %ecx
+    xsetbv
+    jmp done
+"""
+
 # What QEMU does not model the APM's way (it ignores EFER bits it does not support and keeps
 # VM_HSAVE_PA without SVM; it reads a VMCB from anywhere): x86vm's model, from the APM.
 # Without SVM: VM_HSAVE_PA and setting EFER.SVME are #GP(0) (MBZ bit, APM Vol. 2 §3.1.7).
@@ -336,6 +357,15 @@ SVM_HOSTILE_BODY = r"""
     jmp done
 """
 SVM_HOSTILE_OUTPUT = "0000000d\n00000000\n" * 4 + "0000600d\n"
+# Without XSAVE, CR4.OSXSAVE is reserved: #GP(0) (SDM Vol. 3A §2.5; QEMU drops the bit)
+NO_XSAVE_CR4_BODY = r"""
+    mov %cr4, %eax
+    or $(1 << 18), %eax
+    mov %eax, %cr4
+    mov %cr4, %eax
+    call report
+    jmp done
+"""
 
 REPORT = """
 report:                                   /* EAX as eight hex digits and a newline on COM1 */
@@ -398,8 +428,9 @@ def on_qemu(image: bytes, tmp: Path, cpu: str) -> tuple[int, str]:
 
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 @pytest.mark.parametrize("body, qemu_cpu, features, lines", [
-    (SVM_BODY, "max,+svm", "+svm", 47), (NO_SVM_BODY, "max,-svm", None, 7)],
-    ids=["svm", "no-svm"])
+    (SVM_BODY, "max,+svm", "+svm", 47), (NO_SVM_BODY, "max,-svm", None, 7),
+    (NO_RDTSCP_XSAVE_BODY, "max,-rdtscp,-xsave", "-rdtscp,-xsave", 6)],
+    ids=["svm", "no-svm", "no-rdtscp-xsave"])
 def test_svm_guest_matches_qemu(body, qemu_cpu, features, lines):
     """VMRUN/#VMEXIT round trips: #UD and #GP (error code 18H) exception intercepts, CPUID,
     VMMCALL and HLT instruction intercepts, an injected #DE, VMEXIT_INVALID (ASID 0), the
@@ -413,8 +444,9 @@ def test_svm_guest_matches_qemu(body, qemu_cpu, features, lines):
 
 
 @pytest.mark.parametrize("body, features, output", [
-    (NO_SVM_MSRS_BODY, None, NO_SVM_MSRS_OUTPUT), (SVM_HOSTILE_BODY, "+svm", SVM_HOSTILE_OUTPUT)],
-    ids=["no-svm-msrs", "svm-bad-addresses"])
+    (NO_SVM_MSRS_BODY, None, NO_SVM_MSRS_OUTPUT), (SVM_HOSTILE_BODY, "+svm", SVM_HOSTILE_OUTPUT),
+    (NO_XSAVE_CR4_BODY, "-xsave", "0000000d\n00000000\n00000000\n")],
+    ids=["no-svm-msrs", "svm-bad-addresses", "no-xsave-cr4"])
 def test_guest_supplied_svm_state_is_checked(body, features, output):
     with tempfile.TemporaryDirectory() as tmp:
         image = build(Path(tmp), body)
