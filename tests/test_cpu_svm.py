@@ -8,6 +8,7 @@ instructions without SVM) end in guest-visible faults, never in a monitor error.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import tempfile
 from pathlib import Path
@@ -462,3 +463,62 @@ def test_cpu_features_parse_and_cpuid():
     for bad in ("+npt", "+invpcid", "frobnicate"):
         with pytest.raises(ValueError):
             CpuFeatures.parse(bad)
+
+
+L1_VMRUN = f"""
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x1000, %eax
+    wrmsr
+    mov $0xc0010117, %ecx
+    mov ${HSAVE:#x}, %eax
+    xor %edx, %edx
+    wrmsr
+    mov ${VMCB:#x}, %eax
+    vmrun
+    hlt
+"""
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_vmcb_never_breaks_the_emulator(seed):
+    """A VMCB of random bytes (half of them with the bits VMRUN's checks demand, so that the
+    random guest state is loaded and runs): VMEXIT_INVALID, an intercept, a fault, a halt or
+    the timeout — never an emulator error."""
+    from dataclasses import replace
+
+    from cpu.asmguest import assemble, entry_for
+
+    rng = random.Random(seed)
+    bits = (32, 64)[seed % 2]
+    vmcb = bytearray(rng.randbytes(4096))
+    if seed % 4 < 2:   # get past the consistency checks
+        if seed & 4:                                      # every exception
+            vmcb[0x08:0x0C] = (0xFFFFFFFF).to_bytes(4, "little")
+        vmcb[0x578:0x580] = (0x20000 + rng.randrange(0x10000)).to_bytes(8, "little")   # RIP
+        vmcb[0x10] |= 1                                   # VMRUN intercept
+        vmcb[0x0F] |= 0x80                                # shutdown intercept
+        vmcb[0x40:0x50] = bytes(16)                       # IOPM, MSRPM bases
+        vmcb[0x58:0x5C] = (1).to_bytes(4, "little")        # ASID
+        vmcb[0xAB] &= 0x7F                                # no EVENTINJ
+        efer = 0x1000 | (0x500 if seed & 8 else 0)
+        vmcb[0x4D0:0x4D8] = efer.to_bytes(8, "little")
+        cr0 = 0x80000011 if seed & 8 else rng.choice((0x10, 0x11))
+        vmcb[0x558:0x560] = cr0.to_bytes(8, "little")
+        vmcb[0x548:0x550] = (0x20 if seed & 8 else 0).to_bytes(8, "little")
+        vmcb[0x550:0x558] = (0x1000 if seed & 8 else 0).to_bytes(8, "little")
+        vmcb[0x560:0x570] = (0x400).to_bytes(8, "little") + (0xFFFF0FF0).to_bytes(8, "little")
+        vmcb[0x413] &= 0xF9 if seed & 8 else 0xFF         # not both CS.L and CS.D
+    origin = 0x10000
+    with Machine(memory_size=4 << 20, backend="emu", cpu_features="+svm") as m:
+        m.memory.write(origin, assemble(L1_VMRUN, bits, origin))
+        m.memory.write(VMCB, bytes(vmcb))
+        m.memory.write(0x20000, rng.randbytes(0x10000))   # random code for the guest
+        entry = entry_for(m.memory, bits, origin)
+        if bits == 64:
+            for at, value in ((0x1000, 0x2003), (0x2000, 0x3003), (0x3000, 0x83),
+                              (0x3008, 0x200083)):
+                m.memory.write_u64(at, value)
+            entry = replace(entry, cr3=0x1000)
+        result = m.run(entry, timeout=0.3)
+    assert result.status not in (126, 127), result.reason

@@ -127,6 +127,11 @@ class Vmcb:
         self.buf, self.off = found
         self.data = bytearray(self.buf[self.off:self.off + 4096])
 
+    def reread(self) -> Vmcb:
+        """The page's current bytes (the guest may have written it since VMRUN)."""
+        self.data = bytearray(self.buf[self.off:self.off + 4096])
+        return self
+
     def q(self, off: int, size: int = 8) -> int:
         return int.from_bytes(self.data[off:off + size], "little")
 
@@ -164,6 +169,8 @@ class Svm:
         self.hsave_pa = 0
         self.guest = False          # running the guest of a VMRUN
         self.vmcb_pa = 0
+        self.vmcb: Vmcb | None = None   # the guest's VMCB and the host save area, found
+        self.host: Vmcb | None = None   # (and checked) by VMRUN: #VMEXIT cannot fail
         self.intercepts = 0         # the guest's intercept vectors as one int
         self.int_ctl = 0
         self.host_if = False        # the host's RFLAGS.IF (V_INTR_MASKING)
@@ -320,6 +327,7 @@ def vmrun(cpu, vmcb_pa: int, next_rip: int) -> None:
         cpu.rip = next_rip
         return
     svm.guest, svm.vmcb_pa, svm.intercepts = True, vmcb_pa, intercepts
+    svm.vmcb, svm.host = v, host
     svm.int_ctl = v.q(C_INT_CTL, 4)
     svm.host_if = bool(cpu.fl & RFLAGS_IF)
     svm.msrpm = v.q(C_MSRPM) & ~0xFFF
@@ -342,7 +350,7 @@ def vmexit(cpu, code: int, info1: int = 0, info2: int = 0,
     """#VMEXIT (APM §15.6): the guest state and exit information to its VMCB, GIF = 0, the
     host state back from the host save area."""
     svm = cpu.svm
-    v = Vmcb(cpu, svm.vmcb_pa)
+    v = svm.vmcb.reread()
     _save_world(cpu, v)
     v.put(S_RIP, cpu.rip)
     v.put(S_CR2, cpu.cr2)
@@ -362,7 +370,8 @@ def vmexit(cpu, code: int, info1: int = 0, info2: int = 0,
     svm.intercepts = 0
     cpu.pending_event = None
     cpu.tsc_offset = (cpu.tsc_offset - svm.tsc_offset) & M64
-    host = Vmcb(cpu, svm.hsave_pa)
+    host = svm.host.reread()
+    svm.vmcb = svm.host = None
     _load_world(cpu, host, with_cr2=False)
     cpu.cr0 |= CR0_PE
     cpu.dr[5] = 0x400                 # DR7: breakpoints disabled
