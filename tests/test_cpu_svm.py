@@ -59,6 +59,40 @@ _start:
     call set_gate
     lidt idtr
 """
+VMCB_SETUP = r"""
+    /* the VMCB: zero, intercepts, guest state = this world */
+    mov $VMCB, %edi
+    mov $1024, %ecx
+    xor %eax, %eax
+    rep stosl
+    movl $((1 << 6) | (1 << 13)), VMCB + 0x08           /* #UD, #GP */
+    movl $((1 << 18) | (1 << 24)), VMCB + 0x0c          /* CPUID, HLT */
+    movl $0x3, VMCB + 0x10                               /* VMRUN, VMMCALL */
+    movl $1, VMCB + 0x58                                 /* ASID */
+    movl $0x0c930010, VMCB + 0x400                       /* ES */
+    movl $0xffffffff, VMCB + 0x404
+    movl $0x0c9b0008, VMCB + 0x410                       /* CS */
+    movl $0xffffffff, VMCB + 0x414
+    movl $0x0c930010, VMCB + 0x420                       /* SS */
+    movl $0xffffffff, VMCB + 0x424
+    movl $0x0c930010, VMCB + 0x430                       /* DS */
+    movl $0xffffffff, VMCB + 0x434
+    movl $(gdt_end - gdt - 1), VMCB + 0x464
+    movl $gdt, VMCB + 0x468
+    movl $(idt_end - idt - 1), VMCB + 0x484
+    movl $idt, VMCB + 0x488
+    mov $0xc0000080, %ecx
+    rdmsr
+    mov %eax, VMCB + 0x4d0
+    mov %cr0, %eax
+    mov %eax, VMCB + 0x558
+    movl $0x400, VMCB + 0x560                            /* DR7 */
+    movl $0xffff0ff0, VMCB + 0x568                       /* DR6 */
+    movl $2, VMCB + 0x570                                /* RFLAGS */
+    movl $guest_base, VMCB + 0x578
+    movl $0x70000, VMCB + 0x5d8                          /* RSP */
+    movl $0x1234, VMCB + 0x5f8                           /* RAX */
+"""
 SVM_BODY = r"""
     /* CPUID: SVM bit (0x80000001 ECX[2]) and the maximum extended leaf >= 0x8000000A */
     mov $0x80000001, %eax
@@ -94,38 +128,7 @@ SVM_BODY = r"""
     xor %edx, %edx
     wrmsr
     movb $3, skip
-    /* the VMCB: zero, intercepts, guest state = this world */
-    mov $VMCB, %edi
-    mov $1024, %ecx
-    xor %eax, %eax
-    rep stosl
-    movl $((1 << 6) | (1 << 13)), VMCB + 0x08           /* #UD, #GP */
-    movl $((1 << 18) | (1 << 24)), VMCB + 0x0c          /* CPUID, HLT */
-    movl $0x3, VMCB + 0x10                               /* VMRUN, VMMCALL */
-    movl $1, VMCB + 0x58                                 /* ASID */
-    movl $0x0c930010, VMCB + 0x400                       /* ES */
-    movl $0xffffffff, VMCB + 0x404
-    movl $0x0c9b0008, VMCB + 0x410                       /* CS */
-    movl $0xffffffff, VMCB + 0x414
-    movl $0x0c930010, VMCB + 0x420                       /* SS */
-    movl $0xffffffff, VMCB + 0x424
-    movl $0x0c930010, VMCB + 0x430                       /* DS */
-    movl $0xffffffff, VMCB + 0x434
-    movl $(gdt_end - gdt - 1), VMCB + 0x464
-    movl $gdt, VMCB + 0x468
-    movl $(idt_end - idt - 1), VMCB + 0x484
-    movl $idt, VMCB + 0x488
-    mov $0xc0000080, %ecx
-    rdmsr
-    mov %eax, VMCB + 0x4d0
-    mov %cr0, %eax
-    mov %eax, VMCB + 0x558
-    movl $0x400, VMCB + 0x560                            /* DR7 */
-    movl $0xffff0ff0, VMCB + 0x568                       /* DR6 */
-    movl $2, VMCB + 0x570                                /* RFLAGS */
-    movl $guest_base, VMCB + 0x578
-    movl $0x70000, VMCB + 0x5d8                          /* RSP */
-    movl $0x1234, VMCB + 0x5f8                           /* RAX */
+""" + VMCB_SETUP + r"""
     mov $0x8000000a, %eax            /* NRIPS: EDI = 1 if CPUID reports it */
     cpuid
     mov %edx, %edi
@@ -276,7 +279,7 @@ gdt_end:
 gdtr: .word gdt_end - gdt - 1
     .long gdt
 idt:
-    .fill 14, 8, 0
+    .fill 48, 8, 0
 idt_end:
 idtr: .word idt_end - idt - 1
     .long idt
@@ -294,6 +297,84 @@ NO_SVM_BODY = r"""
     vmload
     clgi
     jmp done
+"""
+
+# A physical interrupt in guest mode with the INTR intercept and V_INTR_MASKING: #VMEXIT 60H
+# with the IRQ still pending; GIF = 0 after the exit holds it although IF = 1; STGI lets it
+# in (PIT channel 0 through the 8259 at vector 20H).
+INTR_BODY = r"""
+    mov $0x11, %al
+    out %al, $0x20
+    out %al, $0xa0
+    mov $0x20, %al
+    out %al, $0x21
+    mov $0x28, %al
+    out %al, $0xa1
+    mov $4, %al
+    out %al, $0x21
+    mov $2, %al
+    out %al, $0xa1
+    mov $1, %al
+    out %al, $0x21
+    out %al, $0xa1
+    mov $0xfe, %al
+    out %al, $0x21
+    mov $0xff, %al
+    out %al, $0xa1
+    mov $irq_handler, %eax
+    mov $(idt + 0x20 * 8), %edi
+    call set_gate
+    mov $0xc0010117, %ecx
+    mov $HSAVE, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x1000, %eax
+    wrmsr
+""" + VMCB_SETUP + r"""
+    movl $1, VMCB + 0x0c                                 /* INTR */
+    movl $(1 << 24), VMCB + 0x60                         /* V_INTR_MASKING */
+    movl $spin, VMCB + 0x578
+    mov $0x34, %al                   /* PIT channel 0: mode 2, 1000 ticks */
+    out %al, $0x43
+    mov $0xe8, %al
+    out %al, $0x40
+    mov $0x03, %al
+    out %al, $0x40
+    clgi
+    sti
+    mov $VMCB, %eax
+    vmrun
+    mov VMCB + 0x70, %eax
+    call report
+    mov VMCB + 0x578, %eax
+    sub $spin, %eax
+    call report
+    mov irq_count, %eax
+    call report
+    mov $1000, %ecx
+1:  loop 1b
+    mov irq_count, %eax
+    call report
+    stgi
+    nop
+    nop
+    cli
+    mov irq_count, %eax
+    call report
+    jmp done
+guest_base:
+spin:
+    jmp spin
+irq_handler:
+    incl irq_count
+    push %eax
+    mov $0x20, %al
+    out %al, $0x20
+    pop %eax
+    iret
+irq_count: .long 0
 """
 
 # a model without RDTSCP and XSAVE (QEMU: -cpu max,-rdtscp,-xsave): no CPUID bits, RDTSCP and
@@ -430,8 +511,9 @@ def on_qemu(image: bytes, tmp: Path, cpu: str) -> tuple[int, str]:
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 @pytest.mark.parametrize("body, qemu_cpu, features, lines", [
     (SVM_BODY, "max,+svm", "+svm", 47), (NO_SVM_BODY, "max,-svm", None, 7),
-    (NO_RDTSCP_XSAVE_BODY, "max,-rdtscp,-xsave", "-rdtscp,-xsave", 6)],
-    ids=["svm", "no-svm", "no-rdtscp-xsave"])
+    (NO_RDTSCP_XSAVE_BODY, "max,-rdtscp,-xsave", "-rdtscp,-xsave", 6),
+    (INTR_BODY, "max,+svm", "+svm", 5)],
+    ids=["svm", "no-svm", "no-rdtscp-xsave", "intr-intercept"])
 def test_svm_guest_matches_qemu(body, qemu_cpu, features, lines):
     """VMRUN/#VMEXIT round trips: #UD and #GP (error code 18H) exception intercepts, CPUID,
     VMMCALL and HLT instruction intercepts, an injected #DE, VMEXIT_INVALID (ASID 0), the

@@ -234,12 +234,15 @@ class Svm:
         intercepted physical interrupt has just made a #VMEXIT (APM §15.17, §15.21)."""
         if not self.gif:
             return True
-        if not self.intercepted(EXIT_INTR):
+        if not self.guest:
             return False
+        if self.int_ctl & V_INTR_MASKING:   # physical interrupts follow the host's IF
+            if not self.host_if:
+                return True
+        elif not cpu.fl & RFLAGS_IF:
+            return False                    # the dispatcher sees IF = 0 itself
         ctl = cpu.controller
-        masked = not self.host_if if self.int_ctl & V_INTR_MASKING else \
-            not cpu.fl & RFLAGS_IF
-        if masked or ctl is None or ctl.pending_vector() is None:
+        if not self.intercepts >> EXIT_INTR & 1 or ctl is None or ctl.pending_vector() is None:
             return False
         vmexit(cpu, EXIT_INTR)
         return True
