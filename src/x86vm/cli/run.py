@@ -16,6 +16,7 @@ from importlib import resources
 
 from x86vm.cli import CliError
 from x86vm.cli.inputs import read_regular
+from x86vm.cpu.cpuid import CpuFeatures
 from x86vm.cpu.system import check_vendor
 from x86vm.devices.console import ConsoleError, open_console
 from x86vm.devices.pc import attach_pc_devices
@@ -108,6 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cpu-vendor", metavar="GenuineIntel|AuthenticAMD", default=None,
                    help="the vCPU's CPUID vendor and the vendor-specific behaviour that goes "
                         "with it, e.g. SYSCALL outside 64-bit mode (default: the backend's)")
+    p.add_argument("--cpu-features", metavar="+svm,-rdtscp,...", default=None,
+                   help="emu: add (+) or remove (-) optional CPU features, QEMU's -cpu "
+                        "property names: svm (AMD SVM), rdtscp, xsave, invpcid, skinit, "
+                        "rdpru, npt")
     p.add_argument("--testdev", action="store_true",
                    help="add QEMU's pc-testdev (ports 0xe0-0xeb, IRQ lines at 0x2000; what "
                         "kvm-unit-tests expect)")
@@ -130,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def open_machine(backend: str, memory_size: int, irqchip: str | None,
                  rom: list[tuple[int, bytes]] | None = None,
-                 cpu_vendor: str | None = None) -> Machine:
+                 cpu_vendor: str | None = None, cpu_features: str | None = None) -> Machine:
     """The machine on ``backend``; ``auto`` is KVM where a VM can be created, else emu —
     and then one line on stderr says why KVM was not used."""
     rom_option = {"rom": rom} if rom else {}
@@ -144,6 +149,15 @@ def open_machine(backend: str, memory_size: int, irqchip: str | None,
             check_vendor(cpu_vendor)
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    if cpu_features:
+        try:
+            CpuFeatures.parse(cpu_features)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if backend == "kvm":
+            raise CliError("--cpu-features: only the emu backend models them")
+        vendor["cpu_features"] = cpu_features
+        backend = "emu"
     if backend in ("auto", "kvm"):
         try:
             return Machine(memory_size=memory_size, backend="kvm", **rom_option,
@@ -267,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
         # What QEMU's -kernel and GRUB hand a Multiboot kernel: "<kernel file> <arguments>".
         cmdline = f"{args.image} {cmdline}" if cmdline else args.image
 
-    machine = open_machine(args.backend, memory_size, args.irqchip, rom_map, args.cpu_vendor)
+    machine = open_machine(args.backend, memory_size, args.irqchip, rom_map, args.cpu_vendor,
+                           args.cpu_features)
     started = time.monotonic()
     stats = None
     console = board = tracer = stub = result = None

@@ -13,7 +13,7 @@ shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reaso
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
-from x86vm.cpu.cpuid import MAX_LINEAR_BITS, VENDOR
+from x86vm.cpu.cpuid import MAX_LINEAR_BITS, VENDOR, CpuFeatures
 from x86vm.cpu.debug import DebugMixin
 from x86vm.cpu.errors import (
     CONTRIBUTORY,
@@ -110,6 +110,9 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.ud_count = 0
         self.ud_seen: dict[str, int] = {}
         self.pending_event: tuple | None = None   # (vector, error code) to deliver next
+        self.features = CpuFeatures()  # the model's optional features (set_features)
+        self.absent_features: frozenset = frozenset()   # @cpuid names that #UD
+        self.svm = None            # AMD SVM state (cpu/svm.py) when the model has SVM
         self._init_debug()         # breakpoints, watchpoints, trace hooks (cpu/debug.py)
         self._init_mmu(ram)
         self._last_mode: tuple | None = None
@@ -204,6 +207,15 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         self.efer = value
         self.flush_tlb()
         self.update_mode()
+
+    def set_features(self, features: CpuFeatures) -> None:
+        """The CPU model's optional features (``--cpu-features``): CPUID, the instructions
+        that raise #UD, SVM."""
+        from x86vm.cpu.svm import Svm
+        self.features = features
+        self.absent_features = features.absent_instructions
+        self.svm = Svm() if features.has("svm") else None
+        self.translator.flush_all()
 
     def fpu_reset(self, init: bool = False) -> None:
         """The x87 and SSE state after RESET (``init=False``) or INIT: FNINIT with every data
@@ -359,6 +371,9 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
 
     def _fault(self, exc: CpuFault) -> bool:
         """Deliver ``exc``; False when it ends in a triple fault."""
+        svm = self.svm
+        if svm is not None and svm.guest and svm.intercept_fault(self, exc):
+            return True    # an SVM intercept: #VMEXIT to the host (cpu/svm.py)
         if self.trace_exception is not None:
             self.trace_exception(exc.vector, exc.error_code, self.rip)
         if exc.vector in FAULT_CLASS:
@@ -369,20 +384,24 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
         except CpuFault as second:
             first_contrib = exc.vector in CONTRIBUTORY
             if exc.vector == DF:
-                self.stop_reason = "triple fault"
-                return False
+                return self._triple_fault()
             if (first_contrib and second.vector in CONTRIBUTORY) or (
                     exc.vector == PF and (second.vector in CONTRIBUTORY or second.vector == PF)):
                 try:
                     self.deliver(DF, 0, soft=False)
                     return True
                 except (CpuFault, TripleFault):
-                    self.stop_reason = "triple fault"
-                    return False
+                    return self._triple_fault()
             return self._fault(second)
         except TripleFault:
-            self.stop_reason = "triple fault"
-            return False
+            return self._triple_fault()
+
+    def _triple_fault(self) -> bool:
+        """Shutdown — in an SVM guest with the shutdown intercept, a #VMEXIT instead."""
+        if self.svm is not None and self.svm.guest and self.svm.shutdown(self):
+            return True
+        self.stop_reason = "triple fault"
+        return False
 
     def _deliver_pending(self) -> None:
         vector, code = self.pending_event
@@ -392,6 +411,8 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
     def _check_interrupts(self) -> None:
         ctl = self.controller
         self.irq_check = False
+        if self.svm is not None and self.svm.hold_interrupts(self):
+            return         # GIF clear, or an intercepted interrupt made a #VMEXIT
         if ctl is None or self.deliver_nmi() or not self.fl & RFLAGS_IF:
             return
         if ctl.pending_vector() is None:

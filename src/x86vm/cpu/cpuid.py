@@ -10,6 +10,8 @@ cpu/sse_fexec.py, cpu/sse42.py); a feature bit is set only once its instructions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 VENDOR = b"GenuineIntel"
 BRAND = b"x86vm pure-Python CPU".ljust(48, b"\0")
 MAX_LEAF = 0xD
@@ -74,3 +76,80 @@ def cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         return 0, 0, 0, 0
     # beyond the maximum: Intel returns the highest basic leaf's values
     return cpuid(MAX_LEAF, subleaf)
+
+
+# -- the CPU model's optional features (QEMU's ``-cpu max,+svm,-rdtscp`` property names) -----
+
+EAX, EBX, ECX, EDX = range(4)
+# name → (leaf, register, bit, the opcode map's @cpuid feature of its instructions or "")
+FEATURE_BITS = {
+    "svm": (0x80000001, ECX, 2, "SVM"),          # AMD APM Vol. 3 Appendix E.4.2
+    "skinit": (0x80000001, ECX, 12, "SKINIT"),
+    "rdtscp": (0x80000001, EDX, 27, "RDTSCP"),
+    "xsave": (1, ECX, 26, "XSAVE"),
+    "invpcid": (7, EBX, 10, "INVPCID"),
+    "rdpru": (0x80000008, EBX, 4, "RDPRU"),
+    "npt": (0x8000000A, EDX, 0, ""),
+}
+OPTIONAL_FEATURES = frozenset({"svm"})   # implemented, off unless asked for (``+svm``)
+# leaf 8000_000AH when SVM is on (APM Vol. 3 E.4.9): revision 1, 16 ASIDs; EDX: NRIPS(3) —
+# the next RIP in the VMCB on instruction intercepts (cpu/svm.py). No NPT, LBR
+# virtualisation, VGIF, pause filter or TSC ratio.
+SVM_LEAF = (1, 16, 0, 1 << 3)
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """The optional features a CPU model adds (``enabled``) or removes (``disabled``)."""
+
+    enabled: frozenset = frozenset()
+    disabled: frozenset = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> CpuFeatures:
+        """``+svm,-rdtscp,...``: a name of :data:`FEATURE_BITS`; ``+`` only for one this CPU
+        implements (ValueError otherwise)."""
+        on, off = set(), set()
+        for word in filter(None, (w.strip() for w in text.split(","))):
+            sign, name = (word[0], word[1:]) if word[0] in "+-" else ("+", word)
+            if name not in FEATURE_BITS:
+                raise ValueError(f"unknown CPU feature {name!r}: "
+                                 f"known are {', '.join(sorted(FEATURE_BITS))}")
+            if sign == "+" and name not in OPTIONAL_FEATURES and not _default_on(name):
+                raise ValueError(f"CPU feature {name!r} is not implemented")
+            (on if sign == "+" else off).add(name)
+            (off if sign == "+" else on).discard(name)
+        return cls(frozenset(on & OPTIONAL_FEATURES), frozenset(off))
+
+    def has(self, name: str) -> bool:
+        return name in self.enabled and name not in self.disabled
+
+    @property
+    def absent_instructions(self) -> frozenset:
+        """The map's @cpuid features whose instructions raise #UD on this model."""
+        return frozenset(FEATURE_BITS[n][3] for n in self.disabled if FEATURE_BITS[n][3])
+
+    def adjust(self, leaf: int, subleaf: int, regs: tuple) -> tuple:
+        """CPUID ``regs`` of ``leaf`` with the model's features added and removed."""
+        out = list(regs)
+        if self.has("svm"):
+            if leaf == 0x80000000:
+                out[EAX] = max(out[EAX], 0x8000000A)
+            elif leaf == 0x8000000A:
+                out = list(SVM_LEAF)
+            elif leaf == 0x80000009:     # below the new maximum: reserved, zero
+                out = [0, 0, 0, 0]
+        for name, (fleaf, reg, bit, _) in FEATURE_BITS.items():
+            if fleaf == leaf and (subleaf == 0 or leaf not in (7, 0xD)):
+                if self.has(name):
+                    out[reg] |= 1 << bit
+                elif name in self.disabled:
+                    out[reg] &= ~(1 << bit)
+        if leaf == 0xD and "xsave" in self.disabled:
+            out = [0, 0, 0, 0]
+        return tuple(out)
+
+
+def _default_on(name: str) -> bool:
+    leaf, reg, bit, _ = FEATURE_BITS[name]
+    return bool(cpuid(leaf, 0)[reg] >> bit & 1)

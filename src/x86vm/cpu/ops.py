@@ -568,6 +568,7 @@ HELPERS = {
 from x86vm.cpu.bmi import BMI_HELPERS  # noqa: E402
 from x86vm.cpu.cacheline import CACHE_LINE_HELPERS  # noqa: E402
 from x86vm.cpu.strings import STRING_HELPERS  # noqa: E402
+from x86vm.cpu.svm import register as register_svm  # noqa: E402
 from x86vm.cpu.system import SYSTEM_HELPERS  # noqa: E402
 from x86vm.cpu.x87_exec import X87_HELPERS  # noqa: E402
 from x86vm.cpu.xsave import XSAVE_HELPERS  # noqa: E402
@@ -593,6 +594,7 @@ def register_helpers(helpers: dict, continuing: bool = False) -> None:
 register_helpers(X87_HELPERS, continuing=True)
 register_helpers(XSAVE_HELPERS, continuing=True)
 register_helpers(CACHE_LINE_HELPERS, continuing=True)
+register_svm(HELPERS)   # SVM instructions, and intercept checks around interceptable ones
 
 from x86vm.cpu import sse_register  # noqa: E402,F401  (registers MMX/SSE helpers)
 

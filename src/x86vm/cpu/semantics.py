@@ -441,6 +441,9 @@ def compile_block(insns: list, cpu, ns: dict, ipmask: int):
         nxt = (insn.address + insn.length) & ipmask
         gen = GENERATORS.get(op_key(insn)) if insn.kind == "insn" and not _bad_lock(insn) \
             else None
+        if cpu.absent_features and insn.kind == "insn" and \
+                insn.cpuid_feature in cpu.absent_features:
+            gen = None      # a feature the CPU model lacks (--cpu-features): #UD
         done = False
         if gen is not None:
             saved = (g.last_cc, g.pending_cc)
@@ -502,7 +505,8 @@ def _helper_call(g: Gen, insn, nxt: int) -> None:
     """Call the interpreter for ``insn``; it sets ``cpu.rip`` when it transfers control."""
     name = op_key(insn) if insn.kind == "insn" else "(bad)"
     helper = ops.HELPERS.get(name)
-    if helper is None or _bad_lock(insn):
+    if helper is None or _bad_lock(insn) or (
+            g.cpu.absent_features and insn.cpuid_feature in g.cpu.absent_features):
         helper = ops.undefined
     h = g.const(helper)
     c = g.const((insn, insn.operands))

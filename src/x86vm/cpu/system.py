@@ -40,6 +40,7 @@ from x86vm.cpu.state import (
     Segment,
     TableRegister,
 )
+from x86vm.cpu.svm import SVM_MSRS
 
 M64 = 0xFFFFFFFFFFFFFFFF
 FS, GS = 4, 5
@@ -187,6 +188,8 @@ def _check_cr4(cpu, value: int) -> None:
     if value & ~CR4_IMPLEMENTED or (value & CR4_LA57 and cpu.max_linear_bits < 57):
         raise CpuFault(GP, 0)
     if cpu.efer & EFER_LMA and (not value & CR4_PAE or (value ^ cpu.cr4) & CR4_LA57):
+        raise CpuFault(GP, 0)
+    if value & CR4_OSXSAVE and "XSAVE" in cpu.absent_features:   # a model without XSAVE
         raise CpuFault(GP, 0)
 
 
@@ -574,6 +577,7 @@ def h_cpuid(cpu, c) -> None:
             cc &= ~LEAF7_ECX_LA57
     if leaf == 0x80000008:  # EAX[15:8]: linear-address bits of the model
         a = (a & ~0xFF00) | (cpu.max_linear_bits << 8)
+    a, b, cc, d = cpu.features.adjust(leaf, cpu.r[1] & 0xFFFFFFFF, (a, b, cc, d))
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -592,6 +596,8 @@ def read_msr(cpu, index: int) -> int:
         value = apic.read_msr(index)
         if value is not None:
             return value
+    if index in SVM_MSRS and cpu.svm is not None:
+        return cpu.svm.read_msr(index)
     if index == MSR_EFER:
         return cpu.efer
     if index == MSR_FS_BASE:
@@ -616,8 +622,10 @@ def write_msr(cpu, index: int, value: int) -> None:
         return
     if index in CANONICAL_MSRS and not _canonical(cpu, value):
         raise CpuFault(GP, 0)
-    if index == MSR_EFER:
-        if value & ~0xD01:
+    if index in SVM_MSRS and cpu.svm is not None:
+        cpu.svm.write_msr(cpu, index, value)
+    elif index == MSR_EFER:
+        if value & ~(0xD01 | (cpu.svm.efer_writable() if cpu.svm is not None else 0)):
             raise CpuFault(GP, 0)
         cpu.set_efer(value)
     elif index in (MSR_FS_BASE, MSR_GS_BASE):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from x86vm.cpu.core import Cpu
+from x86vm.cpu.cpuid import CpuFeatures
 from x86vm.cpu.errors import GP, CpuFault
 from x86vm.cpu.mmu import Ram
 from x86vm.cpu.state import RFLAGS_IF, RegisterState
@@ -111,11 +112,13 @@ class EmuBackend:
     in_kernel: frozenset[str] = frozenset()  # the board's Python chipset interrupts the CPU
 
     def __init__(self, memory: GuestMemory, *, mhz: float = DEFAULT_MHZ,
-                 cpu_vendor: str | None = None) -> None:
+                 cpu_vendor: str | None = None, cpu_features: str | None = None) -> None:
         self.memory = memory
         self.cpu = Cpu(Ram(memory.regions))   # the live list: RAM added later is seen
         if cpu_vendor is not None:  # CPUID's vendor and the vendor-specific semantics
             self.cpu.vendor = check_vendor(cpu_vendor)
+        if cpu_features:            # optional features: +svm, -rdtscp, ... (cpu/cpuid.py)
+            self.cpu.set_features(CpuFeatures.parse(cpu_features))
         observers = getattr(memory, "write_observers", None)
         if observers is not None:      # device writes into RAM drop the code they overwrite
             observers.append(self.cpu.ram_written)
