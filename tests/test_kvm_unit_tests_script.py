@@ -161,3 +161,124 @@ def test_main_merge_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["test", "qemu-kvm", "kvm"]
     assert out[2].split() == ["setjmp", "PASS", "PASS", "6", "1"]
+
+
+# Per-subtest comparison. The fixtures are real serial logs of session 5's runs
+# (scripts/kvm-unit-tests --logs, kvm-unit-tests 1da1819e, QEMU 7.2.22), unedited.
+LOGS = Path(__file__).resolve().parent / "data" / "kvm-unit-tests"
+
+
+def _log(name: str) -> list[tuple[str, str]]:
+    return KUT.report_lines((LOGS / name).read_bytes())
+
+
+def test_report_lines_agree_with_the_guests_own_summary():
+    # lib/report.c counts every report line into "SUMMARY: n tests[, m skipped]"
+    for name, tests, skipped in (("la57.emu.log", 54, 5), ("xsave.qemu-tcg.log", 386, 0),
+                                 ("xsave.emu.log", 299, 0)):
+        lines = _log(name)
+        assert len(lines) == tests, name
+        assert sum(s == "SKIP" for s, _ in lines) == skipped, name
+    tcg = _log("emulator.qemu-tcg.log")   # ends at an unhandled exception: no SUMMARY
+    assert tcg[0] == ("SKIP", "Skipping tests that require forced emulation, "
+                              "use kvm.force_emulation_prefix=1 to enable")
+    assert ("FAIL", "mov null, %ss (with ss.rpl != cpl)") in tcg
+    assert [t for s, t in tcg if s == "PASS"].count("adc(0)") == 2
+    # the register dump after the exception is not a report line
+    assert not any(t.startswith("RAX=") or s not in ("PASS", "FAIL", "SKIP") for s, t in tcg)
+
+
+def test_missing_passes_by_text_on_the_emulator_logs():
+    # TCG (qemu64: AuthenticAMD) passes AMD's form; emu ran as GenuineIntel then
+    missing, masked = KUT.passes_missing(_log("emulator.qemu-tcg.log"), _log("emulator.emu.log"))
+    assert missing == ["no fep: #DB occurred after MOV SS"] and masked == []
+    back, _ = KUT.passes_missing(_log("emulator.emu.log"), _log("emulator.qemu-tcg.log"))
+    assert "no fep: #DB suppressed after MOV SS" in back
+
+
+def test_a_repeated_name_must_pass_as_often():
+    ref = [("PASS", "adc(0)"), ("PASS", "or"), ("PASS", "adc(0)"), ("FAIL", "x"),
+           ("SKIP", "y")]
+    assert KUT.passes_missing(ref, ref) == ([], [])
+    once = [("PASS", "adc(0)"), ("FAIL", "adc(0)"), ("PASS", "or"), ("PASS", "x")]
+    assert KUT.passes_missing(ref, once) == (["adc(0) [#2]"], [])
+    assert KUT.passes_missing(ref, [])[0] == ["adc(0) [#1]", "or", "adc(0) [#2]"]
+
+
+def test_numbers_in_a_name_only_hint_a_match():
+    # xsave prints an uninitialised value in its XGETBV names: 4 of TCG's passes read the
+    # same as emu's with the numbers masked; they stay missing, reported as such
+    missing, masked = KUT.passes_missing(_log("xsave.qemu-tcg.log"), _log("xsave.emu.log"))
+    assert len(masked) == 4 and all(m in missing for m, _ in masked)
+    assert masked[0][0].startswith("XGETBV(0x") and masked[0][1].startswith("XGETBV(0x")
+    assert masked[0][0] != masked[0][1]
+    # la57 under TCG's max (5-level paging) passes subtests 4-level paging cannot
+    missing, _ = KUT.passes_missing(_log("la57.qemu-tcg.log"), _log("la57.emu.log"))
+    assert len(missing) == 11
+    assert "Write to GDTR_BASE with value ffaaaaaaaaaaaaaa did succeed as expected" in missing
+
+
+def _row(name, results, reports):
+    return KUT.UnitTest(name=name, file=f"{name}.flat", results=results,
+                        reports={c: _log(f) for c, f in reports.items()})
+
+
+def test_subtest_report_lists_rows_and_a_verdict_per_column():
+    tests = [
+        _row("emulator", {"qemu-tcg": "FAIL (127)", "emu": "FAIL (127)"},
+             {"qemu-tcg": "emulator.qemu-tcg.log", "emu": "emulator.emu.log"}),
+        _row("la57", {"qemu-tcg": "FAIL (0)", "emu": "PASS"},
+             {"qemu-tcg": "la57.qemu-tcg.log", "emu": "la57.emu.log"}),
+        _row("xsave", {"qemu-tcg": "PASS", "emu": "PASS"},
+             {"qemu-tcg": "xsave.qemu-tcg.log", "emu": "xsave.emu.log"}),
+        # QEMU's own error: no report lines, an empty set; emu's contains it
+        KUT.UnitTest(name="ept", file="ept.flat", results={"qemu-tcg": "QEMU error",
+                                                           "emu": "SKIP"},
+                     reports={"qemu-tcg": [], "emu": [("SKIP", "no vmx")]}),
+        # no reference lines recorded (an older --json): not compared
+        KUT.UnitTest(name="old", file="old.flat", results={"qemu-tcg": "FAIL (0)",
+                                                           "emu": "PASS"}),
+    ]
+    comparisons = KUT.compare(tests, ["qemu-tcg", "emu"])
+    assert [c.test for c in comparisons] == ["emulator", "la57", "xsave", "ept"]
+    text = KUT.subtest_report(comparisons, shown=3).splitlines()
+    assert "emulator emu (146 passes) vs qemu-tcg FAIL (127) (143 passes): 1 missing" in text
+    assert "    no fep: #DB occurred after MOV SS" in text
+    assert "    ... 8 more (--all-subtests)" in text   # la57's 11, 3 shown
+    assert text[-2] == ("verdict emu vs qemu-tcg, rows where QEMU does not fully PASS: x86vm "
+                        "passes a superset in 1 of 3; not in emulator (1), la57 (11)")
+    assert text[-1].startswith("verdict emu vs qemu-tcg, rows where QEMU PASSes: x86vm passes "
+                               "a superset in 0 of 1; not in xsave (")
+
+
+def test_json_carries_the_report_lines_and_merge_joins_them(tmp_path):
+    run = KUT.UnitTest(name="emulator", file="emulator.flat",
+                       results={"qemu-tcg": "FAIL (127)"},
+                       reports={"qemu-tcg": _log("emulator.qemu-tcg.log")})
+    first = tmp_path / "tcg.json"
+    first.write_text(KUT.to_json([run]))
+    emu = _write(tmp_path / "emu.json", [
+        {"test": "emulator", "results": {"emu": "TIMEOUT"}, "seconds": {},
+         "reports": {"emu": [["PASS", "or"]]}}])
+    rerun = _write(tmp_path / "rerun.json", [
+        {"test": "emulator", "results": {"emu": "FAIL (127)"}, "seconds": {}}])
+    tests, columns = KUT.merge([first, emu])
+    assert tests[0].reports["qemu-tcg"] == _log("emulator.qemu-tcg.log")
+    assert tests[0].reports["emu"] == [("PASS", "or")]
+    tests, _ = KUT.merge([first, emu, rerun])   # a verdict without lines drops stale ones
+    assert "emu" not in tests[0].reports
+    assert KUT.compare(tests, columns) == []
+
+
+def test_a_qemu_kvm_internal_error_ends_the_run_early(tmp_path):
+    # QEMU on KVM prints the error, the registers and the code bytes, then pauses for good
+    log = LOGS / "emulator.qemu-kvm.log"
+    assert KUT.QEMU_KVM_ERROR.search(log.read_bytes())
+    cmd = ["sh", "-c", f"cat {log}; sleep 30"]
+    status, output, seconds, stopped = KUT.run_command(cmd, 20, KUT.QEMU_KVM_ERROR)
+    assert (status, stopped) == (None, True) and seconds < 10
+    assert output == log.read_bytes()
+    status, output, _, stopped = KUT.run_command(["sh", "-c", "echo PASS: x; exit 3"], 20,
+                                                 KUT.QEMU_KVM_ERROR)
+    assert (status, output, stopped) == (3, b"PASS: x\n", False)
+    assert KUT.run_command(["sleep", "5"], 0.5)[0] is None
