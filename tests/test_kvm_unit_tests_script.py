@@ -91,10 +91,35 @@ def test_the_cpu_vendor_of_qemu_params_is_passed_to_x86vm(tmp_path):
     kut = load()
     t = kut.UnitTest(name="syscall", file="syscall.flat",
                      qemu_params="-cpu Opteron_G1,vendor=AuthenticAMD")
-    cmd = kut.x86vm_command(t, tmp_path / "syscall.flat", "emu", 30)
-    assert cmd[cmd.index("--cpu-vendor") + 1] == "AuthenticAMD"
+    for column in ("emu", "kvm", "kvm-user"):
+        cmd = kut.x86vm_command(t, tmp_path / "syscall.flat", column, 30)
+        assert cmd[cmd.index("--cpu-vendor") + 1] == "AuthenticAMD"
     plain = kut.UnitTest(name="umip", file="umip.flat", qemu_params="-cpu qemu64,+umip")
+    # on KVM QEMU gives a named model the host's vendor, as x86vm's KVM backend does
     assert "--cpu-vendor" not in kut.x86vm_command(plain, tmp_path / "umip.flat", "kvm", 30)
+
+
+def test_emu_takes_the_vendor_of_the_rows_model_on_tcg():
+    # QEMU_TCG_MODELS is checked against QEMU in test_kvm_unit_tests_cpu_models.py
+    assert KUT.cpu_options("", "emu") == ["--cpu-vendor", "AuthenticAMD"]    # qemu64
+    assert KUT.cpu_options("-cpu max -m 2048", "emu") == ["--cpu-vendor", "AuthenticAMD"]
+    assert KUT.cpu_options("-cpu IvyBridge,phys-bits=36,host-phys-bits=off",
+                           "emu") == ["--cpu-vendor", "GenuineIntel"]
+    assert KUT.cpu_options("-cpu max,vendor=GenuineIntel", "emu") == ["--cpu-vendor",
+                                                                     "GenuineIntel"]
+    assert KUT.cpu_options("-cpu host,migratable=no", "emu") == []          # KVM's own
+    assert KUT.cpu_options("-cpu max", "kvm") == []
+
+
+def test_the_feature_hook(monkeypatch):
+    assert KUT.cpu_model("-cpu max,+svm,-la57,phys-bits=36") == (
+        "max", {"phys-bits": "36"}, {"svm"})
+    assert KUT.cpu_model("-m 2g")[0] == "qemu64" and KUT.cpu_model("")[2] == {"svm"}
+    monkeypatch.setitem(KUT.FEATURE_OPTIONS, "la57", ["--la57"])
+    assert KUT.cpu_options("-cpu max", "emu") == ["--cpu-vendor", "AuthenticAMD", "--la57"]
+    assert KUT.cpu_options("-cpu max,-la57", "emu") == ["--cpu-vendor", "AuthenticAMD"]
+    assert KUT.cpu_options("-cpu qemu64,+la57", "emu")[-1] == "--la57"
+    assert KUT.cpu_options("-cpu max", "kvm") == []
 
 
 KUT = load()

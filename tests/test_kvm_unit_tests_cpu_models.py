@@ -1,0 +1,136 @@
+"""scripts/kvm-unit-tests' table of QEMU CPU models (vendor, LA57, SVM) against QEMU itself:
+a tiny Multiboot guest prints CPUID leaves 0, 1, 7, 0x80000000 and 0x80000001 on COM1 under
+``qemu-system-x86_64 -accel tcg -cpu MODEL`` for every model of the table.
+
+    python3 tests/test_kvm_unit_tests_cpu_models.py [MODEL ...]   # print QEMU's CPUID
+
+prints the leaves as the guest read them (the table in docs/kvm-unit-tests.md comes from it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from test_kvm_unit_tests_script import KUT
+
+QEMU = "qemu-system-x86_64"
+LEAVES = ((0, 0), (1, 0), (7, 0), (0x80000000, 0), (0x80000001, 0))
+
+# 32-bit Multiboot guest: for each (leaf, subleaf) "LLLLLLLL SSSSSSSS EAX EBX ECX EDX" in hex
+GUEST = """
+    .code32
+    .text
+    .align 4
+    .long 0x1badb002, 0, -0x1badb002
+    .globl _start
+_start:
+    mov $0x80000, %esp
+    mov $leaves, %esi
+1:  mov (%esi), %eax
+    cmp $0xffffffff, %eax
+    je done
+    mov 4(%esi), %ecx
+    call hex
+    mov %ecx, %eax
+    call hex
+    mov (%esi), %eax
+    cpuid
+    call hex
+    mov %ebx, %eax
+    call hex
+    mov %ecx, %eax
+    call hex
+    mov %edx, %eax
+    call hex
+    mov $10, %al
+    mov $0x3f8, %dx
+    out %al, %dx
+    add $8, %esi
+    jmp 1b
+hex:                                   /* EAX as eight hex digits and a space */
+    pusha
+    mov %eax, %ebx
+    mov $8, %ecx
+    mov $0x3f8, %dx
+2:  rol $4, %ebx
+    mov %ebx, %eax
+    and $0xf, %eax
+    mov digits(%eax), %al
+    out %al, %dx
+    loop 2b
+    mov $32, %al
+    out %al, %dx
+    popa
+    ret
+done:
+    mov $0x10, %al
+    out %al, $0xf4
+    hlt
+digits: .ascii "0123456789abcdef"
+    .align 4
+leaves:
+""" + "".join(f"    .long {leaf:#x}, {sub}\n" for leaf, sub in LEAVES) + "    .long 0xffffffff\n"
+
+
+def build(tmp: Path) -> Path:
+    (tmp / "g.S").write_text(GUEST)
+    for cmd in (["as", "--32", "-o", "g.o", "g.S"],
+                ["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o", "g.elf",
+                 "g.o"]):
+        subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
+    return tmp / "g.elf"
+
+
+def qemu_cpuid(model: str, tmp: Path) -> dict[tuple[int, int], tuple[int, ...]]:
+    """{(leaf, subleaf): (eax, ebx, ecx, edx)} as the guest reads them on QEMU TCG."""
+    kernel = build(tmp)
+    proc = subprocess.run([QEMU, "-accel", "tcg", "-cpu", model, "-display", "none",
+                           "-no-reboot", "-nodefaults", "-m", "64", "-serial", "stdio",
+                           "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+                           "-kernel", str(kernel)],
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 33, proc.stderr.decode()[-500:]   # debug-exit (0x10 << 1) | 1
+    regs = {}
+    for line in proc.stdout.decode().splitlines():
+        words = [int(w, 16) for w in line.split()]
+        regs[words[0], words[1]] = tuple(words[2:])
+    assert set(regs) == set(LEAVES)
+    return regs
+
+
+def vendor(regs) -> str:
+    _, ebx, ecx, edx = regs[0, 0]
+    return b"".join(r.to_bytes(4, "little") for r in (ebx, edx, ecx)).decode()
+
+
+def features(regs) -> frozenset[str]:
+    """The features of QEMU_TCG_MODELS' entries: LA57 CPUID.7.0:ECX[16] (SDM Vol. 2A CPUID),
+    SVM CPUID.80000001H:ECX[2] (AMD APM Vol. 3 E.4.2)."""
+    found = set()
+    if regs[0, 0][0] >= 7 and regs[7, 0][2] >> 16 & 1:   # beyond the last leaf: another's
+        found.add("la57")
+    if regs[0x80000000, 0][0] >= 0x80000001 and regs[0x80000001, 0][2] >> 2 & 1:
+        found.add("svm")
+    return frozenset(found)
+
+
+@pytest.mark.oracle("qemu")
+@pytest.mark.parametrize("model", sorted(KUT.QEMU_TCG_MODELS))
+def test_the_model_table_is_what_qemu_tcg_presents(model, tmp_path):
+    regs = qemu_cpuid(model, tmp_path)
+    entry = KUT.QEMU_TCG_MODELS[model]
+    assert (vendor(regs), features(regs)) == (entry.vendor, entry.features)
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or sorted(KUT.QEMU_TCG_MODELS):
+        with tempfile.TemporaryDirectory() as tmp:
+            cpuid = qemu_cpuid(name, Path(tmp))
+        print(f"{name}: {vendor(cpuid)} {' '.join(sorted(features(cpuid))) or '-'}")
+        for (leaf, sub), values in cpuid.items():
+            print(f"    {leaf:08x}.{sub}: " + " ".join(f"{v:08x}" for v in values))
