@@ -134,3 +134,75 @@ if __name__ == "__main__":
         print(f"{name}: {vendor(cpuid)} {' '.join(sorted(features(cpuid))) or '-'}")
         for (leaf, sub), values in cpuid.items():
             print(f"    {leaf:08x}.{sub}: " + " ".join(f"{v:08x}" for v in values))
+
+
+# REX.W far JMP, where qemu64's vendor and QEMU TCG part: AMD takes FF /5 as m16:32 with
+# REX.W (APM Vol. 3 "JMP (Far)" has no m16:64 form), Intel as m16:64 (SDM Vol. 2A "JMP").
+# The operand below reads as 0x08:target in m16:32 and as selector 0 (#GP(0)) in m16:64.
+FAR_JMP_GUEST_BODY = r"""
+    lea target(%rip), %rax
+    mov %eax, farptr(%rip)
+    movw $0x08, farptr + 4(%rip)
+    rex.W ljmp *farptr(%rip)
+    mov $0x0bad0000, %eax
+    call report
+    jmp done
+target:
+    mov $0x600d, %eax
+    call report
+    jmp done
+    .align 8
+farptr: .quad 0, 0
+"""
+M16_32, M16_64 = "0000600d\n", "0bad000d\n00000000\n"   # jumped; #GP(0)
+
+# the same operand in user mode on the host: 0x33 is Linux's 64-bit user CS
+HOST_HARNESS = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+static void on_segv(int sig) { (void)sig; puts("m16:64"); exit(0); }
+static unsigned char farptr[16];
+int main(void) {
+    signal(SIGSEGV, on_segv);
+    asm volatile("lea 1f(%%rip), %%rax\n\tmov %%eax, (%0)\n\tmovw $0x33, 4(%0)\n\t"
+                 "rex.W ljmp *(%0)\n1:\n" : : "r"(farptr) : "rax", "memory");
+    puts("m16:32");
+    return 0;
+}
+"""
+
+
+def host_vendor() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+@pytest.mark.oracle("gcc")
+def test_rex_w_far_jump_follows_the_vendor_as_on_this_host(tmp_path):
+    vendor = host_vendor()
+    if vendor not in ("AuthenticAMD", "GenuineIntel"):
+        pytest.skip(f"host vendor {vendor!r}")
+    (tmp_path / "h.c").write_text(HOST_HARNESS)
+    subprocess.run(["gcc", "-O1", "-no-pie", "-o", "h", "h.c"], cwd=tmp_path, check=True)
+    form = subprocess.run(["./h"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+    assert form == ("m16:32" if vendor == "AuthenticAMD" else "m16:64")
+    from test_cpu_syscall_vendor import EPILOGUE, PROLOGUE, build, on_emu
+    image = build(tmp_path, PROLOGUE + FAR_JMP_GUEST_BODY + EPILOGUE)
+    assert on_emu(image, vendor) == (33, M16_32 if form == "m16:32" else M16_64)
+
+
+@pytest.mark.oracle("qemu")
+def test_qemu_tcg_takes_m16_64_under_qemu64s_amd_vendor(tmp_path):
+    # why kvm-unit-tests' emulator "ljmp" passes on TCG and not on emu as qemu64's vendor
+    from test_cpu_syscall_vendor import EPILOGUE, PROLOGUE, build
+    build(tmp_path, PROLOGUE + FAR_JMP_GUEST_BODY + EPILOGUE)
+    proc = subprocess.run([QEMU, "-accel", "tcg", "-cpu", "qemu64", "-display", "none",
+                           "-no-reboot", "-nodefaults", "-serial", "stdio", "-device",
+                           "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", "k.elf"],
+                          cwd=tmp_path, capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert (proc.returncode, proc.stdout.decode()) == (33, M16_64)
