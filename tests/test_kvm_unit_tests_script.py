@@ -300,10 +300,16 @@ def test_a_qemu_kvm_internal_error_ends_the_run_early(tmp_path):
     log = LOGS / "emulator.qemu-kvm.log"
     assert KUT.QEMU_KVM_ERROR.search(log.read_bytes())
     cmd = ["sh", "-c", f"cat {log}; sleep 30"]
-    status, output, seconds, stopped = KUT.run_command(cmd, 20, KUT.QEMU_KVM_ERROR)
-    assert (status, stopped) == (None, True) and seconds < 10
-    assert output == log.read_bytes()
-    status, output, _, stopped = KUT.run_command(["sh", "-c", "echo PASS: x; exit 3"], 20,
-                                                 KUT.QEMU_KVM_ERROR)
-    assert (status, output, stopped) == (3, b"PASS: x\n", False)
-    assert KUT.run_command(["sleep", "5"], 0.5)[0] is None
+    run = KUT.run_command(cmd, 20, KUT.QEMU_KVM_ERROR)
+    assert (run.status, run.stopped) == (None, True) and run.seconds < 10
+    assert run.output == log.read_bytes()
+    run = KUT.run_command(["sh", "-c", "echo PASS: x; exit 3"], 20, KUT.QEMU_KVM_ERROR)
+    assert (run.status, run.output, run.stopped) == (3, b"PASS: x\n", False)
+
+
+def test_a_timeout_tells_quiet_from_slow():
+    quiet = KUT.run_command(["sh", "-c", "echo started; sleep 30"], 3)
+    assert quiet.status is None and quiet.output == b"started\n"
+    assert quiet.quiet_from < 1 and 3 <= quiet.seconds < 8
+    busy = KUT.run_command(["sh", "-c", "while :; do echo x; sleep 0.2; done"], 2)
+    assert busy.status is None and busy.quiet_from > 1.5
