@@ -313,3 +313,7 @@ def test_a_timeout_tells_quiet_from_slow():
     assert quiet.quiet_from < 1 and 3 <= quiet.seconds < 8
     busy = KUT.run_command(["sh", "-c", "while :; do echo x; sleep 0.2; done"], 2)
     assert busy.status is None and busy.quiet_from > 1.5
+    # x86vm's own timeout message is not the guest's output
+    x86vm = KUT.run_command(["sh", "-c", "echo started; sleep 2; echo 'x86vm: guest stopped: "
+                             "timeout after 2 s'; exit 124"], 10)
+    assert x86vm.status == 124 and x86vm.quiet_from < 1 and x86vm.seconds >= 2
