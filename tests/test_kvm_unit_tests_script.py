@@ -317,3 +317,24 @@ def test_a_timeout_tells_quiet_from_slow():
     x86vm = KUT.run_command(["sh", "-c", "echo started; sleep 2; echo 'x86vm: guest stopped: "
                              "timeout after 2 s'; exit 124"], 10)
     assert x86vm.status == 124 and x86vm.quiet_from < 1 and x86vm.seconds >= 2
+
+
+def test_run_test_records_verdicts_and_report_lines(tmp_path, monkeypatch):
+    # a stand-in QEMU: on KVM it prints a real KVM-internal-error log and then waits, as QEMU
+    # does with the guest paused; on TCG the emulator log and debug-exit's status 255
+    (tmp_path / "x86").mkdir()
+    (tmp_path / "x86" / "emulator.flat").write_bytes(b"")
+    fake = tmp_path / "qemu"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in\n"
+                    f"*accel=kvm*) cat {LOGS / 'emulator.qemu-kvm.log'}; exec sleep 60;;\n"
+                    f"*) cat {LOGS / 'emulator.qemu-tcg.log'}; exit 255;;\nesac\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(KUT, "QEMU", str(fake))
+    test = KUT.UnitTest(name="emulator", file="emulator.flat")
+    KUT.run_test(test, tmp_path, ["qemu-tcg", "qemu-kvm"], 30, 30, tmp_path)
+    assert test.results == {"qemu-tcg": "FAIL (255)", "qemu-kvm": "FAIL (KVM error)"}
+    assert test.seconds["qemu-kvm"] < 15
+    assert test.reports["qemu-tcg"] == _log("emulator.qemu-tcg.log")
+    assert test.reports["qemu-kvm"] == _log("emulator.qemu-kvm.log")
+    assert (tmp_path / "emulator.qemu-kvm.log").read_bytes() == (
+        LOGS / "emulator.qemu-kvm.log").read_bytes()
