@@ -39,7 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # this tree, not an installed x86vm
 
 from support.initramfs import guest_initramfs, static_program  # noqa: E402
-from support.virtio_guest import blk_driver_setup, unreal_mode, xorshift32  # noqa: E402
+from support.virtio_guest import (  # noqa: E402
+    blk_driver_setup,
+    find_blk_window,
+    flat_gdt,
+    unreal_mode,
+    window_table,
+    xorshift32,
+)
 
 LINUX_DIR = Path(os.environ.get("X86VM_LINUX_DIR", Path.home() / ".cache/x86vm/linux"))
 PHASES = ("seq-read", "seq-write", "rand-read", "rand-write")
@@ -208,7 +215,6 @@ def bare_source(seq_mib: int, rand_ops: int, image_mib: int) -> str:
         f"msg_{n.replace('-', '_')}_start: {line(n, 'start')}\n"
         f"msg_{n.replace('-', '_')}_end: {line(n, 'end', size * ops, ops)}"
         for n, _t, _r, size, ops, _f in phases)
-    windows = "\n".join(f"    .long {a:#x}" for a in BARE_WINDOWS)
     d, a, u, v = BARE_DESC, BARE_AVAIL, BARE_USED, BARE_VARS
     return f"""
 start:
@@ -219,17 +225,7 @@ start:
 {unreal_mode('fs')}
 2:  mov %cs, %ax                    # DS = CS: the messages live in the ROM
     mov %ax, %ds
-    xor %si, %si                    # find the virtio-blk window (magic "virt", device 2)
-3:  movl %cs:windows(%si), %ebx
-    cmpl $0x74726976, %fs:(%ebx)
-    jne 4f
-    cmpl $2, %fs:8(%ebx)
-    je found
-4:  add $4, %si
-    cmp ${4 * len(BARE_WINDOWS)}, %si
-    jb 3b
-    mov $0x7f, %al
-    out %al, $0xf4
+{find_blk_window(BARE_WINDOWS)}
 found:
 {blk_driver_setup(d, a, u)}
     movw $0, %fs:{a + 2:#x}
@@ -310,13 +306,9 @@ puts:                               # DS:SI, NUL-terminated, to COM1
 {messages}
 msg_done: .asciz "BENCH done\\n"
 msg_failed: .asciz "BENCH failed\\n"
-    .p2align 3
-gdt: .quad 0
-    .quad 0x00cf93000000ffff        # accessed already: loading FS must not write the ROM
-gdtr: .word 15
-    .long gdt + 0xf0000
-windows:
-{windows}
+    # the descriptor is accessed already: loading FS must not write the ROM
+{flat_gdt(0xf0000, accessed=True)}
+{window_table(BARE_WINDOWS)}
     .org 0xfff0
     ljmp $0xf000, $start
     .org 0x10000

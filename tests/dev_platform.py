@@ -11,6 +11,8 @@ from pathlib import Path
 
 from support import dev_probe
 from support.dev_probe import Op, inp, out, run_on_bus
+from support.guest_asm import write_flat
+from support.virtio_guest import flat_gdt, unreal_mode
 from x86vm.devices.i8254 import Pit8254
 from x86vm.devices.i8259 import Pic8259Pair
 from x86vm.devices.pc_testdev import PcTestDev
@@ -139,19 +141,9 @@ def delay(ns: int) -> Op:
     return ("delay", ns)
 
 
-_PROLOGUE = """
+_PROLOGUE = f"""
   cli
-  lgdtl %cs:gdtr
-  mov %cr0, %eax
-  or $1, %al
-  mov %eax, %cr0
-  jmp 1f
-1:
-  mov $8, %bx
-  mov %bx, %fs
-  and $0xfe, %al
-  mov %eax, %cr0
-  jmp 2f
+{unreal_mode('fs')}
 2:
   xor %ax, %ax
   mov %ax, %ds
@@ -168,14 +160,7 @@ _PROLOGUE = """
 _EPILOGUE = """
 handler:
   iret
-  .p2align 3
-gdt:
-  .quad 0
-  .quad 0x00cf92000000ffff
-gdtr:
-  .word 15
-  .long 0xf0000 + gdt
-"""
+""" + flat_gdt(0xf0000)
 
 
 def _platform_asm(ops: list[Op], debugcon: int) -> str:
@@ -219,11 +204,7 @@ def run_platform_under_qemu(ops: list[Op], workdir: Path,
     ``-icount shift=0`` makes guest time deterministic (1 ns per instruction): QEMU's own
     PIT, ticking on IRQ 0 / IOAPIC pin 2 from reset, stays 27 ms away from its first edge."""
     import subprocess
-    src, obj, img = workdir / "probe.S", workdir / "probe.o", workdir / "probe.bin"
-    src.write_text(_platform_asm(ops, PROBE_DEBUGCON))
-    subprocess.run(["as", "--32", "-o", obj, src], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-e", "0", "-Ttext", "0", "--oformat", "binary",
-                    "-o", img, obj], check=True)
+    img = write_flat(_platform_asm(ops, PROBE_DEBUGCON), workdir / "probe.bin", 0)
     dbg = workdir / "debugcon.out"
     proc = subprocess.run(
         [dev_probe.QEMU, "-machine", "pc,accel=tcg", "-m", "128M", "-bios", img,

@@ -7,18 +7,14 @@ controllers the way devices/chipset.py ``seabios_handoff`` does for the Python o
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
-from guests.oracle import QEMU_BASE, qemu_available
-from x86vm.devices.console import BufferConsole
-from x86vm.devices.pc import attach_pc_devices
-from x86vm.machine.boot import load_image
-from x86vm.machine.vm import Machine
+from cpu.asmguest import assembler_missing, multiboot_elf, multiboot_serial, serial_hex_report
+from guests.oracle import qemu_available, qemu_serial
+from support.backends import PLATFORMS
 
 pytestmark = [
     pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing())),
@@ -76,26 +72,7 @@ real:
 2:  hlt
     jmp 2b
     .code32
-report:                                       /* EAX as eight hex digits and a newline */
-    push %ebx
-    push %ecx
-    push %edx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-3:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%eax), %al
-    out %al, %dx
-    loop 3b
-    mov $10, %al
-    out %al, %dx
-    pop %edx
-    pop %ecx
-    pop %ebx
-    ret
-hexdigits: .ascii "0123456789abcdef"
+""" + serial_hex_report(32) + r"""
     .align 8
 gdt:
     .quad 0
@@ -108,44 +85,20 @@ ivt_ptr:
     .word 0x3ff
     .long 0
 """
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
 
 
 @pytest.fixture(scope="module")
 def image_and_expected():
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        (t / "g.S").write_text(GUEST)
-        for cmd in (["as", "--32", "-o", "g.o", "g.S"],
-                    ["ld", "-m", "elf_i386", "-Ttext", "0x20000", "-e", "_start", "-o",
-                     "k.elf", "g.o"]):
-            proc = subprocess.run(cmd, cwd=t, capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr
-        proc = subprocess.run([*QEMU_BASE, "-kernel", "k.elf"], cwd=t, capture_output=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
-        expected = proc.returncode, (t / "serial.out").read_bytes().decode("latin-1")
-        image = (t / "k.elf").read_bytes()
+        image = multiboot_elf(GUEST, Path(tmp), 0x20000)
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     # LINT0 ExtINT, level; IMR 0xB8 / 0x8E (SeaBIOS under QEMU 7.2); three ticks woke hlt
     assert expected == (33, "00008700\n000000b8\n0000008e\nok\n"), expected
     return image, expected
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_bios_ivt_and_controllers_as_seabios_leaves_them(image_and_expected, backend):
     image, expected = image_and_expected
     name, options = backend
-    try:
-        Machine(memory_size=2 << 20, backend=name, **options).close()
-    except Exception as exc:
-        pytest.skip(f"backend {name} is not usable here: {exc}")
-    console = BufferConsole()
-    with Machine(memory_size=128 << 20, backend=name, **options) as m:
-        board = attach_pc_devices(m, console, debug_exit_port=0xF4)
-        entry = load_image(m.memory, image, "multiboot", cmdline="k.elf",
-                           **board.boot_options())
-        result = m.run(entry, timeout=30)
-        board.close()
-    assert (result.status, bytes(console.output).decode("latin-1")) == expected, result.reason
+    assert multiboot_serial(image, name, firmware=True, **options) == expected

@@ -1,6 +1,5 @@
 """End to end: every test guest boots on the Machine through x86vm's loaders and must produce
-the same serial output and exit status as under QEMU TCG — on KVM, and on the emulator backend
-once it exists (skipped with the reason until then).
+the same serial output and exit status as under QEMU TCG, on KVM and on the emulator backend.
 
 The expectation for each scenario comes from running QEMU in this test when
 ``qemu-system-x86_64`` is installed (QEMU 7.2 TCG, see guests/oracle.py for the command
@@ -9,8 +8,8 @@ records which one it used (``oracle`` user property; also in its failure message
 
 The long-mode guests also report what the device saw: x86vm attaches a Python model of QEMU's
 pc-testdev (guests/testdev.py) and the test checks the guest's accesses reached it with every
-width. On the emulator, the timer that wakes the long-mode guest's HLT comes from a
-test stand-in 8259A/8254 (cpu/standin_pic_pit.py) until the machine has its own models.
+width. The timer that wakes its HLT is the PC board's 8254 through its 8259A (the Python models
+on emu, KVM's in-kernel ones on kvm).
 The Linux-protocol guest cannot boot under QEMU (no PVH note, and QEMU's -kernel has no
 64-bit vmlinux entry); its oracle is the PVH run of the same guest body, with the two banner
 lines replaced by what the Linux entry prints.
@@ -18,11 +17,8 @@ lines replaced by what the Linux entry prints.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from cpu import standin_pic_pit
 from guests.fixtures import guest_dir  # noqa: F401  (fixture)
 from guests.oracle import SCENARIOS, prepare, qemu_available, recorded, run_qemu
 from guests.testdev import (
@@ -34,6 +30,7 @@ from guests.testdev import (
     PcTestDevPort,
 )
 from support import oracles
+from support.backends import backend_fixture
 from x86vm.devices import console as console_mod
 from x86vm.devices import pc
 from x86vm.devices import uart as uart_mod
@@ -44,14 +41,7 @@ MEMORY = 128 << 20  # QEMU's -m 128
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module", params=[pytest.param("kvm", marks=pytest.mark.kvm), "emu"])
-def backend(request) -> str:
-    """Each backend: KVM (the ``kvm`` mark: tests/conftest.py probes /dev/kvm itself), and the
-    emulator once its package is in this tree. Failing to create a VM is a failure."""
-    module = vm.BACKENDS[request.param].partition(":")[0]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"the {request.param} backend ({module}) is not in this tree yet")
-    return request.param
+backend = backend_fixture()
 
 
 def expectation(name: str, guest_dir) -> tuple[dict, str]:  # noqa: F811
@@ -75,8 +65,6 @@ def run_x86vm(name: str, guest_dir, backend: str = "kvm"):  # noqa: F811
         else:  # only the serial port: the guest's shutdown must not rely on the i8042
             uart = uart_mod.Uart16550(m.irq_line(uart_mod.COM1_IRQ), console)
             m.pio.register(uart_mod.COM1_BASE, uart.span, uart, "uart-com1")
-        if backend == "emu" and standin_pic_pit.needed(m):
-            standin_pic_pit.attach(m)   # until the machine has its own PIC/PIT models
         if sc.testdev:
             m.pio.register(IOPORT_BASE, IOPORT_SIZE, port, "pc-testdev")
             m.memory.add_mmio(IOMEM_BASE, IOMEM_SIZE, iomem, "pc-testdev-iomem")

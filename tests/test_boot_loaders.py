@@ -12,6 +12,7 @@ import struct
 import pytest
 
 from guests.fixtures import guest_dir  # noqa: F401  (fixture)
+from support.guest_asm import write_flat
 from support.oracles import require, require_file
 from x86vm.machine.boot import BootError, BootModule, detect_format, load_image
 from x86vm.machine.boot.elf import parse_elf
@@ -86,11 +87,7 @@ def seabios_e820_under_qemu(memory: str, tmp_path) -> list[tuple[int, int, int]]
     import shutil
     import subprocess
 
-    src, obj, img, out = (tmp_path / n for n in ("e820.S", "e820.o", "e820.img", "e820.out"))
-    src.write_text(E820_PROBE)
-    subprocess.run(["as", "--32", "-o", str(obj), str(src)], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-e", "0x7c00", "-Ttext", "0x7c00", "--oformat",
-                    "binary", "-o", str(img), str(obj)], check=True)
+    img, out = write_flat(E820_PROBE, tmp_path / "e820.img", 0x7C00), tmp_path / "e820.out"
     done = subprocess.run(
         [shutil.which("qemu-system-x86_64"), "-machine", "pc,accel=tcg", "-m", memory,
          "-display", "none", "-nodefaults", "-no-reboot",

@@ -12,6 +12,7 @@ import pytest
 
 from guests.build import build
 from support import oracles
+from support.backends import BACKENDS
 from test_cli_run import x86vm
 from x86vm.cpu.state import EntryState
 from x86vm.machine.boot import BootError
@@ -28,7 +29,7 @@ def rom(tmp_path_factory):
     return build("rom64k.bin", tmp_path_factory.mktemp("rom"))
 
 
-@pytest.mark.parametrize("backend", ["emu", pytest.param("kvm", marks=pytest.mark.kvm)])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spelling", ["--bios", "--loader rom"])
 def test_rom_runs_from_the_reset_vector(rom, backend, spelling):
     if backend == "kvm":

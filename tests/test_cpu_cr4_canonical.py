@@ -1,10 +1,11 @@
 """What kvm-unit-tests' la57 and pcid check of the CPU outside paging: MOV to CR4 of a bit
 the CPU does not implement is #GP(0) (SDM Vol. 2B "MOV—Move to/from Control Registers":
-"an attempt to write a 1 to any reserved bit in CR4"; LA57 and PCIDE are reserved without
-their CPUID bits), as is clearing CR4.PAE in IA-32e mode; in 64-bit mode LGDT/LIDT of a
-non-canonical base is #GP(0) and LTR/LLDT of a 16-byte descriptor with a non-canonical base
-is #GP(selector). This host's KVM runs the same guests (the oracle; QEMU 7.2 TCG takes the
-non-canonical bases: la57 FAILs there)."""
+"an attempt to write a 1 to any reserved bit in CR4"; PCIDE is reserved without its CPUID
+bit), as are clearing CR4.PAE and setting CR4.LA57 in IA-32e mode (LA57 changes only outside
+it: test_cpu_la57.py; KVM here has no LA57, so the bit is reserved there); in 64-bit mode
+LGDT/LIDT of a non-canonical base is #GP(0) and LTR/LLDT of a 16-byte descriptor with a
+non-canonical base is #GP(selector). This host's KVM runs the same guests (the oracle; QEMU
+7.2 TCG takes the non-canonical bases: la57 FAILs there)."""
 
 # ruff: noqa: F811  (the tests take the imported ``backend`` fixture by its name)
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _set_cr4(bit: int) -> str:
     return f"mov %cr4, %rax; mov $1, %rbx; shl ${bit}, %rbx; or %rbx, %rax; mov %rax, %cr4"
 
 
-@pytest.mark.parametrize("bit", [12, 15, 25, 31])   # LA57, reserved bits
+@pytest.mark.parametrize("bit", [12, 15, 25, 31])   # LA57 in IA-32e mode, reserved bits
 def test_mov_to_cr4_of_an_unimplemented_bit_is_gp0(backend, bit):
     values, reason = _run64(backend, _set_cr4(bit))
     assert values == [0xBAD, 0], reason

@@ -13,20 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assemble, assembler_missing, idt_gate, run_guest
-from guests.oracle import qemu_available
+from cpu.asmguest import assemble, assembler_missing, idt_gate, multiboot_serial, run_guest
+from guests.oracle import qemu_available, qemu_serial
+from support.backends import backend_fixture
 from x86vm.machine.vm import Machine
 
 pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
 
 
-@pytest.fixture(scope="module", params=["emu", pytest.param("kvm", marks=pytest.mark.kvm)])
-def backend(request) -> str:
-    try:
-        Machine(memory_size=2 << 20, backend=request.param).close()
-    except Exception as exc:
-        pytest.skip(f"backend {request.param} is not usable here: {exc}")
-    return request.param
+backend = backend_fixture()
 
 
 _GP_GUEST = """
@@ -179,20 +174,20 @@ NMI_GUEST = """
 
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 def test_nmi_blocking_and_latching_match_qemu():
-    from test_cpu_qemu import build, on_emu, on_qemu
+    from test_cpu_qemu import build
 
     with tempfile.TemporaryDirectory() as tmp:
         image = build(NMI_GUEST, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     assert expected == (33, "00000001\n00000002\n00000000\n"), expected
-    assert on_emu(image) == expected
+    assert multiboot_serial(image) == expected
 
 
 @pytest.mark.kvm
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 def test_nmi_injection_under_user_irqchip_matches_qemu():
     # --irqchip user: the Python LAPIC's NMI reaches the vCPU through KVM_NMI
-    from test_cpu_qemu import build, on_qemu
+    from test_cpu_qemu import build
     from x86vm.devices.console import BufferConsole
     from x86vm.devices.pc import attach_pc_devices
     from x86vm.machine.boot import load_image
@@ -203,7 +198,7 @@ def test_nmi_injection_under_user_irqchip_matches_qemu():
         pytest.skip(f"KVM is not usable here: {exc}")
     with tempfile.TemporaryDirectory() as tmp:
         image = build(NMI_GUEST, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     console = BufferConsole()
     with Machine(memory_size=128 << 20, backend="kvm", irqchip=False) as m:
         attach_pc_devices(m, console, debug_exit_port=0xF4)

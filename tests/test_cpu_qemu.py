@@ -4,14 +4,13 @@ the output and exit status must be equal."""
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
-from guests.oracle import QEMU_BASE, qemu_available
+from cpu.asmguest import assembler_missing, multiboot_elf, multiboot_serial, serial_hex_report
+from guests.oracle import qemu_available, qemu_serial
 from test_cpu_system import (
     _PAGING32,
     INSPECT_GUEST,
@@ -37,62 +36,18 @@ PRELUDE = """
     .globl _start
 _start:
 """
-REPORT = """
-report:                                   /* EAX as eight hex digits and a newline on COM1 */
-    push %eax
-    push %ecx
-    push %edx
-    push %ebx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-9:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%eax), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %ebx
-    pop %edx
-    pop %ecx
-    pop %eax
-    ret
+REPORT = serial_hex_report(32) + """
 done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-hexdigits: .ascii "0123456789abcdef"
 """
 
 
 def build(body: str, tmp: Path) -> bytes:
     text = PRELUDE + body.replace("out %eax, $0xe0", "call report").replace(
         "cli\n        hlt", "jmp done") + REPORT
-    (tmp / "g.S").write_text(".code32\n" + text)
-    for cmd in (["as", "--32", "-o", str(tmp / "g.o"), str(tmp / "g.S")],
-                ["ld", "-m", "elf_i386", "-Ttext", "0x10000", "-e", "_start", "-o",
-                 str(tmp / "g.elf"), str(tmp / "g.o")]):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(proc.stderr)
-    return (tmp / "g.elf").read_bytes()
-
-
-def on_qemu(image: bytes, tmp: Path) -> tuple[int, str]:
-    (tmp / "k.elf").write_bytes(image)
-    proc = subprocess.run([*QEMU_BASE, "-kernel", "k.elf"], cwd=tmp, capture_output=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
-    return proc.returncode, (tmp / "serial.out").read_bytes().decode("latin-1")
-
-
-def on_emu(image: bytes) -> tuple[int, str]:
-    console = BufferConsole()
-    with Machine(memory_size=128 << 20, backend="emu") as m:
-        attach_pc_devices(m, console, debug_exit_port=0xF4)
-        result = m.run(load_image(m.memory, image, "multiboot", cmdline="k.elf"), timeout=30)
-    return result.status, bytes(console.output).decode("latin-1")
+    return multiboot_elf(".code32\n" + text, tmp, 0x10000)
 
 
 @pytest.mark.parametrize("guest, lines", [(TSS_GUEST, 7), (TRAP_GUEST, 1),
@@ -101,9 +56,9 @@ def on_emu(image: bytes) -> tuple[int, str]:
 def test_protected_mode_guest_matches_qemu(guest, lines):
     with tempfile.TemporaryDirectory() as tmp:
         image = build(guest, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     assert expected[0] == 33 and expected[1].count("\n") == lines, expected
-    assert on_emu(image) == expected
+    assert multiboot_serial(image) == expected
 
 
 @pytest.mark.parametrize("case", PAGING_CASES, ids=[c[0] for c in PAGING_CASES])
@@ -114,40 +69,16 @@ def test_paging_modes_match_qemu(case):
         cr4=cr4, cr3=0x100000, alias=alias, phys=phys, entry=entry)
     with tempfile.TemporaryDirectory() as tmp:
         image = build(body, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     assert expected[0] == 33 and expected[1].count("\n") == 2, expected
-    assert on_emu(image) == expected
+    assert multiboot_serial(image) == expected
 
 
-REPORT16 = """
-report16:                                 /* AX as four hex digits and a newline on COM1 */
-    push %ax
-    push %bx
-    push %cx
-    push %dx
-    push %si
-    mov %ax, %bx
-    mov $4, %cx
-    mov $0x3f8, %dx
-9:  rol $4, %bx
-    mov %bx, %si
-    and $0xf, %si
-    mov hexdigits16(%si), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %si
-    pop %dx
-    pop %cx
-    pop %bx
-    pop %ax
-    ret
+REPORT16 = serial_hex_report(16, "report16") + """
 done16:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-hexdigits16: .ascii "0123456789abcdef"
     .org 510
     .byte 0x55, 0xaa
 """
@@ -161,10 +92,7 @@ def test_real_mode_int_through_the_ivt_matches_qemu():
     image = assemble(body + REPORT16, 16, 0x7C00)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "boot.bin").write_bytes(image)
-        proc = subprocess.run([*QEMU_BASE, "-drive", "file=boot.bin,format=raw,if=floppy",
-                               "-boot", "a"], cwd=tmp, capture_output=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        expected = proc.returncode, (Path(tmp) / "serial.out").read_bytes().decode("latin-1")
+        expected = qemu_serial(tmp, "-drive", "file=boot.bin,format=raw,if=floppy", "-boot", "a")
     assert expected[0] == 33 and expected[1].count("\n") == 4, expected
     console = BufferConsole()
     with Machine(memory_size=128 << 20, backend="emu") as m:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
-from guests.oracle import qemu_available
+from cpu.asmguest import assembler_missing, multiboot_serial
+from guests.oracle import qemu_available, qemu_serial
 from x86vm.disasm.att import format_att
 from x86vm.disasm.intel import format_intel
 from x86vm.isa import decode
@@ -45,7 +45,7 @@ def test_d6_prints_as_objdump(tmp_path, mode, machine):
 @pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 def test_salc_sets_al_from_carry_as_qemu():
-    from test_cpu_qemu import build, on_emu, on_qemu
+    from test_cpu_qemu import build
 
     body = """
         mov $0x70000, %esp
@@ -64,6 +64,6 @@ def test_salc_sets_al_from_carry_as_qemu():
         hlt"""
     with tempfile.TemporaryDirectory() as tmp:
         image = build(body, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     assert expected[0] == 33 and expected[1].startswith("123456ff\n12345600\n"), expected
-    assert on_emu(image) == expected
+    assert multiboot_serial(image) == expected

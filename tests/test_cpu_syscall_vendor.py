@@ -10,18 +10,19 @@ vendor in compatibility mode, and this host's KVM cannot run a user-mode SYSCALL
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing, idt_gate
-from guests.oracle import QEMU_BASE, qemu_available
-from x86vm.devices.console import BufferConsole
-from x86vm.devices.pc import attach_pc_devices
-from x86vm.machine.boot import load_image
-from x86vm.machine.vm import Machine
+from cpu.asmguest import (
+    assembler_missing,
+    idt_gate,
+    multiboot_elf,
+    multiboot_serial,
+    serial_hex_report,
+)
+from guests.oracle import qemu_available, qemu_serial
 
 pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
 
@@ -143,28 +144,7 @@ done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-report:                                       /* EAX as eight hex digits and a newline */
-    push %rbx
-    push %rcx
-    push %rdx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-1:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    lea hexdigits(%rip), %rdx
-    mov (%rdx, %rax), %al
-    mov $0x3f8, %dx
-    out %al, %dx
-    loop 1b
-    mov $10, %al
-    out %al, %dx
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    ret
-hexdigits: .ascii "0123456789abcdef"
+""" + serial_hex_report(64) + r"""
     .align 8
 gdt:
     .quad 0
@@ -191,42 +171,23 @@ AMD_EXPECTED = "0000001b\n00000023\n00000008\n00000010\n00000000\n00000000\n0000
 
 
 def build(tmp: Path, guest: str = GUEST) -> bytes:
-    (tmp / "g.S").write_text(guest)
-    for cmd in (["as", "--64", "-o", "g.o", "g.S"],
-                ["ld", "-N", "-m", "elf_x86_64", "-Ttext", "0x100000", "-e", "_start", "-o", "g64",
-                 "g.o"],
-                ["objcopy", "-O", "elf32-i386", "g64", "k.elf"]):  # Multiboot loads ELF32
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(proc.stderr)
-    return (tmp / "k.elf").read_bytes()
-
-
-def on_emu(image: bytes, vendor: str) -> tuple[int, str]:
-    console = BufferConsole()
-    with Machine(memory_size=128 << 20, backend="emu", cpu_vendor=vendor) as m:
-        attach_pc_devices(m, console, debug_exit_port=0xF4)
-        result = m.run(load_image(m.memory, image, "multiboot", cmdline="k.elf"), timeout=30)
-    return result.status, bytes(console.output).decode("latin-1")
+    return multiboot_elf(guest, tmp, 0x100000, bits=64)
 
 
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 def test_amd_compatibility_mode_syscall_matches_qemu():
     with tempfile.TemporaryDirectory() as tmp:
         image = build(Path(tmp))
-        proc = subprocess.run([*QEMU_BASE, "-cpu", "qemu64,vendor=AuthenticAMD", "-kernel",
-                               "k.elf"], cwd=tmp, capture_output=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        expected = proc.returncode, (Path(tmp) / "serial.out").read_bytes().decode("latin-1")
+        expected = qemu_serial(tmp, "-cpu", "qemu64,vendor=AuthenticAMD", "-kernel", "k.elf")
     assert expected == (33, AMD_EXPECTED), expected
-    assert on_emu(image, "AuthenticAMD") == expected
+    assert multiboot_serial(image, cpu_vendor="AuthenticAMD") == expected
 
 
 def test_intel_compatibility_mode_syscall_is_ud():
     with tempfile.TemporaryDirectory() as tmp:
         image = build(Path(tmp))
     # #UD at CPL 3 in the 32-bit code segment, delivered to the 64-bit handler
-    assert on_emu(image, "GenuineIntel") == (33, "0bad0006\n0000001b\n")
+    assert multiboot_serial(image, cpu_vendor="GenuineIntel") == (33, "0bad0006\n0000001b\n")
 
 
 FAR_JMP_BODY = r"""
@@ -252,9 +213,6 @@ def test_intel_rex_w_far_jump_takes_a_64_bit_offset_as_qemu():
     # QEMU TCG with vendor=GenuineIntel, not this AMD host
     with tempfile.TemporaryDirectory() as tmp:
         image = build(Path(tmp), PROLOGUE + FAR_JMP_BODY + EPILOGUE)
-        proc = subprocess.run([*QEMU_BASE, "-cpu", "qemu64,vendor=GenuineIntel", "-kernel",
-                               "k.elf"], cwd=tmp, capture_output=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        expected = proc.returncode, (Path(tmp) / "serial.out").read_bytes().decode("latin-1")
+        expected = qemu_serial(tmp, "-cpu", "qemu64,vendor=GenuineIntel", "-kernel", "k.elf")
     assert expected == (33, "0000600d\n"), expected
-    assert on_emu(image, "GenuineIntel") == expected
+    assert multiboot_serial(image, cpu_vendor="GenuineIntel") == expected

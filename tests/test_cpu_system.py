@@ -8,18 +8,13 @@ from __future__ import annotations
 import pytest
 
 from cpu.asmguest import MMIO_BASE, assemble, assembler_missing, idt_gate, run_guest
+from support.backends import backend_fixture
 from x86vm.machine.vm import Machine
 
 pytestmark = pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))
 
 
-@pytest.fixture(scope="module", params=["emu", pytest.param("kvm", marks=pytest.mark.kvm)])
-def backend(request) -> str:
-    try:
-        Machine(memory_size=2 << 20, backend=request.param).close()
-    except Exception as exc:
-        pytest.skip(f"backend {request.param} is not usable here: {exc}")
-    return request.param
+backend = backend_fixture()
 
 
 def test_rmw_on_mmio_reads_then_writes(backend):

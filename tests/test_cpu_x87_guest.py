@@ -17,7 +17,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from test_cpu_qemu import build, on_emu, on_qemu, pytestmark  # noqa: F401 (skips)
+from cpu.asmguest import multiboot_serial
+from guests.oracle import qemu_serial
+from test_cpu_qemu import build, pytestmark  # noqa: F401 (skips)
 
 GUEST = r"""
         mov $0x70000, %esp
@@ -122,11 +124,11 @@ fx: .fill 512, 1, 0
 def test_x87_guest_prints_the_same_on_emu_as_under_qemu():
     with tempfile.TemporaryDirectory() as tmp:
         image = build(GUEST, Path(tmp))
-        expected = on_qemu(image, Path(tmp))
+        expected = qemu_serial(tmp, "-kernel", "k.elf")
     lines = expected[1].split("\n")
     assert expected[0] == 33 and len(lines) == 50, expected
     assert lines[:2] == ["00007007", "00001616"], lines   # #NM, then #MF at the FWAIT
-    status, text = on_emu(image)
+    status, text = multiboot_serial(image)
     got = text.split("\n")
     assert status == expected[0] and len(got) == len(lines)
     differ = [(i, a, b) for i, (a, b) in enumerate(zip(lines, got, strict=True))

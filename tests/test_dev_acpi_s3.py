@@ -8,14 +8,14 @@ real mode) running the same Multiboot guest: equal exit status."""
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
-from guests.oracle import QEMU_BASE, qemu_available
+from cpu.asmguest import assembler_missing, multiboot_elf
+from guests.oracle import qemu_available, qemu_serial
+from support.backends import PLATFORMS
 from x86vm.devices.acpi_pm import AcpiPm
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -123,10 +123,6 @@ resume:                                       /* real mode, CS:IP = 0100:0000 */
 resume_end:
 """
 RESUMED = (0x42 << 1) | 1
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
 
 
 @pytest.fixture(scope="module")
@@ -134,21 +130,13 @@ def image():
     if assembler_missing() is not None:
         pytest.skip(str(assembler_missing()))
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        (t / "g.S").write_text(GUEST)
-        for cmd in (["as", "--32", "-o", "g.o", "g.S"],
-                    ["ld", "-m", "elf_i386", "-Ttext", "0x200000", "-e", "_start", "-o",
-                     "k.elf", "g.o"]):
-            proc = subprocess.run(cmd, cwd=t, capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr
+        image = multiboot_elf(GUEST, Path(tmp), 0x200000)
         if qemu_available():   # the oracle: SeaBIOS resumes the guest at the waking vector
-            proc = subprocess.run([*QEMU_BASE, "-kernel", "k.elf"], cwd=t,
-                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-            assert proc.returncode == RESUMED, proc
-        return (t / "k.elf").read_bytes()
+            assert qemu_serial(tmp, "-kernel", "k.elf")[0] == RESUMED
+        return image
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_s3_resumes_at_the_facs_waking_vector(image, backend):
     name, options = backend
     try:

@@ -1,18 +1,13 @@
-"""Helpers for the KVM tests: the ``kvm`` mark (the /dev/kvm oracle gate), an assembler for
-small guests (GNU as + ld, run at test time), identity-mapped long-mode page tables, and
-device models that record what the guest did. Imported by the other ``test_kvm_*`` files.
+"""Helpers for the KVM tests: the ``kvm`` mark (the /dev/kvm oracle gate), ``assemble`` (the
+flat assembler of support/guest_asm.py), identity-mapped long-mode page tables, and device
+models that record what the guest did. Imported by the other ``test_kvm_*`` files.
 """
 
 from __future__ import annotations
 
-import functools
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from support.oracles import require
+from support.guest_asm import assemble_flat
 from x86vm.machine.boot.state import TableRegister, long_mode64
 
 
@@ -29,22 +24,7 @@ def runs_guests(test):
     return test
 
 
-@functools.cache
-def assemble(source: str, base: int, bits: int = 16) -> bytes:
-    """Assemble ``source`` (GNU as, AT&T) into a flat image linked to run at ``base``."""
-    require("binutils")
-    code = {16: ".code16\n", 32: ".code32\n", 64: ".code64\n"}[bits]
-    as_mode, ld_mode = ("--64", "elf_x86_64") if bits == 64 else ("--32", "elf_i386")
-    with tempfile.TemporaryDirectory() as d:
-        src, obj, out = Path(d, "g.s"), Path(d, "g.o"), Path(d, "g.bin")
-        src.write_text(".text\n" + code + source + "\n")
-        done = subprocess.run(["as", as_mode, "-o", str(obj), str(src)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise AssertionError(f"test guest does not assemble:\n{done.stderr}")
-        subprocess.run(["ld", "-m", ld_mode, f"-Ttext={base:#x}", "--oformat", "binary",
-                        "-o", str(out), str(obj)], check=True, capture_output=True)
-        return out.read_bytes()
+assemble = assemble_flat  # the name the test_kvm_* files and others import
 
 
 PML4_GPA = 0x1000  # PML4, one PDPT, eight page directories: 2 MiB pages for 0..8 GiB

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from support.backends import PLATFORMS
 from test_platform_wiring import assemble
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -130,14 +131,9 @@ count:  .byte 0
 seed:   .long SEED
 """
 
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
-
 
 def run(tmp_path, name, options, source, timeout):
-    image = assemble(tmp_path, source)
+    image = assemble(source)
     with vm.Machine(memory_size=16 << 20, backend=name, **options) as machine:
         board = attach_pc_devices(machine, BufferConsole(), rtc_start=0)
         machine.memory.write(LOAD, image)
@@ -148,7 +144,7 @@ def run(tmp_path, name, options, source, timeout):
         return result, elapsed, board
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_timeout_ends_a_storm_on_time(tmp_path, backend):
     """No garbage, only the storm, and a guest that never stops taking it."""
     name, options = backend
@@ -162,10 +158,10 @@ def test_timeout_ends_a_storm_on_time(tmp_path, backend):
 
 
 @pytest.mark.parametrize("seed", [0x1234567, 0xC0FFEE])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_garbage_and_a_timer_storm_end_in_a_guest_visible_state(tmp_path, backend, seed):
     name, options = backend
-    image = assemble(tmp_path, GUEST.replace("SEED", hex(seed)))
+    image = assemble(GUEST.replace("SEED", hex(seed)))
     with vm.Machine(memory_size=16 << 20, backend=name, **options) as machine:
         board = attach_pc_devices(machine, BufferConsole(), rtc_start=0)
         machine.memory.write(LOAD, image)

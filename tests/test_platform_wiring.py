@@ -7,10 +7,10 @@ and COM1's receive interrupt, then report the count through isa-debug-exit (stat
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from support.backends import PLATFORMS
+from support.guest_asm import assemble_flat
 from x86vm.devices.chipset import Chipset
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -138,13 +138,8 @@ irq8:
 """
 
 
-def assemble(tmp_path, source: str) -> bytes:
-    (tmp_path / "g.s").write_text(source)
-    subprocess.run(["as", "--32", "-o", str(tmp_path / "g.o"), str(tmp_path / "g.s")],
-                   check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext", hex(LOAD), "--oformat", "binary",
-                    "-o", str(tmp_path / "g.bin"), str(tmp_path / "g.o")], check=True)
-    return (tmp_path / "g.bin").read_bytes()
+def assemble(source: str) -> bytes:
+    return assemble_flat(source, LOAD)
 
 
 def run_guest(tmp_path, source: str, backend: str = "emu", host_input: bytes = b"",
@@ -152,7 +147,7 @@ def run_guest(tmp_path, source: str, backend: str = "emu", host_input: bytes = b
     console = BufferConsole()
     with vm.Machine(memory_size=16 << 20, backend=backend, **options) as machine:
         board = attach_pc_devices(machine, console, rtc_start=0)
-        machine.memory.write(LOAD, assemble(tmp_path, source))
+        machine.memory.write(LOAD, assemble(source))
         if host_input:
             console.send(host_input)
         result = machine.run(boot_state.real_mode(0, LOAD), timeout=timeout)
@@ -184,14 +179,8 @@ def test_emu_rtc_periodic_interrupt_through_the_slave_8259(tmp_path):
     assert (result.status, result.reason) == (11, "debug-exit: guest wrote 0x5")
 
 
-BACKENDS = [pytest.param(("emu", {}), id="emu"),
-            pytest.param(("kvm", {}), id="kvm-kernel-irqchip", marks=pytest.mark.kvm),
-            pytest.param(("kvm", {"irqchip": False}), id="kvm-user-irqchip",
-                         marks=pytest.mark.kvm)]
-
-
 @pytest.mark.parametrize("guest", ["PIT_GUEST", "RTC_GUEST", "COM1_GUEST"])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PLATFORMS)
 def test_the_same_guest_on_every_backend_and_irqchip(tmp_path, backend, guest):
     """One guest, three platforms: emu + Python chipset, KVM + its in-kernel irqchip, KVM +
     the Python chipset injected with KVM_INTERRUPT (--irqchip user)."""

@@ -23,6 +23,7 @@ from test_kvm_support import requires_kvm, runs_guests
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_PG,
+    CR4_LA57,
     CR4_PAE,
     CR4_PSE,
     EFER_LMA,
@@ -63,7 +64,8 @@ class Tables:
         return frame
 
     def levels(self) -> list[int]:
-        return {"32-bit": [22, 12], "PAE": [30, 21, 12], "4-level": [39, 30, 21, 12]}[self.mode]
+        return {"32-bit": [22, 12], "PAE": [30, 21, 12], "4-level": [39, 30, 21, 12],
+                "5-level": [48, 39, 30, 21, 12]}[self.mode]
 
     def map(self, linear: int, size: int, phys: int) -> None:
         table = self.root
@@ -90,28 +92,32 @@ class Tables:
             cr4 = CR4_PSE
         else:
             cr4 = CR4_PAE
-        if self.mode == "4-level":
+        if self.mode in ("4-level", "5-level"):
             efer = EFER_LME | EFER_LMA
+            cr4 |= CR4_LA57 if self.mode == "5-level" else 0
             code = Segment(selector=8, limit=0xFFFFFFFF, type=0xB, l=1, g=1)
         return RegisterState(rip=0, cs=code, ds=data, es=data, fs=data, gs=data, ss=data,
                              cr0=cr0, cr3=self.root, cr4=cr4, efer=efer)
 
 
-SIZES = {"32-bit": (4096, 4 * MIB), "PAE": (4096, 2 * MIB), "4-level": (4096, 2 * MIB, 1 << 30)}
+SIZES = {"32-bit": (4096, 4 * MIB), "PAE": (4096, 2 * MIB), "4-level": (4096, 2 * MIB, 1 << 30),
+         "5-level": (4096, 2 * MIB, 1 << 30)}
+UPPER_HALF = {"4-level": 0xFFFF800000000000, "5-level": 0xFF00000000000000}
+LOWER_HALF = {"4-level": 1 << 47, "5-level": 1 << 56}
 
 
 def random_mappings(rng: random.Random, mode: str, ram: int) -> list[tuple[int, int, int]]:
     """Mappings that never share a largest-page region with a mapping of another size (so
     the tables hold exactly these translations)."""
-    space = 1 << 32 if mode != "4-level" else 1 << 47  # the canonical lower half
+    space = LOWER_HALF.get(mode, 1 << 32)  # the canonical lower half
     region = max(SIZES[mode])
     sizes_by_region: dict[int, int] = {}
     out = []
     while len(out) < 40:
         size = rng.choice(SIZES[mode])
         linear = rng.randrange(space // size) * size
-        if mode == "4-level" and rng.random() < 0.5:
-            linear |= 0xFFFF800000000000  # the canonical upper half
+        if mode in UPPER_HALF and rng.random() < 0.5:
+            linear |= UPPER_HALF[mode]  # the canonical upper half
         key = linear // region
         if sizes_by_region.setdefault(key, size) != size or size == region and any(
                 m[0] == linear for m in out):
@@ -139,10 +145,12 @@ def probes(rng: random.Random, mappings, mode: str) -> list[int]:
     addresses = []
     for linear, size, _ in mappings:
         addresses += [linear, linear + size - 1, linear + rng.randrange(size)]
-    top = 1 << 32 if mode != "4-level" else 1 << 64
+    top = 1 << 64 if mode in UPPER_HALF else 1 << 32
     addresses += [rng.randrange(top) for _ in range(60)]
-    if mode == "4-level":
-        addresses += [0x0000800000000000, 0xFFFF7FFFFFFFFFFF]  # not canonical
+    if mode in LOWER_HALF:   # the first non-canonical addresses above and below
+        addresses += [LOWER_HALF[mode], UPPER_HALF[mode] - 1]
+    if mode == "5-level":   # canonical at 57 bits only
+        addresses += [1 << 47, 0xFFFF7FFFFFFFFFFF]
     return addresses
 
 

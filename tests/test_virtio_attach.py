@@ -131,31 +131,19 @@ def test_cli_reports_guest_driver_errors(tmp_path):
     import sys
     from pathlib import Path
 
+    from support.virtio_guest import flat_gdt, unreal_mode
     from test_kvm_support import assemble
     guest = tmp_path / "kick.bin"  # unreal mode, then two kicks before DRIVER_OK
-    guest.write_bytes(assemble("""
+    guest.write_bytes(assemble(f"""
         xor %ax, %ax
         mov %ax, %ds
-        lgdtl gdtr
-        mov %cr0, %eax
-        or $1, %al
-        mov %eax, %cr0
-        jmp 1f
-    1:  mov $0x08, %dx
-        mov %dx, %fs
-        and $0xfe, %al
-        mov %eax, %cr0
-        jmp 2f
+{unreal_mode('fs')}
     2:  mov $0xd0000000, %ebx
         movl $0, %fs:0x50(%ebx)
         movl $0, %fs:0x50(%ebx)
         mov $4, %al
         out %al, $0xf4
-        .p2align 3
-    gdt: .quad 0
-        .quad 0x00cf92000000ffff
-    gdtr: .word 15
-        .long gdt
+{flat_gdt()}
     """, 0x7C00))
     image = tmp_path / "d.img"
     image.write_bytes(bytes(4096))

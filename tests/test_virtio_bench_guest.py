@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import oracles
+from support.backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -78,7 +79,7 @@ def check(out: str, image: Path) -> None:
     assert marked == expected_marked_blocks()
 
 
-@pytest.mark.parametrize("backend", [pytest.param("kvm", marks=pytest.mark.kvm), "emu"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bare_bench_guest_runs_on_x86vm(firmware, tmp_path, backend):
     if backend == "kvm":
         oracles.require("kvm")

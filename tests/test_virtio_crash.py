@@ -25,12 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from support.virtio_guest import blk_driver_setup, unreal_mode
+from support.backends import BACKENDS
+from support.virtio_guest import blk_driver_setup, flat_gdt, unreal_mode
 from test_kvm_support import assemble
-
-BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
-"""Both backends: the guest only polls, so it needs no interrupt controller (the emu board
-has no Python PIC yet)."""
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 WINDOW = 0xD000_0000
@@ -129,11 +126,7 @@ submit:                              # head 0 in the next avail slot; kick; it i
     jne fail
     ret
 
-    .p2align 3
-gdt:    .quad 0
-        .quad 0x00cf92000000ffff
-gdtr:   .word 15
-        .long gdt
+{flat_gdt()}
 availidx: .word 0
 """
 
@@ -193,7 +186,7 @@ def crash_runs(tmp_path: Path, runs: int, seed: int, backend: str) -> list[tuple
     return results
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)  # the guest polls: needs no interrupt controller
 def test_records_printed_before_sigkill_are_in_the_image(tmp_path, backend):
     crash_runs(tmp_path, 3, seed=1, backend=backend)
 

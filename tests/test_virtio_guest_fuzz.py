@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from support import oracles
-from support.virtio_guest import xorshift32
+from support.virtio_guest import flat_gdt, unreal_mode, xorshift32
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.devices.virtio.blk import BLK_CHECKS
@@ -46,18 +46,7 @@ GUEST = f"""
     xor %ax, %ax
     mov %ax, %ss
     mov $0x7000, %sp
-    lgdtl gdtr                      # unreal mode: DS and FS flat with a 4 GiB limit
-    mov %cr0, %eax
-    or $1, %al
-    mov %eax, %cr0
-    jmp 1f
-1:  mov $0x08, %dx
-    mov %dx, %ds
-    mov %dx, %es
-    mov %dx, %fs
-    and $0xfe, %al
-    mov %eax, %cr0
-    jmp 2f
+{unreal_mode('ds', 'es', 'fs')}
 2:  mov ${WINDOW:#x}, %ebx
     test %esi, %esi                 # a seed from the monitor (ESI), else the built-in one
     jz 3f
@@ -372,11 +361,7 @@ pick_len:                           # -> %eax
 9:  mov %edx, %eax
     ret
 
-    .p2align 3
-gdt:    .quad 0
-        .quad 0x00cf92000000ffff
-gdtr:   .word 15
-        .long gdt
+{flat_gdt()}
 seed:   .long 0x2545f491
 availidx: .word 0
 types:  .byte 0, 1, 4, 8, 11, 13, 0, 99

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import pytest
 
+from support.backends import BACKENDS
+from support.virtio_guest import blk_driver_setup, flat_gdt, unreal_mode
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot.state import real_mode
 from x86vm.machine.vm import Machine
-
-BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
 
 WINDOW = 0xD000_0000
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
@@ -55,17 +55,7 @@ GUEST = f"""
     mov %ax, %es
     mov %ax, %ss
     mov $0x7000, %sp
-    # unreal mode: load FS from a flat 4 GiB data descriptor, then return to real mode
-    lgdtl gdtr
-    mov %cr0, %eax
-    or $1, %al
-    mov %eax, %cr0
-    jmp 1f
-1:  mov $0x08, %dx
-    mov %dx, %fs
-    and $0xfe, %al
-    mov %eax, %cr0
-    jmp 2f
+{unreal_mode('fs')}
 2:
     # IRQ 5 -> vector 0x25 -> isr
     movw $isr, 0x25*4
@@ -88,26 +78,7 @@ GUEST = f"""
     jne fail
     cmpl $2, %fs:0x008(%ebx)            # DeviceID: block
     jne fail
-    {reg(0x070, 0)}                      # reset
-    {reg(0x070, 1)}                      # ACKNOWLEDGE
-    {reg(0x070, 3)}                      # DRIVER
-    {reg(0x024, 1)}
-    {reg(0x020, 1)}                      # VIRTIO_F_VERSION_1
-    {reg(0x024, 0)}
-    {reg(0x020, 1 << 9)}                 # VIRTIO_BLK_F_FLUSH
-    {reg(0x070, 11)}                     # FEATURES_OK
-    testl $8, %fs:0x070(%ebx)
-    jz fail
-    {reg(0x030, 0)}                      # QueueSel 0
-    {reg(0x038, 8)}                      # QueueSize 8
-    {reg(0x080, DESC)}
-    {reg(0x084, 0)}
-    {reg(0x090, AVAIL)}
-    {reg(0x094, 0)}
-    {reg(0x0a0, USED)}
-    {reg(0x0a4, 0)}
-    {reg(0x044, 1)}                      # QueueReady
-    {reg(0x070, 15)}                     # DRIVER_OK
+{blk_driver_setup(DESC, AVAIL, USED)}
     sti
 
     # 1. IN: sector 1 -> DATA
@@ -174,13 +145,7 @@ isr:
     pop %eax
     iret
 
-    .p2align 3
-gdt:
-    .quad 0
-    .quad 0x00cf92000000ffff
-gdtr:
-    .word 15
-    .long gdt
+{flat_gdt()}
 irqcount: .word 0
 availidx: .word 0
 irqstat: .long 0
@@ -229,16 +194,7 @@ def test_guest_kicking_before_driver_ok_is_counted_not_fatal(tmp_path, backend):
         guest = f"""
             xor %ax, %ax
             mov %ax, %ds
-            lgdtl gdtr
-            mov %cr0, %eax
-            or $1, %al
-            mov %eax, %cr0
-            jmp 1f
-        1:  mov $0x08, %dx
-            mov %dx, %fs
-            and $0xfe, %al
-            mov %eax, %cr0
-            jmp 2f
+{unreal_mode('fs')}
         2:  mov ${WINDOW:#x}, %ebx
             {reg(0x070, 1)}
             {reg(0x070, 3)}
@@ -246,11 +202,7 @@ def test_guest_kicking_before_driver_ok_is_counted_not_fatal(tmp_path, backend):
             {reg(0x050, 0)}
             mov $9, %al
             out %al, $0xf4
-            .p2align 3
-        gdt: .quad 0
-            .quad 0x00cf92000000ffff
-        gdtr: .word 15
-            .long gdt
+{flat_gdt()}
         """
         m.memory.write(0x7C00, assemble(guest, 0x7C00))
         result = m.run(real_mode(0, 0x7C00), timeout=30)

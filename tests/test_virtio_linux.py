@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -116,8 +115,7 @@ def test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image(tmp_path):
     synchronous write), read back on the host with dumpe2fs and debugfs. No user space is
     needed (kvm_pvm cannot run it); the kernel then panics for want of an init and resets."""
     vmlinux = kernel_with(EXT2_OPTIONS)
-    if not (shutil.which("mke2fs") and shutil.which("debugfs") and shutil.which("dumpe2fs")):
-        pytest.skip("e2fsprogs not installed")
+    oracles.require("e2fsprogs")
     image = tmp_path / "root.ext2"
     hello = tmp_path / "hello.txt"
     hello.write_bytes(b"written on the host\n")
@@ -198,8 +196,7 @@ def test_linux_user_space_writes_files_to_an_ext2_image_on_emu(tmp_path):
     (the KVM half is test_linux_mounts_an_ext2_root_and_its_writes_reach_the_image)."""
     oracles.require("linux-guest")
     kernel_with(EXT2_OPTIONS)
-    if not (shutil.which("mke2fs") and shutil.which("debugfs")):
-        pytest.skip("e2fsprogs not installed")
+    oracles.require("e2fsprogs")
     image = tmp_path / "disk.ext2"
     hello = tmp_path / "hello.txt"
     hello.write_bytes(b"written on the host\n")

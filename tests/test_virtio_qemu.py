@@ -27,16 +27,14 @@ from pathlib import Path
 import pytest
 
 from support import oracles
-from support.virtio_guest import unreal_mode
+from support.backends import BACKENDS
+from support.virtio_guest import find_blk_window, flat_gdt, unreal_mode, window_table
 from test_kvm_support import ExitDevice, assemble
 from x86vm.devices.virtio import DriveSpec, attach_virtio
 from x86vm.machine.boot import load_image
 from x86vm.machine.vm import Machine
 
 QEMU = shutil.which("qemu-system-x86_64")
-BACKENDS = [pytest.param("kvm", marks=pytest.mark.kvm), "emu"]
-"""Both backends: the guest only polls, so it needs no interrupt controller (the emu board
-has no Python PIC yet)."""
 WINDOWS = [0xFEB0_0000 + 0x200 * i for i in range(24)] + [0xD000_0000]
 DESC, AVAIL, USED, HEADER, DATA, STATUS = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000
 SECTOR0 = bytes(range(0x40, 0x50)) * 32
@@ -186,7 +184,6 @@ def probe_source(ops: list[tuple]) -> str:
             lines += ["mov $0x2000000, %ecx", "1:", f"cmpw ${op[1]}, %fs:{USED + 2:#x}",
                       "je 2f", "dec %ecx", "jnz 1b", "2:"]
     body = "\n    ".join(lines)
-    windows = "\n".join(f"    .long {a:#x}" for a in WINDOWS)
     return f"""
 start:
     cli
@@ -194,17 +191,8 @@ start:
     mov %ax, %ss
     mov $0x7000, %sp
 {unreal_mode('fs')}
-2:  xor %si, %si                     # find the virtio-blk window
-3:  movl %cs:windows(%si), %ebx
-    cmpl $0x74726976, %fs:(%ebx)
-    jne 4f
-    cmpl $2, %fs:8(%ebx)
-    je found
-4:  add $4, %si
-    cmp ${4 * len(WINDOWS)}, %si
-    jb 3b
-    mov $0x7f, %al
-    out %al, $0xf4
+2:
+{find_blk_window(WINDOWS)}
 found:
     {body}
     mov $1, %al
@@ -219,13 +207,8 @@ emitn:
     jnz emitn
     ret
 
-    .p2align 3
-gdt: .quad 0
-    .quad 0x00cf92000000ffff
-gdtr: .word 15
-    .long gdt + 0xf0000
-windows:
-{windows}
+{flat_gdt(0xf0000)}
+{window_table(WINDOWS)}
     .org 0xfff0
     ljmp $0xf000, $start
     .org 0x10000
@@ -311,7 +294,7 @@ def run_x86vm(firmware: bytes, tmp_path: Path, backend: str = "kvm") -> bytes:
         machine.close()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)  # the guest polls: needs no interrupt controller
 def test_virtio_blk_registers_match_qemu(firmware, tmp_path, backend):
     qemu = run_qemu(firmware, tmp_path / "q")
     ours, errors = run_x86vm(firmware, tmp_path / "x", backend)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from support.guest_asm import assemble_flat
+from x86vm.devices.console import BufferConsole
+from x86vm.devices.pc import attach_pc_devices
+from x86vm.machine.boot import load_image
 from x86vm.machine.boot.state import (
     CR0_PE,
     LONG64_CODE,
@@ -36,21 +39,47 @@ def assembler_missing() -> str | None:
 
 
 def assemble(text: str, bits: int, origin: int) -> bytes:
-    """Flat machine code of ``text`` (AT&T) as if loaded at ``origin``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        (t / "g.S").write_text(f".code{bits}\n.text\n.globl _start\n_start:\n{text}\n")
-        arch = "--32" if bits != 64 else "--64"
-        for cmd in (["as", arch, "-o", str(t / "g.o"), str(t / "g.S")],
-                    ["ld", "-m", "elf_i386" if bits != 64 else "elf_x86_64",
-                     "-Ttext", hex(origin), "-e", "_start", "-o", str(t / "g.elf"),
-                     str(t / "g.o")],
-                    ["objcopy", "-O", "binary", "-j", ".text", str(t / "g.elf"),
-                     str(t / "g.bin")]):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                raise RuntimeError(proc.stderr)
-        return (t / "g.bin").read_bytes()
+    """Flat machine code of ``text`` (AT&T, entered at its start, label ``_start``) as if
+    loaded at ``origin``."""
+    return assemble_flat(f".globl _start\n_start:\n{text}", origin, bits)
+
+
+def multiboot_elf(text: str, tmp: Path, link_at: int, bits: int = 32) -> bytes:
+    """``text`` (AT&T, with its own Multiboot header and ``_start``) assembled and linked at
+    ``link_at`` into ``tmp``/k.elf; 64-bit code is linked as ELF64 and converted to the ELF32
+    a Multiboot loader takes. Returns the ELF's bytes."""
+    (tmp / "g.S").write_text(text)
+    if bits == 64:
+        cmds = [["as", "--64", "-o", "g.o", "g.S"],
+                ["ld", "-N", "-m", "elf_x86_64", "-Ttext", hex(link_at), "-e", "_start", "-o",
+                 "g64", "g.o"],
+                ["objcopy", "-O", "elf32-i386", "g64", "k.elf"]]
+    else:
+        cmds = [["as", "--32", "-o", "g.o", "g.S"],
+                ["ld", "-m", "elf_i386", "-Ttext", hex(link_at), "-e", "_start", "-o", "k.elf",
+                 "g.o"]]
+    for cmd in cmds:
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr)
+    return (tmp / "k.elf").read_bytes()
+
+
+def multiboot_serial(image: bytes, backend: str = "emu", *, firmware: bool = False,
+                     **machine_options) -> tuple[int, str]:
+    """Boot Multiboot ``image`` (command line "k.elf", as QEMU's -kernel gives it) on a PC
+    board with debug-exit at 0xf4: the exit status and the serial output, to compare with
+    guests.oracle.qemu_serial(). ``firmware``: with the board's boot options (BIOS tables,
+    IVT) as ``x86vm run`` passes them. The run's reason is printed (shown on a failure)."""
+    console = BufferConsole()
+    with Machine(memory_size=128 << 20, backend=backend, **machine_options) as m:
+        board = attach_pc_devices(m, console, debug_exit_port=0xF4)
+        options = board.boot_options() if firmware else {}
+        result = m.run(load_image(m.memory, image, "multiboot", cmdline="k.elf", **options),
+                       timeout=30)
+        board.close()
+    print(f"{backend} run ended: {result.reason}")
+    return result.status, bytes(console.output).decode("latin-1")
 
 
 def idt_gate(vector: int, handler: str, bits: int, idt: str = "0x30000",
@@ -67,6 +96,43 @@ def idt_gate(vector: int, handler: str, bits: int, idt: str = "0x30000",
     if bits == 64:
         lines += [f"movl $0, {at} + 8", f"movl $0, {at} + 12"]
     return "".join(f"        {line}\n" for line in lines)
+
+
+_REPORT_REGISTERS = {  # bits: saved, value, shifted copy, counter, digit index, table load
+    16: (("ax", "bx", "cx", "dx", "si"), "ax", "bx", "cx", "si", "mov {t}(%si), %al"),
+    32: (("eax", "ebx", "ecx", "edx"), "eax", "ebx", "ecx", "eax", "mov {t}(%eax), %al"),
+    64: (("rax", "rbx", "rcx", "rdx", "rsi"), "eax", "ebx", "ecx", "eax",
+         "lea {t}(%rip), %rsi\n    mov (%rsi, %rax), %al"),
+}
+
+
+def serial_hex_report(bits: int, label: str = "report") -> str:
+    """Guest routine ``label``: EAX (AX in 16-bit code) as eight (four) lowercase hex digits
+    and a newline on COM1 (port 0x3f8, written without polling LSR: QEMU and the emulated
+    UART take every byte), every register preserved. For guests whose serial output is
+    compared with QEMU's."""
+    saved, value, shifted, counter, index, load = _REPORT_REGISTERS[bits]
+    digits = 4 if bits == 16 else 8
+    table = f"{label}_digits"
+    pushes = "".join(f"    push %{r}\n" for r in saved)
+    pops = "".join(f"    pop %{r}\n" for r in reversed(saved))
+    return f"""
+{label}:
+{pushes}    mov %{value}, %{shifted}
+    mov ${digits}, %{counter}
+    mov $0x3f8, %dx
+{label}_digit:
+    rol $4, %{shifted}
+    mov %{shifted}, %{index}
+    and $0xf, %{index}
+    {load.format(t=table)}
+    out %al, %dx
+    loop {label}_digit
+    mov $10, %al
+    out %al, %dx
+{pops}    ret
+{table}: .ascii "0123456789abcdef"
+"""
 
 
 class Recorder:

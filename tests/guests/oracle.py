@@ -115,6 +115,16 @@ def run_qemu(name: str, guest_dir: Path, timeout: float = 60) -> dict:
     return {"status": proc.returncode, "serial": serial_file.read_bytes().decode("latin-1")}
 
 
+def qemu_serial(cwd: Path, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """QEMU_BASE plus ``args`` run in ``cwd`` (relative file names): its exit status (the
+    debug-exit code) and the guest's serial output."""
+    serial_file = Path(cwd) / SERIAL_FILE
+    serial_file.unlink(missing_ok=True)
+    proc = subprocess.run([*QEMU_BASE, *args], cwd=cwd, capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    return proc.returncode, serial_file.read_bytes().decode("latin-1")
+
+
 def derive(sc: Scenario, base: dict) -> dict:
     """The expectation for a scenario whose oracle is another one (see Scenario.oracle)."""
     lines = base["serial"].split("\n")

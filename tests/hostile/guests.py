@@ -10,9 +10,9 @@ isa-debug-exit status ``(value << 1) | 1`` for one that asks to stop.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
+
+from support.guest_asm import write_flat
 
 BASE = 0x7C00
 PROLOGUE = """.text
@@ -129,13 +129,4 @@ def missing_tools() -> list[str]:
 
 def assemble(name: str, outdir: Path) -> Path:
     """Build guest ``name`` into ``outdir/name.bin`` (GNU as, 16-bit, linked at 0x7C00)."""
-    out = Path(outdir) / f"{name}.bin"
-    with tempfile.TemporaryDirectory() as work:
-        src, obj = Path(work, "g.s"), Path(work, "g.o")
-        src.write_text(PROLOGUE + SOURCES[name] + "\n")
-        subprocess.run(["as", "--32", "-o", str(obj), str(src)], check=True,
-                       capture_output=True)
-        subprocess.run(["ld", "-m", "elf_i386", f"-Ttext={BASE:#x}", "-e", "_start",
-                        "--oformat", "binary", "-o", str(out), str(obj)], check=True,
-                       capture_output=True)
-    return out
+    return write_flat(PROLOGUE + SOURCES[name] + "\n", Path(outdir) / f"{name}.bin", BASE)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from support.guest_asm import write_flat
 from x86vm.machine.bus import PortBus
 from x86vm.machine.irq import NullIrqLine
 
@@ -83,12 +84,7 @@ def _asm(ops: list[Op], exit_value: int) -> str:
 
 
 def build_image(ops: list[Op], workdir: Path, exit_value: int = 0) -> Path:
-    src, obj, img = workdir / "probe.S", workdir / "probe.o", workdir / "probe.bin"
-    src.write_text(_asm(ops, exit_value))
-    subprocess.run(["as", "--32", "-o", obj, src], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-e", "0", "-Ttext", "0", "--oformat", "binary",
-                    "-o", img, obj], check=True)
-    return img
+    return write_flat(_asm(ops, exit_value), workdir / "probe.bin", 0)
 
 
 def run_under_qemu(ops: list[Op], workdir: Path, *, memory: str = "128M", smp: int = 1,

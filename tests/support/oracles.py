@@ -121,6 +121,8 @@ ORACLES: dict[str, Oracle] = {o.name: o for o in [
     Oracle("gcc", _programs("gcc"), "apt-get install gcc"),
     Oracle("iasl", _programs("iasl"), "apt-get install acpica-tools"),
     Oracle("cpio", _programs("cpio"), "apt-get install cpio"),
+    Oracle("e2fsprogs", _programs("mke2fs", "debugfs", "dumpe2fs", "e2fsck"),
+           "apt-get install e2fsprogs"),
     Oracle("test386", _test386, "git clone https://github.com/barotto/test386.asm; "
            "X86VM_TEST386=that directory; apt-get install nasm"),
     Oracle("gcc-m32", _gcc_m32, "apt-get install gcc-multilib"),

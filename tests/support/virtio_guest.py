@@ -1,6 +1,9 @@
-"""Assembly pieces shared by the bare-metal virtio guests (tests and bench/virtio_blk.py)."""
+"""Assembly pieces shared by the bare-metal guests: the virtio tests, bench/virtio_blk.py and
+the device probes of tests/dev_platform.py."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 def blk_driver_setup(desc: int, avail: int, used: int, queue_size: int = 8) -> str:
@@ -31,6 +34,30 @@ def blk_driver_setup(desc: int, avail: int, used: int, queue_size: int = 8) -> s
     movl $15, %fs:0x070(%ebx)"""
 
 
+def find_blk_window(windows: Sequence[int]) -> str:
+    """Code that probes the virtio-mmio windows at `windows` (virtio 1.2 §4.2.2: MagicValue
+    "virt" at 0x000, DeviceID 2 at 0x008) through the 4 GiB %fs of unreal_mode() and goes to
+    label `found` with the block device's base in %ebx, or exits through debug-exit (port
+    0xf4) with 0x7f when there is none. The table: window_table(windows). Clobbers %si."""
+    return f"""\
+    xor %si, %si                    # find the virtio-blk window
+3:  movl %cs:windows(%si), %ebx
+    cmpl $0x74726976, %fs:(%ebx)
+    jne 4f
+    cmpl $2, %fs:8(%ebx)
+    je found
+4:  add $4, %si
+    cmp ${4 * len(windows)}, %si
+    jb 3b
+    mov $0x7f, %al
+    out %al, $0xf4"""
+
+
+def window_table(windows: Sequence[int]) -> str:
+    """The `windows` table find_blk_window() reads (in the code segment)."""
+    return "windows:\n" + "\n".join(f"    .long {a:#x}" for a in windows)
+
+
 def unreal_mode(*segments: str) -> str:
     """Real mode with `segments` (e.g. "fs") reaching all 4 GiB: load them from the flat data
     descriptor 0x08 of `gdtr` in protected mode and return to real mode, where their hidden
@@ -46,6 +73,21 @@ def unreal_mode(*segments: str) -> str:
 {loads}    and $0xfe, %al
     mov %eax, %cr0
     jmp 2f"""
+
+
+def flat_gdt(link_base: int = 0, accessed: bool = False) -> str:
+    """The `gdt`/`gdtr` pair unreal_mode() loads: a null descriptor and, at selector 0x08, a
+    flat 4 GiB read/write data segment (SDM Vol. 3A §3.4.5). `link_base` is added to the
+    table's address in `gdtr` (0xf0000 for a ROM linked at 0). `accessed` sets the type's A
+    bit already, so that loading the selector need not write it (a descriptor in ROM)."""
+    data_type = 0x93 if accessed else 0x92
+    table = f"gdt + {link_base:#x}" if link_base else "gdt"
+    return f"""\
+    .p2align 3
+gdt: .quad 0
+    .quad 0x00cf{data_type:02x}000000ffff
+gdtr: .word 15
+    .long {table}"""
 
 
 def xorshift32(seed: str) -> str:

@@ -13,7 +13,7 @@ shutdown) or a budget of instructions is spent, and says why in ``Cpu.stop_reaso
 from __future__ import annotations
 
 from x86vm.cpu import flags as F
-from x86vm.cpu.cpuid import VENDOR
+from x86vm.cpu.cpuid import MAX_LINEAR_BITS, VENDOR
 from x86vm.cpu.debug import DebugMixin
 from x86vm.cpu.errors import (
     CONTRIBUTORY,
@@ -64,6 +64,9 @@ class Cpu(MmuMixin, InterruptMixin, DebugMixin):
     """One x86-64 vCPU over guest RAM ``ram`` (a :class:`~x86vm.cpu.mmu.Ram`)."""
 
     vendor: bytes = VENDOR  # CPUID leaf 0; AMD's also selects AMD's SYSCALL (cpu/system.py)
+    # the model's linear-address width: 57 with LA57 (CPUID, CR4.LA57, the canonical checks
+    # of stored addresses: cpu/paging.py), 48 for a CPU with 4-level paging only
+    max_linear_bits: int = MAX_LINEAR_BITS
 
     def __init__(self, ram: Ram) -> None:
         self.r = [0] * 16

@@ -34,13 +34,16 @@ XSAVE_LEAF0 = (0x3, 576, 576, 0)
 LEAF7_EBX = (1 << 3) | (1 << 7) | (1 << 8) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24)
 # leaf 7 ECX: UMIP(2) (cpu/system.py), PKU(3) PKS(31): protection keys (cpu/mmu.py; OSPKE(4)
 # from CR4: system.py); XSAVE does not manage PKRU here (XCR0 bit 9 stays reserved, so a
-# kernel drops PKU)
-LEAF7_ECX = (1 << 2) | (1 << 3) | (1 << 31)
+# kernel drops PKU). LA57(16): 5-level paging (cpu/paging.py, cpu/mmu.py), as QEMU's ``-cpu
+# max`` has it; a Cpu with ``max_linear_bits = 48`` reports neither it nor 57 in 0x80000008
+LEAF7_ECX_LA57 = 1 << 16
+LEAF7_ECX = (1 << 2) | (1 << 3) | LEAF7_ECX_LA57 | (1 << 31)
 # 0x80000001 EDX: SYSCALL(11) NX(20) RDTSCP(27) LM(29); ECX: LAHF/SAHF(0) ABM/LZCNT(5)
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29)
 EXT1_ECX = (1 << 0) | (1 << 5)
 FAMILY_MODEL = (6 << 8) | (0xF << 4) | 1       # family 6, model 15, stepping 1
-ADDRESS_SIZES = (48 << 8) | 40                  # 48-bit linear, 40-bit physical
+MAX_LINEAR_BITS = 57                            # with LA57 (SDM Vol. 3A §4.1.4)
+ADDRESS_SIZES = (MAX_LINEAR_BITS << 8) | 40     # 57-bit linear, 40-bit physical
 
 
 def _regs(data: bytes) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """Linear → physical translation, the software TLB, and guest memory access.
 
-Paging (SDM Vol. 3A ch. 4): 32-bit (4 KiB / 4 MiB pages), PAE (4 KiB / 2 MiB) and 4-level
-(4 KiB / 2 MiB / 1 GiB), with U/S, R/W (CR0.WP), NX (EFER.NXE), SMEP/SMAP, protection keys
+Paging (SDM Vol. 3A ch. 4; the levels of each mode are cpu/paging.py's data): 32-bit (4 KiB /
+4 MiB pages), PAE (4 KiB / 2 MiB), 4-level and 5-level (4 KiB / 2 MiB / 1 GiB; 48- and 57-bit
+canonical linear addresses), with U/S, R/W (CR0.WP), NX (EFER.NXE), SMEP/SMAP, protection keys
 (PKRU for user pages, IA32_PKRS for supervisor pages; 4-level paging only, §4.6.2),
 accessed/dirty bits, and #PF with the architectural error code (§4.7) and CR2.
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 import struct
 
 from x86vm.cpu.errors import GP, PF, CpuFault, NeedsRead
+from x86vm.cpu.paging import LEVELS, access_width, canonical
 from x86vm.cpu.state import (
     CR0_PG,
     CR0_WP,
+    CR4_LA57,
     CR4_PAE,
     CR4_PKE,
     CR4_PKS,
@@ -49,6 +52,9 @@ _U64 = struct.Struct("<Q")
 _UNPACK = {2: _U16.unpack_from, 4: _U32.unpack_from, 8: _U64.unpack_from}
 _PACK = {2: _U16.pack_into, 4: _U32.pack_into, 8: _U64.pack_into}
 _ADDR = (1 << 52) - 1
+# each mode's walk: (shift, entry size, index mask, PS maps a page) per level
+_WALKS = {mode: tuple((lv.shift, lv.entry_size, (1 << lv.index_bits) - 1, lv.large)
+                      for lv in levels) for mode, levels in LEVELS.items()}
 
 
 class RamRegion:
@@ -320,10 +326,10 @@ class MmuMixin:
         nx = 0
         entries = []          # (physical address of the entry, entry, size)
         if efer & EFER_LMA:
-            if (la >> 47) not in (0, 0x1FFFF):  # non-canonical: #GP(0) (SDM Vol. 3A §3.3.7.1)
+            if not canonical(la, access_width(cr4)):   # #GP(0) (SDM Vol. 3A §4.5)
                 raise CpuFault(GP, 0, f"non-canonical address {la:#x}")
             table = self.cr3 & 0x000FFFFFFFFFF000
-            levels = ((39, 8), (30, 8), (21, 8), (12, 8))
+            levels = _WALKS["5-level" if cr4 & CR4_LA57 else "4-level"]
         elif cr4 & CR4_PAE:
             pdpte_at = (self.cr3 & 0xFFFFFFE0) + ((la >> 30) & 3) * 8
             pdpte = self.phys_read(pdpte_at, 8)
@@ -332,14 +338,13 @@ class MmuMixin:
             if pdpte & 0x1E6 or (pdpte >> 52) & 0x7FF:
                 self._page_fault(la, code | PF_P | PF_RSVD)
             table = pdpte & 0x000FFFFFFFFFF000
-            levels = ((21, 8), (12, 8))
+            levels = _WALKS["PAE"][1:]
         else:
             table = self.cr3 & 0xFFFFF000
-            levels = ((22, 4), (12, 4))
+            levels = _WALKS["32-bit"]
         page_size_shift = 12
-        for depth, (shift, esize) in enumerate(levels):
-            index_bits = 10 if esize == 4 else 9
-            at = table + ((la >> shift) & ((1 << index_bits) - 1)) * esize
+        for depth, (shift, esize, index_mask, large) in enumerate(levels):
+            at = table + ((la >> shift) & index_mask) * esize
             e = self.phys_read(at, esize)
             if not e & 1:
                 self._page_fault(la, code)
@@ -358,7 +363,7 @@ class MmuMixin:
                         continue
                     base = (e & 0xFFC00000) | ((e & 0x1FE000) << 19)
                     page_size_shift = 22
-                elif shift == 39:
+                elif not large:     # PS in a PML5E or PML4E is reserved
                     self._page_fault(la, code | PF_P | PF_RSVD)
                 else:
                     page_size_shift = shift

@@ -4,14 +4,16 @@ tables, far transfers, software interrupts, HLT/CLI/STI, CPUID, MSRs, SYSCALL/SY
 from __future__ import annotations
 
 from x86vm.cpu import gates, tasks
-from x86vm.cpu.cpuid import VENDOR, cpuid
+from x86vm.cpu.cpuid import LEAF7_ECX_LA57, VENDOR, cpuid
 from x86vm.cpu.errors import BP, DB, GP, OF, UD, CpuFault
 from x86vm.cpu.interrupts import parse_descriptor
 from x86vm.cpu.operand import MASK, Far, Mem, Reg, linear, read, write, write_reg
+from x86vm.cpu.paging import canonical
 from x86vm.cpu.state import (
     CR0_PE,
     CR0_TS,
     CR4_DE,
+    CR4_LA57,
     CR4_OSXSAVE,
     CR4_PAE,
     CR4_PKE,
@@ -173,15 +175,18 @@ def _debug_register(cpu, num: int) -> int:
     return {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 4, 7: 5}[num]
 
 
-# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), UMIP, OSXSAVE,
-# SMEP, SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not report (LA57,
-# VMXE, SMXE, FSGSBASE, PCIDE, ...) — is #GP(0) on MOV to CR4 (Vol. 2B "MOV—Move to/from
-# Control Registers"), as is clearing PAE in IA-32e mode.
-CR4_IMPLEMENTED = 0xFFF | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
+# CR4 bits this CPU implements (SDM Vol. 3A §2.5): VME..OSXMMEXCPT (0-10), UMIP, LA57,
+# OSXSAVE, SMEP, SMAP, PKE, PKS. Every other bit — reserved, or a feature CPUID does not
+# report (VMXE, SMXE, FSGSBASE, PCIDE, ...; LA57 on a 48-bit model) — is #GP(0) on MOV to
+# CR4 (Vol. 2B "MOV—Move to/from Control Registers"), as are clearing PAE and changing LA57
+# in IA-32e mode (§4.1.1: software leaves IA-32e mode to switch between 4- and 5-level).
+CR4_IMPLEMENTED = 0xFFF | CR4_LA57 | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24)
 
 
 def _check_cr4(cpu, value: int) -> None:
-    if value & ~CR4_IMPLEMENTED or (cpu.efer & EFER_LMA and not value & CR4_PAE):
+    if value & ~CR4_IMPLEMENTED or (value & CR4_LA57 and cpu.max_linear_bits < 57):
+        raise CpuFault(GP, 0)
+    if cpu.efer & EFER_LMA and (not value & CR4_PAE or (value ^ cpu.cr4) & CR4_LA57):
         raise CpuFault(GP, 0)
 
 
@@ -205,7 +210,7 @@ def h_lgdt(cpu, c) -> None:
     insn, (mem,) = c
     _need_cpl0(cpu)
     base, limit = _table_operand(cpu, insn, mem)
-    if cpu.code_bits == 64 and not _canonical(base):
+    if cpu.code_bits == 64 and not _canonical(cpu, base):
         raise CpuFault(GP, 0)   # a non-canonical base (KVM's emulator and hardware agree)
     if insn.mnemonic == "lgdt":
         cpu.gdtr = TableRegister(base, limit)
@@ -272,7 +277,7 @@ def h_ltr(cpu, c) -> None:
 def _check_canonical_base(cpu, seg: Segment, sel: int) -> None:
     """In IA-32e mode the 16-byte TSS/LDT descriptor's base must be canonical, else
     #GP(selector) (as KVM's emulator loads it; kvm-unit-tests la57 expects the fault)."""
-    if cpu.efer & EFER_LMA and not _canonical(seg.base):
+    if cpu.efer & EFER_LMA and not _canonical(cpu, seg.base):
         raise CpuFault(GP, sel & 0xFFFC)
 
 
@@ -562,8 +567,13 @@ def h_cpuid(cpu, c) -> None:
         b, d, cc = vendor_regs(cpu.vendor)
     if leaf == 1 and cpu.cr4 & CR4_OSXSAVE:
         cc |= 1 << 27       # OSXSAVE mirrors CR4.OSXSAVE (SDM Vol. 2A CPUID Table 3-10)
-    if leaf == 7 and cpu.r[1] & 0xFFFFFFFF == 0 and cpu.cr4 & CR4_PKE:
-        cc |= 1 << 4        # OSPKE mirrors CR4.PKE (Table 3-8)
+    if leaf == 7 and cpu.r[1] & 0xFFFFFFFF == 0:
+        if cpu.cr4 & CR4_PKE:
+            cc |= 1 << 4    # OSPKE mirrors CR4.PKE (Table 3-8)
+        if cpu.max_linear_bits < 57:
+            cc &= ~LEAF7_ECX_LA57
+    if leaf == 0x80000008:  # EAX[15:8]: linear-address bits of the model
+        a = (a & ~0xFF00) | (cpu.max_linear_bits << 8)
     cpu.r[0], cpu.r[3], cpu.r[1], cpu.r[2] = a, b, cc, d
 
 
@@ -604,7 +614,7 @@ def write_msr(cpu, index: int, value: int) -> None:
     if apic is not None and apic.write_msr(index, value):
         cpu.irq_check = True
         return
-    if index in CANONICAL_MSRS and not _canonical(value):
+    if index in CANONICAL_MSRS and not _canonical(cpu, value):
         raise CpuFault(GP, 0)
     if index == MSR_EFER:
         if value & ~0xD01:
@@ -631,10 +641,10 @@ def write_msr(cpu, index: int, value: int) -> None:
         raise CpuFault(GP, 0, f"wrmsr {index:#x}")
 
 
-def _canonical(address: int) -> bool:
-    """Bits 63-47 all equal (48-bit linear addresses, CPUID.80000008H:EAX[15:8])."""
-    top = address >> 47
-    return top == 0 or top == 0x1FFFF
+def _canonical(cpu, address: int) -> bool:
+    """An address the CPU stores (an MSR, a descriptor-table or system-segment base) is
+    canonical at the model's widest linear address, whatever CR4.LA57 (cpu/paging.py)."""
+    return canonical(address, cpu.max_linear_bits)
 
 
 def h_rdmsr(cpu, c) -> None:

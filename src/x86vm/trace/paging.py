@@ -11,10 +11,11 @@ what is mapped. The crash report and the gdb stub both read guest memory through
 
 from __future__ import annotations
 
-from x86vm.cpu.state import CR0_PE, CR0_PG, CR4_PAE, CR4_PSE, EFER_LMA, RegisterState
+from x86vm.cpu.paging import LEVELS, LINEAR_BITS, canonical
+from x86vm.cpu.paging import paging_mode as _mode_of
+from x86vm.cpu.state import CR4_PSE, RegisterState
 from x86vm.machine.memory import GuestMemory, GuestMemoryError
 
-CR4_LA57 = 1 << 12
 PRESENT = 1 << 0
 PAGE_SIZE_BIT = 1 << 7
 ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12 of a 64-bit entry (MAXPHYADDR 52)
@@ -32,13 +33,7 @@ class TranslationError(Exception):
 
 def paging_mode(state: RegisterState) -> str:
     """"none", "32-bit", "PAE", "4-level" or "5-level" (SDM Vol. 3A Table 4-1)."""
-    if not state.cr0 & CR0_PG or not state.cr0 & CR0_PE:
-        return "none"
-    if not state.cr4 & CR4_PAE:
-        return "32-bit"
-    if not state.efer & EFER_LMA:
-        return "PAE"
-    return "5-level" if state.cr4 & CR4_LA57 else "4-level"
+    return _mode_of(state.cr0, state.cr4, state.efer)
 
 
 def _entry(memory: GuestMemory, gpa: int, size: int, linear: int, level: str) -> int:
@@ -52,41 +47,35 @@ def _entry(memory: GuestMemory, gpa: int, size: int, linear: int, level: str) ->
 
 
 def translate(memory: GuestMemory, state: RegisterState, linear: int) -> int:
-    """The guest-physical address of ``linear`` under ``state``'s paging mode."""
+    """The guest-physical address of ``linear`` under ``state``'s paging mode (the levels
+    of :data:`x86vm.cpu.paging.LEVELS`)."""
     mode = paging_mode(state)
     if mode == "none":
         return linear & 0xFFFF_FFFF
-    if mode == "32-bit":
-        linear &= 0xFFFF_FFFF
-        pde = _entry(memory, (state.cr3 & 0xFFFF_F000) | (linear >> 22) << 2, 4, linear, "PDE")
-        if pde & PAGE_SIZE_BIT and state.cr4 & CR4_PSE:  # 4 MiB page, PSE-36 bits 20:13
-            return (pde & 0xFFC0_0000) | ((pde >> 13) & 0xFF) << 32 | (linear & 0x3F_FFFF)
-        pte = _entry(memory, (pde & 0xFFFF_F000) | ((linear >> 12) & 0x3FF) << 2, 4, linear,
-                     "PTE")
-        return (pte & 0xFFFF_F000) | (linear & 0xFFF)
-    if mode == "PAE":
-        linear &= 0xFFFF_FFFF
-        table = (state.cr3 & 0xFFFF_FFE0) | ((linear >> 30) & 3) << 3
-        levels = (("PDPTE", 30), ("PDE", 21), ("PTE", 12))
-    else:
-        bits = 57 if mode == "5-level" else 48
-        top = linear >> (bits - 1)
-        if top not in (0, (1 << (64 - bits + 1)) - 1):
+    levels = LEVELS[mode]
+    if mode in LINEAR_BITS:
+        if not canonical(linear, LINEAR_BITS[mode]):
             raise TranslationError(linear, "not canonical")
-        names = (("PML5E", 48),) if bits == 57 else ()
-        levels = (*names, ("PML4E", 39), ("PDPTE", 30), ("PDE", 21), ("PTE", 12))
         table = state.cr3 & ADDRESS_MASK
-        table |= ((linear >> levels[0][1]) & 0x1FF) << 3
-    for index, (name, shift) in enumerate(levels):
-        entry = _entry(memory, table, 8, linear, name)
-        if name in ("PDPTE", "PDE") and entry & PAGE_SIZE_BIT and not (mode == "PAE"
-                                                                          and name == "PDPTE"):
-            page_mask = (1 << shift) - 1
-            return (entry & ADDRESS_MASK & ~page_mask) | (linear & page_mask)
-        if name == "PTE":
-            return (entry & ADDRESS_MASK) | (linear & 0xFFF)
-        next_shift = levels[index + 1][1]
-        table = (entry & ADDRESS_MASK) | ((linear >> next_shift) & 0x1FF) << 3
+    else:
+        linear &= 0xFFFF_FFFF
+        table = state.cr3 & (0xFFFF_FFE0 if mode == "PAE" else 0xFFFF_F000)
+    for level in levels:
+        mask = (1 << level.index_bits) - 1
+        at = table + ((linear >> level.shift) & mask) * level.entry_size
+        entry = _entry(memory, at, level.entry_size, linear, level.name)
+        address = entry & (ADDRESS_MASK if level.entry_size == 8 else 0xFFFF_F000)
+        if level is levels[-1]:
+            return address | (linear & 0xFFF)
+        if entry & PAGE_SIZE_BIT and level.large:
+            if mode == "32-bit":
+                if state.cr4 & CR4_PSE:   # 4 MiB page, PSE-36 bits 20:13
+                    return ((entry & 0xFFC0_0000) | ((entry >> 13) & 0xFF) << 32
+                            | (linear & 0x3F_FFFF))
+            else:
+                page_mask = (1 << level.shift) - 1
+                return (address & ~page_mask) | (linear & page_mask)
+        table = address
     raise AssertionError("unreachable")
 
 
