@@ -2,7 +2,7 @@
 a tiny Multiboot guest prints CPUID leaves 0, 1, 7, 0x80000000 and 0x80000001 on COM1 under
 ``qemu-system-x86_64 -accel tcg -cpu MODEL`` for every model of the table.
 
-    python3 tests/test_kvm_unit_tests_cpu_models.py [MODEL ...]   # print QEMU's CPUID
+    cd tests && PYTHONPATH=../src:. python3 test_kvm_unit_tests_cpu_models.py [MODEL ...]
 
 prints the leaves as the guest read them (the table in docs/kvm-unit-tests.md comes from it).
 """
@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from cpu.asmguest import multiboot_elf, multiboot_serial, serial_hex_report
+from guests.oracle import qemu_serial
+from test_cpu_syscall_vendor import EPILOGUE, PROLOGUE, build
 from test_kvm_unit_tests_script import KUT
 
-QEMU = "qemu-system-x86_64"
 LEAVES = ((0, 0), (1, 0), (7, 0), (0x80000000, 0), (0x80000001, 0))
 
-# 32-bit Multiboot guest: for each (leaf, subleaf) "LLLLLLLL SSSSSSSS EAX EBX ECX EDX" in hex
+# 32-bit Multiboot guest: for each (leaf, subleaf) six lines: leaf, subleaf, EAX, EBX, ECX, EDX
 GUEST = """
     .code32
     .text
@@ -35,70 +37,37 @@ _start:
     cmp $0xffffffff, %eax
     je done
     mov 4(%esi), %ecx
-    call hex
+    call report
     mov %ecx, %eax
-    call hex
+    call report
     mov (%esi), %eax
     cpuid
-    call hex
+    call report
     mov %ebx, %eax
-    call hex
+    call report
     mov %ecx, %eax
-    call hex
+    call report
     mov %edx, %eax
-    call hex
-    mov $10, %al
-    mov $0x3f8, %dx
-    out %al, %dx
+    call report
     add $8, %esi
     jmp 1b
-hex:                                   /* EAX as eight hex digits and a space */
-    pusha
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-2:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov digits(%eax), %al
-    out %al, %dx
-    loop 2b
-    mov $32, %al
-    out %al, %dx
-    popa
-    ret
 done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-digits: .ascii "0123456789abcdef"
+""" + serial_hex_report(32) + """
     .align 4
 leaves:
 """ + "".join(f"    .long {leaf:#x}, {sub}\n" for leaf, sub in LEAVES) + "    .long 0xffffffff\n"
 
 
-def build(tmp: Path) -> Path:
-    (tmp / "g.S").write_text(GUEST)
-    for cmd in (["as", "--32", "-o", "g.o", "g.S"],
-                ["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o", "g.elf",
-                 "g.o"]):
-        subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
-    return tmp / "g.elf"
-
-
 def qemu_cpuid(model: str, tmp: Path) -> dict[tuple[int, int], tuple[int, ...]]:
     """{(leaf, subleaf): (eax, ebx, ecx, edx)} as the guest reads them on QEMU TCG."""
-    kernel = build(tmp)
-    proc = subprocess.run([QEMU, "-accel", "tcg", "-cpu", model, "-display", "none",
-                           "-no-reboot", "-nodefaults", "-m", "64", "-serial", "stdio",
-                           "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
-                           "-kernel", str(kernel)],
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 33, proc.stderr.decode()[-500:]   # debug-exit (0x10 << 1) | 1
-    regs = {}
-    for line in proc.stdout.decode().splitlines():
-        words = [int(w, 16) for w in line.split()]
-        regs[words[0], words[1]] = tuple(words[2:])
+    multiboot_elf(GUEST, tmp, 0x100000)
+    status, serial = qemu_serial(tmp, "-accel", "tcg", "-cpu", model, "-kernel", "k.elf")
+    assert status == 33, serial   # debug-exit (0x10 << 1) | 1
+    words = [int(w, 16) for w in serial.split()]
+    regs = {(words[i], words[i + 1]): tuple(words[i + 2:i + 6]) for i in range(0, len(words), 6)}
     assert set(regs) == set(LEAVES)
     return regs
 
@@ -190,19 +159,13 @@ def test_rex_w_far_jump_follows_the_vendor_as_on_this_host(tmp_path):
     form = subprocess.run(["./h"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=30).stdout.strip()
     assert form == ("m16:32" if vendor == "AuthenticAMD" else "m16:64")
-    from test_cpu_syscall_vendor import EPILOGUE, PROLOGUE, build, on_emu
     image = build(tmp_path, PROLOGUE + FAR_JMP_GUEST_BODY + EPILOGUE)
-    assert on_emu(image, vendor) == (33, M16_32 if form == "m16:32" else M16_64)
+    assert multiboot_serial(image, "emu", cpu_vendor=vendor) == (
+        33, M16_32 if form == "m16:32" else M16_64)
 
 
 @pytest.mark.oracle("qemu")
 def test_qemu_tcg_takes_m16_64_under_qemu64s_amd_vendor(tmp_path):
     # why kvm-unit-tests' emulator "ljmp" passes on TCG and not on emu as qemu64's vendor
-    from test_cpu_syscall_vendor import EPILOGUE, PROLOGUE, build
     build(tmp_path, PROLOGUE + FAR_JMP_GUEST_BODY + EPILOGUE)
-    proc = subprocess.run([QEMU, "-accel", "tcg", "-cpu", "qemu64", "-display", "none",
-                           "-no-reboot", "-nodefaults", "-serial", "stdio", "-device",
-                           "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", "k.elf"],
-                          cwd=tmp_path, capture_output=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert (proc.returncode, proc.stdout.decode()) == (33, M16_64)
+    assert qemu_serial(tmp_path, "-cpu", "qemu64", "-kernel", "k.elf") == (33, M16_64)
