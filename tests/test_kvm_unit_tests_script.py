@@ -116,9 +116,15 @@ def test_the_feature_hook(monkeypatch):
         "max", {"phys-bits": "36"}, {"svm"})
     assert KUT.cpu_model("-m 2g")[0] == "qemu64" and KUT.cpu_model("")[2] == {"svm"}
     monkeypatch.setitem(KUT.FEATURE_OPTIONS, "la57", ["--la57"])
-    assert KUT.cpu_options("-cpu max", "emu") == ["--cpu-vendor", "AuthenticAMD", "--la57"]
-    assert KUT.cpu_options("-cpu max,-la57", "emu") == ["--cpu-vendor", "AuthenticAMD"]
-    assert KUT.cpu_options("-cpu qemu64,+la57", "emu")[-1] == "--la57"
+    monkeypatch.setitem(KUT.FEATURE_OPTIONS, "-la57", ["--no-la57"])
+    monkeypatch.setitem(KUT.FEATURE_OPTIONS, "svm", ["--svm"])
+    assert KUT.cpu_options("-cpu max", "emu") == ["--cpu-vendor", "AuthenticAMD", "--la57",
+                                                  "--svm"]
+    assert KUT.cpu_options("-cpu max,-la57,-svm", "emu") == ["--cpu-vendor", "AuthenticAMD",
+                                                             "--no-la57"]
+    assert KUT.cpu_options("", "emu")[2:] == ["--no-la57", "--svm"]          # qemu64
+    assert KUT.cpu_options("-cpu qemu64,+la57", "emu")[2] == "--la57"
+    assert KUT.cpu_options("-cpu IvyBridge", "emu")[2:] == ["--no-la57"]
     assert KUT.cpu_options("-cpu max", "kvm") == []
 
 
