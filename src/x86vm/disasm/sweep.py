@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 from collections.abc import Callable
 
+from x86vm.disasm.common import template_text
 from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
 from x86vm.isa.instruction import ADDRESS_MASK, F_REL
@@ -47,6 +49,18 @@ _OTHER_BYTE: dict[int, re.Pattern] = {}  # byte -> a pattern for any other byte
 
 def _mark(_address: int) -> str:
     return "\0"
+
+
+def _family_templates(format_text: Callable) -> Callable | None:
+    """The ``get`` of the family templates (`common.Template`) behind ``format_text`` when it
+    is the plain AT&T or Intel formatter (each keeps them in its `common.Syntax`), else
+    None: a family member's text then comes from ``format_text`` itself."""
+    for name, function, syntax in (("x86vm.disasm.att", "format_att", "_ATT"),
+                                   ("x86vm.disasm.intel", "format_intel", "_INTEL")):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, function, None) is format_text:
+            return getattr(module, syntax).templates.get
+    return None
 
 
 class PlainSweep:
@@ -66,6 +80,8 @@ class PlainSweep:
         self.tails: dict[bytes, str] = {}   # raw bytes -> line after the address
         self.endings: dict[str, list[str]] = {}     # see `run`
         self.long_lines: dict[bytes, tuple] = {}    # raw bytes -> (first, continuations)
+        self.templates_get = _family_templates(self.format_text)
+        self.members: dict = {}     # BY_BYTES core -> its family's Template, or False
 
     def learn(self, data: bytes, pos: int) -> tuple:
         """The leaf for the instruction at ``data[pos:]`` from the decoder's memo, added to
@@ -119,6 +135,16 @@ class PlainSweep:
         return BRANCH, length, ("%x:\t" + line, _REL_READERS[end - start], start,
                                 "%*x:\t" + line)
 
+    def member_template(self, core) -> tuple | bool:
+        """The formatter's `Template` of the family ``core`` heads if a member's line tail
+        is its raw bytes and that template filled with its values (no address in its
+        text), else False; asked once the formatter has formatted a member."""
+        if self.templates_get is None or core.reloc is not None or core.kind != "insn" or \
+                not 0 < core.shape <= core.length <= self.per_line:
+            return False
+        template = self.templates_get(core)
+        return template if type(template) is tuple and not template[4] else False
+
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
             reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
         """The lines of a run of one 1-byte instruction at ``pos`` (``int3`` or ``nop``
@@ -167,7 +193,10 @@ class PlainSweep:
         line_head = f"%{width}x:\t" if padded else "%x:\t"     # the width: "%x", faster)
         trie = self.trie
         learn = self.learn
-        tails_get = self.tails.get
+        tails = self.tails
+        tails_get = tails.get
+        members_get = self.members.get
+        padding = self.padding
         long_lines_get = self.long_lines.get
         print_address = symbols.print_address
         printed_get = symbols.printed.get
@@ -218,11 +247,24 @@ class PlainSweep:
                     append(tail)
                     pos = end
                 elif kind == 1:     # BY_BYTES: a new member of a family: its core, its bytes
-                    insn = new(Instruction)
-                    insn.address = vma + pos
-                    insn.core = payload
-                    insn.bytes = raw
-                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
+                    template = members_get(payload)
+                    if template:    # its text is its values in the family's template
+                        tail = f"{raw.hex(' ')} {padding[length]}\t" \
+                            f"{template_text(template, payload.read(raw, 0)[0], 0)}\n"
+                        if len(tails) < _TAILS_LIMIT:
+                            tails[raw] = tail
+                        append(line_head % (vma + pos))
+                        append(tail)
+                        pos = end
+                    else:
+                        insn = new(Instruction)
+                        insn.address = vma + pos
+                        insn.core = payload
+                        insn.bytes = raw
+                        pos = general(insn, data, pos, stop, line_head, width, print_address,
+                                      pieces)
+                        if template is None:
+                            self.members[payload] = self.member_template(payload)
                 else:
                     pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
                                   line_head, width, print_address, pieces)
