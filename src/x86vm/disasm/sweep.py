@@ -12,9 +12,12 @@ meets them), whose leaves are *plans* for the line of any instruction that reach
 * `BRANCH`: a relative branch (one rel value; the text ``before + <target> + after``): the
   target is read from the instruction's own bytes and printed as objdump prints addresses,
   the line made by one %-format;
-* `BY_BYTES`: any other family (immediates, displacements, RIP-relative operands): the
-  line tail kept by raw bytes (where it does not depend on the address), else the core
-  formatted with these bytes;
+* `BY_BYTES`: any other family (immediates, displacements): the line tail kept by raw
+  bytes, else made from the formatter's template of the family (`member_template`: one
+  %-format of the bytes and the value for a family of one value), else the core formatted
+  with these bytes;
+* `ADDRESSED`: a family whose text holds an address (RIP-relative operands): the line tail
+  around the address kept by raw bytes (`addressed`), the address printed for each line;
 * `OTHER`: a form known by its exact bytes only: line tails by raw bytes, else the general
   path: `decode`, the formatter, the layout;
 * `LONG`: an instruction longer than a line (its bytes continue on lines of their own):
@@ -35,14 +38,17 @@ from collections.abc import Callable
 from x86vm.disasm.common import template_text
 from x86vm.isa import Instruction
 from x86vm.isa.cache import trie_root
-from x86vm.isa.instruction import ADDRESS_MASK, F_REL
+from x86vm.isa.instruction import ADDRESS_MASK, F_DISP, F_IMM, F_MOFFS, F_REL
 
-FIXED, BY_BYTES, OTHER, BRANCH, FIXED1, LONG = range(6)  # (the sweep tests them as literals)
+FIXED, BY_BYTES, OTHER, BRANCH, FIXED1, LONG, ADDRESSED = range(7)  # (tested as literals)
 _UNKNOWN = (OTHER, 1 << 62, None)     # a leaf for bytes no trie knows: the general path
 _TAILS_LIMIT = 1 << 20          # line tails kept per listing (by raw bytes)
 _FLUSH_BYTES = 1 << 15          # code listed between writes
 _REL_READERS = {1: struct.Struct("<b").unpack_from, 2: struct.Struct("<h").unpack_from,
                 4: struct.Struct("<i").unpack_from}
+_VALUE_READERS = {(n, signed): struct.Struct("<" + (code if signed else code.upper())).unpack_from
+                  for n, code in ((1, "b"), (2, "h"), (4, "i"), (8, "q"))
+                  for signed in (False, True)}
 _new_instruction = object.__new__
 _OTHER_BYTE: dict[int, re.Pattern] = {}  # byte -> a pattern for any other byte
 
@@ -81,7 +87,8 @@ class PlainSweep:
         self.endings: dict[str, list[str]] = {}     # see `run`
         self.long_lines: dict[bytes, tuple] = {}    # raw bytes -> (first, continuations)
         self.templates_get = _family_templates(self.format_text)
-        self.members: dict = {}     # BY_BYTES core -> its family's Template, or False
+        self.members: dict = {}     # BY_BYTES core -> how members print (or False)
+        self.addressed: dict[bytes, tuple] = {}     # raw bytes -> ADDRESSED line parts
 
     def learn(self, data: bytes, pos: int) -> tuple:
         """The leaf for the instruction at ``data[pos:]`` from the decoder's memo, added to
@@ -124,7 +131,7 @@ class PlainSweep:
             return FIXED if length > 1 else FIXED1, length, tail
         if len(readers) != 1 or readers[0][0] != F_REL or \
                 readers[0][2] - readers[0][1] not in _REL_READERS:
-            return BY_BYTES, length, core
+            return ADDRESSED, length, core
         start, end = readers[0][1], readers[0][2]
         text = self.format_text(Instruction(core.address, core, core.bytes), _mark)
         before, mark, after = text.partition("\0")
@@ -136,14 +143,50 @@ class PlainSweep:
                                 "%*x:\t" + line)
 
     def member_template(self, core) -> tuple | bool:
-        """The formatter's `Template` of the family ``core`` heads if a member's line tail
-        is its raw bytes and that template filled with its values (no address in its
-        text), else False; asked once the formatter has formatted a member."""
+        """How a new member of the family ``core`` heads prints, when its line tail is its
+        raw bytes and the formatter's `Template` of the family filled with its values (no
+        address in its text): for one plain value (line format, reader, its offset, scale,
+        mask: ``line % (bytes as hex, value)``), else (template,); False where the general
+        path applies.  Asked once the formatter has formatted a member."""
         if self.templates_get is None or core.reloc is not None or core.kind != "insn" or \
                 not 0 < core.shape <= core.length <= self.per_line:
             return False
         template = self.templates_get(core)
-        return template if type(template) is tuple and not template[4] else False
+        if type(template) is not tuple or template[4]:
+            return False
+        before, args = template[0], template[1]
+        readers = core.readers
+        if args == (0, 1, 1) and len(readers) == 1:
+            kind, start, end, signed, scale, mask = readers[0]
+            read = _VALUE_READERS.get((end - start, signed))
+            if read is not None and kind in (F_DISP, F_IMM, F_MOFFS) and \
+                    (kind == F_DISP or scale == 1) and (kind == F_IMM or not mask):
+                line = "%s " + self.padding[core.length].replace("%", "%%") + "\t" + \
+                    before + "\n"
+                return line, read, start, scale, mask
+        return (template,)
+
+    def addressed_parts(self, core, raw: bytes, address: int) -> tuple | None:
+        """The line parts of an ADDRESSED instruction (raw bytes and text before its
+        address, text after it and the line's end, its target's distance from its address,
+        the address mask), kept by raw bytes; None where the general path applies (the
+        formatter has not formatted a member of the family yet, or its text is not its
+        template's)."""
+        length = core.length
+        if self.templates_get is None or core.kind != "insn" or \
+                not 0 < core.shape <= length <= self.per_line or len(raw) != length:
+            return None
+        template = self.templates_get(core)
+        if type(template) is not tuple or not template[4]:
+            return None
+        values, target = core.read(raw, address)
+        before, after, delta, mask = template_text(
+            template, values, 0 if target is None else target - address)
+        parts = (f"{raw.hex(' ')} {self.padding[length]}\t{before}", after + "\n", delta,
+                 mask)
+        if len(self.addressed) < _TAILS_LIMIT:
+            self.addressed[raw] = parts
+        return parts
 
     def run(self, data: bytes, pos: int, stop: int, vma: int, width: int, tail: str,
             reloc_at: float, pieces: list[str], write: Callable[[str], object]) -> int:
@@ -196,6 +239,7 @@ class PlainSweep:
         tails = self.tails
         tails_get = tails.get
         members_get = self.members.get
+        addressed_get = self.addressed.get
         padding = self.padding
         long_lines_get = self.long_lines.get
         print_address = symbols.print_address
@@ -249,8 +293,17 @@ class PlainSweep:
                 elif kind == 1:     # BY_BYTES: a new member of a family: its core, its bytes
                     template = members_get(payload)
                     if template:    # its text is its values in the family's template
-                        tail = f"{raw.hex(' ')} {padding[length]}\t" \
-                            f"{template_text(template, payload.read(raw, 0)[0], 0)}\n"
+                        if type(template[0]) is str:    # one value: one %-format
+                            line, read, at, scale, value_mask = template
+                            value = read(data, pos + at)[0]
+                            if scale != 1:
+                                value *= scale
+                            if value_mask:
+                                value &= value_mask
+                            tail = line % (raw.hex(" "), value)
+                        else:
+                            tail = f"{raw.hex(' ')} {padding[length]}\t" \
+                                f"{template_text(template[0], payload.read(raw, 0)[0], 0)}\n"
                         if len(tails) < _TAILS_LIMIT:
                             tails[raw] = tail
                         append(line_head % (vma + pos))
@@ -286,6 +339,24 @@ class PlainSweep:
                     append(line_head % (vma + pos))
                     append(payload)
                     pos = end
+            elif kind == 6:             # ADDRESSED
+                raw = data[pos:end]
+                parts = addressed_get(raw)
+                if parts is None:
+                    parts = self.addressed_parts(payload, raw, vma + pos)
+                if parts is not None:
+                    head, after, delta, target_mask = parts
+                    address = vma + pos
+                    target = (address + delta) & target_mask
+                    append(line_head % address + head +
+                           (printed_get(target) or print_address(target)) + after)
+                    pos = end
+                else:
+                    insn = new(Instruction)
+                    insn.address = vma + pos
+                    insn.core = payload
+                    insn.bytes = raw
+                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
             else:                       # LONG
                 raw = data[pos:end]
                 lines = long_lines_get(raw)
