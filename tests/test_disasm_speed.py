@@ -181,6 +181,14 @@ def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
     # a short run is code
     assert parallel.balanced_cuts([(1000, b"a" * 900 + b"\xcc" * 100)], 2, b"\xcc") == \
         [0, 500, 1000]
+    # --start-address/--stop-address: only the listed bytes count (here 600..1000 of the
+    # first section and 0..600 of the second, whose 500 zeros cost 500c)
+    assert parallel.balanced_cuts([(1000, b"a" * 1000, 600, 1000)], 2, b"\x00") == \
+        [0, 800, 1000]
+    half = (400 + 100 + 500 * c) / 2
+    assert parallel.balanced_cuts([(1000, b"a" * 1000, 600, 1000),
+                                   (1000, b"a" * 100 + b"\x00" * 900, 0, 600)], 2, b"\x00") == \
+        [0, int(600 + half), 2000]
 
 
 @pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 1), (0, 1)])

@@ -180,14 +180,23 @@ def write_listing(
         for section in selected:    # sorted once, before the processes part
             image.symtab.for_section(section)
         shares = chunk_shares(jobs, max(1 / MAX_CHUNKS, 1 / 64))
-        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
-                              for s in selected], shares,
+        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None,
+                               *_listed_range(options, s)) for s in selected], shares,
                              b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")
         cuts[-1] = total + 1
         run_chunks(cuts, jobs, lambda owner, out: _write_part(image, formatter, options, out,
                                                               owner, header), write)
         return
     _write_part(image, formatter, options, write, None, header)
+
+
+def _listed_range(options: ListingOptions, section: Section) -> tuple[int, int]:
+    """The offsets of a section --start-address and --stop-address list (as `_section`)."""
+    start, stop = options.start_address, options.stop_address
+    lo = 0 if start is None or start < section.vma else start - section.vma
+    hi = section.size if stop is None else 0 if stop < section.vma else \
+        min(stop - section.vma, section.size)
+    return min(lo, section.size), max(min(lo, section.size), hi)
 
 
 def _preload(sections: list[Section]) -> bool:

@@ -52,43 +52,50 @@ def chunk_shares(jobs: int, smallest: float = 1 / 64) -> list[float]:
     return shares
 
 
-def balanced_cuts(contents: Sequence[tuple[int, bytes | None]],
-                  jobs: int | Sequence[float], cheap: bytes) -> list[int]:
+def balanced_cuts(contents: Sequence[tuple], jobs: int | Sequence[float],
+                  cheap: bytes) -> list[int]:
     """Where to cut the listing of these sections (size and bytes, or None for zeros, in
-    order) into ``jobs`` parts of about equal work, or into parts with these shares of the
-    work: the offsets into their bytes, counted together, 0 first and the total last.  Work
-    is the bytes, except that runs of one of the ``cheap`` bytes (zeros objdump skips,
+    order; and the part of them listed, from offset lo to hi, when it is not all) into
+    ``jobs`` parts of about equal work, or into parts with these shares of the work: the
+    offsets into their bytes, counted together, 0 first and the total last.  Work is the
+    listed bytes, except that runs of one of the ``cheap`` bytes (zeros objdump skips,
     ``int3``/``nop`` padding the listing joins at once) count `PADDING_COST` per byte: a
     kernel's .text is half int3."""
     shares = [1 / jobs] * jobs if isinstance(jobs, int) else list(jobs)
-    runs: list[tuple[int, int]] = []
+    runs: list[tuple[int, int, float]] = []     # (start, end, cost of a byte), not code's 1
     base = 0
-    for size, data in contents:
+    for size, data, *listed in contents:
+        lo, hi = listed if listed else (0, size)
+        lo, hi = min(max(lo, 0), size), min(max(hi, lo, 0), size)
+        if lo:
+            runs.append((base, base + lo, 0.0))
+        if hi < size:
+            runs.append((base + hi, base + size, 0.0))
         if data is None:
-            if 0 in cheap:
-                runs.append((base, base + size))
+            if 0 in cheap and lo < hi:
+                runs.append((base + lo, base + hi, PADDING_COST))
         else:
             for byte in cheap:
                 needle = bytes((byte,)) * PADDING_RUN
                 other = re.compile(b"[^%s]" % re.escape(bytes((byte,))))
-                start = data.find(needle)
+                start = data.find(needle, lo, hi)
                 while start >= 0:
-                    found = other.search(data, start)
-                    end = found.start() if found is not None else len(data)
-                    runs.append((base + start, base + end))
-                    start = data.find(needle, end)
+                    found = other.search(data, start, hi)
+                    end = found.start() if found is not None else hi
+                    runs.append((base + start, base + end, PADDING_COST))
+                    start = data.find(needle, end, hi)
         base += size
     runs.sort()
     total = base
-    cost_total = total - (1 - PADDING_COST) * sum(end - start for start, end in runs)
+    cost_total = total - sum((end - start) * (1 - weight) for start, end, weight in runs)
     cuts = [0]
     position = cost = 0.0
-    runs.append((total, total))
+    runs.append((total, total, 1.0))
     done = 0.0
     for share in shares[:-1]:
         done += share
         target = cost_total * done
-        for start, end in runs:
+        for start, end, weight in runs:
             if end <= position:
                 continue
             start = max(start, position)
@@ -97,11 +104,11 @@ def balanced_cuts(contents: Sequence[tuple[int, bytes | None]],
                 break
             cost += start - position
             position = start
-            if cost + (end - start) * PADDING_COST >= target:     # inside the run
-                position = start + (target - cost) / PADDING_COST
+            if weight and cost + (end - start) * weight >= target:     # inside the run
+                position = start + (target - cost) / weight
                 cost = target
                 break
-            cost += (end - start) * PADDING_COST
+            cost += (end - start) * weight
             position = end
         cuts.append(min(total, max(cuts[-1], int(position))))
     cuts.append(total)
