@@ -254,60 +254,105 @@ class PlainSweep:
         flush_at = pos + _FLUSH_BYTES
         next_event = min(flush_at, reloc_at + 1)    # (reloc_at is an int or infinity)
         while pos < stop:
-            byte = data[pos]
-            if not byte and skip_zeroes:
-                zeros = zeros_to_skip(data, pos, stop)
-                if zeros:
-                    append("\t...\n")
-                    pos += zeros
-                    if pos > reloc_at:
-                        reloc_at = emit_relocs(pos, True)
-                        next_event = min(flush_at, reloc_at + 1)
-                    continue
-            try:
-                leaf = trie[byte]
-                if type_(leaf) is dict_type:
-                    leaf = leaf[data[pos + 1]]
-                    i = pos + 2
-                    while type_(leaf) is dict_type:
-                        leaf = leaf[data[i]]
-                        i += 1
-            except (KeyError, IndexError):     # bytes this trie has not met yet
-                leaf = learn(data, pos)
-            kind, length, payload = leaf
-            end = pos + length
-            if end > stop:
-                pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
-                              line_head, width, print_address, pieces)
-            elif kind == 0:             # FIXED
-                append(line_head % (vma + pos))     # (two appends: no concatenation)
-                append(payload)
-                pos = end
-            elif kind < 3:              # BY_BYTES, OTHER: line tails by raw bytes
-                raw = data[pos:end]
-                tail = tails_get(raw)
-                if tail is not None:
-                    append(line_head % (vma + pos))
-                    append(tail)
+            limit = next_event if next_event < stop else stop
+            while pos < limit:      # (the lines up to the next event: one test a line)
+                byte = data[pos]
+                if not byte and skip_zeroes:
+                    zeros = zeros_to_skip(data, pos, stop)
+                    if zeros:
+                        append("\t...\n")
+                        pos += zeros
+                        if pos > reloc_at:
+                            reloc_at = emit_relocs(pos, True)
+                            next_event = min(flush_at, reloc_at + 1)
+                            limit = next_event if next_event < stop else stop
+                        continue
+                try:
+                    leaf = trie[byte]
+                    if type_(leaf) is dict_type:
+                        leaf = leaf[data[pos + 1]]
+                        i = pos + 2
+                        while type_(leaf) is dict_type:
+                            leaf = leaf[data[i]]
+                            i += 1
+                except (KeyError, IndexError):     # bytes this trie has not met yet
+                    leaf = learn(data, pos)
+                kind, length, payload = leaf
+                end = pos + length
+                if end > stop:
+                    pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
+                                  line_head, width, print_address, pieces)
+                elif kind == 0:             # FIXED
+                    append(line_head % (vma + pos))     # (two appends: no concatenation)
+                    append(payload)
                     pos = end
-                elif kind == 1:     # BY_BYTES: a new member of a family: its core, its bytes
-                    template = members_get(payload)
-                    if template:    # its text is its values in the family's template
-                        if type(template[0]) is str:    # one value: one %-format
-                            line, read, at, scale, value_mask = template
-                            value = read(data, pos + at)[0]
-                            if scale != 1:
-                                value *= scale
-                            if value_mask:
-                                value &= value_mask
-                            tail = line % (raw.hex(" "), value)
-                        else:
-                            tail = f"{raw.hex(' ')} {padding[length]}\t" \
-                                f"{template_text(template[0], payload.read(raw, 0)[0], 0)}\n"
-                        if len(tails) < _TAILS_LIMIT:
-                            tails[raw] = tail
+                elif kind < 3:              # BY_BYTES, OTHER: line tails by raw bytes
+                    raw = data[pos:end]
+                    tail = tails_get(raw)
+                    if tail is not None:
                         append(line_head % (vma + pos))
                         append(tail)
+                        pos = end
+                    elif kind == 1:     # BY_BYTES: a new member of a family: its core, its bytes
+                        template = members_get(payload)
+                        if template:    # its text is its values in the family's template
+                            if type(template[0]) is str:    # one value: one %-format
+                                line, read, at, scale, value_mask = template
+                                value = read(data, pos + at)[0]
+                                if scale != 1:
+                                    value *= scale
+                                if value_mask:
+                                    value &= value_mask
+                                tail = line % (raw.hex(" "), value)
+                            else:
+                                tail = f"{raw.hex(' ')} {padding[length]}\t" \
+                                    f"{template_text(template[0], payload.read(raw, 0)[0], 0)}\n"
+                            if len(tails) < _TAILS_LIMIT:
+                                tails[raw] = tail
+                            append(line_head % (vma + pos))
+                            append(tail)
+                            pos = end
+                        else:
+                            insn = new(Instruction)
+                            insn.address = vma + pos
+                            insn.core = payload
+                            insn.bytes = raw
+                            pos = general(insn, data, pos, stop, line_head, width, print_address,
+                                          pieces)
+                            if template is None:
+                                self.members[payload] = self.member_template(payload)
+                    else:
+                        pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
+                                      line_head, width, print_address, pieces)
+                elif kind == 3:             # BRANCH
+                    line, read, at, padded_line = payload
+                    target = (vma + end + read(data, pos + at)[0]) & mask
+                    if padded:
+                        append(padded_line % (width, vma + pos, data[pos:end].hex(" "),
+                                              printed_get(target) or print_address(target)))
+                    else:
+                        append(line % (vma + pos, data[pos:end].hex(" "),
+                                       printed_get(target) or print_address(target)))
+                    pos = end
+                elif kind == 4:             # FIXED1
+                    if end < stop and data[end] == byte:
+                        pos = self.run(data, pos, stop, vma, width, payload, reloc_at, pieces,
+                                       write)
+                    else:
+                        append(line_head % (vma + pos))
+                        append(payload)
+                        pos = end
+                elif kind == 6:             # ADDRESSED
+                    raw = data[pos:end]
+                    parts = addressed_get(raw)
+                    if parts is None:
+                        parts = self.addressed_parts(payload, raw, vma + pos)
+                    if parts is not None:
+                        head, after, delta, target_mask = parts
+                        address = vma + pos
+                        target = (address + delta) & target_mask
+                        append(line_head % address + head +
+                               (printed_get(target) or print_address(target)) + after)
                         pos = end
                     else:
                         insn = new(Instruction)
@@ -316,66 +361,26 @@ class PlainSweep:
                         insn.bytes = raw
                         pos = general(insn, data, pos, stop, line_head, width, print_address,
                                       pieces)
-                        if template is None:
-                            self.members[payload] = self.member_template(payload)
-                else:
-                    pos = general(decode(window, pos - start, vma + pos), data, pos, stop,
-                                  line_head, width, print_address, pieces)
-            elif kind == 3:             # BRANCH
-                line, read, at, padded_line = payload
-                target = (vma + end + read(data, pos + at)[0]) & mask
-                if padded:
-                    append(padded_line % (width, vma + pos, data[pos:end].hex(" "),
-                                          printed_get(target) or print_address(target)))
-                else:
-                    append(line % (vma + pos, data[pos:end].hex(" "),
-                                   printed_get(target) or print_address(target)))
-                pos = end
-            elif kind == 4:             # FIXED1
-                if end < stop and data[end] == byte:
-                    pos = self.run(data, pos, stop, vma, width, payload, reloc_at, pieces,
-                                   write)
-                else:
-                    append(line_head % (vma + pos))
-                    append(payload)
-                    pos = end
-            elif kind == 6:             # ADDRESSED
-                raw = data[pos:end]
-                parts = addressed_get(raw)
-                if parts is None:
-                    parts = self.addressed_parts(payload, raw, vma + pos)
-                if parts is not None:
-                    head, after, delta, target_mask = parts
+                else:                       # LONG
+                    raw = data[pos:end]
+                    lines = long_lines_get(raw)
                     address = vma + pos
-                    target = (address + delta) & target_mask
-                    append(line_head % address + head +
-                           (printed_get(target) or print_address(target)) + after)
-                    pos = end
-                else:
-                    insn = new(Instruction)
-                    insn.address = vma + pos
-                    insn.core = payload
-                    insn.bytes = raw
-                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
-            else:                       # LONG
-                raw = data[pos:end]
-                lines = long_lines_get(raw)
-                address = vma + pos
-                if lines is not None:
-                    append(line_head % address + lines[0])
-                    for offset, rest in lines[1]:
-                        append(line_head % (address + offset) + rest)
-                    pos = end
-                else:
-                    if payload is not None:     # a new member of a family
-                        insn = new(Instruction)
-                        insn.address = address
-                        insn.core = payload
-                        insn.bytes = raw
+                    if lines is not None:
+                        append(line_head % address + lines[0])
+                        for offset, rest in lines[1]:
+                            append(line_head % (address + offset) + rest)
+                        pos = end
                     else:
-                        insn = decode(window, pos - start, address)
-                    pos = general(insn, data, pos, stop, line_head, width, print_address, pieces)
-            if pos >= next_event:
+                        if payload is not None:     # a new member of a family
+                            insn = new(Instruction)
+                            insn.address = address
+                            insn.core = payload
+                            insn.bytes = raw
+                        else:
+                            insn = decode(window, pos - start, address)
+                        pos = general(insn, data, pos, stop, line_head, width, print_address,
+                                      pieces)
+            if pos >= next_event:     # a relocation to print, or output to write
                 if pos > reloc_at:
                     reloc_at = emit_relocs(pos, False)
                 if pos >= flush_at:     # output streams: a piece every 32 KiB of code
