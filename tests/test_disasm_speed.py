@@ -191,7 +191,7 @@ def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
         [0, int(600 + half), 2000]
 
 
-@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 1), (0, 1)])
+@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 2), (30, 1), (0, 1)])
 def test_parts_go_only_to_cpus_that_were_idle(monkeypatch, idle, expected) -> None:
     # 2 CPUs, 200 ticks of them since the start: `idle` of those were idle (this process
     # kept one CPU busy, so 200 idle ticks would be an idle machine but for us)
