@@ -103,29 +103,48 @@ def test_listing_in_parts_equals_one_process_and_objdump(monkeypatch, capsys, pr
     assert outputs[2] == expected
 
 
-def test_a_failing_child_has_its_part_listed_by_the_parent() -> None:
+def _numbers_walk(count: int, fail_in_child_at: int | None = None, name: str = ""):
+    """A walk over pieces 0..count-1 (each its own offset) printing ``N name\n``."""
     parent = os.getpid()
+
+    def walk(owner, write) -> None:
+        for n in range(count):
+            if owner.owns(n):
+                if n == fail_in_child_at and os.getpid() != parent:
+                    raise RuntimeError("child failure")
+                write(f"{n}{name}\n")
+    return walk
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3, 5])
+def test_chunks_claimed_by_processes_come_out_in_order(jobs) -> None:
+    cuts = [0, 7, 9, 9, 20, 21, 30, 44, 46]     # (chunk 2 is empty, 7 has no piece)
     pieces: list[str] = []
+    parallel.run_chunks(cuts, jobs, _numbers_walk(45), pieces.append)
+    assert "".join(pieces) == "".join(f"{n}\n" for n in range(45))
 
-    def list_part(part, write) -> None:
-        if os.getpid() != parent and part[0] == 20:
-            raise RuntimeError("child failure")
-        for n in range(*part):
-            write(f"{n}\n")
 
-    parallel.run_parts([(0, 10), (10, 20), (20, 30), (30, 45)], list_part, pieces.append)
+@pytest.mark.parametrize("failing", [0, 8, 25, 44])
+def test_a_failing_child_has_its_chunks_listed_by_the_parent(failing) -> None:
+    pieces: list[str] = []
+    parallel.run_chunks([0, 10, 20, 30, 46], 3, _numbers_walk(45, failing), pieces.append)
     assert "".join(pieces) == "".join(f"{n}\n" for n in range(45))
 
 
 def test_names_that_are_not_utf8_survive_the_spool() -> None:
     pieces: list[str] = []
-    name = b"sym\xff\xfe".decode("utf-8", "surrogateescape")
+    name = b" sym\xff\xfe".decode("utf-8", "surrogateescape")
+    parallel.run_chunks([0, 1, 2, 3], 2, _numbers_walk(3, name=name), pieces.append)
+    assert "".join(pieces) == "".join(f"{n}{name}\n" for n in range(3))
 
-    def list_part(part, write) -> None:
-        write(f"{part[0]} <{name}>\n")
 
-    parallel.run_parts([(0, 1), (1, 2)], list_part, pieces.append)
-    assert "".join(pieces) == f"0 <{name}>\n1 <{name}>\n"
+def test_chunk_shares_are_large_first_and_add_up() -> None:
+    for jobs in (2, 3, 8):
+        shares = parallel.chunk_shares(jobs, 1 / 64)
+        assert abs(sum(shares) - 1) < 1e-9
+        assert shares[0] == pytest.approx(1 / (2 * jobs))
+        assert shares[:-1] == sorted(shares[:-1], reverse=True)
+        assert 1 / 128 <= shares[-1] < 2 / 64 and len(shares) <= parallel.MAX_CHUNKS
 
 
 @pytest.mark.parametrize("vma", [0, 0xF80, 0x7FFFF000])
@@ -162,9 +181,17 @@ def test_parts_are_cut_at_equal_work_with_padding_counted_little() -> None:
     # a short run is code
     assert parallel.balanced_cuts([(1000, b"a" * 900 + b"\xcc" * 100)], 2, b"\xcc") == \
         [0, 500, 1000]
+    # --start-address/--stop-address: only the listed bytes count (here 600..1000 of the
+    # first section and 0..600 of the second, whose 500 zeros cost 500c)
+    assert parallel.balanced_cuts([(1000, b"a" * 1000, 600, 1000)], 2, b"\x00") == \
+        [0, 800, 1000]
+    half = (400 + 100 + 500 * c) / 2
+    assert parallel.balanced_cuts([(1000, b"a" * 1000, 600, 1000),
+                                   (1000, b"a" * 100 + b"\x00" * 900, 0, 600)], 2, b"\x00") == \
+        [0, int(600 + half), 2000]
 
 
-@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 1), (0, 1)])
+@pytest.mark.parametrize("idle, expected", [(200, 2), (90, 2), (40, 2), (30, 1), (0, 1)])
 def test_parts_go_only_to_cpus_that_were_idle(monkeypatch, idle, expected) -> None:
     # 2 CPUs, 200 ticks of them since the start: `idle` of those were idle (this process
     # kept one CPU busy, so 200 idle ticks would be an idle machine but for us)

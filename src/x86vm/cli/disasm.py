@@ -430,9 +430,11 @@ _STARTED = _cpu_times()     # (this module is imported as the command starts)
 
 def _jobs() -> int:
     """Processes for one listing: ``X86VM_DISASM_JOBS``, else the CPUs this process may use
-    that were idle since the command started (it kept one busy itself): a part given to a
-    CPU that other work keeps busy only adds the cost of a second cold start (each process
-    decodes and formats its own distinct instructions afresh)."""
+    that were at least a third idle since the command started (it kept one busy itself):
+    the processes claim chunks of the listing as they go (`parallel`), so one on a CPU that
+    other work keeps half busy still takes chunks off the others; on a busier one it would
+    mostly add the cost of a second cold start (each process decodes and formats the
+    distinct instructions it meets afresh)."""
     setting = os.environ.get("X86VM_DISASM_JOBS", "")
     if setting.isdigit() and int(setting) > 0:
         return int(setting)
@@ -444,7 +446,7 @@ def _jobs() -> int:
     if cpus < 2 or _STARTED is None or now is None or now[1] - _STARTED[1] < 4:
         return cpus
     idle = (now[0] - _STARTED[0]) / (now[1] - _STARTED[1]) * (os.cpu_count() or cpus)
-    return max(1, min(cpus, 1 + round(idle)))
+    return max(1, min(cpus, 1 + int(idle + 2 / 3)))
 
 
 def run(args) -> int:

@@ -43,6 +43,7 @@ from x86vm.disasm.relocs import reloc_text
 from x86vm.disasm.symbols import SectionSymbols, SymbolTable, is_local_label
 
 if TYPE_CHECKING:
+    from x86vm.disasm.parallel import Owner
     from x86vm.isa import Instruction
 
 __all__ = [
@@ -164,9 +165,9 @@ def write_listing(
     replaces the file-format line and blank line objdump starts with (the CLI puts its
     header dumps there).
 
-    With ``jobs`` > 1 a large listing is cut at symbols into that many parts of about equal
-    work (padding counts little) listed by forked processes at once (`parallel`), written
-    in order: the same text, sooner."""
+    With ``jobs`` > 1 a large listing is cut into chunks of about equal work (padding counts
+    little) that ``jobs`` forked processes claim as they go (`parallel`), written in order:
+    the same text, sooner."""
     image.symtab.prefix_addresses = options.prefix_addresses
     image.symtab.no_addresses = options.no_addresses
     image.symtab.demangle = options.demangle
@@ -174,19 +175,28 @@ def write_listing(
     total = sum(s.size for s in selected)
     if jobs > 1 and total >= PARALLEL_MIN_BYTES and not (options.reloc or options.dynamic_reloc) \
             and image.line_numbers is None and _preload(selected):  # (jumps: per piece, fine)
-        from x86vm.disasm.parallel import balanced_cuts, run_parts
+        from x86vm.disasm.parallel import MAX_CHUNKS, balanced_cuts, chunk_shares, run_chunks
 
         for section in selected:    # sorted once, before the processes part
             image.symtab.for_section(section)
-        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None)
-                              for s in selected], jobs,
+        shares = chunk_shares(jobs, max(1 / MAX_CHUNKS, 1 / 64))
+        cuts = balanced_cuts([(s.size, s.data() if s.has_contents else None,
+                               *_listed_range(options, s)) for s in selected], shares,
                              b"\xcc\x90" if options.disassemble_zeroes else b"\x00\xcc\x90")
-        parts = [(cuts[k], cuts[k + 1]) for k in range(jobs)]
-        parts[-1] = (parts[-1][0], total + 1)
-        run_parts(parts, lambda part, out: _write_part(image, formatter, options, out, part,
-                                                       header), write)
+        cuts[-1] = total + 1
+        run_chunks(cuts, jobs, lambda owner, out: _write_part(image, formatter, options, out,
+                                                              owner, header), write)
         return
     _write_part(image, formatter, options, write, None, header)
+
+
+def _listed_range(options: ListingOptions, section: Section) -> tuple[int, int]:
+    """The offsets of a section --start-address and --stop-address list (as `_section`)."""
+    start, stop = options.start_address, options.stop_address
+    lo = 0 if start is None or start < section.vma else start - section.vma
+    hi = section.size if stop is None else 0 if stop < section.vma else \
+        min(stop - section.vma, section.size)
+    return min(lo, section.size), max(min(lo, section.size), hi)
 
 
 def _preload(sections: list[Section]) -> bool:
@@ -216,17 +226,20 @@ def _selected(options: ListingOptions, section: Section) -> bool:
 
 
 def _write_part(image: ListingImage, formatter: Formatter, options: ListingOptions,
-                write: Callable[[str], object], part: tuple[int, int] | None,
+                write: Callable[[str], object], owner: Owner | None,
                 header: str | None = None) -> None:
-    """The listing, or with ``part`` = (lo, hi) only what the pieces starting at selected
-    section bytes lo..hi-1 (counted over the selected sections in order) print."""
+    """The listing, or with an ``owner`` (`parallel.Owner`) only what the pieces it owns
+    print: those starting at the offsets (into the selected sections' bytes, counted
+    together) it says it owns, asked in order."""
     out = _Batched(write)
     try:
-        if part is None or part[0] == 0:
+        if owner is not None:
+            owner.flush = out.flush
+        if owner is None or owner.owns(0):
             out.write(f"\n{image.path}:     file format {image.format_name}\n\n"
                       if header is None else header)
         lister = _SectionLister(image, formatter, options, out.write)
-        lister.part = part
+        lister.owner = owner
         lister.flush = out.flush
         for section in image.sections:
             lister.section(section)
@@ -291,7 +304,7 @@ class _SectionLister:
             self.sweep = PlainSweep(formatter, options.insn_width or X86_BYTES_PER_LINE,
                                     options.wide, _plain_wrapped)
 
-    part: tuple[int, int] | None = None     # see _write_part
+    owner: Owner | None = None              # see _write_part
     flush: Callable[[], None] = staticmethod(lambda: None)  # the output written so far
     base = 0                                # selected bytes in the sections before this one
 
@@ -299,16 +312,16 @@ class _SectionLister:
         return _selected(self.options, section)
 
     def inside(self, offset: int) -> bool:
-        """Whether the piece at this offset of the current section is this part's."""
-        part = self.part
-        return part is None or part[0] <= self.base + offset < part[1]
+        """Whether the piece at this offset of the current section is this process's."""
+        owner = self.owner
+        return owner is None or owner.owns(self.base + offset)
 
     def section(self, section: Section) -> None:
         if not self.selected(section) or section.size == 0:
             return
-        part = self.part
+        owner = self.owner
         try:
-            if part is None or part[0] < self.base + section.size and self.base < part[1]:
+            if owner is None or not owner.before(self.base + section.size):
                 self._section(section)
         finally:
             self.base += section.size
