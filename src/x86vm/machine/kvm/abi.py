@@ -51,6 +51,7 @@ KVM_CAP_IRQCHIP = 0
 KVM_CAP_USER_MEMORY = 3
 KVM_CAP_SET_TSS_ADDR = 4
 KVM_CAP_COALESCED_MMIO = 15  # returns the ring's page offset in the vCPU mapping
+KVM_CAP_MCE = 31  # returns the most machine-check banks a vCPU can have
 KVM_CAP_PIT2 = 33
 KVM_CAP_READONLY_MEM = 81
 KVM_MEM_READONLY = 1 << 1  # a slot the guest reads; its writes exit as MMIO
@@ -379,6 +380,7 @@ KVM_CREATE_VM = _IO(KVMIO, 0x01)
 KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03)
 KVM_GET_VCPU_MMAP_SIZE = _IO(KVMIO, 0x04)
 KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, KvmCpuid2)
+KVM_X86_GET_MCE_CAP_SUPPORTED = _IOR(KVMIO, 0x9D, c_uint64)
 # on a VM fd
 KVM_CREATE_VCPU = _IO(KVMIO, 0x41)
 KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, KvmUserspaceMemoryRegion)
@@ -404,6 +406,7 @@ KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xA0, KvmVcpuEvents)
 KVM_GET_DEBUGREGS = _IOR(KVMIO, 0xA1, KvmDebugregs)
 KVM_SET_DEBUGREGS = _IOW(KVMIO, 0xA2, KvmDebugregs)
 KVM_SET_GUEST_DEBUG = _IOW(KVMIO, 0x9B, KvmGuestDebug)
+KVM_X86_SETUP_MCE = _IOW(KVMIO, 0x9C, c_uint64)
 
 # -- byte offsets into the mmapped kvm_run, for the exit hot path -----------------------------
 

@@ -87,6 +87,13 @@ class Kvm:
     def check_extension(self, cap: int) -> int:
         return ioctl(self.fd, abi.KVM_CHECK_EXTENSION, cap, "KVM_CHECK_EXTENSION")
 
+    def mce_cap_supported(self) -> int:
+        """``KVM_X86_GET_MCE_CAP_SUPPORTED``: the IA32_MCG_CAP flags KVM can emulate (its
+        bank count is ``KVM_CHECK_EXTENSION(KVM_CAP_MCE)``)."""
+        value = bytearray(8)
+        ioctl(self.fd, abi.KVM_X86_GET_MCE_CAP_SUPPORTED, value, "KVM_X86_GET_MCE_CAP_SUPPORTED")
+        return struct.unpack("<Q", value)[0]
+
     def supported_cpuid(self) -> ctypes.Structure:
         """``KVM_GET_SUPPORTED_CPUID``, growing the buffer while the kernel says E2BIG."""
         n = 64

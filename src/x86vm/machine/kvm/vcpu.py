@@ -131,6 +131,10 @@ class KvmVcpu:
     def set_cpuid2(self, cpuid: ctypes.Structure) -> None:
         ioctl(self.fd, abi.KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2")
 
+    def setup_mce(self, mcg_cap: int) -> None:
+        """``KVM_X86_SETUP_MCE``: the guest's IA32_MCG_CAP, its low byte the bank count."""
+        ioctl(self.fd, abi.KVM_X86_SETUP_MCE, struct.pack("<Q", mcg_cap), "KVM_X86_SETUP_MCE")
+
     def mp_state(self) -> int:
         state = abi.KvmMpState()
         ioctl(self.fd, abi.KVM_GET_MP_STATE, state, "KVM_GET_MP_STATE")
