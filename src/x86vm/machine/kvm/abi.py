@@ -9,7 +9,7 @@ header does. ``tests/test_kvm_abi.py`` checks every size and offset against the 
 from __future__ import annotations
 
 import ctypes
-from ctypes import Structure, Union, c_char, c_uint8, c_uint16, c_uint32, c_uint64
+from ctypes import Structure, Union, c_char, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p
 
 # -- ioctl request encoding (asm-generic/ioctl.h) ---------------------------------------------
 
@@ -58,6 +58,12 @@ KVM_MEM_READONLY = 1 << 1  # a slot the guest reads; its writes exit as MMIO
 KVM_CAP_SET_IDENTITY_MAP_ADDR = 37
 KVM_CAP_IMMEDIATE_EXIT = 136
 KVM_CAP_COALESCED_PIO = 162
+KVM_CAP_X86_USER_SPACE_MSR = 188
+KVM_CAP_X86_MSR_FILTER = 189
+# KVM_CAP_X86_USER_SPACE_MSR's argument: which failed guest MSR accesses exit to userspace
+KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN, KVM_MSR_EXIT_REASON_FILTER = 1, 2, 4
+KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE = 1 << 0, 1 << 1
+KVM_MSR_FILTER_MAX_RANGES = 16
 
 KVM_PIO_PAGE_OFFSET = 1
 KVM_COALESCED_MMIO_PAGE_OFFSET = 2
@@ -80,6 +86,8 @@ KVM_EXIT_FAIL_ENTRY = 9
 KVM_EXIT_INTR = 10
 KVM_EXIT_INTERNAL_ERROR = 17
 KVM_EXIT_SYSTEM_EVENT = 24
+KVM_EXIT_X86_RDMSR = 29
+KVM_EXIT_X86_WRMSR = 30
 
 EXIT_REASON_NAMES = {
     value: name.removeprefix("KVM_EXIT_")
@@ -372,6 +380,22 @@ class KvmRun(Structure):
     ]
 
 
+class KvmEnableCap(Structure):
+    _fields_ = [("cap", c_uint32), ("flags", c_uint32), ("args", c_uint64 * 4),
+                ("pad", c_uint8 * 64)]
+
+
+class KvmMsrFilterRange(Structure):
+    """One range of ``KVM_X86_SET_MSR_FILTER``: a clear bit in ``bitmap`` denies MSR
+    ``base + bit`` to the guest (with ``KVM_MSR_EXIT_REASON_FILTER``: an exit to userspace)."""
+    _fields_ = [("flags", c_uint32), ("nmsrs", c_uint32), ("base", c_uint32),
+                ("bitmap", c_void_p)]
+
+
+class KvmMsrFilter(Structure):
+    _fields_ = [("flags", c_uint32), ("ranges", KvmMsrFilterRange * KVM_MSR_FILTER_MAX_RANGES)]
+
+
 # -- ioctl requests ----------------------------------------------------------------------------
 
 # on the /dev/kvm fd
@@ -391,6 +415,8 @@ KVM_IRQ_LINE = _IOW(KVMIO, 0x61, KvmIrqLevel)
 KVM_REGISTER_COALESCED_MMIO = _IOW(KVMIO, 0x67, KvmCoalescedMmioZone)
 KVM_UNREGISTER_COALESCED_MMIO = _IOW(KVMIO, 0x68, KvmCoalescedMmioZone)
 KVM_CREATE_PIT2 = _IOW(KVMIO, 0x77, KvmPitConfig)
+KVM_ENABLE_CAP = _IOW(KVMIO, 0xA3, KvmEnableCap)
+KVM_X86_SET_MSR_FILTER = _IOW(KVMIO, 0xC6, KvmMsrFilter)
 # on a vCPU fd
 KVM_RUN = _IO(KVMIO, 0x80)
 KVM_GET_REGS = _IOR(KVMIO, 0x81, KvmRegs)
@@ -417,3 +443,4 @@ RUN_IO = RUN_EXIT + KvmRunExit.io.offset
 RUN_MMIO = RUN_EXIT + KvmRunExit.mmio.offset
 RUN_MMIO_DATA = RUN_MMIO + KvmRunMmio.data.offset
 RUN_DEBUG = RUN_EXIT + KvmRunExit.debug.offset
+RUN_MSR = RUN_EXIT  # kvm_run.msr: u8 error (to KVM), pad[7], u32 reason, u32 index, u64 data

@@ -27,7 +27,11 @@ from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import abi
 from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
-from x86vm.machine.kvm.userirq import UserIrqchip, without_kernel_lapic_features
+from x86vm.machine.kvm.userirq import (
+    UserIrqchip,
+    route_apic_msrs,
+    without_kernel_lapic_features,
+)
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import NEVER
@@ -183,7 +187,10 @@ class KvmBackend:
             cpuid = self.kvm.supported_cpuid()
             if cpu_vendor is not None:
                 with_vendor(cpuid, check_vendor(cpu_vendor))
-            self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(cpuid))
+            # without KVM's LAPIC, the x2APIC MSRs reach the Python LAPIC if KVM can send them
+            self.user_apic_msrs = not irqchip and route_apic_msrs(self.kvm, self.vm)
+            self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(
+                cpuid, user_x2apic=self.user_apic_msrs))
             self.mcg_cap = set_up_machine_check(self.kvm, self.vcpu, cpuid)
             self.vcpu.set_msrs(BOOT_MSRS)
         except BaseException:
@@ -277,6 +284,7 @@ class KvmBackend:
         if self.irqchip:
             raise KvmError("the in-kernel irqchip interrupts this vCPU; no Python controller")
         self.user_irqchip = UserIrqchip(self.vcpu, controller, local_apic)
+        self.vcpu.msr_handler = self.user_irqchip.msr
         self.run = self.user_irqchip.run
 
     def set_trace(self, recorder: Callable[[str], Callable[..., None] | None]) -> None:
