@@ -9,7 +9,7 @@ header does. ``tests/test_kvm_abi.py`` checks every size and offset against the 
 from __future__ import annotations
 
 import ctypes
-from ctypes import Structure, Union, c_char, c_uint8, c_uint16, c_uint32, c_uint64
+from ctypes import Structure, Union, c_char, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p
 
 # -- ioctl request encoding (asm-generic/ioctl.h) ---------------------------------------------
 
@@ -51,12 +51,19 @@ KVM_CAP_IRQCHIP = 0
 KVM_CAP_USER_MEMORY = 3
 KVM_CAP_SET_TSS_ADDR = 4
 KVM_CAP_COALESCED_MMIO = 15  # returns the ring's page offset in the vCPU mapping
+KVM_CAP_MCE = 31  # returns the most machine-check banks a vCPU can have
 KVM_CAP_PIT2 = 33
 KVM_CAP_READONLY_MEM = 81
 KVM_MEM_READONLY = 1 << 1  # a slot the guest reads; its writes exit as MMIO
 KVM_CAP_SET_IDENTITY_MAP_ADDR = 37
 KVM_CAP_IMMEDIATE_EXIT = 136
 KVM_CAP_COALESCED_PIO = 162
+KVM_CAP_X86_USER_SPACE_MSR = 188
+KVM_CAP_X86_MSR_FILTER = 189
+# KVM_CAP_X86_USER_SPACE_MSR's argument: which failed guest MSR accesses exit to userspace
+KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN, KVM_MSR_EXIT_REASON_FILTER = 1, 2, 4
+KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE = 1 << 0, 1 << 1
+KVM_MSR_FILTER_MAX_RANGES = 16
 
 KVM_PIO_PAGE_OFFSET = 1
 KVM_COALESCED_MMIO_PAGE_OFFSET = 2
@@ -79,6 +86,8 @@ KVM_EXIT_FAIL_ENTRY = 9
 KVM_EXIT_INTR = 10
 KVM_EXIT_INTERNAL_ERROR = 17
 KVM_EXIT_SYSTEM_EVENT = 24
+KVM_EXIT_X86_RDMSR = 29
+KVM_EXIT_X86_WRMSR = 30
 
 EXIT_REASON_NAMES = {
     value: name.removeprefix("KVM_EXIT_")
@@ -371,6 +380,22 @@ class KvmRun(Structure):
     ]
 
 
+class KvmEnableCap(Structure):
+    _fields_ = [("cap", c_uint32), ("flags", c_uint32), ("args", c_uint64 * 4),
+                ("pad", c_uint8 * 64)]
+
+
+class KvmMsrFilterRange(Structure):
+    """One range of ``KVM_X86_SET_MSR_FILTER``: a clear bit in ``bitmap`` denies MSR
+    ``base + bit`` to the guest (with ``KVM_MSR_EXIT_REASON_FILTER``: an exit to userspace)."""
+    _fields_ = [("flags", c_uint32), ("nmsrs", c_uint32), ("base", c_uint32),
+                ("bitmap", c_void_p)]
+
+
+class KvmMsrFilter(Structure):
+    _fields_ = [("flags", c_uint32), ("ranges", KvmMsrFilterRange * KVM_MSR_FILTER_MAX_RANGES)]
+
+
 # -- ioctl requests ----------------------------------------------------------------------------
 
 # on the /dev/kvm fd
@@ -379,6 +404,7 @@ KVM_CREATE_VM = _IO(KVMIO, 0x01)
 KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03)
 KVM_GET_VCPU_MMAP_SIZE = _IO(KVMIO, 0x04)
 KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, KvmCpuid2)
+KVM_X86_GET_MCE_CAP_SUPPORTED = _IOR(KVMIO, 0x9D, c_uint64)
 # on a VM fd
 KVM_CREATE_VCPU = _IO(KVMIO, 0x41)
 KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, KvmUserspaceMemoryRegion)
@@ -389,6 +415,8 @@ KVM_IRQ_LINE = _IOW(KVMIO, 0x61, KvmIrqLevel)
 KVM_REGISTER_COALESCED_MMIO = _IOW(KVMIO, 0x67, KvmCoalescedMmioZone)
 KVM_UNREGISTER_COALESCED_MMIO = _IOW(KVMIO, 0x68, KvmCoalescedMmioZone)
 KVM_CREATE_PIT2 = _IOW(KVMIO, 0x77, KvmPitConfig)
+KVM_ENABLE_CAP = _IOW(KVMIO, 0xA3, KvmEnableCap)
+KVM_X86_SET_MSR_FILTER = _IOW(KVMIO, 0xC6, KvmMsrFilter)
 # on a vCPU fd
 KVM_RUN = _IO(KVMIO, 0x80)
 KVM_GET_REGS = _IOR(KVMIO, 0x81, KvmRegs)
@@ -404,6 +432,7 @@ KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xA0, KvmVcpuEvents)
 KVM_GET_DEBUGREGS = _IOR(KVMIO, 0xA1, KvmDebugregs)
 KVM_SET_DEBUGREGS = _IOW(KVMIO, 0xA2, KvmDebugregs)
 KVM_SET_GUEST_DEBUG = _IOW(KVMIO, 0x9B, KvmGuestDebug)
+KVM_X86_SETUP_MCE = _IOW(KVMIO, 0x9C, c_uint64)
 
 # -- byte offsets into the mmapped kvm_run, for the exit hot path -----------------------------
 
@@ -414,3 +443,4 @@ RUN_IO = RUN_EXIT + KvmRunExit.io.offset
 RUN_MMIO = RUN_EXIT + KvmRunExit.mmio.offset
 RUN_MMIO_DATA = RUN_MMIO + KvmRunMmio.data.offset
 RUN_DEBUG = RUN_EXIT + KvmRunExit.debug.offset
+RUN_MSR = RUN_EXIT  # kvm_run.msr: u8 error (to KVM), pad[7], u32 reason, u32 index, u64 data

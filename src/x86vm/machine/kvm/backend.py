@@ -27,7 +27,11 @@ from x86vm.machine.irq import InterruptController, LocalApicPort
 from x86vm.machine.kvm import abi
 from x86vm.machine.kvm import state as kvm_state
 from x86vm.machine.kvm.system import DEFAULT_KVM_PATH, Kvm, KvmError, KvmVm
-from x86vm.machine.kvm.userirq import UserIrqchip, without_kernel_lapic_features
+from x86vm.machine.kvm.userirq import (
+    UserIrqchip,
+    route_apic_msrs,
+    without_kernel_lapic_features,
+)
 from x86vm.machine.kvm.vcpu import KvmVcpu
 from x86vm.machine.memory import GuestMemory
 from x86vm.machine.timers import NEVER
@@ -70,6 +74,26 @@ def with_vendor(cpuid: ctypes.Structure, vendor: bytes) -> None:
     for entry in cpuid.entries[:cpuid.nent]:
         if entry.function in (0, 0x80000000):
             entry.ebx, entry.edx, entry.ecx = b, d, c
+
+
+MCG_CTL_P, MCG_SER_P, MCG_BANKS_MASK = 1 << 8, 1 << 24, 0xFF  # IA32_MCG_CAP (SDM Vol. 3B §16.3.1.1)
+MCE_BANKS = 10  # QEMU's default bank count; its IA32_MCG_CAP on this KVM reads 0x0100010a
+CPUID1_EDX_MCE, CPUID1_EDX_MCA = 1 << 7, 1 << 14
+
+
+def set_up_machine_check(kvm: Kvm, vcpu: KvmVcpu, cpuid: ctypes.Structure) -> int | None:
+    """Give the vCPU QEMU's machine-check architecture: MCG_CTL_P and MCG_SER_P as far as KVM
+    supports them, and 10 banks (KVM's own default is its maximum, 32 here), when KVM has
+    ``KVM_CAP_MCE`` and CPUID offers MCE and MCA (api.rst §4.104 KVM_X86_SETUP_MCE).
+    Returns the IA32_MCG_CAP set, or None."""
+    banks = kvm.check_extension(abi.KVM_CAP_MCE)
+    leaf1 = next((e for e in cpuid.entries[:cpuid.nent] if e.function == 1), None)
+    wanted = CPUID1_EDX_MCE | CPUID1_EDX_MCA
+    if banks <= 0 or leaf1 is None or leaf1.edx & wanted != wanted:
+        return None
+    mcg_cap = (MCG_CTL_P | MCG_SER_P) & kvm.mce_cap_supported() | min(banks, MCE_BANKS)
+    vcpu.setup_mce(mcg_cap)
+    return mcg_cap
 
 
 class HostClockWaker:
@@ -163,7 +187,11 @@ class KvmBackend:
             cpuid = self.kvm.supported_cpuid()
             if cpu_vendor is not None:
                 with_vendor(cpuid, check_vendor(cpu_vendor))
-            self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(cpuid))
+            # without KVM's LAPIC, the x2APIC MSRs reach the Python LAPIC if KVM can send them
+            self.user_apic_msrs = not irqchip and route_apic_msrs(self.kvm, self.vm)
+            self.vcpu.set_cpuid2(cpuid if irqchip else without_kernel_lapic_features(
+                cpuid, user_x2apic=self.user_apic_msrs))
+            self.mcg_cap = set_up_machine_check(self.kvm, self.vcpu, cpuid)
             self.vcpu.set_msrs(BOOT_MSRS)
         except BaseException:
             self.close()
@@ -256,6 +284,7 @@ class KvmBackend:
         if self.irqchip:
             raise KvmError("the in-kernel irqchip interrupts this vCPU; no Python controller")
         self.user_irqchip = UserIrqchip(self.vcpu, controller, local_apic)
+        self.vcpu.msr_handler = self.user_irqchip.msr
         self.run = self.user_irqchip.run
 
     def set_trace(self, recorder: Callable[[str], Callable[..., None] | None]) -> None:

@@ -87,6 +87,13 @@ class Kvm:
     def check_extension(self, cap: int) -> int:
         return ioctl(self.fd, abi.KVM_CHECK_EXTENSION, cap, "KVM_CHECK_EXTENSION")
 
+    def mce_cap_supported(self) -> int:
+        """``KVM_X86_GET_MCE_CAP_SUPPORTED``: the IA32_MCG_CAP flags KVM can emulate (its
+        bank count is ``KVM_CHECK_EXTENSION(KVM_CAP_MCE)``)."""
+        value = bytearray(8)
+        ioctl(self.fd, abi.KVM_X86_GET_MCE_CAP_SUPPORTED, value, "KVM_X86_GET_MCE_CAP_SUPPORTED")
+        return struct.unpack("<Q", value)[0]
+
     def supported_cpuid(self) -> ctypes.Structure:
         """``KVM_GET_SUPPORTED_CPUID``, growing the buffer while the kernel says E2BIG."""
         n = 64
@@ -143,6 +150,24 @@ class KvmVm:
         """In-kernel i8254 PIT on ports 0x40-0x43, with a dummy speaker port 0x61."""
         ioctl(self.fd, abi.KVM_CREATE_PIT2, bytes(abi.KvmPitConfig(abi.KVM_PIT_SPEAKER_DUMMY)),
               "KVM_CREATE_PIT2")
+
+    def enable_cap(self, cap: int, *args: int) -> None:
+        """``KVM_ENABLE_CAP`` on the VM (api.rst §4.37)."""
+        enable = abi.KvmEnableCap(cap=cap)
+        enable.args[:len(args)] = args
+        ioctl(self.fd, abi.KVM_ENABLE_CAP, bytes(enable), f"KVM_ENABLE_CAP({cap})")
+
+    def set_msr_filter(self, denied: list[tuple[int, int]]) -> None:
+        """``KVM_X86_SET_MSR_FILTER`` (api.rst §4.130): every MSR is the guest's except the
+        ``(base, count)`` ranges in ``denied``, whose reads and writes fail, to userspace
+        when ``KVM_MSR_EXIT_REASON_FILTER`` is enabled."""
+        msr_filter = abi.KvmMsrFilter(flags=0)  # KVM_MSR_FILTER_DEFAULT_ALLOW
+        bitmaps = [ctypes.create_string_buffer((count + 7) // 8) for _, count in denied]
+        for i, ((base, count), bitmap) in enumerate(zip(denied, bitmaps, strict=True)):
+            msr_filter.ranges[i] = abi.KvmMsrFilterRange(
+                abi.KVM_MSR_FILTER_READ | abi.KVM_MSR_FILTER_WRITE, count, base,
+                ctypes.addressof(bitmap))
+        ioctl(self.fd, abi.KVM_X86_SET_MSR_FILTER, msr_filter, "KVM_X86_SET_MSR_FILTER")
 
     def irq_line(self, irq: int, level: bool) -> None:
         """``KVM_IRQ_LINE``: drive GSI ``irq`` of the in-kernel PIC/IOAPIC."""

@@ -41,6 +41,7 @@ _EXIT_HEAD = struct.Struct(
 _MMIO = struct.Struct("<Q8sIB")
 _HYPERCALL = struct.Struct("<Q6QQI")
 _U32X2 = struct.Struct("<II")
+_MSR_EXIT = struct.Struct("<IQ")  # kvm_run.msr index and data
 _U64 = struct.Struct("<Q")
 _RING_ENTRY = struct.Struct("<QII8s")
 _RING_ENTRIES = ctypes.sizeof(abi.KvmCoalescedMmioRing)
@@ -77,6 +78,9 @@ class KvmVcpu:
         self._instruction_breakpoints = 0  # DR6 bits of the hardware instruction breakpoints
         self._software_breakpoints = False  # KVM_GUESTDBG_USE_SW_BP is on
         self.fix_int3 = True  # see _deliver_int3
+        # a guest RDMSR (value None)/WRMSR KVM sent to userspace (KVM_EXIT_X86_RDMSR/WRMSR):
+        # returns the value read (anything on a write), or None for #GP
+        self.msr_handler: Callable[[int, int | None], int | None] | None = None
         self.run = self._make_run()
 
     # -- registers --------------------------------------------------------------------------
@@ -130,6 +134,10 @@ class KvmVcpu:
 
     def set_cpuid2(self, cpuid: ctypes.Structure) -> None:
         ioctl(self.fd, abi.KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2")
+
+    def setup_mce(self, mcg_cap: int) -> None:
+        """``KVM_X86_SETUP_MCE``: the guest's IA32_MCG_CAP, its low byte the bank count."""
+        ioctl(self.fd, abi.KVM_X86_SETUP_MCE, struct.pack("<Q", mcg_cap), "KVM_X86_SETUP_MCE")
 
     def mp_state(self) -> int:
         state = abi.KvmMpState()
@@ -271,6 +279,9 @@ class KvmVcpu:
             exit_ = Hypercall(nr, tuple(args_ret[:6]))
             self._pending_read, self._pending_offset = exit_, _HYPERCALL_RET
             return exit_
+        if reason == abi.KVM_EXIT_X86_RDMSR or reason == abi.KVM_EXIT_X86_WRMSR:
+            self._user_msr(reason == abi.KVM_EXIT_X86_WRMSR)
+            return None
         if reason in (abi.KVM_EXIT_INTR, abi.KVM_EXIT_IRQ_WINDOW_OPEN):
             return None
         if reason == abi.KVM_EXIT_DEBUG:
@@ -281,6 +292,18 @@ class KvmVcpu:
             if self.fix_int3 and self._deliver_int3():
                 return None
         return InternalError(self._describe_failure(reason))
+
+    def _user_msr(self, write: bool) -> None:
+        """Answer a RDMSR/WRMSR exit (api.rst §5 ``KVM_EXIT_X86_RDMSR``): ``error`` 1 makes
+        KVM inject #GP, as it would have without userspace MSRs; the next KVM_RUN completes
+        the instruction."""
+        run = self.run_map
+        index, data = _MSR_EXIT.unpack_from(run, abi.RUN_MSR + 12)
+        handler = self.msr_handler
+        value = None if handler is None else handler(index, data if write else None)
+        run[abi.RUN_MSR] = 1 if value is None else 0
+        if value is not None and not write:
+            struct.pack_into("<Q", run, abi.RUN_MSR + 16, value & (1 << 64) - 1)
 
     def _debug_stop(self) -> DebugStop:
         """``KVM_EXIT_DEBUG``. An instruction breakpoint is a fault: resuming would hit it
