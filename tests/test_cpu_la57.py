@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
+from cpu.asmguest import assembler_missing, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
 from x86vm.devices.console import BufferConsole
 from x86vm.devices.pc import attach_pc_devices
@@ -235,30 +235,7 @@ fault:
     mov %rax, (%rsp)
     iretq
 
-report:                                     /* RAX as 16 hex digits and a newline on COM1 */
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    mov %rax, %rbx
-    mov $16, %ecx
-    mov $0x3f8, %dx
-9:  rol $4, %rbx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%rax), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
-    ret
-
-hexdigits: .ascii "0123456789abcdef"
-    .data
+{serial_hex_report(64, wide=True)}    .data
     .align 16
 gdt:
     .quad 0, 0x00af9a000000ffff, 0x00cf92000000ffff, 0x00cf9a000000ffff

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cpu.asmguest import assembler_missing
+from cpu.asmguest import assembler_missing, serial_hex_report
 from guests.oracle import QEMU_BASE, qemu_available
 from x86vm.cpu.cpuid import CpuFeatures
 from x86vm.devices.console import BufferConsole
@@ -449,33 +449,11 @@ NO_XSAVE_CR4_BODY = r"""
     jmp done
 """
 
-REPORT = """
-report:                                   /* EAX as eight hex digits and a newline on COM1 */
-    push %eax
-    push %ecx
-    push %edx
-    push %ebx
-    mov %eax, %ebx
-    mov $8, %ecx
-    mov $0x3f8, %dx
-9:  rol $4, %ebx
-    mov %ebx, %eax
-    and $0xf, %eax
-    mov hexdigits(%eax), %al
-    out %al, %dx
-    loop 9b
-    mov $10, %al
-    out %al, %dx
-    pop %ebx
-    pop %edx
-    pop %ecx
-    pop %eax
-    ret
+REPORT = serial_hex_report(32) + """
 done:
     mov $0x10, %al
     out %al, $0xf4
     hlt
-hexdigits: .ascii "0123456789abcdef"
 """
 
 

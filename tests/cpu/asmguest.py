@@ -106,23 +106,27 @@ _REPORT_REGISTERS = {  # bits: saved, value, shifted copy, counter, digit index,
 }
 
 
-def serial_hex_report(bits: int, label: str = "report") -> str:
-    """Guest routine ``label``: EAX (AX in 16-bit code) as eight (four) lowercase hex digits
-    and a newline on COM1 (port 0x3f8, written without polling LSR: QEMU and the emulated
-    UART take every byte), every register preserved. For guests whose serial output is
-    compared with QEMU's."""
+def serial_hex_report(bits: int, label: str = "report", wide: bool = False) -> str:
+    """Guest routine ``label``: EAX (AX in 16-bit code; RAX with ``wide`` in 64-bit code) as
+    eight (four, sixteen) lowercase hex digits and a newline on COM1 (port 0x3f8, written
+    without polling LSR: QEMU and the emulated UART take every byte), every register
+    preserved. For guests whose serial output is compared with QEMU's."""
     saved, value, shifted, counter, index, load = _REPORT_REGISTERS[bits]
     digits = 4 if bits == 16 else 8
+    rotated = shifted
+    if wide:
+        assert bits == 64, "wide is RAX: 64-bit code only"
+        value, rotated, digits = "rax", "rbx", 16
     table = f"{label}_digits"
     pushes = "".join(f"    push %{r}\n" for r in saved)
     pops = "".join(f"    pop %{r}\n" for r in reversed(saved))
     return f"""
 {label}:
-{pushes}    mov %{value}, %{shifted}
+{pushes}    mov %{value}, %{rotated}
     mov ${digits}, %{counter}
     mov $0x3f8, %dx
 {label}_digit:
-    rol $4, %{shifted}
+    rol $4, %{rotated}
     mov %{shifted}, %{index}
     and $0xf, %{index}
     {load.format(t=table)}
