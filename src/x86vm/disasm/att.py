@@ -234,16 +234,5 @@ def att_formatter(intel_mnemonic: bool = False, amd64: bool = False, suffix: boo
     (``-M suffix``) prints every size letter of objdump's templates (map flag ``suffix=``)."""
     if not intel_mnemonic and not amd64 and not suffix:
         return format_att
-    syntax = Syntax(True, partial(_frame, intel_mnemonic=intel_mnemonic, suffix=suffix),
-                    _operands, amd64)
-    texts_get = syntax.texts.get
-
-    def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-        memo = texts_get(insn.core)
-        if type(memo) is dict:
-            text = memo.get(insn.bytes) or syntax.remember(insn, memo)
-        else:
-            text = memo or syntax.remember(insn)
-        return text if type(text) is str else at_address(text, insn.address, print_address)
-
-    return format_text
+    return Syntax(True, partial(_frame, intel_mnemonic=intel_mnemonic, suffix=suffix),
+                  _operands, amd64).text_function()

@@ -555,6 +555,23 @@ class Syntax:
         self.templates: dict = {}   # family head core -> Template, or False
         self.kept = 0           # family members' texts kept (see _TEXT_LIMIT)
 
+    def text_function(self) -> Callable[[Instruction, PrintAddress | None], str]:
+        """A formatter over this syntax's text cache, as `format_att` is over AT&T's: the
+        text of the instruction's core, or of its bytes in the core's family, else
+        `remember`; an addressed text completed with `print_address`."""
+        texts_get = self.texts.get
+        remember = self.remember
+
+        def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:
+            memo = texts_get(insn.core)
+            if type(memo) is dict:
+                text = memo.get(insn.bytes) or remember(insn, memo)
+            else:
+                text = memo or remember(insn)
+            return text if type(text) is str else at_address(text, insn.address, print_address)
+
+        return format_text
+
     def remember(self, insn: Instruction, texts: dict | None = None) -> str | AddressedText:
         """The text of an instruction whose bytes were not formatted before, kept: for its
         core, or for a family member in its family's `texts` (bytes -> text).  A member's

@@ -206,15 +206,9 @@ _TEXTS_GET = _INTEL.texts.get
 _INTEL_AMD64 = Syntax(False, _frame, _operands, amd64=True)
 
 
-def format_intel_amd64(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-    """`format_intel` with objdump's ``-M amd64``: sysenter/sysexit (flag ``amd64-bad``)
-    print ``(bad)``."""
-    memo = _INTEL_AMD64.texts.get(insn.core)
-    if type(memo) is dict:
-        text = memo.get(insn.bytes) or _INTEL_AMD64.remember(insn, memo)
-    else:
-        text = memo or _INTEL_AMD64.remember(insn)
-    return text if type(text) is str else at_address(text, insn.address, print_address)
+#: `format_intel` with objdump's ``-M amd64``: sysenter/sysexit (flag ``amd64-bad``) print
+#: ``(bad)``.
+format_intel_amd64 = _INTEL_AMD64.text_function()
 
 
 @cache
@@ -226,15 +220,4 @@ def intel_formatter(amd64: bool = False, suffix: bool = False
     swapped register encodings and the size of a moffs operand (``DWORD PTR ds:0x0``)."""
     if not suffix:
         return format_intel_amd64 if amd64 else format_intel
-    syntax = Syntax(False, partial(_frame, suffix=True), _operands, amd64)
-    texts_get = syntax.texts.get
-
-    def format_text(insn: Instruction, print_address: PrintAddress | None = None) -> str:
-        memo = texts_get(insn.core)
-        if type(memo) is dict:
-            text = memo.get(insn.bytes) or syntax.remember(insn, memo)
-        else:
-            text = memo or syntax.remember(insn)
-        return text if type(text) is str else at_address(text, insn.address, print_address)
-
-    return format_text
+    return Syntax(False, partial(_frame, suffix=True), _operands, amd64).text_function()
