@@ -19,13 +19,12 @@ import subprocess
 
 import pytest
 
-from support.disasm_cli import objdump, run_cli
+from support.disasm_cli import MACHINES, objdump, random_binaries, run_cli
 from support.oracles import require_file
 from x86vm.isa.maploader import MapError, parse_map
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 
-MACHINES = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
 RANDOM_BYTES = 16 * 1024
 OPTIONS = ["suffix", "intel,suffix", "suffix,data16", "suffix,addr32", "intel,suffix,data16",
            "suffix,intel64", "intel,suffix,intel64", "suffix,amd64", "suffix,data16,addr32",
@@ -88,11 +87,6 @@ def differing(args: list[str], capsys) -> list[tuple[str, str]]:
             and plain_expected.get(k) == plain_got.get(k)]
 
 
-def needs_objdump() -> None:
-    if shutil.which("objdump") is None:
-        pytest.skip("needs objdump")
-
-
 def every_opcode(mode: int, share: int = 1, part: int = 0) -> bytes:
     """Each opcode of the one-byte, 0F, 0F38 and 0F3A maps with a few prefixes (66, F3,
     F2, 67, REX.W...) and ModRM bytes (each reg field, memory and register form), then
@@ -132,14 +126,7 @@ def every_opcode(mode: int, share: int = 1, part: int = 0) -> bytes:
 
 @pytest.fixture(scope="module")
 def random_files(tmp_path_factory) -> dict[int, str]:
-    needs_objdump()
-    work = tmp_path_factory.mktemp("suffix")
-    files = {}
-    for mode in (16, 32, 64):
-        path = work / f"random{mode}.bin"
-        path.write_bytes(random.Random(f"suffix-{mode}").randbytes(RANDOM_BYTES))
-        files[mode] = str(path)
-    return files
+    return random_binaries(tmp_path_factory.mktemp("suffix"), "suffix", RANDOM_BYTES)
 
 
 @pytest.mark.parametrize("mode", [16, 32, 64])
@@ -153,7 +140,6 @@ def test_random_bytes_match_objdump(capsys, random_files, mode, options):
 @pytest.mark.parametrize("options", ["suffix", "intel,suffix", "suffix,data16,intel64"])
 def test_every_opcode_sample_matches_objdump(capsys, tmp_path, mode, options):
     """A seeded 1/40 of the opcode sweep (the whole sweep: the slow test below)."""
-    needs_objdump()
     path = tmp_path / "opcodes.bin"
     path.write_bytes(every_opcode(mode, 40, random.Random(mode).randrange(40)))
     args = ["-D", "-b", "binary", "-m", MACHINES[mode], "-M", options, str(path)]
@@ -165,7 +151,6 @@ def test_every_opcode_sample_matches_objdump(capsys, tmp_path, mode, options):
 @pytest.mark.parametrize("options", ["suffix", "intel,suffix", "suffix,data16",
                                      "intel,suffix,addr32", "suffix,intel64"])
 def test_every_opcode_matches_objdump(capsys, tmp_path, mode, options):
-    needs_objdump()
     path = tmp_path / "opcodes.bin"
     path.write_bytes(every_opcode(mode))
     args = ["-D", "-b", "binary", "-m", MACHINES[mode], "-M", options, str(path)]
@@ -176,7 +161,6 @@ def test_every_opcode_matches_objdump(capsys, tmp_path, mode, options):
 @pytest.mark.parametrize("options", ["suffix", "intel,suffix", "suffix,data16",
                                      "suffix,addr32", "suffix,intel64", "intel,suffix,intel64"])
 def test_pinned_cases_match_objdump(capsys, tmp_path, mode, options):
-    needs_objdump()
     path = tmp_path / "pinned.bin"
     path.write_bytes(b"".join(bytes.fromhex(h) + b"\x90" * 6 for h in PINNED))
     args = ["-D", "-b", "binary", "-m", MACHINES[mode], "-M", options, str(path)]
@@ -230,7 +214,6 @@ def test_map_rejects_an_unknown_suffix_macro() -> None:
 def test_suffix_formatters_keep_their_own_caches(tmp_path) -> None:
     """One decoded core formatted plain, with -M suffix and back: each formatter's text
     (their Syntax caches and templates are their own), as objdump prints each."""
-    needs_objdump()
     from x86vm.disasm.att import att_formatter, format_att
     from x86vm.disasm.intel import format_intel, intel_formatter
     from x86vm.isa import decode, decoder_mode

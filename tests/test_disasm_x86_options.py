@@ -17,13 +17,12 @@ import subprocess
 
 import pytest
 
-from support.disasm_cli import objdump, run_cli
+from support.disasm_cli import MACHINES, objdump, random_binaries, run_cli
 from support.oracles import require_file
 from x86vm.disasm.x86_options import parse_x86_options, split_items
 
 pytestmark = pytest.mark.oracle("objdump-2.40")
 
-MACHINES = {16: "i8086", 32: "i386", 64: "i386:x86-64"}
 SIZE_OPTIONS = ["data16", "data32", "addr16", "addr32", "addr64", "data16,addr32",
                 "addr16,data16", "i8086,data32,addr32", "i386,data16,addr16", "intel64",
                 "amd64", "intel64,data16", "amd64,addr32"]
@@ -63,15 +62,7 @@ def differing(args: list[str], capsys) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def random_files(tmp_path_factory) -> dict[int, str]:
-    if shutil.which("objdump") is None:
-        pytest.skip("needs objdump")
-    work = tmp_path_factory.mktemp("x86_options")
-    files = {}
-    for mode in (16, 32, 64):
-        path = work / f"random{mode}.bin"
-        path.write_bytes(random.Random(f"x86-options-{mode}").randbytes(RANDOM_BYTES))
-        files[mode] = str(path)
-    return files
+    return random_binaries(tmp_path_factory.mktemp("x86_options"), "x86-options", RANDOM_BYTES)
 
 
 @pytest.mark.parametrize("mode", [16, 32, 64])
