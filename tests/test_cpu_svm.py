@@ -59,6 +59,18 @@ _start:
     call set_gate
     lidt idtr
 """
+# VM_HSAVE_PA = HSAVE, then EFER.SVME (APM Vol. 2 §15.4, §15.30.4)
+ENABLE_SVM = r"""
+    mov $0xc0010117, %ecx
+    mov $HSAVE, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x1000, %eax
+    wrmsr
+"""
+
 VMCB_SETUP = r"""
     /* the VMCB: zero, intercepts, guest state = this world */
     mov $VMCB, %edi
@@ -111,15 +123,7 @@ SVM_BODY = r"""
     mov $VMCB, %eax
     vmrun
     /* VM_HSAVE_PA, EFER.SVME */
-    mov $0xc0010117, %ecx
-    mov $HSAVE, %eax
-    xor %edx, %edx
-    wrmsr
-    mov $0xc0000080, %ecx
-    rdmsr
-    or $0x1000, %eax
-    wrmsr
-    rdmsr
+""" + ENABLE_SVM + r"""    rdmsr
     call report
     /* VM_HSAVE_PA not page aligned: #GP(0) (skips 2 bytes: wrmsr) */
     movb $2, skip
@@ -324,15 +328,7 @@ INTR_BODY = r"""
     mov $irq_handler, %eax
     mov $(idt + 0x20 * 8), %edi
     call set_gate
-    mov $0xc0010117, %ecx
-    mov $HSAVE, %eax
-    xor %edx, %edx
-    wrmsr
-    mov $0xc0000080, %ecx
-    rdmsr
-    or $0x1000, %eax
-    wrmsr
-""" + VMCB_SETUP + r"""
+""" + ENABLE_SVM + VMCB_SETUP + r"""
     movl $1, VMCB + 0x0c                                 /* INTR */
     movl $(1 << 24), VMCB + 0x60                         /* V_INTR_MASKING */
     movl $spin, VMCB + 0x578

@@ -14,11 +14,11 @@ the size options, in both syntaxes, pinned byte strings, and real code.
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 
 import pytest
 
+from support import oracles
 from support.disasm_cli import MACHINES, objdump, random_binaries, run_cli
 from support.oracles import require_file
 from x86vm.isa.maploader import MapError, parse_map
@@ -169,8 +169,7 @@ def test_pinned_cases_match_objdump(capsys, tmp_path, mode, options):
 
 @pytest.fixture(scope="module")
 def real_inputs(tmp_path_factory) -> list[str]:
-    if shutil.which("gcc") is None or shutil.which("objdump") is None:
-        pytest.skip("needs gcc and objdump")
+    oracles.require("gcc")
     require_file("/usr/bin/true")
     work = tmp_path_factory.mktemp("suffix_real")
     source = work / "prog.c"

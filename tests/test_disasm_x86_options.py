@@ -12,11 +12,11 @@ real code (a system binary and a gcc-built object).
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 
 import pytest
 
+from support import oracles
 from support.disasm_cli import MACHINES, objdump, random_binaries, run_cli
 from support.oracles import require_file
 from x86vm.disasm.x86_options import parse_x86_options, split_items
@@ -82,8 +82,6 @@ def test_size_options_on_random_bytes_match_objdump(capsys, random_files, mode, 
                                      "intel64", "intel,intel64", "intel,intel64,data16",
                                      "amd64", "intel,amd64", "intel64,amd64"])
 def test_pinned_cases_match_objdump(capsys, tmp_path, mode, options):
-    if shutil.which("objdump") is None:
-        pytest.skip("needs objdump")
     rng = random.Random(mode)
     path = tmp_path / "pinned.bin"
     path.write_bytes(b"".join(bytes.fromhex(h) + rng.randbytes(10) for h in PINNED))
@@ -93,8 +91,7 @@ def test_pinned_cases_match_objdump(capsys, tmp_path, mode, options):
 
 @pytest.fixture(scope="module")
 def real_inputs(tmp_path_factory) -> list[str]:
-    if shutil.which("gcc") is None or shutil.which("objdump") is None:
-        pytest.skip("needs gcc and objdump")
+    oracles.require("gcc")
     require_file("/usr/bin/true")
     work = tmp_path_factory.mktemp("x86_options_real")
     source = work / "fp.c"

@@ -24,6 +24,21 @@ from x86vm.machine.vm import Machine
 pytestmark = [pytest.mark.kvm,
               pytest.mark.skipif(assembler_missing() is not None, reason=str(assembler_missing()))]
 
+# 0x600d when the guest got to its end, 0xbad from the #GP handler; the IDT at 0x30000
+GUEST_END = """
+        mov $0x600d, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+    gp:
+        mov $0xbad, %eax
+        out %eax, $0xe0
+        cli
+        hlt
+    idtr: .word 0x7ff
+        .long 0x30000
+"""
+
 # IA32_MCG_CAP (0x179) low and high halves, then RDMSR of MC9_CTL (0x424) and MC10_CTL
 # (0x428): 0x609d after the first when it does not fault, 0x600d after the second, 0xbad on #GP
 MCE_GUEST = """
@@ -42,19 +57,7 @@ MCE_GUEST = """
         out %eax, $0xe0
         mov $0x428, %ecx
         rdmsr
-        mov $0x600d, %eax
-        out %eax, $0xe0
-        cli
-        hlt
-    gp:
-        mov $0xbad, %eax
-        out %eax, $0xe0
-        cli
-        hlt
-    idtr: .word 0x7ff
-        .long 0x30000
-"""
-
+""" + GUEST_END
 
 
 # reports: CPUID x2APIC bit, IA32_APIC_BASE after setting EN|EXTD, x2APIC ID, version, TPR
@@ -93,18 +96,7 @@ X2APIC_GUEST = """
         out %eax, $0xe0
         mov $0x809, %ecx
         rdmsr
-        mov $0x600d, %eax
-        out %eax, $0xe0
-        cli
-        hlt
-    gp:
-        mov $0xbad, %eax
-        out %eax, $0xe0
-        cli
-        hlt
-    idtr: .word 0x7ff
-        .long 0x30000
-"""
+""" + GUEST_END
 
 
 #: guest -> the lines of its report (the guest ran to its end on both)
