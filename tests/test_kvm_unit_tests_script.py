@@ -240,6 +240,14 @@ def test_emulator_runs_emu_as_intel_for_its_far_jump():
     assert KUT.cpu_options("", "kvm", "emulator") == []
 
 
+def test_a_row_asking_for_svm_hands_its_features_to_emu():
+    row = "-cpu max,+svm,-rdtscp,-xsave,-invpcid,-skinit"
+    assert KUT.cpu_options(row, "emu")[2:] == ["--cpu-features",
+                                               "+svm,-rdtscp,-xsave,-invpcid,-skinit"]
+    assert "--cpu-features" not in KUT.cpu_options(row, "kvm")
+    assert "--cpu-features" not in KUT.cpu_options("-cpu qemu64,-pcid,+invpcid", "emu")
+
+
 def test_a_repeated_name_must_pass_as_often():
     ref = [("PASS", "adc(0)"), ("PASS", "or"), ("PASS", "adc(0)"), ("FAIL", "x"),
            ("SKIP", "y")]
